@@ -1,0 +1,1 @@
+//! `coro`: placeholder until its issue lands.

@@ -1,0 +1,1 @@
+//! `iter_gen`: placeholder until its issue lands.

@@ -1,0 +1,1 @@
+//! `process_ipc`: placeholder until its issue lands.

@@ -1,0 +1,1 @@
+//! `threads_sync`: placeholder until its issue lands.

@@ -1,6 +1,6 @@
 //! `cargo xtask demo [NAME]`: each story is a list of crate examples, run in the seed's order.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -49,13 +49,16 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             }
         },
     };
-    let root = workspace_root();
+    let root = crate::workspace_root();
     build_examples(&root, &chosen)?;
     let started = Instant::now();
     for story in chosen {
         println!("\n=== {} ===", story.title);
         for example in story.examples {
-            println!("\n--- {} (crates/{}/examples/{example}.rs)", story.package, story.package);
+            println!(
+                "\n--- {} (crates/{}/examples/{example}.rs)",
+                story.package, story.package
+            );
             let exe = root.join("target/release/examples").join(example);
             let status = Command::new(&exe)
                 .current_dir(&root)
@@ -66,15 +69,16 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("\nall stories ran in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "\nall stories ran in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 /// Builds every example of the chosen stories in release mode, so the timings they print are real.
 fn build_examples(root: &Path, stories: &[&Story]) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(root).args(["build", "--quiet", "--release"]);
+    let mut cmd = crate::cargo(root, &["build", "--quiet", "--release"]);
     for story in stories {
         cmd.args(["--package", story.package]);
         for example in story.examples {
@@ -88,9 +92,42 @@ fn build_examples(root: &Path, stories: &[&Story]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_story_names_examples_that_exist() {
+        let root = crate::workspace_root();
+        for story in STORIES {
+            for example in story.examples {
+                let path = root
+                    .join("crates")
+                    .join(story.package)
+                    .join("examples")
+                    .join(format!("{example}.rs"));
+                assert!(
+                    path.is_file(),
+                    "story {} names a missing example {}",
+                    story.name,
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_name_is_an_error_that_lists_the_valid_ones() {
+        let args = DemoArgs {
+            name: Some("nope".to_owned()),
+            list: false,
+        };
+        let err = run(&args)
+            .expect_err("an unknown name must fail")
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+        for story in STORIES {
+            assert!(err.contains(story.name), "{err}");
+        }
+    }
 }

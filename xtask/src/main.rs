@@ -1,6 +1,12 @@
 //! `cargo xtask`: the project's own tasks, one module per task (see `--help`).
 
+mod bench;
 mod demo;
+#[cfg(test)]
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -16,10 +22,36 @@ struct Cli {
 enum Task {
     /// Run the seed's stories with real output: all of them, or one by name.
     Demo(demo::DemoArgs),
+    /// Measure the cost ladder (process > thread > coroutine) and chart it.
+    Bench(bench::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().task {
+fn main() -> ExitCode {
+    let outcome = match Cli::parse().task {
         Task::Demo(args) => demo::run(&args),
+        Task::Bench(args) => bench::run(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // The chain of causes, without a backtrace: the message is for the user.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// The workspace root: xtask lives one level below it.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// A `cargo` command (the one that runs us, when known) in the workspace root.
+fn cargo(root: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root).args(args);
+    cmd
 }

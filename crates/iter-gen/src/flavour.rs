@@ -1,0 +1,352 @@
+//! The generator written once, stamped out per genawaiter flavour (`rc`, `sync`) by a macro.
+//!
+//! Everything genawaiter-specific stays in here: the public types wrap genawaiter's `Gen` and
+//! `Co` without naming them, so another backend could take their place.
+
+/// Where a generator is in its life, like Python's `inspect.getgeneratorstate()`.
+///
+/// Python's fourth state, `GEN_RUNNING`, cannot be observed here: a running generator is
+/// borrowed mutably by the call that runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GenState {
+    /// Made but not started: the body has not run yet (`GEN_CREATED`).
+    Created,
+    /// Paused at a `yield`, waiting for `next()` or `send()` (`GEN_SUSPENDED`).
+    Suspended,
+    /// Returned, closed, dropped its body after a panic: it yields nothing more (`GEN_CLOSED`).
+    Closed,
+}
+
+/// Stamps out `Yielder`, `Generator` and `BoxedBody` over one genawaiter flavour.
+///
+/// `$backend` is the genawaiter module (`rc` or `sync`); the tokens after `boxed:` are the
+/// extra bounds of the boxed body (`+ Send` for the thread-safe flavour).
+macro_rules! generator_flavour {
+    (backend: $backend:ident, name: $name:literal, boxed: $($boxed_bound:tt)*) => {
+        use std::fmt;
+        use std::future::Future;
+        use std::iter::FusedIterator;
+        use std::pin::Pin;
+
+        use genawaiter::GeneratorState as RawStep;
+
+        use crate::{GenState, SendError};
+
+        /// genawaiter's generator; the resume argument is `None` for `next()` and
+        /// `Some(value)` for `send(value)`, as Python resumes with `None` on `next()`.
+        type RawGen<Y, S, F> = genawaiter::$backend::Gen<Y, Option<S>, F>;
+
+        #[doc = concat!("The body of a boxed generator: what [`Generator::boxed`] stores, and \
+            the default `F` of [`Generator`], so that a `", $name, "` generator has a type you \
+            can write (`Generator<Y, S, R>`).")]
+        pub type BoxedBody<R> = Pin<Box<dyn Future<Output = R> $($boxed_bound)*>>;
+
+        /// The handle a generator's body yields through, the Rust spelling of `yield`.
+        ///
+        /// The body receives it as its argument; `co.yield_(value).await` pauses the body and
+        /// hands `value` to whoever called `next()` or `send()`. The `.await` evaluates to
+        /// what the generator is resumed with: `None` after `next()`, `Some(v)` after
+        /// `send(v)`, exactly like Python's `x = yield value`.
+        ///
+        /// The body must await nothing but this handle's methods: a generator is driven by
+        /// `next()`, not by an async runtime (genawaiter panics if another future is pending).
+        pub struct Yielder<Y, S = ()> {
+            co: genawaiter::$backend::Co<Y, Option<S>>,
+        }
+
+        impl<Y, S> Yielder<Y, S> {
+            /// Pauses the body and hands `value` out (Python's `yield value`).
+            ///
+            /// Evaluates to `None` when resumed by `next()` and to `Some(v)` when resumed by
+            /// `send(v)`. Await it at once: two yields without an await between them are a bug.
+            #[inline]
+            pub fn yield_(&self, value: Y) -> impl Future<Output = Option<S>> + '_ {
+                self.co.yield_(value)
+            }
+
+            /// Yields every item of `items` in order (Python's `yield from iterable` on a
+            /// plain iterable). Values sent meanwhile are dropped, as a plain iterator cannot
+            /// take them; use [`Yielder::yield_from`] to delegate to a generator.
+            pub async fn yield_all<I: IntoIterator<Item = Y>>(&self, items: I) {
+                for item in items {
+                    self.yield_(item).await;
+                }
+            }
+
+            /// Delegates to `inner` until it finishes, then evaluates to its return value
+            /// (Python's `result = yield from inner`).
+            ///
+            /// Each item `inner` yields is yielded from here; each value sent here is sent on
+            /// to `inner`, and each `next()` becomes `inner.next()`. An `inner` that is already
+            /// suspended is resumed where it stands. Evaluates to `None` only if `inner` had
+            /// been closed, or its return value taken, before it was handed over.
+            pub async fn yield_from<R, F>(&self, mut inner: Generator<Y, S, R, F>) -> Option<R>
+            where
+                F: Future<Output = R>,
+            {
+                // Python's `yield from` also starts with `next()`, so `inner` never sees a
+                // send before its first yield.
+                let mut resume_with = None;
+                while let Some(item) = inner.resume(resume_with) {
+                    resume_with = self.yield_(item).await;
+                }
+                inner.take_return_value()
+            }
+        }
+
+        impl<Y, S> fmt::Debug for Yielder<Y, S> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("Yielder { .. }")
+            }
+        }
+
+        /// Where the body stands between calls.
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        enum Phase {
+            Created,
+            Suspended,
+            /// Set while the body runs; still set on the next call only if the body panicked.
+            Running,
+            Closed,
+        }
+
+        #[doc = concat!("A Python generator: a body that pauses at each `yield`, takes values \
+            through `send`, keeps its return value, and is walked once (the `", $name,
+            "` flavour).")]
+        ///
+        /// The type parameters follow Python's `typing.Generator[Y, S, R]`: `Y` is what it
+        /// yields, `S` what `send` takes (`()` for a plain generator), `R` what it returns.
+        /// `F` is the body's type; leave it at its default ([`BoxedBody`], made by
+        /// [`Generator::boxed`]) to get a type you can name, or let it be inferred (from
+        /// [`Generator::new`] or [`Generator::receiving`]) to skip a box and a virtual call
+        /// per item.
+        ///
+        /// It is an [`Iterator`]: `next()` runs the body to its next `yield`. Once the body
+        /// returns (or [`close`](Generator::close) is called), `next()` returns `None` for
+        /// ever and the return value can be read with
+        /// [`return_value`](Generator::return_value). A second walk (through `&mut`) yields
+        /// nothing, as in Python; a walk by value moves the generator, so a second one does
+        /// not compile.
+        ///
+        /// Dropping it, or calling [`close`](Generator::close), drops the suspended body at
+        /// once: its local variables are dropped, which is where a body's cleanup runs
+        /// (Python's `finally:` on `GeneratorExit`).
+        pub struct Generator<Y, S = (), R = (), F = BoxedBody<R>>
+        where
+            F: Future<Output = R>,
+        {
+            /// `None` once the body returned or was closed: never polled after completion.
+            body: Option<RawGen<Y, S, F>>,
+            phase: Phase,
+            returned: Option<R>,
+        }
+
+        impl<Y, R, F> Generator<Y, (), R, F>
+        where
+            F: Future<Output = R>,
+        {
+            /// Makes a generator that yields `Y` and returns `R`; nothing runs until the first
+            /// `next()` (Python: calling a generator function).
+            ///
+            /// `body` receives the [`Yielder`] and returns the body as an `async` block.
+            #[doc = concat!("```\nuse iter_gen::", $name, "::Generator;\n")]
+            ///
+            /// let mut countdown = Generator::new(|co| async move {
+            ///     for i in (1..=3).rev() {
+            ///         co.yield_(i).await;
+            ///     }
+            ///     "liftoff"
+            /// });
+            /// assert_eq!(countdown.by_ref().collect::<Vec<_>>(), [3, 2, 1]);
+            /// assert_eq!(countdown.return_value(), Some(&"liftoff"));
+            /// ```
+            pub fn new(body: impl FnOnce(Yielder<Y, ()>) -> F) -> Self {
+                Self::receiving(body)
+            }
+        }
+
+        impl<Y, S, R, F> Generator<Y, S, R, F>
+        where
+            F: Future<Output = R>,
+        {
+            /// Makes a generator that can also be sent values of type `S`
+            /// (Python: a generator that uses `x = yield y`).
+            ///
+            /// Name `S` in the body's argument, e.g. `|co: Yielder<f64, f64>|`.
+            #[doc = concat!("```\nuse iter_gen::", $name, "::{Generator, Yielder};\n")]
+            ///
+            /// let mut total = Generator::receiving(|co: Yielder<i32, i32>| async move {
+            ///     let mut sum = 0;
+            ///     while let Some(x) = co.yield_(sum).await {
+            ///         sum += x;
+            ///     }
+            ///     sum
+            /// });
+            /// assert_eq!(total.next(), Some(0)); // run to the first yield
+            /// assert_eq!(total.send(5), Ok(Some(5)));
+            /// assert_eq!(total.send(2), Ok(Some(7)));
+            /// assert_eq!(total.next(), None); // `next()` resumes with None: the loop ends
+            /// assert_eq!(total.return_value(), Some(&7));
+            /// ```
+            pub fn receiving(body: impl FnOnce(Yielder<Y, S>) -> F) -> Self {
+                Self {
+                    body: Some(RawGen::new(|co| body(Yielder { co }))),
+                    phase: Phase::Created,
+                    returned: None,
+                }
+            }
+
+            /// Sends `value` into the paused body and runs it to its next `yield`
+            /// (Python's `gen.send(value)`).
+            ///
+            /// The paused `co.yield_(..).await` evaluates to `Some(value)`. Returns
+            /// `Ok(Some(item))` with the next item, or `Ok(None)` if the body returned instead
+            /// (its return value is then in [`return_value`](Generator::return_value)).
+            ///
+            /// # Errors
+            /// The value comes back inside the error, never lost:
+            /// [`SendError::NotStarted`] before the first `next()` (nothing is waiting for a
+            /// value yet; Python raises `TypeError`), [`SendError::Finished`] once the
+            /// generator has returned, been closed, or panicked.
+            pub fn send(&mut self, value: S) -> Result<Option<Y>, SendError<S>> {
+                match self.phase {
+                    Phase::Created => Err(SendError::NotStarted(value)),
+                    Phase::Suspended => Ok(self.resume(Some(value))),
+                    Phase::Running | Phase::Closed => {
+                        self.close();
+                        Err(SendError::Finished(value))
+                    }
+                }
+            }
+
+            /// Drops the body now, running its cleanup (Python's `gen.close()`).
+            ///
+            /// The body's live locals are dropped where it is paused, so drop guards in it run,
+            /// once. Afterwards `next()` returns `None`. Closing a finished or closed
+            /// generator does nothing; a return value already produced is kept.
+            pub fn close(&mut self) {
+                self.body = None;
+                self.phase = Phase::Closed;
+            }
+
+            /// Where the generator is in its life (Python's `inspect.getgeneratorstate`).
+            pub fn state(&self) -> GenState {
+                match self.phase {
+                    Phase::Created => GenState::Created,
+                    Phase::Suspended => GenState::Suspended,
+                    Phase::Running | Phase::Closed => GenState::Closed,
+                }
+            }
+
+            /// The body's return value, once it has returned (Python's `StopIteration.value`).
+            ///
+            /// `None` while it runs, and for ever if it was closed before returning.
+            pub fn return_value(&self) -> Option<&R> {
+                self.returned.as_ref()
+            }
+
+            /// Takes the return value out, leaving `None`.
+            pub fn take_return_value(&mut self) -> Option<R> {
+                self.returned.take()
+            }
+
+            /// Consumes the generator, giving its return value if the body has returned.
+            ///
+            /// The body is dropped (cleanup runs) if it has not finished.
+            pub fn into_return_value(self) -> Option<R> {
+                self.returned
+            }
+
+            /// Runs the body once: to its next `yield` (`Some`) or to its end (`None`).
+            #[inline]
+            fn resume(&mut self, resume_with: Option<S>) -> Option<Y> {
+                match self.phase {
+                    Phase::Created | Phase::Suspended => {}
+                    Phase::Closed => return None,
+                    Phase::Running => {
+                        // The last run panicked out of the body: polling it again would panic
+                        // again, so the generator is closed instead, like a Python generator
+                        // that raised.
+                        self.close();
+                        return None;
+                    }
+                }
+                let body = self.body.as_mut()?;
+                self.phase = Phase::Running;
+                match body.resume_with(resume_with) {
+                    RawStep::Yielded(item) => {
+                        self.phase = Phase::Suspended;
+                        Some(item)
+                    }
+                    RawStep::Complete(value) => {
+                        self.returned = Some(value);
+                        self.close();
+                        None
+                    }
+                }
+            }
+        }
+
+        impl<Y, S, R> Generator<Y, S, R, BoxedBody<R>> {
+            /// Makes a generator whose body is boxed, so that its type can be written without
+            /// naming the body: `Generator<Y>`, `Generator<Y, S, R>`.
+            ///
+            /// Costs one more allocation and a virtual call per step; see the crate's
+            /// benchmarks.
+            #[doc = concat!("```\nuse iter_gen::", $name, "::Generator;\n")]
+            ///
+            /// fn evens(limit: u32) -> Generator<u32> {
+            ///     Generator::boxed(move |co| async move {
+            ///         for i in (0..limit).step_by(2) {
+            ///             co.yield_(i).await;
+            ///         }
+            ///     })
+            /// }
+            /// assert_eq!(evens(7).collect::<Vec<_>>(), [0, 2, 4, 6]);
+            /// ```
+            pub fn boxed<F>(body: impl FnOnce(Yielder<Y, S>) -> F) -> Self
+            where
+                F: Future<Output = R> + 'static $($boxed_bound)*,
+            {
+                Self::receiving(|co| -> BoxedBody<R> { Box::pin(body(co)) })
+            }
+        }
+
+        impl<Y, S, R, F> Iterator for Generator<Y, S, R, F>
+        where
+            F: Future<Output = R>,
+        {
+            type Item = Y;
+
+            /// Runs the body to its next `yield` (Python's `next(gen)`); `None` once it has
+            /// returned or been closed, for ever.
+            #[inline]
+            fn next(&mut self) -> Option<Y> {
+                self.resume(None)
+            }
+
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                match self.phase {
+                    Phase::Closed => (0, Some(0)),
+                    _ => (0, None),
+                }
+            }
+        }
+
+        impl<Y, S, R, F> FusedIterator for Generator<Y, S, R, F> where F: Future<Output = R> {}
+
+        impl<Y, S, R, F> fmt::Debug for Generator<Y, S, R, F>
+        where
+            F: Future<Output = R>,
+        {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct("Generator")
+                    .field("state", &self.state())
+                    .field("returned", &self.returned.is_some())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+pub(crate) use generator_flavour;

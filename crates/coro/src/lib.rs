@@ -1,1 +1,170 @@
-//! `coro`: placeholder until its issue lands.
+//! `coro`: gevent's coroutines in Rust, on the `may` runtime, with a monkey-patch-style shim.
+//!
+//! # Hello, greenlets
+//!
+//! In gevent:
+//!
+//! ```python
+//! import gevent
+//!
+//! def work(n):
+//!     gevent.sleep(0.001)
+//!     return n * n
+//!
+//! jobs = [gevent.spawn(work, n) for n in range(3)]
+//! gevent.joinall(jobs, timeout=5)
+//! assert [j.value for j in jobs] == [0, 1, 4]
+//! ```
+//!
+//! Here:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let mut jobs: Vec<_> = (0..3u64)
+//!     .map(|n| {
+//!         coro::spawn(move || {
+//!             coro::sleep(Duration::from_millis(1)); // yields to the others
+//!             n * n
+//!         })
+//!     })
+//!     .collect::<Result<_, _>>()?;
+//! coro::joinall(&jobs, Some(Duration::from_secs(5)))?;
+//! let values: Vec<u64> = jobs.iter_mut().map(|g| g.get()).collect::<Result<_, _>>()?;
+//! assert_eq!(values, [0, 1, 4]);
+//! # Ok::<(), coro::CoroError>(())
+//! ```
+//!
+//! # Failure is a value
+//!
+//! A panic in a greenlet does not take the program down; it comes back from
+//! `get` as [`CoroError::Panicked`] with its message, and the other greenlets go on.
+//! A wait that can last has a `_timeout` form.
+//!
+//! ```
+//! use std::time::Duration;
+//! use coro::CoroError;
+//!
+//! let mut bad = coro::spawn(|| -> u32 { panic!("boom") })?;
+//! let mut good = coro::spawn(|| 7u32)?;
+//! match bad.get_timeout(Duration::from_secs(5)) {
+//!     Err(CoroError::Panicked { message, .. }) => assert_eq!(message, "boom"),
+//!     other => panic!("expected a panic, got {other:?}"),
+//! }
+//! assert_eq!(good.get_timeout(Duration::from_secs(5))?, 7);
+//!
+//! // gevent.with_timeout: give up on slow work, killing it.
+//! let slow = coro::with_timeout(Duration::from_millis(20), || {
+//!     coro::sleep(Duration::from_secs(60));
+//! });
+//! assert!(matches!(slow, Err(CoroError::Timeout { .. })));
+//! # Ok::<(), coro::CoroError>(())
+//! ```
+//!
+//! # Pools, queues, events
+//!
+//! ```python
+//! pool = gevent.pool.Pool(2)           # at most 2 at once
+//! q = gevent.queue.Queue(maxsize=1)    # put blocks when full
+//! ev = gevent.event.Event()            # set / clear / wait
+//! ```
+//!
+//! ```
+//! use std::time::Duration;
+//! let t = Duration::from_secs(5);
+//!
+//! let pool = coro::Pool::new(2)?;
+//! let q = coro::Queue::bounded(1)?;
+//! let ev = coro::Event::new();
+//! let (q2, ev2) = (q.clone(), ev.clone());
+//! let producer = pool.spawn(move || {
+//!     for i in 0..3 {
+//!         q2.put(i); // waits while the queue is full
+//!     }
+//!     ev2.set();
+//! })?;
+//! let got: Vec<i32> = (0..3).map(|_| q.get_timeout(t).unwrap()).collect();
+//! assert_eq!(got, [0, 1, 2]);
+//! assert!(ev.wait_timeout(t));
+//! assert!(producer.join_timeout(t));
+//! assert!(pool.join_timeout(t));
+//! # Ok::<(), coro::CoroError>(())
+//! ```
+//!
+//! # The blocking shim
+//!
+//! In gevent, `time.sleep` blocks the hub and every greenlet waits in line
+//! until `monkey.patch_all()` swaps it for the cooperative one. Here
+//! [`monkey`] holds dual-mode versions of the blocking calls (sleep, TCP,
+//! UDP, channels, locks) that yield inside a coroutine and block plainly
+//! outside one; `use coro::monkey::prelude::*;` shadows the std names. With
+//! the `patch` feature (Linux, glibc), `coro::monkey::patch_all()` makes even
+//! unchanged `std::thread::sleep` cooperative.
+//!
+//! # Runtime: one worker by default, and may's rules
+//!
+//! The runtime starts at the first spawn with [`Config::default`]: **one
+//! worker thread**, like gevent's one hub, a 32 KiB stack per coroutine
+//! (may's default) and workers pinned to cores (may's default). Change it
+//! with [`configure`] *before* the first spawn; may reads its settings only
+//! once, when its scheduler starts, so later calls return
+//! [`CoroError::AlreadyStarted`] (and every test in one test binary shares
+//! one runtime). More workers run coroutines in parallel, but may then moves
+//! a coroutine between workers at any switch.
+//!
+//! Code inside a coroutine must follow may's rules:
+//! - **No blocking calls**: `std::thread::sleep`, std sockets and std locks
+//!   stop the whole worker, and every other coroutine on it waits. Use this
+//!   crate's calls or [`monkey`]. The opt-in [`monitor`] logs offenders.
+//! - **No thread-locals held across a yield**: after a switch the coroutine
+//!   may run on another worker (with more than one worker); a thread-local
+//!   read before and after a yield may then differ.
+//! - **No long CPU loops without a switch**: scheduling is cooperative; call
+//!   [`yield_now`] now and then.
+//! - **Mind the stack**: 32 KiB by default; deep recursion or big arrays on
+//!   the stack overflow it, and the guard page turns that into SIGSEGV.
+//!   Raise it with [`Config::stack_size`] or [`Builder::stack_size`].
+//!
+//! # How many coroutines: `vm.max_map_count`
+//!
+//! may maps each coroutine stack as one region plus a guard page, i.e. two
+//! kernel memory maps. Linux's default `vm.max_map_count` (65 530) therefore
+//! allows about 32 700 live coroutines per process; gevent's heap-allocated
+//! greenlets have no such limit. Past it, [`spawn`] returns
+//! [`CoroError::StackExhausted`] naming the setting (never a panic or
+//! an abort). A smaller stack does not help (the count of maps is the
+//! limit, not memory); raise the setting (`sysctl -w vm.max_map_count=262144`)
+//! or bound live coroutines with a [`Pool`].
+//!
+//! `coro` wraps the process's panic hook once so that the two panics it turns
+//! into values (may's cancel unwinding when a greenlet is killed, and a stack
+//! allocation failure) print nothing; other panics reach the previous hook.
+
+#![deny(missing_docs)]
+
+mod error;
+mod event;
+mod greenlet;
+pub mod monitor;
+pub mod monkey;
+mod pool;
+mod queue;
+mod runtime;
+
+pub use error::{CoroError, GetError, PutError, Result};
+pub use event::{AsyncResult, Event};
+pub use greenlet::{
+    Builder, Greenlet, Timeout, joinall, sleep, spawn, spawn_later, with_timeout, yield_now,
+};
+pub use monitor::{Monitor, start_monitor, start_monitor_with};
+pub use pool::Pool;
+pub use queue::Queue;
+pub use runtime::{
+    Config, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, configure, is_started,
+    live_coroutines, runtime_config,
+};
+
+/// Whether the caller runs inside a coroutine (may's `is_coroutine`).
+pub fn is_coroutine() -> bool {
+    may::coroutine::is_coroutine()
+}

@@ -1,0 +1,173 @@
+//! Error types: what went wrong with a coroutine, a queue or the runtime, said in words.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Everything a coroutine operation can fail with.
+///
+/// A greenlet that panicked or was killed, a wait that timed out, a spawn the
+/// kernel refused: each is a value here, never a panic in the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoroError {
+    /// The coroutine panicked; `message` is the panic's text.
+    #[error("coroutine '{name}' panicked: {message}")]
+    Panicked {
+        /// The greenlet's name (`Greenlet-N` unless you named it).
+        name: String,
+        /// The panic message (`"<non-string panic payload>"` if it was not text).
+        message: String,
+    },
+    /// The coroutine was killed (`Greenlet::kill`, `with_timeout`) before it returned.
+    #[error("coroutine '{name}' was killed before it returned a value")]
+    Killed {
+        /// The greenlet's name.
+        name: String,
+    },
+    /// A wait ended because its timeout passed first.
+    #[error("{what} timed out after {timeout:?}")]
+    Timeout {
+        /// What was being waited for, e.g. `"get of coroutine 'Greenlet-3'"`.
+        what: String,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// `joinall` returned at its timeout with some greenlets still running.
+    #[error("joinall timed out after {timeout:?}: {finished} of {total} greenlets finished")]
+    JoinAllTimeout {
+        /// How many had finished.
+        finished: usize,
+        /// How many were joined.
+        total: usize,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// The value of this greenlet was already taken by an earlier `get`.
+    #[error("the value of coroutine '{name}' was already taken by an earlier get")]
+    ValueTaken {
+        /// The greenlet's name.
+        name: String,
+    },
+    /// The kernel refused the memory for a new coroutine stack.
+    #[error(
+        "cannot spawn coroutine: the kernel refused memory for its stack ({cause}); \
+         {live} coroutines are alive and this process holds {maps} memory maps \
+         against vm.max_map_count = {max_map_count}; may maps 2 regions per stack, so about \
+         {} coroutines fit at once: raise it (`sysctl -w vm.max_map_count=262144`), keep fewer \
+         alive (a Pool), or, if the maps are far below the limit, free memory / raise RLIMIT_AS",
+        max_map_count / 2
+    )]
+    StackExhausted {
+        /// What the allocator reported (e.g. `Cannot allocate memory (os error 12)`).
+        cause: String,
+        /// Coroutines spawned through `coro` that were alive at the time.
+        live: usize,
+        /// Lines in `/proc/self/maps` at the time (0 if unreadable).
+        maps: usize,
+        /// `/proc/sys/vm/max_map_count` (0 if unreadable).
+        max_map_count: usize,
+    },
+    /// Spawning failed for a reason other than stack memory.
+    #[error("cannot spawn coroutine: {0}")]
+    Spawn(String),
+    /// A stack size outside what the platform allows.
+    #[error(
+        "invalid coroutine stack size {bytes} bytes: it must be between {min} and {max} bytes"
+    )]
+    InvalidStackSize {
+        /// The size that was asked for.
+        bytes: usize,
+        /// The smallest allowed.
+        min: usize,
+        /// The largest allowed.
+        max: usize,
+    },
+    /// An `AsyncResult` was given a failure (`set_exception`) instead of a value.
+    #[error("the AsyncResult failed: {message}")]
+    Exception {
+        /// The message given to `set_exception`.
+        message: String,
+    },
+    /// A bad argument, e.g. `Pool::new(0)`.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The runtime is already running; its configuration can no longer change.
+    #[error(
+        "the coroutine runtime already started with {workers} worker(s); \
+         call coro::configure before the first spawn"
+    )]
+    AlreadyStarted {
+        /// The worker count it runs with.
+        workers: usize,
+    },
+    /// The blocking monitor is already running.
+    #[error("the blocking monitor is already running; stop the first one before starting another")]
+    MonitorRunning,
+    /// The symbol-level patch is not available on this platform.
+    #[error("monkey::patch_all is not available here: {0}")]
+    PatchUnavailable(String),
+}
+
+/// Why a `Queue::put_timeout` / `put_nowait` failed; the item is handed back.
+#[derive(PartialEq, Eq, Clone, thiserror::Error)]
+pub enum PutError<T> {
+    /// The queue stayed full for the whole timeout.
+    #[error("queue put timed out after {timeout:?}: the queue stayed full (maxsize {maxsize})")]
+    Timeout {
+        /// The item that was not put.
+        item: T,
+        /// The queue's bound.
+        maxsize: usize,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// The queue was full (non-blocking put).
+    #[error("queue full (maxsize {maxsize})")]
+    Full {
+        /// The item that was not put.
+        item: T,
+        /// The queue's bound.
+        maxsize: usize,
+    },
+}
+
+impl<T> PutError<T> {
+    /// Takes back the item that could not be put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Timeout { item, .. } | PutError::Full { item, .. } => item,
+        }
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Timeout {
+                maxsize, timeout, ..
+            } => f
+                .debug_struct("Timeout")
+                .field("maxsize", maxsize)
+                .field("timeout", timeout)
+                .finish_non_exhaustive(),
+            PutError::Full { maxsize, .. } => f
+                .debug_struct("Full")
+                .field("maxsize", maxsize)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Why a `Queue::get_timeout` / `get_nowait` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GetError {
+    /// The queue stayed empty for the whole timeout.
+    #[error("queue get timed out after {0:?}: the queue stayed empty")]
+    Timeout(Duration),
+    /// The queue was empty (non-blocking get).
+    #[error("queue empty")]
+    Empty,
+}
+
+/// `Result` with [`CoroError`].
+pub type Result<T, E = CoroError> = std::result::Result<T, E>;

@@ -1,0 +1,442 @@
+//! Greenlets: `spawn`, `spawn_later`, `joinall`, `sleep`, `kill`, `with_timeout`, `Timeout`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use may::coroutine::{Coroutine, JoinHandle};
+use may::sync::SyncFlag;
+
+use crate::error::{CoroError, Result};
+use crate::{monitor, runtime};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// State shared by a greenlet's handle and its running coroutine.
+struct Shared {
+    id: u64,
+    name: Option<String>,
+    /// Fired when the coroutine's body has returned or unwound.
+    done: SyncFlag,
+    killed: AtomicBool,
+}
+
+impl Shared {
+    fn name(&self) -> Cow<'_, str> {
+        match &self.name {
+            Some(n) => Cow::Borrowed(n),
+            None => Cow::Owned(format!("Greenlet-{}", self.id)),
+        }
+    }
+}
+
+/// Payload of the unwinding that stops a greenlet killed before it started.
+struct KilledBeforeStart;
+
+/// Runs when the coroutine body ends (returns, panics, or is killed), or when
+/// the spawn fails and the closure is dropped unrun.
+struct Finish {
+    shared: Arc<Shared>,
+    on_finish: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        runtime::LIVE.fetch_sub(1, Ordering::Relaxed);
+        if let Some(f) = self.on_finish.take() {
+            f();
+        }
+        self.shared.done.fire();
+    }
+}
+
+/// A handle to a coroutine: wait for it, take its value, or kill it.
+///
+/// gevent's `Greenlet`. Dropping the handle detaches the coroutine; it keeps running.
+pub struct Greenlet<T> {
+    shared: Arc<Shared>,
+    co: Coroutine,
+    handle: Option<JoinHandle<T>>,
+}
+
+impl<T> std::fmt::Debug for Greenlet<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Greenlet")
+            .field("name", &self.name())
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+impl<T> Greenlet<T> {
+    /// The greenlet's name: the one given to [`Builder::name`], else `Greenlet-N`.
+    pub fn name(&self) -> Cow<'_, str> {
+        self.shared.name()
+    }
+
+    /// True once the coroutine has finished (returned, panicked or been killed).
+    pub fn ready(&self) -> bool {
+        self.shared.done.is_fired()
+    }
+
+    /// Waits until the coroutine finishes; never fails (gevent's `join()`).
+    ///
+    /// Inside a coroutine this yields; in a thread it blocks the thread.
+    pub fn join(&self) {
+        self.shared.done.wait();
+        monitor::resumed();
+    }
+
+    /// Waits at most `timeout`; returns whether the coroutine finished.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        let done = self.shared.done.wait_timeout(timeout);
+        monitor::resumed();
+        done
+    }
+
+    /// Waits for the coroutine and takes its value (gevent's `get()`).
+    ///
+    /// # Errors
+    /// [`CoroError::Panicked`] with the panic message, [`CoroError::Killed`],
+    /// or [`CoroError::ValueTaken`] if an earlier `get` took the value.
+    pub fn get(&mut self) -> Result<T> {
+        self.join();
+        self.take()
+    }
+
+    /// Like [`get`](Self::get), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As `get`, plus [`CoroError::Timeout`] if it is still running; the
+    /// greenlet is untouched then and you may wait again.
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
+        if !self.join_timeout(timeout) {
+            return Err(CoroError::Timeout {
+                what: format!("get of coroutine '{}'", self.name()),
+                timeout,
+            });
+        }
+        self.take()
+    }
+
+    /// The outcome if the coroutine has finished, `None` while it runs (gevent's `value`).
+    ///
+    /// Takes the value: a second call after `Some` returns `Some(Err(ValueTaken))`.
+    pub fn value(&mut self) -> Option<Result<T>> {
+        if self.ready() { Some(self.take()) } else { None }
+    }
+
+    /// Consumes the handle, waits, and returns the value (`std::thread::JoinHandle::join` style).
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn into_value(mut self) -> Result<T> {
+        self.get()
+    }
+
+    fn take(&mut self) -> Result<T> {
+        let name = || self.shared.name().into_owned();
+        let handle = self
+            .handle
+            .take()
+            .ok_or_else(|| CoroError::ValueTaken { name: name() })?;
+        handle.join().map_err(|payload| {
+            let killed = payload.is::<KilledBeforeStart>()
+                || matches!(
+                    payload.downcast_ref::<generator::Error>(),
+                    Some(generator::Error::Cancel)
+                );
+            if killed {
+                CoroError::Killed { name: name() }
+            } else {
+                CoroError::Panicked {
+                    name: name(),
+                    message: runtime::panic_message(payload.as_ref()),
+                }
+            }
+        })
+    }
+
+    /// Asks the coroutine to stop, without waiting.
+    ///
+    /// It unwinds (running its destructors, like a panic) at its next switch
+    /// point; a greenlet that has not started yet never runs its body. A
+    /// coroutine stuck in a loop that never yields cannot be killed.
+    pub fn kill_nowait(&self) {
+        if self.ready() {
+            return;
+        }
+        self.shared.killed.store(true, Ordering::Release);
+        // SAFETY: may marks cancel unsafe because the target unwinds and drops
+        // what it holds. Every coroutine spawned by coro owns its data ('static
+        // closure), so this is the same unwinding a panic would do, and the
+        // outcome is caught by may and surfaced as `CoroError::Killed`.
+        unsafe { self.co.cancel() };
+    }
+
+    /// Kills the coroutine and waits until it has stopped (gevent's `kill()`).
+    pub fn kill(&self) {
+        self.kill_nowait();
+        self.join();
+    }
+
+    /// Kills the coroutine and waits at most `timeout`; returns whether it stopped.
+    pub fn kill_timeout(&self, timeout: Duration) -> bool {
+        self.kill_nowait();
+        self.join_timeout(timeout)
+    }
+}
+
+/// Configures a greenlet before spawning it: its name and stack size.
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+    worker: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with the runtime's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names the greenlet (shown in errors and by the blocking monitor).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets this greenlet's stack size in bytes (see [`crate::Config::stack_size`]).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Queues the greenlet first on worker `id` (`0..workers`); may may still move it.
+    pub fn worker(mut self, id: usize) -> Self {
+        self.worker = Some(id);
+        self
+    }
+
+    /// Spawns the greenlet.
+    ///
+    /// # Errors
+    /// [`CoroError::StackExhausted`] when the kernel refuses the stack (see the
+    /// crate docs on `vm.max_map_count`), [`CoroError::InvalidStackSize`].
+    pub fn spawn<F, T>(self, f: F) -> Result<Greenlet<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_with(None, None, f)
+    }
+
+    pub(crate) fn spawn_with<F, T>(
+        self,
+        delay: Option<Duration>,
+        on_finish: Option<Box<dyn FnOnce() + Send>>,
+        f: F,
+    ) -> Result<Greenlet<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let words = self.stack_size.map(runtime::stack_words).transpose()?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            id,
+            name: self.name,
+            done: SyncFlag::new(),
+            killed: AtomicBool::new(false),
+        });
+        let mut builder = may::coroutine::Builder::new();
+        if shared.name.is_some() || monitor::enabled() {
+            builder = builder.name(shared.name().into_owned());
+        }
+        if let Some(words) = words {
+            builder = builder.stack_size(words);
+        }
+        if let Some(worker) = self.worker {
+            builder = builder.id(worker);
+        }
+        runtime::LIVE.fetch_add(1, Ordering::Relaxed);
+        let finish = Finish {
+            shared: shared.clone(),
+            on_finish,
+        };
+        let handle = runtime::spawn_on_may(builder, move || {
+            let finish = finish;
+            if finish.shared.killed.load(Ordering::Acquire) {
+                std::panic::resume_unwind(Box::new(KilledBeforeStart));
+            }
+            monitor::resumed();
+            if let Some(delay) = delay {
+                sleep(delay);
+            }
+            f()
+        })?;
+        Ok(Greenlet {
+            shared,
+            co: handle.coroutine().clone(),
+            handle: Some(handle),
+        })
+    }
+}
+
+/// Spawns `f` as a new coroutine (gevent's `spawn`).
+///
+/// The closure runs on the runtime's worker(s) and must follow may's rules
+/// (see the crate docs): no blocking calls, no thread-locals held across a
+/// yield, no long loops without a switch, and it must fit in its stack.
+///
+/// # Errors
+/// [`CoroError::StackExhausted`] when the kernel refuses the stack memory.
+pub fn spawn<F, T>(f: F) -> Result<Greenlet<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new().spawn(f)
+}
+
+/// Spawns `f` to start after `delay` (gevent's `spawn_later`); killing it before then cancels it.
+///
+/// # Errors
+/// As [`spawn`].
+pub fn spawn_later<F, T>(delay: Duration, f: F) -> Result<Greenlet<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new().spawn_with(Some(delay), None, f)
+}
+
+/// Waits for every greenlet, or until `timeout` (gevent's `joinall`).
+///
+/// # Errors
+/// [`CoroError::JoinAllTimeout`] saying how many finished.
+pub fn joinall<'a, T: 'a>(
+    greenlets: impl IntoIterator<Item = &'a Greenlet<T>>,
+    timeout: Option<Duration>,
+) -> Result<()> {
+    let greenlets: Vec<&Greenlet<T>> = greenlets.into_iter().collect();
+    let Some(timeout) = timeout else {
+        greenlets.iter().for_each(|g| g.join());
+        return Ok(());
+    };
+    let deadline = Instant::now() + timeout;
+    for g in &greenlets {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !g.join_timeout(left) {
+            return Err(CoroError::JoinAllTimeout {
+                finished: greenlets.iter().filter(|g| g.ready()).count(),
+                total: greenlets.len(),
+                timeout,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Sleeps cooperatively (gevent's `sleep`); `Duration::ZERO` just yields.
+///
+/// Inside a coroutine other coroutines run meanwhile; in a plain thread it is
+/// `std::thread::sleep`.
+pub fn sleep(duration: Duration) {
+    if !may::coroutine::is_coroutine() {
+        std::thread::sleep(duration);
+        return;
+    }
+    if duration.is_zero() {
+        may::coroutine::yield_now();
+    } else {
+        may::coroutine::sleep(duration);
+    }
+    monitor::resumed();
+}
+
+/// Lets the other ready coroutines run, then continues (gevent's `sleep(0)`).
+///
+/// Outside a coroutine it yields the thread.
+pub fn yield_now() {
+    if may::coroutine::is_coroutine() {
+        may::coroutine::yield_now();
+        monitor::resumed();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// Runs `f` in a new coroutine and gives up after `timeout`, killing it
+/// (gevent's `with_timeout`).
+///
+/// # Errors
+/// [`CoroError::Timeout`] if `f` did not finish in time, or `f`'s panic as
+/// [`CoroError::Panicked`].
+pub fn with_timeout<F, T>(timeout: Duration, f: F) -> Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let mut g = spawn(f)?;
+    match g.get_timeout(timeout) {
+        Err(CoroError::Timeout { .. }) => {
+            g.kill_nowait();
+            Err(CoroError::Timeout {
+                what: format!("with_timeout of coroutine '{}'", g.name()),
+                timeout,
+            })
+        }
+        other => other,
+    }
+}
+
+/// A time limit for a piece of work (gevent's `Timeout`).
+///
+/// `Timeout::new(d).run(f)` runs `f` as a coroutine and kills it when `d`
+/// passes; [`remaining`](Self::remaining) lends the same deadline to the
+/// `*_timeout` calls of this crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout {
+    duration: Duration,
+    started: Instant,
+}
+
+impl Timeout {
+    /// A timeout of `duration`, counted from now.
+    pub fn new(duration: Duration) -> Self {
+        Timeout {
+            duration,
+            started: Instant::now(),
+        }
+    }
+
+    /// The full duration.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// Time left before it expires (zero once expired).
+    pub fn remaining(&self) -> Duration {
+        self.duration.saturating_sub(self.started.elapsed())
+    }
+
+    /// Whether it has expired.
+    pub fn expired(&self) -> bool {
+        self.started.elapsed() >= self.duration
+    }
+
+    /// Runs `f` in a coroutine with the time that is left; see [`with_timeout`].
+    ///
+    /// # Errors
+    /// As [`with_timeout`].
+    pub fn run<F, T>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        with_timeout(self.remaining(), f)
+    }
+}

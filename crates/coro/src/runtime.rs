@@ -1,0 +1,289 @@
+//! Runtime configuration (workers, stack size, pinning) and the one place that spawns on may.
+//!
+//! may reads its configuration once, when its scheduler first starts. `coro`
+//! applies its own (safe) defaults right before its first spawn, so
+//! [`configure`] must run before that; afterwards it returns
+//! [`CoroError::AlreadyStarted`].
+
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::error::{CoroError, Result};
+
+/// may's default stack: 0x1000 machine words (32 KiB on 64-bit targets).
+pub const DEFAULT_STACK_SIZE: usize = 0x1000 * std::mem::size_of::<usize>();
+/// The smallest stack [`Config::stack_size`] accepts (one page).
+pub const MIN_STACK_SIZE: usize = 4096;
+/// The largest stack [`Config::stack_size`] accepts (1 GiB).
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+
+/// How the coroutine runtime runs: how many worker threads, how big each stack is.
+///
+/// The default is **one worker**, like gevent's one hub per thread: coroutines
+/// then never move between threads, so their interleaving is deterministic and
+/// a thread-local read before a yield is still the same after it. More workers
+/// run coroutines in parallel, but may then moves a coroutine to whichever
+/// worker is free, which breaks thread-locals held across a yield.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    workers: usize,
+    stack_size: usize,
+    pin_workers: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: 1,
+            stack_size: DEFAULT_STACK_SIZE,
+            pin_workers: true,
+        }
+    }
+}
+
+impl Config {
+    /// The default: one worker, a 32 KiB stack, workers pinned to cores (may's default).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the number of worker threads (at least 1).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// Sets the default stack size of a coroutine, in bytes (rounded up to whole words).
+    ///
+    /// Coroutines with the default size are recycled through may's pool of
+    /// ready stacks; other sizes are mapped afresh at each spawn.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Pins each worker thread to one core (may's default) or lets the OS place them.
+    pub fn pin_workers(mut self, pin: bool) -> Self {
+        self.pin_workers = pin;
+        self
+    }
+
+    /// The worker count.
+    pub fn get_workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The default stack size in bytes.
+    pub fn get_stack_size(&self) -> usize {
+        self.stack_size
+    }
+
+    /// Whether workers are pinned to cores.
+    pub fn get_pin_workers(&self) -> bool {
+        self.pin_workers
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.workers == 0 {
+            return Err(CoroError::InvalidArgument(
+                "Config::workers must be at least 1".into(),
+            ));
+        }
+        stack_words(self.stack_size).map(|_| ())
+    }
+}
+
+/// Converts a stack size in bytes to may's unit (words), rejecting sizes out of range.
+///
+/// The word count is kept even: may treats an odd count as a request to
+/// measure and print the stack's footprint when the coroutine ends.
+pub(crate) fn stack_words(bytes: usize) -> Result<usize> {
+    if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&bytes) {
+        return Err(CoroError::InvalidStackSize {
+            bytes,
+            min: MIN_STACK_SIZE,
+            max: MAX_STACK_SIZE,
+        });
+    }
+    let words = bytes.div_ceil(std::mem::size_of::<usize>());
+    Ok(words + (words & 1))
+}
+
+static PENDING: Mutex<Option<Config>> = Mutex::new(None);
+static STARTED: OnceLock<Config> = OnceLock::new();
+
+/// Sets the runtime configuration; call it before the first spawn.
+///
+/// # Errors
+/// [`CoroError::AlreadyStarted`] once a coroutine has been spawned through
+/// `coro` (may reads its settings only when its scheduler starts), and
+/// [`CoroError::InvalidArgument`] / [`CoroError::InvalidStackSize`] for bad values.
+///
+/// If your program also uses may directly, its scheduler may already be
+/// running with may's own defaults; `coro` cannot detect that case.
+pub fn configure(config: Config) -> Result<()> {
+    config.validate()?;
+    let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(started) = STARTED.get() {
+        return Err(CoroError::AlreadyStarted {
+            workers: started.workers,
+        });
+    }
+    *pending = Some(config);
+    Ok(())
+}
+
+/// The configuration in effect (if the runtime started) or the one it will start with.
+pub fn runtime_config() -> Config {
+    if let Some(c) = STARTED.get() {
+        return *c;
+    }
+    PENDING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_default()
+}
+
+/// Whether the runtime has started (a coroutine was spawned through `coro`).
+pub fn is_started() -> bool {
+    STARTED.get().is_some()
+}
+
+/// Applies the configuration to may once, before its scheduler starts.
+#[inline]
+pub(crate) fn ensure_init() {
+    if STARTED.get().is_none() {
+        init_slow();
+    }
+}
+
+#[cold]
+fn init_slow() {
+    let pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    STARTED.get_or_init(|| {
+        let cfg = pending.unwrap_or_default();
+        let words = stack_words(cfg.stack_size).unwrap_or(DEFAULT_STACK_SIZE / 8);
+        may::config()
+            .set_workers(cfg.workers)
+            .set_stack_size(words);
+        may::config().set_worker_pin(cfg.pin_workers);
+        install_panic_hook();
+        cfg
+    });
+}
+
+thread_local! {
+    // Set only around may's spawn call, which never yields, so the value is
+    // read and reset on the same thread that set it.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Wraps the process's panic hook so that the two panics `coro` turns into
+/// values print nothing: may's cancel unwinding (a killed greenlet) and a
+/// stack allocation failure while spawning. Every other panic reaches the
+/// previous hook unchanged.
+fn install_panic_hook() {
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        let cancel = matches!(
+            info.payload().downcast_ref::<generator::Error>(),
+            Some(generator::Error::Cancel)
+        );
+        let quiet = QUIET.try_with(Cell::get).unwrap_or(false);
+        if !(cancel || quiet) {
+            previous(info);
+        }
+    }));
+}
+
+/// Coroutines spawned through `coro` that have not finished yet.
+pub(crate) static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many coroutines spawned through `coro` are alive (spawned and not yet finished).
+pub fn live_coroutines() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Spawns on may, turning may's failures (including its panic when the kernel
+/// refuses a stack) into `Err`.
+pub(crate) fn spawn_on_may<F, T>(
+    builder: may::coroutine::Builder,
+    f: F,
+) -> Result<may::coroutine::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    ensure_init();
+    QUIET.with(|q| q.set(true));
+    let spawned = panic::catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: may marks spawn unsafe for two reasons, both documented on
+        // `coro::spawn` as the caller's contract, as may's own `go!` does:
+        // thread-locals must not be held across a yield (a coroutine may
+        // resume on another worker), and the closure must fit in its stack
+        // (may's guard page turns an overflow into SIGSEGV, not corruption).
+        // The closure is 'static and Send, so it owns everything it touches.
+        unsafe { builder.spawn(f) }
+    }));
+    QUIET.with(|q| q.set(false));
+    match spawned {
+        Ok(Ok(handle)) => Ok(handle),
+        Ok(Err(e)) => Err(CoroError::Spawn(e.to_string())),
+        Err(payload) => Err(stack_exhausted(&panic_message(payload.as_ref()))),
+    }
+}
+
+fn stack_exhausted(panic: &str) -> CoroError {
+    // generator's message reads "failed to alloc sys stack: Os { .. }"; keep the OS part.
+    let cause = panic
+        .split_once(": ")
+        .map_or(panic, |(_, rest)| rest)
+        .to_string();
+    let maps = std::fs::read_to_string("/proc/self/maps")
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    CoroError::StackExhausted {
+        cause,
+        live: live_coroutines(),
+        maps,
+        max_map_count,
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_words_rounds_to_even_words() {
+        assert_eq!(stack_words(32 * 1024).unwrap(), 4096);
+        assert_eq!(stack_words(4096 + 8).unwrap(), 514);
+        assert!(matches!(
+            stack_words(100),
+            Err(CoroError::InvalidStackSize { bytes: 100, .. })
+        ));
+    }
+
+    #[test]
+    fn zero_workers_is_rejected() {
+        let err = Config::new().workers(0).validate().unwrap_err();
+        assert!(err.to_string().contains("at least 1"));
+    }
+}

@@ -1,0 +1,492 @@
+//! Deadlock detection in the wait-for graph, and lock-order checking (the idea of Linux's lockdep).
+//!
+//! **Wait-for graph.** A lock of this crate first tries its raw lock (a `parking_lot` one). Only
+//! when that fails, after a short spin, does the thread register "I wait for lock L" under one
+//! global graph lock and walk the chain *owner of L → the lock that owner waits for → its owner*
+//! ... If the chain comes back to the caller, waiting would close a cycle: the call returns
+//! [`LockError::Deadlock`](crate::LockError::Deadlock) at once, naming every thread and lock in
+//! the cycle, and the other threads proceed once the victim drops what it holds. There is no
+//! polling thread: the last thread to join a cycle is the one that sees it, because every
+//! thread registers (under the graph lock) before it blocks.
+//!
+//! Each lock keeps its owner's ident in an atomic next to the raw lock; it is written after the
+//! raw lock is taken and cleared before it is released, so a reader sees either the true owner
+//! or 0 ("free or changing hands"), never a stale owner that might invent a cycle.
+//!
+//! **Lock order.** While [`set_lock_order_checking`] is on, each thread keeps the list of locks
+//! it holds; taking L2 while holding L1 records the edge L1 → L2 (once per thread in a local
+//! cache, then once globally). The first edge that closes a cycle in that order graph (L2 → L1
+//! seen earlier, or a longer chain) is an *inversion*: a deadlock waiting to happen even if this
+//! run got lucky. It is logged with `log::warn!` and kept for [`lock_order_violations`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::error::{Deadlock, WaitLink};
+
+static DETECTION: AtomicBool = AtomicBool::new(true);
+static ORDER_CHECKING: AtomicBool = AtomicBool::new(true);
+static NEXT_LOCK_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_IDENT: AtomicU64 = AtomicU64::new(1);
+/// Bumped by [`clear_lock_order_history`] so that per-thread edge caches start afresh.
+static ORDER_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Turns deadlock detection on or off for every lock of this crate (on by default).
+///
+/// Off, a contended lock simply blocks (as Python's does): a deadlock hangs.
+pub fn set_detection(enabled: bool) {
+    DETECTION.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether deadlock detection is on.
+pub fn detection_enabled() -> bool {
+    DETECTION.load(Ordering::Relaxed)
+}
+
+/// Turns lock-order checking on or off (on by default). Locks held when it is switched on are
+/// not known to it until they are released and taken again.
+pub fn set_lock_order_checking(enabled: bool) {
+    ORDER_CHECKING.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether lock-order checking is on.
+pub fn lock_order_checking_enabled() -> bool {
+    ORDER_CHECKING.load(Ordering::Relaxed)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Threads: Python-style idents and names.
+
+thread_local! {
+    static IDENT: Cell<u64> = const { Cell::new(0) };
+    static NAME: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+    static HELD: RefCell<Vec<HeldLock>> = const { RefCell::new(Vec::new()) };
+    /// Edges this thread already reported, valid for one `ORDER_EPOCH`.
+    static SEEN_EDGES: RefCell<(u64, HashSet<(u64, u64)>)> = RefCell::new((0, HashSet::new()));
+}
+
+/// This thread's ident: a number unique among the threads of this process, never reused.
+pub(crate) fn current_ident() -> u64 {
+    IDENT.with(|cell| {
+        let ident = cell.get();
+        if ident != 0 {
+            return ident;
+        }
+        let ident = NEXT_IDENT.fetch_add(1, Ordering::Relaxed);
+        cell.set(ident);
+        ident
+    })
+}
+
+/// A fresh ident for a thread about to be spawned.
+pub(crate) fn new_ident() -> u64 {
+    NEXT_IDENT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Makes `ident` the calling (new) thread's ident.
+pub(crate) fn adopt_ident(ident: u64) {
+    IDENT.with(|cell| cell.set(ident));
+}
+
+/// This thread's name: the std name, or `Thread-<ident>` for an unnamed thread.
+pub(crate) fn current_name() -> Arc<str> {
+    NAME.with(|cell| {
+        cell.borrow_mut()
+            .get_or_insert_with(|| match std::thread::current().name() {
+                Some(name) => Arc::from(name),
+                None => Arc::from(format!("Thread-{}", current_ident())),
+            })
+            .clone()
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-lock bookkeeping.
+
+/// What every lock of this crate carries next to its raw lock.
+#[derive(Debug)]
+pub(crate) struct LockMeta {
+    /// Ident of the thread holding the lock, 0 when free or changing hands.
+    owner: AtomicU64,
+    id: u64,
+    kind: &'static str,
+    name: Option<Arc<str>>,
+    /// Set once the lock appears in the lock-order graph, so that dropping it prunes the graph.
+    in_order_graph: AtomicBool,
+}
+
+impl LockMeta {
+    pub(crate) fn new(kind: &'static str, name: Option<String>) -> Self {
+        let meta = LockMeta {
+            owner: AtomicU64::new(0),
+            id: NEXT_LOCK_ID.fetch_add(1, Ordering::Relaxed),
+            kind,
+            name: name.map(Arc::from),
+            in_order_graph: AtomicBool::new(false),
+        };
+        register_name(&meta);
+        meta
+    }
+
+    /// The lock's name, or `<kind>#<id>` when it has none.
+    pub(crate) fn name(&self) -> String {
+        match &self.name {
+            Some(name) => name.to_string(),
+            None => format!("{}#{}", self.kind, self.id),
+        }
+    }
+
+    pub(crate) fn owner(&self) -> u64 {
+        self.owner.load(Ordering::Acquire)
+    }
+
+    /// Records that the caller now holds the raw lock (call right after taking it).
+    #[inline]
+    pub(crate) fn set_owner(&self, ident: u64) {
+        self.owner.store(ident, Ordering::Release);
+    }
+
+    /// Records that the lock is about to be released (call right before releasing it).
+    #[inline]
+    pub(crate) fn clear_owner(&self) {
+        self.owner.store(0, Ordering::Release);
+    }
+}
+
+impl Drop for LockMeta {
+    fn drop(&mut self) {
+        if *self.in_order_graph.get_mut() {
+            with_order(|g| g.forget_lock(self.id));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The wait-for graph.
+
+/// Pointer to the `LockMeta` a registered thread waits for.
+struct MetaPtr(*const LockMeta);
+
+// SAFETY: the pointer is only dereferenced under `GRAPH`'s lock while its entry is present, and
+// the entry is removed (under that lock) before the waiting call returns, i.e. while the waiter
+// still borrows the lock, so the `LockMeta` is alive. `LockMeta` itself is `Sync`.
+unsafe impl Send for MetaPtr {}
+
+struct WaitEntry {
+    lock: MetaPtr,
+    thread: Arc<str>,
+}
+
+static GRAPH: parking_lot::Mutex<BTreeMap<u64, WaitEntry>> =
+    parking_lot::const_mutex(BTreeMap::new());
+
+/// The caller's registration as a waiter; dropping it (also on unwind) removes the wait edge.
+pub(crate) struct WaitRegistration {
+    ident: u64,
+}
+
+impl Drop for WaitRegistration {
+    fn drop(&mut self) {
+        GRAPH.lock().remove(&self.ident);
+    }
+}
+
+impl WaitRegistration {
+    /// Ends the wait after the raw lock was taken: sets the owner, then removes the edge.
+    pub(crate) fn acquired(self, meta: &LockMeta) {
+        meta.set_owner(self.ident);
+        // Dropping `self` removes the edge.
+    }
+}
+
+/// Registers "the current thread waits for `meta`" and refuses if that closes a cycle.
+///
+/// Returns `Ok(None)` when detection is off (nothing registered).
+pub(crate) fn register_wait(meta: &LockMeta) -> Result<Option<WaitRegistration>, Deadlock> {
+    if !detection_enabled() {
+        return Ok(None);
+    }
+    let me = current_ident();
+    let thread = current_name();
+    let mut graph = GRAPH.lock();
+    graph.insert(
+        me,
+        WaitEntry {
+            lock: MetaPtr(meta),
+            thread,
+        },
+    );
+    match find_cycle(&graph, me) {
+        None => Ok(Some(WaitRegistration { ident: me })),
+        Some(cycle) => {
+            graph.remove(&me);
+            log::warn!("{cycle}");
+            Err(cycle)
+        }
+    }
+}
+
+/// Walks owner → waits-for links from `me`; a cycle through `me` is returned as a report.
+fn find_cycle(graph: &BTreeMap<u64, WaitEntry>, me: u64) -> Option<Deadlock> {
+    let mut cycle = Vec::new();
+    let mut thread = me;
+    // A chain longer than the number of waiters loops without passing through `me`.
+    for _ in 0..=graph.len() {
+        let entry = graph.get(&thread)?;
+        // SAFETY: see `MetaPtr`: the entry is present and we hold the graph lock.
+        let lock = unsafe { &*entry.lock.0 };
+        cycle.push(WaitLink {
+            thread: entry.thread.to_string(),
+            ident: thread,
+            lock: lock.name(),
+        });
+        let owner = lock.owner();
+        if owner == me {
+            return Some(Deadlock { cycle });
+        }
+        if owner == 0 {
+            return None;
+        }
+        thread = owner;
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lock-order checking.
+
+/// An entry of the per-thread list of held locks.
+#[derive(Clone, Copy)]
+struct HeldLock {
+    id: u64,
+    kind: &'static str,
+}
+
+/// One recorded inversion of lock order: a cycle in the "held while taking" graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockOrderViolation {
+    /// Thread that took `taking` while holding `held`, closing the cycle.
+    pub thread: String,
+    /// The lock the thread held.
+    pub held: String,
+    /// The lock it took.
+    pub taking: String,
+    /// The earlier chain from `taking` to `held`: each step is
+    /// `(held lock, lock taken, thread that first did it)`.
+    pub earlier: Vec<(String, String, String)>,
+}
+
+impl LockOrderViolation {
+    /// Whether this inversion involves a lock of that name.
+    pub fn involves(&self, lock: &str) -> bool {
+        self.held == lock || self.taking == lock
+    }
+}
+
+impl fmt::Display for LockOrderViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "lock order inversion: thread {:?} takes {:?} while holding {:?}, but earlier",
+            self.thread, self.taking, self.held
+        )?;
+        for (i, (from, to, thread)) in self.earlier.iter().enumerate() {
+            if i > 0 {
+                write!(f, ",")?;
+            }
+            write!(f, " thread {thread:?} took {to:?} while holding {from:?}")?;
+        }
+        write!(f, "; threads doing both at once would deadlock")
+    }
+}
+
+struct EdgeInfo {
+    from: String,
+    to: String,
+    thread: String,
+}
+
+#[derive(Default)]
+struct OrderGraph {
+    /// Names of the named locks alive, so edges can name the held lock.
+    names: HashMap<u64, Arc<str>>,
+    edges: HashMap<u64, HashMap<u64, EdgeInfo>>,
+    violations: Vec<LockOrderViolation>,
+}
+
+impl OrderGraph {
+    fn name_of(&self, held: HeldLock) -> String {
+        match self.names.get(&held.id) {
+            Some(name) => name.to_string(),
+            None => format!("{}#{}", held.kind, held.id),
+        }
+    }
+
+    /// A path `from` ⇝ `to` as a list of edges, breadth-first (so the shortest).
+    fn path(&self, from: u64, to: u64) -> Option<Vec<&EdgeInfo>> {
+        let mut parent: HashMap<u64, u64> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([from]);
+        while let Some(node) = queue.pop_front() {
+            if node == to {
+                let mut path = Vec::new();
+                let mut at = to;
+                while at != from {
+                    let prev = parent[&at];
+                    path.push(&self.edges[&prev][&at]);
+                    at = prev;
+                }
+                path.reverse();
+                return Some(path);
+            }
+            for &next in self.edges.get(&node).into_iter().flat_map(|m| m.keys()) {
+                if next != from && !parent.contains_key(&next) {
+                    parent.insert(next, node);
+                    queue.push_back(next);
+                }
+            }
+        }
+        None
+    }
+
+    fn add_edge(&mut self, held: HeldLock, taking: &LockMeta, thread: &str) {
+        if self
+            .edges
+            .get(&held.id)
+            .is_some_and(|m| m.contains_key(&taking.id))
+        {
+            return;
+        }
+        let from = self.name_of(held);
+        let to = taking.name();
+        if let Some(path) = self.path(taking.id, held.id) {
+            let violation = LockOrderViolation {
+                thread: thread.to_owned(),
+                held: from.clone(),
+                taking: to.clone(),
+                earlier: path
+                    .iter()
+                    .map(|e| (e.from.clone(), e.to.clone(), e.thread.clone()))
+                    .collect(),
+            };
+            log::warn!("{violation}");
+            self.violations.push(violation);
+        }
+        self.edges.entry(held.id).or_default().insert(
+            taking.id,
+            EdgeInfo {
+                from,
+                to,
+                thread: thread.to_owned(),
+            },
+        );
+    }
+
+    fn forget_lock(&mut self, id: u64) {
+        self.names.remove(&id);
+        self.edges.remove(&id);
+        for tos in self.edges.values_mut() {
+            tos.remove(&id);
+        }
+    }
+}
+
+static ORDER: parking_lot::Mutex<Option<OrderGraph>> = parking_lot::const_mutex(None);
+
+fn with_order<R>(f: impl FnOnce(&mut OrderGraph) -> R) -> R {
+    f(ORDER.lock().get_or_insert_with(OrderGraph::default))
+}
+
+/// Registers a named lock's name for lock-order reports.
+fn register_name(meta: &LockMeta) {
+    if let Some(name) = &meta.name {
+        with_order(|g| g.names.insert(meta.id, name.clone()));
+        meta.in_order_graph.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether the guard being created must pop the held list when dropped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tracked(bool);
+
+/// Notes that the current thread now holds `meta` (call after acquiring it).
+#[inline]
+pub(crate) fn note_acquired(meta: &LockMeta) -> Tracked {
+    if !lock_order_checking_enabled() {
+        return Tracked(false);
+    }
+    note_acquired_slow(meta);
+    Tracked(true)
+}
+
+fn note_acquired_slow(meta: &LockMeta) {
+    HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        if !held.is_empty() {
+            record_edges(&held, meta);
+        }
+        held.push(HeldLock {
+            id: meta.id,
+            kind: meta.kind,
+        });
+    });
+}
+
+fn record_edges(held: &[HeldLock], meta: &LockMeta) {
+    let new: Vec<HeldLock> = SEEN_EDGES.with(|seen| {
+        let (epoch, seen) = &mut *seen.borrow_mut();
+        let now = ORDER_EPOCH.load(Ordering::Acquire);
+        if *epoch != now {
+            *epoch = now;
+            seen.clear();
+        }
+        held.iter()
+            .filter(|h| h.id != meta.id && seen.insert((h.id, meta.id)))
+            .copied()
+            .collect()
+    });
+    if new.is_empty() {
+        return;
+    }
+    let thread = current_name();
+    with_order(|g| {
+        for h in new {
+            g.add_edge(h, meta, &thread);
+        }
+    });
+    meta.in_order_graph.store(true, Ordering::Relaxed);
+}
+
+/// Notes that the current thread released `meta` (call before releasing it).
+#[inline]
+pub(crate) fn note_released(meta: &LockMeta, tracked: Tracked) {
+    if tracked.0 {
+        HELD.with(|held| {
+            let mut held = held.borrow_mut();
+            if let Some(pos) = held.iter().rposition(|h| h.id == meta.id) {
+                held.remove(pos);
+            }
+        });
+    }
+}
+
+/// Every lock-order inversion recorded so far, oldest first.
+pub fn lock_order_violations() -> Vec<LockOrderViolation> {
+    with_order(|g| g.violations.clone())
+}
+
+/// The first lock-order inversion recorded, if any.
+pub fn first_lock_order_violation() -> Option<LockOrderViolation> {
+    with_order(|g| g.violations.first().cloned())
+}
+
+/// Forgets every recorded edge and inversion, as if no lock had been nested yet.
+pub fn clear_lock_order_history() {
+    with_order(|g| {
+        g.edges.clear();
+        g.violations.clear();
+        ORDER_EPOCH.fetch_add(1, Ordering::Release);
+    });
+}

@@ -1,0 +1,460 @@
+//! Locks that report deadlocks: [`Mutex<T>`] (data inside, Rust style), [`Lock`] and [`RLock`] (Python's).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use crate::deadlock::{self, LockMeta, Tracked, current_ident, detection_enabled};
+use crate::error::LockError;
+
+/// Rounds of spinning (`2^i` pause hints each) before a contended lock registers in the
+/// wait-for graph; contention that clears within a microsecond or so never touches the graph.
+const SPIN_ROUNDS: u32 = 6;
+
+/// A mutual-exclusion lock around a value, like `std::sync::Mutex`, that reports deadlocks.
+///
+/// Uncontended, [`lock`](Mutex::lock) is a `parking_lot` try-lock plus one store of the owner's
+/// ident. Contended, it spins briefly, then registers in the wait-for graph; if waiting would
+/// close a cycle, it returns [`LockError::Deadlock`] instead of hanging. There is no poisoning:
+/// a panic while holding the lock releases it.
+///
+/// ```
+/// use threads_sync::Mutex;
+/// let counter = Mutex::named("counter", 0u64);
+/// *counter.lock()? += 1;
+/// assert_eq!(*counter.lock()?, 1);
+/// assert_eq!(counter.name(), "counter");
+/// # Ok::<(), threads_sync::LockError>(())
+/// ```
+pub struct Mutex<T: ?Sized> {
+    meta: LockMeta,
+    inner: parking_lot::Mutex<T>,
+}
+
+impl<T> Mutex<T> {
+    /// A new unlocked mutex; its name in reports is `Mutex#<n>`.
+    pub fn new(value: T) -> Self {
+        Mutex {
+            meta: LockMeta::new("Mutex", None),
+            inner: parking_lot::Mutex::new(value),
+        }
+    }
+
+    /// A new unlocked mutex that deadlock and lock-order reports call `name`.
+    pub fn named(name: impl Into<String>, value: T) -> Self {
+        Mutex {
+            meta: LockMeta::new("Mutex", Some(name.into())),
+            inner: parking_lot::Mutex::new(value),
+        }
+    }
+
+    /// Consumes the mutex and returns the value.
+    pub fn into_inner(self) -> T {
+        self.inner.into_inner()
+    }
+}
+
+impl<T: ?Sized> Mutex<T> {
+    /// The name used in reports.
+    pub fn name(&self) -> String {
+        self.meta.name()
+    }
+
+    /// Blocks until the lock is acquired, or returns [`LockError::Deadlock`] if waiting would
+    /// close a cycle of threads waiting for each other (this one included).
+    #[inline]
+    pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError> {
+        match self.inner.try_lock() {
+            Some(inner) => Ok(self.guard(inner)),
+            None => self.lock_slow(None),
+        }
+    }
+
+    /// Takes the lock only if it is free right now (Python: `acquire(blocking=False)`).
+    #[inline]
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        self.inner.try_lock().map(|inner| self.guard(inner))
+    }
+
+    /// Like [`lock`](Mutex::lock), giving up with [`LockError::Timeout`] after `timeout`
+    /// (Python: `acquire(timeout=...)`).
+    #[inline]
+    pub fn try_lock_for(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, LockError> {
+        match self.inner.try_lock() {
+            Some(inner) => Ok(self.guard(inner)),
+            None => self.lock_slow(Some(timeout)),
+        }
+    }
+
+    /// Whether some thread holds the lock now (Python: `locked()`).
+    pub fn is_locked(&self) -> bool {
+        self.inner.is_locked()
+    }
+
+    /// The value, through exclusive access (no locking needed).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
+    }
+
+    #[inline]
+    fn guard<'a>(&'a self, inner: parking_lot::MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        if detection_enabled() {
+            self.meta.set_owner(current_ident());
+        }
+        MutexGuard {
+            mutex: self,
+            inner,
+            tracked: deadlock::note_acquired(&self.meta),
+        }
+    }
+
+    #[cold]
+    fn lock_slow(&self, timeout: Option<Duration>) -> Result<MutexGuard<'_, T>, LockError> {
+        let started = Instant::now();
+        for round in 0..SPIN_ROUNDS {
+            for _ in 0..(1u32 << round) {
+                std::hint::spin_loop();
+            }
+            if let Some(inner) = self.inner.try_lock() {
+                return Ok(self.guard(inner));
+            }
+        }
+        let registration = deadlock::register_wait(&self.meta)?;
+        let inner = match timeout {
+            None => self.inner.lock(),
+            Some(timeout) => {
+                let left = timeout.saturating_sub(started.elapsed());
+                self.inner
+                    .try_lock_for(left)
+                    .ok_or_else(|| LockError::Timeout {
+                        lock: self.meta.name(),
+                        timeout,
+                    })?
+            }
+        };
+        match registration {
+            Some(registration) => {
+                registration.acquired(&self.meta);
+                Ok(MutexGuard {
+                    mutex: self,
+                    inner,
+                    tracked: deadlock::note_acquired(&self.meta),
+                })
+            }
+            None => Ok(self.guard(inner)),
+        }
+    }
+}
+
+impl<T: Default> Default for Mutex<T> {
+    fn default() -> Self {
+        Mutex::new(T::default())
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutex")
+            .field("name", &self.meta.name())
+            .field("locked", &self.is_locked())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Proof of holding a [`Mutex`]; the lock is released when this is dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct MutexGuard<'a, T: ?Sized> {
+    pub(crate) mutex: &'a Mutex<T>,
+    pub(crate) inner: parking_lot::MutexGuard<'a, T>,
+    tracked: Tracked,
+}
+
+impl<T: ?Sized> MutexGuard<'_, T> {
+    /// Name of the lock this guard holds.
+    pub fn lock_name(&self) -> String {
+        self.mutex.name()
+    }
+
+    /// Clears the owner before the raw lock is released (by a condition wait).
+    pub(crate) fn meta(&self) -> &LockMeta {
+        &self.mutex.meta
+    }
+}
+
+impl<T: ?Sized> Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+}
+
+impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        deadlock::note_released(&self.mutex.meta, self.tracked);
+        self.mutex.meta.clear_owner();
+        // `self.inner` is dropped after this, releasing the raw lock.
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Python's `threading.Lock`: a plain lock guarding no data, released when its guard drops.
+///
+/// Unlike Python's, it must be released by the thread that took it (the guard is not `Send`).
+///
+/// ```python
+/// lock = threading.Lock()
+/// with lock:
+///     ...
+/// ```
+/// ```
+/// use threads_sync::Lock;
+/// let lock = Lock::named("io");
+/// {
+///     let _held = lock.acquire()?;
+///     assert!(lock.locked());
+///     assert!(lock.try_acquire().is_none());
+/// }
+/// assert!(!lock.locked());
+/// # Ok::<(), threads_sync::LockError>(())
+/// ```
+#[derive(Debug)]
+pub struct Lock {
+    inner: Mutex<()>,
+}
+
+/// Proof of holding a [`Lock`].
+pub type LockGuard<'a> = MutexGuard<'a, ()>;
+
+impl Lock {
+    /// A new unlocked lock; its name in reports is `Mutex#<n>`.
+    pub fn new() -> Self {
+        Lock {
+            inner: Mutex::new(()),
+        }
+    }
+
+    /// A new unlocked lock that reports call `name`.
+    pub fn named(name: impl Into<String>) -> Self {
+        Lock {
+            inner: Mutex::named(name, ()),
+        }
+    }
+
+    /// The name used in reports.
+    pub fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    /// Blocks until acquired; [`LockError::Deadlock`] if waiting would close a cycle.
+    pub fn acquire(&self) -> Result<LockGuard<'_>, LockError> {
+        self.inner.lock()
+    }
+
+    /// Like [`acquire`](Lock::acquire), giving up after `timeout` with [`LockError::Timeout`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, LockError> {
+        self.inner.try_lock_for(timeout)
+    }
+
+    /// Acquires only if free now (Python: `acquire(blocking=False)`).
+    pub fn try_acquire(&self) -> Option<LockGuard<'_>> {
+        self.inner.try_lock()
+    }
+
+    /// Whether some thread holds the lock.
+    pub fn locked(&self) -> bool {
+        self.inner.is_locked()
+    }
+}
+
+impl Default for Lock {
+    fn default() -> Self {
+        Lock::new()
+    }
+}
+
+struct RState {
+    owner: u64,
+    count: usize,
+    tracked: Option<Tracked>,
+}
+
+/// Python's `threading.RLock`: the owning thread may acquire it again; it is released when
+/// every guard of the owner has been dropped. Deadlocks are reported as for [`Mutex`].
+///
+/// ```
+/// use threads_sync::RLock;
+/// let rlock = RLock::named("tree");
+/// let outer = rlock.acquire()?;
+/// let inner = rlock.acquire()?; // the same thread: no deadlock
+/// assert_eq!(rlock.count(), 2);
+/// drop(inner);
+/// drop(outer);
+/// assert_eq!(rlock.count(), 0);
+/// # Ok::<(), threads_sync::LockError>(())
+/// ```
+pub struct RLock {
+    meta: LockMeta,
+    state: parking_lot::Mutex<RState>,
+    released: parking_lot::Condvar,
+}
+
+impl RLock {
+    /// A new unlocked re-entrant lock; its name in reports is `RLock#<n>`.
+    pub fn new() -> Self {
+        Self::with_meta(LockMeta::new("RLock", None))
+    }
+
+    /// A new re-entrant lock that reports call `name`.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self::with_meta(LockMeta::new("RLock", Some(name.into())))
+    }
+
+    fn with_meta(meta: LockMeta) -> Self {
+        RLock {
+            meta,
+            state: parking_lot::Mutex::new(RState {
+                owner: 0,
+                count: 0,
+                tracked: None,
+            }),
+            released: parking_lot::Condvar::new(),
+        }
+    }
+
+    /// The name used in reports.
+    pub fn name(&self) -> String {
+        self.meta.name()
+    }
+
+    /// How many times the owner holds it (0 when free).
+    pub fn count(&self) -> usize {
+        self.state.lock().count
+    }
+
+    /// Blocks until acquired (at once if this thread owns it); [`LockError::Deadlock`] if
+    /// waiting would close a cycle.
+    pub fn acquire(&self) -> Result<RLockGuard<'_>, LockError> {
+        match self.try_acquire() {
+            Some(guard) => Ok(guard),
+            None => self.acquire_slow(None),
+        }
+    }
+
+    /// Like [`acquire`](RLock::acquire), giving up after `timeout` with [`LockError::Timeout`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, LockError> {
+        match self.try_acquire() {
+            Some(guard) => Ok(guard),
+            None => self.acquire_slow(Some(timeout)),
+        }
+    }
+
+    /// Acquires only if free or already owned by this thread.
+    pub fn try_acquire(&self) -> Option<RLockGuard<'_>> {
+        let me = current_ident();
+        let mut state = self.state.lock();
+        if state.owner == me {
+            state.count += 1;
+        } else if state.owner == 0 {
+            self.take(&mut state, me);
+        } else {
+            return None;
+        }
+        Some(RLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        })
+    }
+
+    fn take(&self, state: &mut RState, me: u64) {
+        state.owner = me;
+        state.count = 1;
+        self.meta.set_owner(me);
+        state.tracked = Some(deadlock::note_acquired(&self.meta));
+    }
+
+    #[cold]
+    fn acquire_slow(&self, timeout: Option<Duration>) -> Result<RLockGuard<'_>, LockError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let me = current_ident();
+        let registration = deadlock::register_wait(&self.meta)?;
+        let mut state = self.state.lock();
+        while state.owner != 0 {
+            match deadline {
+                None => self.released.wait(&mut state),
+                Some(deadline) => {
+                    if self.released.wait_until(&mut state, deadline).timed_out()
+                        && state.owner != 0
+                    {
+                        return Err(LockError::Timeout {
+                            lock: self.meta.name(),
+                            timeout: timeout.unwrap_or_default(),
+                        });
+                    }
+                }
+            }
+        }
+        self.take(&mut state, me);
+        drop(state);
+        drop(registration);
+        Ok(RLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        })
+    }
+}
+
+impl Default for RLock {
+    fn default() -> Self {
+        RLock::new()
+    }
+}
+
+impl fmt::Debug for RLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.lock();
+        f.debug_struct("RLock")
+            .field("name", &self.meta.name())
+            .field("owner", &state.owner)
+            .field("count", &state.count)
+            .finish()
+    }
+}
+
+/// One level of holding an [`RLock`]; the lock is free once all the owner's guards are dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    /// Must be dropped on the owning thread.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        let lock = self.lock;
+        let mut state = lock.state.lock();
+        state.count -= 1;
+        if state.count == 0 {
+            if let Some(tracked) = state.tracked.take() {
+                deadlock::note_released(&lock.meta, tracked);
+            }
+            lock.meta.clear_owner();
+            state.owner = 0;
+            drop(state);
+            lock.released.notify_one();
+        }
+    }
+}

@@ -1,0 +1,790 @@
+//! `Manager` and `ManagedQueue<T>`: Python's `multiprocessing.Manager().Queue()`, a queue owned
+//! by a server whose handles can be passed to other processes.
+//!
+//! In Python, a manager is a server process holding shared objects, and `manager.Queue()` hands
+//! out a proxy that pickles into any process:
+//!
+//! ```python
+//! from multiprocessing import Manager, Pool
+//!
+//! def put_n(q, n):
+//!     for i in range(n):
+//!         q.put(i)
+//!
+//! with Manager() as manager, Pool(2) as pool:
+//!     q = manager.Queue()
+//!     pool.starmap_async(put_n, [(q, 5000)] * 4)
+//!     total = sum(q.get() for _ in range(20000))
+//! ```
+//!
+//! Here [`Manager::new`] starts the server as threads of the calling process (one per queue),
+//! and [`Manager::queue`] hands out a [`ManagedQueue<T>`]: `Clone`, `Serialize` and
+//! `Deserialize`, so it travels as an argument to a `Process` target or a pool task, and works
+//! the same on the other side. Every queue operation in a process other than the manager's is
+//! a message to that queue's server over ipc-channel; in the manager's own process the handle
+//! goes to the queue's state directly.
+//!
+//! ```
+//! use std::time::Duration;
+//! use process_ipc::manager::{ManagedQueue, Manager, ManagerError};
+//!
+//! let manager = Manager::new()?;
+//! let queue: ManagedQueue<u64> = manager.queue()?;
+//!
+//! // Producers anywhere: here threads, each with its own clone of the handle.
+//! let producers: Vec<_> = (0..4u64)
+//!     .map(|p| {
+//!         let q = queue.clone();
+//!         std::thread::spawn(move || (0..100).try_for_each(|i| q.put(p * 100 + i)))
+//!     })
+//!     .collect();
+//! for p in producers {
+//!     p.join().unwrap()?;
+//! }
+//! assert_eq!(queue.qsize()?, 400);
+//! let total: u64 = (0..400).map(|_| queue.get()).sum::<Result<u64, _>>()?;
+//! assert_eq!(total, (0..400).sum::<u64>());
+//!
+//! // Every wait has a bound, and a manager that is gone is an error, not a hang.
+//! assert!(matches!(queue.get_timeout(Duration::from_millis(10)), Err(ManagerError::Timeout { .. })));
+//! drop(manager);
+//! assert!(matches!(queue.put(1), Err(ManagerError::Gone { .. })));
+//! # Ok::<(), ManagerError>(())
+//! ```
+//!
+//! A handle crosses into another process the way every ipc-channel value does: inside a message
+//! (a `Process` argument, a pool task, a [`crate`] queue item, any `IpcSender::send`). Its
+//! serialization hands over a file descriptor, which only ipc-channel's own encoder can carry;
+//! encoding a handle with another serializer (JSON, say) does not give a working handle.
+//!
+//! ```
+//! use process_ipc::manager::{ManagedQueue, Manager};
+//!
+//! let manager = Manager::new()?;
+//! let queue: ManagedQueue<String> = manager.queue()?;
+//! let (tx, rx) = ipc_channel::ipc::channel::<ManagedQueue<String>>()?;
+//! tx.send(queue.clone())?;
+//! let remote = rx.recv()?; // what a child process would hold: it talks to the server
+//! remote.put("hello from afar".to_string())?;
+//! assert_eq!(queue.get()?, "hello from afar");
+//! queue.put("and back".to_string())?;
+//! assert_eq!(remote.get()?, "and back");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Semantics
+//! - **Unbounded**: `put` never waits for room. Across processes it is a one-way message; the
+//!   kernel socket buffer gives back-pressure if the server falls behind.
+//! - **Fair**: getters are served first come, first served, whichever process they wait in.
+//! - **Exactly once**: an item goes to one getter. A `get_timeout` that runs out withdraws its
+//!   request from the server before it reports [`ManagerError::Timeout`], so an item is never
+//!   sent to a caller that has stopped waiting.
+//! - **Manager gone**: after [`Manager::shutdown`] or drop, or when the manager's process dies,
+//!   every call fails with [`ManagerError::Gone`], and blocked getters wake with it at once.
+//!   Items still queued at that moment are dropped, as Python's are with its manager.
+//! - **Costs**: across processes a put is one message; a get, `try_get` or `qsize` is a round
+//!   trip over a reply channel that each handle creates once per process, on first use, and
+//!   keeps (one per thread that uses the handle at the same time).
+
+mod server;
+mod wire;
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
+use ipc_channel::{IpcError, TryRecvError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use server::{LocalGet, ServerThread, Shared};
+use wire::{Reply, Request};
+
+/// How long a client waits for an answer that a live server gives at once (registration,
+/// `try_get`, `qsize`, the answer to a cancelled get). A dead server is noticed immediately,
+/// through the closed channel; this bound only covers a server process that is alive but stuck
+/// (stopped by a debugger or a signal, say).
+const REPLY_GRACE: Duration = Duration::from_secs(5);
+
+/// How long [`Manager::shutdown`] waits for each queue's server thread to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// What went wrong in a [`Manager`] or [`ManagedQueue`] call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// The manager was shut down or dropped, or its process died.
+    #[error("manager queue {queue} of the manager in process {pid} is gone: {why}")]
+    Gone {
+        /// The manager's process id.
+        pid: u32,
+        /// The queue's number within its manager.
+        queue: u64,
+        /// What showed it.
+        why: &'static str,
+    },
+    /// `get_timeout` found no item within its timeout.
+    #[error("no item arrived in manager queue {queue} (manager pid {pid}) within {timeout:?}")]
+    Timeout {
+        /// The manager's process id.
+        pid: u32,
+        /// The queue's number within its manager.
+        queue: u64,
+        /// The timeout that ran out.
+        timeout: Duration,
+    },
+    /// `try_get` / `get_nowait` found the queue empty.
+    #[error("manager queue {queue} (manager pid {pid}) is empty")]
+    Empty {
+        /// The manager's process id.
+        pid: u32,
+        /// The queue's number within its manager.
+        queue: u64,
+    },
+    /// The manager's process is alive but did not answer a request it answers at once.
+    #[error(
+        "the manager in process {pid} did not answer a request on queue {queue} within {waited:?}"
+    )]
+    NoReply {
+        /// The manager's process id.
+        pid: u32,
+        /// The queue's number within its manager.
+        queue: u64,
+        /// How long the client waited.
+        waited: Duration,
+    },
+    /// An item could not be encoded or decoded.
+    #[error("manager queue {queue} (manager pid {pid}): an item does not (de)serialize: {source}")]
+    Serialization {
+        /// The manager's process id.
+        pid: u32,
+        /// The queue's number within its manager.
+        queue: u64,
+        /// ipc-channel's encoding error.
+        source: ipc_channel::SerDeError,
+    },
+    /// The operating system refused a channel or a thread (out of file descriptors, say).
+    #[error("manager queue {queue} (manager pid {pid}): {what}: {source}")]
+    Io {
+        /// The manager's process id.
+        pid: u32,
+        /// The queue's number within its manager.
+        queue: u64,
+        /// What was being done.
+        what: &'static str,
+        /// The system error.
+        source: io::Error,
+    },
+}
+
+/// Makes a write to a closed channel an `EPIPE` error instead of a fatal `SIGPIPE`.
+///
+/// ipc-channel writes with `sendmsg` without `MSG_NOSIGNAL`. Rust's `main` ignores `SIGPIPE`
+/// before it runs, but a child process that runs its target before `main` (and a program that
+/// restored the default) would be killed by the signal when its manager is gone, instead of
+/// getting [`ManagerError::Gone`]. A handler someone installed on purpose is left alone.
+fn ignore_sigpipe() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: an all-zero `sigaction` is a valid value of this plain C struct.
+        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null new action makes this a query; `current` is a valid place to write.
+        let queried = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut current) };
+        if queried == 0 && current.sa_sigaction == libc::SIG_DFL {
+            // SAFETY: SIG_IGN is a valid disposition for SIGPIPE and installs no handler code.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        }
+    });
+}
+
+/// Python's `multiprocessing.Manager()`: a server that owns queues and hands out handles to
+/// them.
+///
+/// The server runs as threads of the process that calls [`Manager::new`] (one thread per
+/// queue, blocked on that queue's request channel), not as a separate process: the queues live
+/// exactly as long as this value and its process. Dropping it, or calling
+/// [`shutdown`](Manager::shutdown), ends every queue; handles anywhere then get
+/// [`ManagerError::Gone`].
+pub struct Manager {
+    pid: u32,
+    next_queue: AtomicU64,
+    servers: Mutex<Option<Vec<ServerThread>>>,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("pid", &self.pid)
+            .field("queues", &self.next_queue.load(Ordering::Relaxed))
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl Manager {
+    /// Starts a manager in this process.
+    ///
+    /// # Errors
+    /// None today: queues and their server threads are created by [`Manager::queue`]. The
+    /// `Result` keeps the door open for a manager that starts its own process, as Python's
+    /// does, without breaking callers.
+    pub fn new() -> Result<Self, ManagerError> {
+        ignore_sigpipe();
+        Ok(Self {
+            pid: std::process::id(),
+            next_queue: AtomicU64::new(1),
+            servers: Mutex::new(Some(Vec::new())),
+        })
+    }
+
+    /// The process the manager's server runs in (this one).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the manager still serves (it has not been shut down).
+    pub fn is_running(&self) -> bool {
+        self.servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Python's `manager.Queue()`: a new, empty, unbounded queue hosted by this manager.
+    ///
+    /// # Errors
+    /// [`ManagerError::Gone`] after [`shutdown`](Manager::shutdown); [`ManagerError::Io`] if the
+    /// request channel or the server thread cannot be created.
+    #[doc(alias = "Queue")]
+    pub fn queue<T>(&self) -> Result<ManagedQueue<T>, ManagerError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let queue = self.next_queue.fetch_add(1, Ordering::Relaxed);
+        let io = |what, source| ManagerError::Io {
+            pid: self.pid,
+            queue,
+            what,
+            source,
+        };
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(servers) = servers.as_mut() else {
+            return Err(ManagerError::Gone {
+                pid: self.pid,
+                queue,
+                why: "the manager was shut down before the queue was made",
+            });
+        };
+        let (requests, incoming) =
+            ipc::channel::<Request<T>>().map_err(|e| io("cannot create its request channel", e))?;
+        let shared = Arc::new(Shared::new());
+        let server = ServerThread::start(
+            format!("manager-queue-{queue}"),
+            Arc::clone(&shared),
+            incoming,
+            requests.clone(),
+        )
+        .map_err(|e| io("cannot start its server thread", e))?;
+        servers.push(server);
+        Ok(ManagedQueue {
+            pid: self.pid,
+            queue,
+            requests,
+            local: Some(shared),
+            clients: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Python's `manager.shutdown()`: ends every queue of this manager. Blocked getters wake
+    /// with [`ManagerError::Gone`], here and in other processes, and later calls on any handle
+    /// fail the same way. Calling it again does nothing.
+    pub fn shutdown(&self) {
+        let servers = self
+            .servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        for mut server in servers.into_iter().flatten() {
+            server.stop(SHUTDOWN_GRACE);
+        }
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// One registered connection to a queue's server: an id and the receiving end of the reply
+/// channel that only the server can send on.
+struct Client<T> {
+    id: u64,
+    next_seq: u64,
+    replies: IpcReceiver<Reply<T>>,
+    /// The queue's request channel, re-typed so that `Drop` can send `Unregister` (which
+    /// carries no item, so its bytes are the same for every item type).
+    unregister: IpcSender<Request<()>>,
+}
+
+impl<T> Drop for Client<T> {
+    fn drop(&mut self) {
+        // Best effort: a server that is gone has nothing left to forget.
+        let _ = self
+            .unregister
+            .send(Request::Unregister { client: self.id });
+    }
+}
+
+/// How long a get may wait.
+#[derive(Clone, Copy)]
+enum Wait {
+    No,
+    Until(Instant, Duration),
+    Forever,
+}
+
+/// What a client call ended with; `Broken` means the client must not be reused.
+enum Outcome<T> {
+    Ok(T),
+    Err(ManagerError),
+    Broken(ManagerError),
+}
+
+/// A handle to a queue hosted by a [`Manager`]: Python's `manager.Queue()` proxy.
+///
+/// Clone it for another thread, or send it (inside any ipc-channel message, such as a `Process`
+/// argument) to another process; every copy reaches the same queue. All methods take `&self`
+/// and may be called from several threads at once. A handle is `Send` when `T` is, and `Sync`
+/// when `T` is `Send + Sync`.
+pub struct ManagedQueue<T> {
+    pid: u32,
+    queue: u64,
+    requests: IpcSender<Request<T>>,
+    /// The queue's state when this handle is in the manager's own process.
+    local: Option<Arc<Shared<T>>>,
+    /// Registered clients not in use by a call right now (one per concurrent caller).
+    clients: Mutex<Vec<Client<T>>>,
+}
+
+impl<T> fmt::Debug for ManagedQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagedQueue")
+            .field("manager_pid", &self.pid)
+            .field("queue", &self.queue)
+            .field("in_manager_process", &self.local.is_some())
+            .finish()
+    }
+}
+
+impl<T: Serialize> Clone for ManagedQueue<T> {
+    /// Another handle to the same queue. It registers its own reply channel when first used
+    /// for a get in a process other than the manager's.
+    fn clone(&self) -> Self {
+        Self {
+            pid: self.pid,
+            queue: self.queue,
+            requests: self.requests.clone(),
+            local: self.local.clone(),
+            clients: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// What a handle is on the wire: which queue, and the sending end of its request channel.
+#[derive(Serialize, Deserialize)]
+struct HandleWire<R> {
+    pid: u32,
+    queue: u64,
+    requests: R,
+}
+
+impl<T> Serialize for ManagedQueue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        HandleWire {
+            pid: self.pid,
+            queue: self.queue,
+            requests: &self.requests,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for ManagedQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = HandleWire::<IpcSender<Request<T>>>::deserialize(deserializer)?;
+        Ok(Self {
+            pid: wire.pid,
+            queue: wire.queue,
+            requests: wire.requests,
+            local: None,
+            clients: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl<T> ManagedQueue<T>
+where
+    T: Serialize + DeserializeOwned,
+{
+    /// The process id of the manager that hosts this queue.
+    pub fn manager_pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Python's `q.put(item)`: appends `item`. The queue is unbounded, so this never waits
+    /// for room; from another process it is one message, with no round trip.
+    ///
+    /// # Errors
+    /// [`ManagerError::Gone`] if the manager was shut down or its process died;
+    /// [`ManagerError::Serialization`] if `item` cannot be encoded.
+    pub fn put(&self, item: T) -> Result<(), ManagerError> {
+        if let Some(shared) = &self.local {
+            return if shared.put(item) {
+                Ok(())
+            } else {
+                Err(self.gone("it was shut down"))
+            };
+        }
+        ignore_sigpipe();
+        self.requests
+            .send(Request::Put(item))
+            .map_err(|e| self.send_error(e))
+    }
+
+    /// Python's `q.get()`: takes the oldest item, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`ManagerError::Gone`] if the manager is gone, including while this call waits.
+    pub fn get(&self) -> Result<T, ManagerError> {
+        self.get_with(Wait::Forever)
+    }
+
+    /// Python's `q.get(timeout=...)`: takes the oldest item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`ManagerError::Timeout`] if no item came in time (none was taken);
+    /// [`ManagerError::Gone`] if the manager is gone.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, ManagerError> {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.get_with(Wait::Until(deadline, timeout)),
+            None => self.get(),
+        }
+    }
+
+    /// Takes the oldest item if there is one, without waiting for one to arrive.
+    ///
+    /// # Errors
+    /// [`ManagerError::Empty`] if the queue is empty; [`ManagerError::Gone`] if the manager is
+    /// gone.
+    pub fn try_get(&self) -> Result<T, ManagerError> {
+        self.get_with(Wait::No)
+    }
+
+    /// Python's name for [`try_get`](ManagedQueue::try_get).
+    ///
+    /// # Errors
+    /// As [`try_get`](ManagedQueue::try_get).
+    pub fn get_nowait(&self) -> Result<T, ManagerError> {
+        self.try_get()
+    }
+
+    /// Python's `q.qsize()`: how many items are queued now (others may change it at once).
+    ///
+    /// # Errors
+    /// [`ManagerError::Gone`] if the manager is gone.
+    pub fn qsize(&self) -> Result<usize, ManagerError> {
+        Ok(self.counts()?.0)
+    }
+
+    /// How many getters wait for an item now, in all processes: a diagnostic with no Python
+    /// twin (a consumer that is stuck shows here).
+    ///
+    /// # Errors
+    /// [`ManagerError::Gone`] if the manager is gone.
+    pub fn getters_waiting(&self) -> Result<usize, ManagerError> {
+        Ok(self.counts()?.1)
+    }
+
+    /// Items queued and getters waiting.
+    fn counts(&self) -> Result<(usize, usize), ManagerError> {
+        if let Some(shared) = &self.local {
+            return shared.counts().ok_or_else(|| self.gone("it was shut down"));
+        }
+        self.with_client(REPLY_GRACE, |client| {
+            let seq = client.seq();
+            if let Err(e) = self.requests.send(Request::Qsize {
+                client: client.id,
+                seq,
+            }) {
+                return Outcome::Broken(self.send_error(e));
+            }
+            loop {
+                match self.recv(client, Some(REPLY_GRACE)) {
+                    Ok(Reply::Size {
+                        seq: s,
+                        len,
+                        getters,
+                    }) if s == seq => {
+                        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+                        return Outcome::Ok((size(len), size(getters)));
+                    }
+                    Ok(_) => continue,
+                    Err(e) => return Outcome::Broken(e),
+                }
+            }
+        })
+    }
+
+    /// Python's `q.empty()`: whether [`qsize`](ManagedQueue::qsize) is zero.
+    ///
+    /// # Errors
+    /// As [`qsize`](ManagedQueue::qsize).
+    pub fn empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.qsize()? == 0)
+    }
+
+    fn gone(&self, why: &'static str) -> ManagerError {
+        ManagerError::Gone {
+            pid: self.pid,
+            queue: self.queue,
+            why,
+        }
+    }
+
+    fn send_error(&self, error: IpcError) -> ManagerError {
+        match error {
+            IpcError::SerializationError(source) => ManagerError::Serialization {
+                pid: self.pid,
+                queue: self.queue,
+                source,
+            },
+            IpcError::Disconnected => self.gone("its request channel is closed"),
+            IpcError::Io(e) => match e.kind() {
+                io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::NotConnected => self.gone("its request channel is closed"),
+                _ => ManagerError::Io {
+                    pid: self.pid,
+                    queue: self.queue,
+                    what: "cannot send a request",
+                    source: e,
+                },
+            },
+        }
+    }
+
+    /// Receives one reply; `None` waits without bound. A timeout is `NoReply`.
+    fn recv(&self, client: &Client<T>, wait: Option<Duration>) -> Result<Reply<T>, ManagerError> {
+        let received = match wait {
+            None => client.replies.recv().map_err(TryRecvError::IpcError),
+            Some(d) => client.replies.try_recv_timeout(d),
+        };
+        received.map_err(|e| match e {
+            TryRecvError::Empty => ManagerError::NoReply {
+                pid: self.pid,
+                queue: self.queue,
+                waited: wait.unwrap_or_default(),
+            },
+            TryRecvError::IpcError(IpcError::SerializationError(source)) => {
+                ManagerError::Serialization {
+                    pid: self.pid,
+                    queue: self.queue,
+                    source,
+                }
+            }
+            TryRecvError::IpcError(_) => self.gone("its reply channel closed"),
+        })
+    }
+
+    /// Runs `call` with a registered client (reused, or registered now within `register`),
+    /// and keeps the client for later unless the call broke it.
+    fn with_client<R>(
+        &self,
+        register: Duration,
+        call: impl FnOnce(&mut Client<T>) -> Outcome<R>,
+    ) -> Result<R, ManagerError> {
+        ignore_sigpipe();
+        let pooled = self.clients.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut client = match pooled {
+            Some(client) => client,
+            None => self.register(register)?,
+        };
+        match call(&mut client) {
+            Outcome::Ok(value) => {
+                self.keep(client);
+                Ok(value)
+            }
+            Outcome::Err(e) => {
+                self.keep(client);
+                Err(e)
+            }
+            // Dropping the client unregisters it.
+            Outcome::Broken(e) => Err(e),
+        }
+    }
+
+    fn keep(&self, client: Client<T>) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(client);
+    }
+
+    /// Creates a reply channel and registers it with the server.
+    fn register(&self, wait: Duration) -> Result<Client<T>, ManagerError> {
+        let (reply, replies) = ipc::channel::<Reply<T>>().map_err(|source| ManagerError::Io {
+            pid: self.pid,
+            queue: self.queue,
+            what: "cannot create a reply channel",
+            source,
+        })?;
+        // The send moves `reply` and drops this process's copy of it: the server then holds
+        // the only sending end, so its exit closes the channel and wakes this client.
+        self.requests
+            .send(Request::Register { reply })
+            .map_err(|e| self.send_error(e))?;
+        let mut client = Client {
+            id: 0,
+            next_seq: 1,
+            replies,
+            unregister: self.requests.clone().to_opaque().to(),
+        };
+        match self.recv(&client, Some(wait.max(REPLY_GRACE)))? {
+            Reply::Registered { client: id } => {
+                client.id = id;
+                Ok(client)
+            }
+            _ => Err(self.gone("it answered a registration with something else")),
+        }
+    }
+
+    fn get_with(&self, wait: Wait) -> Result<T, ManagerError> {
+        match &self.local {
+            Some(shared) => self.get_local(shared, wait),
+            None => self.get_remote(wait),
+        }
+    }
+
+    fn get_local(&self, shared: &Shared<T>, wait: Wait) -> Result<T, ManagerError> {
+        let gone = || self.gone("it was shut down");
+        let (id, slot) = match shared.get_local(!matches!(wait, Wait::No)) {
+            LocalGet::Item(item) => return Ok(item),
+            LocalGet::Empty => return Err(self.empty_error()),
+            LocalGet::Closed => return Err(gone()),
+            LocalGet::Wait { id, slot } => (id, slot),
+        };
+        match wait {
+            Wait::Until(deadline, timeout) => match slot.recv_deadline(deadline) {
+                Ok(item) => Ok(item),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(gone()),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if shared.cancel_local(id) {
+                        Err(self.timeout(timeout))
+                    } else {
+                        // Delivered between the timeout and the withdrawal: it is ours.
+                        slot.try_recv().map_err(|_| gone())
+                    }
+                }
+            },
+            Wait::Forever | Wait::No => slot.recv().map_err(|_| gone()),
+        }
+    }
+
+    fn get_remote(&self, wait: Wait) -> Result<T, ManagerError> {
+        let register = match wait {
+            Wait::Until(deadline, _) => deadline.saturating_duration_since(Instant::now()),
+            _ => REPLY_GRACE,
+        };
+        self.with_client(register, |client| {
+            let seq = client.seq();
+            let request = Request::Get {
+                client: client.id,
+                seq,
+                block: !matches!(wait, Wait::No),
+            };
+            if let Err(e) = self.requests.send(request) {
+                return Outcome::Broken(self.send_error(e));
+            }
+            loop {
+                let bound = match wait {
+                    Wait::No => Some(REPLY_GRACE),
+                    Wait::Forever => None,
+                    Wait::Until(deadline, _) => {
+                        Some(deadline.saturating_duration_since(Instant::now()))
+                    }
+                };
+                match self.recv(client, bound) {
+                    Ok(Reply::Item { seq: s, item }) if s == seq => return Outcome::Ok(item),
+                    Ok(Reply::Empty { seq: s }) if s == seq => {
+                        return Outcome::Err(self.empty_error());
+                    }
+                    Ok(_) => continue,
+                    // ipc-channel polls in whole milliseconds, rounding down: wait out the rest.
+                    Err(ManagerError::NoReply { .. }) => match wait {
+                        Wait::Until(deadline, _) if Instant::now() < deadline => continue,
+                        Wait::Until(..) => break,
+                        _ => return Outcome::Broken(self.no_reply(REPLY_GRACE)),
+                    },
+                    Err(e) => return Outcome::Broken(e),
+                }
+            }
+            // The wait ran out: withdraw the get. The server's answer decides, so an item it
+            // already sent is taken rather than lost.
+            let Wait::Until(_, timeout) = wait else {
+                unreachable!("only a timed get stops waiting")
+            };
+            if let Err(e) = self.requests.send(Request::Cancel {
+                client: client.id,
+                seq,
+            }) {
+                return Outcome::Broken(self.send_error(e));
+            }
+            loop {
+                match self.recv(client, Some(REPLY_GRACE)) {
+                    Ok(Reply::Item { seq: s, item }) if s == seq => return Outcome::Ok(item),
+                    Ok(Reply::Cancelled { seq: s }) if s == seq => {
+                        return Outcome::Err(self.timeout(timeout));
+                    }
+                    Ok(_) => continue,
+                    Err(e) => return Outcome::Broken(e),
+                }
+            }
+        })
+    }
+
+    fn empty_error(&self) -> ManagerError {
+        ManagerError::Empty {
+            pid: self.pid,
+            queue: self.queue,
+        }
+    }
+
+    fn no_reply(&self, waited: Duration) -> ManagerError {
+        ManagerError::NoReply {
+            pid: self.pid,
+            queue: self.queue,
+            waited,
+        }
+    }
+
+    fn timeout(&self, timeout: Duration) -> ManagerError {
+        ManagerError::Timeout {
+            pid: self.pid,
+            queue: self.queue,
+            timeout,
+        }
+    }
+}
+
+impl<T> Client<T> {
+    fn seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+}

@@ -1,0 +1,311 @@
+//! The server side of one managed queue: its state, shared with handles in the manager's own
+//! process, and the thread that serves clients in other processes.
+//!
+//! Invariant: items are queued only while no getter waits (`items` non-empty implies
+//! `getters` empty), so a new item always goes to the getter that has waited longest, whether
+//! it waits in this process or in another one.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use ipc_channel::ipc::IpcReceiver;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::wire::{ReplyOut, ReplySender, Request};
+
+/// One getter waiting for an item, in arrival order.
+enum Getter<T> {
+    /// A thread of the manager's own process, parked on a one-slot channel.
+    Local { id: u64, slot: Sender<T> },
+    /// A client in any process, waiting on its reply channel for get `seq`.
+    Remote { client: u64, seq: u64 },
+}
+
+/// Everything a queue holds, behind one lock.
+pub(crate) struct State<T> {
+    /// Set once by the manager's shutdown; every operation then fails with `Gone`.
+    pub(crate) closed: bool,
+    items: VecDeque<T>,
+    getters: VecDeque<Getter<T>>,
+    clients: HashMap<u64, ReplySender<T>>,
+    next_client: u64,
+    next_local: u64,
+}
+
+/// A queue's state plus what identifies it; shared by the server thread and local handles.
+pub(crate) struct Shared<T> {
+    state: Mutex<State<T>>,
+}
+
+/// What a local `get` found.
+pub(crate) enum LocalGet<T> {
+    /// An item was queued.
+    Item(T),
+    /// Nothing queued; the caller waits on this slot (registered as getter `id`).
+    Wait { id: u64, slot: Receiver<T> },
+    /// Nothing queued and the caller did not want to wait.
+    Empty,
+    /// The manager shut the queue down.
+    Closed,
+}
+
+impl<T: Serialize> Shared<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: Mutex::new(State {
+                closed: false,
+                items: VecDeque::new(),
+                getters: VecDeque::new(),
+                clients: HashMap::new(),
+                next_client: 1,
+                next_local: 1,
+            }),
+        }
+    }
+
+    /// The lock; a panic while holding it cannot leave the state half-changed (every change
+    /// is a single push or pop), so a poisoned lock is simply taken over.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds an item: to the longest-waiting getter that can still take it, else to the queue.
+    /// Returns false if the queue is closed (the item is dropped).
+    pub(crate) fn put(&self, item: T) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        state.deliver(item);
+        true
+    }
+
+    /// Takes an item, or registers the caller as a local getter when `wait` is set.
+    pub(crate) fn get_local(&self, wait: bool) -> LocalGet<T> {
+        let mut state = self.lock();
+        if state.closed {
+            return LocalGet::Closed;
+        }
+        if let Some(item) = state.items.pop_front() {
+            return LocalGet::Item(item);
+        }
+        if !wait {
+            return LocalGet::Empty;
+        }
+        let (slot, receiver) = crossbeam_channel::bounded(1);
+        let id = state.next_local;
+        state.next_local += 1;
+        state.getters.push_back(Getter::Local { id, slot });
+        LocalGet::Wait { id, slot: receiver }
+    }
+
+    /// Withdraws local getter `id` after its timeout. True if it was still waiting (so no item
+    /// was or will be sent to its slot); false if an item already went to its slot.
+    pub(crate) fn cancel_local(&self, id: u64) -> bool {
+        let mut state = self.lock();
+        let position = state
+            .getters
+            .iter()
+            .position(|g| matches!(g, Getter::Local { id: i, .. } if *i == id));
+        match position {
+            Some(p) => {
+                state.getters.remove(p);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Items queued and getters waiting, or `None` once closed.
+    pub(crate) fn counts(&self) -> Option<(usize, usize)> {
+        let state = self.lock();
+        (!state.closed).then_some((state.items.len(), state.getters.len()))
+    }
+
+    /// Marks the queue gone and wakes every waiter: local getters see their slot disconnect,
+    /// remote getters see their reply channel close (the server held its only sending end).
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.items.clear();
+        state.getters.clear();
+        state.clients.clear();
+    }
+
+    /// Handles one request from the channel; false means stop serving.
+    fn serve(&self, request: Request<T>) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            // Dropping the request drops any reply sender in it, which tells its client.
+            return !matches!(request, Request::Shutdown);
+        }
+        match request {
+            Request::Put(item) => state.deliver(item),
+            Request::Register { reply } => {
+                let client = state.next_client;
+                state.next_client += 1;
+                let reply = ReplySender::new(reply);
+                if reply.send(ReplyOut::Registered { client }).is_ok() {
+                    state.clients.insert(client, reply);
+                }
+            }
+            Request::Get { client, seq, block } => state.get_remote(client, seq, block),
+            Request::Cancel { client, seq } => {
+                let position = state.getters.iter().position(
+                    |g| matches!(g, Getter::Remote { client: c, seq: s } if *c == client && *s == seq),
+                );
+                if let Some(p) = position {
+                    state.getters.remove(p);
+                    state.reply(client, ReplyOut::Cancelled { seq });
+                }
+                // Not found: the item was already sent, and the client will read it.
+            }
+            Request::Qsize { client, seq } => {
+                let len = state.items.len() as u64;
+                let getters = state.getters.len() as u64;
+                state.reply(client, ReplyOut::Size { seq, len, getters });
+            }
+            Request::Unregister { client } => {
+                state.clients.remove(&client);
+                state
+                    .getters
+                    .retain(|g| !matches!(g, Getter::Remote { client: c, .. } if *c == client));
+            }
+            Request::Shutdown => return false,
+        }
+        true
+    }
+}
+
+impl<T: Serialize> State<T> {
+    /// Hands `item` to the first getter that takes it, or queues it.
+    fn deliver(&mut self, item: T) {
+        let mut item = item;
+        while let Some(getter) = self.getters.pop_front() {
+            match getter {
+                Getter::Local { slot, .. } => match slot.try_send(item) {
+                    Ok(()) => return,
+                    // The slot holds at most this one item, so only a vanished getter refuses.
+                    Err(TrySendError::Disconnected(back) | TrySendError::Full(back)) => {
+                        item = back;
+                    }
+                },
+                Getter::Remote { client, seq } => {
+                    let sent = match self.clients.get(&client) {
+                        Some(reply) => reply.send(ReplyOut::Item { seq, item: &item }).is_ok(),
+                        None => false,
+                    };
+                    if sent {
+                        return;
+                    }
+                    // That client's process is gone: the item stays for the next getter.
+                    self.clients.remove(&client);
+                }
+            }
+        }
+        self.items.push_back(item);
+    }
+
+    fn get_remote(&mut self, client: u64, seq: u64, block: bool) {
+        if !self.clients.contains_key(&client) {
+            return;
+        }
+        if let Some(item) = self.items.pop_front() {
+            let sent = self.clients[&client]
+                .send(ReplyOut::Item { seq, item: &item })
+                .is_ok();
+            if !sent {
+                self.clients.remove(&client);
+                self.items.push_front(item);
+            }
+        } else if block {
+            self.getters.push_back(Getter::Remote { client, seq });
+        } else {
+            self.reply(client, ReplyOut::Empty { seq });
+        }
+    }
+
+    /// Sends a reply that carries no item; a client that cannot receive it is forgotten.
+    fn reply(&mut self, client: u64, reply: ReplyOut<'_, T>) {
+        let ok = self
+            .clients
+            .get(&client)
+            .is_some_and(|r| r.send(reply).is_ok());
+        if !ok {
+            self.clients.remove(&client);
+        }
+    }
+}
+
+/// The thread serving one queue's request channel, and how to stop it.
+pub(crate) struct ServerThread {
+    stop: Box<dyn Fn() + Send>,
+    done: Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Starts the thread that serves `requests` for `shared`; `shutdown` is a request sender
+    /// kept so that stopping can wake the thread.
+    pub(crate) fn start<T>(
+        name: String,
+        shared: Arc<Shared<T>>,
+        requests: IpcReceiver<Request<T>>,
+        shutdown: ipc_channel::ipc::IpcSender<Request<T>>,
+    ) -> std::io::Result<Self>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let serving = Arc::clone(&shared);
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            loop {
+                match requests.recv() {
+                    Ok(request) => {
+                        if !serving.serve(request) {
+                            break;
+                        }
+                    }
+                    // Every sender gone, or the socket failed: nothing more can arrive.
+                    Err(ipc_channel::IpcError::Disconnected | ipc_channel::IpcError::Io(_)) => {
+                        break;
+                    }
+                    // A message that does not decode came from a client built for another
+                    // item type; skip it rather than stop serving everyone else.
+                    Err(ipc_channel::IpcError::SerializationError(e)) => {
+                        log::warn!("manager queue: undecodable request skipped: {e}");
+                    }
+                }
+            }
+            serving.close();
+            drop(requests);
+            let _ = done_tx.send(());
+        })?;
+        let stop = Box::new(move || {
+            shared.close();
+            let _ = shutdown.send(Request::Shutdown);
+        });
+        Ok(Self {
+            stop,
+            done,
+            thread: Some(thread),
+        })
+    }
+
+    /// Closes the queue, stops the thread and joins it (waiting at most `grace`; a thread
+    /// stuck in a send to a client that stopped reading is left to finish on its own).
+    pub(crate) fn stop(&mut self, grace: Duration) {
+        (self.stop)();
+        if self.done.recv_timeout(grace).is_ok() {
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        } else {
+            self.thread.take();
+        }
+    }
+}

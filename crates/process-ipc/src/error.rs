@@ -1,0 +1,193 @@
+//! Error types: every failure of a child, a queue or a pool is a value that names what happened.
+
+use std::time::Duration;
+
+/// The name of a POSIX signal number (`9` -> `"SIGKILL"`), or `"unknown signal"`.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        _ => "unknown signal",
+    }
+}
+
+/// Why starting, running or joining a [`Process`](crate::Process) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The operating system refused to start the child executable.
+    #[error("could not start a child process from /proc/self/exe: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The child died (or refused to run) before it connected back to the parent.
+    #[error("child process {pid} failed during bootstrap: {reason}")]
+    Bootstrap {
+        /// The child's pid.
+        pid: u32,
+        /// What went wrong, as seen by the child or the parent.
+        reason: String,
+    },
+    /// The target panicked in the child.
+    #[error("child process {pid} panicked at {location}: {message}")]
+    Panicked {
+        /// The child's pid.
+        pid: u32,
+        /// The panic message.
+        message: String,
+        /// `file:line:column` of the panic.
+        location: String,
+    },
+    /// The child was killed by a signal (`kill()`, `terminate()`, the OOM killer, a crash...).
+    #[error("child process {pid} was killed by signal {signal} ({})", signal_name(*signal))]
+    Killed {
+        /// The child's pid.
+        pid: u32,
+        /// The signal number (9 for SIGKILL).
+        signal: i32,
+    },
+    /// The child exited without sending the target's return value back.
+    #[error("child process {pid} exited with code {code} before returning a value")]
+    Exited {
+        /// The child's pid.
+        pid: u32,
+        /// Its exit code.
+        code: i32,
+    },
+    /// `join_timeout` ran out; the handle is still usable.
+    #[error("child process {pid} still running after waiting {waited:?}")]
+    Timeout {
+        /// The child's pid.
+        pid: u32,
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// The value was already taken by an earlier successful join.
+    #[error("child process {pid} was already joined")]
+    AlreadyJoined {
+        /// The child's pid.
+        pid: u32,
+    },
+    /// Talking to the child over ipc-channel failed (serialization, socket error).
+    #[error("IPC with child process {pid} failed: {message}")]
+    Ipc {
+        /// The child's pid (0 before the child exists).
+        pid: u32,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Why a [`Queue`](crate::Queue) operation failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// Every handle that could put has been dropped or closed, and the queue is drained.
+    #[error(
+        "queue disconnected: every putting handle is gone (closed, dropped or its process died) and no item is left"
+    )]
+    Disconnected,
+    /// `try_get` found no item.
+    #[error("queue is empty")]
+    Empty,
+    /// `get_timeout` found no item in time.
+    #[error("no item arrived within {0:?}")]
+    Timeout(Duration),
+    /// `put` on a handle after its `close()`.
+    #[error("put on a queue handle that was closed in this process")]
+    Closed,
+    /// `get` on a handle that cannot read (a [`QueueSender`](crate::QueueSender), or a queue
+    /// whose reading end was moved to another process).
+    #[error("this queue handle cannot get: {0}")]
+    NoReader(&'static str),
+    /// One serialized item is over [`MAX_ITEM_BYTES`](crate::queue::MAX_ITEM_BYTES).
+    #[error("queue item is {size} bytes serialized, over the limit of {limit} bytes")]
+    TooLarge {
+        /// Serialized size of the item.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The item could not be serialized or deserialized.
+    #[error("queue item (de)serialization failed: {0}")]
+    Serde(String),
+    /// The socket under the queue failed.
+    #[error("queue transport failed: {0}")]
+    Io(String),
+}
+
+/// Why a [`Pool`](crate::Pool) operation or task failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// `Pool::new(0)` or a builder with 0 processes.
+    #[error("a pool needs at least one worker process, got {0}")]
+    NoWorkers(usize),
+    /// A worker process could not be started.
+    #[error("could not start a pool worker: {0}")]
+    Spawn(String),
+    /// Submission after `close()` or `terminate()`.
+    #[error("the pool is closed: no new tasks are accepted")]
+    Closed,
+    /// The pool was terminated before the task finished.
+    #[error("the pool was terminated before this task finished")]
+    Terminated,
+    /// The worker running the task died; only its own task (or chunk) fails.
+    #[error("pool worker {pid} died while running {what}: {cause}")]
+    WorkerDied {
+        /// The worker's pid.
+        pid: u32,
+        /// `killed by signal 9 (SIGKILL)` or `exited with code 3`.
+        cause: String,
+        /// The signal number, when a signal killed it.
+        signal: Option<i32>,
+        /// Which task or which items (`items 40..50 of the map`).
+        what: String,
+    },
+    /// The task panicked in the worker; the worker survives.
+    #[error("task panicked in pool worker {pid} at {location}: {message}")]
+    Panicked {
+        /// The worker's pid.
+        pid: u32,
+        /// The panic message.
+        message: String,
+        /// `file:line:column`.
+        location: String,
+    },
+    /// The task ran over the pool's per-task timeout; its worker was killed and replaced.
+    #[error(
+        "task ran over the per-task timeout of {limit:?} in worker {pid}, which was killed and replaced"
+    )]
+    TaskTimeout {
+        /// The killed worker's pid.
+        pid: u32,
+        /// The configured limit.
+        limit: Duration,
+    },
+    /// `get_timeout`/`wait_timeout` ran out; the task keeps running.
+    #[error("result not ready after waiting {0:?}")]
+    WaitTimeout(Duration),
+    /// The pool's initializer failed in a worker, so no task can run.
+    #[error("the pool initializer failed in worker {pid}: {message}")]
+    InitializerFailed {
+        /// The worker's pid.
+        pid: u32,
+        /// The panic message.
+        message: String,
+    },
+    /// Arguments or results could not be (de)serialized.
+    #[error("task data (de)serialization failed: {0}")]
+    Serde(String),
+}

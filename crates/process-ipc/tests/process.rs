@@ -1,0 +1,236 @@
+//! Process: spawn, join, pids, failures as values, no hangs, children die with their parent.
+
+use std::time::{Duration, Instant};
+
+use process_ipc::{Process, ProcessError, Queue, QueueSender, current_pid, parent_pid};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+#[test]
+fn smoke() {
+    let mut child = Process::new(add, (40, 2)).start().unwrap();
+    assert_eq!(child.join_timeout(WAIT).unwrap(), 42);
+    assert_eq!(child.exitcode(), Some(0));
+    assert!(!child.is_alive());
+}
+
+fn pids() -> (u32, u32) {
+    (current_pid(), parent_pid())
+}
+
+#[test]
+fn child_pid_differs_and_matches_its_own_view() {
+    let mut child = Process::new(pids, ()).start().unwrap();
+    let pid = child.pid();
+    let (inside, parent) = child.join_timeout(WAIT).unwrap();
+    assert_ne!(pid, current_pid());
+    assert_eq!(inside, pid);
+    assert_eq!(parent, current_pid());
+}
+
+fn strings(name: String, times: usize) -> Vec<String> {
+    vec![name; times]
+}
+
+#[test]
+fn structured_arguments_and_return_value() {
+    let mut child = Process::new(strings, ("ab".to_string(), 3))
+        .start()
+        .unwrap();
+    assert_eq!(child.join_timeout(WAIT).unwrap(), vec!["ab", "ab", "ab"]);
+}
+
+#[test]
+fn closures_without_captures_are_targets() {
+    let mut child = Process::new(|x: i32| x * 2, (21,)).start().unwrap();
+    assert_eq!(child.join_timeout(WAIT).unwrap(), 42);
+}
+
+fn panics(message: String) -> u8 {
+    panic!("{message}")
+}
+
+#[test]
+fn panic_is_an_error_with_message_and_location() {
+    let mut child = Process::new(panics, ("the answer is not 41".to_string(),))
+        .start()
+        .unwrap();
+    let pid = child.pid();
+    match child.join_timeout(WAIT) {
+        Err(ProcessError::Panicked {
+            pid: p,
+            message,
+            location,
+        }) => {
+            assert_eq!(p, pid);
+            assert_eq!(message, "the answer is not 41");
+            assert!(location.contains("process.rs"), "{location}");
+        }
+        other => panic!("expected a panic error, got {other:?}"),
+    }
+    assert_eq!(child.exitcode(), Some(1));
+}
+
+fn wait_for_stop(stop: Queue<()>) -> u8 {
+    // Returns when the parent puts, or when the parent's handle goes away.
+    let _ = stop.get();
+    0
+}
+
+#[test]
+fn kill_is_an_error_naming_signal_9() {
+    let stop = Queue::<()>::new().unwrap();
+    let mut child = Process::new(wait_for_stop, (stop,)).start().unwrap();
+    assert!(child.is_alive());
+    child.kill().unwrap();
+    let err = child.join_timeout(WAIT).unwrap_err();
+    assert!(
+        matches!(err, ProcessError::Killed { signal: 9, pid } if pid == child.pid()),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("SIGKILL"), "{err}");
+    assert_eq!(child.exitcode(), Some(-9));
+}
+
+#[test]
+fn terminate_sends_sigterm() {
+    let stop = Queue::<()>::new().unwrap();
+    let mut child = Process::new(wait_for_stop, (stop,)).start().unwrap();
+    child.terminate().unwrap();
+    let err = child.join_timeout(WAIT).unwrap_err();
+    assert!(
+        matches!(err, ProcessError::Killed { signal: 15, .. }),
+        "{err:?}"
+    );
+}
+
+fn exits(code: i32) -> u8 {
+    std::process::exit(code)
+}
+
+#[test]
+fn non_zero_exit_is_the_exit_code() {
+    let mut child = Process::new(exits, (3,)).start().unwrap();
+    let err = child.join_timeout(WAIT).unwrap_err();
+    assert!(
+        matches!(err, ProcessError::Exited { code: 3, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn join_timeout_on_a_running_child_times_out_and_can_retry() {
+    let stop = Queue::<()>::new().unwrap();
+    let sender = stop.sender().unwrap();
+    let mut child = Process::new(wait_for_stop_sender, (stop,)).start().unwrap();
+    let err = child.join_timeout(Duration::from_millis(50)).unwrap_err();
+    assert!(matches!(err, ProcessError::Timeout { .. }), "{err:?}");
+    sender.put(()).unwrap();
+    assert_eq!(child.join_timeout(WAIT).unwrap(), 0);
+    assert!(matches!(
+        child.join_timeout(WAIT),
+        Err(ProcessError::AlreadyJoined { .. })
+    ));
+}
+
+fn wait_for_stop_sender(stop: Queue<()>) -> u8 {
+    stop.get().unwrap();
+    0
+}
+
+#[test]
+fn child_dying_before_connecting_is_an_error_not_a_hang() {
+    let started = Instant::now();
+    let err = Process::new(add, (1, 2))
+        .__exit_before_connect()
+        .start()
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    match err {
+        ProcessError::Bootstrap { reason, .. } => {
+            assert!(reason.contains("exit code 7"), "{reason}")
+        }
+        other => panic!("expected a bootstrap error, got {other:?}"),
+    }
+}
+
+fn grandparent(report: QueueSender<u32>) -> u8 {
+    let stop = Queue::<()>::new().unwrap();
+    let grandchild = Process::new(wait_for_stop, (stop,)).start().unwrap();
+    report.put(grandchild.pid()).unwrap();
+    report.flush();
+    // Stay alive until the test kills this process.
+    std::thread::sleep(Duration::from_secs(60));
+    std::mem::forget(grandchild);
+    0
+}
+
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // A zombie waiting for init to reap it is dead too.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn children_die_when_their_parent_is_killed() {
+    let report = Queue::<u32>::new().unwrap();
+    let mut parent = Process::new(grandparent, (report.sender().unwrap(),))
+        .start()
+        .unwrap();
+    let grandchild = report.get_timeout(WAIT).unwrap();
+    assert!(!is_gone(grandchild));
+    parent.kill().unwrap();
+    assert!(matches!(
+        parent.join_timeout(WAIT),
+        Err(ProcessError::Killed { signal: 9, .. })
+    ));
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !is_gone(grandchild) {
+        assert!(
+            Instant::now() < deadline,
+            "grandchild {grandchild} outlived its parent by a second"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn dropping_a_handle_detaches_and_reaps() {
+    let child = Process::new(add, (1, 1)).start().unwrap();
+    let pid = child.pid();
+    drop(child);
+    let deadline = Instant::now() + WAIT;
+    // Reaped means no /proc entry at all (a zombie still has one).
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "child {pid} was never reaped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn many_children_in_parallel_threads() {
+    let handles: Vec<_> = (0..4u64)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = Process::new(add, (i, 100)).start().unwrap();
+                c.join_timeout(WAIT).unwrap()
+            })
+        })
+        .collect();
+    let mut got: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, vec![100, 101, 102, 103]);
+}

@@ -67,3 +67,5 @@ pub use process::{Process, ProcessHandle, Target, current_pid, parent_pid};
 pub use queue::{Queue, QueueSender};
 pub use serde_bytes::ByteBuf;
 
+pub mod manager;
+pub use manager::{ManagedQueue, Manager, ManagerError};

@@ -89,6 +89,18 @@ pub(crate) enum ChildMsg<A, R> {
 
 thread_local! {
     static IPC_TRANSFER: Cell<u32> = const { Cell::new(0) };
+    static REFUSAL: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+/// A serialization error that remembers its reason (postcard drops custom messages).
+pub(crate) fn refuse<E: serde::ser::Error>(reason: &'static str) -> E {
+    REFUSAL.with(|r| r.set(Some(reason)));
+    E::custom(reason)
+}
+
+/// The reason recorded by the last [`refuse`] on this thread, if any.
+pub(crate) fn take_refusal() -> Option<String> {
+    REFUSAL.with(|r| r.take()).map(str::to_string)
 }
 
 /// Runs `f` while queue handles may be serialized (they carry file descriptors, which only an
@@ -256,7 +268,10 @@ where
                 if let Err(e) = sent {
                     return Err(failure(
                         &mut child,
-                        format!("could not send the arguments: {e}"),
+                        format!(
+                            "could not send the arguments: {}",
+                            take_refusal().unwrap_or_else(|| e.to_string())
+                        ),
                     ));
                 }
                 Ok(ProcessHandle {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 
 use crate::error::QueueError;
-use crate::process::ipc_transfer_allowed;
+use crate::process::{ipc_transfer_allowed, refuse, take_refusal};
 
 /// The largest item, serialized, that `put` accepts: 64 MiB.
 pub const MAX_ITEM_BYTES: usize = 64 << 20;
@@ -230,7 +230,8 @@ impl<T: Serialize> QueueSender<T> {
         let size = chunk.len() - before;
         if let Err(e) = written {
             chunk.truncate(before);
-            return Err(QueueError::Serde(e.to_string()));
+            let why = take_refusal().unwrap_or_else(|| e.to_string());
+            return Err(QueueError::Serde(why));
         }
         if size > MAX_ITEM_BYTES {
             chunk.truncate(before);
@@ -269,7 +270,7 @@ impl<T: Serialize> QueueSender<T> {
 impl<T> Serialize for QueueSender<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if !ipc_transfer_allowed() {
-            return Err(serde::ser::Error::custom(TRANSFER_ONLY));
+            return Err(refuse(TRANSFER_ONLY));
         }
         self.shared.ipc.serialize(s)
     }
@@ -406,6 +407,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let chunk = match got {
                 Ok(chunk) => chunk.into_vec(),
                 Err(TryRecvError::Empty) => {
+                    if let Wait::Until(at, _) = wait {
+                        if Instant::now() < at {
+                            continue; // woke early (the socket wait rounds to milliseconds)
+                        }
+                    }
                     return Err(match wait {
                         Wait::Until(_, timeout) => QueueError::Timeout(timeout),
                         _ => QueueError::Empty,
@@ -428,12 +434,13 @@ impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple;
         if !ipc_transfer_allowed() {
-            return Err(serde::ser::Error::custom(TRANSFER_ONLY));
+            return Err(refuse(TRANSFER_ONLY));
         }
         let mut reader = self.reader.lock();
-        let rx = reader.rx.take().ok_or_else(|| {
-            serde::ser::Error::custom("this queue's reading end was already moved")
-        })?;
+        let rx = reader
+            .rx
+            .take()
+            .ok_or_else(|| refuse("this queue's reading end was already moved"))?;
         let mut rest = reader.left.to_le_bytes()[..4].to_vec();
         let pos = reader.pos.min(reader.chunk.len());
         rest.extend_from_slice(&reader.chunk[pos..]);

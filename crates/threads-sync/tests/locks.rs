@@ -1,0 +1,128 @@
+//! Lock, RLock and Mutex basics: mutual exclusion, re-entrancy, try/timeout variants, names.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use threads_sync::{Lock, LockError, Mutex, RLock, Thread};
+
+const LONG: Duration = Duration::from_secs(10);
+const SHORT: Duration = Duration::from_millis(20);
+
+#[test]
+fn smoke() {
+    let m = Mutex::new(5);
+    *m.lock().unwrap() += 1;
+    assert_eq!(m.into_inner(), 6);
+}
+
+#[test]
+fn names_default_and_given() {
+    assert!(Mutex::new(()).name().starts_with("Mutex#"));
+    assert!(Lock::new().name().starts_with("Mutex#"));
+    assert!(RLock::new().name().starts_with("RLock#"));
+    assert_eq!(Lock::named("db").name(), "db");
+    let m = Mutex::named("cache", 0);
+    assert_eq!(m.lock().unwrap().lock_name(), "cache");
+    assert!(format!("{m:?}").contains("cache"));
+}
+
+#[test]
+fn lock_try_and_timeout_from_another_thread() {
+    let lock = Arc::new(Lock::named("gate"));
+    let held = lock.acquire().unwrap();
+    assert!(lock.locked());
+    let other = lock.clone();
+    let mut t = Thread::new(
+        move || {
+            (
+                other.try_acquire().is_none(),
+                other.acquire_timeout(SHORT).is_err(),
+            )
+        },
+        (),
+    );
+    t.start().unwrap();
+    assert_eq!(t.join_timeout(LONG).unwrap(), (true, true));
+    drop(held);
+    assert!(!lock.locked());
+    let other = lock.clone();
+    let mut t = Thread::new(move || other.acquire_timeout(LONG).is_ok(), ());
+    t.start().unwrap();
+    assert!(t.join_timeout(LONG).unwrap());
+}
+
+#[test]
+fn mutex_excludes() {
+    let m = Arc::new(Mutex::new(Vec::new()));
+    let mut threads: Vec<_> = (0..4)
+        .map(|i| {
+            let m = m.clone();
+            Thread::new(
+                move || -> Result<(), LockError> {
+                    for j in 0..500 {
+                        m.try_lock_for(LONG)?.push(i * 1000 + j);
+                    }
+                    Ok(())
+                },
+                (),
+            )
+        })
+        .collect();
+    for t in &mut threads {
+        t.start().unwrap();
+    }
+    for t in &mut threads {
+        t.join_timeout(LONG).unwrap().unwrap();
+    }
+    let mut all = m.lock().unwrap().clone();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 2000);
+}
+
+#[test]
+fn rlock_is_reentrant_and_exclusive() {
+    let r = Arc::new(RLock::named("re"));
+    let g1 = r.acquire().unwrap();
+    let g2 = r.acquire_timeout(LONG).unwrap();
+    let g3 = r.try_acquire().unwrap();
+    assert_eq!(r.count(), 3);
+    let other = r.clone();
+    let mut t = Thread::new(
+        move || {
+            (
+                other.try_acquire().is_none(),
+                other.acquire_timeout(SHORT).is_err(),
+            )
+        },
+        (),
+    );
+    t.start().unwrap();
+    assert_eq!(t.join_timeout(LONG).unwrap(), (true, true));
+    // Guards may be dropped in any order; the lock is free after the last.
+    drop(g1);
+    drop(g3);
+    assert_eq!(r.count(), 1);
+    let other = r.clone();
+    let mut waiter = Thread::new(move || other.acquire_timeout(LONG).map(drop).is_ok(), ());
+    waiter.start().unwrap();
+    drop(g2);
+    assert!(waiter.join_timeout(LONG).unwrap());
+    assert_eq!(r.count(), 0);
+}
+
+#[test]
+fn a_panic_while_holding_releases_the_lock() {
+    let m = Arc::new(Mutex::named("fragile", 0));
+    let other = m.clone();
+    let mut t = Thread::new(
+        move || {
+            let _g = other.lock().unwrap();
+            panic!("while holding");
+        },
+        (),
+    );
+    t.start().unwrap();
+    assert!(t.join_timeout(LONG).is_err());
+    assert!(m.try_lock_for(LONG).is_ok());
+}

@@ -1,0 +1,143 @@
+//! ThreadPool: apply, apply_async, map order, imap, a panicking task among many, close/join.
+
+use std::time::Duration;
+
+use threads_sync::{PoolError, ThreadPool};
+
+const LONG: Duration = Duration::from_secs(10);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[test]
+fn smoke() {
+    let pool = ThreadPool::new(2).unwrap();
+    assert_eq!(pool.apply(square, (7,)).unwrap(), 49);
+}
+
+#[test]
+fn zero_threads_is_an_error() {
+    let err = ThreadPool::new(0).unwrap_err();
+    assert_eq!(err, PoolError::NoThreads { threads: 0 });
+    assert!(err.to_string().contains("at least one"));
+}
+
+#[test]
+fn map_keeps_input_order() {
+    let pool = ThreadPool::new(3).unwrap();
+    let got = pool.map(square, 0..1000).unwrap();
+    assert_eq!(got, (0..1000).map(square).collect::<Vec<_>>());
+    assert_eq!(pool.map(square, Vec::new()).unwrap(), Vec::<u64>::new());
+    let chunked = pool.map_chunked(square, (0..10).collect(), 3).unwrap();
+    assert_eq!(chunked, (0..10).map(square).collect::<Vec<_>>());
+}
+
+#[test]
+fn apply_async_get_ready_successful_wait() {
+    let pool = ThreadPool::new(2).unwrap();
+    let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(0);
+    let blocked = pool
+        .apply_async(move || go_rx.recv_timeout(LONG).map(|()| 5), ())
+        .unwrap();
+    assert!(!blocked.ready());
+    assert_eq!(blocked.successful(), Err(PoolError::NotReady));
+    assert!(matches!(
+        blocked.get_timeout(Duration::from_millis(20)),
+        Err(PoolError::Timeout { .. })
+    ));
+    assert!(!blocked.wait_timeout(Duration::from_millis(1)));
+    go_tx.send_timeout((), LONG).unwrap();
+    assert!(blocked.wait_timeout(LONG));
+    assert!(blocked.ready());
+    assert_eq!(blocked.successful(), Ok(true));
+    assert_eq!(blocked.get_timeout(LONG).unwrap(), Ok(5));
+    assert_eq!(blocked.get_timeout(LONG), Err(PoolError::AlreadyTaken));
+    assert_eq!(blocked.successful(), Ok(true));
+
+    let sum = pool
+        .apply_async(|a: u64, b: u64, c: u64| a + b + c, (1, 2, 3))
+        .unwrap();
+    assert_eq!(sum.get().unwrap(), 6);
+}
+
+#[test]
+fn a_panicking_task_fails_alone() {
+    let pool = ThreadPool::new(2).unwrap();
+    let results: Vec<_> = (0..20u64)
+        .map(|i| {
+            pool.apply_async(
+                move |i: u64| {
+                    if i == 7 {
+                        panic!("task seven fails");
+                    }
+                    i * 10
+                },
+                (i,),
+            )
+            .unwrap()
+        })
+        .collect();
+    for (i, r) in results.into_iter().enumerate() {
+        assert!(r.wait_timeout(LONG));
+        let ok = r.successful().unwrap();
+        match r.get() {
+            Ok(v) => {
+                assert!(ok);
+                assert_eq!(v, i as u64 * 10);
+            }
+            Err(PoolError::TaskPanicked { message, .. }) => {
+                assert!(!ok);
+                assert_eq!(i, 7);
+                assert_eq!(message, "task seven fails");
+            }
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    // The pool goes on.
+    assert_eq!(pool.apply(square, (3,)).unwrap(), 9);
+    let err = pool.map(
+        |x: u64| if x == 500 { panic!("bad item") } else { x },
+        0..1000,
+    );
+    assert!(
+        matches!(err, Err(PoolError::TaskPanicked { ref message, .. }) if message == "bad item")
+    );
+}
+
+#[test]
+fn imap_in_order_and_unordered_complete() {
+    let pool = ThreadPool::new(2).unwrap();
+    let ordered: Vec<u64> = pool
+        .imap(square, 0..50)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ordered, (0..50).map(square).collect::<Vec<_>>());
+    let mut unordered: Vec<u64> = pool
+        .imap_unordered(square, 0..50)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    unordered.sort_unstable();
+    assert_eq!(unordered, ordered);
+}
+
+#[test]
+fn close_and_join() {
+    let pool = ThreadPool::named("close-join", 2).unwrap();
+    assert_eq!(pool.join(), Err(PoolError::StillRunning));
+    let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(0);
+    let pending = pool
+        .apply_async(move || go_rx.recv_timeout(LONG).is_ok(), ())
+        .unwrap();
+    pool.close();
+    assert_eq!(pool.apply(square, (2,)), Err(PoolError::Closed));
+    assert!(matches!(
+        pool.join_timeout(Duration::from_millis(20)),
+        Err(PoolError::Timeout { .. })
+    ));
+    go_tx.send_timeout((), LONG).unwrap();
+    pool.join_timeout(LONG).unwrap();
+    assert_eq!(pending.get_timeout(LONG), Ok(true));
+}

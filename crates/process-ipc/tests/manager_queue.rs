@@ -1,0 +1,346 @@
+//! Manager queues: put/get/qsize, timeouts, handles that cross ipc, many producers and
+//! consumers drained exactly once, and a gone manager reported as an error, never a hang.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
+use process_ipc::manager::{ManagedQueue, Manager, ManagerError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Bound on every wait in this file: far above what any step needs, so a hang fails.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// The handle as another process would get it: serialized through a real ipc channel. Its
+/// operations then go through the queue's server instead of the manager's local state.
+fn through_ipc<T>(queue: &ManagedQueue<T>) -> ManagedQueue<T>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let (tx, rx) = ipc_channel::ipc::channel::<ManagedQueue<T>>().expect("ipc channel");
+    tx.send(queue.clone()).expect("send handle");
+    rx.try_recv_timeout(LIMIT).expect("receive handle")
+}
+
+/// Runs `f` on a thread and returns its result, or fails the test if it takes over `LIMIT`.
+fn bounded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(r) => r,
+        Err(RecvTimeoutError::Timeout) => panic!("call still blocked after {LIMIT:?}"),
+        Err(RecvTimeoutError::Disconnected) => panic!("the thread panicked"),
+    }
+}
+
+/// Polls `condition` until it holds; fails the test after `LIMIT`.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn smoke() {
+    let manager = Manager::new().unwrap();
+    let queue = manager.queue::<String>().unwrap();
+    queue.put("hello".to_string()).unwrap();
+    assert_eq!(queue.get_timeout(LIMIT).unwrap(), "hello");
+}
+
+#[test]
+fn each_producers_items_come_out_in_its_put_order() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<u32>().unwrap();
+    let remote = through_ipc(&local);
+    for i in 0..10 {
+        local.put(i).unwrap();
+        remote.put(100 + i).unwrap();
+    }
+    let got: Vec<u32> = (0..20)
+        .map(|i| {
+            let from = if i % 2 == 0 { &local } else { &remote };
+            from.get_timeout(LIMIT).unwrap()
+        })
+        .collect();
+    // Remote puts are one-way messages, so how the two producers interleave is up to the
+    // server; each producer's own order is kept.
+    let of_local: Vec<u32> = got.iter().copied().filter(|&x| x < 100).collect();
+    let of_remote: Vec<u32> = got.iter().copied().filter(|&x| x >= 100).collect();
+    assert_eq!(of_local, (0..10).collect::<Vec<_>>());
+    assert_eq!(of_remote, (100..110).collect::<Vec<_>>());
+}
+
+#[test]
+fn qsize_and_empty_agree_everywhere() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<u8>().unwrap();
+    let remote = through_ipc(&local);
+    assert_eq!(local.qsize().unwrap(), 0);
+    assert!(remote.empty().unwrap());
+    for i in 0..3 {
+        remote.put(i).unwrap();
+    }
+    // Remote puts are one-way: the remote qsize round trip queues behind them.
+    assert_eq!(remote.qsize().unwrap(), 3);
+    assert_eq!(local.qsize().unwrap(), 3);
+    assert!(!local.empty().unwrap());
+    local.get_timeout(LIMIT).unwrap();
+    assert_eq!(remote.qsize().unwrap(), 2);
+}
+
+#[test]
+fn get_timeout_on_an_empty_queue_times_out() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<u64>().unwrap();
+    let remote = through_ipc(&local);
+    for queue in [&local, &remote] {
+        let started = Instant::now();
+        let err = queue.get_timeout(Duration::from_millis(50)).unwrap_err();
+        assert!(
+            matches!(err, ManagerError::Timeout { timeout, .. } if timeout == Duration::from_millis(50)),
+            "{err}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(err.to_string().contains("within 50ms"), "{err}");
+    }
+    // A timed-out get took nothing: the next item goes to the next getter.
+    remote.put(7).unwrap();
+    assert_eq!(local.get_timeout(LIMIT).unwrap(), 7);
+    assert_eq!(local.getters_waiting().unwrap(), 0);
+}
+
+#[test]
+fn try_get_and_get_nowait_report_empty() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<u64>().unwrap();
+    let remote = through_ipc(&local);
+    assert!(matches!(local.try_get(), Err(ManagerError::Empty { .. })));
+    assert!(matches!(
+        remote.get_nowait(),
+        Err(ManagerError::Empty { .. })
+    ));
+    local.put(1).unwrap();
+    local.put(2).unwrap();
+    assert_eq!(remote.try_get().unwrap(), 1);
+    assert_eq!(local.get_nowait().unwrap(), 2);
+}
+
+#[test]
+fn a_handle_sent_back_and_forth_reaches_the_same_queue() {
+    let manager = Manager::new().unwrap();
+    let queue = manager.queue::<Vec<String>>().unwrap();
+    let twice = through_ipc(&through_ipc(&queue));
+    twice.put(vec!["a".into(), "b".into()]).unwrap();
+    assert_eq!(queue.get_timeout(LIMIT).unwrap(), vec!["a", "b"]);
+    queue.put(vec![]).unwrap();
+    assert_eq!(twice.get_timeout(LIMIT).unwrap(), Vec::<String>::new());
+    assert_eq!(twice.manager_pid(), manager.pid());
+}
+
+#[test]
+fn a_waiting_remote_getter_receives_the_next_put() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<u64>().unwrap();
+    let remote = through_ipc(&local);
+    let getter = thread::spawn(move || remote.get_timeout(LIMIT));
+    wait_until("the remote getter waits", || {
+        local.getters_waiting().unwrap() == 1
+    });
+    local.put(42).unwrap();
+    assert_eq!(getter.join().unwrap().unwrap(), 42);
+}
+
+#[test]
+fn getters_are_served_in_the_order_they_started_waiting() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<usize>().unwrap();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    // Alternate remote and local getters; each starts only once the previous one waits.
+    for i in 0..4 {
+        let handle = if i % 2 == 0 {
+            through_ipc(&local)
+        } else {
+            local.clone()
+        };
+        let done = done_tx.clone();
+        thread::spawn(move || done.send((i, handle.get_timeout(LIMIT))));
+        wait_until("the getter waits", || {
+            local.getters_waiting().unwrap() == i + 1
+        });
+    }
+    for item in 0..4 {
+        local.put(item * 10).unwrap();
+    }
+    for _ in 0..4 {
+        let (getter, got) = done_rx.recv_timeout(LIMIT).unwrap();
+        assert_eq!(
+            got.unwrap(),
+            getter * 10,
+            "getter {getter} got another's item"
+        );
+    }
+}
+
+/// `producers` threads each put `per` distinct numbers through `make_handle`; the parent
+/// drains; every number must come out exactly once.
+fn producers_drained_exactly_once(remote_producers: bool, producers: u64, per: u64) {
+    let manager = Manager::new().unwrap();
+    let queue = manager.queue::<u64>().unwrap();
+    let threads: Vec<_> = (0..producers)
+        .map(|p| {
+            let handle = if remote_producers {
+                through_ipc(&queue)
+            } else {
+                queue.clone()
+            };
+            thread::spawn(move || (0..per).try_for_each(|i| handle.put(p * per + i)))
+        })
+        .collect();
+    let total = producers * per;
+    let got = bounded({
+        let queue = queue.clone();
+        move || {
+            (0..total)
+                .map(|_| queue.get_timeout(LIMIT))
+                .collect::<Result<Vec<_>, _>>()
+        }
+    })
+    .unwrap();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    let unique: BTreeSet<u64> = got.iter().copied().collect();
+    assert_eq!(got.len() as u64, total);
+    assert_eq!(unique, (0..total).collect::<BTreeSet<_>>());
+    assert!(matches!(queue.try_get(), Err(ManagerError::Empty { .. })));
+}
+
+#[test]
+fn four_local_producers_of_5000_are_drained_exactly_once() {
+    producers_drained_exactly_once(false, 4, 5000);
+}
+
+#[test]
+fn four_remote_producers_of_5000_are_drained_exactly_once() {
+    producers_drained_exactly_once(true, 4, 5000);
+}
+
+#[test]
+fn mixed_consumers_take_every_item_exactly_once() {
+    const TOTAL: usize = 3000;
+    let manager = Manager::new().unwrap();
+    let queue = manager.queue::<usize>().unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    // Two consumers through ipc and one local, all with short timeouts, so that cancelled
+    // gets race with deliveries the whole time.
+    let consumers: Vec<_> = (0..3)
+        .map(|c| {
+            let handle = if c == 0 {
+                queue.clone()
+            } else {
+                through_ipc(&queue)
+            };
+            let taken = Arc::clone(&taken);
+            thread::spawn(move || {
+                let mut mine = Vec::new();
+                let deadline = Instant::now() + LIMIT;
+                while taken.load(Ordering::SeqCst) < TOTAL && Instant::now() < deadline {
+                    match handle.get_timeout(Duration::from_micros(200)) {
+                        Ok(item) => {
+                            mine.push(item);
+                            taken.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(ManagerError::Timeout { .. }) => {}
+                        Err(e) => panic!("consumer {c}: {e}"),
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let producer = through_ipc(&queue);
+    for i in 0..TOTAL {
+        producer.put(i).unwrap();
+    }
+    let mut all: Vec<usize> = consumers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..TOTAL).collect::<Vec<_>>());
+    assert_eq!(queue.qsize().unwrap(), 0);
+}
+
+#[test]
+fn shutdown_wakes_blocked_getters_local_and_remote() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<u64>().unwrap();
+    let remote = through_ipc(&local);
+    let local_getter = {
+        let local = local.clone();
+        thread::spawn(move || local.get())
+    };
+    let remote_getter = thread::spawn(move || remote.get());
+    wait_until("both getters wait", || {
+        local.getters_waiting().unwrap() == 2
+    });
+    let started = Instant::now();
+    drop(manager);
+    for getter in [local_getter, remote_getter] {
+        let result = bounded(move || getter.join().unwrap());
+        let err = result.unwrap_err();
+        assert!(matches!(err, ManagerError::Gone { .. }), "{err}");
+        assert!(err.to_string().contains("is gone"), "{err}");
+    }
+    // Promptly: far less than any timeout a caller would set.
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn every_call_fails_after_shutdown() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<u64>().unwrap();
+    let remote = through_ipc(&local);
+    remote.put(1).unwrap();
+    assert_eq!(remote.qsize().unwrap(), 1);
+    manager.shutdown();
+    assert!(!manager.is_running());
+    for queue in [&local, &remote] {
+        assert!(matches!(queue.put(2), Err(ManagerError::Gone { .. })));
+        assert!(matches!(queue.get(), Err(ManagerError::Gone { .. })));
+        assert!(matches!(
+            queue.get_timeout(LIMIT),
+            Err(ManagerError::Gone { .. })
+        ));
+        assert!(matches!(queue.try_get(), Err(ManagerError::Gone { .. })));
+        assert!(matches!(queue.qsize(), Err(ManagerError::Gone { .. })));
+    }
+    // A handle that never talked to the server (so never registered) fails the same way.
+    let fresh = through_ipc(&local);
+    assert!(matches!(
+        bounded(move || fresh.get()),
+        Err(ManagerError::Gone { .. })
+    ));
+    assert!(matches!(
+        manager.queue::<u64>(),
+        Err(ManagerError::Gone { .. })
+    ));
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<X: Send + Sync>() {}
+    send_sync::<Manager>();
+    send_sync::<ManagedQueue<u64>>();
+    send_sync::<ManagedQueue<String>>();
+    send_sync::<ManagerError>();
+}

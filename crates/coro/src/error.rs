@@ -71,9 +71,7 @@ pub enum CoroError {
     #[error("cannot spawn coroutine: {0}")]
     Spawn(String),
     /// A stack size outside what the platform allows.
-    #[error(
-        "invalid coroutine stack size {bytes} bytes: it must be between {min} and {max} bytes"
-    )]
+    #[error("invalid coroutine stack size {bytes} bytes: it must be between {min} and {max} bytes")]
     InvalidStackSize {
         /// The size that was asked for.
         bytes: usize,

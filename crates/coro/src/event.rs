@@ -42,8 +42,10 @@ impl<S> Signal<S> {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
+                        drop(state);
+                        crate::runtime::back_to_worker();
                         monitor::resumed();
-                        return (state, false);
+                        return (self.lock(), false);
                     }
                     self.changed
                         .wait_timeout(state, left)
@@ -59,7 +61,9 @@ impl<S> Signal<S> {
 
 impl std::fmt::Debug for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Event").field("set", &self.is_set()).finish()
+        f.debug_struct("Event")
+            .field("set", &self.is_set())
+            .finish()
     }
 }
 

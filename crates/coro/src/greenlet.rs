@@ -91,6 +91,9 @@ impl<T> Greenlet<T> {
     /// Waits at most `timeout`; returns whether the coroutine finished.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         let done = self.shared.done.wait_timeout(timeout);
+        if !done {
+            runtime::back_to_worker();
+        }
         monitor::resumed();
         done
     }
@@ -124,7 +127,11 @@ impl<T> Greenlet<T> {
     ///
     /// Takes the value: a second call after `Some` returns `Some(Err(ValueTaken))`.
     pub fn value(&mut self) -> Option<Result<T>> {
-        if self.ready() { Some(self.take()) } else { None }
+        if self.ready() {
+            Some(self.take())
+        } else {
+            None
+        }
     }
 
     /// Consumes the handle, waits, and returns the value (`std::thread::JoinHandle::join` style).
@@ -349,11 +356,11 @@ pub fn sleep(duration: Duration) {
         std::thread::sleep(duration);
         return;
     }
-    if duration.is_zero() {
-        may::coroutine::yield_now();
-    } else {
+    if !duration.is_zero() {
         may::coroutine::sleep(duration);
     }
+    // After a sleep this also leaves may's timer thread (see runtime::back_to_worker).
+    may::coroutine::yield_now();
     monitor::resumed();
 }
 

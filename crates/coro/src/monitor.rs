@@ -138,9 +138,10 @@ pub fn start_monitor_with(threshold: Duration) -> Result<Monitor> {
                 while !stop_beat.load(Ordering::Acquire) {
                     *beat.worker.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(this_worker_slot());
-                    beat.last_beat
-                        .store(elapsed_ns(epoch), Ordering::Release);
+                    beat.last_beat.store(elapsed_ns(epoch), Ordering::Release);
                     may::coroutine::sleep(interval);
+                    // Beat from a worker, not from may's timer thread that woke us.
+                    runtime::back_to_worker();
                 }
             });
         match spawned {

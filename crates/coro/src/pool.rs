@@ -91,6 +91,9 @@ impl Pool {
         T: Send + 'static,
     {
         let got = self.inner.slots.wait_timeout(timeout);
+        if !got {
+            crate::runtime::back_to_worker();
+        }
         monitor::resumed();
         if !got {
             return Err(CoroError::Timeout {
@@ -143,6 +146,7 @@ impl Pool {
         while taken < self.inner.size {
             let left = deadline.saturating_duration_since(Instant::now());
             if !self.inner.slots.wait_timeout(left) {
+                crate::runtime::back_to_worker();
                 break;
             }
             taken += 1;

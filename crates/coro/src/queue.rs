@@ -125,6 +125,8 @@ impl<T> Queue<T> {
         while items.len() >= self.inner.maxsize {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                drop(items);
+                crate::runtime::back_to_worker();
                 monitor::resumed();
                 return Err(PutError::Timeout {
                     item,
@@ -196,6 +198,8 @@ impl<T> Queue<T> {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                drop(items);
+                crate::runtime::back_to_worker();
                 monitor::resumed();
                 return Err(GetError::Timeout(timeout));
             }

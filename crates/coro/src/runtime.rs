@@ -165,9 +165,7 @@ fn init_slow() {
     STARTED.get_or_init(|| {
         let cfg = pending.unwrap_or_default();
         let words = stack_words(cfg.stack_size).unwrap_or(DEFAULT_STACK_SIZE / 8);
-        may::config()
-            .set_workers(cfg.workers)
-            .set_stack_size(words);
+        may::config().set_workers(cfg.workers).set_stack_size(words);
         may::config().set_worker_pin(cfg.pin_workers);
         install_panic_hook();
         cfg
@@ -196,6 +194,19 @@ fn install_panic_hook() {
             previous(info);
         }
     }));
+}
+
+/// Moves the current coroutine back onto a worker after one of may's timers fired.
+///
+/// may resumes a coroutine whose sleep or timeout expired on its timer
+/// thread, not on a worker; it runs there until its next switch. One yield
+/// puts it back in a worker's queue, so that with one worker all coroutine
+/// code runs on that one thread (and a blocking call cannot stall may's timers).
+#[inline]
+pub(crate) fn back_to_worker() {
+    if may::coroutine::is_coroutine() {
+        may::coroutine::yield_now();
+    }
 }
 
 /// Coroutines spawned through `coro` that have not finished yet.
@@ -236,11 +247,7 @@ where
 }
 
 fn stack_exhausted(panic: &str) -> CoroError {
-    // generator's message reads "failed to alloc sys stack: Os { .. }"; keep the OS part.
-    let cause = panic
-        .split_once(": ")
-        .map_or(panic, |(_, rest)| rest)
-        .to_string();
+    let cause = os_error_text(panic).unwrap_or_else(|| panic.to_string());
     let maps = std::fs::read_to_string("/proc/self/maps")
         .map(|s| s.lines().count())
         .unwrap_or(0);
@@ -254,6 +261,19 @@ fn stack_exhausted(panic: &str) -> CoroError {
         maps,
         max_map_count,
     }
+}
+
+/// Rewrites generator's panic text, `failed to alloc sys stack: IoError(Os { code: 12,
+/// kind: OutOfMemory, message: "Cannot allocate memory" })`, as `io::Error` displays it.
+fn os_error_text(panic: &str) -> Option<String> {
+    let code: i32 = panic
+        .split_once("code: ")?
+        .1
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    Some(std::io::Error::from_raw_os_error(code).to_string())
 }
 
 /// The text of a panic payload.
@@ -279,6 +299,17 @@ mod tests {
             stack_words(100),
             Err(CoroError::InvalidStackSize { bytes: 100, .. })
         ));
+    }
+
+    #[test]
+    fn generator_panic_text_becomes_an_os_error() {
+        let text = "failed to alloc sys stack: IoError(Os { code: 12, kind: OutOfMemory, \
+                    message: \"Cannot allocate memory\" })";
+        assert_eq!(
+            os_error_text(text).unwrap(),
+            "Cannot allocate memory (os error 12)"
+        );
+        assert_eq!(os_error_text("something else"), None);
     }
 
     #[test]

@@ -62,7 +62,9 @@ pub(crate) fn is_patched() -> bool {
 /// The duration of a valid relative `timespec`, `None` if it is invalid (glibc reports EINVAL).
 fn to_duration(ts: &timespec) -> Option<Duration> {
     let secs = u64::try_from(ts.tv_sec).ok()?;
-    let nanos = u32::try_from(ts.tv_nsec).ok().filter(|n| *n < 1_000_000_000)?;
+    let nanos = u32::try_from(ts.tv_nsec)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)?;
     Some(Duration::new(secs, nanos))
 }
 

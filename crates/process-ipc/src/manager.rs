@@ -86,13 +86,14 @@
 //!   trip over a reply channel that each handle creates once per process, on first use, and
 //!   keeps (one per thread that uses the handle at the same time).
 
+mod feeder;
 mod server;
 mod wire;
 
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
@@ -100,6 +101,7 @@ use ipc_channel::{IpcError, TryRecvError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use feeder::{Failure, Feeder};
 use server::{LocalGet, ServerThread, Shared};
 use wire::{Reply, Request};
 
@@ -155,6 +157,17 @@ pub enum ManagerError {
         queue: u64,
         /// How long the client waited.
         waited: Duration,
+    },
+    /// Items put earlier through this handle could not be encoded, so its feeder dropped them
+    /// (reported once, by the next call on the handle in that process).
+    #[error("manager queue {queue} (manager pid {pid}): {reason}")]
+    Dropped {
+        /// The manager's process id.
+        pid: u32,
+        /// The queue's number within its manager.
+        queue: u64,
+        /// How many items, and the encoder's message.
+        reason: String,
     },
     /// An item could not be encoded or decoded.
     #[error("manager queue {queue} (manager pid {pid}): an item does not (de)serialize: {source}")]
@@ -295,6 +308,7 @@ impl Manager {
             requests,
             local: Some(shared),
             clients: Mutex::new(Vec::new()),
+            feeder: Arc::new(OnceLock::new()),
         })
     }
 
@@ -368,6 +382,10 @@ pub struct ManagedQueue<T> {
     local: Option<Arc<Shared<T>>>,
     /// Registered clients not in use by a call right now (one per concurrent caller).
     clients: Mutex<Vec<Client<T>>>,
+    /// The thread that sends this handle's puts (and its clones'), started by the first put
+    /// outside the manager's process; `None` inside if it could not start (puts then go
+    /// directly).
+    feeder: Arc<OnceLock<Option<Feeder<T>>>>,
 }
 
 impl<T> fmt::Debug for ManagedQueue<T> {
@@ -390,6 +408,7 @@ impl<T: Serialize> Clone for ManagedQueue<T> {
             requests: self.requests.clone(),
             local: self.local.clone(),
             clients: Mutex::new(Vec::new()),
+            feeder: Arc::clone(&self.feeder),
         }
     }
 }
@@ -422,13 +441,14 @@ impl<'de, T> Deserialize<'de> for ManagedQueue<T> {
             requests: wire.requests,
             local: None,
             clients: Mutex::new(Vec::new()),
+            feeder: Arc::new(OnceLock::new()),
         })
     }
 }
 
 impl<T> ManagedQueue<T>
 where
-    T: Serialize + DeserializeOwned,
+    T: Serialize + DeserializeOwned + Send + 'static,
 {
     /// The process id of the manager that hosts this queue.
     pub fn manager_pid(&self) -> u32 {
@@ -436,11 +456,21 @@ where
     }
 
     /// Python's `q.put(item)`: appends `item`. The queue is unbounded, so this never waits
-    /// for room; from another process it is one message, with no round trip.
+    /// for room.
+    ///
+    /// In the manager's process the item is queued at once. In any other process the item goes
+    /// to this handle's feeder thread (shared with its clones), which sends what has piled up
+    /// as one message, like the feeder thread of Python's `multiprocessing.Queue`; `put` waits
+    /// only if thousands of items are still unsent. Items from one handle arrive in put order,
+    /// and before that handle's next get or qsize. Dropping the last clone of the handle in a
+    /// process waits until the manager holds its items; [`flush`](ManagedQueue::flush) waits
+    /// for that explicitly.
     ///
     /// # Errors
-    /// [`ManagerError::Gone`] if the manager was shut down or its process died;
-    /// [`ManagerError::Serialization`] if `item` cannot be encoded.
+    /// [`ManagerError::Gone`] if the manager is known to be gone: at once in its own process;
+    /// elsewhere as soon as a send has failed, so a put racing with the manager's end may be
+    /// accepted and then lost (as in Python). [`ManagerError::Dropped`] reports that earlier
+    /// items could not be encoded.
     pub fn put(&self, item: T) -> Result<(), ManagerError> {
         if let Some(shared) = &self.local {
             return if shared.put(item) {
@@ -450,9 +480,85 @@ where
             };
         }
         ignore_sigpipe();
-        self.requests
-            .send(Request::Put(item))
-            .map_err(|e| self.send_error(e))
+        let feeder = self.feeder.get_or_init(|| {
+            Feeder::start(
+                self.requests.clone(),
+                format!("manager-feeder-{}", self.queue),
+            )
+            .ok()
+        });
+        match feeder {
+            Some(feeder) => feeder.put(item).map_err(|f| self.failed(f)),
+            None => self
+                .requests
+                .send(Request::Put(vec![item]))
+                .map_err(|e| self.send_error(e)),
+        }
+    }
+
+    /// Waits until the manager holds every item put through this handle (or its clones) in
+    /// this process. Immediate in the manager's own process.
+    ///
+    /// # Errors
+    /// [`ManagerError::Gone`] if the manager is gone (some items may be lost);
+    /// [`ManagerError::Dropped`] if earlier items could not be encoded.
+    pub fn flush(&self) -> Result<(), ManagerError> {
+        self.flush_until(None)
+    }
+
+    /// [`flush`](ManagedQueue::flush), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`ManagerError::Timeout`] if items were still unsent after `timeout`; otherwise as
+    /// [`flush`](ManagedQueue::flush).
+    pub fn flush_timeout(&self, timeout: Duration) -> Result<(), ManagerError> {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.flush_until(Some(deadline)).map_err(|e| match e {
+                ManagerError::Timeout { .. } => self.timeout(timeout),
+                other => other,
+            }),
+            None => self.flush(),
+        }
+    }
+
+    fn flush_until(&self, deadline: Option<Instant>) -> Result<(), ManagerError> {
+        if let Some(shared) = &self.local {
+            return match shared.counts() {
+                Some(_) => Ok(()),
+                None => Err(self.gone("it was shut down")),
+            };
+        }
+        let Some(Some(feeder)) = self.feeder.get() else {
+            return Ok(());
+        };
+        if !feeder.wait_sent(deadline) {
+            return Err(self.timeout(Duration::ZERO));
+        }
+        if let Some(failure) = feeder.failure() {
+            return Err(self.failed(failure));
+        }
+        // Sent is not yet handled: a round trip queues behind the items.
+        self.counts().map(drop)
+    }
+
+    /// Lets this handle's own puts reach the server before a request that must see them.
+    /// Failures are left for the next put or flush to report.
+    fn sync_puts(&self, deadline: Option<Instant>) -> bool {
+        match self.feeder.get() {
+            Some(Some(feeder)) => feeder.wait_sent(deadline),
+            _ => true,
+        }
+    }
+
+    fn failed(&self, failure: Failure) -> ManagerError {
+        match failure {
+            Failure::Gone(why) => self.gone(why),
+            Failure::Dropped(reason) => ManagerError::Dropped {
+                pid: self.pid,
+                queue: self.queue,
+                reason,
+            },
+        }
     }
 
     /// Python's `q.get()`: takes the oldest item, waiting as long as it takes.
@@ -514,6 +620,7 @@ where
         if let Some(shared) = &self.local {
             return shared.counts().ok_or_else(|| self.gone("it was shut down"));
         }
+        self.sync_puts(None);
         self.with_client(REPLY_GRACE, |client| {
             let seq = client.seq();
             if let Err(e) = self.requests.send(Request::Qsize {
@@ -696,6 +803,15 @@ where
     }
 
     fn get_remote(&self, wait: Wait) -> Result<T, ManagerError> {
+        let deadline = match wait {
+            Wait::Until(deadline, _) => Some(deadline),
+            _ => None,
+        };
+        if !self.sync_puts(deadline) {
+            if let Wait::Until(_, timeout) = wait {
+                return Err(self.timeout(timeout));
+            }
+        }
         let register = match wait {
             Wait::Until(deadline, _) => deadline.saturating_duration_since(Instant::now()),
             _ => REPLY_GRACE,

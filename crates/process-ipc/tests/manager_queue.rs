@@ -8,7 +8,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
+use ipc_channel::ipc::IpcSender;
 use process_ipc::manager::{ManagedQueue, Manager, ManagerError};
+use process_ipc::{Process, current_pid};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -314,8 +316,13 @@ fn every_call_fails_after_shutdown() {
     assert_eq!(remote.qsize().unwrap(), 1);
     manager.shutdown();
     assert!(!manager.is_running());
+    assert!(matches!(local.put(2), Err(ManagerError::Gone { .. })));
+    // From another process a put is handed to the handle's feeder; the failed send shows at
+    // the flush, and every put after it fails at once.
+    let _ = remote.put(2);
+    assert!(matches!(remote.flush(), Err(ManagerError::Gone { .. })));
+    assert!(matches!(remote.put(3), Err(ManagerError::Gone { .. })));
     for queue in [&local, &remote] {
-        assert!(matches!(queue.put(2), Err(ManagerError::Gone { .. })));
         assert!(matches!(queue.get(), Err(ManagerError::Gone { .. })));
         assert!(matches!(
             queue.get_timeout(LIMIT),
@@ -334,6 +341,132 @@ fn every_call_fails_after_shutdown() {
         manager.queue::<u64>(),
         Err(ManagerError::Gone { .. })
     ));
+}
+
+#[test]
+fn flush_and_drop_leave_remote_puts_in_the_queue() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<u32>().unwrap();
+    let remote = through_ipc(&local);
+    for i in 0..1000 {
+        remote.put(i).unwrap();
+    }
+    remote.flush_timeout(LIMIT).unwrap();
+    assert_eq!(local.qsize().unwrap(), 1000);
+    // A producer thread that puts and drops its handle, as a finished process does.
+    let producer = through_ipc(&local);
+    bounded(move || {
+        for i in 0..1000 {
+            producer.put(i).unwrap();
+        }
+    });
+    assert_eq!(local.qsize().unwrap(), 2000);
+    // The local handle has nothing to wait for.
+    local.flush().unwrap();
+}
+
+/// A child process's target: put `n` numbers from `start`, report the child's pid.
+fn put_range(queue: ManagedQueue<u64>, start: u64, n: u64) -> u32 {
+    for i in start..start + n {
+        queue.put(i).expect("put from a child process");
+    }
+    current_pid()
+}
+
+#[test]
+fn four_child_processes_of_5000_are_drained_exactly_once() {
+    const PER: u64 = 5000;
+    let manager = Manager::new().unwrap();
+    let queue = manager.queue::<u64>().unwrap();
+    let mut children: Vec<_> = (0..4)
+        .map(|p| {
+            Process::new(put_range, (queue.clone(), p * PER, PER))
+                .start()
+                .unwrap()
+        })
+        .collect();
+    let got: Vec<u64> = (0..4 * PER)
+        .map(|_| queue.get_timeout(LIMIT).unwrap())
+        .collect();
+    let pids: BTreeSet<u32> = children
+        .iter_mut()
+        .map(|c| {
+            let pid = c.pid();
+            assert_eq!(c.join_timeout(LIMIT).unwrap(), pid);
+            pid
+        })
+        .collect();
+    assert_eq!(pids.len(), 4);
+    assert!(!pids.contains(&current_pid()));
+    assert_eq!(
+        got.iter().copied().collect::<BTreeSet<_>>().len(),
+        got.len()
+    );
+    assert_eq!(got.len() as u64, 4 * PER);
+    assert!(got.iter().all(|&x| x < 4 * PER));
+    assert!(matches!(queue.try_get(), Err(ManagerError::Empty { .. })));
+}
+
+/// A child process's target: take `n` items and sum them.
+fn take_and_sum(queue: ManagedQueue<u64>, n: u64) -> Result<u64, String> {
+    (0..n)
+        .map(|_| queue.get_timeout(LIMIT).map_err(|e| e.to_string()))
+        .sum()
+}
+
+#[test]
+fn a_child_process_consumes_what_the_parent_puts() {
+    let manager = Manager::new().unwrap();
+    let queue = manager.queue::<u64>().unwrap();
+    let mut child = Process::new(take_and_sum, (queue.clone(), 100))
+        .start()
+        .unwrap();
+    for i in 1..=100 {
+        queue.put(i).unwrap();
+    }
+    assert_eq!(child.join_timeout(LIMIT).unwrap(), Ok(5050));
+    assert_eq!(queue.qsize().unwrap(), 0);
+}
+
+/// A child process's target: host a manager, send a handle to one of its queues to the
+/// parent, then wait on another queue until killed.
+fn host_a_manager(handles: IpcSender<ManagedQueue<u64>>) -> bool {
+    let manager = Manager::new().expect("manager in the child");
+    let shared = manager.queue::<u64>().expect("queue in the child");
+    let idle = manager.queue::<u64>().expect("queue in the child");
+    handles.send(shared).expect("send the handle");
+    idle.get_timeout(LIMIT).is_ok()
+}
+
+#[test]
+fn a_dead_manager_process_wakes_getters_and_fails_putters() {
+    let (tx, rx) = ipc_channel::ipc::channel::<ManagedQueue<u64>>().unwrap();
+    let mut host = Process::new(host_a_manager, (tx,)).start().unwrap();
+    let queue = rx.try_recv_timeout(LIMIT).unwrap();
+    assert_eq!(queue.manager_pid(), host.pid());
+    queue.put(1).unwrap();
+    assert_eq!(queue.get_timeout(LIMIT).unwrap(), 1);
+    let getter = {
+        let queue = queue.clone();
+        thread::spawn(move || queue.get())
+    };
+    wait_until("our getter waits in the manager process", || {
+        queue.getters_waiting().unwrap() == 1
+    });
+    host.kill().unwrap();
+    assert!(host.join_timeout(LIMIT).is_err());
+    let err = bounded(move || getter.join().unwrap()).unwrap_err();
+    assert!(
+        matches!(err, ManagerError::Gone { pid, .. } if pid == queue.manager_pid()),
+        "{err}"
+    );
+    let _ = queue.put(2);
+    assert!(matches!(
+        queue.flush_timeout(LIMIT),
+        Err(ManagerError::Gone { .. })
+    ));
+    assert!(matches!(queue.put(3), Err(ManagerError::Gone { .. })));
+    assert!(matches!(queue.qsize(), Err(ManagerError::Gone { .. })));
 }
 
 #[test]

@@ -144,7 +144,7 @@ impl<T: Serialize> Shared<T> {
             return !matches!(request, Request::Shutdown);
         }
         match request {
-            Request::Put(item) => state.deliver(item),
+            Request::Put(items) => items.into_iter().for_each(|item| state.deliver(item)),
             Request::Register { reply } => {
                 let client = state.next_client;
                 state.next_client += 1;

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize)]
 #[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de>"))]
 pub(crate) enum Request<T> {
-    /// Append an item (one-way: no reply).
-    Put(T),
+    /// Append items, in order (one-way: no reply). A feeder sends what piled up as one batch.
+    Put(Vec<T>),
     /// Register a client; the server answers [`Reply::Registered`] on `reply`.
     Register {
         /// The sending end of the client's reply channel (its only copy after the send).

@@ -1,0 +1,105 @@
+//! Manager queue throughput: 4 producers x 5 000 `put(u64)` into one `ManagedQueue`, the
+//! manager's process drains all 20 000 — Python's `manager_queue` anchor (13 000 msgs/s) —
+//! beside the raw ipc-channel floor (4 producers sending on clones of one `IpcSender<u64>`).
+//!
+//! Producers are threads holding handles that went through an ipc channel, so every put is
+//! the same one-way socket message a child process sends; the process version is measured by
+//! the `manager_queue` example's figures in the report.
+
+use std::hint::black_box;
+use std::thread;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ipc_channel::ipc;
+use process_ipc::manager::{ManagedQueue, Manager};
+
+const PRODUCERS: u64 = 4;
+const PER_PRODUCER: u64 = 5_000;
+const TOTAL: u64 = PRODUCERS * PER_PRODUCER;
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A handle as a child process holds it: decoded from an ipc message.
+fn remote(queue: &ManagedQueue<u64>) -> ManagedQueue<u64> {
+    let (tx, rx) = ipc::channel::<ManagedQueue<u64>>().expect("ipc channel");
+    tx.send(queue.clone()).expect("send handle");
+    rx.recv().expect("receive handle")
+}
+
+fn manager_queue(c: &mut Criterion) {
+    let mut group = c.benchmark_group("manager_queue");
+    group.throughput(Throughput::Elements(TOTAL));
+    group.sample_size(10);
+
+    let manager = Manager::new().expect("manager");
+    let queue = manager.queue::<u64>().expect("queue");
+    let producers: Vec<ManagedQueue<u64>> = (0..PRODUCERS).map(|_| remote(&queue)).collect();
+    group.bench_function("4x5000_remote_producers_local_drain", |b| {
+        b.iter(|| {
+            thread::scope(|s| {
+                for (p, handle) in producers.iter().enumerate() {
+                    s.spawn(move || {
+                        let base = p as u64 * PER_PRODUCER;
+                        for i in 0..PER_PRODUCER {
+                            handle.put(base + i).expect("put");
+                        }
+                    });
+                }
+                let mut sum = 0u64;
+                for _ in 0..TOTAL {
+                    sum += queue.get_timeout(LIMIT).expect("get");
+                }
+                black_box(sum)
+            })
+        });
+    });
+
+    // A drain through the server as well: the consumer is remote too (a round trip per get).
+    let consumer = remote(&queue);
+    group.bench_function("4x5000_remote_producers_remote_drain", |b| {
+        b.iter(|| {
+            thread::scope(|s| {
+                for (p, handle) in producers.iter().enumerate() {
+                    s.spawn(move || {
+                        let base = p as u64 * PER_PRODUCER;
+                        for i in 0..PER_PRODUCER {
+                            handle.put(base + i).expect("put");
+                        }
+                    });
+                }
+                let mut sum = 0u64;
+                for _ in 0..TOTAL {
+                    sum += consumer.get_timeout(LIMIT).expect("get");
+                }
+                black_box(sum)
+            })
+        });
+    });
+
+    // The floor: the same four producers on bare ipc-channel, one receiver.
+    let (tx, rx) = ipc::channel::<u64>().expect("ipc channel");
+    group.bench_function("raw_ipc_channel_4x5000", |b| {
+        b.iter(|| {
+            thread::scope(|s| {
+                for p in 0..PRODUCERS {
+                    let tx = tx.clone();
+                    s.spawn(move || {
+                        let base = p * PER_PRODUCER;
+                        for i in 0..PER_PRODUCER {
+                            tx.send(base + i).expect("send");
+                        }
+                    });
+                }
+                let mut sum = 0u64;
+                for _ in 0..TOTAL {
+                    sum += rx.try_recv_timeout(LIMIT).expect("recv");
+                }
+                black_box(sum)
+            })
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, manager_queue);
+criterion_main!(benches);

@@ -176,6 +176,12 @@ macro_rules! generator_flavour {
         /// Dropping it, or calling [`close`](Generator::close), drops the suspended body at
         /// once: its local variables are dropped, which is where a body's cleanup runs
         /// (Python's `finally:` on `GeneratorExit`).
+        ///
+        /// # Panics
+        /// `next()` and `send()` run the body, so a panic in the body reaches their caller,
+        /// like an exception raised in a Python generator; the generator is then closed
+        /// (later calls return `None`, not a second panic). A body that awaits anything but
+        /// its [`Yielder`] panics the same way (genawaiter's rule: no async runtime drives it).
         pub struct Generator<Y, S = (), R = (), F = BoxedBody<R>>
         where
             F: Future<Output = R>,

@@ -171,3 +171,18 @@ fn debug_shows_the_state() {
     g.next();
     assert!(format!("{g:?}").contains("Suspended"));
 }
+
+#[test]
+fn a_body_awaiting_a_foreign_future_panics_once_then_is_closed() {
+    let mut g = Generator::new(|co| async move {
+        std::future::pending::<()>().await; // not a yield: nothing will ever wake it
+        co.yield_(1).await;
+    });
+    let caught = catch_unwind(AssertUnwindSafe(|| g.next()));
+    assert!(
+        caught.is_err(),
+        "genawaiter refuses a pending foreign future"
+    );
+    assert_eq!(g.next(), None);
+    assert_eq!(g.state(), GenState::Closed);
+}

@@ -41,7 +41,17 @@ fn anchor() -> i32 {
 
 /// Offset of `entry` from [`anchor`] in this executable.
 pub(crate) fn entry_offset(entry: ChildEntry) -> isize {
-    (entry as usize).wrapping_sub(anchor as fn() -> i32 as usize) as isize
+    offset_of(entry as usize)
+}
+
+/// Offset of any code address from [`anchor`] in this executable.
+pub(crate) fn offset_of(address: usize) -> isize {
+    address.wrapping_sub(anchor as fn() -> i32 as usize) as isize
+}
+
+/// The code address at `offset` from [`anchor`] in this executable.
+pub(crate) fn address_at(offset: isize) -> usize {
+    (anchor as fn() -> i32 as usize).wrapping_add(offset as usize)
 }
 
 /// The identity of the running executable: (device, inode, size, mtime seconds, mtime nanos).
@@ -167,7 +177,7 @@ fn run_child(token: &str) -> i32 {
         Err(e) => return reject(Some(server), format!("cannot stat /proc/self/exe: {e}")),
     }
     install_panic_recorder();
-    let address = (anchor as fn() -> i32 as usize).wrapping_add(offset as usize);
+    let address = address_at(offset as isize);
     // SAFETY: the executable's identity matches the parent's, so `address` is the entry the
     // parent took the offset of, a `fn(String) -> i32` in this very binary.
     let entry: ChildEntry = unsafe { std::mem::transmute::<usize, ChildEntry>(address) };

@@ -190,4 +190,10 @@ pub enum PoolError {
     /// Arguments or results could not be (de)serialized.
     #[error("task data (de)serialization failed: {0}")]
     Serde(String),
+    /// The value was already taken by an earlier `get_timeout`.
+    #[error("the result was already taken by an earlier get")]
+    ResultTaken,
+    /// `join()` before `close()` or `terminate()` (Python raises `ValueError`).
+    #[error("join() needs close() or terminate() first")]
+    StillOpen,
 }

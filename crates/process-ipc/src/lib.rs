@@ -59,10 +59,12 @@
 
 mod bootstrap;
 pub mod error;
+mod pool;
 mod process;
 pub mod queue;
 
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
+pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder};
 pub use process::{Process, ProcessHandle, Target, current_pid, parent_pid};
 pub use queue::{Queue, QueueSender};
 pub use serde_bytes::ByteBuf;

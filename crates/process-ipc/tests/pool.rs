@@ -1,0 +1,356 @@
+//! Pool: Python's surface, callbacks, worker replacement, and the kill matrix (a dead worker
+//! fails only its own task, never a hang).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use process_ipc::{Pool, PoolError, current_pid};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn pid_of(_: u32) -> u32 {
+    current_pid()
+}
+
+fn stall(_: u32) -> u32 {
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+/// Item `k` kills the worker running it; the others are squared.
+fn square_or_die(x: u64, k: u64) -> u64 {
+    if x == k {
+        // SAFETY: kill(2) on our own pid; the process ends here.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+    x * x
+}
+
+fn square_or_die_37(x: u64) -> u64 {
+    square_or_die(x, 37)
+}
+
+fn fails_on_odd(x: u32) -> u32 {
+    assert!(x % 2 == 0, "odd input {x}");
+    x
+}
+
+#[test]
+fn smoke() {
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.apply(add, (40, 2)).unwrap(), 42);
+    assert_eq!(pool.pids().len(), 2);
+    assert!(!pool.pids().contains(&current_pid()));
+}
+
+#[test]
+fn a_pool_of_zero_is_an_error() {
+    assert_eq!(Pool::new(0).unwrap_err(), PoolError::NoWorkers(0));
+}
+
+#[test]
+fn map_over_ten_thousand_items_is_correct() {
+    let pool = Pool::new(2).unwrap();
+    let got = pool.map(square, 0..10_000u64).unwrap();
+    assert_eq!(got, (0..10_000u64).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(
+        pool.map(square, Vec::<u64>::new()).unwrap(),
+        Vec::<u64>::new()
+    );
+    let chunked = pool.map_with_chunksize(square, 0..100u64, 7).unwrap();
+    assert_eq!(chunked[99], 99 * 99);
+}
+
+#[test]
+fn imap_keeps_order() {
+    let pool = Pool::new(2).unwrap();
+    let mut it = pool.imap(square, 0..200u64).unwrap();
+    let mut expected = 0;
+    while let Some(v) = it.next_timeout(WAIT) {
+        assert_eq!(v.unwrap(), expected * expected);
+        expected += 1;
+    }
+    assert_eq!(expected, 200);
+}
+
+#[test]
+fn imap_unordered_returns_every_item_once() {
+    let pool = Pool::new(2).unwrap();
+    let mut it = pool.imap_unordered(square, 0..500u64).unwrap();
+    let mut seen = HashSet::new();
+    while let Some(v) = it.next_timeout(WAIT) {
+        assert!(seen.insert(v.unwrap()));
+    }
+    assert_eq!(seen, (0..500u64).map(|x| x * x).collect());
+}
+
+#[test]
+fn starmap_unpacks_tuples() {
+    let pool = Pool::new(2).unwrap();
+    let got = pool.starmap(add, (0..50u64).map(|i| (i, 1000))).unwrap();
+    assert_eq!(got, (0..50u64).map(|i| i + 1000).collect::<Vec<_>>());
+}
+
+#[test]
+fn apply_async_with_get_timeout() {
+    let pool = Pool::new(2).unwrap();
+    let quick = pool.apply_async(square, (9,)).unwrap();
+    assert_eq!(quick.get_timeout(WAIT), Ok(81));
+    assert_eq!(quick.get_timeout(WAIT), Err(PoolError::ResultTaken));
+    let slow = pool.apply_async(stall, (0,)).unwrap();
+    assert_eq!(
+        slow.get_timeout(Duration::from_millis(50)),
+        Err(PoolError::WaitTimeout(Duration::from_millis(50)))
+    );
+    assert!(!slow.ready());
+    assert_eq!(slow.successful(), None);
+    let started = Instant::now();
+    pool.terminate();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "terminate took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(slow.get_timeout(WAIT), Err(PoolError::Terminated));
+}
+
+#[test]
+fn callbacks_run_exactly_once_each() {
+    let pool = Pool::new(2).unwrap();
+    let calls: Arc<Vec<AtomicU32>> = Arc::new((0..40).map(|_| AtomicU32::new(0)).collect());
+    let errors = Arc::new(AtomicUsize::new(0));
+    let results: Vec<_> = (0..40u32)
+        .map(|i| {
+            let (calls, errors) = (Arc::clone(&calls), Arc::clone(&errors));
+            let calls2 = Arc::clone(&calls);
+            pool.apply_async_with(
+                fails_on_odd,
+                (i,),
+                move |v| {
+                    calls[*v as usize].fetch_add(1, Ordering::SeqCst);
+                },
+                move |e| {
+                    assert!(matches!(e, PoolError::Panicked { .. }), "{e:?}");
+                    calls2[i as usize].fetch_add(1, Ordering::SeqCst);
+                    errors.fetch_add(1, Ordering::SeqCst);
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    for (i, r) in results.into_iter().enumerate() {
+        assert!(r.wait_timeout(WAIT));
+        assert_eq!(r.successful(), Some(i % 2 == 0));
+    }
+    assert!(calls.iter().all(|c| c.load(Ordering::SeqCst) == 1));
+    assert_eq!(errors.load(Ordering::SeqCst), 20);
+}
+
+#[test]
+fn max_tasks_per_child_replaces_workers() {
+    let pool = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(2)
+        .build()
+        .unwrap();
+    let pids = pool.map_with_chunksize(pid_of, 0..12u32, 1).unwrap();
+    let mut per_pid: HashMap<u32, usize> = HashMap::new();
+    for pid in pids {
+        *per_pid.entry(pid).or_default() += 1;
+    }
+    assert!(per_pid.values().all(|&n| n <= 2), "{per_pid:?}");
+    assert!(per_pid.len() >= 6, "{per_pid:?}");
+}
+
+static INIT_RUNS: AtomicU32 = AtomicU32::new(0);
+
+fn init(step: u32) {
+    INIT_RUNS.fetch_add(step, Ordering::SeqCst);
+}
+
+fn init_runs(_: u32) -> (u32, u32) {
+    (current_pid(), INIT_RUNS.load(Ordering::SeqCst))
+}
+
+#[test]
+fn initializer_runs_once_per_worker() {
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(init, (1,))
+        .max_tasks_per_child(3)
+        .build()
+        .unwrap();
+    let seen = pool.map_with_chunksize(init_runs, 0..12u32, 1).unwrap();
+    let pids: HashSet<u32> = seen.iter().map(|&(pid, _)| pid).collect();
+    assert!(pids.len() >= 4, "{seen:?}");
+    assert!(seen.iter().all(|&(_, runs)| runs == 1), "{seen:?}");
+    // The parent never ran it.
+    assert_eq!(INIT_RUNS.load(Ordering::SeqCst), 0);
+}
+
+fn bad_init() {
+    panic!("no database")
+}
+
+#[test]
+fn a_failing_initializer_fails_tasks_instead_of_looping() {
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer(bad_init, ())
+        .build()
+        .unwrap();
+    let err = pool
+        .apply_async(square, (2,))
+        .map_or_else(|e| e, |r| r.get_timeout(WAIT).unwrap_err());
+    assert!(
+        matches!(err, PoolError::InitializerFailed { ref message, .. } if message.contains("no database")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn kill_matrix_imap_fails_only_the_killed_item() {
+    let pool = Pool::new(2).unwrap();
+    let started = Instant::now();
+    let mut it = pool.imap(square_or_die_37, 0..100u64).unwrap();
+    for x in 0..100u64 {
+        let v = it.next_timeout(WAIT).unwrap();
+        if x == 37 {
+            match v {
+                Err(PoolError::WorkerDied { signal, pid, .. }) => {
+                    assert_eq!(signal, Some(9));
+                    assert_ne!(pid, current_pid());
+                }
+                other => panic!("item 37: expected WorkerDied, got {other:?}"),
+            }
+        } else {
+            assert_eq!(v, Ok(x * x), "item {x}");
+        }
+    }
+    assert!(started.elapsed() < WAIT);
+    // The pool is whole again and runs another map.
+    assert_eq!(pool.pids().len(), 2);
+    assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+}
+
+#[test]
+fn kill_matrix_map_names_the_lost_chunk() {
+    let pool = Pool::new(2).unwrap();
+    // 100 items over 2 workers: Python's chunk size is ceil(100 / 8) = 13.
+    match pool.map(square_or_die_37, 0..100u64) {
+        Err(PoolError::WorkerDied {
+            what,
+            signal,
+            cause,
+            ..
+        }) => {
+            assert_eq!(what, "items 26..39 of a map");
+            assert_eq!(signal, Some(9));
+            assert!(cause.contains("SIGKILL"), "{cause}");
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert_eq!(pool.map(square, 0..100u64).unwrap()[10], 100);
+}
+
+#[test]
+fn kill_matrix_apply_async_fails_within_a_second() {
+    let pool = Pool::new(2).unwrap();
+    let results: Vec<_> = (0..10u64)
+        .map(|i| pool.apply_async(square_or_die, (i, 3)).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for (i, r) in results.into_iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let v = r.get_timeout(left + Duration::from_millis(1));
+        if i == 3 {
+            assert!(
+                matches!(
+                    v,
+                    Err(PoolError::WorkerDied {
+                        signal: Some(9),
+                        ..
+                    })
+                ),
+                "{v:?}"
+            );
+        } else {
+            assert_eq!(v, Ok((i * i) as u64), "task {i}");
+        }
+    }
+}
+
+#[test]
+fn a_panic_is_an_error_and_the_worker_survives() {
+    let pool = Pool::new(1).unwrap();
+    let before = pool.pids();
+    match pool.apply(fails_on_odd, (3,)) {
+        Err(PoolError::Panicked {
+            message, location, ..
+        }) => {
+            assert_eq!(message, "odd input 3");
+            assert!(location.contains("pool.rs"), "{location}");
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    assert_eq!(pool.apply(fails_on_odd, (4,)), Ok(4));
+    assert_eq!(pool.pids(), before);
+}
+
+#[test]
+fn an_overdue_task_is_killed_and_times_out() {
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let before = pool.pids();
+    let slow = pool.apply_async(stall, (0,)).unwrap();
+    let quick = pool.apply_async(square, (5,)).unwrap();
+    assert!(matches!(
+        slow.get_timeout(WAIT),
+        Err(PoolError::TaskTimeout { .. })
+    ));
+    assert_eq!(quick.get_timeout(WAIT), Ok(25));
+    assert_ne!(pool.pids(), before);
+}
+
+#[test]
+fn close_then_join() {
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.join_timeout(WAIT), Err(PoolError::StillOpen));
+    let pending = pool.apply_async(square, (3,)).unwrap();
+    pool.close();
+    assert!(matches!(
+        pool.apply_async(square, (1,)),
+        Err(PoolError::Closed)
+    ));
+    pool.join_timeout(WAIT).unwrap();
+    assert_eq!(pending.get_timeout(WAIT), Ok(9));
+    assert!(pool.pids().is_empty());
+}
+
+#[test]
+fn drop_terminates_and_reaps_the_workers() {
+    let pool = Pool::new(2).unwrap();
+    let _running = pool.apply_async(stall, (0,)).unwrap();
+    let pids = pool.pids();
+    drop(pool);
+    let deadline = Instant::now() + WAIT;
+    for pid in pids {
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(Instant::now() < deadline, "worker {pid} not reaped");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

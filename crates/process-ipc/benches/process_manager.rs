@@ -2,16 +2,18 @@
 //! manager's process drains all 20 000 — Python's `manager_queue` anchor (13 000 msgs/s) —
 //! beside the raw ipc-channel floor (4 producers sending on clones of one `IpcSender<u64>`).
 //!
-//! Producers are threads holding handles that went through an ipc channel, so every put is
-//! the same one-way socket message a child process sends; the process version is measured by
-//! the `manager_queue` example's figures in the report.
+//! Two kinds of producers: threads holding handles that went through an ipc channel (every put
+//! then takes the same path as in a child process, without the spawn), and 4 child processes
+//! started per iteration (the spawn and join of 4 processes included, where Python's figure
+//! uses an already warm pool).
 
 use std::hint::black_box;
 use std::thread;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ipc_channel::ipc;
+use ipc_channel::ipc::{self, IpcSender};
+use process_ipc::Process;
 use process_ipc::manager::{ManagedQueue, Manager};
 
 const PRODUCERS: u64 = 4;
@@ -24,6 +26,22 @@ fn remote(queue: &ManagedQueue<u64>) -> ManagedQueue<u64> {
     let (tx, rx) = ipc::channel::<ManagedQueue<u64>>().expect("ipc channel");
     tx.send(queue.clone()).expect("send handle");
     rx.recv().expect("receive handle")
+}
+
+/// Child target: put `PER_PRODUCER` numbers from `base` into the manager queue.
+fn put_range(queue: ManagedQueue<u64>, base: u64) -> u64 {
+    for i in 0..PER_PRODUCER {
+        queue.put(base + i).expect("put");
+    }
+    base
+}
+
+/// Child target: the raw floor, `PER_PRODUCER` sends on a bare ipc-channel sender.
+fn send_range(tx: IpcSender<u64>, base: u64) -> u64 {
+    for i in 0..PER_PRODUCER {
+        tx.send(base + i).expect("send");
+    }
+    base
 }
 
 fn manager_queue(c: &mut Criterion) {
@@ -76,6 +94,26 @@ fn manager_queue(c: &mut Criterion) {
         });
     });
 
+    group.bench_function("4x5000_child_processes_local_drain", |b| {
+        b.iter(|| {
+            let mut children: Vec<_> = (0..PRODUCERS)
+                .map(|p| {
+                    Process::new(put_range, (queue.clone(), p * PER_PRODUCER))
+                        .start()
+                        .expect("start")
+                })
+                .collect();
+            let mut sum = 0u64;
+            for _ in 0..TOTAL {
+                sum += queue.get_timeout(LIMIT).expect("get");
+            }
+            for child in &mut children {
+                child.join_timeout(LIMIT).expect("join");
+            }
+            black_box(sum)
+        });
+    });
+
     // The floor: the same four producers on bare ipc-channel, one receiver.
     let (tx, rx) = ipc::channel::<u64>().expect("ipc channel");
     group.bench_function("raw_ipc_channel_4x5000", |b| {
@@ -96,6 +134,25 @@ fn manager_queue(c: &mut Criterion) {
                 }
                 black_box(sum)
             })
+        });
+    });
+    group.bench_function("raw_ipc_channel_4x5000_child_processes", |b| {
+        b.iter(|| {
+            let mut children: Vec<_> = (0..PRODUCERS)
+                .map(|p| {
+                    Process::new(send_range, (tx.clone(), p * PER_PRODUCER))
+                        .start()
+                        .expect("start")
+                })
+                .collect();
+            let mut sum = 0u64;
+            for _ in 0..TOTAL {
+                sum += rx.try_recv_timeout(LIMIT).expect("recv");
+            }
+            for child in &mut children {
+                child.join_timeout(LIMIT).expect("join");
+            }
+            black_box(sum)
         });
     });
     group.finish();

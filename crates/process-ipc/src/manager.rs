@@ -73,18 +73,26 @@
 //! ```
 //!
 //! # Semantics
-//! - **Unbounded**: `put` never waits for room. Across processes it is a one-way message; the
-//!   kernel socket buffer gives back-pressure if the server falls behind.
+//! - **Unbounded**: `put` never waits for room in the queue.
+//! - **Buffered puts, as in Python's `multiprocessing.Queue`**: outside the manager's process,
+//!   `put` hands the item to a feeder thread (one per handle and its clones), which sends what
+//!   has piled up as one message. A handle's items arrive in put order and before its own next
+//!   get or qsize; [`ManagedQueue::flush`] waits until the manager holds them, and so does
+//!   dropping the handle's last clone in a process (a `Process` target's arguments are dropped
+//!   when it returns, so its puts are in the queue when `join` gives its value back).
 //! - **Fair**: getters are served first come, first served, whichever process they wait in.
 //! - **Exactly once**: an item goes to one getter. A `get_timeout` that runs out withdraws its
 //!   request from the server before it reports [`ManagerError::Timeout`], so an item is never
 //!   sent to a caller that has stopped waiting.
 //! - **Manager gone**: after [`Manager::shutdown`] or drop, or when the manager's process dies,
 //!   every call fails with [`ManagerError::Gone`], and blocked getters wake with it at once.
-//!   Items still queued at that moment are dropped, as Python's are with its manager.
-//! - **Costs**: across processes a put is one message; a get, `try_get` or `qsize` is a round
-//!   trip over a reply channel that each handle creates once per process, on first use, and
-//!   keeps (one per thread that uses the handle at the same time).
+//!   A buffered put is the exception: it may be accepted just before its feeder finds the
+//!   manager gone; that failure then shows at the next put or flush. Items still queued when
+//!   the manager ends are dropped, as Python's are with its manager.
+//! - **Costs**: across processes a busy producer pays one socket write per batch; a get,
+//!   `try_get` or `qsize` is a round trip over a reply channel that each handle creates once
+//!   per process, on first use, and keeps (one per thread that uses the handle at once). In
+//!   the manager's process every call goes straight to the queue's state.
 
 mod feeder;
 mod server;

@@ -42,15 +42,23 @@ impl<S> Signal<S> {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        drop(state);
-                        crate::runtime::back_to_worker();
                         monitor::resumed();
-                        return (self.lock(), false);
+                        return (state, false);
                     }
-                    self.changed
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+                    let (guard, waited) = self
+                        .changed
+                        .wait_timeout(state, crate::runtime::park_duration(left))
+                        .unwrap_or_else(|e| e.into_inner());
+                    if waited.timed_out() {
+                        // The timer fired: we run on may's timer thread now and
+                        // must reach a worker before waiting again (a timer armed
+                        // from inside may's timer thread can be lost).
+                        drop(guard);
+                        crate::runtime::back_to_worker();
+                        self.lock()
+                    } else {
+                        guard
+                    }
                 }
             };
         }

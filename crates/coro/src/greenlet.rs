@@ -44,10 +44,11 @@ struct Finish {
 impl Drop for Finish {
     fn drop(&mut self) {
         runtime::LIVE.fetch_sub(1, Ordering::Relaxed);
+        // Done first, so that whoever the slot release wakes (Pool::join) sees it ready.
+        self.shared.done.fire();
         if let Some(f) = self.on_finish.take() {
             f();
         }
-        self.shared.done.fire();
     }
 }
 
@@ -90,7 +91,16 @@ impl<T> Greenlet<T> {
 
     /// Waits at most `timeout`; returns whether the coroutine finished.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        let done = self.shared.done.wait_timeout(timeout);
+        if self.ready() {
+            return true;
+        }
+        if timeout.is_zero() {
+            return false;
+        }
+        let done = self
+            .shared
+            .done
+            .wait_timeout(runtime::park_duration(timeout));
         if !done {
             runtime::back_to_worker();
         }

@@ -90,7 +90,12 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let got = self.inner.slots.wait_timeout(timeout);
+        let got = self.inner.slots.try_wait()
+            || (!timeout.is_zero()
+                && self
+                    .inner
+                    .slots
+                    .wait_timeout(crate::runtime::park_duration(timeout)));
         if !got {
             crate::runtime::back_to_worker();
         }
@@ -144,8 +149,17 @@ impl Pool {
         let deadline = Instant::now() + timeout;
         let mut taken = 0;
         while taken < self.inner.size {
+            if self.inner.slots.try_wait() {
+                taken += 1;
+                continue;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            if !self.inner.slots.wait_timeout(left) {
+            if left.is_zero()
+                || !self
+                    .inner
+                    .slots
+                    .wait_timeout(crate::runtime::park_duration(left))
+            {
                 crate::runtime::back_to_worker();
                 break;
             }

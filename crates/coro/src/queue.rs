@@ -99,6 +99,22 @@ impl<T> Queue<T> {
         self.inner.items.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// After a timed wait: if its timer fired, the coroutine now runs on may's
+    /// timer thread; it must get back to a worker before it waits again (a
+    /// timer armed from inside may's timer thread can be lost).
+    fn after_wait<'a>(
+        &'a self,
+        guard: MutexGuard<'a, VecDeque<T>>,
+        timed_out: bool,
+    ) -> MutexGuard<'a, VecDeque<T>> {
+        if !timed_out {
+            return guard;
+        }
+        drop(guard);
+        crate::runtime::back_to_worker();
+        self.lock()
+    }
+
     /// Puts `item`, waiting while the queue is full.
     pub fn put(&self, item: T) {
         let mut items = self.lock();
@@ -126,7 +142,6 @@ impl<T> Queue<T> {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 drop(items);
-                crate::runtime::back_to_worker();
                 monitor::resumed();
                 return Err(PutError::Timeout {
                     item,
@@ -134,12 +149,12 @@ impl<T> Queue<T> {
                     timeout,
                 });
             }
-            items = self
+            let (guard, waited) = self
                 .inner
                 .not_full
-                .wait_timeout(items, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+                .wait_timeout(items, crate::runtime::park_duration(left))
+                .unwrap_or_else(|e| e.into_inner());
+            items = self.after_wait(guard, waited.timed_out());
         }
         items.push_back(item);
         drop(items);
@@ -199,16 +214,15 @@ impl<T> Queue<T> {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 drop(items);
-                crate::runtime::back_to_worker();
                 monitor::resumed();
                 return Err(GetError::Timeout(timeout));
             }
-            items = self
+            let (guard, waited) = self
                 .inner
                 .not_empty
-                .wait_timeout(items, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+                .wait_timeout(items, crate::runtime::park_duration(left))
+                .unwrap_or_else(|e| e.into_inner());
+            items = self.after_wait(guard, waited.timed_out());
         };
         drop(items);
         self.inner.not_full.notify_one();

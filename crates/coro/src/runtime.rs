@@ -9,6 +9,7 @@ use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use crate::error::{CoroError, Result};
 
@@ -196,6 +197,19 @@ fn install_panic_hook() {
     }));
 }
 
+/// The duration to hand to one of may's timed waits (`Condvar::wait_timeout`,
+/// `SyncFlag::wait_timeout`, `Semphore::wait_timeout`): `d` rounded *up* to
+/// whole milliseconds, at least 1 ms.
+///
+/// may stores a coroutine's park timeout in whole milliseconds, truncating:
+/// 1.7 ms becomes 1 ms (an early wake-up) and anything under 1 ms becomes
+/// "no timeout" (a wait that never ends). Rounding up avoids both.
+#[inline]
+pub(crate) fn park_duration(d: Duration) -> Duration {
+    let ms = d.as_nanos().div_ceil(1_000_000).max(1);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
 /// Moves the current coroutine back onto a worker after one of may's timers fired.
 ///
 /// may resumes a coroutine whose sleep or timeout expired on its timer
@@ -310,6 +324,23 @@ mod tests {
             "Cannot allocate memory (os error 12)"
         );
         assert_eq!(os_error_text("something else"), None);
+    }
+
+    #[test]
+    fn park_durations_round_up_to_whole_milliseconds() {
+        assert_eq!(park_duration(Duration::ZERO), Duration::from_millis(1));
+        assert_eq!(
+            park_duration(Duration::from_micros(700)),
+            Duration::from_millis(1)
+        );
+        assert_eq!(
+            park_duration(Duration::from_micros(1700)),
+            Duration::from_millis(2)
+        );
+        assert_eq!(
+            park_duration(Duration::from_millis(20)),
+            Duration::from_millis(20)
+        );
     }
 
     #[test]

@@ -1,0 +1,70 @@
+//! Timed waits inside coroutines end on time, sub-millisecond ones included.
+//!
+//! may 0.3.51 keeps a coroutine's park timeout in whole milliseconds
+//! (truncating: a 700 µs wait would never end, 1.7 ms would end at 1 ms);
+//! coro rounds up. These tests would hang (and fail at their bound) without it.
+
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[test]
+fn smoke() {
+    let mut g = coro::spawn(|| {
+        let q: coro::Queue<u8> = coro::Queue::unbounded();
+        q.get_timeout(Duration::from_micros(300)).is_err()
+    })
+    .unwrap();
+    assert!(g.get_timeout(WAIT).unwrap());
+}
+
+#[test]
+fn repeated_short_timeouts_in_one_coroutine_never_end_early_or_hang() {
+    let mut g = coro::spawn(|| {
+        let q: coro::Queue<u8> = coro::Queue::bounded(1).unwrap();
+        q.put(0);
+        let ev = coro::Event::new();
+        let r: coro::AsyncResult<u8> = coro::AsyncResult::new();
+        let pool = coro::Pool::new(1).unwrap();
+        let hold = coro::Event::new();
+        let hold2 = hold.clone();
+        let holder = pool.spawn(move || hold2.wait()).unwrap();
+        let other = coro::spawn(|| coro::sleep(Duration::from_secs(60))).unwrap();
+        for step in 0..8u64 {
+            let d = Duration::from_micros(200 + step * 250); // 0.2 .. 1.95 ms
+            let t = Instant::now();
+            assert!(q.put_timeout(1, d).is_err());
+            assert!(q.get_timeout(d).is_ok());
+            q.put(0);
+            assert!(!ev.wait_timeout(d));
+            assert!(r.get_timeout(d).is_err());
+            assert!(pool.spawn_timeout(d, || ()).is_err());
+            assert!(!other.join_timeout(d));
+            // Five timed-out waits, none may end early.
+            assert!(
+                t.elapsed() >= d * 5,
+                "step {step}: {:?} < 5 x {d:?}",
+                t.elapsed()
+            );
+        }
+        hold.set();
+        assert!(holder.join_timeout(WAIT));
+        other.kill();
+        true
+    })
+    .unwrap();
+    assert!(g.get_timeout(WAIT).unwrap());
+}
+
+#[test]
+fn zero_timeouts_return_at_once() {
+    let mut g = coro::spawn(|| {
+        let other = coro::spawn(|| coro::sleep(Duration::from_secs(60))).unwrap();
+        let done = other.join_timeout(Duration::ZERO);
+        other.kill();
+        let ev = coro::Event::new();
+        (done, ev.wait_timeout(Duration::ZERO))
+    })
+    .unwrap();
+    assert_eq!(g.get_timeout(WAIT).unwrap(), (false, false));
+}

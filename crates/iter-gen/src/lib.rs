@@ -184,15 +184,20 @@
 //!   faster than any generator;
 //! - callers need more than `next()`: [`ExactSizeIterator`], [`DoubleEndedIterator`],
 //!   [`Clone`] to restart a walk, or a `size_hint` that adapters can trust;
-//! - the walk must be `Send` and fast at once;
-//! - the body would need to await a real future (an async runtime's timer, a socket): a
-//!   generator here is driven by `next()` alone, so its body may await only its [`Yielder`].
+//! - the walk must be `Send` and fast at once.
+//!
+//! Neither fits when the values come from an async source (a socket, a timer): a generator
+//! here is driven by `next()` alone, so its body may await only its [`Yielder`]; that is a
+//! job for an async stream.
 //!
 //! # The backend
 //!
-//! Generators run on [genawaiter](https://docs.rs/genawaiter) 0.99, kept behind this crate:
-//! no genawaiter type appears in the API, so another backend (Rust's own `gen` blocks once
-//! they are stable, say) can replace it without changing users' code.
+//! Generators run on [genawaiter](https://docs.rs/genawaiter) 0.99, kept behind this crate: no
+//! genawaiter type or trait appears in the API. A body is a plain `async` block over this
+//! crate's [`Yielder`], so the engine that drives it can be replaced (by a poll loop of our
+//! own, say) without changing users' code. Rust's own `gen` blocks, once stable, spell `yield`
+//! differently; moving to them would keep [`Generator`]'s API (`next`, `send`, `close`, the
+//! return value) and change only how a body is written.
 
 #![deny(missing_docs)]
 

@@ -428,6 +428,25 @@ fn a_child_process_consumes_what_the_parent_puts() {
     assert_eq!(queue.qsize().unwrap(), 0);
 }
 
+/// A child process's target: wait for one item.
+fn get_one(queue: ManagedQueue<u64>) -> Option<u64> {
+    queue.get_timeout(LIMIT).ok()
+}
+
+#[test]
+fn an_item_meant_for_a_killed_consumer_goes_to_the_next_getter() {
+    let manager = Manager::new().unwrap();
+    let queue = manager.queue::<u64>().unwrap();
+    let mut consumer = Process::new(get_one, (queue.clone(),)).start().unwrap();
+    wait_until("the child waits", || queue.getters_waiting().unwrap() == 1);
+    consumer.kill().unwrap();
+    assert!(consumer.join_timeout(LIMIT).is_err());
+    // The dead child is still first in line; its closed reply channel sends the item on.
+    queue.put(7).unwrap();
+    assert_eq!(queue.get_timeout(LIMIT).unwrap(), 7);
+    assert_eq!(queue.getters_waiting().unwrap(), 0);
+}
+
 /// A child process's target: host a manager, send a handle to one of its queues to the
 /// parent, then wait on another queue until killed.
 fn host_a_manager(handles: IpcSender<ManagedQueue<u64>>) -> bool {

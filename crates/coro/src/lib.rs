@@ -125,6 +125,18 @@
 //!   the stack overflow it, and the guard page turns that into SIGSEGV.
 //!   Raise it with [`Config::stack_size`] or [`Builder::stack_size`].
 //!
+//! Two things about may's timers (0.3.51) that `coro` works around in its
+//! own calls, and that raw may calls (including `monkey::sync`'s may
+//! primitives) still have:
+//! - a coroutine's timed wait (`Condvar::wait_timeout`, `recv_timeout`, ...)
+//!   keeps its timeout in whole milliseconds, truncated: under 1 ms it never
+//!   times out, 1.7 ms times out at 1 ms. `coro` rounds every timeout up to
+//!   whole milliseconds.
+//! - when a sleep or timeout expires, may resumes the coroutine on its timer
+//!   thread, not on a worker. `coro` yields once right there, so your code
+//!   continues on the worker (with one worker, all coroutine code runs on
+//!   that one thread, and a blocking call cannot stall the timers).
+//!
 //! # How many coroutines: `vm.max_map_count`
 //!
 //! may maps each coroutine stack as one region plus a guard page, i.e. two

@@ -13,14 +13,14 @@
 //! raw lock is taken and cleared before it is released, so a reader sees either the true owner
 //! or 0 ("free or changing hands"), never a stale owner that might invent a cycle.
 //!
-//! **Lock order.** While [`set_lock_order_checking`] is on, each thread keeps the list of locks
+//! **Lock order.** While [`set_lock_order_checking`] is on (the default in debug builds), each thread keeps the list of locks
 //! it holds; taking L2 while holding L1 records the edge L1 → L2 (once per thread in a local
 //! cache, then once globally). The first edge that closes a cycle in that order graph (L2 → L1
 //! seen earlier, or a longer chain) is an *inversion*: a deadlock waiting to happen even if this
 //! run got lucky. It is logged with `log::warn!` and kept for [`lock_order_violations`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,11 +28,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::error::{Deadlock, WaitLink};
 
 static DETECTION: AtomicBool = AtomicBool::new(true);
-static ORDER_CHECKING: AtomicBool = AtomicBool::new(true);
+static ORDER_CHECKING: AtomicBool = AtomicBool::new(cfg!(debug_assertions));
 static NEXT_LOCK_ID: AtomicU64 = AtomicU64::new(1);
 static NEXT_IDENT: AtomicU64 = AtomicU64::new(1);
 /// Bumped by [`clear_lock_order_history`] so that per-thread edge caches start afresh.
-static ORDER_EPOCH: AtomicU64 = AtomicU64::new(0);
+static ORDER_EPOCH: AtomicU64 = AtomicU64::new(1);
 
 /// Turns deadlock detection on or off for every lock of this crate (on by default).
 ///
@@ -42,17 +42,21 @@ pub fn set_detection(enabled: bool) {
 }
 
 /// Whether deadlock detection is on.
+#[inline]
 pub fn detection_enabled() -> bool {
     DETECTION.load(Ordering::Relaxed)
 }
 
-/// Turns lock-order checking on or off (on by default). Locks held when it is switched on are
-/// not known to it until they are released and taken again.
+/// Turns lock-order checking on or off. It is on by default in builds with debug assertions
+/// (tests, `cargo run`) and off in release builds, like a debug kernel's lockdep: it costs
+/// about 10 ns per lock acquisition (see `benches/lock_counter.rs`). Locks held when it is
+/// switched on are not known to it until they are released and taken again.
 pub fn set_lock_order_checking(enabled: bool) {
     ORDER_CHECKING.store(enabled, Ordering::Relaxed);
 }
 
 /// Whether lock-order checking is on.
+#[inline]
 pub fn lock_order_checking_enabled() -> bool {
     ORDER_CHECKING.load(Ordering::Relaxed)
 }
@@ -60,15 +64,44 @@ pub fn lock_order_checking_enabled() -> bool {
 // ---------------------------------------------------------------------------------------------
 // Threads: Python-style idents and names.
 
+/// Locks a thread can hold at once and still be order-checked; locks taken beyond that depth
+/// are not tracked (their deadlock detection is unaffected).
+const HELD_CAPACITY: usize = 16;
+/// Slots of the per-thread cache of edges already reported (direct-mapped).
+const SEEN_SLOTS: usize = 64;
+
+/// The locks this thread holds, innermost last. Plain `Cell`s and no destructor, so that
+/// the thread-local access on every lock and unlock stays a few instructions.
+struct HeldStack {
+    len: Cell<usize>,
+    locks: [Cell<HeldLock>; HELD_CAPACITY],
+}
+
+/// Edges this thread already reported, for one `ORDER_EPOCH`.
+struct SeenEdges {
+    epoch: Cell<u64>,
+    slots: [Cell<(u64, u64)>; SEEN_SLOTS],
+}
+
 thread_local! {
     static IDENT: Cell<u64> = const { Cell::new(0) };
     static NAME: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
-    static HELD: RefCell<Vec<HeldLock>> = const { RefCell::new(Vec::new()) };
-    /// Edges this thread already reported, valid for one `ORDER_EPOCH`.
-    static SEEN_EDGES: RefCell<(u64, HashSet<(u64, u64)>)> = RefCell::new((0, HashSet::new()));
+    static HELD: HeldStack = const {
+        HeldStack {
+            len: Cell::new(0),
+            locks: [const { Cell::new(HeldLock::EMPTY) }; HELD_CAPACITY],
+        }
+    };
+    static SEEN_EDGES: SeenEdges = const {
+        SeenEdges {
+            epoch: Cell::new(0),
+            slots: [const { Cell::new((0, 0)) }; SEEN_SLOTS],
+        }
+    };
 }
 
 /// This thread's ident: a number unique among the threads of this process, never reused.
+#[inline]
 pub(crate) fn current_ident() -> u64 {
     IDENT.with(|cell| {
         let ident = cell.get();
@@ -113,6 +146,7 @@ pub(crate) struct LockMeta {
     owner: AtomicU64,
     id: u64,
     kind: &'static str,
+    kind_index: u8,
     name: Option<Arc<str>>,
     /// Set once the lock appears in the lock-order graph, so that dropping it prunes the graph.
     in_order_graph: AtomicBool,
@@ -124,6 +158,7 @@ impl LockMeta {
             owner: AtomicU64::new(0),
             id: NEXT_LOCK_ID.fetch_add(1, Ordering::Relaxed),
             kind,
+            kind_index: KINDS.iter().position(|k| *k == kind).unwrap_or(0) as u8,
             name: name.map(Arc::from),
             in_order_graph: AtomicBool::new(false),
         };
@@ -139,6 +174,7 @@ impl LockMeta {
         }
     }
 
+    #[inline]
     pub(crate) fn owner(&self) -> u64 {
         self.owner.load(Ordering::Acquire)
     }
@@ -258,11 +294,43 @@ fn find_cycle(graph: &BTreeMap<u64, WaitEntry>, me: u64) -> Option<Deadlock> {
 // ---------------------------------------------------------------------------------------------
 // Lock-order checking.
 
-/// An entry of the per-thread list of held locks.
-#[derive(Clone, Copy)]
-struct HeldLock {
-    id: u64,
-    kind: &'static str,
+/// An entry of the per-thread list of held locks, packed in one word so that pushing and
+/// popping it costs a store: the lock id in the low 56 bits, the kind in bits 56..63, and in
+/// bit 63 whether another lock was taken while this one was held (on release, that marks the
+/// lock as part of the order graph, so that dropping it prunes its edges).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct HeldLock(u64);
+
+const KINDS: [&str; 2] = ["Mutex", "RLock"];
+const ID_BITS: u64 = (1 << 56) - 1;
+const NESTED_BIT: u64 = 1 << 63;
+
+impl HeldLock {
+    const EMPTY: HeldLock = HeldLock(0);
+
+    #[inline]
+    fn new(meta: &LockMeta) -> Self {
+        HeldLock((meta.id & ID_BITS) | (u64::from(meta.kind_index) << 56))
+    }
+
+    #[inline]
+    fn id(self) -> u64 {
+        self.0 & ID_BITS
+    }
+
+    fn kind(self) -> &'static str {
+        KINDS[((self.0 >> 56) & 0x7f) as usize % KINDS.len()]
+    }
+
+    #[inline]
+    fn nested(self) -> bool {
+        self.0 & NESTED_BIT != 0
+    }
+
+    #[inline]
+    fn with_nested(self) -> Self {
+        HeldLock(self.0 | NESTED_BIT)
+    }
 }
 
 /// One recorded inversion of lock order: a cycle in the "held while taking" graph.
@@ -319,9 +387,9 @@ struct OrderGraph {
 
 impl OrderGraph {
     fn name_of(&self, held: HeldLock) -> String {
-        match self.names.get(&held.id) {
+        match self.names.get(&held.id()) {
             Some(name) => name.to_string(),
-            None => format!("{}#{}", held.kind, held.id),
+            None => format!("{}#{}", held.kind(), held.id()),
         }
     }
 
@@ -354,14 +422,14 @@ impl OrderGraph {
     fn add_edge(&mut self, held: HeldLock, taking: &LockMeta, thread: &str) {
         if self
             .edges
-            .get(&held.id)
+            .get(&held.id())
             .is_some_and(|m| m.contains_key(&taking.id))
         {
             return;
         }
         let from = self.name_of(held);
         let to = taking.name();
-        if let Some(path) = self.path(taking.id, held.id) {
+        if let Some(path) = self.path(taking.id, held.id()) {
             let violation = LockOrderViolation {
                 thread: thread.to_owned(),
                 held: from.clone(),
@@ -374,7 +442,7 @@ impl OrderGraph {
             log::warn!("{violation}");
             self.violations.push(violation);
         }
-        self.edges.entry(held.id).or_default().insert(
+        self.edges.entry(held.id()).or_default().insert(
             taking.id,
             EdgeInfo {
                 from,
@@ -417,59 +485,77 @@ pub(crate) fn note_acquired(meta: &LockMeta) -> Tracked {
     if !lock_order_checking_enabled() {
         return Tracked(false);
     }
-    note_acquired_slow(meta);
-    Tracked(true)
-}
-
-fn note_acquired_slow(meta: &LockMeta) {
     HELD.with(|held| {
-        let mut held = held.borrow_mut();
-        if !held.is_empty() {
-            record_edges(&held, meta);
+        let len = held.len.get();
+        if len == HELD_CAPACITY {
+            return Tracked(false);
         }
-        held.push(HeldLock {
-            id: meta.id,
-            kind: meta.kind,
-        });
+        if len > 0 {
+            check_edges(held, len, meta);
+        }
+        held.locks[len].set(HeldLock::new(meta));
+        held.len.set(len + 1);
+        Tracked(true)
+    })
+}
+
+/// Records "held → meta" for every held lock not yet reported by this thread.
+#[inline]
+fn check_edges(held: &HeldStack, len: usize, meta: &LockMeta) {
+    SEEN_EDGES.with(|seen| {
+        let now = ORDER_EPOCH.load(Ordering::Acquire);
+        if seen.epoch.get() != now {
+            seen.epoch.set(now);
+            seen.slots.iter().for_each(|slot| slot.set((0, 0)));
+        }
+        for cell in &held.locks[..len] {
+            let h = cell.get();
+            if h.id() == meta.id {
+                continue;
+            }
+            if !h.nested() {
+                cell.set(h.with_nested());
+            }
+            let edge = (h.id(), meta.id);
+            let slot = &seen.slots[(h.id().wrapping_mul(31) ^ meta.id) as usize % SEEN_SLOTS];
+            if slot.get() != edge {
+                record_edge(h, meta);
+                slot.set(edge);
+            }
+        }
     });
 }
 
-fn record_edges(held: &[HeldLock], meta: &LockMeta) {
-    let new: Vec<HeldLock> = SEEN_EDGES.with(|seen| {
-        let (epoch, seen) = &mut *seen.borrow_mut();
-        let now = ORDER_EPOCH.load(Ordering::Acquire);
-        if *epoch != now {
-            *epoch = now;
-            seen.clear();
-        }
-        held.iter()
-            .filter(|h| h.id != meta.id && seen.insert((h.id, meta.id)))
-            .copied()
-            .collect()
-    });
-    if new.is_empty() {
-        return;
-    }
+#[cold]
+#[inline(never)]
+fn record_edge(held: HeldLock, meta: &LockMeta) {
     let thread = current_name();
-    with_order(|g| {
-        for h in new {
-            g.add_edge(h, meta, &thread);
-        }
-    });
+    with_order(|g| g.add_edge(held, meta, &thread));
     meta.in_order_graph.store(true, Ordering::Relaxed);
 }
 
 /// Notes that the current thread released `meta` (call before releasing it).
 #[inline]
 pub(crate) fn note_released(meta: &LockMeta, tracked: Tracked) {
-    if tracked.0 {
-        HELD.with(|held| {
-            let mut held = held.borrow_mut();
-            if let Some(pos) = held.iter().rposition(|h| h.id == meta.id) {
-                held.remove(pos);
-            }
-        });
+    if !tracked.0 {
+        return;
     }
+    HELD.with(|held| {
+        let len = held.len.get();
+        // Usually the innermost; guards may also be dropped out of order.
+        if let Some(pos) = (0..len)
+            .rev()
+            .find(|&i| held.locks[i].get().id() == meta.id)
+        {
+            if held.locks[pos].get().nested() {
+                meta.in_order_graph.store(true, Ordering::Relaxed);
+            }
+            for i in pos..len - 1 {
+                held.locks[i].set(held.locks[i + 1].get());
+            }
+            held.len.set(len - 1);
+        }
+    });
 }
 
 /// Every lock-order inversion recorded so far, oldest first.

@@ -14,6 +14,14 @@ const LONG: Duration = Duration::from_secs(10);
 /// The checker is process-wide: the tests of this file take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Takes this file's turn and switches checking on (the debug-build default; set explicitly
+/// so that `--release` runs test the same).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    let turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    set_lock_order_checking(true);
+    turn
+}
+
 /// Captures `warn!` records so the test can see what was logged.
 struct Capture;
 static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -38,6 +46,7 @@ fn install_logger() {
     });
 }
 
+/// Takes `first`, then `second`, on a thread of that name.
 fn nested(first: Arc<Lock>, second: Arc<Lock>, name: &str) {
     let mut t = Thread::new(
         move || {
@@ -53,7 +62,7 @@ fn nested(first: Arc<Lock>, second: Arc<Lock>, name: &str) {
 
 #[test]
 fn smoke() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     assert!(lock_order_checking_enabled());
     let a = Mutex::named("smoke-a", ());
     let b = Mutex::named("smoke-b", ());
@@ -68,7 +77,7 @@ fn smoke() {
 
 #[test]
 fn inversion_reported_without_a_deadlock() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     install_logger();
     let a = Arc::new(Lock::named("accounts"));
     let b = Arc::new(Lock::named("audit"));
@@ -106,7 +115,7 @@ fn inversion_reported_without_a_deadlock() {
 
 #[test]
 fn longer_inversion_chain() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let x = Arc::new(Lock::named("chain-x"));
     let y = Arc::new(Lock::named("chain-y"));
     let z = Arc::new(Lock::named("chain-z"));
@@ -125,7 +134,7 @@ fn longer_inversion_chain() {
 
 #[test]
 fn dropped_locks_leave_the_order_graph() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let p = Arc::new(Lock::named("gone-p"));
     let keep = Arc::new(Lock::named("gone-keep"));
     nested(p.clone(), keep.clone(), "p-then-keep");
@@ -141,7 +150,7 @@ fn dropped_locks_leave_the_order_graph() {
 
 #[test]
 fn switched_off_records_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     set_lock_order_checking(false);
     let c = Arc::new(Lock::named("off-c"));
     let d = Arc::new(Lock::named("off-d"));
@@ -153,7 +162,7 @@ fn switched_off_records_nothing() {
 
 #[test]
 fn clearing_forgets_history() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let e = Arc::new(Lock::named("clear-e"));
     let f = Arc::new(Lock::named("clear-f"));
     nested(e.clone(), f.clone(), "ef");

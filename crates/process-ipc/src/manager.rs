@@ -110,7 +110,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use feeder::{Failure, Feeder};
-use server::{LocalGet, ServerThread, Shared};
+use server::{Counts, LocalGet, LocalPut, ServerThread, Shared};
 use wire::{Reply, Request};
 
 /// How long a client waits for an answer that a live server gives at once (registration,
@@ -145,6 +145,24 @@ pub enum ManagerError {
         queue: u64,
         /// The timeout that ran out.
         timeout: Duration,
+    },
+    /// A put into a bounded queue found no room (`try_put`), or none within its timeout.
+    #[error("manager queue {queue} (manager pid {pid}) is full: {maxsize} items")]
+    Full {
+        /// The manager's process id.
+        pid: u32,
+        /// The queue's number within its manager.
+        queue: u64,
+        /// The queue's bound.
+        maxsize: usize,
+    },
+    /// [`Manager::bounded_queue`] was asked for a queue that can hold nothing.
+    #[error(
+        "a bounded manager queue needs maxsize >= 1 (manager pid {pid}); Manager::queue makes an unbounded one"
+    )]
+    InvalidMaxsize {
+        /// The manager's process id.
+        pid: u32,
     },
     /// `try_get` / `get_nowait` found the queue empty.
     #[error("manager queue {queue} (manager pid {pid}) is empty")]
@@ -199,6 +217,55 @@ pub enum ManagerError {
         /// The system error.
         source: io::Error,
     },
+}
+
+/// A put that did not happen: why, and the item when it is still at hand.
+///
+/// The item comes back whenever the put was refused for want of room
+/// ([`ManagerError::Full`]); it does not when it already travelled to a manager that is gone.
+pub struct PutError<T> {
+    /// Why the put failed.
+    pub error: ManagerError,
+    /// The item, handed back.
+    pub item: Option<T>,
+}
+
+impl<T> PutError<T> {
+    fn new(error: ManagerError, item: Option<T>) -> Self {
+        Self { error, item }
+    }
+
+    /// The item, if it came back.
+    pub fn into_item(self) -> Option<T> {
+        self.item
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PutError")
+            .field("error", &self.error)
+            .field("item_returned", &self.item.is_some())
+            .finish()
+    }
+}
+
+impl<T> fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<T> std::error::Error for PutError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<T> From<PutError<T>> for ManagerError {
+    fn from(e: PutError<T>) -> Self {
+        e.error
+    }
 }
 
 /// Makes a write to a closed channel an `EPIPE` error instead of a fatal `SIGPIPE`.
@@ -284,6 +351,47 @@ impl Manager {
     where
         T: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.make_queue(None)
+    }
+
+    /// Python's `manager.Queue(maxsize)`: a new queue that holds at most `maxsize` items.
+    ///
+    /// A put into a full queue waits for room ([`ManagedQueue::put_timeout`] and
+    /// [`ManagedQueue::try_put`] give up and hand the item back). Waiting putters are let in
+    /// first come, first served. Outside the manager's process each put is a round trip (the
+    /// server must say there was room), so a bounded queue is slower than an unbounded one.
+    ///
+    /// ```
+    /// use process_ipc::manager::{Manager, ManagerError};
+    ///
+    /// let manager = Manager::new()?;
+    /// let queue = manager.bounded_queue::<u8>(1)?;
+    /// queue.put(1)?;
+    /// let refused = queue.try_put(2).unwrap_err();
+    /// assert!(matches!(refused.error, ManagerError::Full { maxsize: 1, .. }));
+    /// assert_eq!(refused.item, Some(2));
+    /// assert_eq!(queue.get()?, 1);
+    /// queue.put(3)?;
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ManagerError::InvalidMaxsize`] if `maxsize` is 0 (Python reads 0 as "unbounded": use
+    /// [`Manager::queue`] for that); otherwise as [`Manager::queue`].
+    pub fn bounded_queue<T>(&self, maxsize: usize) -> Result<ManagedQueue<T>, ManagerError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        if maxsize == 0 {
+            return Err(ManagerError::InvalidMaxsize { pid: self.pid });
+        }
+        self.make_queue(Some(maxsize))
+    }
+
+    fn make_queue<T>(&self, maxsize: Option<usize>) -> Result<ManagedQueue<T>, ManagerError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
         let queue = self.next_queue.fetch_add(1, Ordering::Relaxed);
         let io = |what, source| ManagerError::Io {
             pid: self.pid,
@@ -301,7 +409,7 @@ impl Manager {
         };
         let (requests, incoming) =
             ipc::channel::<Request<T>>().map_err(|e| io("cannot create its request channel", e))?;
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(maxsize));
         let server = ServerThread::start(
             format!("manager-queue-{queue}"),
             Arc::clone(&shared),
@@ -313,6 +421,7 @@ impl Manager {
         Ok(ManagedQueue {
             pid: self.pid,
             queue,
+            maxsize,
             requests,
             local: Some(shared),
             clients: Mutex::new(Vec::new()),
@@ -369,10 +478,19 @@ enum Wait {
     Forever,
 }
 
+impl Wait {
+    /// The timeout a timed wait was given (zero otherwise).
+    fn timeout(self) -> Duration {
+        match self {
+            Wait::Until(_, timeout) => timeout,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
 /// What a client call ended with; `Broken` means the client must not be reused.
 enum Outcome<T> {
     Ok(T),
-    Err(ManagerError),
     Broken(ManagerError),
 }
 
@@ -385,6 +503,7 @@ enum Outcome<T> {
 pub struct ManagedQueue<T> {
     pid: u32,
     queue: u64,
+    maxsize: Option<usize>,
     requests: IpcSender<Request<T>>,
     /// The queue's state when this handle is in the manager's own process.
     local: Option<Arc<Shared<T>>>,
@@ -413,6 +532,7 @@ impl<T: Serialize> Clone for ManagedQueue<T> {
         Self {
             pid: self.pid,
             queue: self.queue,
+            maxsize: self.maxsize,
             requests: self.requests.clone(),
             local: self.local.clone(),
             clients: Mutex::new(Vec::new()),
@@ -426,6 +546,7 @@ impl<T: Serialize> Clone for ManagedQueue<T> {
 struct HandleWire<R> {
     pid: u32,
     queue: u64,
+    maxsize: Option<u64>,
     requests: R,
 }
 
@@ -434,6 +555,7 @@ impl<T> Serialize for ManagedQueue<T> {
         HandleWire {
             pid: self.pid,
             queue: self.queue,
+            maxsize: self.maxsize.map(|m| m as u64),
             requests: &self.requests,
         }
         .serialize(serializer)
@@ -446,6 +568,9 @@ impl<'de, T> Deserialize<'de> for ManagedQueue<T> {
         Ok(Self {
             pid: wire.pid,
             queue: wire.queue,
+            maxsize: wire
+                .maxsize
+                .map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
             requests: wire.requests,
             local: None,
             clients: Mutex::new(Vec::new()),
@@ -463,8 +588,9 @@ where
         self.pid
     }
 
-    /// Python's `q.put(item)`: appends `item`. The queue is unbounded, so this never waits
-    /// for room.
+    /// Python's `q.put(item)`: appends `item`. An unbounded queue never makes it wait; a
+    /// bounded one ([`Manager::bounded_queue`]) does while it is full, and then each put is a
+    /// round trip to the manager (the rest of this paragraph is about unbounded queues).
     ///
     /// In the manager's process the item is queued at once. In any other process the item goes
     /// to this handle's feeder thread (shared with its clones), which sends what has piled up
@@ -480,6 +606,9 @@ where
     /// accepted and then lost (as in Python). [`ManagerError::Dropped`] reports that earlier
     /// items could not be encoded.
     pub fn put(&self, item: T) -> Result<(), ManagerError> {
+        if self.maxsize.is_some() {
+            return Ok(self.put_bounded(item, Wait::Forever)?);
+        }
         if let Some(shared) = &self.local {
             return if shared.put(item) {
                 Ok(())
@@ -501,6 +630,57 @@ where
                 .requests
                 .send(Request::Put(vec![item]))
                 .map_err(|e| self.send_error(e)),
+        }
+    }
+
+    /// Python's `q.put(item, timeout=...)`: like [`put`](ManagedQueue::put), but into a full
+    /// bounded queue it waits at most `timeout` for room. An unbounded queue is never full.
+    ///
+    /// # Errors
+    /// [`ManagerError::Full`] with the item handed back if no room came in time; otherwise as
+    /// [`put`](ManagedQueue::put).
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+        if self.maxsize.is_none() {
+            return self.put(item).map_err(|e| PutError::new(e, None));
+        }
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.put_bounded(item, Wait::Until(deadline, timeout)),
+            None => self.put_bounded(item, Wait::Forever),
+        }
+    }
+
+    /// Puts only if a bounded queue has room now. An unbounded queue is never full.
+    ///
+    /// # Errors
+    /// [`ManagerError::Full`] with the item handed back; otherwise as [`put`](ManagedQueue::put).
+    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+        if self.maxsize.is_none() {
+            return self.put(item).map_err(|e| PutError::new(e, None));
+        }
+        self.put_bounded(item, Wait::No)
+    }
+
+    /// Python's name for [`try_put`](ManagedQueue::try_put).
+    ///
+    /// # Errors
+    /// As [`try_put`](ManagedQueue::try_put).
+    pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
+        self.try_put(item)
+    }
+
+    /// The bound given to [`Manager::bounded_queue`]; `None` for an unbounded queue.
+    pub fn maxsize(&self) -> Option<usize> {
+        self.maxsize
+    }
+
+    /// Python's `q.full()`: whether a bounded queue holds `maxsize` items now.
+    ///
+    /// # Errors
+    /// As [`qsize`](ManagedQueue::qsize).
+    pub fn full(&self) -> Result<bool, ManagerError> {
+        match self.maxsize {
+            Some(maxsize) => Ok(self.qsize()? >= maxsize),
+            None => Ok(false),
         }
     }
 
@@ -611,7 +791,7 @@ where
     /// # Errors
     /// [`ManagerError::Gone`] if the manager is gone.
     pub fn qsize(&self) -> Result<usize, ManagerError> {
-        Ok(self.counts()?.0)
+        Ok(self.counts()?.items)
     }
 
     /// How many getters wait for an item now, in all processes: a diagnostic with no Python
@@ -620,11 +800,19 @@ where
     /// # Errors
     /// [`ManagerError::Gone`] if the manager is gone.
     pub fn getters_waiting(&self) -> Result<usize, ManagerError> {
-        Ok(self.counts()?.1)
+        Ok(self.counts()?.getters)
     }
 
-    /// Items queued and getters waiting.
-    fn counts(&self) -> Result<(usize, usize), ManagerError> {
+    /// How many putters wait for room in a bounded queue now, in all processes (their items
+    /// are not in [`qsize`](ManagedQueue::qsize) yet).
+    ///
+    /// # Errors
+    /// [`ManagerError::Gone`] if the manager is gone.
+    pub fn putters_waiting(&self) -> Result<usize, ManagerError> {
+        Ok(self.counts()?.putters)
+    }
+
+    fn counts(&self) -> Result<Counts, ManagerError> {
         if let Some(shared) = &self.local {
             return shared.counts().ok_or_else(|| self.gone("it was shut down"));
         }
@@ -643,9 +831,14 @@ where
                         seq: s,
                         len,
                         getters,
+                        putters,
                     }) if s == seq => {
                         let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-                        return Outcome::Ok((size(len), size(getters)));
+                        return Outcome::Ok(Counts {
+                            items: size(len),
+                            getters: size(getters),
+                            putters: size(putters),
+                        });
                     }
                     Ok(_) => continue,
                     Err(e) => return Outcome::Broken(e),
@@ -734,10 +927,6 @@ where
                 self.keep(client);
                 Ok(value)
             }
-            Outcome::Err(e) => {
-                self.keep(client);
-                Err(e)
-            }
             // Dropping the client unregisters it.
             Outcome::Broken(e) => Err(e),
         }
@@ -825,60 +1014,143 @@ where
             _ => REPLY_GRACE,
         };
         self.with_client(register, |client| {
-            let seq = client.seq();
-            let request = Request::Get {
-                client: client.id,
-                seq,
-                block: !matches!(wait, Wait::No),
-            };
-            if let Err(e) = self.requests.send(request) {
-                return Outcome::Broken(self.send_error(e));
-            }
-            loop {
-                let bound = match wait {
-                    Wait::No => Some(REPLY_GRACE),
-                    Wait::Forever => None,
-                    Wait::Until(deadline, _) => {
-                        Some(deadline.saturating_duration_since(Instant::now()))
-                    }
-                };
-                match self.recv(client, bound) {
-                    Ok(Reply::Item { seq: s, item }) if s == seq => return Outcome::Ok(item),
-                    Ok(Reply::Empty { seq: s }) if s == seq => {
-                        return Outcome::Err(self.empty_error());
-                    }
-                    Ok(_) => continue,
-                    // ipc-channel polls in whole milliseconds, rounding down: wait out the rest.
-                    Err(ManagerError::NoReply { .. }) => match wait {
-                        Wait::Until(deadline, _) if Instant::now() < deadline => continue,
-                        Wait::Until(..) => break,
-                        _ => return Outcome::Broken(self.no_reply(REPLY_GRACE)),
-                    },
-                    Err(e) => return Outcome::Broken(e),
+            let block = !matches!(wait, Wait::No);
+            let request = |client, seq| Request::Get { client, seq, block };
+            self.exchange(client, request, wait, |reply, seq| match reply {
+                Reply::Item { seq: s, item } if s == seq => Some(Ok(item)),
+                Reply::Empty { seq: s } if s == seq => Some(Err(self.empty_error())),
+                Reply::Cancelled { seq: s } if s == seq => Some(Err(self.timeout(wait.timeout()))),
+                _ => None,
+            })
+        })?
+    }
+
+    /// Sends `request` (made from the client id and a fresh seq) and reads replies until
+    /// `answer` recognises the one that concludes it. If `wait` runs out first, the request is
+    /// withdrawn with `Cancel` and the server's answer to that (which may still be the real
+    /// answer, sent just before) is what `answer` gets: a reply is never left unread.
+    fn exchange<R>(
+        &self,
+        client: &mut Client<T>,
+        request: impl FnOnce(u64, u64) -> Request<T>,
+        wait: Wait,
+        mut answer: impl FnMut(Reply<T>, u64) -> Option<R>,
+    ) -> Outcome<R> {
+        let seq = client.seq();
+        if let Err(e) = self.requests.send(request(client.id, seq)) {
+            return Outcome::Broken(self.send_error(e));
+        }
+        loop {
+            let bound = match wait {
+                Wait::No => Some(REPLY_GRACE),
+                Wait::Forever => None,
+                Wait::Until(deadline, _) => {
+                    Some(deadline.saturating_duration_since(Instant::now()))
                 }
-            }
-            // The wait ran out: withdraw the get. The server's answer decides, so an item it
-            // already sent is taken rather than lost.
-            let Wait::Until(_, timeout) = wait else {
-                unreachable!("only a timed get stops waiting")
             };
-            if let Err(e) = self.requests.send(Request::Cancel {
-                client: client.id,
-                seq,
-            }) {
-                return Outcome::Broken(self.send_error(e));
-            }
-            loop {
-                match self.recv(client, Some(REPLY_GRACE)) {
-                    Ok(Reply::Item { seq: s, item }) if s == seq => return Outcome::Ok(item),
-                    Ok(Reply::Cancelled { seq: s }) if s == seq => {
-                        return Outcome::Err(self.timeout(timeout));
+            match self.recv(client, bound) {
+                Ok(reply) => {
+                    if let Some(r) = answer(reply, seq) {
+                        return Outcome::Ok(r);
                     }
-                    Ok(_) => continue,
-                    Err(e) => return Outcome::Broken(e),
                 }
+                // ipc-channel polls in whole milliseconds, rounding down: wait out the rest.
+                Err(ManagerError::NoReply { .. }) => match wait {
+                    Wait::Until(deadline, _) if Instant::now() < deadline => {}
+                    Wait::Until(..) => break,
+                    _ => return Outcome::Broken(self.no_reply(REPLY_GRACE)),
+                },
+                Err(e) => return Outcome::Broken(e),
             }
-        })
+        }
+        let cancel = Request::Cancel {
+            client: client.id,
+            seq,
+        };
+        if let Err(e) = self.requests.send(cancel) {
+            return Outcome::Broken(self.send_error(e));
+        }
+        loop {
+            match self.recv(client, Some(REPLY_GRACE)) {
+                Ok(reply) => {
+                    if let Some(r) = answer(reply, seq) {
+                        return Outcome::Ok(r);
+                    }
+                }
+                Err(e) => return Outcome::Broken(e),
+            }
+        }
+    }
+
+    /// A put into a bounded queue: Python's blocking `put`, with a wait of `wait`.
+    fn put_bounded(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
+        match &self.local {
+            Some(shared) => self.put_bounded_local(shared, item, wait),
+            None => self.put_bounded_remote(item, wait),
+        }
+    }
+
+    fn put_bounded_local(
+        &self,
+        shared: &Shared<T>,
+        item: T,
+        wait: Wait,
+    ) -> Result<(), PutError<T>> {
+        let gone = |item| PutError::new(self.gone("it was shut down"), item);
+        let (id, admitted) = match shared.put_local(item, !matches!(wait, Wait::No)) {
+            LocalPut::Done => return Ok(()),
+            LocalPut::Full(item) => return Err(PutError::new(self.full_error(), Some(item))),
+            LocalPut::Closed(item) => return Err(gone(Some(item))),
+            LocalPut::Wait { id, admitted } => (id, admitted),
+        };
+        match wait {
+            Wait::Until(deadline, _) => match admitted.recv_deadline(deadline) {
+                Ok(()) => Ok(()),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(gone(None)),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    match shared.cancel_local_put(id) {
+                        Some(item) => Err(PutError::new(self.full_error(), Some(item))),
+                        // Admitted between the timeout and the withdrawal: the put happened.
+                        None => admitted.try_recv().map_err(|_| gone(None)),
+                    }
+                }
+            },
+            Wait::Forever | Wait::No => admitted.recv().map_err(|_| gone(None)),
+        }
+    }
+
+    fn put_bounded_remote(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
+        let register = match wait {
+            Wait::Until(deadline, _) => deadline.saturating_duration_since(Instant::now()),
+            _ => REPLY_GRACE,
+        };
+        let block = !matches!(wait, Wait::No);
+        let outcome = self.with_client(register, |client| {
+            let request = |client, seq| Request::PutWait {
+                client,
+                seq,
+                item,
+                block,
+            };
+            self.exchange(client, request, wait, |reply, seq| match reply {
+                Reply::PutAck { seq: s } if s == seq => Some(None),
+                Reply::PutRefused { seq: s, item } if s == seq => Some(Some(item)),
+                _ => None,
+            })
+        });
+        match outcome {
+            Ok(None) => Ok(()),
+            Ok(Some(item)) => Err(PutError::new(self.full_error(), Some(item))),
+            Err(e) => Err(PutError::new(e, None)),
+        }
+    }
+
+    fn full_error(&self) -> ManagerError {
+        ManagerError::Full {
+            pid: self.pid,
+            queue: self.queue,
+            maxsize: self.maxsize.unwrap_or(usize::MAX),
+        }
     }
 
     fn empty_error(&self) -> ManagerError {

@@ -489,6 +489,117 @@ fn a_dead_manager_process_wakes_getters_and_fails_putters() {
 }
 
 #[test]
+fn a_bounded_queue_refuses_a_put_when_full_and_hands_the_item_back() {
+    let manager = Manager::new().unwrap();
+    let local = manager.bounded_queue::<String>(2).unwrap();
+    let remote = through_ipc(&local);
+    assert_eq!(remote.maxsize(), Some(2));
+    local.put("a".into()).unwrap();
+    remote.put("b".into()).unwrap();
+    assert!(local.full().unwrap());
+    assert!(remote.full().unwrap());
+    for queue in [&local, &remote] {
+        let refused = queue.try_put("c".into()).unwrap_err();
+        assert!(
+            matches!(refused.error, ManagerError::Full { maxsize: 2, .. }),
+            "{refused}"
+        );
+        assert_eq!(refused.into_item().as_deref(), Some("c"));
+        let refused = queue
+            .put_timeout("d".into(), Duration::from_millis(20))
+            .unwrap_err();
+        assert!(matches!(refused.error, ManagerError::Full { .. }));
+        assert_eq!(refused.item.as_deref(), Some("d"));
+    }
+    assert_eq!(remote.qsize().unwrap(), 2);
+    assert_eq!(remote.get_timeout(LIMIT).unwrap(), "a");
+    remote.put_nowait("e".into()).unwrap();
+    assert_eq!(local.get_timeout(LIMIT).unwrap(), "b");
+    assert_eq!(local.get_timeout(LIMIT).unwrap(), "e");
+}
+
+#[test]
+fn a_waiting_putter_is_let_in_when_a_get_makes_room() {
+    let manager = Manager::new().unwrap();
+    let local = manager.bounded_queue::<u32>(1).unwrap();
+    local.put(1).unwrap();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    // A remote putter, then a local one; each starts once the one before it waits.
+    for (n, handle) in [(2, through_ipc(&local)), (3, local.clone())] {
+        let done = done_tx.clone();
+        thread::spawn(move || done.send((n, handle.put_timeout(n, LIMIT).map_err(|e| e.error))));
+        wait_until("the putter waits", || {
+            local.putters_waiting().unwrap() == n as usize - 1
+        });
+    }
+    // Each get makes room for exactly one waiting putter, first come first served.
+    let got: Vec<u32> = (0..3).map(|_| local.get_timeout(LIMIT).unwrap()).collect();
+    assert_eq!(got, vec![1, 2, 3]);
+    for _ in 0..2 {
+        let (n, result) = done_rx.recv_timeout(LIMIT).unwrap();
+        assert!(result.is_ok(), "putter {n}: {result:?}");
+    }
+    assert_eq!(local.qsize().unwrap(), 0);
+}
+
+#[test]
+fn bounded_producers_and_consumers_move_every_item_exactly_once() {
+    const PER: u32 = 500;
+    let manager = Manager::new().unwrap();
+    let queue = manager.bounded_queue::<u32>(4).unwrap();
+    let producers: Vec<_> = (0..3)
+        .map(|p| {
+            let handle = if p == 0 {
+                queue.clone()
+            } else {
+                through_ipc(&queue)
+            };
+            thread::spawn(move || {
+                (0..PER)
+                    .try_for_each(|i| handle.put_timeout(p * PER + i, LIMIT).map_err(|e| e.error))
+            })
+        })
+        .collect();
+    let consumer = through_ipc(&queue);
+    let got: Vec<u32> = bounded(move || {
+        (0..3 * PER)
+            .map(|_| consumer.get_timeout(LIMIT).unwrap())
+            .collect()
+    });
+    for p in producers {
+        p.join().unwrap().unwrap();
+    }
+    let unique: BTreeSet<u32> = got.iter().copied().collect();
+    assert_eq!(unique, (0..3 * PER).collect::<BTreeSet<_>>());
+    assert_eq!(got.len(), unique.len());
+}
+
+#[test]
+fn shutdown_wakes_blocked_putters() {
+    let manager = Manager::new().unwrap();
+    let local = manager.bounded_queue::<u8>(1).unwrap();
+    local.put(0).unwrap();
+    let remote = through_ipc(&local);
+    let putters = [local.clone(), remote].map(|q| thread::spawn(move || q.put(1)));
+    wait_until("both putters wait", || {
+        local.putters_waiting().unwrap() == 2
+    });
+    drop(manager);
+    for putter in putters {
+        let err = bounded(move || putter.join().unwrap()).unwrap_err();
+        assert!(matches!(err, ManagerError::Gone { .. }), "{err}");
+    }
+}
+
+#[test]
+fn a_bound_of_zero_is_refused() {
+    let manager = Manager::new().unwrap();
+    let err = manager.bounded_queue::<u8>(0).unwrap_err();
+    assert!(matches!(err, ManagerError::InvalidMaxsize { .. }));
+    assert!(err.to_string().contains("maxsize >= 1"), "{err}");
+}
+
+#[test]
 fn handles_are_send_and_sync() {
     fn send_sync<X: Send + Sync>() {}
     send_sync::<Manager>();

@@ -1,9 +1,11 @@
 //! The server side of one managed queue: its state, shared with handles in the manager's own
 //! process, and the thread that serves clients in other processes.
 //!
-//! Invariant: items are queued only while no getter waits (`items` non-empty implies
+//! Invariants: items are queued only while no getter waits (`items` non-empty implies
 //! `getters` empty), so a new item always goes to the getter that has waited longest, whether
-//! it waits in this process or in another one.
+//! it waits in this process or in another one; and in a bounded queue putters wait only while
+//! it is full (`putters` non-empty implies `items.len() == maxsize`), and each item taken out
+//! admits the putter that has waited longest.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,12 +27,26 @@ enum Getter<T> {
     Remote { client: u64, seq: u64 },
 }
 
+/// One putter waiting for room in a bounded queue, holding its item, in arrival order.
+enum Putter<T> {
+    /// A thread of the manager's own process, parked until `admitted` fires.
+    Local {
+        id: u64,
+        item: T,
+        admitted: Sender<()>,
+    },
+    /// A client in any process, waiting on its reply channel for put `seq`.
+    Remote { client: u64, seq: u64, item: T },
+}
+
 /// Everything a queue holds, behind one lock.
 pub(crate) struct State<T> {
     /// Set once by the manager's shutdown; every operation then fails with `Gone`.
     pub(crate) closed: bool,
+    maxsize: Option<usize>,
     items: VecDeque<T>,
     getters: VecDeque<Getter<T>>,
+    putters: VecDeque<Putter<T>>,
     clients: HashMap<u64, ReplySender<T>>,
     next_client: u64,
     next_local: u64,
@@ -53,13 +69,36 @@ pub(crate) enum LocalGet<T> {
     Closed,
 }
 
+/// How full a queue is and who waits on it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Counts {
+    pub(crate) items: usize,
+    pub(crate) getters: usize,
+    pub(crate) putters: usize,
+}
+
+/// What a local put into a bounded queue found.
+pub(crate) enum LocalPut<T> {
+    /// The item is in (or went straight to a getter).
+    Done,
+    /// Full, and the caller did not want to wait: the item back.
+    Full(T),
+    /// Full: the caller waits for `admitted` (registered as putter `id`, holding the item).
+    Wait { id: u64, admitted: Receiver<()> },
+    /// The manager shut the queue down: the item back.
+    Closed(T),
+}
+
 impl<T: Serialize> Shared<T> {
-    pub(crate) fn new() -> Self {
+    /// An empty queue; `maxsize` bounds it.
+    pub(crate) fn new(maxsize: Option<usize>) -> Self {
         Self {
             state: Mutex::new(State {
                 closed: false,
+                maxsize,
                 items: VecDeque::new(),
                 getters: VecDeque::new(),
+                putters: VecDeque::new(),
                 clients: HashMap::new(),
                 next_client: 1,
                 next_local: 1,
@@ -91,6 +130,7 @@ impl<T: Serialize> Shared<T> {
             return LocalGet::Closed;
         }
         if let Some(item) = state.items.pop_front() {
+            state.admit();
             return LocalGet::Item(item);
         }
         if !wait {
@@ -120,10 +160,50 @@ impl<T: Serialize> Shared<T> {
         }
     }
 
-    /// Items queued and getters waiting, or `None` once closed.
-    pub(crate) fn counts(&self) -> Option<(usize, usize)> {
+    /// Puts into a bounded queue, or registers the caller as a local putter when `wait` is set
+    /// and the queue is full.
+    pub(crate) fn put_local(&self, item: T, wait: bool) -> LocalPut<T> {
+        let mut state = self.lock();
+        if state.closed {
+            return LocalPut::Closed(item);
+        }
+        let item = match state.offer(item) {
+            Ok(()) => return LocalPut::Done,
+            Err(item) => item,
+        };
+        if !wait {
+            return LocalPut::Full(item);
+        }
+        let (admitted, receiver) = crossbeam_channel::bounded(1);
+        let id = state.next_local;
+        state.next_local += 1;
+        state
+            .putters
+            .push_back(Putter::Local { id, item, admitted });
+        LocalPut::Wait {
+            id,
+            admitted: receiver,
+        }
+    }
+
+    /// Withdraws local putter `id` after its timeout: its item back if it was still waiting,
+    /// `None` if it was admitted (the item is in the queue).
+    pub(crate) fn cancel_local_put(&self, id: u64) -> Option<T> {
+        let mut state = self.lock();
+        let position = state
+            .putters
+            .iter()
+            .position(|p| matches!(p, Putter::Local { id: i, .. } if *i == id))?;
+        match state.putters.remove(position) {
+            Some(Putter::Local { item, .. }) => Some(item),
+            _ => None,
+        }
+    }
+
+    /// Items queued, getters waiting and putters waiting, or `None` once closed.
+    pub(crate) fn counts(&self) -> Option<Counts> {
         let state = self.lock();
-        (!state.closed).then_some((state.items.len(), state.getters.len()))
+        (!state.closed).then(|| state.counts())
     }
 
     /// Marks the queue gone and wakes every waiter: local getters see their slot disconnect,
@@ -133,6 +213,7 @@ impl<T: Serialize> Shared<T> {
         state.closed = true;
         state.items.clear();
         state.getters.clear();
+        state.putters.clear();
         state.clients.clear();
     }
 
@@ -154,6 +235,12 @@ impl<T: Serialize> Shared<T> {
                 }
             }
             Request::Get { client, seq, block } => state.get_remote(client, seq, block),
+            Request::PutWait {
+                client,
+                seq,
+                item,
+                block,
+            } => state.put_remote(client, seq, item, block),
             Request::Cancel { client, seq } => {
                 let position = state.getters.iter().position(
                     |g| matches!(g, Getter::Remote { client: c, seq: s } if *c == client && *s == seq),
@@ -161,19 +248,37 @@ impl<T: Serialize> Shared<T> {
                 if let Some(p) = position {
                     state.getters.remove(p);
                     state.reply(client, ReplyOut::Cancelled { seq });
+                } else {
+                    let position = state.putters.iter().position(|p| {
+                        matches!(p, Putter::Remote { client: c, seq: s, .. } if *c == client && *s == seq)
+                    });
+                    if let Some(Putter::Remote { item, .. }) =
+                        position.and_then(|p| state.putters.remove(p))
+                    {
+                        state.reply(client, ReplyOut::PutRefused { seq, item: &item });
+                    }
                 }
-                // Not found: the item was already sent, and the client will read it.
+                // Not found: the get or put was already answered, and the client will read it.
             }
             Request::Qsize { client, seq } => {
-                let len = state.items.len() as u64;
-                let getters = state.getters.len() as u64;
-                state.reply(client, ReplyOut::Size { seq, len, getters });
+                let counts = state.counts();
+                let wide = |n: usize| n as u64;
+                let size = ReplyOut::Size {
+                    seq,
+                    len: wide(counts.items),
+                    getters: wide(counts.getters),
+                    putters: wide(counts.putters),
+                };
+                state.reply(client, size);
             }
             Request::Unregister { client } => {
                 state.clients.remove(&client);
                 state
                     .getters
                     .retain(|g| !matches!(g, Getter::Remote { client: c, .. } if *c == client));
+                state
+                    .putters
+                    .retain(|p| !matches!(p, Putter::Remote { client: c, .. } if *c == client));
             }
             Request::Shutdown => return false,
         }
@@ -181,7 +286,61 @@ impl<T: Serialize> Shared<T> {
     }
 }
 
+impl<T> State<T> {
+    fn counts(&self) -> Counts {
+        Counts {
+            items: self.items.len(),
+            getters: self.getters.len(),
+            putters: self.putters.len(),
+        }
+    }
+}
+
 impl<T: Serialize> State<T> {
+    fn is_full(&self) -> bool {
+        self.maxsize.is_some_and(|m| self.items.len() >= m)
+    }
+
+    /// Adds an item if there is room (a waiting getter always makes room): else hands it back.
+    fn offer(&mut self, item: T) -> Result<(), T> {
+        if self.is_full() {
+            return Err(item);
+        }
+        self.deliver(item);
+        Ok(())
+    }
+
+    /// After an item was taken out: lets waiting putters in while there is room.
+    fn admit(&mut self) {
+        while !self.is_full() {
+            let Some(putter) = self.putters.pop_front() else {
+                return;
+            };
+            match putter {
+                Putter::Local { item, admitted, .. } => {
+                    self.deliver(item);
+                    let _ = admitted.try_send(());
+                }
+                Putter::Remote { client, seq, item } => {
+                    self.deliver(item);
+                    // A putter that died meanwhile still put its item.
+                    self.reply(client, ReplyOut::PutAck { seq });
+                }
+            }
+        }
+    }
+
+    fn put_remote(&mut self, client: u64, seq: u64, item: T, block: bool) {
+        if !self.clients.contains_key(&client) {
+            return;
+        }
+        match self.offer(item) {
+            Ok(()) => self.reply(client, ReplyOut::PutAck { seq }),
+            Err(item) if block => self.putters.push_back(Putter::Remote { client, seq, item }),
+            Err(item) => self.reply(client, ReplyOut::PutRefused { seq, item: &item }),
+        }
+    }
+
     /// Hands `item` to the first getter that takes it, or queues it.
     fn deliver(&mut self, item: T) {
         let mut item = item;
@@ -218,7 +377,9 @@ impl<T: Serialize> State<T> {
             let sent = self.clients[&client]
                 .send(ReplyOut::Item { seq, item: &item })
                 .is_ok();
-            if !sent {
+            if sent {
+                self.admit();
+            } else {
                 self.clients.remove(&client);
                 self.items.push_front(item);
             }

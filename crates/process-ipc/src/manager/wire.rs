@@ -25,10 +25,20 @@ pub(crate) enum Request<T> {
     /// Take an item: answered by [`Reply::Item`], or [`Reply::Empty`] when `block` is false
     /// and nothing is queued. A blocking get waits in the server's FIFO of getters.
     Get { client: u64, seq: u64, block: bool },
-    /// The client stopped waiting for get `seq`: answered by [`Reply::Cancelled`] if it was
-    /// still waiting, and by nothing if its item was already sent (the client then reads it).
+    /// Put one item into a bounded queue: answered by [`Reply::PutAck`] once it is in, or by
+    /// [`Reply::PutRefused`] (handing it back) when the queue is full and `block` is false. A
+    /// blocking put waits, holding its item, in the server's FIFO of putters.
+    PutWait {
+        client: u64,
+        seq: u64,
+        item: T,
+        block: bool,
+    },
+    /// The client stopped waiting for get or put `seq`: answered by [`Reply::Cancelled`]
+    /// (a get) or [`Reply::PutRefused`] (a put) if it was still waiting, and by nothing if it
+    /// was already served (the client then reads that answer).
     Cancel { client: u64, seq: u64 },
-    /// How many items are queued and getters wait: answered by [`Reply::Size`].
+    /// How many items are queued, getters and putters wait: answered by [`Reply::Size`].
     Qsize { client: u64, seq: u64 },
     /// The client's handle was dropped: forget its reply channel (one-way).
     Unregister { client: u64 },
@@ -47,8 +57,17 @@ pub(crate) enum Reply<T> {
     Empty { seq: u64 },
     /// Get `seq` was cancelled before an item reached it.
     Cancelled { seq: u64 },
-    /// The answer to qsize `seq`: items queued, getters waiting.
-    Size { seq: u64, len: u64, getters: u64 },
+    /// The answer to qsize `seq`: items queued, getters waiting, putters waiting.
+    Size {
+        seq: u64,
+        len: u64,
+        getters: u64,
+        putters: u64,
+    },
+    /// Put `seq` is in the queue.
+    PutAck { seq: u64 },
+    /// Put `seq` did not happen (queue full); here is its item back.
+    PutRefused { seq: u64, item: T },
 }
 
 // `Reply<T>` is only ever received; the server sends the wire-identical `ReplyOut`, which
@@ -66,11 +85,32 @@ impl<T> Serialize for Reply<T> {
 /// wire, but [`ReplyOut::Item`] borrows its item.
 #[derive(Serialize)]
 pub(crate) enum ReplyOut<'a, T> {
-    Registered { client: u64 },
-    Item { seq: u64, item: &'a T },
-    Empty { seq: u64 },
-    Cancelled { seq: u64 },
-    Size { seq: u64, len: u64, getters: u64 },
+    Registered {
+        client: u64,
+    },
+    Item {
+        seq: u64,
+        item: &'a T,
+    },
+    Empty {
+        seq: u64,
+    },
+    Cancelled {
+        seq: u64,
+    },
+    Size {
+        seq: u64,
+        len: u64,
+        getters: u64,
+        putters: u64,
+    },
+    PutAck {
+        seq: u64,
+    },
+    PutRefused {
+        seq: u64,
+        item: &'a T,
+    },
 }
 
 // Never received: see `Reply`. ipc-channel's `OpaqueIpcSender::to` asks for the bound.

@@ -52,10 +52,11 @@
 //! # Ok::<(), ManagerError>(())
 //! ```
 //!
-//! A handle crosses into another process the way every ipc-channel value does: inside a message
-//! (a `Process` argument, a pool task, a [`crate`] queue item, any `IpcSender::send`). Its
-//! serialization hands over a file descriptor, which only ipc-channel's own encoder can carry;
-//! encoding a handle with another serializer (JSON, say) does not give a working handle.
+//! A handle crosses into another process the way every ipc-channel value does: inside an
+//! ipc-channel message (a `Process` argument, a pool task, any `IpcSender::send`). Its
+//! serialization hands over a file descriptor, which only ipc-channel's own messages carry;
+//! a handle encoded any other way (JSON, or inside a [`Queue`](crate::Queue) item, which is
+//! encoded to bytes) does not give a working handle.
 //!
 //! ```
 //! use process_ipc::manager::{ManagedQueue, Manager};
@@ -73,9 +74,10 @@
 //! ```
 //!
 //! # Semantics
-//! - **Unbounded**: `put` never waits for room in the queue.
+//! - **Unbounded** unless made with [`Manager::bounded_queue`] (Python's `Queue(maxsize)`),
+//!   whose puts wait for room; `put_timeout` and `try_put` hand the item back when full.
 //! - **Buffered puts, as in Python's `multiprocessing.Queue`**: outside the manager's process,
-//!   `put` hands the item to a feeder thread (one per handle and its clones), which sends what
+//!   `put` into an unbounded queue hands the item to a feeder thread (one per handle and its clones), which sends what
 //!   has piled up as one message. A handle's items arrive in put order and before its own next
 //!   get or qsize; [`ManagedQueue::flush`] waits until the manager holds them, and so does
 //!   dropping the handle's last clone in a process (a `Process` target's arguments are dropped
@@ -136,7 +138,7 @@ pub enum ManagerError {
         /// What showed it.
         why: &'static str,
     },
-    /// `get_timeout` found no item within its timeout.
+    /// `get_timeout` found no item within its timeout (or `flush_timeout` was still sending).
     #[error("no item arrived in manager queue {queue} (manager pid {pid}) within {timeout:?}")]
     Timeout {
         /// The manager's process id.
@@ -185,7 +187,7 @@ pub enum ManagerError {
         waited: Duration,
     },
     /// Items put earlier through this handle could not be encoded, so its feeder dropped them
-    /// (reported once, by the next call on the handle in that process).
+    /// (reported once, by the next put or flush on the handle in that process).
     #[error("manager queue {queue} (manager pid {pid}): {reason}")]
     Dropped {
         /// The manager's process id.
@@ -470,7 +472,7 @@ impl<T> Drop for Client<T> {
     }
 }
 
-/// How long a get may wait.
+/// How long a get or a bounded put may wait.
 #[derive(Clone, Copy)]
 enum Wait {
     No,
@@ -520,6 +522,7 @@ impl<T> fmt::Debug for ManagedQueue<T> {
         f.debug_struct("ManagedQueue")
             .field("manager_pid", &self.pid)
             .field("queue", &self.queue)
+            .field("maxsize", &self.maxsize)
             .field("in_manager_process", &self.local.is_some())
             .finish()
     }

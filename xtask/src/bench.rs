@@ -77,7 +77,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| root.join("target/multitask-bench"));
+        .unwrap_or_else(|| crate::target_dir(&root).join("multitask-bench"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
 
     println!("building the ladder (release)...");
@@ -91,7 +91,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     .success()
     .then_some(())
     .context("building examples/ladder.rs failed")?;
-    let mut ladder = Command::new(root.join("target/release/examples/ladder"));
+    let mut ladder = Command::new(crate::target_dir(&root).join("release/examples/ladder"));
     if args.quick {
         ladder.arg("--quick");
     }
@@ -207,7 +207,7 @@ fn ratio(a: Option<&Sample>, b: Option<&Sample>) -> String {
 
 fn print_table(ours: &[Sample], python: &[Sample]) {
     println!(
-        "\n{:<18} {:>11} {:>11} {:>11}   {:>13} {:>15}",
+        "\n{:<28} {:>11} {:>11} {:>11}   {:>14} {:>16}",
         "per unit", "process", "thread", "coroutine", "process/thread", "thread/coroutine"
     );
     for (rung, variant, label) in ROWS {
@@ -226,7 +226,7 @@ fn print_table(ours: &[Sample], python: &[Sample]) {
                 format!("{label} {who}")
             };
             println!(
-                "{name:<18} {:>11} {:>11} {:>11}   {:>13} {:>15}",
+                "{name:<28} {:>11} {:>11} {:>11}   {:>14} {:>16}",
                 show(cells[0]),
                 show(cells[1]),
                 show(cells[2]),
@@ -243,7 +243,7 @@ fn print_table(ours: &[Sample], python: &[Sample]) {
                 .map(|k| ratio(find(python, rung, k, variant), find(ours, rung, k, variant)))
                 .collect();
             println!(
-                "{label:<18} {:>11} {:>11} {:>11}",
+                "{label:<28} {:>11} {:>11} {:>11}",
                 cells[0], cells[1], cells[2]
             );
         }

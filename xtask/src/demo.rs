@@ -21,16 +21,73 @@ struct Story {
     name: &'static str,
     title: &'static str,
     package: &'static str,
+    /// The seed's points, one plain sentence each, printed under the heading.
+    points: &'static [&'static str],
+    /// Cargo features the examples need (`package/feature`).
+    features: &'static [&'static str],
     examples: &'static [&'static str],
 }
 
 /// The seed's order: threads, processes, iterators and generators, coroutines.
-const STORIES: &[Story] = &[Story {
-    name: "threads",
-    title: "Threads: the unit the OS schedules; shared state needs a lock",
-    package: "threads-sync",
-    examples: &["threads_race", "threads_pool", "threads_deadlock"],
-}];
+const STORIES: &[Story] = &[
+    Story {
+        name: "threads",
+        points: &[
+            "A thread runs a target function with args; the OS schedules it.",
+            "Threads share globals, so an unlocked counter loses updates and a lock makes it exact.",
+            "Spawning a thread per task costs; a pool of reused threads runs many tasks.",
+            "Two locks taken in opposite orders deadlock: here the deadlock is reported, not hung.",
+        ],
+        title: "Threads: the unit the OS schedules; shared state needs a lock",
+        package: "threads-sync",
+        features: &[],
+        examples: &["threads_race", "threads_pool", "threads_deadlock"],
+    },
+    Story {
+        name: "process",
+        points: &[
+            "A process runs a target with args in a real child OS process, with its own pid.",
+            "Processes share no globals, so they talk through a Queue.",
+            "Spawning a process is expensive, so a Pool of reused workers runs many tasks.",
+            "A worker that dies fails only its own task; the pool goes on.",
+            "A Manager queue works from inside pool workers.",
+        ],
+        title: "Processes: the unit that owns resources; they talk through queues",
+        package: "process-ipc",
+        features: &[],
+        examples: &[
+            "process_basics",
+            "process_queue",
+            "pool_basics",
+            "pool_vs_processes",
+            "manager_queue",
+        ],
+    },
+    Story {
+        name: "iter",
+        points: &[
+            "An iterable hands out an iterator; the iterator remembers the position.",
+            "A generator is an iterator written with yield: it pauses there and resumes on next().",
+            "A generator is consumed once: a second pass yields nothing.",
+        ],
+        title: "Iterators and generators: the walk remembers its place, and is spent once",
+        package: "iter-gen",
+        features: &[],
+        examples: &["iterators", "generators"],
+    },
+    Story {
+        name: "coro",
+        points: &[
+            "A coroutine is smaller than a thread and switches in user space.",
+            "A blocking call must be the cooperative one, or every coroutine waits in line.",
+            "The monkey shim turns blocking calls into cooperative ones inside coroutines.",
+        ],
+        title: "Coroutines: smaller than threads, switched in user space",
+        package: "coro",
+        features: &["coro/patch"],
+        examples: &["coro_basics", "coro_sleep", "coro_echo"],
+    },
+];
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if args.list {
@@ -54,12 +111,17 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     for story in chosen {
         println!("\n=== {} ===", story.title);
+        for point in story.points {
+            println!("  * {point}");
+        }
         for example in story.examples {
             println!(
                 "\n--- {} (crates/{}/examples/{example}.rs)",
                 story.package, story.package
             );
-            let exe = root.join("target/release/examples").join(example);
+            let exe = crate::target_dir(&root)
+                .join("release/examples")
+                .join(example);
             let status = Command::new(&exe)
                 .current_dir(&root)
                 .status()
@@ -81,6 +143,9 @@ fn build_examples(root: &Path, stories: &[&Story]) -> anyhow::Result<()> {
     let mut cmd = crate::cargo(root, &["build", "--quiet", "--release"]);
     for story in stories {
         cmd.args(["--package", story.package]);
+        for feature in story.features {
+            cmd.args(["--features", feature]);
+        }
         for example in story.examples {
             cmd.args(["--example", example]);
         }

@@ -17,12 +17,15 @@
 //!     total = sum(q.get() for _ in range(20000))
 //! ```
 //!
-//! Here [`Manager::new`] starts the server as threads of the calling process (one per queue),
-//! and [`Manager::queue`] hands out a [`ManagedQueue<T>`]: `Clone`, `Serialize` and
-//! `Deserialize`, so it travels as an argument to a `Process` target or a pool task, and works
-//! the same on the other side. Every queue operation in a process other than the manager's is
-//! a message to that queue's server over ipc-channel; in the manager's own process the handle
-//! goes to the queue's state directly.
+//! Here [`Manager::new`] starts the server as threads of the calling process (one per queue, and
+//! one listening on a Unix socket), and [`Manager::queue`] hands out a [`ManagedQueue<T>`]:
+//! `Clone`, `Serialize` and `Deserialize`, so it travels as an argument to a `Process` target or
+//! a [`Pool`](crate::Pool) task, and works the same on the other side. Like a pickled Python
+//! proxy, an encoded handle is plain data (which queue, and the manager's socket path), so any
+//! encoder carries it; where it is decoded, its first use asks the manager's socket for the
+//! queue's ipc-channel, once per queue per process. Every queue operation in a process other
+//! than the manager's is then a message to that queue's server; in the manager's own process
+//! the handle the manager made goes to the queue's state directly.
 //!
 //! ```
 //! use std::time::Duration;
@@ -52,20 +55,14 @@
 //! # Ok::<(), ManagerError>(())
 //! ```
 //!
-//! A handle crosses into another process the way every ipc-channel value does: inside an
-//! ipc-channel message (a `Process` argument, a pool task, any `IpcSender::send`). Its
-//! serialization hands over a file descriptor, which only ipc-channel's own messages carry;
-//! a handle encoded any other way (JSON, or inside a [`Queue`](crate::Queue) item, which is
-//! encoded to bytes) does not give a working handle.
-//!
 //! ```
 //! use process_ipc::manager::{ManagedQueue, Manager};
 //!
 //! let manager = Manager::new()?;
 //! let queue: ManagedQueue<String> = manager.queue()?;
-//! let (tx, rx) = ipc_channel::ipc::channel::<ManagedQueue<String>>()?;
-//! tx.send(queue.clone())?;
-//! let remote = rx.recv()?; // what a child process would hold: it talks to the server
+//! // Encoded and decoded as a `Process` argument or a pool task would be:
+//! let remote: ManagedQueue<String> = postcard::from_bytes(&postcard::to_stdvec(&queue)?)?;
+//! // What a child process would hold: it reaches the queue through the manager's socket.
 //! remote.put("hello from afar".to_string())?;
 //! assert_eq!(queue.get()?, "hello from afar");
 //! queue.put("and back".to_string())?;
@@ -91,12 +88,16 @@
 //!   A buffered put is the exception: it may be accepted just before its feeder finds the
 //!   manager gone; that failure then shows at the next put or flush. Items still queued when
 //!   the manager ends are dropped, as Python's are with its manager.
-//! - **Costs**: across processes a busy producer pays one socket write per batch; a get,
-//!   `try_get` or `qsize` is a round trip over a reply channel that each handle creates once
-//!   per process, on first use, and keeps (one per thread that uses the handle at once). In
-//!   the manager's process every call goes straight to the queue's state.
+//! - **Costs**: the first use of a decoded handle costs one exchange with the manager's socket
+//!   per queue and process (later handles in that process reuse the channel). A busy producer
+//!   then pays one socket write per batch; a get, `try_get` or `qsize` is a round trip over a
+//!   reply channel that each handle creates on first use and keeps (one per thread that uses
+//!   the handle at once). The manager's own handles go straight to the queue's state.
+//! - **Files**: the socket lives in a directory of its own (mode 0700) under the system's
+//!   temporary directory, removed at shutdown; a manager whose process is killed leaves it.
 
 mod feeder;
+mod rendezvous;
 mod server;
 mod wire;
 
@@ -112,6 +113,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use feeder::{Failure, Feeder};
+use rendezvous::{Rendezvous, Unreachable};
 use server::{Counts, LocalGet, LocalPut, ServerThread, Shared};
 use wire::{Reply, Request};
 
@@ -136,7 +138,7 @@ pub enum ManagerError {
         /// The queue's number within its manager.
         queue: u64,
         /// What showed it.
-        why: &'static str,
+        why: String,
     },
     /// `get_timeout` found no item within its timeout (or `flush_timeout` was still sending).
     #[error("no item arrived in manager queue {queue} (manager pid {pid}) within {timeout:?}")]
@@ -300,8 +302,17 @@ fn ignore_sigpipe() {
 /// [`ManagerError::Gone`].
 pub struct Manager {
     pid: u32,
+    /// Where handles decoded in other processes ask for their queue's channel.
+    address: Arc<str>,
     next_queue: AtomicU64,
-    servers: Mutex<Option<Vec<ServerThread>>>,
+    /// `None` once shut down.
+    running: Mutex<Option<Running>>,
+}
+
+/// What a running manager owns.
+struct Running {
+    rendezvous: Rendezvous,
+    servers: Vec<ServerThread>,
 }
 
 impl fmt::Debug for Manager {
@@ -315,18 +326,28 @@ impl fmt::Debug for Manager {
 }
 
 impl Manager {
-    /// Starts a manager in this process.
+    /// Starts a manager in this process: a thread listening on a Unix socket in a private
+    /// temporary directory, where handles decoded in other processes ask for their queue.
     ///
     /// # Errors
-    /// None today: queues and their server threads are created by [`Manager::queue`]. The
-    /// `Result` keeps the door open for a manager that starts its own process, as Python's
-    /// does, without breaking callers.
+    /// [`ManagerError::Io`] if the socket, its directory or the thread cannot be created.
     pub fn new() -> Result<Self, ManagerError> {
         ignore_sigpipe();
+        let pid = std::process::id();
+        let rendezvous = Rendezvous::start(pid).map_err(|source| ManagerError::Io {
+            pid,
+            queue: 0,
+            what: "cannot open the manager's socket",
+            source,
+        })?;
         Ok(Self {
-            pid: std::process::id(),
+            pid,
+            address: rendezvous.address().into(),
             next_queue: AtomicU64::new(1),
-            servers: Mutex::new(Some(Vec::new())),
+            running: Mutex::new(Some(Running {
+                rendezvous,
+                servers: Vec::new(),
+            })),
         })
     }
 
@@ -337,7 +358,7 @@ impl Manager {
 
     /// Whether the manager still serves (it has not been shut down).
     pub fn is_running(&self) -> bool {
-        self.servers
+        self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_some()
@@ -401,12 +422,12 @@ impl Manager {
             what,
             source,
         };
-        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(servers) = servers.as_mut() else {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(running) = running.as_mut() else {
             return Err(ManagerError::Gone {
                 pid: self.pid,
                 queue,
-                why: "the manager was shut down before the queue was made",
+                why: "the manager was shut down before the queue was made".into(),
             });
         };
         let (requests, incoming) =
@@ -419,13 +440,15 @@ impl Manager {
             requests.clone(),
         )
         .map_err(|e| io("cannot start its server thread", e))?;
-        servers.push(server);
+        running.servers.push(server);
+        running.rendezvous.add(queue, requests);
         Ok(ManagedQueue {
             pid: self.pid,
             queue,
             maxsize,
-            requests,
+            address: Arc::clone(&self.address),
             local: Some(shared),
+            requests: OnceLock::new(),
             clients: Mutex::new(Vec::new()),
             feeder: Arc::new(OnceLock::new()),
         })
@@ -435,13 +458,16 @@ impl Manager {
     /// with [`ManagerError::Gone`], here and in other processes, and later calls on any handle
     /// fail the same way. Calling it again does nothing.
     pub fn shutdown(&self) {
-        let servers = self
-            .servers
+        let running = self
+            .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        for mut server in servers.into_iter().flatten() {
-            server.stop(SHUTDOWN_GRACE);
+        if let Some(mut running) = running {
+            running.rendezvous.stop();
+            for server in &mut running.servers {
+                server.stop(SHUTDOWN_GRACE);
+            }
         }
     }
 }
@@ -506,9 +532,12 @@ pub struct ManagedQueue<T> {
     pid: u32,
     queue: u64,
     maxsize: Option<usize>,
-    requests: IpcSender<Request<T>>,
-    /// The queue's state when this handle is in the manager's own process.
+    /// The manager's socket, where a decoded handle asks for the queue's request channel.
+    address: Arc<str>,
+    /// The queue's state when this handle was made by the manager (in its process).
     local: Option<Arc<Shared<T>>>,
+    /// The queue's request channel, for a decoded handle, once obtained.
+    requests: OnceLock<IpcSender<Request<T>>>,
     /// Registered clients not in use by a call right now (one per concurrent caller).
     clients: Mutex<Vec<Client<T>>>,
     /// The thread that sends this handle's puts (and its clones'), started by the first put
@@ -532,11 +561,16 @@ impl<T: Serialize> Clone for ManagedQueue<T> {
     /// Another handle to the same queue. It registers its own reply channel when first used
     /// for a get in a process other than the manager's.
     fn clone(&self) -> Self {
+        let requests = OnceLock::new();
+        if let Some(connected) = self.requests.get() {
+            let _ = requests.set(connected.clone());
+        }
         Self {
             pid: self.pid,
             queue: self.queue,
             maxsize: self.maxsize,
-            requests: self.requests.clone(),
+            address: Arc::clone(&self.address),
+            requests,
             local: self.local.clone(),
             clients: Mutex::new(Vec::new()),
             feeder: Arc::clone(&self.feeder),
@@ -544,13 +578,14 @@ impl<T: Serialize> Clone for ManagedQueue<T> {
     }
 }
 
-/// What a handle is on the wire: which queue, and the sending end of its request channel.
+/// What a handle is on the wire: which queue, and where to ask for it. Plain data, so any
+/// encoder carries it.
 #[derive(Serialize, Deserialize)]
-struct HandleWire<R> {
+struct HandleWire<A> {
     pid: u32,
     queue: u64,
     maxsize: Option<u64>,
-    requests: R,
+    address: A,
 }
 
 impl<T> Serialize for ManagedQueue<T> {
@@ -559,7 +594,7 @@ impl<T> Serialize for ManagedQueue<T> {
             pid: self.pid,
             queue: self.queue,
             maxsize: self.maxsize.map(|m| m as u64),
-            requests: &self.requests,
+            address: &*self.address,
         }
         .serialize(serializer)
     }
@@ -567,14 +602,15 @@ impl<T> Serialize for ManagedQueue<T> {
 
 impl<'de, T> Deserialize<'de> for ManagedQueue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = HandleWire::<IpcSender<Request<T>>>::deserialize(deserializer)?;
+        let wire = HandleWire::<String>::deserialize(deserializer)?;
         Ok(Self {
             pid: wire.pid,
             queue: wire.queue,
             maxsize: wire
                 .maxsize
                 .map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
-            requests: wire.requests,
+            address: wire.address.into(),
+            requests: OnceLock::new(),
             local: None,
             clients: Mutex::new(Vec::new()),
             feeder: Arc::new(OnceLock::new()),
@@ -619,18 +655,13 @@ where
                 Err(self.gone("it was shut down"))
             };
         }
-        ignore_sigpipe();
+        let requests = self.requests()?;
         let feeder = self.feeder.get_or_init(|| {
-            Feeder::start(
-                self.requests.clone(),
-                format!("manager-feeder-{}", self.queue),
-            )
-            .ok()
+            Feeder::start(requests.clone(), format!("manager-feeder-{}", self.queue)).ok()
         });
         match feeder {
             Some(feeder) => feeder.put(item).map_err(|f| self.failed(f)),
-            None => self
-                .requests
+            None => requests
                 .send(Request::Put(vec![item]))
                 .map_err(|e| self.send_error(e)),
         }
@@ -820,9 +851,9 @@ where
             return shared.counts().ok_or_else(|| self.gone("it was shut down"));
         }
         self.sync_puts(None);
-        self.with_client(REPLY_GRACE, |client| {
+        self.with_client(REPLY_GRACE, |requests, client| {
             let seq = client.seq();
-            if let Err(e) = self.requests.send(Request::Qsize {
+            if let Err(e) = requests.send(Request::Qsize {
                 client: client.id,
                 seq,
             }) {
@@ -858,12 +889,32 @@ where
         Ok(self.qsize()? == 0)
     }
 
-    fn gone(&self, why: &'static str) -> ManagerError {
+    fn gone(&self, why: impl Into<String>) -> ManagerError {
         ManagerError::Gone {
             pid: self.pid,
             queue: self.queue,
-            why,
+            why: why.into(),
         }
+    }
+
+    /// The queue's request channel: this handle's, or (first use in this process) obtained
+    /// from the manager through its socket.
+    fn requests(&self) -> Result<&IpcSender<Request<T>>, ManagerError> {
+        if let Some(requests) = self.requests.get() {
+            return Ok(requests);
+        }
+        ignore_sigpipe();
+        let requests =
+            rendezvous::connect::<T>(&self.address, self.queue).map_err(|e| match e {
+                Unreachable::Gone(why) => self.gone(why),
+                Unreachable::Io(source) => ManagerError::Io {
+                    pid: self.pid,
+                    queue: self.queue,
+                    what: "cannot open a channel to reach the manager",
+                    source,
+                },
+            })?;
+        Ok(self.requests.get_or_init(|| requests))
     }
 
     fn send_error(&self, error: IpcError) -> ManagerError {
@@ -917,15 +968,15 @@ where
     fn with_client<R>(
         &self,
         register: Duration,
-        call: impl FnOnce(&mut Client<T>) -> Outcome<R>,
+        call: impl FnOnce(&IpcSender<Request<T>>, &mut Client<T>) -> Outcome<R>,
     ) -> Result<R, ManagerError> {
-        ignore_sigpipe();
+        let requests = self.requests()?;
         let pooled = self.clients.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut client = match pooled {
             Some(client) => client,
-            None => self.register(register)?,
+            None => self.register(requests, register)?,
         };
-        match call(&mut client) {
+        match call(requests, &mut client) {
             Outcome::Ok(value) => {
                 self.keep(client);
                 Ok(value)
@@ -943,7 +994,11 @@ where
     }
 
     /// Creates a reply channel and registers it with the server.
-    fn register(&self, wait: Duration) -> Result<Client<T>, ManagerError> {
+    fn register(
+        &self,
+        requests: &IpcSender<Request<T>>,
+        wait: Duration,
+    ) -> Result<Client<T>, ManagerError> {
         let (reply, replies) = ipc::channel::<Reply<T>>().map_err(|source| ManagerError::Io {
             pid: self.pid,
             queue: self.queue,
@@ -952,14 +1007,14 @@ where
         })?;
         // The send moves `reply` and drops this process's copy of it: the server then holds
         // the only sending end, so its exit closes the channel and wakes this client.
-        self.requests
+        requests
             .send(Request::Register { reply })
             .map_err(|e| self.send_error(e))?;
         let mut client = Client {
             id: 0,
             next_seq: 1,
             replies,
-            unregister: self.requests.clone().to_opaque().to(),
+            unregister: requests.clone().to_opaque().to(),
         };
         match self.recv(&client, Some(wait.max(REPLY_GRACE)))? {
             Reply::Registered { client: id } => {
@@ -1016,10 +1071,10 @@ where
             Wait::Until(deadline, _) => deadline.saturating_duration_since(Instant::now()),
             _ => REPLY_GRACE,
         };
-        self.with_client(register, |client| {
+        self.with_client(register, |requests, client| {
             let block = !matches!(wait, Wait::No);
             let request = |client, seq| Request::Get { client, seq, block };
-            self.exchange(client, request, wait, |reply, seq| match reply {
+            self.exchange(requests, client, request, wait, |reply, seq| match reply {
                 Reply::Item { seq: s, item } if s == seq => Some(Ok(item)),
                 Reply::Empty { seq: s } if s == seq => Some(Err(self.empty_error())),
                 Reply::Cancelled { seq: s } if s == seq => Some(Err(self.timeout(wait.timeout()))),
@@ -1034,13 +1089,14 @@ where
     /// answer, sent just before) is what `answer` gets: a reply is never left unread.
     fn exchange<R>(
         &self,
+        requests: &IpcSender<Request<T>>,
         client: &mut Client<T>,
         request: impl FnOnce(u64, u64) -> Request<T>,
         wait: Wait,
         mut answer: impl FnMut(Reply<T>, u64) -> Option<R>,
     ) -> Outcome<R> {
         let seq = client.seq();
-        if let Err(e) = self.requests.send(request(client.id, seq)) {
+        if let Err(e) = requests.send(request(client.id, seq)) {
             return Outcome::Broken(self.send_error(e));
         }
         loop {
@@ -1070,7 +1126,7 @@ where
             client: client.id,
             seq,
         };
-        if let Err(e) = self.requests.send(cancel) {
+        if let Err(e) = requests.send(cancel) {
             return Outcome::Broken(self.send_error(e));
         }
         loop {
@@ -1128,14 +1184,14 @@ where
             _ => REPLY_GRACE,
         };
         let block = !matches!(wait, Wait::No);
-        let outcome = self.with_client(register, |client| {
+        let outcome = self.with_client(register, |requests, client| {
             let request = |client, seq| Request::PutWait {
                 client,
                 seq,
                 item,
                 block,
             };
-            self.exchange(client, request, wait, |reply, seq| match reply {
+            self.exchange(requests, client, request, wait, |reply, seq| match reply {
                 Reply::PutAck { seq: s } if s == seq => Some(None),
                 Reply::PutRefused { seq: s, item } if s == seq => Some(Some(item)),
                 _ => None,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use ipc_channel::ipc::IpcSender;
 use process_ipc::manager::{ManagedQueue, Manager, ManagerError};
-use process_ipc::{Process, current_pid};
+use process_ipc::{Pool, Process, current_pid};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -365,6 +365,29 @@ fn flush_and_drop_leave_remote_puts_in_the_queue() {
     local.flush().unwrap();
 }
 
+/// A killed manager cannot remove its socket's directory: do it for it.
+fn remove_sockets_of(pid: u32) {
+    let prefix = format!("multitask-manager-{pid}-");
+    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[test]
+fn a_handle_is_plain_data_for_any_encoder() {
+    let manager = Manager::new().unwrap();
+    let queue = manager.queue::<String>().unwrap();
+    // Bytes, as a pool task's arguments travel; no file descriptor rides along.
+    let bytes = postcard::to_stdvec(&queue).unwrap();
+    let decoded: ManagedQueue<String> = postcard::from_bytes(&bytes).unwrap();
+    decoded.put("through bytes".into()).unwrap();
+    assert_eq!(queue.get_timeout(LIMIT).unwrap(), "through bytes");
+    queue.put("and back".into()).unwrap();
+    assert_eq!(decoded.get_timeout(LIMIT).unwrap(), "and back");
+}
+
 /// A child process's target: put `n` numbers from `start`, report the child's pid.
 fn put_range(queue: ManagedQueue<u64>, start: u64, n: u64) -> u32 {
     for i in start..start + n {
@@ -404,6 +427,25 @@ fn four_child_processes_of_5000_are_drained_exactly_once() {
     );
     assert_eq!(got.len() as u64, 4 * PER);
     assert!(got.iter().all(|&x| x < 4 * PER));
+    assert!(matches!(queue.try_get(), Err(ManagerError::Empty { .. })));
+}
+
+#[test]
+fn four_pool_tasks_of_5000_are_drained_exactly_once() {
+    const PER: u64 = 5000;
+    let manager = Manager::new().unwrap();
+    let queue = manager.queue::<u64>().unwrap();
+    let pool = Pool::new(2).unwrap();
+    let tasks = (0..4).map(|p| (queue.clone(), p * PER, PER));
+    let result = pool.starmap_async(put_range, tasks).unwrap();
+    let got: BTreeSet<u64> = (0..4 * PER)
+        .map(|_| queue.get_timeout(LIMIT).unwrap())
+        .collect();
+    assert_eq!(got, (0..4 * PER).collect::<BTreeSet<_>>());
+    let pids: BTreeSet<u32> = result.get_timeout(LIMIT).unwrap().into_iter().collect();
+    assert!(!pids.is_empty() && pids.len() <= 2, "{pids:?}");
+    assert!(!pids.contains(&current_pid()));
+    // Each task's puts were in the queue by the time its result came back.
     assert!(matches!(queue.try_get(), Err(ManagerError::Empty { .. })));
 }
 
@@ -474,6 +516,7 @@ fn a_dead_manager_process_wakes_getters_and_fails_putters() {
     });
     host.kill().unwrap();
     assert!(host.join_timeout(LIMIT).is_err());
+    remove_sockets_of(host.pid());
     let err = bounded(move || getter.join().unwrap()).unwrap_err();
     assert!(
         matches!(err, ManagerError::Gone { pid, .. } if pid == queue.manager_pid()),

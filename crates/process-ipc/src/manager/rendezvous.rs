@@ -1,0 +1,240 @@
+//! How a handle decoded in another process reaches its queue's server: the manager listens on
+//! a Unix socket in a private directory, and a handle carries only that socket's path (plain
+//! data, like the address in a pickled Python proxy), so it survives any encoder.
+//!
+//! The exchange, once per queue per process: the client opens an ipc-channel one-shot server
+//! and writes `"<queue> <one-shot name>\n"` to the manager's socket; the manager connects to the
+//! one-shot server, sends the sending end of the queue's request channel through it, and only
+//! then answers `"ok\n"`. So the client calls the one-shot `accept` (which alone would block
+//! forever) only when the connection is already waiting, and a manager that is gone shows as a
+//! refused connection or a closed socket, never a hang.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ipc_channel::ipc::{IpcOneShotServer, IpcSender, OpaqueIpcSender};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::wire::Request;
+
+/// Sends a queue's request sender to the one-shot server with the given name.
+type Connector = Box<dyn Fn(String) -> io::Result<()> + Send>;
+
+/// How long either side waits for the other's line.
+const LINE_WAIT: Duration = Duration::from_secs(5);
+
+/// The manager's side: the listening socket, its thread, and the queues it can connect to.
+pub(crate) struct Rendezvous {
+    dir: PathBuf,
+    path: PathBuf,
+    connectors: Arc<Mutex<HashMap<u64, Connector>>>,
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Rendezvous {
+    /// Listens in a new directory under the system's temporary directory (mode 0700).
+    pub(crate) fn start(pid: u32) -> io::Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("multitask-manager-{pid}-{n}-{nanos}"));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let path = dir.join("socket");
+        let listener = match UnixListener::bind(&path) {
+            Ok(listener) => listener,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                return Err(e);
+            }
+        };
+        let connectors: Arc<Mutex<HashMap<u64, Connector>>> = Arc::default();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let connectors = Arc::clone(&connectors);
+            let stopping = Arc::clone(&stopping);
+            std::thread::Builder::new()
+                .name("manager-rendezvous".into())
+                .spawn(move || accept_loop(&listener, &connectors, &stopping))
+        };
+        let thread = match thread {
+            Ok(thread) => thread,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_dir(&dir);
+                return Err(e);
+            }
+        };
+        Ok(Self {
+            dir,
+            path,
+            connectors,
+            stopping,
+            thread: Some(thread),
+        })
+    }
+
+    /// The socket's path, as handles carry it.
+    pub(crate) fn address(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    /// Makes queue `queue` reachable: its request sender goes to whoever asks for it.
+    pub(crate) fn add<T>(&self, queue: u64, requests: IpcSender<Request<T>>)
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let connector: Connector = Box::new(move |name| {
+            let to_client = IpcSender::<IpcSender<Request<T>>>::connect(name)?;
+            to_client
+                .send(requests.clone())
+                .map_err(|e| io::Error::other(e.to_string()))
+        });
+        self.connectors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(queue, connector);
+    }
+
+    /// Stops listening and removes the socket and its directory.
+    pub(crate) fn stop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
+        self.connectors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        // Wake the accept loop so it sees the flag.
+        let _ = UnixStream::connect(&self.path);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+impl Drop for Rendezvous {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop();
+        }
+    }
+}
+
+fn accept_loop(
+    listener: &UnixListener,
+    connectors: &Arc<Mutex<HashMap<u64, Connector>>>,
+    stopping: &AtomicBool,
+) {
+    for stream in listener.incoming() {
+        if stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(stream) = stream else {
+            continue;
+        };
+        // One thread per asking process (once per queue per process), so a client that
+        // connects and then stalls holds up nobody else.
+        let connectors = Arc::clone(connectors);
+        let _ = std::thread::Builder::new()
+            .name("manager-rendezvous-client".into())
+            .spawn(move || serve_one(stream, &connectors));
+    }
+}
+
+fn serve_one(stream: UnixStream, connectors: &Mutex<HashMap<u64, Connector>>) {
+    let _ = stream.set_read_timeout(Some(LINE_WAIT));
+    let _ = stream.set_write_timeout(Some(LINE_WAIT));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut line = String::new();
+    if BufReader::new(stream).read_line(&mut line).is_err() {
+        return;
+    }
+    let answer = match line.trim_end().split_once(' ') {
+        Some((queue, name)) => match queue.parse::<u64>() {
+            Ok(queue) => {
+                let connectors = connectors.lock().unwrap_or_else(|e| e.into_inner());
+                match connectors.get(&queue) {
+                    Some(connect) => match connect(name.to_string()) {
+                        Ok(()) => "ok".to_string(),
+                        Err(e) => format!("err cannot connect back: {e}"),
+                    },
+                    None => "err no such queue (the manager was shut down)".to_string(),
+                }
+            }
+            Err(_) => "err malformed request".to_string(),
+        },
+        None => "err malformed request".to_string(),
+    };
+    let _ = writeln!(writer, "{answer}");
+}
+
+/// Request senders this process already obtained, by (address, queue): one exchange per
+/// queue per process, however many handles are decoded here (a pool worker gets one per task).
+static CONNECTED: Mutex<Option<HashMap<(String, u64), OpaqueIpcSender>>> = Mutex::new(None);
+
+/// Why a client could not reach the server.
+pub(crate) enum Unreachable {
+    /// The manager is gone (its socket refuses, closes, or says the queue is gone).
+    Gone(String),
+    /// This process could not make the one-shot server.
+    Io(io::Error),
+}
+
+/// The client's side: the request sender of `queue` at `address`, from the cache or by the
+/// exchange described in the module docs.
+pub(crate) fn connect<T>(address: &str, queue: u64) -> Result<IpcSender<Request<T>>, Unreachable>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let mut cache = CONNECTED.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = cache.get_or_insert_with(HashMap::new);
+    let key = (address.to_string(), queue);
+    if let Some(sender) = cache.get(&key) {
+        return Ok(sender.clone().to());
+    }
+    let sender = exchange::<T>(address, queue)?;
+    cache.insert(key, sender.clone().to_opaque());
+    Ok(sender)
+}
+
+fn exchange<T>(address: &str, queue: u64) -> Result<IpcSender<Request<T>>, Unreachable>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let gone = |what: &str, e: &dyn std::fmt::Display| Unreachable::Gone(format!("{what}: {e}"));
+    let (server, name) =
+        IpcOneShotServer::<IpcSender<Request<T>>>::new().map_err(Unreachable::Io)?;
+    let mut stream =
+        UnixStream::connect(address).map_err(|e| gone("its socket does not answer", &e))?;
+    let _ = stream.set_read_timeout(Some(LINE_WAIT));
+    let _ = stream.set_write_timeout(Some(LINE_WAIT));
+    writeln!(stream, "{queue} {name}").map_err(|e| gone("its socket closed", &e))?;
+    let mut answer = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .map_err(|e| gone("no answer on its socket", &e))?;
+    match answer.trim_end() {
+        // The manager connected and sent before it said ok: `accept` returns at once.
+        "ok" => server
+            .accept()
+            .map(|(_, sender)| sender)
+            .map_err(|e| gone("the connection back failed", &e)),
+        "" => Err(Unreachable::Gone("its socket closed".into())),
+        other => Err(Unreachable::Gone(
+            other.strip_prefix("err ").unwrap_or(other).to_string(),
+        )),
+    }
+}

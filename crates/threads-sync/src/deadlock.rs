@@ -126,14 +126,15 @@ pub(crate) fn adopt_ident(ident: u64) {
 
 /// This thread's name: the std name, or `Thread-<ident>` for an unnamed thread.
 pub(crate) fn current_name() -> Arc<str> {
-    NAME.with(|cell| {
-        cell.borrow_mut()
-            .get_or_insert_with(|| match std::thread::current().name() {
-                Some(name) => Arc::from(name),
-                None => Arc::from(format!("Thread-{}", current_ident())),
-            })
-            .clone()
-    })
+    let fresh = || -> Arc<str> {
+        match std::thread::current().name() {
+            Some(name) => Arc::from(name),
+            None => Arc::from(format!("Thread-{}", current_ident())),
+        }
+    };
+    // `try_with`: a lock taken in another thread-local's destructor must not panic here.
+    NAME.try_with(|cell| cell.borrow_mut().get_or_insert_with(fresh).clone())
+        .unwrap_or_else(|_| fresh())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -96,6 +96,20 @@
 //! assert_eq!(squares, [1, 4, 9]);
 //! # Ok::<(), threads_sync::PoolError>(())
 //! ```
+//! # What the compiler refuses
+//! A guard must be released by the thread that took it, so it cannot be sent to another:
+//! ```compile_fail
+//! let m = threads_sync::Mutex::new(0);
+//! let guard = m.lock().unwrap();
+//! std::thread::scope(|s| {
+//!     s.spawn(move || drop(guard));
+//! });
+//! ```
+//! A thread's target and value must be `Send` (an `Rc` cannot cross threads):
+//! ```compile_fail
+//! let mut t = threads_sync::Thread::new(|| std::rc::Rc::new(1), ());
+//! ```
+//!
 //! Every blocking call has a timed variant (`join_timeout`, `try_lock_for`, `acquire_timeout`,
 //! `wait_timeout`, `get_timeout`, ...).
 

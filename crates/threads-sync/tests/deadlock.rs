@@ -192,6 +192,73 @@ fn contention_without_a_cycle_is_not_a_deadlock() {
     assert_eq!(*counter.lock().unwrap(), 80_000);
 }
 
+/// Threads take random pairs and triples of shared locks in random orders. Every wait is
+/// bounded by `LONG`: a `Timeout` means a cycle went undetected (the threads would have hung).
+/// A `Deadlock` makes the thread back off, as a caller should, and try again.
+#[test]
+fn random_lock_orders_never_hang() {
+    const THREADS: u64 = 4;
+    const ROUNDS: u32 = 1_500;
+    let locks: Arc<Vec<Mutex<u64>>> =
+        Arc::new((0..4).map(|i| Mutex::named(format!("R{i}"), 0)).collect());
+    let mut threads: Vec<_> = (0..THREADS)
+        .map(|seed| {
+            let locks = locks.clone();
+            Thread::new(
+                move || -> Result<(u32, u32), String> {
+                    // xorshift: a different, reproducible order of locks per thread.
+                    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    let mut next = move || {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        state
+                    };
+                    let (mut done, mut refused) = (0, 0);
+                    while done < ROUNDS {
+                        let mut order: Vec<usize> = (0..locks.len()).collect();
+                        for i in (1..order.len()).rev() {
+                            order.swap(i, (next() % (i as u64 + 1)) as usize);
+                        }
+                        order.truncate(2 + (next() % 2) as usize);
+                        let mut guards = Vec::new();
+                        let mut backed_off = false;
+                        for &i in &order {
+                            match locks[i].try_lock_for(LONG) {
+                                Ok(guard) => guards.push(guard),
+                                Err(LockError::Deadlock(_)) => {
+                                    backed_off = true;
+                                    break;
+                                }
+                                Err(other) => return Err(format!("missed deadlock? {other}")),
+                            }
+                        }
+                        if backed_off {
+                            refused += 1;
+                            continue;
+                        }
+                        for guard in &mut guards {
+                            **guard += 1;
+                        }
+                        done += 1;
+                    }
+                    Ok((done, refused))
+                },
+                (),
+            )
+            .named(format!("random-{seed}"))
+        })
+        .collect();
+    for t in &mut threads {
+        t.start().unwrap();
+    }
+    for t in &mut threads {
+        let (done, refused) = t.join_timeout(LONG * 3).unwrap().unwrap();
+        eprintln!("{}: {done} rounds, {refused} refused", t.name());
+        assert_eq!(done, ROUNDS);
+    }
+}
+
 #[test]
 fn timed_acquisition_times_out() {
     let lock = Arc::new(Lock::named("busy"));

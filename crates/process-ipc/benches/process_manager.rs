@@ -2,10 +2,9 @@
 //! manager's process drains all 20 000 — Python's `manager_queue` anchor (13 000 msgs/s) —
 //! beside the raw ipc-channel floor (4 producers sending on clones of one `IpcSender<u64>`).
 //!
-//! Two kinds of producers: threads holding handles that went through an ipc channel (every put
-//! then takes the same path as in a child process, without the spawn), and 4 child processes
-//! started per iteration (the spawn and join of 4 processes included, where Python's figure
-//! uses an already warm pool).
+//! Producers: 4 tasks on a warm `Pool(2)` (Python's workload exactly: submit to last get),
+//! threads holding decoded handles (every put then takes the same path as in a child process),
+//! and 4 child processes started per iteration (their spawn and join included).
 
 use std::hint::black_box;
 use std::thread;
@@ -13,8 +12,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ipc_channel::ipc::{self, IpcSender};
-use process_ipc::Process;
 use process_ipc::manager::{ManagedQueue, Manager};
+use process_ipc::{Pool, Process};
 
 const PRODUCERS: u64 = 4;
 const PER_PRODUCER: u64 = 5_000;
@@ -91,6 +90,20 @@ fn manager_queue(c: &mut Criterion) {
                 }
                 black_box(sum)
             })
+        });
+    });
+
+    let pool = Pool::new(2).expect("pool");
+    group.bench_function("4x5000_pool_tasks_local_drain", |b| {
+        b.iter(|| {
+            let tasks = (0..PRODUCERS).map(|p| (queue.clone(), p * PER_PRODUCER));
+            let result = pool.starmap_async(put_range, tasks).expect("submit");
+            let mut sum = 0u64;
+            for _ in 0..TOTAL {
+                sum += queue.get_timeout(LIMIT).expect("get");
+            }
+            result.get_timeout(LIMIT).expect("tasks");
+            black_box(sum)
         });
     });
 

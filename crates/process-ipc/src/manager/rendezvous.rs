@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ pub(crate) struct Rendezvous {
     path: PathBuf,
     connectors: Arc<Mutex<HashMap<u64, Connector>>>,
     stopping: Arc<AtomicBool>,
+    /// The listening socket, owned by the thread; valid until that thread is joined.
+    listener_fd: RawFd,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -58,6 +61,7 @@ impl Rendezvous {
                 return Err(e);
             }
         };
+        let listener_fd = listener.as_raw_fd();
         let connectors: Arc<Mutex<HashMap<u64, Connector>>> = Arc::default();
         let stopping = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -80,6 +84,7 @@ impl Rendezvous {
             path,
             connectors,
             stopping,
+            listener_fd,
             thread: Some(thread),
         })
     }
@@ -113,9 +118,12 @@ impl Rendezvous {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
-        // Wake the accept loop so it sees the flag.
-        let _ = UnixStream::connect(&self.path);
         if let Some(thread) = self.thread.take() {
+            // Wake the accept loop so it sees the flag: shutting the listening socket down
+            // makes a blocked `accept` fail at once on Linux.
+            // SAFETY: the fd belongs to the listener the thread owns, and the thread (so the
+            // listener) is alive until the join below; shutdown neither closes nor frees it.
+            unsafe { libc::shutdown(self.listener_fd, libc::SHUT_RDWR) };
             let _ = thread.join();
         }
         let _ = std::fs::remove_file(&self.path);

@@ -524,10 +524,10 @@ enum Outcome<T> {
 
 /// A handle to a queue hosted by a [`Manager`]: Python's `manager.Queue()` proxy.
 ///
-/// Clone it for another thread, or send it (inside any ipc-channel message, such as a `Process`
-/// argument) to another process; every copy reaches the same queue. All methods take `&self`
-/// and may be called from several threads at once. A handle is `Send` when `T` is, and `Sync`
-/// when `T` is `Send + Sync`.
+/// Clone it for another thread, or pass it to another process (as a `Process` argument, a
+/// `Pool` task argument, inside any serde value); every copy reaches the same queue. All
+/// methods take `&self` and may be called from several threads at once. A handle is `Send`
+/// when `T` is, and `Sync` when `T` is `Send + Sync`.
 pub struct ManagedQueue<T> {
     pid: u32,
     queue: u64,
@@ -627,9 +627,9 @@ where
         self.pid
     }
 
-    /// Python's `q.put(item)`: appends `item`. An unbounded queue never makes it wait; a
-    /// bounded one ([`Manager::bounded_queue`]) does while it is full, and then each put is a
-    /// round trip to the manager (the rest of this paragraph is about unbounded queues).
+    /// Python's `q.put(item)`: appends `item`. A bounded queue ([`Manager::bounded_queue`])
+    /// makes it wait while full, and outside the manager's process each of its puts is a round
+    /// trip. An unbounded queue never makes it wait:
     ///
     /// In the manager's process the item is queued at once. In any other process the item goes
     /// to this handle's feeder thread (shared with its clones), which sends what has piled up

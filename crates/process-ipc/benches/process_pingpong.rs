@@ -1,11 +1,11 @@
-//! Process ping-pong: the parent sends a token, the child sends it back; Queue against raw
-//! ipc-channel, with both ends pinned to one CPU and unpinned (cross-CPU wake-ups dominate).
+//! Process ping-pong: the parent sends a token, the child sends it back; Pipe and Queue against
+//! raw ipc-channel, with both ends pinned to one CPU and unpinned (cross-CPU wake-ups dominate).
 
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
-use process_ipc::{Process, Queue, QueueSender};
+use process_ipc::{Connection, Process, Queue, QueueSender, pipe};
 
 /// Pins the calling thread to `cpu`, or undoes pinning with `None`.
 fn pin(cpu: Option<usize>) {
@@ -29,6 +29,13 @@ fn queue_echo(input: Queue<u64>, output: QueueSender<u64>, cpu: Option<usize>) {
     input.close();
     while let Ok(x) = input.get() {
         output.put(x).unwrap();
+    }
+}
+
+fn pipe_echo(conn: Connection<u64>, cpu: Option<usize>) {
+    pin(cpu);
+    while let Ok(x) = conn.recv() {
+        conn.send(x).unwrap();
     }
 }
 
@@ -60,6 +67,22 @@ fn pingpong(c: &mut Criterion) {
             });
             pin(None);
             drop(to_tx);
+            child.join().unwrap();
+        });
+        g.bench_function("pipe", |b| {
+            let (mine, theirs) = pipe::<u64>().unwrap();
+            let child = Process::new(pipe_echo, (theirs, cpu)).start().unwrap();
+            pin(cpu);
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                for i in 0..iters {
+                    mine.send(i).unwrap();
+                    assert_eq!(mine.recv().unwrap(), i);
+                }
+                t.elapsed()
+            });
+            pin(None);
+            drop(mine);
             child.join().unwrap();
         });
         g.bench_function("queue", |b| {

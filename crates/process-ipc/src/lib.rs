@@ -59,11 +59,13 @@
 
 mod bootstrap;
 pub mod error;
+mod pipe;
 mod pool;
 mod process;
 pub mod queue;
 
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
+pub use pipe::{Connection, pipe};
 pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder};
 pub use process::{Process, ProcessHandle, Target, current_pid, parent_pid};
 pub use queue::{Queue, QueueSender};

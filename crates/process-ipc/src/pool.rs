@@ -31,9 +31,9 @@ use crate::error::{PoolError, ProcessError, signal_name};
 use crate::process::{Process, ProcessHandle, Target, conjure};
 
 /// Tasks a worker may hold at once (one running, the rest queued in its channel).
-const PREFETCH: usize = 16;
-/// Tasks sent to a worker in one message at most.
-const BATCH: usize = 64;
+const PREFETCH: usize = 32;
+/// A worker gets more tasks once it holds this many or fewer, so tasks go out in batches.
+const REFILL_AT: usize = PREFETCH / 2;
 /// How often the result collector wakes up with nothing to read (timeouts, safety).
 const TICK: Duration = Duration::from_millis(100);
 
@@ -193,7 +193,7 @@ struct Task {
 struct Worker {
     pid: u32,
     handle: Option<ProcessHandle<()>>,
-    feeder: Option<Sender<TaskOut>>,
+    feeder: Option<Sender<Vec<TaskOut>>>,
     inflight: VecDeque<u64>,
     front_since: Option<Instant>,
     assigned: usize,
@@ -242,43 +242,45 @@ impl Shared {
 }
 
 fn dispatch(state: &mut State, cfg: &Config) {
-    while let Some(&id) = state.pending.front() {
+    while !state.pending.is_empty() {
         let Some(worker) = state
             .workers
             .values_mut()
-            .filter(|w| w.capacity(cfg.max_tasks) > 0)
+            .filter(|w| w.inflight.len() <= REFILL_AT && w.capacity(cfg.max_tasks) > 0)
             .min_by_key(|w| w.inflight.len())
         else {
             return;
         };
-        state.pending.pop_front();
-        let Some(task) = state.tasks.get(&id) else {
-            continue;
-        };
-        let out = TaskOut {
-            id,
-            call: task.call,
-            args: Arc::clone(&task.args),
-        };
-        if worker.inflight.is_empty() {
-            worker.front_since = Some(Instant::now());
+        let mut batch = Vec::new();
+        let room = worker.capacity(cfg.max_tasks);
+        while batch.len() < room {
+            let Some(id) = state.pending.pop_front() else {
+                break;
+            };
+            let Some(task) = state.tasks.get(&id) else {
+                continue;
+            };
+            batch.push(TaskOut {
+                id,
+                call: task.call,
+                args: Arc::clone(&task.args),
+            });
+            if worker.inflight.is_empty() {
+                worker.front_since = Some(Instant::now());
+            }
+            worker.inflight.push_back(id);
+            worker.assigned += 1;
         }
-        worker.inflight.push_back(id);
-        worker.assigned += 1;
         if let Some(feeder) = &worker.feeder {
-            let _ = feeder.send(out);
+            let _ = feeder.send(batch);
         }
     }
 }
 
-fn feeder_loop(rx: Receiver<TaskOut>, tx: IpcSender<Vec<TaskOut>>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(t) => batch.push(t),
-                Err(_) => break,
-            }
+fn feeder_loop(rx: Receiver<Vec<TaskOut>>, tx: IpcSender<Vec<TaskOut>>) {
+    while let Ok(mut batch) = rx.recv() {
+        while let Ok(more) = rx.try_recv() {
+            batch.extend(more);
         }
         if tx.send(batch).is_err() {
             return; // the worker is gone; the collector handles its tasks
@@ -364,7 +366,7 @@ fn collector_loop(shared: Arc<Shared>, mut set: IpcReceiverSet) {
 fn on_message(shared: &Shared, key: u64, msg: WorkerMsg) {
     match msg {
         WorkerMsg::Done { id, outcome } => {
-            let (task, pid) = {
+            let (task, pid, idle) = {
                 let mut st = shared.lock();
                 let Some(worker) = st.workers.get_mut(&key) else {
                     return;
@@ -376,7 +378,7 @@ fn on_message(shared: &Shared, key: u64, msg: WorkerMsg) {
                 worker.front_since = (!worker.inflight.is_empty()).then(Instant::now);
                 let task = st.tasks.remove(&id);
                 dispatch(&mut st, &shared.config);
-                (task, pid)
+                (task, pid, st.tasks.is_empty())
             };
             if let Some(task) = task {
                 let result = match outcome {
@@ -390,7 +392,10 @@ fn on_message(shared: &Shared, key: u64, msg: WorkerMsg) {
                 };
                 run_completer(task.complete, result);
             }
-            shared.changed.notify_all();
+            if idle {
+                // Only `join` waits on this, for the last task; skip the wake-up otherwise.
+                shared.changed.notify_all();
+            }
         }
         WorkerMsg::InitFailed { message } => {
             let failed = {
@@ -795,8 +800,15 @@ enum MapMode<R> {
     Unordered(Sender<Result<R, PoolError>>),
 }
 
+enum ChunkSlot<R> {
+    Pending,
+    Ready(std::vec::IntoIter<R>),
+    Failed(PoolError),
+}
+
 struct MapState<R> {
-    slots: Vec<Option<Result<R, PoolError>>>,
+    chunks: Vec<ChunkSlot<R>>,
+    chunk_size: usize,
     chunks_left: usize,
     mode: MapMode<R>,
 }
@@ -807,40 +819,47 @@ struct MapShared<R> {
 }
 
 impl<R> MapShared<R> {
-    fn complete_chunk(&self, start: usize, len: usize, result: Result<Vec<R>, PoolError>) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let values: Vec<Result<R, PoolError>> = match result {
-            Ok(values) if values.len() == len => values.into_iter().map(Ok).collect(),
-            Ok(values) => {
-                let e = PoolError::Serde(format!(
-                    "chunk returned {} values for {len} items",
-                    values.len()
-                ));
-                (0..len).map(|_| Err(e.clone())).collect()
-            }
-            Err(e) => (0..len).map(|_| Err(e.clone())).collect(),
+    fn complete_chunk(&self, index: usize, len: usize, result: Result<Vec<R>, PoolError>) {
+        let result = match result {
+            Ok(values) if values.len() != len => Err(PoolError::Serde(format!(
+                "chunk returned {} values for {len} items",
+                values.len()
+            ))),
+            other => other,
         };
-        match &st.mode {
-            MapMode::Unordered(tx) => {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match (&st.mode, result) {
+            (MapMode::Unordered(tx), Ok(values)) => {
                 for v in values {
-                    let _ = tx.send(v);
+                    let _ = tx.send(Ok(v));
                 }
             }
-            _ => {
-                for (i, v) in values.into_iter().enumerate() {
-                    st.slots[start + i] = Some(v);
+            (MapMode::Unordered(tx), Err(e)) => {
+                for _ in 0..len {
+                    let _ = tx.send(Err(e.clone()));
                 }
             }
+            (_, Ok(values)) => st.chunks[index] = ChunkSlot::Ready(values.into_iter()),
+            (_, Err(e)) => st.chunks[index] = ChunkSlot::Failed(e),
         }
         st.chunks_left -= 1;
         if st.chunks_left == 0 {
             if let MapMode::Collect(slot) = &st.mode {
                 let slot = Arc::clone(slot);
-                let collected: Result<Vec<R>, PoolError> = std::mem::take(&mut st.slots)
-                    .into_iter()
-                    .map(|v| v.expect("every chunk filled its slots"))
-                    .collect();
-                slot.set(collected);
+                let chunks = std::mem::take(&mut st.chunks);
+                let mut all = Vec::with_capacity(chunks.len() * st.chunk_size);
+                let mut failed = None;
+                for chunk in chunks {
+                    match chunk {
+                        ChunkSlot::Ready(values) => all.extend(values),
+                        ChunkSlot::Failed(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                        ChunkSlot::Pending => unreachable!("every chunk completed"),
+                    }
+                }
+                slot.set(failed.map_or(Ok(all), Err));
             }
         }
         self.filled.notify_all();
@@ -882,7 +901,13 @@ impl<R> IMap<R> {
         }
         let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(v) = st.slots[self.next].take() {
+            let chunk = self.next / st.chunk_size;
+            let got = match &mut st.chunks[chunk] {
+                ChunkSlot::Pending => None,
+                ChunkSlot::Ready(values) => values.next().map(Ok),
+                ChunkSlot::Failed(e) => Some(Err(e.clone())),
+            };
+            if let Some(v) = got {
                 self.next += 1;
                 return Some(v);
             }
@@ -1110,7 +1135,8 @@ impl Pool {
         let chunks = len.div_ceil(chunk);
         let shared = Arc::new(MapShared {
             state: Mutex::new(MapState {
-                slots: (0..len).map(|_| None).collect(),
+                chunks: (0..chunks).map(|_| ChunkSlot::Pending).collect(),
+                chunk_size: chunk,
                 chunks_left: chunks,
                 mode,
             }),
@@ -1136,7 +1162,7 @@ impl Pool {
                     postcard::from_bytes::<Vec<F::Output>>(&b)
                         .map_err(|e| PoolError::Serde(e.to_string()))
                 });
-                target.complete_chunk(start, n, values);
+                target.complete_chunk(i, n, values);
             });
             let what = format!("items {start}..{} of a map", start + n);
             tasks.push((call, bytes, what, complete));

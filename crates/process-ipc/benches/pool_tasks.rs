@@ -1,0 +1,81 @@
+//! Pool costs: 200 000 tiny tasks through `map` (Python's default chunking), 20 000 tiny
+//! `apply_async` calls then `get` each, and 200 tasks of 1 ms on a pool against one process per
+//! task. The pool is warm (started outside the timer) except in the 1 ms comparison, which times
+//! pool creation and shutdown as Python's anchor does.
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use process_ipc::{Pool, Process};
+
+fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+fn busy_1ms(seed: u64) -> u64 {
+    let start = Instant::now();
+    let mut x = seed;
+    while start.elapsed() < Duration::from_millis(1) {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+    }
+    x
+}
+
+fn tiny(c: &mut Criterion) {
+    let pool = Pool::new(2).unwrap();
+    let mut g = c.benchmark_group("pool_map_tiny");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(200_000));
+    g.bench_function("map_200k_default_chunks", |b| {
+        b.iter(|| {
+            let out = pool.map(square, 0..200_000u64).unwrap();
+            assert_eq!(out.len(), 200_000);
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("pool_apply_async_tiny");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(20_000));
+    g.bench_function("apply_async_20k_then_get", |b| {
+        b.iter(|| {
+            let pending: Vec<_> = (0..20_000u64)
+                .map(|i| pool.apply_async(square, (i,)).unwrap())
+                .collect();
+            for (i, r) in pending.into_iter().enumerate() {
+                assert_eq!(r.get().unwrap(), (i as u64).wrapping_mul(i as u64));
+            }
+        })
+    });
+    g.finish();
+}
+
+fn one_ms(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pool_1ms_x200");
+    g.sample_size(10);
+    g.bench_function("process_per_task_2_at_a_time", |b| {
+        b.iter(|| {
+            for pair in (0..200u64).collect::<Vec<_>>().chunks(2) {
+                let handles: Vec<_> = pair
+                    .iter()
+                    .map(|&i| Process::new(busy_1ms, (i,)).start().unwrap())
+                    .collect();
+                for h in handles {
+                    h.join().unwrap();
+                }
+            }
+        })
+    });
+    g.bench_function("pool2_map_incl_create_and_join", |b| {
+        b.iter(|| {
+            let pool = Pool::new(2).unwrap();
+            assert_eq!(pool.map(busy_1ms, 0..200u64).unwrap().len(), 200);
+            pool.close();
+            pool.join().unwrap();
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, tiny, one_ms);
+criterion_main!(benches);

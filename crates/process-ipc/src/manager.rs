@@ -199,6 +199,15 @@ pub enum ManagerError {
         /// How many items, and the encoder's message.
         reason: String,
     },
+    /// [`Manager::new`] could not open its socket (in a new directory under the system's
+    /// temporary directory) or start the thread that listens on it.
+    #[error("cannot start a manager in process {pid}: {source}")]
+    Start {
+        /// This process's id.
+        pid: u32,
+        /// The system error.
+        source: io::Error,
+    },
     /// An item could not be encoded or decoded.
     #[error("manager queue {queue} (manager pid {pid}): an item does not (de)serialize: {source}")]
     Serialization {
@@ -330,16 +339,12 @@ impl Manager {
     /// temporary directory, where handles decoded in other processes ask for their queue.
     ///
     /// # Errors
-    /// [`ManagerError::Io`] if the socket, its directory or the thread cannot be created.
+    /// [`ManagerError::Start`] if the socket, its directory or the thread cannot be created.
     pub fn new() -> Result<Self, ManagerError> {
         ignore_sigpipe();
         let pid = std::process::id();
-        let rendezvous = Rendezvous::start(pid).map_err(|source| ManagerError::Io {
-            pid,
-            queue: 0,
-            what: "cannot open the manager's socket",
-            source,
-        })?;
+        let rendezvous =
+            Rendezvous::start(pid).map_err(|source| ManagerError::Start { pid, source })?;
         Ok(Self {
             pid,
             address: rendezvous.address().into(),

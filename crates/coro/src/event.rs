@@ -1,12 +1,10 @@
 //! `Event` (set/clear/wait, reusable) and `AsyncResult` (a value delivered once).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use may::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::error::{CoroError, Result};
-use crate::monitor;
+use crate::wait::Signal;
 
 /// A flag coroutines and threads can wait on (gevent's `event.Event`).
 ///
@@ -15,56 +13,6 @@ use crate::monitor;
 #[derive(Clone, Default)]
 pub struct Event {
     inner: Arc<Signal<bool>>,
-}
-
-#[derive(Default)]
-struct Signal<S> {
-    state: Mutex<S>,
-    changed: Condvar,
-}
-
-impl<S> Signal<S> {
-    fn lock(&self) -> MutexGuard<'_, S> {
-        // Kept consistent by every writer; poison only reports an unrelated panic.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Waits until `ready(state)`, or until the deadline; returns the guard and whether it is ready.
-    fn wait_until(
-        &self,
-        deadline: Option<Instant>,
-        ready: impl Fn(&S) -> bool,
-    ) -> (MutexGuard<'_, S>, bool) {
-        let mut state = self.lock();
-        while !ready(&state) {
-            state = match deadline {
-                None => self.changed.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        monitor::resumed();
-                        return (state, false);
-                    }
-                    let (guard, waited) = self
-                        .changed
-                        .wait_timeout(state, crate::runtime::park_duration(left))
-                        .unwrap_or_else(|e| e.into_inner());
-                    if waited.timed_out() {
-                        // The timer fired: we run on may's timer thread now and
-                        // must reach a worker before waiting again (a timer armed
-                        // from inside may's timer thread can be lost).
-                        drop(guard);
-                        crate::runtime::back_to_worker();
-                        self.lock()
-                    } else {
-                        guard
-                    }
-                }
-            };
-        }
-        monitor::resumed();
-        (state, true)
-    }
 }
 
 impl std::fmt::Debug for Event {
@@ -84,7 +32,7 @@ impl Event {
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
         *self.inner.lock() = true;
-        self.inner.changed.notify_all();
+        self.inner.notify_all();
     }
 
     /// Clears the flag; later `wait`s block until the next `set`.
@@ -99,13 +47,14 @@ impl Event {
 
     /// Waits until the flag is set (returns at once if it is).
     pub fn wait(&self) {
-        self.inner.wait_until(None, |set| *set);
+        self.inner
+            .wait_until(None, |set| *set, || self.inner.waker());
     }
 
     /// Waits at most `timeout`; returns whether the flag is set.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.inner
-            .wait_until(Some(Instant::now() + timeout), |set| *set)
+            .wait_until(Some(timeout), |set| *set, || self.inner.waker())
             .1
     }
 }
@@ -129,10 +78,7 @@ impl<T> Clone for AsyncResult<T> {
 impl<T> Default for AsyncResult<T> {
     fn default() -> Self {
         AsyncResult {
-            inner: Arc::new(Signal {
-                state: Mutex::new(None),
-                changed: Condvar::new(),
-            }),
+            inner: Arc::new(Signal::new(None)),
         }
     }
 }
@@ -145,7 +91,7 @@ impl<T> std::fmt::Debug for AsyncResult<T> {
     }
 }
 
-impl<T: Clone> AsyncResult<T> {
+impl<T: Clone + Send + 'static> AsyncResult<T> {
     /// An empty result.
     pub fn new() -> Self {
         Self::default()
@@ -154,13 +100,13 @@ impl<T: Clone> AsyncResult<T> {
     /// Delivers `value` and wakes every waiter.
     pub fn set(&self, value: T) {
         *self.inner.lock() = Some(Ok(value));
-        self.inner.changed.notify_all();
+        self.inner.notify_all();
     }
 
     /// Delivers a failure (gevent's `set_exception`); `get` returns it as an error.
     pub fn set_exception(&self, message: impl Into<String>) {
         *self.inner.lock() = Some(Err(message.into()));
-        self.inner.changed.notify_all();
+        self.inner.notify_all();
     }
 
     /// Whether a value or a failure was delivered.
@@ -175,13 +121,14 @@ impl<T: Clone> AsyncResult<T> {
 
     /// Waits until something is delivered.
     pub fn wait(&self) {
-        self.inner.wait_until(None, Option::is_some);
+        self.inner
+            .wait_until(None, Option::is_some, || self.inner.waker());
     }
 
     /// Waits at most `timeout`; returns whether something was delivered.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.inner
-            .wait_until(Some(Instant::now() + timeout), Option::is_some)
+            .wait_until(Some(timeout), Option::is_some, || self.inner.waker())
             .1
     }
 
@@ -190,7 +137,9 @@ impl<T: Clone> AsyncResult<T> {
     /// # Errors
     /// [`CoroError::Exception`] carrying the `set_exception` message.
     pub fn get(&self) -> Result<T> {
-        let (state, _) = self.inner.wait_until(None, Option::is_some);
+        let (state, _) = self
+            .inner
+            .wait_until(None, Option::is_some, || self.inner.waker());
         Self::outcome(&state)
     }
 
@@ -201,7 +150,7 @@ impl<T: Clone> AsyncResult<T> {
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         let (state, ready) = self
             .inner
-            .wait_until(Some(Instant::now() + timeout), Option::is_some);
+            .wait_until(Some(timeout), Option::is_some, || self.inner.waker());
         if !ready {
             return Err(CoroError::Timeout {
                 what: "AsyncResult get".into(),

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use may::coroutine::{Coroutine, JoinHandle};
-use may::sync::SyncFlag;
 
 use crate::error::{CoroError, Result};
+use crate::wait::{Signal, Waker};
 use crate::{monitor, runtime};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -17,12 +17,35 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 struct Shared {
     id: u64,
     name: Option<String>,
-    /// Fired when the coroutine's body has returned or unwound.
-    done: SyncFlag,
+    /// Set (then `done` notified) when the body has returned or unwound.
+    finished: AtomicBool,
+    done: Signal<bool>,
     killed: AtomicBool,
 }
 
 impl Shared {
+    fn finish(&self) {
+        *self.done.lock() = true;
+        self.finished.store(true, Ordering::Release);
+        self.done.notify_all();
+    }
+
+    fn waker(self: &Arc<Self>) -> Waker {
+        let me = self.clone();
+        Box::new(move || me.done.wake_locked())
+    }
+
+    /// Waits for the end, at most `timeout` (`None`: no limit); whether it ended.
+    fn wait(self: &Arc<Self>, timeout: Option<Duration>) -> bool {
+        if self.finished.load(Ordering::Acquire) {
+            return true;
+        }
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return false;
+        }
+        self.done.wait_until(timeout, |d| *d, || self.waker()).1
+    }
+
     fn name(&self) -> Cow<'_, str> {
         match &self.name {
             Some(n) => Cow::Borrowed(n),
@@ -45,7 +68,7 @@ impl Drop for Finish {
     fn drop(&mut self) {
         runtime::LIVE.fetch_sub(1, Ordering::Relaxed);
         // Done first, so that whoever the slot release wakes (Pool::join) sees it ready.
-        self.shared.done.fire();
+        self.shared.finish();
         if let Some(f) = self.on_finish.take() {
             f();
         }
@@ -78,34 +101,19 @@ impl<T> Greenlet<T> {
 
     /// True once the coroutine has finished (returned, panicked or been killed).
     pub fn ready(&self) -> bool {
-        self.shared.done.is_fired()
+        self.shared.finished.load(Ordering::Acquire)
     }
 
     /// Waits until the coroutine finishes; never fails (gevent's `join()`).
     ///
     /// Inside a coroutine this yields; in a thread it blocks the thread.
     pub fn join(&self) {
-        self.shared.done.wait();
-        monitor::resumed();
+        self.shared.wait(None);
     }
 
     /// Waits at most `timeout`; returns whether the coroutine finished.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        if self.ready() {
-            return true;
-        }
-        if timeout.is_zero() {
-            return false;
-        }
-        let done = self
-            .shared
-            .done
-            .wait_timeout(runtime::park_duration(timeout));
-        if !done {
-            runtime::back_to_worker();
-        }
-        monitor::resumed();
-        done
+        self.shared.wait(Some(timeout))
     }
 
     /// Waits for the coroutine and takes its value (gevent's `get()`).
@@ -265,7 +273,8 @@ impl Builder {
         let shared = Arc::new(Shared {
             id,
             name: self.name,
-            done: SyncFlag::new(),
+            finished: AtomicBool::new(false),
+            done: Signal::new(false),
             killed: AtomicBool::new(false),
         });
         let mut builder = may::coroutine::Builder::new();

@@ -126,16 +126,17 @@
 //!   Raise it with [`Config::stack_size`] or [`Builder::stack_size`].
 //!
 //! Two things about may's timers (0.3.51) that `coro` works around in its
-//! own calls, and that raw may calls (including `monkey::sync`'s may
-//! primitives) still have:
+//! own calls, and that raw may calls (including the may primitives in
+//! `monkey::sync`, e.g. `recv_timeout`) still have:
 //! - a coroutine's timed wait (`Condvar::wait_timeout`, `recv_timeout`, ...)
-//!   keeps its timeout in whole milliseconds, truncated: under 1 ms it never
-//!   times out, 1.7 ms times out at 1 ms. `coro` rounds every timeout up to
-//!   whole milliseconds.
-//! - when a sleep or timeout expires, may resumes the coroutine on its timer
-//!   thread, not on a worker. `coro` yields once right there, so your code
-//!   continues on the worker (with one worker, all coroutine code runs on
-//!   that one thread, and a blocking call cannot stall the timers).
+//!   keeps its timeout in whole milliseconds, truncated (under 1 ms it never
+//!   times out), and arms its timer before it parks, so under load the timer
+//!   can fire first and the wait never ends. `coro`'s timed waits use an
+//!   untimed wait plus a watchdog coroutine that sleeps to the deadline.
+//! - when a sleep expires, may resumes the coroutine on its timer thread, not
+//!   on a worker. [`sleep`] yields once right there, so your code continues
+//!   on the worker (with one worker, coroutine code runs on that one thread,
+//!   and a blocking call after a sleep cannot stall may's timers).
 //!
 //! # How many coroutines: `vm.max_map_count`
 //!
@@ -162,6 +163,7 @@ pub mod monkey;
 mod pool;
 mod queue;
 mod runtime;
+mod wait;
 
 pub use error::{CoroError, GetError, PutError, Result};
 pub use event::{AsyncResult, Event};

@@ -1,13 +1,11 @@
 //! `Pool(n)`: spawn greenlets with at most `n` of them running at once.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use may::sync::Semphore;
+use std::time::Duration;
 
 use crate::error::{CoroError, Result};
 use crate::greenlet::{Builder, Greenlet};
-use crate::monitor;
+use crate::wait::Signal;
 
 /// Bounds how many greenlets run at once (gevent's `pool.Pool(size)`).
 ///
@@ -21,7 +19,8 @@ pub struct Pool {
 
 struct Inner {
     size: usize,
-    slots: Semphore,
+    /// Free slots.
+    free: Arc<Signal<usize>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -47,7 +46,7 @@ impl Pool {
         Ok(Pool {
             inner: Arc::new(Inner {
                 size,
-                slots: Semphore::new(size),
+                free: Arc::new(Signal::new(size)),
             }),
         })
     }
@@ -59,7 +58,7 @@ impl Pool {
 
     /// Slots free right now.
     pub fn free_count(&self) -> usize {
-        self.inner.slots.get_value()
+        *self.inner.free.lock()
     }
 
     /// Greenlets of this pool running right now.
@@ -76,8 +75,7 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.inner.slots.wait();
-        monitor::resumed();
+        self.acquire(None);
         self.spawn_in_slot(Builder::new(), f)
     }
 
@@ -90,17 +88,7 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let got = self.inner.slots.try_wait()
-            || (!timeout.is_zero()
-                && self
-                    .inner
-                    .slots
-                    .wait_timeout(crate::runtime::park_duration(timeout)));
-        if !got {
-            crate::runtime::back_to_worker();
-        }
-        monitor::resumed();
-        if !got {
+        if !self.acquire(Some(timeout)) {
             return Err(CoroError::Timeout {
                 what: format!("Pool({}) spawn waiting for a free slot", self.size()),
                 timeout,
@@ -118,8 +106,7 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.inner.slots.wait();
-        monitor::resumed();
+        self.acquire(None);
         self.spawn_in_slot(builder, f)
     }
 
@@ -128,47 +115,37 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let inner = self.inner.clone();
+        let free = self.inner.free.clone();
         // The slot is released by the greenlet's end (or by a failed spawn dropping it).
-        builder.spawn_with(None, Some(Box::new(move || inner.slots.post())), f)
+        let release = move || {
+            *free.lock() += 1;
+            free.notify_all();
+        };
+        builder.spawn_with(None, Some(Box::new(release)), f)
+    }
+
+    /// Takes a free slot, waiting at most `timeout` (`None`: as long as it takes).
+    fn acquire(&self, timeout: Option<Duration>) -> bool {
+        let free = &self.inner.free;
+        let (mut n, got) = free.wait_until(timeout, |n| *n > 0, || free.waker());
+        if got {
+            *n -= 1;
+        }
+        got
     }
 
     /// Waits until no greenlet of this pool is running (gevent's `Pool.join()`).
     pub fn join(&self) {
-        for _ in 0..self.inner.size {
-            self.inner.slots.wait();
-        }
-        for _ in 0..self.inner.size {
-            self.inner.slots.post();
-        }
-        monitor::resumed();
+        let free = &self.inner.free;
+        let size = self.inner.size;
+        free.wait_until(None, |n| *n == size, || free.waker());
     }
 
     /// Like [`join`](Pool::join), waiting at most `timeout`; returns whether the pool emptied.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut taken = 0;
-        while taken < self.inner.size {
-            if self.inner.slots.try_wait() {
-                taken += 1;
-                continue;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero()
-                || !self
-                    .inner
-                    .slots
-                    .wait_timeout(crate::runtime::park_duration(left))
-            {
-                crate::runtime::back_to_worker();
-                break;
-            }
-            taken += 1;
-        }
-        for _ in 0..taken {
-            self.inner.slots.post();
-        }
-        monitor::resumed();
-        taken == self.inner.size
+        let free = &self.inner.free;
+        let size = self.inner.size;
+        free.wait_until(Some(timeout), |n| *n == size, || free.waker())
+            .1
     }
 }

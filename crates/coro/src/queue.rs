@@ -2,12 +2,13 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use may::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{CoroError, GetError, PutError, Result};
 use crate::monitor;
+use crate::wait::{Deadline, Waker};
 
 /// A FIFO queue shared by cloning (gevent's `queue.Queue(maxsize)`).
 ///
@@ -99,20 +100,20 @@ impl<T> Queue<T> {
         self.inner.items.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// After a timed wait: if its timer fired, the coroutine now runs on may's
-    /// timer thread; it must get back to a worker before it waits again (a
-    /// timer armed from inside may's timer thread can be lost).
-    fn after_wait<'a>(
-        &'a self,
-        guard: MutexGuard<'a, VecDeque<T>>,
-        timed_out: bool,
-    ) -> MutexGuard<'a, VecDeque<T>> {
-        if !timed_out {
-            return guard;
-        }
-        drop(guard);
-        crate::runtime::back_to_worker();
-        self.lock()
+    /// Wakes the waiters of one of the two condvars, under the lock (for a watchdog).
+    fn waker(&self, not_full: bool) -> Waker
+    where
+        T: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        Box::new(move || {
+            let _items = inner.items.lock();
+            if not_full {
+                inner.not_full.notify_all();
+            } else {
+                inner.not_empty.notify_all();
+            }
+        })
     }
 
     /// Puts `item`, waiting while the queue is full.
@@ -135,12 +136,14 @@ impl<T> Queue<T> {
     ///
     /// # Errors
     /// [`PutError::Timeout`] with the item.
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
-        let deadline = Instant::now() + timeout;
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>>
+    where
+        T: Send + 'static,
+    {
+        let mut deadline = Deadline::after(timeout);
         let mut items = self.lock();
         while items.len() >= self.inner.maxsize {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if deadline.expired() {
                 drop(items);
                 monitor::resumed();
                 return Err(PutError::Timeout {
@@ -149,12 +152,7 @@ impl<T> Queue<T> {
                     timeout,
                 });
             }
-            let (guard, waited) = self
-                .inner
-                .not_full
-                .wait_timeout(items, crate::runtime::park_duration(left))
-                .unwrap_or_else(|e| e.into_inner());
-            items = self.after_wait(guard, waited.timed_out());
+            items = deadline.wait(&self.inner.not_full, items, || self.waker(true));
         }
         items.push_back(item);
         drop(items);
@@ -204,25 +202,22 @@ impl<T> Queue<T> {
     ///
     /// # Errors
     /// [`GetError::Timeout`] if it stayed empty.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        let deadline = Instant::now() + timeout;
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError>
+    where
+        T: Send + 'static,
+    {
+        let mut deadline = Deadline::after(timeout);
         let mut items = self.lock();
         let item = loop {
             if let Some(item) = items.pop_front() {
                 break item;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if deadline.expired() {
                 drop(items);
                 monitor::resumed();
                 return Err(GetError::Timeout(timeout));
             }
-            let (guard, waited) = self
-                .inner
-                .not_empty
-                .wait_timeout(items, crate::runtime::park_duration(left))
-                .unwrap_or_else(|e| e.into_inner());
-            items = self.after_wait(guard, waited.timed_out());
+            items = deadline.wait(&self.inner.not_empty, items, || self.waker(false));
         };
         drop(items);
         self.inner.not_full.notify_one();

@@ -254,3 +254,15 @@ fn one_worker_means_one_thread_even_after_sleeps_and_timeouts() {
     .unwrap();
     assert_eq!(g.get_timeout(WAIT).unwrap(), (true, true));
 }
+
+#[test]
+fn handles_and_primitives_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<coro::Greenlet<u8>>();
+    send_sync::<coro::Queue<u8>>();
+    send_sync::<coro::Event>();
+    send_sync::<coro::AsyncResult<u8>>();
+    send_sync::<coro::Pool>();
+    send_sync::<coro::Monitor>();
+    send_sync::<CoroError>();
+}

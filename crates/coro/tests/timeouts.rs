@@ -1,8 +1,9 @@
 //! Timed waits inside coroutines end on time, sub-millisecond ones included.
 //!
-//! may 0.3.51 keeps a coroutine's park timeout in whole milliseconds
-//! (truncating: a 700 µs wait would never end, 1.7 ms would end at 1 ms);
-//! coro rounds up. These tests would hang (and fail at their bound) without it.
+//! may 0.3.51's coroutine park timeout is truncated to whole milliseconds (a
+//! 700 µs wait never ends, 1.7 ms ends at 1 ms) and racy under load; coro's
+//! timed waits use a watchdog instead. These tests hung (and failed at their
+//! bound) before it.
 
 use std::time::{Duration, Instant};
 

@@ -7,33 +7,44 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::Receiver;
 
 use crate::error::{PoolError, panic_message};
 use crate::thread::Target;
 
-#[derive(Debug, Default)]
-struct Outstanding {
-    count: parking_lot::Mutex<usize>,
-    done: parking_lot::Condvar,
+/// A one-shot slot a worker fills with a task's outcome: one allocation per task, and no
+/// wake-up call unless the caller is already waiting.
+struct OneShot<R> {
+    state: parking_lot::Mutex<Slot<R>>,
+    filled: parking_lot::Condvar,
 }
 
-impl Outstanding {
-    fn finish(&self) {
-        let mut count = self.count.lock();
-        *count -= 1;
-        if *count == 0 {
-            self.done.notify_all();
-        }
+enum Slot<R> {
+    Pending,
+    Ready(Result<R, PoolError>),
+    /// The value was taken; whether it was a success.
+    Taken(bool),
+}
+
+impl<R> OneShot<R> {
+    fn fill(&self, outcome: Result<R, PoolError>) {
+        *self.state.lock() = Slot::Ready(outcome);
+        self.filled.notify_all();
     }
 }
 
-/// Decrements the outstanding count when a job ends, even by unwinding.
-struct FinishOnDrop(Arc<Outstanding>);
+/// Fills the slot with [`PoolError::WorkerLost`] if a job is dropped without running
+/// (it cannot be once queued; this keeps `get` from waiting forever if that ever changes).
+struct FillOnDrop<R> {
+    slot: Option<Arc<OneShot<R>>>,
+    task: u64,
+}
 
-impl Drop for FinishOnDrop {
+impl<R> Drop for FillOnDrop<R> {
     fn drop(&mut self) {
-        self.0.finish();
+        if let Some(slot) = self.slot.take() {
+            slot.fill(Err(PoolError::WorkerLost { task: self.task }));
+        }
     }
 }
 
@@ -62,7 +73,6 @@ pub struct ThreadPool {
     threads: usize,
     closed: AtomicBool,
     next_task: AtomicU64,
-    outstanding: Arc<Outstanding>,
 }
 
 impl ThreadPool {
@@ -89,7 +99,6 @@ impl ThreadPool {
             threads,
             closed: AtomicBool::new(false),
             next_task: AtomicU64::new(0),
-            outstanding: Arc::default(),
         })
     }
 
@@ -98,28 +107,29 @@ impl ThreadPool {
         self.threads
     }
 
-    /// Runs `job` on a worker; its outcome (value or panic) goes to `report`.
-    fn submit<R: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> R + Send + 'static,
-        report: impl FnOnce(u64, Result<R, PoolError>) + Send + 'static,
-    ) -> Result<u64, PoolError> {
+    /// The next task number; [`PoolError::Closed`] after `close`.
+    fn next_task(&self) -> Result<u64, PoolError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(PoolError::Closed);
         }
-        let task = self.next_task.fetch_add(1, Ordering::Relaxed);
-        *self.outstanding.count.lock() += 1;
-        let finish = FinishOnDrop(Arc::clone(&self.outstanding));
+        Ok(self.next_task.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Runs `job` on a worker as task number `task`; its outcome (value or panic) goes to `report`.
+    fn submit<R: Send + 'static>(
+        &self,
+        task: u64,
+        job: impl FnOnce() -> R + Send + 'static,
+        report: impl FnOnce(Result<R, PoolError>) + Send + 'static,
+    ) {
         self.pool.execute(move || {
             let outcome =
                 catch_unwind(AssertUnwindSafe(job)).map_err(|p| PoolError::TaskPanicked {
                     task,
                     message: panic_message(&*p),
                 });
-            report(task, outcome);
-            drop(finish);
+            report(outcome);
         });
-        Ok(task)
     }
 
     /// Runs `target(args...)` on a worker and returns at once (Python: `apply_async(f, args)`).
@@ -132,19 +142,25 @@ impl ThreadPool {
         F: Target<Args>,
         Args: Send + 'static,
     {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let task = self.submit(
-            move || target.call(args),
-            move |_, outcome| {
-                // The AsyncResult may have been dropped: nobody wants this value.
-                let _ = tx.send(outcome);
-            },
-        )?;
-        Ok(AsyncResult {
+        let slot = Arc::new(OneShot {
+            state: parking_lot::Mutex::new(Slot::Pending),
+            filled: parking_lot::Condvar::new(),
+        });
+        let task = self.next_task()?;
+        let mut guard = FillOnDrop {
+            slot: Some(Arc::clone(&slot)),
             task,
-            rx,
-            slot: parking_lot::Mutex::new(Slot::Pending),
-        })
+        };
+        self.submit(
+            task,
+            move || target.call(args),
+            move |outcome| {
+                if let Some(slot) = guard.slot.take() {
+                    slot.fill(outcome);
+                }
+            },
+        );
+        Ok(AsyncResult { task, slot })
     }
 
     /// Runs `target(args...)` on a worker and waits for its value (Python: `apply(f, args)`).
@@ -239,12 +255,14 @@ impl ThreadPool {
         for item in items {
             let f = Arc::clone(&f);
             let tx = tx.clone();
+            let task = self.next_task()?;
             self.submit(
+                task,
                 move || f(item),
-                move |_, outcome| {
+                move |outcome| {
                     let _ = tx.send(outcome);
                 },
-            )?;
+            );
             left += 1;
         }
         Ok(IMapUnordered { rx, left })
@@ -269,27 +287,26 @@ impl ThreadPool {
         if !self.closed.load(Ordering::Acquire) {
             return Err(PoolError::StillRunning);
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut count = self.outstanding.count.lock();
-        while *count > 0 {
-            match deadline {
-                None => self.outstanding.done.wait(&mut count),
-                Some(deadline) => {
-                    if self
-                        .outstanding
-                        .done
-                        .wait_until(&mut count, deadline)
-                        .timed_out()
-                        && *count > 0
-                    {
-                        return Err(PoolError::Timeout {
-                            timeout: timeout.unwrap_or_default(),
-                        });
-                    }
-                }
-            }
+        let Some(timeout) = timeout else {
+            self.pool.join();
+            return Ok(());
+        };
+        if self.pool.queued_count() + self.pool.active_count() == 0 {
+            return Ok(());
         }
-        Ok(())
+        // `threadpool` has no timed join: a helper thread joins and reports; after a timeout
+        // it ends on its own once the pool drains.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let pool = self.pool.clone();
+        std::thread::Builder::new()
+            .name("ThreadPool-join".into())
+            .spawn(move || {
+                pool.join();
+                let _ = tx.send(());
+            })
+            .map_err(|_| PoolError::Timeout { timeout })?;
+        rx.recv_timeout(timeout)
+            .map_err(|_| PoolError::Timeout { timeout })
     }
 }
 
@@ -298,22 +315,16 @@ impl fmt::Debug for ThreadPool {
         f.debug_struct("ThreadPool")
             .field("threads", &self.threads)
             .field("closed", &self.closed.load(Ordering::Relaxed))
-            .field("outstanding", &*self.outstanding.count.lock())
+            .field("queued", &self.pool.queued_count())
+            .field("active", &self.pool.active_count())
             .finish()
     }
-}
-
-enum Slot<R> {
-    Pending,
-    Ready(Result<R, PoolError>),
-    Taken { ok: bool },
 }
 
 /// The pending outcome of [`ThreadPool::apply_async`] (Python: `AsyncResult`).
 pub struct AsyncResult<R> {
     task: u64,
-    rx: Receiver<Result<R, PoolError>>,
-    slot: parking_lot::Mutex<Slot<R>>,
+    slot: Arc<OneShot<R>>,
 }
 
 impl<R> AsyncResult<R> {
@@ -322,38 +333,38 @@ impl<R> AsyncResult<R> {
         self.task
     }
 
-    /// Waits up to `timeout` (forever for `None`) for the outcome; returns whether it is in.
+    /// Waits up to `timeout` (forever for `None`) for the outcome; returns whether it is in
+    /// (or was already taken).
     fn poll(&self, timeout: Option<Duration>) -> bool {
-        let mut slot = self.slot.lock();
-        if !matches!(*slot, Slot::Pending) {
-            return true;
+        let mut state = self.slot.state.lock();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        while matches!(*state, Slot::Pending) {
+            match deadline {
+                None => self.slot.filled.wait(&mut state),
+                Some(deadline) => {
+                    if self
+                        .slot
+                        .filled
+                        .wait_until(&mut state, deadline)
+                        .timed_out()
+                    {
+                        break;
+                    }
+                }
+            }
         }
-        let outcome = match timeout {
-            None => self.rx.recv().map_err(|_| ()),
-            Some(Duration::ZERO) => match self.rx.try_recv() {
-                Err(TryRecvError::Empty) => return false,
-                other => other.map_err(|_| ()),
-            },
-            Some(timeout) => match self.rx.recv_timeout(timeout) {
-                Err(RecvTimeoutError::Timeout) => return false,
-                other => other.map_err(|_| ()),
-            },
-        };
-        *slot = Slot::Ready(outcome.unwrap_or(Err(PoolError::WorkerLost { task: self.task })));
-        true
+        !matches!(*state, Slot::Pending)
     }
 
     fn take(&self) -> Result<R, PoolError> {
-        let mut slot = self.slot.lock();
-        match std::mem::replace(&mut *slot, Slot::Pending) {
+        let mut state = self.slot.state.lock();
+        match std::mem::replace(&mut *state, Slot::Pending) {
             Slot::Ready(outcome) => {
-                *slot = Slot::Taken {
-                    ok: outcome.is_ok(),
-                };
+                *state = Slot::Taken(outcome.is_ok());
                 outcome
             }
-            Slot::Taken { ok } => {
-                *slot = Slot::Taken { ok };
+            Slot::Taken(ok) => {
+                *state = Slot::Taken(ok);
                 Err(PoolError::AlreadyTaken)
             }
             Slot::Pending => Err(PoolError::NotReady),
@@ -383,13 +394,10 @@ impl<R> AsyncResult<R> {
 
     /// Whether the task finished without panicking; [`PoolError::NotReady`] while it runs.
     pub fn successful(&self) -> Result<bool, PoolError> {
-        if !self.ready() {
-            return Err(PoolError::NotReady);
-        }
-        match &*self.slot.lock() {
-            Slot::Ready(outcome) => Ok(outcome.is_ok()),
-            Slot::Taken { ok } => Ok(*ok),
+        match &*self.slot.state.lock() {
             Slot::Pending => Err(PoolError::NotReady),
+            Slot::Ready(outcome) => Ok(outcome.is_ok()),
+            Slot::Taken(ok) => Ok(*ok),
         }
     }
 

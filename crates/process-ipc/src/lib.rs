@@ -56,6 +56,74 @@
 //!     other => panic!("expected a panic, got {other:?}"),
 //! }
 //! ```
+//!
+//! ## A pool of reused workers
+//!
+//! ```python
+//! with Pool(2) as pool:
+//!     assert pool.map(square, range(5)) == [0, 1, 4, 9, 16]
+//!     r = pool.apply_async(square, (7,)); assert r.get(timeout=10) == 49
+//! ```
+//!
+//! ```
+//! use std::time::Duration;
+//! use process_ipc::{Pool, PoolError};
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! let pool = Pool::new(2).unwrap();
+//! assert_eq!(pool.map(square, 0..5u64).unwrap(), vec![0, 1, 4, 9, 16]);
+//! let r = pool.apply_async(square, (7,)).unwrap();
+//! assert_eq!(r.get_timeout(Duration::from_secs(10)).unwrap(), 49);
+//! assert_eq!(Pool::new(0).unwrap_err(), PoolError::NoWorkers(0));
+//! ```
+//!
+//! Unlike Python's `Pool`, which waits forever when a worker is killed mid-task, a dead worker
+//! fails only its own task, with its pid and the signal, and is replaced.
+//!
+//! ## Talking between processes
+//!
+//! [`Queue`] is Python's `multiprocessing.Queue`: `put` never blocks (a feeder thread ships
+//! items in batches, which makes it fast for streams). [`pipe`] is Python's `Pipe()`: no
+//! feeder, so a round trip costs what raw ipc-channel costs; its `send` blocks while the peer's
+//! buffer is full. Both carry any serde type; both ends can be [`Process`] arguments.
+//!
+//! ```
+//! use process_ipc::{pipe, Connection, Process};
+//!
+//! fn echo_twice(conn: Connection<String>) {
+//!     for _ in 0..2 {
+//!         let s = conn.recv().unwrap();
+//!         conn.send(s.to_uppercase()).unwrap();
+//!     }
+//! }
+//!
+//! let (mine, theirs) = pipe().unwrap();
+//! let child = Process::new(echo_twice, (theirs,)).start().unwrap();
+//! mine.send("ping".to_string()).unwrap();
+//! assert_eq!(mine.recv().unwrap(), "PING");
+//! mine.send("pong".to_string()).unwrap();
+//! assert_eq!(mine.recv().unwrap(), "PONG");
+//! child.join().unwrap();
+//! ```
+//!
+//! ## What a target can be
+//!
+//! A plain `fn` item or a closure that captures nothing: the child finds the same code in the
+//! same executable, but nothing captured would come along. A capturing closure does not compile:
+//!
+//! ```compile_fail
+//! let n = 21u64; // even a Copy capture: the child would not have it
+//! let _ = process_ipc::Process::new(move || n * 2, ()).start();
+//! ```
+//!
+//! How it works, and its limits: the child runs the target from a constructor before `main`,
+//! after checking that its executable is the parent's (same device, inode, size and mtime);
+//! otherwise `start` fails with [`ProcessError::Bootstrap`] instead of running anything. Pool
+//! task arguments are plain serde data (like Python's, queue handles cannot be pool arguments);
+//! share a queue with pool tasks through a [`Manager`].
 
 mod bootstrap;
 pub mod error;

@@ -1109,7 +1109,8 @@ impl Pool {
             filled.set(value);
         });
         let call = task_offset(run_one::<F, Args>);
-        self.submit(vec![(call, bytes, "an apply_async task".into(), complete)])?;
+        let what = format!("apply_async({})", std::any::type_name::<F>());
+        self.submit(vec![(call, bytes, what, complete)])?;
         Ok(AsyncResult { slot })
     }
 
@@ -1164,7 +1165,11 @@ impl Pool {
                 });
                 target.complete_chunk(i, n, values);
             });
-            let what = format!("items {start}..{} of a map", start + n);
+            let what = format!(
+                "items {start}..{} of a map of {}",
+                start + n,
+                std::any::type_name::<F>()
+            );
             tasks.push((call, bytes, what, complete));
         }
         self.submit(tasks)?;

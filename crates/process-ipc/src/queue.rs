@@ -67,16 +67,37 @@ fn feeds() -> &'static Mutex<Vec<Weak<Feed>>> {
     &FEEDS
 }
 
+/// At process exit (after `main` returns or `std::process::exit`), gives the feeders up to
+/// this long to ship what was put, as Python joins its feeder threads at exit.
+const EXIT_FLUSH: Duration = Duration::from_secs(10);
+
+extern "C" fn flush_at_exit() {
+    // Never unwind into libc.
+    let _ = std::panic::catch_unwind(|| flush_all_until(Some(Instant::now() + EXIT_FLUSH)));
+}
+
+fn register_exit_flush() {
+    static REGISTERED: OnceLock<()> = OnceLock::new();
+    REGISTERED.get_or_init(|| {
+        // SAFETY: registers a plain `extern "C" fn()` that does not unwind.
+        unsafe { libc::atexit(flush_at_exit) };
+    });
+}
+
 /// Waits until every feeder in this process has handed its buffered items to the socket.
 /// Called by a child before it reports its return value.
 pub(crate) fn flush_all() {
+    flush_all_until(None);
+}
+
+fn flush_all_until(deadline: Option<Instant>) {
     let all: Vec<Arc<Feed>> = {
         let mut list = feeds().lock().unwrap_or_else(|p| p.into_inner());
         list.retain(|w| w.strong_count() > 0);
         list.iter().filter_map(Weak::upgrade).collect()
     };
     for feed in all {
-        feed.wait_drained(None);
+        feed.wait_drained(deadline);
     }
 }
 
@@ -199,6 +220,7 @@ impl<T: Serialize> QueueSender<T> {
         // First put in this process: start the feeder (exactly once, guarded by the list lock).
         let mut list = feeds().lock().unwrap_or_else(|p| p.into_inner());
         if !list.iter().any(|w| w.as_ptr() == Arc::as_ptr(feed)) {
+            register_exit_flush();
             list.push(Arc::downgrade(feed));
             let (feed2, ipc) = (Arc::clone(feed), self.shared.ipc.clone());
             std::thread::Builder::new()

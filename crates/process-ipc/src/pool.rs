@@ -241,12 +241,16 @@ impl Shared {
     }
 }
 
-fn dispatch(state: &mut State, cfg: &Config) {
+/// Hands pending tasks to workers that hold at most `refill_at` tasks, filling each up to
+/// `PREFETCH` in one batch. Submitters pass 0 (only idle workers get work at once, so a burst
+/// of submissions does not become a burst of one-task messages); the result collector passes
+/// [`REFILL_AT`] as results come back.
+fn dispatch(state: &mut State, cfg: &Config, refill_at: usize) {
     while !state.pending.is_empty() {
         let Some(worker) = state
             .workers
             .values_mut()
-            .filter(|w| w.inflight.len() <= REFILL_AT && w.capacity(cfg.max_tasks) > 0)
+            .filter(|w| w.inflight.len() <= refill_at && w.capacity(cfg.max_tasks) > 0)
             .min_by_key(|w| w.inflight.len())
         else {
             return;
@@ -377,7 +381,7 @@ fn on_message(shared: &Shared, key: u64, msg: WorkerMsg) {
                 }
                 worker.front_since = (!worker.inflight.is_empty()).then(Instant::now);
                 let task = st.tasks.remove(&id);
-                dispatch(&mut st, &shared.config);
+                dispatch(&mut st, &shared.config, REFILL_AT);
                 (task, pid, st.tasks.is_empty())
             };
             if let Some(task) = task {
@@ -514,7 +518,7 @@ fn replace_workers(shared: &Shared, set: &mut IpcReceiverSet) {
                     worker.feeder = None;
                 }
                 st.workers.insert(key, worker);
-                dispatch(&mut st, &shared.config);
+                dispatch(&mut st, &shared.config, REFILL_AT);
             }
             Err(e) => {
                 let tasks: Vec<Task> = {
@@ -1049,7 +1053,7 @@ impl Pool {
             );
             st.pending.push_back(id);
         }
-        dispatch(&mut st, &self.shared.config);
+        dispatch(&mut st, &self.shared.config, 0);
         Ok(())
     }
 

@@ -164,6 +164,7 @@ fn run_child(token: &str) -> i32 {
     // closed socket then becomes an error value instead of killing the child.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     start_lifeline_watch(lifeline);
+    name_after_parent(parent);
     match exe_identity() {
         Ok(mine) if mine[..] == identity[..] => {}
         Ok(_) => {
@@ -182,6 +183,23 @@ fn run_child(token: &str) -> i32 {
     // parent took the offset of, a `fn(String) -> i32` in this very binary.
     let entry: ChildEntry = unsafe { std::mem::transmute::<usize, ChildEntry>(address) };
     entry(server.to_string())
+}
+
+/// Re-executing `/proc/self/exe` names the process `exe` in `ps` and `top`; take the parent's
+/// name instead, as a forked Python child keeps its parent's.
+fn name_after_parent(parent: i64) {
+    let Ok(name) = std::fs::read_to_string(format!("/proc/{parent}/comm")) else {
+        return;
+    };
+    let mut bytes: Vec<u8> = name
+        .trim_end()
+        .bytes()
+        .filter(|&b| b != 0)
+        .take(15)
+        .collect();
+    bytes.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from a valid pointer.
+    unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
 
 /// Reports a bootstrap failure to a parent blocked in `accept()`.

@@ -1083,7 +1083,8 @@ impl Pool {
 
     /// `apply_async(f, args, callback, error_callback)`: exactly one of the callbacks runs,
     /// exactly once, on the pool's result thread, before the result becomes ready. Keep them
-    /// short, as in Python.
+    /// short, as in Python, and do not wait on the pool from inside one (`join`, `terminate`,
+    /// `get`): the result thread would be waiting for itself.
     pub fn apply_async_with<F, Args, C, E>(
         &self,
         f: F,

@@ -355,3 +355,15 @@ fn drop_terminates_and_reaps_the_workers() {
         }
     }
 }
+
+#[test]
+fn send_and_sync_tell_the_truth() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Pool>();
+    send_sync::<process_ipc::AsyncResult<u64>>();
+    send_sync::<process_ipc::Queue<u64>>();
+    send_sync::<process_ipc::QueueSender<u64>>();
+    send::<process_ipc::ProcessHandle<u64>>();
+    send::<process_ipc::Connection<u64>>();
+}

@@ -234,3 +234,15 @@ fn many_children_in_parallel_threads() {
     got.sort();
     assert_eq!(got, vec![100, 101, 102, 103]);
 }
+
+fn own_name() -> String {
+    std::fs::read_to_string("/proc/self/comm").unwrap()
+}
+
+#[test]
+fn children_carry_the_parent_name_not_exe() {
+    let mut child = Process::new(own_name, ()).start().unwrap();
+    let name = child.join_timeout(WAIT).unwrap();
+    assert_eq!(name, std::fs::read_to_string("/proc/self/comm").unwrap());
+    assert_ne!(name.trim(), "exe");
+}

@@ -327,8 +327,11 @@ struct Reader {
 /// assert_eq!(q.try_get(), Err(process_ipc::QueueError::Empty));
 /// ```
 ///
+/// There is no `qsize` or `empty`: across processes they could not be honest (items still in a
+/// producer's feeder or in the socket are invisible here); use [`try_get`](Queue::try_get).
+///
 /// Byte payloads: wrap them in `serde_bytes::ByteBuf` (re-exported as
-/// [`ByteBuf`](crate::ByteBuf)); a plain `Vec<u8>` is encoded byte by byte, about 4x slower.
+/// [`ByteBuf`]); a plain `Vec<u8>` is encoded byte by byte, about 4x slower.
 pub struct Queue<T> {
     sender: Mutex<Option<QueueSender<T>>>,
     reader: TimedMutex<Reader>,

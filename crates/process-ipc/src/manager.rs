@@ -74,11 +74,12 @@
 //! - **Unbounded** unless made with [`Manager::bounded_queue`] (Python's `Queue(maxsize)`),
 //!   whose puts wait for room; `put_timeout` and `try_put` hand the item back when full.
 //! - **Buffered puts, as in Python's `multiprocessing.Queue`**: outside the manager's process,
-//!   `put` into an unbounded queue hands the item to a feeder thread (one per handle and its clones), which sends what
-//!   has piled up as one message. A handle's items arrive in put order and before its own next
-//!   get or qsize; [`ManagedQueue::flush`] waits until the manager holds them, and so does
-//!   dropping the handle's last clone in a process (a `Process` target's arguments are dropped
-//!   when it returns, so its puts are in the queue when `join` gives its value back).
+//!   `put` into an unbounded queue hands the item to a feeder thread (one per queue and
+//!   process), which sends what has piled up as one message. A process's items arrive in put
+//!   order and before its own next get or qsize on that queue. Dropping a handle that put
+//!   items waits until they are sent, so they survive the process's exit (a `Process` target
+//!   or a pool task drops its arguments when it returns); [`ManagedQueue::flush`] waits until
+//!   the manager holds them.
 //! - **Fair**: getters are served first come, first served, whichever process they wait in.
 //! - **Exactly once**: an item goes to one getter. A `get_timeout` that runs out withdraws its
 //!   request from the server before it reports [`ManagerError::Timeout`], so an item is never
@@ -103,11 +104,11 @@ mod wire;
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender, OpaqueIpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -188,8 +189,8 @@ pub enum ManagerError {
         /// How long the client waited.
         waited: Duration,
     },
-    /// Items put earlier through this handle could not be encoded, so its feeder dropped them
-    /// (reported once, by the next put or flush on the handle in that process).
+    /// Items put earlier into this queue from this process could not be encoded, so the feeder
+    /// dropped them (reported once, by the next put or flush on the queue in that process).
     #[error("manager queue {queue} (manager pid {pid}): {reason}")]
     Dropped {
         /// The manager's process id.
@@ -453,9 +454,8 @@ impl Manager {
             maxsize,
             address: Arc::clone(&self.address),
             local: Some(shared),
-            requests: OnceLock::new(),
-            clients: Mutex::new(Vec::new()),
-            feeder: Arc::new(OnceLock::new()),
+            conn: OnceLock::new(),
+            put_any: AtomicBool::new(false),
         })
     }
 
@@ -541,14 +541,45 @@ pub struct ManagedQueue<T> {
     address: Arc<str>,
     /// The queue's state when this handle was made by the manager (in its process).
     local: Option<Arc<Shared<T>>>,
-    /// The queue's request channel, for a decoded handle, once obtained.
-    requests: OnceLock<IpcSender<Request<T>>>,
+    /// This process's connection to the queue's server, for a decoded handle, once made.
+    conn: OnceLock<Arc<Connection<T>>>,
+    /// Whether this handle put items through the feeder (its drop then waits for them).
+    put_any: AtomicBool,
+}
+
+/// One process's connection to one queue's server, shared by every handle to that queue
+/// decoded in the process (a pool worker decodes one per task).
+struct Connection<T> {
+    requests: OpaqueIpcSender,
+    /// The thread that sends this process's puts, started by the first one; `None` inside if
+    /// it could not start (puts then go directly).
+    feeder: OnceLock<Option<Feeder<T>>>,
     /// Registered clients not in use by a call right now (one per concurrent caller).
     clients: Mutex<Vec<Client<T>>>,
-    /// The thread that sends this handle's puts (and its clones'), started by the first put
-    /// outside the manager's process; `None` inside if it could not start (puts then go
-    /// directly).
-    feeder: Arc<OnceLock<Option<Feeder<T>>>>,
+}
+
+impl<T: Serialize + DeserializeOwned> Connection<T> {
+    fn requests(&self) -> IpcSender<Request<T>> {
+        self.requests.clone().to()
+    }
+}
+
+impl<T> Drop for ManagedQueue<T> {
+    /// A handle that put items waits (a bounded while) until its process's feeder has sent
+    /// them, so they survive the process's exit right after (a `Process` target returning).
+    fn drop(&mut self) {
+        if !*self.put_any.get_mut() {
+            return;
+        }
+        let feeder = self
+            .conn
+            .get()
+            .and_then(|c| c.feeder.get())
+            .and_then(Option::as_ref);
+        if let Some(feeder) = feeder {
+            feeder.wait_sent(Instant::now().checked_add(REPLY_GRACE));
+        }
+    }
 }
 
 impl<T> fmt::Debug for ManagedQueue<T> {
@@ -566,19 +597,18 @@ impl<T: Serialize> Clone for ManagedQueue<T> {
     /// Another handle to the same queue. It registers its own reply channel when first used
     /// for a get in a process other than the manager's.
     fn clone(&self) -> Self {
-        let requests = OnceLock::new();
-        if let Some(connected) = self.requests.get() {
-            let _ = requests.set(connected.clone());
+        let conn = OnceLock::new();
+        if let Some(connected) = self.conn.get() {
+            let _ = conn.set(Arc::clone(connected));
         }
         Self {
             pid: self.pid,
             queue: self.queue,
             maxsize: self.maxsize,
             address: Arc::clone(&self.address),
-            requests,
             local: self.local.clone(),
-            clients: Mutex::new(Vec::new()),
-            feeder: Arc::clone(&self.feeder),
+            conn,
+            put_any: AtomicBool::new(false),
         }
     }
 }
@@ -615,10 +645,9 @@ impl<'de, T> Deserialize<'de> for ManagedQueue<T> {
                 .maxsize
                 .map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
             address: wire.address.into(),
-            requests: OnceLock::new(),
             local: None,
-            clients: Mutex::new(Vec::new()),
-            feeder: Arc::new(OnceLock::new()),
+            conn: OnceLock::new(),
+            put_any: AtomicBool::new(false),
         })
     }
 }
@@ -637,12 +666,12 @@ where
     /// trip. An unbounded queue never makes it wait:
     ///
     /// In the manager's process the item is queued at once. In any other process the item goes
-    /// to this handle's feeder thread (shared with its clones), which sends what has piled up
-    /// as one message, like the feeder thread of Python's `multiprocessing.Queue`; `put` waits
-    /// only if thousands of items are still unsent. Items from one handle arrive in put order,
-    /// and before that handle's next get or qsize. Dropping the last clone of the handle in a
-    /// process waits until the manager holds its items; [`flush`](ManagedQueue::flush) waits
-    /// for that explicitly.
+    /// to the queue's feeder thread in this process, which sends what has piled up as one
+    /// message, like the feeder thread of Python's `multiprocessing.Queue`; `put` waits only if
+    /// thousands of items are still unsent. Items put in one process arrive in put order, and
+    /// before that process's next get or qsize on the queue. Dropping a handle that put items
+    /// waits until they are sent; [`flush`](ManagedQueue::flush) waits until the manager holds
+    /// them.
     ///
     /// # Errors
     /// [`ManagerError::Gone`] if the manager is known to be gone: at once in its own process;
@@ -660,13 +689,17 @@ where
                 Err(self.gone("it was shut down"))
             };
         }
-        let requests = self.requests()?;
-        let feeder = self.feeder.get_or_init(|| {
-            Feeder::start(requests.clone(), format!("manager-feeder-{}", self.queue)).ok()
+        let conn = self.conn()?;
+        let feeder = conn.feeder.get_or_init(|| {
+            Feeder::start(conn.requests(), format!("manager-feeder-{}", self.queue)).ok()
         });
         match feeder {
-            Some(feeder) => feeder.put(item).map_err(|f| self.failed(f)),
-            None => requests
+            Some(feeder) => {
+                self.put_any.store(true, Ordering::Relaxed);
+                feeder.put(item).map_err(|f| self.failed(f))
+            }
+            None => conn
+                .requests()
                 .send(Request::Put(vec![item]))
                 .map_err(|e| self.send_error(e)),
         }
@@ -723,8 +756,8 @@ where
         }
     }
 
-    /// Waits until the manager holds every item put through this handle (or its clones) in
-    /// this process. Immediate in the manager's own process.
+    /// Waits until the manager holds every item put into this queue from this process.
+    /// Immediate in the manager's own process.
     ///
     /// # Errors
     /// [`ManagerError::Gone`] if the manager is gone (some items may be lost);
@@ -755,7 +788,7 @@ where
                 None => Err(self.gone("it was shut down")),
             };
         }
-        let Some(Some(feeder)) = self.feeder.get() else {
+        let Some(feeder) = self.feeder() else {
             return Ok(());
         };
         if !feeder.wait_sent(deadline) {
@@ -771,10 +804,8 @@ where
     /// Lets this handle's own puts reach the server before a request that must see them.
     /// Failures are left for the next put or flush to report.
     fn sync_puts(&self, deadline: Option<Instant>) -> bool {
-        match self.feeder.get() {
-            Some(Some(feeder)) => feeder.wait_sent(deadline),
-            _ => true,
-        }
+        self.feeder()
+            .is_none_or(|feeder| feeder.wait_sent(deadline))
     }
 
     fn failed(&self, failure: Failure) -> ManagerError {
@@ -902,24 +933,35 @@ where
         }
     }
 
-    /// The queue's request channel: this handle's, or (first use in this process) obtained
-    /// from the manager through its socket.
-    fn requests(&self) -> Result<&IpcSender<Request<T>>, ManagerError> {
-        if let Some(requests) = self.requests.get() {
-            return Ok(requests);
+    /// This process's connection to the queue: this handle's, the one another handle made in
+    /// this process, or (first use in this process) a new one, obtained from the manager
+    /// through its socket.
+    fn conn(&self) -> Result<&Arc<Connection<T>>, ManagerError> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn);
         }
         ignore_sigpipe();
-        let requests =
-            rendezvous::connect::<T>(&self.address, self.queue).map_err(|e| match e {
-                Unreachable::Gone(why) => self.gone(why),
-                Unreachable::Io(source) => ManagerError::Io {
-                    pid: self.pid,
-                    queue: self.queue,
-                    what: "cannot open a channel to reach the manager",
-                    source,
-                },
-            })?;
-        Ok(self.requests.get_or_init(|| requests))
+        let queue = self.queue;
+        let make = |requests| Connection {
+            requests,
+            feeder: OnceLock::new(),
+            clients: Mutex::new(Vec::new()),
+        };
+        let conn = rendezvous::connect(&self.address, queue, make).map_err(|e| match e {
+            Unreachable::Gone(why) => self.gone(why),
+            Unreachable::Io(source) => ManagerError::Io {
+                pid: self.pid,
+                queue,
+                what: "cannot open a channel to reach the manager",
+                source,
+            },
+        })?;
+        Ok(self.conn.get_or_init(|| conn))
+    }
+
+    /// The feeder of this process's connection, if one was started.
+    fn feeder(&self) -> Option<&Feeder<T>> {
+        self.conn.get()?.feeder.get()?.as_ref()
     }
 
     fn send_error(&self, error: IpcError) -> ManagerError {
@@ -975,27 +1017,24 @@ where
         register: Duration,
         call: impl FnOnce(&IpcSender<Request<T>>, &mut Client<T>) -> Outcome<R>,
     ) -> Result<R, ManagerError> {
-        let requests = self.requests()?;
-        let pooled = self.clients.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = self.conn()?;
+        let requests = conn.requests();
+        let pooled = conn.clients.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut client = match pooled {
             Some(client) => client,
-            None => self.register(requests, register)?,
+            None => self.register(&requests, register)?,
         };
-        match call(requests, &mut client) {
+        match call(&requests, &mut client) {
             Outcome::Ok(value) => {
-                self.keep(client);
+                conn.clients
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(client);
                 Ok(value)
             }
             // Dropping the client unregisters it.
             Outcome::Broken(e) => Err(e),
         }
-    }
-
-    fn keep(&self, client: Client<T>) {
-        self.clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(client);
     }
 
     /// Creates a reply channel and registers it with the server.

@@ -353,13 +353,15 @@ fn flush_and_drop_leave_remote_puts_in_the_queue() {
     }
     remote.flush_timeout(LIMIT).unwrap();
     assert_eq!(local.qsize().unwrap(), 1000);
-    // A producer thread that puts and drops its handle, as a finished process does.
+    // A producer thread that puts and drops its handle, as a finished task does: its items
+    // are sent by then; a flush from this process's other handle sees them held.
     let producer = through_ipc(&local);
     bounded(move || {
         for i in 0..1000 {
             producer.put(i).unwrap();
         }
     });
+    remote.flush_timeout(LIMIT).unwrap();
     assert_eq!(local.qsize().unwrap(), 2000);
     // The local handle has nothing to wait for.
     local.flush().unwrap();

@@ -5,7 +5,8 @@
 //! hands the item over a bounded in-process channel and returns; the feeder takes whatever
 //! has piled up (up to a batch's worth) and sends it as one message, so a busy producer pays
 //! one socket write per batch instead of one per item, while an idle one still sends each item
-//! at once. Dropping the last handle waits until the server has every accepted item.
+//! at once. The feeder lives as long as the process: every handle to the queue decoded in
+//! this process shares it.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,7 @@ use ipc_channel::ipc::IpcSender;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::wire::{Reply, Request};
+use super::wire::Request;
 
 /// Items a `put` may hand over before it waits for the feeder (back-pressure).
 const BACKLOG: usize = 4096;
@@ -125,7 +126,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Feeder<T> {
                 .unwrap_or(Failure::Gone("its feeder stopped"))
         })
     }
+}
 
+impl<T> Feeder<T> {
     /// Waits until every item handed over so far has been sent (at most until `deadline`).
     /// Returns false if the deadline came first.
     pub(crate) fn wait_sent(&self, deadline: Option<Instant>) -> bool {
@@ -180,7 +183,6 @@ fn run<T>(requests: &IpcSender<Request<T>>, incoming: &Receiver<Feed<T>>, status
 where
     T: Serialize + DeserializeOwned,
 {
-    let mut sent_any = false;
     let mut batch: Vec<T> = Vec::new();
     let mut acks: Vec<Sender<()>> = Vec::new();
     let take = |feed, batch: &mut Vec<T>, acks: &mut Vec<Sender<()>>| match feed {
@@ -208,7 +210,7 @@ where
             let sent = requests.send(Request::Put(std::mem::take(&mut batch)));
             status.pending.fetch_sub(n, Ordering::AcqRel);
             match sent {
-                Ok(()) => sent_any = true,
+                Ok(()) => {}
                 Err(IpcError::SerializationError(e)) => {
                     log::warn!("manager queue feeder: {n} items dropped: {e}");
                     status.record(Failure::Dropped(format!(
@@ -227,26 +229,4 @@ where
     }
     // Leaving (feed closed, or the server gone): whoever still waits on a flush is answered
     // by the acks being dropped here.
-    if sent_any && !status.failed.load(Ordering::Acquire) {
-        barrier(requests);
-    }
-}
-
-/// Returns once the server has handled everything sent before: a registration is answered
-/// only after the requests ahead of it in the channel. The handle's last clone is being
-/// dropped, so this is what lets "put, then drop the handle (or end the process)" mean the
-/// items are in the queue, as a synchronous put means in Python.
-fn barrier<T>(requests: &IpcSender<Request<T>>)
-where
-    T: Serialize + DeserializeOwned,
-{
-    let Ok((reply, replies)) = ipc_channel::ipc::channel::<Reply<T>>() else {
-        return;
-    };
-    if requests.send(Request::Register { reply }).is_err() {
-        return;
-    }
-    if let Ok(Reply::Registered { client }) = replies.try_recv_timeout(super::REPLY_GRACE) {
-        let _ = requests.send(Request::Unregister { client });
-    }
 }

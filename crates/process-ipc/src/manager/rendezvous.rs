@@ -9,6 +9,7 @@
 //! forever) only when the connection is already waiting, and a manager that is gone shows as a
 //! refused connection or a closed socket, never a hang.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -189,9 +190,10 @@ fn serve_one(stream: UnixStream, connectors: &Mutex<HashMap<u64, Connector>>) {
     let _ = writeln!(writer, "{answer}");
 }
 
-/// Request senders this process already obtained, by (address, queue): one exchange per
-/// queue per process, however many handles are decoded here (a pool worker gets one per task).
-static CONNECTED: Mutex<Option<HashMap<(String, u64), OpaqueIpcSender>>> = Mutex::new(None);
+/// What this process already obtained, by (address, queue): one exchange per queue per
+/// process, however many handles are decoded here (a pool worker gets one per task).
+type Cache = HashMap<(String, u64), Arc<dyn Any + Send + Sync>>;
+static CONNECTED: Mutex<Option<Cache>> = Mutex::new(None);
 
 /// Why a client could not reach the server.
 pub(crate) enum Unreachable {
@@ -201,30 +203,36 @@ pub(crate) enum Unreachable {
     Io(io::Error),
 }
 
-/// The client's side: the request sender of `queue` at `address`, from the cache or by the
-/// exchange described in the module docs.
-pub(crate) fn connect<T>(address: &str, queue: u64) -> Result<IpcSender<Request<T>>, Unreachable>
+/// The client's side: this process's connection to `queue` at `address`, from the cache, or
+/// made by `make` from the request sender that the exchange in the module docs obtains.
+pub(crate) fn connect<C>(
+    address: &str,
+    queue: u64,
+    make: impl FnOnce(OpaqueIpcSender) -> C,
+) -> Result<Arc<C>, Unreachable>
 where
-    T: Serialize + DeserializeOwned,
+    C: Any + Send + Sync,
 {
     let mut cache = CONNECTED.lock().unwrap_or_else(|e| e.into_inner());
     let cache = cache.get_or_insert_with(HashMap::new);
     let key = (address.to_string(), queue);
-    if let Some(sender) = cache.get(&key) {
-        return Ok(sender.clone().to());
+    // A miss on the type (the same queue decoded with another item type) makes a new one.
+    if let Some(found) = cache
+        .get(&key)
+        .and_then(|c| Arc::clone(c).downcast::<C>().ok())
+    {
+        return Ok(found);
     }
-    let sender = exchange::<T>(address, queue)?;
-    cache.insert(key, sender.clone().to_opaque());
-    Ok(sender)
+    let connection = Arc::new(make(exchange(address, queue)?));
+    cache.insert(key, Arc::clone(&connection) as Arc<dyn Any + Send + Sync>);
+    Ok(connection)
 }
 
-fn exchange<T>(address: &str, queue: u64) -> Result<IpcSender<Request<T>>, Unreachable>
-where
-    T: Serialize + DeserializeOwned,
-{
+/// The request sender arrives untyped: an `IpcSender` is the same bytes and file descriptor
+/// whatever its message type.
+fn exchange(address: &str, queue: u64) -> Result<OpaqueIpcSender, Unreachable> {
     let gone = |what: &str, e: &dyn std::fmt::Display| Unreachable::Gone(format!("{what}: {e}"));
-    let (server, name) =
-        IpcOneShotServer::<IpcSender<Request<T>>>::new().map_err(Unreachable::Io)?;
+    let (server, name) = IpcOneShotServer::<OpaqueIpcSender>::new().map_err(Unreachable::Io)?;
     let mut stream =
         UnixStream::connect(address).map_err(|e| gone("its socket does not answer", &e))?;
     let _ = stream.set_read_timeout(Some(LINE_WAIT));

@@ -1,14 +1,15 @@
 //! Greenlets: `spawn`, `spawn_later`, `joinall`, `sleep`, `kill`, `with_timeout`, `Timeout`.
 
 use std::borrow::Cow;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use may::coroutine::{Coroutine, JoinHandle};
+use may::sync::SyncFlag;
 
 use crate::error::{CoroError, Result};
-use crate::wait::{Signal, Waker};
+use crate::wait::Signal;
 use crate::{monitor, runtime};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -17,22 +18,28 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 struct Shared {
     id: u64,
     name: Option<String>,
-    /// Set (then `done` notified) when the body has returned or unwound.
+    /// Set when the body has returned or unwound; then `done` fires.
     finished: AtomicBool,
-    done: Signal<bool>,
+    /// Untimed waits, and timed waits from plain threads (exact there).
+    done: SyncFlag,
+    /// Timed waits inside coroutines (see `wait.rs`), notified only if any.
+    /// Created on the first such wait: most greenlets never need it.
+    timed: OnceLock<Arc<Signal<()>>>,
+    timed_waiters: AtomicUsize,
     killed: AtomicBool,
 }
 
 impl Shared {
     fn finish(&self) {
-        *self.done.lock() = true;
-        self.finished.store(true, Ordering::Release);
-        self.done.notify_all();
-    }
-
-    fn waker(self: &Arc<Self>) -> Waker {
-        let me = self.clone();
-        Box::new(move || me.done.wake_locked())
+        // SeqCst pairs with `wait`: either this load sees the waiter's
+        // increment, or the waiter's load sees `finished`.
+        self.finished.store(true, Ordering::SeqCst);
+        self.done.fire();
+        if self.timed_waiters.load(Ordering::SeqCst) > 0 {
+            if let Some(timed) = self.timed.get() {
+                timed.wake_locked();
+            }
+        }
     }
 
     /// Waits for the end, at most `timeout` (`None`: no limit); whether it ended.
@@ -40,10 +47,27 @@ impl Shared {
         if self.finished.load(Ordering::Acquire) {
             return true;
         }
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return false;
-        }
-        self.done.wait_until(timeout, |d| *d, || self.waker()).1
+        let ended = match timeout {
+            None => {
+                self.done.wait();
+                true
+            }
+            Some(t) if t.is_zero() => false,
+            Some(t) if !may::coroutine::is_coroutine() => self.done.wait_timeout(t),
+            Some(t) => {
+                let timed = self.timed.get_or_init(|| Arc::new(Signal::new(())));
+                self.timed_waiters.fetch_add(1, Ordering::SeqCst);
+                let (_, ended) = timed.wait_until(
+                    Some(t),
+                    |()| self.finished.load(Ordering::SeqCst),
+                    || timed.waker(),
+                );
+                self.timed_waiters.fetch_sub(1, Ordering::SeqCst);
+                ended
+            }
+        };
+        monitor::resumed();
+        ended
     }
 
     fn name(&self) -> Cow<'_, str> {
@@ -122,8 +146,11 @@ impl<T> Greenlet<T> {
     /// [`CoroError::Panicked`] with the panic message, [`CoroError::Killed`],
     /// or [`CoroError::ValueTaken`] if an earlier `get` took the value.
     pub fn get(&mut self) -> Result<T> {
-        self.join();
-        self.take()
+        // may's own join waits until the value is stored (our `done` fires a
+        // moment earlier, from inside the body's frame): one wake-up, not two.
+        let r = self.take();
+        monitor::resumed();
+        r
     }
 
     /// Like [`get`](Self::get), waiting at most `timeout`.
@@ -274,7 +301,9 @@ impl Builder {
             id,
             name: self.name,
             finished: AtomicBool::new(false),
-            done: Signal::new(false),
+            done: SyncFlag::new(),
+            timed: OnceLock::new(),
+            timed_waiters: AtomicUsize::new(0),
             killed: AtomicBool::new(false),
         });
         let mut builder = may::coroutine::Builder::new();

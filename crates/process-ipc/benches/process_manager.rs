@@ -4,7 +4,8 @@
 //!
 //! Producers: 4 tasks on a warm `Pool(2)` (Python's workload exactly: submit to last get),
 //! threads holding decoded handles (every put then takes the same path as in a child process),
-//! and 4 child processes started per iteration (their spawn and join included).
+//! and 4 child processes started per iteration (their spawn and join included). Beside them,
+//! the other extreme: 2 000 pool tasks that put one item each.
 
 use std::hint::black_box;
 use std::thread;
@@ -33,6 +34,12 @@ fn put_range(queue: ManagedQueue<u64>, base: u64) -> u64 {
         queue.put(base + i).expect("put");
     }
     base
+}
+
+/// Pool task: one put.
+fn put_one(queue: ManagedQueue<u64>, i: u64) -> u64 {
+    queue.put(i).expect("put");
+    i
 }
 
 /// Child target: the raw floor, `PER_PRODUCER` sends on a bare ipc-channel sender.
@@ -106,6 +113,22 @@ fn manager_queue(c: &mut Criterion) {
             black_box(sum)
         });
     });
+
+    const TINY: u64 = 2_000;
+    group.throughput(Throughput::Elements(TINY));
+    group.bench_function("2000_pool_tasks_one_put_each", |b| {
+        b.iter(|| {
+            let tasks = (0..TINY).map(|i| (queue.clone(), i));
+            let result = pool.starmap_async(put_one, tasks).expect("submit");
+            let mut sum = 0u64;
+            for _ in 0..TINY {
+                sum += queue.get_timeout(LIMIT).expect("get");
+            }
+            result.get_timeout(LIMIT).expect("tasks");
+            black_box(sum)
+        });
+    });
+    group.throughput(Throughput::Elements(TOTAL));
 
     group.bench_function("4x5000_child_processes_local_drain", |b| {
         b.iter(|| {

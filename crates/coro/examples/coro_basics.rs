@@ -25,7 +25,8 @@ fn worker(name: &'static str) -> String {
 fn main() -> anyhow::Result<()> {
     // Keep the demo's intended panic to one line (coro chains this hook).
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("  [panic hook] {info}");
+        let what = info.payload_as_str().unwrap_or("<non-string payload>");
+        eprintln!("  [panic hook] a coroutine panicked: {what}");
     }));
     println!(
         "coro_basics: three greenlets on {} worker(s)",

@@ -25,7 +25,12 @@ fn worker(name: &'static str) -> String {
 fn main() -> anyhow::Result<()> {
     // Keep the demo's intended panic to one line (coro chains this hook).
     std::panic::set_hook(Box::new(|info| {
-        let what = info.payload_as_str().unwrap_or("<non-string payload>");
+        let payload = info.payload();
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("<non-string payload>");
         eprintln!("  [panic hook] a coroutine panicked: {what}");
     }));
     println!(

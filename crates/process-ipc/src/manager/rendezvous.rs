@@ -15,7 +15,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -150,6 +150,8 @@ fn accept_loop(
             return;
         }
         let Ok(stream) = stream else {
+            // Out of file descriptors, say: back off instead of spinning on the error.
+            std::thread::sleep(Duration::from_millis(10));
             continue;
         };
         // One thread per asking process (once per queue per process), so a client that
@@ -213,8 +215,8 @@ pub(crate) fn connect<C>(
 where
     C: Any + Send + Sync,
 {
-    let mut cache = CONNECTED.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = cache.get_or_insert_with(HashMap::new);
+    let mut guard = CONNECTED.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = guard.get_or_insert_with(HashMap::new);
     let key = (address.to_string(), queue);
     // A miss on the type (the same queue decoded with another item type) makes a new one.
     if let Some(found) = cache
@@ -225,6 +227,16 @@ where
     }
     let connection = Arc::new(make(exchange(address, queue)?));
     cache.insert(key, Arc::clone(&connection) as Arc<dyn Any + Send + Sync>);
+    // Forget the connections to managers that shut down (their socket is gone), so a process
+    // that outlives many managers does not keep their feeder threads; dropped after unlocking.
+    let gone: Vec<(String, u64)> = cache
+        .keys()
+        .filter(|(address, _)| !Path::new(address).exists())
+        .cloned()
+        .collect();
+    let stale: Vec<_> = gone.iter().filter_map(|key| cache.remove(key)).collect();
+    drop(guard);
+    drop(stale);
     Ok(connection)
 }
 

@@ -194,6 +194,8 @@ struct Worker {
     pid: u32,
     handle: Option<ProcessHandle<()>>,
     feeder: Option<Sender<Vec<TaskOut>>>,
+    /// Returns the ids of tasks it could not deliver (the worker was already gone).
+    feeder_thread: Option<JoinHandle<Vec<u64>>>,
     inflight: VecDeque<u64>,
     front_since: Option<Instant>,
     assigned: usize,
@@ -275,21 +277,39 @@ fn dispatch(state: &mut State, cfg: &Config, refill_at: usize) {
             worker.inflight.push_back(id);
             worker.assigned += 1;
         }
-        if let Some(feeder) = &worker.feeder {
-            let _ = feeder.send(batch);
+        let ids: Vec<u64> = batch.iter().map(|t| t.id).collect();
+        let handed = worker
+            .feeder
+            .as_ref()
+            .is_some_and(|f| f.send(batch).is_ok());
+        if !handed {
+            // The feeder already stopped: its worker is gone. These tasks never left.
+            worker.feeder = None;
+            worker.inflight.retain(|id| !ids.contains(id));
+            for id in ids.into_iter().rev() {
+                state.pending.push_front(id);
+            }
         }
     }
 }
 
-fn feeder_loop(rx: Receiver<Vec<TaskOut>>, tx: IpcSender<Vec<TaskOut>>) {
+fn feeder_loop(rx: Receiver<Vec<TaskOut>>, tx: IpcSender<Vec<TaskOut>>) -> Vec<u64> {
     while let Ok(mut batch) = rx.recv() {
         while let Ok(more) = rx.try_recv() {
             batch.extend(more);
         }
+        let ids: Vec<u64> = batch.iter().map(|t| t.id).collect();
         if tx.send(batch).is_err() {
-            return; // the worker is gone; the collector handles its tasks
+            // The worker is gone: report what never reached it, so the collector requeues those
+            // tasks instead of blaming them for the death.
+            let mut lost = ids;
+            while let Ok(more) = rx.try_recv() {
+                lost.extend(more.iter().map(|t| t.id));
+            }
+            return lost;
         }
     }
+    Vec::new()
 }
 
 /// Starts one worker process with its two channels and its feeder thread.
@@ -312,7 +332,7 @@ fn spawn_worker(cfg: &Config) -> Result<(Worker, IpcReceiver<WorkerMsg>), PoolEr
         .start()
         .map_err(|e: ProcessError| PoolError::Spawn(e.to_string()))?;
     let (feed_tx, feed_rx) = crossbeam_channel::unbounded();
-    std::thread::Builder::new()
+    let feeder_thread = std::thread::Builder::new()
         .name(format!("process-ipc-pool-feeder-{}", handle.pid()))
         .spawn(move || feeder_loop(feed_rx, task_tx))
         .map_err(io)?;
@@ -321,6 +341,7 @@ fn spawn_worker(cfg: &Config) -> Result<(Worker, IpcReceiver<WorkerMsg>), PoolEr
             pid: handle.pid(),
             handle: Some(handle),
             feeder: Some(feed_tx),
+            feeder_thread: Some(feeder_thread),
             inflight: VecDeque::new(),
             front_since: None,
             assigned: 0,
@@ -449,10 +470,25 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: u64) {
         other => other,
     };
     let (clean, cause, signal) = describe_exit(exit);
+    // With the process gone, the feeder's sends fail at once; it then says what it never sent.
+    let undelivered = {
+        drop(worker.feeder.take());
+        worker
+            .feeder_thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    };
     let failed = {
         let mut st = shared.lock();
         let mut failed = None;
         let mut inflight = std::mem::take(&mut worker.inflight);
+        inflight.retain(|id| !undelivered.contains(id));
+        for &id in undelivered.iter().rev() {
+            if st.tasks.contains_key(&id) {
+                st.pending.push_front(id);
+            }
+        }
         if !clean {
             if let Some(id) = inflight.pop_front() {
                 if let Some(task) = st.tasks.remove(&id) {

@@ -267,27 +267,26 @@ fn kill_matrix_map_names_the_lost_chunk() {
 #[test]
 fn kill_matrix_apply_async_fails_within_a_second() {
     let pool = Pool::new(2).unwrap();
+    let started = Instant::now();
     let results: Vec<_> = (0..10u64)
         .map(|i| pool.apply_async(square_or_die, (i, 3)).unwrap())
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(1);
-    for (i, r) in results.into_iter().enumerate() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let v = r.get_timeout(left + Duration::from_millis(1));
-        if i == 3 {
-            assert!(
-                matches!(
-                    v,
-                    Err(PoolError::WorkerDied {
-                        signal: Some(9),
-                        ..
-                    })
-                ),
-                "{v:?}"
-            );
-        } else {
-            assert_eq!(v, Ok((i * i) as u64), "task {i}");
-        }
+    // The killed task's error arrives within a second of submission...
+    let v = results[3].get_timeout(Duration::from_secs(1));
+    assert!(
+        matches!(
+            v,
+            Err(PoolError::WorkerDied {
+                signal: Some(9),
+                ..
+            })
+        ),
+        "{v:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // ...and every other task completes.
+    for (i, r) in results.into_iter().enumerate().filter(|&(i, _)| i != 3) {
+        assert_eq!(r.get_timeout(WAIT), Ok((i * i) as u64), "task {i}");
     }
 }
 

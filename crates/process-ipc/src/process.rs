@@ -106,10 +106,15 @@ pub(crate) fn take_refusal() -> Option<String> {
 /// Runs `f` while queue handles may be serialized (they carry file descriptors, which only an
 /// ipc-channel message can transfer).
 pub(crate) fn with_ipc_transfer<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            IPC_TRANSFER.with(|c| c.set(c.get() - 1));
+        }
+    }
     IPC_TRANSFER.with(|c| c.set(c.get() + 1));
-    let out = f();
-    IPC_TRANSFER.with(|c| c.set(c.get() - 1));
-    out
+    let _reset = Reset; // also on unwind, so a panicking serializer leaves no permission behind
+    f()
 }
 
 /// True inside [`with_ipc_transfer`] (or while deserializing, which ipc-channel drives).

@@ -24,6 +24,15 @@ pub enum CoroError {
         /// The greenlet's name.
         name: String,
     },
+    /// The coroutine overflowed its stack; may abandoned it (nothing was unwound).
+    #[error(
+        "coroutine '{name}' overflowed its stack; give it a bigger one \
+         (coro::Builder::stack_size or coro::Config::stack_size)"
+    )]
+    StackOverflow {
+        /// The greenlet's name.
+        name: String,
+    },
     /// A wait ended because its timeout passed first.
     #[error("{what} timed out after {timeout:?}")]
     Timeout {

@@ -78,6 +78,8 @@ impl Shared {
     }
 }
 
+may::coroutine_local!(static FINISH: std::cell::RefCell<Option<Finish>> = std::cell::RefCell::new(None));
+
 /// Payload of the unwinding that stops a greenlet killed before it started.
 struct KilledBeforeStart;
 
@@ -201,6 +203,11 @@ impl<T> Greenlet<T> {
                 );
             if killed {
                 CoroError::Killed { name: name() }
+            } else if matches!(
+                payload.downcast_ref::<generator::Error>(),
+                Some(generator::Error::StackErr)
+            ) {
+                CoroError::StackOverflow { name: name() }
             } else {
                 CoroError::Panicked {
                     name: name(),
@@ -322,8 +329,12 @@ impl Builder {
             on_finish,
         };
         let handle = runtime::spawn_on_may(builder, move || {
-            let finish = finish;
-            if finish.shared.killed.load(Ordering::Acquire) {
+            let killed = finish.shared.killed.load(Ordering::Acquire);
+            // Parked in may's coroutine-local storage, the guard drops when may
+            // disposes of the coroutine, however it ended: returned, panicked,
+            // killed, or abandoned after a stack overflow (which never unwinds).
+            FINISH.with(|slot| *slot.borrow_mut() = Some(finish));
+            if killed {
                 std::panic::resume_unwind(Box::new(KilledBeforeStart));
             }
             monitor::resumed();

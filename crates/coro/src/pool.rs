@@ -110,6 +110,29 @@ impl Pool {
         self.spawn_in_slot(builder, f)
     }
 
+    /// Like [`spawn_builder`](Pool::spawn_builder), waiting at most `timeout` for a slot.
+    ///
+    /// # Errors
+    /// [`CoroError::Timeout`] if no slot freed in time.
+    pub fn spawn_builder_timeout<F, T>(
+        &self,
+        builder: Builder,
+        timeout: Duration,
+        f: F,
+    ) -> Result<Greenlet<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if !self.acquire(Some(timeout)) {
+            return Err(CoroError::Timeout {
+                what: format!("Pool({}) spawn waiting for a free slot", self.size()),
+                timeout,
+            });
+        }
+        self.spawn_in_slot(builder, f)
+    }
+
     fn spawn_in_slot<F, T>(&self, builder: Builder, f: F) -> Result<Greenlet<T>>
     where
         F: FnOnce() -> T + Send + 'static,

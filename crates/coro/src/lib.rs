@@ -122,8 +122,11 @@
 //! - **No long CPU loops without a switch**: scheduling is cooperative; call
 //!   [`yield_now`] now and then.
 //! - **Mind the stack**: 32 KiB by default; deep recursion or big arrays on
-//!   the stack overflow it, and the guard page turns that into SIGSEGV.
-//!   Raise it with [`Config::stack_size`] or [`Builder::stack_size`].
+//!   the stack overflow it (debug builds use much more stack than release).
+//!   may's guard page catches the overflow and abandons the coroutine: it
+//!   ends with [`CoroError::StackOverflow`], and nothing in it is unwound, so
+//!   its destructors do not run. Raise the size with [`Config::stack_size`]
+//!   or [`Builder::stack_size`].
 //!
 //! Two things about may's timers (0.3.51) that `coro` works around in its
 //! own calls, and that raw may calls (including the may primitives in

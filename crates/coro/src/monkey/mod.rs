@@ -16,7 +16,7 @@
 //! `may::coroutine::is_coroutine()`, so the same function works from `main`
 //! and from a greenlet.
 //!
-//! For code you cannot edit, the `patch` feature adds [`patch_all`]: a
+//! For code you cannot edit, the `patch` feature adds `patch_all()`: a
 //! symbol-level patch that makes unchanged `std::thread::sleep` cooperative
 //! (Linux with glibc only).
 
@@ -33,7 +33,7 @@ pub fn sleep(duration: Duration) {
     crate::sleep(duration);
 }
 
-/// Whether [`patch_all`] is in effect (always `false` without the `patch` feature).
+/// Whether `patch_all()` is in effect (always `false` without the `patch` feature).
 pub fn is_patched() -> bool {
     #[cfg(feature = "patch")]
     {

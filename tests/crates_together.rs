@@ -24,7 +24,11 @@ fn pool_tasks_run_generators() {
     let results = pool.map(generator_sum, 0..50u64).unwrap();
     for (n, (pid, sum)) in (0..50u64).zip(&results) {
         assert_eq!(*sum, n * n.saturating_sub(1) / 2, "sum of 0..{n}");
-        assert_ne!(*pid, process::current_pid(), "the task ran in a worker process");
+        assert_ne!(
+            *pid,
+            process::current_pid(),
+            "the task ran in a worker process"
+        );
     }
     pool.close();
     pool.join_timeout(WAIT).unwrap();
@@ -50,7 +54,9 @@ fn coroutines_in_child(n: u64) -> (u32, u64) {
 
 #[test]
 fn coroutines_run_inside_a_child_process() {
-    let mut child = process::Process::new(coroutines_in_child, (1000,)).start().unwrap();
+    let mut child = process::Process::new(coroutines_in_child, (1000,))
+        .start()
+        .unwrap();
     let pid = child.pid();
     let (seen_pid, sum) = child.join_timeout(WAIT).unwrap();
     assert_eq!(seen_pid, pid);
@@ -99,5 +105,9 @@ fn threads_feed_a_manager_queue_that_a_coroutine_drains() {
     }
     let mut seen = drain.get_timeout(WAIT + WAIT).unwrap();
     seen.sort_unstable();
-    assert_eq!(seen, (0..PRODUCERS * EACH).collect::<Vec<_>>(), "each item exactly once");
+    assert_eq!(
+        seen,
+        (0..PRODUCERS * EACH).collect::<Vec<_>>(),
+        "each item exactly once"
+    );
 }

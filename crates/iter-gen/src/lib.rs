@@ -169,9 +169,10 @@
 //!
 //! Summing 10 000 000 `u64`s (the `gen_sum` bench; figures from a quiet run of the same
 //! machine's anchors): a hand-written iterator takes well under 1 ns per item, raw genawaiter
-//! about 2.6 ns (`rc`) and 71 ns (`sync`), Python's generator about 20.6 ns. This crate adds
-//! about a tenth to raw genawaiter of the same flavour (a state check per step); a
-//! [`Generator::boxed`] body adds a virtual call per step on top.
+//! about 2.6 ns (`rc`) and 71 ns (`sync`), Python's generator about 20.6 ns. This crate adds a
+//! state check per step to raw genawaiter of the same flavour: about 9 instructions, +16% for
+//! `rc` and +2% for `sync` by instruction count, within noise by the clock. A
+//! [`Generator::boxed`] body adds a virtual call per step on top (about 1.7 times raw `rc`).
 //!
 //! # When to write the iterator by hand instead
 //!

@@ -142,12 +142,20 @@ pub(crate) fn current_name() -> Arc<str> {
 
 /// What every lock of this crate carries next to its raw lock.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct LockMeta {
-    /// Ident of the thread holding the lock, 0 when free or changing hands.
+    /// Ident of the thread holding the lock, 0 when free or changing hands. Written on every
+    /// acquisition, so it sits first, next to the raw lock that follows the meta in each lock.
     owner: AtomicU64,
-    id: u64,
+    /// The lock id packed with its kind, as pushed on the held list ([`HeldLock`]).
+    tag: HeldLock,
+    /// What only reports and the slow paths read, out of the hot cache line.
+    info: Box<LockInfo>,
+}
+
+#[derive(Debug)]
+struct LockInfo {
     kind: &'static str,
-    kind_index: u8,
     name: Option<Arc<str>>,
     /// Set once the lock appears in the lock-order graph, so that dropping it prunes the graph.
     in_order_graph: AtomicBool,
@@ -155,23 +163,31 @@ pub(crate) struct LockMeta {
 
 impl LockMeta {
     pub(crate) fn new(kind: &'static str, name: Option<String>) -> Self {
+        let id = NEXT_LOCK_ID.fetch_add(1, Ordering::Relaxed) & ID_BITS;
+        let kind_index = KINDS.iter().position(|k| *k == kind).unwrap_or(0) as u64;
         let meta = LockMeta {
             owner: AtomicU64::new(0),
-            id: NEXT_LOCK_ID.fetch_add(1, Ordering::Relaxed),
-            kind,
-            kind_index: KINDS.iter().position(|k| *k == kind).unwrap_or(0) as u8,
-            name: name.map(Arc::from),
-            in_order_graph: AtomicBool::new(false),
+            tag: HeldLock(id | (kind_index << 56)),
+            info: Box::new(LockInfo {
+                kind,
+                name: name.map(Arc::from),
+                in_order_graph: AtomicBool::new(false),
+            }),
         };
         register_name(&meta);
         meta
     }
 
+    #[inline]
+    fn id(&self) -> u64 {
+        self.tag.id()
+    }
+
     /// The lock's name, or `<kind>#<id>` when it has none.
     pub(crate) fn name(&self) -> String {
-        match &self.name {
+        match &self.info.name {
             Some(name) => name.to_string(),
-            None => format!("{}#{}", self.kind, self.id),
+            None => format!("{}#{}", self.info.kind, self.id()),
         }
     }
 
@@ -195,8 +211,9 @@ impl LockMeta {
 
 impl Drop for LockMeta {
     fn drop(&mut self) {
-        if *self.in_order_graph.get_mut() {
-            with_order(|g| g.forget_lock(self.id));
+        if *self.info.in_order_graph.get_mut() {
+            let id = self.id();
+            with_order(|g| g.forget_lock(id));
         }
     }
 }
@@ -299,7 +316,7 @@ fn find_cycle(graph: &BTreeMap<u64, WaitEntry>, me: u64) -> Option<Deadlock> {
 /// popping it costs a store: the lock id in the low 56 bits, the kind in bits 56..63, and in
 /// bit 63 whether another lock was taken while this one was held (on release, that marks the
 /// lock as part of the order graph, so that dropping it prunes its edges).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct HeldLock(u64);
 
 const KINDS: [&str; 2] = ["Mutex", "RLock"];
@@ -311,7 +328,7 @@ impl HeldLock {
 
     #[inline]
     fn new(meta: &LockMeta) -> Self {
-        HeldLock((meta.id & ID_BITS) | (u64::from(meta.kind_index) << 56))
+        meta.tag
     }
 
     #[inline]
@@ -424,13 +441,13 @@ impl OrderGraph {
         if self
             .edges
             .get(&held.id())
-            .is_some_and(|m| m.contains_key(&taking.id))
+            .is_some_and(|m| m.contains_key(&taking.id()))
         {
             return;
         }
         let from = self.name_of(held);
         let to = taking.name();
-        if let Some(path) = self.path(taking.id, held.id()) {
+        if let Some(path) = self.path(taking.id(), held.id()) {
             let violation = LockOrderViolation {
                 thread: thread.to_owned(),
                 held: from.clone(),
@@ -444,7 +461,7 @@ impl OrderGraph {
             self.violations.push(violation);
         }
         self.edges.entry(held.id()).or_default().insert(
-            taking.id,
+            taking.id(),
             EdgeInfo {
                 from,
                 to,
@@ -470,9 +487,9 @@ fn with_order<R>(f: impl FnOnce(&mut OrderGraph) -> R) -> R {
 
 /// Registers a named lock's name for lock-order reports.
 fn register_name(meta: &LockMeta) {
-    if let Some(name) = &meta.name {
-        with_order(|g| g.names.insert(meta.id, name.clone()));
-        meta.in_order_graph.store(true, Ordering::Relaxed);
+    if let Some(name) = &meta.info.name {
+        with_order(|g| g.names.insert(meta.id(), name.clone()));
+        meta.info.in_order_graph.store(true, Ordering::Relaxed);
     }
 }
 
@@ -500,8 +517,9 @@ pub(crate) fn note_acquired(meta: &LockMeta) -> Tracked {
     })
 }
 
-/// Records "held → meta" for every held lock not yet reported by this thread.
-#[inline]
+/// Records "held → meta" for every held lock not yet reported by this thread. Kept out of
+/// line so that the common, unnested path of `note_acquired` stays small enough to inline.
+#[inline(never)]
 fn check_edges(held: &HeldStack, len: usize, meta: &LockMeta) {
     SEEN_EDGES.with(|seen| {
         let now = ORDER_EPOCH.load(Ordering::Acquire);
@@ -511,14 +529,14 @@ fn check_edges(held: &HeldStack, len: usize, meta: &LockMeta) {
         }
         for cell in &held.locks[..len] {
             let h = cell.get();
-            if h.id() == meta.id {
+            if h.id() == meta.id() {
                 continue;
             }
             if !h.nested() {
                 cell.set(h.with_nested());
             }
-            let edge = (h.id(), meta.id);
-            let slot = &seen.slots[(h.id().wrapping_mul(31) ^ meta.id) as usize % SEEN_SLOTS];
+            let edge = (h.id(), meta.id());
+            let slot = &seen.slots[(h.id().wrapping_mul(31) ^ meta.id()) as usize % SEEN_SLOTS];
             if slot.get() != edge {
                 record_edge(h, meta);
                 slot.set(edge);
@@ -532,7 +550,7 @@ fn check_edges(held: &HeldStack, len: usize, meta: &LockMeta) {
 fn record_edge(held: HeldLock, meta: &LockMeta) {
     let thread = current_name();
     with_order(|g| g.add_edge(held, meta, &thread));
-    meta.in_order_graph.store(true, Ordering::Relaxed);
+    meta.info.in_order_graph.store(true, Ordering::Relaxed);
 }
 
 /// Notes that the current thread released `meta` (call before releasing it).
@@ -546,10 +564,10 @@ pub(crate) fn note_released(meta: &LockMeta, tracked: Tracked) {
         // Usually the innermost; guards may also be dropped out of order.
         if let Some(pos) = (0..len)
             .rev()
-            .find(|&i| held.locks[i].get().id() == meta.id)
+            .find(|&i| held.locks[i].get().id() == meta.id())
         {
             if held.locks[pos].get().nested() {
-                meta.in_order_graph.store(true, Ordering::Relaxed);
+                meta.info.in_order_graph.store(true, Ordering::Relaxed);
             }
             for i in pos..len - 1 {
                 held.locks[i].set(held.locks[i + 1].get());

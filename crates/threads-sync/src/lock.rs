@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use crate::deadlock::{self, LockMeta, Tracked, current_ident, detection_enabled};
 use crate::error::LockError;
 
-/// Rounds of spinning (`2^i` pause hints each) before a contended lock registers in the
-/// wait-for graph; contention that clears within a microsecond or so never touches the graph.
-const SPIN_ROUNDS: u32 = 6;
+/// Spin rounds (`2 << i` pause hints each), then yield rounds, before a contended lock
+/// registers in the wait-for graph (the back-off `parking_lot` uses before it parks):
+/// contention that clears within microseconds never touches the graph, and yielding lets a
+/// descheduled holder run on a busy machine.
+const SPIN_ROUNDS: u32 = 3;
+const YIELD_ROUNDS: u32 = 7;
 
 /// A mutual-exclusion lock around a value, like `std::sync::Mutex`, that reports deadlocks.
 ///
@@ -27,6 +30,8 @@ const SPIN_ROUNDS: u32 = 6;
 /// assert_eq!(counter.name(), "counter");
 /// # Ok::<(), threads_sync::LockError>(())
 /// ```
+// `repr(C)`: the owner word (first in `meta`), the raw lock and the value share a cache line.
+#[repr(C)]
 pub struct Mutex<T: ?Sized> {
     meta: LockMeta,
     inner: parking_lot::Mutex<T>,
@@ -111,10 +116,20 @@ impl<T: ?Sized> Mutex<T> {
 
     #[cold]
     fn lock_slow(&self, timeout: Option<Duration>) -> Result<MutexGuard<'_, T>, LockError> {
-        let started = Instant::now();
-        for round in 0..SPIN_ROUNDS {
-            for _ in 0..(1u32 << round) {
-                std::hint::spin_loop();
+        // Only timed calls read the clock: contended untimed locking stays clock-free.
+        let started = timeout.map(|_| Instant::now());
+        let rounds = if detection_enabled() {
+            SPIN_ROUNDS + YIELD_ROUNDS
+        } else {
+            0 // nothing to avoid: `parking_lot` spins and yields on its own
+        };
+        for round in 0..rounds {
+            if round < SPIN_ROUNDS {
+                for _ in 0..(2u32 << round) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
             }
             if let Some(inner) = self.inner.try_lock() {
                 return Ok(self.guard(inner));
@@ -124,7 +139,8 @@ impl<T: ?Sized> Mutex<T> {
         let inner = match timeout {
             None => self.inner.lock(),
             Some(timeout) => {
-                let left = timeout.saturating_sub(started.elapsed());
+                let waited = started.map_or(Duration::ZERO, |s| s.elapsed());
+                let left = timeout.saturating_sub(waited);
                 self.inner
                     .try_lock_for(left)
                     .ok_or_else(|| LockError::Timeout {

@@ -78,9 +78,14 @@
 //! assert!(text.contains("t1") && text.contains("t2") && text.contains("\"A\"") && text.contains("\"B\""));
 //! assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
 //! ```
-//! The [`deadlock`] module also checks lock *order*: taking B while holding A in one place
-//! and A while holding B in another is reported (through `log` and
-//! [`deadlock::lock_order_violations`]) even in a run where the timing was lucky.
+//! The [`deadlock`] module also checks lock *order* (on by default in debug builds):
+//! taking B while holding A in one place and A while holding B in another is reported
+//! (through `log` and [`deadlock::lock_order_violations`]) even in a run where the timing
+//! was lucky and nothing deadlocked.
+//!
+//! Limits: only this crate's locks take part (`std` and `parking_lot` locks, channels and
+//! joins are invisible to the graph), and re-taking a [`Condition`]'s lock after a wake-up
+//! is not checked.
 //!
 //! # The rest of Python's toolkit
 //! [`RLock`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Barrier`],

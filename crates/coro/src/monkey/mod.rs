@@ -12,6 +12,11 @@
 //! | `std::sync::{Mutex, Condvar, RwLock}` | [`sync`] (may's) | yields while contended | blocks the thread |
 //! | `std::sync::mpsc` | [`sync::mpsc`] (may's) | `recv` yields | `recv` blocks |
 //!
+//! The locks and channels are may's own. Their timed waits inside a
+//! coroutine (`recv_timeout`, `Condvar::wait_timeout`) carry may 0.3.51's
+//! timer caveats (whole milliseconds, truncated; see the crate docs); the
+//! crate's [`crate::Queue`] and [`crate::Event`] do not.
+//!
 //! Which mode a call takes is decided per call by
 //! `may::coroutine::is_coroutine()`, so the same function works from `main`
 //! and from a greenlet.

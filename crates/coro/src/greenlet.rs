@@ -426,13 +426,11 @@ pub fn sleep(duration: Duration) {
 /// Lets the other ready coroutines run, then continues (gevent's `sleep(0)`).
 ///
 /// Outside a coroutine it yields the thread.
+#[inline]
 pub fn yield_now() {
-    if may::coroutine::is_coroutine() {
-        may::coroutine::yield_now();
-        monitor::resumed();
-    } else {
-        std::thread::yield_now();
-    }
+    // may's yield_now already falls back to `std::thread::yield_now` in a thread.
+    may::coroutine::yield_now();
+    monitor::resumed();
 }
 
 /// Runs `f` in a new coroutine and gives up after `timeout`, killing it

@@ -124,6 +124,11 @@
 //! otherwise `start` fails with [`ProcessError::Bootstrap`] instead of running anything. Pool
 //! task arguments are plain serde data (like Python's, queue handles cannot be pool arguments);
 //! share a queue with pool tasks through a [`Manager`].
+//!
+//! Limits, by design: Linux only (`/proc/self/exe`, `pipe2`, `prctl`); a [`Queue`] has one
+//! reading process at a time (move the `Queue` itself to hand the reading end over; a
+//! [`Manager`] queue serves many readers); a child never runs `main`, so state that `main`
+//! sets up does not exist there (pass it as an argument, or use a pool initializer).
 
 mod bootstrap;
 pub mod error;

@@ -69,3 +69,23 @@ fn zero_timeouts_return_at_once() {
     .unwrap();
     assert_eq!(g.get_timeout(WAIT).unwrap(), (false, false));
 }
+
+#[test]
+fn kill_during_a_timed_wait_ends_the_waiter() {
+    let q: coro::Queue<u8> = coro::Queue::unbounded();
+    let started = coro::Event::new();
+    let s2 = started.clone();
+    let q2 = q.clone();
+    let mut g = coro::spawn(move || {
+        s2.set();
+        q2.get_timeout(Duration::from_secs(60))
+    })
+    .unwrap();
+    assert!(started.wait_timeout(WAIT));
+    assert!(g.kill_timeout(WAIT));
+    assert!(matches!(g.get(), Err(coro::CoroError::Killed { .. })));
+    // The queue still works for others afterwards.
+    q.put(7);
+    let mut h = coro::spawn(move || q.get_timeout(WAIT)).unwrap();
+    assert_eq!(h.get_timeout(WAIT).unwrap(), Ok(7));
+}

@@ -163,7 +163,7 @@ fn feeder_loop(feed: Arc<Feed>, ipc: IpcSender<ByteBuf>) {
     }
 }
 
-/// Each chunk starts with nothing special; its item count travels as a 4-byte prefix we add.
+/// A chunk is a 4-byte little-endian item count followed by the postcard-encoded items.
 fn count_items(chunk: &[u8]) -> usize {
     u32::from_le_bytes(chunk[..4].try_into().expect("chunk header")) as usize
 }

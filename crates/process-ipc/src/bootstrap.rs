@@ -21,6 +21,8 @@ use crate::process::ChildMsg;
 
 /// Environment variable that turns a re-executed binary into a child.
 pub(crate) const TOKEN_VAR: &str = "PROCESS_IPC_CHILD_TOKEN";
+/// The child's name, from `Process::named`.
+pub(crate) const NAME_VAR: &str = "PROCESS_IPC_CHILD_NAME";
 /// Test-only fault injection (see `Process::__exit_before_connect`).
 pub(crate) const FAULT_VAR: &str = "PROCESS_IPC_TEST_FAULT";
 /// Token format version, so a stale binary never misreads a token.
@@ -123,6 +125,11 @@ fn child_bootstrap() {
     };
     // SAFETY: before main no other thread exists, so nothing reads the environment concurrently.
     unsafe { std::env::remove_var(TOKEN_VAR) };
+    let name = std::env::var_os(NAME_VAR);
+    if name.is_some() {
+        // SAFETY: as above, still single-threaded.
+        unsafe { std::env::remove_var(NAME_VAR) };
+    }
     if let Some(fault) = std::env::var_os(FAULT_VAR) {
         // SAFETY: as above, still single-threaded.
         unsafe { std::env::remove_var(FAULT_VAR) };
@@ -130,14 +137,17 @@ fn child_bootstrap() {
             std::process::exit(7);
         }
     }
-    let code = run_child(&token.to_string_lossy());
+    let code = run_child(
+        &token.to_string_lossy(),
+        name.map(|n| n.to_string_lossy().into_owned()),
+    );
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(code);
 }
 
 /// Parses the token, checks it is safe to jump, and runs the entry. Returns the exit code.
-fn run_child(token: &str) -> i32 {
+fn run_child(token: &str, name: Option<String>) -> i32 {
     let fields: Vec<&str> = token.splitn(10, ':').collect();
     let reject = |server: Option<&str>, reason: String| {
         if let Some(server) = server {
@@ -164,7 +174,10 @@ fn run_child(token: &str) -> i32 {
     // closed socket then becomes an error value instead of killing the child.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     start_lifeline_watch(lifeline);
-    name_after_parent(parent);
+    match name {
+        Some(name) => set_process_name(&name),
+        None => name_after_parent(parent),
+    }
     match exe_identity() {
         Ok(mine) if mine[..] == identity[..] => {}
         Ok(_) => {
@@ -188,9 +201,13 @@ fn run_child(token: &str) -> i32 {
 /// Re-executing `/proc/self/exe` names the process `exe` in `ps` and `top`; take the parent's
 /// name instead, as a forked Python child keeps its parent's.
 fn name_after_parent(parent: i64) {
-    let Ok(name) = std::fs::read_to_string(format!("/proc/{parent}/comm")) else {
-        return;
-    };
+    if let Ok(name) = std::fs::read_to_string(format!("/proc/{parent}/comm")) {
+        set_process_name(name.trim_end());
+    }
+}
+
+/// Sets this thread's (here: the main thread's, so the process's) name, cut to 15 bytes.
+fn set_process_name(name: &str) {
     let mut bytes: Vec<u8> = name
         .trim_end()
         .bytes()

@@ -195,6 +195,7 @@ pub struct Process<F, Args> {
     target: F,
     args: Args,
     exit_before_connect: bool,
+    name: Option<String>,
 }
 
 impl<F, Args> std::fmt::Debug for Process<F, Args> {
@@ -218,7 +219,15 @@ where
             target,
             args,
             exit_before_connect: false,
+            name: None,
         }
+    }
+
+    /// `Process(name=...)`: names the child; `ps` and `top` show it (first 15 bytes). Without a
+    /// name the handle reports Python's default `Process-N` and the child keeps the parent's.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// Test hook: the child exits during bootstrap, before it connects back.
@@ -247,6 +256,9 @@ where
         let token = bootstrap::token(bootstrap::entry_offset(entry), &name).map_err(ipc_err(0))?;
         let mut command = Command::new("/proc/self/exe");
         command.env(bootstrap::TOKEN_VAR, token);
+        if let Some(name) = &self.name {
+            command.env(bootstrap::NAME_VAR, name);
+        }
         if self.exit_before_connect {
             command.env(bootstrap::FAULT_VAR, "exit-before-connect");
         }
@@ -279,8 +291,15 @@ where
                         ),
                     ));
                 }
+                let name = self.name.unwrap_or_else(|| {
+                    static COUNT: std::sync::atomic::AtomicU64 =
+                        std::sync::atomic::AtomicU64::new(0);
+                    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    format!("Process-{n}")
+                });
                 Ok(ProcessHandle {
                     pid,
+                    name,
                     child: Some(child),
                     status: None,
                     results: Some(rx.to_opaque().to()),
@@ -313,6 +332,7 @@ fn describe(status: &ExitStatus) -> String {
 /// thread reaps it when it exits (no zombie). Children always exit when this process dies.
 pub struct ProcessHandle<R> {
     pid: u32,
+    name: String,
     /// Always `Some` until drop hands it to a reaper thread.
     child: Option<Child>,
     status: Option<ExitStatus>,
@@ -338,6 +358,11 @@ where
     /// The child's pid (`Process.pid`).
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// `Process.name`: the name given with [`Process::named`], or `Process-N`.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Waits for the child to finish and returns the target's value, or what went wrong.

@@ -246,3 +246,16 @@ fn children_carry_the_parent_name_not_exe() {
     assert_eq!(name, std::fs::read_to_string("/proc/self/comm").unwrap());
     assert_ne!(name.trim(), "exe");
 }
+
+#[test]
+fn named_children_show_their_name() {
+    let mut child = Process::new(own_name, ())
+        .named("pipc-named")
+        .start()
+        .unwrap();
+    assert_eq!(child.name(), "pipc-named");
+    assert_eq!(child.join_timeout(WAIT).unwrap().trim(), "pipc-named");
+    let unnamed = Process::new(add, (1, 2)).start().unwrap();
+    assert!(unnamed.name().starts_with("Process-"), "{}", unnamed.name());
+    assert_eq!(unnamed.join().unwrap(), 3);
+}

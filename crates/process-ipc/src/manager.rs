@@ -190,7 +190,8 @@ pub enum ManagerError {
         waited: Duration,
     },
     /// Items put earlier into this queue from this process could not be encoded, so the feeder
-    /// dropped them (reported once, by the next put or flush on the queue in that process).
+    /// dropped them (and only them): reported once, by the next flush in that process, and
+    /// logged as a warning when it happens.
     #[error("manager queue {queue} (manager pid {pid}): {reason}")]
     Dropped {
         /// The manager's process id.
@@ -676,8 +677,9 @@ where
     /// # Errors
     /// [`ManagerError::Gone`] if the manager is known to be gone: at once in its own process;
     /// elsewhere as soon as a send has failed, so a put racing with the manager's end may be
-    /// accepted and then lost (as in Python). [`ManagerError::Dropped`] reports that earlier
-    /// items could not be encoded.
+    /// accepted and then lost (as in Python). [`ManagerError::Serialization`] if the item
+    /// cannot be encoded and the put was not buffered (in a buffered put that shows as
+    /// [`ManagerError::Dropped`] at the next [`flush`](ManagedQueue::flush)).
     pub fn put(&self, item: T) -> Result<(), ManagerError> {
         if self.maxsize.is_some() {
             return Ok(self.put_bounded(item, Wait::Forever)?);

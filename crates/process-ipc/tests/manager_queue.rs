@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use ipc_channel::ipc::IpcSender;
 use process_ipc::manager::{ManagedQueue, Manager, ManagerError};
-use process_ipc::{Pool, Process, current_pid};
-use serde::Serialize;
+use process_ipc::{Pool, Process, ProcessError, current_pid};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Bound on every wait in this file: far above what any step needs, so a hang fails.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -517,7 +517,11 @@ fn a_dead_manager_process_wakes_getters_and_fails_putters() {
         queue.getters_waiting().unwrap() == 1
     });
     host.kill().unwrap();
-    assert!(host.join_timeout(LIMIT).is_err());
+    let joined = host.join_timeout(LIMIT);
+    assert!(
+        matches!(joined, Err(ProcessError::Killed { signal: 9, .. })),
+        "{joined:?}"
+    );
     remove_sockets_of(host.pid());
     let err = bounded(move || getter.join().unwrap()).unwrap_err();
     assert!(
@@ -525,10 +529,11 @@ fn a_dead_manager_process_wakes_getters_and_fails_putters() {
         "{err}"
     );
     let _ = queue.put(2);
-    assert!(matches!(
-        queue.flush_timeout(LIMIT),
-        Err(ManagerError::Gone { .. })
-    ));
+    let flushed = queue.flush_timeout(LIMIT);
+    assert!(
+        matches!(flushed, Err(ManagerError::Gone { .. })),
+        "{flushed:?}"
+    );
     assert!(matches!(queue.put(3), Err(ManagerError::Gone { .. })));
     assert!(matches!(queue.qsize(), Err(ManagerError::Gone { .. })));
 }
@@ -642,6 +647,41 @@ fn a_bound_of_zero_is_refused() {
     let err = manager.bounded_queue::<u8>(0).unwrap_err();
     assert!(matches!(err, ManagerError::InvalidMaxsize { .. }));
     assert!(err.to_string().contains("maxsize >= 1"), "{err}");
+}
+
+/// An item type whose encoding fails for 13.
+#[derive(Debug, PartialEq, Deserialize)]
+struct Picky(u32);
+
+impl Serialize for Picky {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 does not travel"));
+        }
+        self.0.serialize(serializer)
+    }
+}
+
+#[test]
+fn an_item_that_does_not_encode_is_reported_and_costs_only_itself() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<Picky>().unwrap();
+    let remote = through_ipc(&local);
+    for i in 10..17 {
+        // Buffered: accepted here, encoded by the feeder, which sends what piled up together.
+        remote.put(Picky(i)).unwrap();
+    }
+    let err = remote.flush_timeout(LIMIT).unwrap_err();
+    assert!(matches!(err, ManagerError::Dropped { .. }), "{err}");
+    assert!(err.to_string().contains("1 earlier items"), "{err}");
+    // Reported once; the queue goes on, with every other item in order.
+    remote.flush_timeout(LIMIT).unwrap();
+    let got: Vec<u32> = (0..6)
+        .map(|_| local.get_timeout(LIMIT).unwrap().0)
+        .collect();
+    assert_eq!(got, vec![10, 11, 12, 14, 15, 16]);
+    remote.put(Picky(17)).unwrap();
+    assert_eq!(local.get_timeout(LIMIT).unwrap(), Picky(17));
 }
 
 #[test]

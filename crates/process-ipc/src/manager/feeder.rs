@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use ipc_channel::IpcError;
-use ipc_channel::ipc::IpcSender;
+use ipc_channel::ipc::{IpcSender, OpaqueIpcSender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::wire::Request;
+use super::wire::{PutOut, Request};
 
 /// Items a `put` may hand over before it waits for the feeder (back-pressure).
 const BACKLOG: usize = 4096;
@@ -61,6 +61,15 @@ impl Status {
         self.failed.store(true, Ordering::Release);
     }
 
+    /// Whether the server is known to be gone.
+    fn gone(&self) -> Option<Failure> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        let slot = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        slot.clone().filter(|f| matches!(f, Failure::Gone(_)))
+    }
+
     /// The failure to report now, if any: `Gone` stays, `Dropped` is reported once.
     fn take(&self) -> Option<Failure> {
         if !self.failed.load(Ordering::Acquire) {
@@ -83,6 +92,7 @@ impl Status {
 pub(crate) struct Feeder<T> {
     feed: Option<Sender<Feed<T>>>,
     status: Arc<Status>,
+    /// Never receives: disconnects when the thread ends, which every waiter can see.
     done: Receiver<()>,
     thread: Option<JoinHandle<()>>,
 }
@@ -91,16 +101,17 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Feeder<T> {
     /// Starts a feeder thread that sends on `requests`.
     pub(crate) fn start(requests: IpcSender<Request<T>>, name: String) -> std::io::Result<Self> {
         let (feed, incoming) = crossbeam_channel::bounded(BACKLOG);
-        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         let status = Arc::new(Status {
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
             pending: AtomicUsize::new(0),
         });
         let shared = Arc::clone(&status);
+        let puts = requests.to_opaque();
         let thread = std::thread::Builder::new().name(name).spawn(move || {
-            run(&requests, &incoming, &shared);
-            let _ = done_tx.send(());
+            run(&puts, &incoming, &shared);
+            drop(done_tx);
         })?;
         Ok(Self {
             feed: Some(feed),
@@ -111,8 +122,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Feeder<T> {
     }
 
     /// Hands `item` to the feeder; waits only while `BACKLOG` items are already waiting.
+    /// Fails only once the server is known to be gone (`Dropped` is for the next flush).
     pub(crate) fn put(&self, item: T) -> Result<(), Failure> {
-        if let Some(failure) = self.status.take() {
+        if let Some(failure) = self.status.gone() {
             return Err(failure);
         }
         let Some(feed) = &self.feed else {
@@ -122,7 +134,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Feeder<T> {
         feed.send(Feed::Item(item)).map_err(|_| {
             self.status.pending.fetch_sub(1, Ordering::AcqRel);
             self.status
-                .take()
+                .gone()
                 .unwrap_or(Failure::Gone("its feeder stopped"))
         })
     }
@@ -144,16 +156,22 @@ impl<T> Feeder<T> {
             // The feeder thread ended: nothing is left to wait for.
             return true;
         }
+        // The thread may end (server gone) with the flush still in its channel, where the ack
+        // sender stays alive: so wait for the ack or for the thread's end, whichever first.
+        let done = &self.done;
         match deadline {
-            Some(deadline) => !matches!(
-                acked.recv_deadline(deadline),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout)
-            ),
-            // A disconnect also means the feeder thread ended.
-            None => {
-                let _ = acked.recv();
-                true
+            Some(deadline) => {
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                crossbeam_channel::select! {
+                    recv(acked) -> _ => true,
+                    recv(done) -> _ => true,
+                    default(timeout) => false,
+                }
             }
+            None => crossbeam_channel::select! {
+                recv(acked) -> _ => true,
+                recv(done) -> _ => true,
+            },
         }
     }
 
@@ -170,7 +188,11 @@ impl<T> Drop for Feeder<T> {
     fn drop(&mut self) {
         drop(self.feed.take());
         let thread = self.thread.take();
-        if self.done.recv_timeout(Duration::from_secs(5)).is_ok() {
+        let ended = matches!(
+            self.done.recv_timeout(Duration::from_secs(5)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        );
+        if ended {
             if let Some(thread) = thread {
                 let _ = thread.join();
             }
@@ -179,9 +201,9 @@ impl<T> Drop for Feeder<T> {
 }
 
 /// The feeder thread: batch whatever has piled up, send it, answer flushes.
-fn run<T>(requests: &IpcSender<Request<T>>, incoming: &Receiver<Feed<T>>, status: &Status)
+fn run<T>(puts: &OpaqueIpcSender, incoming: &Receiver<Feed<T>>, status: &Status)
 where
-    T: Serialize + DeserializeOwned,
+    T: Serialize,
 {
     let mut batch: Vec<T> = Vec::new();
     let mut acks: Vec<Sender<()>> = Vec::new();
@@ -207,17 +229,15 @@ where
         }
         if !batch.is_empty() {
             let n = batch.len();
-            let sent = requests.send(Request::Put(std::mem::take(&mut batch)));
+            let sent = send_batch(puts, &batch);
+            batch.clear();
             status.pending.fetch_sub(n, Ordering::AcqRel);
             match sent {
-                Ok(()) => {}
-                Err(IpcError::SerializationError(e)) => {
-                    log::warn!("manager queue feeder: {n} items dropped: {e}");
-                    status.record(Failure::Dropped(format!(
-                        "{n} earlier items could not be encoded and were dropped: {e}"
-                    )));
-                }
-                Err(_) => {
+                Ok(0) => {}
+                Ok(dropped) => status.record(Failure::Dropped(format!(
+                    "{dropped} earlier items could not be encoded and were dropped"
+                ))),
+                Err(()) => {
                     status.record(Failure::Gone("its request channel is closed"));
                     break;
                 }
@@ -229,4 +249,30 @@ where
     }
     // Leaving (feed closed, or the server gone): whoever still waits on a flush is answered
     // by the acks being dropped here.
+}
+
+/// Sends a batch as one message; if it does not encode, sends its items one by one so that
+/// only the items that do not encode are lost. Returns how many were lost, or `Err` if the
+/// server is gone.
+fn send_batch<T: Serialize>(puts: &OpaqueIpcSender, batch: &[T]) -> Result<usize, ()> {
+    // A batch goes out as `PutOut`, which borrows it: the same bytes as `Request::Put`. The
+    // conversion only re-types a clone of the same file descriptor handle.
+    let send = |items: &[T]| puts.clone().to::<PutOut<'_, T>>().send(PutOut::Put(items));
+    match send(batch) {
+        Ok(()) => return Ok(0),
+        Err(IpcError::SerializationError(_)) => {}
+        Err(_) => return Err(()),
+    }
+    let mut dropped = 0;
+    for item in batch {
+        match send(std::slice::from_ref(item)) {
+            Ok(()) => {}
+            Err(IpcError::SerializationError(e)) => {
+                log::warn!("manager queue feeder: an item that does not encode was dropped: {e}");
+                dropped += 1;
+            }
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(dropped)
 }

@@ -142,3 +142,19 @@ impl<T: Serialize> ReplySender<T> {
         self.inner.clone().to::<ReplyOut<'_, T>>().send(reply)
     }
 }
+
+/// The sending twin of [`Request::Put`] (variant 0, a sequence of items: the same bytes), which
+/// borrows the items, so a batch that fails to encode is still at hand to send item by item.
+#[derive(Serialize)]
+pub(crate) enum PutOut<'a, T> {
+    Put(&'a [T]),
+}
+
+// Never received: the server receives `Request`. `OpaqueIpcSender::to` asks for the bound.
+impl<'de, T> Deserialize<'de> for PutOut<'_, T> {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(de::Error::custom(
+            "manager requests are received as Request, never as PutOut",
+        ))
+    }
+}

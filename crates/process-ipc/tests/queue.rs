@@ -201,3 +201,37 @@ fn process_a_puts_process_b_gets() {
         (0..1000u64).sum::<u64>()
     );
 }
+
+fn put_then_exit(q: QueueSender<u32>, n: u32) -> u32 {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+    // Straight out, without returning (and so without the child's own flush): the feeders are
+    // flushed at exit, as Python joins its feeder threads.
+    std::process::exit(0)
+}
+
+#[test]
+fn items_put_just_before_exit_still_arrive() {
+    let q = Queue::<u32>::new().unwrap();
+    let mut child = Process::new(put_then_exit, (q.sender().unwrap(), 20_000))
+        .start()
+        .unwrap();
+    q.close();
+    let mut got = 0;
+    loop {
+        match q.get_timeout(WAIT) {
+            Ok(i) => {
+                assert_eq!(i, got);
+                got += 1;
+            }
+            Err(QueueError::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, 20_000);
+    assert!(matches!(
+        child.join_timeout(WAIT),
+        Err(ProcessError::Exited { code: 0, .. })
+    ));
+}

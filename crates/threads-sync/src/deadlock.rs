@@ -1,7 +1,7 @@
 //! Deadlock detection in the wait-for graph, and lock-order checking (the idea of Linux's lockdep).
 //!
-//! **Wait-for graph.** A lock of this crate first tries its raw lock (a `parking_lot` one). Only
-//! when that fails, after a short spin, does the thread register "I wait for lock L" under one
+//! **Wait-for graph.** A lock of this crate first tries its raw lock (a `parking_lot` one), with
+//! `parking_lot`'s spin-then-yield back-off. Only when that fails does the thread register "I wait for lock L" under one
 //! global graph lock and walk the chain *owner of L → the lock that owner waits for → its owner*
 //! ... If the chain comes back to the caller, waiting would close a cycle: the call returns
 //! [`LockError::Deadlock`](crate::LockError::Deadlock) at once, naming every thread and lock in
@@ -206,6 +206,16 @@ impl LockMeta {
     #[inline]
     pub(crate) fn clear_owner(&self) {
         self.owner.store(0, Ordering::Release);
+    }
+
+    /// Like [`clear_owner`](LockMeta::clear_owner), skipping the store when detection was off
+    /// at acquisition (the word is 0 already). Only the holder writes a nonzero owner, so
+    /// this read sees the holder's own store.
+    #[inline]
+    pub(crate) fn clear_owner_if_set(&self) {
+        if self.owner.load(Ordering::Relaxed) != 0 {
+            self.owner.store(0, Ordering::Release);
+        }
     }
 }
 

@@ -8,17 +8,11 @@ use std::time::{Duration, Instant};
 use crate::deadlock::{self, LockMeta, Tracked, current_ident, detection_enabled};
 use crate::error::LockError;
 
-/// Spin rounds (`2 << i` pause hints each), then yield rounds, before a contended lock
-/// registers in the wait-for graph (the back-off `parking_lot` uses before it parks):
-/// contention that clears within microseconds never touches the graph, and yielding lets a
-/// descheduled holder run on a busy machine.
-const SPIN_ROUNDS: u32 = 3;
-const YIELD_ROUNDS: u32 = 7;
-
 /// A mutual-exclusion lock around a value, like `std::sync::Mutex`, that reports deadlocks.
 ///
-/// Uncontended, [`lock`](Mutex::lock) is a `parking_lot` try-lock plus one store of the owner's
-/// ident. Contended, it spins briefly, then registers in the wait-for graph; if waiting would
+/// Uncontended, [`lock`](Mutex::lock) is `parking_lot`'s compare-and-swap plus one store of the
+/// owner's ident. Contended, it first backs off as `parking_lot` does (spin, then yield), then
+/// registers in the wait-for graph; if waiting would
 /// close a cycle, it returns [`LockError::Deadlock`] instead of hanging. There is no poisoning:
 /// a panic while holding the lock releases it.
 ///
@@ -70,7 +64,13 @@ impl<T: ?Sized> Mutex<T> {
     /// close a cycle of threads waiting for each other (this one included).
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError> {
-        match self.inner.try_lock() {
+        if !detection_enabled() {
+            // Nothing to check: `parking_lot`'s own path (compare-and-swap first).
+            return Ok(self.guard(self.inner.lock()));
+        }
+        // Compare-and-swap first, then `parking_lot`'s own spin-and-yield back-off; only if
+        // the lock stays taken through that does this thread register in the wait-for graph.
+        match self.inner.try_lock_for(Duration::ZERO) {
             Some(inner) => Ok(self.guard(inner)),
             None => self.lock_slow(None),
         }
@@ -86,7 +86,7 @@ impl<T: ?Sized> Mutex<T> {
     /// (Python: `acquire(timeout=...)`).
     #[inline]
     pub fn try_lock_for(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, LockError> {
-        match self.inner.try_lock() {
+        match self.inner.try_lock_for(Duration::ZERO) {
             Some(inner) => Ok(self.guard(inner)),
             None => self.lock_slow(Some(timeout)),
         }
@@ -116,33 +116,14 @@ impl<T: ?Sized> Mutex<T> {
 
     #[cold]
     fn lock_slow(&self, timeout: Option<Duration>) -> Result<MutexGuard<'_, T>, LockError> {
-        // Only timed calls read the clock: contended untimed locking stays clock-free.
-        let started = timeout.map(|_| Instant::now());
-        let rounds = if detection_enabled() {
-            SPIN_ROUNDS + YIELD_ROUNDS
-        } else {
-            0 // nothing to avoid: `parking_lot` spins and yields on its own
-        };
-        for round in 0..rounds {
-            if round < SPIN_ROUNDS {
-                for _ in 0..(2u32 << round) {
-                    std::hint::spin_loop();
-                }
-            } else {
-                std::thread::yield_now();
-            }
-            if let Some(inner) = self.inner.try_lock() {
-                return Ok(self.guard(inner));
-            }
-        }
+        // The caller already went through `parking_lot`'s compare-and-swap, spinning and
+        // yielding (`try_lock_for(ZERO)`): the lock is really contended, so register.
         let registration = deadlock::register_wait(&self.meta)?;
         let inner = match timeout {
             None => self.inner.lock(),
             Some(timeout) => {
-                let waited = started.map_or(Duration::ZERO, |s| s.elapsed());
-                let left = timeout.saturating_sub(waited);
                 self.inner
-                    .try_lock_for(left)
+                    .try_lock_for(timeout)
                     .ok_or_else(|| LockError::Timeout {
                         lock: self.meta.name(),
                         timeout,
@@ -215,7 +196,7 @@ impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         deadlock::note_released(&self.mutex.meta, self.tracked);
-        self.mutex.meta.clear_owner();
+        self.mutex.meta.clear_owner_if_set();
         // `self.inner` is dropped after this, releasing the raw lock.
     }
 }

@@ -320,10 +320,17 @@ fn every_call_fails_after_shutdown() {
     // From another process a put is handed to the handle's feeder; the failed send shows at
     // the flush, and every put after it fails at once.
     let _ = remote.put(2);
-    assert!(matches!(remote.flush(), Err(ManagerError::Gone { .. })));
+    assert!(matches!(
+        remote.flush_timeout(LIMIT),
+        Err(ManagerError::Gone { .. })
+    ));
     assert!(matches!(remote.put(3), Err(ManagerError::Gone { .. })));
     for queue in [&local, &remote] {
-        assert!(matches!(queue.get(), Err(ManagerError::Gone { .. })));
+        let unbounded = queue.clone();
+        assert!(matches!(
+            bounded(move || unbounded.get()),
+            Err(ManagerError::Gone { .. })
+        ));
         assert!(matches!(
             queue.get_timeout(LIMIT),
             Err(ManagerError::Gone { .. })
@@ -364,7 +371,7 @@ fn flush_and_drop_leave_remote_puts_in_the_queue() {
     remote.flush_timeout(LIMIT).unwrap();
     assert_eq!(local.qsize().unwrap(), 2000);
     // The local handle has nothing to wait for.
-    local.flush().unwrap();
+    local.flush_timeout(LIMIT).unwrap();
 }
 
 /// A killed manager cannot remove its socket's directory: do it for it.

@@ -84,7 +84,7 @@ impl<T> Condition<T> {
     pub fn wait(&self, guard: &mut MutexGuard<'_, T>) -> Result<(), LockError> {
         self.check(guard)?;
         guard.meta().clear_owner();
-        self.cv.wait(&mut guard.inner);
+        self.cv.wait(&mut *guard.inner);
         if detection_enabled() {
             guard.meta().set_owner(current_ident());
         }
@@ -107,7 +107,7 @@ impl<T> Condition<T> {
     ) -> Result<bool, LockError> {
         self.check(guard)?;
         guard.meta().clear_owner();
-        let timed_out = self.cv.wait_until(&mut guard.inner, deadline).timed_out();
+        let timed_out = self.cv.wait_until(&mut *guard.inner, deadline).timed_out();
         if detection_enabled() {
             guard.meta().set_owner(current_ident());
         }

@@ -507,9 +507,11 @@ fn register_name(meta: &LockMeta) {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tracked(bool);
 
-/// Notes that the current thread now holds `meta` (call after acquiring it).
+/// Notes that the current thread takes `meta` (before a blocking attempt, so that the order is
+/// checked even if the attempt then blocks; after a successful try-lock, with `check` false,
+/// since a try-lock cannot deadlock). If the attempt fails, undo with [`note_released`].
 #[inline]
-pub(crate) fn note_acquired(meta: &LockMeta) -> Tracked {
+pub(crate) fn note_acquiring(meta: &LockMeta, check: bool) -> Tracked {
     if !lock_order_checking_enabled() {
         return Tracked(false);
     }
@@ -518,7 +520,7 @@ pub(crate) fn note_acquired(meta: &LockMeta) -> Tracked {
         if len == HELD_CAPACITY {
             return Tracked(false);
         }
-        if len > 0 {
+        if check && len > 0 {
             check_edges(held, len, meta);
         }
         held.locks[len].set(HeldLock::new(meta));
@@ -528,7 +530,7 @@ pub(crate) fn note_acquired(meta: &LockMeta) -> Tracked {
 }
 
 /// Records "held → meta" for every held lock not yet reported by this thread. Kept out of
-/// line so that the common, unnested path of `note_acquired` stays small enough to inline.
+/// line so that the common, unnested path of `note_acquiring` stays small enough to inline.
 #[inline(never)]
 fn check_edges(held: &HeldStack, len: usize, meta: &LockMeta) {
     SEEN_EDGES.with(|seen| {
@@ -563,7 +565,7 @@ fn record_edge(held: HeldLock, meta: &LockMeta) {
     meta.info.in_order_graph.store(true, Ordering::Relaxed);
 }
 
-/// Notes that the current thread released `meta` (call before releasing it).
+/// Notes that the current thread released `meta` (or gave up taking it).
 #[inline]
 pub(crate) fn note_released(meta: &LockMeta, tracked: Tracked) {
     if !tracked.0 {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
@@ -64,31 +65,38 @@ impl<T: ?Sized> Mutex<T> {
     /// close a cycle of threads waiting for each other (this one included).
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError> {
+        // Lock order is checked before taking the lock (as lockdep does): the bookkeeping
+        // stays outside the critical section.
+        let tracked = deadlock::note_acquiring(&self.meta, true);
         if !detection_enabled() {
             // Nothing to check: `parking_lot`'s own path (compare-and-swap first).
-            return Ok(self.guard(self.inner.lock()));
+            return Ok(self.guard(self.inner.lock(), tracked));
         }
         // Compare-and-swap first, then `parking_lot`'s own spin-and-yield back-off; only if
         // the lock stays taken through that does this thread register in the wait-for graph.
         match self.inner.try_lock_for(Duration::ZERO) {
-            Some(inner) => Ok(self.guard(inner)),
-            None => self.lock_slow(None),
+            Some(inner) => Ok(self.guard(inner, tracked)),
+            None => self.lock_slow(None, tracked),
         }
     }
 
     /// Takes the lock only if it is free right now (Python: `acquire(blocking=False)`).
+    /// A try-lock cannot deadlock, so it records no lock-order edge.
     #[inline]
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        self.inner.try_lock().map(|inner| self.guard(inner))
+        let inner = self.inner.try_lock()?;
+        let tracked = deadlock::note_acquiring(&self.meta, false);
+        Some(self.guard(inner, tracked))
     }
 
     /// Like [`lock`](Mutex::lock), giving up with [`LockError::Timeout`] after `timeout`
     /// (Python: `acquire(timeout=...)`).
     #[inline]
     pub fn try_lock_for(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, LockError> {
+        let tracked = deadlock::note_acquiring(&self.meta, true);
         match self.inner.try_lock_for(Duration::ZERO) {
-            Some(inner) => Ok(self.guard(inner)),
-            None => self.lock_slow(Some(timeout)),
+            Some(inner) => Ok(self.guard(inner, tracked)),
+            None => self.lock_slow(Some(timeout), tracked),
         }
     }
 
@@ -103,43 +111,59 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     #[inline]
-    fn guard<'a>(&'a self, inner: parking_lot::MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    fn guard<'a>(
+        &'a self,
+        inner: parking_lot::MutexGuard<'a, T>,
+        tracked: Tracked,
+    ) -> MutexGuard<'a, T> {
         if detection_enabled() {
             self.meta.set_owner(current_ident());
         }
         MutexGuard {
             mutex: self,
-            inner,
-            tracked: deadlock::note_acquired(&self.meta),
+            inner: ManuallyDrop::new(inner),
+            tracked,
         }
     }
 
     #[cold]
-    fn lock_slow(&self, timeout: Option<Duration>) -> Result<MutexGuard<'_, T>, LockError> {
+    fn lock_slow(
+        &self,
+        timeout: Option<Duration>,
+        tracked: Tracked,
+    ) -> Result<MutexGuard<'_, T>, LockError> {
         // The caller already went through `parking_lot`'s compare-and-swap, spinning and
         // yielding (`try_lock_for(ZERO)`): the lock is really contended, so register.
-        let registration = deadlock::register_wait(&self.meta)?;
-        let inner = match timeout {
-            None => self.inner.lock(),
-            Some(timeout) => {
-                self.inner
-                    .try_lock_for(timeout)
-                    .ok_or_else(|| LockError::Timeout {
-                        lock: self.meta.name(),
-                        timeout,
-                    })?
-            }
-        };
-        match registration {
-            Some(registration) => {
+        let acquired = deadlock::register_wait(&self.meta)
+            .map_err(LockError::from)
+            .and_then(|registration| {
+                let inner = match timeout {
+                    None => self.inner.lock(),
+                    Some(timeout) => {
+                        self.inner
+                            .try_lock_for(timeout)
+                            .ok_or_else(|| LockError::Timeout {
+                                lock: self.meta.name(),
+                                timeout,
+                            })?
+                    }
+                };
+                Ok((registration, inner))
+            });
+        match acquired {
+            Ok((Some(registration), inner)) => {
                 registration.acquired(&self.meta);
                 Ok(MutexGuard {
                     mutex: self,
-                    inner,
-                    tracked: deadlock::note_acquired(&self.meta),
+                    inner: ManuallyDrop::new(inner),
+                    tracked,
                 })
             }
-            None => Ok(self.guard(inner)),
+            Ok((None, inner)) => Ok(self.guard(inner, tracked)),
+            Err(err) => {
+                deadlock::note_released(&self.meta, tracked);
+                Err(err)
+            }
         }
     }
 }
@@ -163,7 +187,8 @@ impl<T: ?Sized> fmt::Debug for Mutex<T> {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: ?Sized> {
     pub(crate) mutex: &'a Mutex<T>,
-    pub(crate) inner: parking_lot::MutexGuard<'a, T>,
+    /// Dropped by hand in `Drop`, so that the held-list bookkeeping runs after the release.
+    pub(crate) inner: ManuallyDrop<parking_lot::MutexGuard<'a, T>>,
     tracked: Tracked,
 }
 
@@ -195,9 +220,10 @@ impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        deadlock::note_released(&self.mutex.meta, self.tracked);
         self.mutex.meta.clear_owner_if_set();
-        // `self.inner` is dropped after this, releasing the raw lock.
+        // SAFETY: `inner` is dropped exactly once, here, and never used afterwards.
+        unsafe { ManuallyDrop::drop(&mut self.inner) };
+        deadlock::note_released(&self.mutex.meta, self.tracked);
     }
 }
 
@@ -379,7 +405,7 @@ impl RLock {
         state.owner = me;
         state.count = 1;
         self.meta.set_owner(me);
-        state.tracked = Some(deadlock::note_acquired(&self.meta));
+        state.tracked = Some(deadlock::note_acquiring(&self.meta, true));
     }
 
     #[cold]

@@ -20,7 +20,7 @@
 //! run got lucky. It is logged with `log::warn!` and kept for [`lock_order_violations`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -244,8 +244,65 @@ struct WaitEntry {
     thread: Arc<str>,
 }
 
-static GRAPH: parking_lot::Mutex<BTreeMap<u64, WaitEntry>> =
-    parking_lot::const_mutex(BTreeMap::new());
+/// Waiting threads and what each waits for. A plain vector: waiters are few, a linear scan is
+/// quick, and it keeps its capacity, so registering a wait does not allocate.
+struct WaitGraph {
+    waits: Vec<(u64, WaitEntry)>,
+}
+
+impl WaitGraph {
+    fn get(&self, ident: u64) -> Option<&WaitEntry> {
+        self.waits.iter().find(|(t, _)| *t == ident).map(|(_, e)| e)
+    }
+
+    fn remove(&mut self, ident: u64) {
+        if let Some(pos) = self.waits.iter().position(|(t, _)| *t == ident) {
+            self.waits.swap_remove(pos);
+        }
+    }
+
+    /// Follows owner → waits-for links from `me`: the threads of a cycle back to `me`, if any.
+    fn find_cycle(&self, me: u64) -> Option<Vec<u64>> {
+        let mut cycle = Vec::new();
+        let mut thread = me;
+        // A chain longer than the number of waiters loops without passing through `me`.
+        for _ in 0..=self.waits.len() {
+            let entry = self.get(thread)?;
+            // SAFETY: see `MetaPtr`: the entry is present and the caller holds the graph lock.
+            let owner = unsafe { &*entry.lock.0 }.owner();
+            cycle.push(thread);
+            if owner == me {
+                return Some(cycle);
+            }
+            if owner == 0 {
+                return None;
+            }
+            thread = owner;
+        }
+        None
+    }
+
+    /// The report for a cycle found by `find_cycle`.
+    fn describe(&self, cycle: &[u64]) -> Deadlock {
+        let cycle = cycle
+            .iter()
+            .filter_map(|&ident| {
+                let entry = self.get(ident)?;
+                // SAFETY: as in `find_cycle`.
+                let lock = unsafe { &*entry.lock.0 };
+                Some(WaitLink {
+                    thread: entry.thread.to_string(),
+                    ident,
+                    lock: lock.name(),
+                })
+            })
+            .collect();
+        Deadlock { cycle }
+    }
+}
+
+static GRAPH: parking_lot::Mutex<WaitGraph> =
+    parking_lot::const_mutex(WaitGraph { waits: Vec::new() });
 
 /// The caller's registration as a waiter; dropping it (also on unwind) removes the wait edge.
 pub(crate) struct WaitRegistration {
@@ -254,7 +311,7 @@ pub(crate) struct WaitRegistration {
 
 impl Drop for WaitRegistration {
     fn drop(&mut self) {
-        GRAPH.lock().remove(&self.ident);
+        GRAPH.lock().remove(self.ident);
     }
 }
 
@@ -276,47 +333,23 @@ pub(crate) fn register_wait(meta: &LockMeta) -> Result<Option<WaitRegistration>,
     let me = current_ident();
     let thread = current_name();
     let mut graph = GRAPH.lock();
-    graph.insert(
+    graph.waits.push((
         me,
         WaitEntry {
             lock: MetaPtr(meta),
             thread,
         },
-    );
-    match find_cycle(&graph, me) {
+    ));
+    match graph.find_cycle(me) {
         None => Ok(Some(WaitRegistration { ident: me })),
         Some(cycle) => {
-            graph.remove(&me);
-            log::warn!("{cycle}");
-            Err(cycle)
+            let report = graph.describe(&cycle);
+            graph.remove(me);
+            drop(graph);
+            log::warn!("{report}");
+            Err(report)
         }
     }
-}
-
-/// Walks owner → waits-for links from `me`; a cycle through `me` is returned as a report.
-fn find_cycle(graph: &BTreeMap<u64, WaitEntry>, me: u64) -> Option<Deadlock> {
-    let mut cycle = Vec::new();
-    let mut thread = me;
-    // A chain longer than the number of waiters loops without passing through `me`.
-    for _ in 0..=graph.len() {
-        let entry = graph.get(&thread)?;
-        // SAFETY: see `MetaPtr`: the entry is present and we hold the graph lock.
-        let lock = unsafe { &*entry.lock.0 };
-        cycle.push(WaitLink {
-            thread: entry.thread.to_string(),
-            ident: thread,
-            lock: lock.name(),
-        });
-        let owner = lock.owner();
-        if owner == me {
-            return Some(Deadlock { cycle });
-        }
-        if owner == 0 {
-            return None;
-        }
-        thread = owner;
-    }
-    None
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -221,6 +221,21 @@ impl ThreadPool {
         Ok(out)
     }
 
+    /// Calls `target(args...)` for every argument tuple, on the workers, and returns the
+    /// values in input order (Python: `starmap(f, [(a, b), ...])`).
+    pub fn starmap<Args, F, I>(&self, target: F, items: I) -> Result<Vec<F::Output>, PoolError>
+    where
+        F: Target<Args> + Clone,
+        Args: Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        let pending = items
+            .into_iter()
+            .map(|args| self.apply_async(target.clone(), args))
+            .collect::<Result<Vec<_>, _>>()?;
+        pending.into_iter().map(AsyncResult::get).collect()
+    }
+
     /// Submits `f(item)` for every item and returns an iterator over the results in input
     /// order, each as soon as it (and those before it) are done (Python: `imap`).
     pub fn imap<T, R, F, I>(&self, f: F, items: I) -> Result<IMap<R>, PoolError>

@@ -106,6 +106,16 @@ fn a_panicking_task_fails_alone() {
 }
 
 #[test]
+fn starmap_unpacks_argument_tuples_in_order() {
+    fn add(a: u64, b: u64) -> u64 {
+        a + b
+    }
+    let pool = ThreadPool::new(2).unwrap();
+    let sums = pool.starmap(add, (0..100).map(|i| (i, 2 * i))).unwrap();
+    assert_eq!(sums, (0..100).map(|i| 3 * i).collect::<Vec<_>>());
+}
+
+#[test]
 fn imap_in_order_and_unordered_complete() {
     let pool = ThreadPool::new(2).unwrap();
     let ordered: Vec<u64> = pool

@@ -43,6 +43,8 @@ struct Feed {
 struct FeedBuf {
     chunks: VecDeque<Vec<u8>>,
     open: bool,
+    /// The feeder is asleep on `more`: only then does `put` pay for a wake-up.
+    idle: bool,
 }
 
 /// The sending side one process holds for one channel; the feeder thread lives while it does.
@@ -141,7 +143,9 @@ fn feeder_loop(feed: Arc<Feed>, ipc: IpcSender<ByteBuf>) {
                 if !buf.open {
                     break (None, true);
                 }
+                buf.idle = true;
                 buf = feed.more.wait(buf).unwrap_or_else(|p| p.into_inner());
+                buf.idle = false;
             }
         };
         if last {
@@ -210,6 +214,7 @@ impl<T: Serialize> QueueSender<T> {
                 chunks: Mutex::new(FeedBuf {
                     chunks: VecDeque::new(),
                     open: true,
+                    idle: false,
                 }),
                 more: Condvar::new(),
                 pending: AtomicUsize::new(0),
@@ -265,8 +270,11 @@ impl<T: Serialize> QueueSender<T> {
         let count = count_items(chunk) as u32 + 1;
         chunk[..4].copy_from_slice(&count.to_le_bytes());
         feed.pending.fetch_add(1, Ordering::AcqRel);
+        let wake = buf.idle;
         drop(buf);
-        feed.more.notify_one();
+        if wake {
+            feed.more.notify_one();
+        }
         Ok(())
     }
 

@@ -724,6 +724,8 @@ impl std::fmt::Debug for Pool {
 struct Slot<R> {
     state: Mutex<SlotState<R>>,
     ready: Condvar,
+    /// Threads blocked on `ready` (changed under `state`'s lock): `set` wakes only if any.
+    waiters: std::sync::atomic::AtomicUsize,
 }
 
 enum SlotState<R> {
@@ -737,6 +739,7 @@ impl<R> Slot<R> {
         Arc::new(Slot {
             state: Mutex::new(SlotState::Pending),
             ready: Condvar::new(),
+            waiters: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -745,7 +748,9 @@ impl<R> Slot<R> {
         if matches!(*st, SlotState::Pending) {
             *st = SlotState::Ready(value);
         }
-        self.ready.notify_all();
+        if self.waiters.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            self.ready.notify_all();
+        }
     }
 }
 
@@ -783,9 +788,12 @@ impl<R> AsyncResult<R> {
 
     /// Waits until the result is ready.
     pub fn wait(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut st = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
         while matches!(*st, SlotState::Pending) {
+            self.slot.waiters.fetch_add(1, Relaxed);
             st = self.slot.ready.wait(st).unwrap_or_else(|p| p.into_inner());
+            self.slot.waiters.fetch_sub(1, Relaxed);
         }
     }
 
@@ -798,12 +806,18 @@ impl<R> AsyncResult<R> {
             if now >= deadline {
                 return false;
             }
+            self.slot
+                .waiters
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             st = self
                 .slot
                 .ready
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            self.slot
+                .waiters
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
         true
     }

@@ -58,7 +58,7 @@ def spawn_join_thread(n):
 
 
 # --- switch: a ping-pong round trip is two switches ---------------------------
-def _echo_process(qin, qout, cpu):
+def _echo(qin, qout, cpu):
     pin(cpu)
     while True:
         x = qin.get()
@@ -67,51 +67,32 @@ def _echo_process(qin, qout, cpu):
         qout.put(x)
 
 
-def switch_process(n, cpu):
+def _pingpong(n, cpu, make_queue, make_echo):
+    """Times n round trips to an echo started by make_echo(target, args), pinned to cpu."""
     allowed = os.sched_getaffinity(0)
     pin(cpu)
-    qin, qout = mp.Queue(), mp.Queue()
-    p = mp.Process(target=_echo_process, args=(qin, qout, cpu))
-    p.start()
+    qin, qout = make_queue(), make_queue()
+    echo = make_echo(target=_echo, args=(qin, qout, cpu))
+    echo.start()
     qin.put(-1)
-    qout.get()
+    qout.get()  # warm-up round trip
     t0 = clock()
     for i in range(n):
         qin.put(i)
         qout.get()
     dt = clock() - t0
     qin.put(None)
-    p.join()
+    echo.join()
     os.sched_setaffinity(0, allowed)
     return dt
+
+
+def switch_process(n, cpu):
+    return _pingpong(n, cpu, mp.Queue, mp.Process)
 
 
 def switch_thread(n, cpu):
-    allowed = os.sched_getaffinity(0)
-    pin(cpu)
-    qin, qout = queue.Queue(), queue.Queue()
-
-    def echo():
-        pin(cpu)
-        while True:
-            x = qin.get()
-            if x is None:
-                return
-            qout.put(x)
-
-    t = threading.Thread(target=echo)
-    t.start()
-    qin.put(-1)
-    qout.get()
-    t0 = clock()
-    for i in range(n):
-        qin.put(i)
-        qout.get()
-    dt = clock() - t0
-    qin.put(None)
-    t.join()
-    os.sched_setaffinity(0, allowed)
-    return dt
+    return _pingpong(n, cpu, queue.Queue, threading.Thread)
 
 
 # --- message: one producer puts n small ints, the consumer gets them all ------

@@ -1,23 +1,25 @@
 //! Deadlock detection in the wait-for graph, and lock-order checking (the idea of Linux's lockdep).
 //!
-//! **Wait-for graph.** A lock of this crate first tries its raw lock (a `parking_lot` one), with
-//! `parking_lot`'s spin-then-yield back-off. Only when that fails does the thread register "I wait for lock L" under one
-//! global graph lock and walk the chain *owner of L → the lock that owner waits for → its owner*
-//! ... If the chain comes back to the caller, waiting would close a cycle: the call returns
-//! [`LockError::Deadlock`](crate::LockError::Deadlock) at once, naming every thread and lock in
-//! the cycle, and the other threads proceed once the victim drops what it holds. There is no
-//! polling thread: the last thread to join a cycle is the one that sees it, because every
-//! thread registers (under the graph lock) before it blocks.
+//! **Wait-for graph.** A lock of this crate first tries its raw lock (a `parking_lot` one),
+//! with `parking_lot`'s spin-then-yield back-off. Only when that fails does the thread register
+//! "I wait for lock L" under one global graph lock and walk the chain *owner of L → the lock
+//! that owner waits for → its owner* ... If the chain comes back to the caller, waiting would
+//! close a cycle: the call returns [`LockError::Deadlock`](crate::LockError::Deadlock) at once,
+//! naming every thread and lock in the cycle, and the other threads proceed once the victim
+//! drops what it holds. There is no polling thread: the last thread to join a cycle is the one
+//! that sees it, because every thread registers (under the graph lock) before it blocks.
 //!
 //! Each lock keeps its owner's ident in an atomic next to the raw lock; it is written after the
 //! raw lock is taken and cleared before it is released, so a reader sees either the true owner
 //! or 0 ("free or changing hands"), never a stale owner that might invent a cycle.
 //!
-//! **Lock order.** While [`set_lock_order_checking`] is on (the default in debug builds), each thread keeps the list of locks
-//! it holds; taking L2 while holding L1 records the edge L1 → L2 (once per thread in a local
-//! cache, then once globally). The first edge that closes a cycle in that order graph (L2 → L1
-//! seen earlier, or a longer chain) is an *inversion*: a deadlock waiting to happen even if this
-//! run got lucky. It is logged with `log::warn!` and kept for [`lock_order_violations`].
+//! **Lock order.** While [`set_lock_order_checking`] is on (the default in debug builds), each
+//! thread keeps the list of locks it holds; trying to take L2 while holding L1 records the edge
+//! L1 → L2 (before blocking, as lockdep does; once per thread in a local cache, then once
+//! globally). The first edge that closes a cycle in that order graph (L2 → L1 seen earlier, or
+//! a longer chain) is an *inversion*: a deadlock waiting to happen even if this run got lucky.
+//! It is logged with `log::warn!` and kept for [`lock_order_violations`]. A lock that is
+//! dropped leaves the graph.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

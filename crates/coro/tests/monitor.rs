@@ -3,7 +3,7 @@
 //! Its own test binary: it installs a capturing logger, which is process-wide.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use coro::CoroError;
 
@@ -71,10 +71,13 @@ fn smoke_monitor_reports_a_blocking_coroutine_by_name() {
         .spawn(|| std::thread::sleep(Duration::from_millis(400)))
         .unwrap();
     assert!(rude.join_timeout(WAIT));
-    // Let the heartbeat beat again after the stall, so the monitor has looked
-    // (bounded: a cooperative wait on the runtime, not a guess at timing).
-    let after = coro::spawn(|| coro::sleep(Duration::from_millis(60))).unwrap();
-    assert!(after.join_timeout(WAIT));
+    // The report can land just after the stall ends, once the heartbeat beats
+    // again: keep the runtime ticking until it is there, bounded by WAIT.
+    let deadline = Instant::now() + WAIT;
+    while lines_naming("rude-sleeper").is_empty() && Instant::now() < deadline {
+        let tick = coro::spawn(|| coro::sleep(Duration::from_millis(10))).unwrap();
+        assert!(tick.join_timeout(WAIT));
+    }
 
     let reported = lines_naming("rude-sleeper");
     assert!(

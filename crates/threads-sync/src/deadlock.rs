@@ -25,12 +25,20 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use crate::error::{Deadlock, WaitLink};
 
-static DETECTION: AtomicBool = AtomicBool::new(true);
-static ORDER_CHECKING: AtomicBool = AtomicBool::new(cfg!(debug_assertions));
+/// Bit of [`MODE`]: deadlock detection is on.
+pub(crate) const DETECTION: u8 = 1;
+/// Bit of [`MODE`]: lock-order checking is on.
+pub(crate) const ORDER_CHECKING: u8 = 2;
+/// Both switches in one word, so that a lock's fast path reads one static to pick its path.
+static MODE: AtomicU8 = AtomicU8::new(if cfg!(debug_assertions) {
+    DETECTION | ORDER_CHECKING
+} else {
+    DETECTION
+});
 static NEXT_LOCK_ID: AtomicU64 = AtomicU64::new(1);
 static NEXT_IDENT: AtomicU64 = AtomicU64::new(1);
 /// Bumped by [`clear_lock_order_history`] so that per-thread edge caches start afresh.
@@ -40,13 +48,27 @@ static ORDER_EPOCH: AtomicU64 = AtomicU64::new(1);
 ///
 /// Off, a contended lock simply blocks (as Python's does): a deadlock hangs.
 pub fn set_detection(enabled: bool) {
-    DETECTION.store(enabled, Ordering::Relaxed);
+    set_mode_bit(DETECTION, enabled);
+}
+
+fn set_mode_bit(bit: u8, enabled: bool) {
+    if enabled {
+        MODE.fetch_or(bit, Ordering::Relaxed);
+    } else {
+        MODE.fetch_and(!bit, Ordering::Relaxed);
+    }
+}
+
+/// Both switches ([`DETECTION`], [`ORDER_CHECKING`]) as one word.
+#[inline]
+pub(crate) fn mode() -> u8 {
+    MODE.load(Ordering::Relaxed)
 }
 
 /// Whether deadlock detection is on.
 #[inline]
 pub fn detection_enabled() -> bool {
-    DETECTION.load(Ordering::Relaxed)
+    mode() & DETECTION != 0
 }
 
 /// Turns lock-order checking on or off. It is on by default in builds with debug assertions
@@ -54,13 +76,13 @@ pub fn detection_enabled() -> bool {
 /// about 10 ns per lock acquisition (see `benches/lock_counter.rs`). Locks held when it is
 /// switched on are not known to it until they are released and taken again.
 pub fn set_lock_order_checking(enabled: bool) {
-    ORDER_CHECKING.store(enabled, Ordering::Relaxed);
+    set_mode_bit(ORDER_CHECKING, enabled);
 }
 
 /// Whether lock-order checking is on.
 #[inline]
 pub fn lock_order_checking_enabled() -> bool {
-    ORDER_CHECKING.load(Ordering::Relaxed)
+    mode() & ORDER_CHECKING != 0
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -105,15 +127,19 @@ thread_local! {
 /// This thread's ident: a number unique among the threads of this process, never reused.
 #[inline]
 pub(crate) fn current_ident() -> u64 {
-    IDENT.with(|cell| {
-        let ident = cell.get();
-        if ident != 0 {
-            return ident;
-        }
-        let ident = NEXT_IDENT.fetch_add(1, Ordering::Relaxed);
-        cell.set(ident);
-        ident
-    })
+    match IDENT.with(Cell::get) {
+        0 => first_ident(),
+        ident => ident,
+    }
+}
+
+/// Gives a thread not started by [`Thread`](crate::Thread) its ident, on first use.
+#[cold]
+#[inline(never)]
+fn first_ident() -> u64 {
+    let ident = NEXT_IDENT.fetch_add(1, Ordering::Relaxed);
+    IDENT.with(|cell| cell.set(ident));
+    ident
 }
 
 /// A fresh ident for a thread about to be spawned.
@@ -541,6 +567,11 @@ fn register_name(meta: &LockMeta) {
 /// Whether the guard being created must pop the held list when dropped.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tracked(bool);
+
+impl Tracked {
+    /// Not on the held list (lock-order checking off): dropping the guard has nothing to pop.
+    pub(crate) const NO: Tracked = Tracked(false);
+}
 
 /// Notes that the current thread takes `meta` (before a blocking attempt, so that the order is
 /// checked even if the attempt then blocks; after a successful try-lock, with `check` false,

@@ -65,6 +65,37 @@ impl<T: ?Sized> Mutex<T> {
     /// close a cycle of threads waiting for each other (this one included).
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError> {
+        match deadlock::mode() {
+            deadlock::DETECTION => {
+                // The release default (detection on, lock-order checking off), kept small
+                // enough to inline: the ident is read before the compare-and-swap, so the
+                // critical section gains only the store of the owner word.
+                let me = current_ident();
+                match self.inner.try_lock() {
+                    Some(inner) => {
+                        self.meta.set_owner(me);
+                        Ok(MutexGuard {
+                            mutex: self,
+                            inner: ManuallyDrop::new(inner),
+                            tracked: Tracked::NO,
+                        })
+                    }
+                    None => self.lock_contended(None, Tracked::NO),
+                }
+            }
+            // Nothing to check or record: `parking_lot`'s own path.
+            0 => Ok(MutexGuard {
+                mutex: self,
+                inner: ManuallyDrop::new(self.inner.lock()),
+                tracked: Tracked::NO,
+            }),
+            _ => self.lock_order_checked(),
+        }
+    }
+
+    /// [`lock`](Mutex::lock) with lock-order checking on.
+    #[inline(never)]
+    fn lock_order_checked(&self) -> Result<MutexGuard<'_, T>, LockError> {
         // Lock order is checked before taking the lock (as lockdep does): the bookkeeping
         // stays outside the critical section.
         let tracked = deadlock::note_acquiring(&self.meta, true);
@@ -72,11 +103,9 @@ impl<T: ?Sized> Mutex<T> {
             // Nothing to check: `parking_lot`'s own path (compare-and-swap first).
             return Ok(self.guard(self.inner.lock(), tracked));
         }
-        // Compare-and-swap first, then `parking_lot`'s own spin-and-yield back-off; only if
-        // the lock stays taken through that does this thread register in the wait-for graph.
-        match self.inner.try_lock_for(Duration::ZERO) {
+        match self.inner.try_lock() {
             Some(inner) => Ok(self.guard(inner, tracked)),
-            None => self.lock_slow(None, tracked),
+            None => self.lock_contended(None, tracked),
         }
     }
 
@@ -94,9 +123,9 @@ impl<T: ?Sized> Mutex<T> {
     #[inline]
     pub fn try_lock_for(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, LockError> {
         let tracked = deadlock::note_acquiring(&self.meta, true);
-        match self.inner.try_lock_for(Duration::ZERO) {
+        match self.inner.try_lock() {
             Some(inner) => Ok(self.guard(inner, tracked)),
-            None => self.lock_slow(Some(timeout), tracked),
+            None => self.lock_contended(Some(timeout), tracked),
         }
     }
 
@@ -126,14 +155,36 @@ impl<T: ?Sized> Mutex<T> {
         }
     }
 
+    /// The lock was held at the first try: back off as `parking_lot` does (spin, then yield)
+    /// with plain try-locks; only if the lock stays taken through that does this thread
+    /// register in the wait-for graph (and block).
     #[cold]
+    #[inline(never)]
+    fn lock_contended(
+        &self,
+        timeout: Option<Duration>,
+        tracked: Tracked,
+    ) -> Result<MutexGuard<'_, T>, LockError> {
+        // Not `try_lock_for(ZERO)`: when its spin fails it marks the lock parked and parks
+        // with an expired deadline, which sends the holder's unlock down the slow path.
+        let mut backoff = parking_lot_core::SpinWait::new();
+        while backoff.spin() {
+            if let Some(inner) = self.inner.try_lock() {
+                return Ok(self.guard(inner, tracked));
+            }
+        }
+        self.lock_slow(timeout, tracked)
+    }
+
+    #[cold]
+    #[inline(never)]
     fn lock_slow(
         &self,
         timeout: Option<Duration>,
         tracked: Tracked,
     ) -> Result<MutexGuard<'_, T>, LockError> {
-        // The caller already went through `parking_lot`'s compare-and-swap, spinning and
-        // yielding (`try_lock_for(ZERO)`): the lock is really contended, so register.
+        // The caller already tried, spun and yielded (`lock_contended`): the lock is really
+        // contended, so register.
         let acquired = deadlock::register_wait(&self.meta)
             .map_err(LockError::from)
             .and_then(|registration| {

@@ -53,8 +53,12 @@ type Job<R> = Box<dyn FnOnce() -> R + Send + 'static>;
 enum State<R> {
     Ready(Job<R>),
     Running {
-        handle: JoinHandle<()>,
-        result: Receiver<Result<R, String>>,
+        /// Hands back the target's value, or its panic message.
+        handle: JoinHandle<Result<R, String>>,
+        /// Disconnected when the target has returned: what a timed join waits on. (A plain
+        /// join waits on `handle` alone: one sleep, not a wait here and then another for
+        /// the thread's exit.)
+        finished: Receiver<()>,
     },
     Joined,
 }
@@ -137,19 +141,20 @@ impl<R: Send + 'static> Thread<R> {
             }
         };
         let ident = deadlock::new_ident();
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (finished_tx, finished) = crossbeam_channel::bounded::<()>(0);
         let spawned = std::thread::Builder::new()
             .name(self.name.clone())
             .spawn(move || {
                 deadlock::adopt_ident(ident);
                 let outcome = catch_unwind(AssertUnwindSafe(job)).map_err(|p| panic_message(&*p));
-                // The receiver may be gone (the Thread was dropped): nobody wants the value.
-                let _ = tx.send(outcome);
+                // Nothing is ever sent: dropping the sender tells a timed join "finished".
+                drop(finished_tx);
+                outcome
             });
         match spawned {
             Ok(handle) => {
                 self.ident = ident;
-                self.state = State::Running { handle, result: rx };
+                self.state = State::Running { handle, finished };
                 Ok(())
             }
             Err(source) => Err(ThreadError::Spawn {
@@ -179,7 +184,7 @@ impl<R: Send + 'static> Thread<R> {
     }
 
     fn join_inner(&mut self, timeout: Option<Duration>) -> Result<R, ThreadError> {
-        let received = match &self.state {
+        match &self.state {
             State::Ready(_) => {
                 return Err(ThreadError::NotStarted {
                     thread: self.name.clone(),
@@ -190,33 +195,33 @@ impl<R: Send + 'static> Thread<R> {
                     thread: self.name.clone(),
                 });
             }
-            State::Running { result, .. } => match timeout {
-                None => result.recv().ok(),
-                Some(timeout) => match result.recv_timeout(timeout) {
-                    Ok(outcome) => Some(outcome),
-                    Err(RecvTimeoutError::Timeout) => {
+            State::Running { finished, .. } => {
+                if let Some(timeout) = timeout {
+                    // Only disconnection ends the wait: nothing is ever sent.
+                    if let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(timeout) {
                         return Err(ThreadError::Timeout {
                             thread: self.name.clone(),
                             timeout,
                         });
                     }
-                    Err(RecvTimeoutError::Disconnected) => None,
-                },
-            },
-        };
-        if let State::Running { handle, .. } = std::mem::replace(&mut self.state, State::Joined) {
-            // The target has returned (or the thread is gone): this join does not block long.
-            let _ = handle.join();
+                }
+            }
         }
-        match received {
-            Some(Ok(value)) => Ok(value),
-            Some(Err(message)) => Err(ThreadError::Panicked {
+        let State::Running { handle, .. } = std::mem::replace(&mut self.state, State::Joined)
+        else {
+            unreachable!("checked above: the thread is running");
+        };
+        // After a timed wait the target has returned: this join does not block long.
+        match handle.join() {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(message)) => Err(ThreadError::Panicked {
                 thread: self.name.clone(),
                 message,
             }),
-            None => Err(ThreadError::Panicked {
+            // The target's panic is caught inside the thread; this is a panic after it.
+            Err(payload) => Err(ThreadError::Panicked {
                 thread: self.name.clone(),
-                message: "thread ended without reporting a result".to_owned(),
+                message: panic_message(&*payload),
             }),
         }
     }

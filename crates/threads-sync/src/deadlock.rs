@@ -175,14 +175,15 @@ pub(crate) struct LockMeta {
     /// Ident of the thread holding the lock, 0 when free or changing hands. Written on every
     /// acquisition, so it sits first, next to the raw lock that follows the meta in each lock.
     owner: AtomicU64,
-    /// The lock id packed with its kind, as pushed on the held list ([`HeldLock`]).
-    tag: HeldLock,
-    /// What only reports and the slow paths read, out of the hot cache line.
+    /// What only reports, lock-order checking and the slow paths read, out of the hot
+    /// cache line (and so that the meta is two words: see the layout note on `Mutex`).
     info: Box<LockInfo>,
 }
 
 #[derive(Debug)]
 struct LockInfo {
+    /// The lock id packed with its kind, as pushed on the held list ([`HeldLock`]).
+    tag: HeldLock,
     kind: &'static str,
     name: Option<Arc<str>>,
     /// Set once the lock appears in the lock-order graph, so that dropping it prunes the graph.
@@ -195,8 +196,8 @@ impl LockMeta {
         let kind_index = KINDS.iter().position(|k| *k == kind).unwrap_or(0) as u64;
         let meta = LockMeta {
             owner: AtomicU64::new(0),
-            tag: HeldLock(id | (kind_index << 56)),
             info: Box::new(LockInfo {
+                tag: HeldLock(id | (kind_index << 56)),
                 kind,
                 name: name.map(Arc::from),
                 in_order_graph: AtomicBool::new(false),
@@ -208,7 +209,7 @@ impl LockMeta {
 
     #[inline]
     fn id(&self) -> u64 {
-        self.tag.id()
+        self.info.tag.id()
     }
 
     /// The lock's name, or `<kind>#<id>` when it has none.
@@ -399,7 +400,7 @@ impl HeldLock {
 
     #[inline]
     fn new(meta: &LockMeta) -> Self {
-        meta.tag
+        meta.info.tag
     }
 
     #[inline]

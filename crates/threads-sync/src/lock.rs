@@ -25,8 +25,11 @@ use crate::error::LockError;
 /// assert_eq!(counter.name(), "counter");
 /// # Ok::<(), threads_sync::LockError>(())
 /// ```
-// `repr(C)`: the owner word (first in `meta`), the raw lock and the value share a cache line.
-#[repr(C)]
+// Layout: the owner word (first in `meta`), the raw lock and the start of the value are what
+// the holder writes; `repr(C)` keeps them within 32 bytes of the start (the meta is two
+// words), and `align(32)` keeps those 32 bytes inside one cache line wherever the mutex lives,
+// so a handoff under contention moves one line, not two.
+#[repr(C, align(32))]
 pub struct Mutex<T: ?Sized> {
     meta: LockMeta,
     inner: parking_lot::Mutex<T>,

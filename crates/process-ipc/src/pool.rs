@@ -243,22 +243,27 @@ impl Shared {
     }
 }
 
-/// Hands pending tasks to workers that hold at most `refill_at` tasks, filling each up to
-/// `PREFETCH` in one batch. Submitters pass 0 (only idle workers get work at once, so a burst
-/// of submissions does not become a burst of one-task messages); the result collector passes
-/// [`REFILL_AT`] as results come back.
+/// Hands pending tasks to workers that hold at most `refill_at` tasks, in batches of up to
+/// `PREFETCH`. Submitters pass 0 (only idle workers get work at once, so a burst of
+/// submissions does not become a burst of one-task messages); the result collector passes
+/// [`REFILL_AT`] as results come back. No worker takes more than its fair share of what is
+/// pending, so a short map (say 8 chunks on 2 workers) is split between the workers instead
+/// of filling the first one's prefetch.
 fn dispatch(state: &mut State, cfg: &Config, refill_at: usize) {
+    let eligible = |w: &Worker| w.inflight.len() <= refill_at && w.capacity(cfg.max_tasks) > 0;
     while !state.pending.is_empty() {
+        let takers = state.workers.values().filter(|w| eligible(w)).count();
+        let fair_share = state.pending.len().div_ceil(takers.max(1));
         let Some(worker) = state
             .workers
             .values_mut()
-            .filter(|w| w.inflight.len() <= refill_at && w.capacity(cfg.max_tasks) > 0)
+            .filter(|w| eligible(w))
             .min_by_key(|w| w.inflight.len())
         else {
             return;
         };
         let mut batch = Vec::new();
-        let room = worker.capacity(cfg.max_tasks);
+        let room = worker.capacity(cfg.max_tasks).min(fair_share);
         while batch.len() < room {
             let Some(id) = state.pending.pop_front() else {
                 break;

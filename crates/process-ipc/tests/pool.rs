@@ -72,6 +72,24 @@ fn map_over_ten_thousand_items_is_correct() {
 }
 
 #[test]
+fn a_short_map_is_shared_between_the_workers() {
+    // 8 chunks on 2 idle workers: each takes its fair share (4), instead of the first worker
+    // prefetching all 8 while the second waits.
+    let pool = Pool::new(2).unwrap();
+    let pids = pool.map_with_chunksize(pid_of, 0..8, 1).unwrap();
+    let mut per_worker = std::collections::BTreeMap::new();
+    for pid in pids {
+        *per_worker.entry(pid).or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_worker.len(),
+        2,
+        "one worker ran everything: {per_worker:?}"
+    );
+    assert!(per_worker.values().all(|&n| n == 4), "{per_worker:?}");
+}
+
+#[test]
 fn imap_keeps_order() {
     let pool = Pool::new(2).unwrap();
     let mut it = pool.imap(square, 0..200u64).unwrap();

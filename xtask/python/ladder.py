@@ -101,28 +101,25 @@ def _produce(q, n):
         q.put(i)
 
 
-def message_process(n):
-    q = mp.Queue()
-    p = mp.Process(target=_produce, args=(q, n))
+def _drain(n, make_queue, make_producer):
+    """Times a producer started by make_producer(target, args) putting n ints, drained here."""
+    q = make_queue()
+    producer = make_producer(target=_produce, args=(q, n))
     t0 = clock()
-    p.start()
+    producer.start()
     for _ in range(n):
         q.get()
     dt = clock() - t0
-    p.join()
+    producer.join()
     return dt
+
+
+def message_process(n):
+    return _drain(n, mp.Queue, mp.Process)
 
 
 def message_thread(n):
-    q = queue.Queue()
-    t = threading.Thread(target=_produce, args=(q, n))
-    t0 = clock()
-    t.start()
-    for _ in range(n):
-        q.get()
-    dt = clock() - t0
-    t.join()
-    return dt
+    return _drain(n, queue.Queue, threading.Thread)
 
 
 def run_gevent():

@@ -1,7 +1,7 @@
 //! Process ping-pong: the parent sends a token, the child sends it back; Pipe and Queue against
 //! raw ipc-channel, with both ends pinned to one CPU and unpinned (cross-CPU wake-ups dominate).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
@@ -107,7 +107,6 @@ fn pingpong(c: &mut Criterion) {
         });
         g.finish();
     }
-    let _ = Duration::ZERO;
 }
 
 criterion_group!(benches, pingpong);

@@ -136,6 +136,7 @@ mod pipe;
 mod pool;
 mod process;
 pub mod queue;
+mod wire;
 
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
 pub use pipe::{Connection, pipe};
@@ -143,6 +144,7 @@ pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder};
 pub use process::{Process, ProcessHandle, Target, current_pid, parent_pid};
 pub use queue::{Queue, QueueSender};
 pub use serde_bytes::ByteBuf;
+pub use wire::Wire;
 
 pub mod manager;
 pub use manager::{ManagedQueue, Manager, ManagerError};

@@ -64,7 +64,7 @@ fn gen_sum(c: &mut Criterion) {
     group.bench_function("ours_rc", |b| {
         b.iter(|| {
             let n = black_box(N);
-            let g = iter_gen::rc::Generator::new(|co| async move {
+            let g = iter_gen::local::Generator::new(|co| async move {
                 let mut i = 0;
                 while i < n {
                     co.yield_(i).await;
@@ -77,13 +77,14 @@ fn gen_sum(c: &mut Criterion) {
     group.bench_function("ours_rc_boxed", |b| {
         b.iter(|| {
             let n = black_box(N);
-            let g: iter_gen::rc::Generator<u64> = iter_gen::rc::Generator::boxed(|co| async move {
-                let mut i = 0;
-                while i < n {
-                    co.yield_(i).await;
-                    i += 1;
-                }
-            });
+            let g: iter_gen::local::Generator<u64> =
+                iter_gen::local::Generator::boxed(|co| async move {
+                    let mut i = 0;
+                    while i < n {
+                        co.yield_(i).await;
+                        i += 1;
+                    }
+                });
             assert_eq!(consume(g), expected);
         })
     });
@@ -103,7 +104,7 @@ fn gen_sum(c: &mut Criterion) {
     group.bench_function("ours_sync", |b| {
         b.iter(|| {
             let n = black_box(N);
-            let g = iter_gen::sync::Generator::new(|co| async move {
+            let g = iter_gen::threadsafe::Generator::new(|co| async move {
                 let mut i = 0;
                 while i < n {
                     co.yield_(i).await;

@@ -133,7 +133,7 @@ fn main() -> anyhow::Result<()> {
 
     println!();
     println!("The Send flavour walks on another thread (slower: a mutex per step).");
-    let mut squares = iter_gen::sync::Generator::new(|co| async move {
+    let mut squares = iter_gen::threadsafe::Generator::new(|co| async move {
         for i in 1..=5u64 {
             co.yield_(i * i).await;
         }

@@ -159,20 +159,50 @@
 //! assert_eq!(cleanups.get(), 1); // exactly once
 //! ```
 //!
+//! # `throw`
+//!
+//! [`Generator::throw`] raises an error at the paused `yield`. A body that wants to catch it
+//! pauses with [`Yielder::yield_catching`], which evaluates to `Err(error)`; at a plain
+//! `yield_` nothing catches it, so the body is dropped and the error comes back, as in Python.
+//!
+//! ```python
+//! def worker():
+//!     while True:
+//!         try: yield "ready"
+//!         except ValueError as e: yield f"recovered from {e}"
+//!
+//! g = worker(); next(g)
+//! assert g.throw(ValueError("bad row")) == "recovered from bad row"
+//! ```
+//!
+//! ```
+//! use iter_gen::{Generator, Yielder};
+//!
+//! let mut g = Generator::new(|co: Yielder<String>| async move {
+//!     loop {
+//!         if let Err(e) = co.yield_catching("ready".into()).await {
+//!             co.yield_(format!("recovered from {e}")).await;
+//!         }
+//!     }
+//! });
+//! g.next();
+//! assert_eq!(g.throw("bad row").unwrap().as_deref(), Some("recovered from bad row"));
+//! ```
+//!
 //! # Two flavours
 //!
-//! [`rc`] (the default, re-exported here) keeps the generator on one thread and is the
-//! fastest. [`sync`] makes generators that are `Send`, at an order of magnitude more per
-//! step, because genawaiter hands each value over through a mutex.
+//! [`local`] (the default, re-exported here) keeps the generator on one thread and is the
+//! fastest. [`threadsafe`] makes generators that are `Send`, at an order of magnitude more per
+//! step, because the backend hands each value over through a mutex.
 //!
 //! # What it costs
 //!
 //! Summing 10 000 000 `u64`s (the `gen_sum` bench; figures from a quiet run of the same
 //! machine's anchors): a hand-written iterator takes well under 1 ns per item, raw genawaiter
-//! about 2.6 ns (`rc`) and 71 ns (`sync`), Python's generator about 20.6 ns. This crate adds a
+//! about 2.6 ns (one thread) and 71 ns (`Send`), Python's generator about 20.6 ns. This crate adds a
 //! state check per step to raw genawaiter of the same flavour: about 9 instructions, +16% for
-//! `rc` and +2% for `sync` by instruction count, within noise by the clock. A
-//! [`Generator::boxed`] body adds a virtual call per step on top (about 1.7 times raw `rc`).
+//! [`local`] and +2% for [`threadsafe`] by instruction count, within noise by the clock. A
+//! [`Generator::boxed`] body adds a virtual call per step on top (about 1.7 times raw genawaiter).
 //!
 //! # When to write the iterator by hand instead
 //!
@@ -203,11 +233,11 @@
 #![deny(missing_docs)]
 
 mod error;
-mod flavour;
+mod generator;
 pub mod iterators;
-pub mod rc;
-pub mod sync;
+pub mod local;
+pub mod threadsafe;
 
 pub use error::SendError;
-pub use flavour::GenState;
-pub use rc::{BoxedBody, Generator, Yielder};
+pub use generator::{GenState, Thrown};
+pub use local::{BoxedBody, Generator, Yielder};

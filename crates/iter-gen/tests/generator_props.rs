@@ -49,7 +49,7 @@ proptest! {
         items in proptest::collection::vec(any::<u32>(), 0..200),
     ) {
         let source = items.clone();
-        let mut g = iter_gen::sync::Generator::new(move |co| async move {
+        let mut g = iter_gen::threadsafe::Generator::new(move |co| async move {
             co.yield_all(source).await;
         });
         prop_assert_eq!(g.by_ref().collect::<Vec<_>>(), items);

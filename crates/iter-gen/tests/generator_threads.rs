@@ -1,10 +1,10 @@
-//! The `Send` flavour (`iter_gen::sync`): generators made on one thread and walked on another.
+//! The `Send` flavour (`iter_gen::threadsafe`): generators made on one thread and walked on another.
 
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use iter_gen::sync::{Generator, Yielder};
+use iter_gen::threadsafe::{Generator, Yielder};
 use iter_gen::{GenState, SendError};
 
 /// Long enough for any machine, short enough that a hang fails the test instead of CI.

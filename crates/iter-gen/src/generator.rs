@@ -1,4 +1,4 @@
-//! The generator written once, stamped out per genawaiter flavour (`rc`, `sync`) by a macro.
+//! The generator, written once and stamped out for each backend flavour (`local`, `threadsafe`) by a macro.
 //!
 //! Everything genawaiter-specific stays in here: the public types wrap genawaiter's `Gen` and
 //! `Co` without naming them, so another backend could take their place.
@@ -32,15 +32,60 @@ pub(crate) enum Resume<S> {
     Next,
     /// Resumed by `send(value)`.
     Sent(S),
+    /// Resumed by `throw(error)`; the error waits in the generator's [`ThrowSlot`]. Only a
+    /// yield that catches is ever resumed this way.
+    Thrown,
 }
 
 impl<S> Resume<S> {
     #[inline]
     pub(crate) fn sent(self) -> Option<S> {
         match self {
-            Self::Next => None,
+            Self::Next | Self::Thrown => None,
             Self::Sent(value) => Some(value),
         }
+    }
+}
+
+/// An error thrown into a generator with `Generator::throw` (Python's `gen.throw(exc)`).
+///
+/// Any error converts into it: `g.throw("bad input")`, `g.throw(io_error)`.
+pub type Thrown = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a generator and its body share for `throw`: whether the body is paused at a yield
+/// that catches, and the error on its way in.
+///
+/// Plain yields never touch it, so `throw` costs nothing per step of a generator that does
+/// not use it.
+#[derive(Default)]
+pub(crate) struct ThrowSlot {
+    catching: std::sync::atomic::AtomicBool,
+    error: std::sync::Mutex<Option<Thrown>>,
+}
+
+impl ThrowSlot {
+    pub(crate) fn catching(&self) -> bool {
+        self.catching.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_catching(&self, catching: bool) {
+        self.catching
+            .store(catching, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn put(&self, error: Thrown) {
+        *self
+            .error
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(error);
+    }
+
+    pub(crate) fn take(&self) -> Thrown {
+        self.error
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take()
+            .unwrap_or_else(|| Thrown::from("an error was thrown into the generator"))
     }
 }
 
@@ -72,11 +117,12 @@ macro_rules! generator_flavour {
         use std::future::Future;
         use std::iter::FusedIterator;
         use std::pin::Pin;
+        use std::sync::Arc;
 
         use genawaiter::GeneratorState as RawStep;
 
-        use crate::flavour::Resume;
-        use crate::{GenState, SendError};
+        use crate::generator::{Resume, ThrowSlot};
+        use crate::{GenState, SendError, Thrown};
 
         /// genawaiter's generator, resumed with [`Resume`].
         type RawGen<Y, S, F> = genawaiter::$backend::Gen<Y, Resume<S>, F>;
@@ -97,6 +143,7 @@ macro_rules! generator_flavour {
         /// `next()`, not by an async runtime (genawaiter panics if another future is pending).
         pub struct Yielder<Y, S = ()> {
             co: genawaiter::$backend::Co<Y, Resume<S>>,
+            thrown: Arc<ThrowSlot>,
         }
 
         impl<Y, S> Yielder<Y, S> {
@@ -106,7 +153,43 @@ macro_rules! generator_flavour {
             /// `send(v)`. Await it at once: two yields without an await between them are a bug.
             #[inline]
             pub fn yield_(&self, value: Y) -> impl Future<Output = Option<S>> + '_ {
-                crate::flavour::SentValue(self.co.yield_(value))
+                crate::generator::SentValue(self.co.yield_(value))
+            }
+
+            /// Like [`yield_`](Yielder::yield_), and an error thrown in with
+            /// [`Generator::throw`] arrives here as `Err` (Python's `try: x = yield value`
+            /// `except E as e:`).
+            ///
+            /// The body may handle the error and go on yielding, or return. At a plain
+            /// `yield_` a thrown error is not caught: the body is dropped (its cleanup runs)
+            /// and the error goes back to the caller of `throw`, as an uncaught exception
+            /// leaves a Python generator.
+            #[doc = concat!("```\nuse iter_gen::", $name, "::{Generator, Yielder};\n")]
+            ///
+            /// let mut g = Generator::new(|co: Yielder<String>| async move {
+            ///     let mut errors = 0;
+            ///     for i in 0..3 {
+            ///         if let Err(e) = co.yield_catching(format!("item {i}")).await {
+            ///             errors += 1;
+            ///             co.yield_(format!("caught: {e}")).await;
+            ///         }
+            ///     }
+            ///     errors
+            /// });
+            /// assert_eq!(g.next().as_deref(), Some("item 0"));
+            /// assert_eq!(g.throw("bad input").unwrap().as_deref(), Some("caught: bad input"));
+            /// assert_eq!(g.by_ref().collect::<Vec<_>>(), ["item 1", "item 2"]);
+            /// assert_eq!(g.return_value(), Some(&1));
+            /// ```
+            pub async fn yield_catching(&self, value: Y) -> Result<Option<S>, Thrown> {
+                self.thrown.set_catching(true);
+                let resumed = self.co.yield_(value).await;
+                self.thrown.set_catching(false);
+                match resumed {
+                    Resume::Next => Ok(None),
+                    Resume::Sent(value) => Ok(Some(value)),
+                    Resume::Thrown => Err(self.thrown.take()),
+                }
             }
 
             /// Delegates to `inner` until it finishes, then evaluates to its return value
@@ -122,9 +205,24 @@ macro_rules! generator_flavour {
             {
                 // Python's `yield from` also starts with `next()`, so `inner` never sees a
                 // send before its first yield.
+                // A throw is forwarded to `inner` when `inner` is paused at a yield that
+                // catches it; otherwise it ends both, like an exception that nothing catches.
                 let mut resume_with = Resume::Next;
-                while let Some(item) = inner.resume(resume_with) {
+                loop {
+                    let item = match resume_with {
+                        Resume::Thrown => match inner.throw(self.thrown.take()) {
+                            Ok(item) => item,
+                            Err(_) => None,
+                        },
+                        other => inner.resume(other),
+                    };
+                    let Some(item) = item else { break };
+                    let catching = inner.thrown.catching();
+                    self.thrown.set_catching(catching);
                     resume_with = self.co.yield_(item).await;
+                    if catching {
+                        self.thrown.set_catching(false);
+                    }
                 }
                 inner.take_return_value()
             }
@@ -208,6 +306,7 @@ macro_rules! generator_flavour {
             body: Option<RawGen<Y, S, F>>,
             phase: Phase,
             returned: Option<R>,
+            thrown: Arc<ThrowSlot>,
         }
 
         impl<Y, R, F> Generator<Y, (), R, F>
@@ -258,10 +357,13 @@ macro_rules! generator_flavour {
             /// assert_eq!(total.return_value(), Some(&7));
             /// ```
             pub fn receiving(body: impl FnOnce(Yielder<Y, S>) -> F) -> Self {
+                let thrown = Arc::new(ThrowSlot::default());
+                let slot = Arc::clone(&thrown);
                 Self {
-                    body: Some(RawGen::new(|co| body(Yielder { co }))),
+                    body: Some(RawGen::new(|co| body(Yielder { co, thrown: slot }))),
                     phase: Phase::Created,
                     returned: None,
+                    thrown,
                 }
             }
 
@@ -285,6 +387,41 @@ macro_rules! generator_flavour {
                         self.close();
                         Err(SendError::Finished(value))
                     }
+                }
+            }
+
+            /// Throws `error` into the body at the `yield` where it is paused (Python's
+            /// `gen.throw(exc)`).
+            ///
+            /// If the body is paused at [`Yielder::yield_catching`], that call evaluates to
+            /// `Err(error)` and the body runs on: `throw` returns `Ok(Some(item))` with the
+            /// next item, or `Ok(None)` if the body returned (its value is then in
+            /// [`return_value`](Generator::return_value)).
+            ///
+            /// # Errors
+            /// As in Python, the error comes straight back and the generator is closed (its
+            /// cleanup runs) when nothing catches it: the body is paused at a plain
+            /// `yield_`, has not started (Python raises at once), or has already finished.
+            ///
+            #[doc = concat!("```\nuse iter_gen::", $name, "::Generator;\n")]
+            ///
+            /// let mut g = Generator::new(|co| async move {
+            ///     co.yield_(1).await; // a plain yield does not catch
+            ///     co.yield_(2).await;
+            /// });
+            /// assert_eq!(g.next(), Some(1));
+            /// let err = g.throw("stop").unwrap_err();
+            /// assert_eq!(err.to_string(), "stop");
+            /// assert_eq!(g.next(), None); // closed, like a generator an exception left
+            /// ```
+            pub fn throw(&mut self, error: impl Into<Thrown>) -> Result<Option<Y>, Thrown> {
+                let error = error.into();
+                if self.phase == Phase::Suspended && self.thrown.catching() {
+                    self.thrown.put(error);
+                    Ok(self.resume(Resume::Thrown))
+                } else {
+                    self.close();
+                    Err(error)
                 }
             }
 

@@ -4,7 +4,7 @@
 //! stays on the thread that made it; the compiler says so:
 //!
 //! ```compile_fail,E0277
-//! use iter_gen::rc::Generator;
+//! use iter_gen::local::Generator;
 //!
 //! let numbers = Generator::new(|co| async move {
 //!     co.yield_(1).await;
@@ -12,6 +12,6 @@
 //! std::thread::spawn(move || numbers.sum::<i32>()); // error: `Rc<..>` cannot be sent between threads
 //! ```
 //!
-//! Use [`crate::sync`] to move a generator to another thread.
+//! Use [`crate::threadsafe`] to move a generator to another thread.
 
-crate::flavour::generator_flavour!(backend: rc, name: "rc", boxed:);
+crate::generator::generator_flavour!(backend: rc, name: "local", boxed:);

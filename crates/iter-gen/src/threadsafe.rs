@@ -1,12 +1,12 @@
 //! Generators that are `Send`: they can be made on one thread and walked on another.
 //!
-//! The same API as [`crate::rc`], over genawaiter's `sync` generators, which hand each value
+//! The same API as [`crate::local`], over genawaiter's `sync` generators, which hand each value
 //! over through a mutex: expect each step to cost an order of magnitude more than with the
-//! `rc` flavour (see the crate's benchmarks). Use this flavour only when the generator must
+//! [`crate::local`] flavour (see the crate's benchmarks). Use this flavour only when the generator must
 //! cross threads.
 //!
 //! ```
-//! use iter_gen::sync::Generator;
+//! use iter_gen::threadsafe::Generator;
 //!
 //! let squares = Generator::new(|co| async move {
 //!     for i in 1..=4u64 {
@@ -17,4 +17,4 @@
 //! assert_eq!(sum, 1 + 4 + 9 + 16);
 //! ```
 
-crate::flavour::generator_flavour!(backend: sync, name: "sync", boxed: + Send);
+crate::generator::generator_flavour!(backend: sync, name: "threadsafe", boxed: + Send);

@@ -14,14 +14,27 @@
 //! use multitask::{coro, iter, process, threads};
 //! # let _ = (stringify!(coro), stringify!(iter), stringify!(process), stringify!(threads));
 //! ```
+//!
+//! Each chapter is a cargo feature of the same name (`threads`, `process`, `iter`, `coro`; all
+//! on by default), and `patch` turns on coro's symbol-level monkey patch. A program that needs
+//! only threads and generators builds just those crates, on any platform:
+//!
+//! ```toml
+//! [dependencies]
+//! multitask = { version = "0.1", default-features = false, features = ["threads", "iter"] }
+//! ```
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "coro")]
 #[doc(inline)]
 pub use coro;
+#[cfg(feature = "iter")]
 #[doc(inline)]
 pub use iter_gen as iter;
+#[cfg(feature = "process")]
 #[doc(inline)]
 pub use process_ipc as process;
+#[cfg(feature = "threads")]
 #[doc(inline)]
 pub use threads_sync as threads;

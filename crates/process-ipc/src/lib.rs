@@ -136,6 +136,7 @@ mod pipe;
 mod pool;
 mod process;
 pub mod queue;
+mod shared;
 mod wire;
 
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
@@ -144,6 +145,11 @@ pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder};
 pub use process::{Process, ProcessHandle, Target, current_pid, parent_pid};
 pub use queue::{Queue, QueueSender};
 pub use serde_bytes::ByteBuf;
+pub use shared::{
+    Array, ArrayGuard, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock,
+    RLockGuard, RawArray, RawValue, Semaphore, SharedError, SharedMemory, Value, ValueGuard,
+    ValueLock,
+};
 pub use wire::Wire;
 
 pub mod manager;

@@ -1,0 +1,75 @@
+//! What can go wrong with state shared between processes.
+
+use std::io;
+use std::time::Duration;
+
+/// An error of [`SharedMemory`](super::SharedMemory), [`Value`](super::Value) and the
+/// process-wide locks and events.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SharedError {
+    /// A segment of 0 bytes was asked for (Python raises `ValueError` too).
+    #[error("shared memory needs a size of at least 1 byte, not 0")]
+    ZeroSize,
+    /// No segment of ours has this name (never made, unlinked, or its creator has exited).
+    #[error("no shared memory named {name:?}: {reason}")]
+    NotFound {
+        /// The name asked for.
+        name: String,
+        /// Why it was not found.
+        reason: String,
+    },
+    /// The name leads to something that is not a segment of this user's, or has another shape
+    /// than the type that attaches to it.
+    #[error("shared memory {name:?} refused: {reason}")]
+    Refused {
+        /// The name asked for.
+        name: String,
+        /// What did not match.
+        reason: String,
+    },
+    /// The process that held the lock died holding it. The lock has been made consistent and
+    /// released: the next `acquire` works. Python's multiprocessing deadlocks here.
+    #[error("the lock's owner (pid {pid}) died holding it; the lock is usable again")]
+    OwnerDied {
+        /// The pid of the process that died holding the lock (0 if it died before recording it).
+        pid: u32,
+    },
+    /// A timed wait ran out.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// A barrier was aborted or a wait on it timed out (Python's `BrokenBarrierError`).
+    #[error("the barrier is broken")]
+    BrokenBarrier,
+    /// `release` of a bounded semaphore would raise it past its initial value.
+    #[error("a BoundedSemaphore released more times than acquired (bound {bound})")]
+    OverRelease {
+        /// The semaphore's initial value.
+        bound: u32,
+    },
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Os {
+        /// What was being done.
+        op: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl SharedError {
+    pub(crate) fn os(op: &'static str) -> Self {
+        SharedError::Os {
+            op,
+            source: io::Error::last_os_error(),
+        }
+    }
+
+    pub(crate) fn from_code(op: &'static str, code: i32) -> Self {
+        SharedError::Os {
+            op,
+            source: io::Error::from_raw_os_error(code),
+        }
+    }
+}

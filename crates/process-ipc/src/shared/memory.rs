@@ -1,0 +1,366 @@
+//! `SharedMemory`: a block of memory that several processes map, found by name.
+//!
+//! The block is a `memfd` (anonymous, in the kernel's page cache), never a file under
+//! `/dev/shm`: its name is the creator's pid, the descriptor's number there and a random nonce,
+//! and another process of the same user attaches by opening `/proc/<pid>/fd/<fd>`. So a crash
+//! leaves nothing behind: when the last process that maps the block exits, however it exits,
+//! the kernel frees it. Other users cannot attach: `/proc/<pid>/fd` admits only processes
+//! that may trace the creator, the descriptor is `0600`, and an attacher checks the owner,
+//! the mode and the nonce before it trusts what it mapped.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fmt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::error::SharedError;
+
+/// Bytes at the start of every mapping that hold [`Header`]; the user's bytes follow.
+pub(crate) const HEADER: usize = 64;
+const MAGIC: u64 = u64::from_le_bytes(*b"mt-shm\0\x01");
+
+/// The start of every block: what an attacher checks before it trusts the rest.
+#[repr(C)]
+struct Header {
+    magic: AtomicU64,
+    nonce: AtomicU64,
+    size: AtomicU64,
+    /// Set by `unlink()`: attaching by name is refused from then on.
+    unlinked: AtomicU32,
+}
+
+/// A block of memory shared between processes (Python's
+/// `multiprocessing.shared_memory.SharedMemory`).
+///
+/// [`create`](SharedMemory::create) makes one; [`attach`](SharedMemory::attach) maps an
+/// existing one by its [`name`](SharedMemory::name) in any process of the same user. A handle
+/// is also a serde value (its name), so it can be a [`Process`](crate::Process) or pool
+/// argument: the receiving process attaches on arrival.
+///
+/// Unlike Python's, a block never outlives the processes that use it: the name works while
+/// a handle lives in the creating process, or, once a handle has been sent to another process,
+/// until [`unlink`](SharedMemory::unlink) or the creator's exit; the memory lives while any
+/// process maps it; and nothing is left in `/dev/shm` by a crash.
+///
+/// ```
+/// use process_ipc::SharedMemory;
+///
+/// let mut block = SharedMemory::create(4096).unwrap();
+/// block.as_mut_slice()[..5].copy_from_slice(b"hello");
+/// let other = SharedMemory::attach(block.name()).unwrap(); // in any process of ours
+/// assert_eq!(&other.as_slice()[..5], b"hello");
+/// assert_eq!(other.size(), 4096);
+/// ```
+pub struct SharedMemory {
+    map: NonNull<u8>,
+    size: usize,
+    name: String,
+    /// The creator's descriptor: it is what makes the name attachable. `None` once unlinked,
+    /// and in attached handles. Shared with [`PINNED`] once the handle has been sent.
+    fd: Option<Arc<OwnedFd>>,
+}
+
+/// Descriptors of blocks made here and sent to another process, by name: kept open so that
+/// the receiver can attach even after the sending handle is dropped (a handle moved into a
+/// `Process` argument is dropped as soon as it is sent). `unlink()` or process exit ends them.
+static PINNED: Mutex<Option<HashMap<String, Arc<OwnedFd>>>> = Mutex::new(None);
+
+fn pinned() -> std::sync::MutexGuard<'static, Option<HashMap<String, Arc<OwnedFd>>>> {
+    PINNED.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+// SAFETY: the mapping is plain memory shared with other processes; the handle owns its
+// mapping and descriptor, neither is tied to a thread. Access through `&self` hands out only
+// shared views, through `&mut self` exclusive ones.
+unsafe impl Send for SharedMemory {}
+// SAFETY: see `Send`; `&SharedMemory` gives only `&[u8]` views and atomic header access.
+unsafe impl Sync for SharedMemory {}
+
+impl SharedMemory {
+    /// Makes a block of `size` zeroed bytes that other processes of this user can attach to.
+    ///
+    /// # Errors
+    /// [`SharedError::ZeroSize`] for 0; [`SharedError::Os`] if the kernel refuses the memory.
+    pub fn create(size: usize) -> Result<Self, SharedError> {
+        if size == 0 {
+            return Err(SharedError::ZeroSize);
+        }
+        let label = CString::new("multitask-shm").expect("no NUL in a literal");
+        // SAFETY: `label` is a valid C string; the returned descriptor is checked below.
+        let raw = unsafe { libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(SharedError::os("memfd_create"));
+        }
+        // SAFETY: `raw` is a descriptor we just opened and own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // Private whatever the umask was: a memfd starts out 0777 less the umask.
+        // SAFETY: `fd` is a valid open descriptor.
+        if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {
+            return Err(SharedError::os("fchmod"));
+        }
+        let total = (HEADER + size) as libc::off_t;
+        // SAFETY: `fd` is a valid open descriptor.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), total) } != 0 {
+            return Err(SharedError::os("ftruncate"));
+        }
+        let map = map_fd(&fd, HEADER + size)?;
+        let nonce = random_u64();
+        let name = format!(
+            "mt_psm_{}_{}_{nonce:016x}",
+            std::process::id(),
+            fd.as_raw_fd()
+        );
+        let block = SharedMemory {
+            map,
+            size,
+            name,
+            fd: Some(Arc::new(fd)),
+        };
+        let header = block.header();
+        header.nonce.store(nonce, Ordering::Relaxed);
+        header.size.store(size as u64, Ordering::Relaxed);
+        header.magic.store(MAGIC, Ordering::Release);
+        Ok(block)
+    }
+
+    /// Maps the block called `name`, made by [`create`](SharedMemory::create) in a process of
+    /// this user that still holds it.
+    ///
+    /// # Errors
+    /// [`SharedError::NotFound`] for a name that was never made, has been unlinked, or whose
+    /// creator has gone; [`SharedError::Refused`] for something that is not a block of ours.
+    pub fn attach(name: &str) -> Result<Self, SharedError> {
+        let not_found = |reason: &str| SharedError::NotFound {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        let refused = |reason: String| SharedError::Refused {
+            name: name.to_string(),
+            reason,
+        };
+        let (pid, fd_number, nonce) =
+            parse_name(name).ok_or_else(|| not_found("not a name made by SharedMemory::create"))?;
+        let fd = if pid == std::process::id() {
+            // Our own block: duplicate the descriptor rather than go through /proc.
+            // SAFETY: F_DUPFD_CLOEXEC on any number is safe; a closed one fails with EBADF.
+            let raw = unsafe { libc::fcntl(fd_number, libc::F_DUPFD_CLOEXEC, 0) };
+            if raw < 0 {
+                return Err(not_found(
+                    "its creating handle has been dropped or unlinked",
+                ));
+            }
+            // SAFETY: `raw` is a descriptor we just made and own.
+            unsafe { OwnedFd::from_raw_fd(raw) }
+        } else {
+            let path = CString::new(format!("/proc/{pid}/fd/{fd_number}"))
+                .expect("digits and slashes hold no NUL");
+            // SAFETY: `path` is a valid C string; the result is checked.
+            let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            if raw < 0 {
+                return Err(not_found(&format!(
+                    "its creator (pid {pid}) has exited or dropped it ({})",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            // SAFETY: `raw` is a descriptor we just opened and own.
+            unsafe { OwnedFd::from_raw_fd(raw) }
+        };
+        // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is valid and `st` is a writable stat buffer.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(SharedError::os("fstat"));
+        }
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if st.st_uid != me {
+            return Err(refused(format!(
+                "owned by uid {}, not ours ({me})",
+                st.st_uid
+            )));
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_mode & 0o077 != 0 {
+            return Err(refused(format!(
+                "not a private block (mode {:o})",
+                st.st_mode
+            )));
+        }
+        let total = st.st_size as usize;
+        if total <= HEADER {
+            return Err(refused("too small to be a block of ours".into()));
+        }
+        let map = map_fd(&fd, total)?;
+        let block = SharedMemory {
+            map,
+            size: total - HEADER,
+            name: name.to_string(),
+            fd: None,
+        };
+        let header = block.header();
+        if header.magic.load(Ordering::Acquire) != MAGIC
+            || header.nonce.load(Ordering::Relaxed) != nonce
+            || header.size.load(Ordering::Relaxed) != (total - HEADER) as u64
+        {
+            return Err(not_found("that descriptor now holds something else"));
+        }
+        if header.unlinked.load(Ordering::Acquire) != 0 {
+            return Err(not_found("it has been unlinked"));
+        }
+        Ok(block)
+    }
+
+    /// The name other processes attach with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The size in bytes, as created.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The bytes. Other processes may write them at any time: synchronise with a
+    /// [`Lock`](crate::Lock), or use [`Value`](crate::Value) / [`Array`](crate::Array).
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping holds HEADER + size bytes and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(HEADER), self.size) }
+    }
+
+    /// The bytes, for writing.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`; `&mut self` makes the view exclusive in this process.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().add(HEADER), self.size) }
+    }
+
+    /// Removes the name: no process can attach any more (Python's `unlink()`). Processes
+    /// already attached keep their mapping; the memory goes when the last of them unmaps it.
+    /// Any process may call it; calling it twice does nothing more.
+    pub fn unlink(&mut self) {
+        self.header().unlinked.store(1, Ordering::Release);
+        self.fd = None;
+        if let Some(map) = pinned().as_mut() {
+            map.remove(&self.name);
+        }
+    }
+
+    /// The name, for sending to another process: a block made here stays attachable from
+    /// then on, until `unlink()` or the end of this process, however soon this handle drops.
+    pub(crate) fn name_for_transfer(&self) -> &str {
+        if let Some(fd) = &self.fd {
+            pinned()
+                .get_or_insert_with(HashMap::new)
+                .entry(self.name.clone())
+                .or_insert_with(|| Arc::clone(fd));
+        }
+        &self.name
+    }
+
+    /// A pointer to byte `offset` of the user's area, for the types built on a block.
+    pub(crate) fn ptr_at(&self, offset: usize) -> *mut u8 {
+        assert!(
+            offset < self.size,
+            "offset {offset} past a block of {}",
+            self.size
+        );
+        // SAFETY: checked to be inside the mapping.
+        unsafe { self.map.as_ptr().add(HEADER + offset) }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: every mapping starts with HEADER bytes, page-aligned, which hold a Header
+        // (all-atomic, so any bit pattern is a valid value).
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        // SAFETY: `map` came from mmap with this length and is unmapped once, here.
+        unsafe { libc::munmap(self.map.as_ptr().cast(), HEADER + self.size) };
+    }
+}
+
+impl fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedMemory")
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .field("creator", &self.fd.is_some())
+            .finish()
+    }
+}
+
+impl Serialize for SharedMemory {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name_for_transfer())
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedMemory {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        SharedMemory::attach(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+fn map_fd(fd: &OwnedFd, len: usize) -> Result<NonNull<u8>, SharedError> {
+    // SAFETY: mapping a descriptor we hold, length as sized; the result is checked.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(SharedError::os("mmap"));
+    }
+    NonNull::new(ptr.cast()).ok_or_else(|| SharedError::os("mmap"))
+}
+
+fn parse_name(name: &str) -> Option<(u32, i32, u64)> {
+    let mut parts = name.strip_prefix("mt_psm_")?.split('_');
+    let pid = parts.next()?.parse().ok()?;
+    let fd = parts.next()?.parse().ok()?;
+    let nonce = u64::from_str_radix(parts.next()?, 16).ok()?;
+    parts.next().is_none().then_some((pid, fd, nonce))
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: writes at most 8 bytes into `bytes`.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n == 8 {
+        return u64::from_ne_bytes(bytes);
+    }
+    // getrandom is missing only on kernels older than 3.17; fall back to something unique.
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_junk_is_not_a_name() {
+        assert_eq!(
+            parse_name("mt_psm_12_7_00000000000000ff"),
+            Some((12, 7, 255))
+        );
+        assert_eq!(parse_name("mt_psm_12_7"), None);
+        assert_eq!(parse_name("/psm_abc"), None);
+        assert_eq!(parse_name("mt_psm_12_7_ff_extra"), None);
+    }
+}

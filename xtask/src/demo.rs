@@ -51,6 +51,7 @@ const STORIES: &[Story] = &[
             "Spawning a process is expensive, so a Pool of reused workers runs many tasks.",
             "A worker that dies fails only its own task; the pool goes on.",
             "A Manager queue works from inside pool workers.",
+            "When processes must share state: a Value with its lock is exact, a RawValue races, and a lock whose holder dies says so.",
         ],
         title: "Processes: the unit that owns resources; they talk through queues",
         package: "process-ipc",
@@ -61,6 +62,7 @@ const STORIES: &[Story] = &[
             "pool_basics",
             "pool_vs_processes",
             "manager_queue",
+            "shared_counter",
         ],
     },
     Story {

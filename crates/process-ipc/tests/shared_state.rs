@@ -135,8 +135,9 @@ fn two_processes_add_under_the_value_lock_and_lose_nothing() {
     let counter = Value::new(0u64).unwrap();
     let children: Vec<_> = (0..2)
         .map(|_| {
-            let handle = postcard_round_trip(&counter);
-            Process::new(count_up, (handle, 5_000)).start().unwrap()
+            Process::new(count_up, (counter.clone(), 5_000))
+                .start()
+                .unwrap()
         })
         .collect();
     for mut child in children {

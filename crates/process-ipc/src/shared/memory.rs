@@ -104,9 +104,12 @@ impl SharedMemory {
             return Err(SharedError::os("fchmod"));
         }
         let total = (HEADER + size) as libc::off_t;
+        // Reserve every page now: a block the system cannot hold is an error here, not a
+        // SIGBUS at some later write (what a sized-only tmpfs file gives). It also means no
+        // process pays for allocating pages inside its first writes.
         // SAFETY: `fd` is a valid open descriptor.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), total) } != 0 {
-            return Err(SharedError::os("ftruncate"));
+        if unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, total) } != 0 {
+            return Err(SharedError::os("fallocate"));
         }
         let map = map_fd(&fd, HEADER + size)?;
         let nonce = random_u64();
@@ -214,6 +217,14 @@ impl SharedMemory {
         Ok(block)
     }
 
+    /// Another handle on the same block, with its own mapping (Python: attaching by name).
+    ///
+    /// # Errors
+    /// As [`attach`](SharedMemory::attach), if the block has been unlinked.
+    pub fn try_clone(&self) -> Result<Self, SharedError> {
+        SharedMemory::attach(&self.name)
+    }
+
     /// The name other processes attach with.
     pub fn name(&self) -> &str {
         &self.name
@@ -315,7 +326,9 @@ fn map_fd(fd: &OwnedFd, len: usize) -> Result<NonNull<u8>, SharedError> {
             std::ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
+            // Map every page at once: one walk over the (already allocated) pages instead of
+            // a fault per page at first touch.
+            libc::MAP_SHARED | libc::MAP_POPULATE,
             fd.as_raw_fd(),
             0,
         )

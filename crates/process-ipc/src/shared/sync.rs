@@ -57,6 +57,7 @@ macro_rules! by_name {
 /// }
 /// assert!(lock.try_acquire().unwrap().is_some()); // released when the guard dropped
 /// ```
+#[derive(Clone)]
 pub struct Lock {
     pub(crate) cell: CellRef,
 }
@@ -164,6 +165,7 @@ impl Lock {
 /// assert_eq!(lock.depth(), 2);
 /// drop((inner, outer));
 /// ```
+#[derive(Clone)]
 pub struct RLock {
     cell: CellRef,
 }
@@ -273,6 +275,7 @@ impl RLock {
 /// assert!(ready.is_set());
 /// ready.wait().unwrap(); // returns at once
 /// ```
+#[derive(Clone)]
 pub struct Event {
     cell: CellRef,
 }
@@ -367,6 +370,7 @@ impl Event {
 /// slots.release().unwrap();
 /// assert_eq!(slots.value(), 1);
 /// ```
+#[derive(Clone)]
 pub struct Semaphore {
     cell: CellRef,
 }
@@ -483,6 +487,7 @@ impl Semaphore {
 /// // Nobody notifies: the wait times out, and the lock is held again after it.
 /// assert!(!cond.wait_timeout(&mut held, Duration::from_millis(5)).unwrap());
 /// ```
+#[derive(Clone)]
 pub struct Condition {
     cell: CellRef,
 }
@@ -571,6 +576,7 @@ impl Condition {
 /// assert!(pair.wait_timeout(Duration::from_millis(5)).is_err()); // nobody came
 /// assert!(pair.broken());
 /// ```
+#[derive(Clone)]
 pub struct Barrier {
     cell: CellRef,
 }

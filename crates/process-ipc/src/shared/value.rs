@@ -4,6 +4,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -274,7 +275,7 @@ impl<T> DerefMut for ArrayGuard<'_, T> {
 /// assert_eq!(v.get(), 8);
 /// ```
 pub struct RawValue<T: Pod> {
-    mem: SharedMemory,
+    mem: Arc<SharedMemory>,
     _marker: PhantomData<T>,
 }
 
@@ -288,7 +289,7 @@ pub struct RawValue<T: Pod> {
 /// assert_eq!(a.to_vec(), [9, 2, 3]);
 /// ```
 pub struct RawArray<T: Pod> {
-    mem: SharedMemory,
+    mem: Arc<SharedMemory>,
     len: usize,
     _marker: PhantomData<T>,
 }
@@ -304,7 +305,7 @@ impl<T: Pod> RawValue<T> {
         mem.as_mut_slice()
             .copy_from_slice(bytemuck::bytes_of(&value));
         Ok(RawValue {
-            mem,
+            mem: Arc::new(mem),
             _marker: PhantomData,
         })
     }
@@ -335,7 +336,7 @@ impl<T: Pod> RawArray<T> {
         mem.as_mut_slice()
             .copy_from_slice(bytemuck::cast_slice(items));
         Ok(RawArray {
-            mem,
+            mem: Arc::new(mem),
             len: items.len(),
             _marker: PhantomData,
         })
@@ -456,7 +457,7 @@ impl<'de, T: Pod> Deserialize<'de> for RawValue<T> {
             )));
         }
         Ok(RawValue {
-            mem,
+            mem: Arc::new(mem),
             _marker: PhantomData,
         })
     }
@@ -481,7 +482,7 @@ impl<'de, T: Pod> Deserialize<'de> for RawArray<T> {
         }
         let len = mem.size() / size;
         Ok(RawArray {
-            mem,
+            mem: Arc::new(mem),
             len,
             _marker: PhantomData,
         })
@@ -498,3 +499,20 @@ macro_rules! debug_by_name {
     )*};
 }
 debug_by_name!(Value, Array, RawValue, RawArray);
+
+/// `clone()` is another handle on the same shared value (a new reference, not a copy).
+macro_rules! clone_handle {
+    ($($ty:ident { $($field:ident),* }),*) => {$(
+        impl<T: Pod> Clone for $ty<T> {
+            fn clone(&self) -> Self {
+                $ty { $($field: self.$field.clone(),)* _marker: PhantomData }
+            }
+        }
+    )*};
+}
+clone_handle!(
+    Value { cell },
+    Array { cell, len },
+    RawValue { mem },
+    RawArray { mem, len }
+);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use process_ipc::{Pool, PoolError, current_pid};
+use process_ipc::{MapOptions, Pool, PoolError, current_pid};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -67,7 +67,9 @@ fn map_over_ten_thousand_items_is_correct() {
         pool.map(square, Vec::<u64>::new()).unwrap(),
         Vec::<u64>::new()
     );
-    let chunked = pool.map_with_chunksize(square, 0..100u64, 7).unwrap();
+    let chunked = pool
+        .map_with(square, 0..100u64, MapOptions::new().chunksize(7))
+        .unwrap();
     assert_eq!(chunked[99], 99 * 99);
 }
 
@@ -76,7 +78,9 @@ fn a_short_map_is_shared_between_the_workers() {
     // 8 chunks on 2 idle workers: each takes its fair share (4), instead of the first worker
     // prefetching all 8 while the second waits.
     let pool = Pool::new(2).unwrap();
-    let pids = pool.map_with_chunksize(pid_of, 0..8, 1).unwrap();
+    let pids = pool
+        .map_with(pid_of, 0..8, MapOptions::new().chunksize(1))
+        .unwrap();
     let mut per_worker = std::collections::BTreeMap::new();
     for pid in pids {
         *per_worker.entry(pid).or_insert(0) += 1;
@@ -143,35 +147,76 @@ fn apply_async_with_get_timeout() {
 }
 
 #[test]
-fn callbacks_run_exactly_once_each() {
+fn done_callbacks_run_exactly_once_each() {
     let pool = Pool::new(2).unwrap();
     let calls: Arc<Vec<AtomicU32>> = Arc::new((0..40).map(|_| AtomicU32::new(0)).collect());
     let errors = Arc::new(AtomicUsize::new(0));
     let results: Vec<_> = (0..40u32)
         .map(|i| {
             let (calls, errors) = (Arc::clone(&calls), Arc::clone(&errors));
-            let calls2 = Arc::clone(&calls);
-            pool.apply_async_with(
-                fails_on_odd,
-                (i,),
-                move |v| {
-                    calls[*v as usize].fetch_add(1, Ordering::SeqCst);
-                },
-                move |e| {
-                    assert!(matches!(e, PoolError::Panicked { .. }), "{e:?}");
-                    calls2[i as usize].fetch_add(1, Ordering::SeqCst);
-                    errors.fetch_add(1, Ordering::SeqCst);
-                },
-            )
-            .unwrap()
+            let result = pool.apply_async(fails_on_odd, (i,)).unwrap();
+            result.add_done_callback(move |r: &Result<u32, PoolError>| {
+                match r {
+                    Ok(v) => assert_eq!(*v, i),
+                    Err(e) => {
+                        assert!(matches!(e, PoolError::Panicked { .. }), "{e:?}");
+                        errors.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                calls[i as usize].fetch_add(1, Ordering::SeqCst);
+            });
+            result
         })
         .collect();
-    for (i, r) in results.into_iter().enumerate() {
+    for (i, r) in results.iter().enumerate() {
         assert!(r.wait_timeout(WAIT));
         assert_eq!(r.successful(), Some(i % 2 == 0));
     }
+    // Added once the result is ready: runs at once, on this thread.
+    let late = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&late);
+    results[0].add_done_callback(move |r| {
+        assert_eq!(r, &Ok(0));
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    assert_eq!(late.load(Ordering::SeqCst), 1);
     assert!(calls.iter().all(|c| c.load(Ordering::SeqCst) == 1));
     assert_eq!(errors.load(Ordering::SeqCst), 20);
+}
+
+#[test]
+fn successful_stays_false_after_the_error_is_taken() {
+    let pool = Pool::new(1).unwrap();
+    let failed = pool.apply_async(fails_on_odd, (3,)).unwrap();
+    assert!(matches!(
+        failed.get_timeout(WAIT),
+        Err(PoolError::Panicked { .. })
+    ));
+    assert_eq!(failed.successful(), Some(false));
+    assert_eq!(failed.get_timeout(WAIT), Err(PoolError::ResultTaken));
+    assert_eq!(failed.successful(), Some(false));
+    let fine = pool.apply_async(fails_on_odd, (4,)).unwrap();
+    assert_eq!(fine.get_timeout(WAIT), Ok(4));
+    assert_eq!(fine.successful(), Some(true));
+}
+
+#[test]
+fn imap_with_options_chunks_and_orders() {
+    let pool = Pool::new(2).unwrap();
+    let ordered: Vec<u64> = pool
+        .imap_with(square, 0..50u64, MapOptions::new().chunksize(8))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ordered, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
+    let mut unordered: Vec<u64> = pool
+        .imap_with(square, 0..50u64, MapOptions::new().chunksize(8).unordered())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    unordered.sort_unstable();
+    assert_eq!(unordered, ordered);
+    assert_eq!(pool.size(), 2);
 }
 
 #[test]
@@ -181,7 +226,9 @@ fn max_tasks_per_child_replaces_workers() {
         .max_tasks_per_child(2)
         .build()
         .unwrap();
-    let pids = pool.map_with_chunksize(pid_of, 0..12u32, 1).unwrap();
+    let pids = pool
+        .map_with(pid_of, 0..12u32, MapOptions::new().chunksize(1))
+        .unwrap();
     let mut per_pid: HashMap<u32, usize> = HashMap::new();
     for pid in pids {
         *per_pid.entry(pid).or_default() += 1;
@@ -208,7 +255,9 @@ fn initializer_runs_once_per_worker() {
         .max_tasks_per_child(3)
         .build()
         .unwrap();
-    let seen = pool.map_with_chunksize(init_runs, 0..12u32, 1).unwrap();
+    let seen = pool
+        .map_with(init_runs, 0..12u32, MapOptions::new().chunksize(1))
+        .unwrap();
     let pids: HashSet<u32> = seen.iter().map(|&(pid, _)| pid).collect();
     assert!(pids.len() >= 4, "{seen:?}");
     assert!(seen.iter().all(|&(_, runs)| runs == 1), "{seen:?}");
@@ -306,6 +355,67 @@ fn kill_matrix_apply_async_fails_within_a_second() {
     for (i, r) in results.into_iter().enumerate().filter(|&(i, _)| i != 3) {
         assert_eq!(r.get_timeout(WAIT), Ok((i * i) as u64), "task {i}");
     }
+}
+
+/// Forks a grandchild that keeps every socket of the worker open and sleeps for 15 s, writes
+/// its pid to `path`, then the worker kills itself.
+fn fork_then_die(path: String) -> u32 {
+    // SAFETY: the grandchild calls only async-signal-safe functions (sleep, _exit).
+    let grandchild = unsafe { libc::fork() };
+    if grandchild == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::sleep(15);
+            libc::_exit(0);
+        }
+    }
+    std::fs::write(&path, grandchild.to_string()).expect("write the grandchild's pid");
+    // SAFETY: kill(2) on our own pid; the process ends here.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    0
+}
+
+/// Kills the grandchild named in the file, however the test ends.
+struct KillGrandchild(std::path::PathBuf);
+
+impl Drop for KillGrandchild {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.0) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: kill(2) with a pid we were given; at worst it names no process.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_worker_killed_while_its_grandchild_holds_its_sockets_fails_its_task_at_once() {
+    let pool = Pool::new(1).unwrap();
+    let worker = pool.pids()[0];
+    let path = std::env::temp_dir().join(format!(
+        "process-ipc-test-grandchild-{}-{}",
+        current_pid(),
+        worker
+    ));
+    let _cleanup = KillGrandchild(path.clone());
+    let doomed = pool
+        .apply_async(fork_then_die, (path.to_string_lossy().into_owned(),))
+        .unwrap();
+    let queued = pool.apply_async(square, (6,)).unwrap();
+    // The grandchild keeps the result socket open for 15 s: only the process itself can tell
+    // that the worker died.
+    match doomed.get_timeout(Duration::from_secs(3)) {
+        Err(PoolError::WorkerDied { pid, signal, .. }) => {
+            assert_eq!(pid, worker);
+            assert_eq!(signal, Some(libc::SIGKILL));
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert_eq!(queued.get_timeout(WAIT), Ok(36));
+    assert_eq!(pool.apply(square, (7,)), Ok(49));
+    assert_ne!(pool.pids(), vec![worker]);
 }
 
 #[test]

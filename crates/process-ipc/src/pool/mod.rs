@@ -116,6 +116,9 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// A submitted map: its shared result state and its item count.
+type Submitted<R> = (Arc<MapShared<R>>, usize);
+
 /// Python's default `map` chunk size: `ceil(len / (4 * processes))`.
 fn auto_chunksize(len: usize, processes: usize) -> usize {
     len.div_ceil(4 * processes).max(1)
@@ -198,7 +201,7 @@ impl Pool {
         items: I,
         chunksize: Option<usize>,
         mode: MapMode<F::Output>,
-    ) -> Result<(Arc<MapShared<F::Output>>, usize), PoolError>
+    ) -> Result<Submitted<F::Output>, PoolError>
     where
         F: Target<Args>,
         Args: Wire,

@@ -74,7 +74,10 @@ impl PoolBuilder {
                 let call = task_offset(run_one::<F, Args>);
                 self.init = Some((call, Arc::new(bytes)));
             }
-            Err(e) => self.init_error = Some(PoolError::Serde(e.to_string())),
+            Err(e) => {
+                let message = super::probe::serialize_message(&args, e);
+                self.init_error = Some(PoolError::Serde(message));
+            }
         }
         self
     }

@@ -18,6 +18,7 @@
 
 mod builder;
 mod collector;
+pub(crate) mod probe;
 mod results;
 mod schedule;
 mod worker;
@@ -128,6 +129,11 @@ fn serde_error(e: postcard::Error) -> PoolError {
     PoolError::Serde(e.to_string())
 }
 
+/// Encodes task data; a failure keeps the `Serialize` impl's own message.
+fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PoolError> {
+    postcard::to_stdvec(value).map_err(|e| PoolError::Serde(probe::serialize_message(value, e)))
+}
+
 impl Pool {
     /// `Pool(n)`: starts `n` worker processes; `n == 0` is [`PoolError::NoWorkers`].
     pub fn new(processes: usize) -> Result<Pool, PoolError> {
@@ -181,7 +187,7 @@ impl Pool {
         F::Output: Wire,
     {
         let _ = f;
-        let bytes = postcard::to_stdvec(&args).map_err(serde_error)?;
+        let bytes = encode(&args)?;
         let slot = Slot::<F::Output>::new();
         let filled = Arc::clone(&slot);
         let complete: Completer = Box::new(move |result| {
@@ -224,7 +230,7 @@ impl Pool {
         for (i, part) in items.chunks(chunk).enumerate() {
             let start = i * chunk;
             let n = part.len();
-            let bytes = postcard::to_stdvec(part).map_err(serde_error)?;
+            let bytes = encode(part)?;
             let target = Arc::clone(&shared);
             let complete: Completer = Box::new(move |result| {
                 let values = result.and_then(|b| postcard::from_bytes(&b).map_err(serde_error));

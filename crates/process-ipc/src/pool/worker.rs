@@ -30,7 +30,11 @@ where
     let args: Args =
         postcard::from_bytes(bytes).map_err(|e| format!("cannot decode the arguments: {e}"))?;
     let f: F = conjure();
-    postcard::to_stdvec(&f.call(args)).map_err(|e| format!("cannot encode the result: {e}"))
+    let value = f.call(args);
+    postcard::to_stdvec(&value).map_err(|e| {
+        let why = super::probe::serialize_message(&value, e);
+        format!("cannot encode the result: {why}")
+    })
 }
 
 /// Runs a chunk of calls: `Vec<Args>` in, `Vec<Output>` out.
@@ -44,7 +48,10 @@ where
         postcard::from_bytes(bytes).map_err(|e| format!("cannot decode the arguments: {e}"))?;
     let f: F = conjure();
     let out: Vec<F::Output> = items.into_iter().map(|a| f.call(a)).collect();
-    postcard::to_stdvec(&out).map_err(|e| format!("cannot encode the results: {e}"))
+    postcard::to_stdvec(&out).map_err(|e| {
+        let why = super::probe::serialize_message(&out, e);
+        format!("cannot encode the results: {why}")
+    })
 }
 
 /// A task as the worker receives it.

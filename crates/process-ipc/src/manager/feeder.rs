@@ -18,10 +18,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use ipc_channel::ipc::IpcSender;
+use ipc_channel::ipc::{IpcSender, OpaqueIpcSender};
 use serde::Serialize;
 
-use super::wire::{Frames, Request};
+use super::wire::{Frames, PutOut, Request};
 use crate::Wire;
 use crate::pool::probe::serialize_message;
 
@@ -123,8 +123,9 @@ impl<T: Wire> Feeder<T> {
             pending: AtomicUsize::new(0),
         });
         let shared = Arc::clone(&status);
+        let puts = requests.to_opaque();
         let thread = std::thread::Builder::new().name(name).spawn(move || {
-            run(&requests, producer, &incoming, &shared);
+            run(&puts, producer, &incoming, &shared);
             drop(done_tx);
         })?;
         Ok(Self {
@@ -216,12 +217,8 @@ impl<T> Drop for Feeder<T> {
 }
 
 /// The feeder thread: batch whatever has piled up, send it, answer flushes.
-fn run<T>(
-    requests: &IpcSender<Request<T>>,
-    producer: u64,
-    incoming: &Receiver<Feed<T>>,
-    status: &Status,
-) where
+fn run<T>(puts: &OpaqueIpcSender, producer: u64, incoming: &Receiver<Feed<T>>, status: &Status)
+where
     T: Serialize,
 {
     let mut batch = Batch::default();
@@ -243,14 +240,16 @@ fn run<T>(
             take(feed, &mut batch, &mut acks);
         }
         if taken > 0 {
-            let frames = std::mem::take(&mut batch.frames);
-            let sent = frames.len() == 0
-                || requests
-                    .send(Request::Put {
-                        producer,
-                        items: frames,
-                    })
+            // Sent as `PutOut`, which borrows the frames: the same bytes as `Request::Put`.
+            // The conversion only re-types a clone of the same file descriptor handle.
+            let items = &batch.frames;
+            let sent = items.len() == 0
+                || puts
+                    .clone()
+                    .to::<PutOut<'_>>()
+                    .send(PutOut::Put { producer, items })
                     .is_ok();
+            batch.frames.clear();
             status.pending.fetch_sub(taken, Ordering::AcqRel);
             if let Some((count, why)) = batch.dropped.take() {
                 status.record(Failure::Dropped { count, why });

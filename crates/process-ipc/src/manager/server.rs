@@ -351,6 +351,9 @@ impl<T: Serialize> State<T> {
 
     /// After an item was taken out: lets waiting putters in while there is room.
     fn admit(&mut self) {
+        if self.putters.is_empty() {
+            return;
+        }
         while !self.is_full() {
             let Some(putter) = self.putters.pop_front() else {
                 return;

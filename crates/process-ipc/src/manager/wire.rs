@@ -15,19 +15,32 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-/// Items encoded one by one (postcard), back to back; `ends[i]` is where item `i` ends.
+/// Items encoded one by one (postcard), back to back; `ends` holds where each item ends, as
+/// little-endian `u32`s (read only where an item is decoded, never parsed as a whole).
 #[derive(Serialize, Deserialize, Default)]
 pub(crate) struct Frames {
     bytes: ByteBuf,
-    ends: Vec<u32>,
+    ends: ByteBuf,
 }
 
-/// Appends to a `Vec` that postcard writes into without taking it over.
+/// postcard's output appended to a `Vec` that stays ours if an encode fails midway.
 struct Append<'a>(&'a mut Vec<u8>);
 
-impl Extend<u8> for Append<'_> {
-    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
-        self.0.extend(bytes);
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
@@ -35,11 +48,11 @@ impl Frames {
     /// Appends one item; on failure nothing is appended and the error is postcard's.
     pub(crate) fn push<T: Serialize>(&mut self, item: &T) -> Result<(), postcard::Error> {
         let start = self.bytes.len();
-        match postcard::to_extend(item, Append(&mut self.bytes)) {
-            Ok(_) => {
-                // A frame over 4 GiB would not fit the index; ipc-channel refuses far less.
-                self.ends
-                    .push(u32::try_from(self.bytes.len()).unwrap_or(u32::MAX));
+        match postcard::serialize_with_flavor(item, Append(&mut self.bytes)) {
+            Ok(()) => {
+                // A batch over 4 GiB would not fit the index; ipc-channel refuses far less.
+                let end = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
+                self.ends.extend_from_slice(&end.to_le_bytes());
                 Ok(())
             }
             Err(e) => {
@@ -51,7 +64,13 @@ impl Frames {
 
     /// How many items it holds.
     pub(crate) fn len(&self) -> usize {
-        self.ends.len()
+        self.ends.len() / 4
+    }
+
+    /// Empties it, keeping its buffers for the next batch.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
     }
 
     /// How many bytes its items take.
@@ -64,9 +83,10 @@ impl Frames {
         &self,
     ) -> impl Iterator<Item = Result<T, postcard::Error>> + '_ {
         let mut start = 0usize;
-        self.ends.iter().map(move |&end| {
-            let end = (end as usize).min(self.bytes.len());
-            let frame = &self.bytes[start.min(end)..end];
+        self.ends.chunks_exact(4).map(move |end| {
+            let end = u32::from_le_bytes([end[0], end[1], end[2], end[3]]) as usize;
+            let end = end.clamp(start, self.bytes.len());
+            let frame = &self.bytes[start..end];
             start = end;
             postcard::from_bytes(frame)
         })
@@ -213,6 +233,22 @@ impl<'de, T> Deserialize<'de> for ReplyOut<'_, T> {
     }
 }
 
+/// The sending twin of [`Request::Put`] (variant 0, the same fields: the same bytes), which
+/// borrows its frames, so a feeder reuses one buffer for every batch.
+#[derive(Serialize)]
+pub(crate) enum PutOut<'a> {
+    Put { producer: u64, items: &'a Frames },
+}
+
+// Never received: the server receives `Request`. `OpaqueIpcSender::to` asks for the bound.
+impl<'de> Deserialize<'de> for PutOut<'_> {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(de::Error::custom(
+            "manager requests are received as Request, never as PutOut",
+        ))
+    }
+}
+
 /// The server's end of one client's reply channel, kept untyped so that each send can borrow.
 pub(crate) struct ReplySender<T> {
     inner: OpaqueIpcSender,
@@ -254,7 +290,9 @@ mod tests {
             } else {
                 bytes.extend(postcard::to_stdvec(&f.unwrap()).unwrap());
             }
-            broken.ends.push(bytes.len() as u32);
+            broken
+                .ends
+                .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         }
         broken.bytes = ByteBuf::from(bytes);
         let got: Vec<Result<String, _>> = broken.decode().collect();

@@ -483,6 +483,35 @@ fn drop_terminates_and_reaps_the_workers() {
     }
 }
 
+/// An argument whose encoding fails, with a message of its own.
+#[derive(Debug, serde::Deserialize)]
+struct Secret(u32);
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("a secret stays home"))
+    }
+}
+
+fn reveal(s: Secret) -> u32 {
+    s.0
+}
+
+#[test]
+fn an_argument_that_does_not_encode_is_an_error_in_its_own_words() {
+    let pool = Pool::new(1).unwrap();
+    match pool.apply_async(reveal, (Secret(1),)) {
+        Err(PoolError::Serde(message)) => assert_eq!(message, "a secret stays home"),
+        other => panic!("expected a serde error, got {other:?}"),
+    }
+    match pool.map(reveal, [Secret(2)]) {
+        Err(PoolError::Serde(message)) => assert_eq!(message, "a secret stays home"),
+        other => panic!("expected a serde error, got {other:?}"),
+    }
+    // Nothing was submitted; the pool goes on.
+    assert_eq!(pool.apply(square, (3,)), Ok(9));
+}
+
 #[test]
 fn send_and_sync_tell_the_truth() {
     fn send_sync<T: Send + Sync>() {}

@@ -1,6 +1,6 @@
-//! The parent's side of the workers: starting them (each with a feeder thread that ships its
-//! tasks and a watcher thread that waits for its exit), and the collector thread, which reads
-//! results, learns of exits from the watchers, kills overdue workers and replaces dead ones.
+//! The parent's side of the workers: the pool's state, and the collector thread, which reads
+//! results, learns of exits from the watchers (see [`launch`](super::launch)), kills overdue
+//! workers and replaces dead ones.
 //! What each event means for the tasks is [`Schedule`]'s decision; this file only moves
 //! messages.
 //!
@@ -15,17 +15,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use ipc_channel::ipc::{self, IpcReceiverSet, IpcSelectionResult, IpcSender};
-use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
 
 use crate::error::{PoolError, signal_name};
-use crate::process::{Process, ProcessHandle};
+use crate::process::ProcessHandle;
 
 use super::builder::Config;
+use super::launch::{Control, Worker, spawn_error, start_worker};
 use super::schedule::{REFILL_AT, Schedule, TaskId, WorkerKey};
-use super::worker::{Outcome, TaskMsg, TaskOut, WorkerConfig, WorkerMsg, worker_main};
+use super::worker::{Outcome, TaskOut, WorkerMsg};
 
 /// How often the collector wakes with nothing to read (per-task timeouts).
 const TICK: Duration = Duration::from_millis(100);
@@ -33,6 +31,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// descendant of the worker that holds its task channel and does not read can make the feeder
 /// late; its tasks then count as delivered.
 const FEEDER_GRACE: Duration = Duration::from_millis(200);
+
+/// Non-blocking reads after an exit, to take in everything the dead worker sent (each read
+/// drains every channel that has data).
+const DRAIN_ROUNDS: usize = 16;
 
 /// Called once with a task's value bytes or its error.
 pub(super) type Completer = Box<dyn FnOnce(Result<Vec<u8>, PoolError>) + Send>;
@@ -43,22 +45,6 @@ pub(super) struct Task {
     pub(super) args: Arc<Vec<u8>>,
     pub(super) what: String,
     pub(super) complete: Completer,
-}
-
-/// The processes and threads of one worker.
-struct Worker {
-    pid: u32,
-    handle: Option<ProcessHandle<()>>,
-    feeder: Option<Sender<Vec<TaskOut>>>,
-    /// The feeder's last word: the ids of the tasks it could not deliver.
-    feeder_done: Receiver<Vec<TaskId>>,
-}
-
-/// From a watcher to the collector.
-#[derive(Serialize, Deserialize)]
-enum Control {
-    /// The worker with this key has exited (its zombie waits for the collector to reap it).
-    Exited(WorkerKey),
 }
 
 /// Everything the pool knows, behind one lock.
@@ -86,10 +72,6 @@ pub(super) struct Shared {
     pub(super) config: Config,
     /// Cloned into every watcher.
     control: Mutex<IpcSender<Control>>,
-}
-
-fn spawn_error(e: impl std::fmt::Display) -> PoolError {
-    PoolError::Spawn(e.to_string())
 }
 
 /// Starts the workers and the collector.
@@ -130,111 +112,6 @@ pub(super) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), Poo
         .spawn(move || collector_loop(&collecting, set, control_key))
         .map_err(spawn_error)?;
     Ok((shared, collector))
-}
-
-/// Starts one worker process with its two channels, its feeder and its watcher.
-fn start_worker(
-    cfg: &Config,
-    control: &IpcSender<Control>,
-    set: &mut IpcReceiverSet,
-) -> Result<(WorkerKey, Worker), PoolError> {
-    let (task_tx, task_rx) = ipc::channel::<Vec<TaskOut>>().map_err(spawn_error)?;
-    let (result_tx, result_rx) = ipc::channel::<WorkerMsg>().map_err(spawn_error)?;
-    // Same socket, typed for the worker's side (`TaskMsg` decodes what `TaskOut` encodes).
-    let task_rx: ipc::IpcReceiver<Vec<TaskMsg>> = task_rx.to_opaque().to();
-    let config = WorkerConfig {
-        tasks: task_rx,
-        results: result_tx,
-        init: cfg
-            .init
-            .as_ref()
-            .map(|(call, args)| (*call, ByteBuf::from(args.as_ref().clone()))),
-        max_tasks: cfg.max_tasks,
-    };
-    let mut handle = Process::new(worker_main, (config,))
-        .start()
-        .map_err(spawn_error)?;
-    let pid = handle.pid();
-    let started = (|| {
-        let key = set.add(result_rx).map_err(spawn_error)?;
-        watch(pid, key, control.clone()).map_err(spawn_error)?;
-        let (feed_tx, feed_rx) = crossbeam_channel::unbounded();
-        let (done_tx, feeder_done) = crossbeam_channel::bounded(1);
-        std::thread::Builder::new()
-            .name(format!("process-ipc-pool-feeder-{pid}"))
-            .spawn(move || feeder_loop(&feed_rx, &task_tx, &done_tx))
-            .map_err(spawn_error)?;
-        Ok((key, feed_tx, feeder_done))
-    })();
-    match started {
-        Ok((key, feeder, feeder_done)) => Ok((
-            key,
-            Worker {
-                pid,
-                handle: Some(handle),
-                feeder: Some(feeder),
-                feeder_done,
-            },
-        )),
-        Err(e) => {
-            let _ = handle.kill();
-            let _ = handle.join_timeout(Duration::from_secs(5));
-            Err(e)
-        }
-    }
-}
-
-/// Ships a worker's task batches; at the end, says which tasks it could not deliver.
-fn feeder_loop(
-    rx: &Receiver<Vec<TaskOut>>,
-    tx: &IpcSender<Vec<TaskOut>>,
-    done: &Sender<Vec<TaskId>>,
-) {
-    let mut lost = Vec::new();
-    while let Ok(mut batch) = rx.recv() {
-        while let Ok(more) = rx.try_recv() {
-            batch.extend(more);
-        }
-        let ids: Vec<TaskId> = batch.iter().map(|t| t.id).collect();
-        if tx.send(batch).is_err() {
-            // The worker is gone: report what never reached it, so the collector requeues those
-            // tasks instead of blaming them for the death.
-            lost = ids;
-            while let Ok(more) = rx.try_recv() {
-                lost.extend(more.iter().map(|t| t.id));
-            }
-            break;
-        }
-    }
-    let _ = done.send(lost);
-}
-
-/// Waits (on a small thread of its own) for worker `pid` to exit, then tells the collector.
-fn watch(pid: u32, key: WorkerKey, control: IpcSender<Control>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name(format!("process-ipc-pool-watch-{pid}"))
-        .stack_size(128 * 1024)
-        .spawn(move || {
-            wait_for_exit(pid);
-            let _ = control.send(Control::Exited(key));
-        })?;
-    Ok(())
-}
-
-/// Blocks until child `pid` has exited, leaving it unreaped for its handle. Returns at once if
-/// it is no longer our child to wait for (already reaped).
-fn wait_for_exit(pid: u32) {
-    let id: libc::id_t = pid;
-    loop {
-        // SAFETY: an all-zero `siginfo_t` is a valid value of this plain C struct.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `info` is a valid place to write; WNOWAIT leaves the child a zombie, so its
-        // pid cannot be reused before its `ProcessHandle` reaps it.
-        let r = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
-    }
 }
 
 fn run_completer(complete: Completer, result: Result<Vec<u8>, PoolError>) {
@@ -295,8 +172,11 @@ fn collector_loop(shared: &Shared, mut set: IpcReceiverSet, control_key: u64) {
         }
         if !exited.is_empty() {
             // A dead worker's last answers are already in its channel: read them all before
-            // judging which task it lost.
-            while let Ok(events) = set.try_select() {
+            // judging which task it lost. (Bounded: busy live workers keep answering.)
+            for _ in 0..DRAIN_ROUNDS {
+                let Ok(events) = set.try_select() else {
+                    break;
+                };
                 handle(shared, events, control_key, &mut exited);
             }
             for key in exited {

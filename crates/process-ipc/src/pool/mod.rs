@@ -14,10 +14,12 @@
 //! cannot be task arguments: pass them to a `Process`, or use a [`Manager`](crate::Manager)
 //! queue, as in Python.
 //!
-//! Layers: `mod.rs` (the API) → `builder` → `collector` → `results`, `worker` → `schedule`.
+//! Layers: `mod.rs` (the API) → `builder` → `collector` → `launch`, `results`, `worker` →
+//! `schedule`.
 
 mod builder;
 mod collector;
+mod launch;
 pub(crate) mod probe;
 mod results;
 mod schedule;

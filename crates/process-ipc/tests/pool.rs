@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use process_ipc::{MapOptions, Pool, PoolError, current_pid};
+use process_ipc::{MapOptions, Pool, PoolError, ReturnWhen, as_completed, current_pid, wait};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -510,6 +510,68 @@ fn an_argument_that_does_not_encode_is_an_error_in_its_own_words() {
     }
     // Nothing was submitted; the pool goes on.
     assert_eq!(pool.apply(square, (3,)), Ok(9));
+}
+
+#[test]
+fn cancel_withdraws_only_a_task_that_has_not_started() {
+    let pool = Pool::new(1).unwrap();
+    let running = pool.apply_async(stall, (0,)).unwrap();
+    // The only worker is busy: these wait in the pool, not in the worker.
+    let queued = pool.apply_async(square, (4,)).unwrap();
+    let chunks = pool.map_async(square, 0..10u64).unwrap();
+    assert!(queued.cancel());
+    assert!(!queued.cancel(), "once");
+    assert_eq!(queued.get_timeout(WAIT), Err(PoolError::Cancelled));
+    assert!(chunks.cancel());
+    assert_eq!(chunks.get_timeout(WAIT), Err(PoolError::Cancelled));
+    assert!(!running.cancel(), "it is running");
+    assert!(!running.ready());
+    pool.terminate();
+    assert_eq!(running.get_timeout(WAIT), Err(PoolError::Terminated));
+}
+
+#[test]
+fn wait_returns_when_asked() {
+    let pool = Pool::new(3).unwrap();
+    let results = vec![
+        pool.apply_async(fails_on_odd, (2,)).unwrap(),
+        pool.apply_async(fails_on_odd, (3,)).unwrap(),
+        pool.apply_async(stall, (0,)).unwrap(),
+    ];
+    let failed = wait(&results, ReturnWhen::FirstException, Some(WAIT));
+    assert!(failed.done.contains(&1), "{failed:?}");
+    assert!(failed.not_done.contains(&2), "{failed:?}");
+    let first = wait(&results, ReturnWhen::FirstCompleted, Some(WAIT));
+    assert!(first.done.contains(&1), "{first:?}");
+    assert!(results[0].wait_timeout(WAIT));
+    // The staller does not finish in time: the wait ends at its timeout, nothing taken.
+    let short = Duration::from_millis(50);
+    let all = wait(&results, ReturnWhen::AllCompleted, Some(short));
+    assert_eq!((all.done, all.not_done), (vec![0, 1], vec![2]));
+    assert_eq!(results[0].get_timeout(WAIT), Ok(2));
+    pool.terminate();
+    let all = wait(&results, ReturnWhen::AllCompleted, Some(WAIT));
+    assert_eq!(all.done, vec![0, 1, 2]);
+}
+
+#[test]
+fn as_completed_yields_each_ready_result_once_then_times_out() {
+    let pool = Pool::new(2).unwrap();
+    let results = vec![
+        pool.apply_async(stall, (0,)).unwrap(),
+        pool.apply_async(pid_of, (5,)).unwrap(),
+    ];
+    assert!(results[1].wait_timeout(WAIT));
+    let mut it = as_completed(&results, Some(Duration::from_millis(500)));
+    assert_eq!(it.next(), Some(Ok(1)));
+    assert_eq!(
+        it.next(),
+        Some(Err(PoolError::WaitTimeout(Duration::from_millis(500))))
+    );
+    assert_eq!(it.next(), None);
+    pool.terminate();
+    let order: Vec<usize> = as_completed(&results, None).map(Result::unwrap).collect();
+    assert_eq!(order.len(), 2);
 }
 
 #[test]

@@ -405,7 +405,7 @@ impl Shared {
     pub(super) fn submit(
         &self,
         tasks: Vec<(isize, Vec<u8>, String, Completer)>,
-    ) -> Result<(), PoolError> {
+    ) -> Result<Vec<TaskId>, PoolError> {
         let mut st = self.lock();
         if let Some(e) = &st.broken {
             return Err(e.clone());
@@ -413,9 +413,11 @@ impl Shared {
         if st.closed || st.terminated {
             return Err(PoolError::Closed);
         }
+        let mut ids = Vec::with_capacity(tasks.len());
         for (call, args, what, complete) in tasks {
             let id = st.next_id;
             st.next_id += 1;
+            ids.push(id);
             let task = Task {
                 call,
                 args: Arc::new(args),
@@ -426,7 +428,24 @@ impl Shared {
             st.schedule().submit(id);
         }
         dispatch(&mut st, 0);
-        Ok(())
+        Ok(ids)
+    }
+
+    /// Withdraws tasks no worker holds yet (all or none), failing them with
+    /// [`PoolError::Cancelled`]. True if they were withdrawn.
+    pub(super) fn cancel(&self, ids: &[TaskId]) -> bool {
+        let tasks: Vec<Task> = {
+            let mut st = self.lock();
+            if !st.schedule().cancel(ids) {
+                return false;
+            }
+            ids.iter().filter_map(|id| st.tasks.remove(id)).collect()
+        };
+        for task in tasks {
+            run_completer(task.complete, Err(PoolError::Cancelled));
+        }
+        self.changed.notify_all();
+        true
     }
 
     /// No new tasks from now on.

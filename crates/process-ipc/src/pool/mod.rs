@@ -23,6 +23,7 @@ mod launch;
 pub(crate) mod probe;
 mod results;
 mod schedule;
+mod wait;
 mod worker;
 
 use std::sync::{Arc, Mutex};
@@ -35,10 +36,12 @@ use crate::process::Target;
 
 pub use builder::PoolBuilder;
 pub use results::{AsyncResult, IMap, IMapUnordered};
+pub use wait::{AsCompleted, ReturnWhen, Waited, as_completed, wait};
 
 use builder::Config;
 use collector::{Completer, Shared};
-use results::{MapMode, MapShared, Slot};
+use results::{Canceller, MapMode, MapShared, Slot};
+use schedule::TaskId;
 use worker::{run_chunk, run_one, task_offset};
 
 /// Python's keyword arguments of the `map` family, in one value: `chunksize`, and (for
@@ -119,8 +122,8 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// A submitted map: its shared result state and its item count.
-type Submitted<R> = (Arc<MapShared<R>>, usize);
+/// A submitted map: its shared result state, its item count and its tasks.
+type Submitted<R> = (Arc<MapShared<R>>, usize, Vec<TaskId>);
 
 /// Python's default `map` chunk size: `ceil(len / (4 * processes))`.
 fn auto_chunksize(len: usize, processes: usize) -> usize {
@@ -166,6 +169,12 @@ impl Pool {
         self.shared.pids()
     }
 
+    /// How a result withdraws its tasks: through the pool, while the pool exists.
+    fn canceller(&self, ids: Vec<TaskId>) -> Canceller {
+        let shared = Arc::downgrade(&self.shared);
+        Box::new(move || shared.upgrade().is_some_and(|s| s.cancel(&ids)))
+    }
+
     /// `Pool.apply(f, args)`: runs `f(args...)` in a worker and waits for the value.
     pub fn apply<F, Args>(&self, f: F, args: Args) -> Result<F::Output, PoolError>
     where
@@ -197,8 +206,8 @@ impl Pool {
         });
         let call = task_offset(run_one::<F, Args>);
         let what = format!("apply_async({})", std::any::type_name::<F>());
-        self.shared.submit(vec![(call, bytes, what, complete)])?;
-        Ok(AsyncResult::new(slot))
+        let ids = self.shared.submit(vec![(call, bytes, what, complete)])?;
+        Ok(AsyncResult::new(slot, Some(self.canceller(ids))))
     }
 
     /// Splits `items` into chunks and submits one task per chunk; returns the map's shared
@@ -225,7 +234,7 @@ impl Pool {
         let chunks = len.div_ceil(chunk);
         let shared = MapShared::new(chunks, chunk, mode);
         if chunks == 0 {
-            return Ok((shared, 0));
+            return Ok((shared, 0, Vec::new()));
         }
         let call = task_offset(run_chunk::<F, Args>);
         let mut tasks = Vec::with_capacity(chunks);
@@ -245,8 +254,8 @@ impl Pool {
             );
             tasks.push((call, bytes, what, complete));
         }
-        self.shared.submit(tasks)?;
-        Ok((shared, len))
+        let ids = self.shared.submit(tasks)?;
+        Ok((shared, len, ids))
     }
 
     fn collect_async<F, Args, I>(
@@ -262,8 +271,9 @@ impl Pool {
         I: IntoIterator<Item = Args>,
     {
         let slot = Slot::new();
-        self.submit_map(f, items, chunksize, MapMode::Collect(Arc::clone(&slot)))?;
-        Ok(AsyncResult::new(slot))
+        let (_, _, ids) =
+            self.submit_map(f, items, chunksize, MapMode::Collect(Arc::clone(&slot)))?;
+        Ok(AsyncResult::new(slot, Some(self.canceller(ids))))
     }
 
     /// `Pool.map(f, items)`: `f(item)` for every item, in order, with Python's automatic chunk
@@ -381,10 +391,10 @@ impl Pool {
         let chunksize = Some(options.chunksize.unwrap_or(1));
         if options.unordered {
             let (tx, rx) = crossbeam_channel::unbounded();
-            let (_, len) = self.submit_map(f, wrapped, chunksize, MapMode::Unordered(tx))?;
+            let (_, len, _) = self.submit_map(f, wrapped, chunksize, MapMode::Unordered(tx))?;
             Ok(IMap::unordered(rx, len))
         } else {
-            let (shared, len) = self.submit_map(f, wrapped, chunksize, MapMode::Ordered)?;
+            let (shared, len, _) = self.submit_map(f, wrapped, chunksize, MapMode::Ordered)?;
             Ok(IMap::ordered(shared, len))
         }
     }

@@ -185,7 +185,12 @@ impl<R> Slot<R> {
 /// ```
 pub struct AsyncResult<R> {
     slot: Arc<Slot<R>>,
+    /// Withdraws the task(s) if no worker holds them yet.
+    cancel: Option<Canceller>,
 }
+
+/// Withdraws a result's tasks if no worker holds them yet; true if it did.
+pub(super) type Canceller = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl<R> std::fmt::Debug for AsyncResult<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -196,8 +201,34 @@ impl<R> std::fmt::Debug for AsyncResult<R> {
 }
 
 impl<R> AsyncResult<R> {
-    pub(super) fn new(slot: Arc<Slot<R>>) -> Self {
-        Self { slot }
+    pub(super) fn new(slot: Arc<Slot<R>>, cancel: Option<Canceller>) -> Self {
+        Self { slot, cancel }
+    }
+
+    /// `concurrent.futures.Future.cancel`: withdraws a task that has not started; it then
+    /// fails with [`PoolError::Cancelled`] and this returns true. False once a worker holds
+    /// the task (running it, or with it queued in the worker's channel, up to 32 per worker),
+    /// and once it is done. A map's result is cancelled whole or not at all.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use process_ipc::{Pool, PoolError};
+    ///
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// let pool = Pool::new(1).unwrap();
+    /// let running = pool.apply_async(nap, (300,)).unwrap();
+    /// let queued = pool.apply_async(nap, (1,)).unwrap(); // waits: the only worker is busy
+    /// assert!(queued.cancel());
+    /// assert_eq!(queued.get_timeout(Duration::from_secs(30)), Err(PoolError::Cancelled));
+    /// assert_eq!(running.get_timeout(Duration::from_secs(30)), Ok(300));
+    /// assert!(!running.cancel(), "done");
+    /// ```
+    pub fn cancel(&self) -> bool {
+        !self.ready() && self.cancel.as_ref().is_some_and(|cancel| cancel())
     }
 
     /// True once the task has finished (successfully or not).
@@ -500,7 +531,7 @@ mod tests {
     #[test]
     fn a_callback_runs_once_whether_added_before_or_after_the_value() {
         let slot = Slot::<u32>::new();
-        let result = AsyncResult::new(Arc::clone(&slot));
+        let result = AsyncResult::new(Arc::clone(&slot), None);
         let (tx, rx) = crossbeam_channel::unbounded();
         let early = tx.clone();
         result.add_done_callback(move |r| early.send(("early", r.clone())).unwrap());
@@ -517,7 +548,7 @@ mod tests {
     #[test]
     fn successful_stays_false_after_the_error_is_taken() {
         let slot = Slot::<u32>::new();
-        let result = AsyncResult::new(Arc::clone(&slot));
+        let result = AsyncResult::new(Arc::clone(&slot), None);
         assert_eq!(result.successful(), None);
         slot.set(Err(PoolError::Terminated));
         assert_eq!(result.successful(), Some(false));

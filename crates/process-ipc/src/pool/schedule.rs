@@ -147,6 +147,16 @@ impl Schedule {
         out
     }
 
+    /// Withdraws tasks that no worker holds yet: all of `ids` or, if any of them was handed
+    /// to a worker (or is gone), none. True if they were withdrawn.
+    pub(super) fn cancel(&mut self, ids: &[TaskId]) -> bool {
+        if ids.is_empty() || !ids.iter().all(|id| self.pending.contains(id)) {
+            return false;
+        }
+        self.pending.retain(|id| !ids.contains(id));
+        true
+    }
+
     /// The worker's channel refused `ids` (it is gone): they never reached it, so they go back
     /// to the front of the queue, in order, and the worker gets nothing more.
     pub(super) fn undelivered(&mut self, key: WorkerKey, ids: &[TaskId]) {
@@ -416,6 +426,26 @@ mod tests {
         assert!(s.finished(0, 0, start + limit / 2 * 3));
         assert!(s.overdue(start + limit * 2, limit).is_empty());
         assert_eq!(s.overdue(start + limit * 3, limit), vec![0]);
+    }
+
+    #[test]
+    fn only_tasks_no_worker_holds_can_be_cancelled() {
+        let mut s = pool(1, None);
+        submit(&mut s, 0..4);
+        let now = Instant::now();
+        assert_eq!(s.dispatch(0, now), vec![(0, vec![0, 1, 2, 3])]);
+        submit(&mut s, 4..7);
+        // Held by the worker (running or queued in its channel): too late.
+        assert!(!s.cancel(&[1]));
+        // Pending: withdrawn, and never dispatched.
+        assert!(s.cancel(&[5]));
+        assert!(!s.cancel(&[5]), "a task is cancelled once");
+        // All or nothing.
+        assert!(!s.cancel(&[4, 2]));
+        assert_eq!(s.pending, vec![4, 6]);
+        assert!(s.finished(0, 0, now));
+        assert!(s.cancel(&[4, 6]));
+        assert!(s.dispatch(REFILL_AT, now).is_empty());
     }
 
     #[test]

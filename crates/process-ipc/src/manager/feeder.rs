@@ -44,7 +44,7 @@ enum Feed<T> {
 pub(crate) enum Failure {
     /// The server is gone; every later put fails too.
     Gone(&'static str),
-    /// Items could not be encoded; they alone were dropped (reported once).
+    /// Items did not encode; they alone were left out (reported once).
     Dropped { count: u64, why: String },
 }
 
@@ -250,12 +250,15 @@ where
                     .send(PutOut::Put { producer, items })
                     .is_ok();
             batch.frames.clear();
-            status.pending.fetch_sub(taken, Ordering::AcqRel);
+            // Failures first: a flush that sees nothing pending must see them too.
             if let Some((count, why)) = batch.dropped.take() {
                 status.record(Failure::Dropped { count, why });
             }
             if !sent {
                 status.record(Failure::Gone("its request channel is closed"));
+            }
+            status.pending.fetch_sub(taken, Ordering::AcqRel);
+            if !sent {
                 break;
             }
         }

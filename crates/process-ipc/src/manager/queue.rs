@@ -210,12 +210,28 @@ impl<T: Wire> ManagedQueue<T> {
         }
     }
 
-    /// Waits until the manager holds every item put into this queue from this process.
-    /// Immediate in the manager's own process.
+    /// Waits until the manager holds every item put into this queue from this process, and
+    /// reports the items that it could not take. Immediate in the manager's own process.
+    ///
+    /// ```
+    /// use process_ipc::manager::{ManagedQueue, Manager, ManagerError};
+    ///
+    /// let manager = Manager::new()?;
+    /// let queue: ManagedQueue<u32> = manager.queue()?;
+    /// // A handle as a child process holds it.
+    /// let remote: ManagedQueue<u32> = postcard::from_bytes(&postcard::to_stdvec(&queue)?)?;
+    /// for i in 0..100 {
+    ///     remote.put(i)?; // buffered: sent by this process's feeder thread
+    /// }
+    /// remote.flush()?;
+    /// assert_eq!(queue.qsize()?, 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// [`ManagerError::Gone`] if the manager is gone (some items may be lost);
-    /// [`ManagerError::Dropped`] if earlier items could not be encoded.
+    /// [`ManagerError::Dropped`] if items put since the last flush did not encode here or did
+    /// not decode in the manager (they alone are missing).
     pub fn flush(&self) -> Result<(), ManagerError> {
         self.flush_until(None)
     }

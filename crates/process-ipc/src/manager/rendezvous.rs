@@ -26,11 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ipc_channel::ipc::{IpcOneShotServer, IpcSender, OpaqueIpcSender};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use super::wire::Request;
+use crate::Wire;
+use ipc_channel::ipc::{IpcOneShotServer, IpcSender, OpaqueIpcSender};
 
 /// Sends a queue's request sender to the one-shot server with the given name.
 type Connector = Box<dyn Fn(String) -> io::Result<()> + Send>;
@@ -111,10 +109,7 @@ impl Rendezvous {
     }
 
     /// Makes queue `queue` reachable: its request sender goes to whoever asks for it.
-    pub(crate) fn add<T>(&self, queue: u64, requests: IpcSender<Request<T>>)
-    where
-        T: Serialize + DeserializeOwned + Send + 'static,
-    {
+    pub(crate) fn add<T: Wire>(&self, queue: u64, requests: IpcSender<Request<T>>) {
         let connector: Connector = Box::new(move |name| {
             let to_client = IpcSender::<IpcSender<Request<T>>>::connect(name)?;
             to_client

@@ -780,6 +780,40 @@ fn a_local_put_is_encoded_at_put_so_no_consumer_is_wedged() {
     assert_eq!(local.qsize().unwrap(), 0);
 }
 
+/// Encodes until `MOODY_REFUSES` is set: an item that passed the check at put and fails later.
+#[derive(Debug, PartialEq, Deserialize)]
+struct Moody(u32);
+
+static MOODY_REFUSES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Serialize for Moody {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 0 && MOODY_REFUSES.load(Ordering::SeqCst) {
+            return Err(serde::ser::Error::custom("not in the mood"));
+        }
+        self.0.serialize(serializer)
+    }
+}
+
+#[test]
+fn an_item_that_cannot_be_sent_fails_only_the_get_that_took_it() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<Moody>().unwrap();
+    let consumer = through_ipc(&local);
+    local.put(Moody(0)).unwrap();
+    local.put(Moody(1)).unwrap();
+    MOODY_REFUSES.store(true, Ordering::SeqCst);
+    let err = consumer.get_timeout(LIMIT).unwrap_err();
+    assert!(
+        matches!(err, ManagerError::Serialization { ref message, .. } if message.contains("not in the mood")),
+        "{err}"
+    );
+    // The same consumer and a fresh one go on.
+    assert_eq!(consumer.get_timeout(LIMIT).unwrap(), Moody(1));
+    local.put(Moody(2)).unwrap();
+    assert_eq!(through_ipc(&local).get_timeout(LIMIT).unwrap(), Moody(2));
+}
+
 #[test]
 fn handles_are_send_and_sync() {
     fn send_sync<X: Send + Sync>() {}

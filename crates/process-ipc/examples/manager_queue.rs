@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         ensure!(next_of[&task] == PER_TASK, "task {task}: counts differ");
     }
     ensure!(
-        matches!(queue.try_get(), Err(ManagerError::Empty { .. })),
+        matches!(queue.get_nowait(), Err(ManagerError::Empty { .. })),
         "items left over"
     );
     println!(

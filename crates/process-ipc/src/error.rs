@@ -196,4 +196,7 @@ pub enum PoolError {
     /// `join()` before `close()` or `terminate()` (Python raises `ValueError`).
     #[error("join() needs close() or terminate() first")]
     StillOpen,
+    /// [`AsyncResult::cancel`](crate::AsyncResult::cancel) withdrew the task before it started.
+    #[error("the task was cancelled before it started")]
+    Cancelled,
 }

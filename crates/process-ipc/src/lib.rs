@@ -141,7 +141,10 @@ mod wire;
 
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
 pub use pipe::{Connection, pipe};
-pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder};
+pub use pool::{
+    AsCompleted, AsyncResult, IMap, IMapUnordered, MapOptions, Pool, PoolBuilder, ReturnWhen,
+    Waited, as_completed, wait,
+};
 pub use process::{Process, ProcessHandle, Target, current_pid, parent_pid};
 pub use queue::{Queue, QueueSender};
 pub use serde_bytes::ByteBuf;

@@ -121,18 +121,21 @@ fn get_timeout_on_an_empty_queue_times_out() {
 }
 
 #[test]
-fn try_get_and_get_nowait_report_empty() {
+fn get_nowait_reports_empty() {
     let manager = Manager::new().unwrap();
     let local = manager.queue::<u64>().unwrap();
     let remote = through_ipc(&local);
-    assert!(matches!(local.try_get(), Err(ManagerError::Empty { .. })));
+    assert!(matches!(
+        local.get_nowait(),
+        Err(ManagerError::Empty { .. })
+    ));
     assert!(matches!(
         remote.get_nowait(),
         Err(ManagerError::Empty { .. })
     ));
     local.put(1).unwrap();
     local.put(2).unwrap();
-    assert_eq!(remote.try_get().unwrap(), 1);
+    assert_eq!(remote.get_nowait().unwrap(), 1);
     assert_eq!(local.get_nowait().unwrap(), 2);
 }
 
@@ -223,7 +226,10 @@ fn producers_drained_exactly_once(remote_producers: bool, producers: u64, per: u
     let unique: BTreeSet<u64> = got.iter().copied().collect();
     assert_eq!(got.len() as u64, total);
     assert_eq!(unique, (0..total).collect::<BTreeSet<_>>());
-    assert!(matches!(queue.try_get(), Err(ManagerError::Empty { .. })));
+    assert!(matches!(
+        queue.get_nowait(),
+        Err(ManagerError::Empty { .. })
+    ));
 }
 
 #[test]
@@ -335,7 +341,7 @@ fn every_call_fails_after_shutdown() {
             queue.get_timeout(LIMIT),
             Err(ManagerError::Gone { .. })
         ));
-        assert!(matches!(queue.try_get(), Err(ManagerError::Gone { .. })));
+        assert!(matches!(queue.get_nowait(), Err(ManagerError::Gone { .. })));
         assert!(matches!(queue.qsize(), Err(ManagerError::Gone { .. })));
     }
     // A handle that never talked to the server (so never registered) fails the same way.
@@ -436,7 +442,10 @@ fn four_child_processes_of_5000_are_drained_exactly_once() {
     );
     assert_eq!(got.len() as u64, 4 * PER);
     assert!(got.iter().all(|&x| x < 4 * PER));
-    assert!(matches!(queue.try_get(), Err(ManagerError::Empty { .. })));
+    assert!(matches!(
+        queue.get_nowait(),
+        Err(ManagerError::Empty { .. })
+    ));
 }
 
 #[test]
@@ -455,7 +464,10 @@ fn four_pool_tasks_of_5000_are_drained_exactly_once() {
     assert!(!pids.is_empty() && pids.len() <= 2, "{pids:?}");
     assert!(!pids.contains(&current_pid()));
     // Each task's puts were in the queue by the time its result came back.
-    assert!(matches!(queue.try_get(), Err(ManagerError::Empty { .. })));
+    assert!(matches!(
+        queue.get_nowait(),
+        Err(ManagerError::Empty { .. })
+    ));
 }
 
 /// A child process's target: take `n` items and sum them.
@@ -556,7 +568,7 @@ fn a_bounded_queue_refuses_a_put_when_full_and_hands_the_item_back() {
     assert!(local.full().unwrap());
     assert!(remote.full().unwrap());
     for queue in [&local, &remote] {
-        let refused = queue.try_put("c".into()).unwrap_err();
+        let refused = queue.put_nowait("c".into()).unwrap_err();
         assert!(
             matches!(refused.error, ManagerError::Full { maxsize: 2, .. }),
             "{refused}"
@@ -680,7 +692,9 @@ fn an_item_that_does_not_encode_is_reported_and_costs_only_itself() {
     }
     let err = remote.flush_timeout(LIMIT).unwrap_err();
     assert!(matches!(err, ManagerError::Dropped { .. }), "{err}");
-    assert!(err.to_string().contains("1 earlier items"), "{err}");
+    assert!(err.to_string().contains("1 item put"), "{err}");
+    // The serde error keeps the impl's own words.
+    assert!(err.to_string().contains("13 does not travel"), "{err}");
     // Reported once; the queue goes on, with every other item in order.
     remote.flush_timeout(LIMIT).unwrap();
     let got: Vec<u32> = (0..6)
@@ -689,6 +703,115 @@ fn an_item_that_does_not_encode_is_reported_and_costs_only_itself() {
     assert_eq!(got, vec![10, 11, 12, 14, 15, 16]);
     remote.put(Picky(17)).unwrap();
     assert_eq!(local.get_timeout(LIMIT).unwrap(), Picky(17));
+}
+
+/// An item type whose decoding fails for 1313 (it encodes fine).
+#[derive(Debug, PartialEq, Serialize)]
+struct Fussy(u32);
+
+impl<'de> Deserialize<'de> for Fussy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(deserializer)?;
+        if n == 1313 {
+            return Err(serde::de::Error::custom("1313 does not decode"));
+        }
+        Ok(Fussy(n))
+    }
+}
+
+#[test]
+fn one_undecodable_item_among_2000_costs_only_itself_and_flush_says_so() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<Fussy>().unwrap();
+    let remote = through_ipc(&local);
+    for i in 0..2000 {
+        remote.put(Fussy(i)).unwrap();
+    }
+    let err = remote.flush_timeout(LIMIT).unwrap_err();
+    assert!(matches!(err, ManagerError::Dropped { .. }), "{err}");
+    assert!(err.to_string().contains("1 item put"), "{err}");
+    assert!(err.to_string().contains("decode in the manager"), "{err}");
+    // Reported once; every good item is there, in order.
+    remote.flush_timeout(LIMIT).unwrap();
+    assert_eq!(local.qsize().unwrap(), 1999);
+    let got: Vec<u32> = (0..1999)
+        .map(|_| local.get_timeout(LIMIT).unwrap().0)
+        .collect();
+    let expected: Vec<u32> = (0..2000).filter(|&i| i != 1313).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_bounded_put_of_an_undecodable_item_fails_and_hands_it_back() {
+    let manager = Manager::new().unwrap();
+    let local = manager.bounded_queue::<Fussy>(4).unwrap();
+    let remote = through_ipc(&local);
+    let refused = remote.put_timeout(Fussy(1313), LIMIT).unwrap_err();
+    assert!(
+        matches!(refused.error, ManagerError::Serialization { .. }),
+        "{refused}"
+    );
+    assert_eq!(refused.item, Some(Fussy(1313)));
+    remote.put_timeout(Fussy(1), LIMIT).unwrap();
+    assert_eq!(local.get_timeout(LIMIT).unwrap(), Fussy(1));
+}
+
+#[test]
+fn a_local_put_is_encoded_at_put_so_no_consumer_is_wedged() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<Picky>().unwrap();
+    let consumer = through_ipc(&local);
+    // The putter's error, in the impl's own words; nothing reaches the queue.
+    let err = local.put(Picky(13)).unwrap_err();
+    assert!(
+        matches!(err, ManagerError::Serialization { ref message, .. } if message.contains("13 does not travel")),
+        "{err}"
+    );
+    let bounded = manager.bounded_queue::<Picky>(2).unwrap();
+    let refused = bounded.put_nowait(Picky(13)).unwrap_err();
+    assert!(matches!(refused.error, ManagerError::Serialization { .. }));
+    assert_eq!(refused.item, Some(Picky(13)));
+    // Every consumer, old or fresh, gets the next good item.
+    local.put(Picky(14)).unwrap();
+    assert_eq!(consumer.get_timeout(LIMIT).unwrap(), Picky(14));
+    local.put(Picky(15)).unwrap();
+    let fresh = through_ipc(&local);
+    assert_eq!(fresh.get_timeout(LIMIT).unwrap(), Picky(15));
+    assert_eq!(local.qsize().unwrap(), 0);
+}
+
+/// Encodes until `MOODY_REFUSES` is set: an item that passed the check at put and fails later.
+#[derive(Debug, PartialEq, Deserialize)]
+struct Moody(u32);
+
+static MOODY_REFUSES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Serialize for Moody {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 0 && MOODY_REFUSES.load(Ordering::SeqCst) {
+            return Err(serde::ser::Error::custom("not in the mood"));
+        }
+        self.0.serialize(serializer)
+    }
+}
+
+#[test]
+fn an_item_that_cannot_be_sent_fails_only_the_get_that_took_it() {
+    let manager = Manager::new().unwrap();
+    let local = manager.queue::<Moody>().unwrap();
+    let consumer = through_ipc(&local);
+    local.put(Moody(0)).unwrap();
+    local.put(Moody(1)).unwrap();
+    MOODY_REFUSES.store(true, Ordering::SeqCst);
+    let err = consumer.get_timeout(LIMIT).unwrap_err();
+    assert!(
+        matches!(err, ManagerError::Serialization { ref message, .. } if message.contains("not in the mood")),
+        "{err}"
+    );
+    // The same consumer and a fresh one go on.
+    assert_eq!(consumer.get_timeout(LIMIT).unwrap(), Moody(1));
+    local.put(Moody(2)).unwrap();
+    assert_eq!(through_ipc(&local).get_timeout(LIMIT).unwrap(), Moody(2));
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use process_ipc::{Pool, PoolError, current_pid};
+use process_ipc::{MapOptions, Pool, PoolError, ReturnWhen, as_completed, current_pid, wait};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -67,7 +67,9 @@ fn map_over_ten_thousand_items_is_correct() {
         pool.map(square, Vec::<u64>::new()).unwrap(),
         Vec::<u64>::new()
     );
-    let chunked = pool.map_with_chunksize(square, 0..100u64, 7).unwrap();
+    let chunked = pool
+        .map_with(square, 0..100u64, MapOptions::new().chunksize(7))
+        .unwrap();
     assert_eq!(chunked[99], 99 * 99);
 }
 
@@ -76,7 +78,9 @@ fn a_short_map_is_shared_between_the_workers() {
     // 8 chunks on 2 idle workers: each takes its fair share (4), instead of the first worker
     // prefetching all 8 while the second waits.
     let pool = Pool::new(2).unwrap();
-    let pids = pool.map_with_chunksize(pid_of, 0..8, 1).unwrap();
+    let pids = pool
+        .map_with(pid_of, 0..8, MapOptions::new().chunksize(1))
+        .unwrap();
     let mut per_worker = std::collections::BTreeMap::new();
     for pid in pids {
         *per_worker.entry(pid).or_insert(0) += 1;
@@ -143,35 +147,76 @@ fn apply_async_with_get_timeout() {
 }
 
 #[test]
-fn callbacks_run_exactly_once_each() {
+fn done_callbacks_run_exactly_once_each() {
     let pool = Pool::new(2).unwrap();
     let calls: Arc<Vec<AtomicU32>> = Arc::new((0..40).map(|_| AtomicU32::new(0)).collect());
     let errors = Arc::new(AtomicUsize::new(0));
     let results: Vec<_> = (0..40u32)
         .map(|i| {
             let (calls, errors) = (Arc::clone(&calls), Arc::clone(&errors));
-            let calls2 = Arc::clone(&calls);
-            pool.apply_async_with(
-                fails_on_odd,
-                (i,),
-                move |v| {
-                    calls[*v as usize].fetch_add(1, Ordering::SeqCst);
-                },
-                move |e| {
-                    assert!(matches!(e, PoolError::Panicked { .. }), "{e:?}");
-                    calls2[i as usize].fetch_add(1, Ordering::SeqCst);
-                    errors.fetch_add(1, Ordering::SeqCst);
-                },
-            )
-            .unwrap()
+            let result = pool.apply_async(fails_on_odd, (i,)).unwrap();
+            result.add_done_callback(move |r: &Result<u32, PoolError>| {
+                match r {
+                    Ok(v) => assert_eq!(*v, i),
+                    Err(e) => {
+                        assert!(matches!(e, PoolError::Panicked { .. }), "{e:?}");
+                        errors.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                calls[i as usize].fetch_add(1, Ordering::SeqCst);
+            });
+            result
         })
         .collect();
-    for (i, r) in results.into_iter().enumerate() {
+    for (i, r) in results.iter().enumerate() {
         assert!(r.wait_timeout(WAIT));
         assert_eq!(r.successful(), Some(i % 2 == 0));
     }
+    // Added once the result is ready: runs at once, on this thread.
+    let late = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&late);
+    results[0].add_done_callback(move |r| {
+        assert_eq!(r, &Ok(0));
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    assert_eq!(late.load(Ordering::SeqCst), 1);
     assert!(calls.iter().all(|c| c.load(Ordering::SeqCst) == 1));
     assert_eq!(errors.load(Ordering::SeqCst), 20);
+}
+
+#[test]
+fn successful_stays_false_after_the_error_is_taken() {
+    let pool = Pool::new(1).unwrap();
+    let failed = pool.apply_async(fails_on_odd, (3,)).unwrap();
+    assert!(matches!(
+        failed.get_timeout(WAIT),
+        Err(PoolError::Panicked { .. })
+    ));
+    assert_eq!(failed.successful(), Some(false));
+    assert_eq!(failed.get_timeout(WAIT), Err(PoolError::ResultTaken));
+    assert_eq!(failed.successful(), Some(false));
+    let fine = pool.apply_async(fails_on_odd, (4,)).unwrap();
+    assert_eq!(fine.get_timeout(WAIT), Ok(4));
+    assert_eq!(fine.successful(), Some(true));
+}
+
+#[test]
+fn imap_with_options_chunks_and_orders() {
+    let pool = Pool::new(2).unwrap();
+    let ordered: Vec<u64> = pool
+        .imap_with(square, 0..50u64, MapOptions::new().chunksize(8))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ordered, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
+    let mut unordered: Vec<u64> = pool
+        .imap_with(square, 0..50u64, MapOptions::new().chunksize(8).unordered())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    unordered.sort_unstable();
+    assert_eq!(unordered, ordered);
+    assert_eq!(pool.size(), 2);
 }
 
 #[test]
@@ -181,7 +226,9 @@ fn max_tasks_per_child_replaces_workers() {
         .max_tasks_per_child(2)
         .build()
         .unwrap();
-    let pids = pool.map_with_chunksize(pid_of, 0..12u32, 1).unwrap();
+    let pids = pool
+        .map_with(pid_of, 0..12u32, MapOptions::new().chunksize(1))
+        .unwrap();
     let mut per_pid: HashMap<u32, usize> = HashMap::new();
     for pid in pids {
         *per_pid.entry(pid).or_default() += 1;
@@ -208,7 +255,9 @@ fn initializer_runs_once_per_worker() {
         .max_tasks_per_child(3)
         .build()
         .unwrap();
-    let seen = pool.map_with_chunksize(init_runs, 0..12u32, 1).unwrap();
+    let seen = pool
+        .map_with(init_runs, 0..12u32, MapOptions::new().chunksize(1))
+        .unwrap();
     let pids: HashSet<u32> = seen.iter().map(|&(pid, _)| pid).collect();
     assert!(pids.len() >= 4, "{seen:?}");
     assert!(seen.iter().all(|&(_, runs)| runs == 1), "{seen:?}");
@@ -308,6 +357,67 @@ fn kill_matrix_apply_async_fails_within_a_second() {
     }
 }
 
+/// Forks a grandchild that keeps every socket of the worker open and sleeps for 15 s, writes
+/// its pid to `path`, then the worker kills itself.
+fn fork_then_die(path: String) -> u32 {
+    // SAFETY: the grandchild calls only async-signal-safe functions (sleep, _exit).
+    let grandchild = unsafe { libc::fork() };
+    if grandchild == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::sleep(15);
+            libc::_exit(0);
+        }
+    }
+    std::fs::write(&path, grandchild.to_string()).expect("write the grandchild's pid");
+    // SAFETY: kill(2) on our own pid; the process ends here.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    0
+}
+
+/// Kills the grandchild named in the file, however the test ends.
+struct KillGrandchild(std::path::PathBuf);
+
+impl Drop for KillGrandchild {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.0) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: kill(2) with a pid we were given; at worst it names no process.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_worker_killed_while_its_grandchild_holds_its_sockets_fails_its_task_at_once() {
+    let pool = Pool::new(1).unwrap();
+    let worker = pool.pids()[0];
+    let path = std::env::temp_dir().join(format!(
+        "process-ipc-test-grandchild-{}-{}",
+        current_pid(),
+        worker
+    ));
+    let _cleanup = KillGrandchild(path.clone());
+    let doomed = pool
+        .apply_async(fork_then_die, (path.to_string_lossy().into_owned(),))
+        .unwrap();
+    let queued = pool.apply_async(square, (6,)).unwrap();
+    // The grandchild keeps the result socket open for 15 s: only the process itself can tell
+    // that the worker died.
+    match doomed.get_timeout(Duration::from_secs(3)) {
+        Err(PoolError::WorkerDied { pid, signal, .. }) => {
+            assert_eq!(pid, worker);
+            assert_eq!(signal, Some(libc::SIGKILL));
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert_eq!(queued.get_timeout(WAIT), Ok(36));
+    assert_eq!(pool.apply(square, (7,)), Ok(49));
+    assert_ne!(pool.pids(), vec![worker]);
+}
+
 #[test]
 fn a_panic_is_an_error_and_the_worker_survives() {
     let pool = Pool::new(1).unwrap();
@@ -371,6 +481,97 @@ fn drop_terminates_and_reaps_the_workers() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// An argument whose encoding fails, with a message of its own.
+#[derive(Debug, serde::Deserialize)]
+struct Secret(u32);
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("a secret stays home"))
+    }
+}
+
+fn reveal(s: Secret) -> u32 {
+    s.0
+}
+
+#[test]
+fn an_argument_that_does_not_encode_is_an_error_in_its_own_words() {
+    let pool = Pool::new(1).unwrap();
+    match pool.apply_async(reveal, (Secret(1),)) {
+        Err(PoolError::Serde(message)) => assert_eq!(message, "a secret stays home"),
+        other => panic!("expected a serde error, got {other:?}"),
+    }
+    match pool.map(reveal, [Secret(2)]) {
+        Err(PoolError::Serde(message)) => assert_eq!(message, "a secret stays home"),
+        other => panic!("expected a serde error, got {other:?}"),
+    }
+    // Nothing was submitted; the pool goes on.
+    assert_eq!(pool.apply(square, (3,)), Ok(9));
+}
+
+#[test]
+fn cancel_withdraws_only_a_task_that_has_not_started() {
+    let pool = Pool::new(1).unwrap();
+    let running = pool.apply_async(stall, (0,)).unwrap();
+    // The only worker is busy: these wait in the pool, not in the worker.
+    let queued = pool.apply_async(square, (4,)).unwrap();
+    let chunks = pool.map_async(square, 0..10u64).unwrap();
+    assert!(queued.cancel());
+    assert!(!queued.cancel(), "once");
+    assert_eq!(queued.get_timeout(WAIT), Err(PoolError::Cancelled));
+    assert!(chunks.cancel());
+    assert_eq!(chunks.get_timeout(WAIT), Err(PoolError::Cancelled));
+    assert!(!running.cancel(), "it is running");
+    assert!(!running.ready());
+    pool.terminate();
+    assert_eq!(running.get_timeout(WAIT), Err(PoolError::Terminated));
+}
+
+#[test]
+fn wait_returns_when_asked() {
+    let pool = Pool::new(3).unwrap();
+    let results = vec![
+        pool.apply_async(fails_on_odd, (2,)).unwrap(),
+        pool.apply_async(fails_on_odd, (3,)).unwrap(),
+        pool.apply_async(stall, (0,)).unwrap(),
+    ];
+    let failed = wait(&results, ReturnWhen::FirstException, Some(WAIT));
+    assert!(failed.done.contains(&1), "{failed:?}");
+    assert!(failed.not_done.contains(&2), "{failed:?}");
+    let first = wait(&results, ReturnWhen::FirstCompleted, Some(WAIT));
+    assert!(first.done.contains(&1), "{first:?}");
+    assert!(results[0].wait_timeout(WAIT));
+    // The staller does not finish in time: the wait ends at its timeout, nothing taken.
+    let short = Duration::from_millis(50);
+    let all = wait(&results, ReturnWhen::AllCompleted, Some(short));
+    assert_eq!((all.done, all.not_done), (vec![0, 1], vec![2]));
+    assert_eq!(results[0].get_timeout(WAIT), Ok(2));
+    pool.terminate();
+    let all = wait(&results, ReturnWhen::AllCompleted, Some(WAIT));
+    assert_eq!(all.done, vec![0, 1, 2]);
+}
+
+#[test]
+fn as_completed_yields_each_ready_result_once_then_times_out() {
+    let pool = Pool::new(2).unwrap();
+    let results = vec![
+        pool.apply_async(stall, (0,)).unwrap(),
+        pool.apply_async(pid_of, (5,)).unwrap(),
+    ];
+    assert!(results[1].wait_timeout(WAIT));
+    let mut it = as_completed(&results, Some(Duration::from_millis(500)));
+    assert_eq!(it.next(), Some(Ok(1)));
+    assert_eq!(
+        it.next(),
+        Some(Err(PoolError::WaitTimeout(Duration::from_millis(500))))
+    );
+    assert_eq!(it.next(), None);
+    pool.terminate();
+    let order: Vec<usize> = as_completed(&results, None).map(Result::unwrap).collect();
+    assert_eq!(order.len(), 2);
 }
 
 #[test]

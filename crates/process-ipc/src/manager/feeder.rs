@@ -7,6 +7,10 @@
 //! one socket write per batch instead of one per item, while an idle one still sends each item
 //! at once. The feeder lives as long as the process: every handle to the queue decoded in
 //! this process shares it.
+//!
+//! Each item is encoded on its own ([`Frames`]): one that does not encode is left out here,
+//! one that does not decode is left out by the server, and either way every other item of
+//! the batch arrives; the next flush reports what was left out.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,12 +18,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use ipc_channel::IpcError;
 use ipc_channel::ipc::{IpcSender, OpaqueIpcSender};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use super::wire::{PutOut, Request};
+use super::wire::{Frames, PutOut, Request};
+use crate::Wire;
+use crate::pool::probe::serialize_message;
 
 /// Items a `put` may hand over before it waits for the feeder (back-pressure).
 const BACKLOG: usize = 4096;
@@ -40,8 +44,8 @@ enum Feed<T> {
 pub(crate) enum Failure {
     /// The server is gone; every later put fails too.
     Gone(&'static str),
-    /// A batch could not be encoded; it was dropped (reported once).
-    Dropped(String),
+    /// Items did not encode; they alone were left out (reported once).
+    Dropped { count: u64, why: String },
 }
 
 /// What the feeder thread and the handles share.
@@ -55,9 +59,16 @@ struct Status {
 impl Status {
     fn record(&self, failure: Failure) {
         let mut slot = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-        if !matches!(*slot, Some(Failure::Gone(_))) {
-            *slot = Some(failure);
-        }
+        *slot = match (slot.take(), failure) {
+            (Some(Failure::Gone(why)), _) | (_, Failure::Gone(why)) => Some(Failure::Gone(why)),
+            (Some(Failure::Dropped { count, why }), Failure::Dropped { count: more, .. }) => {
+                Some(Failure::Dropped {
+                    count: count + more,
+                    why,
+                })
+            }
+            (None, dropped) => Some(dropped),
+        };
         self.failed.store(true, Ordering::Release);
     }
 
@@ -97,9 +108,13 @@ pub(crate) struct Feeder<T> {
     thread: Option<JoinHandle<()>>,
 }
 
-impl<T: Serialize + DeserializeOwned + Send + 'static> Feeder<T> {
-    /// Starts a feeder thread that sends on `requests`.
-    pub(crate) fn start(requests: IpcSender<Request<T>>, name: String) -> std::io::Result<Self> {
+impl<T: Wire> Feeder<T> {
+    /// Starts a feeder thread that sends on `requests`, as `producer`.
+    pub(crate) fn start(
+        requests: IpcSender<Request<T>>,
+        producer: u64,
+        name: String,
+    ) -> std::io::Result<Self> {
         let (feed, incoming) = crossbeam_channel::bounded(BACKLOG);
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         let status = Arc::new(Status {
@@ -110,7 +125,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Feeder<T> {
         let shared = Arc::clone(&status);
         let puts = requests.to_opaque();
         let thread = std::thread::Builder::new().name(name).spawn(move || {
-            run(&puts, &incoming, &shared);
+            run(&puts, producer, &incoming, &shared);
             drop(done_tx);
         })?;
         Ok(Self {
@@ -175,7 +190,8 @@ impl<T> Feeder<T> {
         }
     }
 
-    /// What went wrong with items already handed over, if anything (see [`Failure`]).
+    /// What went wrong with items already handed over, if anything (see [`Failure`]);
+    /// `Dropped` is reported once.
     pub(crate) fn failure(&self) -> Option<Failure> {
         self.status.take()
     }
@@ -201,46 +217,49 @@ impl<T> Drop for Feeder<T> {
 }
 
 /// The feeder thread: batch whatever has piled up, send it, answer flushes.
-fn run<T>(puts: &OpaqueIpcSender, incoming: &Receiver<Feed<T>>, status: &Status)
+fn run<T>(puts: &OpaqueIpcSender, producer: u64, incoming: &Receiver<Feed<T>>, status: &Status)
 where
     T: Serialize,
 {
-    let mut batch: Vec<T> = Vec::new();
+    let mut batch = Batch::default();
     let mut acks: Vec<Sender<()>> = Vec::new();
-    let take = |feed, batch: &mut Vec<T>, acks: &mut Vec<Sender<()>>| match feed {
-        Feed::Item(item) => batch.push(item),
-        Feed::Flush(ack) => acks.push(ack),
-    };
     while let Ok(first) = incoming.recv() {
+        let mut taken = 0usize;
+        let mut take = |feed, batch: &mut Batch, acks: &mut Vec<Sender<()>>| match feed {
+            Feed::Item(item) => {
+                taken += 1;
+                batch.push(&item);
+            }
+            Feed::Flush(ack) => acks.push(ack),
+        };
         take(first, &mut batch, &mut acks);
-        let mut cap = MAX_BATCH;
-        while batch.len() < cap {
+        while batch.frames.len() < MAX_BATCH && batch.frames.bytes() < BATCH_BYTES {
             let Ok(feed) = incoming.try_recv() else {
                 break;
             };
             take(feed, &mut batch, &mut acks);
-            if batch.len() == 2 {
-                // More than one item: size the batch by the first item's encoding.
-                // (An item that carries ipc channels registers them once more here; the
-                // extra copies ride along with the next send and are closed by the receiver.)
-                let size = postcard::experimental::serialized_size(&batch[0]).unwrap_or(1);
-                cap = (BATCH_BYTES / size.max(1)).clamp(2, MAX_BATCH);
-            }
         }
-        if !batch.is_empty() {
-            let n = batch.len();
-            let sent = send_batch(puts, &batch);
-            batch.clear();
-            status.pending.fetch_sub(n, Ordering::AcqRel);
-            match sent {
-                Ok(0) => {}
-                Ok(dropped) => status.record(Failure::Dropped(format!(
-                    "{dropped} earlier items could not be encoded and were dropped"
-                ))),
-                Err(()) => {
-                    status.record(Failure::Gone("its request channel is closed"));
-                    break;
-                }
+        if taken > 0 {
+            // Sent as `PutOut`, which borrows the frames: the same bytes as `Request::Put`.
+            // The conversion only re-types a clone of the same file descriptor handle.
+            let items = &batch.frames;
+            let sent = items.len() == 0
+                || puts
+                    .clone()
+                    .to::<PutOut<'_>>()
+                    .send(PutOut::Put { producer, items })
+                    .is_ok();
+            batch.frames.clear();
+            // Failures first: a flush that sees nothing pending must see them too.
+            if let Some((count, why)) = batch.dropped.take() {
+                status.record(Failure::Dropped { count, why });
+            }
+            if !sent {
+                status.record(Failure::Gone("its request channel is closed"));
+            }
+            status.pending.fetch_sub(taken, Ordering::AcqRel);
+            if !sent {
+                break;
             }
         }
         for ack in acks.drain(..) {
@@ -251,28 +270,19 @@ where
     // by the acks being dropped here.
 }
 
-/// Sends a batch as one message; if it does not encode, sends its items one by one so that
-/// only the items that do not encode are lost. Returns how many were lost, or `Err` if the
-/// server is gone.
-fn send_batch<T: Serialize>(puts: &OpaqueIpcSender, batch: &[T]) -> Result<usize, ()> {
-    // A batch goes out as `PutOut`, which borrows it: the same bytes as `Request::Put`. The
-    // conversion only re-types a clone of the same file descriptor handle.
-    let send = |items: &[T]| puts.clone().to::<PutOut<'_, T>>().send(PutOut::Put(items));
-    match send(batch) {
-        Ok(()) => return Ok(0),
-        Err(IpcError::SerializationError(_)) => {}
-        Err(_) => return Err(()),
-    }
-    let mut dropped = 0;
-    for item in batch {
-        match send(std::slice::from_ref(item)) {
-            Ok(()) => {}
-            Err(IpcError::SerializationError(e)) => {
-                log::warn!("manager queue feeder: an item that does not encode was dropped: {e}");
-                dropped += 1;
-            }
-            Err(_) => return Err(()),
+/// The items of one message, and those left out because they do not encode.
+#[derive(Default)]
+struct Batch {
+    frames: Frames,
+    dropped: Option<(u64, String)>,
+}
+
+impl Batch {
+    fn push<T: Serialize>(&mut self, item: &T) {
+        if let Err(e) = self.frames.push(item) {
+            let why = serialize_message(item, e);
+            let dropped = self.dropped.get_or_insert((0, why));
+            dropped.0 += 1;
         }
     }
-    Ok(dropped)
 }

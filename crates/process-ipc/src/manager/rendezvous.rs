@@ -8,12 +8,17 @@
 //! then answers `"ok\n"`. So the client calls the one-shot `accept` (which alone would block
 //! forever) only when the connection is already waiting, and a manager that is gone shows as a
 //! refused connection or a closed socket, never a hang.
+//!
+//! Only this user's processes are served: the socket's directory is 0700 and the socket 0600
+//! whatever the umask, and each connection's peer must have this process's effective uid
+//! (`SO_PEERCRED`), or it is closed unanswered. A client likewise talks only to a manager of
+//! its own user.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,11 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ipc_channel::ipc::{IpcOneShotServer, IpcSender, OpaqueIpcSender};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use super::wire::Request;
+use crate::Wire;
+use ipc_channel::ipc::{IpcOneShotServer, IpcSender, OpaqueIpcSender};
 
 /// Sends a queue's request sender to the one-shot server with the given name.
 type Connector = Box<dyn Fn(String) -> io::Result<()> + Send>;
@@ -45,7 +48,8 @@ pub(crate) struct Rendezvous {
 }
 
 impl Rendezvous {
-    /// Listens in a new directory under the system's temporary directory (mode 0700).
+    /// Listens in a new directory under the system's temporary directory (mode 0700 whatever
+    /// the umask; `create` fails rather than reuse a directory someone made first).
     pub(crate) fn start(pid: u32) -> io::Result<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
@@ -55,9 +59,18 @@ impl Rendezvous {
         let dir = std::env::temp_dir().join(format!("multitask-manager-{pid}-{n}-{nanos}"));
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
         let path = dir.join("socket");
-        let listener = match UnixListener::bind(&path) {
+        let bound = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .and_then(|()| UnixListener::bind(&path))
+            .and_then(|listener| {
+                // The umask may have left the owner without write permission on the socket,
+                // which `connect` needs; nobody else can reach it through the directory.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                Ok(listener)
+            });
+        let listener = match bound {
             Ok(listener) => listener,
             Err(e) => {
+                let _ = std::fs::remove_file(&path);
                 let _ = std::fs::remove_dir(&dir);
                 return Err(e);
             }
@@ -96,10 +109,7 @@ impl Rendezvous {
     }
 
     /// Makes queue `queue` reachable: its request sender goes to whoever asks for it.
-    pub(crate) fn add<T>(&self, queue: u64, requests: IpcSender<Request<T>>)
-    where
-        T: Serialize + DeserializeOwned + Send + 'static,
-    {
+    pub(crate) fn add<T: Wire>(&self, queue: u64, requests: IpcSender<Request<T>>) {
         let connector: Connector = Box::new(move |name| {
             let to_client = IpcSender::<IpcSender<Request<T>>>::connect(name)?;
             to_client
@@ -163,7 +173,40 @@ fn accept_loop(
     }
 }
 
+/// The effective uid of the process at the other end of `stream` (when it connected).
+fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
+    // SAFETY: an all-zero `ucred` is a valid value of this plain C struct.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid places to write and `len` holds `cred`'s size; the
+    // descriptor belongs to `stream`, alive for the call.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            std::ptr::from_mut(&mut cred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+/// Whether the peer runs as this process's user.
+fn same_user(stream: &UnixStream) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    peer_uid(stream).is_ok_and(|uid| uid == me)
+}
+
 fn serve_one(stream: UnixStream, connectors: &Mutex<HashMap<u64, Connector>>) {
+    if !same_user(&stream) {
+        // Not ours: no answer, no connection back, nothing sent.
+        return;
+    }
     let _ = stream.set_read_timeout(Some(LINE_WAIT));
     let _ = stream.set_write_timeout(Some(LINE_WAIT));
     let Ok(mut writer) = stream.try_clone() else {
@@ -247,6 +290,11 @@ fn exchange(address: &str, queue: u64) -> Result<OpaqueIpcSender, Unreachable> {
     let (server, name) = IpcOneShotServer::<OpaqueIpcSender>::new().map_err(Unreachable::Io)?;
     let mut stream =
         UnixStream::connect(address).map_err(|e| gone("its socket does not answer", &e))?;
+    if !same_user(&stream) {
+        return Err(Unreachable::Gone(
+            "its socket belongs to another user".into(),
+        ));
+    }
     let _ = stream.set_read_timeout(Some(LINE_WAIT));
     let _ = stream.set_write_timeout(Some(LINE_WAIT));
     writeln!(stream, "{queue} {name}").map_err(|e| gone("its socket closed", &e))?;

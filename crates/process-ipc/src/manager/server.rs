@@ -8,16 +8,20 @@
 //! admits the putter that has waited longest.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Display;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use ipc_channel::IpcError;
 use ipc_channel::ipc::IpcReceiver;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::wire::{ReplyOut, ReplySender, Request};
+use crate::Wire;
+use crate::pool::probe::serialize_message;
 
 /// One getter waiting for an item, in arrival order.
 enum Getter<T> {
@@ -48,6 +52,8 @@ pub(crate) struct State<T> {
     getters: VecDeque<Getter<T>>,
     putters: VecDeque<Putter<T>>,
     clients: HashMap<u64, ReplySender<T>>,
+    /// Per producer: items that did not decode since its last flush, and the first error.
+    dropped: HashMap<u64, (u64, String)>,
     next_client: u64,
     next_local: u64,
 }
@@ -100,6 +106,7 @@ impl<T: Serialize> Shared<T> {
                 getters: VecDeque::new(),
                 putters: VecDeque::new(),
                 clients: HashMap::new(),
+                dropped: HashMap::new(),
                 next_client: 1,
                 next_local: 1,
             }),
@@ -216,7 +223,9 @@ impl<T: Serialize> Shared<T> {
         state.putters.clear();
         state.clients.clear();
     }
+}
 
+impl<T: Serialize + DeserializeOwned> Shared<T> {
     /// Handles one request from the channel; false means stop serving.
     fn serve(&self, request: Request<T>) -> bool {
         let mut state = self.lock();
@@ -225,7 +234,14 @@ impl<T: Serialize> Shared<T> {
             return !matches!(request, Request::Shutdown);
         }
         match request {
-            Request::Put(items) => items.into_iter().for_each(|item| state.deliver(item)),
+            Request::Put { producer, items } => {
+                for item in items.decode::<T>() {
+                    match item {
+                        Ok(item) => state.deliver(item),
+                        Err(e) => state.record_dropped(producer, e),
+                    }
+                }
+            }
             Request::Register { reply } => {
                 let client = state.next_client;
                 state.next_client += 1;
@@ -240,7 +256,13 @@ impl<T: Serialize> Shared<T> {
                 seq,
                 item,
                 block,
-            } => state.put_remote(client, seq, item, block),
+            } => match postcard::from_bytes::<T>(&item) {
+                Ok(item) => state.put_remote(client, seq, item, block),
+                Err(e) => {
+                    let why = format!("the item does not decode in the manager: {e}");
+                    state.reply(client, ReplyOut::PutFailed { seq, why });
+                }
+            },
             Request::Cancel { client, seq } => {
                 let position = state.getters.iter().position(
                     |g| matches!(g, Getter::Remote { client: c, seq: s } if *c == client && *s == seq),
@@ -252,10 +274,10 @@ impl<T: Serialize> Shared<T> {
                     let position = state.putters.iter().position(|p| {
                         matches!(p, Putter::Remote { client: c, seq: s, .. } if *c == client && *s == seq)
                     });
-                    if let Some(Putter::Remote { item, .. }) =
+                    if let Some(Putter::Remote { .. }) =
                         position.and_then(|p| state.putters.remove(p))
                     {
-                        state.reply(client, ReplyOut::PutRefused { seq, item: &item });
+                        state.reply(client, ReplyOut::PutRefused { seq });
                     }
                 }
                 // Not found: the get or put was already answered, and the client will read it.
@@ -270,6 +292,14 @@ impl<T: Serialize> Shared<T> {
                     putters: wide(counts.putters),
                 };
                 state.reply(client, size);
+            }
+            Request::Flush {
+                client,
+                seq,
+                producer,
+            } => {
+                let (dropped, why) = state.dropped.remove(&producer).unwrap_or_default();
+                state.reply(client, ReplyOut::Flushed { seq, dropped, why });
             }
             Request::Unregister { client } => {
                 state.clients.remove(&client);
@@ -297,6 +327,15 @@ impl<T> State<T> {
 }
 
 impl<T: Serialize> State<T> {
+    /// Counts an item of `producer` that did not decode, for its next flush to report.
+    fn record_dropped(&mut self, producer: u64, error: impl Display) {
+        let entry = self.dropped.entry(producer).or_default();
+        if entry.0 == 0 {
+            entry.1 = error.to_string();
+        }
+        entry.0 += 1;
+    }
+
     fn is_full(&self) -> bool {
         self.maxsize.is_some_and(|m| self.items.len() >= m)
     }
@@ -312,6 +351,9 @@ impl<T: Serialize> State<T> {
 
     /// After an item was taken out: lets waiting putters in while there is room.
     fn admit(&mut self) {
+        if self.putters.is_empty() {
+            return;
+        }
         while !self.is_full() {
             let Some(putter) = self.putters.pop_front() else {
                 return;
@@ -337,7 +379,7 @@ impl<T: Serialize> State<T> {
         match self.offer(item) {
             Ok(()) => self.reply(client, ReplyOut::PutAck { seq }),
             Err(item) if block => self.putters.push_back(Putter::Remote { client, seq, item }),
-            Err(item) => self.reply(client, ReplyOut::PutRefused { seq, item: &item }),
+            Err(_) => self.reply(client, ReplyOut::PutRefused { seq }),
         }
     }
 
@@ -353,17 +395,11 @@ impl<T: Serialize> State<T> {
                         item = back;
                     }
                 },
-                Getter::Remote { client, seq } => {
-                    let sent = match self.clients.get(&client) {
-                        Some(reply) => reply.send(ReplyOut::Item { seq, item: &item }).is_ok(),
-                        None => false,
-                    };
-                    if sent {
-                        return;
-                    }
+                Getter::Remote { client, seq } => match self.send_item(client, seq, &item) {
+                    Sent::Yes | Sent::Undeliverable => return,
                     // That client's process is gone: the item stays for the next getter.
-                    self.clients.remove(&client);
-                }
+                    Sent::Gone => {}
+                },
             }
         }
         self.items.push_back(item);
@@ -374,19 +410,35 @@ impl<T: Serialize> State<T> {
             return;
         }
         if let Some(item) = self.items.pop_front() {
-            let sent = self.clients[&client]
-                .send(ReplyOut::Item { seq, item: &item })
-                .is_ok();
-            if sent {
-                self.admit();
-            } else {
-                self.clients.remove(&client);
-                self.items.push_front(item);
+            match self.send_item(client, seq, &item) {
+                Sent::Yes | Sent::Undeliverable => self.admit(),
+                Sent::Gone => self.items.push_front(item),
             }
         } else if block {
             self.getters.push_back(Getter::Remote { client, seq });
         } else {
             self.reply(client, ReplyOut::Empty { seq });
+        }
+    }
+
+    /// Sends `item` to get `seq` of `client`. An item that does not encode cannot travel to
+    /// anyone: the get is told so (and fails alone) and the item is dropped, instead of being
+    /// offered to every getter in turn. A client that cannot receive is forgotten.
+    fn send_item(&mut self, client: u64, seq: u64, item: &T) -> Sent {
+        let Some(reply) = self.clients.get(&client) else {
+            return Sent::Gone;
+        };
+        match reply.send(ReplyOut::Item { seq, item }) {
+            Ok(()) => Sent::Yes,
+            Err(IpcError::SerializationError(e)) => {
+                let why = serialize_message(item, e);
+                self.reply(client, ReplyOut::Undeliverable { seq, why });
+                Sent::Undeliverable
+            }
+            Err(_) => {
+                self.clients.remove(&client);
+                Sent::Gone
+            }
         }
     }
 
@@ -400,6 +452,15 @@ impl<T: Serialize> State<T> {
             self.clients.remove(&client);
         }
     }
+}
+
+/// What became of an item sent to a remote getter.
+enum Sent {
+    Yes,
+    /// It does not encode: dropped, and the getter told.
+    Undeliverable,
+    /// The getter's process is gone: the item is still ours.
+    Gone,
 }
 
 /// The thread serving one queue's request channel, and how to stop it.
@@ -419,7 +480,7 @@ impl ServerThread {
         shutdown: ipc_channel::ipc::IpcSender<Request<T>>,
     ) -> std::io::Result<Self>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
+        T: Wire,
     {
         let (done_tx, done) = crossbeam_channel::bounded(1);
         let serving = Arc::clone(&shared);

@@ -1,22 +1,106 @@
 //! The messages between a [`ManagedQueue`](super::ManagedQueue) client and its queue's server.
 //!
 //! One request channel per queue carries [`Request`]s from every client, in every process.
-//! Puts are one-way. A client that needs answers (get, qsize) registers once, handing the
-//! server the sending end of its own reply channel, and then numbers its requests (`seq`) so a
-//! reply can always be matched to the call that asked for it.
+//! Puts are one-way. A client that needs answers (get, qsize, flush) registers once, handing
+//! the server the sending end of its own reply channel, and then numbers its requests (`seq`)
+//! so a reply can always be matched to the call that asked for it.
+//!
+//! Items a client sends travel as [`Frames`]: each item encoded on its own, so one that the
+//! server cannot decode costs only itself, never the items sent with it.
 
 use std::marker::PhantomData;
 
 use ipc_channel::ipc::{IpcSender, OpaqueIpcSender};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// Items encoded one by one (postcard), back to back; `ends` holds where each item ends, as
+/// little-endian `u32`s (read only where an item is decoded, never parsed as a whole).
+#[derive(Serialize, Deserialize, Default)]
+pub(crate) struct Frames {
+    bytes: ByteBuf,
+    ends: ByteBuf,
+}
+
+/// postcard's output appended to a `Vec` that stays ours if an encode fails midway.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+impl Frames {
+    /// Appends one item; on failure nothing is appended and the error is postcard's.
+    pub(crate) fn push<T: Serialize>(&mut self, item: &T) -> Result<(), postcard::Error> {
+        let start = self.bytes.len();
+        match postcard::serialize_with_flavor(item, Append(&mut self.bytes)) {
+            Ok(()) => {
+                // A batch over 4 GiB would not fit the index; ipc-channel refuses far less.
+                let end = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
+                self.ends.extend_from_slice(&end.to_le_bytes());
+                Ok(())
+            }
+            Err(e) => {
+                self.bytes.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// How many items it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len() / 4
+    }
+
+    /// Empties it, keeping its buffers for the next batch.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// How many bytes its items take.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Each item decoded on its own, in order.
+    pub(crate) fn decode<T: de::DeserializeOwned>(
+        &self,
+    ) -> impl Iterator<Item = Result<T, postcard::Error>> + '_ {
+        let mut start = 0usize;
+        self.ends.chunks_exact(4).map(move |end| {
+            let end = u32::from_le_bytes([end[0], end[1], end[2], end[3]]) as usize;
+            let end = end.clamp(start, self.bytes.len());
+            let frame = &self.bytes[start..end];
+            start = end;
+            postcard::from_bytes(frame)
+        })
+    }
+}
 
 /// A client's message to a queue's server.
 #[derive(Serialize, Deserialize)]
 #[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de>"))]
 pub(crate) enum Request<T> {
     /// Append items, in order (one-way: no reply). A feeder sends what piled up as one batch.
-    Put(Vec<T>),
+    /// Items that do not decode are counted for `producer`, whose next [`Request::Flush`]
+    /// reports them.
+    Put { producer: u64, items: Frames },
     /// Register a client; the server answers [`Reply::Registered`] on `reply`.
     Register {
         /// The sending end of the client's reply channel (its only copy after the send).
@@ -25,13 +109,14 @@ pub(crate) enum Request<T> {
     /// Take an item: answered by [`Reply::Item`], or [`Reply::Empty`] when `block` is false
     /// and nothing is queued. A blocking get waits in the server's FIFO of getters.
     Get { client: u64, seq: u64, block: bool },
-    /// Put one item into a bounded queue: answered by [`Reply::PutAck`] once it is in, or by
-    /// [`Reply::PutRefused`] (handing it back) when the queue is full and `block` is false. A
-    /// blocking put waits, holding its item, in the server's FIFO of putters.
+    /// Put one item (encoded alone) into a bounded queue: answered by [`Reply::PutAck`] once
+    /// it is in, [`Reply::PutRefused`] when the queue is full and `block` is false, or
+    /// [`Reply::PutFailed`] if it does not decode. A blocking put waits in the server's FIFO of
+    /// putters. The client keeps its item until the answer.
     PutWait {
         client: u64,
         seq: u64,
-        item: T,
+        item: ByteBuf,
         block: bool,
     },
     /// The client stopped waiting for get or put `seq`: answered by [`Reply::Cancelled`]
@@ -40,6 +125,13 @@ pub(crate) enum Request<T> {
     Cancel { client: u64, seq: u64 },
     /// How many items are queued, getters and putters wait: answered by [`Reply::Size`].
     Qsize { client: u64, seq: u64 },
+    /// Everything `producer` sent before is handled: answered by [`Reply::Flushed`], which
+    /// says how many of its items did not decode since its last flush.
+    Flush {
+        client: u64,
+        seq: u64,
+        producer: u64,
+    },
     /// The client's handle was dropped: forget its reply channel (one-way).
     Unregister { client: u64 },
     /// Stop the server thread (sent by the manager itself).
@@ -66,8 +158,15 @@ pub(crate) enum Reply<T> {
     },
     /// Put `seq` is in the queue.
     PutAck { seq: u64 },
-    /// Put `seq` did not happen (queue full); here is its item back.
-    PutRefused { seq: u64, item: T },
+    /// Put `seq` did not happen (queue full): the client still has its item.
+    PutRefused { seq: u64 },
+    /// Put `seq` did not happen: its item does not decode in the manager.
+    PutFailed { seq: u64, why: String },
+    /// Get `seq` took an item that does not encode; it is dropped, and only this get fails.
+    Undeliverable { seq: u64, why: String },
+    /// The answer to flush `seq`: `dropped` items of the producer did not decode (`why`: the
+    /// first one's error).
+    Flushed { seq: u64, dropped: u64, why: String },
 }
 
 // `Reply<T>` is only ever received; the server sends the wire-identical `ReplyOut`, which
@@ -109,7 +208,19 @@ pub(crate) enum ReplyOut<'a, T> {
     },
     PutRefused {
         seq: u64,
-        item: &'a T,
+    },
+    PutFailed {
+        seq: u64,
+        why: String,
+    },
+    Undeliverable {
+        seq: u64,
+        why: String,
+    },
+    Flushed {
+        seq: u64,
+        dropped: u64,
+        why: String,
     },
 }
 
@@ -118,6 +229,22 @@ impl<'de, T> Deserialize<'de> for ReplyOut<'_, T> {
     fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
         Err(de::Error::custom(
             "manager replies are received as Reply, never as ReplyOut",
+        ))
+    }
+}
+
+/// The sending twin of [`Request::Put`] (variant 0, the same fields: the same bytes), which
+/// borrows its frames, so a feeder reuses one buffer for every batch.
+#[derive(Serialize)]
+pub(crate) enum PutOut<'a> {
+    Put { producer: u64, items: &'a Frames },
+}
+
+// Never received: the server receives `Request`. `OpaqueIpcSender::to` asks for the bound.
+impl<'de> Deserialize<'de> for PutOut<'_> {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(de::Error::custom(
+            "manager requests are received as Request, never as PutOut",
         ))
     }
 }
@@ -136,25 +263,43 @@ impl<T: Serialize> ReplySender<T> {
         }
     }
 
-    /// Sends one reply; an error means the client's end is gone (or unusable).
+    /// Sends one reply; an error means the client's end is gone (or unusable), or, for a
+    /// `SerializationError`, that the reply's item does not encode.
     pub(crate) fn send(&self, reply: ReplyOut<'_, T>) -> Result<(), ipc_channel::IpcError> {
         // The conversion only re-types a clone of the same file descriptor handle.
         self.inner.clone().to::<ReplyOut<'_, T>>().send(reply)
     }
 }
 
-/// The sending twin of [`Request::Put`] (variant 0, a sequence of items: the same bytes), which
-/// borrows the items, so a batch that fails to encode is still at hand to send item by item.
-#[derive(Serialize)]
-pub(crate) enum PutOut<'a, T> {
-    Put(&'a [T]),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-// Never received: the server receives `Request`. `OpaqueIpcSender::to` asks for the bound.
-impl<'de, T> Deserialize<'de> for PutOut<'_, T> {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(de::Error::custom(
-            "manager requests are received as Request, never as PutOut",
-        ))
+    #[test]
+    fn a_frame_that_does_not_decode_costs_only_itself() {
+        let mut frames = Frames::default();
+        for word in ["one", "two", "three"] {
+            frames.push(&word.to_string()).unwrap();
+        }
+        // Item 1 as a u8 instead of a string: garbage for its decoder.
+        let mut bytes = Vec::new();
+        let mut broken = Frames::default();
+        for (i, f) in frames.decode::<String>().enumerate() {
+            if i == 1 {
+                bytes.push(0xff);
+            } else {
+                bytes.extend(postcard::to_stdvec(&f.unwrap()).unwrap());
+            }
+            broken
+                .ends
+                .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        }
+        broken.bytes = ByteBuf::from(bytes);
+        let got: Vec<Result<String, _>> = broken.decode().collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].as_deref().ok(), Some("one"));
+        assert!(got[1].is_err());
+        assert_eq!(got[2].as_deref().ok(), Some("three"));
+        assert_eq!(broken.len(), 3);
     }
 }

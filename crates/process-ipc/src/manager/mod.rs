@@ -1,0 +1,332 @@
+//! `Manager` and `ManagedQueue<T>`: Python's `multiprocessing.Manager().Queue()`, a queue owned
+//! by a server whose handles can be passed to other processes.
+//!
+//! In Python, a manager is a server process holding shared objects, and `manager.Queue()` hands
+//! out a proxy that pickles into any process:
+//!
+//! ```python
+//! from multiprocessing import Manager, Pool
+//!
+//! def put_n(q, n):
+//!     for i in range(n):
+//!         q.put(i)
+//!
+//! with Manager() as manager, Pool(2) as pool:
+//!     q = manager.Queue()
+//!     pool.starmap_async(put_n, [(q, 5000)] * 4)
+//!     total = sum(q.get() for _ in range(20000))
+//! ```
+//!
+//! Here [`Manager::new`] starts the server as threads of the calling process (one per queue, and
+//! one listening on a Unix socket), and [`Manager::queue`] hands out a [`ManagedQueue<T>`]:
+//! `Clone`, `Serialize` and `Deserialize`, so it travels as an argument to a `Process` target or
+//! a [`Pool`](crate::Pool) task, and works the same on the other side. Like a pickled Python
+//! proxy, an encoded handle is plain data (which queue, and the manager's socket path), so any
+//! encoder carries it; where it is decoded, its first use asks the manager's socket for the
+//! queue's ipc-channel, once per queue per process. Every queue operation in a process other
+//! than the manager's is then a message to that queue's server; in the manager's own process
+//! the handle the manager made goes to the queue's state directly.
+//!
+//! ```
+//! use std::time::Duration;
+//! use process_ipc::manager::{ManagedQueue, Manager, ManagerError};
+//!
+//! let manager = Manager::new()?;
+//! let queue: ManagedQueue<u64> = manager.queue()?;
+//!
+//! // Producers anywhere: here threads, each with its own clone of the handle.
+//! let producers: Vec<_> = (0..4u64)
+//!     .map(|p| {
+//!         let q = queue.clone();
+//!         std::thread::spawn(move || (0..100).try_for_each(|i| q.put(p * 100 + i)))
+//!     })
+//!     .collect();
+//! for p in producers {
+//!     p.join().unwrap()?;
+//! }
+//! assert_eq!(queue.qsize()?, 400);
+//! let total: u64 = (0..400).map(|_| queue.get()).sum::<Result<u64, _>>()?;
+//! assert_eq!(total, (0..400).sum::<u64>());
+//!
+//! // Every wait has a bound, and a manager that is gone is an error, not a hang.
+//! assert!(matches!(queue.get_timeout(Duration::from_millis(10)), Err(ManagerError::Timeout { .. })));
+//! drop(manager);
+//! assert!(matches!(queue.put(1), Err(ManagerError::Gone { .. })));
+//! # Ok::<(), ManagerError>(())
+//! ```
+//!
+//! ```
+//! use process_ipc::manager::{ManagedQueue, Manager};
+//!
+//! let manager = Manager::new()?;
+//! let queue: ManagedQueue<String> = manager.queue()?;
+//! // Encoded and decoded as a `Process` argument or a pool task would be:
+//! let remote: ManagedQueue<String> = postcard::from_bytes(&postcard::to_stdvec(&queue)?)?;
+//! // What a child process would hold: it reaches the queue through the manager's socket.
+//! remote.put("hello from afar".to_string())?;
+//! assert_eq!(queue.get()?, "hello from afar");
+//! queue.put("and back".to_string())?;
+//! assert_eq!(remote.get()?, "and back");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Semantics
+//! - **Unbounded** unless made with [`Manager::bounded_queue`] (Python's `Queue(maxsize)`),
+//!   whose puts wait for room; `put_timeout` and `put_nowait` hand the item back when full.
+//! - **Buffered puts, as in Python's `multiprocessing.Queue`**: outside the manager's process,
+//!   `put` into an unbounded queue hands the item to a feeder thread (one per queue and
+//!   process), which sends what has piled up as one message. A process's items arrive in put
+//!   order and before its own next get or qsize on that queue. Dropping a handle that put
+//!   items waits until they are sent, so they survive the process's exit (a `Process` target
+//!   or a pool task drops its arguments when it returns); [`ManagedQueue::flush`] waits until
+//!   the manager holds them.
+//! - **Nothing lost on bad data**: a put encodes its item at once in the manager's process
+//!   (an item that does not encode is the putter's error, never a consumer's), and elsewhere
+//!   each item travels encoded on its own, so an item that does not encode (in the feeder) or
+//!   does not decode (in the manager) is dropped alone and reported by the next
+//!   [`ManagedQueue::flush`] as [`ManagerError::Dropped`]; every other item arrives.
+//! - **Fair**: getters are served first come, first served, whichever process they wait in.
+//! - **Exactly once**: an item goes to one getter. A `get_timeout` that runs out withdraws its
+//!   request from the server before it reports [`ManagerError::Timeout`], so an item is never
+//!   sent to a caller that has stopped waiting.
+//! - **Manager gone**: after [`Manager::shutdown`] or drop, or when the manager's process dies,
+//!   every call fails with [`ManagerError::Gone`], and blocked getters wake with it at once.
+//!   A buffered put is the exception: it may be accepted just before its feeder finds the
+//!   manager gone; that failure then shows at the next put or flush. Items still queued when
+//!   the manager ends are dropped, as Python's are with its manager.
+//! - **Costs**: the first use of a decoded handle costs one exchange with the manager's socket
+//!   per queue and process (later handles in that process reuse the channel). A busy producer
+//!   then pays one socket write per batch; a get, `get_nowait` or `qsize` is a round trip over a
+//!   reply channel that each handle creates on first use and keeps (one per thread that uses
+//!   the handle at once). The manager's own handles go straight to the queue's state.
+//! - **Files and peers**: the socket lives in a directory of its own (mode 0700 whatever the
+//!   umask) under the system's temporary directory, removed at shutdown (a manager whose
+//!   process is killed leaves it); the manager answers only peers of its own user
+//!   (`SO_PEERCRED`).
+//!
+//! Layout: `mod.rs` ([`Manager`]), `queue` ([`ManagedQueue`]'s API) over `client` (the
+//! requests of a handle in another process), `feeder` and `rendezvous`; `server` (a queue's
+//! state and thread) and `wire` (their messages) below them.
+
+mod client;
+mod error;
+mod feeder;
+mod queue;
+mod rendezvous;
+mod server;
+mod wire;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::Duration;
+
+use ipc_channel::ipc;
+
+use crate::Wire;
+pub use error::{ManagerError, PutError};
+pub use queue::ManagedQueue;
+use rendezvous::Rendezvous;
+use server::{ServerThread, Shared};
+use wire::Request;
+
+/// How long a client waits for an answer that a live server gives at once (registration,
+/// `get_nowait`, `qsize`, the answer to a cancelled get). A dead server is noticed immediately,
+/// through the closed channel; this bound only covers a server process that is alive but stuck
+/// (stopped by a debugger or a signal, say).
+const REPLY_GRACE: Duration = Duration::from_secs(5);
+
+/// How long [`Manager::shutdown`] waits for each queue's server thread to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Makes a write to a closed channel an `EPIPE` error instead of a fatal `SIGPIPE`.
+///
+/// ipc-channel writes with `sendmsg` without `MSG_NOSIGNAL`. Rust's `main` ignores `SIGPIPE`
+/// before it runs, but a child process that runs its target before `main` (and a program that
+/// restored the default) would be killed by the signal when its manager is gone, instead of
+/// getting [`ManagerError::Gone`]. A handler someone installed on purpose is left alone.
+fn ignore_sigpipe() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: an all-zero `sigaction` is a valid value of this plain C struct.
+        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null new action makes this a query; `current` is a valid place to write.
+        let queried = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut current) };
+        if queried == 0 && current.sa_sigaction == libc::SIG_DFL {
+            // SAFETY: SIG_IGN is a valid disposition for SIGPIPE and installs no handler code.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        }
+    });
+}
+
+/// Python's `multiprocessing.Manager()`: a server that owns queues and hands out handles to
+/// them.
+///
+/// The server runs as threads of the process that calls [`Manager::new`] (one thread per
+/// queue, blocked on that queue's request channel), not as a separate process: the queues live
+/// exactly as long as this value and its process. Dropping it, or calling
+/// [`shutdown`](Manager::shutdown), ends every queue; handles anywhere then get
+/// [`ManagerError::Gone`].
+pub struct Manager {
+    pid: u32,
+    /// Where handles decoded in other processes ask for their queue's channel.
+    address: Arc<str>,
+    next_queue: AtomicU64,
+    /// `None` once shut down.
+    running: Mutex<Option<Running>>,
+}
+
+/// What a running manager owns.
+struct Running {
+    rendezvous: Rendezvous,
+    servers: Vec<ServerThread>,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("pid", &self.pid)
+            .field("queues", &self.next_queue.load(Ordering::Relaxed))
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl Manager {
+    /// Starts a manager in this process: a thread listening on a Unix socket in a private
+    /// temporary directory, where handles decoded in other processes ask for their queue.
+    ///
+    /// # Errors
+    /// [`ManagerError::Start`] if the socket, its directory or the thread cannot be created.
+    pub fn new() -> Result<Self, ManagerError> {
+        ignore_sigpipe();
+        let pid = std::process::id();
+        let rendezvous =
+            Rendezvous::start(pid).map_err(|source| ManagerError::Start { pid, source })?;
+        Ok(Self {
+            pid,
+            address: rendezvous.address().into(),
+            next_queue: AtomicU64::new(1),
+            running: Mutex::new(Some(Running {
+                rendezvous,
+                servers: Vec::new(),
+            })),
+        })
+    }
+
+    /// The process the manager's server runs in (this one).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the manager still serves (it has not been shut down).
+    pub fn is_running(&self) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Python's `manager.Queue()`: a new, empty, unbounded queue hosted by this manager.
+    ///
+    /// # Errors
+    /// [`ManagerError::Gone`] after [`shutdown`](Manager::shutdown); [`ManagerError::Io`] if the
+    /// request channel or the server thread cannot be created.
+    #[doc(alias = "Queue")]
+    pub fn queue<T: Wire>(&self) -> Result<ManagedQueue<T>, ManagerError> {
+        self.make_queue(None)
+    }
+
+    /// Python's `manager.Queue(maxsize)`: a new queue that holds at most `maxsize` items.
+    ///
+    /// A put into a full queue waits for room ([`ManagedQueue::put_timeout`] and
+    /// [`ManagedQueue::put_nowait`] give up and hand the item back). Waiting putters are let in
+    /// first come, first served. Outside the manager's process each put is a round trip (the
+    /// server must say there was room), so a bounded queue is slower than an unbounded one.
+    ///
+    /// ```
+    /// use process_ipc::manager::{Manager, ManagerError};
+    ///
+    /// let manager = Manager::new()?;
+    /// let queue = manager.bounded_queue::<u8>(1)?;
+    /// queue.put(1)?;
+    /// let refused = queue.put_nowait(2).unwrap_err();
+    /// assert!(matches!(refused.error, ManagerError::Full { maxsize: 1, .. }));
+    /// assert_eq!(refused.item, Some(2));
+    /// assert_eq!(queue.get()?, 1);
+    /// queue.put(3)?;
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ManagerError::InvalidMaxsize`] if `maxsize` is 0 (Python reads 0 as "unbounded": use
+    /// [`Manager::queue`] for that); otherwise as [`Manager::queue`].
+    pub fn bounded_queue<T: Wire>(&self, maxsize: usize) -> Result<ManagedQueue<T>, ManagerError> {
+        if maxsize == 0 {
+            return Err(ManagerError::InvalidMaxsize { pid: self.pid });
+        }
+        self.make_queue(Some(maxsize))
+    }
+
+    fn make_queue<T: Wire>(&self, maxsize: Option<usize>) -> Result<ManagedQueue<T>, ManagerError> {
+        let queue = self.next_queue.fetch_add(1, Ordering::Relaxed);
+        let io = |what, source| ManagerError::Io {
+            pid: self.pid,
+            queue,
+            what,
+            source,
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(running) = running.as_mut() else {
+            return Err(ManagerError::Gone {
+                pid: self.pid,
+                queue,
+                why: "the manager was shut down before the queue was made".into(),
+            });
+        };
+        let (requests, incoming) =
+            ipc::channel::<Request<T>>().map_err(|e| io("cannot create its request channel", e))?;
+        let shared = Arc::new(Shared::new(maxsize));
+        let server = ServerThread::start(
+            format!("manager-queue-{queue}"),
+            Arc::clone(&shared),
+            incoming,
+            requests.clone(),
+        )
+        .map_err(|e| io("cannot start its server thread", e))?;
+        running.servers.push(server);
+        running.rendezvous.add(queue, requests);
+        Ok(ManagedQueue {
+            pid: self.pid,
+            queue,
+            maxsize,
+            address: Arc::clone(&self.address),
+            local: Some(shared),
+            conn: OnceLock::new(),
+            put_any: AtomicBool::new(false),
+        })
+    }
+
+    /// Python's `manager.shutdown()`: ends every queue of this manager. Blocked getters wake
+    /// with [`ManagerError::Gone`], here and in other processes, and later calls on any handle
+    /// fail the same way. Calling it again does nothing.
+    pub fn shutdown(&self) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut running) = running {
+            running.rendezvous.stop();
+            for server in &mut running.servers {
+                server.stop(SHUTDOWN_GRACE);
+            }
+        }
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,513 @@
+//! The parent's side of the workers: the pool's state, and the collector thread, which reads
+//! results, learns of exits from the watchers (see [`launch`](super::launch)), kills overdue
+//! workers and replaces dead ones.
+//! What each event means for the tasks is [`Schedule`]'s decision; this file only moves
+//! messages.
+//!
+//! A worker's death is known from the process itself: its watcher blocks in
+//! `waitid(WNOWAIT)` on the worker's pid and then wakes the collector through a control
+//! channel, so a descendant that keeps the worker's sockets open cannot hide the death. Before
+//! it judges what the dead worker lost, the collector reads every answer the worker sent.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ipc_channel::ipc::{self, IpcReceiverSet, IpcSelectionResult, IpcSender};
+
+use crate::error::{PoolError, signal_name};
+use crate::process::ProcessHandle;
+
+use super::builder::Config;
+use super::launch::{Control, Worker, spawn_error, start_worker};
+use super::schedule::{REFILL_AT, Schedule, TaskId, WorkerKey};
+use super::worker::{Outcome, TaskOut, WorkerMsg};
+
+/// How often the collector wakes with nothing to read (per-task timeouts).
+const TICK: Duration = Duration::from_millis(100);
+/// How long the collector waits for a dead worker's feeder to say what it never sent. Only a
+/// descendant of the worker that holds its task channel and does not read can make the feeder
+/// late; its tasks then count as delivered.
+const FEEDER_GRACE: Duration = Duration::from_millis(200);
+
+/// Non-blocking reads after an exit, to take in everything the dead worker sent (each read
+/// drains every channel that has data).
+const DRAIN_ROUNDS: usize = 16;
+
+/// Called once with a task's value bytes or its error.
+pub(super) type Completer = Box<dyn FnOnce(Result<Vec<u8>, PoolError>) + Send>;
+
+/// A submitted task: what to run, what to call it in an error, where its result goes.
+pub(super) struct Task {
+    pub(super) call: isize,
+    pub(super) args: Arc<Vec<u8>>,
+    pub(super) what: String,
+    pub(super) complete: Completer,
+}
+
+/// Everything the pool knows, behind one lock.
+#[derive(Default)]
+pub(super) struct State {
+    schedule: Option<Schedule>,
+    tasks: HashMap<TaskId, Task>,
+    workers: HashMap<WorkerKey, Worker>,
+    next_id: TaskId,
+    closed: bool,
+    terminated: bool,
+    broken: Option<PoolError>,
+}
+
+impl State {
+    fn schedule(&mut self) -> &mut Schedule {
+        self.schedule.as_mut().expect("set at start")
+    }
+}
+
+/// What the Pool API and the collector share.
+pub(super) struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    pub(super) config: Config,
+    /// Cloned into every watcher.
+    control: Mutex<IpcSender<Control>>,
+}
+
+/// Starts the workers and the collector.
+pub(super) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), PoolError> {
+    let mut set = IpcReceiverSet::new().map_err(spawn_error)?;
+    let (control, control_rx) = ipc::channel::<Control>().map_err(spawn_error)?;
+    let control_key = set.add(control_rx).map_err(spawn_error)?;
+    let mut state = State {
+        schedule: Some(Schedule::new(config.max_tasks)),
+        ..State::default()
+    };
+    for _ in 0..config.processes {
+        match start_worker(&config, &control, &mut set) {
+            Ok((key, worker)) => {
+                state.schedule().add_worker(key);
+                state.workers.insert(key, worker);
+            }
+            Err(e) => {
+                for w in state.workers.values_mut() {
+                    if let Some(mut h) = w.handle.take() {
+                        let _ = h.kill();
+                        let _ = h.join_timeout(Duration::from_secs(5));
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    let shared = Arc::new(Shared {
+        state: Mutex::new(state),
+        changed: Condvar::new(),
+        config,
+        control: Mutex::new(control),
+    });
+    let collecting = Arc::clone(&shared);
+    let collector = std::thread::Builder::new()
+        .name("process-ipc-pool-collector".into())
+        .spawn(move || collector_loop(&collecting, set, control_key))
+        .map_err(spawn_error)?;
+    Ok((shared, collector))
+}
+
+fn run_completer(complete: Completer, result: Result<Vec<u8>, PoolError>) {
+    // A panicking user callback must not take the collector down with it.
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || complete(result)));
+}
+
+/// Hands pending tasks to workers (see [`Schedule::dispatch`]); a worker whose feeder already
+/// stopped gives its batch back.
+fn dispatch(st: &mut State, refill_at: usize) {
+    loop {
+        let batches = st.schedule().dispatch(refill_at, Instant::now());
+        if batches.is_empty() {
+            return;
+        }
+        let mut refused = false;
+        for (key, ids) in batches {
+            let batch: Vec<TaskOut> = ids
+                .iter()
+                .map(|&id| {
+                    let task = &st.tasks[&id];
+                    TaskOut {
+                        id,
+                        call: task.call,
+                        args: Arc::clone(&task.args),
+                    }
+                })
+                .collect();
+            let handed = st
+                .workers
+                .get(&key)
+                .and_then(|w| w.feeder.as_ref())
+                .is_some_and(|f| f.send(batch).is_ok());
+            if !handed {
+                st.schedule().undelivered(key, &ids);
+                refused = true;
+            }
+        }
+        if !refused {
+            return;
+        }
+    }
+}
+
+fn collector_loop(shared: &Shared, mut set: IpcReceiverSet, control_key: u64) {
+    let tick = shared
+        .config
+        .task_timeout
+        .map_or(TICK, |t| (t / 4).clamp(Duration::from_millis(1), TICK));
+    loop {
+        let mut exited = Vec::new();
+        match set.try_select_timeout(tick) {
+            Ok(events) => handle(shared, events, control_key, &mut exited),
+            Err(ipc_channel::TrySelectError::Empty) => {}
+            Err(ipc_channel::TrySelectError::IoError(e)) => {
+                log::error!("process-ipc pool: select failed: {e}");
+            }
+        }
+        if !exited.is_empty() {
+            // A dead worker's last answers are already in its channel: read them all before
+            // judging which task it lost. (Bounded: busy live workers keep answering.)
+            for _ in 0..DRAIN_ROUNDS {
+                let Ok(events) = set.try_select() else {
+                    break;
+                };
+                handle(shared, events, control_key, &mut exited);
+            }
+            for key in exited {
+                on_exit(shared, &mut set, key);
+            }
+        }
+        check_timeouts(shared);
+        let st = shared.lock();
+        if st.workers.is_empty() && (st.terminated || st.closed || st.broken.is_some()) {
+            shared.changed.notify_all();
+            return;
+        }
+    }
+}
+
+fn handle(
+    shared: &Shared,
+    events: Vec<IpcSelectionResult>,
+    control_key: u64,
+    exited: &mut Vec<WorkerKey>,
+) {
+    for event in events {
+        match event {
+            IpcSelectionResult::MessageReceived(key, msg) if key == control_key => {
+                match msg.to::<Control>() {
+                    Ok(Control::Exited(worker)) => exited.push(worker),
+                    Err(e) => log::error!("process-ipc pool: bad control message: {e}"),
+                }
+            }
+            IpcSelectionResult::MessageReceived(key, msg) => match msg.to::<WorkerMsg>() {
+                Ok(msg) => on_message(shared, key, msg),
+                Err(e) => log::error!("process-ipc pool: bad message from a worker: {e}"),
+            },
+            // The worker's watcher reports its exit; a closed channel alone proves nothing.
+            IpcSelectionResult::ChannelClosed(_) => {}
+        }
+    }
+}
+
+fn on_message(shared: &Shared, key: WorkerKey, msg: WorkerMsg) {
+    match msg {
+        WorkerMsg::Done { id, outcome } => {
+            let (task, pid, idle) = {
+                let mut st = shared.lock();
+                let Some(pid) = st.workers.get(&key).map(|w| w.pid) else {
+                    return;
+                };
+                st.schedule().finished(key, id, Instant::now());
+                if st.schedule().retiring(key) {
+                    // It leaves by itself now (max_tasks_per_child): nothing more goes to it.
+                    if let Some(w) = st.workers.get_mut(&key) {
+                        w.feeder = None;
+                    }
+                }
+                let task = st.tasks.remove(&id);
+                dispatch(&mut st, REFILL_AT);
+                (task, pid, st.tasks.is_empty())
+            };
+            if let Some(task) = task {
+                let result = match outcome {
+                    Outcome::Value(bytes) => Ok(bytes.into_vec()),
+                    Outcome::Panicked { message, location } => Err(PoolError::Panicked {
+                        pid,
+                        message,
+                        location,
+                    }),
+                    Outcome::Serde(message) => Err(PoolError::Serde(message)),
+                };
+                run_completer(task.complete, result);
+            }
+            if idle {
+                // Only `join` waits on this, for the last task; skip the wake-up otherwise.
+                shared.changed.notify_all();
+            }
+        }
+        WorkerMsg::InitFailed { message } => {
+            let (tasks, err) = {
+                let mut st = shared.lock();
+                let pid = st.workers.get(&key).map_or(0, |w| w.pid);
+                let err = PoolError::InitializerFailed { pid, message };
+                st.broken = Some(err.clone());
+                st.schedule().clear();
+                for w in st.workers.values_mut() {
+                    w.feeder = None;
+                }
+                let tasks: Vec<Task> = st.tasks.drain().map(|(_, t)| t).collect();
+                (tasks, err)
+            };
+            for task in tasks {
+                run_completer(task.complete, Err(err.clone()));
+            }
+            shared.changed.notify_all();
+        }
+    }
+}
+
+/// `(clean, cause, signal)` from Python's exit code convention (`-signal` for a signal).
+fn describe_exit(code: Option<i32>) -> (bool, String, Option<i32>) {
+    match code {
+        Some(0) => (true, "exited normally".into(), None),
+        Some(c) if c < 0 => (
+            false,
+            format!("killed by signal {} ({})", -c, signal_name(-c)),
+            Some(-c),
+        ),
+        Some(c) => (false, format!("exited with code {c}"), None),
+        None => (false, "ended with an unknown status".into(), None),
+    }
+}
+
+fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
+    let Some(mut worker) = shared.lock().workers.remove(&key) else {
+        return;
+    };
+    // The watcher saw it exit: this reaps it at once.
+    let code = worker.handle.as_mut().and_then(ProcessHandle::exitcode);
+    drop(worker.handle.take());
+    let (clean, cause, signal) = describe_exit(code);
+    // With the process gone, the feeder's sends fail; it then says what it never sent.
+    drop(worker.feeder.take());
+    let undelivered = worker
+        .feeder_done
+        .recv_timeout(FEEDER_GRACE)
+        .unwrap_or_default();
+    let failed = {
+        let mut st = shared.lock();
+        let lost = st.schedule().exited(key, clean, &undelivered);
+        lost.task.and_then(|id| st.tasks.remove(&id)).map(|task| {
+            let err = match (lost.timed_out, shared.config.task_timeout) {
+                (true, Some(limit)) => PoolError::TaskTimeout {
+                    pid: worker.pid,
+                    limit,
+                },
+                _ => PoolError::WorkerDied {
+                    pid: worker.pid,
+                    cause,
+                    signal,
+                    what: task.what.clone(),
+                },
+            };
+            (task, err)
+        })
+    };
+    if let Some((task, err)) = failed {
+        run_completer(task.complete, Err(err));
+    }
+    replace_workers(shared, set);
+    shared.changed.notify_all();
+}
+
+/// Starts workers until the pool is back to its size, if it still needs them.
+fn replace_workers(shared: &Shared, set: &mut IpcReceiverSet) {
+    loop {
+        {
+            let st = shared.lock();
+            let wanted = !st.terminated
+                && st.broken.is_none()
+                && (!st.closed || !st.tasks.is_empty())
+                && st.workers.len() < shared.config.processes;
+            if !wanted {
+                return;
+            }
+        }
+        let control = shared
+            .control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match start_worker(&shared.config, &control, set) {
+            Ok((key, mut worker)) => {
+                let mut st = shared.lock();
+                if st.terminated {
+                    if let Some(h) = worker.handle.as_mut() {
+                        let _ = h.kill();
+                    }
+                    worker.feeder = None;
+                }
+                st.schedule().add_worker(key);
+                st.workers.insert(key, worker);
+                dispatch(&mut st, REFILL_AT);
+            }
+            Err(e) => {
+                let tasks: Vec<Task> = {
+                    let mut st = shared.lock();
+                    if !st.workers.is_empty() {
+                        return; // the others carry on; try again on the next exit
+                    }
+                    st.broken = Some(e.clone());
+                    st.schedule().clear();
+                    st.tasks.drain().map(|(_, t)| t).collect()
+                };
+                for task in tasks {
+                    run_completer(task.complete, Err(e.clone()));
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn check_timeouts(shared: &Shared) {
+    let Some(limit) = shared.config.task_timeout else {
+        return;
+    };
+    let mut st = shared.lock();
+    for key in st.schedule().overdue(Instant::now(), limit) {
+        if let Some(h) = st.workers.get_mut(&key).and_then(|w| w.handle.as_mut()) {
+            let _ = h.kill();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current workers' pids, sorted.
+    pub(super) fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.lock().workers.values().map(|w| w.pid).collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Queues tasks (all or none) and hands them to idle workers.
+    pub(super) fn submit(
+        &self,
+        tasks: Vec<(isize, Vec<u8>, String, Completer)>,
+    ) -> Result<Vec<TaskId>, PoolError> {
+        let mut st = self.lock();
+        if let Some(e) = &st.broken {
+            return Err(e.clone());
+        }
+        if st.closed || st.terminated {
+            return Err(PoolError::Closed);
+        }
+        let mut ids = Vec::with_capacity(tasks.len());
+        for (call, args, what, complete) in tasks {
+            let id = st.next_id;
+            st.next_id += 1;
+            ids.push(id);
+            let task = Task {
+                call,
+                args: Arc::new(args),
+                what,
+                complete,
+            };
+            st.tasks.insert(id, task);
+            st.schedule().submit(id);
+        }
+        dispatch(&mut st, 0);
+        Ok(ids)
+    }
+
+    /// Withdraws tasks no worker holds yet (all or none), failing them with
+    /// [`PoolError::Cancelled`]. True if they were withdrawn.
+    pub(super) fn cancel(&self, ids: &[TaskId]) -> bool {
+        let tasks: Vec<Task> = {
+            let mut st = self.lock();
+            if !st.schedule().cancel(ids) {
+                return false;
+            }
+            ids.iter().filter_map(|id| st.tasks.remove(id)).collect()
+        };
+        for task in tasks {
+            run_completer(task.complete, Err(PoolError::Cancelled));
+        }
+        self.changed.notify_all();
+        true
+    }
+
+    /// No new tasks from now on.
+    pub(super) fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits for every task, then for every worker to exit (their task channels close once
+    /// no task is left); `deadline` bounds the wait.
+    pub(super) fn join_until(
+        &self,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<(), PoolError> {
+        let mut st = self.lock();
+        if !st.closed && !st.terminated {
+            return Err(PoolError::StillOpen);
+        }
+        loop {
+            if st.tasks.is_empty() {
+                st.schedule().stop_feeding();
+                for w in st.workers.values_mut() {
+                    w.feeder = None;
+                }
+            }
+            if st.workers.is_empty() {
+                return Ok(());
+            }
+            st = match deadline {
+                None => self.changed.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some((at, timeout)) => {
+                    let now = Instant::now();
+                    if now >= at {
+                        return Err(PoolError::WaitTimeout(timeout));
+                    }
+                    self.changed
+                        .wait_timeout(st, (at - now).min(TICK))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Kills every worker and fails every unfinished task with [`PoolError::Terminated`].
+    pub(super) fn terminate(&self) {
+        let tasks: Vec<Task> = {
+            let mut st = self.lock();
+            st.terminated = true;
+            st.closed = true;
+            st.schedule().clear();
+            for w in st.workers.values_mut() {
+                w.feeder = None;
+                if let Some(h) = w.handle.as_mut() {
+                    let _ = h.kill();
+                }
+            }
+            st.tasks.drain().map(|(_, t)| t).collect()
+        };
+        for task in tasks {
+            run_completer(task.complete, Err(PoolError::Terminated));
+        }
+        self.changed.notify_all();
+    }
+}

@@ -1,0 +1,141 @@
+//! Starting one worker: its process, the feeder thread that ships its tasks, and the watcher
+//! thread that waits for its exit and tells the collector.
+
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use ipc_channel::ipc::{self, IpcReceiverSet, IpcSender};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::error::PoolError;
+use crate::process::{Process, ProcessHandle};
+
+use super::builder::Config;
+use super::schedule::{TaskId, WorkerKey};
+use super::worker::{TaskMsg, TaskOut, WorkerConfig, WorkerMsg, worker_main};
+
+/// From a watcher to the collector.
+#[derive(Serialize, Deserialize)]
+pub(super) enum Control {
+    /// The worker with this key has exited (its zombie waits for the collector to reap it).
+    Exited(WorkerKey),
+}
+
+pub(super) fn spawn_error(e: impl std::fmt::Display) -> PoolError {
+    PoolError::Spawn(e.to_string())
+}
+
+/// The processes and threads of one worker.
+pub(super) struct Worker {
+    pub(super) pid: u32,
+    pub(super) handle: Option<ProcessHandle<()>>,
+    pub(super) feeder: Option<Sender<Vec<TaskOut>>>,
+    /// The feeder's last word: the ids of the tasks it could not deliver.
+    pub(super) feeder_done: Receiver<Vec<TaskId>>,
+}
+
+/// Starts one worker process with its two channels, its feeder and its watcher.
+pub(super) fn start_worker(
+    cfg: &Config,
+    control: &IpcSender<Control>,
+    set: &mut IpcReceiverSet,
+) -> Result<(WorkerKey, Worker), PoolError> {
+    let (task_tx, task_rx) = ipc::channel::<Vec<TaskOut>>().map_err(spawn_error)?;
+    let (result_tx, result_rx) = ipc::channel::<WorkerMsg>().map_err(spawn_error)?;
+    // Same socket, typed for the worker's side (`TaskMsg` decodes what `TaskOut` encodes).
+    let task_rx: ipc::IpcReceiver<Vec<TaskMsg>> = task_rx.to_opaque().to();
+    let config = WorkerConfig {
+        tasks: task_rx,
+        results: result_tx,
+        init: cfg
+            .init
+            .as_ref()
+            .map(|(call, args)| (*call, ByteBuf::from(args.as_ref().clone()))),
+        max_tasks: cfg.max_tasks,
+    };
+    let mut handle = Process::new(worker_main, (config,))
+        .start()
+        .map_err(spawn_error)?;
+    let pid = handle.pid();
+    let started = (|| {
+        let key = set.add(result_rx).map_err(spawn_error)?;
+        watch(pid, key, control.clone()).map_err(spawn_error)?;
+        let (feed_tx, feed_rx) = crossbeam_channel::unbounded();
+        let (done_tx, feeder_done) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new()
+            .name(format!("process-ipc-pool-feeder-{pid}"))
+            .spawn(move || feeder_loop(&feed_rx, &task_tx, &done_tx))
+            .map_err(spawn_error)?;
+        Ok((key, feed_tx, feeder_done))
+    })();
+    match started {
+        Ok((key, feeder, feeder_done)) => Ok((
+            key,
+            Worker {
+                pid,
+                handle: Some(handle),
+                feeder: Some(feeder),
+                feeder_done,
+            },
+        )),
+        Err(e) => {
+            let _ = handle.kill();
+            let _ = handle.join_timeout(Duration::from_secs(5));
+            Err(e)
+        }
+    }
+}
+
+/// Ships a worker's task batches; at the end, says which tasks it could not deliver.
+fn feeder_loop(
+    rx: &Receiver<Vec<TaskOut>>,
+    tx: &IpcSender<Vec<TaskOut>>,
+    done: &Sender<Vec<TaskId>>,
+) {
+    let mut lost = Vec::new();
+    while let Ok(mut batch) = rx.recv() {
+        while let Ok(more) = rx.try_recv() {
+            batch.extend(more);
+        }
+        let ids: Vec<TaskId> = batch.iter().map(|t| t.id).collect();
+        if tx.send(batch).is_err() {
+            // The worker is gone: report what never reached it, so the collector requeues those
+            // tasks instead of blaming them for the death.
+            lost = ids;
+            while let Ok(more) = rx.try_recv() {
+                lost.extend(more.iter().map(|t| t.id));
+            }
+            break;
+        }
+    }
+    let _ = done.send(lost);
+}
+
+/// Waits (on a small thread of its own) for worker `pid` to exit, then tells the collector.
+fn watch(pid: u32, key: WorkerKey, control: IpcSender<Control>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("process-ipc-pool-watch-{pid}"))
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            wait_for_exit(pid);
+            let _ = control.send(Control::Exited(key));
+        })?;
+    Ok(())
+}
+
+/// Blocks until child `pid` has exited, leaving it unreaped for its handle. Returns at once if
+/// it is no longer our child to wait for (already reaped).
+fn wait_for_exit(pid: u32) {
+    let id: libc::id_t = pid;
+    loop {
+        // SAFETY: an all-zero `siginfo_t` is a valid value of this plain C struct.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid place to write; WNOWAIT leaves the child a zombie, so its
+        // pid cannot be reused before its `ProcessHandle` reaps it.
+        let r = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The worker process: the messages between it and the parent, and its loop (run the
+//! initializer, then each task in the order received, answering on its own channel).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use ipc_channel::ipc::{IpcReceiver, IpcSender};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_bytes::ByteBuf;
+
+use crate::Wire;
+use crate::bootstrap;
+use crate::process::{Target, conjure};
+
+/// What a task is in the worker: argument bytes in, value bytes or a message out.
+pub(super) type TaskFn = fn(&[u8]) -> Result<Vec<u8>, String>;
+
+/// The distance of a task function from the anchor, the same in the worker (same binary).
+pub(super) fn task_offset(f: TaskFn) -> isize {
+    bootstrap::offset_of(f as usize)
+}
+
+/// Runs one call: decode the argument tuple, call, encode the value.
+pub(super) fn run_one<F, Args>(bytes: &[u8]) -> Result<Vec<u8>, String>
+where
+    F: Target<Args>,
+    Args: Wire,
+    F::Output: Wire,
+{
+    let args: Args =
+        postcard::from_bytes(bytes).map_err(|e| format!("cannot decode the arguments: {e}"))?;
+    let f: F = conjure();
+    let value = f.call(args);
+    postcard::to_stdvec(&value).map_err(|e| {
+        let why = super::probe::serialize_message(&value, e);
+        format!("cannot encode the result: {why}")
+    })
+}
+
+/// Runs a chunk of calls: `Vec<Args>` in, `Vec<Output>` out.
+pub(super) fn run_chunk<F, Args>(bytes: &[u8]) -> Result<Vec<u8>, String>
+where
+    F: Target<Args>,
+    Args: Wire,
+    F::Output: Wire,
+{
+    let items: Vec<Args> =
+        postcard::from_bytes(bytes).map_err(|e| format!("cannot decode the arguments: {e}"))?;
+    let f: F = conjure();
+    let out: Vec<F::Output> = items.into_iter().map(|a| f.call(a)).collect();
+    postcard::to_stdvec(&out).map_err(|e| {
+        let why = super::probe::serialize_message(&out, e);
+        format!("cannot encode the results: {why}")
+    })
+}
+
+/// A task as the worker receives it.
+#[derive(Deserialize)]
+pub(super) struct TaskMsg {
+    id: u64,
+    call: isize,
+    args: ByteBuf,
+}
+
+// `IpcReceiver<T>` needs `T: Serialize` to be received; `TaskMsg` only ever arrives.
+impl Serialize for TaskMsg {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.id, self.call, &self.args).serialize(s)
+    }
+}
+
+/// A task as the parent sends it (the bytes are shared with the pending copy, not cloned).
+pub(super) struct TaskOut {
+    pub(super) id: u64,
+    pub(super) call: isize,
+    pub(super) args: Arc<Vec<u8>>,
+}
+
+// ipc-channel's typed channels want both directions; this one is only ever sent.
+impl<'de> Deserialize<'de> for TaskOut {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let msg = TaskMsg::deserialize(d)?;
+        Ok(TaskOut {
+            id: msg.id,
+            call: msg.call,
+            args: Arc::new(msg.args.into_vec()),
+        })
+    }
+}
+
+impl Serialize for TaskOut {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.id, self.call, serde_bytes::Bytes::new(&self.args)).serialize(s)
+    }
+}
+
+/// How one task ended in the worker.
+#[derive(Serialize, Deserialize)]
+pub(super) enum Outcome {
+    Value(ByteBuf),
+    Panicked { message: String, location: String },
+    Serde(String),
+}
+
+/// The worker's message to the parent.
+#[derive(Serialize, Deserialize)]
+pub(super) enum WorkerMsg {
+    Done { id: u64, outcome: Outcome },
+    InitFailed { message: String },
+}
+
+/// The worker's argument: its two channels and what to run first.
+#[derive(Serialize, Deserialize)]
+pub(super) struct WorkerConfig {
+    pub(super) tasks: IpcReceiver<Vec<TaskMsg>>,
+    pub(super) results: IpcSender<WorkerMsg>,
+    pub(super) init: Option<(isize, ByteBuf)>,
+    pub(super) max_tasks: Option<usize>,
+}
+
+fn call_at(offset: isize, args: &[u8]) -> Outcome {
+    let address = bootstrap::address_at(offset);
+    // SAFETY: this worker is a child that passed the bootstrap's executable-identity check, so
+    // the offset, taken by the parent from a `TaskFn` in the same binary, points at that `TaskFn`.
+    let f: TaskFn = unsafe { std::mem::transmute::<usize, TaskFn>(address) };
+    match std::panic::catch_unwind(AssertUnwindSafe(|| f(args))) {
+        Ok(Ok(bytes)) => Outcome::Value(ByteBuf::from(bytes)),
+        Ok(Err(message)) => Outcome::Serde(message),
+        Err(payload) => {
+            let (message, location) = bootstrap::take_last_panic()
+                .unwrap_or_else(|| (bootstrap::panic_message(&*payload), "<unknown>".into()));
+            Outcome::Panicked { message, location }
+        }
+    }
+}
+
+/// The worker process's target: run the initializer, then tasks until the channel closes (or
+/// `max_tasks` are done: the worker then leaves between two tasks, as Python's does).
+pub(super) fn worker_main(cfg: WorkerConfig) {
+    if let Some((call, args)) = &cfg.init {
+        let message = match call_at(*call, args) {
+            Outcome::Value(_) => None,
+            Outcome::Panicked { message, location } => Some(format!("{message} at {location}")),
+            Outcome::Serde(message) => Some(message),
+        };
+        if let Some(message) = message {
+            let _ = cfg.results.send(WorkerMsg::InitFailed { message });
+            return;
+        }
+    }
+    let mut done = 0usize;
+    while let Ok(batch) = cfg.tasks.recv() {
+        for task in batch {
+            let outcome = call_at(task.call, &task.args);
+            let answer = WorkerMsg::Done {
+                id: task.id,
+                outcome,
+            };
+            if cfg.results.send(answer).is_err() {
+                return;
+            }
+            done += 1;
+            if cfg.max_tasks.is_some_and(|m| done >= m) {
+                return;
+            }
+        }
+    }
+}

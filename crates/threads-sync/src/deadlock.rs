@@ -21,13 +21,16 @@
 //! It is logged with `log::warn!` and kept for [`lock_order_violations`]. A lock that is
 //! dropped leaves the graph.
 
-use std::cell::{Cell, RefCell};
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::error::{Deadlock, WaitLink};
+use crate::identity::{current_ident, current_name};
 
 /// Bit of [`MODE`]: deadlock detection is on.
 pub(crate) const DETECTION: u8 = 1;
@@ -40,7 +43,6 @@ static MODE: AtomicU8 = AtomicU8::new(if cfg!(debug_assertions) {
     DETECTION
 });
 static NEXT_LOCK_ID: AtomicU64 = AtomicU64::new(1);
-static NEXT_IDENT: AtomicU64 = AtomicU64::new(1);
 /// Bumped by [`clear_lock_order_history`] so that per-thread edge caches start afresh.
 static ORDER_EPOCH: AtomicU64 = AtomicU64::new(1);
 
@@ -86,7 +88,7 @@ pub fn lock_order_checking_enabled() -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Threads: Python-style idents and names.
+// Per-thread lock-order state.
 
 /// Locks a thread can hold at once and still be order-checked; locks taken beyond that depth
 /// are not tracked (their deadlock detection is unaffected).
@@ -108,8 +110,6 @@ struct SeenEdges {
 }
 
 thread_local! {
-    static IDENT: Cell<u64> = const { Cell::new(0) };
-    static NAME: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
     static HELD: HeldStack = const {
         HeldStack {
             len: Cell::new(0),
@@ -124,99 +124,86 @@ thread_local! {
     };
 }
 
-/// This thread's ident: a number unique among the threads of this process, never reused.
-#[inline]
-pub(crate) fn current_ident() -> u64 {
-    match IDENT.with(Cell::get) {
-        0 => first_ident(),
-        ident => ident,
-    }
-}
-
-/// Gives a thread not started by [`Thread`](crate::Thread) its ident, on first use.
-#[cold]
-#[inline(never)]
-fn first_ident() -> u64 {
-    let ident = NEXT_IDENT.fetch_add(1, Ordering::Relaxed);
-    IDENT.with(|cell| cell.set(ident));
-    ident
-}
-
-/// A fresh ident for a thread about to be spawned.
-pub(crate) fn new_ident() -> u64 {
-    NEXT_IDENT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Makes `ident` the calling (new) thread's ident.
-pub(crate) fn adopt_ident(ident: u64) {
-    IDENT.with(|cell| cell.set(ident));
-}
-
-/// This thread's name: the std name, or `Thread-<ident>` for an unnamed thread.
-pub(crate) fn current_name() -> Arc<str> {
-    let fresh = || -> Arc<str> {
-        match std::thread::current().name() {
-            Some(name) => Arc::from(name),
-            None => Arc::from(format!("Thread-{}", current_ident())),
-        }
-    };
-    // `try_with`: a lock taken in another thread-local's destructor must not panic here.
-    NAME.try_with(|cell| cell.borrow_mut().get_or_insert_with(fresh).clone())
-        .unwrap_or_else(|_| fresh())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Per-lock bookkeeping.
 
-/// What every lock of this crate carries next to its raw lock.
+/// What every lock of this crate carries next to its raw lock. Built by a `const fn`, so that
+/// a lock can live in a `static`: its id is handed out on first need, not at construction.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct LockMeta {
     /// Ident of the thread holding the lock, 0 when free or changing hands. Written on every
     /// acquisition, so it sits first, next to the raw lock that follows the meta in each lock.
     owner: AtomicU64,
-    /// What only reports, lock-order checking and the slow paths read, out of the hot
-    /// cache line (and so that the meta is two words: see the layout note on `Mutex`).
-    info: Box<LockInfo>,
+    /// The kind in bits 56..62, the lock id in the low 56 bits (0 until first needed), and
+    /// [`IN_GRAPH_BIT`]: the lock appears in the lock-order graph, so dropping it prunes it.
+    tag: AtomicU64,
+    name: Option<Cow<'static, str>>,
 }
 
-#[derive(Debug)]
-struct LockInfo {
-    /// The lock id packed with its kind, as pushed on the held list ([`HeldLock`]).
-    tag: HeldLock,
-    kind: &'static str,
-    name: Option<Arc<str>>,
-    /// Set once the lock appears in the lock-order graph, so that dropping it prunes the graph.
-    in_order_graph: AtomicBool,
-}
+/// Bit of [`LockMeta::tag`]: the lock is in the lock-order graph.
+const IN_GRAPH_BIT: u64 = 1 << 62;
 
 impl LockMeta {
-    pub(crate) fn new(kind: &'static str, name: Option<String>) -> Self {
-        let id = NEXT_LOCK_ID.fetch_add(1, Ordering::Relaxed) & ID_BITS;
-        let kind_index = KINDS.iter().position(|k| *k == kind).unwrap_or(0) as u64;
-        let meta = LockMeta {
+    pub(crate) const fn new(kind: LockKind, name: Option<Cow<'static, str>>) -> Self {
+        LockMeta {
             owner: AtomicU64::new(0),
-            info: Box::new(LockInfo {
-                tag: HeldLock(id | (kind_index << 56)),
-                kind,
-                name: name.map(Arc::from),
-                in_order_graph: AtomicBool::new(false),
-            }),
-        };
-        register_name(&meta);
-        meta
+            tag: AtomicU64::new((kind as u64) << 56),
+            name,
+        }
+    }
+
+    /// The id packed with the kind (no graph bit), handing out the id on first use.
+    #[inline]
+    fn tag(&self) -> HeldLock {
+        let tag = self.tag.load(Ordering::Acquire);
+        if tag & ID_BITS != 0 {
+            return HeldLock(tag & !IN_GRAPH_BIT);
+        }
+        self.first_tag()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn first_tag(&self) -> HeldLock {
+        let id = NEXT_LOCK_ID.fetch_add(1, Ordering::Relaxed) & ID_BITS;
+        let mut seen = self.tag.load(Ordering::Acquire);
+        loop {
+            if seen & ID_BITS != 0 {
+                // Another thread gave the id first; ours is simply never used.
+                return HeldLock(seen & !IN_GRAPH_BIT);
+            }
+            match self.tag.compare_exchange_weak(
+                seen,
+                seen | id,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => seen = now,
+            }
+        }
+        if let Some(name) = &self.name {
+            with_order(|g| g.names.insert(id, Arc::from(&**name)));
+            self.mark_in_graph();
+        }
+        HeldLock((seen | id) & !IN_GRAPH_BIT)
     }
 
     #[inline]
     fn id(&self) -> u64 {
-        self.info.tag.id()
+        self.tag().id()
+    }
+
+    fn mark_in_graph(&self) {
+        self.tag.fetch_or(IN_GRAPH_BIT, Ordering::Relaxed);
     }
 
     /// The lock's name, or `<kind>#<id>` when it has none.
     pub(crate) fn name(&self) -> String {
-        match &self.info.name {
+        match &self.name {
             Some(name) => name.to_string(),
-            None => format!("{}#{}", self.info.kind, self.id()),
+            None => format!("{}#{}", self.tag().kind(), self.id()),
         }
     }
 
@@ -250,11 +237,30 @@ impl LockMeta {
 
 impl Drop for LockMeta {
     fn drop(&mut self) {
-        if *self.info.in_order_graph.get_mut() {
-            let id = self.id();
-            with_order(|g| g.forget_lock(id));
+        let tag = *self.tag.get_mut();
+        if tag & IN_GRAPH_BIT != 0 {
+            with_order(|g| g.forget_lock(tag & ID_BITS));
+        }
+        // A wait registration borrows its lock, so none can be left now, unless one was
+        // leaked with `mem::forget`; then its entry goes here, before the pointer dangles.
+        if WAITERS.load(Ordering::Acquire) != 0 {
+            let me: *const LockMeta = self;
+            GRAPH
+                .lock()
+                .waits
+                .retain(|(_, e)| !std::ptr::eq(e.lock.0, me));
         }
     }
+}
+
+/// The kinds of lock, as packed in a [`LockMeta`]'s tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum LockKind {
+    /// [`Mutex`](crate::Mutex) and [`Lock`](crate::Lock).
+    Mutex = 0,
+    /// [`RLock`](crate::RLock).
+    RLock = 1,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -263,9 +269,11 @@ impl Drop for LockMeta {
 /// Pointer to the `LockMeta` a registered thread waits for.
 struct MetaPtr(*const LockMeta);
 
-// SAFETY: the pointer is only dereferenced under `GRAPH`'s lock while its entry is present, and
-// the entry is removed (under that lock) before the waiting call returns, i.e. while the waiter
-// still borrows the lock, so the `LockMeta` is alive. `LockMeta` itself is `Sync`.
+// SAFETY: the pointer is only dereferenced under `GRAPH`'s lock while its entry is present.
+// The entry belongs to a `WaitRegistration<'lock>`, which borrows the lock, so the compiler
+// keeps the `LockMeta` alive while the registration exists; the registration's drop removes
+// the entry (under that lock); and a `LockMeta`'s drop removes any entry a leaked
+// registration left behind. `LockMeta` itself is `Sync`.
 unsafe impl Send for MetaPtr {}
 
 struct WaitEntry {
@@ -333,20 +341,52 @@ impl WaitGraph {
 static GRAPH: parking_lot::Mutex<WaitGraph> =
     parking_lot::const_mutex(WaitGraph { waits: Vec::new() });
 
-/// The caller's registration as a waiter; dropping it (also on unwind) removes the wait edge.
-pub(crate) struct WaitRegistration {
+/// Entries in [`GRAPH`], read without its lock by [`LockMeta`]'s drop.
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// The caller's registration as a waiter for one lock; dropping it (also on unwind) removes
+/// the wait edge. It borrows the lock for `'lock`, so the compiler refuses any use of it,
+/// and so any graph entry, after the lock is gone:
+/// ```compile_fail,E0505
+/// let lock = threads_sync::Mutex::new(0);
+/// let waiting = lock.__register_wait().unwrap();
+/// drop(lock); // refused: `lock` is still borrowed by the registration
+/// drop(waiting);
+/// ```
+/// (`__register_wait` is a hidden hook for this check; the same shape without `drop(lock)`
+/// compiles.)
+/// ```
+/// let lock = threads_sync::Mutex::new(0);
+/// let waiting = lock.__register_wait().unwrap();
+/// drop(waiting);
+/// drop(lock);
+/// ```
+#[doc(hidden)]
+#[must_use = "the wait edge is removed as soon as the registration is dropped"]
+pub struct WaitRegistration<'lock> {
     ident: u64,
+    lock: PhantomData<&'lock LockMeta>,
 }
 
-impl Drop for WaitRegistration {
-    fn drop(&mut self) {
-        GRAPH.lock().remove(self.ident);
+impl fmt::Debug for WaitRegistration<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitRegistration")
+            .field("ident", &self.ident)
+            .finish_non_exhaustive()
     }
 }
 
-impl WaitRegistration {
+impl Drop for WaitRegistration<'_> {
+    fn drop(&mut self) {
+        let mut graph = GRAPH.lock();
+        graph.remove(self.ident);
+        WAITERS.store(graph.waits.len(), Ordering::Release);
+    }
+}
+
+impl<'lock> WaitRegistration<'lock> {
     /// Ends the wait after the raw lock was taken: sets the owner, then removes the edge.
-    pub(crate) fn acquired(self, meta: &LockMeta) {
+    pub(crate) fn acquired(self, meta: &'lock LockMeta) {
         meta.set_owner(self.ident);
         // Dropping `self` removes the edge.
     }
@@ -355,7 +395,7 @@ impl WaitRegistration {
 /// Registers "the current thread waits for `meta`" and refuses if that closes a cycle.
 ///
 /// Returns `Ok(None)` when detection is off (nothing registered).
-pub(crate) fn register_wait(meta: &LockMeta) -> Result<Option<WaitRegistration>, Deadlock> {
+pub(crate) fn register_wait(meta: &LockMeta) -> Result<Option<WaitRegistration<'_>>, Deadlock> {
     if !detection_enabled() {
         return Ok(None);
     }
@@ -369,11 +409,16 @@ pub(crate) fn register_wait(meta: &LockMeta) -> Result<Option<WaitRegistration>,
             thread,
         },
     ));
+    WAITERS.store(graph.waits.len(), Ordering::Release);
     match graph.find_cycle(me) {
-        None => Ok(Some(WaitRegistration { ident: me })),
+        None => Ok(Some(WaitRegistration {
+            ident: me,
+            lock: PhantomData,
+        })),
         Some(cycle) => {
             let report = graph.describe(&cycle);
             graph.remove(me);
+            WAITERS.store(graph.waits.len(), Ordering::Release);
             drop(graph);
             log::warn!("{report}");
             Err(report)
@@ -400,7 +445,7 @@ impl HeldLock {
 
     #[inline]
     fn new(meta: &LockMeta) -> Self {
-        meta.info.tag
+        meta.tag()
     }
 
     #[inline]
@@ -409,7 +454,7 @@ impl HeldLock {
     }
 
     fn kind(self) -> &'static str {
-        KINDS[((self.0 >> 56) & 0x7f) as usize % KINDS.len()]
+        KINDS[((self.0 >> 56) & 0x3f) as usize % KINDS.len()]
     }
 
     #[inline]
@@ -557,14 +602,6 @@ fn with_order<R>(f: impl FnOnce(&mut OrderGraph) -> R) -> R {
     f(ORDER.lock().get_or_insert_with(OrderGraph::default))
 }
 
-/// Registers a named lock's name for lock-order reports.
-fn register_name(meta: &LockMeta) {
-    if let Some(name) = &meta.info.name {
-        with_order(|g| g.names.insert(meta.id(), name.clone()));
-        meta.info.in_order_graph.store(true, Ordering::Relaxed);
-    }
-}
-
 /// Whether the guard being created must pop the held list when dropped.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tracked(bool);
@@ -629,7 +666,7 @@ fn check_edges(held: &HeldStack, len: usize, meta: &LockMeta) {
 fn record_edge(held: HeldLock, meta: &LockMeta) {
     let thread = current_name();
     with_order(|g| g.add_edge(held, meta, &thread));
-    meta.info.in_order_graph.store(true, Ordering::Relaxed);
+    meta.mark_in_graph();
 }
 
 /// Notes that the current thread released `meta` (or gave up taking it).
@@ -646,7 +683,7 @@ pub(crate) fn note_released(meta: &LockMeta, tracked: Tracked) {
             .find(|&i| held.locks[i].get().id() == meta.id())
         {
             if held.locks[pos].get().nested() {
-                meta.info.in_order_graph.store(true, Ordering::Relaxed);
+                meta.mark_in_graph();
             }
             for i in pos..len - 1 {
                 held.locks[i].set(held.locks[i + 1].get());

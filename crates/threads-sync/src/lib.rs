@@ -125,6 +125,7 @@ mod condition;
 pub mod deadlock;
 mod error;
 mod event;
+mod identity;
 mod lock;
 mod pool;
 mod queue;

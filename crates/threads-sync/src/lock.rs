@@ -6,8 +6,10 @@ use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use crate::deadlock::{self, LockMeta, Tracked, current_ident, detection_enabled};
+use crate::deadlock::{self, LockKind, LockMeta, Tracked, WaitRegistration, detection_enabled};
 use crate::error::LockError;
+use crate::identity::current_ident;
+use std::borrow::Cow;
 
 /// A mutual-exclusion lock around a value, like `std::sync::Mutex`, that reports deadlocks.
 ///
@@ -26,29 +28,46 @@ use crate::error::LockError;
 /// # Ok::<(), threads_sync::LockError>(())
 /// ```
 // Layout: the owner word (first in `meta`), the raw lock and the start of the value are what
-// the holder writes; `repr(C)` keeps them within 32 bytes of the start (the meta is two
-// words), and `align(32)` keeps those 32 bytes inside one cache line wherever the mutex lives,
-// so a handoff under contention moves one line, not two.
-#[repr(C, align(32))]
+// the holder writes; `repr(C)` keeps them within 64 bytes of the start (the meta is five
+// words: owner, tag and a `const`-constructible name), and `align(64)` keeps those 64 bytes
+// inside one cache line wherever the mutex lives, so a handoff under contention moves one
+// line, not two (and two mutexes never share a line).
+#[repr(C, align(64))]
 pub struct Mutex<T: ?Sized> {
     meta: LockMeta,
     inner: parking_lot::Mutex<T>,
 }
 
 impl<T> Mutex<T> {
-    /// A new unlocked mutex; its name in reports is `Mutex#<n>`.
-    pub fn new(value: T) -> Self {
+    /// A new unlocked mutex; its name in reports is `Mutex#<n>`. A `const fn`, so a mutex
+    /// can be a `static`:
+    /// ```
+    /// static HITS: threads_sync::Mutex<u64> = threads_sync::Mutex::new(0);
+    /// *HITS.lock()? += 1;
+    /// assert_eq!(*HITS.lock()?, 1);
+    /// # Ok::<(), threads_sync::LockError>(())
+    /// ```
+    pub const fn new(value: T) -> Self {
         Mutex {
-            meta: LockMeta::new("Mutex", None),
-            inner: parking_lot::Mutex::new(value),
+            meta: LockMeta::new(LockKind::Mutex, None),
+            inner: parking_lot::const_mutex(value),
         }
     }
 
-    /// A new unlocked mutex that deadlock and lock-order reports call `name`.
-    pub fn named(name: impl Into<String>, value: T) -> Self {
+    /// A new unlocked mutex that deadlock and lock-order reports call `name` (a `const fn`;
+    /// [`with_name`](Mutex::with_name) takes a name built at run time).
+    pub const fn named(name: &'static str, value: T) -> Self {
         Mutex {
-            meta: LockMeta::new("Mutex", Some(name.into())),
-            inner: parking_lot::Mutex::new(value),
+            meta: LockMeta::new(LockKind::Mutex, Some(Cow::Borrowed(name))),
+            inner: parking_lot::const_mutex(value),
+        }
+    }
+
+    /// Like [`named`](Mutex::named), with a name built at run time (`format!("fork{i}")`).
+    pub fn with_name(name: impl Into<String>, value: T) -> Self {
+        Mutex {
+            meta: LockMeta::new(LockKind::Mutex, Some(Cow::Owned(name.into()))),
+            inner: parking_lot::const_mutex(value),
         }
     }
 
@@ -135,6 +154,13 @@ impl<T: ?Sized> Mutex<T> {
     /// Whether some thread holds the lock now (Python: `locked()`).
     pub fn is_locked(&self) -> bool {
         self.inner.is_locked()
+    }
+
+    /// Not part of the API: registers the calling thread as waiting for this lock, for the
+    /// `compile_fail` check on [`WaitRegistration`]'s lifetime.
+    #[doc(hidden)]
+    pub fn __register_wait(&self) -> Result<Option<WaitRegistration<'_>>, LockError> {
+        Ok(deadlock::register_wait(&self.meta)?)
     }
 
     /// The value, through exclusive access (no locking needed).
@@ -316,17 +342,35 @@ pub struct Lock {
 pub type LockGuard<'a> = MutexGuard<'a, ()>;
 
 impl Lock {
-    /// A new unlocked lock; its name in reports is `Mutex#<n>`.
-    pub fn new() -> Self {
+    /// A new unlocked lock; its name in reports is `Mutex#<n>`. A `const fn`, so a lock can be
+    /// a `static`, as Python's module-level `lock = threading.Lock()`:
+    /// ```
+    /// use threads_sync::Lock;
+    /// static LOCK: Lock = Lock::new();
+    /// let held = LOCK.acquire()?;
+    /// assert!(LOCK.locked());
+    /// drop(held);
+    /// assert!(!LOCK.locked());
+    /// # Ok::<(), threads_sync::LockError>(())
+    /// ```
+    pub const fn new() -> Self {
         Lock {
             inner: Mutex::new(()),
         }
     }
 
-    /// A new unlocked lock that reports call `name`.
-    pub fn named(name: impl Into<String>) -> Self {
+    /// A new unlocked lock that reports call `name` (a `const fn`, so
+    /// `static G_NUM_LOCK: Lock = Lock::named("g_num");` works).
+    pub const fn named(name: &'static str) -> Self {
         Lock {
             inner: Mutex::named(name, ()),
+        }
+    }
+
+    /// Like [`named`](Lock::named), with a name built at run time.
+    pub fn with_name(name: impl Into<String>) -> Self {
+        Lock {
+            inner: Mutex::with_name(name, ()),
         }
     }
 
@@ -389,20 +433,28 @@ pub struct RLock {
 }
 
 impl RLock {
-    /// A new unlocked re-entrant lock; its name in reports is `RLock#<n>`.
-    pub fn new() -> Self {
-        Self::with_meta(LockMeta::new("RLock", None))
+    /// A new unlocked re-entrant lock; its name in reports is `RLock#<n>` (a `const fn`).
+    pub const fn new() -> Self {
+        Self::with_meta(LockMeta::new(LockKind::RLock, None))
     }
 
-    /// A new re-entrant lock that reports call `name`.
-    pub fn named(name: impl Into<String>) -> Self {
-        Self::with_meta(LockMeta::new("RLock", Some(name.into())))
+    /// A new re-entrant lock that reports call `name` (a `const fn`).
+    pub const fn named(name: &'static str) -> Self {
+        Self::with_meta(LockMeta::new(LockKind::RLock, Some(Cow::Borrowed(name))))
     }
 
-    fn with_meta(meta: LockMeta) -> Self {
+    /// Like [`named`](RLock::named), with a name built at run time.
+    pub fn with_name(name: impl Into<String>) -> Self {
+        Self::with_meta(LockMeta::new(
+            LockKind::RLock,
+            Some(Cow::Owned(name.into())),
+        ))
+    }
+
+    const fn with_meta(meta: LockMeta) -> Self {
         RLock {
             meta,
-            state: parking_lot::Mutex::new(RState {
+            state: parking_lot::const_mutex(RState {
                 owner: 0,
                 count: 0,
                 tracked: None,

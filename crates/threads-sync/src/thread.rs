@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::deadlock;
 use crate::error::{ThreadError, panic_message};
+use crate::identity as deadlock;
 
 /// Something a [`Thread`] can run with an argument tuple: any `FnOnce` of 0 to 6 arguments
 /// whose arguments form the tuple `Args` (`()` for none, `(a,)` for one).

@@ -38,8 +38,8 @@ fn smoke() {
 }
 
 fn ab_ba_once(round: usize) {
-    let a = Arc::new(Lock::named(format!("A{round}")));
-    let b = Arc::new(Lock::named(format!("B{round}")));
+    let a = Arc::new(Lock::with_name(format!("A{round}")));
+    let b = Arc::new(Lock::with_name(format!("B{round}")));
     let barrier = Arc::new(Barrier::new(2).unwrap());
     let mut threads = [
         Thread::new(take_in_order(a.clone(), b.clone(), barrier.clone()), ())
@@ -80,7 +80,7 @@ fn ab_ba_detected_100_out_of_100() {
 fn three_thread_cycle() {
     let locks: Vec<Arc<Lock>> = ["L0", "L1", "L2"]
         .iter()
-        .map(|n| Arc::new(Lock::named(*n)))
+        .map(|n| Arc::new(Lock::named(n)))
         .collect();
     let barrier = Arc::new(Barrier::new(3).unwrap());
     let mut threads: Vec<_> = (0..3)
@@ -199,8 +199,11 @@ fn contention_without_a_cycle_is_not_a_deadlock() {
 fn random_lock_orders_never_hang() {
     const THREADS: u64 = 4;
     const ROUNDS: u32 = 1_500;
-    let locks: Arc<Vec<Mutex<u64>>> =
-        Arc::new((0..4).map(|i| Mutex::named(format!("R{i}"), 0)).collect());
+    let locks: Arc<Vec<Mutex<u64>>> = Arc::new(
+        (0..4)
+            .map(|i| Mutex::with_name(format!("R{i}"), 0))
+            .collect(),
+    );
     let mut threads: Vec<_> = (0..THREADS)
         .map(|seed| {
             let locks = locks.clone();

@@ -21,11 +21,10 @@ use crate::lock::{Mutex, MutexGuard};
 /// use threads_sync::{Condition, Thread};
 /// let cond = Arc::new(Condition::named("ready", false));
 /// let setter = Arc::clone(&cond);
-/// let mut t = Thread::new(move || {
+/// let t = Thread::new(move || {
 ///     *setter.lock().unwrap() = true;
 ///     setter.notify_all();
-/// }, ());
-/// t.start().unwrap();
+/// }, ()).start().unwrap();
 /// let mut ready = cond.lock()?;
 /// cond.wait_for(&mut ready, |r| *r)?;
 /// assert!(*ready);

@@ -29,15 +29,13 @@ fn wait_times_out_when_not_set() {
 #[test]
 fn set_wakes_every_waiter() {
     let e = Arc::new(Event::new());
-    let mut waiters: Vec<_> = (0..4)
+    let waiters: Vec<_> = (0..4)
         .map(|_| {
             let e = e.clone();
             Thread::new(move || e.wait_timeout(LONG), ())
         })
         .collect();
-    for w in &mut waiters {
-        w.start().unwrap();
-    }
+    let mut waiters: Vec<_> = waiters.into_iter().map(|w| w.start().unwrap()).collect();
     e.set();
     for w in &mut waiters {
         assert!(w.join_timeout(LONG).unwrap());

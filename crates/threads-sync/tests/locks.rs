@@ -32,7 +32,7 @@ fn lock_try_and_timeout_from_another_thread() {
     let held = lock.acquire().unwrap();
     assert!(lock.locked());
     let other = lock.clone();
-    let mut t = Thread::new(
+    let t = Thread::new(
         move || {
             (
                 other.try_acquire().is_none(),
@@ -41,20 +41,20 @@ fn lock_try_and_timeout_from_another_thread() {
         },
         (),
     );
-    t.start().unwrap();
+    let mut t = t.start().unwrap();
     assert_eq!(t.join_timeout(LONG).unwrap(), (true, true));
     drop(held);
     assert!(!lock.locked());
     let other = lock.clone();
-    let mut t = Thread::new(move || other.acquire_timeout(LONG).is_ok(), ());
-    t.start().unwrap();
+    let t = Thread::new(move || other.acquire_timeout(LONG).is_ok(), ());
+    let mut t = t.start().unwrap();
     assert!(t.join_timeout(LONG).unwrap());
 }
 
 #[test]
 fn mutex_excludes() {
     let m = Arc::new(Mutex::new(Vec::new()));
-    let mut threads: Vec<_> = (0..4)
+    let threads: Vec<_> = (0..4)
         .map(|i| {
             let m = m.clone();
             Thread::new(
@@ -68,9 +68,7 @@ fn mutex_excludes() {
             )
         })
         .collect();
-    for t in &mut threads {
-        t.start().unwrap();
-    }
+    let mut threads: Vec<_> = threads.into_iter().map(|t| t.start().unwrap()).collect();
     for t in &mut threads {
         t.join_timeout(LONG).unwrap().unwrap();
     }
@@ -88,7 +86,7 @@ fn rlock_is_reentrant_and_exclusive() {
     let g3 = r.try_acquire().unwrap();
     assert_eq!(r.count(), 3);
     let other = r.clone();
-    let mut t = Thread::new(
+    let t = Thread::new(
         move || {
             (
                 other.try_acquire().is_none(),
@@ -97,15 +95,15 @@ fn rlock_is_reentrant_and_exclusive() {
         },
         (),
     );
-    t.start().unwrap();
+    let mut t = t.start().unwrap();
     assert_eq!(t.join_timeout(LONG).unwrap(), (true, true));
     // Guards may be dropped in any order; the lock is free after the last.
     drop(g1);
     drop(g3);
     assert_eq!(r.count(), 1);
     let other = r.clone();
-    let mut waiter = Thread::new(move || other.acquire_timeout(LONG).map(drop).is_ok(), ());
-    waiter.start().unwrap();
+    let waiter = Thread::new(move || other.acquire_timeout(LONG).map(drop).is_ok(), ());
+    let mut waiter = waiter.start().unwrap();
     drop(g2);
     assert!(waiter.join_timeout(LONG).unwrap());
     assert_eq!(r.count(), 0);
@@ -115,14 +113,14 @@ fn rlock_is_reentrant_and_exclusive() {
 fn a_panic_while_holding_releases_the_lock() {
     let m = Arc::new(Mutex::named("fragile", 0));
     let other = m.clone();
-    let mut t = Thread::new(
+    let t = Thread::new(
         move || {
             let _g = other.lock().unwrap();
             panic!("while holding");
         },
         (),
     );
-    t.start().unwrap();
+    let mut t = t.start().unwrap();
     assert!(t.join_timeout(LONG).is_err());
     assert!(m.try_lock_for(LONG).is_ok());
 }

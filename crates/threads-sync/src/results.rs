@@ -1,0 +1,617 @@
+//! What a [`ThreadPool`](crate::ThreadPool) hands back: [`AsyncResult`] (one task), [`IMap`]
+//! (many, in order or as they finish), and `concurrent.futures`' [`wait`] and [`as_completed`].
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::error::{PoolError, panic_message};
+
+type Callback<R> = Box<dyn FnOnce(Result<&R, &PoolError>) + Send + 'static>;
+
+/// The life of one task, under its cell's lock.
+enum Slot<R> {
+    /// Queued, not started: [`AsyncResult::cancel`] can still stop it.
+    Pending,
+    Running,
+    /// Done; its done-callbacks are running with the outcome (waiters keep waiting).
+    Completing,
+    Ready(Result<R, PoolError>),
+    /// The value was taken by a `get`; whether it was a success.
+    Taken(bool),
+}
+
+struct State<R> {
+    slot: Slot<R>,
+    callbacks: Vec<Callback<R>>,
+    /// `wait`/`as_completed` calls to tell: (their id, their channel, this task's index there).
+    waiters: Vec<(u64, Sender<usize>, usize)>,
+}
+
+/// The shared cell of one task: filled once by its worker (or by `cancel`), read by its
+/// [`AsyncResult`]. One allocation per task.
+pub(crate) struct TaskCell<R> {
+    state: parking_lot::Mutex<State<R>>,
+    settled: parking_lot::Condvar,
+}
+
+static NEXT_WAITER: AtomicU64 = AtomicU64::new(1);
+
+impl<R> TaskCell<R> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(TaskCell {
+            state: parking_lot::Mutex::new(State {
+                slot: Slot::Pending,
+                callbacks: Vec::new(),
+                waiters: Vec::new(),
+            }),
+            settled: parking_lot::Condvar::new(),
+        })
+    }
+
+    /// Pending → Running; `false` if the task was cancelled (then it must not run).
+    pub(crate) fn begin(&self) -> bool {
+        let mut state = self.state.lock();
+        if matches!(state.slot, Slot::Pending) {
+            state.slot = Slot::Running;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Records the outcome of a task that began (or was cancelled), runs done-callbacks
+    /// (outside the lock, so a callback may use the pool), then wakes waiters.
+    fn finish(&self, outcome: Result<R, PoolError>) {
+        let mut state = self.state.lock();
+        if state.callbacks.is_empty() {
+            self.settle(state, outcome);
+            return;
+        }
+        state.slot = Slot::Completing;
+        let callbacks = std::mem::take(&mut state.callbacks);
+        drop(state);
+        self.run_callbacks(callbacks, outcome);
+    }
+
+    /// Runs `callbacks` (and any added meanwhile) with `outcome`, then stores it.
+    fn run_callbacks(&self, mut callbacks: Vec<Callback<R>>, outcome: Result<R, PoolError>) {
+        loop {
+            for callback in callbacks.drain(..) {
+                let called = catch_unwind(AssertUnwindSafe(|| callback(outcome.as_ref())));
+                if let Err(payload) = called {
+                    log::warn!("a done-callback panicked: {}", panic_message(&*payload));
+                }
+            }
+            let mut state = self.state.lock();
+            if state.callbacks.is_empty() {
+                self.settle(state, outcome);
+                return;
+            }
+            callbacks = std::mem::take(&mut state.callbacks);
+        }
+    }
+
+    fn settle(
+        &self,
+        mut state: parking_lot::MutexGuard<'_, State<R>>,
+        outcome: Result<R, PoolError>,
+    ) {
+        state.slot = Slot::Ready(outcome);
+        let waiters = std::mem::take(&mut state.waiters);
+        drop(state);
+        self.settled.notify_all();
+        for (_, tx, index) in waiters {
+            // A waiter that gave up has dropped its receiver: nothing to tell.
+            let _ = tx.send(index);
+        }
+    }
+
+    /// Pending → cancelled; `true` also if it was cancelled already (as Python's).
+    fn cancel(&self, task: u64) -> bool {
+        let mut state = self.state.lock();
+        match state.slot {
+            Slot::Pending => {}
+            Slot::Ready(Err(PoolError::Cancelled { .. })) => return true,
+            _ => return false,
+        }
+        state.slot = Slot::Running;
+        drop(state);
+        self.finish(Err(PoolError::Cancelled { task }));
+        true
+    }
+
+    /// Adds a waiter unless the task is settled already; returns whether it is.
+    fn register(&self, id: u64, tx: &Sender<usize>, index: usize) -> bool {
+        let mut state = self.state.lock();
+        match state.slot {
+            Slot::Ready(_) | Slot::Taken(_) => true,
+            _ => {
+                state.waiters.push((id, tx.clone(), index));
+                false
+            }
+        }
+    }
+
+    fn unregister(&self, id: u64) {
+        self.state.lock().waiters.retain(|(w, _, _)| *w != id);
+    }
+
+    /// Whether the task ended in an error other than a cancel (`FirstException`).
+    fn raised(&self) -> bool {
+        match &self.state.lock().slot {
+            Slot::Ready(Err(PoolError::Cancelled { .. })) => false,
+            Slot::Ready(outcome) => outcome.is_err(),
+            Slot::Taken(ok) => !ok,
+            _ => false,
+        }
+    }
+}
+
+/// The worker's side of one task: runs it if not cancelled, and settles the cell even if the
+/// job is dropped unrun (a terminated pool, a pool dropped with work queued after `close`).
+pub(crate) struct TaskRun<R> {
+    /// `None` once `run` took it.
+    cell: Option<Arc<TaskCell<R>>>,
+    task: u64,
+}
+
+impl<R> TaskRun<R> {
+    pub(crate) fn new(cell: Arc<TaskCell<R>>, task: u64) -> Self {
+        TaskRun {
+            cell: Some(cell),
+            task,
+        }
+    }
+
+    /// Runs `job` unless the task was cancelled; a panic becomes [`PoolError::TaskPanicked`].
+    pub(crate) fn run(mut self, job: impl FnOnce() -> R) {
+        let Some(cell) = self.cell.take() else { return };
+        if !cell.begin() {
+            return;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(job)).map_err(|p| PoolError::TaskPanicked {
+            task: self.task,
+            message: panic_message(&*p),
+        });
+        cell.finish(outcome);
+    }
+}
+
+impl<R> Drop for TaskRun<R> {
+    fn drop(&mut self) {
+        // A job dropped without running: its task is cancelled, so no `get` waits forever.
+        if let Some(cell) = self.cell.take() {
+            cell.cancel(self.task);
+        }
+    }
+}
+
+/// The pending outcome of a task submitted to a [`ThreadPool`](crate::ThreadPool) (Python:
+/// `AsyncResult`, with `concurrent.futures.Future`'s `cancel` and `add_done_callback`).
+pub struct AsyncResult<R> {
+    pub(crate) task: u64,
+    pub(crate) cell: Arc<TaskCell<R>>,
+}
+
+impl<R> AsyncResult<R> {
+    /// The task's submission number within its pool.
+    pub fn task(&self) -> u64 {
+        self.task
+    }
+
+    /// Waits up to `timeout` (forever for `None`) for the outcome; returns whether it is in
+    /// (or was already taken).
+    fn poll(&self, timeout: Option<Duration>) -> bool {
+        let mut state = self.cell.state.lock();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Slot::Ready(_) | Slot::Taken(_) = state.slot {
+                return true;
+            }
+            match deadline {
+                None => self.cell.settled.wait(&mut state),
+                Some(deadline) => {
+                    if self
+                        .cell
+                        .settled
+                        .wait_until(&mut state, deadline)
+                        .timed_out()
+                    {
+                        return matches!(state.slot, Slot::Ready(_) | Slot::Taken(_));
+                    }
+                }
+            }
+        }
+    }
+
+    fn take(&self) -> Result<R, PoolError> {
+        let mut state = self.cell.state.lock();
+        match std::mem::replace(&mut state.slot, Slot::Taken(false)) {
+            Slot::Ready(outcome) => {
+                state.slot = Slot::Taken(outcome.is_ok());
+                outcome
+            }
+            Slot::Taken(ok) => {
+                state.slot = Slot::Taken(ok);
+                Err(PoolError::AlreadyTaken)
+            }
+            other => {
+                state.slot = other;
+                unreachable!("take() follows a poll that saw the task settled")
+            }
+        }
+    }
+
+    /// Waits for the task and returns its value, or [`PoolError::TaskPanicked`] /
+    /// [`PoolError::Cancelled`].
+    pub fn get(self) -> Result<R, PoolError> {
+        self.poll(None);
+        self.take()
+    }
+
+    /// Like [`get`](AsyncResult::get) for at most `timeout`; after [`PoolError::Timeout`] it can
+    /// be asked again, after a value was returned it is [`PoolError::AlreadyTaken`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R, PoolError> {
+        if self.poll(Some(timeout)) {
+            self.take()
+        } else {
+            Err(PoolError::Timeout { timeout })
+        }
+    }
+
+    /// Whether the task has finished (or was cancelled).
+    pub fn ready(&self) -> bool {
+        self.poll(Some(Duration::ZERO))
+    }
+
+    /// Whether the task finished without panicking: `None` until it is ready; unchanged
+    /// after its value is taken. A cancelled task is `Some(false)`.
+    pub fn successful(&self) -> Option<bool> {
+        match &self.cell.state.lock().slot {
+            Slot::Ready(outcome) => Some(outcome.is_ok()),
+            Slot::Taken(ok) => Some(*ok),
+            _ => None,
+        }
+    }
+
+    /// Waits until the task has finished.
+    pub fn wait(&self) {
+        self.poll(None);
+    }
+
+    /// Waits at most `timeout` for the task; returns whether it has finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.poll(Some(timeout))
+    }
+
+    /// Stops the task if no worker has started it (Python's `Future.cancel()`): returns
+    /// whether it is cancelled (so `true` again on a second call). `false` once the task
+    /// runs or is done. A cancelled task's result is
+    /// [`PoolError::Cancelled`].
+    pub fn cancel(&self) -> bool {
+        self.cell.cancel(self.task)
+    }
+
+    /// Whether the task was cancelled before it started.
+    pub fn cancelled(&self) -> bool {
+        matches!(
+            self.cell.state.lock().slot,
+            Slot::Ready(Err(PoolError::Cancelled { .. }))
+        )
+    }
+
+    /// Calls `callback` with the outcome once the task is done (Python's
+    /// `add_done_callback`, and `apply_async`'s `callback`/`error_callback`): on the worker
+    /// that ran it, before anyone waiting on the result wakes, or at once, in this thread,
+    /// if the task is done already. After the value was taken by `get`, the callback gets
+    /// [`PoolError::AlreadyTaken`]. A panicking callback is logged and ignored. The callback
+    /// must not wait for this same result (it would wait for itself).
+    pub fn add_done_callback(&self, callback: impl FnOnce(Result<&R, &PoolError>) + Send + 'static)
+    where
+        R: 'static,
+    {
+        let mut state = self.cell.state.lock();
+        match std::mem::replace(&mut state.slot, Slot::Completing) {
+            Slot::Ready(outcome) => {
+                // Call outside the lock, with the slot marked busy so that `get` waits.
+                drop(state);
+                self.cell.run_callbacks(vec![Box::new(callback)], outcome);
+            }
+            Slot::Taken(ok) => {
+                state.slot = Slot::Taken(ok);
+                drop(state);
+                callback(Err(&PoolError::AlreadyTaken));
+            }
+            other => {
+                state.slot = other;
+                state.callbacks.push(Box::new(callback));
+            }
+        }
+    }
+}
+
+impl<R> fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("task", &self.task)
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+/// When [`wait`] returns (Python: `concurrent.futures.FIRST_COMPLETED` and friends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnWhen {
+    /// As soon as any result is done (or cancelled).
+    FirstCompleted,
+    /// As soon as any task ends in an error (a panic); if none does, when all are done.
+    FirstException,
+    /// When every result is done.
+    AllCompleted,
+}
+
+/// What [`wait`] found: indices into the slice it was given (Python: `DoneAndNotDoneFutures`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DoneAndNotDone {
+    /// Results that are done, in input order.
+    pub done: Vec<usize>,
+    /// Results still pending or running, in input order.
+    pub not_done: Vec<usize>,
+}
+
+/// Waits until `return_when` holds for `results`, or `timeout` passes (`None`: no limit),
+/// and says which are done (Python: `concurrent.futures.wait`). A timeout is not an error:
+/// `not_done` is then non-empty. An empty slice returns at once.
+///
+/// ```
+/// use threads_sync::{ReturnWhen, ThreadPool, wait};
+/// let pool = ThreadPool::new(2)?;
+/// let (release, hold) = crossbeam_channel::bounded::<()>(0);
+/// let results = vec![
+///     pool.apply_async(|| 1, ())?,
+///     pool.apply_async(move || hold.recv().map(|()| 2).unwrap_or(0), ())?,
+/// ];
+/// let first = wait(&results, ReturnWhen::FirstCompleted, None);
+/// assert_eq!((first.done, first.not_done), (vec![0], vec![1]));
+/// release.send(()).unwrap();
+/// let all = wait(&results, ReturnWhen::AllCompleted, None);
+/// assert_eq!(all.done, [0, 1]);
+/// # Ok::<(), threads_sync::PoolError>(())
+/// ```
+pub fn wait<R>(
+    results: &[AsyncResult<R>],
+    return_when: ReturnWhen,
+    timeout: Option<Duration>,
+) -> DoneAndNotDone {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let id = NEXT_WAITER.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut done = vec![false; results.len()];
+    let mut count = 0;
+    let mut raised = false;
+    for (index, result) in results.iter().enumerate() {
+        if result.cell.register(id, &tx, index) {
+            done[index] = true;
+            count += 1;
+            raised |= result.cell.raised();
+        }
+    }
+    let enough = |count: usize, raised: bool| match return_when {
+        ReturnWhen::FirstCompleted => count > 0 || results.is_empty(),
+        ReturnWhen::FirstException => raised || count == results.len(),
+        ReturnWhen::AllCompleted => count == results.len(),
+    };
+    while !enough(count, raised) {
+        let index = match deadline {
+            None => rx.recv().ok(),
+            Some(deadline) => rx.recv_deadline(deadline).ok(),
+        };
+        // `tx` lives here, so only the deadline ends the wait without an index.
+        let Some(index) = index else { break };
+        if !done[index] {
+            done[index] = true;
+            count += 1;
+            raised |= results[index].cell.raised();
+        }
+    }
+    let mut outcome = DoneAndNotDone::default();
+    for (index, is_done) in done.into_iter().enumerate() {
+        if is_done {
+            outcome.done.push(index);
+        } else {
+            results[index].cell.unregister(id);
+            outcome.not_done.push(index);
+        }
+    }
+    outcome
+}
+
+/// The results in the order they finish (Python: `concurrent.futures.as_completed`): each
+/// item is a done [`AsyncResult`] to `get` without waiting. If `timeout` (`None`: no limit)
+/// passes first, the next item is [`PoolError::Timeout`] and the iteration ends. An empty
+/// list yields nothing.
+///
+/// ```
+/// use threads_sync::{ThreadPool, as_completed};
+/// let pool = ThreadPool::new(2)?;
+/// let results = (1..=3u64).map(|x| pool.apply_async(move || x * 10, ())).collect::<Result<Vec<_>, _>>()?;
+/// let mut values: Vec<u64> = as_completed(results, None)
+///     .map(|done| done?.get())
+///     .collect::<Result<_, _>>()?;
+/// values.sort();
+/// assert_eq!(values, [10, 20, 30]);
+/// assert_eq!(as_completed(Vec::<threads_sync::AsyncResult<u8>>::new(), None).count(), 0);
+/// # Ok::<(), threads_sync::PoolError>(())
+/// ```
+pub fn as_completed<R>(results: Vec<AsyncResult<R>>, timeout: Option<Duration>) -> AsCompleted<R> {
+    let id = NEXT_WAITER.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut ready = VecDeque::new();
+    for (index, result) in results.iter().enumerate() {
+        if result.cell.register(id, &tx, index) {
+            ready.push_back(index);
+        }
+    }
+    AsCompleted {
+        left: results.len(),
+        results: results.into_iter().map(Some).collect(),
+        ready,
+        rx,
+        _tx: tx,
+        id,
+        timeout,
+        deadline: timeout.map(|t| Instant::now() + t),
+    }
+}
+
+/// The iterator of [`as_completed`].
+pub struct AsCompleted<R> {
+    results: Vec<Option<AsyncResult<R>>>,
+    ready: VecDeque<usize>,
+    rx: Receiver<usize>,
+    /// Keeps the channel connected, so only the deadline ends a wait without an index.
+    _tx: Sender<usize>,
+    id: u64,
+    left: usize,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+}
+
+impl<R> Iterator for AsCompleted<R> {
+    type Item = Result<AsyncResult<R>, PoolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.left > 0 {
+            let index = match self.ready.pop_front() {
+                Some(index) => index,
+                None => {
+                    let got = match self.deadline {
+                        None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                        Some(deadline) => self.rx.recv_deadline(deadline),
+                    };
+                    match got {
+                        Ok(index) => index,
+                        Err(_) => {
+                            self.left = 0;
+                            return Some(Err(PoolError::Timeout {
+                                timeout: self.timeout.unwrap_or_default(),
+                            }));
+                        }
+                    }
+                }
+            };
+            if let Some(result) = self.results[index].take() {
+                self.left -= 1;
+                return Some(Ok(result));
+            }
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left + usize::from(self.deadline.is_some())))
+    }
+}
+
+impl<R> Drop for AsCompleted<R> {
+    fn drop(&mut self) {
+        for result in self.results.iter().flatten() {
+            result.cell.unregister(self.id);
+        }
+    }
+}
+
+impl<R> fmt::Debug for AsCompleted<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("left", &self.left)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One chunk's values, each item's panic caught on its own.
+pub(crate) type Chunk<R> = Vec<Result<R, String>>;
+
+enum Source<R> {
+    Ordered(VecDeque<AsyncResult<Chunk<R>>>),
+    Unordered(AsCompleted<Chunk<R>>),
+}
+
+/// Results of [`ThreadPool::imap`](crate::ThreadPool::imap) (in input order) and
+/// [`imap_unordered`](crate::ThreadPool::imap_unordered) (as they finish). An item whose
+/// call panicked is an `Err` in its place; the others are unaffected.
+pub struct IMap<R> {
+    source: Source<R>,
+    /// Values of the chunk being handed out, with its task number.
+    current: VecDeque<Result<R, String>>,
+    current_task: u64,
+    left: usize,
+}
+
+impl<R> IMap<R> {
+    pub(crate) fn ordered(chunks: VecDeque<AsyncResult<Chunk<R>>>, items: usize) -> Self {
+        IMap {
+            source: Source::Ordered(chunks),
+            current: VecDeque::new(),
+            current_task: 0,
+            left: items,
+        }
+    }
+
+    pub(crate) fn unordered(chunks: Vec<AsyncResult<Chunk<R>>>, items: usize) -> Self {
+        IMap {
+            source: Source::Unordered(as_completed(chunks, None)),
+            current: VecDeque::new(),
+            current_task: 0,
+            left: items,
+        }
+    }
+}
+
+impl<R> Iterator for IMap<R> {
+    type Item = Result<R, PoolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(value) = self.current.pop_front() {
+                self.left = self.left.saturating_sub(1);
+                return Some(value.map_err(|message| PoolError::TaskPanicked {
+                    task: self.current_task,
+                    message,
+                }));
+            }
+            let chunk = match &mut self.source {
+                Source::Ordered(pending) => pending.pop_front()?,
+                Source::Unordered(done) => match done.next()? {
+                    Ok(chunk) => chunk,
+                    Err(err) => return Some(Err(err)),
+                },
+            };
+            self.current_task = chunk.task;
+            match chunk.get() {
+                Ok(values) => self.current = values.into(),
+                // The chunk as a whole failed (cancelled by `terminate`): one error per
+                // chunk; its size is not known here.
+                Err(err) => return Some(Err(err)),
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left))
+    }
+}
+
+impl<R> fmt::Debug for IMap<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IMap")
+            .field("left", &self.left)
+            .finish_non_exhaustive()
+    }
+}

@@ -124,3 +124,70 @@ fn a_panic_while_holding_releases_the_lock() {
     assert!(t.join_timeout(LONG).is_err());
     assert!(m.try_lock_for(LONG).is_ok());
 }
+
+static G_NUM: Mutex<u64> = Mutex::named("g_num", 0);
+static STATIC_A: Lock = Lock::named("static-A");
+static STATIC_B: Lock = Lock::new();
+static STATIC_R: RLock = RLock::named("static-R");
+
+#[test]
+fn static_locks_guard_shared_state_like_a_python_global() {
+    fn work(times: u64) -> Result<(), LockError> {
+        for _ in 0..times {
+            *G_NUM.lock()? += 1;
+        }
+        Ok(())
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|_| Thread::new(work, (1000,)).start().unwrap())
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    assert_eq!(*G_NUM.lock().unwrap(), 4000);
+    assert_eq!(G_NUM.name(), "g_num");
+}
+
+#[test]
+fn static_locks_have_names_and_distinct_ids() {
+    assert_eq!(STATIC_A.name(), "static-A");
+    let unnamed = STATIC_B.name();
+    assert!(unnamed.starts_with("Mutex#"), "{unnamed}");
+    assert_eq!(STATIC_B.name(), unnamed, "the id given on first use stays");
+    assert_ne!(Lock::new().name(), unnamed);
+    let outer = STATIC_R.acquire().unwrap();
+    let inner = STATIC_R.acquire().unwrap();
+    assert_eq!(STATIC_R.count(), 2);
+    drop((inner, outer));
+}
+
+#[test]
+fn static_locks_take_part_in_deadlock_reports() {
+    let barrier = Arc::new(threads_sync::Barrier::new(2).unwrap());
+    let take =
+        |first: &'static Lock, second: &'static Lock, barrier: Arc<threads_sync::Barrier>| {
+            move || -> Result<(), LockError> {
+                let _first = first.acquire_timeout(LONG)?;
+                barrier.wait_timeout(LONG).expect("barrier");
+                let _second = second.acquire_timeout(LONG)?;
+                Ok(())
+            }
+        };
+    let t1 = Thread::new(take(&STATIC_A, &STATIC_B, barrier.clone()), ())
+        .start()
+        .unwrap();
+    let t2 = Thread::new(take(&STATIC_B, &STATIC_A, barrier), ())
+        .start()
+        .unwrap();
+    let outcomes = [t1.join().unwrap(), t2.join().unwrap()];
+    let report = outcomes
+        .iter()
+        .find_map(|o| o.as_ref().err())
+        .and_then(LockError::as_deadlock)
+        .expect("one thread is refused with a deadlock report");
+    assert!(report.locks().contains(&"static-A"), "{report}");
+    assert!(
+        report.locks().iter().any(|l| l.starts_with("Mutex#")),
+        "{report}"
+    );
+}

@@ -137,10 +137,13 @@ mod condition;
 pub mod deadlock;
 mod error;
 mod event;
+mod futures;
 mod identity;
 mod lifo_priority;
 mod local;
 mod lock;
+mod lock_meta;
+mod lock_order;
 mod pool;
 mod queue;
 mod registry;
@@ -156,6 +159,7 @@ pub use error::{
     TaskDoneError, ThreadError, WaitLink,
 };
 pub use event::Event;
+pub use futures::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};
 pub use lifo_priority::{LifoQueue, PriorityQueue};
 pub use local::Local;
 pub use lock::{Lock, LockGuard, Mutex, MutexGuard, RLock, RLockGuard};
@@ -164,7 +168,7 @@ pub use queue::{Queue, SimpleQueue};
 pub use registry::{
     active_count, enumerate, join_non_daemon, join_non_daemon_timeout, main_thread,
 };
-pub use results::{AsCompleted, AsyncResult, DoneAndNotDone, IMap, ReturnWhen, as_completed, wait};
+pub use results::{AsyncResult, IMap};
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use thread::{Target, Thread, ThreadHandle, ThreadInfo, current_thread, get_ident};
 pub use timer::{Timer, TimerHandle};

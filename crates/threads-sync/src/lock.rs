@@ -6,9 +6,11 @@ use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use crate::deadlock::{self, LockKind, LockMeta, Tracked, WaitRegistration, detection_enabled};
+use crate::deadlock::{self, WaitRegistration, detection_enabled};
 use crate::error::LockError;
 use crate::identity::current_ident;
+use crate::lock_meta::{LockKind, LockMeta};
+use crate::lock_order::{self, Tracked};
 use std::borrow::Cow;
 
 /// A mutual-exclusion lock around a value, like `std::sync::Mutex`, that reports deadlocks.
@@ -120,7 +122,7 @@ impl<T: ?Sized> Mutex<T> {
     fn lock_order_checked(&self) -> Result<MutexGuard<'_, T>, LockError> {
         // Lock order is checked before taking the lock (as lockdep does): the bookkeeping
         // stays outside the critical section.
-        let tracked = deadlock::note_acquiring(&self.meta, true);
+        let tracked = lock_order::note_acquiring(&self.meta, true);
         if !detection_enabled() {
             // Nothing to check: `parking_lot`'s own path (compare-and-swap first).
             return Ok(self.guard(self.inner.lock(), tracked));
@@ -136,7 +138,7 @@ impl<T: ?Sized> Mutex<T> {
     #[inline]
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         let inner = self.inner.try_lock()?;
-        let tracked = deadlock::note_acquiring(&self.meta, false);
+        let tracked = lock_order::note_acquiring(&self.meta, false);
         Some(self.guard(inner, tracked))
     }
 
@@ -144,7 +146,7 @@ impl<T: ?Sized> Mutex<T> {
     /// (Python: `acquire(timeout=...)`).
     #[inline]
     pub fn try_lock_for(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, LockError> {
-        let tracked = deadlock::note_acquiring(&self.meta, true);
+        let tracked = lock_order::note_acquiring(&self.meta, true);
         match self.inner.try_lock() {
             Some(inner) => Ok(self.guard(inner, tracked)),
             None => self.lock_contended(Some(timeout), tracked),
@@ -241,7 +243,7 @@ impl<T: ?Sized> Mutex<T> {
             }
             Ok((None, inner)) => Ok(self.guard(inner, tracked)),
             Err(err) => {
-                deadlock::note_released(&self.meta, tracked);
+                lock_order::note_released(&self.meta, tracked);
                 Err(err)
             }
         }
@@ -303,7 +305,7 @@ impl<T: ?Sized> Drop for MutexGuard<'_, T> {
         self.mutex.meta.clear_owner_if_set();
         // SAFETY: `inner` is dropped exactly once, here, and never used afterwards.
         unsafe { ManuallyDrop::drop(&mut self.inner) };
-        deadlock::note_released(&self.mutex.meta, self.tracked);
+        lock_order::note_released(&self.mutex.meta, self.tracked);
     }
 }
 
@@ -511,7 +513,7 @@ impl RLock {
         state.owner = me;
         state.count = 1;
         self.meta.set_owner(me);
-        state.tracked = Some(deadlock::note_acquiring(&self.meta, true));
+        state.tracked = Some(lock_order::note_acquiring(&self.meta, true));
     }
 
     #[cold]
@@ -578,7 +580,7 @@ impl Drop for RLockGuard<'_> {
         state.count -= 1;
         if state.count == 0 {
             if let Some(tracked) = state.tracked.take() {
-                deadlock::note_released(&lock.meta, tracked);
+                lock_order::note_released(&lock.meta, tracked);
             }
             lock.meta.clear_owner();
             state.owner = 0;

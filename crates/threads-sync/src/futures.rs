@@ -102,8 +102,9 @@ pub fn wait<R>(
 
 /// The results in the order they finish (Python: `concurrent.futures.as_completed`): each
 /// item is a done [`AsyncResult`] to `get` without waiting. If `timeout` (`None`: no limit)
-/// passes first, the next item is [`PoolError::Timeout`] and the iteration ends. An empty
-/// list yields nothing.
+/// passes first, the next item is [`PoolError::Timeout`] and the iteration ends
+/// ([`AsCompleted::into_remaining`] hands back the results still running). An empty list
+/// yields nothing.
 ///
 /// ```
 /// use threads_sync::{ThreadPool, as_completed};
@@ -184,6 +185,18 @@ impl<R> Iterator for AsCompleted<R> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (0, Some(self.left + usize::from(self.deadline.is_some())))
+    }
+}
+
+impl<R> AsCompleted<R> {
+    /// The results not yielded yet (after a timeout, the ones still running), in input
+    /// order, to wait on again or drop.
+    pub fn into_remaining(mut self) -> Vec<AsyncResult<R>> {
+        let remaining: Vec<_> = self.results.iter_mut().filter_map(Option::take).collect();
+        for result in &remaining {
+            result.cell.unregister(self.id);
+        }
+        remaining
     }
 }
 

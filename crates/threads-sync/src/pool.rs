@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::{PoolError, panic_message};
 use crate::registry;
-use crate::results::{AsyncResult, Chunk, IMap, TaskCell, TaskRun};
+use crate::results::{AsyncResult, Chunk, Gather, IMap, TaskCell, TaskRun};
 use crate::thread::Target;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -299,6 +299,76 @@ impl ThreadPool {
         Ok(out)
     }
 
+    /// Like [`map`](ThreadPool::map), returning at once with one [`AsyncResult`] for the whole
+    /// list (Python: `map_async`); cancelling it stops the chunks not started yet.
+    ///
+    /// ```
+    /// let pool = threads_sync::ThreadPool::new(2)?;
+    /// let squares = pool.map_async(|x: u64| x * x, 0..5)?;
+    /// assert_eq!(squares.get()?, [0, 1, 4, 9, 16]);
+    /// # Ok::<(), threads_sync::PoolError>(())
+    /// ```
+    pub fn map_async<T, R, F, I>(&self, f: F, items: I) -> Result<AsyncResult<Vec<R>>, PoolError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        let items: Vec<T> = items.into_iter().collect();
+        let chunksize = items.len().div_ceil(4 * self.threads).max(1);
+        self.gather(Arc::new(f), items, chunksize)
+    }
+
+    /// Like [`starmap`](ThreadPool::starmap), returning at once with one [`AsyncResult`]
+    /// for the whole list (Python: `starmap_async`).
+    pub fn starmap_async<Args, F, I>(
+        &self,
+        target: F,
+        items: I,
+    ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
+    where
+        F: Target<Args> + Clone + Sync,
+        Args: Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        let items: Vec<Args> = items.into_iter().collect();
+        let chunksize = items.len().div_ceil(4 * self.threads).max(1);
+        self.gather(
+            Arc::new(move |args: Args| target.clone().call(args)),
+            items,
+            chunksize,
+        )
+    }
+
+    /// One task for all `items`, run as parts of `chunksize` items.
+    fn gather<T, R, F>(
+        &self,
+        f: Arc<F>,
+        items: Vec<T>,
+        chunksize: usize,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        let task = self.next_task()?;
+        let (gather, result) = Gather::new(task, items.len().div_ceil(chunksize));
+        let mut items = items.into_iter();
+        for index in 0.. {
+            let chunk: Vec<T> = items.by_ref().take(chunksize).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let (f, part) = (Arc::clone(&f), Arc::clone(&gather).part(index));
+            let job = move || part.run(move || run_chunk(&*f, chunk));
+            // A refused send drops the job: the part is delivered as cancelled.
+            let _ = self.tx.send(Message::Run(Box::new(job)));
+        }
+        Ok(result)
+    }
+
     /// One task per `chunksize` items, each item's panic caught on its own.
     fn submit_chunks<T, R, F>(
         &self,
@@ -319,14 +389,7 @@ impl ThreadPool {
                 return Ok(pending);
             }
             let f = Arc::clone(&f);
-            pending.push_back(self.submit(move || {
-                chunk
-                    .into_iter()
-                    .map(|x| {
-                        catch_unwind(AssertUnwindSafe(|| f(x))).map_err(|p| panic_message(&*p))
-                    })
-                    .collect::<Chunk<R>>()
-            })?);
+            pending.push_back(self.submit(move || run_chunk(&*f, chunk))?);
         }
     }
 
@@ -442,6 +505,14 @@ impl ThreadPool {
         }
         Ok(())
     }
+}
+
+/// Calls `f` on each item, each item's panic caught on its own.
+fn run_chunk<T, R>(f: &(impl Fn(T) -> R + ?Sized), chunk: Vec<T>) -> Chunk<R> {
+    chunk
+        .into_iter()
+        .map(|x| catch_unwind(AssertUnwindSafe(|| f(x))).map_err(|p| panic_message(&*p)))
+        .collect()
 }
 
 fn checked_chunksize(options: MapOptions, default: usize) -> Result<usize, PoolError> {

@@ -196,7 +196,10 @@ fn as_completed_timeout_is_one_error_then_the_end() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(done.next().is_none());
+    let mut remaining = done.into_remaining();
+    assert_eq!(remaining.len(), 1, "the running task is handed back");
     release.send(()).unwrap();
+    assert_eq!(remaining.pop().unwrap().get_timeout(LONG), Ok(1));
 }
 
 #[test]
@@ -218,4 +221,59 @@ fn terminate_cancels_what_has_not_started() {
             Err(PoolError::Cancelled { .. })
         ));
     }
+}
+
+#[test]
+fn map_async_and_starmap_async_are_one_result_each() {
+    let pool = ThreadPool::new(2).unwrap();
+    let squares = pool.map_async(|x: u64| x * x, 0..100).unwrap();
+    let sums = pool
+        .starmap_async(|a: u64, b: u64| a + b, (0..10).map(|i| (i, i)))
+        .unwrap();
+    assert_eq!(
+        squares.get_timeout(LONG).unwrap(),
+        (0..100).map(|x| x * x).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        sums.get_timeout(LONG).unwrap(),
+        (0..10).map(|i| 2 * i).collect::<Vec<_>>()
+    );
+    let empty = pool.map_async(|x: u8| x, Vec::new()).unwrap();
+    assert!(empty.ready());
+    assert_eq!(empty.get().unwrap(), Vec::<u8>::new());
+    let failing = pool
+        .map_async(|x: u64| if x == 3 { panic!("item three") } else { x }, 0..8)
+        .unwrap();
+    match failing.get_timeout(LONG) {
+        Err(PoolError::TaskPanicked { message, .. }) => assert_eq!(message, "item three"),
+        other => panic!("expected the panic, got {other:?}"),
+    }
+}
+
+#[test]
+fn map_async_can_be_cancelled_before_it_starts() {
+    let pool = ThreadPool::new(1).unwrap();
+    let (running, started, release) = gated(&pool, 1);
+    started.recv_timeout(LONG).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&ran);
+    let whole = pool
+        .map_async(
+            move |x: u64| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                x
+            },
+            0..10,
+        )
+        .unwrap();
+    assert!(whole.cancel());
+    release.send(()).unwrap();
+    assert_eq!(running.get_timeout(LONG), Ok(1));
+    assert!(matches!(
+        whole.get_timeout(LONG),
+        Err(PoolError::Cancelled { .. })
+    ));
+    // Every queued part was skipped: after a later task, none of them ever ran.
+    assert_eq!(pool.apply(|| 0, ()).unwrap(), 0);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
 }

@@ -115,13 +115,14 @@ impl ThreadPoolBuilder {
             )
         });
         let (tx, rx) = crossbeam_channel::unbounded::<Message>();
+        let rx = Arc::new(parking_lot::Mutex::new(rx));
         let (exit_tx, exited) = crossbeam_channel::bounded::<()>(0);
         let shared = Arc::new(Shared {
             terminated: AtomicBool::new(false),
         });
         let mut handles = Vec::with_capacity(threads);
         for worker in 0..threads {
-            let (rx, exit_tx, shared) = (rx.clone(), exit_tx.clone(), Arc::clone(&shared));
+            let (rx, exit_tx, shared) = (Arc::clone(&rx), exit_tx.clone(), Arc::clone(&shared));
             let name: Arc<str> = Arc::from(format!("{prefix}-{worker}"));
             match registry::spawn(name, true, move || work(&rx, &shared, exit_tx)) {
                 Ok(spawned) => handles.push(spawned.handle),
@@ -154,8 +155,17 @@ impl ThreadPoolBuilder {
 }
 
 /// A worker's loop: run jobs until told to stop or the pool is gone.
-fn work(rx: &Receiver<Message>, shared: &Shared, _exit: Sender<()>) {
-    while let Ok(Message::Run(job)) = rx.recv() {
+///
+/// Workers take turns at the queue: one waits in `recv` while the others wait for the turn
+/// (as the `threadpool` crate does). With every idle worker spinning in `recv` instead, they
+/// take the CPU from the thread that submits the work, which on a small machine costs more
+/// than the handoff.
+fn work(rx: &parking_lot::Mutex<Receiver<Message>>, shared: &Shared, _exit: Sender<()>) {
+    loop {
+        let message = rx.lock().recv();
+        let Ok(Message::Run(job)) = message else {
+            return;
+        };
         if shared.terminated.load(Ordering::Acquire) {
             // Dropping the job cancels its task (see `TaskRun`).
             drop(job);

@@ -284,6 +284,9 @@ fn check_edges(held: &HeldStack, len: usize, meta: &LockMeta) {
 #[inline(never)]
 fn record_edge(held: HeldLock, meta: &LockMeta) {
     let thread = current_name();
+    // The lock's id must exist before the order graph is locked: handing it out registers
+    // a named lock's name in that same graph.
+    meta.tag();
     with_order(|g| g.add_edge(held, meta, &thread));
     meta.mark_in_graph();
 }

@@ -191,3 +191,11 @@ fn static_locks_take_part_in_deadlock_reports() {
         "{report}"
     );
 }
+
+#[test]
+fn a_mutex_is_one_cache_line_for_small_values() {
+    // The owner word, the raw lock and the value share a line (see ARCHITECTURE.md).
+    assert_eq!(std::mem::align_of::<Mutex<u64>>(), 64);
+    assert_eq!(std::mem::size_of::<Mutex<u64>>(), 64);
+    assert_eq!(std::mem::size_of::<Lock>(), 64);
+}

@@ -16,6 +16,12 @@ use threads_sync::{PoolError, Thread, ThreadError, ThreadPool, Timer, active_cou
 const MODE: &str = "THREADS_SYNC_SPAWN_REFUSED_MODE";
 const LONG: Duration = Duration::from_secs(60);
 
+#[test]
+fn smoke() {
+    // Unlimited, the same calls succeed (the parent's side of the comparison).
+    assert_eq!(ThreadPool::new(2).unwrap().size(), 2);
+}
+
 /// Caps the address space at what is mapped now plus 1 MiB: enough for small allocations,
 /// too little for a thread's stack.
 fn cap_address_space() {
@@ -106,12 +112,6 @@ fn outcome(out: &str) -> &str {
     out.lines()
         .find_map(|l| l.split_once("outcome: ").map(|(_, rest)| rest))
         .unwrap_or_else(|| panic!("no outcome line in:\n{out}"))
-}
-
-#[test]
-fn smoke() {
-    // Unlimited, the same calls succeed (the parent's side of the comparison).
-    assert_eq!(ThreadPool::new(2).unwrap().size(), 2);
 }
 
 #[test]

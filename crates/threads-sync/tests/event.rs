@@ -41,3 +41,13 @@ fn set_wakes_every_waiter() {
         assert!(w.join_timeout(LONG).unwrap());
     }
 }
+
+#[test]
+fn an_event_can_be_a_static() {
+    static READY: Event = Event::new();
+    let waiter = Thread::new(|| READY.wait_timeout(LONG), ())
+        .start()
+        .unwrap();
+    READY.set();
+    assert!(waiter.join().unwrap());
+}

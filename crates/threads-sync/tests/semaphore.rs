@@ -87,3 +87,15 @@ fn bounded_semaphore_refuses_over_release() {
     assert!(err.to_string().contains("released too many times"));
     assert_eq!(s.value(), 2);
 }
+
+#[test]
+fn semaphores_can_be_statics() {
+    static SLOTS: Semaphore = Semaphore::new(1);
+    static BOUNDED: BoundedSemaphore = BoundedSemaphore::new(1);
+    assert!(SLOTS.try_acquire());
+    assert!(!SLOTS.try_acquire());
+    SLOTS.release();
+    assert!(BOUNDED.try_acquire());
+    assert!(BOUNDED.release().is_ok());
+    assert!(BOUNDED.release().is_err());
+}

@@ -22,16 +22,17 @@ fn smoke() {
     assert_eq!(ThreadPool::new(2).unwrap().size(), 2);
 }
 
-/// Caps the address space at what is mapped now plus 1 MiB: enough for small allocations,
-/// too little for a thread's stack.
-fn cap_address_space() {
+/// Caps the address space at what is mapped now plus 1 MiB and room for `stacks` thread
+/// stacks (2 MiB each, `RUST_MIN_STACK` is set by the parent): enough for small
+/// allocations, too little for one more thread.
+fn cap_address_space(stacks: u64) {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     let kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmSize:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmSize in /proc/self/status");
-    let limit = (kib + 1024) * 1024;
+    let limit = (kib + 1024 + stacks * (2048 + 64)) * 1024;
     let rlimit = libc::rlimit {
         rlim_cur: limit,
         rlim_max: limit,
@@ -51,9 +52,9 @@ fn child_side() {
     // parent test (which waits for it on this very thread's parent thread).
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let before = active_count();
-    cap_address_space();
+    cap_address_space(if mode == "partial" { 3 } else { 0 });
     let outcome = match mode.as_str() {
-        "pool" => format!("{:?}", ThreadPool::new(4).map(|p| p.size())),
+        "pool" | "partial" => format!("{:?}", ThreadPool::new(64).map(|p| p.size())),
         "builder" => format!(
             "{:?}",
             ThreadPool::builder()
@@ -82,6 +83,7 @@ fn run_child(mode: &str) -> String {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["child_side", "--exact", "--nocapture", "--test-threads=1"])
         .env(MODE, mode)
+        .env("RUST_MIN_STACK", "2097152")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -120,7 +122,7 @@ fn pool_new_is_an_error_naming_the_os_error() {
     let got = outcome(&out);
     assert!(got.starts_with("Err(Spawn {"), "{got}");
     assert!(
-        got.contains("threads: 4") && got.contains("worker: 0"),
+        got.contains("threads: 64") && got.contains("worker: 0"),
         "{got}"
     );
     assert!(got.contains("os error"), "the OS error is named: {got}");
@@ -135,6 +137,22 @@ fn pool_new_is_an_error_naming_the_os_error() {
         err.to_string()
             .contains("could not start worker 0 of a pool of 4 threads")
     );
+}
+
+#[test]
+fn a_pool_refused_part_way_stops_the_workers_it_started() {
+    let out = run_child("partial");
+    let got = outcome(&out);
+    assert!(
+        got.starts_with("Err(Spawn {") && got.contains("os error"),
+        "{got}"
+    );
+    assert!(
+        !got.contains("worker: 0,"),
+        "room was left for some workers: {got}"
+    );
+    // The workers started before the refusal are stopped and joined, not left running.
+    assert!(out.contains("listed threads before/after: 1/1"), "{out}");
 }
 
 #[test]

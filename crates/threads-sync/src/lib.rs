@@ -165,6 +165,8 @@ pub use local::Local;
 pub use lock::{Lock, LockGuard, Mutex, MutexGuard, RLock, RLockGuard};
 pub use pool::{MapOptions, ThreadPool, ThreadPoolBuilder};
 pub use queue::{Queue, SimpleQueue};
+#[cfg(unix)]
+pub use registry::join_non_daemon_at_exit;
 pub use registry::{
     active_count, enumerate, join_non_daemon, join_non_daemon_timeout, main_thread,
 };

@@ -152,8 +152,8 @@ pub fn active_count() -> usize {
 ///
 /// Rust ends the process, and every thread in it, when `main` returns. Python instead waits
 /// for its non-daemon threads first, so their last output is never lost. To get Python's
-/// behaviour, call this at the end of `main`; daemon threads are left to die with the
-/// process, as in Python.
+/// behaviour, call this at the end of `main`, or [`join_non_daemon_at_exit`] once at its
+/// start; daemon threads are left to die with the process, as in Python.
 ///
 /// ```
 /// use threads_sync::{Thread, join_non_daemon};
@@ -182,6 +182,33 @@ pub fn join_non_daemon_timeout(timeout: Duration) -> Result<(), ThreadError> {
                 timeout,
             });
         }
+    }
+    Ok(())
+}
+
+/// Makes the process wait for its non-daemon threads when it exits, as Python does: when
+/// `main` returns or [`std::process::exit`] is called, the exit waits in [`join_non_daemon`]
+/// before the process ends (a kill, an abort or `libc::_exit` still ends it at once).
+/// Calling it again does nothing more. Unix only (it is an `atexit(3)` handler).
+///
+/// A non-daemon thread that never finishes keeps the process from exiting, as in Python;
+/// make such threads daemons.
+#[cfg(unix)]
+pub fn join_non_daemon_at_exit() -> Result<(), ThreadError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    extern "C" fn at_exit() {
+        // A panic must not unwind into libc's exit.
+        let _ = std::panic::catch_unwind(join_non_daemon);
+    }
+    if REGISTERED.swap(true, Ordering::AcqRel) {
+        return Ok(());
+    }
+    // SAFETY: `at_exit` is a plain `extern "C" fn()` that lives as long as the program and
+    // does not unwind; atexit(3) only stores it.
+    if unsafe { libc::atexit(at_exit) } != 0 {
+        REGISTERED.store(false, Ordering::Release);
+        return Err(ThreadError::AtExit);
     }
     Ok(())
 }

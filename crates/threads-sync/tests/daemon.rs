@@ -52,3 +52,69 @@ fn join_non_daemon_waits_for_non_daemons_only() {
     release_daemon.send_timeout((), LONG).unwrap();
     assert!(daemon.join().unwrap());
 }
+
+/// Dropped by the child's own exit handler, which releases its non-daemon thread.
+#[cfg(target_os = "linux")]
+static RELEASE_AT_EXIT: std::sync::Mutex<Option<crossbeam_channel::Sender<()>>> =
+    std::sync::Mutex::new(None);
+
+/// The child's side of `at_exit_hook_waits_for_non_daemon_threads`: only runs when the
+/// parent sets the variable. Its non-daemon thread may print only once the process is
+/// already exiting: exit handlers run newest first, so the handler registered here (which
+/// releases the thread) runs before the crate's (which joins it).
+#[cfg(target_os = "linux")]
+#[test]
+fn child_side() {
+    if std::env::var_os("THREADS_SYNC_AT_EXIT_CHILD").is_none() {
+        return;
+    }
+    threads_sync::join_non_daemon_at_exit().unwrap();
+    threads_sync::join_non_daemon_at_exit().unwrap(); // a second call is harmless
+    let (release, wait) = crossbeam_channel::bounded::<()>(0);
+    *RELEASE_AT_EXIT.lock().unwrap() = Some(release);
+    extern "C" fn release_at_exit() {
+        drop(RELEASE_AT_EXIT.lock().map(|mut r| r.take()));
+    }
+    // SAFETY: a plain extern "C" fn that does not unwind (a poisoned lock is ignored).
+    assert_eq!(unsafe { libc::atexit(release_at_exit) }, 0);
+    Thread::new(
+        move || {
+            // Disconnected by `release_at_exit`, when the process is exiting.
+            let _ = wait.recv_timeout(LONG);
+            println!("last words from a non-daemon thread");
+        },
+        (),
+    )
+    .start()
+    .unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn at_exit_hook_waits_for_non_daemon_threads() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["child_side", "--exact", "--nocapture", "--test-threads=1"])
+        .env("THREADS_SYNC_AT_EXIT_CHILD", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        let _ = tx.send((child.wait(), out));
+    });
+    let Ok((status, out)) = rx.recv_timeout(LONG * 3) else {
+        // SAFETY: kill(2) on the child we spawned, which its waiter has not reaped.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        panic!("the child did not exit");
+    };
+    assert!(status.unwrap().success(), "{out}");
+    assert!(
+        out.contains("last words from a non-daemon thread"),
+        "the exit waited for the thread: {out}"
+    );
+}

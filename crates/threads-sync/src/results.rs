@@ -22,8 +22,26 @@ enum Slot<R> {
     /// Done; its done-callbacks are running with the outcome (waiters keep waiting).
     Completing,
     Ready(Result<R, PoolError>),
-    /// The value was taken by a `get`; whether it was a success.
-    Taken(bool),
+    /// The value was taken by a `get`; how the task had ended.
+    Taken(Ended),
+}
+
+/// How a task whose value was taken had ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Ok,
+    Raised,
+    Cancelled,
+}
+
+impl Ended {
+    fn of<R>(outcome: &Result<R, PoolError>) -> Self {
+        match outcome {
+            Ok(_) => Ended::Ok,
+            Err(PoolError::Cancelled { .. }) => Ended::Cancelled,
+            Err(_) => Ended::Raised,
+        }
+    }
 }
 
 struct State<R> {
@@ -129,7 +147,9 @@ impl<R> TaskCell<R> {
         let mut state = self.state.lock();
         match state.slot {
             Slot::Pending => {}
-            Slot::Ready(Err(PoolError::Cancelled { .. })) => return true,
+            Slot::Ready(Err(PoolError::Cancelled { .. })) | Slot::Taken(Ended::Cancelled) => {
+                return true;
+            }
             _ => return false,
         }
         state.slot = Slot::Running;
@@ -159,7 +179,7 @@ impl<R> TaskCell<R> {
         match &self.state.lock().slot {
             Slot::Ready(Err(PoolError::Cancelled { .. })) => false,
             Slot::Ready(outcome) => outcome.is_err(),
-            Slot::Taken(ok) => !ok,
+            Slot::Taken(ended) => *ended == Ended::Raised,
             _ => false,
         }
     }
@@ -244,13 +264,13 @@ impl<R> AsyncResult<R> {
 
     fn take(&self) -> Result<R, PoolError> {
         let mut state = self.cell.state.lock();
-        match std::mem::replace(&mut state.slot, Slot::Taken(false)) {
+        match std::mem::replace(&mut state.slot, Slot::Taken(Ended::Ok)) {
             Slot::Ready(outcome) => {
-                state.slot = Slot::Taken(outcome.is_ok());
+                state.slot = Slot::Taken(Ended::of(&outcome));
                 outcome
             }
-            Slot::Taken(ok) => {
-                state.slot = Slot::Taken(ok);
+            Slot::Taken(ended) => {
+                state.slot = Slot::Taken(ended);
                 Err(PoolError::AlreadyTaken)
             }
             other => {
@@ -287,7 +307,7 @@ impl<R> AsyncResult<R> {
     pub fn successful(&self) -> Option<bool> {
         match &self.cell.state.lock().slot {
             Slot::Ready(outcome) => Some(outcome.is_ok()),
-            Slot::Taken(ok) => Some(*ok),
+            Slot::Taken(ended) => Some(*ended == Ended::Ok),
             _ => None,
         }
     }
@@ -314,7 +334,7 @@ impl<R> AsyncResult<R> {
     pub fn cancelled(&self) -> bool {
         matches!(
             self.cell.state.lock().slot,
-            Slot::Ready(Err(PoolError::Cancelled { .. }))
+            Slot::Ready(Err(PoolError::Cancelled { .. })) | Slot::Taken(Ended::Cancelled)
         )
     }
 
@@ -335,8 +355,8 @@ impl<R> AsyncResult<R> {
                 drop(state);
                 self.cell.run_callbacks(vec![Box::new(callback)], outcome);
             }
-            Slot::Taken(ok) => {
-                state.slot = Slot::Taken(ok);
+            Slot::Taken(ended) => {
+                state.slot = Slot::Taken(ended);
                 drop(state);
                 callback(Err(&PoolError::AlreadyTaken));
             }

@@ -62,6 +62,9 @@ fn cancel_stops_a_queued_task_but_not_a_running_one() {
         Err(PoolError::Cancelled { task }) => assert_eq!(task, queued.task()),
         other => panic!("expected Cancelled, got {other:?}"),
     }
+    // Taking the error changes nothing about how the task ended.
+    assert!(queued.cancelled() && queued.cancel());
+    assert_eq!(queued.successful(), Some(false));
     // The worker skipped the cancelled task: a later task runs, the cancelled one never did.
     assert_eq!(pool.apply(|| 5, ()).unwrap(), 5);
     assert_eq!(ran.load(Ordering::SeqCst), 0);

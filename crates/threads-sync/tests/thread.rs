@@ -242,3 +242,20 @@ fn daemon_flag_is_inherited_from_the_creating_thread() {
         .unwrap();
     assert!(flag_inside);
 }
+
+#[test]
+fn handles_and_shared_objects_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<threads_sync::ThreadHandle<u8>>();
+    send_sync::<threads_sync::TimerHandle<u8>>();
+    send_sync::<threads_sync::ThreadPool>();
+    send_sync::<threads_sync::AsyncResult<u8>>();
+    send_sync::<threads_sync::Queue<u8>>();
+    send_sync::<threads_sync::LifoQueue<u8>>();
+    send_sync::<threads_sync::PriorityQueue<u8>>();
+    send_sync::<threads_sync::SimpleQueue<u8>>();
+    send_sync::<threads_sync::Lock>();
+    send_sync::<threads_sync::Mutex<u8>>();
+    // A Local's values never leave their thread, so it is shareable whatever it holds.
+    send_sync::<threads_sync::Local<std::rc::Rc<u8>>>();
+}

@@ -133,6 +133,11 @@ impl<R> TaskCell<R> {
         outcome: Result<R, PoolError>,
     ) {
         state.slot = Slot::Ready(outcome);
+        if state.waiters.is_empty() {
+            drop(state);
+            self.settled.notify_all();
+            return;
+        }
         let waiters = std::mem::take(&mut state.waiters);
         drop(state);
         self.settled.notify_all();

@@ -252,17 +252,8 @@ pub enum PoolError {
     },
     /// The operating system refused a worker thread; the workers already started were
     /// stopped, and no pool was made.
-    #[error("could not start worker {worker} of a pool of {threads} threads: {error}")]
-    Spawn {
-        /// The pool size asked for.
-        threads: usize,
-        /// Which worker (0-based) the OS refused.
-        worker: usize,
-        /// The OS error, as text (e.g. "Resource temporarily unavailable (os error 11)").
-        error: String,
-        /// Its kind.
-        kind: std::io::ErrorKind,
-    },
+    #[error(transparent)]
+    Spawn(Box<SpawnRefused>),
     /// `MapOptions::chunksize(0)` (Python: `ValueError: Chunksize must be 1+`).
     #[error("chunksize must be at least 1, got 0")]
     ZeroChunksize,
@@ -302,6 +293,21 @@ pub enum PoolError {
         /// Submission number of the task.
         task: u64,
     },
+}
+
+/// The OS refused a worker of a [`ThreadPool`](crate::ThreadPool) ([`PoolError::Spawn`]).
+/// (Boxed in the error, so that every task's result stays small.)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not start worker {worker} of a pool of {threads} threads: {error}")]
+pub struct SpawnRefused {
+    /// The pool size asked for.
+    pub threads: usize,
+    /// Which worker (0-based) the OS refused.
+    pub worker: usize,
+    /// The OS error, as text (e.g. "Resource temporarily unavailable (os error 11)").
+    pub error: String,
+    /// Its kind.
+    pub kind: std::io::ErrorKind,
 }
 
 /// Turns a panic payload into its message.

@@ -156,7 +156,7 @@ pub use barrier::Barrier;
 pub use condition::Condition;
 pub use error::{
     BarrierError, Deadlock, Empty, Full, LockError, MaxsizeError, PoolError, SemaphoreOverRelease,
-    TaskDoneError, ThreadError, WaitLink,
+    SpawnRefused, TaskDoneError, ThreadError, WaitLink,
 };
 pub use event::Event;
 pub use futures::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};

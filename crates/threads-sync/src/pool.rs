@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::error::{PoolError, panic_message};
+use crate::error::{PoolError, SpawnRefused, panic_message};
 use crate::registry;
 use crate::results::{AsyncResult, Chunk, Gather, IMap, TaskCell, TaskRun};
 use crate::thread::Target;
@@ -133,12 +133,12 @@ impl ThreadPoolBuilder {
                     for handle in handles {
                         let _ = handle.join();
                     }
-                    return Err(PoolError::Spawn {
+                    return Err(PoolError::Spawn(Box::new(SpawnRefused {
                         threads,
                         worker,
                         error: err.to_string(),
                         kind: err.kind(),
-                    });
+                    })));
                 }
             }
         }

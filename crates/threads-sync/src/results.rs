@@ -46,9 +46,40 @@ impl Ended {
 
 struct State<R> {
     slot: Slot<R>,
+    /// Who to tell when the task is done; boxed and absent until someone asks, so that the
+    /// common task's cell stays small (one small allocation).
+    listeners: Option<Box<Listeners<R>>>,
+}
+
+struct Listeners<R> {
     callbacks: Vec<Callback<R>>,
     /// `wait`/`as_completed` calls to tell: (their id, their channel, this task's index there).
     waiters: Vec<(u64, Sender<usize>, usize)>,
+}
+
+impl<R> State<R> {
+    fn listeners(&mut self) -> &mut Listeners<R> {
+        self.listeners.get_or_insert_with(|| {
+            Box::new(Listeners {
+                callbacks: Vec::new(),
+                waiters: Vec::new(),
+            })
+        })
+    }
+
+    /// The done-callbacks registered so far, taken out.
+    fn take_callbacks(&mut self) -> Vec<Callback<R>> {
+        self.listeners
+            .as_mut()
+            .map(|l| std::mem::take(&mut l.callbacks))
+            .unwrap_or_default()
+    }
+
+    fn has_callbacks(&self) -> bool {
+        self.listeners
+            .as_ref()
+            .is_some_and(|l| !l.callbacks.is_empty())
+    }
 }
 
 /// The shared cell of one task: filled once by its worker (or by `cancel`), read by its
@@ -63,8 +94,7 @@ impl<R> TaskCell<R> {
         Arc::new(TaskCell {
             state: parking_lot::Mutex::new(State {
                 slot: Slot::Pending,
-                callbacks: Vec::new(),
-                waiters: Vec::new(),
+                listeners: None,
             }),
             settled: parking_lot::Condvar::new(),
         })
@@ -99,12 +129,12 @@ impl<R> TaskCell<R> {
     /// (outside the lock, so a callback may use the pool), then wakes waiters.
     fn finish(&self, outcome: Result<R, PoolError>) {
         let mut state = self.state.lock();
-        if state.callbacks.is_empty() {
+        if !state.has_callbacks() {
             self.settle(state, outcome);
             return;
         }
         state.slot = Slot::Completing;
-        let callbacks = std::mem::take(&mut state.callbacks);
+        let callbacks = state.take_callbacks();
         drop(state);
         self.run_callbacks(callbacks, outcome);
     }
@@ -119,11 +149,11 @@ impl<R> TaskCell<R> {
                 }
             }
             let mut state = self.state.lock();
-            if state.callbacks.is_empty() {
+            if !state.has_callbacks() {
                 self.settle(state, outcome);
                 return;
             }
-            callbacks = std::mem::take(&mut state.callbacks);
+            callbacks = state.take_callbacks();
         }
     }
 
@@ -133,12 +163,14 @@ impl<R> TaskCell<R> {
         outcome: Result<R, PoolError>,
     ) {
         state.slot = Slot::Ready(outcome);
-        if state.waiters.is_empty() {
-            drop(state);
-            self.settled.notify_all();
-            return;
-        }
-        let waiters = std::mem::take(&mut state.waiters);
+        let waiters = match state.listeners.take() {
+            Some(listeners) if !listeners.waiters.is_empty() => listeners.waiters,
+            _ => {
+                drop(state);
+                self.settled.notify_all();
+                return;
+            }
+        };
         drop(state);
         self.settled.notify_all();
         for (_, tx, index) in waiters {
@@ -169,14 +201,16 @@ impl<R> TaskCell<R> {
         match state.slot {
             Slot::Ready(_) | Slot::Taken(_) => true,
             _ => {
-                state.waiters.push((id, tx.clone(), index));
+                state.listeners().waiters.push((id, tx.clone(), index));
                 false
             }
         }
     }
 
     pub(crate) fn unregister(&self, id: u64) {
-        self.state.lock().waiters.retain(|(w, _, _)| *w != id);
+        if let Some(listeners) = self.state.lock().listeners.as_mut() {
+            listeners.waiters.retain(|(w, _, _)| *w != id);
+        }
     }
 
     /// Whether the task ended in an error other than a cancel (`FirstException`).
@@ -367,7 +401,7 @@ impl<R> AsyncResult<R> {
             }
             other => {
                 state.slot = other;
-                state.callbacks.push(Box::new(callback));
+                state.listeners().callbacks.push(Box::new(callback));
             }
         }
     }

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use threads_sync::{PoolError, Thread, ThreadError, ThreadPool, Timer, active_count};
+use threads_sync::{PoolError, SpawnRefused, Thread, ThreadError, ThreadPool, Timer, active_count};
 
 const MODE: &str = "THREADS_SYNC_SPAWN_REFUSED_MODE";
 const LONG: Duration = Duration::from_secs(60);
@@ -120,19 +120,19 @@ fn outcome(out: &str) -> &str {
 fn pool_new_is_an_error_naming_the_os_error() {
     let out = run_child("pool");
     let got = outcome(&out);
-    assert!(got.starts_with("Err(Spawn {"), "{got}");
+    assert!(got.starts_with("Err(Spawn(SpawnRefused {"), "{got}");
     assert!(
         got.contains("threads: 64") && got.contains("worker: 0"),
         "{got}"
     );
     assert!(got.contains("os error"), "the OS error is named: {got}");
     // The message a user sees:
-    let err = PoolError::Spawn {
+    let err = PoolError::Spawn(Box::new(SpawnRefused {
         threads: 4,
         worker: 0,
         error: "Resource temporarily unavailable (os error 11)".into(),
         kind: std::io::ErrorKind::WouldBlock,
-    };
+    }));
     assert!(
         err.to_string()
             .contains("could not start worker 0 of a pool of 4 threads")
@@ -144,7 +144,7 @@ fn a_pool_refused_part_way_stops_the_workers_it_started() {
     let out = run_child("partial");
     let got = outcome(&out);
     assert!(
-        got.starts_with("Err(Spawn {") && got.contains("os error"),
+        got.starts_with("Err(Spawn(SpawnRefused {") && got.contains("os error"),
         "{got}"
     );
     assert!(
@@ -160,7 +160,7 @@ fn pool_builder_is_an_error_too() {
     let out = run_child("builder");
     let got = outcome(&out);
     assert!(
-        got.starts_with("Err(Spawn {") && got.contains("os error"),
+        got.starts_with("Err(Spawn(SpawnRefused {") && got.contains("os error"),
         "{got}"
     );
 }

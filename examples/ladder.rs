@@ -165,10 +165,9 @@ fn spawn_join_process(n: usize) -> Result<Duration> {
 
 fn spawn_join_thread(n: usize) -> Result<Duration> {
     let start = Instant::now();
-    let mut all: Vec<_> = (0..n).map(|_| threads::Thread::new(noop, ())).collect();
-    for t in &mut all {
-        t.start()?;
-    }
+    let mut all = (0..n)
+        .map(|_| threads::Thread::new(noop, ()).start())
+        .collect::<Result<Vec<_>, _>>()?;
     for t in &mut all {
         t.join_timeout(WAIT)?;
     }
@@ -244,8 +243,8 @@ fn switch_process(n: u64, cpu: Option<usize>) -> Result<Duration> {
 
 fn switch_thread(n: u64, cpu: Option<usize>) -> Result<Duration> {
     pin(cpu);
-    let requests = threads::Queue::<u64>::new(0);
-    let replies = threads::Queue::<u64>::new(0);
+    let requests = threads::Queue::<u64>::new();
+    let replies = threads::Queue::<u64>::new();
     let (rq, rp) = (requests.clone(), replies.clone());
     let mut echo = threads::Thread::new(
         move || {
@@ -257,8 +256,8 @@ fn switch_thread(n: u64, cpu: Option<usize>) -> Result<Duration> {
             }
         },
         (),
-    );
-    echo.start()?;
+    )
+    .start()?;
     requests.put(0);
     replies.get_timeout(WAIT)?;
     let start = Instant::now();
@@ -316,11 +315,10 @@ fn message_process(n: u64) -> Result<Duration> {
 }
 
 fn message_thread(n: u64) -> Result<Duration> {
-    let q = threads::Queue::<u64>::new(0);
+    let q = threads::Queue::<u64>::new();
     let tx = q.clone();
     let start = Instant::now();
-    let mut producer = threads::Thread::new(move || (0..n).for_each(|i| tx.put(i)), ());
-    producer.start()?;
+    let mut producer = threads::Thread::new(move || (0..n).for_each(|i| tx.put(i)), ()).start()?;
     for _ in 0..n {
         q.get_timeout(WAIT)?;
     }

@@ -82,11 +82,10 @@ fn threads_feed_a_manager_queue_that_a_coroutine_drains() {
                 },
                 (),
             )
+            .start()
+            .unwrap()
         })
         .collect();
-    for t in &mut producers {
-        t.start().unwrap();
-    }
     let mut drain = coro::spawn(move || {
         let deadline = Instant::now() + WAIT;
         let mut seen = Vec::new();

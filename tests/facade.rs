@@ -5,8 +5,9 @@ use std::time::Duration;
 
 #[test]
 fn smoke() {
-    let mut t = multitask::threads::Thread::new(|a: u32, b: u32| a + b, (2, 3));
-    t.start().unwrap();
+    let mut t = multitask::threads::Thread::new(|a: u32, b: u32| a + b, (2, 3))
+        .start()
+        .unwrap();
     assert_eq!(t.join_timeout(Duration::from_secs(10)).unwrap(), 5);
 }
 
@@ -14,7 +15,7 @@ fn smoke() {
 fn each_chapter_is_the_crate_it_stands_for() {
     // Same types through both paths: these assignments only compile if the re-exports are the
     // crates themselves, not copies.
-    let _: fn(usize) -> threads_sync::Queue<u8> = multitask::threads::Queue::new;
+    let _: fn() -> threads_sync::Queue<u8> = multitask::threads::Queue::new;
     let _: fn() -> u32 = multitask::process::current_pid;
     let _: fn() -> bool = multitask::coro::is_coroutine;
     let g: iter_gen::Generator<u8> = multitask::iter::Generator::boxed(|co| async move {

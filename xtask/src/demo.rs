@@ -37,11 +37,17 @@ const STORIES: &[Story] = &[
             "Threads share globals, so an unlocked counter loses updates and a lock makes it exact.",
             "Spawning a thread per task costs; a pool of reused threads runs many tasks.",
             "Two locks taken in opposite orders deadlock: here the deadlock is reported, not hung.",
+            "Python's everyday calls: Timer, local, PriorityQueue, wait/as_completed, daemon threads.",
         ],
         title: "Threads: the unit the OS schedules; shared state needs a lock",
         package: "threads-sync",
         features: &[],
-        examples: &["threads_race", "threads_pool", "threads_deadlock"],
+        examples: &[
+            "threads_race",
+            "threads_pool",
+            "threads_deadlock",
+            "threads_everyday",
+        ],
     },
     Story {
         name: "process",

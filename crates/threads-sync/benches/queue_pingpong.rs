@@ -11,7 +11,7 @@ const ROUND_TRIPS: u64 = 2_000;
 fn ours(iters: u64) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
-        let (ping, pong) = (Queue::new(0), Queue::new(0));
+        let (ping, pong) = (Queue::new(), Queue::new());
         let (their_ping, their_pong) = (ping.clone(), pong.clone());
         let echo = std::thread::spawn(move || {
             for _ in 0..ROUND_TRIPS {

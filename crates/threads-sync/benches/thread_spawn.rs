@@ -1,4 +1,4 @@
-//! Thread spawn+join: ours (`Thread::new(f, ()).start()` + `join()`) against `std::thread`.
+//! Thread spawn+join: ours (`Thread::new(f, ()).start()?.join()`) against `std::thread`.
 
 use std::hint::black_box;
 
@@ -15,11 +15,7 @@ fn spawn_join(c: &mut Criterion) {
         b.iter(|| std::thread::spawn(noop).join().unwrap());
     });
     group.bench_function("ours", |b| {
-        b.iter(|| {
-            let mut t = Thread::new(noop, ());
-            t.start().unwrap();
-            t.join().unwrap()
-        });
+        b.iter(|| Thread::new(noop, ()).start().unwrap().join().unwrap());
     });
     group.finish();
 }

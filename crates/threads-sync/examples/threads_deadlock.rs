@@ -43,11 +43,11 @@ fn main() -> anyhow::Result<()> {
         worker(accounts.clone(), ledger.clone(), Some(barrier.clone())),
         (),
     )
-    .named("teller");
-    let mut auditor =
-        Thread::new(worker(ledger.clone(), accounts.clone(), Some(barrier)), ()).named("auditor");
-    teller.start()?;
-    auditor.start()?;
+    .named("teller")
+    .start()?;
+    let mut auditor = Thread::new(worker(ledger.clone(), accounts.clone(), Some(barrier)), ())
+        .named("auditor")
+        .start()?;
     let mut victims = 0;
     for t in [&mut teller, &mut auditor] {
         let name = t.name().to_owned();
@@ -66,12 +66,14 @@ fn main() -> anyhow::Result<()> {
     clear_lock_order_history();
     let a = accounts.clone();
     let l = ledger.clone();
-    let mut transfer = Thread::new(worker(a, l, None), ()).named("transfer");
-    transfer.start()?;
-    transfer.join()??;
-    let mut audit = Thread::new(worker(ledger, accounts, None), ()).named("audit");
-    audit.start()?;
-    audit.join()??;
+    Thread::new(worker(a, l, None), ())
+        .named("transfer")
+        .start()?
+        .join()??;
+    Thread::new(worker(ledger, accounts, None), ())
+        .named("audit")
+        .start()?
+        .join()??;
     match first_lock_order_violation() {
         Some(violation) => println!("  lock-order checker: {violation}"),
         None => anyhow::bail!("the inversion should have been recorded"),

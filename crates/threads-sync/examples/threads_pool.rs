@@ -26,16 +26,14 @@ where
     let mut sum = 0;
     let mut running = Vec::new();
     for i in 0..tasks {
-        let mut t = Thread::new(f, (i,));
-        t.start()?;
-        running.push(t);
+        running.push(Thread::new(f, (i,)).start()?);
         if running.len() == in_flight {
-            for mut t in running.drain(..) {
+            for t in running.drain(..) {
                 sum += t.join()?;
             }
         }
     }
-    for mut t in running {
+    for t in running {
         sum += t.join()?;
     }
     Ok((sum, started.elapsed()))

@@ -41,14 +41,14 @@ pub struct Barrier {
 }
 
 impl Barrier {
-    /// A barrier for `parties` threads; [`BarrierError::InvalidParties`] for 0.
-    pub fn new(parties: usize) -> Result<Self, BarrierError> {
+    /// A barrier for `parties` threads; [`BarrierError::InvalidParties`] for 0 (a `const fn`).
+    pub const fn new(parties: usize) -> Result<Self, BarrierError> {
         if parties == 0 {
             return Err(BarrierError::InvalidParties { parties });
         }
         Ok(Barrier {
             parties,
-            state: parking_lot::Mutex::new(State {
+            state: parking_lot::const_mutex(State {
                 waiting: 0,
                 generation: 0,
                 broken: false,

@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::deadlock::{current_ident, detection_enabled};
+use crate::deadlock::detection_enabled;
 use crate::error::LockError;
+use crate::identity::current_ident;
 use crate::lock::{Mutex, MutexGuard};
 
 /// Python's `threading.Condition`, owning its lock (a [`Mutex`]) and the data it guards.
@@ -20,11 +21,10 @@ use crate::lock::{Mutex, MutexGuard};
 /// use threads_sync::{Condition, Thread};
 /// let cond = Arc::new(Condition::named("ready", false));
 /// let setter = Arc::clone(&cond);
-/// let mut t = Thread::new(move || {
+/// let t = Thread::new(move || {
 ///     *setter.lock().unwrap() = true;
 ///     setter.notify_all();
-/// }, ());
-/// t.start().unwrap();
+/// }, ()).start().unwrap();
 /// let mut ready = cond.lock()?;
 /// cond.wait_for(&mut ready, |r| *r)?;
 /// assert!(*ready);
@@ -38,18 +38,26 @@ pub struct Condition<T> {
 }
 
 impl<T> Condition<T> {
-    /// A condition whose lock guards `value`.
-    pub fn new(value: T) -> Self {
+    /// A condition whose lock guards `value` (a `const fn`).
+    pub const fn new(value: T) -> Self {
         Condition {
             mutex: Mutex::new(value),
             cv: parking_lot::Condvar::new(),
         }
     }
 
-    /// A condition whose lock reports call `name`.
-    pub fn named(name: impl Into<String>, value: T) -> Self {
+    /// A condition whose lock reports call `name` (a `const fn`).
+    pub const fn named(name: &'static str, value: T) -> Self {
         Condition {
             mutex: Mutex::named(name, value),
+            cv: parking_lot::Condvar::new(),
+        }
+    }
+
+    /// Like [`named`](Condition::named), with a name built at run time.
+    pub fn with_name(name: impl Into<String>, value: T) -> Self {
+        Condition {
+            mutex: Mutex::with_name(name, value),
             cv: parking_lot::Condvar::new(),
         }
     }

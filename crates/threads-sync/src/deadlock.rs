@@ -21,13 +21,18 @@
 //! It is logged with `log::warn!` and kept for [`lock_order_violations`]. A lock that is
 //! dropped leaves the graph.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crate::error::{Deadlock, WaitLink};
+use crate::identity::{current_ident, current_name};
+use crate::lock_meta::LockMeta;
+
+pub use crate::lock_order::{
+    LockOrderViolation, clear_lock_order_history, first_lock_order_violation, lock_order_violations,
+};
 
 /// Bit of [`MODE`]: deadlock detection is on.
 pub(crate) const DETECTION: u8 = 1;
@@ -39,10 +44,6 @@ static MODE: AtomicU8 = AtomicU8::new(if cfg!(debug_assertions) {
 } else {
     DETECTION
 });
-static NEXT_LOCK_ID: AtomicU64 = AtomicU64::new(1);
-static NEXT_IDENT: AtomicU64 = AtomicU64::new(1);
-/// Bumped by [`clear_lock_order_history`] so that per-thread edge caches start afresh.
-static ORDER_EPOCH: AtomicU64 = AtomicU64::new(1);
 
 /// Turns deadlock detection on or off for every lock of this crate (on by default).
 ///
@@ -86,197 +87,27 @@ pub fn lock_order_checking_enabled() -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Threads: Python-style idents and names.
-
-/// Locks a thread can hold at once and still be order-checked; locks taken beyond that depth
-/// are not tracked (their deadlock detection is unaffected).
-const HELD_CAPACITY: usize = 16;
-/// Slots of the per-thread cache of edges already reported (direct-mapped).
-const SEEN_SLOTS: usize = 64;
-
-/// The locks this thread holds, innermost last. Plain `Cell`s and no destructor, so that
-/// the thread-local access on every lock and unlock stays a few instructions.
-struct HeldStack {
-    len: Cell<usize>,
-    locks: [Cell<HeldLock>; HELD_CAPACITY],
-}
-
-/// Edges this thread already reported, for one `ORDER_EPOCH`.
-struct SeenEdges {
-    epoch: Cell<u64>,
-    slots: [Cell<(u64, u64)>; SEEN_SLOTS],
-}
-
-thread_local! {
-    static IDENT: Cell<u64> = const { Cell::new(0) };
-    static NAME: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
-    static HELD: HeldStack = const {
-        HeldStack {
-            len: Cell::new(0),
-            locks: [const { Cell::new(HeldLock::EMPTY) }; HELD_CAPACITY],
-        }
-    };
-    static SEEN_EDGES: SeenEdges = const {
-        SeenEdges {
-            epoch: Cell::new(0),
-            slots: [const { Cell::new((0, 0)) }; SEEN_SLOTS],
-        }
-    };
-}
-
-/// This thread's ident: a number unique among the threads of this process, never reused.
-#[inline]
-pub(crate) fn current_ident() -> u64 {
-    match IDENT.with(Cell::get) {
-        0 => first_ident(),
-        ident => ident,
-    }
-}
-
-/// Gives a thread not started by [`Thread`](crate::Thread) its ident, on first use.
-#[cold]
-#[inline(never)]
-fn first_ident() -> u64 {
-    let ident = NEXT_IDENT.fetch_add(1, Ordering::Relaxed);
-    IDENT.with(|cell| cell.set(ident));
-    ident
-}
-
-/// A fresh ident for a thread about to be spawned.
-pub(crate) fn new_ident() -> u64 {
-    NEXT_IDENT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Makes `ident` the calling (new) thread's ident.
-pub(crate) fn adopt_ident(ident: u64) {
-    IDENT.with(|cell| cell.set(ident));
-}
-
-/// This thread's name: the std name, or `Thread-<ident>` for an unnamed thread.
-pub(crate) fn current_name() -> Arc<str> {
-    let fresh = || -> Arc<str> {
-        match std::thread::current().name() {
-            Some(name) => Arc::from(name),
-            None => Arc::from(format!("Thread-{}", current_ident())),
-        }
-    };
-    // `try_with`: a lock taken in another thread-local's destructor must not panic here.
-    NAME.try_with(|cell| cell.borrow_mut().get_or_insert_with(fresh).clone())
-        .unwrap_or_else(|_| fresh())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Per-lock bookkeeping.
-
-/// What every lock of this crate carries next to its raw lock.
-#[derive(Debug)]
-#[repr(C)]
-pub(crate) struct LockMeta {
-    /// Ident of the thread holding the lock, 0 when free or changing hands. Written on every
-    /// acquisition, so it sits first, next to the raw lock that follows the meta in each lock.
-    owner: AtomicU64,
-    /// What only reports, lock-order checking and the slow paths read, out of the hot
-    /// cache line (and so that the meta is two words: see the layout note on `Mutex`).
-    info: Box<LockInfo>,
-}
-
-#[derive(Debug)]
-struct LockInfo {
-    /// The lock id packed with its kind, as pushed on the held list ([`HeldLock`]).
-    tag: HeldLock,
-    kind: &'static str,
-    name: Option<Arc<str>>,
-    /// Set once the lock appears in the lock-order graph, so that dropping it prunes the graph.
-    in_order_graph: AtomicBool,
-}
-
-impl LockMeta {
-    pub(crate) fn new(kind: &'static str, name: Option<String>) -> Self {
-        let id = NEXT_LOCK_ID.fetch_add(1, Ordering::Relaxed) & ID_BITS;
-        let kind_index = KINDS.iter().position(|k| *k == kind).unwrap_or(0) as u64;
-        let meta = LockMeta {
-            owner: AtomicU64::new(0),
-            info: Box::new(LockInfo {
-                tag: HeldLock(id | (kind_index << 56)),
-                kind,
-                name: name.map(Arc::from),
-                in_order_graph: AtomicBool::new(false),
-            }),
-        };
-        register_name(&meta);
-        meta
-    }
-
-    #[inline]
-    fn id(&self) -> u64 {
-        self.info.tag.id()
-    }
-
-    /// The lock's name, or `<kind>#<id>` when it has none.
-    pub(crate) fn name(&self) -> String {
-        match &self.info.name {
-            Some(name) => name.to_string(),
-            None => format!("{}#{}", self.info.kind, self.id()),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn owner(&self) -> u64 {
-        self.owner.load(Ordering::Acquire)
-    }
-
-    /// Records that the caller now holds the raw lock (call right after taking it).
-    #[inline]
-    pub(crate) fn set_owner(&self, ident: u64) {
-        self.owner.store(ident, Ordering::Release);
-    }
-
-    /// Records that the lock is about to be released (call right before releasing it).
-    #[inline]
-    pub(crate) fn clear_owner(&self) {
-        self.owner.store(0, Ordering::Release);
-    }
-
-    /// Like [`clear_owner`](LockMeta::clear_owner), skipping the store when detection was off
-    /// at acquisition (the word is 0 already). Only the holder writes a nonzero owner, so
-    /// this read sees the holder's own store.
-    #[inline]
-    pub(crate) fn clear_owner_if_set(&self) {
-        if self.owner.load(Ordering::Relaxed) != 0 {
-            self.owner.store(0, Ordering::Release);
-        }
-    }
-}
-
-impl Drop for LockMeta {
-    fn drop(&mut self) {
-        if *self.info.in_order_graph.get_mut() {
-            let id = self.id();
-            with_order(|g| g.forget_lock(id));
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The wait-for graph.
 
 /// Pointer to the `LockMeta` a registered thread waits for.
-struct MetaPtr(*const LockMeta);
+pub(crate) struct MetaPtr(pub(crate) *const LockMeta);
 
-// SAFETY: the pointer is only dereferenced under `GRAPH`'s lock while its entry is present, and
-// the entry is removed (under that lock) before the waiting call returns, i.e. while the waiter
-// still borrows the lock, so the `LockMeta` is alive. `LockMeta` itself is `Sync`.
+// SAFETY: the pointer is only dereferenced under `GRAPH`'s lock while its entry is present.
+// The entry belongs to a `WaitRegistration<'lock>`, which borrows the lock, so the compiler
+// keeps the `LockMeta` alive while the registration exists; the registration's drop removes
+// the entry (under that lock); and a `LockMeta`'s drop removes any entry a leaked
+// registration left behind. `LockMeta` itself is `Sync`.
 unsafe impl Send for MetaPtr {}
 
-struct WaitEntry {
-    lock: MetaPtr,
+pub(crate) struct WaitEntry {
+    pub(crate) lock: MetaPtr,
     thread: Arc<str>,
 }
 
 /// Waiting threads and what each waits for. A plain vector: waiters are few, a linear scan is
 /// quick, and it keeps its capacity, so registering a wait does not allocate.
-struct WaitGraph {
-    waits: Vec<(u64, WaitEntry)>,
+pub(crate) struct WaitGraph {
+    pub(crate) waits: Vec<(u64, WaitEntry)>,
 }
 
 impl WaitGraph {
@@ -330,23 +161,55 @@ impl WaitGraph {
     }
 }
 
-static GRAPH: parking_lot::Mutex<WaitGraph> =
+pub(crate) static GRAPH: parking_lot::Mutex<WaitGraph> =
     parking_lot::const_mutex(WaitGraph { waits: Vec::new() });
 
-/// The caller's registration as a waiter; dropping it (also on unwind) removes the wait edge.
-pub(crate) struct WaitRegistration {
+/// Entries in [`GRAPH`], read without its lock by [`LockMeta`]'s drop.
+pub(crate) static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// The caller's registration as a waiter for one lock; dropping it (also on unwind) removes
+/// the wait edge. It borrows the lock for `'lock`, so the compiler refuses any use of it,
+/// and so any graph entry, after the lock is gone:
+/// ```compile_fail,E0505
+/// let lock = threads_sync::Mutex::new(0);
+/// let waiting = lock.__register_wait().unwrap();
+/// drop(lock); // refused: `lock` is still borrowed by the registration
+/// drop(waiting);
+/// ```
+/// (`__register_wait` is a hidden hook for this check; the same shape without `drop(lock)`
+/// compiles.)
+/// ```
+/// let lock = threads_sync::Mutex::new(0);
+/// let waiting = lock.__register_wait().unwrap();
+/// drop(waiting);
+/// drop(lock);
+/// ```
+#[doc(hidden)]
+#[must_use = "the wait edge is removed as soon as the registration is dropped"]
+pub struct WaitRegistration<'lock> {
     ident: u64,
+    lock: PhantomData<&'lock LockMeta>,
 }
 
-impl Drop for WaitRegistration {
-    fn drop(&mut self) {
-        GRAPH.lock().remove(self.ident);
+impl fmt::Debug for WaitRegistration<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitRegistration")
+            .field("ident", &self.ident)
+            .finish_non_exhaustive()
     }
 }
 
-impl WaitRegistration {
+impl Drop for WaitRegistration<'_> {
+    fn drop(&mut self) {
+        let mut graph = GRAPH.lock();
+        graph.remove(self.ident);
+        WAITERS.store(graph.waits.len(), Ordering::Release);
+    }
+}
+
+impl<'lock> WaitRegistration<'lock> {
     /// Ends the wait after the raw lock was taken: sets the owner, then removes the edge.
-    pub(crate) fn acquired(self, meta: &LockMeta) {
+    pub(crate) fn acquired(self, meta: &'lock LockMeta) {
         meta.set_owner(self.ident);
         // Dropping `self` removes the edge.
     }
@@ -355,7 +218,7 @@ impl WaitRegistration {
 /// Registers "the current thread waits for `meta`" and refuses if that closes a cycle.
 ///
 /// Returns `Ok(None)` when detection is off (nothing registered).
-pub(crate) fn register_wait(meta: &LockMeta) -> Result<Option<WaitRegistration>, Deadlock> {
+pub(crate) fn register_wait(meta: &LockMeta) -> Result<Option<WaitRegistration<'_>>, Deadlock> {
     if !detection_enabled() {
         return Ok(None);
     }
@@ -369,308 +232,19 @@ pub(crate) fn register_wait(meta: &LockMeta) -> Result<Option<WaitRegistration>,
             thread,
         },
     ));
+    WAITERS.store(graph.waits.len(), Ordering::Release);
     match graph.find_cycle(me) {
-        None => Ok(Some(WaitRegistration { ident: me })),
+        None => Ok(Some(WaitRegistration {
+            ident: me,
+            lock: PhantomData,
+        })),
         Some(cycle) => {
             let report = graph.describe(&cycle);
             graph.remove(me);
+            WAITERS.store(graph.waits.len(), Ordering::Release);
             drop(graph);
             log::warn!("{report}");
             Err(report)
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Lock-order checking.
-
-/// An entry of the per-thread list of held locks, packed in one word so that pushing and
-/// popping it costs a store: the lock id in the low 56 bits, the kind in bits 56..63, and in
-/// bit 63 whether another lock was taken while this one was held (on release, that marks the
-/// lock as part of the order graph, so that dropping it prunes its edges).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct HeldLock(u64);
-
-const KINDS: [&str; 2] = ["Mutex", "RLock"];
-const ID_BITS: u64 = (1 << 56) - 1;
-const NESTED_BIT: u64 = 1 << 63;
-
-impl HeldLock {
-    const EMPTY: HeldLock = HeldLock(0);
-
-    #[inline]
-    fn new(meta: &LockMeta) -> Self {
-        meta.info.tag
-    }
-
-    #[inline]
-    fn id(self) -> u64 {
-        self.0 & ID_BITS
-    }
-
-    fn kind(self) -> &'static str {
-        KINDS[((self.0 >> 56) & 0x7f) as usize % KINDS.len()]
-    }
-
-    #[inline]
-    fn nested(self) -> bool {
-        self.0 & NESTED_BIT != 0
-    }
-
-    #[inline]
-    fn with_nested(self) -> Self {
-        HeldLock(self.0 | NESTED_BIT)
-    }
-}
-
-/// One recorded inversion of lock order: a cycle in the "held while taking" graph.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockOrderViolation {
-    /// Thread that took `taking` while holding `held`, closing the cycle.
-    pub thread: String,
-    /// The lock the thread held.
-    pub held: String,
-    /// The lock it took.
-    pub taking: String,
-    /// The earlier chain from `taking` to `held`: each step is
-    /// `(held lock, lock taken, thread that first did it)`.
-    pub earlier: Vec<(String, String, String)>,
-}
-
-impl LockOrderViolation {
-    /// Whether this inversion involves a lock of that name.
-    pub fn involves(&self, lock: &str) -> bool {
-        self.held == lock || self.taking == lock
-    }
-}
-
-impl fmt::Display for LockOrderViolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "lock order inversion: thread {:?} takes {:?} while holding {:?}, but earlier",
-            self.thread, self.taking, self.held
-        )?;
-        for (i, (from, to, thread)) in self.earlier.iter().enumerate() {
-            if i > 0 {
-                write!(f, ",")?;
-            }
-            write!(f, " thread {thread:?} took {to:?} while holding {from:?}")?;
-        }
-        write!(f, "; threads doing both at once would deadlock")
-    }
-}
-
-struct EdgeInfo {
-    from: String,
-    to: String,
-    thread: String,
-}
-
-#[derive(Default)]
-struct OrderGraph {
-    /// Names of the named locks alive, so edges can name the held lock.
-    names: HashMap<u64, Arc<str>>,
-    edges: HashMap<u64, HashMap<u64, EdgeInfo>>,
-    violations: Vec<LockOrderViolation>,
-}
-
-impl OrderGraph {
-    fn name_of(&self, held: HeldLock) -> String {
-        match self.names.get(&held.id()) {
-            Some(name) => name.to_string(),
-            None => format!("{}#{}", held.kind(), held.id()),
-        }
-    }
-
-    /// A path `from` ⇝ `to` as a list of edges, breadth-first (so the shortest).
-    fn path(&self, from: u64, to: u64) -> Option<Vec<&EdgeInfo>> {
-        let mut parent: HashMap<u64, u64> = HashMap::new();
-        let mut queue = std::collections::VecDeque::from([from]);
-        while let Some(node) = queue.pop_front() {
-            if node == to {
-                let mut path = Vec::new();
-                let mut at = to;
-                while at != from {
-                    let prev = parent[&at];
-                    path.push(&self.edges[&prev][&at]);
-                    at = prev;
-                }
-                path.reverse();
-                return Some(path);
-            }
-            for &next in self.edges.get(&node).into_iter().flat_map(|m| m.keys()) {
-                if next != from && !parent.contains_key(&next) {
-                    parent.insert(next, node);
-                    queue.push_back(next);
-                }
-            }
-        }
-        None
-    }
-
-    fn add_edge(&mut self, held: HeldLock, taking: &LockMeta, thread: &str) {
-        if self
-            .edges
-            .get(&held.id())
-            .is_some_and(|m| m.contains_key(&taking.id()))
-        {
-            return;
-        }
-        let from = self.name_of(held);
-        let to = taking.name();
-        if let Some(path) = self.path(taking.id(), held.id()) {
-            let violation = LockOrderViolation {
-                thread: thread.to_owned(),
-                held: from.clone(),
-                taking: to.clone(),
-                earlier: path
-                    .iter()
-                    .map(|e| (e.from.clone(), e.to.clone(), e.thread.clone()))
-                    .collect(),
-            };
-            log::warn!("{violation}");
-            self.violations.push(violation);
-        }
-        self.edges.entry(held.id()).or_default().insert(
-            taking.id(),
-            EdgeInfo {
-                from,
-                to,
-                thread: thread.to_owned(),
-            },
-        );
-    }
-
-    fn forget_lock(&mut self, id: u64) {
-        self.names.remove(&id);
-        self.edges.remove(&id);
-        for tos in self.edges.values_mut() {
-            tos.remove(&id);
-        }
-    }
-}
-
-static ORDER: parking_lot::Mutex<Option<OrderGraph>> = parking_lot::const_mutex(None);
-
-fn with_order<R>(f: impl FnOnce(&mut OrderGraph) -> R) -> R {
-    f(ORDER.lock().get_or_insert_with(OrderGraph::default))
-}
-
-/// Registers a named lock's name for lock-order reports.
-fn register_name(meta: &LockMeta) {
-    if let Some(name) = &meta.info.name {
-        with_order(|g| g.names.insert(meta.id(), name.clone()));
-        meta.info.in_order_graph.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Whether the guard being created must pop the held list when dropped.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Tracked(bool);
-
-impl Tracked {
-    /// Not on the held list (lock-order checking off): dropping the guard has nothing to pop.
-    pub(crate) const NO: Tracked = Tracked(false);
-}
-
-/// Notes that the current thread takes `meta` (before a blocking attempt, so that the order is
-/// checked even if the attempt then blocks; after a successful try-lock, with `check` false,
-/// since a try-lock cannot deadlock). If the attempt fails, undo with [`note_released`].
-#[inline]
-pub(crate) fn note_acquiring(meta: &LockMeta, check: bool) -> Tracked {
-    if !lock_order_checking_enabled() {
-        return Tracked(false);
-    }
-    HELD.with(|held| {
-        let len = held.len.get();
-        if len == HELD_CAPACITY {
-            return Tracked(false);
-        }
-        if check && len > 0 {
-            check_edges(held, len, meta);
-        }
-        held.locks[len].set(HeldLock::new(meta));
-        held.len.set(len + 1);
-        Tracked(true)
-    })
-}
-
-/// Records "held → meta" for every held lock not yet reported by this thread. Kept out of
-/// line so that the common, unnested path of `note_acquiring` stays small enough to inline.
-#[inline(never)]
-fn check_edges(held: &HeldStack, len: usize, meta: &LockMeta) {
-    SEEN_EDGES.with(|seen| {
-        let now = ORDER_EPOCH.load(Ordering::Acquire);
-        if seen.epoch.get() != now {
-            seen.epoch.set(now);
-            seen.slots.iter().for_each(|slot| slot.set((0, 0)));
-        }
-        for cell in &held.locks[..len] {
-            let h = cell.get();
-            if h.id() == meta.id() {
-                continue;
-            }
-            if !h.nested() {
-                cell.set(h.with_nested());
-            }
-            let edge = (h.id(), meta.id());
-            let slot = &seen.slots[(h.id().wrapping_mul(31) ^ meta.id()) as usize % SEEN_SLOTS];
-            if slot.get() != edge {
-                record_edge(h, meta);
-                slot.set(edge);
-            }
-        }
-    });
-}
-
-#[cold]
-#[inline(never)]
-fn record_edge(held: HeldLock, meta: &LockMeta) {
-    let thread = current_name();
-    with_order(|g| g.add_edge(held, meta, &thread));
-    meta.info.in_order_graph.store(true, Ordering::Relaxed);
-}
-
-/// Notes that the current thread released `meta` (or gave up taking it).
-#[inline]
-pub(crate) fn note_released(meta: &LockMeta, tracked: Tracked) {
-    if !tracked.0 {
-        return;
-    }
-    HELD.with(|held| {
-        let len = held.len.get();
-        // Usually the innermost; guards may also be dropped out of order.
-        if let Some(pos) = (0..len)
-            .rev()
-            .find(|&i| held.locks[i].get().id() == meta.id())
-        {
-            if held.locks[pos].get().nested() {
-                meta.info.in_order_graph.store(true, Ordering::Relaxed);
-            }
-            for i in pos..len - 1 {
-                held.locks[i].set(held.locks[i + 1].get());
-            }
-            held.len.set(len - 1);
-        }
-    });
-}
-
-/// Every lock-order inversion recorded so far, oldest first.
-pub fn lock_order_violations() -> Vec<LockOrderViolation> {
-    with_order(|g| g.violations.clone())
-}
-
-/// The first lock-order inversion recorded, if any.
-pub fn first_lock_order_violation() -> Option<LockOrderViolation> {
-    with_order(|g| g.violations.first().cloned())
-}
-
-/// Forgets every recorded edge and inversion, as if no lock had been nested yet.
-pub fn clear_lock_order_history() {
-    with_order(|g| {
-        g.edges.clear();
-        g.violations.clear();
-        ORDER_EPOCH.fetch_add(1, Ordering::Release);
-    });
 }

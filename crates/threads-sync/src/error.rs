@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Why [`Thread::start`](crate::Thread::start) or [`Thread::join`](crate::Thread::join) failed.
+/// Why [`Thread::start`](crate::Thread::start) or [`ThreadHandle::join`](crate::ThreadHandle::join) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ThreadError {
     /// The target panicked; the payload's message is kept (Python would print the traceback).
@@ -22,25 +22,18 @@ pub enum ThreadError {
         /// How long the caller waited.
         timeout: Duration,
     },
-    /// `join` was called before `start` (Python: `RuntimeError: cannot join thread before it is started`).
-    #[error("cannot join thread {thread:?} before it is started")]
-    NotStarted {
-        /// The thread's name.
-        thread: String,
-    },
-    /// `start` was called twice (Python: `RuntimeError: threads can only be started once`).
-    #[error("thread {thread:?} can only be started once")]
-    AlreadyStarted {
-        /// The thread's name.
-        thread: String,
-    },
-    /// The thread's value was already taken by an earlier successful join.
+    /// The thread's value was already taken by an earlier successful `join_timeout`.
     #[error("thread {thread:?} was already joined")]
     AlreadyJoined {
         /// The thread's name.
         thread: String,
     },
-    /// The operating system refused to create the thread.
+    /// `atexit(3)` refused to register the exit hook of
+    /// [`join_non_daemon_at_exit`](crate::join_non_daemon_at_exit) (its table is full).
+    #[error("could not register the exit hook that joins non-daemon threads")]
+    AtExit,
+    /// The operating system refused to create the thread (`EAGAIN` under `RLIMIT_NPROC` or
+    /// when memory for its stack is refused, e.g. under `RLIMIT_AS`).
     #[error("could not spawn thread {thread:?}: {source}")]
     Spawn {
         /// The thread's name.
@@ -189,28 +182,48 @@ pub enum BarrierError {
     },
 }
 
-/// A `put` that found the [`Queue`](crate::Queue) full (Python: `queue.Full`); the item is handed back.
+/// A `put` that found the queue full (Python: `queue.Full`); the item is handed back.
 #[derive(PartialEq, Eq, Clone, Copy, thiserror::Error)]
 #[error("queue full (maxsize {maxsize})")]
-pub struct QueueFull<T> {
-    /// The item that was not put.
-    pub item: T,
-    /// The queue's maxsize.
-    pub maxsize: usize,
+pub struct Full<T> {
+    pub(crate) item: T,
+    pub(crate) maxsize: usize,
 }
 
-impl<T> fmt::Debug for QueueFull<T> {
+impl<T> Full<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        self.item
+    }
+
+    /// The queue's maxsize.
+    pub fn maxsize(&self) -> usize {
+        self.maxsize
+    }
+}
+
+impl<T> fmt::Debug for Full<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QueueFull")
+        f.debug_struct("Full")
             .field("maxsize", &self.maxsize)
             .finish_non_exhaustive()
     }
 }
 
-/// A `get` that found the [`Queue`](crate::Queue) empty (Python: `queue.Empty`).
+/// A `get` that found the queue empty, now or until its timeout (Python: `queue.Empty`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("queue empty")]
-pub struct QueueEmpty;
+pub struct Empty;
+
+/// `Queue::bounded(0)` (and the same on the other queues): a bound must be at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a bounded queue needs maxsize of at least 1, got {maxsize} (new() makes an unbounded one)"
+)]
+pub struct MaxsizeError {
+    /// The value given.
+    pub maxsize: usize,
+}
 
 /// Misuse of [`Queue::task_done`](crate::Queue::task_done) or a timed-out [`Queue::join_timeout`](crate::Queue::join_timeout).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -237,6 +250,19 @@ pub enum PoolError {
         /// The value given.
         threads: usize,
     },
+    /// The operating system refused a worker thread; the workers already started were
+    /// stopped, and no pool was made.
+    #[error(transparent)]
+    Spawn(Box<SpawnRefused>),
+    /// `MapOptions::chunksize(0)` (Python: `ValueError: Chunksize must be 1+`).
+    #[error("chunksize must be at least 1, got 0")]
+    ZeroChunksize,
+    /// The task was cancelled before it started (`AsyncResult::cancel` or `terminate`).
+    #[error("task {task} was cancelled before it started")]
+    Cancelled {
+        /// Submission number of the task.
+        task: u64,
+    },
     /// The task panicked; only this task failed, the pool goes on.
     #[error("task {task} panicked: {message}")]
     TaskPanicked {
@@ -257,18 +283,31 @@ pub enum PoolError {
         /// How long the caller waited.
         timeout: Duration,
     },
-    /// `successful()` asked before the result was ready (Python: `ValueError`).
-    #[error("result is not ready")]
-    NotReady,
     /// The value was already taken by an earlier `get`.
     #[error("result was already taken by an earlier get")]
     AlreadyTaken,
-    /// The worker vanished without reporting (should not happen: tasks' panics are caught).
+    /// The task was dropped without running or reporting (should not happen: tasks' panics
+    /// are caught, and a dropped pool still runs what was queued).
     #[error("worker thread vanished before task {task} reported a result")]
     WorkerLost {
         /// Submission number of the task.
         task: u64,
     },
+}
+
+/// The OS refused a worker of a [`ThreadPool`](crate::ThreadPool) ([`PoolError::Spawn`]).
+/// (Boxed in the error, so that every task's result stays small.)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not start worker {worker} of a pool of {threads} threads: {error}")]
+pub struct SpawnRefused {
+    /// The pool size asked for.
+    pub threads: usize,
+    /// Which worker (0-based) the OS refused.
+    pub worker: usize,
+    /// The OS error, as text (e.g. "Resource temporarily unavailable (os error 11)").
+    pub error: String,
+    /// Its kind.
+    pub kind: std::io::ErrorKind,
 }
 
 /// Turns a panic payload into its message.

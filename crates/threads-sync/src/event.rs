@@ -20,9 +20,12 @@ pub struct Event {
 }
 
 impl Event {
-    /// A new event, not set.
-    pub fn new() -> Self {
-        Event::default()
+    /// A new event, not set (a `const fn`: `static READY: Event = Event::new();`).
+    pub const fn new() -> Self {
+        Event {
+            flag: parking_lot::const_mutex(false),
+            changed: parking_lot::Condvar::new(),
+        }
     }
 
     /// Sets the flag and wakes every waiter.

@@ -10,12 +10,10 @@
 //! ```
 //! use threads_sync::{Thread, ThreadError};
 //! fn add(a: i32, b: i32) -> i32 { a + b }
-//! let mut t = Thread::new(add, (2, 3));
-//! t.start()?;
+//! let t = Thread::new(add, (2, 3)).start()?; // start() hands back a ThreadHandle
 //! assert_eq!(t.join()?, 5);
 //!
-//! let mut bad = Thread::new(|| -> i32 { panic!("boom") }, ()).named("bad");
-//! bad.start()?;
+//! let bad = Thread::new(|| -> i32 { panic!("boom") }, ()).named("bad").start()?;
 //! match bad.join() {
 //!     Err(ThreadError::Panicked { thread, message }) => {
 //!         assert_eq!((thread.as_str(), message.as_str()), ("bad", "boom"));
@@ -27,28 +25,29 @@
 //!
 //! # Shared state needs a lock
 //! Threads share memory. `counter += 1` is a read then a write, so two threads can lose each
-//! other's updates ([`RacyCounter`] shows it without undefined behaviour). A lock makes the
-//! count exact:
+//! other's updates (the `threads_race` example shows it without undefined behaviour). A lock
+//! makes the count exact, and like Python's module-level lock it can be a `static`:
 //! ```python
-//! with lock:
-//!     counter += 1
+//! g_num = 0
+//! lock = threading.Lock()
+//! def work():
+//!     global g_num
+//!     with lock:
+//!         g_num += 1
 //! ```
 //! ```
-//! use std::sync::Arc;
 //! use threads_sync::{Mutex, Thread};
-//! let counter = Arc::new(Mutex::named("counter", 0u64));
-//! let mut threads: Vec<_> = (0..4)
-//!     .map(|_| {
-//!         let counter = Arc::clone(&counter);
-//!         Thread::new(move || -> Result<(), threads_sync::LockError> {
-//!             for _ in 0..1000 { *counter.lock()? += 1; }
-//!             Ok(())
-//!         }, ())
-//!     })
-//!     .collect();
-//! for t in &mut threads { t.start().unwrap(); }
-//! for t in &mut threads { t.join().unwrap().unwrap(); }
-//! assert_eq!(*counter.lock().unwrap(), 4000);
+//! static G_NUM: Mutex<u64> = Mutex::named("g_num", 0);
+//! fn work(times: u64) -> Result<(), threads_sync::LockError> {
+//!     for _ in 0..times { *G_NUM.lock()? += 1; }
+//!     Ok(())
+//! }
+//! let threads = (0..4)
+//!     .map(|_| Thread::new(work, (1000,)).start())
+//!     .collect::<Result<Vec<_>, _>>()?;
+//! for t in threads { t.join()?.unwrap(); }
+//! assert_eq!(*G_NUM.lock().unwrap(), 4000);
+//! # Ok::<(), threads_sync::ThreadError>(())
 //! ```
 //!
 //! # Deadlocks are errors
@@ -68,10 +67,9 @@
 //!         Ok(())
 //!     }
 //! };
-//! let mut t1 = Thread::new(worker(a.clone(), b.clone(), both_hold_one.clone()), ()).named("t1");
-//! let mut t2 = Thread::new(worker(b, a, both_hold_one), ()).named("t2");
-//! t1.start().unwrap();
-//! t2.start().unwrap();
+//! let t1 = Thread::new(worker(a.clone(), b.clone(), both_hold_one.clone()), ()).named("t1");
+//! let t2 = Thread::new(worker(b, a, both_hold_one), ()).named("t2");
+//! let (t1, t2) = (t1.start().unwrap(), t2.start().unwrap());
 //! let outcomes = [t1.join().unwrap(), t2.join().unwrap()];
 //! let report = outcomes.iter().find_map(|o| o.as_ref().err()).expect("one victim");
 //! let text = report.to_string();
@@ -88,17 +86,25 @@
 //! is not checked.
 //!
 //! # The rest of Python's toolkit
-//! [`RLock`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Barrier`],
-//! `queue.Queue` as [`Queue`], and `multiprocessing.pool.ThreadPool` as [`ThreadPool`]:
+//! From `threading`: [`RLock`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`],
+//! [`Event`], [`Barrier`], [`Timer`], [`Local`] (`threading.local`), [`current_thread`],
+//! [`main_thread`], [`enumerate`], [`active_count`], and daemon threads with
+//! [`join_non_daemon`] for Python's exit rule. From `queue`: [`Queue`], [`LifoQueue`],
+//! [`PriorityQueue`], [`SimpleQueue`]. `multiprocessing.pool.ThreadPool` as [`ThreadPool`],
+//! with `concurrent.futures`' [`wait`] and [`as_completed`] over its [`AsyncResult`]s:
 //! ```
-//! use threads_sync::{Queue, ThreadPool};
-//! let q = Queue::new(0);
+//! use threads_sync::{Queue, ThreadPool, as_completed};
+//! let q = Queue::new();
 //! q.put("job");
 //! assert_eq!(q.get(), "job");
 //!
 //! let pool = ThreadPool::new(2)?;
 //! let squares: Vec<u64> = pool.imap(|x: u64| x * x, 1..=3)?.collect::<Result<_, _>>()?;
 //! assert_eq!(squares, [1, 4, 9]);
+//! let results = vec![pool.apply_async(|| 7, ())?];
+//! for done in as_completed(results, None) {
+//!     assert_eq!(done?.get()?, 7);
+//! }
 //! # Ok::<(), threads_sync::PoolError>(())
 //! ```
 //! # What the compiler refuses
@@ -112,7 +118,13 @@
 //! ```
 //! A thread's target and value must be `Send` (an `Rc` cannot cross threads):
 //! ```compile_fail
-//! let mut t = threads_sync::Thread::new(|| std::rc::Rc::new(1), ());
+//! let t = threads_sync::Thread::new(|| std::rc::Rc::new(1), ());
+//! ```
+//! A started thread is a [`ThreadHandle`]: it cannot be started again, and `join` consumes it:
+//! ```compile_fail,E0382
+//! let t = threads_sync::Thread::new(|| 1, ()).start().unwrap();
+//! t.join().unwrap();
+//! t.join().unwrap(); // refused: the handle was consumed by the first join
 //! ```
 //!
 //! Every blocking call has a timed variant (`join_timeout`, `try_lock_for`, `acquire_timeout`,
@@ -125,23 +137,40 @@ mod condition;
 pub mod deadlock;
 mod error;
 mod event;
+mod futures;
+mod identity;
+mod lifo_priority;
+mod local;
 mod lock;
+mod lock_meta;
+mod lock_order;
 mod pool;
 mod queue;
-pub mod race;
+mod registry;
+mod results;
 mod semaphore;
 mod thread;
+mod timer;
 
 pub use barrier::Barrier;
 pub use condition::Condition;
 pub use error::{
-    BarrierError, Deadlock, LockError, PoolError, QueueEmpty, QueueFull, SemaphoreOverRelease,
-    TaskDoneError, ThreadError, WaitLink,
+    BarrierError, Deadlock, Empty, Full, LockError, MaxsizeError, PoolError, SemaphoreOverRelease,
+    SpawnRefused, TaskDoneError, ThreadError, WaitLink,
 };
 pub use event::Event;
+pub use futures::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};
+pub use lifo_priority::{LifoQueue, PriorityQueue};
+pub use local::Local;
 pub use lock::{Lock, LockGuard, Mutex, MutexGuard, RLock, RLockGuard};
-pub use pool::{AsyncResult, IMap, IMapUnordered, ThreadPool};
-pub use queue::Queue;
-pub use race::RacyCounter;
+pub use pool::{MapOptions, ThreadPool, ThreadPoolBuilder};
+pub use queue::{Queue, SimpleQueue};
+#[cfg(unix)]
+pub use registry::join_non_daemon_at_exit;
+pub use registry::{
+    active_count, enumerate, join_non_daemon, join_non_daemon_timeout, main_thread,
+};
+pub use results::{AsyncResult, IMap};
 pub use semaphore::{BoundedSemaphore, Semaphore};
-pub use thread::{CurrentThread, Target, Thread, current_thread, get_ident};
+pub use thread::{Target, Thread, ThreadHandle, ThreadInfo, current_thread, get_ident};
+pub use timer::{Timer, TimerHandle};

@@ -6,8 +6,12 @@ use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use crate::deadlock::{self, LockMeta, Tracked, current_ident, detection_enabled};
+use crate::deadlock::{self, WaitRegistration, detection_enabled};
 use crate::error::LockError;
+use crate::identity::current_ident;
+use crate::lock_meta::{LockKind, LockMeta};
+use crate::lock_order::{self, Tracked};
+use std::borrow::Cow;
 
 /// A mutual-exclusion lock around a value, like `std::sync::Mutex`, that reports deadlocks.
 ///
@@ -26,29 +30,46 @@ use crate::error::LockError;
 /// # Ok::<(), threads_sync::LockError>(())
 /// ```
 // Layout: the owner word (first in `meta`), the raw lock and the start of the value are what
-// the holder writes; `repr(C)` keeps them within 32 bytes of the start (the meta is two
-// words), and `align(32)` keeps those 32 bytes inside one cache line wherever the mutex lives,
-// so a handoff under contention moves one line, not two.
-#[repr(C, align(32))]
+// the holder writes; `repr(C)` keeps them within 64 bytes of the start (the meta is five
+// words: owner, tag and a `const`-constructible name), and `align(64)` keeps those 64 bytes
+// inside one cache line wherever the mutex lives, so a handoff under contention moves one
+// line, not two (and two mutexes never share a line).
+#[repr(C, align(64))]
 pub struct Mutex<T: ?Sized> {
     meta: LockMeta,
     inner: parking_lot::Mutex<T>,
 }
 
 impl<T> Mutex<T> {
-    /// A new unlocked mutex; its name in reports is `Mutex#<n>`.
-    pub fn new(value: T) -> Self {
+    /// A new unlocked mutex; its name in reports is `Mutex#<n>`. A `const fn`, so a mutex
+    /// can be a `static`:
+    /// ```
+    /// static HITS: threads_sync::Mutex<u64> = threads_sync::Mutex::new(0);
+    /// *HITS.lock()? += 1;
+    /// assert_eq!(*HITS.lock()?, 1);
+    /// # Ok::<(), threads_sync::LockError>(())
+    /// ```
+    pub const fn new(value: T) -> Self {
         Mutex {
-            meta: LockMeta::new("Mutex", None),
-            inner: parking_lot::Mutex::new(value),
+            meta: LockMeta::new(LockKind::Mutex, None),
+            inner: parking_lot::const_mutex(value),
         }
     }
 
-    /// A new unlocked mutex that deadlock and lock-order reports call `name`.
-    pub fn named(name: impl Into<String>, value: T) -> Self {
+    /// A new unlocked mutex that deadlock and lock-order reports call `name` (a `const fn`;
+    /// [`with_name`](Mutex::with_name) takes a name built at run time).
+    pub const fn named(name: &'static str, value: T) -> Self {
         Mutex {
-            meta: LockMeta::new("Mutex", Some(name.into())),
-            inner: parking_lot::Mutex::new(value),
+            meta: LockMeta::new(LockKind::Mutex, Some(Cow::Borrowed(name))),
+            inner: parking_lot::const_mutex(value),
+        }
+    }
+
+    /// Like [`named`](Mutex::named), with a name built at run time (`format!("fork{i}")`).
+    pub fn with_name(name: impl Into<String>, value: T) -> Self {
+        Mutex {
+            meta: LockMeta::new(LockKind::Mutex, Some(Cow::Owned(name.into()))),
+            inner: parking_lot::const_mutex(value),
         }
     }
 
@@ -101,7 +122,7 @@ impl<T: ?Sized> Mutex<T> {
     fn lock_order_checked(&self) -> Result<MutexGuard<'_, T>, LockError> {
         // Lock order is checked before taking the lock (as lockdep does): the bookkeeping
         // stays outside the critical section.
-        let tracked = deadlock::note_acquiring(&self.meta, true);
+        let tracked = lock_order::note_acquiring(&self.meta, true);
         if !detection_enabled() {
             // Nothing to check: `parking_lot`'s own path (compare-and-swap first).
             return Ok(self.guard(self.inner.lock(), tracked));
@@ -117,7 +138,7 @@ impl<T: ?Sized> Mutex<T> {
     #[inline]
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         let inner = self.inner.try_lock()?;
-        let tracked = deadlock::note_acquiring(&self.meta, false);
+        let tracked = lock_order::note_acquiring(&self.meta, false);
         Some(self.guard(inner, tracked))
     }
 
@@ -125,7 +146,7 @@ impl<T: ?Sized> Mutex<T> {
     /// (Python: `acquire(timeout=...)`).
     #[inline]
     pub fn try_lock_for(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, LockError> {
-        let tracked = deadlock::note_acquiring(&self.meta, true);
+        let tracked = lock_order::note_acquiring(&self.meta, true);
         match self.inner.try_lock() {
             Some(inner) => Ok(self.guard(inner, tracked)),
             None => self.lock_contended(Some(timeout), tracked),
@@ -135,6 +156,13 @@ impl<T: ?Sized> Mutex<T> {
     /// Whether some thread holds the lock now (Python: `locked()`).
     pub fn is_locked(&self) -> bool {
         self.inner.is_locked()
+    }
+
+    /// Not part of the API: registers the calling thread as waiting for this lock, for the
+    /// `compile_fail` check on [`WaitRegistration`]'s lifetime.
+    #[doc(hidden)]
+    pub fn __register_wait(&self) -> Result<Option<WaitRegistration<'_>>, LockError> {
+        Ok(deadlock::register_wait(&self.meta)?)
     }
 
     /// The value, through exclusive access (no locking needed).
@@ -215,7 +243,7 @@ impl<T: ?Sized> Mutex<T> {
             }
             Ok((None, inner)) => Ok(self.guard(inner, tracked)),
             Err(err) => {
-                deadlock::note_released(&self.meta, tracked);
+                lock_order::note_released(&self.meta, tracked);
                 Err(err)
             }
         }
@@ -277,7 +305,7 @@ impl<T: ?Sized> Drop for MutexGuard<'_, T> {
         self.mutex.meta.clear_owner_if_set();
         // SAFETY: `inner` is dropped exactly once, here, and never used afterwards.
         unsafe { ManuallyDrop::drop(&mut self.inner) };
-        deadlock::note_released(&self.mutex.meta, self.tracked);
+        lock_order::note_released(&self.mutex.meta, self.tracked);
     }
 }
 
@@ -316,17 +344,35 @@ pub struct Lock {
 pub type LockGuard<'a> = MutexGuard<'a, ()>;
 
 impl Lock {
-    /// A new unlocked lock; its name in reports is `Mutex#<n>`.
-    pub fn new() -> Self {
+    /// A new unlocked lock; its name in reports is `Mutex#<n>`. A `const fn`, so a lock can be
+    /// a `static`, as Python's module-level `lock = threading.Lock()`:
+    /// ```
+    /// use threads_sync::Lock;
+    /// static LOCK: Lock = Lock::new();
+    /// let held = LOCK.acquire()?;
+    /// assert!(LOCK.locked());
+    /// drop(held);
+    /// assert!(!LOCK.locked());
+    /// # Ok::<(), threads_sync::LockError>(())
+    /// ```
+    pub const fn new() -> Self {
         Lock {
             inner: Mutex::new(()),
         }
     }
 
-    /// A new unlocked lock that reports call `name`.
-    pub fn named(name: impl Into<String>) -> Self {
+    /// A new unlocked lock that reports call `name` (a `const fn`, so
+    /// `static G_NUM_LOCK: Lock = Lock::named("g_num");` works).
+    pub const fn named(name: &'static str) -> Self {
         Lock {
             inner: Mutex::named(name, ()),
+        }
+    }
+
+    /// Like [`named`](Lock::named), with a name built at run time.
+    pub fn with_name(name: impl Into<String>) -> Self {
+        Lock {
+            inner: Mutex::with_name(name, ()),
         }
     }
 
@@ -389,20 +435,28 @@ pub struct RLock {
 }
 
 impl RLock {
-    /// A new unlocked re-entrant lock; its name in reports is `RLock#<n>`.
-    pub fn new() -> Self {
-        Self::with_meta(LockMeta::new("RLock", None))
+    /// A new unlocked re-entrant lock; its name in reports is `RLock#<n>` (a `const fn`).
+    pub const fn new() -> Self {
+        Self::with_meta(LockMeta::new(LockKind::RLock, None))
     }
 
-    /// A new re-entrant lock that reports call `name`.
-    pub fn named(name: impl Into<String>) -> Self {
-        Self::with_meta(LockMeta::new("RLock", Some(name.into())))
+    /// A new re-entrant lock that reports call `name` (a `const fn`).
+    pub const fn named(name: &'static str) -> Self {
+        Self::with_meta(LockMeta::new(LockKind::RLock, Some(Cow::Borrowed(name))))
     }
 
-    fn with_meta(meta: LockMeta) -> Self {
+    /// Like [`named`](RLock::named), with a name built at run time.
+    pub fn with_name(name: impl Into<String>) -> Self {
+        Self::with_meta(LockMeta::new(
+            LockKind::RLock,
+            Some(Cow::Owned(name.into())),
+        ))
+    }
+
+    const fn with_meta(meta: LockMeta) -> Self {
         RLock {
             meta,
-            state: parking_lot::Mutex::new(RState {
+            state: parking_lot::const_mutex(RState {
                 owner: 0,
                 count: 0,
                 tracked: None,
@@ -459,7 +513,7 @@ impl RLock {
         state.owner = me;
         state.count = 1;
         self.meta.set_owner(me);
-        state.tracked = Some(deadlock::note_acquiring(&self.meta, true));
+        state.tracked = Some(lock_order::note_acquiring(&self.meta, true));
     }
 
     #[cold]
@@ -526,7 +580,7 @@ impl Drop for RLockGuard<'_> {
         state.count -= 1;
         if state.count == 0 {
             if let Some(tracked) = state.tracked.take() {
-                deadlock::note_released(&lock.meta, tracked);
+                lock_order::note_released(&lock.meta, tracked);
             }
             lock.meta.clear_owner();
             state.owner = 0;

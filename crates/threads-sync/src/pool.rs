@@ -1,49 +1,176 @@
-//! [`ThreadPool`] and [`AsyncResult`]: Python's `multiprocessing.pool.ThreadPool`, on the `threadpool` crate.
+//! [`ThreadPool`]: Python's `multiprocessing.pool.ThreadPool`, on worker threads of its own
+//! (so that a refused thread is an error, and a queued task can be cancelled).
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::error::{PoolError, panic_message};
+use crate::error::{PoolError, SpawnRefused, panic_message};
+use crate::registry;
+use crate::results::{AsyncResult, Chunk, Gather, IMap, TaskCell, TaskRun};
 use crate::thread::Target;
 
-/// A one-shot slot a worker fills with a task's outcome: one allocation per task, and no
-/// wake-up call unless the caller is already waiting.
-struct OneShot<R> {
-    state: parking_lot::Mutex<Slot<R>>,
-    filled: parking_lot::Condvar,
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+enum Message {
+    Run(Job),
+    /// One worker exits (sent once per worker by `close`).
+    Stop,
 }
 
-enum Slot<R> {
-    Pending,
-    Ready(Result<R, PoolError>),
-    /// The value was taken; whether it was a success.
-    Taken(bool),
+/// What the workers share with the pool.
+struct Shared {
+    /// Set by `terminate`: workers drop the jobs still queued instead of running them.
+    terminated: AtomicBool,
 }
 
-impl<R> OneShot<R> {
-    fn fill(&self, outcome: Result<R, PoolError>) {
-        *self.state.lock() = Slot::Ready(outcome);
-        self.filled.notify_all();
+static NEXT_POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
+
+/// Keyword arguments of [`ThreadPool::map_with`] and [`ThreadPool::imap_with`] (Python's
+/// `chunksize=`, and `imap_unordered` as a flag).
+///
+/// ```
+/// use threads_sync::{MapOptions, ThreadPool};
+/// let pool = ThreadPool::new(2)?;
+/// let squares = pool.map_with(|x: u64| x * x, 0..10, MapOptions::new().chunksize(3))?;
+/// assert_eq!(squares[9], 81);
+/// let mut any_order: Vec<u64> = pool
+///     .imap_with(|x: u64| x + 1, 0..4, MapOptions::new().chunksize(2).unordered())?
+///     .collect::<Result<_, _>>()?;
+/// any_order.sort();
+/// assert_eq!(any_order, [1, 2, 3, 4]);
+/// # Ok::<(), threads_sync::PoolError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapOptions {
+    chunksize: Option<usize>,
+    unordered: bool,
+}
+
+impl MapOptions {
+    /// Python's defaults: chunks of about a quarter of a worker's share for `map`, single
+    /// items for `imap`; results in input order.
+    pub const fn new() -> Self {
+        MapOptions {
+            chunksize: None,
+            unordered: false,
+        }
+    }
+
+    /// Items per task (Python: `chunksize=`); 0 is [`PoolError::ZeroChunksize`].
+    pub const fn chunksize(mut self, chunksize: usize) -> Self {
+        self.chunksize = Some(chunksize);
+        self
+    }
+
+    /// For `imap_with`: yield results as they finish (Python: `imap_unordered`). `map_with`
+    /// always returns input order.
+    pub const fn unordered(mut self) -> Self {
+        self.unordered = true;
+        self
     }
 }
 
-/// Fills the slot with [`PoolError::WorkerLost`] if a job is dropped without running
-/// (it cannot be once queued; this keeps `get` from waiting forever if that ever changes).
-struct FillOnDrop<R> {
-    slot: Option<Arc<OneShot<R>>>,
-    task: u64,
+/// Options of a [`ThreadPool`] beyond its size (Python: `ThreadPool(processes=..)`).
+#[derive(Debug, Clone, Default)]
+pub struct ThreadPoolBuilder {
+    threads: Option<usize>,
+    name: Option<String>,
 }
 
-impl<R> Drop for FillOnDrop<R> {
-    fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            slot.fill(Err(PoolError::WorkerLost { task: self.task }));
+impl ThreadPoolBuilder {
+    /// The number of workers (default: the machine's available parallelism, as Python's
+    /// `os.cpu_count()`); 0 is [`PoolError::NoThreads`] at [`build`](ThreadPoolBuilder::build).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// Names the workers `<name>-<i>` (default `ThreadPool-<n>-<i>`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Starts the workers; [`PoolError::Spawn`] (naming the OS error) if the system refuses
+    /// one, after stopping those already started.
+    pub fn build(self) -> Result<ThreadPool, PoolError> {
+        let threads = match self.threads {
+            Some(threads) => threads,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        if threads == 0 {
+            return Err(PoolError::NoThreads { threads });
+        }
+        let prefix = self.name.unwrap_or_else(|| {
+            format!(
+                "ThreadPool-{}",
+                NEXT_POOL_NUMBER.fetch_add(1, Ordering::Relaxed)
+            )
+        });
+        let (tx, rx) = crossbeam_channel::unbounded::<Message>();
+        let rx = Arc::new(parking_lot::Mutex::new(rx));
+        let (exit_tx, exited) = crossbeam_channel::bounded::<()>(0);
+        let shared = Arc::new(Shared {
+            terminated: AtomicBool::new(false),
+        });
+        let mut handles = Vec::with_capacity(threads);
+        for worker in 0..threads {
+            let (rx, exit_tx, shared) = (Arc::clone(&rx), exit_tx.clone(), Arc::clone(&shared));
+            let name: Arc<str> = Arc::from(format!("{prefix}-{worker}"));
+            match registry::spawn(name, true, move || work(&rx, &shared, exit_tx)) {
+                Ok(spawned) => handles.push(spawned.handle),
+                Err(err) => {
+                    for _ in 0..handles.len() {
+                        let _ = tx.send(Message::Stop);
+                    }
+                    for handle in handles {
+                        let _ = handle.join();
+                    }
+                    return Err(PoolError::Spawn(Box::new(SpawnRefused {
+                        threads,
+                        worker,
+                        error: err.to_string(),
+                        kind: err.kind(),
+                    })));
+                }
+            }
+        }
+        Ok(ThreadPool {
+            tx,
+            threads,
+            shared,
+            closed: AtomicBool::new(false),
+            next_task: AtomicU64::new(0),
+            handles: parking_lot::Mutex::new(handles),
+            exited,
+        })
+    }
+}
+
+/// A worker's loop: run jobs until told to stop or the pool is gone.
+///
+/// Workers take turns at the queue: one waits in `recv` while the others wait for the turn
+/// (as the `threadpool` crate does). With every idle worker spinning in `recv` instead, they
+/// take the CPU from the thread that submits the work, which on a small machine costs more
+/// than the handoff.
+fn work(rx: &parking_lot::Mutex<Receiver<Message>>, shared: &Shared, _exit: Sender<()>) {
+    loop {
+        let message = rx.lock().recv();
+        let Ok(Message::Run(job)) = message else {
+            return;
+        };
+        if shared.terminated.load(Ordering::Acquire) {
+            // Dropping the job cancels its task (see `TaskRun`).
+            drop(job);
+        } else {
+            job();
         }
     }
 }
@@ -62,6 +189,7 @@ impl<R> Drop for FillOnDrop<R> {
 /// use threads_sync::ThreadPool;
 /// fn add(a: u64, b: u64) -> u64 { a + b }
 /// let pool = ThreadPool::new(2)?;
+/// assert_eq!(pool.size(), 2);
 /// assert_eq!(pool.map(|x: u64| x * x, 0..4)?, vec![0, 1, 4, 9]);
 /// assert_eq!(pool.apply_async(add, (2, 3))?.get()?, 5);
 /// pool.close();
@@ -69,41 +197,30 @@ impl<R> Drop for FillOnDrop<R> {
 /// # Ok::<(), threads_sync::PoolError>(())
 /// ```
 pub struct ThreadPool {
-    pool: threadpool::ThreadPool,
+    tx: Sender<Message>,
     threads: usize,
+    shared: Arc<Shared>,
     closed: AtomicBool,
     next_task: AtomicU64,
+    handles: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    /// Disconnected once every worker has exited.
+    exited: Receiver<()>,
 }
 
 impl ThreadPool {
-    /// A pool of `threads` workers; [`PoolError::NoThreads`] for 0.
+    /// A pool of `threads` workers; [`PoolError::NoThreads`] for 0, [`PoolError::Spawn`] if
+    /// the OS refuses a thread.
     pub fn new(threads: usize) -> Result<Self, PoolError> {
-        Self::build(None, threads)
+        Self::builder().threads(threads).build()
     }
 
-    /// Like [`new`](ThreadPool::new), naming the worker threads `name`.
-    pub fn named(name: impl Into<String>, threads: usize) -> Result<Self, PoolError> {
-        Self::build(Some(name.into()), threads)
-    }
-
-    fn build(name: Option<String>, threads: usize) -> Result<Self, PoolError> {
-        if threads == 0 {
-            return Err(PoolError::NoThreads { threads });
-        }
-        let mut builder = threadpool::Builder::new().num_threads(threads);
-        if let Some(name) = name {
-            builder = builder.thread_name(name);
-        }
-        Ok(ThreadPool {
-            pool: builder.build(),
-            threads,
-            closed: AtomicBool::new(false),
-            next_task: AtomicU64::new(0),
-        })
+    /// A builder for a pool with options (worker names, a default size).
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder::default()
     }
 
     /// The number of worker threads.
-    pub fn threads(&self) -> usize {
+    pub fn size(&self) -> usize {
         self.threads
     }
 
@@ -115,21 +232,18 @@ impl ThreadPool {
         Ok(self.next_task.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Runs `job` on a worker as task number `task`; its outcome (value or panic) goes to `report`.
+    /// Queues `job` as task number `task`, returning its result.
     fn submit<R: Send + 'static>(
         &self,
-        task: u64,
         job: impl FnOnce() -> R + Send + 'static,
-        report: impl FnOnce(Result<R, PoolError>) + Send + 'static,
-    ) {
-        self.pool.execute(move || {
-            let outcome =
-                catch_unwind(AssertUnwindSafe(job)).map_err(|p| PoolError::TaskPanicked {
-                    task,
-                    message: panic_message(&*p),
-                });
-            report(outcome);
-        });
+    ) -> Result<AsyncResult<R>, PoolError> {
+        let task = self.next_task()?;
+        let cell = TaskCell::new();
+        let run = TaskRun::new(Arc::clone(&cell), task);
+        // After the workers have exited (a `close` racing this call) the send fails and
+        // dropping the job cancels the task, so its `get` does not hang.
+        let _ = self.tx.send(Message::Run(Box::new(move || run.run(job))));
+        Ok(AsyncResult { task, cell })
     }
 
     /// Runs `target(args...)` on a worker and returns at once (Python: `apply_async(f, args)`).
@@ -142,25 +256,7 @@ impl ThreadPool {
         F: Target<Args>,
         Args: Send + 'static,
     {
-        let slot = Arc::new(OneShot {
-            state: parking_lot::Mutex::new(Slot::Pending),
-            filled: parking_lot::Condvar::new(),
-        });
-        let task = self.next_task()?;
-        let mut guard = FillOnDrop {
-            slot: Some(Arc::clone(&slot)),
-            task,
-        };
-        self.submit(
-            task,
-            move || target.call(args),
-            move |outcome| {
-                if let Some(slot) = guard.slot.take() {
-                    slot.fill(outcome);
-                }
-            },
-        );
-        Ok(AsyncResult { task, slot })
+        self.submit(move || target.call(args))
     }
 
     /// Runs `target(args...)` on a worker and waits for its value (Python: `apply(f, args)`).
@@ -173,8 +269,24 @@ impl ThreadPool {
     }
 
     /// Applies `f` to every item, in chunks spread over the workers, and returns the results
-    /// in input order; the first panicking chunk makes it an `Err` (Python: `map`).
+    /// in input order; the first panicking item makes it an `Err` (Python: `map`).
     pub fn map<T, R, F, I>(&self, f: F, items: I) -> Result<Vec<R>, PoolError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        self.map_with(f, items, MapOptions::new())
+    }
+
+    /// [`map`](ThreadPool::map) with Python's keyword arguments in `options` (`chunksize`).
+    pub fn map_with<T, R, F, I>(
+        &self,
+        f: F,
+        items: I,
+        options: MapOptions,
+    ) -> Result<Vec<R>, PoolError>
     where
         I: IntoIterator<Item = T>,
         T: Send + 'static,
@@ -183,42 +295,112 @@ impl ThreadPool {
     {
         let items: Vec<T> = items.into_iter().collect();
         // Python's default: about four chunks per worker.
-        let chunksize = items.len().div_ceil(4 * self.threads).max(1);
-        self.map_chunked(f, items, chunksize)
+        let default = items.len().div_ceil(4 * self.threads).max(1);
+        let chunksize = checked_chunksize(options, default)?;
+        let total = items.len();
+        let pending = self.submit_chunks(Arc::new(f), items, chunksize)?;
+        let mut out = Vec::with_capacity(total);
+        for chunk in pending {
+            let task = chunk.task();
+            for value in chunk.get()? {
+                out.push(value.map_err(|message| PoolError::TaskPanicked { task, message })?);
+            }
+        }
+        Ok(out)
     }
 
-    /// Like [`map`](ThreadPool::map) with an explicit chunk size (0 counts as 1).
-    pub fn map_chunked<T, R, F>(
+    /// Like [`map`](ThreadPool::map), returning at once with one [`AsyncResult`] for the whole
+    /// list (Python: `map_async`); cancelling it stops the chunks not started yet.
+    ///
+    /// ```
+    /// let pool = threads_sync::ThreadPool::new(2)?;
+    /// let squares = pool.map_async(|x: u64| x * x, 0..5)?;
+    /// assert_eq!(squares.get()?, [0, 1, 4, 9, 16]);
+    /// # Ok::<(), threads_sync::PoolError>(())
+    /// ```
+    pub fn map_async<T, R, F, I>(&self, f: F, items: I) -> Result<AsyncResult<Vec<R>>, PoolError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        let items: Vec<T> = items.into_iter().collect();
+        let chunksize = items.len().div_ceil(4 * self.threads).max(1);
+        self.gather(Arc::new(f), items, chunksize)
+    }
+
+    /// Like [`starmap`](ThreadPool::starmap), returning at once with one [`AsyncResult`]
+    /// for the whole list (Python: `starmap_async`).
+    pub fn starmap_async<Args, F, I>(
         &self,
-        f: F,
+        target: F,
+        items: I,
+    ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
+    where
+        F: Target<Args> + Clone + Sync,
+        Args: Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        let items: Vec<Args> = items.into_iter().collect();
+        let chunksize = items.len().div_ceil(4 * self.threads).max(1);
+        self.gather(
+            Arc::new(move |args: Args| target.clone().call(args)),
+            items,
+            chunksize,
+        )
+    }
+
+    /// One task for all `items`, run as parts of `chunksize` items.
+    fn gather<T, R, F>(
+        &self,
+        f: Arc<F>,
         items: Vec<T>,
         chunksize: usize,
-    ) -> Result<Vec<R>, PoolError>
+    ) -> Result<AsyncResult<Vec<R>>, PoolError>
     where
         T: Send + 'static,
         R: Send + 'static,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        let total = items.len();
-        let mut pending = Vec::new();
+        let task = self.next_task()?;
+        let (gather, result) = Gather::new(task, items.len().div_ceil(chunksize));
         let mut items = items.into_iter();
-        loop {
-            let chunk: Vec<T> = items.by_ref().take(chunksize.max(1)).collect();
+        for index in 0.. {
+            let chunk: Vec<T> = items.by_ref().take(chunksize).collect();
             if chunk.is_empty() {
                 break;
             }
+            let (f, part) = (Arc::clone(&f), Arc::clone(&gather).part(index));
+            let job = move || part.run(move || run_chunk(&*f, chunk));
+            // A refused send drops the job: the part is delivered as cancelled.
+            let _ = self.tx.send(Message::Run(Box::new(job)));
+        }
+        Ok(result)
+    }
+
+    /// One task per `chunksize` items, each item's panic caught on its own.
+    fn submit_chunks<T, R, F>(
+        &self,
+        f: Arc<F>,
+        items: impl IntoIterator<Item = T>,
+        chunksize: usize,
+    ) -> Result<VecDeque<AsyncResult<Chunk<R>>>, PoolError>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        let mut pending = VecDeque::new();
+        let mut items = items.into_iter();
+        loop {
+            let chunk: Vec<T> = items.by_ref().take(chunksize).collect();
+            if chunk.is_empty() {
+                return Ok(pending);
+            }
             let f = Arc::clone(&f);
-            pending.push(self.apply_async(
-                move |chunk: Vec<T>| chunk.into_iter().map(|x| f(x)).collect::<Vec<R>>(),
-                (chunk,),
-            )?);
+            pending.push_back(self.submit(move || run_chunk(&*f, chunk))?);
         }
-        let mut out = Vec::with_capacity(total);
-        for result in pending {
-            out.extend(result.get()?);
-        }
-        Ok(out)
     }
 
     /// Calls `target(args...)` for every argument tuple, on the workers, and returns the
@@ -245,50 +427,64 @@ impl ThreadPool {
         R: Send + 'static,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        let pending = items
-            .into_iter()
-            .map(|item| {
-                let f = Arc::clone(&f);
-                self.apply_async(move |x: T| f(x), (item,))
-            })
-            .collect::<Result<VecDeque<_>, _>>()?;
-        Ok(IMap { pending })
+        self.imap_with(f, items, MapOptions::new())
     }
 
     /// Like [`imap`](ThreadPool::imap), yielding results in completion order (Python: `imap_unordered`).
-    pub fn imap_unordered<T, R, F, I>(&self, f: F, items: I) -> Result<IMapUnordered<R>, PoolError>
+    pub fn imap_unordered<T, R, F, I>(&self, f: F, items: I) -> Result<IMap<R>, PoolError>
     where
         I: IntoIterator<Item = T>,
         T: Send + 'static,
         R: Send + 'static,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let mut left = 0;
-        for item in items {
-            let f = Arc::clone(&f);
-            let tx = tx.clone();
-            let task = self.next_task()?;
-            self.submit(
-                task,
-                move || f(item),
-                move |outcome| {
-                    let _ = tx.send(outcome);
-                },
-            );
-            left += 1;
-        }
-        Ok(IMapUnordered { rx, left })
+        self.imap_with(f, items, MapOptions::new().unordered())
     }
 
-    /// Refuses new tasks from now on (Python: `close`); queued tasks still run.
+    /// [`imap`](ThreadPool::imap) with Python's keyword arguments in `options` (`chunksize`,
+    /// and `unordered` for `imap_unordered`).
+    pub fn imap_with<T, R, F, I>(
+        &self,
+        f: F,
+        items: I,
+        options: MapOptions,
+    ) -> Result<IMap<R>, PoolError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        let chunksize = checked_chunksize(options, 1)?;
+        let items: Vec<T> = items.into_iter().collect();
+        let total = items.len();
+        let chunks = self.submit_chunks(Arc::new(f), items, chunksize)?;
+        Ok(if options.unordered {
+            IMap::unordered(chunks.into(), total)
+        } else {
+            IMap::ordered(chunks, total)
+        })
+    }
+
+    /// Refuses new tasks from now on (Python: `close`); queued tasks still run, then the
+    /// workers exit.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            for _ in 0..self.threads {
+                let _ = self.tx.send(Message::Stop);
+            }
+        }
     }
 
-    /// Waits for every submitted task to finish; [`PoolError::StillRunning`] before `close`.
+    /// Closes the pool and cancels every task not started yet (Python: `terminate`, which
+    /// cannot stop a running thread either): their results are [`PoolError::Cancelled`].
+    pub fn terminate(&self) {
+        self.shared.terminated.store(true, Ordering::Release);
+        self.close();
+    }
+
+    /// Waits for every submitted task to finish and the workers to exit;
+    /// [`PoolError::StillRunning`] before `close`.
     pub fn join(&self) -> Result<(), PoolError> {
         self.join_inner(None)
     }
@@ -302,26 +498,45 @@ impl ThreadPool {
         if !self.closed.load(Ordering::Acquire) {
             return Err(PoolError::StillRunning);
         }
-        let Some(timeout) = timeout else {
-            self.pool.join();
-            return Ok(());
-        };
-        if self.pool.queued_count() + self.pool.active_count() == 0 {
-            return Ok(());
+        // Only disconnection ends the wait: nothing is ever sent.
+        match timeout {
+            None => {
+                let _ = self.exited.recv();
+            }
+            Some(timeout) => {
+                if let Err(RecvTimeoutError::Timeout) = self.exited.recv_timeout(timeout) {
+                    return Err(PoolError::Timeout { timeout });
+                }
+            }
         }
-        // `threadpool` has no timed join: a helper thread joins and reports; after a timeout
-        // it ends on its own once the pool drains.
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let pool = self.pool.clone();
-        std::thread::Builder::new()
-            .name("ThreadPool-join".into())
-            .spawn(move || {
-                pool.join();
-                let _ = tx.send(());
-            })
-            .map_err(|_| PoolError::Timeout { timeout })?;
-        rx.recv_timeout(timeout)
-            .map_err(|_| PoolError::Timeout { timeout })
+        // Every worker's body has returned: these joins do not block long.
+        for handle in self.handles.lock().drain(..) {
+            let _ = handle.join();
+        }
+        Ok(())
+    }
+}
+
+/// Calls `f` on each item, each item's panic caught on its own.
+fn run_chunk<T, R>(f: &(impl Fn(T) -> R + ?Sized), chunk: Vec<T>) -> Chunk<R> {
+    chunk
+        .into_iter()
+        .map(|x| catch_unwind(AssertUnwindSafe(|| f(x))).map_err(|p| panic_message(&*p)))
+        .collect()
+}
+
+fn checked_chunksize(options: MapOptions, default: usize) -> Result<usize, PoolError> {
+    match options.chunksize {
+        None => Ok(default),
+        Some(0) => Err(PoolError::ZeroChunksize),
+        Some(n) => Ok(n),
+    }
+}
+
+impl Drop for ThreadPool {
+    /// Lets queued tasks finish, then the workers exit (they are not waited for).
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -330,149 +545,7 @@ impl fmt::Debug for ThreadPool {
         f.debug_struct("ThreadPool")
             .field("threads", &self.threads)
             .field("closed", &self.closed.load(Ordering::Relaxed))
-            .field("queued", &self.pool.queued_count())
-            .field("active", &self.pool.active_count())
+            .field("queued", &self.tx.len())
             .finish()
-    }
-}
-
-/// The pending outcome of [`ThreadPool::apply_async`] (Python: `AsyncResult`).
-pub struct AsyncResult<R> {
-    task: u64,
-    slot: Arc<OneShot<R>>,
-}
-
-impl<R> AsyncResult<R> {
-    /// The task's submission number within its pool.
-    pub fn task(&self) -> u64 {
-        self.task
-    }
-
-    /// Waits up to `timeout` (forever for `None`) for the outcome; returns whether it is in
-    /// (or was already taken).
-    fn poll(&self, timeout: Option<Duration>) -> bool {
-        let mut state = self.slot.state.lock();
-        let deadline = timeout.map(|t| Instant::now() + t);
-        while matches!(*state, Slot::Pending) {
-            match deadline {
-                None => self.slot.filled.wait(&mut state),
-                Some(deadline) => {
-                    if self
-                        .slot
-                        .filled
-                        .wait_until(&mut state, deadline)
-                        .timed_out()
-                    {
-                        break;
-                    }
-                }
-            }
-        }
-        !matches!(*state, Slot::Pending)
-    }
-
-    fn take(&self) -> Result<R, PoolError> {
-        let mut state = self.slot.state.lock();
-        match std::mem::replace(&mut *state, Slot::Pending) {
-            Slot::Ready(outcome) => {
-                *state = Slot::Taken(outcome.is_ok());
-                outcome
-            }
-            Slot::Taken(ok) => {
-                *state = Slot::Taken(ok);
-                Err(PoolError::AlreadyTaken)
-            }
-            Slot::Pending => Err(PoolError::NotReady),
-        }
-    }
-
-    /// Waits for the task and returns its value, or [`PoolError::TaskPanicked`].
-    pub fn get(self) -> Result<R, PoolError> {
-        self.poll(None);
-        self.take()
-    }
-
-    /// Like [`get`](AsyncResult::get) for at most `timeout`; after [`PoolError::Timeout`] it can
-    /// be asked again, after a value was returned it is [`PoolError::AlreadyTaken`].
-    pub fn get_timeout(&self, timeout: Duration) -> Result<R, PoolError> {
-        if self.poll(Some(timeout)) {
-            self.take()
-        } else {
-            Err(PoolError::Timeout { timeout })
-        }
-    }
-
-    /// Whether the task has finished.
-    pub fn ready(&self) -> bool {
-        self.poll(Some(Duration::ZERO))
-    }
-
-    /// Whether the task finished without panicking; [`PoolError::NotReady`] while it runs.
-    pub fn successful(&self) -> Result<bool, PoolError> {
-        match &*self.slot.state.lock() {
-            Slot::Pending => Err(PoolError::NotReady),
-            Slot::Ready(outcome) => Ok(outcome.is_ok()),
-            Slot::Taken(ok) => Ok(*ok),
-        }
-    }
-
-    /// Waits until the task has finished.
-    pub fn wait(&self) {
-        self.poll(None);
-    }
-
-    /// Waits at most `timeout` for the task; returns whether it has finished.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.poll(Some(timeout))
-    }
-}
-
-impl<R> fmt::Debug for AsyncResult<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult")
-            .field("task", &self.task)
-            .field("ready", &self.ready())
-            .finish()
-    }
-}
-
-/// Results of [`ThreadPool::imap`], in input order.
-#[derive(Debug)]
-pub struct IMap<R> {
-    pending: VecDeque<AsyncResult<R>>,
-}
-
-impl<R> Iterator for IMap<R> {
-    type Item = Result<R, PoolError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.pending.pop_front().map(AsyncResult::get)
-    }
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.pending.len(), Some(self.pending.len()))
-    }
-}
-
-impl<R> ExactSizeIterator for IMap<R> {}
-
-/// Results of [`ThreadPool::imap_unordered`], in completion order.
-#[derive(Debug)]
-pub struct IMapUnordered<R> {
-    rx: Receiver<Result<R, PoolError>>,
-    left: usize,
-}
-
-impl<R> Iterator for IMapUnordered<R> {
-    type Item = Result<R, PoolError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        // Every task reports exactly once (panics are caught), so this receives `left` times.
-        Some(
-            self.rx
-                .recv()
-                .unwrap_or(Err(PoolError::WorkerLost { task: u64::MAX })),
-        )
     }
 }

@@ -1,11 +1,11 @@
-//! [`Queue`]: Python's `queue.Queue` for threads, on `crossbeam-channel`.
+//! [`Queue`]: Python's `queue.Queue` for threads, on `crossbeam-channel`; [`SimpleQueue`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 
-use crate::error::{QueueEmpty, QueueFull, TaskDoneError};
+use crate::error::{Empty, Full, MaxsizeError, TaskDoneError};
 
 #[derive(Debug, Default)]
 struct Tasks {
@@ -23,18 +23,21 @@ struct Tasks {
 /// ```
 /// ```
 /// use threads_sync::Queue;
-/// let q = Queue::new(1);
+/// let q = Queue::bounded(1)?;
 /// q.put(1);
 /// let full = q.put_nowait(2).unwrap_err();
-/// assert_eq!(full.item, 2); // the item comes back
+/// assert_eq!(full.into_inner(), 2); // the item comes back
 /// assert_eq!(q.get(), 1);
 /// q.task_done().unwrap();
 /// q.join(); // every item put was marked done
+/// assert!(Queue::<u8>::bounded(0).is_err()); // Python's maxsize=0 is `Queue::new()`
+/// # Ok::<(), threads_sync::MaxsizeError>(())
 /// ```
 #[derive(Debug)]
 pub struct Queue<T> {
     tx: Sender<T>,
     rx: Receiver<T>,
+    /// 0: unbounded.
     maxsize: usize,
     tasks: Arc<Tasks>,
 }
@@ -52,29 +55,40 @@ impl<T> Clone for Queue<T> {
 
 impl<T> Default for Queue<T> {
     fn default() -> Self {
-        Queue::new(0)
+        Queue::new()
     }
 }
 
 impl<T> Queue<T> {
-    /// A queue holding at most `maxsize` items; `0` means unbounded (as in Python).
-    pub fn new(maxsize: usize) -> Self {
-        let (tx, rx) = if maxsize == 0 {
-            crossbeam_channel::unbounded()
-        } else {
-            crossbeam_channel::bounded(maxsize)
-        };
+    /// An unbounded queue (Python: `queue.Queue()`).
+    pub fn new() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
         Queue {
             tx,
             rx,
-            maxsize,
+            maxsize: 0,
             tasks: Arc::default(),
         }
     }
 
-    /// The bound given at creation (0: unbounded).
-    pub fn maxsize(&self) -> usize {
-        self.maxsize
+    /// A queue holding at most `maxsize` items (Python: `queue.Queue(maxsize)`); 0 is
+    /// [`MaxsizeError`] (Python's `maxsize=0` means unbounded: that is [`Queue::new`]).
+    pub fn bounded(maxsize: usize) -> Result<Self, MaxsizeError> {
+        if maxsize == 0 {
+            return Err(MaxsizeError { maxsize });
+        }
+        let (tx, rx) = crossbeam_channel::bounded(maxsize);
+        Ok(Queue {
+            tx,
+            rx,
+            maxsize,
+            tasks: Arc::default(),
+        })
+    }
+
+    /// The bound given at creation; `None` when unbounded.
+    pub fn maxsize(&self) -> Option<usize> {
+        (self.maxsize > 0).then_some(self.maxsize)
     }
 
     /// Items in the queue now.
@@ -113,15 +127,15 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Puts `item`, waiting at most `timeout` for room; [`QueueFull`] hands it back.
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), QueueFull<T>> {
+    /// Puts `item`, waiting at most `timeout` for room; [`Full`] hands it back.
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
         self.add_task();
         self.tx.send_timeout(item, timeout).map_err(|e| {
             self.undo_task();
             let item = match e {
                 SendTimeoutError::Timeout(item) | SendTimeoutError::Disconnected(item) => item,
             };
-            QueueFull {
+            Full {
                 item,
                 maxsize: self.maxsize,
             }
@@ -129,14 +143,14 @@ impl<T> Queue<T> {
     }
 
     /// Puts `item` only if there is room now (Python: `put_nowait`).
-    pub fn put_nowait(&self, item: T) -> Result<(), QueueFull<T>> {
+    pub fn put_nowait(&self, item: T) -> Result<(), Full<T>> {
         self.add_task();
         self.tx.try_send(item).map_err(|e| {
             self.undo_task();
             let item = match e {
                 TrySendError::Full(item) | TrySendError::Disconnected(item) => item,
             };
-            QueueFull {
+            Full {
                 item,
                 maxsize: self.maxsize,
             }
@@ -151,16 +165,16 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Takes the oldest item, waiting at most `timeout`; [`QueueEmpty`] if none came.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueEmpty> {
+    /// Takes the oldest item, waiting at most `timeout`; [`Empty`] if none came.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, Empty> {
         self.rx.recv_timeout(timeout).map_err(|e| match e {
-            RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected => QueueEmpty,
+            RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected => Empty,
         })
     }
 
     /// Takes the oldest item only if there is one now (Python: `get_nowait`).
-    pub fn get_nowait(&self) -> Result<T, QueueEmpty> {
-        self.rx.try_recv().map_err(|_| QueueEmpty)
+    pub fn get_nowait(&self) -> Result<T, Empty> {
+        self.rx.try_recv().map_err(|_| Empty)
     }
 
     /// Marks one item taken by `get` as processed; [`TaskDoneError::TooManyCalls`] if every
@@ -209,5 +223,84 @@ impl<T> Queue<T> {
             }
         }
         Ok(())
+    }
+}
+
+/// Python's `queue.SimpleQueue`: an unbounded FIFO without `task_done`/`join`, for the
+/// cases that need nothing more.
+///
+/// ```
+/// let q = threads_sync::SimpleQueue::new();
+/// q.put("a");
+/// q.put("b");
+/// assert_eq!((q.get(), q.get_nowait()), ("a", Ok("b")));
+/// assert!(q.get_nowait().is_err());
+/// ```
+#[derive(Debug)]
+pub struct SimpleQueue<T> {
+    tx: Sender<T>,
+    rx: Receiver<T>,
+}
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        SimpleQueue {
+            tx: self.tx.clone(),
+            rx: self.rx.clone(),
+        }
+    }
+}
+
+impl<T> Default for SimpleQueue<T> {
+    fn default() -> Self {
+        SimpleQueue::new()
+    }
+}
+
+impl<T> SimpleQueue<T> {
+    /// An empty queue.
+    pub fn new() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        SimpleQueue { tx, rx }
+    }
+
+    /// Puts `item` (never blocks: the queue is unbounded).
+    pub fn put(&self, item: T) {
+        if self.tx.send(item).is_err() {
+            unreachable!("a SimpleQueue owns a receiver of its own channel");
+        }
+    }
+
+    /// Same as [`put`](SimpleQueue::put) (Python has both names).
+    pub fn put_nowait(&self, item: T) {
+        self.put(item);
+    }
+
+    /// Takes the oldest item, waiting while the queue is empty.
+    pub fn get(&self) -> T {
+        match self.rx.recv() {
+            Ok(item) => item,
+            Err(_) => unreachable!("a SimpleQueue owns a sender of its own channel"),
+        }
+    }
+
+    /// Takes the oldest item, waiting at most `timeout`; [`Empty`] if none came.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, Empty> {
+        self.rx.recv_timeout(timeout).map_err(|_| Empty)
+    }
+
+    /// Takes the oldest item only if there is one now.
+    pub fn get_nowait(&self) -> Result<T, Empty> {
+        self.rx.try_recv().map_err(|_| Empty)
+    }
+
+    /// Items in the queue now.
+    pub fn qsize(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Whether the queue is empty now.
+    pub fn empty(&self) -> bool {
+        self.rx.is_empty()
     }
 }

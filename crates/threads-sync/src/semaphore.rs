@@ -23,10 +23,10 @@ pub struct Semaphore {
 }
 
 impl Semaphore {
-    /// A semaphore with `value` free slots.
-    pub fn new(value: usize) -> Self {
+    /// A semaphore with `value` free slots (a `const fn`, so it can be a `static`).
+    pub const fn new(value: usize) -> Self {
         Semaphore {
-            value: parking_lot::Mutex::new(value),
+            value: parking_lot::const_mutex(value),
             freed: parking_lot::Condvar::new(),
         }
     }
@@ -119,8 +119,8 @@ pub struct BoundedSemaphore {
 }
 
 impl BoundedSemaphore {
-    /// A semaphore with `value` free slots that never holds more than `value`.
-    pub fn new(value: usize) -> Self {
+    /// A semaphore with `value` free slots that never holds more than `value` (a `const fn`).
+    pub const fn new(value: usize) -> Self {
         BoundedSemaphore {
             inner: Semaphore::new(value),
             bound: value,

@@ -1,22 +1,24 @@
-//! [`Thread`]: Python's `threading.Thread(target=f, args=(a, b))`, plus [`current_thread`] and [`get_ident`].
+//! [`Thread`] and [`ThreadHandle`]: Python's `threading.Thread(target=f, args=(a, b))`, started
+//! into a handle whose type says it is running (no "not started" or "started twice" errors).
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::deadlock;
 use crate::error::{ThreadError, panic_message};
+use crate::registry;
 
 /// Something a [`Thread`] can run with an argument tuple: any `FnOnce` of 0 to 6 arguments
 /// whose arguments form the tuple `Args` (`()` for none, `(a,)` for one).
 ///
 /// You never implement this; it is what makes `Thread::new(add, (2, 3))` call `add(2, 3)`.
 pub trait Target<Args>: Send + 'static {
-    /// What the target returns, handed over by [`Thread::join`].
+    /// What the target returns, handed over by [`ThreadHandle::join`].
     type Output: Send + 'static;
     /// Calls the target with the unpacked arguments.
     fn call(self, args: Args) -> Self::Output;
@@ -50,24 +52,12 @@ static NEXT_THREAD_NUMBER: AtomicU64 = AtomicU64::new(1);
 
 type Job<R> = Box<dyn FnOnce() -> R + Send + 'static>;
 
-enum State<R> {
-    Ready(Job<R>),
-    Running {
-        /// Hands back the target's value, or its panic message.
-        handle: JoinHandle<Result<R, String>>,
-        /// Disconnected when the target has returned: what a timed join waits on. (A plain
-        /// join waits on `handle` alone: one sleep, not a wait here and then another for
-        /// the thread's exit.)
-        finished: Receiver<()>,
-    },
-    Joined,
-}
-
-/// A thread that runs a *target* with *args*, the way Python's `threading.Thread` does.
+/// A thread to be started: a *target* with *args*, a name and a daemon flag, the way
+/// Python's `threading.Thread(target=f, args=(a, b), name=.., daemon=..)` is built.
 ///
-/// Nothing runs until [`start`](Thread::start); [`join`](Thread::join) hands back the target's
-/// return value, or [`ThreadError::Panicked`] with the panic message. Dropping a started,
-/// unjoined `Thread` detaches it (it keeps running).
+/// Nothing runs until [`start`](Thread::start), which consumes it and returns a
+/// [`ThreadHandle`]: a thread cannot be started twice or joined before it starts, because
+/// the types do not allow it.
 ///
 /// ```python
 /// t = threading.Thread(target=add, args=(2, 3), name="adder")
@@ -76,22 +66,22 @@ enum State<R> {
 /// ```
 /// use threads_sync::Thread;
 /// fn add(a: i32, b: i32) -> i32 { a + b }
-/// let mut t = Thread::new(add, (2, 3)).named("adder");
-/// t.start()?;
-/// assert_eq!(t.join()?, 5);
+/// let t = Thread::new(add, (2, 3)).named("adder").start()?;
 /// assert_eq!(t.name(), "adder");
+/// assert_eq!(t.join()?, 5);
 /// # Ok::<(), threads_sync::ThreadError>(())
 /// ```
 pub struct Thread<R> {
     name: String,
-    ident: u64,
-    state: State<R>,
+    daemon: bool,
+    job: Job<R>,
 }
 
 impl<R: Send + 'static> Thread<R> {
     /// A thread (not started yet) that will call `target` with the tuple `args` unpacked.
     ///
-    /// Its default name is Python's: `Thread-<n> (<target>)`, `Thread-<n>` for closures.
+    /// Its default name is Python's: `Thread-<n> (<target>)`, `Thread-<n>` for closures; it
+    /// is a daemon if the calling thread is one (Python's default).
     pub fn new<Args, F>(target: F, args: Args) -> Self
     where
         F: Target<Args, Output = R>,
@@ -107,8 +97,8 @@ impl<R: Send + 'static> Thread<R> {
         };
         Thread {
             name,
-            ident: 0,
-            state: State::Ready(Box::new(move || target.call(args))),
+            daemon: registry::current_is_daemon(),
+            job: Box::new(move || target.call(args)),
         }
     }
 
@@ -118,110 +108,43 @@ impl<R: Send + 'static> Thread<R> {
         self
     }
 
+    /// Sets whether the thread is a daemon (Python: `daemon=`): [`join_non_daemon`] waits
+    /// for every thread that is not.
+    ///
+    /// [`join_non_daemon`]: crate::join_non_daemon
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
     /// The thread's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The thread's ident (see [`get_ident`]) once started.
-    pub fn ident(&self) -> Option<u64> {
-        (self.ident != 0).then_some(self.ident)
+    /// Whether the thread will be a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
     }
 
-    /// Starts running the target on a new OS thread. A second call is
-    /// [`ThreadError::AlreadyStarted`].
-    pub fn start(&mut self) -> Result<(), ThreadError> {
-        let job = match std::mem::replace(&mut self.state, State::Joined) {
-            State::Ready(job) => job,
-            other => {
-                self.state = other;
-                return Err(ThreadError::AlreadyStarted {
-                    thread: self.name.clone(),
-                });
-            }
-        };
-        let ident = deadlock::new_ident();
-        let (finished_tx, finished) = crossbeam_channel::bounded::<()>(0);
-        let spawned = std::thread::Builder::new()
-            .name(self.name.clone())
-            .spawn(move || {
-                deadlock::adopt_ident(ident);
-                let outcome = catch_unwind(AssertUnwindSafe(job)).map_err(|p| panic_message(&*p));
-                // Nothing is ever sent: dropping the sender tells a timed join "finished".
-                drop(finished_tx);
-                outcome
-            });
-        match spawned {
-            Ok(handle) => {
-                self.ident = ident;
-                self.state = State::Running { handle, finished };
-                Ok(())
-            }
+    /// Starts running the target on a new OS thread; [`ThreadError::Spawn`] (with the OS
+    /// error) if the system refuses one, e.g. for lack of memory or under `RLIMIT_NPROC`.
+    pub fn start(self) -> Result<ThreadHandle<R>, ThreadError> {
+        let Thread { name, daemon, job } = self;
+        let name: Arc<str> = Arc::from(name);
+        match registry::spawn(Arc::clone(&name), daemon, move || {
+            catch_unwind(AssertUnwindSafe(job)).map_err(|p| panic_message(&*p))
+        }) {
+            Ok(spawned) => Ok(ThreadHandle {
+                name,
+                ident: spawned.ident,
+                daemon,
+                handle: Some(spawned.handle),
+                finished: spawned.finished,
+            }),
             Err(source) => Err(ThreadError::Spawn {
-                thread: self.name.clone(),
+                thread: name.to_string(),
                 source,
-            }),
-        }
-    }
-
-    /// Whether the thread has started and its target has not finished.
-    pub fn is_alive(&self) -> bool {
-        match &self.state {
-            State::Running { handle, .. } => !handle.is_finished(),
-            _ => false,
-        }
-    }
-
-    /// Waits for the target to finish and returns its value.
-    pub fn join(&mut self) -> Result<R, ThreadError> {
-        self.join_inner(None)
-    }
-
-    /// Like [`join`](Thread::join), giving up after `timeout` with [`ThreadError::Timeout`];
-    /// the thread keeps running and can be joined again.
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ThreadError> {
-        self.join_inner(Some(timeout))
-    }
-
-    fn join_inner(&mut self, timeout: Option<Duration>) -> Result<R, ThreadError> {
-        match &self.state {
-            State::Ready(_) => {
-                return Err(ThreadError::NotStarted {
-                    thread: self.name.clone(),
-                });
-            }
-            State::Joined => {
-                return Err(ThreadError::AlreadyJoined {
-                    thread: self.name.clone(),
-                });
-            }
-            State::Running { finished, .. } => {
-                if let Some(timeout) = timeout {
-                    // Only disconnection ends the wait: nothing is ever sent.
-                    if let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(timeout) {
-                        return Err(ThreadError::Timeout {
-                            thread: self.name.clone(),
-                            timeout,
-                        });
-                    }
-                }
-            }
-        }
-        let State::Running { handle, .. } = std::mem::replace(&mut self.state, State::Joined)
-        else {
-            unreachable!("checked above: the thread is running");
-        };
-        // After a timed wait the target has returned: this join does not block long.
-        match handle.join() {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(message)) => Err(ThreadError::Panicked {
-                thread: self.name.clone(),
-                message,
-            }),
-            // The target's panic is caught inside the thread; this is a panic after it.
-            Err(payload) => Err(ThreadError::Panicked {
-                thread: self.name.clone(),
-                message: panic_message(&*payload),
             }),
         }
     }
@@ -229,28 +152,119 @@ impl<R: Send + 'static> Thread<R> {
 
 impl<R> fmt::Debug for Thread<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.state {
-            State::Ready(_) => "initial",
-            State::Running { handle, .. } if handle.is_finished() => "finished",
-            State::Running { .. } => "started",
-            State::Joined => "joined",
-        };
         f.debug_struct("Thread")
             .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A started [`Thread`]: join it for the target's value.
+///
+/// [`join`](ThreadHandle::join) hands back the target's return value, or
+/// [`ThreadError::Panicked`] with the panic message. Dropping an unjoined handle detaches the
+/// thread (it keeps running; [`join_non_daemon`](crate::join_non_daemon) still waits for it
+/// unless it is a daemon).
+pub struct ThreadHandle<R> {
+    name: Arc<str>,
+    ident: u64,
+    daemon: bool,
+    /// `None` once a `join_timeout` took the value.
+    handle: Option<JoinHandle<Result<R, String>>>,
+    /// Disconnected when the target has returned: what a timed join waits on. (A plain join
+    /// waits on `handle` alone: one sleep, not a wait here and then another for the exit.)
+    finished: Receiver<()>,
+}
+
+impl<R> ThreadHandle<R> {
+    /// The thread's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The thread's ident (see [`get_ident`]).
+    pub fn ident(&self) -> u64 {
+        self.ident
+    }
+
+    /// Whether the thread is a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Whether the target has not finished yet.
+    pub fn is_alive(&self) -> bool {
+        self.handle.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
+    /// Waits for the target to finish and returns its value.
+    pub fn join(mut self) -> Result<R, ThreadError> {
+        self.take_value()
+    }
+
+    /// Like [`join`](ThreadHandle::join), giving up after `timeout` with
+    /// [`ThreadError::Timeout`]; the thread keeps running and can be joined again. After a
+    /// value was returned, a further join is [`ThreadError::AlreadyJoined`].
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ThreadError> {
+        if self.handle.is_some() {
+            // Only disconnection ends the wait: nothing is ever sent.
+            if let Err(RecvTimeoutError::Timeout) = self.finished.recv_timeout(timeout) {
+                return Err(ThreadError::Timeout {
+                    thread: self.name.to_string(),
+                    timeout,
+                });
+            }
+        }
+        self.take_value()
+    }
+
+    fn take_value(&mut self) -> Result<R, ThreadError> {
+        let Some(handle) = self.handle.take() else {
+            return Err(ThreadError::AlreadyJoined {
+                thread: self.name.to_string(),
+            });
+        };
+        match handle.join() {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(message)) => Err(ThreadError::Panicked {
+                thread: self.name.to_string(),
+                message,
+            }),
+            // The target's panic is caught inside the thread; this is a panic after it.
+            Err(payload) => Err(ThreadError::Panicked {
+                thread: self.name.to_string(),
+                message: panic_message(&*payload),
+            }),
+        }
+    }
+}
+
+impl<R> fmt::Debug for ThreadHandle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.handle {
+            None => "joined",
+            Some(h) if h.is_finished() => "finished",
+            Some(_) => "started",
+        };
+        f.debug_struct("ThreadHandle")
+            .field("name", &self.name)
             .field("ident", &self.ident)
+            .field("daemon", &self.daemon)
             .field("state", &state)
             .finish()
     }
 }
 
-/// The calling thread, as Python's `threading.current_thread()` sees it.
+/// A thread as Python's `threading.current_thread()`, `enumerate()` and `main_thread()`
+/// describe it: name, ident, daemon flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CurrentThread {
-    name: String,
-    ident: u64,
+pub struct ThreadInfo {
+    pub(crate) name: Arc<str>,
+    pub(crate) ident: u64,
+    pub(crate) daemon: bool,
 }
 
-impl CurrentThread {
+impl ThreadInfo {
     /// The thread's name: the std name (`"main"` for the main thread), the [`Thread`]'s name,
     /// or `Thread-<ident>` for an unnamed thread.
     pub fn name(&self) -> &str {
@@ -261,23 +275,30 @@ impl CurrentThread {
     pub fn ident(&self) -> u64 {
         self.ident
     }
+
+    /// Whether the thread is a daemon (the main thread and threads not started by this crate
+    /// are not).
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
 }
 
-/// The calling thread's name and ident (Python: `threading.current_thread()`).
+/// The calling thread (Python: `threading.current_thread()`).
 ///
 /// ```
 /// let me = threads_sync::current_thread();
 /// assert_eq!(me.ident(), threads_sync::get_ident());
 /// ```
-pub fn current_thread() -> CurrentThread {
-    CurrentThread {
-        name: deadlock::current_name().to_string(),
-        ident: deadlock::current_ident(),
+pub fn current_thread() -> ThreadInfo {
+    ThreadInfo {
+        name: crate::identity::current_name(),
+        ident: crate::identity::current_ident(),
+        daemon: registry::current_is_daemon(),
     }
 }
 
 /// The calling thread's ident (Python: `threading.get_ident()`): a nonzero number unique among
 /// this process's threads and never reused.
 pub fn get_ident() -> u64 {
-    deadlock::current_ident()
+    crate::identity::current_ident()
 }

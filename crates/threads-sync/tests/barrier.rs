@@ -25,7 +25,7 @@ fn zero_parties_is_an_error() {
 #[test]
 fn indices_are_distinct_and_reusable() {
     let b = Arc::new(Barrier::new(3).unwrap());
-    let mut threads: Vec<_> = (0..3)
+    let threads: Vec<_> = (0..3)
         .map(|_| {
             let b = b.clone();
             Thread::new(
@@ -36,9 +36,7 @@ fn indices_are_distinct_and_reusable() {
             )
         })
         .collect();
-    for t in &mut threads {
-        t.start().unwrap();
-    }
+    let mut threads: Vec<_> = threads.into_iter().map(|t| t.start().unwrap()).collect();
     let rounds: Vec<Vec<usize>> = threads
         .iter_mut()
         .map(|t| t.join_timeout(LONG).unwrap().unwrap())
@@ -54,8 +52,8 @@ fn indices_are_distinct_and_reusable() {
 fn a_timeout_breaks_it_for_every_waiter() {
     let b = Arc::new(Barrier::new(3).unwrap());
     let waiter_b = b.clone();
-    let mut patient = Thread::new(move || waiter_b.wait_timeout(LONG), ());
-    patient.start().unwrap();
+    let patient = Thread::new(move || waiter_b.wait_timeout(LONG), ());
+    let mut patient = patient.start().unwrap();
     // Wait (bounded) until the patient thread is inside the barrier.
     let deadline = std::time::Instant::now() + LONG;
     while b.n_waiting() < 1 {
@@ -90,8 +88,8 @@ fn abort_and_reset_release_waiters_with_broken() {
     for use_reset in [false, true] {
         let b = Arc::new(Barrier::new(2).unwrap());
         let waiter_b = b.clone();
-        let mut waiter = Thread::new(move || waiter_b.wait_timeout(LONG), ());
-        waiter.start().unwrap();
+        let waiter = Thread::new(move || waiter_b.wait_timeout(LONG), ());
+        let mut waiter = waiter.start().unwrap();
         let deadline = std::time::Instant::now() + LONG;
         while b.n_waiting() < 1 {
             assert!(std::time::Instant::now() < deadline, "waiter never arrived");

@@ -19,7 +19,7 @@ fn smoke() {
 fn producer_consumer() {
     let c = Arc::new(Condition::named("items", Vec::new()));
     let consumer_c = c.clone();
-    let mut consumer = Thread::new(
+    let consumer = Thread::new(
         move || -> Result<Vec<u32>, LockError> {
             let mut got = Vec::new();
             let mut items = consumer_c.try_lock_for(LONG)?;
@@ -37,7 +37,7 @@ fn producer_consumer() {
         },
         (),
     );
-    consumer.start().unwrap();
+    let mut consumer = consumer.start().unwrap();
     for i in 0..100 {
         c.try_lock_for(LONG).unwrap().push(i);
         c.notify(1);
@@ -65,7 +65,7 @@ fn wait_timeout_without_notify() {
 fn notify_all_wakes_everyone() {
     // (waiting, go): waiters count themselves in, then wait for `go`.
     let c = Arc::new(Condition::new((0usize, false)));
-    let mut waiters: Vec<_> = (0..3)
+    let waiters: Vec<_> = (0..3)
         .map(|_| {
             let c = c.clone();
             Thread::new(
@@ -79,9 +79,7 @@ fn notify_all_wakes_everyone() {
             )
         })
         .collect();
-    for w in &mut waiters {
-        w.start().unwrap();
-    }
+    let mut waiters: Vec<_> = waiters.into_iter().map(|w| w.start().unwrap()).collect();
     {
         let mut state = c.try_lock_for(LONG).unwrap();
         // All three are inside wait_for once they are counted and we hold the lock.

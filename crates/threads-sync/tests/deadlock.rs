@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use threads_sync::{Barrier, Lock, LockError, Mutex, RLock, Thread, ThreadError};
+use threads_sync::{Barrier, Lock, LockError, Mutex, RLock, Thread, ThreadHandle};
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -22,7 +22,7 @@ fn take_in_order(
     }
 }
 
-fn join_all(threads: &mut [Thread<Result<(), LockError>>]) -> Vec<Result<(), LockError>> {
+fn join_all(threads: &mut [ThreadHandle<Result<(), LockError>>]) -> Vec<Result<(), LockError>> {
     threads
         .iter_mut()
         .map(|t| t.join_timeout(LONG).expect("thread finished"))
@@ -38,17 +38,15 @@ fn smoke() {
 }
 
 fn ab_ba_once(round: usize) {
-    let a = Arc::new(Lock::named(format!("A{round}")));
-    let b = Arc::new(Lock::named(format!("B{round}")));
+    let a = Arc::new(Lock::with_name(format!("A{round}")));
+    let b = Arc::new(Lock::with_name(format!("B{round}")));
     let barrier = Arc::new(Barrier::new(2).unwrap());
-    let mut threads = [
+    let threads = [
         Thread::new(take_in_order(a.clone(), b.clone(), barrier.clone()), ())
             .named(format!("left-{round}")),
         Thread::new(take_in_order(b, a, barrier), ()).named(format!("right-{round}")),
     ];
-    for t in &mut threads {
-        t.start().unwrap();
-    }
+    let mut threads: Vec<_> = threads.into_iter().map(|t| t.start().unwrap()).collect();
     let outcomes = join_all(&mut threads);
     let errors: Vec<&LockError> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
     assert_eq!(
@@ -80,10 +78,10 @@ fn ab_ba_detected_100_out_of_100() {
 fn three_thread_cycle() {
     let locks: Vec<Arc<Lock>> = ["L0", "L1", "L2"]
         .iter()
-        .map(|n| Arc::new(Lock::named(*n)))
+        .map(|n| Arc::new(Lock::named(n)))
         .collect();
     let barrier = Arc::new(Barrier::new(3).unwrap());
-    let mut threads: Vec<_> = (0..3)
+    let threads: Vec<_> = (0..3)
         .map(|i| {
             Thread::new(
                 take_in_order(
@@ -96,9 +94,7 @@ fn three_thread_cycle() {
             .named(format!("T{i}"))
         })
         .collect();
-    for t in &mut threads {
-        t.start().unwrap();
-    }
+    let mut threads: Vec<_> = threads.into_iter().map(|t| t.start().unwrap()).collect();
     let outcomes = join_all(&mut threads);
     let errors: Vec<&LockError> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
     assert_eq!(errors.len(), 1, "{outcomes:?}");
@@ -143,13 +139,11 @@ fn rlocks_take_part_in_cycles() {
             Ok(())
         }
     };
-    let mut threads = [
+    let threads = [
         Thread::new(side(a.clone(), b.clone(), barrier.clone()), ()).named("r1"),
         Thread::new(side(b, a, barrier), ()).named("r2"),
     ];
-    for t in &mut threads {
-        t.start().unwrap();
-    }
+    let mut threads: Vec<_> = threads.into_iter().map(|t| t.start().unwrap()).collect();
     let outcomes = join_all(&mut threads);
     assert_eq!(
         outcomes.iter().filter(|o| o.is_err()).count(),
@@ -169,7 +163,7 @@ fn rlocks_take_part_in_cycles() {
 #[test]
 fn contention_without_a_cycle_is_not_a_deadlock() {
     let counter = Arc::new(Mutex::named("shared", 0u64));
-    let mut threads: Vec<_> = (0..4)
+    let threads: Vec<_> = (0..4)
         .map(|_| {
             let counter = counter.clone();
             Thread::new(
@@ -183,9 +177,7 @@ fn contention_without_a_cycle_is_not_a_deadlock() {
             )
         })
         .collect();
-    for t in &mut threads {
-        t.start().unwrap();
-    }
+    let mut threads: Vec<_> = threads.into_iter().map(|t| t.start().unwrap()).collect();
     for t in &mut threads {
         t.join_timeout(LONG).unwrap().unwrap();
     }
@@ -199,9 +191,12 @@ fn contention_without_a_cycle_is_not_a_deadlock() {
 fn random_lock_orders_never_hang() {
     const THREADS: u64 = 4;
     const ROUNDS: u32 = 1_500;
-    let locks: Arc<Vec<Mutex<u64>>> =
-        Arc::new((0..4).map(|i| Mutex::named(format!("R{i}"), 0)).collect());
-    let mut threads: Vec<_> = (0..THREADS)
+    let locks: Arc<Vec<Mutex<u64>>> = Arc::new(
+        (0..4)
+            .map(|i| Mutex::with_name(format!("R{i}"), 0))
+            .collect(),
+    );
+    let threads: Vec<_> = (0..THREADS)
         .map(|seed| {
             let locks = locks.clone();
             Thread::new(
@@ -249,9 +244,7 @@ fn random_lock_orders_never_hang() {
             .named(format!("random-{seed}"))
         })
         .collect();
-    for t in &mut threads {
-        t.start().unwrap();
-    }
+    let mut threads: Vec<_> = threads.into_iter().map(|t| t.start().unwrap()).collect();
     for t in &mut threads {
         let (done, refused) = t.join_timeout(LONG * 3).unwrap().unwrap();
         eprintln!("{}: {done} rounds, {refused} refused", t.name());
@@ -264,17 +257,14 @@ fn timed_acquisition_times_out() {
     let lock = Arc::new(Lock::named("busy"));
     let held = lock.acquire().unwrap();
     let other = lock.clone();
-    let mut t = Thread::new(
+    let t = Thread::new(
         move || other.acquire_timeout(Duration::from_millis(20)).map(drop),
         (),
     );
-    t.start().unwrap();
+    let mut t = t.start().unwrap();
     match t.join_timeout(LONG).unwrap() {
         Err(LockError::Timeout { lock, .. }) => assert_eq!(lock, "busy"),
         other => panic!("expected Timeout, got {other:?}"),
     }
     drop(held);
-    let _ = ThreadError::NotStarted {
-        thread: String::new(),
-    };
 }

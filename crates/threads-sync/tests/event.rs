@@ -29,17 +29,25 @@ fn wait_times_out_when_not_set() {
 #[test]
 fn set_wakes_every_waiter() {
     let e = Arc::new(Event::new());
-    let mut waiters: Vec<_> = (0..4)
+    let waiters: Vec<_> = (0..4)
         .map(|_| {
             let e = e.clone();
             Thread::new(move || e.wait_timeout(LONG), ())
         })
         .collect();
-    for w in &mut waiters {
-        w.start().unwrap();
-    }
+    let mut waiters: Vec<_> = waiters.into_iter().map(|w| w.start().unwrap()).collect();
     e.set();
     for w in &mut waiters {
         assert!(w.join_timeout(LONG).unwrap());
     }
+}
+
+#[test]
+fn an_event_can_be_a_static() {
+    static READY: Event = Event::new();
+    let waiter = Thread::new(|| READY.wait_timeout(LONG), ())
+        .start()
+        .unwrap();
+    READY.set();
+    assert!(waiter.join().unwrap());
 }

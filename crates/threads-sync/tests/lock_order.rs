@@ -48,7 +48,7 @@ fn install_logger() {
 
 /// Takes `first`, then `second`, on a thread of that name.
 fn nested(first: Arc<Lock>, second: Arc<Lock>, name: &str) {
-    let mut t = Thread::new(
+    let t = Thread::new(
         move || {
             let _a = first.acquire_timeout(LONG).unwrap();
             let _b = second.acquire_timeout(LONG).unwrap();
@@ -56,7 +56,7 @@ fn nested(first: Arc<Lock>, second: Arc<Lock>, name: &str) {
         (),
     )
     .named(name);
-    t.start().unwrap();
+    let mut t = t.start().unwrap();
     t.join_timeout(LONG).unwrap();
 }
 

@@ -32,7 +32,7 @@ fn lock_try_and_timeout_from_another_thread() {
     let held = lock.acquire().unwrap();
     assert!(lock.locked());
     let other = lock.clone();
-    let mut t = Thread::new(
+    let t = Thread::new(
         move || {
             (
                 other.try_acquire().is_none(),
@@ -41,20 +41,20 @@ fn lock_try_and_timeout_from_another_thread() {
         },
         (),
     );
-    t.start().unwrap();
+    let mut t = t.start().unwrap();
     assert_eq!(t.join_timeout(LONG).unwrap(), (true, true));
     drop(held);
     assert!(!lock.locked());
     let other = lock.clone();
-    let mut t = Thread::new(move || other.acquire_timeout(LONG).is_ok(), ());
-    t.start().unwrap();
+    let t = Thread::new(move || other.acquire_timeout(LONG).is_ok(), ());
+    let mut t = t.start().unwrap();
     assert!(t.join_timeout(LONG).unwrap());
 }
 
 #[test]
 fn mutex_excludes() {
     let m = Arc::new(Mutex::new(Vec::new()));
-    let mut threads: Vec<_> = (0..4)
+    let threads: Vec<_> = (0..4)
         .map(|i| {
             let m = m.clone();
             Thread::new(
@@ -68,9 +68,7 @@ fn mutex_excludes() {
             )
         })
         .collect();
-    for t in &mut threads {
-        t.start().unwrap();
-    }
+    let mut threads: Vec<_> = threads.into_iter().map(|t| t.start().unwrap()).collect();
     for t in &mut threads {
         t.join_timeout(LONG).unwrap().unwrap();
     }
@@ -88,7 +86,7 @@ fn rlock_is_reentrant_and_exclusive() {
     let g3 = r.try_acquire().unwrap();
     assert_eq!(r.count(), 3);
     let other = r.clone();
-    let mut t = Thread::new(
+    let t = Thread::new(
         move || {
             (
                 other.try_acquire().is_none(),
@@ -97,15 +95,15 @@ fn rlock_is_reentrant_and_exclusive() {
         },
         (),
     );
-    t.start().unwrap();
+    let mut t = t.start().unwrap();
     assert_eq!(t.join_timeout(LONG).unwrap(), (true, true));
     // Guards may be dropped in any order; the lock is free after the last.
     drop(g1);
     drop(g3);
     assert_eq!(r.count(), 1);
     let other = r.clone();
-    let mut waiter = Thread::new(move || other.acquire_timeout(LONG).map(drop).is_ok(), ());
-    waiter.start().unwrap();
+    let waiter = Thread::new(move || other.acquire_timeout(LONG).map(drop).is_ok(), ());
+    let mut waiter = waiter.start().unwrap();
     drop(g2);
     assert!(waiter.join_timeout(LONG).unwrap());
     assert_eq!(r.count(), 0);
@@ -115,14 +113,89 @@ fn rlock_is_reentrant_and_exclusive() {
 fn a_panic_while_holding_releases_the_lock() {
     let m = Arc::new(Mutex::named("fragile", 0));
     let other = m.clone();
-    let mut t = Thread::new(
+    let t = Thread::new(
         move || {
             let _g = other.lock().unwrap();
             panic!("while holding");
         },
         (),
     );
-    t.start().unwrap();
+    let mut t = t.start().unwrap();
     assert!(t.join_timeout(LONG).is_err());
     assert!(m.try_lock_for(LONG).is_ok());
+}
+
+static G_NUM: Mutex<u64> = Mutex::named("g_num", 0);
+static STATIC_A: Lock = Lock::named("static-A");
+static STATIC_B: Lock = Lock::new();
+static STATIC_R: RLock = RLock::named("static-R");
+
+#[test]
+fn static_locks_guard_shared_state_like_a_python_global() {
+    fn work(times: u64) -> Result<(), LockError> {
+        for _ in 0..times {
+            *G_NUM.lock()? += 1;
+        }
+        Ok(())
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|_| Thread::new(work, (1000,)).start().unwrap())
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    assert_eq!(*G_NUM.lock().unwrap(), 4000);
+    assert_eq!(G_NUM.name(), "g_num");
+}
+
+#[test]
+fn static_locks_have_names_and_distinct_ids() {
+    assert_eq!(STATIC_A.name(), "static-A");
+    let unnamed = STATIC_B.name();
+    assert!(unnamed.starts_with("Mutex#"), "{unnamed}");
+    assert_eq!(STATIC_B.name(), unnamed, "the id given on first use stays");
+    assert_ne!(Lock::new().name(), unnamed);
+    let outer = STATIC_R.acquire().unwrap();
+    let inner = STATIC_R.acquire().unwrap();
+    assert_eq!(STATIC_R.count(), 2);
+    drop((inner, outer));
+}
+
+#[test]
+fn static_locks_take_part_in_deadlock_reports() {
+    let barrier = Arc::new(threads_sync::Barrier::new(2).unwrap());
+    let take =
+        |first: &'static Lock, second: &'static Lock, barrier: Arc<threads_sync::Barrier>| {
+            move || -> Result<(), LockError> {
+                let _first = first.acquire_timeout(LONG)?;
+                barrier.wait_timeout(LONG).expect("barrier");
+                let _second = second.acquire_timeout(LONG)?;
+                Ok(())
+            }
+        };
+    let t1 = Thread::new(take(&STATIC_A, &STATIC_B, barrier.clone()), ())
+        .start()
+        .unwrap();
+    let t2 = Thread::new(take(&STATIC_B, &STATIC_A, barrier), ())
+        .start()
+        .unwrap();
+    let outcomes = [t1.join().unwrap(), t2.join().unwrap()];
+    let report = outcomes
+        .iter()
+        .find_map(|o| o.as_ref().err())
+        .and_then(LockError::as_deadlock)
+        .expect("one thread is refused with a deadlock report");
+    assert!(report.locks().contains(&"static-A"), "{report}");
+    assert!(
+        report.locks().iter().any(|l| l.starts_with("Mutex#")),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_mutex_is_one_cache_line_for_small_values() {
+    // The owner word, the raw lock and the value share a line (see ARCHITECTURE.md).
+    assert_eq!(std::mem::align_of::<Mutex<u64>>(), 64);
+    assert_eq!(std::mem::size_of::<Mutex<u64>>(), 64);
+    assert_eq!(std::mem::size_of::<Lock>(), 64);
 }

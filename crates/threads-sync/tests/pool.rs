@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use threads_sync::{PoolError, ThreadPool};
+use threads_sync::{MapOptions, PoolError, ThreadPool};
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -29,8 +29,14 @@ fn map_keeps_input_order() {
     let got = pool.map(square, 0..1000).unwrap();
     assert_eq!(got, (0..1000).map(square).collect::<Vec<_>>());
     assert_eq!(pool.map(square, Vec::new()).unwrap(), Vec::<u64>::new());
-    let chunked = pool.map_chunked(square, (0..10).collect(), 3).unwrap();
+    let chunked = pool
+        .map_with(square, 0..10, MapOptions::new().chunksize(3))
+        .unwrap();
     assert_eq!(chunked, (0..10).map(square).collect::<Vec<_>>());
+    assert_eq!(
+        pool.map_with(square, 0..10, MapOptions::new().chunksize(0)),
+        Err(PoolError::ZeroChunksize)
+    );
 }
 
 #[test]
@@ -41,7 +47,7 @@ fn apply_async_get_ready_successful_wait() {
         .apply_async(move || go_rx.recv_timeout(LONG).map(|()| 5), ())
         .unwrap();
     assert!(!blocked.ready());
-    assert_eq!(blocked.successful(), Err(PoolError::NotReady));
+    assert_eq!(blocked.successful(), None);
     assert!(matches!(
         blocked.get_timeout(Duration::from_millis(20)),
         Err(PoolError::Timeout { .. })
@@ -50,10 +56,10 @@ fn apply_async_get_ready_successful_wait() {
     go_tx.send_timeout((), LONG).unwrap();
     assert!(blocked.wait_timeout(LONG));
     assert!(blocked.ready());
-    assert_eq!(blocked.successful(), Ok(true));
+    assert_eq!(blocked.successful(), Some(true));
     assert_eq!(blocked.get_timeout(LONG).unwrap(), Ok(5));
     assert_eq!(blocked.get_timeout(LONG), Err(PoolError::AlreadyTaken));
-    assert_eq!(blocked.successful(), Ok(true));
+    assert_eq!(blocked.successful(), Some(true));
 
     let sum = pool
         .apply_async(|a: u64, b: u64, c: u64| a + b + c, (1, 2, 3))
@@ -80,7 +86,7 @@ fn a_panicking_task_fails_alone() {
         .collect();
     for (i, r) in results.into_iter().enumerate() {
         assert!(r.wait_timeout(LONG));
-        let ok = r.successful().unwrap();
+        let ok = r.successful().expect("ready");
         match r.get() {
             Ok(v) => {
                 assert!(ok);
@@ -116,6 +122,57 @@ fn starmap_unpacks_argument_tuples_in_order() {
 }
 
 #[test]
+fn imap_with_chunks_in_order_and_unordered() {
+    let pool = ThreadPool::new(2).unwrap();
+    for chunksize in [1, 3, 7, 100] {
+        let ordered: Vec<u64> = pool
+            .imap_with(square, 0..20, MapOptions::new().chunksize(chunksize))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ordered, (0..20).map(square).collect::<Vec<_>>());
+        let mut unordered: Vec<u64> = pool
+            .imap_with(
+                square,
+                0..20,
+                MapOptions::new().chunksize(chunksize).unordered(),
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        unordered.sort_unstable();
+        assert_eq!(unordered, ordered);
+    }
+    assert!(matches!(
+        pool.imap_with(square, 0..3, MapOptions::new().chunksize(0)),
+        Err(PoolError::ZeroChunksize)
+    ));
+}
+
+#[test]
+fn imap_reports_a_panicking_item_in_its_place_only() {
+    let pool = ThreadPool::new(2).unwrap();
+    let got: Vec<Result<u64, PoolError>> = pool
+        .imap_with(
+            |x: u64| if x == 4 { panic!("four") } else { x },
+            0..8,
+            MapOptions::new().chunksize(3),
+        )
+        .unwrap()
+        .collect();
+    assert_eq!(got.len(), 8);
+    for (i, r) in got.into_iter().enumerate() {
+        match r {
+            Ok(v) => assert_eq!(v, i as u64),
+            Err(PoolError::TaskPanicked { message, .. }) => {
+                assert_eq!((i, message.as_str()), (4, "four"));
+            }
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+}
+
+#[test]
 fn imap_in_order_and_unordered_complete() {
     let pool = ThreadPool::new(2).unwrap();
     let ordered: Vec<u64> = pool
@@ -135,7 +192,12 @@ fn imap_in_order_and_unordered_complete() {
 
 #[test]
 fn close_and_join() {
-    let pool = ThreadPool::named("close-join", 2).unwrap();
+    let pool = ThreadPool::builder()
+        .name("close-join")
+        .threads(2)
+        .build()
+        .unwrap();
+    assert_eq!(pool.size(), 2);
     assert_eq!(pool.join(), Err(PoolError::StillRunning));
     let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(0);
     let pending = pool

@@ -35,8 +35,8 @@ fn counts_and_times_out() {
 fn release_wakes_a_waiter() {
     let s = Arc::new(Semaphore::new(0));
     let other = s.clone();
-    let mut t = Thread::new(move || other.acquire_timeout(LONG), ());
-    t.start().unwrap();
+    let t = Thread::new(move || other.acquire_timeout(LONG), ());
+    let mut t = t.start().unwrap();
     s.release();
     assert!(t.join_timeout(LONG).unwrap());
     assert_eq!(s.value(), 0);
@@ -47,7 +47,7 @@ fn limits_concurrency() {
     let slots = Arc::new(Semaphore::new(2));
     let inside = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let max = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut threads: Vec<_> = (0..6)
+    let threads: Vec<_> = (0..6)
         .map(|_| {
             let (slots, inside, max) = (slots.clone(), inside.clone(), max.clone());
             Thread::new(
@@ -65,9 +65,7 @@ fn limits_concurrency() {
             )
         })
         .collect();
-    for t in &mut threads {
-        t.start().unwrap();
-    }
+    let mut threads: Vec<_> = threads.into_iter().map(|t| t.start().unwrap()).collect();
     for t in &mut threads {
         t.join_timeout(LONG).unwrap();
     }
@@ -88,4 +86,16 @@ fn bounded_semaphore_refuses_over_release() {
     let err = s.release().unwrap_err();
     assert!(err.to_string().contains("released too many times"));
     assert_eq!(s.value(), 2);
+}
+
+#[test]
+fn semaphores_can_be_statics() {
+    static SLOTS: Semaphore = Semaphore::new(1);
+    static BOUNDED: BoundedSemaphore = BoundedSemaphore::new(1);
+    assert!(SLOTS.try_acquire());
+    assert!(!SLOTS.try_acquire());
+    SLOTS.release();
+    assert!(BOUNDED.try_acquire());
+    assert!(BOUNDED.release().is_ok());
+    assert!(BOUNDED.release().is_err());
 }

@@ -1,8 +1,11 @@
-//! Thread(target, args): every arity, join values, panics, timeouts, names and idents.
+//! Thread(target, args): every arity, join values, panics, timeouts, names and idents, and the
+//! registry of live threads (enumerate, active_count, main_thread).
 
 use std::time::Duration;
 
-use threads_sync::{Thread, ThreadError, current_thread, get_ident};
+use threads_sync::{
+    Thread, ThreadError, active_count, current_thread, enumerate, get_ident, main_thread,
+};
 
 /// Upper bound for any wait in these tests: a hang fails instead of stalling CI.
 const LONG: Duration = Duration::from_secs(10);
@@ -13,8 +16,7 @@ fn add(a: i32, b: i32) -> i32 {
 
 #[test]
 fn smoke() {
-    let mut t = Thread::new(add, (2, 3));
-    t.start().unwrap();
+    let mut t = Thread::new(add, (2, 3)).start().unwrap();
     assert_eq!(t.join_timeout(LONG).unwrap(), 5);
 }
 
@@ -39,9 +41,8 @@ fn six(a: Vec<u8>, b: u8, c: u8, d: u8, e: u8, f: u8) -> Vec<u8> {
     v
 }
 
-fn run<R: Send + 'static>(mut t: Thread<R>) -> R {
-    t.start().unwrap();
-    t.join_timeout(LONG).unwrap()
+fn run<R: Send + 'static>(t: Thread<R>) -> R {
+    t.start().unwrap().join_timeout(LONG).unwrap()
 }
 
 #[test]
@@ -72,8 +73,8 @@ fn closures_with_and_without_args() {
 
 #[test]
 fn panic_is_an_error_with_its_message() {
-    let mut t = Thread::new(|| -> u32 { panic!("disk on fire: {}", 42) }, ()).named("doomed");
-    t.start().unwrap();
+    let t = Thread::new(|| -> u32 { panic!("disk on fire: {}", 42) }, ()).named("doomed");
+    let mut t = t.start().unwrap();
     match t.join_timeout(LONG) {
         Err(ThreadError::Panicked { thread, message }) => {
             assert_eq!(thread, "doomed");
@@ -91,8 +92,8 @@ fn panic_is_an_error_with_its_message() {
 
 #[test]
 fn non_string_panic_payload_is_reported() {
-    let mut t = Thread::new(|| std::panic::panic_any(17u32), ());
-    t.start().unwrap();
+    let t = Thread::new(|| std::panic::panic_any(17u32), ());
+    let mut t = t.start().unwrap();
     let err = t.join_timeout(LONG).unwrap_err();
     assert!(
         err.to_string().contains("non-string panic payload"),
@@ -103,7 +104,7 @@ fn non_string_panic_payload_is_reported() {
 #[test]
 fn join_timeout_on_a_busy_thread_then_join_again() {
     let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(0);
-    let mut t = Thread::new(
+    let t = Thread::new(
         move || {
             go_rx.recv_timeout(LONG).expect("released by the test");
             "done"
@@ -111,7 +112,7 @@ fn join_timeout_on_a_busy_thread_then_join_again() {
         (),
     )
     .named("busy");
-    t.start().unwrap();
+    let mut t = t.start().unwrap();
     match t.join_timeout(Duration::from_millis(20)) {
         Err(ThreadError::Timeout { thread, .. }) => assert_eq!(thread, "busy"),
         other => panic!("expected Timeout, got {other:?}"),
@@ -123,16 +124,18 @@ fn join_timeout_on_a_busy_thread_then_join_again() {
 }
 
 #[test]
-fn lifecycle_errors() {
-    let mut t = Thread::new(add, (1, 1)).named("once");
-    assert!(!t.is_alive());
-    assert!(t.ident().is_none());
-    assert!(matches!(t.join(), Err(ThreadError::NotStarted { .. })));
-    t.start().unwrap();
-    assert!(matches!(t.start(), Err(ThreadError::AlreadyStarted { .. })));
+fn join_after_a_successful_join_timeout_is_already_joined() {
+    let t = Thread::new(add, (1, 1)).named("once");
+    assert_eq!(t.name(), "once");
+    let mut t = t.start().unwrap();
+    assert_ne!(t.ident(), 0);
     assert_eq!(t.join_timeout(LONG).unwrap(), 2);
+    assert!(!t.is_alive());
+    match t.join_timeout(LONG) {
+        Err(ThreadError::AlreadyJoined { thread }) => assert_eq!(thread, "once"),
+        other => panic!("expected AlreadyJoined, got {other:?}"),
+    }
     assert!(matches!(t.join(), Err(ThreadError::AlreadyJoined { .. })));
-    assert!(matches!(t.start(), Err(ThreadError::AlreadyStarted { .. })));
 }
 
 #[test]
@@ -150,9 +153,11 @@ fn default_names_follow_python() {
 
 #[test]
 fn current_thread_inside_sees_name_and_ident() {
-    let mut t = Thread::new(|| (current_thread(), get_ident()), ()).named("worker-7");
-    t.start().unwrap();
-    let ident = t.ident().unwrap();
+    let mut t = Thread::new(|| (current_thread(), get_ident()), ())
+        .named("worker-7")
+        .start()
+        .unwrap();
+    let ident = t.ident();
     let (me, raw) = t.join_timeout(LONG).unwrap();
     assert_eq!(me.name(), "worker-7");
     assert_eq!(me.ident(), ident);
@@ -163,10 +168,9 @@ fn current_thread_inside_sees_name_and_ident() {
 
 #[test]
 fn idents_are_unique() {
-    let mut threads: Vec<_> = (0..8).map(|_| Thread::new(get_ident, ())).collect();
-    for t in &mut threads {
-        t.start().unwrap();
-    }
+    let mut threads: Vec<_> = (0..8)
+        .map(|_| Thread::new(get_ident, ()).start().unwrap())
+        .collect();
     let mut idents: Vec<u64> = threads
         .iter_mut()
         .map(|t| t.join_timeout(LONG).unwrap())
@@ -175,4 +179,83 @@ fn idents_are_unique() {
     idents.dedup();
     assert_eq!(idents.len(), 8);
     assert!(!idents.contains(&0));
+}
+
+#[test]
+fn enumerate_lists_live_threads_and_drops_finished_ones() {
+    let (release, hold) = crossbeam_channel::bounded::<()>(0);
+    let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
+    let t = Thread::new(
+        move || {
+            entered_tx.send(()).unwrap();
+            hold.recv_timeout(LONG).is_ok()
+        },
+        (),
+    )
+    .named("listed-while-alive")
+    .daemon(true)
+    .start()
+    .unwrap();
+    entered.recv_timeout(LONG).unwrap();
+    let ident = t.ident();
+    let listed = enumerate();
+    let me = listed
+        .iter()
+        .find(|info| info.ident() == ident)
+        .expect("a live thread is listed");
+    assert_eq!(me.name(), "listed-while-alive");
+    assert!(me.is_daemon());
+    assert_eq!(listed[0], main_thread());
+    assert!(active_count() >= 2);
+    release.send_timeout((), LONG).unwrap();
+    assert!(t.join().unwrap());
+    assert!(
+        enumerate().iter().all(|info| info.ident() != ident),
+        "a joined thread is no longer listed"
+    );
+}
+
+#[test]
+fn main_thread_is_the_one_std_calls_main() {
+    let main = main_thread();
+    assert_eq!((main.name(), main.ident()), ("main", 1));
+    assert!(!main.is_daemon());
+    // Test threads are not the main thread.
+    assert_ne!(get_ident(), main.ident());
+}
+
+#[test]
+fn daemon_flag_is_inherited_from_the_creating_thread() {
+    let inner_flag = Thread::new(|| Thread::new(|| (), ()).is_daemon(), ())
+        .daemon(true)
+        .start()
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(inner_flag);
+    assert!(!Thread::new(|| (), ()).is_daemon());
+    let flag_inside = Thread::new(|| current_thread().is_daemon(), ())
+        .daemon(true)
+        .start()
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(flag_inside);
+}
+
+#[test]
+fn handles_and_shared_objects_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<threads_sync::ThreadHandle<u8>>();
+    send_sync::<threads_sync::TimerHandle<u8>>();
+    send_sync::<threads_sync::ThreadPool>();
+    send_sync::<threads_sync::AsyncResult<u8>>();
+    send_sync::<threads_sync::Queue<u8>>();
+    send_sync::<threads_sync::LifoQueue<u8>>();
+    send_sync::<threads_sync::PriorityQueue<u8>>();
+    send_sync::<threads_sync::SimpleQueue<u8>>();
+    send_sync::<threads_sync::Lock>();
+    send_sync::<threads_sync::Mutex<u8>>();
+    // A Local's values never leave their thread, so it is shareable whatever it holds.
+    send_sync::<threads_sync::Local<std::rc::Rc<u8>>>();
 }

@@ -130,18 +130,22 @@
 //! [`Manager`] queue serves many readers); a child never runs `main`, so state that `main`
 //! sets up does not exist there (pass it as an argument, or use a pool initializer).
 
+// Layers, bottom to top; a module uses only modules above it in this list (tidy checks that
+// there is no cycle): sys -> wire -> bootstrap -> process -> queue, pipe -> pool -> manager.
+// `error` is a leaf every layer may use.
 mod bootstrap;
 pub mod error;
 mod pipe;
 mod pool;
 mod process;
 pub mod queue;
+mod sys;
 mod wire;
 
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
 pub use pipe::{Connection, pipe};
 pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder};
-pub use process::{Process, ProcessHandle, Target, current_pid, parent_pid};
+pub use process::{Process, ProcessHandle, START_TIMEOUT, Target, current_pid, parent_pid};
 pub use queue::{Queue, QueueSender};
 pub use serde_bytes::ByteBuf;
 pub use wire::Wire;

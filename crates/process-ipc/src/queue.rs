@@ -19,11 +19,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 
+use crate::bootstrap;
 use crate::error::QueueError;
-use crate::process::{ipc_transfer_allowed, refuse, take_refusal};
+use crate::wire::{self, ipc_transfer_allowed, refuse};
 
-/// The largest item, serialized, that `put` accepts: 64 MiB.
-pub const MAX_ITEM_BYTES: usize = 64 << 20;
+/// The largest item, serialized, that `put` accepts by default, and the most any queue can
+/// carry: 4 GiB - 1 (each item travels behind a 32-bit length). Python has no limit of its own;
+/// [`Queue::with_item_limit`] sets a lower one.
+pub const MAX_ITEM_BYTES: usize = u32::MAX as usize;
 /// Items are packed into chunks of about this many bytes before they are sent.
 const CHUNK_BYTES: usize = 1 << 20;
 
@@ -51,6 +54,8 @@ struct FeedBuf {
 struct SenderShared {
     ipc: IpcSender<ByteBuf>,
     feed: OnceLock<Arc<Feed>>,
+    /// The largest serialized item `put` accepts.
+    limit: usize,
 }
 
 impl Drop for SenderShared {
@@ -87,7 +92,7 @@ fn register_exit_flush() {
 }
 
 /// Waits until every feeder in this process has handed its buffered items to the socket.
-/// Called by a child before it reports its return value.
+/// Registered with the bootstrap: a child runs it before it reports its return value.
 pub(crate) fn flush_all() {
     flush_all_until(None);
 }
@@ -167,7 +172,9 @@ fn feeder_loop(feed: Arc<Feed>, ipc: IpcSender<ByteBuf>) {
     }
 }
 
-/// A chunk is a 4-byte little-endian item count followed by the postcard-encoded items.
+/// A chunk is a 4-byte little-endian item count followed by the items, each a 4-byte
+/// little-endian length and its postcard encoding (the length lets a reader step over an item
+/// that fails to decode).
 fn count_items(chunk: &[u8]) -> usize {
     u32::from_le_bytes(chunk[..4].try_into().expect("chunk header")) as usize
 }
@@ -195,11 +202,12 @@ impl<T> std::fmt::Debug for QueueSender<T> {
 }
 
 impl<T: Serialize> QueueSender<T> {
-    fn from_ipc(ipc: IpcSender<ByteBuf>) -> Self {
+    fn from_ipc(ipc: IpcSender<ByteBuf>, limit: usize) -> Self {
         QueueSender {
             shared: Arc::new(SenderShared {
                 ipc,
                 feed: OnceLock::new(),
+                limit,
             }),
             _marker: std::marker::PhantomData,
         }
@@ -226,6 +234,7 @@ impl<T: Serialize> QueueSender<T> {
         let mut list = feeds().lock().unwrap_or_else(|p| p.into_inner());
         if !list.iter().any(|w| w.as_ptr() == Arc::as_ptr(feed)) {
             register_exit_flush();
+            bootstrap::before_report(flush_all);
             list.push(Arc::downgrade(feed));
             let (feed2, ipc) = (Arc::clone(feed), self.shared.ipc.clone());
             std::thread::Builder::new()
@@ -237,8 +246,10 @@ impl<T: Serialize> QueueSender<T> {
     }
 
     /// Puts `item` on the queue. Never blocks: the item is serialized now and sent by this
-    /// process's feeder thread. Errors: [`QueueError::TooLarge`] over [`MAX_ITEM_BYTES`],
-    /// [`QueueError::Serde`], or [`QueueError::Disconnected`] once the reader is gone.
+    /// process's feeder thread. Errors: [`QueueError::TooLarge`] over the queue's item limit
+    /// ([`MAX_ITEM_BYTES`] unless [`Queue::with_item_limit`] set another),
+    /// [`QueueError::Serde`] with the serializer's own message, or
+    /// [`QueueError::Disconnected`] once the reader is gone.
     pub fn put(&self, item: T) -> Result<(), QueueError> {
         let feed = self.feed()?;
         if feed.broken.lock().map(|b| b.is_some()).unwrap_or(true) {
@@ -253,20 +264,23 @@ impl<T: Serialize> QueueSender<T> {
         }
         let chunk = buf.chunks.back_mut().expect("a chunk exists");
         let before = chunk.len();
-        let written = postcard::to_io(&item, &mut *chunk).map(|_| ());
-        let size = chunk.len() - before;
-        if let Err(e) = written {
+        chunk.extend_from_slice(&[0; 4]);
+        let written = wire::encoding(|| postcard::to_io(&item, &mut *chunk).map(|_| ()));
+        let size = chunk.len() - before - 4;
+        if let Err((e, refusal)) = written {
             chunk.truncate(before);
-            let why = take_refusal().unwrap_or_else(|| e.to_string());
+            drop(buf);
+            let why = refusal
+                .or_else(|| wire::serialize_error(&item))
+                .unwrap_or_else(|| e.to_string());
             return Err(QueueError::Serde(why));
         }
-        if size > MAX_ITEM_BYTES {
+        let limit = self.shared.limit;
+        if size > limit {
             chunk.truncate(before);
-            return Err(QueueError::TooLarge {
-                size,
-                limit: MAX_ITEM_BYTES,
-            });
+            return Err(QueueError::TooLarge { size, limit });
         }
+        chunk[before..before + 4].copy_from_slice(&(size as u32).to_le_bytes());
         let count = count_items(chunk) as u32 + 1;
         chunk[..4].copy_from_slice(&count.to_le_bytes());
         feed.pending.fetch_add(1, Ordering::AcqRel);
@@ -302,13 +316,15 @@ impl<T> Serialize for QueueSender<T> {
         if !ipc_transfer_allowed() {
             return Err(refuse(TRANSFER_ONLY));
         }
-        self.shared.ipc.serialize(s)
+        (&self.shared.ipc, self.shared.limit as u64).serialize(s)
     }
 }
 
 impl<'de, T: Serialize> Deserialize<'de> for QueueSender<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(QueueSender::from_ipc(IpcSender::deserialize(d)?))
+        let (ipc, limit) = <(IpcSender<ByteBuf>, u64)>::deserialize(d)?;
+        let limit = usize::try_from(limit).unwrap_or(MAX_ITEM_BYTES);
+        Ok(QueueSender::from_ipc(ipc, limit.min(MAX_ITEM_BYTES)))
     }
 }
 
@@ -335,6 +351,9 @@ struct Reader {
 /// assert_eq!(q.try_get(), Err(process_ipc::QueueError::Empty));
 /// ```
 ///
+/// An item that fails to decode (its `Deserialize` refuses the bytes) fails only its own
+/// `get`, with [`QueueError::Serde`] saying so; the next `get` returns the next item.
+///
 /// There is no `qsize` or `empty`: across processes they could not be honest (items still in a
 /// producer's feeder or in the socket are invisible here); use [`try_get`](Queue::try_get).
 ///
@@ -360,9 +379,26 @@ enum Wait {
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// A new, empty queue.
     pub fn new() -> Result<Self, QueueError> {
+        Self::with_item_limit(MAX_ITEM_BYTES)
+    }
+
+    /// A new, empty queue whose `put` (through this handle and every [`QueueSender`] made from
+    /// it, in any process) refuses items over `limit` bytes serialized with
+    /// [`QueueError::TooLarge`]. A limit over [`MAX_ITEM_BYTES`] is [`MAX_ITEM_BYTES`].
+    ///
+    /// ```
+    /// use process_ipc::{Queue, QueueError};
+    ///
+    /// let q = Queue::<String>::with_item_limit(16).unwrap();
+    /// let err = q.put("x".repeat(100)).unwrap_err();
+    /// assert!(matches!(err, QueueError::TooLarge { limit: 16, .. }));
+    /// q.put("small".into()).unwrap();
+    /// assert_eq!(q.get().unwrap(), "small");
+    /// ```
+    pub fn with_item_limit(limit: usize) -> Result<Self, QueueError> {
         let (tx, rx) = ipc::channel::<ByteBuf>().map_err(|e| QueueError::Io(e.to_string()))?;
         Ok(Queue {
-            sender: Mutex::new(Some(QueueSender::from_ipc(tx))),
+            sender: Mutex::new(Some(QueueSender::from_ipc(tx, limit.min(MAX_ITEM_BYTES)))),
             reader: TimedMutex::new(Reader {
                 rx: Some(rx),
                 chunk: Vec::new(),
@@ -420,12 +456,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         };
         loop {
             if reader.left > 0 {
-                let pos = reader.pos;
-                let (item, rest) = postcard::take_from_bytes::<T>(&reader.chunk[pos..])
-                    .map_err(|e| QueueError::Serde(e.to_string()))?;
-                reader.pos = reader.chunk.len() - rest.len();
-                reader.left -= 1;
-                return Ok(item);
+                return reader.next_item();
             }
             let rx = reader.rx.as_ref().ok_or(QueueError::NoReader(
                 "the reading end was passed to another process",
@@ -459,6 +490,34 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             reader.pos = 4;
             reader.chunk = chunk;
         }
+    }
+}
+
+impl Reader {
+    /// Takes the next item of the current chunk (`left > 0`); a bad item is stepped over.
+    fn next_item<T: DeserializeOwned>(&mut self) -> Result<T, QueueError> {
+        let pos = self.pos;
+        self.left -= 1;
+        let framed = self
+            .chunk
+            .get(pos..pos + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+            .and_then(|len| self.chunk.get(pos + 4..pos + 4 + len).map(|b| (len, b)));
+        let Some((len, bytes)) = framed else {
+            // A truncated chunk: nothing after this point can be found again.
+            self.left = 0;
+            return Err(QueueError::Serde(
+                "a queue chunk ended inside an item; the rest of that chunk is lost".into(),
+            ));
+        };
+        let item = postcard::from_bytes::<T>(bytes);
+        self.pos = pos + 4 + len;
+        item.map_err(|e| {
+            QueueError::Serde(format!(
+                "this item could not be decoded ({e}); only it is lost, the next get returns \
+                 the next item"
+            ))
+        })
     }
 }
 

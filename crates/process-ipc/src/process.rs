@@ -544,3 +544,50 @@ fn outcome<R>(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    use crate::bootstrap::{self, ChildLink};
+    use crate::sys;
+
+    use super::Process;
+
+    fn connect_as_nobody(name: String) -> String {
+        // SAFETY: setuid has no memory preconditions.
+        if unsafe { libc::setuid(65534) } != 0 {
+            return format!("setuid failed: {}", std::io::Error::last_os_error());
+        }
+        match ipc_channel::ipc::IpcSender::<u8>::connect(name) {
+            Ok(tx) => match tx.send(66) {
+                Ok(()) => "connected and sent".into(),
+                Err(e) => format!("connected, send failed: {e}"),
+            },
+            Err(e) => format!("{:?}", e.kind()),
+        }
+    }
+
+    #[test]
+    fn another_user_cannot_reach_the_childs_socket() {
+        if sys::euid() != 0 {
+            eprintln!("skipped: only root can start a helper as another uid");
+            return;
+        }
+        let (parent, child) = sys::socketpair().unwrap();
+        sys::pass_creds(parent.as_raw_fd()).unwrap();
+        let link = ChildLink::for_test(child);
+        let server = sys::with_umask(0, || link.listen::<u8>()).unwrap();
+        let name = bootstrap::listening_path_for_test(&parent);
+        let mut helper = Process::new(connect_as_nobody, (name.clone(),))
+            .start()
+            .unwrap();
+        let got = helper.join_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(got, "PermissionDenied");
+        // Nobody got in: the owner's message is still the first one.
+        let tx = ipc_channel::ipc::IpcSender::<u8>::connect(name).unwrap();
+        tx.send(5).unwrap();
+        assert_eq!(server.accept().unwrap().1, 5);
+    }
+}

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::QueueError;
-use crate::wire::{self, ipc_transfer_allowed, refuse};
+use crate::wire::{self, ByRef, ipc_transfer_allowed, refuse};
 
 /// One end of a [`pipe`]: sends to and receives from the other end.
 ///
@@ -65,9 +65,13 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// Sends `item` to the other end. Blocks only while the other end's socket buffer is full.
     /// `Err(Disconnected)` once the other end is gone.
     pub fn send(&self, item: T) -> Result<(), QueueError> {
-        wire::encoding(|| self.tx.send(item)).map_err(|(e, refusal)| match refusal {
-            Some(why) => QueueError::Serde(why),
-            None => recv_error(e),
+        // Sent by reference, so a failed encode can still say why in the item's own words.
+        let tx = self.tx.clone().to_opaque().to::<ByRef<'_, T>>();
+        wire::encoding(|| tx.send(ByRef(&item))).map_err(|(e, refusal)| {
+            match refusal.or_else(|| wire::serialize_error(&item)) {
+                Some(why) => QueueError::Serde(why),
+                None => recv_error(e),
+            }
         })
     }
 

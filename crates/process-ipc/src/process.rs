@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::bootstrap::{self, ChildLink, ParentLink};
 use crate::error::ProcessError;
-use crate::wire::{self, ChildMsg, ParentMsg};
+use crate::wire::{self, ChildMsg, ParentMsg, ParentMsgOut};
 
 /// `os.getpid()`: the pid of the calling process.
 pub fn current_pid() -> u32 {
@@ -262,17 +262,22 @@ where
             Ok(pair) => pair,
             Err(e) => return Err(failure(&mut child, format!("cannot open a channel: {e}"))),
         };
-        let msg = ParentMsg {
+        let msg = ParentMsgOut {
             nonce: link.nonce(),
-            args: self.args,
+            args: &self.args,
             results: results_tx,
         };
         // Writing the arguments can block on a child that does not read: the watchdog kills it
         // at the deadline, which turns the write into an error.
         bootstrap::watch(pid, deadline);
-        let sent = match IpcSender::<ParentMsg<Args, F::Output>>::connect(server) {
-            Ok(tx) => wire::with_ipc_transfer(|| wire::encoding(|| tx.send(msg)))
-                .map_err(|(e, reason)| reason.unwrap_or_else(|| e.to_string())),
+        let sent = match IpcSender::<ParentMsgOut<'_, Args, F::Output>>::connect(server) {
+            Ok(tx) => wire::with_ipc_transfer(|| wire::encoding(|| tx.send(msg))).map_err(
+                |(e, refusal)| {
+                    refusal
+                        .or_else(|| wire::serialize_error(&self.args))
+                        .unwrap_or_else(|| e.to_string())
+                },
+            ),
             Err(e) => Err(format!("cannot connect to the child's socket: {e}")),
         };
         bootstrap::unwatch(pid);

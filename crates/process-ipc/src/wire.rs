@@ -37,6 +37,33 @@ pub(crate) struct ParentMsg<A, R> {
     pub(crate) results: IpcSender<ChildMsg<R>>,
 }
 
+/// The sending side's view of a [`ParentMsg`]: the same encoding, with the arguments borrowed,
+/// so that a failed encode still has them to explain why (see [`serialize_error`]).
+#[derive(Serialize)]
+pub(crate) struct ParentMsgOut<'a, A, R> {
+    pub(crate) nonce: [u8; 16],
+    pub(crate) args: &'a A,
+    pub(crate) results: IpcSender<ChildMsg<R>>,
+}
+
+/// A value sent by reference on a channel typed for `T`: encodes exactly as `T`.
+pub(crate) struct ByRef<'a, T>(pub(crate) &'a T);
+
+impl<T: Serialize> Serialize for ByRef<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+// ipc-channel wants both directions on a channel type; this one is only ever sent.
+impl<'de, T> Deserialize<'de> for ByRef<'_, T> {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "a by-reference value is only ever sent",
+        ))
+    }
+}
+
 /// What a child reports on its result channel, once.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum ChildMsg<R> {

@@ -301,3 +301,33 @@ fn death_is_known_at_once_even_if_a_grandchild_holds_the_sockets() {
     assert!(!child.is_alive());
     assert_eq!(child.exitcode(), Some(-9));
 }
+
+/// Refuses to be encoded, in its own words.
+#[derive(Debug)]
+struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("Unencodable says no"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unencodable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|()| Unencodable)
+    }
+}
+
+fn takes_unencodable(_: Unencodable) -> u8 {
+    0
+}
+
+#[test]
+fn an_argument_that_cannot_be_encoded_says_why_in_its_own_words() {
+    match Process::new(takes_unencodable, (Unencodable,)).start() {
+        Err(ProcessError::Bootstrap { reason, .. }) => {
+            assert!(reason.contains("Unencodable says no"), "{reason}");
+        }
+        other => panic!("expected a bootstrap error, got {other:?}"),
+    }
+}

@@ -32,11 +32,9 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ipc_channel::ipc::IpcOneShotServer;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -170,28 +168,15 @@ impl ParentLink {
         self.nonce
     }
 
-    /// Sets the child's token and passes it (only it) the handshake end and the lifeline.
-    pub(crate) fn prepare(&self, command: &mut Command) -> std::io::Result<()> {
-        use std::os::unix::process::CommandExt;
-        let theirs = self
-            .theirs
-            .as_ref()
-            .expect("prepare before spawn")
-            .as_raw_fd();
+    /// Starts the child: the token in its environment (with `env` besides), and, for it alone,
+    /// the handshake end and the lifeline.
+    pub(crate) fn spawn(&self, env: &[(&str, &str)]) -> std::io::Result<sys::Child> {
+        let theirs = self.theirs.as_ref().expect("spawn once").as_raw_fd();
         let lifeline = lifeline_read_fd()?;
-        command.env(
-            TOKEN_VAR,
-            format!("{TOKEN_VERSION}:{}:{theirs}", std::process::id()),
-        );
-        // SAFETY: the closure runs between fork and exec and only calls fcntl (async-signal
-        // safe) on two descriptors this process owns for as long as the command lives.
-        unsafe {
-            command.pre_exec(move || {
-                sys::set_cloexec(theirs, false)?;
-                sys::set_cloexec(lifeline, false)
-            });
-        }
-        Ok(())
+        let token = format!("{TOKEN_VERSION}:{}:{theirs}", std::process::id());
+        let mut all = vec![(TOKEN_VAR, token.as_str())];
+        all.extend_from_slice(env);
+        sys::spawn_self(&all, &[theirs, lifeline])
     }
 
     /// After spawn: closes our copy of the child's end and sends the setup.
@@ -642,59 +627,73 @@ pub(crate) fn take_last_panic() -> Option<(String, String)> {
 // The start deadline: a child still unconfirmed when it passes is killed, which also unblocks a
 // parent thread stuck writing the arguments to it.
 
-enum WatchMsg {
-    Watch { pid: u32, deadline: Instant },
-    Unwatch { pid: u32 },
+/// Deadlines of children still starting, and when the watchdog thread will next wake.
+struct Watched {
+    deadlines: HashMap<u32, Instant>,
+    wakes_at: Option<Instant>,
 }
 
-fn watchdog() -> &'static Sender<WatchMsg> {
-    static WATCHDOG: OnceLock<Sender<WatchMsg>> = OnceLock::new();
-    WATCHDOG.get_or_init(|| {
-        let (tx, rx) = crossbeam_channel::unbounded();
+fn watchdog() -> &'static (Mutex<Watched>, Condvar) {
+    static WATCHDOG: OnceLock<(Mutex<Watched>, Condvar)> = OnceLock::new();
+    static THREAD: OnceLock<()> = OnceLock::new();
+    let shared = WATCHDOG.get_or_init(|| {
+        let watched = Watched {
+            deadlines: HashMap::new(),
+            wakes_at: None,
+        };
+        (Mutex::new(watched), Condvar::new())
+    });
+    THREAD.get_or_init(|| {
         std::thread::Builder::new()
             .name("process-ipc-watchdog".into())
-            .spawn(move || watchdog_loop(rx))
+            .stack_size(64 * 1024)
+            .spawn(move || watchdog_loop(shared))
             .expect("process-ipc: cannot start the start-deadline watchdog thread");
-        tx
-    })
+    });
+    shared
 }
 
 /// Kills `pid` at `deadline` unless [`unwatch`] comes first. The caller must not reap `pid`
-/// before it calls `unwatch`.
+/// before it calls `unwatch`. Wakes the watchdog only when this deadline is its earliest.
 pub(crate) fn watch(pid: u32, deadline: Instant) {
-    let _ = watchdog().send(WatchMsg::Watch { pid, deadline });
+    let (lock, cv) = watchdog();
+    let mut w = lock.lock().unwrap_or_else(|p| p.into_inner());
+    w.deadlines.insert(pid, deadline);
+    if w.wakes_at.is_none_or(|at| deadline < at) {
+        cv.notify_one();
+    }
 }
 
-/// Stops watching `pid`.
+/// Stops watching `pid` (the watchdog finds out when it next wakes; no wake-up is paid here).
 pub(crate) fn unwatch(pid: u32) {
-    let _ = watchdog().send(WatchMsg::Unwatch { pid });
+    let (lock, _) = watchdog();
+    lock.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .deadlines
+        .remove(&pid);
 }
 
-fn watchdog_loop(rx: Receiver<WatchMsg>) {
-    let mut watched: HashMap<u32, Instant> = HashMap::new();
+fn watchdog_loop((lock, cv): &(Mutex<Watched>, Condvar)) {
+    let mut w = lock.lock().unwrap_or_else(|p| p.into_inner());
     loop {
-        let msg = match watched.values().min() {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(&first) => rx.recv_deadline(first),
-        };
-        match msg {
-            Ok(WatchMsg::Watch { pid, deadline }) => {
-                watched.insert(pid, deadline);
-            }
-            Ok(WatchMsg::Unwatch { pid }) => {
-                watched.remove(&pid);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
         let now = Instant::now();
-        watched.retain(|&pid, deadline| {
+        w.deadlines.retain(|&pid, deadline| {
             if *deadline > now {
                 return true;
             }
             let _ = sys::kill(pid, libc::SIGKILL);
             false
         });
+        let next = w.deadlines.values().min().copied();
+        w.wakes_at = next;
+        w = match next {
+            None => cv.wait(w).unwrap_or_else(|p| p.into_inner()),
+            Some(at) => {
+                cv.wait_timeout(w, at.saturating_duration_since(now))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
+        };
     }
 }
 

@@ -5,7 +5,7 @@
 //! Layer: above `sys`, `wire` and `bootstrap`; below `queue`, `pipe`, `pool` and `manager`.
 
 use std::panic::AssertUnwindSafe;
-use std::process::{Child, Command, ExitStatus};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::bootstrap::{self, ChildLink, ParentLink};
 use crate::error::ProcessError;
+use crate::sys::Child;
 use crate::wire::{self, ChildMsg, ParentMsg, ParentMsgOut};
 
 /// `os.getpid()`: the pid of the calling process.
@@ -81,6 +82,9 @@ pub(crate) fn conjure<F: Copy + 'static>() -> F {
 
 /// How long [`Process::start`] waits for the child's handshake.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a failed start waits for the child to exit by itself before killing it.
+const EXIT_GRACE: Duration = Duration::from_millis(200);
 
 /// While no report has come, `join` looks at the process itself this often: its death is
 /// known within this time even if a grandchild keeps the result socket open.
@@ -226,19 +230,22 @@ where
             message: e.to_string(),
         };
         let mut link = ParentLink::new().map_err(ipc_err)?;
-        let mut command = Command::new("/proc/self/exe");
-        link.prepare(&mut command).map_err(ipc_err)?;
+        let mut env = Vec::new();
         if let Some(name) = &self.name {
-            command.env(bootstrap::NAME_VAR, name);
+            env.push((bootstrap::NAME_VAR, name.as_str()));
         }
         #[cfg(feature = "test-fault")]
         if let Some(fault) = self.fault {
-            command.env(bootstrap::FAULT_VAR, fault);
+            env.push((bootstrap::FAULT_VAR, fault));
         }
-        let mut child = command.spawn().map_err(ProcessError::Spawn)?;
-        drop(command); // nothing of ours is left for a later fork to inherit
+        let mut child = link.spawn(&env).map_err(ProcessError::Spawn)?;
         let pid = child.id();
         let failure = |child: &mut Child, reason: String| {
+            // A child that closed the handshake is usually exiting: give it a moment to say how.
+            let grace = Instant::now() + EXIT_GRACE;
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < grace {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let _ = child.kill();
             let status = child.wait().map(|s| describe(&s)).unwrap_or_default();
             ProcessError::Bootstrap {

@@ -319,3 +319,153 @@ pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<()> {
     check(unsafe { libc::kill(pid as i32, signal) })?;
     Ok(())
 }
+
+/// A child process started by [`spawn_self`]: its pid, until it is reaped.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pid: libc::pid_t,
+    status: Option<std::process::ExitStatus>,
+}
+
+impl Child {
+    /// The child's pid.
+    pub(crate) fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    fn reap(&mut self, flags: libc::c_int) -> io::Result<Option<std::process::ExitStatus>> {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let mut raw = 0;
+        loop {
+            // SAFETY: a valid out pointer; the pid is our unreaped child.
+            let rc = unsafe { libc::waitpid(self.pid, &mut raw, flags) };
+            if rc == self.pid {
+                let status = std::process::ExitStatus::from_raw(raw);
+                self.status = Some(status);
+                return Ok(Some(status));
+            }
+            if rc == 0 {
+                return Ok(None);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Waits for the child to exit and reaps it.
+    pub(crate) fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        self.reap(0)
+            .map(|s| s.expect("a blocking waitpid returns a status"))
+    }
+
+    /// Reaps the child if it has exited; `None` while it runs.
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
+        self.reap(libc::WNOHANG)
+    }
+
+    /// SIGKILL, unless it was already reaped (then its pid may name another process).
+    pub(crate) fn kill(&mut self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        kill(self.pid as u32, libc::SIGKILL)
+    }
+}
+
+/// Starts `/proc/self/exe` again with the current environment plus `env`, inheriting stdio and
+/// exactly the extra descriptors in `keep` (close-on-exec here; `posix_spawn`'s dup2 of a
+/// descriptor onto itself clears the flag in the child only). `posix_spawn` starts the child
+/// without copying this process's address space, unlike a `fork`.
+pub(crate) fn spawn_self(env: &[(&str, &str)], keep: &[RawFd]) -> io::Result<Child> {
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |bytes: &[u8]| {
+        CString::new(bytes).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the environment")
+        })
+    };
+    let path = cstr(b"/proc/self/exe")?;
+    let mut vars: Vec<CString> = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        if env.iter().any(|(k, _)| key.as_bytes() == k.as_bytes()) {
+            continue;
+        }
+        let mut entry = key.as_bytes().to_vec();
+        entry.push(b'=');
+        entry.extend_from_slice(value.as_bytes());
+        if let Ok(c) = CString::new(entry) {
+            vars.push(c);
+        }
+    }
+    for (key, value) in env {
+        vars.push(cstr(format!("{key}={value}").as_bytes())?);
+    }
+    let mut envp: Vec<*mut libc::c_char> = vars.iter().map(|v| v.as_ptr() as *mut _).collect();
+    envp.push(std::ptr::null_mut());
+    let argv: [*mut libc::c_char; 2] = [path.as_ptr() as *mut _, std::ptr::null_mut()];
+
+    struct Actions(libc::posix_spawn_file_actions_t);
+    impl Drop for Actions {
+        fn drop(&mut self) {
+            // SAFETY: initialised in spawn_self before this guard exists.
+            unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
+        }
+    }
+    struct Attr(libc::posix_spawnattr_t);
+    impl Drop for Attr {
+        fn drop(&mut self) {
+            // SAFETY: as above.
+            unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+        }
+    }
+    let rc_err = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(rc))
+        }
+    };
+    // SAFETY: plain data, initialised by the init calls right below before any other use.
+    let mut actions = Actions(unsafe { std::mem::zeroed() });
+    // SAFETY: a valid pointer to storage for the actions.
+    rc_err(unsafe { libc::posix_spawn_file_actions_init(&mut actions.0) })?;
+    for &fd in keep {
+        // SAFETY: initialised actions; fd is a descriptor of ours.
+        rc_err(unsafe { libc::posix_spawn_file_actions_adddup2(&mut actions.0, fd, fd) })?;
+    }
+    // SAFETY: as above.
+    let mut attr = Attr(unsafe { std::mem::zeroed() });
+    // SAFETY: a valid pointer to storage for the attributes.
+    rc_err(unsafe { libc::posix_spawnattr_init(&mut attr.0) })?;
+    // Like std: the child starts with no signal blocked and SIGPIPE at its default.
+    // SAFETY: sigset_t is plain data; the sigset calls initialise it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to initialised attributes and sets throughout.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        rc_err(libc::posix_spawnattr_setsigmask(&mut attr.0, &set))?;
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        rc_err(libc::posix_spawnattr_setsigdefault(&mut attr.0, &set))?;
+        rc_err(libc::posix_spawnattr_setflags(
+            &mut attr.0,
+            (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
+        ))?;
+    }
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: every pointer is valid and NUL-terminated where required, and outlives the call.
+    rc_err(unsafe {
+        libc::posix_spawn(
+            &mut pid,
+            path.as_ptr(),
+            &actions.0,
+            &attr.0,
+            argv.as_ptr(),
+            envp.as_ptr(),
+        )
+    })?;
+    Ok(Child { pid, status: None })
+}

@@ -172,9 +172,65 @@ fn feeder_loop(feed: Arc<Feed>, ipc: IpcSender<ByteBuf>) {
     }
 }
 
-/// A chunk is a 4-byte little-endian item count followed by the items, each a 4-byte
-/// little-endian length and its postcard encoding (the length lets a reader step over an item
-/// that fails to decode).
+/// Writes `len` as a LEB128 varint at `at`, where one byte was reserved and the `len` bytes of
+/// the item follow it: a length of 128 or more moves the item up to make room.
+#[inline]
+fn write_len(chunk: &mut [u8], at: usize, len: usize) -> Result<(), usize> {
+    if len < 0x80 {
+        chunk[at] = len as u8;
+        Ok(())
+    } else {
+        Err(len)
+    }
+}
+
+/// [`write_len`] for lengths of 128 and more.
+#[cold]
+fn write_long_len(chunk: &mut Vec<u8>, at: usize, len: usize) {
+    let mut bytes = [0u8; 5];
+    let mut n = 0;
+    let mut v = len as u32;
+    loop {
+        let low = (v & 0x7f) as u8;
+        v >>= 7;
+        bytes[n] = if v == 0 { low } else { low | 0x80 };
+        n += 1;
+        if v == 0 {
+            break;
+        }
+    }
+    if n > 1 {
+        let end = chunk.len();
+        chunk.resize(end + n - 1, 0);
+        chunk.copy_within(at + 1..end, at + n);
+    }
+    chunk[at..at + n].copy_from_slice(&bytes[..n]);
+}
+
+/// Reads a LEB128 varint length at the start of `bytes`: (length, bytes it took).
+#[inline]
+fn read_len(bytes: &[u8]) -> Option<(usize, usize)> {
+    match bytes.first() {
+        Some(&b) if b < 0x80 => Some((usize::from(b), 1)),
+        _ => read_long_len(bytes),
+    }
+}
+
+#[cold]
+fn read_long_len(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut v: u64 = 0;
+    for (i, &b) in bytes.iter().take(5).enumerate() {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((usize::try_from(v).ok()?, i + 1));
+        }
+    }
+    None
+}
+
+/// A chunk is a 4-byte little-endian item count followed by the items, each its length (a
+/// LEB128 varint) and its postcard encoding; the length lets a reader step over an item that
+/// fails to decode.
 fn count_items(chunk: &[u8]) -> usize {
     u32::from_le_bytes(chunk[..4].try_into().expect("chunk header")) as usize
 }
@@ -264,9 +320,10 @@ impl<T: Serialize> QueueSender<T> {
         }
         let chunk = buf.chunks.back_mut().expect("a chunk exists");
         let before = chunk.len();
-        chunk.extend_from_slice(&[0; 4]);
+        // One byte for the length, widened below in the rare case the item needs more.
+        chunk.push(0);
         let written = wire::encoding(|| postcard::to_io(&item, &mut *chunk).map(|_| ()));
-        let size = chunk.len() - before - 4;
+        let size = chunk.len() - before - 1;
         if let Err((e, refusal)) = written {
             chunk.truncate(before);
             drop(buf);
@@ -280,7 +337,9 @@ impl<T: Serialize> QueueSender<T> {
             chunk.truncate(before);
             return Err(QueueError::TooLarge { size, limit });
         }
-        chunk[before..before + 4].copy_from_slice(&(size as u32).to_le_bytes());
+        if let Err(len) = write_len(chunk, before, size) {
+            write_long_len(chunk, before, len);
+        }
         let count = count_items(chunk) as u32 + 1;
         chunk[..4].copy_from_slice(&count.to_le_bytes());
         feed.pending.fetch_add(1, Ordering::AcqRel);
@@ -498,11 +557,9 @@ impl Reader {
     fn next_item<T: DeserializeOwned>(&mut self) -> Result<T, QueueError> {
         let pos = self.pos;
         self.left -= 1;
-        let framed = self
-            .chunk
-            .get(pos..pos + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-            .and_then(|len| self.chunk.get(pos + 4..pos + 4 + len).map(|b| (len, b)));
+        let rest = self.chunk.get(pos..).unwrap_or_default();
+        let framed = read_len(rest)
+            .and_then(|(len, head)| rest.get(head..head + len).map(|b| (head + len, b)));
         let Some((len, bytes)) = framed else {
             // A truncated chunk: nothing after this point can be found again.
             self.left = 0;
@@ -511,7 +568,7 @@ impl Reader {
             ));
         };
         let item = postcard::from_bytes::<T>(bytes);
-        self.pos = pos + 4 + len;
+        self.pos = pos + len;
         item.map_err(|e| {
             QueueError::Serde(format!(
                 "this item could not be decoded ({e}); only it is lost, the next get returns \
@@ -564,5 +621,40 @@ impl<'de, T: Serialize> Deserialize<'de> for Queue<T> {
                 pos: 4,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_len, write_len, write_long_len};
+
+    #[test]
+    fn lengths_round_trip_at_every_width() {
+        for len in [
+            0usize,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            1 << 21,
+            u32::MAX as usize,
+        ] {
+            // A reserved byte, then a stand-in for the item (only its first bytes matter here).
+            let body = len.min(600);
+            let mut chunk = vec![9u8; 3];
+            chunk.push(0);
+            chunk.extend((0..body).map(|i| i as u8));
+            if write_len(&mut chunk, 3, len).is_err() {
+                write_long_len(&mut chunk, 3, len);
+            }
+            let (got, head) = read_len(&chunk[3..]).unwrap();
+            assert_eq!(got, len);
+            assert_eq!(&chunk[..3], &[9, 9, 9]);
+            let item: Vec<u8> = (0..body).map(|i| i as u8).collect();
+            assert_eq!(&chunk[3 + head..], &item[..]);
+        }
+        assert_eq!(read_len(&[0x80, 0x80]), None);
     }
 }

@@ -91,7 +91,7 @@ fn threads_feed_a_manager_queue_that_a_coroutine_drains() {
         let deadline = Instant::now() + WAIT;
         let mut seen = Vec::new();
         while seen.len() < (PRODUCERS * EACH) as usize && Instant::now() < deadline {
-            match queue.try_get() {
+            match queue.get_nowait() {
                 Ok(x) => seen.push(x),
                 // nothing yet: let other coroutines run rather than block the worker
                 Err(_) => coro::sleep(Duration::from_millis(1)),

@@ -407,14 +407,14 @@ struct Reader {
 /// let q = process_ipc::Queue::<String>::new().unwrap();
 /// q.put("hello".to_string()).unwrap();
 /// assert_eq!(q.get().unwrap(), "hello");
-/// assert_eq!(q.try_get(), Err(process_ipc::QueueError::Empty));
+/// assert_eq!(q.get_nowait(), Err(process_ipc::QueueError::Empty));
 /// ```
 ///
 /// An item that fails to decode (its `Deserialize` refuses the bytes) fails only its own
 /// `get`, with [`QueueError::Serde`] saying so; the next `get` returns the next item.
 ///
 /// There is no `qsize` or `empty`: across processes they could not be honest (items still in a
-/// producer's feeder or in the socket are invisible here); use [`try_get`](Queue::try_get).
+/// producer's feeder or in the socket are invisible here); use [`get_nowait`](Queue::get_nowait).
 ///
 /// Byte payloads: wrap them in `serde_bytes::ByteBuf` (re-exported as
 /// [`ByteBuf`]); a plain `Vec<u8>` is encoded byte by byte, about 4x slower.
@@ -499,8 +499,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.get_inner(Wait::Until(Instant::now() + timeout, timeout))
     }
 
-    /// Returns the next item if one is ready, else `Err(Empty)`.
-    pub fn try_get(&self) -> Result<T, QueueError> {
+    /// Python's `get_nowait()`: the next item if one is ready, else `Err(Empty)`.
+    pub fn get_nowait(&self) -> Result<T, QueueError> {
         self.get_inner(Wait::No)
     }
 

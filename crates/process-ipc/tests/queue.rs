@@ -68,7 +68,7 @@ fn get_timeout_on_an_empty_queue_times_out() {
         Err(QueueError::Timeout(Duration::from_millis(30)))
     );
     assert!(started.elapsed() >= Duration::from_millis(30));
-    assert_eq!(q.try_get(), Err(QueueError::Empty));
+    assert_eq!(q.get_nowait(), Err(QueueError::Empty));
 }
 
 fn put_then_block(q: QueueSender<u8>, stop: Queue<()>) -> u8 {

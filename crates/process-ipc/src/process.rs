@@ -330,6 +330,9 @@ fn describe(status: &ExitStatus) -> String {
 ///
 /// Dropping a handle without joining detaches the child: it keeps running and a background
 /// thread reaps it when it exits (no zombie). Children always exit when this process dies.
+///
+/// Its death is read from the process itself (`waitpid`), not from its result socket reaching
+/// end-of-file: a grandchild that inherited the socket cannot hide it.
 pub struct ProcessHandle<R> {
     pid: u32,
     name: String,
@@ -365,7 +368,9 @@ where
         &self.name
     }
 
-    /// Waits for the child to finish and returns the target's value, or what went wrong.
+    /// Waits for the child to finish and returns the target's value, or what went wrong
+    /// ([`ProcessError::Killed`] with the signal within milliseconds of a death, whatever its
+    /// descendants hold open).
     pub fn join(mut self) -> Result<R, ProcessError> {
         self.join_deadline(None)
     }

@@ -727,6 +727,7 @@ mod tests {
 
     #[test]
     fn the_childs_socket_is_private_whatever_the_umask() {
+        let _umask = sys::UMASK_TESTS.lock().unwrap_or_else(|p| p.into_inner());
         let (parent, child) = sys::socketpair().unwrap();
         sys::pass_creds(parent.as_raw_fd()).unwrap();
         let link = ChildLink::for_test(child);

@@ -592,6 +592,7 @@ mod tests {
             eprintln!("skipped: only root can start a helper as another uid");
             return;
         }
+        let _umask = sys::UMASK_TESTS.lock().unwrap_or_else(|p| p.into_inner());
         let (parent, child) = sys::socketpair().unwrap();
         sys::pass_creds(parent.as_raw_fd()).unwrap();
         let link = ChildLink::for_test(child);

@@ -269,6 +269,11 @@ pub(crate) fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// Test support: unit tests that change the umask take this first, so that two of them never
+/// interleave their changes (the umask belongs to the whole test process).
+#[cfg(test)]
+pub(crate) static UMASK_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn lstat(path: &Path) -> io::Result<libc::stat> {
     use std::os::unix::ffi::OsStrExt;
     let c = CString::new(path.as_os_str().as_bytes())

@@ -392,6 +392,8 @@ struct Reader {
     chunk: Vec<u8>,
     pos: usize,
     left: usize,
+    /// Chunks already taken off the socket (by `qsize`) and not started yet, in order.
+    pending: VecDeque<Vec<u8>>,
 }
 
 /// `multiprocessing.Queue`: a FIFO of serde values between processes.
@@ -413,8 +415,8 @@ struct Reader {
 /// An item that fails to decode (its `Deserialize` refuses the bytes) fails only its own
 /// `get`, with [`QueueError::Serde`] saying so; the next `get` returns the next item.
 ///
-/// There is no `qsize` or `empty`: across processes they could not be honest (items still in a
-/// producer's feeder or in the socket are invisible here); use [`get_nowait`](Queue::get_nowait).
+/// [`qsize`](Queue::qsize) and [`empty`](Queue::empty) are approximate, as Python's: they count
+/// what has reached this reading end, not what is still in a producer's feeder.
 ///
 /// Byte payloads: wrap them in `serde_bytes::ByteBuf` (re-exported as
 /// [`ByteBuf`]); a plain `Vec<u8>` is encoded byte by byte, about 4x slower.
@@ -463,6 +465,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 chunk: Vec::new(),
                 pos: 0,
                 left: 0,
+                pending: VecDeque::new(),
             }),
         })
     }
@@ -517,6 +520,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             if reader.left > 0 {
                 return reader.next_item();
             }
+            if let Some(chunk) = reader.pending.pop_front() {
+                reader.start(chunk);
+                continue;
+            }
             let rx = reader.rx.as_ref().ok_or(QueueError::NoReader(
                 "the reading end was passed to another process",
             ))?;
@@ -545,14 +552,70 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
                 Err(TryRecvError::IpcError(e)) => return Err(QueueError::Io(e.to_string())),
             };
-            reader.left = count_items(&chunk);
-            reader.pos = 4;
-            reader.chunk = chunk;
+            reader.start(chunk);
         }
+    }
+
+    /// Python's `qsize()`: how many items have reached this reading end and wait to be taken
+    /// (it takes what the socket holds now, without waiting). Approximate, as Python's: items
+    /// still in a producer's feeder are not counted yet, and while another thread waits in
+    /// `get` on this queue the answer is 0 (nothing is ready, or it would not wait).
+    ///
+    /// ```
+    /// let q = process_ipc::Queue::new().unwrap();
+    /// let tx = q.sender().unwrap();
+    /// for i in 0..3u8 {
+    ///     tx.put(i).unwrap();
+    /// }
+    /// tx.flush(); // handed to the socket
+    /// assert_eq!(q.qsize(), 3);
+    /// assert_eq!(q.get().unwrap(), 0);
+    /// assert_eq!(q.qsize(), 2);
+    /// assert!(!q.empty());
+    /// ```
+    pub fn qsize(&self) -> usize {
+        let Some(mut reader) = self.reader.try_lock() else {
+            return 0;
+        };
+        reader.take_ready();
+        reader.left + reader.pending.iter().map(|c| count_items(c)).sum::<usize>()
+    }
+
+    /// Python's `empty()`: no item is ready for this reading end now (see [`qsize`](Self::qsize)).
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Python's `full()`: always false, the queue is unbounded (`put` never blocks).
+    pub fn full(&self) -> bool {
+        false
+    }
+
+    /// Python's `maxsize`: `None`, the queue is unbounded.
+    pub fn maxsize(&self) -> Option<usize> {
+        None
     }
 }
 
 impl Reader {
+    /// Makes `chunk` the current one.
+    fn start(&mut self, chunk: Vec<u8>) {
+        self.left = count_items(&chunk);
+        self.pos = 4;
+        self.chunk = chunk;
+    }
+
+    /// Takes every chunk the socket holds now into `pending`, without waiting. Errors are left
+    /// for the next `get` to find.
+    fn take_ready(&mut self) {
+        let Some(rx) = self.rx.as_ref() else {
+            return;
+        };
+        while let Ok(chunk) = rx.try_recv() {
+            self.pending.push_back(chunk.into_vec());
+        }
+    }
+
     /// Takes the next item of the current chunk (`left > 0`); a bad item is stepped over.
     fn next_item<T: DeserializeOwned>(&mut self) -> Result<T, QueueError> {
         let pos = self.pos;
@@ -590,9 +653,15 @@ impl<T> Serialize for Queue<T> {
             .rx
             .take()
             .ok_or_else(|| refuse("this queue's reading end was already moved"))?;
-        let mut rest = reader.left.to_le_bytes()[..4].to_vec();
-        let pos = reader.pos.min(reader.chunk.len());
-        rest.extend_from_slice(&reader.chunk[pos..]);
+        let total = reader.left + reader.pending.iter().map(|c| count_items(c)).sum::<usize>();
+        let mut rest = (total as u32).to_le_bytes().to_vec();
+        if reader.left > 0 {
+            let pos = reader.pos.min(reader.chunk.len());
+            rest.extend_from_slice(&reader.chunk[pos..]);
+        }
+        for chunk in reader.pending.drain(..) {
+            rest.extend_from_slice(&chunk[4..]);
+        }
         reader.left = 0;
         let sender = self
             .sender
@@ -619,6 +688,7 @@ impl<'de, T: Serialize> Deserialize<'de> for Queue<T> {
                 left: count_items(&rest),
                 chunk: rest,
                 pos: 4,
+                pending: VecDeque::new(),
             }),
         })
     }

@@ -351,3 +351,46 @@ fn a_refusal_reason_never_leaks_into_a_later_unrelated_put() {
         QueueError::Serde("a Secret stays in this process".into())
     );
 }
+
+#[test]
+fn qsize_and_empty_count_what_has_reached_the_reader() {
+    let q = Queue::<u32>::new().unwrap();
+    assert!(q.empty());
+    assert_eq!(q.qsize(), 0);
+    assert!(!q.full());
+    assert_eq!(q.maxsize(), None);
+    let tx = q.sender().unwrap();
+    for i in 0..5 {
+        tx.put(i).unwrap();
+    }
+    tx.flush_timeout(WAIT).unwrap();
+    assert_eq!(q.qsize(), 5);
+    assert_eq!(q.get_timeout(WAIT).unwrap(), 0);
+    assert_eq!(q.qsize(), 4);
+    // Items taken off the socket by qsize are still delivered in order.
+    tx.put(5).unwrap();
+    tx.flush_timeout(WAIT).unwrap();
+    assert_eq!(q.qsize(), 5);
+    let rest: Vec<u32> = (0..5).map(|_| q.get_timeout(WAIT).unwrap()).collect();
+    assert_eq!(rest, vec![1, 2, 3, 4, 5]);
+    assert!(q.empty());
+}
+
+fn sum_all(q: Queue<u32>, n: usize) -> u32 {
+    (0..n).map(|_| q.get().unwrap()).sum()
+}
+
+#[test]
+fn items_counted_by_qsize_travel_with_a_moved_queue() {
+    let q = Queue::<u32>::new().unwrap();
+    let tx = q.sender().unwrap();
+    for i in 1..=4 {
+        tx.put(i).unwrap();
+        tx.flush_timeout(WAIT).unwrap(); // one chunk each
+    }
+    assert_eq!(q.get_timeout(WAIT).unwrap(), 1);
+    assert_eq!(q.qsize(), 3); // the rest now waits on this side of the socket
+    tx.put(5).unwrap();
+    let mut child = Process::new(sum_all, (q, 4)).start().unwrap();
+    assert_eq!(child.join_timeout(WAIT).unwrap(), 2 + 3 + 4 + 5);
+}

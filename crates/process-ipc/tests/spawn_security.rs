@@ -98,7 +98,14 @@ fn a_setuid_copy_of_the_binary_refuses_the_child_token() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = dir.join("setuid-copy");
-    std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    // Copied by `cp`, not by this process: a writable descriptor of ours, inherited for a moment
+    // by a child another test is starting, would make the exec below fail with ETXTBSY.
+    let copied = Command::new("cp")
+        .arg(std::env::current_exe().unwrap())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(copied.success());
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
     if nosuid(&dir) {
         eprintln!("skipped: {} is on a nosuid mount", dir.display());

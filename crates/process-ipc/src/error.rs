@@ -32,7 +32,9 @@ pub enum ProcessError {
     /// The operating system refused to start the child executable.
     #[error("could not start a child process from /proc/self/exe: {0}")]
     Spawn(#[source] std::io::Error),
-    /// The child died (or refused to run) before it connected back to the parent.
+    /// The child did not complete the spawn handshake: it died or refused to run, stayed
+    /// silent past the start deadline (then it was killed), a handshake message came from
+    /// another pid or uid, or the arguments could not be sent. `reason` says which.
     #[error("child process {pid} failed during bootstrap: {reason}")]
     Bootstrap {
         /// The child's pid.
@@ -99,7 +101,7 @@ pub enum QueueError {
         "queue disconnected: every putting handle is gone (closed, dropped or its process died) and no item is left"
     )]
     Disconnected,
-    /// `try_get` found no item.
+    /// `get_nowait` found no item.
     #[error("queue is empty")]
     Empty,
     /// `get_timeout` found no item in time.
@@ -112,7 +114,9 @@ pub enum QueueError {
     /// whose reading end was moved to another process).
     #[error("this queue handle cannot get: {0}")]
     NoReader(&'static str),
-    /// One serialized item is over [`MAX_ITEM_BYTES`](crate::queue::MAX_ITEM_BYTES).
+    /// One serialized item is over the queue's item limit
+    /// ([`MAX_ITEM_BYTES`](crate::queue::MAX_ITEM_BYTES) unless
+    /// [`Queue::with_item_limit`](crate::Queue::with_item_limit) set a lower one).
     #[error("queue item is {size} bytes serialized, over the limit of {limit} bytes")]
     TooLarge {
         /// Serialized size of the item.
@@ -120,7 +124,8 @@ pub enum QueueError {
         /// The limit.
         limit: usize,
     },
-    /// The item could not be serialized or deserialized.
+    /// The item could not be serialized (the serializer's own message) or deserialized (only
+    /// that item is lost; the next `get` returns the next one).
     #[error("queue item (de)serialization failed: {0}")]
     Serde(String),
     /// The socket under the queue failed.

@@ -130,6 +130,9 @@
 //! [`Manager`] queue serves many readers); a child never runs `main`, so state that `main`
 //! sets up does not exist there (pass it as an argument, or use a pool initializer).
 
+// Layers, bottom to top; a module uses only modules above it in this list (tidy checks that
+// there is no cycle): sys -> wire -> bootstrap -> process -> queue, pipe -> pool -> manager.
+// `error` is a leaf every layer may use.
 mod bootstrap;
 pub mod error;
 mod pipe;
@@ -137,6 +140,7 @@ mod pool;
 mod process;
 pub mod queue;
 mod shared;
+mod sys;
 mod wire;
 
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
@@ -145,7 +149,7 @@ pub use pool::{
     AsCompleted, AsyncResult, IMap, IMapUnordered, MapOptions, Pool, PoolBuilder, ReturnWhen,
     Waited, as_completed, wait,
 };
-pub use process::{Process, ProcessHandle, Target, current_pid, parent_pid};
+pub use process::{Process, ProcessHandle, START_TIMEOUT, Target, current_pid, parent_pid};
 pub use queue::{Queue, QueueSender};
 pub use serde_bytes::ByteBuf;
 pub use shared::{

@@ -5,6 +5,8 @@
 //! calling thread: it is as fast as raw ipc-channel, and, like Python's `Connection.send`, it
 //! blocks while the peer's socket buffer is full (a peer that never reads). Use a `Queue` when a
 //! writer must never block.
+//!
+//! Layer: above `wire`; beside `queue`.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::QueueError;
-use crate::process::{ipc_transfer_allowed, refuse, take_refusal};
+use crate::wire::{self, ByRef, ipc_transfer_allowed, refuse};
 
 /// One end of a [`pipe`]: sends to and receives from the other end.
 ///
@@ -63,9 +65,13 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// Sends `item` to the other end. Blocks only while the other end's socket buffer is full.
     /// `Err(Disconnected)` once the other end is gone.
     pub fn send(&self, item: T) -> Result<(), QueueError> {
-        self.tx.send(item).map_err(|e| match take_refusal() {
-            Some(why) => QueueError::Serde(why),
-            None => recv_error(e),
+        // Sent by reference, so a failed encode can still say why in the item's own words.
+        let tx = self.tx.clone().to_opaque().to::<ByRef<'_, T>>();
+        wire::encoding(|| tx.send(ByRef(&item))).map_err(|(e, refusal)| {
+            match refusal.or_else(|| wire::serialize_error(&item)) {
+                Some(why) => QueueError::Serde(why),
+                None => recv_error(e),
+            }
         })
     }
 

@@ -1,18 +1,22 @@
 //! `Process`, its running `ProcessHandle`, the `Target` trait for plain-function targets, and
 //! `current_pid` / `parent_pid`.
 
-use std::cell::Cell;
+//!
+//! Layer: above `sys`, `wire` and `bootstrap`; below `queue`, `pipe`, `pool` and `manager`.
+
 use std::panic::AssertUnwindSafe;
-use std::process::{Child, Command, ExitStatus};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
-use crate::bootstrap;
+use crate::bootstrap::{self, ChildLink, ParentLink};
 use crate::error::ProcessError;
+use crate::sys::Child;
+use crate::wire::{self, ChildMsg, ParentMsg, ParentMsgOut};
 
 /// `os.getpid()`: the pid of the calling process.
 pub fn current_pid() -> u32 {
@@ -76,103 +80,59 @@ pub(crate) fn conjure<F: Copy + 'static>() -> F {
     unsafe { std::ptr::NonNull::<F>::dangling().read() }
 }
 
-/// Messages on the control channel, child to parent. `BootFailed` must stay variant 0: the
-/// watchdog and the bootstrap send it without knowing `A` and `R`.
-#[derive(Serialize, Deserialize)]
-pub(crate) enum ChildMsg<A, R> {
-    BootFailed(String),
-    Hello { pid: u32, args: IpcSender<A> },
-    Returned(R),
-    Panicked { message: String, location: String },
-    Failed(String),
-}
+/// How long [`Process::start`] waits for the child's handshake.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-thread_local! {
-    static IPC_TRANSFER: Cell<u32> = const { Cell::new(0) };
-    static REFUSAL: Cell<Option<&'static str>> = const { Cell::new(None) };
-}
+/// How long a failed start waits for the child to exit by itself before killing it.
+const EXIT_GRACE: Duration = Duration::from_millis(200);
 
-/// A serialization error that remembers its reason (postcard drops custom messages).
-pub(crate) fn refuse<E: serde::ser::Error>(reason: &'static str) -> E {
-    REFUSAL.with(|r| r.set(Some(reason)));
-    E::custom(reason)
-}
+/// While no report has come, `join` looks at the process itself this often: its death is
+/// known within this time even if a grandchild keeps the result socket open.
+const JOIN_SLICE: Duration = Duration::from_millis(10);
 
-/// The reason recorded by the last [`refuse`] on this thread, if any.
-pub(crate) fn take_refusal() -> Option<String> {
-    REFUSAL.with(|r| r.take()).map(str::to_string)
-}
-
-/// Runs `f` while queue handles may be serialized (they carry file descriptors, which only an
-/// ipc-channel message can transfer).
-pub(crate) fn with_ipc_transfer<T>(f: impl FnOnce() -> T) -> T {
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            IPC_TRANSFER.with(|c| c.set(c.get() - 1));
-        }
-    }
-    IPC_TRANSFER.with(|c| c.set(c.get() + 1));
-    let _reset = Reset; // also on unwind, so a panicking serializer leaves no permission behind
-    f()
-}
-
-/// True inside [`with_ipc_transfer`] (or while deserializing, which ipc-channel drives).
-pub(crate) fn ipc_transfer_allowed() -> bool {
-    IPC_TRANSFER.with(|c| c.get() > 0)
-}
-
-/// The child's side: connect, receive the arguments, run, send back the value or the panic.
-fn child_entry<F, Args>(server: String) -> i32
+/// The child's side: take the arguments from the verified parent, run, report.
+fn child_entry<F, Args>(link: ChildLink) -> i32
 where
     F: Target<Args>,
     Args: Serialize + DeserializeOwned,
     F::Output: Serialize + DeserializeOwned,
 {
-    let Ok(tx) = IpcSender::<ChildMsg<Args, F::Output>>::connect(server) else {
-        return 3;
+    let server = match link.listen::<ParentMsg<Args, F::Output>>() {
+        Ok(server) => server,
+        Err(reason) => return link.fail(&reason),
     };
-    let (args_tx, args_rx) = match ipc::channel::<Args>() {
-        Ok(pair) => pair,
-        Err(e) => {
-            let _ = tx.send(ChildMsg::BootFailed(format!("cannot open a channel: {e}")));
-            return 3;
-        }
+    let msg = match server.accept() {
+        Ok((_, msg)) => msg,
+        Err(e) => return link.fail(&format!("could not receive the arguments: {e}")),
     };
-    let hello = ChildMsg::Hello {
-        pid: current_pid(),
-        args: args_tx,
-    };
-    if tx.send(hello).is_err() {
+    if !link.is_parents(&msg.nonce) {
+        return link.fail("a peer without the parent's nonce connected first; its data is refused");
+    }
+    if link.ready().is_err() {
         return 3;
     }
-    let args = match args_rx.recv() {
-        Ok(args) => args,
-        Err(e) => {
-            let _ = tx.send(ChildMsg::BootFailed(format!(
-                "could not receive the arguments: {e}"
-            )));
-            return 3;
-        }
-    };
-    drop(args_rx);
+    let ParentMsg { args, results, .. } = msg;
     let target: F = conjure();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(move || target.call(args)));
-    crate::queue::flush_all();
+    bootstrap::run_before_report();
     match outcome {
-        Ok(value) => match tx.send(ChildMsg::Returned(value)) {
-            Ok(()) => 0,
-            Err(e) => {
-                let _ = tx.send(ChildMsg::Failed(format!(
-                    "could not send the return value: {e}"
-                )));
-                2
+        Ok(value) => {
+            let sent = wire::encoding(|| results.send(ChildMsg::Returned(value)));
+            match sent {
+                Ok(()) => 0,
+                Err((e, reason)) => {
+                    let _ = results.send(ChildMsg::Failed(format!(
+                        "could not send the return value: {}",
+                        reason.unwrap_or_else(|| e.to_string())
+                    )));
+                    2
+                }
             }
-        },
+        }
         Err(payload) => {
             let (message, location) = bootstrap::take_last_panic()
                 .unwrap_or_else(|| (bootstrap::panic_message(&*payload), "<unknown>".into()));
-            let _ = tx.send(ChildMsg::Panicked { message, location });
+            let _ = results.send(ChildMsg::Panicked { message, location });
             1
         }
     }
@@ -194,7 +154,8 @@ where
 pub struct Process<F, Args> {
     target: F,
     args: Args,
-    exit_before_connect: bool,
+    #[cfg(feature = "test-fault")]
+    fault: Option<&'static str>,
     name: Option<String>,
 }
 
@@ -218,7 +179,8 @@ where
         Process {
             target,
             args,
-            exit_before_connect: false,
+            #[cfg(feature = "test-fault")]
+            fault: None,
             name: None,
         }
     }
@@ -230,44 +192,60 @@ where
         self
     }
 
-    /// Test hook: the child exits during bootstrap, before it connects back.
+    /// Test hook (feature `test-fault` only): the child exits during bootstrap.
+    #[cfg(feature = "test-fault")]
     #[doc(hidden)]
-    pub fn __exit_before_connect(mut self) -> Self {
-        self.exit_before_connect = true;
+    pub fn __exit_before_connect(self) -> Self {
+        self.__test_fault("exit-before-connect")
+    }
+
+    /// Test hook (feature `test-fault` only): the child acts out the named bootstrap fault
+    /// (`silent`, `grandchild-speaks`, `other-uid-speaks`, `exit-before-connect`).
+    #[cfg(feature = "test-fault")]
+    #[doc(hidden)]
+    pub fn __test_fault(mut self, fault: &'static str) -> Self {
+        self.fault = Some(fault);
         self
     }
 
     /// Starts the child (the same executable, re-run) and hands it the arguments.
     ///
-    /// Returns once the child has connected back and received its arguments, or with an
-    /// error if it dies first (detected within a few milliseconds, never a hang).
+    /// Returns once the child has confirmed it has its arguments, or with
+    /// [`ProcessError::Bootstrap`] if it dies, refuses, or stays silent for
+    /// [`START_TIMEOUT`] (then it is killed): never a hang.
     pub fn start(self) -> Result<ProcessHandle<F::Output>, ProcessError> {
+        self.start_timeout(START_TIMEOUT)
+    }
+
+    /// Like [`start`](Self::start), with its own limit on the handshake.
+    pub fn start_timeout(
+        self,
+        timeout: Duration,
+    ) -> Result<ProcessHandle<F::Output>, ProcessError> {
         let _ = self.target;
         bootstrap::ensure_linked();
-        let ipc_err = |pid: u32| {
-            move |e: std::io::Error| ProcessError::Ipc {
-                pid,
-                message: e.to_string(),
-            }
+        let deadline = Instant::now() + timeout;
+        let ipc_err = |e: std::io::Error| ProcessError::Ipc {
+            pid: 0,
+            message: e.to_string(),
         };
-        let (server, name) =
-            IpcOneShotServer::<ChildMsg<Args, F::Output>>::new().map_err(ipc_err(0))?;
-        let entry: bootstrap::ChildEntry = child_entry::<F, Args>;
-        let token = bootstrap::token(bootstrap::entry_offset(entry), &name).map_err(ipc_err(0))?;
-        let mut command = Command::new("/proc/self/exe");
-        command.env(bootstrap::TOKEN_VAR, token);
+        let mut link = ParentLink::new().map_err(ipc_err)?;
+        let mut env = Vec::new();
         if let Some(name) = &self.name {
-            command.env(bootstrap::NAME_VAR, name);
+            env.push((bootstrap::NAME_VAR, name.as_str()));
         }
-        if self.exit_before_connect {
-            command.env(bootstrap::FAULT_VAR, "exit-before-connect");
+        #[cfg(feature = "test-fault")]
+        if let Some(fault) = self.fault {
+            env.push((bootstrap::FAULT_VAR, fault));
         }
-        let mut child = command.spawn().map_err(ProcessError::Spawn)?;
+        let mut child = link.spawn(&env).map_err(ProcessError::Spawn)?;
         let pid = child.id();
-        bootstrap::watch(pid, name);
-        let accepted = server.accept();
-        bootstrap::unwatch(pid);
         let failure = |child: &mut Child, reason: String| {
+            // A child that closed the handshake is usually exiting: give it a moment to say how.
+            let grace = Instant::now() + EXIT_GRACE;
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < grace {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let _ = child.kill();
             let status = child.wait().map(|s| describe(&s)).unwrap_or_default();
             ProcessError::Bootstrap {
@@ -279,38 +257,60 @@ where
                 },
             }
         };
-        match accepted {
-            Ok((rx, ChildMsg::Hello { args, .. })) => {
-                let sent = with_ipc_transfer(|| args.send(self.args));
-                if let Err(e) = sent {
-                    return Err(failure(
-                        &mut child,
-                        format!(
-                            "could not send the arguments: {}",
-                            take_refusal().unwrap_or_else(|| e.to_string())
-                        ),
-                    ));
-                }
-                let name = self.name.unwrap_or_else(|| {
-                    static COUNT: std::sync::atomic::AtomicU64 =
-                        std::sync::atomic::AtomicU64::new(0);
-                    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    format!("Process-{n}")
-                });
-                Ok(ProcessHandle {
-                    pid,
-                    name,
-                    child: Some(child),
-                    status: None,
-                    results: Some(rx.to_opaque().to()),
-                    message: None,
-                    joined: false,
-                })
-            }
-            Ok((_, ChildMsg::BootFailed(reason))) => Err(failure(&mut child, reason)),
-            Ok(_) => Err(failure(&mut child, "unexpected first message".into())),
-            Err(e) => Err(failure(&mut child, format!("handshake failed: {e}"))),
+        let entry: bootstrap::ChildEntry = child_entry::<F, Args>;
+        if let Err(reason) = link.send_setup(bootstrap::entry_offset(entry)) {
+            return Err(failure(&mut child, reason));
         }
+        let server = match link.expect_listening(pid, deadline) {
+            Ok(server) => server,
+            Err(reason) => return Err(failure(&mut child, reason)),
+        };
+        let (results_tx, results_rx) = match ipc::channel::<ChildMsg<F::Output>>() {
+            Ok(pair) => pair,
+            Err(e) => return Err(failure(&mut child, format!("cannot open a channel: {e}"))),
+        };
+        let msg = ParentMsgOut {
+            nonce: link.nonce(),
+            args: &self.args,
+            results: results_tx,
+        };
+        // Writing the arguments can block on a child that does not read: the watchdog kills it
+        // at the deadline, which turns the write into an error.
+        bootstrap::watch(pid, deadline);
+        let sent = match IpcSender::<ParentMsgOut<'_, Args, F::Output>>::connect(server) {
+            Ok(tx) => wire::with_ipc_transfer(|| wire::encoding(|| tx.send(msg))).map_err(
+                |(e, refusal)| {
+                    refusal
+                        .or_else(|| wire::serialize_error(&self.args))
+                        .unwrap_or_else(|| e.to_string())
+                },
+            ),
+            Err(e) => Err(format!("cannot connect to the child's socket: {e}")),
+        };
+        bootstrap::unwatch(pid);
+        if let Err(reason) = sent {
+            return Err(failure(
+                &mut child,
+                format!("could not send the arguments: {reason}"),
+            ));
+        }
+        if let Err(reason) = link.expect_ready(pid, deadline) {
+            return Err(failure(&mut child, reason));
+        }
+        let name = self.name.unwrap_or_else(|| {
+            static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            format!("Process-{n}")
+        });
+        Ok(ProcessHandle {
+            pid,
+            name,
+            child: Some(child),
+            status: None,
+            results: Some(results_rx),
+            message: None,
+            joined: false,
+        })
     }
 }
 
@@ -330,15 +330,18 @@ fn describe(status: &ExitStatus) -> String {
 ///
 /// Dropping a handle without joining detaches the child: it keeps running and a background
 /// thread reaps it when it exits (no zombie). Children always exit when this process dies.
+///
+/// Its death is read from the process itself (`waitpid`), not from its result socket reaching
+/// end-of-file: a grandchild that inherited the socket cannot hide it.
 pub struct ProcessHandle<R> {
     pid: u32,
     name: String,
     /// Always `Some` until drop hands it to a reaper thread.
     child: Option<Child>,
     status: Option<ExitStatus>,
-    results: Option<IpcReceiver<ChildMsg<(), R>>>,
-    /// The message read from the child, `Some(None)` when the channel reached end-of-file.
-    message: Option<Option<ChildMsg<(), R>>>,
+    results: Option<IpcReceiver<ChildMsg<R>>>,
+    /// The report read from the child; `Some(None)` once it is known there is none.
+    message: Option<Option<ChildMsg<R>>>,
     joined: bool,
 }
 
@@ -365,7 +368,9 @@ where
         &self.name
     }
 
-    /// Waits for the child to finish and returns the target's value, or what went wrong.
+    /// Waits for the child to finish and returns the target's value, or what went wrong
+    /// ([`ProcessError::Killed`] with the signal within milliseconds of a death, whatever its
+    /// descendants hold open).
     pub fn join(mut self) -> Result<R, ProcessError> {
         self.join_deadline(None)
     }
@@ -382,28 +387,45 @@ where
             return Err(ProcessError::AlreadyJoined { pid });
         }
         let timeout = |waited| ProcessError::Timeout { pid, waited };
-        if self.message.is_none() {
+        // Wait for whichever comes first: the child's report, or the end of the process itself
+        // (a grandchild may hold the result socket open long after the child died).
+        while self.message.is_none() {
+            let slice = match deadline {
+                None => JOIN_SLICE,
+                Some((at, _)) => at.saturating_duration_since(Instant::now()).min(JOIN_SLICE),
+            };
             let rx = self
                 .results
                 .as_ref()
                 .expect("receiver present until joined");
-            let received = match deadline {
-                None => rx.recv().map_err(TryRecvError::IpcError),
-                Some((at, _)) => rx.try_recv_timeout(at.saturating_duration_since(Instant::now())),
-            };
-            self.message = Some(match received {
-                Ok(msg) => Some(msg),
-                Err(TryRecvError::Empty) => {
-                    return Err(timeout(deadline.map_or(Duration::ZERO, |d| d.1)));
-                }
-                Err(TryRecvError::IpcError(IpcError::Disconnected)) => None,
+            match rx.try_recv_timeout(slice) {
+                Ok(msg) => self.message = Some(Some(msg)),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::IpcError(IpcError::Disconnected)) => self.message = Some(None),
                 Err(TryRecvError::IpcError(e)) => {
                     return Err(ProcessError::Ipc {
                         pid,
                         message: e.to_string(),
                     });
                 }
-            });
+            }
+            if self.message.is_some() {
+                break;
+            }
+            if self.poll_status()?.is_some() {
+                // It has exited: a report it sent is already queued on the socket.
+                let rx = self
+                    .results
+                    .as_ref()
+                    .expect("receiver present until joined");
+                self.message = Some(rx.try_recv().ok());
+                break;
+            }
+            if let Some((at, waited)) = deadline {
+                if Instant::now() >= at {
+                    return Err(timeout(waited));
+                }
+            }
         }
         let status = match deadline {
             None => self.wait_blocking()?,
@@ -517,7 +539,7 @@ impl<R> Drop for ProcessHandle<R> {
 
 fn outcome<R>(
     pid: u32,
-    message: Option<ChildMsg<(), R>>,
+    message: Option<ChildMsg<R>>,
     status: ExitStatus,
 ) -> Result<R, ProcessError> {
     use std::os::unix::process::ExitStatusExt;
@@ -528,16 +550,62 @@ fn outcome<R>(
             message,
             location,
         }),
-        Some(ChildMsg::Failed(reason)) | Some(ChildMsg::BootFailed(reason)) => {
-            Err(ProcessError::Ipc {
-                pid,
-                message: reason,
-            })
-        }
-        Some(ChildMsg::Hello { .. }) | None => match (status.signal(), status.code()) {
+        Some(ChildMsg::Failed(reason)) => Err(ProcessError::Ipc {
+            pid,
+            message: reason,
+        }),
+        None => match (status.signal(), status.code()) {
             (Some(signal), _) => Err(ProcessError::Killed { pid, signal }),
             (None, Some(code)) => Err(ProcessError::Exited { pid, code }),
             _ => Err(ProcessError::Exited { pid, code: -1 }),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    use crate::bootstrap::{self, ChildLink};
+    use crate::sys;
+
+    use super::Process;
+
+    fn connect_as_nobody(name: String) -> String {
+        // SAFETY: setuid has no memory preconditions.
+        if unsafe { libc::setuid(65534) } != 0 {
+            return format!("setuid failed: {}", std::io::Error::last_os_error());
+        }
+        match ipc_channel::ipc::IpcSender::<u8>::connect(name) {
+            Ok(tx) => match tx.send(66) {
+                Ok(()) => "connected and sent".into(),
+                Err(e) => format!("connected, send failed: {e}"),
+            },
+            Err(e) => format!("{:?}", e.kind()),
+        }
+    }
+
+    #[test]
+    fn another_user_cannot_reach_the_childs_socket() {
+        if sys::euid() != 0 {
+            eprintln!("skipped: only root can start a helper as another uid");
+            return;
+        }
+        let _umask = sys::UMASK_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        let (parent, child) = sys::socketpair().unwrap();
+        sys::pass_creds(parent.as_raw_fd()).unwrap();
+        let link = ChildLink::for_test(child);
+        let server = sys::with_umask(0, || link.listen::<u8>()).unwrap();
+        let name = bootstrap::listening_path_for_test(&parent);
+        let mut helper = Process::new(connect_as_nobody, (name.clone(),))
+            .start()
+            .unwrap();
+        let got = helper.join_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(got, "PermissionDenied");
+        // Nobody got in: the owner's message is still the first one.
+        let tx = ipc_channel::ipc::IpcSender::<u8>::connect(name).unwrap();
+        tx.send(5).unwrap();
+        assert_eq!(server.accept().unwrap().1, 5);
     }
 }

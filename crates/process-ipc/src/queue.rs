@@ -19,11 +19,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 
+use crate::bootstrap;
 use crate::error::QueueError;
-use crate::process::{ipc_transfer_allowed, refuse, take_refusal};
+use crate::wire::{self, ipc_transfer_allowed, refuse};
 
-/// The largest item, serialized, that `put` accepts: 64 MiB.
-pub const MAX_ITEM_BYTES: usize = 64 << 20;
+/// The largest item, serialized, that `put` accepts by default, and the most any queue can
+/// carry: 4 GiB - 1 (each item travels behind a 32-bit length). Python has no limit of its own;
+/// [`Queue::with_item_limit`] sets a lower one.
+pub const MAX_ITEM_BYTES: usize = u32::MAX as usize;
 /// Items are packed into chunks of about this many bytes before they are sent.
 const CHUNK_BYTES: usize = 1 << 20;
 
@@ -51,6 +54,8 @@ struct FeedBuf {
 struct SenderShared {
     ipc: IpcSender<ByteBuf>,
     feed: OnceLock<Arc<Feed>>,
+    /// The largest serialized item `put` accepts.
+    limit: usize,
 }
 
 impl Drop for SenderShared {
@@ -87,7 +92,7 @@ fn register_exit_flush() {
 }
 
 /// Waits until every feeder in this process has handed its buffered items to the socket.
-/// Called by a child before it reports its return value.
+/// Registered with the bootstrap: a child runs it before it reports its return value.
 pub(crate) fn flush_all() {
     flush_all_until(None);
 }
@@ -167,7 +172,65 @@ fn feeder_loop(feed: Arc<Feed>, ipc: IpcSender<ByteBuf>) {
     }
 }
 
-/// A chunk is a 4-byte little-endian item count followed by the postcard-encoded items.
+/// Writes `len` as a LEB128 varint at `at`, where one byte was reserved and the `len` bytes of
+/// the item follow it: a length of 128 or more moves the item up to make room.
+#[inline]
+fn write_len(chunk: &mut [u8], at: usize, len: usize) -> Result<(), usize> {
+    if len < 0x80 {
+        chunk[at] = len as u8;
+        Ok(())
+    } else {
+        Err(len)
+    }
+}
+
+/// [`write_len`] for lengths of 128 and more.
+#[cold]
+fn write_long_len(chunk: &mut Vec<u8>, at: usize, len: usize) {
+    let mut bytes = [0u8; 5];
+    let mut n = 0;
+    let mut v = len as u32;
+    loop {
+        let low = (v & 0x7f) as u8;
+        v >>= 7;
+        bytes[n] = if v == 0 { low } else { low | 0x80 };
+        n += 1;
+        if v == 0 {
+            break;
+        }
+    }
+    if n > 1 {
+        let end = chunk.len();
+        chunk.resize(end + n - 1, 0);
+        chunk.copy_within(at + 1..end, at + n);
+    }
+    chunk[at..at + n].copy_from_slice(&bytes[..n]);
+}
+
+/// Reads a LEB128 varint length at the start of `bytes`: (length, bytes it took).
+#[inline]
+fn read_len(bytes: &[u8]) -> Option<(usize, usize)> {
+    match bytes.first() {
+        Some(&b) if b < 0x80 => Some((usize::from(b), 1)),
+        _ => read_long_len(bytes),
+    }
+}
+
+#[cold]
+fn read_long_len(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut v: u64 = 0;
+    for (i, &b) in bytes.iter().take(5).enumerate() {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((usize::try_from(v).ok()?, i + 1));
+        }
+    }
+    None
+}
+
+/// A chunk is a 4-byte little-endian item count followed by the items, each its length (a
+/// LEB128 varint) and its postcard encoding; the length lets a reader step over an item that
+/// fails to decode.
 fn count_items(chunk: &[u8]) -> usize {
     u32::from_le_bytes(chunk[..4].try_into().expect("chunk header")) as usize
 }
@@ -195,11 +258,12 @@ impl<T> std::fmt::Debug for QueueSender<T> {
 }
 
 impl<T: Serialize> QueueSender<T> {
-    fn from_ipc(ipc: IpcSender<ByteBuf>) -> Self {
+    fn from_ipc(ipc: IpcSender<ByteBuf>, limit: usize) -> Self {
         QueueSender {
             shared: Arc::new(SenderShared {
                 ipc,
                 feed: OnceLock::new(),
+                limit,
             }),
             _marker: std::marker::PhantomData,
         }
@@ -226,6 +290,7 @@ impl<T: Serialize> QueueSender<T> {
         let mut list = feeds().lock().unwrap_or_else(|p| p.into_inner());
         if !list.iter().any(|w| w.as_ptr() == Arc::as_ptr(feed)) {
             register_exit_flush();
+            bootstrap::before_report(flush_all);
             list.push(Arc::downgrade(feed));
             let (feed2, ipc) = (Arc::clone(feed), self.shared.ipc.clone());
             std::thread::Builder::new()
@@ -237,8 +302,10 @@ impl<T: Serialize> QueueSender<T> {
     }
 
     /// Puts `item` on the queue. Never blocks: the item is serialized now and sent by this
-    /// process's feeder thread. Errors: [`QueueError::TooLarge`] over [`MAX_ITEM_BYTES`],
-    /// [`QueueError::Serde`], or [`QueueError::Disconnected`] once the reader is gone.
+    /// process's feeder thread. Errors: [`QueueError::TooLarge`] over the queue's item limit
+    /// ([`MAX_ITEM_BYTES`] unless [`Queue::with_item_limit`] set another),
+    /// [`QueueError::Serde`] with the serializer's own message, or
+    /// [`QueueError::Disconnected`] once the reader is gone.
     pub fn put(&self, item: T) -> Result<(), QueueError> {
         let feed = self.feed()?;
         if feed.broken.lock().map(|b| b.is_some()).unwrap_or(true) {
@@ -253,19 +320,25 @@ impl<T: Serialize> QueueSender<T> {
         }
         let chunk = buf.chunks.back_mut().expect("a chunk exists");
         let before = chunk.len();
-        let written = postcard::to_io(&item, &mut *chunk).map(|_| ());
-        let size = chunk.len() - before;
-        if let Err(e) = written {
+        // One byte for the length, widened below in the rare case the item needs more.
+        chunk.push(0);
+        let written = wire::encoding(|| postcard::to_io(&item, &mut *chunk).map(|_| ()));
+        let size = chunk.len() - before - 1;
+        if let Err((e, refusal)) = written {
             chunk.truncate(before);
-            let why = take_refusal().unwrap_or_else(|| e.to_string());
+            drop(buf);
+            let why = refusal
+                .or_else(|| wire::serialize_error(&item))
+                .unwrap_or_else(|| e.to_string());
             return Err(QueueError::Serde(why));
         }
-        if size > MAX_ITEM_BYTES {
+        let limit = self.shared.limit;
+        if size > limit {
             chunk.truncate(before);
-            return Err(QueueError::TooLarge {
-                size,
-                limit: MAX_ITEM_BYTES,
-            });
+            return Err(QueueError::TooLarge { size, limit });
+        }
+        if let Err(len) = write_len(chunk, before, size) {
+            write_long_len(chunk, before, len);
         }
         let count = count_items(chunk) as u32 + 1;
         chunk[..4].copy_from_slice(&count.to_le_bytes());
@@ -302,13 +375,15 @@ impl<T> Serialize for QueueSender<T> {
         if !ipc_transfer_allowed() {
             return Err(refuse(TRANSFER_ONLY));
         }
-        self.shared.ipc.serialize(s)
+        (&self.shared.ipc, self.shared.limit as u64).serialize(s)
     }
 }
 
 impl<'de, T: Serialize> Deserialize<'de> for QueueSender<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(QueueSender::from_ipc(IpcSender::deserialize(d)?))
+        let (ipc, limit) = <(IpcSender<ByteBuf>, u64)>::deserialize(d)?;
+        let limit = usize::try_from(limit).unwrap_or(MAX_ITEM_BYTES);
+        Ok(QueueSender::from_ipc(ipc, limit.min(MAX_ITEM_BYTES)))
     }
 }
 
@@ -317,6 +392,8 @@ struct Reader {
     chunk: Vec<u8>,
     pos: usize,
     left: usize,
+    /// Chunks already taken off the socket (by `qsize`) and not started yet, in order.
+    pending: VecDeque<Vec<u8>>,
 }
 
 /// `multiprocessing.Queue`: a FIFO of serde values between processes.
@@ -332,11 +409,14 @@ struct Reader {
 /// let q = process_ipc::Queue::<String>::new().unwrap();
 /// q.put("hello".to_string()).unwrap();
 /// assert_eq!(q.get().unwrap(), "hello");
-/// assert_eq!(q.try_get(), Err(process_ipc::QueueError::Empty));
+/// assert_eq!(q.get_nowait(), Err(process_ipc::QueueError::Empty));
 /// ```
 ///
-/// There is no `qsize` or `empty`: across processes they could not be honest (items still in a
-/// producer's feeder or in the socket are invisible here); use [`try_get`](Queue::try_get).
+/// An item that fails to decode (its `Deserialize` refuses the bytes) fails only its own
+/// `get`, with [`QueueError::Serde`] saying so; the next `get` returns the next item.
+///
+/// [`qsize`](Queue::qsize) and [`empty`](Queue::empty) are approximate, as Python's: they count
+/// what has reached this reading end, not what is still in a producer's feeder.
 ///
 /// Byte payloads: wrap them in `serde_bytes::ByteBuf` (re-exported as
 /// [`ByteBuf`]); a plain `Vec<u8>` is encoded byte by byte, about 4x slower.
@@ -360,14 +440,32 @@ enum Wait {
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// A new, empty queue.
     pub fn new() -> Result<Self, QueueError> {
+        Self::with_item_limit(MAX_ITEM_BYTES)
+    }
+
+    /// A new, empty queue whose `put` (through this handle and every [`QueueSender`] made from
+    /// it, in any process) refuses items over `limit` bytes serialized with
+    /// [`QueueError::TooLarge`]. A limit over [`MAX_ITEM_BYTES`] is [`MAX_ITEM_BYTES`].
+    ///
+    /// ```
+    /// use process_ipc::{Queue, QueueError};
+    ///
+    /// let q = Queue::<String>::with_item_limit(16).unwrap();
+    /// let err = q.put("x".repeat(100)).unwrap_err();
+    /// assert!(matches!(err, QueueError::TooLarge { limit: 16, .. }));
+    /// q.put("small".into()).unwrap();
+    /// assert_eq!(q.get().unwrap(), "small");
+    /// ```
+    pub fn with_item_limit(limit: usize) -> Result<Self, QueueError> {
         let (tx, rx) = ipc::channel::<ByteBuf>().map_err(|e| QueueError::Io(e.to_string()))?;
         Ok(Queue {
-            sender: Mutex::new(Some(QueueSender::from_ipc(tx))),
+            sender: Mutex::new(Some(QueueSender::from_ipc(tx, limit.min(MAX_ITEM_BYTES)))),
             reader: TimedMutex::new(Reader {
                 rx: Some(rx),
                 chunk: Vec::new(),
                 pos: 0,
                 left: 0,
+                pending: VecDeque::new(),
             }),
         })
     }
@@ -404,8 +502,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.get_inner(Wait::Until(Instant::now() + timeout, timeout))
     }
 
-    /// Returns the next item if one is ready, else `Err(Empty)`.
-    pub fn try_get(&self) -> Result<T, QueueError> {
+    /// Python's `get_nowait()`: the next item if one is ready, else `Err(Empty)`.
+    pub fn get_nowait(&self) -> Result<T, QueueError> {
         self.get_inner(Wait::No)
     }
 
@@ -420,12 +518,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         };
         loop {
             if reader.left > 0 {
-                let pos = reader.pos;
-                let (item, rest) = postcard::take_from_bytes::<T>(&reader.chunk[pos..])
-                    .map_err(|e| QueueError::Serde(e.to_string()))?;
-                reader.pos = reader.chunk.len() - rest.len();
-                reader.left -= 1;
-                return Ok(item);
+                return reader.next_item();
+            }
+            if let Some(chunk) = reader.pending.pop_front() {
+                reader.start(chunk);
+                continue;
             }
             let rx = reader.rx.as_ref().ok_or(QueueError::NoReader(
                 "the reading end was passed to another process",
@@ -455,10 +552,92 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
                 Err(TryRecvError::IpcError(e)) => return Err(QueueError::Io(e.to_string())),
             };
-            reader.left = count_items(&chunk);
-            reader.pos = 4;
-            reader.chunk = chunk;
+            reader.start(chunk);
         }
+    }
+
+    /// Python's `qsize()`: how many items have reached this reading end and wait to be taken
+    /// (it takes what the socket holds now, without waiting). Approximate, as Python's: items
+    /// still in a producer's feeder are not counted yet, and while another thread waits in
+    /// `get` on this queue the answer is 0 (nothing is ready, or it would not wait).
+    ///
+    /// ```
+    /// let q = process_ipc::Queue::new().unwrap();
+    /// let tx = q.sender().unwrap();
+    /// for i in 0..3u8 {
+    ///     tx.put(i).unwrap();
+    /// }
+    /// tx.flush(); // handed to the socket
+    /// assert_eq!(q.qsize(), 3);
+    /// assert_eq!(q.get().unwrap(), 0);
+    /// assert_eq!(q.qsize(), 2);
+    /// assert!(!q.empty());
+    /// ```
+    pub fn qsize(&self) -> usize {
+        let Some(mut reader) = self.reader.try_lock() else {
+            return 0;
+        };
+        reader.take_ready();
+        reader.left + reader.pending.iter().map(|c| count_items(c)).sum::<usize>()
+    }
+
+    /// Python's `empty()`: no item is ready for this reading end now (see [`qsize`](Self::qsize)).
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Python's `full()`: always false, the queue is unbounded (`put` never blocks).
+    pub fn full(&self) -> bool {
+        false
+    }
+
+    /// Python's `maxsize`: `None`, the queue is unbounded.
+    pub fn maxsize(&self) -> Option<usize> {
+        None
+    }
+}
+
+impl Reader {
+    /// Makes `chunk` the current one.
+    fn start(&mut self, chunk: Vec<u8>) {
+        self.left = count_items(&chunk);
+        self.pos = 4;
+        self.chunk = chunk;
+    }
+
+    /// Takes every chunk the socket holds now into `pending`, without waiting. Errors are left
+    /// for the next `get` to find.
+    fn take_ready(&mut self) {
+        let Some(rx) = self.rx.as_ref() else {
+            return;
+        };
+        while let Ok(chunk) = rx.try_recv() {
+            self.pending.push_back(chunk.into_vec());
+        }
+    }
+
+    /// Takes the next item of the current chunk (`left > 0`); a bad item is stepped over.
+    fn next_item<T: DeserializeOwned>(&mut self) -> Result<T, QueueError> {
+        let pos = self.pos;
+        self.left -= 1;
+        let rest = self.chunk.get(pos..).unwrap_or_default();
+        let framed = read_len(rest)
+            .and_then(|(len, head)| rest.get(head..head + len).map(|b| (head + len, b)));
+        let Some((len, bytes)) = framed else {
+            // A truncated chunk: nothing after this point can be found again.
+            self.left = 0;
+            return Err(QueueError::Serde(
+                "a queue chunk ended inside an item; the rest of that chunk is lost".into(),
+            ));
+        };
+        let item = postcard::from_bytes::<T>(bytes);
+        self.pos = pos + len;
+        item.map_err(|e| {
+            QueueError::Serde(format!(
+                "this item could not be decoded ({e}); only it is lost, the next get returns \
+                 the next item"
+            ))
+        })
     }
 }
 
@@ -474,9 +653,15 @@ impl<T> Serialize for Queue<T> {
             .rx
             .take()
             .ok_or_else(|| refuse("this queue's reading end was already moved"))?;
-        let mut rest = reader.left.to_le_bytes()[..4].to_vec();
-        let pos = reader.pos.min(reader.chunk.len());
-        rest.extend_from_slice(&reader.chunk[pos..]);
+        let total = reader.left + reader.pending.iter().map(|c| count_items(c)).sum::<usize>();
+        let mut rest = (total as u32).to_le_bytes().to_vec();
+        if reader.left > 0 {
+            let pos = reader.pos.min(reader.chunk.len());
+            rest.extend_from_slice(&reader.chunk[pos..]);
+        }
+        for chunk in reader.pending.drain(..) {
+            rest.extend_from_slice(&chunk[4..]);
+        }
         reader.left = 0;
         let sender = self
             .sender
@@ -503,7 +688,43 @@ impl<'de, T: Serialize> Deserialize<'de> for Queue<T> {
                 left: count_items(&rest),
                 chunk: rest,
                 pos: 4,
+                pending: VecDeque::new(),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_len, write_len, write_long_len};
+
+    #[test]
+    fn lengths_round_trip_at_every_width() {
+        for len in [
+            0usize,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            1 << 21,
+            u32::MAX as usize,
+        ] {
+            // A reserved byte, then a stand-in for the item (only its first bytes matter here).
+            let body = len.min(600);
+            let mut chunk = vec![9u8; 3];
+            chunk.push(0);
+            chunk.extend((0..body).map(|i| i as u8));
+            if write_len(&mut chunk, 3, len).is_err() {
+                write_long_len(&mut chunk, 3, len);
+            }
+            let (got, head) = read_len(&chunk[3..]).unwrap();
+            assert_eq!(got, len);
+            assert_eq!(&chunk[..3], &[9, 9, 9]);
+            let item: Vec<u8> = (0..body).map(|i| i as u8).collect();
+            assert_eq!(&chunk[3 + head..], &item[..]);
+        }
+        assert_eq!(read_len(&[0x80, 0x80]), None);
     }
 }

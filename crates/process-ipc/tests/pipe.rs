@@ -63,3 +63,28 @@ fn peer_death_is_disconnected() {
     assert_eq!(mine.recv_timeout(WAIT), Err(QueueError::Disconnected));
     assert_eq!(mine.send(2), Err(QueueError::Disconnected));
 }
+
+#[test]
+fn a_refusal_reason_never_leaks_into_a_later_unrelated_send() {
+    let q = process_ipc::Queue::<u8>::new().unwrap();
+    assert!(postcard::to_stdvec(&q.sender().unwrap()).is_err());
+    let (a, _b) = process_ipc::pipe::<Vec<Unsendable>>().unwrap();
+    let err = a.send(vec![Unsendable]).unwrap_err();
+    assert_eq!(err, QueueError::Serde("unsendable".into()));
+    // The pipe still works.
+    a.send(vec![]).unwrap();
+}
+
+struct Unsendable;
+
+impl serde::Serialize for Unsendable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("unsendable"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unsendable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|()| Unsendable)
+    }
+}

@@ -2,7 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use process_ipc::{Process, ProcessError, Queue, QueueSender, current_pid, parent_pid};
+use process_ipc::{
+    Connection, Process, ProcessError, Queue, QueueSender, START_TIMEOUT, current_pid, parent_pid,
+    pipe,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -149,14 +152,15 @@ fn child_dying_before_connecting_is_an_error_not_a_hang() {
         .__exit_before_connect()
         .start()
         .unwrap_err();
+    // Not a hang: well before the start deadline (the child's death closes the handshake).
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < START_TIMEOUT / 2,
         "{:?}",
         started.elapsed()
     );
     match err {
         ProcessError::Bootstrap { reason, .. } => {
-            assert!(reason.contains("exit code 7"), "{reason}")
+            assert!(reason.contains("exited with code 7"), "{reason}")
         }
         other => panic!("expected a bootstrap error, got {other:?}"),
     }
@@ -258,4 +262,72 @@ fn named_children_show_their_name() {
     let unnamed = Process::new(add, (1, 2)).start().unwrap();
     assert!(unnamed.name().starts_with("Process-"), "{}", unnamed.name());
     assert_eq!(unnamed.join().unwrap(), 3);
+}
+
+fn fork_then_hang(report: Connection<u32>) -> u8 {
+    // SAFETY: the grandchild only sleeps and exits (async-signal-safe calls after fork).
+    match unsafe { libc::fork() } {
+        0 => {
+            // The grandchild keeps every inherited socket (the result channel too) open.
+            // SAFETY: sleep and _exit are async-signal-safe.
+            unsafe {
+                libc::sleep(15);
+                libc::_exit(0)
+            }
+        }
+        grandchild => {
+            report.send(grandchild as u32).unwrap();
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+}
+
+#[test]
+fn death_is_known_at_once_even_if_a_grandchild_holds_the_sockets() {
+    let (mine, theirs) = pipe::<u32>().unwrap();
+    let mut child = Process::new(fork_then_hang, (theirs,)).start().unwrap();
+    let grandchild = mine.recv_timeout(WAIT).unwrap();
+    child.kill().unwrap();
+    // The grandchild lives 15 s more; a join resting on the result socket would time out.
+    let result = child.join_timeout(Duration::from_secs(5));
+    // SAFETY: cleaning up the grandchild this test made (it is not our child to reap).
+    unsafe { libc::kill(grandchild as i32, libc::SIGKILL) };
+    match result {
+        Err(ProcessError::Killed { signal: 9, .. }) => {}
+        other => panic!("expected the SIGKILL error, got {other:?}"),
+    }
+    assert!(!child.is_alive());
+    assert_eq!(child.exitcode(), Some(-9));
+}
+
+/// Refuses to be encoded, in its own words.
+#[derive(Debug)]
+struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("Unencodable says no"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unencodable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|()| Unencodable)
+    }
+}
+
+fn takes_unencodable(_: Unencodable) -> u8 {
+    0
+}
+
+#[test]
+fn an_argument_that_cannot_be_encoded_says_why_in_its_own_words() {
+    match Process::new(takes_unencodable, (Unencodable,)).start() {
+        Err(ProcessError::Bootstrap { reason, .. }) => {
+            assert!(reason.contains("Unencodable says no"), "{reason}");
+        }
+        other => panic!("expected a bootstrap error, got {other:?}"),
+    }
 }

@@ -68,7 +68,7 @@ fn get_timeout_on_an_empty_queue_times_out() {
         Err(QueueError::Timeout(Duration::from_millis(30)))
     );
     assert!(started.elapsed() >= Duration::from_millis(30));
-    assert_eq!(q.try_get(), Err(QueueError::Empty));
+    assert_eq!(q.get_nowait(), Err(QueueError::Empty));
 }
 
 fn put_then_block(q: QueueSender<u8>, stop: Queue<()>) -> u8 {
@@ -141,14 +141,33 @@ fn payload_sizes_from_8_bytes_up() {
 
 #[test]
 fn over_the_limit_is_a_clear_error() {
-    let q = Queue::<ByteBuf>::new().unwrap();
-    let err = q
-        .put(ByteBuf::from(vec![0u8; MAX_ITEM_BYTES + 1]))
-        .unwrap_err();
-    assert!(matches!(err, QueueError::TooLarge { limit, .. } if limit == MAX_ITEM_BYTES));
+    let q = Queue::<ByteBuf>::with_item_limit(1 << 20).unwrap();
+    let err = q.put(ByteBuf::from(vec![0u8; (1 << 20) + 1])).unwrap_err();
+    assert!(
+        matches!(err, QueueError::TooLarge { limit, size } if limit == 1 << 20 && size > limit),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("over the limit"), "{err}");
     // The queue still works afterwards.
     q.put(ByteBuf::from(vec![1u8; 8])).unwrap();
     assert_eq!(q.get_timeout(WAIT).unwrap().len(), 8);
+}
+
+#[test]
+fn the_default_limit_is_at_least_a_gibibyte_and_the_old_64_mib_passes() {
+    const { assert!(MAX_ITEM_BYTES >= 1 << 30) };
+    let q = Queue::<ByteBuf>::new().unwrap();
+    let sender = q.sender().unwrap();
+    let mut child = Process::new(echo_big, (sender, 65 << 20)).start().unwrap();
+    let item = q.get_timeout(WAIT).unwrap();
+    assert_eq!(item.len(), 65 << 20);
+    assert!(item.iter().all(|&b| b == 3));
+    assert_eq!(child.join_timeout(WAIT).unwrap(), 65 << 20);
+}
+
+fn echo_big(q: QueueSender<ByteBuf>, n: usize) -> usize {
+    q.put(ByteBuf::from(vec![3u8; n])).unwrap();
+    n
 }
 
 #[test]
@@ -234,4 +253,144 @@ fn items_put_just_before_exit_still_arrive() {
         child.join_timeout(WAIT),
         Err(ProcessError::Exited { code: 0, .. })
     ));
+}
+
+/// Decodes only what its encoder would never write: 13 is refused on the way in.
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct NoThirteen(u32);
+
+impl<'de> serde::Deserialize<'de> for NoThirteen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n == 13 {
+            return Err(serde::de::Error::custom("thirteen is unlucky"));
+        }
+        Ok(NoThirteen(n))
+    }
+}
+
+#[test]
+fn an_item_that_fails_to_decode_fails_only_its_own_get() {
+    let q = Queue::<NoThirteen>::new().unwrap();
+    for n in [1, 13, 2, 13, 3] {
+        q.put(NoThirteen(n)).unwrap();
+    }
+    assert_eq!(q.get_timeout(WAIT).unwrap(), NoThirteen(1));
+    let err = q.get_timeout(WAIT).unwrap_err();
+    assert!(
+        matches!(err, QueueError::Serde(ref m) if m.contains("could not be decoded") && m.contains("next get")),
+        "{err:?}"
+    );
+    assert_eq!(q.get_timeout(WAIT).unwrap(), NoThirteen(2));
+    assert!(q.get_timeout(WAIT).is_err());
+    assert_eq!(q.get_timeout(WAIT).unwrap(), NoThirteen(3));
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(50)),
+        Err(QueueError::Timeout(Duration::from_millis(50)))
+    );
+}
+
+fn put_some_unlucky(q: QueueSender<NoThirteen>) -> u8 {
+    for n in [13, 5, 13, 6] {
+        q.put(NoThirteen(n)).unwrap();
+    }
+    0
+}
+
+#[test]
+fn bad_items_from_another_process_do_not_hide_the_good_ones() {
+    let q = Queue::<NoThirteen>::new().unwrap();
+    let mut child = Process::new(put_some_unlucky, (q.sender().unwrap(),))
+        .start()
+        .unwrap();
+    child.join_timeout(WAIT).unwrap();
+    let got: Vec<Result<NoThirteen, QueueError>> = (0..4).map(|_| q.get_timeout(WAIT)).collect();
+    assert!(got[0].is_err() && got[2].is_err(), "{got:?}");
+    assert_eq!(got[1], Ok(NoThirteen(5)));
+    assert_eq!(got[3], Ok(NoThirteen(6)));
+}
+
+/// Refuses to be encoded, in its own words.
+struct Secret;
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("a Secret stays in this process"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|()| Secret)
+    }
+}
+
+#[test]
+fn a_custom_serialize_error_keeps_its_message() {
+    let q = Queue::<(u8, Vec<Secret>)>::new().unwrap();
+    let err = q.put((1, vec![Secret])).unwrap_err();
+    assert_eq!(
+        err,
+        QueueError::Serde("a Secret stays in this process".into())
+    );
+    // Nothing half-written was left behind.
+    q.put((2, vec![])).unwrap();
+    assert_eq!(q.get_timeout(WAIT).unwrap().0, 2);
+}
+
+#[test]
+fn a_refusal_reason_never_leaks_into_a_later_unrelated_put() {
+    // A queue handle encoded outside a Process argument is refused; nothing here asks why.
+    let handles = Queue::<u8>::new().unwrap();
+    assert!(postcard::to_stdvec(&handles.sender().unwrap()).is_err());
+    // A later failure elsewhere reports its own reason, not the stale one.
+    let q = Queue::<Secret>::new().unwrap();
+    let err = q.put(Secret).unwrap_err();
+    assert_eq!(
+        err,
+        QueueError::Serde("a Secret stays in this process".into())
+    );
+}
+
+#[test]
+fn qsize_and_empty_count_what_has_reached_the_reader() {
+    let q = Queue::<u32>::new().unwrap();
+    assert!(q.empty());
+    assert_eq!(q.qsize(), 0);
+    assert!(!q.full());
+    assert_eq!(q.maxsize(), None);
+    let tx = q.sender().unwrap();
+    for i in 0..5 {
+        tx.put(i).unwrap();
+    }
+    tx.flush_timeout(WAIT).unwrap();
+    assert_eq!(q.qsize(), 5);
+    assert_eq!(q.get_timeout(WAIT).unwrap(), 0);
+    assert_eq!(q.qsize(), 4);
+    // Items taken off the socket by qsize are still delivered in order.
+    tx.put(5).unwrap();
+    tx.flush_timeout(WAIT).unwrap();
+    assert_eq!(q.qsize(), 5);
+    let rest: Vec<u32> = (0..5).map(|_| q.get_timeout(WAIT).unwrap()).collect();
+    assert_eq!(rest, vec![1, 2, 3, 4, 5]);
+    assert!(q.empty());
+}
+
+fn sum_all(q: Queue<u32>, n: usize) -> u32 {
+    (0..n).map(|_| q.get().unwrap()).sum()
+}
+
+#[test]
+fn items_counted_by_qsize_travel_with_a_moved_queue() {
+    let q = Queue::<u32>::new().unwrap();
+    let tx = q.sender().unwrap();
+    for i in 1..=4 {
+        tx.put(i).unwrap();
+        tx.flush_timeout(WAIT).unwrap(); // one chunk each
+    }
+    assert_eq!(q.get_timeout(WAIT).unwrap(), 1);
+    assert_eq!(q.qsize(), 3); // the rest now waits on this side of the socket
+    tx.put(5).unwrap();
+    let mut child = Process::new(sum_all, (q, 4)).start().unwrap();
+    assert_eq!(child.join_timeout(WAIT).unwrap(), 2 + 3 + 4 + 5);
 }

@@ -761,3 +761,42 @@ mod layer_rule_tests {
         assert!(!names.contains(&"a".to_string()), "{names:?}");
     }
 }
+
+/// The platform audit, for machines where CI cannot check a non-Linux target for real:
+/// the Linux-only crates stop a foreign build with their own message, and the portable crates
+/// keep every OS-specific call behind a `cfg`.
+#[test]
+fn linux_only_code_is_gated_and_says_so() {
+    let root = crate::workspace_root();
+    let process_lib = read(&root.join("crates/process-ipc/src/lib.rs"));
+    assert!(
+        process_lib.contains("#[cfg(not(target_os = \"linux\"))]\ncompile_error!(\n    \"process-ipc is Linux-only"),
+        "process-ipc/src/lib.rs must stop a non-Linux build with a compile_error! saying why"
+    );
+    let coro_lib = read(&root.join("crates/coro/src/lib.rs"));
+    assert!(
+        coro_lib.contains("compile_error!(") && coro_lib.contains("feature = \"patch\""),
+        "coro/src/lib.rs must stop a `patch` build off Linux + glibc with a compile_error!"
+    );
+    let os_specific = ["libc::", "std::os::unix", "std::os::linux", "\"/proc/"];
+    for krate in ["threads-sync", "iter-gen"] {
+        let mut files = Vec::new();
+        rust_files(&root.join("crates").join(krate).join("src"), &mut files);
+        for file in files {
+            let text = read(&file);
+            if os_specific.iter().any(|s| text.contains(s)) {
+                assert!(
+                    text.contains("#[cfg(unix)]") || text.contains("#[cfg(target_os"),
+                    "{} uses an OS-specific API with no cfg gate: {krate} must build anywhere",
+                    file.display()
+                );
+            }
+        }
+        let manifest = read(&root.join("crates").join(krate).join("Cargo.toml"));
+        let normal = manifest.split("\n[").find(|t| t.starts_with("dependencies]"));
+        assert!(
+            !normal.is_some_and(|deps| deps.contains("\nlibc")),
+            "{krate} takes libc only under a [target.'cfg(unix)'] table"
+        );
+    }
+}

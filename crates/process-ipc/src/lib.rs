@@ -133,6 +133,13 @@
 // Layers, bottom to top; a module uses only modules above it in this list (tidy checks that
 // there is no cycle): sys -> wire -> bootstrap -> process -> queue, pipe -> pool -> manager.
 // `error` is a leaf every layer may use.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "process-ipc is Linux-only: it re-executes /proc/self/exe, authenticates children with \
+     SO_PEERCRED/SCM_CREDENTIALS, waits on pids through waitid and keeps shared state in memfds. \
+     threads-sync, iter-gen and coro (without `patch`) build on other platforms."
+);
+
 mod bootstrap;
 pub mod error;
 mod pipe;

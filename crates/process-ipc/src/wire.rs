@@ -134,6 +134,15 @@ pub(crate) fn serialize_error<T: Serialize + ?Sized>(value: &T) -> Option<String
     value.serialize(Probe).err().map(|e| e.0)
 }
 
+/// Why `value` failed to encode: its own words if its `Serialize` impl gave any, else
+/// `fallback` (the encoder's message).
+pub(crate) fn serialize_message<T: Serialize + ?Sized>(
+    value: &T,
+    fallback: impl std::fmt::Display,
+) -> String {
+    serialize_error(value).unwrap_or_else(|| fallback.to_string())
+}
+
 /// The error of [`Probe`]: the custom message a `Serialize` impl gave.
 #[derive(Debug)]
 pub(crate) struct ProbeError(String);

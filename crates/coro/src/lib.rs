@@ -110,22 +110,26 @@
 //! once, when its scheduler starts, so later calls return
 //! [`CoroError::AlreadyStarted`] (and every test in one test binary shares
 //! one runtime). More workers run coroutines in parallel, but may then moves
-//! a coroutine between workers at any switch.
+//! a coroutine between workers at any switch, so asking for them
+//! ([`Config::with_workers`]) is `unsafe`: you promise that no coroutine holds
+//! a thread-local across a switch.
 //!
 //! Code inside a coroutine must follow may's rules:
 //! - **No blocking calls**: `std::thread::sleep`, std sockets and std locks
 //!   stop the whole worker, and every other coroutine on it waits. Use this
 //!   crate's calls or [`monkey`]. The opt-in [`monitor`] logs offenders.
-//! - **No thread-locals held across a yield**: after a switch the coroutine
-//!   may run on another worker (with more than one worker); a thread-local
-//!   read before and after a yield may then differ.
+//! - **No thread-locals held across a yield** (with more than one worker):
+//!   after a switch the coroutine may run on another worker; a thread-local
+//!   read before and after a yield may then differ. With the default single
+//!   worker this cannot happen, which is why only the multi-worker
+//!   configuration is `unsafe`.
 //! - **No long CPU loops without a switch**: scheduling is cooperative; call
 //!   [`yield_now`] now and then.
 //! - **Mind the stack**: 32 KiB by default; deep recursion or big arrays on
 //!   the stack overflow it (debug builds use much more stack than release).
 //!   may's guard page catches the overflow and abandons the coroutine: it
 //!   ends with [`CoroError::StackOverflow`], and nothing in it is unwound, so
-//!   its destructors do not run. Raise the size with [`Config::stack_size`]
+//!   its destructors do not run. Raise the size with [`Config::with_stack_size`]
 //!   or [`Builder::stack_size`].
 //!
 //! Two things about may's timers (0.3.51) that `coro` works around in its
@@ -146,9 +150,11 @@
 //! may maps each coroutine stack as one region plus a guard page, i.e. two
 //! kernel memory maps. Linux's default `vm.max_map_count` (65 530) therefore
 //! allows about 32 700 live coroutines per process; gevent's heap-allocated
-//! greenlets have no such limit. Past it, [`spawn`] returns
-//! [`CoroError::StackExhausted`] naming the setting (never a panic or
-//! an abort). A smaller stack does not help (the count of maps is the
+//! greenlets have no such limit. `coro` stops 512 maps short of it, so the
+//! rest of the process can still allocate and start threads: past that,
+//! [`spawn`] returns [`CoroError::StackExhausted`] naming the setting and the
+//! real count of maps (never a panic or an abort). Timed waits cost no
+//! coroutine of their own, so coroutines in a timed wait reach the same count. A smaller stack does not help (the count of maps is the
 //! limit, not memory); raise the setting (`sysctl -w vm.max_map_count=262144`)
 //! or bound live coroutines with a [`Pool`].
 //!
@@ -158,6 +164,7 @@
 
 #![deny(missing_docs)]
 
+mod coroutine;
 mod error;
 mod event;
 mod greenlet;
@@ -166,20 +173,25 @@ pub mod monkey;
 mod pool;
 mod queue;
 mod runtime;
+mod supervise;
+mod timer;
 mod wait;
 
-pub use error::{CoroError, GetError, PutError, Result};
+pub use coroutine::{Coroutine, Target};
+pub use error::{CoroError, Empty, Full, Result};
 pub use event::{AsyncResult, Event};
 pub use greenlet::{
-    Builder, Greenlet, Timeout, joinall, sleep, spawn, spawn_later, with_timeout, yield_now,
+    Builder, Greenlet, GreenletRef, Timeout, getcurrent, joinall, sleep, spawn, spawn_later,
+    with_timeout, yield_now,
 };
 pub use monitor::{Monitor, start_monitor, start_monitor_with};
-pub use pool::Pool;
-pub use queue::Queue;
+pub use pool::{IMap, Pool};
+pub use queue::{JoinableQueue, Queue};
 pub use runtime::{
     Config, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, configure, is_started,
     live_coroutines, runtime_config,
 };
+pub use supervise::{Group, Iwait, Waitable, iwait, killall, wait};
 
 /// Whether the caller runs inside a coroutine (may's `is_coroutine`).
 pub fn is_coroutine() -> bool {

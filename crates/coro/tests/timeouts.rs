@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(20);
 #[test]
 fn smoke() {
     let mut g = coro::spawn(|| {
-        let q: coro::Queue<u8> = coro::Queue::unbounded();
+        let q: coro::Queue<u8> = coro::Queue::new();
         q.get_timeout(Duration::from_micros(300)).is_err()
     })
     .unwrap();
@@ -72,7 +72,7 @@ fn zero_timeouts_return_at_once() {
 
 #[test]
 fn kill_during_a_timed_wait_ends_the_waiter() {
-    let q: coro::Queue<u8> = coro::Queue::unbounded();
+    let q: coro::Queue<u8> = coro::Queue::new();
     let started = coro::Event::new();
     let s2 = started.clone();
     let q2 = q.clone();

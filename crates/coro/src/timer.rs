@@ -1,0 +1,124 @@
+//! coro's own timer: one thread, one ordered map of deadlines, coroutines woken in batches.
+//!
+//! Every timed wait of a coroutine (a `sleep`, a `*_timeout` call) parks
+//! untimed on its own may `Blocker` and puts one entry here: its deadline and
+//! the wait node to time out. One thread sleeps until the earliest deadline
+//! (a futex wait, exact to the microsecond), takes every entry that is due in
+//! one pass under the lock, and then times out their nodes outside it. A wait
+//! that ends early removes its entry (O(log n)), so long timeouts leave no
+//! garbage behind. A timed wait therefore costs an entry, not a coroutine (the
+//! previous design spawned a watchdog coroutine per wait, two memory maps
+//! each), and the woken coroutine goes straight to a worker's run queue.
+//!
+//! may's own timed park is not used: in may 0.3.51 it keeps whole
+//! milliseconds (truncated) and can lose its wake-up under load (it arms the
+//! timer before the coroutine is stored).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::wait::Node;
+
+/// Identifies one entry, to remove it when its wait ends first.
+pub(crate) type Key = (Instant, u64);
+
+struct Timer {
+    entries: Mutex<BTreeMap<Key, Arc<Node>>>,
+    /// Signalled when an entry becomes the earliest.
+    earlier: Condvar,
+    next_seq: AtomicU64,
+}
+
+fn timer() -> &'static Timer {
+    static TIMER: OnceLock<&'static Timer> = OnceLock::new();
+    TIMER.get_or_init(|| {
+        let timer: &'static Timer = Box::leak(Box::new(Timer {
+            entries: Mutex::new(BTreeMap::new()),
+            earlier: Condvar::new(),
+            next_seq: AtomicU64::new(0),
+        }));
+        std::thread::Builder::new()
+            .name("coro-timer".into())
+            .spawn(move || timer.run())
+            .expect("coro cannot start its timer thread");
+        timer
+    })
+}
+
+impl Timer {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Key, Arc<Node>>> {
+        // Nothing panics while holding it; poison would only mean a bug elsewhere.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn run(&self) {
+        let mut due = Vec::new();
+        let mut entries = self.lock();
+        loop {
+            let now = Instant::now();
+            while let Some(entry) = entries.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                due.push(entry.remove());
+            }
+            if !due.is_empty() {
+                drop(entries);
+                for node in due.drain(..) {
+                    node.time_out();
+                }
+                entries = self.lock();
+                continue;
+            }
+            entries = match entries.first_key_value() {
+                Some((&(at, _), _)) => {
+                    let left = at.saturating_duration_since(now);
+                    self.earlier
+                        .wait_timeout(entries, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self
+                    .earlier
+                    .wait(entries)
+                    .unwrap_or_else(|e| e.into_inner()),
+            };
+        }
+    }
+}
+
+/// Times `node` out at `at` (unless it is notified first); keep the key to [`cancel`].
+pub(crate) fn insert(at: Instant, node: Arc<Node>) -> Key {
+    let timer = timer();
+    let key = (at, timer.next_seq.fetch_add(1, Ordering::Relaxed));
+    let mut entries = timer.lock();
+    let earliest = entries
+        .first_key_value()
+        .is_none_or(|(first, _)| key < *first);
+    entries.insert(key, node);
+    drop(entries);
+    if earliest {
+        timer.earlier.notify_one();
+    }
+    key
+}
+
+/// Removes the entry of a wait that ended before its deadline.
+pub(crate) fn cancel(key: Key) {
+    timer().lock().remove(&key);
+}
+
+/// Entries waiting now (for tests and the docs' claims).
+#[allow(dead_code)]
+pub(crate) fn pending() -> usize {
+    timer().lock().len()
+}
+
+/// `now + d`, or a deadline far enough away to mean "never" when that overflows.
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}

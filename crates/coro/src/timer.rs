@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use may::sync::Blocker;
+
+use crate::runtime;
 use crate::wait::Node;
 
 /// Identifies one entry, to remove it when its wait ends first.
@@ -29,6 +32,10 @@ struct Timer {
     /// Signalled when an entry becomes the earliest.
     earlier: Condvar,
     next_seq: AtomicU64,
+    /// Nodes due, handed from the timer thread to the hub coroutine.
+    due: Mutex<Vec<Arc<Node>>>,
+    /// The hub coroutine's parker, once it runs.
+    hub: OnceLock<Arc<Blocker>>,
 }
 
 fn timer() -> &'static Timer {
@@ -38,7 +45,10 @@ fn timer() -> &'static Timer {
             entries: Mutex::new(BTreeMap::new()),
             earlier: Condvar::new(),
             next_seq: AtomicU64::new(0),
+            due: Mutex::new(Vec::new()),
+            hub: OnceLock::new(),
         }));
+        timer.start_hub();
         std::thread::Builder::new()
             .name("coro-timer".into())
             .spawn(move || timer.run())
@@ -66,9 +76,7 @@ impl Timer {
             }
             if !due.is_empty() {
                 drop(entries);
-                for node in due.drain(..) {
-                    node.time_out();
-                }
+                self.hand_over(&mut due);
                 entries = self.lock();
                 continue;
             }
@@ -85,6 +93,47 @@ impl Timer {
                     .wait(entries)
                     .unwrap_or_else(|e| e.into_inner()),
             };
+        }
+    }
+}
+
+impl Timer {
+    /// Wakes the due waiters: through the hub coroutine if it runs (one
+    /// cross-thread wake-up for the whole batch, after which the hub wakes
+    /// each from inside a worker, without a system call), else one by one.
+    fn hand_over(&self, due: &mut Vec<Arc<Node>>) {
+        match self.hub.get() {
+            Some(hub) => {
+                self.due
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .append(due);
+                hub.unpark();
+            }
+            None => due.drain(..).for_each(|node| node.time_out()),
+        }
+    }
+
+    /// The hub: a coroutine that times out the batches the timer thread hands over.
+    fn start_hub(&'static self) {
+        {
+            let hub = move || {
+                let me = Blocker::current();
+                // Until this runs (or if the hub cannot start) the timer thread
+                // wakes waiters itself.
+                let _ = self.hub.set(me.clone());
+                let mut batch = Vec::new();
+                loop {
+                    let _ = me.park(None);
+                    std::mem::swap(
+                        &mut batch,
+                        &mut *self.due.lock().unwrap_or_else(|e| e.into_inner()),
+                    );
+                    batch.drain(..).for_each(|node| node.time_out());
+                }
+            };
+            let builder = may::coroutine::Builder::new().name("coro-timer-hub".into());
+            let _ = runtime::spawn_on_may(builder, hub);
         }
     }
 }

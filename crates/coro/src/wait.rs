@@ -1,7 +1,7 @@
 //! The one way coro waits: a state behind a lock, a list of parked waiters, and coro's timer.
 //!
-//! A waiter parks on a may `Blocker` of its own (a coroutine park inside a
-//! coroutine, a thread park outside one) behind a [`Node`] whose state moves
+//! A waiter parks (a coroutine on its own may park, a thread on a may
+//! `Blocker`) behind a [`Node`] whose state moves
 //! exactly once from `WAITING` to `NOTIFIED` (a notifier won) or `TIMED_OUT`
 //! (the timer, or the thread's own clock, won); whoever wins the move unparks.
 //! So a notification never goes to a waiter that already timed out, and
@@ -29,16 +29,52 @@ const TIMED_OUT: u8 = 2;
 /// The waiter left (killed) before anyone woke it.
 const GONE: u8 = 3;
 
+/// Who to wake: a coroutine (its own may park, no allocation) or a thread (a `Blocker`).
+#[derive(Clone)]
+pub(crate) enum Parker {
+    Coroutine(may::coroutine::Coroutine),
+    Thread(Arc<Blocker>),
+}
+
+impl Parker {
+    /// The caller's parker.
+    pub(crate) fn current() -> Parker {
+        if may::coroutine::is_coroutine() {
+            Parker::Coroutine(may::coroutine::current())
+        } else {
+            Parker::Thread(Blocker::current())
+        }
+    }
+
+    fn unpark(&self) {
+        match self {
+            Parker::Coroutine(co) => co.unpark(),
+            Parker::Thread(b) => b.unpark(),
+        }
+    }
+
+    /// Parks until unparked (or spuriously: every caller re-checks its node).
+    /// Inside a coroutine a kill unwinds from here.
+    fn park(&self, timeout: Option<Duration>) {
+        match self {
+            Parker::Coroutine(_) => may::coroutine::park(),
+            Parker::Thread(b) => {
+                let _ = b.park(timeout);
+            }
+        }
+    }
+}
+
 /// One parked waiter.
 pub(crate) struct Node {
-    blocker: Arc<Blocker>,
+    parker: Parker,
     state: AtomicU8,
 }
 
 impl Node {
-    fn new(blocker: Arc<Blocker>) -> Arc<Node> {
+    fn new(parker: Parker) -> Arc<Node> {
         Arc::new(Node {
-            blocker,
+            parker,
             state: AtomicU8::new(WAITING),
         })
     }
@@ -57,7 +93,7 @@ impl Node {
     fn notify(&self) -> bool {
         let won = self.moved_to(NOTIFIED);
         if won {
-            self.blocker.unpark();
+            self.parker.unpark();
         }
         won
     }
@@ -65,7 +101,7 @@ impl Node {
     /// The timer's side: wakes the waiter as timed out, unless it was notified first.
     pub(crate) fn time_out(&self) {
         if self.moved_to(TIMED_OUT) {
-            self.blocker.unpark();
+            self.parker.unpark();
         }
     }
 }
@@ -95,7 +131,7 @@ fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn Fn(bool)) ->
             }
         }
     }
-    let in_coroutine = may::coroutine::is_coroutine();
+    let in_coroutine = matches!(node.parker, Parker::Coroutine(_));
     let mut leave = Leave {
         node,
         key: None,
@@ -106,7 +142,7 @@ fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn Fn(bool)) ->
         Some(at) if in_coroutine => {
             leave.key = Some(timer::insert(at, node.clone()));
             while node.state() == WAITING {
-                let _ = node.blocker.park(None);
+                node.parker.park(None);
             }
         }
         Some(at) => loop {
@@ -116,14 +152,14 @@ fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn Fn(bool)) ->
                 node.moved_to(TIMED_OUT);
                 break;
             }
-            let _ = node.blocker.park(Some(left));
+            node.parker.park(Some(left));
             if node.state() != WAITING {
                 break;
             }
         },
         None => {
             while node.state() == WAITING {
-                let _ = node.blocker.park(None);
+                node.parker.park(None);
             }
         }
     }
@@ -133,7 +169,7 @@ fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn Fn(bool)) ->
 
 /// Sleeps until `deadline` on coro's timer (inside a coroutine) or the thread's clock.
 pub(crate) fn sleep_until(deadline: Instant) {
-    let node = Node::new(Blocker::current());
+    let node = Node::new(Parker::current());
     park(&node, Some(deadline), &|_| {});
 }
 
@@ -288,7 +324,7 @@ impl<S> Signal<S> {
         deadline: Option<Instant>,
         ready: &dyn Fn(&S) -> bool,
     ) -> (Guard<'a, S>, bool) {
-        let blocker = Blocker::current();
+        let parker = Parker::current();
         let pass_on = |notified: bool| {
             if notified {
                 self.lock().notify_one_on(list);
@@ -298,7 +334,7 @@ impl<S> Signal<S> {
             if deadline.is_some_and(|at| Instant::now() >= at) {
                 break false;
             }
-            let node = Node::new(blocker.clone());
+            let node = Node::new(parker.clone());
             guard.0.waiters[list].push(node.clone());
             drop(guard);
             let how = park(&node, deadline, &pass_on);

@@ -25,7 +25,7 @@ use crate::timer;
 
 const WAITING: u8 = 0;
 const NOTIFIED: u8 = 1;
-const TIMED_OUT: u8 = 2;
+pub(crate) const TIMED_OUT: u8 = 2;
 /// The waiter left (killed) before anyone woke it.
 const GONE: u8 = 3;
 
@@ -72,7 +72,7 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    fn new(parker: Parker) -> Arc<Node> {
+    pub(crate) fn new(parker: Parker) -> Arc<Node> {
         Arc::new(Node {
             parker,
             state: AtomicU8::new(WAITING),
@@ -90,7 +90,7 @@ impl Node {
     }
 
     /// Wakes the waiter unless it already timed out or left; whether it woke it.
-    fn notify(&self) -> bool {
+    pub(crate) fn notify(&self) -> bool {
         let won = self.moved_to(NOTIFIED);
         if won {
             self.parker.unpark();
@@ -110,7 +110,7 @@ impl Node {
 ///
 /// If the coroutine is killed meanwhile, the unwinding leaves through here;
 /// `on_leave` runs then with whether a notification had arrived.
-fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn Fn(bool)) -> u8 {
+pub(crate) fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn Fn(bool)) -> u8 {
     struct Leave<'a> {
         node: &'a Node,
         key: Option<timer::Key>,

@@ -30,6 +30,10 @@ use std::time::Duration;
 pub mod net;
 #[cfg(feature = "patch")]
 mod patch;
+#[cfg(all(feature = "patch", target_os = "linux", target_env = "gnu"))]
+mod patch_net;
+#[cfg(all(feature = "patch", target_os = "linux", target_env = "gnu"))]
+mod poller;
 #[cfg(feature = "patch")]
 pub use patch::{patch_all, unpatch_all};
 

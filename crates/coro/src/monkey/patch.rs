@@ -38,6 +38,7 @@ pub fn patch_all() -> Result<()> {
             hooks::clock_nanosleep as *const (),
         ));
         hooks::resolve_real();
+        super::patch_net::resolve_real();
         crate::runtime::ensure_init();
         PATCHED.store(true, Ordering::Release);
         Ok(())

@@ -91,15 +91,18 @@
 //! # Ok::<(), coro::CoroError>(())
 //! ```
 //!
-//! # The blocking shim
+//! # The blocking shim, and patch_all
 //!
 //! In gevent, `time.sleep` blocks the hub and every greenlet waits in line
 //! until `monkey.patch_all()` swaps it for the cooperative one. Here
 //! [`monkey`] holds dual-mode versions of the blocking calls (sleep, TCP,
 //! UDP, channels, locks) that yield inside a coroutine and block plainly
-//! outside one; `use coro::monkey::prelude::*;` shadows the std names. With
-//! the `patch` feature (Linux, glibc), `coro::monkey::patch_all()` makes even
-//! unchanged `std::thread::sleep` cooperative.
+//! outside one; `use coro::monkey::prelude::*;` shadows the std names (a file
+//! that names `std::net::TcpStream` explicitly still gets std's). With the
+//! `patch` feature (Linux, glibc), `coro::monkey::patch_all()` makes even
+//! unchanged `std::thread::sleep` and `std::net` code (TCP, UDP, name
+//! lookups, `poll`/`select`) cooperative inside coroutines; see [`monkey`]
+//! for what it covers and what stays blocking.
 //!
 //! # Runtime: one worker by default, and may's rules
 //!
@@ -132,18 +135,17 @@
 //!   its destructors do not run. Raise the size with [`Config::with_stack_size`]
 //!   or [`Builder::stack_size`].
 //!
-//! Two things about may's timers (0.3.51) that `coro` works around in its
-//! own calls, and that raw may calls (including the may primitives in
-//! `monkey::sync`, e.g. `recv_timeout`) still have:
-//! - a coroutine's timed wait (`Condvar::wait_timeout`, `recv_timeout`, ...)
-//!   keeps its timeout in whole milliseconds, truncated (under 1 ms it never
-//!   times out), and arms its timer before it parks, so under load the timer
-//!   can fire first and the wait never ends. `coro`'s timed waits use an
-//!   untimed wait plus a watchdog coroutine that sleeps to the deadline.
-//! - when a sleep expires, may resumes the coroutine on its timer thread, not
-//!   on a worker. [`sleep`] yields once right there, so your code continues
-//!   on the worker (with one worker, coroutine code runs on that one thread,
-//!   and a blocking call after a sleep cannot stall may's timers).
+//! # Timers: coro's own
+//!
+//! Every timed wait of `coro` ([`sleep`], the `*_timeout` calls, `Timeout`)
+//! goes to one timer of coro's own: an ordered map of deadlines drained by one
+//! thread, which hands each batch of due waiters to a hub coroutine that wakes
+//! them from a worker. A timed wait costs a map entry, not a coroutine, and a
+//! woken coroutine resumes on a worker. may's own timed waits (used by the
+//! may primitives in `monkey::sync`, e.g. `recv_timeout`) keep two caveats
+//! of may 0.3.51: the timeout is kept in whole milliseconds, truncated (under
+//! 1 ms it never times out), and the timer is armed before the coroutine
+//! parks, so under load it can fire first and the wait never ends.
 //!
 //! # How many coroutines: `vm.max_map_count`
 //!

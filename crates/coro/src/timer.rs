@@ -159,15 +159,36 @@ pub(crate) fn cancel(key: Key) {
     timer().lock().remove(&key);
 }
 
-/// Entries waiting now (for tests and the docs' claims).
-#[allow(dead_code)]
-pub(crate) fn pending() -> usize {
-    timer().lock().len()
-}
-
 /// `now + d`, or a deadline far enough away to mean "never" when that overflows.
 pub(crate) fn deadline_after(d: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(d)
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_wait_that_ends_early_leaves_no_timer_entry() {
+        let ev = crate::Event::new();
+        let waiters: Vec<_> = (0..100)
+            .map(|_| {
+                let ev = ev.clone();
+                crate::spawn(move || ev.wait_timeout(Duration::from_secs(120))).unwrap()
+            })
+            .collect();
+        // Every waiter is parked with a 120 s entry before the event is set.
+        let give_up = std::time::Instant::now() + Duration::from_secs(20);
+        while super::timer().lock().len() < 100 {
+            assert!(std::time::Instant::now() < give_up, "waiters never parked");
+            std::thread::yield_now();
+        }
+        ev.set();
+        for g in waiters {
+            assert!(g.into_value().unwrap());
+        }
+        assert_eq!(super::timer().lock().len(), 0);
+    }
 }

@@ -176,16 +176,14 @@ mod pool;
 mod queue;
 mod runtime;
 mod supervise;
+mod timeout;
 mod timer;
 mod wait;
 
 pub use coroutine::{Coroutine, Target};
 pub use error::{CoroError, Empty, Full, Result};
 pub use event::{AsyncResult, Event};
-pub use greenlet::{
-    Builder, Greenlet, GreenletRef, Timeout, getcurrent, joinall, sleep, spawn, spawn_later,
-    with_timeout, yield_now,
-};
+pub use greenlet::{Builder, Greenlet, GreenletRef, getcurrent, spawn, spawn_later};
 pub use monitor::{Monitor, start_monitor, start_monitor_with};
 pub use pool::{IMap, Pool};
 pub use queue::{JoinableQueue, Queue};
@@ -194,6 +192,7 @@ pub use runtime::{
     live_coroutines, runtime_config,
 };
 pub use supervise::{Group, Iwait, Waitable, iwait, killall, wait};
+pub use timeout::{Timeout, joinall, sleep, with_timeout, yield_now};
 
 /// Whether the caller runs inside a coroutine (may's `is_coroutine`).
 pub fn is_coroutine() -> bool {

@@ -133,6 +133,11 @@ impl<T> std::fmt::Debug for AsyncResult<T> {
 }
 
 impl<T> AsyncResult<T> {
+    /// Whether a value (not a failure) was delivered: `None` until something is.
+    pub fn successful(&self) -> Option<bool> {
+        self.inner.lock().value.as_ref().map(|r| r.is_ok())
+    }
+
     pub(crate) fn is_delivered(&self) -> bool {
         self.inner.lock().delivered()
     }
@@ -146,6 +151,25 @@ impl<T> AsyncResult<T> {
         } else {
             slot.links.push(f);
         }
+    }
+
+    /// Runs `f` once something is delivered (at once, in the caller, if it was);
+    /// `f` runs on whoever delivers, so it must be short and must not block.
+    ///
+    /// ```
+    /// let r: coro::AsyncResult<u8> = coro::AsyncResult::new();
+    /// let seen = coro::Queue::new();
+    /// let tx = seen.clone();
+    /// r.add_done_callback(move |r| tx.put(r.successful()));
+    /// r.set(1);
+    /// assert_eq!(seen.get_nowait(), Ok(Some(true)));
+    /// ```
+    pub fn add_done_callback(&self, f: impl FnOnce(&AsyncResult<T>) + Send + 'static)
+    where
+        T: Send + 'static,
+    {
+        let me = self.clone();
+        self.rawlink(Box::new(move || f(&me)));
     }
 
     fn deliver(&self, value: std::result::Result<T, String>) {
@@ -177,11 +201,6 @@ impl<T: Clone + Send + 'static> AsyncResult<T> {
     /// Whether a value or a failure was delivered.
     pub fn ready(&self) -> bool {
         self.is_delivered()
-    }
-
-    /// Whether a value (not a failure) was delivered: `None` until something is.
-    pub fn successful(&self) -> Option<bool> {
-        self.inner.lock().value.as_ref().map(|r| r.is_ok())
     }
 
     /// Waits until something is delivered.

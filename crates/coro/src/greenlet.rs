@@ -288,6 +288,11 @@ impl<T> Greenlet<T> {
         self.shared.ready()
     }
 
+    /// True until the coroutine has finished (Python's `is_alive()`; gevent's `not dead`).
+    pub fn is_alive(&self) -> bool {
+        !self.shared.ready()
+    }
+
     /// `None` while it runs; then whether it returned a value rather than
     /// panicking or being killed (gevent's `successful()`). Unchanged after `get`.
     pub fn successful(&self) -> Option<bool> {

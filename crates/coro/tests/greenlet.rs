@@ -270,3 +270,14 @@ fn handles_and_primitives_are_send_and_sync() {
     send_sync::<coro::Monitor>();
     send_sync::<CoroError>();
 }
+
+#[test]
+fn is_alive_until_it_ends() {
+    let ev = coro::Event::new();
+    let ev2 = ev.clone();
+    let g = coro::spawn(move || ev2.wait()).unwrap();
+    assert!(g.is_alive());
+    ev.set();
+    assert!(g.join_timeout(WAIT));
+    assert!(!g.is_alive());
+}

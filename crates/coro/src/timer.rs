@@ -32,8 +32,9 @@ struct Timer {
     /// Signalled when an entry becomes the earliest.
     earlier: Condvar,
     next_seq: AtomicU64,
-    /// Nodes due, handed from the timer thread to the hub coroutine.
-    due: Mutex<Vec<Arc<Node>>>,
+    /// Nodes to wake, handed from the timer and poller threads to the hub
+    /// coroutine, each with whether it timed out (else it was notified).
+    due: Mutex<Vec<(Arc<Node>, bool)>>,
     /// The hub coroutine's parker, once it runs.
     hub: OnceLock<Arc<Blocker>>,
 }
@@ -76,7 +77,7 @@ impl Timer {
             }
             if !due.is_empty() {
                 drop(entries);
-                self.hand_over(&mut due);
+                self.hand_over(&mut due, true);
                 entries = self.lock();
                 continue;
             }
@@ -101,16 +102,16 @@ impl Timer {
     /// Wakes the due waiters: through the hub coroutine if it runs (one
     /// cross-thread wake-up for the whole batch, after which the hub wakes
     /// each from inside a worker, without a system call), else one by one.
-    fn hand_over(&self, due: &mut Vec<Arc<Node>>) {
+    fn hand_over(&self, due: &mut Vec<Arc<Node>>, timed_out: bool) {
         match self.hub.get() {
             Some(hub) => {
                 self.due
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .append(due);
+                    .extend(due.drain(..).map(|node| (node, timed_out)));
                 hub.unpark();
             }
-            None => due.drain(..).for_each(|node| node.time_out()),
+            None => due.drain(..).for_each(|node| wake(&node, timed_out)),
         }
     }
 
@@ -129,13 +130,29 @@ impl Timer {
                         &mut batch,
                         &mut *self.due.lock().unwrap_or_else(|e| e.into_inner()),
                     );
-                    batch.drain(..).for_each(|node| node.time_out());
+                    batch
+                        .drain(..)
+                        .for_each(|(node, timed_out)| wake(&node, timed_out));
                 }
             };
             let builder = may::coroutine::Builder::new().name("coro-timer-hub".into());
             let _ = runtime::spawn_on_may(builder, hub);
         }
     }
+}
+
+fn wake(node: &Node, timed_out: bool) {
+    if timed_out {
+        node.time_out();
+    } else {
+        node.notify();
+    }
+}
+
+/// Notifies a batch of waiters from a thread that is not a worker (the
+/// poller) through the hub: one cross-thread wake-up for the whole batch.
+pub(crate) fn notify_batch(nodes: &mut Vec<Arc<Node>>) {
+    timer().hand_over(nodes, false);
 }
 
 /// Times `node` out at `at` (unless it is notified first); keep the key to [`cancel`].

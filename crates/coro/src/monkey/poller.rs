@@ -118,8 +118,8 @@ impl Poller {
                     }
                 }
             }
-            for node in woken.drain(..) {
-                node.notify();
+            if !woken.is_empty() {
+                crate::timer::notify_batch(&mut woken);
             }
         }
     }

@@ -413,7 +413,10 @@ impl<T> Greenlet<T> {
             .take()
             .ok_or_else(|| CoroError::ValueTaken { name: name() })?;
         handle.join().map_err(|payload| {
-            let killed = payload.is::<KilledBeforeStart>()
+            // Killed, even if what failed last was the kill's consequence (a
+            // patched call that returned ECANCELED, then an unwrap).
+            let killed = self.shared.killed.load(Ordering::Acquire)
+                || payload.is::<KilledBeforeStart>()
                 || matches!(
                     payload.downcast_ref::<generator::Error>(),
                     Some(generator::Error::Cancel)

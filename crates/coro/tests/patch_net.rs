@@ -54,6 +54,7 @@ fn smoke_std_net_inside_coroutines_cooperates_after_patch_all() {
     name_lookups_work_inside_coroutines();
     many_coroutines_talk_to_one_server_at_once();
     pipes_and_files_are_untouched();
+    a_greenlet_killed_in_a_patched_read_stops();
 }
 
 fn outside_coroutines_std_net_is_unchanged() {
@@ -236,4 +237,21 @@ fn pipes_and_files_are_untouched() {
     })
     .unwrap();
     assert_eq!(g.get_timeout(WAIT).unwrap(), b"file bytes");
+}
+
+fn a_greenlet_killed_in_a_patched_read_stops() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut reader = coro::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let mut buf = [0u8; 4];
+        // Nothing ever comes: only a kill ends this.
+        s.read_exact(&mut buf).unwrap();
+    })
+    .unwrap();
+    let _keep = listener.accept().unwrap();
+    // Let it reach its read (one worker: this runs after it parks).
+    coro::spawn(|| ()).unwrap().join();
+    assert!(reader.kill_timeout(WAIT));
+    assert!(matches!(reader.get(), Err(coro::CoroError::Killed { .. })));
 }

@@ -40,7 +40,7 @@
 //! on what is not a socket go straight to glibc); `std::process` waits;
 //! anything a C library does through its own system calls; and sockets a C
 //! library drives with `epoll` itself. A greenlet killed inside a patched call
-//! sees the call fail with `EINTR`, then stops at its next switch point.
+//! sees the call fail with `ECANCELED`, then stops at its next switch point.
 //! std's `TcpListener` listens with a backlog of 128: more simultaneous
 //! connects than that make the kernel drop SYNs (and the client retry a
 //! second later), patched or not.

@@ -19,9 +19,10 @@
 //! - `getaddrinfo` (what `ToSocketAddrs` uses for names) runs on a helper
 //!   thread while the coroutine waits.
 //!
-//! A greenlet killed inside one of these calls sees it fail with `EINTR` and
+//! A greenlet killed inside one of these calls sees it fail with `ECANCELED`
+//! (not `EINTR`, which std's `read_exact`/`write_all` would retry forever) and
 //! is stopped at its next switch point outside the hook (unwinding cannot
-//! cross an `extern "C"` function).
+//! cross an `extern "C"` function); its `get` says `Killed`.
 
 use std::ffi::{CStr, CString, c_void};
 use std::os::fd::RawFd;
@@ -88,12 +89,13 @@ fn socket_deadline(fd: RawFd, option: c_int) -> Option<Instant> {
     Some(crate::timer::deadline_after(d))
 }
 
-/// Runs `f`, turning a kill (may's cancel unwinding) into `EINTR`: it must not cross `extern "C"`.
+/// Runs `f`, turning a kill (may's cancel unwinding) into `ECANCELED`: it must not cross
+/// `extern "C"`. may keeps the cancel request, so the next switch point outside stops it.
 fn guarded<R>(interrupted: R, f: impl FnOnce() -> R) -> R {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(_) => {
-            set_errno(libc::EINTR);
+            set_errno(libc::ECANCELED);
             interrupted
         }
     }

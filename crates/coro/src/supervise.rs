@@ -191,10 +191,15 @@ pub fn killall<'a, T: 'a>(
 /// ```
 /// use std::time::Duration;
 /// let group = coro::Group::new();
-/// let a = group.spawn(|| 1)?;
+/// let gate = coro::Event::new();
+/// let a = {
+///     let gate = gate.clone();
+///     group.spawn(move || gate.wait_timeout(Duration::from_secs(5)))?
+/// };
 /// let b = group.spawn(|| coro::sleep(Duration::from_secs(60)))?;
-/// assert_eq!(group.len(), 2);
-/// assert_eq!(a.into_value()?, 1);
+/// assert_eq!(group.len(), 2); // both still running
+/// gate.set();
+/// assert!(a.into_value()?);
 /// assert!(group.kill_timeout(Duration::from_secs(5)));
 /// assert!(b.ready());
 /// assert!(group.join_timeout(Duration::from_secs(5)));

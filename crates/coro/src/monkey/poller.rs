@@ -58,10 +58,16 @@ fn poller() -> Option<&'static Poller> {
             epoll,
             waiters: Mutex::new(HashMap::new()),
         }));
-        std::thread::Builder::new()
-            .name("coro-poller".into())
-            .spawn(move || poller.run())
-            .ok()?;
+        // Preferred: a coroutine that waits for the epoll set itself through
+        // may's own event loop, so readiness reaches the waiters without any
+        // cross-thread wake-up. A thread if that coroutine cannot start.
+        let builder = may::coroutine::Builder::new().name("coro-poller".into());
+        if crate::runtime::spawn_on_may(builder, move || poller.run_in_coroutine()).is_err() {
+            std::thread::Builder::new()
+                .name("coro-poller".into())
+                .spawn(move || poller.run())
+                .ok()?;
+        }
         Some(poller)
     })
 }
@@ -86,42 +92,81 @@ impl Poller {
         unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) == 0 }
     }
 
-    fn run(&self) {
+    /// The poller as a coroutine: drains the epoll set without waiting, and
+    /// parks on may's event loop (edge-triggered on the epoll fd) while it is empty.
+    fn run_in_coroutine(&'static self) {
+        let registered = may::io::CoIo::new(EpollFd(self.epoll));
+        let Ok(io) = registered else {
+            // may refused the epoll fd: the blocking loop, on a thread.
+            let _ = std::thread::Builder::new()
+                .name("coro-poller".into())
+                .spawn(move || self.run());
+            return;
+        };
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-        let mut woken = Vec::new();
         loop {
-            // SAFETY: `events` is a writable buffer of the length passed.
-            let n = unsafe {
-                libc::epoll_wait(self.epoll, events.as_mut_ptr(), events.len() as i32, -1)
-            };
-            if n < 0 {
-                continue; // EINTR
-            }
-            {
-                let mut waiters = self.lock();
-                for ev in &events[..n as usize] {
-                    let fd = ev.u64 as RawFd;
-                    let Some(w) = waiters.get_mut(&fd) else {
-                        continue;
-                    };
-                    if ev.events & (READ | HANG_UP) != 0 {
-                        woken.append(&mut w.readers);
-                    }
-                    if ev.events & (WRITE | HANG_UP) != 0 {
-                        woken.append(&mut w.writers);
-                    }
-                    let left = w.interest();
-                    if left == 0 {
-                        waiters.remove(&fd);
-                    } else {
-                        self.arm(fd, left);
-                    }
-                }
-            }
-            if !woken.is_empty() {
-                crate::timer::notify_batch(&mut woken);
+            let n = self.drain(&mut events, 0);
+            if n < events.len() {
+                // Empty now; the next event on the set is a fresh edge for may.
+                may::io::WaitIo::wait_io(&io);
             }
         }
+    }
+
+    /// The poller as a thread: blocks in `epoll_wait`, hands wake-ups to the hub.
+    fn run(&self) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        loop {
+            self.drain(&mut events, -1);
+        }
+    }
+
+    /// One `epoll_wait` (`timeout_ms` as epoll's), waking the waiters of every
+    /// ready fd; how many events it got.
+    fn drain(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
+        let mut woken = Vec::new();
+        // SAFETY: `events` is a writable buffer of the length passed.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll,
+                events.as_mut_ptr(),
+                events.len() as i32,
+                timeout_ms,
+            )
+        };
+        if n <= 0 {
+            return 0; // nothing, or EINTR
+        }
+        {
+            let mut waiters = self.lock();
+            for ev in &events[..n as usize] {
+                let fd = ev.u64 as RawFd;
+                let Some(w) = waiters.get_mut(&fd) else {
+                    continue;
+                };
+                if ev.events & (READ | HANG_UP) != 0 {
+                    woken.append(&mut w.readers);
+                }
+                if ev.events & (WRITE | HANG_UP) != 0 {
+                    woken.append(&mut w.writers);
+                }
+                let left = w.interest();
+                if left == 0 {
+                    waiters.remove(&fd);
+                } else {
+                    self.arm(fd, left);
+                }
+            }
+        }
+        if may::coroutine::is_coroutine() {
+            // On a worker already: wake each directly, no system call.
+            woken.iter().for_each(|node| {
+                node.notify();
+            });
+        } else {
+            crate::timer::notify_batch(&mut woken);
+        }
+        n as usize
     }
 
     fn forget(&self, fd: RawFd, node: &Arc<Node>) {
@@ -133,6 +178,15 @@ impl Poller {
                 waiters.remove(&fd);
             }
         }
+    }
+}
+
+/// The poller's epoll fd, lent to may's event loop (never closed: it lives as long as the process).
+struct EpollFd(RawFd);
+
+impl std::os::fd::AsRawFd for EpollFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
     }
 }
 

@@ -572,9 +572,16 @@ impl Builder {
 
 /// Spawns `f` as a new coroutine (gevent's `spawn`).
 ///
-/// The closure runs on the runtime's worker(s) and must follow may's rules
-/// (see the crate docs): no blocking calls, no thread-locals held across a
-/// yield, no long loops without a switch, and it must fit in its stack.
+/// The closure runs on the runtime's worker(s) and should follow may's rules
+/// (see the crate docs): no blocking calls, no long loops without a switch,
+/// and it must fit in its stack (an overflow is an `Err`, not corruption).
+/// Holding a thread-local across a yield is fine on the default single
+/// worker; with more workers it is what the `unsafe` of
+/// [`Config::with_workers`](crate::Config::with_workers) promised not to do.
+///
+/// If the program configures may itself (`may::config().set_workers(n)`)
+/// instead of through [`crate::configure`], coro cannot see that promise;
+/// configure the runtime through coro.
 ///
 /// # Errors
 /// [`CoroError::StackExhausted`] when the kernel refuses the stack memory.

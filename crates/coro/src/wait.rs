@@ -201,6 +201,9 @@ impl Waiters {
     }
 
     fn notify_all(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
         for node in self.queue.drain(..) {
             node.notify();
         }

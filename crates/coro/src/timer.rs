@@ -151,6 +151,7 @@ fn wake(node: &Node, timed_out: bool) {
 
 /// Notifies a batch of waiters from a thread that is not a worker (the
 /// poller) through the hub: one cross-thread wake-up for the whole batch.
+#[cfg(all(feature = "patch", target_os = "linux", target_env = "gnu"))]
 pub(crate) fn notify_batch(nodes: &mut Vec<Arc<Node>>) {
     timer().hand_over(nodes, false);
 }

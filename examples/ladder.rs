@@ -328,7 +328,7 @@ fn message_thread(n: u64) -> Result<Duration> {
 }
 
 fn message_coroutine(n: u64) -> Result<Duration> {
-    let q = coro::Queue::<u64>::unbounded();
+    let q = coro::Queue::<u64>::new();
     let tx = q.clone();
     let start = Instant::now();
     let producer = coro::spawn(move || (0..n).for_each(|i| tx.put(i)))?;

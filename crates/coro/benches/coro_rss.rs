@@ -1,4 +1,5 @@
-//! Peak RSS per parked coroutine, each count in a fresh process: coro, raw may, gevent.
+//! How many coroutines can park at once and the RSS each costs, each in a fresh process:
+//! coro (timed and untimed waits), raw may, tokio current_thread, gevent.
 //!
 //! Not a criterion bench (memory, not time): `cargo bench -p coro --bench coro_rss`.
 //! Each measurement re-runs this binary as a child (`CORO_RSS_CHILD`), because
@@ -9,7 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// Parked at once by raw may (which aborts past vm.max_map_count) and gevent.
 const N: usize = 30_000;
+/// Tried by coro (which stops with an error) and tokio (no limit).
+const MAX: usize = 100_000;
 const REPS: usize = 3;
 
 fn status_kib(field: &str) -> f64 {
@@ -30,30 +34,67 @@ fn wait_for(count: &AtomicUsize, n: usize) {
     }
 }
 
-/// Child: park N coroutines, print `before_kib parked_kib hwm_kib`.
+/// Child: park up to N coroutines (until the first spawn error), print
+/// `before_kib parked_kib hwm_kib count`.
 fn child(mode: &str, n: usize) {
     coro::spawn(|| ()).unwrap().join(); // runtime + may's stack pool, before the baseline
     let before = status_kib("VmRSS:");
     let parked = Arc::new(AtomicUsize::new(0));
-    let (after, hwm);
-    if mode == "coro" {
+    let (after, hwm, count);
+    if mode.starts_with("coro") {
+        let timed = mode == "coro_timed";
         let gate = coro::Event::new();
-        let gs: Vec<_> = (0..n)
-            .map(|_| {
-                let (gate, parked) = (gate.clone(), parked.clone());
-                coro::spawn(move || {
-                    parked.fetch_add(1, Ordering::Release);
+        let mut gs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (gate, parked) = (gate.clone(), parked.clone());
+            let spawned = coro::spawn(move || {
+                parked.fetch_add(1, Ordering::Release);
+                if timed {
+                    gate.wait_timeout(Duration::from_secs(120));
+                } else {
                     gate.wait();
-                })
-                .unwrap()
-            })
-            .collect();
-        wait_for(&parked, n);
+                }
+            });
+            match spawned {
+                Ok(g) => gs.push(g),
+                Err(_) => break,
+            }
+        }
+        count = gs.len();
+        wait_for(&parked, count);
         coro::yield_now();
         after = status_kib("VmRSS:");
         hwm = status_kib("VmHWM:");
         gate.set();
         coro::joinall(&gs, Some(Duration::from_secs(60))).unwrap();
+    } else if mode == "tokio" {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (a, h, c) = rt.block_on(async move {
+            let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+            let hs: Vec<_> = (0..n)
+                .map(|_| {
+                    let mut rx = tx.subscribe();
+                    let parked = parked.clone();
+                    tokio::spawn(async move {
+                        parked.fetch_add(1, Ordering::Release);
+                        let _ = tokio::time::timeout(Duration::from_secs(120), rx.recv()).await;
+                    })
+                })
+                .collect();
+            while parked.load(Ordering::Acquire) < n {
+                tokio::task::yield_now().await;
+            }
+            let (a, h) = (status_kib("VmRSS:"), status_kib("VmHWM:"));
+            tx.send(()).unwrap();
+            for h in hs {
+                h.await.unwrap();
+            }
+            (a, h, n)
+        });
+        (after, hwm, count) = (a, h, c);
     } else {
         let (tx, rx) = may::sync::mpmc::channel::<()>();
         let hs: Vec<_> = (0..n)
@@ -65,6 +106,7 @@ fn child(mode: &str, n: usize) {
                 })
             })
             .collect();
+        count = n;
         wait_for(&parked, n);
         after = status_kib("VmRSS:");
         hwm = status_kib("VmHWM:");
@@ -73,7 +115,7 @@ fn child(mode: &str, n: usize) {
             h.join().unwrap();
         }
     }
-    println!("{before} {after} {hwm}");
+    println!("{before} {after} {hwm} {count}");
 }
 
 const GEVENT: &str = r#"
@@ -88,10 +130,11 @@ gs = [gevent.spawn(ev.wait) for _ in range(n)]
 gevent.sleep(0)
 after, hwm = kib('VmRSS:'), kib('VmHWM:')
 ev.set(); gevent.joinall(gs, timeout=60)
-print(before, after, hwm)
+print(before, after, hwm, n)
 "#;
 
-fn measure(mut cmd: Command) -> Option<(f64, f64)> {
+/// KiB per parked coroutine, peak RSS in MiB, and how many were parked.
+fn measure(mut cmd: Command) -> Option<(f64, f64, f64)> {
     let out = cmd.output().ok()?;
     if !out.status.success() {
         return None;
@@ -101,15 +144,28 @@ fn measure(mut cmd: Command) -> Option<(f64, f64)> {
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
         .collect();
-    let [before, after, hwm] = v[..] else {
+    let [before, after, hwm, count] = v[..] else {
         return None;
     };
-    Some(((after - before) / N as f64, hwm / 1024.0))
+    Some(((after - before) / count, hwm / 1024.0, count))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+fn report(label: &str, runs: &[(f64, f64, f64)]) {
+    if runs.is_empty() {
+        println!("{label:<34} failed or unavailable");
+        return;
+    }
+    println!(
+        "{label:<34} {:>10.0} {:>14.2} {:>12.1}",
+        median(runs.iter().map(|r| r.2).collect()),
+        median(runs.iter().map(|r| r.0).collect()),
+        median(runs.iter().map(|r| r.1).collect())
+    );
 }
 
 fn main() {
@@ -126,34 +182,29 @@ fn main() {
         return;
     }
     let exe = std::env::current_exe().expect("current_exe");
-    println!("peak RSS with {N} parked coroutines, fresh process each, median of {REPS}");
     println!(
-        "{:<28} {:>14} {:>12}",
-        "runtime", "KiB/coroutine", "VmHWM MiB"
+        "parked coroutines/tasks (up to {MAX}, until the first spawn error), fresh process each, median of {REPS}"
     );
-    for mode in ["coro", "may"] {
+    println!(
+        "{:<34} {:>10} {:>14} {:>12}",
+        "runtime", "live", "KiB each", "VmHWM MiB"
+    );
+    for (mode, label) in [
+        ("coro_timed", "coro (Event.wait_timeout 120 s)"),
+        ("coro", "coro (Event.wait)"),
+        ("may", "raw may (mpmc recv)"),
+        ("tokio", "tokio current_thread (timeout recv)"),
+    ] {
         let runs: Vec<_> = (0..REPS)
             .filter_map(|_| {
                 let mut cmd = Command::new(&exe);
+                let n = if mode == "may" { N } else { MAX };
                 cmd.env("CORO_RSS_CHILD", mode)
-                    .env("CORO_RSS_N", N.to_string());
+                    .env("CORO_RSS_N", n.to_string());
                 measure(cmd)
             })
             .collect();
-        if runs.is_empty() {
-            println!("{mode:<28} failed");
-            continue;
-        }
-        let label = if mode == "coro" {
-            "coro (Event.wait)"
-        } else {
-            "raw may (mpmc recv)"
-        };
-        println!(
-            "{label:<28} {:>14.2} {:>12.1}",
-            median(runs.iter().map(|r| r.0).collect()),
-            median(runs.iter().map(|r| r.1).collect())
-        );
+        report(label, &runs);
     }
     let runs: Vec<_> = (0..REPS)
         .filter_map(|_| {
@@ -162,17 +213,5 @@ fn main() {
             measure(cmd)
         })
         .collect();
-    if runs.is_empty() {
-        println!(
-            "{:<28} unavailable (python3 with gevent not found)",
-            "gevent (Event.wait)"
-        );
-    } else {
-        println!(
-            "{:<28} {:>14.2} {:>12.1}",
-            "gevent (Event.wait)",
-            median(runs.iter().map(|r| r.0).collect()),
-            median(runs.iter().map(|r| r.1).collect())
-        );
-    }
+    report("gevent (Event.wait)", &runs);
 }

@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     }));
     println!(
         "coro_basics: three greenlets on {} worker(s)",
-        coro::runtime_config().get_workers()
+        coro::runtime_config().workers()
     );
     println!("interleaved output, one step each, in turn:");
     // A parent greenlet spawns the three, so all exist before any runs.

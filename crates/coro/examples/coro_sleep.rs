@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
     coro::spawn(|| ())?.join();
     println!(
         "coro_sleep: {N} coroutines x sleep({EACH:?}) on {} worker",
-        coro::runtime_config().get_workers()
+        coro::runtime_config().workers()
     );
     row("coro::sleep (cooperative)", run(coro::sleep)?);
     row(

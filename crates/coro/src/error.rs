@@ -27,7 +27,7 @@ pub enum CoroError {
     /// The coroutine overflowed its stack; may abandoned it (nothing was unwound).
     #[error(
         "coroutine '{name}' overflowed its stack; give it a bigger one \
-         (coro::Builder::stack_size or coro::Config::stack_size)"
+         (coro::Builder::stack_size or coro::Config::with_stack_size)"
     )]
     StackOverflow {
         /// The greenlet's name.
@@ -42,10 +42,13 @@ pub enum CoroError {
         timeout: Duration,
     },
     /// `joinall` returned at its timeout with some greenlets still running.
-    #[error("joinall timed out after {timeout:?}: {finished} of {total} greenlets finished")]
+    #[error(
+        "joinall timed out after {timeout:?}: {} of {total} greenlets finished \
+         (indices {finished:?})", finished.len()
+    )]
     JoinAllTimeout {
-        /// How many had finished.
-        finished: usize,
+        /// The indices (in the order given) of the greenlets that had finished.
+        finished: Vec<usize>,
         /// How many were joined.
         total: usize,
         /// The timeout that passed.
@@ -57,9 +60,10 @@ pub enum CoroError {
         /// The greenlet's name.
         name: String,
     },
-    /// The kernel refused the memory for a new coroutine stack.
+    /// No room for a new coroutine stack: the kernel refused it, or it would
+    /// leave too few memory maps for the rest of the process.
     #[error(
-        "cannot spawn coroutine: the kernel refused memory for its stack ({cause}); \
+        "cannot spawn coroutine: no room for its stack ({cause}); \
          {live} coroutines are alive and this process holds {maps} memory maps \
          against vm.max_map_count = {max_map_count}; may maps 2 regions per stack, so about \
          {} coroutines fit at once: raise it (`sysctl -w vm.max_map_count=262144`), keep fewer \
@@ -67,7 +71,8 @@ pub enum CoroError {
         max_map_count / 2
     )]
     StackExhausted {
-        /// What the allocator reported (e.g. `Cannot allocate memory (os error 12)`).
+        /// What the allocator reported (e.g. `Cannot allocate memory (os error 12)`),
+        /// or that coro stopped short of `vm.max_map_count` to keep maps free.
         cause: String,
         /// Coroutines spawned through `coro` that were alive at the time.
         live: usize,
@@ -115,66 +120,34 @@ pub enum CoroError {
     PatchUnavailable(String),
 }
 
-/// Why a `Queue::put_timeout` / `put_nowait` failed; the item is handed back.
+/// A put found the queue full (Python's `queue.Full`); the item is handed back.
 #[derive(PartialEq, Eq, Clone, thiserror::Error)]
-pub enum PutError<T> {
-    /// The queue stayed full for the whole timeout.
-    #[error("queue put timed out after {timeout:?}: the queue stayed full (maxsize {maxsize})")]
-    Timeout {
-        /// The item that was not put.
-        item: T,
-        /// The queue's bound.
-        maxsize: usize,
-        /// The timeout that passed.
-        timeout: Duration,
-    },
-    /// The queue was full (non-blocking put).
-    #[error("queue full (maxsize {maxsize})")]
-    Full {
-        /// The item that was not put.
-        item: T,
-        /// The queue's bound.
-        maxsize: usize,
-    },
+#[error("queue full")]
+pub struct Full<T> {
+    item: T,
 }
 
-impl<T> PutError<T> {
+impl<T> Full<T> {
+    pub(crate) fn new(item: T) -> Self {
+        Full { item }
+    }
+
     /// Takes back the item that could not be put.
     pub fn into_inner(self) -> T {
-        match self {
-            PutError::Timeout { item, .. } | PutError::Full { item, .. } => item,
-        }
+        self.item
     }
 }
 
-impl<T> fmt::Debug for PutError<T> {
+impl<T> fmt::Debug for Full<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PutError::Timeout {
-                maxsize, timeout, ..
-            } => f
-                .debug_struct("Timeout")
-                .field("maxsize", maxsize)
-                .field("timeout", timeout)
-                .finish_non_exhaustive(),
-            PutError::Full { maxsize, .. } => f
-                .debug_struct("Full")
-                .field("maxsize", maxsize)
-                .finish_non_exhaustive(),
-        }
+        f.debug_struct("Full").finish_non_exhaustive()
     }
 }
 
-/// Why a `Queue::get_timeout` / `get_nowait` failed.
+/// A get found the queue empty, at once or for its whole timeout (Python's `queue.Empty`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum GetError {
-    /// The queue stayed empty for the whole timeout.
-    #[error("queue get timed out after {0:?}: the queue stayed empty")]
-    Timeout(Duration),
-    /// The queue was empty (non-blocking get).
-    #[error("queue empty")]
-    Empty,
-}
+#[error("queue empty")]
+pub struct Empty;
 
 /// `Result` with [`CoroError`].
 pub type Result<T, E = CoroError> = std::result::Result<T, E>;

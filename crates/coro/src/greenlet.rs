@@ -1,81 +1,240 @@
-//! Greenlets: `spawn`, `spawn_later`, `joinall`, `sleep`, `kill`, `with_timeout`, `Timeout`.
+//! Greenlets: `spawn`, `spawn_later`, `Builder`, `Greenlet` (get, kill, links), `getcurrent`.
 
-use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use may::coroutine::{Coroutine, JoinHandle};
-use may::sync::SyncFlag;
+use may::coroutine::{Coroutine as MayCoroutine, JoinHandle};
 
 use crate::error::{CoroError, Result};
 use crate::wait::Signal;
-use crate::{monitor, runtime};
+use crate::{monitor, runtime, timer};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// State shared by a greenlet's handle and its running coroutine.
-struct Shared {
+/// How a greenlet ended, as its links see it.
+const RUNNING: u8 = 0;
+const RETURNED: u8 = 1;
+const FAILED: u8 = 2;
+
+/// A callback run once when a greenlet ends.
+pub(crate) type LinkFn = Box<dyn FnOnce(&GreenletRef) + Send>;
+
+/// Which ends a link wants to hear about.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkOn {
+    Any,
+    Value,
+    Exception,
+}
+
+/// What waits for a greenlet's end: its links (callbacks), and the waiters of `done`.
+#[derive(Default)]
+struct Ending {
+    finished: bool,
+    next_link: u64,
+    links: Vec<(u64, LinkOn, LinkFn)>,
+}
+
+/// State shared by a greenlet's handles and its running coroutine.
+pub(crate) struct Shared {
     id: u64,
-    name: Option<String>,
-    /// Set when the body has returned or unwound; then `done` fires.
+    name: OnceLock<String>,
+    /// Set when the body has returned or unwound; `ending` then wakes the waiters.
     finished: AtomicBool,
-    /// Untimed waits, and timed waits from plain threads (exact there).
-    done: SyncFlag,
-    /// Timed waits inside coroutines (see `wait.rs`), notified only if any.
-    /// Created on the first such wait: most greenlets never need it.
-    timed: OnceLock<Arc<Signal<()>>>,
-    timed_waiters: AtomicUsize,
+    /// RUNNING, then RETURNED or FAILED.
+    outcome: AtomicU8,
+    ending: Signal<Ending>,
     killed: AtomicBool,
+    co: OnceLock<MayCoroutine>,
 }
 
 impl Shared {
-    fn finish(&self) {
-        // SeqCst pairs with `wait`: either this load sees the waiter's
-        // increment, or the waiter's load sees `finished`.
-        self.finished.store(true, Ordering::SeqCst);
-        self.done.fire();
-        if self.timed_waiters.load(Ordering::SeqCst) > 0 {
-            if let Some(timed) = self.timed.get() {
-                timed.wake_locked();
+    fn finish(self: &Arc<Self>) {
+        if self.outcome.load(Ordering::Acquire) == RUNNING {
+            self.outcome.store(FAILED, Ordering::Release);
+        }
+        let links = {
+            let mut ending = self.ending.lock();
+            ending.finished = true;
+            self.finished.store(true, Ordering::Release);
+            ending.notify_all();
+            std::mem::take(&mut ending.links)
+        };
+        self.run_links(links);
+    }
+
+    fn run_links(self: &Arc<Self>, links: Vec<(u64, LinkOn, LinkFn)>) {
+        if links.is_empty() {
+            return;
+        }
+        let me = GreenletRef {
+            shared: self.clone(),
+        };
+        let returned = self.outcome.load(Ordering::Acquire) == RETURNED;
+        for (_, on, f) in links {
+            let wanted = match on {
+                LinkOn::Any => true,
+                LinkOn::Value => returned,
+                LinkOn::Exception => !returned,
+            };
+            if wanted {
+                // A panicking callback must not stop the others (nor unwind
+                // out of the finishing coroutine's storage); it is logged.
+                let run = std::panic::AssertUnwindSafe(|| f(&me));
+                if let Err(p) = std::panic::catch_unwind(run) {
+                    log::error!(
+                        "a link callback of greenlet '{}' panicked: {}",
+                        self.name(),
+                        runtime::panic_message(p.as_ref())
+                    );
+                }
             }
         }
     }
 
-    /// Waits for the end, at most `timeout` (`None`: no limit); whether it ended.
-    fn wait(self: &Arc<Self>, timeout: Option<Duration>) -> bool {
+    /// Adds a callback run at the end (at once if it already ended); its id, for `unlink`.
+    pub(crate) fn link(self: &Arc<Self>, on: LinkOn, f: LinkFn) -> u64 {
+        let mut ending = self.ending.lock();
+        let id = ending.next_link;
+        ending.next_link += 1;
+        if ending.finished {
+            drop(ending);
+            self.run_links(vec![(id, on, f)]);
+        } else {
+            ending.links.push((id, on, f));
+        }
+        id
+    }
+
+    fn unlink(&self, id: u64) -> bool {
+        let mut ending = self.ending.lock();
+        let before = ending.links.len();
+        ending.links.retain(|(i, _, _)| *i != id);
+        ending.links.len() != before
+    }
+
+    /// Waits for the end, until `deadline` (`None`: no limit); whether it ended.
+    fn wait(&self, deadline: Option<Instant>) -> bool {
         if self.finished.load(Ordering::Acquire) {
             return true;
         }
-        let ended = match timeout {
-            None => {
-                self.done.wait();
-                true
-            }
-            Some(t) if t.is_zero() => false,
-            Some(t) if !may::coroutine::is_coroutine() => self.done.wait_timeout(t),
-            Some(t) => {
-                let timed = self.timed.get_or_init(|| Arc::new(Signal::new(())));
-                self.timed_waiters.fetch_add(1, Ordering::SeqCst);
-                let (_, ended) = timed.wait_until(
-                    Some(t),
-                    |()| self.finished.load(Ordering::SeqCst),
-                    || timed.waker(),
-                );
-                self.timed_waiters.fetch_sub(1, Ordering::SeqCst);
-                ended
-            }
-        };
-        monitor::resumed();
-        ended
+        self.ending.wait_deadline(deadline, |e| e.finished).1
     }
 
-    fn name(&self) -> Cow<'_, str> {
-        match &self.name {
-            Some(n) => Cow::Borrowed(n),
-            None => Cow::Owned(format!("Greenlet-{}", self.id)),
+    fn ready(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    fn successful(&self) -> Option<bool> {
+        match self.outcome.load(Ordering::Acquire) {
+            RUNNING => None,
+            o => self.ready().then_some(o == RETURNED),
         }
     }
+
+    fn name(&self) -> &str {
+        self.name.get_or_init(|| format!("Greenlet-{}", self.id))
+    }
+
+    fn kill_nowait(&self) {
+        if self.ready() {
+            return;
+        }
+        self.killed.store(true, Ordering::Release);
+        if let Some(co) = self.co.get() {
+            // SAFETY: may marks cancel unsafe because the target unwinds and drops
+            // what it holds. Every coroutine spawned by coro owns its data ('static
+            // closure), so this is the same unwinding a panic would do, and the
+            // outcome is caught by may and surfaced as `CoroError::Killed`.
+            unsafe { co.cancel() };
+        }
+    }
+}
+
+/// An untyped handle to a greenlet: its name, whether it ended and how, kill and join.
+///
+/// What [`getcurrent`] returns and what link callbacks receive; a
+/// [`Greenlet`] gives one with [`Greenlet::as_ref`] too. It cannot take the
+/// value (only the typed [`Greenlet`] can).
+#[derive(Clone)]
+pub struct GreenletRef {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for GreenletRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GreenletRef")
+            .field("name", &self.name())
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+impl PartialEq for GreenletRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl Eq for GreenletRef {}
+
+impl GreenletRef {
+    /// The greenlet's name.
+    pub fn name(&self) -> &str {
+        self.shared.name()
+    }
+
+    /// True once it has finished (returned, panicked or been killed).
+    pub fn ready(&self) -> bool {
+        self.shared.ready()
+    }
+
+    /// `None` while it runs; then whether it returned a value (gevent's `successful()`).
+    pub fn successful(&self) -> Option<bool> {
+        self.shared.successful()
+    }
+
+    /// Waits until it finishes.
+    pub fn join(&self) {
+        self.shared.wait(None);
+    }
+
+    /// Waits at most `timeout`; whether it finished.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.shared.wait(Some(timer::deadline_after(timeout)))
+    }
+
+    /// Asks it to stop at its next switch point, without waiting; a no-op once it ended.
+    pub fn kill_nowait(&self) {
+        self.shared.kill_nowait();
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+/// The greenlet running this code, `None` outside one spawned through `coro`
+/// (gevent's `getcurrent()`).
+///
+/// ```
+/// let g = coro::Builder::new().name("me").spawn(|| {
+///     coro::getcurrent().map(|me| me.name().to_string())
+/// })?;
+/// assert_eq!(g.into_value()?.as_deref(), Some("me"));
+/// assert!(coro::getcurrent().is_none()); // main is not a greenlet
+/// # Ok::<(), coro::CoroError>(())
+/// ```
+pub fn getcurrent() -> Option<GreenletRef> {
+    if !may::coroutine::is_coroutine() {
+        return None;
+    }
+    FINISH.with(|slot| {
+        slot.borrow().as_ref().map(|f| GreenletRef {
+            shared: f.shared.clone(),
+        })
+    })
 }
 
 may::coroutine_local!(static FINISH: std::cell::RefCell<Option<Finish>> = std::cell::RefCell::new(None));
@@ -94,7 +253,7 @@ impl Drop for Finish {
     fn drop(&mut self) {
         runtime::LIVE.fetch_sub(1, Ordering::Relaxed);
         // Done first, so that whoever the slot release wakes (Pool::join) sees it ready.
-        self.shared.finish();
+        Shared::finish(&self.shared);
         if let Some(f) = self.on_finish.take() {
             f();
         }
@@ -106,7 +265,6 @@ impl Drop for Finish {
 /// gevent's `Greenlet`. Dropping the handle detaches the coroutine; it keeps running.
 pub struct Greenlet<T> {
     shared: Arc<Shared>,
-    co: Coroutine,
     handle: Option<JoinHandle<T>>,
 }
 
@@ -121,13 +279,31 @@ impl<T> std::fmt::Debug for Greenlet<T> {
 
 impl<T> Greenlet<T> {
     /// The greenlet's name: the one given to [`Builder::name`], else `Greenlet-N`.
-    pub fn name(&self) -> Cow<'_, str> {
+    pub fn name(&self) -> &str {
         self.shared.name()
     }
 
     /// True once the coroutine has finished (returned, panicked or been killed).
     pub fn ready(&self) -> bool {
-        self.shared.finished.load(Ordering::Acquire)
+        self.shared.ready()
+    }
+
+    /// True until the coroutine has finished (Python's `is_alive()`; gevent's `not dead`).
+    pub fn is_alive(&self) -> bool {
+        !self.shared.ready()
+    }
+
+    /// `None` while it runs; then whether it returned a value rather than
+    /// panicking or being killed (gevent's `successful()`). Unchanged after `get`.
+    pub fn successful(&self) -> Option<bool> {
+        self.shared.successful()
+    }
+
+    /// An untyped handle to the same greenlet (to keep in a [`crate::Group`], or to compare).
+    pub fn as_ref(&self) -> GreenletRef {
+        GreenletRef {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Waits until the coroutine finishes; never fails (gevent's `join()`).
@@ -135,11 +311,52 @@ impl<T> Greenlet<T> {
     /// Inside a coroutine this yields; in a thread it blocks the thread.
     pub fn join(&self) {
         self.shared.wait(None);
+        monitor::resumed();
     }
 
     /// Waits at most `timeout`; returns whether the coroutine finished.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.shared.wait(Some(timeout))
+        self.shared.wait(Some(timer::deadline_after(timeout)))
+    }
+
+    /// Waits until `deadline`; whether it finished.
+    pub(crate) fn join_until(&self, deadline: Instant) -> bool {
+        self.shared.wait(Some(deadline))
+    }
+
+    /// Runs `f` when the greenlet ends, however it ends (gevent's `link`);
+    /// at once, in the caller, if it already ended. Returns an id for [`unlink`](Self::unlink).
+    ///
+    /// The callback runs on the coroutine that ends (or the caller), so it
+    /// must be short and must not block; it receives the greenlet's
+    /// [`GreenletRef`]. A panic in it is logged and does not stop the others.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let done = coro::Queue::new();
+    /// let g = coro::spawn(|| 1)?;
+    /// let tx = done.clone();
+    /// g.link(move |me| tx.put(me.successful()));
+    /// assert_eq!(done.get_timeout(Duration::from_secs(5)), Ok(Some(true)));
+    /// # Ok::<(), coro::CoroError>(())
+    /// ```
+    pub fn link(&self, f: impl FnOnce(&GreenletRef) + Send + 'static) -> u64 {
+        self.shared.link(LinkOn::Any, Box::new(f))
+    }
+
+    /// Like [`link`](Self::link), only if it returns a value (gevent's `link_value`).
+    pub fn link_value(&self, f: impl FnOnce(&GreenletRef) + Send + 'static) -> u64 {
+        self.shared.link(LinkOn::Value, Box::new(f))
+    }
+
+    /// Like [`link`](Self::link), only if it panics or is killed (gevent's `link_exception`).
+    pub fn link_exception(&self, f: impl FnOnce(&GreenletRef) + Send + 'static) -> u64 {
+        self.shared.link(LinkOn::Exception, Box::new(f))
+    }
+
+    /// Removes a callback added by `link*` before it ran; whether it was still there.
+    pub fn unlink(&self, id: u64) -> bool {
+        self.shared.unlink(id)
     }
 
     /// Waits for the coroutine and takes its value (gevent's `get()`).
@@ -190,13 +407,16 @@ impl<T> Greenlet<T> {
     }
 
     fn take(&mut self) -> Result<T> {
-        let name = || self.shared.name().into_owned();
+        let name = || self.shared.name().to_string();
         let handle = self
             .handle
             .take()
             .ok_or_else(|| CoroError::ValueTaken { name: name() })?;
         handle.join().map_err(|payload| {
-            let killed = payload.is::<KilledBeforeStart>()
+            // Killed, even if what failed last was the kill's consequence (a
+            // patched call that returned ECANCELED, then an unwrap).
+            let killed = self.shared.killed.load(Ordering::Acquire)
+                || payload.is::<KilledBeforeStart>()
                 || matches!(
                     payload.downcast_ref::<generator::Error>(),
                     Some(generator::Error::Cancel)
@@ -217,21 +437,13 @@ impl<T> Greenlet<T> {
         })
     }
 
-    /// Asks the coroutine to stop, without waiting.
+    /// Asks the coroutine to stop, without waiting; a no-op once it ended.
     ///
     /// It unwinds (running its destructors, like a panic) at its next switch
     /// point; a greenlet that has not started yet never runs its body. A
     /// coroutine stuck in a loop that never yields cannot be killed.
     pub fn kill_nowait(&self) {
-        if self.ready() {
-            return;
-        }
-        self.shared.killed.store(true, Ordering::Release);
-        // SAFETY: may marks cancel unsafe because the target unwinds and drops
-        // what it holds. Every coroutine spawned by coro owns its data ('static
-        // closure), so this is the same unwinding a panic would do, and the
-        // outcome is caught by may and surfaced as `CoroError::Killed`.
-        unsafe { self.co.cancel() };
+        self.shared.kill_nowait();
     }
 
     /// Kills the coroutine and waits until it has stopped (gevent's `kill()`).
@@ -304,18 +516,23 @@ impl Builder {
     {
         let words = self.stack_size.map(runtime::stack_words).transpose()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let named = self.name.is_some();
+        let name = OnceLock::new();
+        if let Some(n) = self.name {
+            let _ = name.set(n);
+        }
         let shared = Arc::new(Shared {
             id,
-            name: self.name,
+            name,
             finished: AtomicBool::new(false),
-            done: SyncFlag::new(),
-            timed: OnceLock::new(),
-            timed_waiters: AtomicUsize::new(0),
+            outcome: AtomicU8::new(RUNNING),
+            ending: Signal::new(Ending::default()),
             killed: AtomicBool::new(false),
+            co: OnceLock::new(),
         });
         let mut builder = may::coroutine::Builder::new();
-        if shared.name.is_some() || monitor::enabled() {
-            builder = builder.name(shared.name().into_owned());
+        if named || monitor::enabled() {
+            builder = builder.name(shared.name().to_string());
         }
         if let Some(words) = words {
             builder = builder.stack_size(words);
@@ -329,23 +546,25 @@ impl Builder {
             on_finish,
         };
         let handle = runtime::spawn_on_may(builder, move || {
-            let killed = finish.shared.killed.load(Ordering::Acquire);
+            let shared = finish.shared.clone();
             // Parked in may's coroutine-local storage, the guard drops when may
             // disposes of the coroutine, however it ended: returned, panicked,
             // killed, or abandoned after a stack overflow (which never unwinds).
             FINISH.with(|slot| *slot.borrow_mut() = Some(finish));
-            if killed {
+            if shared.killed.load(Ordering::Acquire) {
                 std::panic::resume_unwind(Box::new(KilledBeforeStart));
             }
             monitor::resumed();
             if let Some(delay) = delay {
-                sleep(delay);
+                crate::sleep(delay);
             }
-            f()
+            let value = f();
+            shared.outcome.store(RETURNED, Ordering::Release);
+            value
         })?;
+        let _ = shared.co.set(handle.coroutine().clone());
         Ok(Greenlet {
             shared,
-            co: handle.coroutine().clone(),
             handle: Some(handle),
         })
     }
@@ -353,9 +572,16 @@ impl Builder {
 
 /// Spawns `f` as a new coroutine (gevent's `spawn`).
 ///
-/// The closure runs on the runtime's worker(s) and must follow may's rules
-/// (see the crate docs): no blocking calls, no thread-locals held across a
-/// yield, no long loops without a switch, and it must fit in its stack.
+/// The closure runs on the runtime's worker(s) and should follow may's rules
+/// (see the crate docs): no blocking calls, no long loops without a switch,
+/// and it must fit in its stack (an overflow is an `Err`, not corruption).
+/// Holding a thread-local across a yield is fine on the default single
+/// worker; with more workers it is what the `unsafe` of
+/// [`Config::with_workers`](crate::Config::with_workers) promised not to do.
+///
+/// If the program configures may itself (`may::config().set_workers(n)`)
+/// instead of through [`crate::configure`], coro cannot see that promise;
+/// configure the runtime through coro.
 ///
 /// # Errors
 /// [`CoroError::StackExhausted`] when the kernel refuses the stack memory.
@@ -377,130 +603,4 @@ where
     T: Send + 'static,
 {
     Builder::new().spawn_with(Some(delay), None, f)
-}
-
-/// Waits for every greenlet, or until `timeout` (gevent's `joinall`).
-///
-/// # Errors
-/// [`CoroError::JoinAllTimeout`] saying how many finished.
-pub fn joinall<'a, T: 'a>(
-    greenlets: impl IntoIterator<Item = &'a Greenlet<T>>,
-    timeout: Option<Duration>,
-) -> Result<()> {
-    let greenlets: Vec<&Greenlet<T>> = greenlets.into_iter().collect();
-    let Some(timeout) = timeout else {
-        greenlets.iter().for_each(|g| g.join());
-        return Ok(());
-    };
-    let deadline = Instant::now() + timeout;
-    for g in &greenlets {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if !g.join_timeout(left) {
-            return Err(CoroError::JoinAllTimeout {
-                finished: greenlets.iter().filter(|g| g.ready()).count(),
-                total: greenlets.len(),
-                timeout,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Sleeps cooperatively (gevent's `sleep`); `Duration::ZERO` just yields.
-///
-/// Inside a coroutine other coroutines run meanwhile; in a plain thread it is
-/// `std::thread::sleep`.
-pub fn sleep(duration: Duration) {
-    if !may::coroutine::is_coroutine() {
-        std::thread::sleep(duration);
-        return;
-    }
-    if !duration.is_zero() {
-        may::coroutine::sleep(duration);
-    }
-    // After a sleep this also leaves may's timer thread (see runtime::back_to_worker).
-    may::coroutine::yield_now();
-    monitor::resumed();
-}
-
-/// Lets the other ready coroutines run, then continues (gevent's `sleep(0)`).
-///
-/// Outside a coroutine it yields the thread.
-#[inline]
-pub fn yield_now() {
-    // may's yield_now already falls back to `std::thread::yield_now` in a thread.
-    may::coroutine::yield_now();
-    monitor::resumed();
-}
-
-/// Runs `f` in a new coroutine and gives up after `timeout`, killing it
-/// (gevent's `with_timeout`).
-///
-/// # Errors
-/// [`CoroError::Timeout`] if `f` did not finish in time, or `f`'s panic as
-/// [`CoroError::Panicked`].
-pub fn with_timeout<F, T>(timeout: Duration, f: F) -> Result<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    let mut g = spawn(f)?;
-    match g.get_timeout(timeout) {
-        Err(CoroError::Timeout { .. }) => {
-            g.kill_nowait();
-            Err(CoroError::Timeout {
-                what: format!("with_timeout of coroutine '{}'", g.name()),
-                timeout,
-            })
-        }
-        other => other,
-    }
-}
-
-/// A time limit for a piece of work (gevent's `Timeout`).
-///
-/// `Timeout::new(d).run(f)` runs `f` as a coroutine and kills it when `d`
-/// passes; [`remaining`](Self::remaining) lends the same deadline to the
-/// `*_timeout` calls of this crate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeout {
-    duration: Duration,
-    started: Instant,
-}
-
-impl Timeout {
-    /// A timeout of `duration`, counted from now.
-    pub fn new(duration: Duration) -> Self {
-        Timeout {
-            duration,
-            started: Instant::now(),
-        }
-    }
-
-    /// The full duration.
-    pub fn duration(&self) -> Duration {
-        self.duration
-    }
-
-    /// Time left before it expires (zero once expired).
-    pub fn remaining(&self) -> Duration {
-        self.duration.saturating_sub(self.started.elapsed())
-    }
-
-    /// Whether it has expired.
-    pub fn expired(&self) -> bool {
-        self.started.elapsed() >= self.duration
-    }
-
-    /// Runs `f` in a coroutine with the time that is left; see [`with_timeout`].
-    ///
-    /// # Errors
-    /// As [`with_timeout`].
-    pub fn run<F, T>(&self, f: F) -> Result<T>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        with_timeout(self.remaining(), f)
-    }
 }

@@ -91,15 +91,18 @@
 //! # Ok::<(), coro::CoroError>(())
 //! ```
 //!
-//! # The blocking shim
+//! # The blocking shim, and patch_all
 //!
 //! In gevent, `time.sleep` blocks the hub and every greenlet waits in line
 //! until `monkey.patch_all()` swaps it for the cooperative one. Here
 //! [`monkey`] holds dual-mode versions of the blocking calls (sleep, TCP,
 //! UDP, channels, locks) that yield inside a coroutine and block plainly
-//! outside one; `use coro::monkey::prelude::*;` shadows the std names. With
-//! the `patch` feature (Linux, glibc), `coro::monkey::patch_all()` makes even
-//! unchanged `std::thread::sleep` cooperative.
+//! outside one; `use coro::monkey::prelude::*;` shadows the std names (a file
+//! that names `std::net::TcpStream` explicitly still gets std's). With the
+//! `patch` feature (Linux, glibc), `coro::monkey::patch_all()` makes even
+//! unchanged `std::thread::sleep` and `std::net` code (TCP, UDP, name
+//! lookups, `poll`/`select`) cooperative inside coroutines; see [`monkey`]
+//! for what it covers and what stays blocking.
 //!
 //! # Runtime: one worker by default, and may's rules
 //!
@@ -110,45 +113,50 @@
 //! once, when its scheduler starts, so later calls return
 //! [`CoroError::AlreadyStarted`] (and every test in one test binary shares
 //! one runtime). More workers run coroutines in parallel, but may then moves
-//! a coroutine between workers at any switch.
+//! a coroutine between workers at any switch, so asking for them
+//! ([`Config::with_workers`]) is `unsafe`: you promise that no coroutine holds
+//! a thread-local across a switch.
 //!
 //! Code inside a coroutine must follow may's rules:
 //! - **No blocking calls**: `std::thread::sleep`, std sockets and std locks
 //!   stop the whole worker, and every other coroutine on it waits. Use this
 //!   crate's calls or [`monkey`]. The opt-in [`monitor`] logs offenders.
-//! - **No thread-locals held across a yield**: after a switch the coroutine
-//!   may run on another worker (with more than one worker); a thread-local
-//!   read before and after a yield may then differ.
+//! - **No thread-locals held across a yield** (with more than one worker):
+//!   after a switch the coroutine may run on another worker; a thread-local
+//!   read before and after a yield may then differ. With the default single
+//!   worker this cannot happen, which is why only the multi-worker
+//!   configuration is `unsafe`.
 //! - **No long CPU loops without a switch**: scheduling is cooperative; call
 //!   [`yield_now`] now and then.
 //! - **Mind the stack**: 32 KiB by default; deep recursion or big arrays on
 //!   the stack overflow it (debug builds use much more stack than release).
 //!   may's guard page catches the overflow and abandons the coroutine: it
 //!   ends with [`CoroError::StackOverflow`], and nothing in it is unwound, so
-//!   its destructors do not run. Raise the size with [`Config::stack_size`]
+//!   its destructors do not run. Raise the size with [`Config::with_stack_size`]
 //!   or [`Builder::stack_size`].
 //!
-//! Two things about may's timers (0.3.51) that `coro` works around in its
-//! own calls, and that raw may calls (including the may primitives in
-//! `monkey::sync`, e.g. `recv_timeout`) still have:
-//! - a coroutine's timed wait (`Condvar::wait_timeout`, `recv_timeout`, ...)
-//!   keeps its timeout in whole milliseconds, truncated (under 1 ms it never
-//!   times out), and arms its timer before it parks, so under load the timer
-//!   can fire first and the wait never ends. `coro`'s timed waits use an
-//!   untimed wait plus a watchdog coroutine that sleeps to the deadline.
-//! - when a sleep expires, may resumes the coroutine on its timer thread, not
-//!   on a worker. [`sleep`] yields once right there, so your code continues
-//!   on the worker (with one worker, coroutine code runs on that one thread,
-//!   and a blocking call after a sleep cannot stall may's timers).
+//! # Timers: coro's own
+//!
+//! Every timed wait of `coro` ([`sleep`], the `*_timeout` calls, `Timeout`)
+//! goes to one timer of coro's own: an ordered map of deadlines drained by one
+//! thread, which hands each batch of due waiters to a hub coroutine that wakes
+//! them from a worker. A timed wait costs a map entry, not a coroutine, and a
+//! woken coroutine resumes on a worker. may's own timed waits (used by the
+//! may primitives in `monkey::sync`, e.g. `recv_timeout`) keep two caveats
+//! of may 0.3.51: the timeout is kept in whole milliseconds, truncated (under
+//! 1 ms it never times out), and the timer is armed before the coroutine
+//! parks, so under load it can fire first and the wait never ends.
 //!
 //! # How many coroutines: `vm.max_map_count`
 //!
 //! may maps each coroutine stack as one region plus a guard page, i.e. two
 //! kernel memory maps. Linux's default `vm.max_map_count` (65 530) therefore
 //! allows about 32 700 live coroutines per process; gevent's heap-allocated
-//! greenlets have no such limit. Past it, [`spawn`] returns
-//! [`CoroError::StackExhausted`] naming the setting (never a panic or
-//! an abort). A smaller stack does not help (the count of maps is the
+//! greenlets have no such limit. `coro` stops 512 maps short of it, so the
+//! rest of the process can still allocate and start threads: past that,
+//! [`spawn`] returns [`CoroError::StackExhausted`] naming the setting and the
+//! real count of maps (never a panic or an abort). Timed waits cost no
+//! coroutine of their own, so coroutines in a timed wait reach the same count. A smaller stack does not help (the count of maps is the
 //! limit, not memory); raise the setting (`sysctl -w vm.max_map_count=262144`)
 //! or bound live coroutines with a [`Pool`].
 //!
@@ -158,6 +166,7 @@
 
 #![deny(missing_docs)]
 
+mod coroutine;
 mod error;
 mod event;
 mod greenlet;
@@ -166,20 +175,24 @@ pub mod monkey;
 mod pool;
 mod queue;
 mod runtime;
+mod supervise;
+mod timeout;
+mod timer;
 mod wait;
 
-pub use error::{CoroError, GetError, PutError, Result};
+pub use coroutine::{Coroutine, Target};
+pub use error::{CoroError, Empty, Full, Result};
 pub use event::{AsyncResult, Event};
-pub use greenlet::{
-    Builder, Greenlet, Timeout, joinall, sleep, spawn, spawn_later, with_timeout, yield_now,
-};
+pub use greenlet::{Builder, Greenlet, GreenletRef, getcurrent, spawn, spawn_later};
 pub use monitor::{Monitor, start_monitor, start_monitor_with};
-pub use pool::Pool;
-pub use queue::Queue;
+pub use pool::{IMap, Pool};
+pub use queue::{JoinableQueue, Queue};
 pub use runtime::{
     Config, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, configure, is_started,
     live_coroutines, runtime_config,
 };
+pub use supervise::{Group, Iwait, Waitable, iwait, killall, wait};
+pub use timeout::{Timeout, joinall, sleep, with_timeout, yield_now};
 
 /// Whether the caller runs inside a coroutine (may's `is_coroutine`).
 pub fn is_coroutine() -> bool {

@@ -121,7 +121,7 @@ pub fn start_monitor_with(threshold: Duration) -> Result<Monitor> {
     let interval = (threshold / 4).max(Duration::from_micros(500));
     let epoch = Instant::now();
     let stopping = Arc::new(AtomicBool::new(false));
-    let workers = runtime::runtime_config().get_workers();
+    let workers = runtime::runtime_config().workers();
     let mut beats = Vec::with_capacity(workers);
     let mut heartbeats = Vec::with_capacity(workers);
     for id in 0..workers {
@@ -139,9 +139,7 @@ pub fn start_monitor_with(threshold: Duration) -> Result<Monitor> {
                     *beat.worker.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(this_worker_slot());
                     beat.last_beat.store(elapsed_ns(epoch), Ordering::Release);
-                    may::coroutine::sleep(interval);
-                    // Beat from a worker, not from may's timer thread that woke us.
-                    runtime::back_to_worker();
+                    crate::sleep(interval);
                 }
             });
         match spawned {

@@ -1,10 +1,11 @@
 //! `Pool(n)`: spawn greenlets with at most `n` of them running at once.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{CoroError, Result};
-use crate::greenlet::{Builder, Greenlet};
+use crate::greenlet::{Builder, Greenlet, GreenletRef};
 use crate::wait::Signal;
 
 /// Bounds how many greenlets run at once (gevent's `pool.Pool(size)`).
@@ -141,8 +142,9 @@ impl Pool {
         let free = self.inner.free.clone();
         // The slot is released by the greenlet's end (or by a failed spawn dropping it).
         let release = move || {
-            *free.lock() += 1;
-            free.notify_all();
+            let mut n = free.lock();
+            *n += 1;
+            n.notify_all();
         };
         builder.spawn_with(None, Some(Box::new(release)), f)
     }
@@ -150,25 +152,184 @@ impl Pool {
     /// Takes a free slot, waiting at most `timeout` (`None`: as long as it takes).
     fn acquire(&self, timeout: Option<Duration>) -> bool {
         let free = &self.inner.free;
-        let (mut n, got) = free.wait_until(timeout, |n| *n > 0, || free.waker());
+        let (mut n, got) = free.wait_until(timeout, |n| *n > 0);
         if got {
             *n -= 1;
         }
         got
     }
 
+    /// Runs `f` in the pool and waits for its value (gevent's `Pool.apply`).
+    ///
+    /// # Errors
+    /// `f`'s panic as [`CoroError::Panicked`], or a spawn error.
+    pub fn apply<F, T>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn(f)?.into_value()
+    }
+
+    /// Starts `f` in the pool and returns its greenlet at once, or as soon as
+    /// a slot is free (gevent's `Pool.apply_async`).
+    ///
+    /// # Errors
+    /// As [`crate::spawn`].
+    pub fn apply_async<F, T>(&self, f: F) -> Result<Greenlet<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn(f)
+    }
+
+    /// Runs `f` on every item, at most `size` at once; the values in order (gevent's `Pool.map`).
+    ///
+    /// ```
+    /// let pool = coro::Pool::new(2)?;
+    /// assert_eq!(pool.map(|x: u64| x * x, 0..5)?, [0, 1, 4, 9, 16]);
+    /// # Ok::<(), coro::CoroError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The first failure in item order.
+    pub fn map<F, I, R>(&self, f: F, items: impl IntoIterator<Item = I>) -> Result<Vec<R>>
+    where
+        F: Fn(I) -> R + Clone + Send + 'static,
+        I: Send + 'static,
+        R: Send + 'static,
+    {
+        self.imap(f, items).collect()
+    }
+
+    /// Like [`map`](Self::map), lazily: values in item order as they are asked for,
+    /// with at most `size` items running ahead (gevent's `Pool.imap`).
+    pub fn imap<F, I, R, It>(&self, f: F, items: It) -> IMap<F, It::IntoIter, R>
+    where
+        It: IntoIterator<Item = I>,
+        F: Fn(I) -> R + Clone + Send + 'static,
+        I: Send + 'static,
+        R: Send + 'static,
+    {
+        IMap::new(self.clone(), f, items.into_iter(), true)
+    }
+
+    /// Like [`imap`](Self::imap), values in the order they finish (gevent's `Pool.imap_unordered`).
+    ///
+    /// ```
+    /// let pool = coro::Pool::new(3)?;
+    /// let mut got: Vec<u64> = pool.imap_unordered(|x: u64| x + 1, 0..6).collect::<Result<_, _>>()?;
+    /// got.sort();
+    /// assert_eq!(got, [1, 2, 3, 4, 5, 6]);
+    /// # Ok::<(), coro::CoroError>(())
+    /// ```
+    pub fn imap_unordered<F, I, R, It>(&self, f: F, items: It) -> IMap<F, It::IntoIter, R>
+    where
+        It: IntoIterator<Item = I>,
+        F: Fn(I) -> R + Clone + Send + 'static,
+        I: Send + 'static,
+        R: Send + 'static,
+    {
+        IMap::new(self.clone(), f, items.into_iter(), false)
+    }
+
     /// Waits until no greenlet of this pool is running (gevent's `Pool.join()`).
     pub fn join(&self) {
         let free = &self.inner.free;
         let size = self.inner.size;
-        free.wait_until(None, |n| *n == size, || free.waker());
+        free.wait_until(None, |n| *n == size);
     }
 
     /// Like [`join`](Pool::join), waiting at most `timeout`; returns whether the pool emptied.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         let free = &self.inner.free;
         let size = self.inner.size;
-        free.wait_until(Some(timeout), |n| *n == size, || free.waker())
-            .1
+        free.wait_until(Some(timeout), |n| *n == size).1
+    }
+}
+
+/// The iterator of [`Pool::imap`] and [`Pool::imap_unordered`].
+pub struct IMap<F, It, R> {
+    pool: Pool,
+    f: F,
+    items: It,
+    ordered: bool,
+    running: VecDeque<Greenlet<R>>,
+    /// Finished greenlets, by their place in `running` (unordered mode).
+    finished: crate::Queue<GreenletRef>,
+}
+
+impl<F, It, R> std::fmt::Debug for IMap<F, It, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IMap")
+            .field("ordered", &self.ordered)
+            .field("running", &self.running.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, I, It, R> IMap<F, It, R>
+where
+    It: Iterator<Item = I>,
+    F: Fn(I) -> R + Clone + Send + 'static,
+    I: Send + 'static,
+    R: Send + 'static,
+{
+    fn new(pool: Pool, f: F, items: It, ordered: bool) -> Self {
+        IMap {
+            pool,
+            f,
+            items,
+            ordered,
+            running: VecDeque::new(),
+            finished: crate::Queue::new(),
+        }
+    }
+
+    /// Starts items until `size` are running; a spawn error is returned as the next value.
+    fn fill(&mut self) -> Option<CoroError> {
+        while self.running.len() < self.pool.size() {
+            let Some(item) = self.items.next() else { break };
+            let f = self.f.clone();
+            match self.pool.spawn(move || f(item)) {
+                Ok(g) => {
+                    if !self.ordered {
+                        let done = self.finished.clone();
+                        g.link(move |me| done.put(me.clone()));
+                    }
+                    self.running.push_back(g);
+                }
+                Err(e) => return Some(e),
+            }
+        }
+        None
+    }
+}
+
+impl<F, I, It, R> Iterator for IMap<F, It, R>
+where
+    It: Iterator<Item = I>,
+    F: Fn(I) -> R + Clone + Send + 'static,
+    I: Send + 'static,
+    R: Send + 'static,
+{
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        if let Some(e) = self.fill() {
+            return Some(Err(e));
+        }
+        if self.running.is_empty() {
+            return None;
+        }
+        let at = if self.ordered {
+            0
+        } else {
+            let done = self.finished.get();
+            self.running.iter().position(|g| g.as_ref() == done)?
+        };
+        let g = self.running.remove(at)?;
+        Some(g.into_value())
     }
 }

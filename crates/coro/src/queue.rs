@@ -1,29 +1,42 @@
-//! A bounded (or unbounded) FIFO queue for coroutines and threads (gevent's `queue.Queue`).
+//! FIFO queues for coroutines and threads: `Queue` (gevent's `queue.Queue`) and `JoinableQueue`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use may::sync::{Condvar, Mutex, MutexGuard};
+use crate::error::{CoroError, Empty, Full, Result};
+use crate::timer;
+use crate::wait::{Guard, Signal};
 
-use crate::error::{CoroError, GetError, PutError, Result};
-use crate::monitor;
-use crate::wait::{Deadline, Waker};
+/// Waiters for an item.
+const GETTERS: usize = 0;
+/// Waiters for room.
+const PUTTERS: usize = 1;
 
 /// A FIFO queue shared by cloning (gevent's `queue.Queue(maxsize)`).
 ///
 /// `put` waits while the queue is full and `get` while it is empty: inside a
 /// coroutine they yield, in a thread they block. Each has a `_timeout` and a
-/// `_nowait` form; a failed put hands the item back.
+/// `_nowait` form; a failed put hands the item back in [`Full`].
+///
+/// ```
+/// use std::time::Duration;
+/// let q = coro::Queue::bounded(1)?;
+/// q.put_nowait("a").unwrap();
+/// assert!(q.full());
+/// assert_eq!(q.put_nowait("b").unwrap_err().into_inner(), "b");
+/// assert_eq!(q.get_timeout(Duration::from_secs(1)), Ok("a"));
+/// assert_eq!(q.get_nowait(), Err(coro::Empty));
+/// assert_eq!((q.qsize(), q.empty(), q.maxsize()), (0, true, Some(1)));
+/// # Ok::<(), coro::CoroError>(())
+/// ```
 pub struct Queue<T> {
     inner: Arc<Inner<T>>,
 }
 
 struct Inner<T> {
-    items: Mutex<VecDeque<T>>,
-    not_empty: Condvar,
-    not_full: Condvar,
-    maxsize: usize,
+    items: Signal<VecDeque<T>>,
+    maxsize: Option<usize>,
 }
 
 impl<T> Clone for Queue<T> {
@@ -34,204 +47,341 @@ impl<T> Clone for Queue<T> {
     }
 }
 
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Self::with_max(None)
+    }
+}
+
 impl<T> std::fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
-            .field("len", &self.len())
+            .field("qsize", &self.qsize())
             .field("maxsize", &self.maxsize())
             .finish()
     }
 }
 
 impl<T> Queue<T> {
+    /// A queue without a bound (gevent's `Queue()`).
+    pub fn new() -> Self {
+        Self::with_max(None)
+    }
+
     /// A queue holding at most `maxsize` items.
     ///
     /// # Errors
-    /// [`CoroError::InvalidArgument`] if `maxsize` is 0 (use [`Queue::unbounded`]).
+    /// [`CoroError::InvalidArgument`] if `maxsize` is 0 (use [`Queue::new`] for no bound).
     pub fn bounded(maxsize: usize) -> Result<Self> {
         if maxsize == 0 {
             return Err(CoroError::InvalidArgument(
-                "Queue maxsize must be at least 1; use Queue::unbounded() for no bound".into(),
+                "Queue maxsize must be at least 1; use Queue::new() for no bound".into(),
             ));
         }
-        Ok(Self::with_max(maxsize))
+        Ok(Self::with_max(Some(maxsize)))
     }
 
-    /// A queue without a bound (gevent's `Queue()`).
-    pub fn unbounded() -> Self {
-        Self::with_max(usize::MAX)
-    }
-
-    fn with_max(maxsize: usize) -> Self {
+    fn with_max(maxsize: Option<usize>) -> Self {
         Queue {
             inner: Arc::new(Inner {
-                items: Mutex::new(VecDeque::new()),
-                not_empty: Condvar::new(),
-                not_full: Condvar::new(),
+                items: Signal::new(VecDeque::new()),
                 maxsize,
             }),
         }
     }
 
-    /// The bound (`usize::MAX` when unbounded).
-    pub fn maxsize(&self) -> usize {
+    /// The bound, `None` when unbounded.
+    pub fn maxsize(&self) -> Option<usize> {
         self.inner.maxsize
     }
 
     /// Items in the queue now.
-    pub fn len(&self) -> usize {
-        self.lock().len()
+    pub fn qsize(&self) -> usize {
+        self.inner.items.lock().len()
     }
 
     /// Whether the queue is empty now.
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+    pub fn empty(&self) -> bool {
+        self.inner.items.lock().is_empty()
     }
 
-    /// Whether the queue is full now.
-    pub fn is_full(&self) -> bool {
-        self.lock().len() >= self.inner.maxsize
+    /// Whether the queue is full now (never, when unbounded).
+    pub fn full(&self) -> bool {
+        self.has_no_room(&self.inner.items.lock())
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {
-        // A coroutine killed while waiting unwinds without poisoning (may
-        // unlocks first); any other poison only means a panic elsewhere, and
-        // the deque itself is always consistent between operations.
-        self.inner.items.lock().unwrap_or_else(|e| e.into_inner())
+    fn has_no_room(&self, items: &VecDeque<T>) -> bool {
+        self.inner.maxsize.is_some_and(|max| items.len() >= max)
     }
 
-    /// Wakes the waiters of one of the two condvars, under the lock (for a watchdog).
-    fn waker(&self, not_full: bool) -> Waker
-    where
-        T: Send + 'static,
-    {
-        let inner = self.inner.clone();
-        Box::new(move || {
-            let _items = inner.items.lock();
-            if not_full {
-                inner.not_full.notify_all();
-            } else {
-                inner.not_empty.notify_all();
-            }
-        })
+    fn push(mut items: Guard<'_, VecDeque<T>>, item: T) {
+        items.push_back(item);
+        items.notify_one_on(GETTERS);
+    }
+
+    fn pop(mut items: Guard<'_, VecDeque<T>>) -> Option<T> {
+        let item = items.pop_front()?;
+        items.notify_one_on(PUTTERS);
+        Some(item)
+    }
+
+    fn put_until(&self, item: T, deadline: Option<std::time::Instant>) -> Result<(), Full<T>> {
+        let signal = &self.inner.items;
+        let (items, room) =
+            signal.wait_locked(PUTTERS, signal.lock(), deadline, |q| !self.has_no_room(q));
+        if !room {
+            return Err(Full::new(item));
+        }
+        Self::push(items, item);
+        Ok(())
     }
 
     /// Puts `item`, waiting while the queue is full.
     pub fn put(&self, item: T) {
-        let mut items = self.lock();
-        while items.len() >= self.inner.maxsize {
-            items = self
-                .inner
-                .not_full
-                .wait(items)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-        items.push_back(item);
-        drop(items);
-        self.inner.not_empty.notify_one();
-        monitor::resumed();
+        // An unbounded wait only ends with room.
+        let _ = self.put_until(item, None);
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
     ///
     /// # Errors
-    /// [`PutError::Timeout`] with the item.
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>>
-    where
-        T: Send + 'static,
-    {
-        let mut deadline = Deadline::after(timeout);
-        let mut items = self.lock();
-        while items.len() >= self.inner.maxsize {
-            if deadline.expired() {
-                drop(items);
-                monitor::resumed();
-                return Err(PutError::Timeout {
-                    item,
-                    maxsize: self.inner.maxsize,
-                    timeout,
-                });
-            }
-            items = deadline.wait(&self.inner.not_full, items, || self.waker(true));
-        }
-        items.push_back(item);
-        drop(items);
-        self.inner.not_empty.notify_one();
-        monitor::resumed();
-        Ok(())
+    /// [`Full`] with the item if the queue stayed full.
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
+        self.put_until(item, Some(timer::deadline_after(timeout)))
     }
 
     /// Puts `item` only if there is room now.
     ///
     /// # Errors
-    /// [`PutError::Full`] with the item.
-    pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
-        let mut items = self.lock();
-        if items.len() >= self.inner.maxsize {
-            return Err(PutError::Full {
-                item,
-                maxsize: self.inner.maxsize,
-            });
+    /// [`Full`] with the item.
+    pub fn put_nowait(&self, item: T) -> Result<(), Full<T>> {
+        let items = self.inner.items.lock();
+        if self.has_no_room(&items) {
+            return Err(Full::new(item));
         }
-        items.push_back(item);
-        drop(items);
-        self.inner.not_empty.notify_one();
+        Self::push(items, item);
         Ok(())
+    }
+
+    fn get_until(&self, deadline: Option<std::time::Instant>) -> Result<T, Empty> {
+        let signal = &self.inner.items;
+        let (items, _) = signal.wait_locked(GETTERS, signal.lock(), deadline, |q| !q.is_empty());
+        Self::pop(items).ok_or(Empty)
     }
 
     /// Takes the oldest item, waiting while the queue is empty.
     pub fn get(&self) -> T {
-        let mut items = self.lock();
-        let item = loop {
-            if let Some(item) = items.pop_front() {
-                break item;
+        loop {
+            if let Ok(item) = self.get_until(None) {
+                return item;
             }
-            items = self
-                .inner
-                .not_empty
-                .wait(items)
-                .unwrap_or_else(|e| e.into_inner());
-        };
-        drop(items);
-        self.inner.not_full.notify_one();
-        monitor::resumed();
-        item
+        }
     }
 
     /// Takes the oldest item, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`GetError::Timeout`] if it stayed empty.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError>
-    where
-        T: Send + 'static,
-    {
-        let mut deadline = Deadline::after(timeout);
-        let mut items = self.lock();
-        let item = loop {
-            if let Some(item) = items.pop_front() {
-                break item;
-            }
-            if deadline.expired() {
-                drop(items);
-                monitor::resumed();
-                return Err(GetError::Timeout(timeout));
-            }
-            items = deadline.wait(&self.inner.not_empty, items, || self.waker(false));
-        };
-        drop(items);
-        self.inner.not_full.notify_one();
-        monitor::resumed();
-        Ok(item)
+    /// [`Empty`] if it stayed empty.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, Empty> {
+        self.get_until(Some(timer::deadline_after(timeout)))
     }
 
     /// Takes the oldest item if there is one now.
     ///
     /// # Errors
-    /// [`GetError::Empty`].
-    pub fn get_nowait(&self) -> Result<T, GetError> {
-        let item = self.lock().pop_front().ok_or(GetError::Empty)?;
-        self.inner.not_full.notify_one();
-        Ok(item)
+    /// [`Empty`].
+    pub fn get_nowait(&self) -> Result<T, Empty> {
+        Self::pop(self.inner.items.lock()).ok_or(Empty)
+    }
+}
+
+/// A [`Queue`] that counts unfinished work (gevent's `queue.JoinableQueue`).
+///
+/// Each `put` adds one unfinished task; a consumer calls
+/// [`task_done`](JoinableQueue::task_done) when it has finished one, and
+/// [`join`](JoinableQueue::join) waits until none is left.
+///
+/// ```
+/// use std::time::Duration;
+/// let q = coro::JoinableQueue::new();
+/// let worker = {
+///     let q = q.clone();
+///     coro::spawn(move || {
+///         for _ in 0..3 {
+///             let _job: u32 = q.get();
+///             q.task_done().unwrap();
+///         }
+///     })?
+/// };
+/// (0..3).for_each(|i| q.put(i));
+/// assert!(q.join_timeout(Duration::from_secs(5)));
+/// assert!(q.task_done().is_err()); // more task_done than puts
+/// worker.join();
+/// # Ok::<(), coro::CoroError>(())
+/// ```
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+    unfinished: Arc<Signal<usize>>,
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue {
+            queue: self.queue.clone(),
+            unfinished: self.unfinished.clone(),
+        }
+    }
+}
+
+impl<T> Default for JoinableQueue<T> {
+    fn default() -> Self {
+        Self::from_queue(Queue::new())
+    }
+}
+
+impl<T> std::fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinableQueue")
+            .field("qsize", &self.qsize())
+            .field("maxsize", &self.maxsize())
+            .field("unfinished", &self.unfinished_tasks())
+            .finish()
+    }
+}
+
+impl<T> JoinableQueue<T> {
+    /// An unbounded joinable queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A joinable queue holding at most `maxsize` items.
+    ///
+    /// # Errors
+    /// [`CoroError::InvalidArgument`] if `maxsize` is 0.
+    pub fn bounded(maxsize: usize) -> Result<Self> {
+        Queue::bounded(maxsize).map(Self::from_queue)
+    }
+
+    fn from_queue(queue: Queue<T>) -> Self {
+        JoinableQueue {
+            queue,
+            unfinished: Arc::new(Signal::new(0)),
+        }
+    }
+
+    /// The bound, `None` when unbounded.
+    pub fn maxsize(&self) -> Option<usize> {
+        self.queue.maxsize()
+    }
+
+    /// Items in the queue now.
+    pub fn qsize(&self) -> usize {
+        self.queue.qsize()
+    }
+
+    /// Whether the queue is empty now.
+    pub fn empty(&self) -> bool {
+        self.queue.empty()
+    }
+
+    /// Whether the queue is full now.
+    pub fn full(&self) -> bool {
+        self.queue.full()
+    }
+
+    /// Tasks put and not yet marked done.
+    pub fn unfinished_tasks(&self) -> usize {
+        *self.unfinished.lock()
+    }
+
+    fn add_task(&self) {
+        *self.unfinished.lock() += 1;
+    }
+
+    fn undo_task(&self) {
+        let mut n = self.unfinished.lock();
+        *n -= 1;
+        if *n == 0 {
+            n.notify_all();
+        }
+    }
+
+    /// Puts `item` (one more unfinished task), waiting while the queue is full.
+    pub fn put(&self, item: T) {
+        self.add_task();
+        self.queue.put(item);
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`Full`] with the item.
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
+        self.add_task();
+        self.queue
+            .put_timeout(item, timeout)
+            .inspect_err(|_| self.undo_task())
+    }
+
+    /// Puts `item` only if there is room now.
+    ///
+    /// # Errors
+    /// [`Full`] with the item.
+    pub fn put_nowait(&self, item: T) -> Result<(), Full<T>> {
+        self.add_task();
+        self.queue
+            .put_nowait(item)
+            .inspect_err(|_| self.undo_task())
+    }
+
+    /// Takes the oldest item, waiting while the queue is empty.
+    pub fn get(&self) -> T {
+        self.queue.get()
+    }
+
+    /// Takes the oldest item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Empty`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, Empty> {
+        self.queue.get_timeout(timeout)
+    }
+
+    /// Takes the oldest item if there is one now.
+    ///
+    /// # Errors
+    /// [`Empty`].
+    pub fn get_nowait(&self) -> Result<T, Empty> {
+        self.queue.get_nowait()
+    }
+
+    /// Marks one task finished (Python's `task_done`).
+    ///
+    /// # Errors
+    /// [`CoroError::InvalidArgument`] if called more times than items were put
+    /// (Python's `ValueError: task_done() called too many times`).
+    pub fn task_done(&self) -> Result<()> {
+        let mut n = self.unfinished.lock();
+        if *n == 0 {
+            return Err(CoroError::InvalidArgument(
+                "task_done() called more times than items were put".into(),
+            ));
+        }
+        *n -= 1;
+        if *n == 0 {
+            n.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Waits until every task put has been marked done.
+    pub fn join(&self) {
+        self.unfinished.wait_until(None, |n| *n == 0);
+    }
+
+    /// Like [`join`](Self::join), waiting at most `timeout`; whether all were done.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.unfinished.wait_until(Some(timeout), |n| *n == 0).1
     }
 }

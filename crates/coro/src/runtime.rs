@@ -9,9 +9,10 @@ use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
 use crate::error::{CoroError, Result};
+
+mod maps;
 
 /// may's default stack: 0x1000 machine words (32 KiB on 64-bit targets).
 pub const DEFAULT_STACK_SIZE: usize = 0x1000 * std::mem::size_of::<usize>();
@@ -26,7 +27,8 @@ pub const MAX_STACK_SIZE: usize = 1 << 30;
 /// then never move between threads, so their interleaving is deterministic and
 /// a thread-local read before a yield is still the same after it. More workers
 /// run coroutines in parallel, but may then moves a coroutine to whichever
-/// worker is free, which breaks thread-locals held across a yield.
+/// worker is free, which breaks thread-locals held across a yield; that is why
+/// [`Config::with_workers`] is `unsafe`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     workers: usize,
@@ -51,7 +53,26 @@ impl Config {
     }
 
     /// Sets the number of worker threads (at least 1).
-    pub fn workers(mut self, workers: usize) -> Self {
+    ///
+    /// # Safety
+    /// With more than one worker, may moves a coroutine to whichever worker is
+    /// free at any switch point (a sleep, a wait, a yield, socket I/O). Safe
+    /// Rust assumes that a thread-local seen before a call is the same one
+    /// after it; across such a switch it is not. A reference or guard into a
+    /// thread-local (`thread_local!`, `std::thread::current()`, a
+    /// `RefCell` borrow, a lock guard that must be released on the thread that
+    /// took it, or the same inside a library you call) held across a switch
+    /// is then a data race with the coroutine that runs next on the old
+    /// worker. By calling this with `workers > 1` you promise that no code
+    /// running inside a coroutine holds such a thing across a switch point.
+    /// One worker (the default) has no such condition.
+    ///
+    /// ```
+    /// // SAFETY: the coroutines of this program keep no thread-local across a switch.
+    /// let cfg = unsafe { coro::Config::new().with_workers(2) };
+    /// assert_eq!(cfg.workers(), 2);
+    /// ```
+    pub unsafe fn with_workers(mut self, workers: usize) -> Self {
         self.workers = workers;
         self
     }
@@ -60,29 +81,29 @@ impl Config {
     ///
     /// Coroutines with the default size are recycled through may's pool of
     /// ready stacks; other sizes are mapped afresh at each spawn.
-    pub fn stack_size(mut self, bytes: usize) -> Self {
+    pub fn with_stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = bytes;
         self
     }
 
     /// Pins each worker thread to one core (may's default) or lets the OS place them.
-    pub fn pin_workers(mut self, pin: bool) -> Self {
+    pub fn with_pin_workers(mut self, pin: bool) -> Self {
         self.pin_workers = pin;
         self
     }
 
     /// The worker count.
-    pub fn get_workers(&self) -> usize {
+    pub fn workers(&self) -> usize {
         self.workers
     }
 
     /// The default stack size in bytes.
-    pub fn get_stack_size(&self) -> usize {
+    pub fn stack_size(&self) -> usize {
         self.stack_size
     }
 
     /// Whether workers are pinned to cores.
-    pub fn get_pin_workers(&self) -> bool {
+    pub fn pin_workers(&self) -> bool {
         self.pin_workers
     }
 
@@ -197,32 +218,6 @@ fn install_panic_hook() {
     }));
 }
 
-/// The duration to hand to one of may's timed waits (`Condvar::wait_timeout`,
-/// `SyncFlag::wait_timeout`, `Semphore::wait_timeout`): `d` rounded *up* to
-/// whole milliseconds, at least 1 ms.
-///
-/// may stores a coroutine's park timeout in whole milliseconds, truncating:
-/// 1.7 ms becomes 1 ms (an early wake-up) and anything under 1 ms becomes
-/// "no timeout" (a wait that never ends). Rounding up avoids both.
-#[inline]
-pub(crate) fn park_duration(d: Duration) -> Duration {
-    let ms = d.as_nanos().div_ceil(1_000_000).max(1);
-    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-}
-
-/// Moves the current coroutine back onto a worker after one of may's timers fired.
-///
-/// may resumes a coroutine whose sleep or timeout expired on its timer
-/// thread, not on a worker; it runs there until its next switch. One yield
-/// puts it back in a worker's queue, so that with one worker all coroutine
-/// code runs on that one thread (and a blocking call cannot stall may's timers).
-#[inline]
-pub(crate) fn back_to_worker() {
-    if may::coroutine::is_coroutine() {
-        may::coroutine::yield_now();
-    }
-}
-
 /// Coroutines spawned through `coro` that have not finished yet.
 pub(crate) static LIVE: AtomicUsize = AtomicUsize::new(0);
 
@@ -242,6 +237,7 @@ where
     T: Send + 'static,
 {
     ensure_init();
+    maps::check_budget()?;
     QUIET.with(|q| q.set(true));
     let spawned = panic::catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: may marks spawn unsafe for two reasons, both documented on
@@ -262,18 +258,11 @@ where
 
 fn stack_exhausted(panic: &str) -> CoroError {
     let cause = os_error_text(panic).unwrap_or_else(|| panic.to_string());
-    let maps = std::fs::read_to_string("/proc/self/maps")
-        .map(|s| s.lines().count())
-        .unwrap_or(0);
-    let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
     CoroError::StackExhausted {
         cause,
         live: live_coroutines(),
-        maps,
-        max_map_count,
+        maps: maps::count().unwrap_or(0),
+        max_map_count: maps::max_map_count(),
     }
 }
 
@@ -327,25 +316,11 @@ mod tests {
     }
 
     #[test]
-    fn park_durations_round_up_to_whole_milliseconds() {
-        assert_eq!(park_duration(Duration::ZERO), Duration::from_millis(1));
-        assert_eq!(
-            park_duration(Duration::from_micros(700)),
-            Duration::from_millis(1)
-        );
-        assert_eq!(
-            park_duration(Duration::from_micros(1700)),
-            Duration::from_millis(2)
-        );
-        assert_eq!(
-            park_duration(Duration::from_millis(20)),
-            Duration::from_millis(20)
-        );
-    }
-
-    #[test]
     fn zero_workers_is_rejected() {
-        let err = Config::new().workers(0).validate().unwrap_err();
+        // SAFETY: only validated, never run.
+        let err = unsafe { Config::new().with_workers(0) }
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().contains("at least 1"));
     }
 }

@@ -1,188 +1,355 @@
-//! Timed waits on may's `Condvar` that cannot hang: a watchdog coroutine instead of may's park timer.
+//! The one way coro waits: a state behind a lock, a list of parked waiters, and coro's timer.
 //!
-//! may 0.3.51's coroutine park timeout is racy and coarse: it arms the timer
-//! before it stores the parked coroutine, so a timer that fires in between
-//! (a worker preempted for a millisecond under load) finds nobody to wake and
-//! the wait never ends; it also keeps the timeout in whole milliseconds
-//! (truncated: under 1 ms means "no timeout"). may's `sleep` has neither
-//! problem. So inside a coroutine a timed wait here is an *untimed* condvar
-//! wait plus a watchdog coroutine that sleeps until the deadline and then
-//! notifies the condvar under its mutex. In a plain thread may's own timed
-//! wait (a parking_lot condvar) is exact and is used directly.
+//! A waiter parks (a coroutine on its own may park, a thread on a may
+//! `Blocker`) behind a [`Node`] whose state moves
+//! exactly once from `WAITING` to `NOTIFIED` (a notifier won) or `TIMED_OUT`
+//! (the timer, or the thread's own clock, won); whoever wins the move unparks.
+//! So a notification never goes to a waiter that already timed out, and
+//! `notify_one` passes over such a waiter to the next one. A waiter killed
+//! while parked (may's cancel unwinds from the park) retires its node on the
+//! way out and hands a notification it had already received to the next
+//! waiter, so none is lost.
+//!
+//! Inside a coroutine a timed wait is an untimed park plus one entry in
+//! [`crate::timer`]; in a thread the thread park's own timeout is exact.
 
+use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use may::coroutine::JoinHandle;
-use may::sync::{Condvar, MutexGuard};
+use may::sync::Blocker;
 
-use crate::runtime;
+use crate::timer;
 
-/// Wakes the waiters of one condvar; must lock the condvar's mutex first.
-pub(crate) type Waker = Box<dyn FnOnce() + Send + 'static>;
+const WAITING: u8 = 0;
+const NOTIFIED: u8 = 1;
+pub(crate) const TIMED_OUT: u8 = 2;
+/// The waiter left (killed) before anyone woke it.
+const GONE: u8 = 3;
 
-/// The deadline of one timed wait, and its watchdog once armed.
-pub(crate) struct Deadline {
-    at: Instant,
-    watchdog: Option<JoinHandle<()>>,
-    /// The watchdog could not be spawned; fall back to may's park timeout.
-    fallback: bool,
+/// Who to wake: a coroutine (its own may park, no allocation) or a thread (a `Blocker`).
+#[derive(Clone)]
+pub(crate) enum Parker {
+    Coroutine(may::coroutine::Coroutine),
+    Thread(Arc<Blocker>),
 }
 
-impl Deadline {
-    /// A deadline `timeout` from now.
-    pub(crate) fn after(timeout: Duration) -> Self {
-        Deadline {
-            at: Instant::now()
-                .checked_add(timeout)
-                .unwrap_or_else(far_future),
-            watchdog: None,
-            fallback: false,
+impl Parker {
+    /// The caller's parker.
+    pub(crate) fn current() -> Parker {
+        if may::coroutine::is_coroutine() {
+            Parker::Coroutine(may::coroutine::current())
+        } else {
+            Parker::Thread(Blocker::current())
         }
     }
 
-    /// Whether the deadline has passed.
-    pub(crate) fn expired(&self) -> bool {
-        Instant::now() >= self.at
+    fn unpark(&self) {
+        match self {
+            Parker::Coroutine(co) => co.unpark(),
+            Parker::Thread(b) => b.unpark(),
+        }
     }
 
-    /// Waits once on `cv` (a wake-up, a spurious return or the deadline);
-    /// the caller re-checks its condition and [`expired`](Self::expired).
-    pub(crate) fn wait<'a, T>(
-        &mut self,
-        cv: &Condvar,
-        guard: MutexGuard<'a, T>,
-        waker: impl FnOnce() -> Waker,
-    ) -> MutexGuard<'a, T> {
-        let left = self.at.saturating_duration_since(Instant::now());
-        if !may::coroutine::is_coroutine() {
-            return cv
-                .wait_timeout(guard, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+    /// Parks until unparked (or spuriously: every caller re-checks its node).
+    /// Inside a coroutine a kill unwinds from here.
+    fn park(&self, timeout: Option<Duration>) {
+        match self {
+            Parker::Coroutine(_) => may::coroutine::park(),
+            Parker::Thread(b) => {
+                let _ = b.park(timeout);
+            }
         }
-        if self.watchdog.is_none() && !self.fallback {
-            let at = self.at;
-            let wake = waker();
-            // The watchdog takes the condvar's mutex before it notifies, and
-            // we hold it until `wait` releases it, so its wake-up cannot be lost.
-            let watch = move || {
-                loop {
-                    let left = at.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    may::coroutine::sleep(left);
+    }
+}
+
+/// One parked waiter.
+pub(crate) struct Node {
+    parker: Parker,
+    state: AtomicU8,
+}
+
+impl Node {
+    pub(crate) fn new(parker: Parker) -> Arc<Node> {
+        Arc::new(Node {
+            parker,
+            state: AtomicU8::new(WAITING),
+        })
+    }
+
+    fn moved_to(&self, to: u8) -> bool {
+        self.state
+            .compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Wakes the waiter unless it already timed out or left; whether it woke it.
+    pub(crate) fn notify(&self) -> bool {
+        let won = self.moved_to(NOTIFIED);
+        if won {
+            self.parker.unpark();
+        }
+        won
+    }
+
+    /// The timer's side: wakes the waiter as timed out, unless it was notified first.
+    pub(crate) fn time_out(&self) {
+        if self.moved_to(TIMED_OUT) {
+            self.parker.unpark();
+        }
+    }
+}
+
+/// Parks until `node` is notified or `deadline` passes; how it ended (`NOTIFIED` or `TIMED_OUT`).
+///
+/// If the coroutine is killed meanwhile, the unwinding leaves through here;
+/// `on_leave` runs then with whether a notification had arrived.
+pub(crate) fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn Fn(bool)) -> u8 {
+    struct Leave<'a> {
+        node: &'a Node,
+        key: Option<timer::Key>,
+        on_leave: &'a dyn Fn(bool),
+        done: bool,
+    }
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            if let Some(key) = self.key.take() {
+                if self.node.state() != TIMED_OUT {
+                    timer::cancel(key);
                 }
-                wake();
-            };
-            match runtime::spawn_on_may(may::coroutine::Builder::new(), watch) {
-                Ok(h) => self.watchdog = Some(h),
-                Err(_) => self.fallback = true,
             }
-        }
-        if self.fallback {
-            // Rare (no memory for a watchdog stack): may's own, coarser timed wait.
-            return cv
-                .wait_timeout(guard, runtime::park_duration(left))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        cv.wait(guard).unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Drop for Deadline {
-    fn drop(&mut self) {
-        if let Some(h) = self.watchdog.take() {
-            if !h.is_done() {
-                // SAFETY: the watchdog owns only its deadline and its waker (an
-                // Arc of the primitive); unwinding it from its sleep drops them,
-                // exactly as a panic would.
-                unsafe { h.coroutine().cancel() };
+            if !self.done {
+                // Unwinding (killed): retire the node, passing on what it received.
+                let notified = !self.node.moved_to(GONE) && self.node.state() == NOTIFIED;
+                (self.on_leave)(notified);
             }
         }
     }
+    let in_coroutine = matches!(node.parker, Parker::Coroutine(_));
+    let mut leave = Leave {
+        node,
+        key: None,
+        on_leave,
+        done: false,
+    };
+    match deadline {
+        Some(at) if in_coroutine => {
+            leave.key = Some(timer::insert(at, node.clone()));
+            while node.state() == WAITING {
+                node.parker.park(None);
+            }
+        }
+        Some(at) => loop {
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                // Either we time it out, or a notifier got there first.
+                node.moved_to(TIMED_OUT);
+                break;
+            }
+            node.parker.park(Some(left));
+            if node.state() != WAITING {
+                break;
+            }
+        },
+        None => {
+            while node.state() == WAITING {
+                node.parker.park(None);
+            }
+        }
+    }
+    leave.done = true;
+    node.state()
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+/// Sleeps until `deadline` on coro's timer (inside a coroutine) or the thread's clock.
+pub(crate) fn sleep_until(deadline: Instant) {
+    let node = Node::new(Parker::current());
+    park(&node, Some(deadline), &|_| {});
 }
 
-/// A state behind may's `Mutex`, with one `Condvar` to wait for it to change.
+/// The parked waiters of one [`Signal`].
+#[derive(Default)]
+struct Waiters {
+    queue: VecDeque<Arc<Node>>,
+}
+
+impl Waiters {
+    fn push(&mut self, node: Arc<Node>) {
+        // Drop waiters that already left from the front, and now and then from
+        // everywhere, so timed-out waits leave no garbage behind.
+        while self.queue.front().is_some_and(|n| n.state() != WAITING) {
+            self.queue.pop_front();
+        }
+        if self.queue.len() >= 64 && self.queue.len().is_power_of_two() {
+            self.queue.retain(|n| n.state() == WAITING);
+        }
+        self.queue.push_back(node);
+    }
+
+    fn notify_one(&mut self) {
+        while let Some(node) = self.queue.pop_front() {
+            if node.notify() {
+                return;
+            }
+        }
+    }
+
+    fn notify_all(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
+        for node in self.queue.drain(..) {
+            node.notify();
+        }
+    }
+}
+
+/// How many separate lists of waiters a [`Signal`] keeps (a queue's getters and putters).
+const LISTS: usize = 2;
+
+struct Inner<S> {
+    value: S,
+    waiters: [Waiters; LISTS],
+}
+
+/// A state behind a lock, with waiters for it to change.
 #[derive(Default)]
 pub(crate) struct Signal<S> {
-    state: may::sync::Mutex<S>,
-    changed: Condvar,
+    inner: Mutex<Inner<S>>,
+}
+
+impl<S: Default> Default for Inner<S> {
+    fn default() -> Self {
+        Inner {
+            value: S::default(),
+            waiters: Default::default(),
+        }
+    }
+}
+
+/// The locked state of a [`Signal`]; notify through it, then drop it.
+pub(crate) struct Guard<'a, S>(MutexGuard<'a, Inner<S>>);
+
+impl<S> Deref for Guard<'_, S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.0.value
+    }
+}
+
+impl<S> DerefMut for Guard<'_, S> {
+    fn deref_mut(&mut self) -> &mut S {
+        &mut self.0.value
+    }
+}
+
+impl<S> Guard<'_, S> {
+    /// Wakes the longest waiting waiter of list `list`.
+    pub(crate) fn notify_one_on(&mut self, list: usize) {
+        self.0.waiters[list].notify_one();
+    }
+
+    /// Wakes every waiter (of every list).
+    pub(crate) fn notify_all(&mut self) {
+        self.0.waiters.iter_mut().for_each(Waiters::notify_all);
+    }
 }
 
 impl<S> Signal<S> {
-    pub(crate) fn new(state: S) -> Self {
+    pub(crate) fn new(value: S) -> Self {
         Signal {
-            state: may::sync::Mutex::new(state),
-            changed: Condvar::new(),
+            inner: Mutex::new(Inner {
+                value,
+                waiters: Default::default(),
+            }),
         }
     }
 
-    /// Locks the state. Poison is ignored: every writer leaves the state
-    /// consistent, and a killed waiter unwinds without poisoning (may unlocks first).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, S> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Wakes every waiter; call it after changing the state (with or without the lock).
-    pub(crate) fn notify_all(&self) {
-        self.changed.notify_all();
-    }
-
-    /// Wakes the waiters under the lock (what a watchdog must do).
-    pub(crate) fn wake_locked(&self) {
-        let _guard = self.lock();
-        self.changed.notify_all();
+    /// Locks the state. No code panics while holding the lock, and a killed
+    /// waiter unwinds outside it, so poison is never a torn state.
+    pub(crate) fn lock(&self) -> Guard<'_, S> {
+        Guard(self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Waits until `ready(state)` or until `timeout` passes (`None`: no timeout).
     /// Returns the locked state and whether it became ready.
+    ///
+    /// A waiter woken by `notify_one` that finds the state not ready (another
+    /// took it first) waits again; one that gives up (timeout) after being
+    /// notified leaves the state to the next.
     pub(crate) fn wait_until(
         &self,
         timeout: Option<Duration>,
         ready: impl Fn(&S) -> bool,
-        waker: impl FnOnce() -> Waker,
-    ) -> (MutexGuard<'_, S>, bool) {
-        let mut state = self.lock();
-        let outcome = if ready(&state) {
-            true
-        } else if let Some(timeout) = timeout {
-            let mut deadline = Deadline::after(timeout);
-            let mut waker = Some(waker);
-            loop {
-                if deadline.expired() {
-                    break false;
-                }
-                let make = waker.take();
-                state = deadline.wait(&self.changed, state, || {
-                    make.expect("the waker is used once")()
-                });
-                if ready(&state) {
-                    break true;
-                }
+    ) -> (Guard<'_, S>, bool) {
+        let guard = self.lock();
+        if ready(&guard) {
+            return (guard, true);
+        }
+        self.wait_slow(0, guard, timeout.map(timer::deadline_after), &ready)
+    }
+
+    /// Like [`wait_until`](Self::wait_until) with a deadline (`None`: no limit).
+    pub(crate) fn wait_deadline(
+        &self,
+        deadline: Option<Instant>,
+        ready: impl Fn(&S) -> bool,
+    ) -> (Guard<'_, S>, bool) {
+        self.wait_locked(0, self.lock(), deadline, ready)
+    }
+
+    /// Waits with the lock already held, in list `list`, until `deadline` (`None`: no limit).
+    /// Whoever makes `ready` true must `notify_one_on(list)` (or `notify_all`).
+    pub(crate) fn wait_locked<'a>(
+        &'a self,
+        list: usize,
+        guard: Guard<'a, S>,
+        deadline: Option<Instant>,
+        ready: impl Fn(&S) -> bool,
+    ) -> (Guard<'a, S>, bool) {
+        if ready(&guard) {
+            return (guard, true);
+        }
+        self.wait_slow(list, guard, deadline, &ready)
+    }
+
+    #[inline(never)]
+    fn wait_slow<'a>(
+        &'a self,
+        list: usize,
+        mut guard: Guard<'a, S>,
+        deadline: Option<Instant>,
+        ready: &dyn Fn(&S) -> bool,
+    ) -> (Guard<'a, S>, bool) {
+        let parker = Parker::current();
+        let pass_on = |notified: bool| {
+            if notified {
+                self.lock().notify_one_on(list);
             }
-        } else {
-            loop {
-                state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-                if ready(&state) {
-                    break true;
-                }
+        };
+        let outcome = loop {
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                break false;
+            }
+            let node = Node::new(parker.clone());
+            guard.0.waiters[list].push(node.clone());
+            drop(guard);
+            let how = park(&node, deadline, &pass_on);
+            guard = self.lock();
+            if ready(&guard) {
+                break true;
+            }
+            if how == TIMED_OUT {
+                break false;
             }
         };
         crate::monitor::resumed();
-        (state, outcome)
-    }
-}
-
-impl<S: Send + 'static> Signal<S> {
-    /// A waker for a `Signal` kept in an `Arc`.
-    pub(crate) fn waker(self: &std::sync::Arc<Self>) -> Waker {
-        let me = self.clone();
-        Box::new(move || me.wake_locked())
+        (guard, outcome)
     }
 }

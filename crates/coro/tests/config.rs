@@ -19,17 +19,18 @@ fn smoke_configure_before_start_then_reject_after() {
     let _order = ORDER.lock().unwrap();
     assert!(!coro::is_started());
     assert!(matches!(
-        coro::configure(Config::new().workers(0)),
+        // SAFETY: refused (0 workers); nothing runs with it.
+        coro::configure(unsafe { Config::new().with_workers(0) }),
         Err(CoroError::InvalidArgument(_))
     ));
     assert!(matches!(
-        coro::configure(Config::new().stack_size(1)),
+        coro::configure(Config::new().with_stack_size(1)),
         Err(CoroError::InvalidStackSize { bytes: 1, .. })
     ));
-    let cfg = Config::new()
-        .workers(2)
-        .stack_size(1024 * 1024)
-        .pin_workers(false);
+    // SAFETY: no coroutine of this test binary holds a thread-local across a switch.
+    let cfg = unsafe { Config::new().with_workers(2) }
+        .with_stack_size(1024 * 1024)
+        .with_pin_workers(false);
     coro::configure(cfg).unwrap();
     assert_eq!(coro::runtime_config(), cfg);
 
@@ -41,7 +42,7 @@ fn smoke_configure_before_start_then_reject_after() {
     .unwrap();
     assert_eq!(g.get_timeout(WAIT).unwrap(), 64 * 1024);
     assert!(coro::is_started());
-    assert_eq!(coro::runtime_config().get_workers(), 2);
+    assert_eq!(coro::runtime_config().workers(), 2);
     assert!(matches!(
         coro::configure(Config::new()),
         Err(CoroError::AlreadyStarted { workers: 2 })

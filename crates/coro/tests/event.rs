@@ -55,7 +55,7 @@ fn async_result_delivers_to_every_waiter() {
         Err(CoroError::Timeout { .. })
     ));
     r.set("hello".to_string());
-    assert!(r.successful());
+    assert_eq!(r.successful(), Some(true));
     for mut w in waiters {
         assert_eq!(w.get_timeout(WAIT).unwrap().unwrap(), "hello");
     }
@@ -66,7 +66,7 @@ fn async_result_exception_is_an_err() {
     let r: AsyncResult<u8> = AsyncResult::new();
     r.set_exception("no luck");
     assert!(r.ready());
-    assert!(!r.successful());
+    assert_eq!(r.successful(), Some(false));
     let err = r.get_timeout(WAIT).unwrap_err();
     assert_eq!(err.to_string(), "the AsyncResult failed: no luck");
 }

@@ -19,8 +19,12 @@ fn smoke() {
 fn default_runtime_is_one_worker_and_cannot_be_reconfigured_after_start() {
     coro::spawn(|| ()).unwrap().join();
     assert!(coro::is_started());
-    assert_eq!(coro::runtime_config().get_workers(), 1);
-    let err = coro::configure(coro::Config::new().workers(2)).unwrap_err();
+    assert_eq!(coro::runtime_config().workers(), 1);
+    let err = coro::configure(
+        // SAFETY: this configuration is refused, nothing runs with it.
+        unsafe { coro::Config::new().with_workers(2) },
+    )
+    .unwrap_err();
     assert!(
         matches!(err, CoroError::AlreadyStarted { workers: 1 }),
         "{err}"
@@ -107,7 +111,7 @@ fn joinall_times_out_and_says_how_many_finished() {
     assert_eq!(
         err,
         CoroError::JoinAllTimeout {
-            finished: 1,
+            finished: vec![0],
             total: 2,
             timeout: Duration::from_millis(30)
         }
@@ -246,7 +250,7 @@ fn one_worker_means_one_thread_even_after_sleeps_and_timeouts() {
         let before = std::thread::current().id();
         coro::sleep(Duration::from_millis(2));
         let after_sleep = std::thread::current().id();
-        let q: coro::Queue<u8> = coro::Queue::unbounded();
+        let q: coro::Queue<u8> = coro::Queue::new();
         assert!(q.get_timeout(Duration::from_millis(2)).is_err());
         let after_timeout = std::thread::current().id();
         (before == after_sleep, before == after_timeout)
@@ -265,4 +269,15 @@ fn handles_and_primitives_are_send_and_sync() {
     send_sync::<coro::Pool>();
     send_sync::<coro::Monitor>();
     send_sync::<CoroError>();
+}
+
+#[test]
+fn is_alive_until_it_ends() {
+    let ev = coro::Event::new();
+    let ev2 = ev.clone();
+    let g = coro::spawn(move || ev2.wait()).unwrap();
+    assert!(g.is_alive());
+    ev.set();
+    assert!(g.join_timeout(WAIT));
+    assert!(!g.is_alive());
 }

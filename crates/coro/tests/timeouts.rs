@@ -2,8 +2,8 @@
 //!
 //! may 0.3.51's coroutine park timeout is truncated to whole milliseconds (a
 //! 700 µs wait never ends, 1.7 ms ends at 1 ms) and racy under load; coro's
-//! timed waits use a watchdog instead. These tests hung (and failed at their
-//! bound) before it.
+//! timed waits use coro's own timer instead. These tests hung (and failed at
+//! their bound) on may's timed park.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(20);
 #[test]
 fn smoke() {
     let mut g = coro::spawn(|| {
-        let q: coro::Queue<u8> = coro::Queue::unbounded();
+        let q: coro::Queue<u8> = coro::Queue::new();
         q.get_timeout(Duration::from_micros(300)).is_err()
     })
     .unwrap();
@@ -72,7 +72,7 @@ fn zero_timeouts_return_at_once() {
 
 #[test]
 fn kill_during_a_timed_wait_ends_the_waiter() {
-    let q: coro::Queue<u8> = coro::Queue::unbounded();
+    let q: coro::Queue<u8> = coro::Queue::new();
     let started = coro::Event::new();
     let s2 = started.clone();
     let q2 = q.clone();
@@ -88,4 +88,45 @@ fn kill_during_a_timed_wait_ends_the_waiter() {
     q.put(7);
     let mut h = coro::spawn(move || q.get_timeout(WAIT)).unwrap();
     assert_eq!(h.get_timeout(WAIT).unwrap(), Ok(7));
+}
+
+#[test]
+fn a_notification_skips_a_waiter_that_already_timed_out() {
+    let q: coro::Queue<u8> = coro::Queue::new();
+    // First in line, but gives up quickly.
+    let (q1, q2) = (q.clone(), q.clone());
+    let mut quitter = coro::spawn(move || q1.get_timeout(Duration::from_millis(5))).unwrap();
+    assert_eq!(quitter.get_timeout(WAIT).unwrap(), Err(coro::Empty));
+    // Second in line waits without a limit; the one item must reach it.
+    let mut stayer = coro::spawn(move || q2.get()).unwrap();
+    coro::spawn(move || q.put(7)).unwrap().join();
+    assert_eq!(stayer.get_timeout(WAIT).unwrap(), 7);
+}
+
+#[test]
+fn a_killed_getter_does_not_swallow_an_item() {
+    let q: coro::Queue<u8> = coro::Queue::new();
+    let (q1, q2) = (q.clone(), q.clone());
+    let doomed = coro::spawn(move || q1.get()).unwrap();
+    let survivor_ready = coro::Event::new();
+    let ready = survivor_ready.clone();
+    let mut survivor = coro::spawn(move || {
+        ready.set();
+        q2.get_timeout(WAIT)
+    })
+    .unwrap();
+    assert!(survivor_ready.wait_timeout(WAIT));
+    doomed.kill();
+    q.put(1);
+    assert_eq!(survivor.get_timeout(WAIT).unwrap(), Ok(1));
+}
+
+#[test]
+fn timed_waits_from_plain_threads_end_on_time() {
+    let q: coro::Queue<u8> = coro::Queue::new();
+    let t = Instant::now();
+    assert_eq!(q.get_timeout(Duration::from_millis(15)), Err(coro::Empty));
+    assert!(t.elapsed() >= Duration::from_millis(15));
+    let ev = coro::Event::new();
+    assert!(!ev.wait_timeout(Duration::from_millis(1)));
 }

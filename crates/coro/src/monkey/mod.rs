@@ -21,15 +21,39 @@
 //! `may::coroutine::is_coroutine()`, so the same function works from `main`
 //! and from a greenlet.
 //!
-//! For code you cannot edit, the `patch` feature adds `patch_all()`: a
-//! symbol-level patch that makes unchanged `std::thread::sleep` cooperative
-//! (Linux with glibc only).
+//! For code you cannot edit, the `patch` feature adds `patch_all()` (Linux
+//! with glibc only): symbol-level hooks that make unchanged blocking calls
+//! cooperative inside a coroutine, and leave them exactly glibc's outside
+//! coroutines and before the patch:
+//!
+//! | patched (inside a coroutine) | how |
+//! | --- | --- |
+//! | `std::thread::sleep` (`nanosleep`, `clock_nanosleep`) | coro's timer |
+//! | `std::net` TCP: `connect`, `accept`, `read`/`write` (`recv`, `send`, `read`, `write`, `readv`, `writev`) | parks until the socket is ready; `set_read_timeout`/`set_write_timeout` bound the wait (`WouldBlock` after it, as the kernel says); a socket set non-blocking by you stays non-blocking |
+//! | `std::net` UDP: `send`, `recv`, `send_to`, `recv_from` | the same |
+//! | name lookups (`ToSocketAddrs`, i.e. `getaddrinfo`) | on a helper thread while the coroutine waits |
+//! | `poll`, `select` (any pollable descriptor) | parks until ready or the timeout |
+//!
+//! Not patched, so still blocking the whole worker inside a coroutine (the
+//! [`crate::monitor`] names the coroutine that stalls on one): `std::sync`
+//! locks, channels and condvars (use [`sync`]); file and pipe I/O (`read`/`write`
+//! on what is not a socket go straight to glibc); `std::process` waits;
+//! anything a C library does through its own system calls; and sockets a C
+//! library drives with `epoll` itself. A greenlet killed inside a patched call
+//! sees the call fail with `ECANCELED`, then stops at its next switch point.
+//! std's `TcpListener` listens with a backlog of 128: more simultaneous
+//! connects than that make the kernel drop SYNs (and the client retry a
+//! second later), patched or not.
 
 use std::time::Duration;
 
 pub mod net;
 #[cfg(feature = "patch")]
 mod patch;
+#[cfg(all(feature = "patch", target_os = "linux", target_env = "gnu"))]
+mod patch_net;
+#[cfg(all(feature = "patch", target_os = "linux", target_env = "gnu"))]
+mod poller;
 #[cfg(feature = "patch")]
 pub use patch::{patch_all, unpatch_all};
 

@@ -22,8 +22,9 @@ use crate::error::Result;
 
 static PATCHED: AtomicBool = AtomicBool::new(false);
 
-/// Makes unchanged `std::thread::sleep` (and any `nanosleep`/`clock_nanosleep`
-/// call linked into this binary) yield inside a coroutine, like gevent's
+/// Makes unchanged `std::thread::sleep` and `std::net` code (any `nanosleep`,
+/// `clock_nanosleep` and socket call linked into this binary: see the table in
+/// [`crate::monkey`]) yield inside a coroutine, like gevent's
 /// `monkey.patch_all()`. Calls outside coroutines are unchanged.
 ///
 /// # Errors
@@ -38,6 +39,7 @@ pub fn patch_all() -> Result<()> {
             hooks::clock_nanosleep as *const (),
         ));
         hooks::resolve_real();
+        super::patch_net::resolve_real();
         crate::runtime::ensure_init();
         PATCHED.store(true, Ordering::Release);
         Ok(())

@@ -1,0 +1,257 @@
+//! `patch_all()` for the network: unchanged `std::net` code is cooperative inside coroutines.
+//!
+//! Its own test binary (`required-features = ["patch"]`): the patch is
+//! process-wide. The first half of the one sequence runs unpatched, so the
+//! steps run in a fixed order inside one test function. Each scenario is
+//! built so that it can only finish if the other coroutine runs while the
+//! first one waits in a plain `std::net` call (one worker): no timing is asserted.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A reads from a socket that only B (spawned after A, same worker) writes to.
+/// Returns what A read, or its error kind.
+fn reader_needs_writer() -> Result<Vec<u8>, ErrorKind> {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut a = coro::spawn(move || {
+        let mut s = TcpStream::connect(addr).map_err(|e| e.kind())?;
+        // Bounded, in case the read blocks the worker (unpatched).
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).map_err(|e| e.kind())?;
+        Ok(buf.to_vec())
+    })
+    .unwrap();
+    let (mut server_side, _) = listener.accept().unwrap();
+    let b = coro::spawn(move || server_side.write_all(b"hello").unwrap()).unwrap();
+    let got = a.get_timeout(WAIT).unwrap();
+    assert!(b.join_timeout(WAIT));
+    got
+}
+
+#[test]
+fn smoke_std_net_inside_coroutines_cooperates_after_patch_all() {
+    // Before the patch: A's read blocks the only worker, so it times out
+    // (WouldBlock, as glibc reports SO_RCVTIMEO) before B can write.
+    assert_eq!(reader_needs_writer(), Err(ErrorKind::WouldBlock));
+
+    coro::monkey::patch_all().unwrap();
+    // After: A parks, B runs on the same worker and writes, A reads it.
+    assert_eq!(reader_needs_writer().unwrap(), b"hello");
+
+    outside_coroutines_std_net_is_unchanged();
+    read_timeout_is_honoured_and_others_run_meanwhile();
+    explicit_nonblocking_stays_nonblocking();
+    accept_waits_for_a_connection_made_by_another_coroutine();
+    udp_recv_from_waits_for_send_to();
+    poll_inside_a_coroutine_waits_for_readiness();
+    name_lookups_work_inside_coroutines();
+    many_coroutines_talk_to_one_server_at_once();
+    pipes_and_files_are_untouched();
+    a_greenlet_killed_in_a_patched_read_stops();
+}
+
+fn outside_coroutines_std_net_is_unchanged() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut buf = [0u8; 1];
+    // The main thread is no coroutine: glibc's own blocking read with its timeout.
+    assert_eq!(c.read(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+    let (mut s, _) = listener.accept().unwrap();
+    s.write_all(b"x").unwrap();
+    c.set_read_timeout(None).unwrap();
+    assert_eq!(c.read(&mut buf).unwrap(), 1);
+}
+
+fn read_timeout_is_honoured_and_others_run_meanwhile() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ticks = coro::Queue::new();
+    let tx = ticks.clone();
+    let mut reader = coro::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut buf = [0u8; 1];
+        let err = s.read(&mut buf).unwrap_err().kind();
+        // Another coroutine ran while this one waited.
+        (err, tx.qsize())
+    })
+    .unwrap();
+    let _keep = listener.accept().unwrap();
+    let ticker = coro::spawn(move || ticks.put(())).unwrap();
+    let (kind, ticked) = reader.get_timeout(WAIT).unwrap();
+    assert_eq!(kind, ErrorKind::WouldBlock);
+    assert_eq!(ticked, 1);
+    assert!(ticker.join_timeout(WAIT));
+}
+
+fn explicit_nonblocking_stays_nonblocking() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut g = coro::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 1];
+        let first = s.read(&mut buf).unwrap_err().kind();
+        // The flag is the user's: still non-blocking after the call.
+        s.set_nonblocking(false).unwrap();
+        s.set_nonblocking(true).unwrap();
+        (first, s.read(&mut buf).unwrap_err().kind())
+    })
+    .unwrap();
+    let _keep = listener.accept().unwrap();
+    assert_eq!(
+        g.get_timeout(WAIT).unwrap(),
+        (ErrorKind::WouldBlock, ErrorKind::WouldBlock)
+    );
+}
+
+fn accept_waits_for_a_connection_made_by_another_coroutine() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut server = coro::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        buf
+    })
+    .unwrap();
+    let client = coro::spawn(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"via accept").unwrap();
+    })
+    .unwrap();
+    assert_eq!(server.get_timeout(WAIT).unwrap(), b"via accept");
+    assert!(client.join_timeout(WAIT));
+}
+
+fn udp_recv_from_waits_for_send_to() {
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = rx.local_addr().unwrap();
+    let mut receiver = coro::spawn(move || {
+        rx.set_read_timeout(Some(WAIT)).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = rx.recv_from(&mut buf).unwrap();
+        buf[..n].to_vec()
+    })
+    .unwrap();
+    let sender = coro::spawn(move || {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(b"dgram", to).unwrap();
+    })
+    .unwrap();
+    assert_eq!(receiver.get_timeout(WAIT).unwrap(), b"dgram");
+    assert!(sender.join_timeout(WAIT));
+}
+
+fn poll_inside_a_coroutine_waits_for_readiness() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut poller = coro::spawn(move || {
+        let s = TcpStream::connect(addr).unwrap();
+        let mut p = libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, 20_000) };
+        (n, p.revents & libc::POLLIN != 0)
+    })
+    .unwrap();
+    let (mut server_side, _) = listener.accept().unwrap();
+    let writer = coro::spawn(move || server_side.write_all(b"!").unwrap()).unwrap();
+    assert_eq!(poller.get_timeout(WAIT).unwrap(), (1, true));
+    assert!(writer.join_timeout(WAIT));
+}
+
+fn name_lookups_work_inside_coroutines() {
+    let mut g = coro::spawn(|| {
+        ("localhost", 80)
+            .to_socket_addrs()
+            .map(|addrs| addrs.map(|a| a.port()).collect::<Vec<_>>())
+    })
+    .unwrap();
+    let ports = g.get_timeout(WAIT).unwrap().unwrap();
+    assert!(!ports.is_empty() && ports.iter().all(|&p| p == 80));
+    let mut bad = coro::spawn(|| "no-such-host.invalid:1".to_socket_addrs().is_err()).unwrap();
+    assert!(bad.get_timeout(WAIT).unwrap());
+}
+
+fn many_coroutines_talk_to_one_server_at_once() {
+    // A server coroutine per connection, all on one worker, all in plain std::net.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    const N: usize = 50;
+    let server = coro::spawn(move || {
+        let handlers: Vec<_> = (0..N)
+            .map(|_| {
+                let (mut s, _) = listener.accept().unwrap();
+                coro::spawn(move || {
+                    let mut buf = [0u8; 4];
+                    for _ in 0..3 {
+                        s.read_exact(&mut buf).unwrap();
+                        s.write_all(&buf).unwrap();
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        coro::joinall(&handlers, Some(WAIT)).is_ok()
+    })
+    .unwrap();
+    let clients: Vec<_> = (0..N as u32)
+        .map(|i| {
+            coro::spawn(move || {
+                let mut c = TcpStream::connect(addr).unwrap();
+                let mut back = [0u8; 4];
+                (0..3).all(|_| {
+                    c.write_all(&i.to_le_bytes()).unwrap();
+                    c.read_exact(&mut back).unwrap();
+                    back == i.to_le_bytes()
+                })
+            })
+            .unwrap()
+        })
+        .collect();
+    for g in clients {
+        assert!(g.into_value().unwrap());
+    }
+    assert!(server.into_value().unwrap());
+}
+
+fn pipes_and_files_are_untouched() {
+    let mut g = coro::spawn(|| {
+        let path = std::env::temp_dir().join(format!("coro-patch-net-{}", std::process::id()));
+        std::fs::write(&path, b"file bytes").unwrap();
+        let back = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        back
+    })
+    .unwrap();
+    assert_eq!(g.get_timeout(WAIT).unwrap(), b"file bytes");
+}
+
+fn a_greenlet_killed_in_a_patched_read_stops() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut reader = coro::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let mut buf = [0u8; 4];
+        // Nothing ever comes: only a kill ends this.
+        s.read_exact(&mut buf).unwrap();
+    })
+    .unwrap();
+    let _keep = listener.accept().unwrap();
+    // Let it reach its read (one worker: this runs after it parks).
+    coro::spawn(|| ()).unwrap().join();
+    assert!(reader.kill_timeout(WAIT));
+    assert!(matches!(reader.get(), Err(coro::CoroError::Killed { .. })));
+}

@@ -8,7 +8,7 @@ use may::coroutine::{Coroutine as MayCoroutine, JoinHandle};
 
 use crate::error::{CoroError, Result};
 use crate::wait::Signal;
-use crate::{monitor, runtime, timer};
+use crate::{runtime, timer};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -311,7 +311,7 @@ impl<T> Greenlet<T> {
     /// Inside a coroutine this yields; in a thread it blocks the thread.
     pub fn join(&self) {
         self.shared.wait(None);
-        monitor::resumed();
+        crate::running::resumed();
     }
 
     /// Waits at most `timeout`; returns whether the coroutine finished.
@@ -368,7 +368,7 @@ impl<T> Greenlet<T> {
         // may's own join waits until the value is stored (our `done` fires a
         // moment earlier, from inside the body's frame): one wake-up, not two.
         let r = self.take();
-        monitor::resumed();
+        crate::running::resumed();
         r
     }
 
@@ -531,7 +531,7 @@ impl Builder {
             co: OnceLock::new(),
         });
         let mut builder = may::coroutine::Builder::new();
-        if named || monitor::enabled() {
+        if named || crate::running::enabled() {
             builder = builder.name(shared.name().to_string());
         }
         if let Some(words) = words {
@@ -554,9 +554,9 @@ impl Builder {
             if shared.killed.load(Ordering::Acquire) {
                 std::panic::resume_unwind(Box::new(KilledBeforeStart));
             }
-            monitor::resumed();
+            crate::running::resumed();
             if let Some(delay) = delay {
-                crate::sleep(delay);
+                crate::sleep::sleep(delay);
             }
             let value = f();
             shared.outcome.store(RETURNED, Ordering::Release);

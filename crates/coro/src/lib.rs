@@ -166,15 +166,25 @@
 
 #![deny(missing_docs)]
 
+#[cfg(all(feature = "patch", not(all(target_os = "linux", target_env = "gnu"))))]
+compile_error!(
+    "coro's `patch` feature is Linux + glibc only: it defines glibc's sleep and socket symbols \
+     and finds the originals with dlsym(RTLD_NEXT). Build without it (the `monkey` shim types \
+     work everywhere may does)."
+);
+
 mod coroutine;
 mod error;
 mod event;
 mod greenlet;
 pub mod monitor;
 pub mod monkey;
+mod node;
 mod pool;
 mod queue;
+mod running;
 mod runtime;
+mod sleep;
 mod supervise;
 mod timeout;
 mod timer;
@@ -191,8 +201,9 @@ pub use runtime::{
     Config, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, configure, is_started,
     live_coroutines, runtime_config,
 };
+pub use sleep::{sleep, yield_now};
 pub use supervise::{Group, Iwait, Waitable, iwait, killall, wait};
-pub use timeout::{Timeout, joinall, sleep, with_timeout, yield_now};
+pub use timeout::{Timeout, joinall, with_timeout};
 
 /// Whether the caller runs inside a coroutine (may's `is_coroutine`).
 pub fn is_coroutine() -> bool {

@@ -21,54 +21,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{CoroError, Result};
+use crate::running::{ENABLED, WorkerSlot, this_worker_slot};
 use crate::runtime;
 
 /// Default threshold: gevent's `max_blocking_time` is 0.1 s.
 pub const DEFAULT_THRESHOLD: Duration = Duration::from_millis(100);
-
-static ENABLED: AtomicBool = AtomicBool::new(false);
-
-/// What one worker thread is running, as far as `coro` knows.
-#[derive(Default)]
-struct WorkerSlot {
-    current: Mutex<Option<may::coroutine::Coroutine>>,
-}
-
-thread_local! {
-    static SLOT: Arc<WorkerSlot> = Arc::new(WorkerSlot::default());
-}
-
-/// Whether the monitor is on (switch points record who runs only then).
-#[inline]
-pub(crate) fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
-}
-
-/// Records the current coroutine as running on this worker. Called after each switch.
-#[inline]
-pub(crate) fn resumed() {
-    if enabled() {
-        record_current();
-    }
-}
-
-// Not inlined: the thread-local must be looked up after the switch, on the
-// worker the coroutine resumed on, never cached from before it.
-#[inline(never)]
-fn record_current() {
-    if !may::coroutine::is_coroutine() {
-        return;
-    }
-    let co = may::coroutine::current();
-    SLOT.with(|slot| {
-        *slot.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(co);
-    });
-}
-
-#[inline(never)]
-fn this_worker_slot() -> Arc<WorkerSlot> {
-    SLOT.with(Arc::clone)
-}
 
 struct Heartbeat {
     /// Nanoseconds since the monitor's epoch at the last beat.

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CoroError, Result};
 use crate::greenlet::{Greenlet, spawn};
-use crate::{monitor, timer, wait};
+use crate::timer;
 
 /// Waits for every greenlet, or until `timeout` (gevent's `joinall`).
 ///
@@ -31,36 +31,8 @@ pub fn joinall<'a, T: 'a>(
             });
         }
     }
-    monitor::resumed();
+    crate::running::resumed();
     Ok(())
-}
-
-/// Sleeps cooperatively (gevent's `sleep`); `Duration::ZERO` just yields.
-///
-/// Inside a coroutine other coroutines run meanwhile; in a plain thread it is
-/// `std::thread::sleep`.
-pub fn sleep(duration: Duration) {
-    if !may::coroutine::is_coroutine() {
-        std::thread::sleep(duration);
-        return;
-    }
-    if duration.is_zero() {
-        may::coroutine::yield_now();
-    } else {
-        // coro's own timer: the wake-up puts this coroutine straight back on a worker.
-        wait::sleep_until(timer::deadline_after(duration));
-    }
-    monitor::resumed();
-}
-
-/// Lets the other ready coroutines run, then continues (gevent's `sleep(0)`).
-///
-/// Outside a coroutine it yields the thread.
-#[inline]
-pub fn yield_now() {
-    // may's yield_now already falls back to `std::thread::yield_now` in a thread.
-    may::coroutine::yield_now();
-    monitor::resumed();
 }
 
 /// Runs `f` in a new coroutine and gives up after `timeout`, killing it

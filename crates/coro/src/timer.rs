@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use may::sync::Blocker;
 
+use crate::node::Node;
 use crate::runtime;
-use crate::wait::Node;
 
 /// Identifies one entry, to remove it when its wait ends first.
 pub(crate) type Key = (Instant, u64);

@@ -47,6 +47,8 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "patch")]
+mod flag;
 pub mod net;
 #[cfg(feature = "patch")]
 mod patch;

@@ -32,7 +32,7 @@ impl TcpListener {
     /// The OS error.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let r = self.0.accept().map(|(s, a)| (TcpStream(s), a));
-        crate::monitor::resumed();
+        crate::running::resumed();
         r
     }
 
@@ -74,7 +74,7 @@ impl TcpStream {
     pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
         ensure_init();
         let r = may::net::TcpStream::connect(addr).map(TcpStream);
-        crate::monitor::resumed();
+        crate::running::resumed();
         r
     }
 
@@ -85,7 +85,7 @@ impl TcpStream {
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         ensure_init();
         let r = may::net::TcpStream::connect_timeout(addr, timeout).map(TcpStream);
-        crate::monitor::resumed();
+        crate::running::resumed();
         r
     }
 
@@ -119,7 +119,7 @@ impl DerefMut for TcpStream {
 impl Read for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let r = self.0.read(buf);
-        crate::monitor::resumed();
+        crate::running::resumed();
         r
     }
 }
@@ -127,7 +127,7 @@ impl Read for TcpStream {
 impl Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let r = self.0.write(buf);
-        crate::monitor::resumed();
+        crate::running::resumed();
         r
     }
 
@@ -156,7 +156,7 @@ impl UdpSocket {
     /// The OS error (`WouldBlock`/`TimedOut` after a read timeout).
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let r = self.0.recv_from(buf);
-        crate::monitor::resumed();
+        crate::running::resumed();
         r
     }
 
@@ -166,7 +166,7 @@ impl UdpSocket {
     /// The OS error.
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
         let r = self.0.send_to(buf, addr);
-        crate::monitor::resumed();
+        crate::running::resumed();
         r
     }
 

@@ -13,14 +13,14 @@
 //! its next switch point outside the hook (unwinding out of an `extern "C"`
 //! function is not allowed).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use libc::{c_int, clockid_t, timespec};
 
 use crate::error::Result;
 
-static PATCHED: AtomicBool = AtomicBool::new(false);
+use super::flag::PATCHED;
 
 /// Makes unchanged `std::thread::sleep` and `std::net` code (any `nanosleep`,
 /// `clock_nanosleep` and socket call linked into this binary: see the table in
@@ -58,7 +58,7 @@ pub fn unpatch_all() {
 }
 
 pub(crate) fn is_patched() -> bool {
-    PATCHED.load(Ordering::Acquire)
+    super::flag::is_patched()
 }
 
 /// The duration of a valid relative `timespec`, `None` if it is invalid (glibc reports EINVAL).

@@ -22,7 +22,8 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use crate::wait::{self, Node, Parker};
+use crate::node::{Node, Parker};
+use crate::wait;
 
 /// Wait for the fd to be readable.
 pub(crate) const READ: u32 = libc::EPOLLIN as u32;
@@ -237,7 +238,7 @@ pub(crate) fn wait_any(fds: &[(RawFd, u32)], deadline: Option<Instant>) -> Ready
     let forget_all = |_notified: bool| fds.iter().for_each(|&(fd, _)| poller.forget(fd, &node));
     let how = wait::park(&node, deadline, &forget_all);
     forget_all(false);
-    if how == wait::TIMED_OUT {
+    if how == crate::node::TIMED_OUT {
         Ready::TimedOut
     } else {
         Ready::Yes

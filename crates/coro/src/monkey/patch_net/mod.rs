@@ -41,7 +41,7 @@ mod poll;
 /// Whether a hooked call should cooperate: patched, and inside a coroutine.
 #[inline]
 fn active() -> bool {
-    super::patch::is_patched() && may::coroutine::is_coroutine()
+    super::flag::is_patched() && may::coroutine::is_coroutine()
 }
 
 fn errno() -> c_int {

@@ -156,4 +156,7 @@ pub use shared::{
 pub use wire::Wire;
 
 pub mod manager;
-pub use manager::{ManagedQueue, Manager, ManagerError};
+pub use manager::{
+    ManagedDict, ManagedEvent, ManagedList, ManagedLock, ManagedLockGuard, ManagedNamespace,
+    ManagedQueue, ManagedValue, Manager, ManagerError,
+};

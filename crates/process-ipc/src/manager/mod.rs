@@ -109,11 +109,18 @@
 //! state and thread) and `wire` (their messages) below them.
 
 mod client;
+mod dict;
 mod error;
 mod feeder;
+mod list;
+mod namespace;
+mod object_client;
+mod object_server;
+mod object_wire;
 mod queue;
 mod rendezvous;
 mod server;
+mod sync;
 mod wire;
 
 use std::fmt;
@@ -124,10 +131,16 @@ use std::time::Duration;
 use ipc_channel::ipc;
 
 use crate::Wire;
+pub use dict::ManagedDict;
 pub use error::{ManagerError, PutError};
+pub use list::ManagedList;
+pub use namespace::{ManagedNamespace, ManagedValue};
+use object_client::ObjectRef;
+use object_server::{Kind, Objects};
 pub use queue::ManagedQueue;
 use rendezvous::Rendezvous;
 use server::{ServerThread, Shared};
+pub use sync::{ManagedEvent, ManagedLock, ManagedLockGuard};
 use wire::Request;
 
 /// How long a client waits for an answer that a live server gives at once (registration,
@@ -172,6 +185,8 @@ pub struct Manager {
     /// Where handles decoded in other processes ask for their queue's channel.
     address: Arc<str>,
     next_queue: AtomicU64,
+    /// The dicts, lists, namespaces, values, locks and events.
+    objects: Arc<Objects>,
     /// `None` once shut down.
     running: Mutex<Option<Running>>,
 }
@@ -201,12 +216,16 @@ impl Manager {
     pub fn new() -> Result<Self, ManagerError> {
         ignore_sigpipe();
         let pid = std::process::id();
+        let objects = Arc::new(Objects::new());
+        let serving = Arc::clone(&objects);
+        let hook = Arc::new(move |stream, peer| serving.serve(stream, peer));
         let rendezvous =
-            Rendezvous::start(pid).map_err(|source| ManagerError::Start { pid, source })?;
+            Rendezvous::start(pid, hook).map_err(|source| ManagerError::Start { pid, source })?;
         Ok(Self {
             pid,
             address: rendezvous.address().into(),
             next_queue: AtomicU64::new(1),
+            objects,
             running: Mutex::new(Some(Running {
                 rendezvous,
                 servers: Vec::new(),
@@ -307,6 +326,100 @@ impl Manager {
         })
     }
 
+    /// Adds an object of `kind` (a `Value`'s initial value in `value`) and makes its handle.
+    fn make_object(
+        &self,
+        kind: Kind,
+        value: Option<serde_bytes::ByteBuf>,
+    ) -> Result<ObjectRef, ManagerError> {
+        let object = self.next_queue.fetch_add(1, Ordering::Relaxed);
+        let obj = ObjectRef {
+            pid: self.pid,
+            object,
+            kind,
+            address: Arc::clone(&self.address),
+            local: Some(Arc::clone(&self.objects)),
+            pool: OnceLock::new(),
+        };
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.is_none() || !self.objects.add(object, kind, value) {
+            return Err(obj.gone(format!(
+                "the manager was shut down before the {} was made",
+                kind.name()
+            )));
+        }
+        Ok(obj)
+    }
+
+    /// Python's `manager.dict()`: a new, empty dict hosted by this manager, whose handle
+    /// passes to other processes like a queue's (see [`ManagedDict`]).
+    ///
+    /// # Errors
+    /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
+    #[doc(alias = "Manager().dict")]
+    pub fn dict<K: Wire, V: Wire>(&self) -> Result<ManagedDict<K, V>, ManagerError> {
+        self.make_object(Kind::Dict, None).map(ManagedDict::new)
+    }
+
+    /// Python's `manager.list()`: a new, empty list hosted by this manager (see
+    /// [`ManagedList`]).
+    ///
+    /// # Errors
+    /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
+    pub fn list<T: Wire>(&self) -> Result<ManagedList<T>, ManagerError> {
+        self.make_object(Kind::List, None).map(ManagedList::new)
+    }
+
+    /// Python's `manager.Namespace()`: a new namespace with no names set (see
+    /// [`ManagedNamespace`]).
+    ///
+    /// # Errors
+    /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
+    #[doc(alias = "Namespace")]
+    pub fn namespace(&self) -> Result<ManagedNamespace, ManagerError> {
+        self.make_object(Kind::Namespace, None)
+            .map(ManagedNamespace::new)
+    }
+
+    /// Python's `manager.Value(typecode, value)`: a new value hosted by this manager, of any
+    /// serde type (see [`ManagedValue`]).
+    ///
+    /// # Errors
+    /// [`ManagerError::Encode`] if `initial` does not serialize;
+    /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
+    #[doc(alias = "Value")]
+    pub fn value<T: Wire>(&self, initial: T) -> Result<ManagedValue<T>, ManagerError> {
+        let object = self.next_queue.load(Ordering::Relaxed);
+        let bytes = postcard::to_stdvec(&initial).map_err(|e| ManagerError::Encode {
+            pid: self.pid,
+            object,
+            kind: Kind::Value.name(),
+            what: "value",
+            message: crate::pool::probe::serialize_message(&initial, e),
+        })?;
+        self.make_object(Kind::Value, Some(bytes.into()))
+            .map(ManagedValue::new)
+    }
+
+    /// Python's `manager.Lock()`: a new lock hosted by this manager (see [`ManagedLock`]).
+    ///
+    /// # Errors
+    /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
+    #[doc(alias = "Lock")]
+    pub fn lock(&self) -> Result<ManagedLock, ManagerError> {
+        self.make_object(Kind::Lock, None).map(ManagedLock::new)
+    }
+
+    /// Python's `manager.Event()`: a new event hosted by this manager, not set (see
+    /// [`ManagedEvent`]).
+    ///
+    /// # Errors
+    /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
+    #[doc(alias = "Event")]
+    pub fn event(&self) -> Result<ManagedEvent, ManagerError> {
+        self.make_object(Kind::Event, None).map(ManagedEvent::new)
+    }
+
     /// Python's `manager.shutdown()`: ends every queue of this manager. Blocked getters wake
     /// with [`ManagerError::Gone`], here and in other processes, and later calls on any handle
     /// fail the same way. Calling it again does nothing.
@@ -318,6 +431,7 @@ impl Manager {
             .take();
         if let Some(mut running) = running {
             running.rendezvous.stop();
+            self.objects.close();
             for server in &mut running.servers {
                 server.stop(SHUTDOWN_GRACE);
             }

@@ -1,5 +1,8 @@
-//! `Manager` and `ManagedQueue<T>`: Python's `multiprocessing.Manager().Queue()`, a queue owned
-//! by a server whose handles can be passed to other processes.
+//! `Manager` and the objects it hosts: Python's `multiprocessing.Manager()` with its
+//! `Queue()` ([`ManagedQueue`]), `dict()` ([`ManagedDict`]), `list()` ([`ManagedList`]),
+//! `Namespace()` ([`ManagedNamespace`]), `Value()` ([`ManagedValue`]), `Lock()`
+//! ([`ManagedLock`]) and `Event()` ([`ManagedEvent`]): state owned by a server whose handles
+//! can be passed to other processes.
 //!
 //! In Python, a manager is a server process holding shared objects, and `manager.Queue()` hands
 //! out a proxy that pickles into any process:
@@ -104,9 +107,71 @@
 //!   process is killed leaves it); the manager answers only peers of its own user
 //!   (`SO_PEERCRED`).
 //!
+//! # Dicts, lists, namespaces, values, locks and events
+//!
+//! ```python
+//! from multiprocessing import Manager, Pool
+//!
+//! def record(d, words, key):
+//!     d.update({w: key for w in words})
+//!
+//! with Manager() as m, Pool(2) as pool:
+//!     d, lock, done = m.dict(), m.Lock(), m.Event()
+//!     pool.starmap(record, [(d, ["a", "b"], 1), (d, ["c"], 2)])
+//!     assert sorted(d.keys()) == ["a", "b", "c"]
+//! ```
+//!
+//! ```
+//! use process_ipc::manager::{ManagedDict, Manager};
+//! use process_ipc::Pool;
+//!
+//! fn record(d: ManagedDict<String, u32>, words: Vec<String>, key: u32) -> bool {
+//!     d.update(words.into_iter().map(|w| (w, key))).is_ok()
+//! }
+//!
+//! let manager = Manager::new()?;
+//! let d = manager.dict::<String, u32>()?;
+//! let pool = Pool::new(2).unwrap();
+//! let tasks = [(d.clone(), vec!["a".into(), "b".into()], 1), (d.clone(), vec!["c".into()], 2)];
+//! assert_eq!(pool.starmap(record, tasks).unwrap(), [true, true]);
+//! let mut keys = d.keys()?;
+//! keys.sort();
+//! assert_eq!(keys, ["a", "b", "c"]);
+//! # Ok::<(), process_ipc::manager::ManagerError>(())
+//! ```
+//!
+//! - **One call, one round trip, one step**: each method is one request and one answer, done
+//!   in the manager under one lock, so no call sees half of another (`update`, `extend`,
+//!   `setdefault`, `items` are whole); two calls in a row are not atomic together (guard them
+//!   with a [`ManagedLock`], as in Python). In the manager's process the handles the manager
+//!   made call the objects directly.
+//! - **Handles**: plain data (object number and the manager's socket path), `Clone`,
+//!   `Serialize` and `Deserialize`, `Send + Sync`; a `Process` or pool task argument like a
+//!   queue's. In another process a handle's first call opens a Unix-stream connection to the
+//!   manager's socket (checked with `SO_PEERCRED` both ways), kept in a per-process pool for
+//!   every later call; a call running while another is in flight opens a second one.
+//! - **Values are serde types**, stored by the manager as postcard bytes: a key or value that
+//!   does not serialize is [`ManagerError::Encode`] at the call, and nothing is sent; a value
+//!   read as a type it does not decode as is [`ManagerError::Decode`] naming that type. Dict
+//!   keys are compared by their bytes (equal for equal values of ordinary types), and keep
+//!   insertion order, as Python's.
+//! - **Blocking calls have bounds**: [`ManagedLock::acquire_timeout`],
+//!   [`ManagedEvent::wait_timeout`]; any other call is answered at once, and a manager that is
+//!   alive but does not answer within 5 s is [`ManagerError::ObjectNoReply`].
+//! - **A lock holder that dies**: the manager sees its connection close, frees the lock, and
+//!   the next acquire is [`ManagerError::OwnerDied`] naming the dead pid (Python's manager
+//!   keeps such a lock held forever); the acquire after that works.
+//! - **Manager gone**: every call, and every waiter, ends with [`ManagerError::ObjectGone`].
+//! - **Cost**: a round trip is two syscalls on each side (a write and a read), so a call costs
+//!   what the kernel's wake-up of the other side costs; see the `manager_dict` bench, beside
+//!   a bare Unix-socket round trip.
+//!
 //! Layout: `mod.rs` ([`Manager`]), `queue` ([`ManagedQueue`]'s API) over `client` (the
 //! requests of a handle in another process), `feeder` and `rendezvous`; `server` (a queue's
-//! state and thread) and `wire` (their messages) below them.
+//! state and thread) and `wire` (their messages) below them. The other objects: `dict`,
+//! `list`, `namespace` (and values) and `sync` (locks and events) over `object_client` (one
+//! call, one round trip), `object_wire` (calls, answers, frames) and `object_server` (their
+//! state, and a connection's loop).
 
 mod client;
 mod dict;
@@ -172,14 +237,14 @@ fn ignore_sigpipe() {
     });
 }
 
-/// Python's `multiprocessing.Manager()`: a server that owns queues and hands out handles to
-/// them.
+/// Python's `multiprocessing.Manager()`: a server that owns queues, dicts, lists, namespaces,
+/// values, locks and events, and hands out handles to them.
 ///
 /// The server runs as threads of the process that calls [`Manager::new`] (one thread per
-/// queue, blocked on that queue's request channel), not as a separate process: the queues live
-/// exactly as long as this value and its process. Dropping it, or calling
-/// [`shutdown`](Manager::shutdown), ends every queue; handles anywhere then get
-/// [`ManagerError::Gone`].
+/// queue, blocked on that queue's request channel, and one per connection to the other
+/// objects), not as a separate process: the objects live exactly as long as this value and
+/// its process. Dropping it, or calling [`shutdown`](Manager::shutdown), ends every object;
+/// handles anywhere then get [`ManagerError::Gone`] (queues) or [`ManagerError::ObjectGone`].
 pub struct Manager {
     pid: u32,
     /// Where handles decoded in other processes ask for their queue's channel.

@@ -27,7 +27,7 @@ use crate::Wire;
 /// ns.set("label", "warm-up".to_string())?;
 /// assert_eq!(ns.get::<u32>("rounds")?, Some(3));
 /// assert_eq!(ns.get::<String>("missing")?, None);
-/// assert!(matches!(ns.get::<Vec<u64>>("label"), Err(ManagerError::Decode { .. })));
+/// assert!(matches!(ns.get::<bool>("label"), Err(ManagerError::Decode { type_name: "bool", .. })));
 /// assert_eq!(ns.names()?, ["label", "rounds"]);
 /// # Ok::<(), ManagerError>(())
 /// ```

@@ -3,7 +3,7 @@
 //! the one after works); a shutdown that wakes every waiter.
 
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 use ipc_channel::ipc::IpcSender;
@@ -88,6 +88,36 @@ fn a_waiting_acquire_gets_the_lock_when_it_is_released() {
     bounded(move || waiter.join().unwrap()).unwrap();
 }
 
+#[test]
+fn a_release_hands_the_lock_to_the_longest_waiting_acquire() {
+    let manager = Manager::new().unwrap();
+    let lock = manager.lock().unwrap();
+    let guard = lock.acquire().unwrap();
+    let (order_tx, order) = crossbeam_channel::unbounded();
+    let mut waiters = Vec::new();
+    // Remote and local waiters, alternating; each starts once the one before it waits.
+    for n in 0..4usize {
+        let handle = if n % 2 == 0 {
+            through_ipc(&lock)
+        } else {
+            lock.clone()
+        };
+        let order_tx = order_tx.clone();
+        waiters.push(thread::spawn(move || {
+            let guard = handle.acquire_timeout(LIMIT).map_err(|e| e.to_string())?;
+            order_tx.send(n).map_err(|e| e.to_string())?;
+            guard.release().map_err(|e| e.to_string())
+        }));
+        wait_until("the acquire waits", || lock.waiting().unwrap() == n + 1);
+    }
+    drop(guard);
+    let got: Vec<usize> = (0..4).map(|_| order.recv_timeout(LIMIT).unwrap()).collect();
+    assert_eq!(got, [0, 1, 2, 3]);
+    for waiter in waiters {
+        bounded(move || waiter.join().unwrap()).unwrap();
+    }
+}
+
 /// A pool task: `n` increments of a managed value, each a read and a write under the lock.
 fn locked_increments(lock: ManagedLock, value: ManagedValue<u64>, n: u64) -> u32 {
     for _ in 0..n {
@@ -149,6 +179,39 @@ fn a_lock_whose_holder_is_killed_names_its_pid_once_and_then_works() {
         // Reported once; the lock is free again.
         acquirer.acquire_timeout(LIMIT).unwrap().release().unwrap();
     }
+}
+
+/// A child process's target: waits for the lock.
+fn wait_for_lock(lock: ManagedLock) -> bool {
+    lock.acquire_timeout(LIMIT).is_ok()
+}
+
+/// Polls `condition` until it holds; fails the test after `LIMIT`.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_waiter_killed_while_waiting_is_never_named_as_a_holder() {
+    let manager = Manager::new().unwrap();
+    let lock = manager.lock().unwrap();
+    let guard = lock.acquire().unwrap();
+    let mut child = Process::new(wait_for_lock, (lock.clone(),))
+        .start()
+        .unwrap();
+    wait_until("the child waits for the lock", || {
+        lock.waiting().unwrap() == 1
+    });
+    child.kill().unwrap();
+    assert!(child.join_timeout(LIMIT).is_err());
+    // The release hands the lock to the dead waiter (the first in line), whose answer cannot
+    // be delivered: the manager takes it back without blaming anyone.
+    drop(guard);
+    lock.acquire_timeout(LIMIT).unwrap().release().unwrap();
 }
 
 /// A child process's target: waits for the event.

@@ -395,7 +395,7 @@ impl Manager {
     fn make_object(
         &self,
         kind: Kind,
-        value: Option<serde_bytes::ByteBuf>,
+        initial: impl FnOnce(&ObjectRef) -> Result<Option<serde_bytes::ByteBuf>, ManagerError>,
     ) -> Result<ObjectRef, ManagerError> {
         let object = self.next_queue.fetch_add(1, Ordering::Relaxed);
         let obj = ObjectRef {
@@ -406,6 +406,7 @@ impl Manager {
             local: Some(Arc::clone(&self.objects)),
             pool: OnceLock::new(),
         };
+        let value = initial(&obj)?;
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if running.is_none() || !self.objects.add(object, kind, value) {
             return Err(obj.gone(format!(
@@ -423,7 +424,8 @@ impl Manager {
     /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
     #[doc(alias = "Manager().dict")]
     pub fn dict<K: Wire, V: Wire>(&self) -> Result<ManagedDict<K, V>, ManagerError> {
-        self.make_object(Kind::Dict, None).map(ManagedDict::new)
+        self.make_object(Kind::Dict, |_| Ok(None))
+            .map(ManagedDict::new)
     }
 
     /// Python's `manager.list()`: a new, empty list hosted by this manager (see
@@ -432,7 +434,8 @@ impl Manager {
     /// # Errors
     /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
     pub fn list<T: Wire>(&self) -> Result<ManagedList<T>, ManagerError> {
-        self.make_object(Kind::List, None).map(ManagedList::new)
+        self.make_object(Kind::List, |_| Ok(None))
+            .map(ManagedList::new)
     }
 
     /// Python's `manager.Namespace()`: a new namespace with no names set (see
@@ -442,7 +445,7 @@ impl Manager {
     /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
     #[doc(alias = "Namespace")]
     pub fn namespace(&self) -> Result<ManagedNamespace, ManagerError> {
-        self.make_object(Kind::Namespace, None)
+        self.make_object(Kind::Namespace, |_| Ok(None))
             .map(ManagedNamespace::new)
     }
 
@@ -454,15 +457,7 @@ impl Manager {
     /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
     #[doc(alias = "Value")]
     pub fn value<T: Wire>(&self, initial: T) -> Result<ManagedValue<T>, ManagerError> {
-        let object = self.next_queue.load(Ordering::Relaxed);
-        let bytes = postcard::to_stdvec(&initial).map_err(|e| ManagerError::Encode {
-            pid: self.pid,
-            object,
-            kind: Kind::Value.name(),
-            what: "value",
-            message: crate::pool::probe::serialize_message(&initial, e),
-        })?;
-        self.make_object(Kind::Value, Some(bytes.into()))
+        self.make_object(Kind::Value, |obj| obj.encode("value", &initial).map(Some))
             .map(ManagedValue::new)
     }
 
@@ -472,7 +467,8 @@ impl Manager {
     /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
     #[doc(alias = "Lock")]
     pub fn lock(&self) -> Result<ManagedLock, ManagerError> {
-        self.make_object(Kind::Lock, None).map(ManagedLock::new)
+        self.make_object(Kind::Lock, |_| Ok(None))
+            .map(ManagedLock::new)
     }
 
     /// Python's `manager.Event()`: a new event hosted by this manager, not set (see
@@ -482,7 +478,8 @@ impl Manager {
     /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
     #[doc(alias = "Event")]
     pub fn event(&self) -> Result<ManagedEvent, ManagerError> {
-        self.make_object(Kind::Event, None).map(ManagedEvent::new)
+        self.make_object(Kind::Event, |_| Ok(None))
+            .map(ManagedEvent::new)
     }
 
     /// Python's `manager.shutdown()`: ends every queue of this manager. Blocked getters wake

@@ -107,6 +107,9 @@ impl Dict {
 struct LockState {
     /// Owner id and pid of the holder.
     holder: Option<(u64, u32)>,
+    /// Acquires waiting, in arrival order (owner id and pid): a release hands the lock to
+    /// the first.
+    waiters: std::collections::VecDeque<(u64, u32)>,
     /// The pid of a holder that died holding it, until an acquire reports it.
     died: Option<u32>,
 }
@@ -246,6 +249,8 @@ impl Objects {
         wait: Wait,
     ) -> Answer {
         let deadline = deadline(wait);
+        let me = (caller.owner, caller.pid);
+        let mut queued = false;
         loop {
             if state.closed {
                 return Answer::Refused(Refusal::Gone);
@@ -255,18 +260,63 @@ impl Objects {
                 Some(other) => return wrong_kind(other, Kind::Lock),
                 None => return Answer::Refused(Refusal::NoSuchObject),
             };
-            if let Some(owner) = lock.died.take() {
-                return Answer::Refused(Refusal::OwnerDied { owner });
-            }
-            if lock.holder.is_none() {
-                lock.holder = Some((caller.owner, caller.pid));
-                return Answer::Bool(true);
+            if queued {
+                // A release hands the lock to the first waiter; a death frees it for the first
+                // waiter to report.
+                if lock.holder == Some(me) {
+                    return Answer::Bool(true);
+                }
+                if lock.waiters.front() == Some(&me) {
+                    if let Some(owner) = lock.died.take() {
+                        lock.waiters.pop_front();
+                        drop(state);
+                        self.changed.notify_all();
+                        return Answer::Refused(Refusal::OwnerDied { owner });
+                    }
+                    if lock.holder.is_none() {
+                        lock.waiters.pop_front();
+                        lock.holder = Some(me);
+                        return Answer::Bool(true);
+                    }
+                }
+            } else {
+                if lock.waiters.is_empty() {
+                    if let Some(owner) = lock.died.take() {
+                        return Answer::Refused(Refusal::OwnerDied { owner });
+                    }
+                    if lock.holder.is_none() {
+                        lock.holder = Some(me);
+                        return Answer::Bool(true);
+                    }
+                }
+                if matches!(wait, Wait::No) {
+                    return Answer::Bool(false);
+                }
+                lock.waiters.push_back(me);
+                queued = true;
             }
             state = match self.park(state, wait, deadline) {
                 Some(state) => state,
-                None => return Answer::Bool(false),
+                None => return self.give_up(object, me),
             };
         }
+    }
+
+    /// A queued acquire whose time ran out: out of the queue, unless the lock was handed to
+    /// it meanwhile (then it has it).
+    fn give_up(&self, object: u64, me: (u64, u32)) -> Answer {
+        let mut state = self.lock();
+        let Some(Object::Lock(lock)) = state.objects.get_mut(&object) else {
+            return Answer::Refused(Refusal::Gone);
+        };
+        if lock.holder == Some(me) {
+            return Answer::Bool(true);
+        }
+        lock.waiters.retain(|w| *w != me);
+        drop(state);
+        // The next waiter may be first now.
+        self.changed.notify_all();
+        Answer::Bool(false)
     }
 
     fn wait_event(&self, mut state: MutexGuard<'_, State>, object: u64, wait: Wait) -> Answer {
@@ -331,14 +381,29 @@ impl Objects {
         let mut writer = stream;
         let (mut inbox, mut outbox) = (Vec::new(), Vec::new());
         loop {
-            let answer = match read_frame::<Call>(&mut reader, &mut inbox) {
-                Ok(call) => self.call(caller, call),
+            let (answer, acquired) = match read_frame::<Call>(&mut reader, &mut inbox) {
+                Ok(call) => {
+                    let (object, acquiring) = (call.object, matches!(call.op, Op::Acquire(_)));
+                    let answer = self.call(caller, call);
+                    let acquired = acquiring && matches!(answer, Answer::Bool(true));
+                    (answer, acquired.then_some(object))
+                }
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    Answer::Refused(Refusal::Malformed(e.to_string()))
+                    (Answer::Refused(Refusal::Malformed(e.to_string())), None)
                 }
                 Err(_) => break,
             };
             if write_frame(&mut writer, &answer, &mut outbox).is_err() {
+                // A client that died (or gave up) while it waited never learned it holds the
+                // lock: it never held it, so it is released without naming anyone.
+                if let Some(object) = acquired {
+                    let release = Call {
+                        object,
+                        kind: Kind::Lock,
+                        op: Op::Release,
+                    };
+                    self.call(caller, release);
+                }
                 break;
             }
         }
@@ -463,11 +528,12 @@ fn apply(object: &mut Object, caller: Caller, op: Op) -> (Answer, bool) {
         (Object::Value(v), Op::ValueSet(new)) => Answer::One(Some(std::mem::replace(v, new))),
         (Object::Lock(lock), Op::Release) => {
             if lock.holder.is_some_and(|(owner, _)| owner == caller.owner) {
-                lock.holder = None;
+                lock.holder = lock.waiters.pop_front();
                 return (Answer::Done, true);
             }
             Answer::Refused(Refusal::NotHeld)
         }
+        (Object::Lock(lock), Op::LockWaiting) => Answer::Len(len(lock.waiters.len())),
         (Object::Event(flag), Op::EventSet) => {
             *flag = true;
             return (Answer::Done, true);
@@ -501,7 +567,7 @@ fn apply(object: &mut Object, caller: Caller, op: Op) -> (Answer, bool) {
                     Kind::Namespace.name().into()
                 }
                 Op::ValueGet | Op::ValueSet(_) => Kind::Value.name().into(),
-                Op::Acquire(_) | Op::Release => Kind::Lock.name().into(),
+                Op::Acquire(_) | Op::Release | Op::LockWaiting => Kind::Lock.name().into(),
                 Op::EventSet | Op::EventClear | Op::EventIsSet | Op::EventWait(_) => {
                     Kind::Event.name().into()
                 }

@@ -80,6 +80,8 @@ pub(crate) enum Op {
     Acquire(Wait),
     /// Lock: `Done`, or `Refused(NotHeld)`.
     Release,
+    /// Lock: `Len`, how many acquires wait.
+    LockWaiting,
     /// Event: `Done`.
     EventSet,
     /// Event: `Done`.

@@ -27,8 +27,8 @@ fn wait_for(timeout: Duration) -> Wait {
 /// made by [`Manager::lock`](super::Manager::lock).
 ///
 /// [`acquire`](ManagedLock::acquire) hands back a guard that releases the lock when dropped
-/// (Python's `with lock:`). Not reentrant, as Python's `Lock`. Waiters are woken in no
-/// particular order.
+/// (Python's `with lock:`). Not reentrant, as Python's `Lock`. Fair: a release hands the
+/// lock to the acquire that has waited longest, in whatever process.
 ///
 /// Where Python's manager keeps a lock held forever when its holder dies, the manager sees
 /// the holder's connection close (the kernel closes a dead process's sockets), frees the lock,
@@ -158,6 +158,16 @@ impl ManagedLock {
     /// As [`acquire`](ManagedLock::acquire).
     pub fn try_acquire(&self) -> Result<Option<ManagedLockGuard<'_>>, ManagerError> {
         self.acquire_with(Wait::No)
+    }
+
+    /// How many acquires wait for this lock now, in all processes: a diagnostic with no
+    /// Python twin (a process that is stuck on the lock shows here).
+    ///
+    /// # Errors
+    /// [`ManagerError::ObjectGone`] if the manager is gone.
+    pub fn waiting(&self) -> Result<usize, ManagerError> {
+        let answer = self.obj.call(Op::LockWaiting, Some(REPLY_GRACE))?;
+        self.obj.count(answer)
     }
 
     fn acquire_with(&self, wait: Wait) -> Result<Option<ManagedLockGuard<'_>>, ManagerError> {

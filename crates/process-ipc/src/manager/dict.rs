@@ -7,8 +7,7 @@ use serde::Serialize;
 use super::REPLY_GRACE;
 use super::error::ManagerError;
 use super::object_client::{ObjectRef, object_handle};
-use super::object_server::Kind;
-use super::object_wire::{Answer, Op};
+use super::object_wire::{Answer, Kind, Op};
 use crate::Wire;
 
 /// A handle to a dict hosted by a [`Manager`](super::Manager): Python's `manager.dict()`

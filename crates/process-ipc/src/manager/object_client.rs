@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::error::ManagerError;
-use super::object_server::{Caller, Kind, Objects};
-use super::object_wire::{Answer, Call, Op, Refusal, read_frame, write_frame};
+use super::object_server::{Caller, Objects};
+use super::object_wire::{Answer, Call, Kind, Op, Refusal, read_frame, write_frame};
 use super::rendezvous::{self, Unreachable};
 use super::{REPLY_GRACE, ignore_sigpipe};
 use crate::pool::probe::serialize_message;

@@ -20,31 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
 
-use super::object_wire::{Answer, Call, Op, Refusal, Wait, read_frame, write_frame};
-
-/// What kind of object a number names (a call says which kind its handle expects).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) enum Kind {
-    Dict,
-    List,
-    Namespace,
-    Value,
-    Lock,
-    Event,
-}
-
-impl Kind {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Kind::Dict => "dict",
-            Kind::List => "list",
-            Kind::Namespace => "namespace",
-            Kind::Value => "value",
-            Kind::Lock => "lock",
-            Kind::Event => "event",
-        }
-    }
-}
+use super::object_wire::{Answer, Call, Kind, Op, Refusal, Wait, read_frame, write_frame};
 
 /// A dict in insertion order (Python's): slots in order, emptied on removal, and an index from
 /// key bytes to slot; the slots are compacted when more than half are empty.

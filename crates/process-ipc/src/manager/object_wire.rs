@@ -13,7 +13,29 @@ use std::io::{self, BufRead, Write};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::object_server::Kind;
+/// What kind of object a number names (a call says which kind its handle expects).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Kind {
+    Dict,
+    List,
+    Namespace,
+    Value,
+    Lock,
+    Event,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Dict => "dict",
+            Kind::List => "list",
+            Kind::Namespace => "namespace",
+            Kind::Value => "value",
+            Kind::Lock => "lock",
+            Kind::Event => "event",
+        }
+    }
+}
 
 /// One operation on object `object`, which the caller's handle says is a `kind`.
 #[derive(Serialize, Deserialize, Debug)]

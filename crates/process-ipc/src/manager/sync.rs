@@ -7,8 +7,7 @@ use std::time::Duration;
 use super::REPLY_GRACE;
 use super::error::ManagerError;
 use super::object_client::{Conn, ObjectRef, object_handle};
-use super::object_server::Kind;
-use super::object_wire::{Answer, Op, Wait};
+use super::object_wire::{Answer, Kind, Op, Wait};
 
 /// How long a client waits for the answer to a call that waits `wait` in the manager.
 fn answer_within(wait: Wait) -> Option<Duration> {

@@ -154,6 +154,10 @@ pub(crate) enum Refusal {
     Malformed(String),
 }
 
+/// The largest frame either side reads (a length over it is not ours, and would otherwise be
+/// allocated first).
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+
 /// Appends `message` to `out` as one frame (length, then postcard).
 pub(crate) fn encode_frame<M: Serialize>(message: &M, out: &mut Vec<u8>) -> io::Result<()> {
     let start = out.len();
@@ -182,7 +186,8 @@ pub(crate) fn write_frame<M: Serialize>(
 }
 
 /// Reads one frame into `buf` and decodes it. A clean end of stream before the frame is
-/// `UnexpectedEof`; a frame that does not decode is `InvalidData`.
+/// `UnexpectedEof`; a frame that does not decode is `InvalidData` (the stream is still in step);
+/// a length over [`MAX_FRAME`] is `InvalidInput` (it is not).
 pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
     reader: &mut impl BufRead,
     buf: &mut Vec<u8>,
@@ -190,6 +195,13 @@ pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
     let mut len = [0u8; 4];
     reader.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        // Not a frame of ours: the stream cannot be read on from here.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
+        ));
+    }
     buf.clear();
     buf.resize(len, 0);
     reader.read_exact(buf)?;
@@ -218,5 +230,12 @@ mod tests {
         let mut empty: &[u8] = &[];
         let end = read_frame::<Call>(&mut empty, &mut buf).unwrap_err();
         assert_eq!(end.kind(), io::ErrorKind::UnexpectedEof);
+        let mut huge: &[u8] = &u32::MAX.to_le_bytes();
+        let refused = read_frame::<Call>(&mut huge, &mut buf).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+        let mut garbage = 1u32.to_le_bytes().to_vec();
+        garbage.push(0xff);
+        let undecodable = read_frame::<Call>(&mut &garbage[..], &mut buf).unwrap_err();
+        assert_eq!(undecodable.kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -267,7 +267,10 @@ impl fmt::Debug for Manager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Manager")
             .field("pid", &self.pid)
-            .field("queues", &self.next_queue.load(Ordering::Relaxed))
+            .field(
+                "objects_made",
+                &(self.next_queue.load(Ordering::Relaxed) - 1),
+            )
             .field("running", &self.is_running())
             .finish()
     }
@@ -483,8 +486,9 @@ impl Manager {
             .map(ManagedEvent::new)
     }
 
-    /// Python's `manager.shutdown()`: ends every queue of this manager. Blocked getters wake
-    /// with [`ManagerError::Gone`], here and in other processes, and later calls on any handle
+    /// Python's `manager.shutdown()`: ends every object of this manager. Blocked getters wake
+    /// with [`ManagerError::Gone`], blocked lock acquires and event waits with
+    /// [`ManagerError::ObjectGone`], here and in other processes, and later calls on any handle
     /// fail the same way. Calling it again does nothing.
     pub fn shutdown(&self) {
         let running = self

@@ -70,7 +70,7 @@ fn smoke() {
     let manager = Manager::new().unwrap();
     let dict = manager.dict::<String, u32>().unwrap();
     assert_eq!(dict.insert("a".into(), 1).unwrap(), None);
-    assert_eq!(dict.get(&"a".into()).unwrap(), Some(1));
+    assert_eq!(dict.get("a").unwrap(), Some(1));
 }
 
 /// Every dict operation, on a handle made by the manager or one decoded as in another process.
@@ -80,10 +80,10 @@ fn dict_api(dict: &ManagedDict<String, u32>) {
     assert_eq!(dict.insert("b".into(), 2).unwrap(), None);
     assert_eq!(dict.insert("a".into(), 1).unwrap(), None);
     assert_eq!(dict.insert("b".into(), 20).unwrap(), Some(2));
-    assert_eq!(dict.get(&"b".into()).unwrap(), Some(20));
-    assert_eq!(dict.get(&"zz".into()).unwrap(), None);
-    assert!(dict.contains_key(&"a".into()).unwrap());
-    assert!(!dict.contains_key(&"zz".into()).unwrap());
+    assert_eq!(dict.get("b").unwrap(), Some(20));
+    assert_eq!(dict.get("zz").unwrap(), None);
+    assert!(dict.contains_key("a").unwrap());
+    assert!(!dict.contains_key("zz").unwrap());
     dict.update([("c".to_string(), 3), ("a".to_string(), 10)])
         .unwrap();
     // Insertion order, as Python's: a key set again keeps its place.
@@ -95,10 +95,10 @@ fn dict_api(dict: &ManagedDict<String, u32>) {
     );
     assert_eq!(dict.setdefault("a".into(), 99).unwrap(), 10);
     assert_eq!(dict.setdefault("d".into(), 4).unwrap(), 4);
-    assert_eq!(dict.remove(&"b".into()).unwrap(), Some(20));
-    assert_eq!(dict.remove(&"b".into()).unwrap(), None);
-    assert_eq!(dict.pop(&"c".into(), 0).unwrap(), 3);
-    assert_eq!(dict.pop(&"c".into(), 0).unwrap(), 0);
+    assert_eq!(dict.remove("b").unwrap(), Some(20));
+    assert_eq!(dict.remove("b").unwrap(), None);
+    assert_eq!(dict.pop("c", 0).unwrap(), 3);
+    assert_eq!(dict.pop("c", 0).unwrap(), 0);
     assert_eq!(dict.len().unwrap(), 2);
     assert_eq!(dict.keys().unwrap(), ["a", "d"]);
     dict.clear().unwrap();
@@ -113,7 +113,7 @@ fn a_dict_works_alike_in_the_manager_and_through_a_decoded_handle() {
     let remote = through_ipc(&dict);
     dict_api(&remote);
     remote.insert("seen".into(), 7).unwrap();
-    assert_eq!(dict.get(&"seen".into()).unwrap(), Some(7));
+    assert_eq!(dict.get("seen").unwrap(), Some(7));
 }
 
 fn list_api(list: &ManagedList<String>) {

@@ -1,5 +1,6 @@
 //! [`ManagedDict`]: Python's `manager.dict()` proxy.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 
 use serde::Serialize;
@@ -20,7 +21,9 @@ use crate::Wire;
 /// [`setdefault`](ManagedDict::setdefault) or a [`ManagedLock`](super::ManagedLock)).
 ///
 /// Keys are compared by their serialized bytes: equal for equal values of every ordinary type
-/// (numbers, strings, tuples, enums, `Vec`s). Iteration follows insertion order, as Python's.
+/// (numbers, strings, tuples, enums, `Vec`s). As with `HashMap`, a lookup takes any borrowed
+/// form of the key (`&str` for a `String` key), which serializes as the key does. Iteration
+/// follows insertion order, as Python's.
 /// A handle is `Send + Sync` whatever `K` and `V` are: it holds none.
 ///
 /// ```
@@ -29,10 +32,10 @@ use crate::Wire;
 /// let manager = Manager::new()?;
 /// let scores: ManagedDict<String, u32> = manager.dict()?;
 /// scores.insert("ada".to_string(), 3)?;
-/// assert_eq!(scores.get(&"ada".to_string())?, Some(3));
+/// assert_eq!(scores.get("ada")?, Some(3));
 /// scores.update([("bob".to_string(), 5), ("ada".to_string(), 4)])?;
 /// assert_eq!(scores.items()?, vec![("ada".to_string(), 4), ("bob".to_string(), 5)]);
-/// assert_eq!(scores.remove(&"bob".to_string())?, Some(5));
+/// assert_eq!(scores.remove("bob")?, Some(5));
 /// assert_eq!(scores.len()?, 1);
 /// # Ok::<(), process_ipc::manager::ManagerError>(())
 /// ```
@@ -70,7 +73,11 @@ impl<K: Wire, V: Wire> ManagedDict<K, V> {
     /// [`ManagerError::Encode`] if `key` does not serialize (nothing is sent);
     /// [`ManagerError::Decode`] if the value is not a `V`; [`ManagerError::ObjectGone`] if the
     /// manager is gone.
-    pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
+    pub fn get<Q>(&self, key: &Q) -> Result<Option<V>, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         let answer = self.call(Op::DictGet(self.key(key)?))?;
         self.obj.one(answer)
     }
@@ -93,7 +100,11 @@ impl<K: Wire, V: Wire> ManagedDict<K, V> {
     /// # Errors
     /// As [`get`](ManagedDict::get).
     #[doc(alias = "__delitem__")]
-    pub fn remove(&self, key: &K) -> Result<Option<V>, ManagerError> {
+    pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         let answer = self.call(Op::DictRemove(self.key(key)?))?;
         self.obj.one(answer)
     }
@@ -103,7 +114,11 @@ impl<K: Wire, V: Wire> ManagedDict<K, V> {
     ///
     /// # Errors
     /// As [`get`](ManagedDict::get).
-    pub fn pop(&self, key: &K, default: V) -> Result<V, ManagerError> {
+    pub fn pop<Q>(&self, key: &Q, default: V) -> Result<V, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         Ok(self.remove(key)?.unwrap_or(default))
     }
 
@@ -112,7 +127,11 @@ impl<K: Wire, V: Wire> ManagedDict<K, V> {
     /// # Errors
     /// As [`get`](ManagedDict::get).
     #[doc(alias = "__contains__")]
-    pub fn contains_key(&self, key: &K) -> Result<bool, ManagerError> {
+    pub fn contains_key<Q>(&self, key: &Q) -> Result<bool, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         let answer = self.call(Op::DictContains(self.key(key)?))?;
         self.obj.flag(answer)
     }

@@ -161,6 +161,9 @@
 //! - **A lock holder that dies**: the manager sees its connection close, frees the lock, and
 //!   the next acquire is [`ManagerError::OwnerDied`] naming the dead pid (Python's manager
 //!   keeps such a lock held forever); the acquire after that works.
+//! - **Lifetime**: an object lives as long as its manager. Python's manager frees an object
+//!   when the last proxy to it goes; handles here are plain data that no one counts, so a
+//!   manager that makes objects without end holds them all until it shuts down.
 //! - **Manager gone**: every call, and every waiter, ends with [`ManagerError::ObjectGone`].
 //! - **Cost**: a round trip is two syscalls on each side (a write and a read), so a call costs
 //!   what the kernel's wake-up of the other side costs; see the `manager_dict` bench, beside

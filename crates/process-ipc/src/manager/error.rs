@@ -1,5 +1,5 @@
-//! What a [`Manager`](super::Manager) or [`ManagedQueue`](super::ManagedQueue) call can fail
-//! with: [`ManagerError`], and [`PutError`], which hands a refused item back.
+//! What a [`Manager`](super::Manager) call, or a call on one of its objects, can fail with:
+//! [`ManagerError`], and [`PutError`], which hands an item a queue refused back.
 
 use std::fmt;
 use std::io;

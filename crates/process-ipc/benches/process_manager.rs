@@ -1,8 +1,9 @@
 //! Manager dict round trips: a child process does 5 000 `insert` + `get` pairs on a
 //! `ManagedDict` — Python's `manager_dict_set_get` anchor (8 511 ops/s, both counted; the
-//! child's start and join are inside the time, as in Python's) — beside the same pairs from
-//! a decoded handle in a thread (round trips alone), and the floor: a bare Unix-socket
-//! ping-pong between two threads with the same number of round trips.
+//! child's start and join are inside the time, as in Python's) — beside a child that does one
+//! pair (its start, connection and join alone), the same pairs from a decoded handle in a
+//! thread (round trips alone), and the floor: a bare Unix-socket ping-pong between two
+//! threads with the same number of round trips.
 //!
 //! Manager queue throughput: 4 producers x 5 000 `put(u64)` into one `ManagedQueue`, the
 //! manager's process drains all 20 000 — Python's `manager_queue` anchor (13 000 msgs/s) —
@@ -212,6 +213,18 @@ fn dict_client(dict: ManagedDict<u64, u64>, n: u64) -> u64 {
     sum
 }
 
+/// The cross-process floor: `n` round trips of a small message from a child to the parent's
+/// echo thread over a bare Unix stream (connected by path: a `Process` argument is data).
+fn raw_round_trips(path: String, n: u64) -> u64 {
+    let mut stream = UnixStream::connect(path).expect("connect");
+    let mut buf = [7u8; 24];
+    for _ in 0..n {
+        stream.write_all(&buf).expect("write");
+        stream.read_exact(&mut buf).expect("read");
+    }
+    n
+}
+
 fn manager_dict(c: &mut Criterion) {
     const PAIRS: u64 = 5_000;
     let mut group = c.benchmark_group("manager_dict");
@@ -231,6 +244,18 @@ fn manager_dict(c: &mut Criterion) {
         });
     });
 
+    // What the child's start, first connection and join cost by themselves: one pair.
+    group.throughput(Throughput::Elements(2));
+    group.bench_function("child_process_1_insert_get", |b| {
+        b.iter(|| {
+            let mut child = Process::new(dict_client, (dict.clone(), 1))
+                .start()
+                .expect("start");
+            black_box(child.join_timeout(LIMIT).expect("join"))
+        });
+    });
+    group.throughput(Throughput::Elements(2 * PAIRS));
+
     // The round trips alone: a handle decoded as a child's is, used from a thread.
     let (tx, rx) = ipc::channel::<ManagedDict<u64, u64>>().expect("ipc channel");
     tx.send(dict.clone()).expect("send handle");
@@ -239,7 +264,44 @@ fn manager_dict(c: &mut Criterion) {
         b.iter(|| black_box(dict_client(remote.clone(), PAIRS)));
     });
 
-    // The floor: 10 000 round trips of a small message on a bare Unix stream.
+    // The floor across processes: a child does the same number of round trips on a bare Unix
+    // stream to an echo thread here (its start and join included, as above).
+    let dir = std::env::temp_dir().join(format!("manager-dict-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let path = dir.join("echo");
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    let echoes = thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 24];
+            let mut served = false;
+            while stream.read_exact(&mut buf).is_ok() {
+                served = true;
+                if stream.write_all(&buf).is_err() {
+                    break;
+                }
+            }
+            if !served {
+                // The connection that says the bench is over.
+                break;
+            }
+        }
+    });
+    let address = path.to_string_lossy().into_owned();
+    group.bench_function("raw_unix_stream_child_process_10000_round_trips", |b| {
+        b.iter(|| {
+            let mut child = Process::new(raw_round_trips, (address.clone(), 2 * PAIRS))
+                .start()
+                .expect("start");
+            black_box(child.join_timeout(LIMIT).expect("join"))
+        });
+    });
+    drop(UnixStream::connect(&path).expect("stop the echo thread"));
+    echoes.join().expect("echo thread");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The floor in one process: 10 000 round trips on a bare Unix stream between two threads.
     let (mut near, mut far) = UnixStream::pair().expect("socket pair");
     let echo = thread::spawn(move || {
         let mut buf = [0u8; 24];

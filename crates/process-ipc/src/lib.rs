@@ -109,6 +109,28 @@
 //! child.join().unwrap();
 //! ```
 //!
+//! ## State shared through a Manager
+//!
+//! Python's `Manager().dict()`, `list()`, `Namespace()`, `Value()`, `Lock()` and `Event()`:
+//! [`Manager::dict`], [`Manager::list`], [`Manager::namespace`], [`Manager::value`],
+//! [`Manager::lock`], [`Manager::event`]. Their handles are plain serde data, passed to
+//! `Process` targets and pool tasks like any argument; each call is one round trip to the
+//! manager. See [`manager`].
+//!
+//! ```
+//! use process_ipc::{ManagedDict, Manager, Process};
+//!
+//! fn fill(d: ManagedDict<u32, String>) -> usize {
+//!     d.insert(1, "one".into()).unwrap();
+//!     d.len().unwrap()
+//! }
+//!
+//! let manager = Manager::new().unwrap();
+//! let d = manager.dict().unwrap();
+//! assert_eq!(Process::new(fill, (d.clone(),)).start().unwrap().join().unwrap(), 1);
+//! assert_eq!(d.get(&1).unwrap().as_deref(), Some("one"));
+//! ```
+//!
 //! ## What a target can be
 //!
 //! A plain `fn` item or a closure that captures nothing: the child finds the same code in the
@@ -167,4 +189,7 @@ pub use shared::{
 pub use wire::Wire;
 
 pub mod manager;
-pub use manager::{ManagedQueue, Manager, ManagerError};
+pub use manager::{
+    ManagedDict, ManagedEvent, ManagedList, ManagedLock, ManagedLockGuard, ManagedNamespace,
+    ManagedQueue, ManagedValue, Manager, ManagerError,
+};

@@ -1,11 +1,12 @@
-//! What a [`Manager`](super::Manager) or [`ManagedQueue`](super::ManagedQueue) call can fail
-//! with: [`ManagerError`], and [`PutError`], which hands a refused item back.
+//! What a [`Manager`](super::Manager) call, or a call on one of its objects, can fail with:
+//! [`ManagerError`], and [`PutError`], which hands an item a queue refused back.
 
 use std::fmt;
 use std::io;
 use std::time::Duration;
 
-/// What went wrong in a [`Manager`](super::Manager) or [`ManagedQueue`](super::ManagedQueue) call.
+/// What went wrong in a [`Manager`](super::Manager) call or a call on one of its objects
+/// ([`ManagedQueue`](super::ManagedQueue), [`ManagedDict`](super::ManagedDict), ...).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManagerError {
@@ -105,6 +106,135 @@ pub enum ManagerError {
         pid: u32,
         /// The queue's number within its manager.
         queue: u64,
+        /// What was being done.
+        what: &'static str,
+        /// The system error.
+        source: io::Error,
+    },
+    /// A dict, list, namespace, value, lock or event of a manager that was shut down or
+    /// dropped, or whose process died.
+    #[error("manager {kind} {object} of the manager in process {pid} is gone: {why}")]
+    ObjectGone {
+        /// The manager's process id.
+        pid: u32,
+        /// The object's number within its manager.
+        object: u64,
+        /// What the object is: `"dict"`, `"list"`, `"namespace"`, `"value"`, `"lock"`, `"event"`.
+        kind: &'static str,
+        /// What showed it.
+        why: String,
+    },
+    /// A lock's `acquire_timeout` or an event's `wait_timeout` ran out (events say so with
+    /// `Ok(false)` instead; this is the lock's).
+    #[error("manager {kind} {object} (manager pid {pid}): not acquired within {timeout:?}")]
+    ObjectTimeout {
+        /// The manager's process id.
+        pid: u32,
+        /// The object's number within its manager.
+        object: u64,
+        /// What the object is.
+        kind: &'static str,
+        /// The timeout that ran out.
+        timeout: Duration,
+    },
+    /// The manager's process is alive but did not answer a call on an object in time.
+    #[error(
+        "the manager in process {pid} did not answer a call on its {kind} {object} within {waited:?}"
+    )]
+    ObjectNoReply {
+        /// The manager's process id.
+        pid: u32,
+        /// The object's number within its manager.
+        object: u64,
+        /// What the object is.
+        kind: &'static str,
+        /// How long the client waited.
+        waited: Duration,
+    },
+    /// The process that held a manager lock died holding it. The manager freed the lock: this
+    /// acquire did not take it, the next one can. (Python's manager keeps such a lock held
+    /// forever.)
+    #[error(
+        "manager lock {object} (manager pid {pid}): its holder, process {owner}, died holding it; the lock is free again"
+    )]
+    OwnerDied {
+        /// The manager's process id.
+        pid: u32,
+        /// The lock's number within its manager.
+        object: u64,
+        /// The pid of the process that died holding the lock.
+        owner: u32,
+    },
+    /// A key or value given to a call does not serialize: the call failed here and sent
+    /// nothing.
+    #[error(
+        "manager {kind} {object} (manager pid {pid}): the {what} does not serialize, nothing was sent: {message}"
+    )]
+    Encode {
+        /// The manager's process id.
+        pid: u32,
+        /// The object's number within its manager.
+        object: u64,
+        /// What the object is.
+        kind: &'static str,
+        /// `"key"`, `"value"`, `"item"` or `"name"`.
+        what: &'static str,
+        /// The serde error, in the `Serialize` impl's own words where it gave some.
+        message: String,
+    },
+    /// A value the manager holds does not decode as the type this handle asked for (another
+    /// process stored a value of another type under the same handle or name).
+    #[error(
+        "manager {kind} {object} (manager pid {pid}): a value does not decode as {type_name}: {message}"
+    )]
+    Decode {
+        /// The manager's process id.
+        pid: u32,
+        /// The object's number within its manager.
+        object: u64,
+        /// What the object is.
+        kind: &'static str,
+        /// The Rust type it was decoded as.
+        type_name: &'static str,
+        /// The decoder's message.
+        message: String,
+    },
+    /// A list index past the end (Python's `IndexError`).
+    #[error(
+        "manager list {object} (manager pid {pid}): index {index} is out of range for length {len}"
+    )]
+    IndexOutOfRange {
+        /// The manager's process id.
+        pid: u32,
+        /// The list's number within its manager.
+        object: u64,
+        /// The index asked for.
+        index: u64,
+        /// The list's length then.
+        len: u64,
+    },
+    /// The manager refused a call on an object: the handle names an object it does not have
+    /// or of another kind, or a lock release came from a caller that does not hold it.
+    #[error("manager {kind} {object} (manager pid {pid}): {why}")]
+    ObjectRefused {
+        /// The manager's process id.
+        pid: u32,
+        /// The object's number within its manager.
+        object: u64,
+        /// What the handle says the object is.
+        kind: &'static str,
+        /// The manager's reason.
+        why: String,
+    },
+    /// The operating system refused a connection or failed one to the manager's objects.
+    #[error("manager {kind} {object} (manager pid {pid}): {what}: {source}")]
+    ObjectIo {
+        /// The manager's process id.
+        pid: u32,
+        /// The object's number within its manager.
+        object: u64,
+        /// What the object is.
+        kind: &'static str,
         /// What was being done.
         what: &'static str,
         /// The system error.

@@ -1,5 +1,8 @@
-//! `Manager` and `ManagedQueue<T>`: Python's `multiprocessing.Manager().Queue()`, a queue owned
-//! by a server whose handles can be passed to other processes.
+//! `Manager` and the objects it hosts: Python's `multiprocessing.Manager()` with its
+//! `Queue()` ([`ManagedQueue`]), `dict()` ([`ManagedDict`]), `list()` ([`ManagedList`]),
+//! `Namespace()` ([`ManagedNamespace`]), `Value()` ([`ManagedValue`]), `Lock()`
+//! ([`ManagedLock`]) and `Event()` ([`ManagedEvent`]): state owned by a server whose handles
+//! can be passed to other processes.
 //!
 //! In Python, a manager is a server process holding shared objects, and `manager.Queue()` hands
 //! out a proxy that pickles into any process:
@@ -104,16 +107,88 @@
 //!   process is killed leaves it); the manager answers only peers of its own user
 //!   (`SO_PEERCRED`).
 //!
+//! # Dicts, lists, namespaces, values, locks and events
+//!
+//! ```python
+//! from multiprocessing import Manager, Pool
+//!
+//! def record(d, words, key):
+//!     d.update({w: key for w in words})
+//!
+//! with Manager() as m, Pool(2) as pool:
+//!     d, lock, done = m.dict(), m.Lock(), m.Event()
+//!     pool.starmap(record, [(d, ["a", "b"], 1), (d, ["c"], 2)])
+//!     assert sorted(d.keys()) == ["a", "b", "c"]
+//! ```
+//!
+//! ```
+//! use process_ipc::manager::{ManagedDict, Manager};
+//! use process_ipc::Pool;
+//!
+//! fn record(d: ManagedDict<String, u32>, words: Vec<String>, key: u32) -> bool {
+//!     d.update(words.into_iter().map(|w| (w, key))).is_ok()
+//! }
+//!
+//! let manager = Manager::new()?;
+//! let d = manager.dict::<String, u32>()?;
+//! let pool = Pool::new(2).unwrap();
+//! let tasks = [(d.clone(), vec!["a".into(), "b".into()], 1), (d.clone(), vec!["c".into()], 2)];
+//! assert_eq!(pool.starmap(record, tasks).unwrap(), [true, true]);
+//! let mut keys = d.keys()?;
+//! keys.sort();
+//! assert_eq!(keys, ["a", "b", "c"]);
+//! # Ok::<(), process_ipc::manager::ManagerError>(())
+//! ```
+//!
+//! - **One call, one round trip, one step**: each method is one request and one answer, done
+//!   in the manager under one lock, so no call sees half of another (`update`, `extend`,
+//!   `setdefault`, `items` are whole); two calls in a row are not atomic together (guard them
+//!   with a [`ManagedLock`], as in Python). In the manager's process the handles the manager
+//!   made call the objects directly.
+//! - **Handles**: plain data (object number and the manager's socket path), `Clone`,
+//!   `Serialize` and `Deserialize`, `Send + Sync`; a `Process` or pool task argument like a
+//!   queue's. In another process a handle's first call opens a Unix-stream connection to the
+//!   manager's socket (checked with `SO_PEERCRED` both ways), kept in a per-process pool for
+//!   every later call; a call running while another is in flight opens a second one.
+//! - **Values are serde types**, stored by the manager as postcard bytes: a key or value that
+//!   does not serialize is [`ManagerError::Encode`] at the call, and nothing is sent; a value
+//!   read as a type it does not decode as is [`ManagerError::Decode`] naming that type. Dict
+//!   keys are compared by their bytes (equal for equal values of ordinary types), and keep
+//!   insertion order, as Python's.
+//! - **Blocking calls have bounds**: [`ManagedLock::acquire_timeout`],
+//!   [`ManagedEvent::wait_timeout`]; any other call is answered at once, and a manager that is
+//!   alive but does not answer within 5 s is [`ManagerError::ObjectNoReply`].
+//! - **A lock holder that dies**: the manager sees its connection close, frees the lock, and
+//!   the next acquire is [`ManagerError::OwnerDied`] naming the dead pid (Python's manager
+//!   keeps such a lock held forever); the acquire after that works.
+//! - **Lifetime**: an object lives as long as its manager. Python's manager frees an object
+//!   when the last proxy to it goes; handles here are plain data that no one counts, so a
+//!   manager that makes objects without end holds them all until it shuts down.
+//! - **Manager gone**: every call, and every waiter, ends with [`ManagerError::ObjectGone`].
+//! - **Cost**: a round trip is two syscalls on each side (a write and a read), so a call costs
+//!   what the kernel's wake-up of the other side costs; see the `manager_dict` bench, beside
+//!   a bare Unix-socket round trip.
+//!
 //! Layout: `mod.rs` ([`Manager`]), `queue` ([`ManagedQueue`]'s API) over `client` (the
 //! requests of a handle in another process), `feeder` and `rendezvous`; `server` (a queue's
-//! state and thread) and `wire` (their messages) below them.
+//! state and thread) and `wire` (their messages) below them. The other objects: `dict`,
+//! `list`, `namespace` (and values) and `sync` (locks and events) over `object_client` (one
+//! call, one round trip), `object_wire` (calls, answers, frames) and `object_server` (their
+//! state, and a connection's loop).
 
 mod client;
+mod dict;
 mod error;
 mod feeder;
+mod list;
+mod namespace;
+mod object_client;
+mod object_server;
+mod object_wire;
 mod queue;
 mod rendezvous;
 mod server;
+mod sync;
 mod wire;
 
 use std::fmt;
@@ -124,10 +199,17 @@ use std::time::Duration;
 use ipc_channel::ipc;
 
 use crate::Wire;
+pub use dict::ManagedDict;
 pub use error::{ManagerError, PutError};
+pub use list::ManagedList;
+pub use namespace::{ManagedNamespace, ManagedValue};
+use object_client::ObjectRef;
+use object_server::Objects;
+use object_wire::Kind;
 pub use queue::ManagedQueue;
 use rendezvous::Rendezvous;
 use server::{ServerThread, Shared};
+pub use sync::{ManagedEvent, ManagedLock, ManagedLockGuard};
 use wire::Request;
 
 /// How long a client waits for an answer that a live server gives at once (registration,
@@ -159,19 +241,21 @@ fn ignore_sigpipe() {
     });
 }
 
-/// Python's `multiprocessing.Manager()`: a server that owns queues and hands out handles to
-/// them.
+/// Python's `multiprocessing.Manager()`: a server that owns queues, dicts, lists, namespaces,
+/// values, locks and events, and hands out handles to them.
 ///
 /// The server runs as threads of the process that calls [`Manager::new`] (one thread per
-/// queue, blocked on that queue's request channel), not as a separate process: the queues live
-/// exactly as long as this value and its process. Dropping it, or calling
-/// [`shutdown`](Manager::shutdown), ends every queue; handles anywhere then get
-/// [`ManagerError::Gone`].
+/// queue, blocked on that queue's request channel, and one per connection to the other
+/// objects), not as a separate process: the objects live exactly as long as this value and
+/// its process. Dropping it, or calling [`shutdown`](Manager::shutdown), ends every object;
+/// handles anywhere then get [`ManagerError::Gone`] (queues) or [`ManagerError::ObjectGone`].
 pub struct Manager {
     pid: u32,
     /// Where handles decoded in other processes ask for their queue's channel.
     address: Arc<str>,
     next_queue: AtomicU64,
+    /// The dicts, lists, namespaces, values, locks and events.
+    objects: Arc<Objects>,
     /// `None` once shut down.
     running: Mutex<Option<Running>>,
 }
@@ -186,7 +270,10 @@ impl fmt::Debug for Manager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Manager")
             .field("pid", &self.pid)
-            .field("queues", &self.next_queue.load(Ordering::Relaxed))
+            .field(
+                "objects_made",
+                &(self.next_queue.load(Ordering::Relaxed) - 1),
+            )
             .field("running", &self.is_running())
             .finish()
     }
@@ -201,12 +288,16 @@ impl Manager {
     pub fn new() -> Result<Self, ManagerError> {
         ignore_sigpipe();
         let pid = std::process::id();
+        let objects = Arc::new(Objects::new());
+        let serving = Arc::clone(&objects);
+        let hook = Arc::new(move |stream, peer| serving.serve(stream, peer));
         let rendezvous =
-            Rendezvous::start(pid).map_err(|source| ManagerError::Start { pid, source })?;
+            Rendezvous::start(pid, hook).map_err(|source| ManagerError::Start { pid, source })?;
         Ok(Self {
             pid,
             address: rendezvous.address().into(),
             next_queue: AtomicU64::new(1),
+            objects,
             running: Mutex::new(Some(Running {
                 rendezvous,
                 servers: Vec::new(),
@@ -307,8 +398,100 @@ impl Manager {
         })
     }
 
-    /// Python's `manager.shutdown()`: ends every queue of this manager. Blocked getters wake
-    /// with [`ManagerError::Gone`], here and in other processes, and later calls on any handle
+    /// Adds an object of `kind` (a `Value`'s initial value in `value`) and makes its handle.
+    fn make_object(
+        &self,
+        kind: Kind,
+        initial: impl FnOnce(&ObjectRef) -> Result<Option<serde_bytes::ByteBuf>, ManagerError>,
+    ) -> Result<ObjectRef, ManagerError> {
+        let object = self.next_queue.fetch_add(1, Ordering::Relaxed);
+        let obj = ObjectRef {
+            pid: self.pid,
+            object,
+            kind,
+            address: Arc::clone(&self.address),
+            local: Some(Arc::clone(&self.objects)),
+            pool: OnceLock::new(),
+        };
+        let value = initial(&obj)?;
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.is_none() || !self.objects.add(object, kind, value) {
+            return Err(obj.gone(format!(
+                "the manager was shut down before the {} was made",
+                kind.name()
+            )));
+        }
+        Ok(obj)
+    }
+
+    /// Python's `manager.dict()`: a new, empty dict hosted by this manager, whose handle
+    /// passes to other processes like a queue's (see [`ManagedDict`]).
+    ///
+    /// # Errors
+    /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
+    #[doc(alias = "Manager().dict")]
+    pub fn dict<K: Wire, V: Wire>(&self) -> Result<ManagedDict<K, V>, ManagerError> {
+        self.make_object(Kind::Dict, |_| Ok(None))
+            .map(ManagedDict::new)
+    }
+
+    /// Python's `manager.list()`: a new, empty list hosted by this manager (see
+    /// [`ManagedList`]).
+    ///
+    /// # Errors
+    /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
+    pub fn list<T: Wire>(&self) -> Result<ManagedList<T>, ManagerError> {
+        self.make_object(Kind::List, |_| Ok(None))
+            .map(ManagedList::new)
+    }
+
+    /// Python's `manager.Namespace()`: a new namespace with no names set (see
+    /// [`ManagedNamespace`]).
+    ///
+    /// # Errors
+    /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
+    #[doc(alias = "Namespace")]
+    pub fn namespace(&self) -> Result<ManagedNamespace, ManagerError> {
+        self.make_object(Kind::Namespace, |_| Ok(None))
+            .map(ManagedNamespace::new)
+    }
+
+    /// Python's `manager.Value(typecode, value)`: a new value hosted by this manager, of any
+    /// serde type (see [`ManagedValue`]).
+    ///
+    /// # Errors
+    /// [`ManagerError::Encode`] if `initial` does not serialize;
+    /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
+    #[doc(alias = "Value")]
+    pub fn value<T: Wire>(&self, initial: T) -> Result<ManagedValue<T>, ManagerError> {
+        self.make_object(Kind::Value, |obj| obj.encode("value", &initial).map(Some))
+            .map(ManagedValue::new)
+    }
+
+    /// Python's `manager.Lock()`: a new lock hosted by this manager (see [`ManagedLock`]).
+    ///
+    /// # Errors
+    /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
+    #[doc(alias = "Lock")]
+    pub fn lock(&self) -> Result<ManagedLock, ManagerError> {
+        self.make_object(Kind::Lock, |_| Ok(None))
+            .map(ManagedLock::new)
+    }
+
+    /// Python's `manager.Event()`: a new event hosted by this manager, not set (see
+    /// [`ManagedEvent`]).
+    ///
+    /// # Errors
+    /// [`ManagerError::ObjectGone`] after [`shutdown`](Manager::shutdown).
+    #[doc(alias = "Event")]
+    pub fn event(&self) -> Result<ManagedEvent, ManagerError> {
+        self.make_object(Kind::Event, |_| Ok(None))
+            .map(ManagedEvent::new)
+    }
+
+    /// Python's `manager.shutdown()`: ends every object of this manager. Blocked getters wake
+    /// with [`ManagerError::Gone`], blocked lock acquires and event waits with
+    /// [`ManagerError::ObjectGone`], here and in other processes, and later calls on any handle
     /// fail the same way. Calling it again does nothing.
     pub fn shutdown(&self) {
         let running = self
@@ -318,6 +501,7 @@ impl Manager {
             .take();
         if let Some(mut running) = running {
             running.rendezvous.stop();
+            self.objects.close();
             for server in &mut running.servers {
                 server.stop(SHUTDOWN_GRACE);
             }

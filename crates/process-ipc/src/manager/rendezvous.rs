@@ -33,6 +33,13 @@ use ipc_channel::ipc::{IpcOneShotServer, IpcSender, OpaqueIpcSender};
 /// Sends a queue's request sender to the one-shot server with the given name.
 type Connector = Box<dyn Fn(String) -> io::Result<()> + Send>;
 
+/// Serves one connection to the manager's objects (dicts, lists, locks...), on the thread
+/// that accepted it, until it closes; the second argument is the peer's pid.
+pub(crate) type ObjectsHook = Arc<dyn Fn(UnixStream, u32) + Send + Sync>;
+
+/// The line a client writes to turn its connection into one to the manager's objects.
+const OBJECTS_LINE: &str = "objects";
+
 /// How long either side waits for the other's line.
 const LINE_WAIT: Duration = Duration::from_secs(5);
 
@@ -50,7 +57,8 @@ pub(crate) struct Rendezvous {
 impl Rendezvous {
     /// Listens in a new directory under the system's temporary directory (mode 0700 whatever
     /// the umask; `create` fails rather than reuse a directory someone made first).
-    pub(crate) fn start(pid: u32) -> io::Result<Self> {
+    /// Connections that ask for the manager's objects go to `objects`.
+    pub(crate) fn start(pid: u32, objects: ObjectsHook) -> io::Result<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -83,7 +91,7 @@ impl Rendezvous {
             let stopping = Arc::clone(&stopping);
             std::thread::Builder::new()
                 .name("manager-rendezvous".into())
-                .spawn(move || accept_loop(&listener, &connectors, &stopping))
+                .spawn(move || accept_loop(&listener, &connectors, &objects, &stopping))
         };
         let thread = match thread {
             Ok(thread) => thread,
@@ -153,6 +161,7 @@ impl Drop for Rendezvous {
 fn accept_loop(
     listener: &UnixListener,
     connectors: &Arc<Mutex<HashMap<u64, Connector>>>,
+    objects: &ObjectsHook,
     stopping: &AtomicBool,
 ) {
     for stream in listener.incoming() {
@@ -167,14 +176,16 @@ fn accept_loop(
         // One thread per asking process (once per queue per process), so a client that
         // connects and then stalls holds up nobody else.
         let connectors = Arc::clone(connectors);
+        let objects = Arc::clone(objects);
         let _ = std::thread::Builder::new()
             .name("manager-rendezvous-client".into())
-            .spawn(move || serve_one(stream, &connectors));
+            .spawn(move || serve_one(stream, &connectors, &objects));
     }
 }
 
-/// The effective uid of the process at the other end of `stream` (when it connected).
-fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
+/// The effective uid and the pid of the process at the other end of `stream` (when it
+/// connected).
+fn peer_cred(stream: &UnixStream) -> io::Result<(u32, u32)> {
     // SAFETY: an all-zero `ucred` is a valid value of this plain C struct.
     let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
@@ -192,28 +203,47 @@ fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(cred.uid)
+    Ok((cred.uid, u32::try_from(cred.pid).unwrap_or(0)))
 }
 
 /// Whether the peer runs as this process's user.
 fn same_user(stream: &UnixStream) -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    peer_uid(stream).is_ok_and(|uid| uid == me)
+    peer_cred(stream).is_ok_and(|(uid, _)| uid == me)
 }
 
-fn serve_one(stream: UnixStream, connectors: &Mutex<HashMap<u64, Connector>>) {
-    if !same_user(&stream) {
+fn serve_one(
+    stream: UnixStream,
+    connectors: &Mutex<HashMap<u64, Connector>>,
+    objects: &ObjectsHook,
+) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let peer = match peer_cred(&stream) {
+        Ok((uid, pid)) if uid == me => pid,
         // Not ours: no answer, no connection back, nothing sent.
-        return;
-    }
+        _ => return,
+    };
     let _ = stream.set_read_timeout(Some(LINE_WAIT));
     let _ = stream.set_write_timeout(Some(LINE_WAIT));
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
     let mut line = String::new();
-    if BufReader::new(stream).read_line(&mut line).is_err() {
+    // A client writes nothing after its line until it has the answer, so the reader buffers
+    // nothing beyond the line, and the stream can change hands after it.
+    if BufReader::new(&stream).read_line(&mut line).is_err() {
+        return;
+    }
+    if line.trim_end() == OBJECTS_LINE {
+        if writeln!(writer, "ok").is_ok()
+            && stream.set_read_timeout(None).is_ok()
+            && stream.set_write_timeout(None).is_ok()
+        {
+            drop(writer);
+            objects(stream, peer);
+        }
         return;
     }
     let answer = match line.trim_end().split_once(' ') {
@@ -281,6 +311,44 @@ where
     drop(guard);
     drop(stale);
     Ok(connection)
+}
+
+/// The client's side of a connection to the manager's objects at `address`: the socket, once
+/// the manager said it serves it (the exchange is one line each way).
+pub(crate) fn connect_objects(address: &str) -> Result<UnixStream, Unreachable> {
+    let gone = |what: &str, e: &dyn std::fmt::Display| Unreachable::Gone(format!("{what}: {e}"));
+    let mut stream =
+        UnixStream::connect(address).map_err(|e| gone("its socket does not answer", &e))?;
+    if !same_user(&stream) {
+        return Err(Unreachable::Gone(
+            "its socket belongs to another user".into(),
+        ));
+    }
+    let _ = stream.set_read_timeout(Some(LINE_WAIT));
+    let _ = stream.set_write_timeout(Some(LINE_WAIT));
+    writeln!(stream, "{OBJECTS_LINE}").map_err(|e| gone("its socket closed", &e))?;
+    // Byte by byte: nothing after the answer may stay behind in a reader's buffer.
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match io::Read::read(&mut stream, &mut byte) {
+            Ok(0) => return Err(Unreachable::Gone("its socket closed".into())),
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => answer.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(gone("no answer on its socket", &e)),
+        }
+    }
+    if answer != b"ok" {
+        return Err(Unreachable::Gone(
+            String::from_utf8_lossy(&answer).into_owned(),
+        ));
+    }
+    stream
+        .set_read_timeout(None)
+        .and_then(|()| stream.set_write_timeout(None))
+        .map_err(Unreachable::Io)?;
+    Ok(stream)
 }
 
 /// The request sender arrives untyped: an `IpcSender` is the same bytes and file descriptor

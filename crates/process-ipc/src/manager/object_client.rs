@@ -1,0 +1,430 @@
+//! What every handle to a manager's object shares ([`ObjectRef`]): which object, where its
+//! manager listens, and how one call becomes one round trip. In the manager's own process a
+//! handle the manager made calls the objects directly; elsewhere it takes a connection from
+//! this process's pool for that manager (opening one on first use, one per call running at
+//! once), writes the call, reads the answer, and puts the connection back.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, BufReader};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use super::error::ManagerError;
+use super::object_server::{Caller, Objects};
+use super::object_wire::{Answer, Call, Kind, Op, Refusal, read_frame, write_frame};
+use super::rendezvous::{self, Unreachable};
+use super::{REPLY_GRACE, ignore_sigpipe};
+use crate::pool::probe::serialize_message;
+
+/// The owner id of calls made in the manager's process outside a lock guard (never a
+/// connection's: those start at 2).
+const LOCAL_OWNER: u64 = 0;
+
+/// One connection to a manager's objects, carrying one call at a time.
+pub(super) struct Conn {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    buf: Vec<u8>,
+    /// The read timeout set on the socket now (changed only when a call needs another).
+    read_timeout: Option<Duration>,
+}
+
+impl Conn {
+    fn open(address: &str) -> Result<Self, Unreachable> {
+        let stream = rendezvous::connect_objects(address)?;
+        let reader = stream.try_clone().map_err(Unreachable::Io)?;
+        Ok(Self {
+            reader: BufReader::new(reader),
+            writer: stream,
+            buf: Vec::new(),
+            read_timeout: None,
+        })
+    }
+
+    /// Writes `call` and reads its answer, waiting at most `wait` for it (`None`: no bound).
+    fn exchange(&mut self, call: &Call, wait: Option<Duration>) -> io::Result<Answer> {
+        write_frame(&mut self.writer, call, &mut self.buf)?;
+        if self.read_timeout != wait {
+            self.writer.set_read_timeout(wait)?;
+            self.read_timeout = wait;
+        }
+        read_frame(&mut self.reader, &mut self.buf)
+    }
+}
+
+/// Idle connections of this process to one manager.
+#[derive(Default)]
+pub(super) struct ConnPool {
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl ConnPool {
+    /// This process's pool for the manager at `address`.
+    fn for_address(address: &str) -> Arc<Self> {
+        static POOLS: OnceLock<Mutex<HashMap<String, Arc<ConnPool>>>> = OnceLock::new();
+        let mut pools = POOLS
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(pool) = pools.get(address) {
+            return Arc::clone(pool);
+        }
+        // Forget the pools of managers that shut down (their socket is gone): their
+        // connections are closed, and a long-lived process would keep their descriptors.
+        pools.retain(|address, _| std::path::Path::new(address).exists());
+        Arc::clone(pools.entry(address.to_string()).or_default())
+    }
+
+    fn take(&self) -> Option<Conn> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn give_back(&self, conn: Conn) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+    }
+}
+
+/// Which object a handle names, and how to reach it.
+#[derive(Clone)]
+pub(super) struct ObjectRef {
+    pub(super) pid: u32,
+    pub(super) object: u64,
+    pub(super) kind: Kind,
+    pub(super) address: Arc<str>,
+    /// The objects themselves, in a handle the manager made (in its process).
+    pub(super) local: Option<Arc<Objects>>,
+    /// This process's connections to the manager, once looked up.
+    pub(super) pool: OnceLock<Arc<ConnPool>>,
+}
+
+impl fmt::Debug for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(self.kind.name())
+            .field("manager_pid", &self.pid)
+            .field("object", &self.object)
+            .field("in_manager_process", &self.local.is_some())
+            .finish()
+    }
+}
+
+/// What a handle is on the wire: which object, and where to ask for it. Plain data, so any
+/// encoder carries it (like the address in a pickled Python proxy).
+#[derive(Serialize, Deserialize)]
+pub(super) struct RefWire<A> {
+    pid: u32,
+    object: u64,
+    address: A,
+}
+
+impl ObjectRef {
+    pub(super) fn to_wire(&self) -> RefWire<&str> {
+        RefWire {
+            pid: self.pid,
+            object: self.object,
+            address: &self.address,
+        }
+    }
+
+    pub(super) fn from_wire(wire: RefWire<String>, kind: Kind) -> Self {
+        Self {
+            pid: wire.pid,
+            object: wire.object,
+            kind,
+            address: wire.address.into(),
+            local: None,
+            pool: OnceLock::new(),
+        }
+    }
+
+    /// Does `op`: one round trip (or a direct call in the manager's process). `wait` bounds
+    /// the wait for the answer (`None`: no bound, for a call that may wait forever).
+    pub(super) fn call(&self, op: Op, wait: Option<Duration>) -> Result<Answer, ManagerError> {
+        self.call_as(LOCAL_OWNER, op, wait)
+    }
+
+    /// As [`call`](Self::call), as owner `owner` in the manager's process.
+    pub(super) fn call_as(
+        &self,
+        owner: u64,
+        op: Op,
+        wait: Option<Duration>,
+    ) -> Result<Answer, ManagerError> {
+        let call = Call {
+            object: self.object,
+            kind: self.kind,
+            op,
+        };
+        if let Some(objects) = &self.local {
+            let caller = Caller {
+                owner,
+                pid: self.pid,
+            };
+            return self.accepted(objects.call(caller, call));
+        }
+        let mut conn = self.conn()?;
+        let answer = self.exchange(&mut conn, &call, wait)?;
+        self.pool().give_back(conn);
+        self.accepted(answer)
+    }
+
+    /// A call whose connection the caller keeps (a lock guard keeps the one it acquired
+    /// through, so the manager knows its holder by that connection).
+    pub(super) fn call_keeping(
+        &self,
+        op: Op,
+        wait: Option<Duration>,
+    ) -> Result<(Answer, Conn), ManagerError> {
+        let mut conn = self.conn()?;
+        let call = Call {
+            object: self.object,
+            kind: self.kind,
+            op,
+        };
+        let answer = self.exchange(&mut conn, &call, wait)?;
+        match self.accepted(answer) {
+            Ok(answer) => Ok((answer, conn)),
+            Err(e) => {
+                self.pool().give_back(conn);
+                Err(e)
+            }
+        }
+    }
+
+    /// A call on a connection the caller kept; the connection goes back to the pool after.
+    pub(super) fn call_on(&self, mut conn: Conn, op: Op) -> Result<Answer, ManagerError> {
+        let call = Call {
+            object: self.object,
+            kind: self.kind,
+            op,
+        };
+        let answer = self.exchange(&mut conn, &call, Some(REPLY_GRACE))?;
+        self.pool().give_back(conn);
+        self.accepted(answer)
+    }
+
+    /// Gives a kept connection back without a call.
+    pub(super) fn give_back(&self, conn: Conn) {
+        self.pool().give_back(conn);
+    }
+
+    fn pool(&self) -> &Arc<ConnPool> {
+        self.pool
+            .get_or_init(|| ConnPool::for_address(&self.address))
+    }
+
+    fn conn(&self) -> Result<Conn, ManagerError> {
+        if let Some(conn) = self.pool().take() {
+            return Ok(conn);
+        }
+        ignore_sigpipe();
+        Conn::open(&self.address).map_err(|e| match e {
+            Unreachable::Gone(why) => self.gone(why),
+            Unreachable::Io(source) => self.io("cannot connect to the manager", source),
+        })
+    }
+
+    /// One exchange; a connection that failed is dropped (never reused).
+    fn exchange(
+        &self,
+        conn: &mut Conn,
+        call: &Call,
+        wait: Option<Duration>,
+    ) -> Result<Answer, ManagerError> {
+        conn.exchange(call, wait).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ManagerError::ObjectNoReply {
+                pid: self.pid,
+                object: self.object,
+                kind: self.kind.name(),
+                waited: wait.unwrap_or_default(),
+            },
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected => self.gone("its connection closed"),
+            _ => self.io("the exchange with the manager failed", e),
+        })
+    }
+
+    /// The answer, or the refusal as an error.
+    fn accepted(&self, answer: Answer) -> Result<Answer, ManagerError> {
+        let Answer::Refused(refusal) = answer else {
+            return Ok(answer);
+        };
+        let refused = |why: String| ManagerError::ObjectRefused {
+            pid: self.pid,
+            object: self.object,
+            kind: self.kind.name(),
+            why,
+        };
+        Err(match refusal {
+            Refusal::Gone => self.gone("it was shut down"),
+            Refusal::NoSuchObject => refused("the manager has no such object".into()),
+            Refusal::WrongKind { is, wanted } => {
+                refused(format!("the object is a {is}, not a {wanted}"))
+            }
+            Refusal::OwnerDied { owner } => ManagerError::OwnerDied {
+                pid: self.pid,
+                object: self.object,
+                owner,
+            },
+            Refusal::IndexOutOfRange { index, len } => ManagerError::IndexOutOfRange {
+                pid: self.pid,
+                object: self.object,
+                index,
+                len,
+            },
+            Refusal::NotHeld => refused("released by a caller that does not hold it".into()),
+            Refusal::Malformed(why) => refused(format!("the manager could not read a call: {why}")),
+        })
+    }
+
+    pub(super) fn gone(&self, why: impl Into<String>) -> ManagerError {
+        ManagerError::ObjectGone {
+            pid: self.pid,
+            object: self.object,
+            kind: self.kind.name(),
+            why: why.into(),
+        }
+    }
+
+    fn io(&self, what: &'static str, source: io::Error) -> ManagerError {
+        ManagerError::ObjectIo {
+            pid: self.pid,
+            object: self.object,
+            kind: self.kind.name(),
+            what,
+            source,
+        }
+    }
+
+    /// An answer of a shape the call never gets (a manager of another build).
+    pub(super) fn unexpected(&self, answer: &Answer) -> ManagerError {
+        ManagerError::ObjectRefused {
+            pid: self.pid,
+            object: self.object,
+            kind: self.kind.name(),
+            why: format!("unexpected answer from the manager: {answer:?}"),
+        }
+    }
+
+    /// Encodes a key, value, item or name (`what`) before anything is sent.
+    pub(super) fn encode<T: Serialize + ?Sized>(
+        &self,
+        what: &'static str,
+        value: &T,
+    ) -> Result<ByteBuf, ManagerError> {
+        postcard::to_stdvec(value)
+            .map(ByteBuf::from)
+            .map_err(|e| ManagerError::Encode {
+                pid: self.pid,
+                object: self.object,
+                kind: self.kind.name(),
+                what,
+                message: serialize_message(value, e),
+            })
+    }
+
+    /// Decodes a value as `T`, naming `T` if it does not decode.
+    pub(super) fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, ManagerError> {
+        postcard::from_bytes(bytes).map_err(|e| ManagerError::Decode {
+            pid: self.pid,
+            object: self.object,
+            kind: self.kind.name(),
+            type_name: std::any::type_name::<T>(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Answer `One`, decoded.
+    pub(super) fn one<T: DeserializeOwned>(
+        &self,
+        answer: Answer,
+    ) -> Result<Option<T>, ManagerError> {
+        match answer {
+            Answer::One(Some(bytes)) => self.decode(&bytes).map(Some),
+            Answer::One(None) => Ok(None),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Answer `Many`, each decoded.
+    pub(super) fn many<T: DeserializeOwned>(&self, answer: Answer) -> Result<Vec<T>, ManagerError> {
+        match answer {
+            Answer::Many(all) => all.iter().map(|bytes| self.decode(bytes)).collect(),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Answer `Bool`.
+    pub(super) fn flag(&self, answer: Answer) -> Result<bool, ManagerError> {
+        match answer {
+            Answer::Bool(b) => Ok(b),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Answer `Len`.
+    pub(super) fn count(&self, answer: Answer) -> Result<usize, ManagerError> {
+        match answer {
+            Answer::Len(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Answer `Done`.
+    pub(super) fn done(&self, answer: Answer) -> Result<(), ManagerError> {
+        match answer {
+            Answer::Done => Ok(()),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+}
+
+/// Implements `Debug`, `Clone`, `Serialize` and `Deserialize` for a handle type whose only
+/// data is `obj: ObjectRef` (plus `PhantomData`), of object kind `$kind`.
+macro_rules! object_handle {
+    ($name:ident $(<$($p:ident),+>)?, $kind:expr) => {
+        impl$(<$($p),+>)? ::std::fmt::Debug for $name$(<$($p),+>)? {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                ::std::fmt::Debug::fmt(&self.obj, f)
+            }
+        }
+
+        impl$(<$($p),+>)? Clone for $name$(<$($p),+>)? {
+            /// Another handle to the same object.
+            fn clone(&self) -> Self {
+                Self {
+                    obj: self.obj.clone(),
+                    types: ::std::marker::PhantomData,
+                }
+            }
+        }
+
+        impl$(<$($p),+>)? ::serde::Serialize for $name$(<$($p),+>)? {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.obj.to_wire().serialize(serializer)
+            }
+        }
+
+        impl<'de, $($($p),+)?> ::serde::Deserialize<'de> for $name$(<$($p),+>)? {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let wire = $crate::manager::object_client::RefWire::<String>::deserialize(deserializer)?;
+                Ok(Self {
+                    obj: $crate::manager::object_client::ObjectRef::from_wire(wire, $kind),
+                    types: ::std::marker::PhantomData,
+                })
+            }
+        }
+    };
+}
+pub(super) use object_handle;

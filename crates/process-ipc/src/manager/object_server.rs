@@ -1,0 +1,597 @@
+//! The manager's objects (dicts, lists, namespaces, values, locks, events): their state,
+//! behind one lock, and the loop that serves one client connection.
+//!
+//! Every object holds postcard bytes, never typed values: a call is one step under the lock,
+//! so each operation is atomic with respect to every other (a dict `update` or a list
+//! `extend` lands as a whole). A lock acquire or an event wait waits on a condition variable
+//! outside the lock, in the thread of the connection that asked (one thread per client
+//! connection, as Python's manager has one per proxy connection).
+//!
+//! A lock remembers who holds it: an owner id per connection (a remote holder) or per guard
+//! (a holder in the manager's process), and the holder's pid. When a connection ends while
+//! its owner holds a lock (the kernel closes a dead process's sockets), the lock is freed and
+//! marked with the dead pid; the next acquire gets that pid as an error.
+
+use std::collections::HashMap;
+use std::io::{self, BufReader};
+use std::os::unix::net::UnixStream;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_bytes::ByteBuf;
+
+use super::object_wire::{Answer, Call, Kind, Op, Refusal, Wait, read_frame, write_frame};
+
+/// A dict in insertion order (Python's): slots in order, emptied on removal, and an index from
+/// key bytes to slot; the slots are compacted when more than half are empty.
+#[derive(Default)]
+struct Dict {
+    index: HashMap<Vec<u8>, usize>,
+    slots: Vec<Option<(ByteBuf, ByteBuf)>>,
+}
+
+impl Dict {
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&ByteBuf> {
+        let slot = *self.index.get(key)?;
+        self.slots[slot].as_ref().map(|(_, v)| v)
+    }
+
+    fn insert(&mut self, key: ByteBuf, value: ByteBuf) -> Option<ByteBuf> {
+        if let Some(&slot) = self.index.get(key.as_slice()) {
+            let entry = self.slots[slot].as_mut()?;
+            return Some(std::mem::replace(&mut entry.1, value));
+        }
+        self.index.insert(key.to_vec(), self.slots.len());
+        self.slots.push(Some((key, value)));
+        None
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<ByteBuf> {
+        let slot = self.index.remove(key)?;
+        let (_, value) = self.slots[slot].take()?;
+        if self.slots.len() > 16 && self.slots.len() > 2 * self.index.len() {
+            self.compact();
+        }
+        Some(value)
+    }
+
+    fn compact(&mut self) {
+        self.slots.retain(Option::is_some);
+        for (i, (key, _)) in self.slots.iter().flatten().enumerate() {
+            if let Some(slot) = self.index.get_mut(key.as_slice()) {
+                *slot = i;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.slots.clear();
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &(ByteBuf, ByteBuf)> {
+        self.slots.iter().flatten()
+    }
+}
+
+/// A lock's state.
+#[derive(Default)]
+struct LockState {
+    /// Owner id and pid of the holder.
+    holder: Option<(u64, u32)>,
+    /// Acquires waiting, in arrival order (owner id and pid): a release hands the lock to
+    /// the first.
+    waiters: std::collections::VecDeque<(u64, u32)>,
+    /// The pid of a holder that died holding it, until an acquire reports it.
+    died: Option<u32>,
+}
+
+enum Object {
+    Dict(Dict),
+    List(Vec<ByteBuf>),
+    Namespace(HashMap<String, ByteBuf>),
+    Value(ByteBuf),
+    Lock(LockState),
+    Event(bool),
+}
+
+impl Object {
+    fn kind(&self) -> Kind {
+        match self {
+            Object::Dict(_) => Kind::Dict,
+            Object::List(_) => Kind::List,
+            Object::Namespace(_) => Kind::Namespace,
+            Object::Value(_) => Kind::Value,
+            Object::Lock(_) => Kind::Lock,
+            Object::Event(_) => Kind::Event,
+        }
+    }
+}
+
+struct State {
+    closed: bool,
+    objects: HashMap<u64, Object>,
+    /// Client connections, so shutdown can end them (their threads then return).
+    connections: HashMap<u64, UnixStream>,
+    next_owner: u64,
+}
+
+/// Every object of one manager.
+pub(crate) struct Objects {
+    state: Mutex<State>,
+    /// Signalled when a lock is released or freed, an event is set, or the manager closes.
+    changed: Condvar,
+}
+
+/// Who makes a call: an owner id (see the module docs) and its process.
+#[derive(Clone, Copy)]
+pub(crate) struct Caller {
+    pub(crate) owner: u64,
+    pub(crate) pid: u32,
+}
+
+impl Objects {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: Mutex::new(State {
+                closed: false,
+                objects: HashMap::new(),
+                connections: HashMap::new(),
+                next_owner: 1,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Every change under the lock is a single step, so a poisoned lock is taken over.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh owner id (for a connection, or a lock guard in the manager's process).
+    pub(crate) fn new_owner(&self) -> u64 {
+        let mut state = self.lock();
+        state.next_owner += 1;
+        state.next_owner
+    }
+
+    /// Adds object `id`, made from `value` (the initial value, for a `Value`). False once
+    /// the manager is closed.
+    pub(crate) fn add(&self, id: u64, kind: Kind, value: Option<ByteBuf>) -> bool {
+        let object = match kind {
+            Kind::Dict => Object::Dict(Dict::default()),
+            Kind::List => Object::List(Vec::new()),
+            Kind::Namespace => Object::Namespace(HashMap::new()),
+            Kind::Value => Object::Value(value.unwrap_or_default()),
+            Kind::Lock => Object::Lock(LockState::default()),
+            Kind::Event => Object::Event(false),
+        };
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        state.objects.insert(id, object);
+        true
+    }
+
+    /// Ends every object: waiters wake, and every client connection is shut down, so clients
+    /// blocked on an answer see the end at once.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.objects.clear();
+        for connection in state.connections.values() {
+            let _ = connection.shutdown(std::net::Shutdown::Both);
+        }
+        state.connections.clear();
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Does one call for `caller` (from a connection, or a handle in the manager's process).
+    pub(crate) fn call(&self, caller: Caller, call: Call) -> Answer {
+        let mut state = self.lock();
+        if state.closed {
+            return Answer::Refused(Refusal::Gone);
+        }
+        let Some(object) = state.objects.get_mut(&call.object) else {
+            return Answer::Refused(Refusal::NoSuchObject);
+        };
+        if object.kind() != call.kind {
+            return wrong_kind(object, call.kind);
+        }
+        match call.op {
+            Op::Acquire(wait) => return self.acquire(state, call.object, caller, wait),
+            Op::EventWait(wait) => return self.wait_event(state, call.object, wait),
+            _ => {}
+        }
+        let (answer, notify) = apply(object, caller, call.op);
+        drop(state);
+        if notify {
+            self.changed.notify_all();
+        }
+        answer
+    }
+
+    fn acquire(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        object: u64,
+        caller: Caller,
+        wait: Wait,
+    ) -> Answer {
+        let deadline = deadline(wait);
+        let me = (caller.owner, caller.pid);
+        let mut queued = false;
+        loop {
+            if state.closed {
+                return Answer::Refused(Refusal::Gone);
+            }
+            let lock = match state.objects.get_mut(&object) {
+                Some(Object::Lock(lock)) => lock,
+                Some(other) => return wrong_kind(other, Kind::Lock),
+                None => return Answer::Refused(Refusal::NoSuchObject),
+            };
+            if queued {
+                // A release hands the lock to the first waiter; a death frees it for the first
+                // waiter to report.
+                if lock.holder == Some(me) {
+                    return Answer::Bool(true);
+                }
+                if lock.waiters.front() == Some(&me) {
+                    if let Some(owner) = lock.died.take() {
+                        lock.waiters.pop_front();
+                        drop(state);
+                        self.changed.notify_all();
+                        return Answer::Refused(Refusal::OwnerDied { owner });
+                    }
+                    if lock.holder.is_none() {
+                        lock.waiters.pop_front();
+                        lock.holder = Some(me);
+                        return Answer::Bool(true);
+                    }
+                }
+            } else {
+                if lock.waiters.is_empty() {
+                    if let Some(owner) = lock.died.take() {
+                        return Answer::Refused(Refusal::OwnerDied { owner });
+                    }
+                    if lock.holder.is_none() {
+                        lock.holder = Some(me);
+                        return Answer::Bool(true);
+                    }
+                }
+                if matches!(wait, Wait::No) {
+                    return Answer::Bool(false);
+                }
+                lock.waiters.push_back(me);
+                queued = true;
+            }
+            state = match self.park(state, wait, deadline) {
+                Some(state) => state,
+                None => return self.give_up(object, me),
+            };
+        }
+    }
+
+    /// A queued acquire whose time ran out: out of the queue, unless the lock was handed to
+    /// it meanwhile (then it has it).
+    fn give_up(&self, object: u64, me: (u64, u32)) -> Answer {
+        let mut state = self.lock();
+        let Some(Object::Lock(lock)) = state.objects.get_mut(&object) else {
+            return Answer::Refused(Refusal::Gone);
+        };
+        if lock.holder == Some(me) {
+            return Answer::Bool(true);
+        }
+        lock.waiters.retain(|w| *w != me);
+        drop(state);
+        // The next waiter may be first now.
+        self.changed.notify_all();
+        Answer::Bool(false)
+    }
+
+    fn wait_event(&self, mut state: MutexGuard<'_, State>, object: u64, wait: Wait) -> Answer {
+        let deadline = deadline(wait);
+        loop {
+            if state.closed {
+                return Answer::Refused(Refusal::Gone);
+            }
+            match state.objects.get(&object) {
+                Some(Object::Event(true)) => return Answer::Bool(true),
+                Some(Object::Event(false)) => {}
+                Some(other) => return wrong_kind(other, Kind::Event),
+                None => return Answer::Refused(Refusal::NoSuchObject),
+            }
+            state = match self.park(state, wait, deadline) {
+                Some(state) => state,
+                None => return Answer::Bool(false),
+            };
+        }
+    }
+
+    /// Waits for a change, within `wait`; `None` when the wait is over (or not allowed).
+    fn park<'a>(
+        &self,
+        state: MutexGuard<'a, State>,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Option<MutexGuard<'a, State>> {
+        match (wait, deadline) {
+            (Wait::No, _) => None,
+            (_, Some(deadline)) => {
+                let left = deadline.checked_duration_since(Instant::now())?;
+                if left.is_zero() {
+                    return None;
+                }
+                let (state, _) = self
+                    .changed
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|e| e.into_inner());
+                Some(state)
+            }
+            _ => Some(self.changed.wait(state).unwrap_or_else(|e| e.into_inner())),
+        }
+    }
+
+    /// Serves one client connection until it closes; then frees the locks its owner holds,
+    /// naming `pid` as their dead holder.
+    pub(crate) fn serve(&self, stream: UnixStream, pid: u32) {
+        let owner = self.new_owner();
+        let caller = Caller { owner, pid };
+        let (Ok(reader), Ok(watched)) = (stream.try_clone(), stream.try_clone()) else {
+            return;
+        };
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return;
+            }
+            state.connections.insert(owner, watched);
+        }
+        let mut reader = BufReader::new(reader);
+        let mut writer = stream;
+        let (mut inbox, mut outbox) = (Vec::new(), Vec::new());
+        loop {
+            let (answer, acquired) = match read_frame::<Call>(&mut reader, &mut inbox) {
+                Ok(call) => {
+                    let (object, acquiring) = (call.object, matches!(call.op, Op::Acquire(_)));
+                    let answer = self.call(caller, call);
+                    let acquired = acquiring && matches!(answer, Answer::Bool(true));
+                    (answer, acquired.then_some(object))
+                }
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    (Answer::Refused(Refusal::Malformed(e.to_string())), None)
+                }
+                Err(_) => break,
+            };
+            if write_frame(&mut writer, &answer, &mut outbox).is_err() {
+                // A client that died (or gave up) while it waited never learned it holds the
+                // lock: it never held it, so it is released without naming anyone.
+                if let Some(object) = acquired {
+                    let release = Call {
+                        object,
+                        kind: Kind::Lock,
+                        op: Op::Release,
+                    };
+                    self.call(caller, release);
+                }
+                break;
+            }
+        }
+        self.disconnected(owner, pid);
+    }
+
+    /// A connection ended: locks its owner holds are freed, marked with its pid.
+    fn disconnected(&self, owner: u64, pid: u32) {
+        let mut state = self.lock();
+        state.connections.remove(&owner);
+        let mut freed = false;
+        for object in state.objects.values_mut() {
+            if let Object::Lock(lock) = object {
+                if lock.holder.is_some_and(|(o, _)| o == owner) {
+                    lock.holder = None;
+                    lock.died = Some(pid);
+                    freed = true;
+                }
+            }
+        }
+        drop(state);
+        if freed {
+            self.changed.notify_all();
+        }
+    }
+}
+
+fn deadline(wait: Wait) -> Option<Instant> {
+    match wait {
+        Wait::Nanos(n) => Instant::now().checked_add(Duration::from_nanos(n)),
+        _ => None,
+    }
+}
+
+fn wrong_kind(object: &Object, wanted: Kind) -> Answer {
+    Answer::Refused(Refusal::WrongKind {
+        is: object.kind().name().into(),
+        wanted: wanted.name().into(),
+    })
+}
+
+fn len(n: usize) -> u64 {
+    n as u64
+}
+
+/// Applies an operation that never waits; also says whether waiters must look again.
+fn apply(object: &mut Object, caller: Caller, op: Op) -> (Answer, bool) {
+    let answer = match (object, op) {
+        (Object::Dict(d), Op::Len) => Answer::Len(len(d.len())),
+        (Object::List(l), Op::Len) => Answer::Len(len(l.len())),
+        (Object::Namespace(n), Op::Len) => Answer::Len(len(n.len())),
+        (Object::Dict(d), Op::Clear) => {
+            d.clear();
+            Answer::Done
+        }
+        (Object::List(l), Op::Clear) => {
+            l.clear();
+            Answer::Done
+        }
+        (Object::Dict(d), Op::DictGet(k)) => Answer::One(d.get(&k).cloned()),
+        (Object::Dict(d), Op::DictInsert(k, v)) => Answer::One(d.insert(k, v)),
+        (Object::Dict(d), Op::DictRemove(k)) => Answer::One(d.remove(&k)),
+        (Object::Dict(d), Op::DictContains(k)) => Answer::Bool(d.get(&k).is_some()),
+        (Object::Dict(d), Op::DictUpdate(pairs)) => {
+            for (k, v) in pairs {
+                d.insert(k, v);
+            }
+            Answer::Done
+        }
+        (Object::Dict(d), Op::DictSetDefault(k, v)) => match d.get(&k) {
+            Some(current) => Answer::One(Some(current.clone())),
+            None => {
+                d.insert(k, v.clone());
+                Answer::One(Some(v))
+            }
+        },
+        (Object::Dict(d), Op::DictKeys) => Answer::Many(d.entries().map(|e| e.0.clone()).collect()),
+        (Object::Dict(d), Op::DictValues) => {
+            Answer::Many(d.entries().map(|e| e.1.clone()).collect())
+        }
+        (Object::Dict(d), Op::DictItems) => Answer::Pairs(d.entries().cloned().collect()),
+        (Object::List(l), Op::ListAppend(v)) => {
+            l.push(v);
+            Answer::Done
+        }
+        (Object::List(l), Op::ListExtend(vs)) => {
+            l.extend(vs);
+            Answer::Done
+        }
+        (Object::List(l), Op::ListGet(i)) => {
+            Answer::One(usize::try_from(i).ok().and_then(|i| l.get(i)).cloned())
+        }
+        (Object::List(l), Op::ListSet(i, v)) => match index(l, i, false) {
+            Ok(i) => Answer::One(Some(std::mem::replace(&mut l[i], v))),
+            Err(refused) => refused,
+        },
+        (Object::List(l), Op::ListInsert(i, v)) => match index(l, i, true) {
+            Ok(i) => {
+                l.insert(i, v);
+                Answer::Done
+            }
+            Err(refused) => refused,
+        },
+        (Object::List(l), Op::ListRemove(i)) => match index(l, i, false) {
+            Ok(i) => Answer::One(Some(l.remove(i))),
+            Err(refused) => refused,
+        },
+        (Object::List(l), Op::ListPop) => Answer::One(l.pop()),
+        (Object::List(l), Op::ListAll) => Answer::Many(l.clone()),
+        (Object::Namespace(n), Op::NsGet(name)) => Answer::One(n.get(&name).cloned()),
+        (Object::Namespace(n), Op::NsSet(name, v)) => Answer::One(n.insert(name, v)),
+        (Object::Namespace(n), Op::NsRemove(name)) => Answer::One(n.remove(&name)),
+        (Object::Namespace(n), Op::NsNames) => {
+            let mut names: Vec<&String> = n.keys().collect();
+            names.sort();
+            let encoded = names
+                .into_iter()
+                .filter_map(|name| postcard::to_stdvec(name).ok().map(ByteBuf::from));
+            Answer::Many(encoded.collect())
+        }
+        (Object::Value(v), Op::ValueGet) => Answer::One(Some(v.clone())),
+        (Object::Value(v), Op::ValueSet(new)) => Answer::One(Some(std::mem::replace(v, new))),
+        (Object::Lock(lock), Op::Release) => {
+            if lock.holder.is_some_and(|(owner, _)| owner == caller.owner) {
+                lock.holder = lock.waiters.pop_front();
+                return (Answer::Done, true);
+            }
+            Answer::Refused(Refusal::NotHeld)
+        }
+        (Object::Lock(lock), Op::LockWaiting) => Answer::Len(len(lock.waiters.len())),
+        (Object::Event(flag), Op::EventSet) => {
+            *flag = true;
+            return (Answer::Done, true);
+        }
+        (Object::Event(flag), Op::EventClear) => {
+            *flag = false;
+            Answer::Done
+        }
+        (Object::Event(flag), Op::EventIsSet) => Answer::Bool(*flag),
+        (object, op) => {
+            let wanted = match op {
+                Op::Len | Op::Clear => "a dict, list or namespace".to_string(),
+                Op::DictGet(_)
+                | Op::DictInsert(..)
+                | Op::DictRemove(_)
+                | Op::DictContains(_)
+                | Op::DictUpdate(_)
+                | Op::DictSetDefault(..)
+                | Op::DictKeys
+                | Op::DictValues
+                | Op::DictItems => Kind::Dict.name().into(),
+                Op::ListAppend(_)
+                | Op::ListExtend(_)
+                | Op::ListGet(_)
+                | Op::ListSet(..)
+                | Op::ListInsert(..)
+                | Op::ListRemove(_)
+                | Op::ListPop
+                | Op::ListAll => Kind::List.name().into(),
+                Op::NsGet(_) | Op::NsSet(..) | Op::NsRemove(_) | Op::NsNames => {
+                    Kind::Namespace.name().into()
+                }
+                Op::ValueGet | Op::ValueSet(_) => Kind::Value.name().into(),
+                Op::Acquire(_) | Op::Release | Op::LockWaiting => Kind::Lock.name().into(),
+                Op::EventSet | Op::EventClear | Op::EventIsSet | Op::EventWait(_) => {
+                    Kind::Event.name().into()
+                }
+            };
+            Answer::Refused(Refusal::WrongKind {
+                is: object.kind().name().into(),
+                wanted,
+            })
+        }
+    };
+    (answer, false)
+}
+
+/// `i` as an index into `list` (`end_ok`: one past the end too), or the refusal.
+fn index(list: &[ByteBuf], i: u64, end_ok: bool) -> Result<usize, Answer> {
+    let limit = if end_ok { list.len() + 1 } else { list.len() };
+    match usize::try_from(i) {
+        Ok(i) if i < limit => Ok(i),
+        _ => Err(Answer::Refused(Refusal::IndexOutOfRange {
+            index: i,
+            len: len(list.len()),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(x: u8) -> ByteBuf {
+        ByteBuf::from(vec![x])
+    }
+
+    #[test]
+    fn a_dict_keeps_insertion_order_through_removals_and_compaction() {
+        let mut d = Dict::default();
+        for i in 0..40 {
+            d.insert(b(i), b(i));
+        }
+        for i in 0..30 {
+            assert_eq!(d.remove(&[i]), Some(b(i)));
+        }
+        d.insert(b(5), b(50));
+        d.insert(b(35), b(99));
+        let keys: Vec<u8> = d.entries().map(|(k, _)| k[0]).collect();
+        assert_eq!(keys, [30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 5]);
+        assert_eq!(d.get(&[35]), Some(&b(99)));
+        assert_eq!(d.len(), 11);
+        assert!(d.slots.len() < 40, "compacted");
+    }
+}

@@ -1,0 +1,241 @@
+//! The messages between a handle to a manager's object (dict, list, namespace, value, lock,
+//! event) and the manager, and how they are framed on a connection.
+//!
+//! A client in another process talks to the manager over a Unix stream of its own (obtained
+//! from the manager's socket with one line, see `rendezvous`): it writes one [`Call`] and reads
+//! one [`Answer`], each as a little-endian `u32` length and that many bytes of postcard. One
+//! connection carries one call at a time, so no numbering is needed. Keys and values travel
+//! already encoded (postcard bytes): the manager stores bytes and never needs their types, so
+//! a value that does not decode is found, and named by type, in the process that asked for it.
+
+use std::io::{self, BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// What kind of object a number names (a call says which kind its handle expects).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Kind {
+    Dict,
+    List,
+    Namespace,
+    Value,
+    Lock,
+    Event,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Dict => "dict",
+            Kind::List => "list",
+            Kind::Namespace => "namespace",
+            Kind::Value => "value",
+            Kind::Lock => "lock",
+            Kind::Event => "event",
+        }
+    }
+}
+
+/// One operation on object `object`, which the caller's handle says is a `kind`.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct Call {
+    pub(crate) object: u64,
+    pub(crate) kind: Kind,
+    pub(crate) op: Op,
+}
+
+/// What a call asks; the answer each gets is in its doc.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum Op {
+    /// Entries (dict, list, namespace): `Len`.
+    Len,
+    /// Empties a dict or a list: `Done`.
+    Clear,
+    /// Dict: the value under a key, `One`.
+    DictGet(ByteBuf),
+    /// Dict: sets a key, `One` with the value it replaced.
+    DictInsert(ByteBuf, ByteBuf),
+    /// Dict: removes a key, `One` with its value.
+    DictRemove(ByteBuf),
+    /// Dict: `Bool`.
+    DictContains(ByteBuf),
+    /// Dict: sets every pair, in order, as one step: `Done`.
+    DictUpdate(Vec<(ByteBuf, ByteBuf)>),
+    /// Dict: the value under a key, set to the one given first if missing: `One`.
+    DictSetDefault(ByteBuf, ByteBuf),
+    /// Dict: `Many`, in insertion order.
+    DictKeys,
+    /// Dict: `Many`, in insertion order.
+    DictValues,
+    /// Dict: `Pairs`, in insertion order.
+    DictItems,
+    /// List: `Done`.
+    ListAppend(ByteBuf),
+    /// List: appends every item as one step: `Done`.
+    ListExtend(Vec<ByteBuf>),
+    /// List: `One` (`None` past the end).
+    ListGet(u64),
+    /// List: replaces an item, `One` with the old one, or `Refused(IndexOutOfRange)`.
+    ListSet(u64, ByteBuf),
+    /// List: inserts before an index (`len` appends): `Done`, or `Refused(IndexOutOfRange)`.
+    ListInsert(u64, ByteBuf),
+    /// List: removes the item at an index, `One`, or `Refused(IndexOutOfRange)`.
+    ListRemove(u64),
+    /// List: removes the last item, `One` (`None` when empty).
+    ListPop,
+    /// List: `Many`, every item in order.
+    ListAll,
+    /// Namespace: `One` (`None`: no such name).
+    NsGet(String),
+    /// Namespace: `One` with the value it replaced.
+    NsSet(String, ByteBuf),
+    /// Namespace: `One` with the value removed.
+    NsRemove(String),
+    /// Namespace: `Many` (each a postcard `String`), sorted.
+    NsNames,
+    /// Value: `One` (always `Some`).
+    ValueGet,
+    /// Value: `One` with the value it replaced.
+    ValueSet(ByteBuf),
+    /// Lock: `Bool` (whether it was acquired), or `Refused(OwnerDied)`. `wait`: see [`Wait`].
+    Acquire(Wait),
+    /// Lock: `Done`, or `Refused(NotHeld)`.
+    Release,
+    /// Lock: `Len`, how many acquires wait.
+    LockWaiting,
+    /// Event: `Done`.
+    EventSet,
+    /// Event: `Done`.
+    EventClear,
+    /// Event: `Bool`.
+    EventIsSet,
+    /// Event: `Bool` (whether it is set: false only when the wait ran out).
+    EventWait(Wait),
+}
+
+/// How long a lock acquire or an event wait may wait in the manager.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    No,
+    /// At most this many nanoseconds.
+    Nanos(u64),
+    Forever,
+}
+
+/// The manager's answer to one [`Call`].
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum Answer {
+    Done,
+    Bool(bool),
+    Len(u64),
+    One(Option<ByteBuf>),
+    Many(Vec<ByteBuf>),
+    Pairs(Vec<(ByteBuf, ByteBuf)>),
+    Refused(Refusal),
+}
+
+/// Why the manager did not do a call.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum Refusal {
+    /// The manager shut down.
+    Gone,
+    /// No object has that number (a handle from another manager, or made up).
+    NoSuchObject,
+    /// The object is of another kind than the handle says (a handle decoded as another type).
+    WrongKind { is: String, wanted: String },
+    /// The lock's holder died holding it (the lock is free again): its pid.
+    OwnerDied { owner: u32 },
+    /// A list index past the end.
+    IndexOutOfRange { index: u64, len: u64 },
+    /// A release of a lock this caller does not hold.
+    NotHeld,
+    /// The call itself did not decode (a client of another build).
+    Malformed(String),
+}
+
+/// The largest frame either side reads (a length over it is not ours, and would otherwise be
+/// allocated first).
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+
+/// Appends `message` to `out` as one frame (length, then postcard).
+pub(crate) fn encode_frame<M: Serialize>(message: &M, out: &mut Vec<u8>) -> io::Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let encoded = postcard::to_extend(message, std::mem::take(out));
+    *out = encoded.map_err(io::Error::other)?;
+    let len = u32::try_from(out.len() - start - 4).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a manager message over 4 GiB does not fit one frame",
+        )
+    })?;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// Writes `message` as one frame, with one write; `buf` is scratch space kept between calls.
+pub(crate) fn write_frame<M: Serialize>(
+    writer: &mut impl Write,
+    message: &M,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    buf.clear();
+    encode_frame(message, buf)?;
+    writer.write_all(buf)
+}
+
+/// Reads one frame into `buf` and decodes it. A clean end of stream before the frame is
+/// `UnexpectedEof`; a frame that does not decode is `InvalidData` (the stream is still in step);
+/// a length over [`MAX_FRAME`] is `InvalidInput` (it is not).
+pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+) -> io::Result<M> {
+    let mut len = [0u8; 4];
+    reader.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        // Not a frame of ours: the stream cannot be read on from here.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
+        ));
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    reader.read_exact(buf)?;
+    postcard::from_bytes(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_round_trips() {
+        let call = Call {
+            object: 7,
+            kind: Kind::Dict,
+            op: Op::DictInsert(ByteBuf::from(vec![1, 2]), ByteBuf::from(vec![3])),
+        };
+        let mut buf = Vec::new();
+        let mut wire = Vec::new();
+        write_frame(&mut wire, &call, &mut buf).unwrap();
+        let back: Call = read_frame(&mut &wire[..], &mut buf).unwrap();
+        assert_eq!(back.object, 7);
+        assert!(
+            matches!(back.op, Op::DictInsert(k, v) if k.as_slice() == [1, 2] && v.as_slice() == [3])
+        );
+        let mut empty: &[u8] = &[];
+        let end = read_frame::<Call>(&mut empty, &mut buf).unwrap_err();
+        assert_eq!(end.kind(), io::ErrorKind::UnexpectedEof);
+        let mut huge: &[u8] = &u32::MAX.to_le_bytes();
+        let refused = read_frame::<Call>(&mut huge, &mut buf).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+        let mut garbage = 1u32.to_le_bytes().to_vec();
+        garbage.push(0xff);
+        let undecodable = read_frame::<Call>(&mut &garbage[..], &mut buf).unwrap_err();
+        assert_eq!(undecodable.kind(), io::ErrorKind::InvalidData);
+    }
+}

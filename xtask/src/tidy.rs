@@ -504,24 +504,6 @@ fn find_cycle(edges: &[(String, String)]) -> Option<Vec<String>> {
         .find_map(|(from, _)| visit(from, edges, &mut Vec::new(), &mut done))
 }
 
-/// True if `to` can be reached from `from` along `edges`.
-fn reaches(edges: &[(String, String)], from: &str, to: &str) -> bool {
-    let mut seen = vec![from.to_string()];
-    let mut todo = vec![from.to_string()];
-    while let Some(node) = todo.pop() {
-        if node == to {
-            return true;
-        }
-        for (_, next) in edges.iter().filter(|(f, _)| *f == node) {
-            if !seen.contains(next) {
-                seen.push(next.clone());
-                todo.push(next.clone());
-            }
-        }
-    }
-    false
-}
-
 fn display(module: &str) -> &str {
     if module.is_empty() { "crate" } else { module }
 }
@@ -549,16 +531,6 @@ fn member_crates() -> Vec<(PathBuf, String, String)> {
     out
 }
 
-/// Uses that close a module cycle and are known, each to be removed by the fix it names:
-/// (crate, from, to). The rule fails on every other cycle, and on an entry here that no longer
-/// closes one (so the list only shrinks); an entry naming a module the crate does not have is
-/// skipped (it waits for a branch that adds the module).
-const KNOWN_CYCLE_EDGES: &[(&str, &str, &str)] = &[
-    // The manager's connection layer hands out `ManagedQueue` handles, which use it in turn
-    // (the manager split of issue 10 §1: the client should not know the queue API).
-    ("process-ipc", "manager::client", "manager::queue"),
-];
-
 #[test]
 fn no_module_cycle_inside_any_crate() {
     let mut found = Vec::new();
@@ -578,22 +550,8 @@ fn no_module_cycle_inside_any_crate() {
                 (rel, read(p))
             })
             .collect();
-        let mut edges = module_edges(&files);
+        let edges = module_edges(&files);
         checked += edges.len();
-        let all = edges.clone();
-        let modules: Vec<String> = files.iter().map(|(p, _)| module_of(p).join("::")).collect();
-        for &(krate, from, to) in KNOWN_CYCLE_EDGES.iter().filter(|(k, ..)| *k == name) {
-            // An entry for modules this tree does not have (yet) waits for them.
-            if !modules.iter().any(|m| m == from) || !modules.iter().any(|m| m == to) {
-                continue;
-            }
-            let known = (from.to_string(), to.to_string());
-            let closes_a_cycle = all.contains(&known) && reaches(&all, to, from);
-            if !closes_a_cycle {
-                found.push(format!("{krate}: the known edge {from} -> {to} no longer closes a cycle; remove it from KNOWN_CYCLE_EDGES"));
-            }
-            edges.retain(|e| *e != known);
-        }
         if let Some(cycle) = find_cycle(&edges) {
             let cycle: Vec<&str> = cycle.iter().map(|m| display(m)).collect();
             found.push(format!("{name}: {}", cycle.join(" -> ")));

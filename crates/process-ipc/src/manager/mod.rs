@@ -186,6 +186,7 @@ mod object_client;
 mod object_server;
 mod object_wire;
 mod queue;
+mod remote;
 mod rendezvous;
 mod server;
 mod sync;

@@ -129,7 +129,12 @@ impl<R> Slot<R> {
         let mut st = self.lock();
         while matches!(*st, SlotState::Pending(_) | SlotState::Firing { .. }) {
             self.waiters.fetch_add(1, Ordering::Relaxed);
+            // The deadline bounds the task, not its done-callbacks: a result whose callbacks
+            // are running is ready (so `as_completed` yields it), and a get waits for them to
+            // finish rather than time out on a finished task.
+            let firing = matches!(*st, SlotState::Firing { .. });
             st = match deadline {
+                _ if firing => self.ready.wait(st).unwrap_or_else(|p| p.into_inner()),
                 None => self.ready.wait(st).unwrap_or_else(|p| p.into_inner()),
                 Some(at) => {
                     let now = Instant::now();

@@ -153,7 +153,8 @@
 //! sets up does not exist there (pass it as an argument, or use a pool initializer).
 
 // Layers, bottom to top; a module uses only modules above it in this list (tidy checks that
-// there is no cycle): sys -> wire -> bootstrap -> process -> queue, pipe -> pool -> manager.
+// there is no cycle): sys -> wire -> bootstrap -> daemon -> process -> queue, pipe -> pool ->
+// manager.
 // `error` is a leaf every layer may use.
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -163,6 +164,7 @@ compile_error!(
 );
 
 mod bootstrap;
+mod daemon;
 pub mod error;
 mod pipe;
 mod pool;
@@ -172,6 +174,7 @@ mod shared;
 mod sys;
 mod wire;
 
+pub use daemon::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
 pub use pipe::{Connection, pipe};
 pub use pool::{

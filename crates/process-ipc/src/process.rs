@@ -157,6 +157,7 @@ pub struct Process<F, Args> {
     #[cfg(feature = "test-fault")]
     fault: Option<&'static str>,
     name: Option<String>,
+    daemon: bool,
 }
 
 impl<F, Args> std::fmt::Debug for Process<F, Args> {
@@ -182,7 +183,23 @@ where
             #[cfg(feature = "test-fault")]
             fault: None,
             name: None,
+            daemon: false,
         }
+    }
+
+    /// `Process(daemon=...)` (default `false`): whether the program's end may cut the child
+    /// short. With [`join_non_daemon_at_exit`](crate::join_non_daemon_at_exit), a normal exit
+    /// terminates daemon children and waits for the others, as Python's does;
+    /// [`join_non_daemon`](crate::join_non_daemon) waits for the others only. A killed parent
+    /// takes every child with it either way.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Whether the child will be a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
     }
 
     /// `Process(name=...)`: names the child; `ps` and `top` show it (first 15 bytes). Without a
@@ -302,9 +319,11 @@ where
             let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             format!("Process-{n}")
         });
+        crate::daemon::register(pid, self.daemon);
         Ok(ProcessHandle {
             pid,
             name,
+            daemon: self.daemon,
             child: Some(child),
             status: None,
             results: Some(results_rx),
@@ -336,6 +355,7 @@ fn describe(status: &ExitStatus) -> String {
 pub struct ProcessHandle<R> {
     pid: u32,
     name: String,
+    daemon: bool,
     /// Always `Some` until drop hands it to a reaper thread.
     child: Option<Child>,
     status: Option<ExitStatus>,
@@ -366,6 +386,11 @@ where
     /// `Process.name`: the name given with [`Process::named`], or `Process-N`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `Process.daemon`: whether the child was started as a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
     }
 
     /// Waits for the child to finish and returns the target's value, or what went wrong

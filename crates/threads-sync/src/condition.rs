@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::deadlock::detection_enabled;
 use crate::error::LockError;
 use crate::identity::current_ident;
 use crate::lock::{Mutex, MutexGuard};
+use crate::mode::detection_enabled;
 
 /// Python's `threading.Condition`, owning its lock (a [`Mutex`]) and the data it guards.
 ///

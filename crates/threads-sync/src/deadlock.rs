@@ -24,90 +24,51 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Deadlock, WaitLink};
 use crate::identity::{current_ident, current_name};
-use crate::lock_meta::LockMeta;
 
 pub use crate::lock_order::{
     LockOrderViolation, clear_lock_order_history, first_lock_order_violation, lock_order_violations,
 };
-
-/// Bit of [`MODE`]: deadlock detection is on.
-pub(crate) const DETECTION: u8 = 1;
-/// Bit of [`MODE`]: lock-order checking is on.
-pub(crate) const ORDER_CHECKING: u8 = 2;
-/// Both switches in one word, so that a lock's fast path reads one static to pick its path.
-static MODE: AtomicU8 = AtomicU8::new(if cfg!(debug_assertions) {
-    DETECTION | ORDER_CHECKING
-} else {
-    DETECTION
-});
-
-/// Turns deadlock detection on or off for every lock of this crate (on by default).
-///
-/// Off, a contended lock simply blocks (as Python's does): a deadlock hangs.
-pub fn set_detection(enabled: bool) {
-    set_mode_bit(DETECTION, enabled);
-}
-
-fn set_mode_bit(bit: u8, enabled: bool) {
-    if enabled {
-        MODE.fetch_or(bit, Ordering::Relaxed);
-    } else {
-        MODE.fetch_and(!bit, Ordering::Relaxed);
-    }
-}
-
-/// Both switches ([`DETECTION`], [`ORDER_CHECKING`]) as one word.
-#[inline]
-pub(crate) fn mode() -> u8 {
-    MODE.load(Ordering::Relaxed)
-}
-
-/// Whether deadlock detection is on.
-#[inline]
-pub fn detection_enabled() -> bool {
-    mode() & DETECTION != 0
-}
-
-/// Turns lock-order checking on or off. It is on by default in builds with debug assertions
-/// (tests, `cargo run`) and off in release builds, like a debug kernel's lockdep: it costs
-/// about 10 ns per lock acquisition (see `benches/lock_counter.rs`). Locks held when it is
-/// switched on are not known to it until they are released and taken again.
-pub fn set_lock_order_checking(enabled: bool) {
-    set_mode_bit(ORDER_CHECKING, enabled);
-}
-
-/// Whether lock-order checking is on.
-#[inline]
-pub fn lock_order_checking_enabled() -> bool {
-    mode() & ORDER_CHECKING != 0
-}
+pub use crate::mode::{
+    detection_enabled, lock_order_checking_enabled, set_detection, set_lock_order_checking,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The wait-for graph.
 
-/// Pointer to the `LockMeta` a registered thread waits for.
-pub(crate) struct MetaPtr(pub(crate) *const LockMeta);
+/// What the wait-for graph needs of a lock: implemented by the lock's meta (`LockMeta`, a
+/// layer above), so that this module does not depend on it.
+pub(crate) trait WaitTarget: Sync {
+    /// Ident of the thread holding the lock, 0 when free or changing hands.
+    fn owner(&self) -> u64;
+    /// Records that thread `ident` now holds the lock.
+    fn set_owner(&self, ident: u64);
+    /// The name used in reports.
+    fn name(&self) -> String;
+}
+
+/// Pointer to the lock (its `LockMeta`) a registered thread waits for.
+pub(crate) struct MetaPtr(*const dyn WaitTarget);
 
 // SAFETY: the pointer is only dereferenced under `GRAPH`'s lock while its entry is present.
 // The entry belongs to a `WaitRegistration<'lock>`, which borrows the lock, so the compiler
 // keeps the `LockMeta` alive while the registration exists; the registration's drop removes
 // the entry (under that lock); and a `LockMeta`'s drop removes any entry a leaked
-// registration left behind. `LockMeta` itself is `Sync`.
+// registration left behind (`forget_waits_for`). A `WaitTarget` is `Sync`.
 unsafe impl Send for MetaPtr {}
 
-pub(crate) struct WaitEntry {
-    pub(crate) lock: MetaPtr,
+struct WaitEntry {
+    lock: MetaPtr,
     thread: Arc<str>,
 }
 
 /// Waiting threads and what each waits for. A plain vector: waiters are few, a linear scan is
 /// quick, and it keeps its capacity, so registering a wait does not allocate.
-pub(crate) struct WaitGraph {
-    pub(crate) waits: Vec<(u64, WaitEntry)>,
+struct WaitGraph {
+    waits: Vec<(u64, WaitEntry)>,
 }
 
 impl WaitGraph {
@@ -161,11 +122,25 @@ impl WaitGraph {
     }
 }
 
-pub(crate) static GRAPH: parking_lot::Mutex<WaitGraph> =
+static GRAPH: parking_lot::Mutex<WaitGraph> =
     parking_lot::const_mutex(WaitGraph { waits: Vec::new() });
 
-/// Entries in [`GRAPH`], read without its lock by [`LockMeta`]'s drop.
-pub(crate) static WAITERS: AtomicUsize = AtomicUsize::new(0);
+/// Entries in [`GRAPH`], read without its lock by [`forget_waits_for`].
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Removes any wait entry for `lock`, which is being dropped (call from its drop). None can be
+/// left, since a registration borrows its lock, unless one was leaked with `mem::forget`; then
+/// its entry goes here, before the pointer dangles.
+#[inline]
+pub(crate) fn forget_waits_for(lock: &dyn WaitTarget) {
+    if WAITERS.load(Ordering::Acquire) != 0 {
+        let me = (lock as *const dyn WaitTarget).cast::<()>();
+        GRAPH
+            .lock()
+            .waits
+            .retain(|(_, e)| !std::ptr::eq(e.lock.0.cast::<()>(), me));
+    }
+}
 
 /// The caller's registration as a waiter for one lock; dropping it (also on unwind) removes
 /// the wait edge. It borrows the lock for `'lock`, so the compiler refuses any use of it,
@@ -188,7 +163,7 @@ pub(crate) static WAITERS: AtomicUsize = AtomicUsize::new(0);
 #[must_use = "the wait edge is removed as soon as the registration is dropped"]
 pub struct WaitRegistration<'lock> {
     ident: u64,
-    lock: PhantomData<&'lock LockMeta>,
+    lock: PhantomData<&'lock ()>,
 }
 
 impl fmt::Debug for WaitRegistration<'_> {
@@ -209,7 +184,7 @@ impl Drop for WaitRegistration<'_> {
 
 impl<'lock> WaitRegistration<'lock> {
     /// Ends the wait after the raw lock was taken: sets the owner, then removes the edge.
-    pub(crate) fn acquired(self, meta: &'lock LockMeta) {
+    pub(crate) fn acquired(self, meta: &'lock impl WaitTarget) {
         meta.set_owner(self.ident);
         // Dropping `self` removes the edge.
     }
@@ -218,7 +193,9 @@ impl<'lock> WaitRegistration<'lock> {
 /// Registers "the current thread waits for `meta`" and refuses if that closes a cycle.
 ///
 /// Returns `Ok(None)` when detection is off (nothing registered).
-pub(crate) fn register_wait(meta: &LockMeta) -> Result<Option<WaitRegistration<'_>>, Deadlock> {
+pub(crate) fn register_wait<L: WaitTarget + 'static>(
+    meta: &L,
+) -> Result<Option<WaitRegistration<'_>>, Deadlock> {
     if !detection_enabled() {
         return Ok(None);
     }
@@ -228,7 +205,7 @@ pub(crate) fn register_wait(meta: &LockMeta) -> Result<Option<WaitRegistration<'
     graph.waits.push((
         me,
         WaitEntry {
-            lock: MetaPtr(meta),
+            lock: MetaPtr(meta as &dyn WaitTarget),
             thread,
         },
     ));

@@ -59,3 +59,32 @@ pub(crate) fn current_name() -> Arc<str> {
     NAME.try_with(|cell| cell.borrow_mut().get_or_insert_with(fresh).clone())
         .unwrap_or_else(|_| fresh())
 }
+
+/// A thread as Python's `threading.current_thread()`, `enumerate()` and `main_thread()`
+/// describe it: name, ident, daemon flag.
+// Defined here, below both the thread registry and `Thread`, which build it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadInfo {
+    pub(crate) name: Arc<str>,
+    pub(crate) ident: u64,
+    pub(crate) daemon: bool,
+}
+
+impl ThreadInfo {
+    /// The thread's name: the std name (`"main"` for the main thread), the
+    /// [`Thread`](crate::Thread)'s name, or `Thread-<ident>` for an unnamed thread.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The thread's ident (see [`get_ident`](crate::get_ident)).
+    pub fn ident(&self) -> u64 {
+        self.ident
+    }
+
+    /// Whether the thread is a daemon (the main thread and threads not started by this crate
+    /// are not).
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+}

@@ -139,11 +139,13 @@ mod error;
 mod event;
 mod futures;
 mod identity;
+mod imap;
 mod lifo_priority;
 mod local;
 mod lock;
 mod lock_meta;
 mod lock_order;
+mod mode;
 mod pool;
 mod queue;
 mod registry;
@@ -160,6 +162,8 @@ pub use error::{
 };
 pub use event::Event;
 pub use futures::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};
+pub use identity::ThreadInfo;
+pub use imap::IMap;
 pub use lifo_priority::{LifoQueue, PriorityQueue};
 pub use local::Local;
 pub use lock::{Lock, LockGuard, Mutex, MutexGuard, RLock, RLockGuard};
@@ -170,7 +174,7 @@ pub use registry::join_non_daemon_at_exit;
 pub use registry::{
     active_count, enumerate, join_non_daemon, join_non_daemon_timeout, main_thread,
 };
-pub use results::{AsyncResult, IMap};
+pub use results::AsyncResult;
 pub use semaphore::{BoundedSemaphore, Semaphore};
-pub use thread::{Target, Thread, ThreadHandle, ThreadInfo, current_thread, get_ident};
+pub use thread::{Target, Thread, ThreadHandle, current_thread, get_ident};
 pub use timer::{Timer, TimerHandle};

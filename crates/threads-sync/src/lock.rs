@@ -6,11 +6,12 @@ use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use crate::deadlock::{self, WaitRegistration, detection_enabled};
+use crate::deadlock::{self, WaitRegistration};
 use crate::error::LockError;
 use crate::identity::current_ident;
 use crate::lock_meta::{LockKind, LockMeta};
 use crate::lock_order::{self, Tracked};
+use crate::mode::{self, detection_enabled};
 use std::borrow::Cow;
 
 /// A mutual-exclusion lock around a value, like `std::sync::Mutex`, that reports deadlocks.
@@ -89,8 +90,8 @@ impl<T: ?Sized> Mutex<T> {
     /// close a cycle of threads waiting for each other (this one included).
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError> {
-        match deadlock::mode() {
-            deadlock::DETECTION => {
+        match mode::mode() {
+            mode::DETECTION => {
                 // The release default (detection on, lock-order checking off), kept small
                 // enough to inline: the ident is read before the compare-and-swap, so the
                 // critical section gains only the store of the owner word.

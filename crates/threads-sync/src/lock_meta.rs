@@ -1,11 +1,14 @@
 //! What every lock carries next to its raw lock: its owner word, its id and kind, its name.
+//!
+//! Layers: this module sits above the order graph (`lock_order`) and the wait-for graph
+//! (`deadlock`), which know a lock only through the traits `LockMeta` implements here.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::deadlock::{GRAPH, WAITERS};
-use crate::lock_order::{HeldLock, ID_BITS, with_order};
+use crate::deadlock::{WaitTarget, forget_waits_for};
+use crate::lock_order::{HeldLock, ID_BITS, OrderedLock, with_order};
 
 static NEXT_LOCK_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -123,15 +126,39 @@ impl Drop for LockMeta {
         if tag & IN_GRAPH_BIT != 0 {
             with_order(|g| g.forget_lock(tag & ID_BITS));
         }
-        // A wait registration borrows its lock, so none can be left now, unless one was
-        // leaked with `mem::forget`; then its entry goes here, before the pointer dangles.
-        if WAITERS.load(Ordering::Acquire) != 0 {
-            let me: *const LockMeta = self;
-            GRAPH
-                .lock()
-                .waits
-                .retain(|(_, e)| !std::ptr::eq(e.lock.0, me));
-        }
+        forget_waits_for(self);
+    }
+}
+
+impl OrderedLock for LockMeta {
+    #[inline]
+    fn tag(&self) -> HeldLock {
+        LockMeta::tag(self)
+    }
+
+    fn name(&self) -> String {
+        LockMeta::name(self)
+    }
+
+    #[inline]
+    fn mark_in_graph(&self) {
+        LockMeta::mark_in_graph(self);
+    }
+}
+
+impl WaitTarget for LockMeta {
+    #[inline]
+    fn owner(&self) -> u64 {
+        LockMeta::owner(self)
+    }
+
+    #[inline]
+    fn set_owner(&self, ident: u64) {
+        LockMeta::set_owner(self, ident);
+    }
+
+    fn name(&self) -> String {
+        LockMeta::name(self)
     }
 }
 

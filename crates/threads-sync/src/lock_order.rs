@@ -1,5 +1,8 @@
 //! Lock-order checking (the idea of Linux's lockdep): "held A while taking B" edges, and the
 //! inversions that close a cycle among them. See the [`deadlock`](crate::deadlock) module.
+//!
+//! Layers: this module sits below `deadlock` (which re-exports its public items) and below
+//! `lock_meta` (whose `LockMeta` implements [`OrderedLock`]).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -7,9 +10,25 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::deadlock::lock_order_checking_enabled;
 use crate::identity::current_name;
-use crate::lock_meta::LockMeta;
+use crate::mode::lock_order_checking_enabled;
+
+/// What the order graph needs of a lock: implemented by the lock's meta (`LockMeta`, a layer
+/// above), so that this module does not depend on it. Every function here is generic over it
+/// and has one instance, so the calls compile as direct as they were.
+pub(crate) trait OrderedLock {
+    /// The lock's id and kind (handing out the id on first use).
+    fn tag(&self) -> HeldLock;
+    /// The name used in reports.
+    fn name(&self) -> String;
+    /// Notes that the lock is in the order graph, so that dropping it prunes it.
+    fn mark_in_graph(&self);
+    /// The lock's id.
+    #[inline]
+    fn id(&self) -> u64 {
+        self.tag().id()
+    }
+}
 
 /// Bumped by [`clear_lock_order_history`] so that per-thread edge caches start afresh.
 static ORDER_EPOCH: AtomicU64 = AtomicU64::new(1);
@@ -61,11 +80,6 @@ const NESTED_BIT: u64 = 1 << 63;
 
 impl HeldLock {
     const EMPTY: HeldLock = HeldLock(0);
-
-    #[inline]
-    fn new(meta: &LockMeta) -> Self {
-        meta.tag()
-    }
 
     #[inline]
     pub(crate) fn id(self) -> u64 {
@@ -173,7 +187,7 @@ impl OrderGraph {
         None
     }
 
-    fn add_edge(&mut self, held: HeldLock, taking: &LockMeta, thread: &str) {
+    fn add_edge(&mut self, held: HeldLock, taking: &impl OrderedLock, thread: &str) {
         if self
             .edges
             .get(&held.id())
@@ -234,7 +248,7 @@ impl Tracked {
 /// checked even if the attempt then blocks; after a successful try-lock, with `check` false,
 /// since a try-lock cannot deadlock). If the attempt fails, undo with [`note_released`].
 #[inline]
-pub(crate) fn note_acquiring(meta: &LockMeta, check: bool) -> Tracked {
+pub(crate) fn note_acquiring(meta: &impl OrderedLock, check: bool) -> Tracked {
     if !lock_order_checking_enabled() {
         return Tracked(false);
     }
@@ -246,7 +260,7 @@ pub(crate) fn note_acquiring(meta: &LockMeta, check: bool) -> Tracked {
         if check && len > 0 {
             check_edges(held, len, meta);
         }
-        held.locks[len].set(HeldLock::new(meta));
+        held.locks[len].set(meta.tag());
         held.len.set(len + 1);
         Tracked(true)
     })
@@ -255,7 +269,7 @@ pub(crate) fn note_acquiring(meta: &LockMeta, check: bool) -> Tracked {
 /// Records "held → meta" for every held lock not yet reported by this thread. Kept out of
 /// line so that the common, unnested path of `note_acquiring` stays small enough to inline.
 #[inline(never)]
-fn check_edges(held: &HeldStack, len: usize, meta: &LockMeta) {
+fn check_edges(held: &HeldStack, len: usize, meta: &impl OrderedLock) {
     SEEN_EDGES.with(|seen| {
         let now = ORDER_EPOCH.load(Ordering::Acquire);
         if seen.epoch.get() != now {
@@ -282,7 +296,7 @@ fn check_edges(held: &HeldStack, len: usize, meta: &LockMeta) {
 
 #[cold]
 #[inline(never)]
-fn record_edge(held: HeldLock, meta: &LockMeta) {
+fn record_edge(held: HeldLock, meta: &impl OrderedLock) {
     let thread = current_name();
     // The lock's id must exist before the order graph is locked: handing it out registers
     // a named lock's name in that same graph.
@@ -293,7 +307,7 @@ fn record_edge(held: HeldLock, meta: &LockMeta) {
 
 /// Notes that the current thread released `meta` (or gave up taking it).
 #[inline]
-pub(crate) fn note_released(meta: &LockMeta, tracked: Tracked) {
+pub(crate) fn note_released(meta: &impl OrderedLock, tracked: Tracked) {
     if !tracked.0 {
         return;
     }

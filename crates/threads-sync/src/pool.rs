@@ -12,8 +12,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::{PoolError, SpawnRefused, panic_message};
+use crate::imap::IMap;
 use crate::registry;
-use crate::results::{AsyncResult, Chunk, Gather, IMap, TaskCell, TaskRun};
+use crate::results::{AsyncResult, Chunk, Gather, TaskCell, TaskRun};
 use crate::thread::Target;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::error::ThreadError;
-use crate::identity::{MAIN_IDENT, adopt_ident, current_ident, new_ident};
-use crate::thread::ThreadInfo;
+use crate::identity::{MAIN_IDENT, ThreadInfo, adopt_ident, current_ident, new_ident};
 
 /// A thread this crate started and whose body has not returned yet.
 struct Live {

@@ -1,7 +1,7 @@
-//! What a [`ThreadPool`](crate::ThreadPool) hands back: [`AsyncResult`] (one task) and
-//! [`IMap`] (many, in order or as they finish).
+//! What a [`ThreadPool`](crate::ThreadPool) hands back for one task: [`AsyncResult`] (and the
+//! cells behind it). Many results, in order or as they finish, are [`IMap`](crate::IMap), a
+//! layer above (it uses `as_completed`, which uses this).
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::error::{PoolError, panic_message};
-use crate::futures::{AsCompleted, as_completed};
 
 type Callback<R> = Box<dyn FnOnce(Result<&R, &PoolError>) + Send + 'static>;
 
@@ -524,81 +523,3 @@ impl<R> Drop for GatherPart<R> {
 
 /// One chunk's values, each item's panic caught on its own.
 pub(crate) type Chunk<R> = Vec<Result<R, String>>;
-
-enum Source<R> {
-    Ordered(VecDeque<AsyncResult<Chunk<R>>>),
-    Unordered(AsCompleted<Chunk<R>>),
-}
-
-/// Results of [`ThreadPool::imap`](crate::ThreadPool::imap) (in input order) and
-/// [`imap_unordered`](crate::ThreadPool::imap_unordered) (as they finish). An item whose
-/// call panicked is an `Err` in its place; the others are unaffected.
-pub struct IMap<R> {
-    source: Source<R>,
-    /// Values of the chunk being handed out, with its task number.
-    current: VecDeque<Result<R, String>>,
-    current_task: u64,
-    left: usize,
-}
-
-impl<R> IMap<R> {
-    pub(crate) fn ordered(chunks: VecDeque<AsyncResult<Chunk<R>>>, items: usize) -> Self {
-        IMap {
-            source: Source::Ordered(chunks),
-            current: VecDeque::new(),
-            current_task: 0,
-            left: items,
-        }
-    }
-
-    pub(crate) fn unordered(chunks: Vec<AsyncResult<Chunk<R>>>, items: usize) -> Self {
-        IMap {
-            source: Source::Unordered(as_completed(chunks, None)),
-            current: VecDeque::new(),
-            current_task: 0,
-            left: items,
-        }
-    }
-}
-
-impl<R> Iterator for IMap<R> {
-    type Item = Result<R, PoolError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(value) = self.current.pop_front() {
-                self.left = self.left.saturating_sub(1);
-                return Some(value.map_err(|message| PoolError::TaskPanicked {
-                    task: self.current_task,
-                    message,
-                }));
-            }
-            let chunk = match &mut self.source {
-                Source::Ordered(pending) => pending.pop_front()?,
-                Source::Unordered(done) => match done.next()? {
-                    Ok(chunk) => chunk,
-                    Err(err) => return Some(Err(err)),
-                },
-            };
-            self.current_task = chunk.task;
-            match chunk.get() {
-                Ok(values) => self.current = values.into(),
-                // The chunk as a whole failed (cancelled by `terminate`): one error per
-                // chunk; its size is not known here.
-                Err(err) => return Some(Err(err)),
-            }
-        }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.left))
-    }
-}
-
-impl<R> fmt::Debug for IMap<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IMap")
-            .field("left", &self.left)
-            .finish_non_exhaustive()
-    }
-}

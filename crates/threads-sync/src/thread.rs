@@ -11,6 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::error::{ThreadError, panic_message};
+use crate::identity::ThreadInfo;
 use crate::registry;
 
 /// Something a [`Thread`] can run with an argument tuple: any `FnOnce` of 0 to 6 arguments
@@ -252,34 +253,6 @@ impl<R> fmt::Debug for ThreadHandle<R> {
             .field("daemon", &self.daemon)
             .field("state", &state)
             .finish()
-    }
-}
-
-/// A thread as Python's `threading.current_thread()`, `enumerate()` and `main_thread()`
-/// describe it: name, ident, daemon flag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ThreadInfo {
-    pub(crate) name: Arc<str>,
-    pub(crate) ident: u64,
-    pub(crate) daemon: bool,
-}
-
-impl ThreadInfo {
-    /// The thread's name: the std name (`"main"` for the main thread), the [`Thread`]'s name,
-    /// or `Thread-<ident>` for an unnamed thread.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The thread's ident (see [`get_ident`]).
-    pub fn ident(&self) -> u64 {
-        self.ident
-    }
-
-    /// Whether the thread is a daemon (the main thread and threads not started by this crate
-    /// are not).
-    pub fn is_daemon(&self) -> bool {
-        self.daemon
     }
 }
 

@@ -55,6 +55,7 @@ pub(super) fn start_worker(
         max_tasks: cfg.max_tasks,
     };
     let mut handle = Process::new(worker_main, (config,))
+        .daemon(true)
         .start()
         .map_err(spawn_error)?;
     let pid = handle.pid();

@@ -1,0 +1,221 @@
+//! Python's exit rule for child processes: when the program ends normally, non-daemon children
+//! are joined and daemon children terminated.
+//!
+//! Layer: above `sys`, below `process` (which registers every child it starts here).
+//!
+//! Rust runs nothing after `main` by itself, so the rule applies on request, as for threads in
+//! `threads_sync`: [`join_non_daemon`] at the end of `main`, or [`join_non_daemon_at_exit`]
+//! once, an `atexit(3)` hook that runs when `main` returns or `std::process::exit` is called.
+//! Without either, every child dies with this process (the lifeline), daemon or not. A
+//! *killed* parent (SIGKILL, a crash, an abort) runs no hook: its children still die at once
+//! through the lifeline, daemon or not, which Python does not promise.
+//!
+//! Each child is followed through a pidfd (`pidfd_open(2)`), opened while its handle still
+//! holds it unreaped: waiting on it never reaps the child (its handle, or the reaper thread
+//! of a dropped handle, still does), and a pid reused later cannot be mistaken for it.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::ProcessError;
+
+/// How long the exit hook waits for terminated daemons before it sends SIGKILL.
+const DAEMON_GRACE: Duration = Duration::from_secs(2);
+
+/// A child this process started and may still have to wait for or terminate.
+struct Child {
+    pid: u32,
+    daemon: bool,
+    /// Shared, so a waiter polls it without holding the registry's lock.
+    pidfd: Arc<OwnedFd>,
+}
+
+/// Every started child not yet seen to have exited, in start order.
+static CHILDREN: parking_lot::Mutex<Vec<Child>> = parking_lot::const_mutex(Vec::new());
+
+/// Follows child `pid` (started by `Process::start`, not reaped yet) for the exit rule. Also
+/// forgets the children that have exited since the last call, so the list stays short. A
+/// kernel without `pidfd_open` (before Linux 5.3) leaves the child out, with a warning: it then
+/// dies with this process, as every child did before the rule.
+pub(crate) fn register(pid: u32, daemon: bool) {
+    let pidfd = match pidfd_open(pid) {
+        Ok(fd) => Arc::new(fd),
+        Err(e) => {
+            log::warn!("process-ipc: cannot follow child {pid} for the exit rule: {e}");
+            return;
+        }
+    };
+    let mut children = CHILDREN.lock();
+    children.retain(|c| !has_exited(&c.pidfd, Some(Instant::now())));
+    children.push(Child { pid, daemon, pidfd });
+}
+
+/// Waits for every non-daemon child this process started (with [`Process`](crate::Process),
+/// not a pool's workers, which are daemons) to exit, children started meanwhile included:
+/// what Python does when the main process ends. Daemon children are left running; they die
+/// with this process.
+///
+/// Rust ends the process when `main` returns, and the lifeline then ends every child at once,
+/// so a child's last output can be lost. Call this at the end of `main`, or
+/// [`join_non_daemon_at_exit`] once at its start. Waiting does not reap a child: its handle can
+/// still be joined for the value.
+///
+/// ```
+/// use process_ipc::{Connection, Process, join_non_daemon, pipe};
+///
+/// fn last_words(out: Connection<String>) {
+///     out.send("done".to_string()).unwrap();
+/// }
+///
+/// let (mine, theirs) = pipe().unwrap();
+/// let mut child = Process::new(last_words, (theirs,)).start().unwrap();
+/// join_non_daemon();
+/// assert!(!child.is_alive());
+/// assert_eq!(mine.try_recv().unwrap(), "done");
+/// ```
+pub fn join_non_daemon() {
+    while let Some((_, pidfd)) = next_running(false) {
+        has_exited(&pidfd, None);
+    }
+}
+
+/// Like [`join_non_daemon`], giving up after `timeout` with [`ProcessError::Timeout`] naming a
+/// child still running.
+pub fn join_non_daemon_timeout(timeout: Duration) -> Result<(), ProcessError> {
+    let deadline = Instant::now() + timeout;
+    while let Some((pid, pidfd)) = next_running(false) {
+        if !has_exited(&pidfd, Some(deadline)) {
+            return Err(ProcessError::Timeout {
+                pid,
+                waited: timeout,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Makes the process follow Python's exit rule for its children: when `main` returns or
+/// [`std::process::exit`] is called, daemon children get SIGTERM, then the exit waits in
+/// [`join_non_daemon`] for the others, then gives the daemons up to two seconds before a
+/// SIGKILL. Calling it again does nothing more. A killed parent runs no hook; its children
+/// still die with it (the lifeline).
+///
+/// A non-daemon child that never finishes keeps the process from exiting, as in Python; make
+/// such children daemons ([`Process::daemon`](crate::Process::daemon)). A [`Pool`](crate::Pool)'s
+/// workers are daemons, so a pool left running never holds the exit up.
+///
+/// The error is the `atexit(3)` refusal (a full table of exit handlers).
+pub fn join_non_daemon_at_exit() -> io::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    extern "C" fn at_exit() {
+        // A panic must not unwind into libc's exit.
+        let _ = std::panic::catch_unwind(exit_rule);
+    }
+    if REGISTERED.swap(true, Ordering::AcqRel) {
+        return Ok(());
+    }
+    // SAFETY: `at_exit` is a plain `extern "C" fn()` that lives as long as the program and
+    // does not unwind; atexit(3) only stores it.
+    if unsafe { libc::atexit(at_exit) } != 0 {
+        REGISTERED.store(false, Ordering::Release);
+        return Err(io::Error::other(
+            "atexit(3) refused the exit hook (its table is full)",
+        ));
+    }
+    Ok(())
+}
+
+/// Python's order: terminate the daemons, join the others, then see the daemons gone.
+fn exit_rule() {
+    let daemons: Vec<(u32, Arc<OwnedFd>)> = CHILDREN
+        .lock()
+        .iter()
+        .filter(|c| c.daemon)
+        .map(|c| (c.pid, Arc::clone(&c.pidfd)))
+        .collect();
+    for (_, pidfd) in &daemons {
+        let _ = pidfd_signal(pidfd, libc::SIGTERM);
+    }
+    join_non_daemon();
+    let deadline = Instant::now() + DAEMON_GRACE;
+    for (pid, pidfd) in &daemons {
+        if !has_exited(pidfd, Some(deadline)) {
+            log::warn!("process-ipc: daemon child {pid} outlived SIGTERM; killing it");
+            let _ = pidfd_signal(pidfd, libc::SIGKILL);
+        }
+    }
+}
+
+/// The first child of that kind still running (exited ones are forgotten on the way).
+fn next_running(daemon: bool) -> Option<(u32, Arc<OwnedFd>)> {
+    let mut children = CHILDREN.lock();
+    children.retain(|c| !has_exited(&c.pidfd, Some(Instant::now())));
+    children
+        .iter()
+        .find(|c| c.daemon == daemon)
+        .map(|c| (c.pid, Arc::clone(&c.pidfd)))
+}
+
+/// Whether the process behind `pidfd` has exited by `deadline` (`None`: wait as long as it
+/// takes). A pidfd turns readable when its process exits, reaped or not.
+fn has_exited(pidfd: &OwnedFd, deadline: Option<Instant>) -> bool {
+    loop {
+        let timeout_ms: libc::c_int = match deadline {
+            None => -1,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                // Round up, so a wait never ends just short of its deadline.
+                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        let mut poll = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let n = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
+        if n > 0 {
+            return true;
+        }
+        if n == 0 {
+            return false;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // A pidfd poll does not fail otherwise; treat the child as gone rather than hang.
+            return true;
+        }
+    }
+}
+
+/// `pidfd_open(2)`: a descriptor (close-on-exec) that follows process `pid`.
+fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is fresh and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(2)`: signals the process behind `pidfd` (never a reused pid).
+fn pidfd_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a signal number, no siginfo (null) and no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

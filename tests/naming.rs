@@ -225,29 +225,23 @@ trait HandleRow<R> {
     fn value_timeout(&mut self, timeout: Duration) -> Option<R>;
 }
 
-impl HandleRow<u64> for threads::ThreadHandle<u64> {
-    fn name_(&self) -> String {
-        self.name().to_string()
-    }
-    fn is_alive_(&mut self) -> bool {
-        self.is_alive()
-    }
-    fn value_timeout(&mut self, timeout: Duration) -> Option<u64> {
-        self.join_timeout(timeout).ok()
-    }
+macro_rules! handle_row {
+    ($($ty:ty),*) => {$(
+        impl HandleRow<u64> for $ty {
+            fn name_(&self) -> String {
+                self.name().to_string()
+            }
+            fn is_alive_(&mut self) -> bool {
+                self.is_alive()
+            }
+            fn value_timeout(&mut self, timeout: Duration) -> Option<u64> {
+                self.join_timeout(timeout).ok()
+            }
+        }
+    )*};
 }
 
-impl HandleRow<u64> for process::ProcessHandle<u64> {
-    fn name_(&self) -> String {
-        self.name().to_string()
-    }
-    fn is_alive_(&mut self) -> bool {
-        self.is_alive()
-    }
-    fn value_timeout(&mut self, timeout: Duration) -> Option<u64> {
-        self.join_timeout(timeout).ok()
-    }
-}
+handle_row!(threads::ThreadHandle<u64>, process::ProcessHandle<u64>);
 
 impl HandleRow<u64> for coro::Greenlet<u64> {
     fn name_(&self) -> String {

@@ -44,27 +44,15 @@ pub struct ManagedDict<K, V> {
     pub(super) types: PhantomData<fn() -> (K, V)>,
 }
 
-object_handle!(ManagedDict<K, V>, Kind::Dict);
+object_handle!(ManagedDict<K, V>, Kind::Dict, "dict");
 
 impl<K: Wire, V: Wire> ManagedDict<K, V> {
-    pub(super) fn new(obj: ObjectRef) -> Self {
-        Self {
-            obj,
-            types: PhantomData,
-        }
-    }
-
     fn call(&self, op: Op) -> Result<Answer, ManagerError> {
         self.obj.call(op, Some(REPLY_GRACE))
     }
 
     fn key<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<serde_bytes::ByteBuf, ManagerError> {
         self.obj.encode("key", key)
-    }
-
-    /// The process id of the manager that hosts this dict.
-    pub fn manager_pid(&self) -> u32 {
-        self.obj.pid
     }
 
     /// Python's `d.get(key)`: the value under `key`, if any.

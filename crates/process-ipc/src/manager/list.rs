@@ -37,27 +37,15 @@ pub struct ManagedList<T> {
     pub(super) types: PhantomData<fn() -> T>,
 }
 
-object_handle!(ManagedList<T>, Kind::List);
+object_handle!(ManagedList<T>, Kind::List, "list");
 
 fn wide(index: usize) -> u64 {
     index as u64
 }
 
 impl<T: Wire> ManagedList<T> {
-    pub(super) fn new(obj: ObjectRef) -> Self {
-        Self {
-            obj,
-            types: PhantomData,
-        }
-    }
-
     fn call(&self, op: Op) -> Result<Answer, ManagerError> {
         self.obj.call(op, Some(REPLY_GRACE))
-    }
-
-    /// The process id of the manager that hosts this list.
-    pub fn manager_pid(&self) -> u32 {
-        self.obj.pid
     }
 
     /// Python's `l.append(item)`.

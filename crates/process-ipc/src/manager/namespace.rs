@@ -35,23 +35,11 @@ pub struct ManagedNamespace {
     pub(super) types: PhantomData<()>,
 }
 
-object_handle!(ManagedNamespace, Kind::Namespace);
+object_handle!(ManagedNamespace, Kind::Namespace, "namespace");
 
 impl ManagedNamespace {
-    pub(super) fn new(obj: ObjectRef) -> Self {
-        Self {
-            obj,
-            types: PhantomData,
-        }
-    }
-
     fn call(&self, op: Op) -> Result<Answer, ManagerError> {
         self.obj.call(op, Some(REPLY_GRACE))
-    }
-
-    /// The process id of the manager that hosts this namespace.
-    pub fn manager_pid(&self) -> u32 {
-        self.obj.pid
     }
 
     /// Python's `ns.name = value`: sets `name` (any serde type).
@@ -120,21 +108,9 @@ pub struct ManagedValue<T> {
     pub(super) types: PhantomData<fn() -> T>,
 }
 
-object_handle!(ManagedValue<T>, Kind::Value);
+object_handle!(ManagedValue<T>, Kind::Value, "value");
 
 impl<T: Wire> ManagedValue<T> {
-    pub(super) fn new(obj: ObjectRef) -> Self {
-        Self {
-            obj,
-            types: PhantomData,
-        }
-    }
-
-    /// The process id of the manager that hosts this value.
-    pub fn manager_pid(&self) -> u32 {
-        self.obj.pid
-    }
-
     /// Python's `v.value`.
     ///
     /// # Errors

@@ -393,7 +393,21 @@ impl ObjectRef {
 /// Implements `Debug`, `Clone`, `Serialize` and `Deserialize` for a handle type whose only
 /// data is `obj: ObjectRef` (plus `PhantomData`), of object kind `$kind`.
 macro_rules! object_handle {
-    ($name:ident $(<$($p:ident),+>)?, $kind:expr) => {
+    ($name:ident $(<$($p:ident),+>)?, $kind:expr, $what:literal) => {
+        impl$(<$($p),+>)? $name$(<$($p),+>)? {
+            pub(super) fn new(obj: $crate::manager::object_client::ObjectRef) -> Self {
+                Self {
+                    obj,
+                    types: ::std::marker::PhantomData,
+                }
+            }
+
+            #[doc = concat!("The process id of the manager that hosts this ", $what, ".")]
+            pub fn manager_pid(&self) -> u32 {
+                self.obj.pid
+            }
+        }
+
         impl$(<$($p),+>)? ::std::fmt::Debug for $name$(<$($p),+>)? {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 ::std::fmt::Debug::fmt(&self.obj, f)

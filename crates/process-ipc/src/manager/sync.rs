@@ -55,7 +55,7 @@ pub struct ManagedLock {
     pub(super) types: PhantomData<()>,
 }
 
-object_handle!(ManagedLock, Kind::Lock);
+object_handle!(ManagedLock, Kind::Lock, "lock");
 
 /// Holds a [`ManagedLock`]; dropping it releases the lock (see
 /// [`release`](ManagedLockGuard::release) to see a failure).
@@ -109,18 +109,6 @@ impl Drop for ManagedLockGuard<'_> {
 }
 
 impl ManagedLock {
-    pub(super) fn new(obj: ObjectRef) -> Self {
-        Self {
-            obj,
-            types: PhantomData,
-        }
-    }
-
-    /// The process id of the manager that hosts this lock.
-    pub fn manager_pid(&self) -> u32 {
-        self.obj.pid
-    }
-
     /// Python's `lock.acquire()`: waits as long as it takes.
     ///
     /// # Errors
@@ -215,23 +203,11 @@ pub struct ManagedEvent {
     pub(super) types: PhantomData<()>,
 }
 
-object_handle!(ManagedEvent, Kind::Event);
+object_handle!(ManagedEvent, Kind::Event, "event");
 
 impl ManagedEvent {
-    pub(super) fn new(obj: ObjectRef) -> Self {
-        Self {
-            obj,
-            types: PhantomData,
-        }
-    }
-
     fn call(&self, op: Op) -> Result<Answer, ManagerError> {
         self.obj.call(op, Some(REPLY_GRACE))
-    }
-
-    /// The process id of the manager that hosts this event.
-    pub fn manager_pid(&self) -> u32 {
-        self.obj.pid
     }
 
     /// Python's `event.set()`: sets the flag and wakes every waiter, in every process.

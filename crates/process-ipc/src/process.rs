@@ -36,6 +36,20 @@ pub fn parent_pid() -> u32 {
 /// function is found again there; anything captured would not be, and a capturing closure is
 /// rejected at compile time (the "zero-sized" assertion). Pass the function item itself
 /// (`square`), not a `fn` pointer variable.
+///
+/// A mismatch is reported at your call: arguments that do not match the function's
+/// parameters, or a closure that captures a value that is not `Copy`/`Send`, fail with the
+/// message below. A closure that captures only `Copy` values (or a `fn` pointer) passes the
+/// trait but not the zero-size check, which Rust can only report where the check is
+/// evaluated: inside this crate, with a note naming your closure's file and line.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a process target with the arguments `{Args}`",
+    label = "not a process target for these arguments",
+    note = "a process target is a named `fn` item (or a closure that captures nothing) whose \
+            parameters match the argument tuple, e.g. `Process::new(square, (7,))` for \
+            `fn square(x: u64) -> u64`; the child runs the same binary, so captured values \
+            would not come along"
+)]
 pub trait Target<Args>: Copy + Send + Sync + 'static {
     /// What the function returns.
     type Output;
@@ -70,7 +84,9 @@ pub(crate) fn conjure<F: Copy + 'static>() -> F {
     const {
         assert!(
             std::mem::size_of::<F>() == 0,
-            "a process target must be a plain fn item or a non-capturing closure"
+            "a process target must be a named fn item or a closure that captures nothing (this \
+             one captures something, or is a fn pointer): the child process runs the same \
+             code, but nothing captured comes along"
         )
     };
     // SAFETY: F is zero-sized and Copy: a fn item or a closure capturing nothing with a size

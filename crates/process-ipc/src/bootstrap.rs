@@ -163,6 +163,16 @@ impl ParentLink {
         })
     }
 
+    /// The child's end, before it is sent or inherited (the fork server receives it).
+    pub(crate) fn theirs_fd(&self) -> RawFd {
+        self.theirs.as_ref().expect("before send_setup").as_raw_fd()
+    }
+
+    /// Our end, kept after the handshake as a control socket (the fork server's).
+    pub(crate) fn into_control(self) -> OwnedFd {
+        self.mine
+    }
+
     /// The nonce the child will expect with its arguments.
     pub(crate) fn nonce(&self) -> [u8; 16] {
         self.nonce
@@ -283,6 +293,9 @@ impl Setup {
 pub(crate) struct ChildLink {
     fd: Option<OwnedFd>,
     nonce: [u8; 16],
+    /// The read end of the parent's lifeline pipe (watched by a thread, or by the fork server's
+    /// own loop).
+    pub(crate) lifeline: RawFd,
 }
 
 /// Test support: the socket path of a `Listening` message read from the parent's end `fd`.
@@ -306,6 +319,7 @@ impl ChildLink {
         ChildLink {
             fd: Some(fd),
             nonce: [1; 16],
+            lifeline: -1,
         }
     }
 
@@ -338,6 +352,15 @@ impl ChildLink {
         let sent = self.send(&[READY]);
         self.fd = None;
         sent
+    }
+
+    /// Tells the parent this child is ready, and keeps the handshake as a control socket (the
+    /// fork server's: it serves requests from the verified parent on it).
+    pub(crate) fn into_control(mut self) -> Result<OwnedFd, String> {
+        self.send(&[READY])?;
+        self.fd
+            .take()
+            .ok_or_else(|| "the handshake is closed".into())
     }
 
     /// Reports a bootstrap failure to the parent (and on stderr); returns the exit code 3.
@@ -417,18 +440,43 @@ fn child_bootstrap() {
 
 /// Parses the token, authenticates the parent, takes the setup, and runs the entry.
 fn run_child(token: &str, name: Option<String>) -> i32 {
-    let refuse = |reason: String| {
-        eprintln!("process-ipc child {}: {reason}", std::process::id());
-        3
-    };
     let fields: Vec<&str> = token.split(':').collect();
     let (parent, fd) = match fields[..] {
         [TOKEN_VERSION, parent, fd] => match (parent.parse::<i32>(), fd.parse::<RawFd>()) {
             (Ok(parent), Ok(fd)) if fd > 2 => (parent, fd),
-            _ => return refuse(format!("malformed bootstrap token {token:?}")),
+            _ => return refuse(&format!("malformed bootstrap token {token:?}")),
         },
-        _ => return refuse(format!("malformed bootstrap token {token:?}")),
+        _ => return refuse(&format!("malformed bootstrap token {token:?}")),
     };
+    #[cfg(feature = "test-fault")]
+    let fault = std::env::var(FAULT_VAR).ok().inspect(|_| {
+        // SAFETY: before main, single-threaded.
+        unsafe { std::env::remove_var(FAULT_VAR) };
+    });
+    #[cfg(not(feature = "test-fault"))]
+    let fault = None;
+    run_authenticated(parent, fd, name, fault)
+}
+
+fn refuse(reason: &str) -> i32 {
+    eprintln!("process-ipc child {}: {reason}", std::process::id());
+    3
+}
+
+/// A child the fork server cloned: `fd` is its end of the handshake the parent made, received
+/// by the server over its verified control socket. From here on it is a child like any other:
+/// it checks the descriptor's maker against its parent (the server's parent: the clone has
+/// `CLONE_PARENT`), takes the setup, and runs the entry.
+pub(crate) fn run_forked_child(fd: OwnedFd, name: Option<String>, fault: Option<String>) -> i32 {
+    use std::os::fd::IntoRawFd;
+    let code = run_authenticated(sys::ppid(), fd.into_raw_fd(), name, fault);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    code
+}
+
+/// The common tail: `fd` (owned by nobody yet) must be a socket pair end made by `parent`.
+fn run_authenticated(parent: i32, fd: RawFd, name: Option<String>, fault: Option<String>) -> i32 {
     // The parent may have died between spawn and now: then our parent is init or a subreaper.
     if sys::ppid() != parent {
         return 4;
@@ -436,17 +484,17 @@ fn run_child(token: &str, name: Option<String>) -> i32 {
     match sys::peer_creds(fd) {
         Ok(c) if c.pid == parent && c.uid == sys::euid() => {}
         Ok(c) => {
-            return refuse(format!(
+            return refuse(&format!(
                 "descriptor {fd} was made by pid {} uid {}, not by the parent {parent} of uid {}",
                 c.pid,
                 c.uid,
                 sys::euid()
             ));
         }
-        Err(e) => return refuse(format!("descriptor {fd} is not a handshake socket: {e}")),
+        Err(e) => return refuse(&format!("descriptor {fd} is not a handshake socket: {e}")),
     }
     // SAFETY: `fd` is open (getsockopt just succeeded on it) and, before main, nothing else in
-    // this process owns it: it was inherited for this purpose alone.
+    // this process owns it: it was inherited (or received) for this purpose alone.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // Our own children get their own handshake, not this one.
     let _ = sys::set_cloexec(fd.as_raw_fd(), true);
@@ -454,9 +502,11 @@ fn run_child(token: &str, name: Option<String>) -> i32 {
     // closed socket then becomes an error value instead of killing the child.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     #[cfg(feature = "test-fault")]
-    if let Some(code) = fault::before_setup(fd.as_raw_fd()) {
+    if let Some(code) = fault::before_setup(fd.as_raw_fd(), fault.as_deref()) {
         return code;
     }
+    #[cfg(not(feature = "test-fault"))]
+    let _ = fault;
     let setup = match sys::recv(fd.as_raw_fd(), MAX_MSG, Instant::now() + SETUP_DEADLINE) {
         Ok(Received::Message(bytes, _)) => Setup::decode(&bytes),
         _ => None,
@@ -464,11 +514,18 @@ fn run_child(token: &str, name: Option<String>) -> i32 {
     let link = ChildLink {
         fd: Some(fd),
         nonce: setup.as_ref().map_or([0; 16], |s| s.nonce),
+        lifeline: setup.as_ref().map_or(-1, |s| s.lifeline),
     };
     let Some(setup) = setup else {
         return link.fail("no valid setup from the parent");
     };
-    start_lifeline_watch(setup.lifeline);
+    let server = setup.offset as isize == entry_offset(crate::zygote::server_entry);
+    if server {
+        // The fork server stays single-threaded: its own loop watches the lifeline.
+        let _ = sys::set_cloexec(setup.lifeline, true);
+    } else {
+        start_lifeline_watch(setup.lifeline);
+    }
     match name {
         Some(name) => set_process_name(&name),
         None => name_after_parent(parent),
@@ -483,7 +540,9 @@ fn run_child(token: &str, name: Option<String>) -> i32 {
         }
         Err(e) => return link.fail(&format!("cannot stat /proc/self/exe: {e}")),
     }
-    install_panic_recorder();
+    if !server {
+        install_panic_recorder();
+    }
     let address = address_at(setup.offset as isize);
     // SAFETY: the offset came from the parent over the socket pair it made (its pid and our
     // uid checked with SO_PEERCRED), and the executable's identity matches the parent's, so
@@ -495,14 +554,11 @@ fn run_child(token: &str, name: Option<String>) -> i32 {
 /// Test-only faults of the child's bootstrap (feature `test-fault`).
 #[cfg(feature = "test-fault")]
 mod fault {
-    use super::{FAULT_VAR, LISTENING, sys};
+    use super::{LISTENING, sys};
 
     /// Acts out the fault named in the environment, if any; `Some(code)` to exit with.
-    pub(super) fn before_setup(fd: std::os::fd::RawFd) -> Option<i32> {
-        let fault = std::env::var(FAULT_VAR).ok()?;
-        // SAFETY: before main, single-threaded.
-        unsafe { std::env::remove_var(FAULT_VAR) };
-        match fault.as_str() {
+    pub(super) fn before_setup(fd: std::os::fd::RawFd, fault: Option<&str>) -> Option<i32> {
+        match fault? {
             "exit-before-connect" => Some(7),
             // Keeps the handshake open and says nothing until it is killed.
             "silent" => loop {

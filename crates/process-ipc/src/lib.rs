@@ -142,6 +142,7 @@ pub mod queue;
 mod shared;
 mod sys;
 mod wire;
+mod zygote;
 
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
 pub use pipe::{Connection, pipe};
@@ -158,6 +159,7 @@ pub use shared::{
     ValueLock,
 };
 pub use wire::Wire;
+pub use zygote::{__fork_server_pid, START_METHOD_VAR, StartMethod, get_start_method};
 
 pub mod manager;
 pub use manager::{ManagedQueue, Manager, ManagerError};

@@ -17,6 +17,7 @@ use crate::bootstrap::{self, ChildLink, ParentLink};
 use crate::error::ProcessError;
 use crate::sys::Child;
 use crate::wire::{self, ChildMsg, ParentMsg, ParentMsgOut};
+use crate::zygote::{self, StartMethod};
 
 /// `os.getpid()`: the pid of the calling process.
 pub fn current_pid() -> u32 {
@@ -157,6 +158,7 @@ pub struct Process<F, Args> {
     #[cfg(feature = "test-fault")]
     fault: Option<&'static str>,
     name: Option<String>,
+    method: Option<StartMethod>,
 }
 
 impl<F, Args> std::fmt::Debug for Process<F, Args> {
@@ -182,6 +184,7 @@ where
             #[cfg(feature = "test-fault")]
             fault: None,
             name: None,
+            method: None,
         }
     }
 
@@ -189,6 +192,13 @@ where
     /// name the handle reports Python's default `Process-N` and the child keeps the parent's.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// `Process` under a context's start method (`multiprocessing.get_context(m).Process`):
+    /// how this child starts; without it, [`get_start_method`](crate::get_start_method).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
         self
     }
 
@@ -208,7 +218,8 @@ where
         self
     }
 
-    /// Starts the child (the same executable, re-run) and hands it the arguments.
+    /// Starts the child (the same executable: re-run, or forked from the fork server, see
+    /// [`StartMethod`]) and hands it the arguments.
     ///
     /// Returns once the child has confirmed it has its arguments, or with
     /// [`ProcessError::Bootstrap`] if it dies, refuses, or stays silent for
@@ -229,16 +240,34 @@ where
             pid: 0,
             message: e.to_string(),
         };
+        let method = match self.method {
+            Some(m) => m,
+            None => zygote::get_start_method().map_err(|e| {
+                ProcessError::Spawn(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+            })?,
+        };
         let mut link = ParentLink::new().map_err(ipc_err)?;
-        let mut env = Vec::new();
-        if let Some(name) = &self.name {
-            env.push((bootstrap::NAME_VAR, name.as_str()));
-        }
         #[cfg(feature = "test-fault")]
-        if let Some(fault) = self.fault {
-            env.push((bootstrap::FAULT_VAR, fault));
+        let fault = self.fault;
+        #[cfg(not(feature = "test-fault"))]
+        let fault: Option<&str> = None;
+        let mut child = match method {
+            StartMethod::Spawn => {
+                let mut env = Vec::new();
+                if let Some(name) = &self.name {
+                    env.push((bootstrap::NAME_VAR, name.as_str()));
+                }
+                #[cfg(feature = "test-fault")]
+                if let Some(fault) = fault {
+                    env.push((bootstrap::FAULT_VAR, fault));
+                }
+                link.spawn(&env)
+            }
+            StartMethod::ForkServer => {
+                zygote::fork_child(&link, self.name.as_deref(), fault, deadline)
+            }
         }
-        let mut child = link.spawn(&env).map_err(ProcessError::Spawn)?;
+        .map_err(ProcessError::Spawn)?;
         let pid = child.id();
         let failure = |child: &mut Child, reason: String| {
             // A child that closed the handshake is usually exiting: give it a moment to say how.

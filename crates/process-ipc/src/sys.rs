@@ -474,3 +474,220 @@ pub(crate) fn spawn_self(env: &[(&str, &str)], keep: &[RawFd]) -> io::Result<Chi
     })?;
     Ok(Child { pid, status: None })
 }
+
+impl Child {
+    /// Takes charge of `pid`, a child of this process started by other means than
+    /// [`spawn_self`] (the fork server clones with `CLONE_PARENT`, so its children are ours).
+    pub(crate) fn adopt(pid: u32) -> Child {
+        Child {
+            pid: pid as libc::pid_t,
+            status: None,
+        }
+    }
+}
+
+/// Sends one message with `fd` attached (`SCM_RIGHTS`); never raises SIGPIPE.
+pub(crate) fn send_with_fd(sock: RawFd, bytes: &[u8], fd: RawFd) -> io::Result<()> {
+    let mut control = [0u64; 4];
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    debug_assert!(space <= std::mem::size_of_val(&control));
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: msghdr is plain data; the fields that matter are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: the control buffer is large enough for one header carrying one descriptor, and
+    // aligned for cmsghdr; the CMSG helpers only point inside it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+    }
+    loop {
+        // SAFETY: msg points at live buffers of the lengths it states.
+        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// One message received by [`recv_with_fd`].
+#[derive(Debug)]
+pub(crate) enum ReceivedFd {
+    /// The bytes, the sender's credentials (with [`pass_creds`] on), and the descriptor sent
+    /// with it, if any (close-on-exec, owned by the receiver).
+    Message(Vec<u8>, Option<Creds>, Option<OwnedFd>),
+    /// The peer closed its end.
+    Closed,
+}
+
+/// Receives one message of at most `max` bytes (waiting as long as it takes: poll first when a
+/// deadline matters), with its credentials and at most one descriptor.
+pub(crate) fn recv_with_fd(sock: RawFd, max: usize) -> io::Result<ReceivedFd> {
+    let mut buf = vec![0u8; max];
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; the fields that matter are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let n = loop {
+        // SAFETY: msg points at live buffers of the lengths it states.
+        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::ConnectionReset => return Ok(ReceivedFd::Closed),
+            _ => return Err(e),
+        }
+    };
+    let mut creds = None;
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    // SAFETY: walking the control buffer recvmsg filled with the libc CMSG helpers; descriptors
+    // are read only from SCM_RIGHTS headers, and each is new in this process and ours alone.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let (level, kind) = ((*cmsg).cmsg_level, (*cmsg).cmsg_type);
+            if level == libc::SOL_SOCKET && kind == libc::SCM_CREDENTIALS {
+                let cred = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::ucred>());
+                creds = Some(Creds {
+                    pid: cred.pid,
+                    uid: cred.uid,
+                });
+            } else if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let bytes = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+                for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if n == 0 && fds.is_empty() {
+        return Ok(ReceivedFd::Closed);
+    }
+    buf.truncate(n);
+    // More than one descriptor is not our protocol: the extras close here.
+    let fd = if fds.len() == 1 { fds.pop() } else { None };
+    Ok(ReceivedFd::Message(buf, creds, fd))
+}
+
+/// What the main thread of this process needs a forked copy of itself to re-register with the
+/// kernel, as libc's `fork` does: the address of its thread id word and its robust-futex list.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ThreadRegs {
+    tid_address: usize,
+    robust_head: usize,
+    robust_len: usize,
+}
+
+/// Reads [`ThreadRegs`] of the calling thread. `tid_address` is 0 where the kernel does not
+/// tell it (`PR_GET_TID_ADDRESS` needs checkpoint/restore support).
+pub(crate) fn thread_regs() -> ThreadRegs {
+    let mut tid_address: usize = 0;
+    // SAFETY: PR_GET_TID_ADDRESS writes one pointer-sized value to a valid address.
+    let rc = unsafe { libc::prctl(libc::PR_GET_TID_ADDRESS, &mut tid_address as *mut usize) };
+    if rc != 0 {
+        tid_address = 0;
+    }
+    let mut robust_head: usize = 0;
+    let mut robust_len: libc::size_t = 0;
+    // SAFETY: get_robust_list of the calling thread (pid 0) writes a pointer and a length.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0,
+            &mut robust_head as *mut usize,
+            &mut robust_len as *mut libc::size_t,
+        )
+    };
+    if rc != 0 {
+        robust_head = 0;
+    }
+    ThreadRegs {
+        tid_address,
+        robust_head,
+        robust_len,
+    }
+}
+
+/// `clone(CLONE_PARENT)`: a copy of this (single-threaded) process whose parent is this
+/// process's parent, so that process can wait for it, reap it and read its exit status as for
+/// any child of its own. Returns the new pid here and 0 in the copy, like `fork`.
+///
+/// Unlike libc's `fork` it runs no `pthread_atfork` handlers; the caller must be
+/// single-threaded and hold no lock. The copy re-registers the thread id word and the robust
+/// futex list with the kernel as libc's `fork` does, from `regs` read in this process.
+pub(crate) fn clone_parent(regs: &ThreadRegs) -> io::Result<u32> {
+    /// The kernel's `struct clone_args`, first version (64 bytes, Linux 5.3).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+    }
+    let mut flags = libc::CLONE_PARENT as u64;
+    if regs.tid_address != 0 {
+        // The kernel writes the copy's thread id where libc keeps it, so libc's idea of "this
+        // thread" is right in the copy.
+        flags |= (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as u64;
+    }
+    let args = CloneArgs {
+        flags,
+        pidfd: 0,
+        child_tid: regs.tid_address as u64,
+        parent_tid: 0,
+        // With CLONE_PARENT the kernel takes this process's own exit signal (SIGCHLD, as it was
+        // spawned) and refuses any other value than 0 here.
+        exit_signal: 0,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+    };
+    // SAFETY: a fork-like clone3 (no CLONE_VM, no new stack): the copy runs on its own copy of
+    // this stack and address space; `args` is a valid clone_args of the stated size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if rc == 0 && regs.robust_head != 0 {
+        // SAFETY: the list head is libc's for this thread, copied with the address space.
+        unsafe { libc::syscall(libc::SYS_set_robust_list, regs.robust_head, regs.robust_len) };
+    }
+    Ok(rc as u32)
+}

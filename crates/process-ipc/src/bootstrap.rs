@@ -136,6 +136,33 @@ pub(crate) fn run_before_report() {
     }
 }
 
+/// Where the child's one-shot socket directory goes when `TMPDIR` does not say: `/dev/shm`,
+/// a memory file system, when this uid may write there. ipc-channel makes the directory in the
+/// temporary directory; on a disk mounted with `discard` (as `/tmp` on this machine kind),
+/// removing it waits for the device, about a millisecond per child.
+const MEMORY_TMPDIR: &str = "/dev/shm";
+
+/// Runs `f` (which makes a temporary directory) with `TMPDIR` pointing at [`MEMORY_TMPDIR`],
+/// unless the user set `TMPDIR` or that directory is not writable. Only for a child's bootstrap,
+/// before `main`: nothing else reads the environment then.
+fn with_memory_tmpdir<T>(f: impl FnOnce() -> T) -> T {
+    let usable = std::env::var_os("TMPDIR").is_none() && {
+        let dir = CString::new(MEMORY_TMPDIR).expect("no interior NUL");
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::access(dir.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+    };
+    if !usable {
+        return f();
+    }
+    // SAFETY: before main; the only other thread (the lifeline watcher) never reads the
+    // environment.
+    unsafe { std::env::set_var("TMPDIR", MEMORY_TMPDIR) };
+    let out = f();
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("TMPDIR") };
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // The parent's side of the handshake.
 
@@ -328,9 +355,11 @@ impl ChildLink {
     where
         T: Serialize + DeserializeOwned,
     {
-        // Before main (single-threaded): the umask change cannot race another thread's files.
-        let (server, name) = sys::with_umask(0o077, IpcOneShotServer::<T>::new)
-            .map_err(|e| format!("cannot open the child's socket: {e}"))?;
+        // Before main (single-threaded but for the lifeline watcher, which touches neither
+        // files nor the environment): the umask change cannot race another thread's files.
+        let (server, name) =
+            sys::with_umask(0o077, || with_memory_tmpdir(IpcOneShotServer::<T>::new))
+                .map_err(|e| format!("cannot open the child's socket: {e}"))?;
         let mut msg = vec![LISTENING];
         msg.extend_from_slice(name.as_bytes());
         self.send(&msg)?;

@@ -171,6 +171,11 @@ const LISTENING: u8 = b'L';
 const FAILED: u8 = b'F';
 const READY: u8 = b'R';
 
+/// True if the two nonces are equal (constant time is moot here, one try per child, but cheap).
+pub(crate) fn nonce_matches(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// The parent's end of the handshake with one child.
 pub(crate) struct ParentLink {
     mine: OwnedFd,
@@ -188,16 +193,6 @@ impl ParentLink {
             theirs: Some(theirs),
             nonce: sys::nonce()?,
         })
-    }
-
-    /// The child's end, before it is sent or inherited (the fork server receives it).
-    pub(crate) fn theirs_fd(&self) -> RawFd {
-        self.theirs.as_ref().expect("before send_setup").as_raw_fd()
-    }
-
-    /// Our end, kept after the handshake as a control socket (the fork server's).
-    pub(crate) fn into_control(self) -> OwnedFd {
-        self.mine
     }
 
     /// The nonce the child will expect with its arguments.
@@ -320,9 +315,6 @@ impl Setup {
 pub(crate) struct ChildLink {
     fd: Option<OwnedFd>,
     nonce: [u8; 16],
-    /// The read end of the parent's lifeline pipe (watched by a thread, or by the fork server's
-    /// own loop).
-    pub(crate) lifeline: RawFd,
 }
 
 /// Test support: the socket path of a `Listening` message read from the parent's end `fd`.
@@ -346,7 +338,6 @@ impl ChildLink {
         ChildLink {
             fd: Some(fd),
             nonce: [1; 16],
-            lifeline: -1,
         }
     }
 
@@ -368,12 +359,7 @@ impl ChildLink {
 
     /// True if `nonce` is the one the verified parent sent in the setup.
     pub(crate) fn is_parents(&self, nonce: &[u8; 16]) -> bool {
-        // Constant time is moot here (one try per child), but cheap.
-        nonce
-            .iter()
-            .zip(&self.nonce)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        nonce_matches(nonce, &self.nonce)
     }
 
     /// Tells the parent the arguments arrived, and closes the handshake.
@@ -381,15 +367,6 @@ impl ChildLink {
         let sent = self.send(&[READY]);
         self.fd = None;
         sent
-    }
-
-    /// Tells the parent this child is ready, and keeps the handshake as a control socket (the
-    /// fork server's: it serves requests from the verified parent on it).
-    pub(crate) fn into_control(mut self) -> Result<OwnedFd, String> {
-        self.send(&[READY])?;
-        self.fd
-            .take()
-            .ok_or_else(|| "the handshake is closed".into())
     }
 
     /// Reports a bootstrap failure to the parent (and on stderr); returns the exit code 3.
@@ -492,18 +469,6 @@ fn refuse(reason: &str) -> i32 {
     3
 }
 
-/// A child the fork server cloned: `fd` is its end of the handshake the parent made, received
-/// by the server over its verified control socket. From here on it is a child like any other:
-/// it checks the descriptor's maker against its parent (the server's parent: the clone has
-/// `CLONE_PARENT`), takes the setup, and runs the entry.
-pub(crate) fn run_forked_child(fd: OwnedFd, name: Option<String>, fault: Option<String>) -> i32 {
-    use std::os::fd::IntoRawFd;
-    let code = run_authenticated(sys::ppid(), fd.into_raw_fd(), name, fault);
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    code
-}
-
 /// The common tail: `fd` (owned by nobody yet) must be a socket pair end made by `parent`.
 fn run_authenticated(parent: i32, fd: RawFd, name: Option<String>, fault: Option<String>) -> i32 {
     // The parent may have died between spawn and now: then our parent is init or a subreaper.
@@ -543,15 +508,15 @@ fn run_authenticated(parent: i32, fd: RawFd, name: Option<String>, fault: Option
     let link = ChildLink {
         fd: Some(fd),
         nonce: setup.as_ref().map_or([0; 16], |s| s.nonce),
-        lifeline: setup.as_ref().map_or(-1, |s| s.lifeline),
     };
     let Some(setup) = setup else {
         return link.fail("no valid setup from the parent");
     };
-    let server = setup.offset as isize == entry_offset(crate::zygote::server_entry);
-    if server {
-        // The fork server stays single-threaded: its own loop watches the lifeline.
+    if setup.offset as isize == crate::process::fork_server_entry_offset() {
+        // The fork server stays single-threaded (the parent's death closes its request
+        // channel); the children it forks watch the lifeline it keeps for them.
         let _ = sys::set_cloexec(setup.lifeline, true);
+        let _ = SERVER_LIFELINE.set(setup.lifeline);
     } else {
         start_lifeline_watch(setup.lifeline);
     }
@@ -569,9 +534,7 @@ fn run_authenticated(parent: i32, fd: RawFd, name: Option<String>, fault: Option
         }
         Err(e) => return link.fail(&format!("cannot stat /proc/self/exe: {e}")),
     }
-    if !server {
-        install_panic_recorder();
-    }
+    install_panic_recorder();
     let address = address_at(setup.offset as isize);
     // SAFETY: the offset came from the parent over the socket pair it made (its pid and our
     // uid checked with SO_PEERCRED), and the executable's identity matches the parent's, so
@@ -624,16 +587,24 @@ mod fault {
     }
 }
 
+/// In the fork server: the parent's lifeline, for the children it forks.
+static SERVER_LIFELINE: OnceLock<RawFd> = OnceLock::new();
+
+/// The lifeline descriptor the fork server keeps for its children (-1 outside a server).
+pub(crate) fn server_lifeline() -> RawFd {
+    SERVER_LIFELINE.get().copied().unwrap_or(-1)
+}
+
 /// Re-executing `/proc/self/exe` names the process `exe` in `ps` and `top`; take the parent's
 /// name instead, as a forked Python child keeps its parent's.
-fn name_after_parent(parent: i32) {
+pub(crate) fn name_after_parent(parent: i32) {
     if let Ok(name) = std::fs::read_to_string(format!("/proc/{parent}/comm")) {
         set_process_name(name.trim_end());
     }
 }
 
 /// Sets this thread's (here: the main thread's, so the process's) name, cut to 15 bytes.
-fn set_process_name(name: &str) {
+pub(crate) fn set_process_name(name: &str) {
     let mut bytes: Vec<u8> = name
         .trim_end()
         .bytes()
@@ -646,7 +617,7 @@ fn set_process_name(name: &str) {
 }
 
 /// A thread that exits the child as soon as the parent's lifeline pipe reaches end-of-file.
-fn start_lifeline_watch(fd: RawFd) {
+pub(crate) fn start_lifeline_watch(fd: RawFd) {
     // Our own children get their own lifeline, not this one.
     let _ = sys::set_cloexec(fd, true);
     let spawned = std::thread::Builder::new()

@@ -1,7 +1,8 @@
 //! The start methods, Python's names: [`StartMethod::Spawn`] re-executes this binary for every
 //! child; [`StartMethod::ForkServer`] asks a small helper of ours to fork one.
 //!
-//! Layer: above `sys` and `bootstrap`, below `process`.
+//! Layer: above `sys`, `bootstrap` and `process` (the server is a `Process` itself); `process`
+//! calls back into it to fork.
 //!
 //! ## The fork server
 //!
@@ -10,14 +11,18 @@
 //! single-threaded, before `main` (nothing of the program has run in it): a child forked from it
 //! inherits that clean state, never the parent's threads, locks or heap.
 //!
-//! For each child the parent makes the handshake socket pair as for Spawn and sends the child's
-//! end to the server (`SCM_RIGHTS`, on the control socket that is the server's own handshake:
-//! nameless, made by the parent, and each request must carry the parent's `SCM_CREDENTIALS`).
-//! The server clones with `CLONE_PARENT`: the child is the parent's own child, so the parent
-//! waits for it, reaps it and reads its exit code or signal exactly as for a spawned child (the
-//! Pool's watcher waits on its pid). The server replies with the pid; from there the handshake
-//! is Spawn's, step for step: the child checks that its descriptor was made by its parent,
-//! takes the setup, and the parent accepts its messages only with the credentials of that pid.
+//! For each child the parent sends the server a request on a channel of its own making (its
+//! other end went to the server in the server's authenticated start, so only the server can
+//! read it): the entry to run, a nonce, and the receiving end of a fresh argument channel, on
+//! which the parent sends the arguments at once, without waiting. The server clones with
+//! `CLONE_PARENT`: the child is the parent's own child, so the parent waits for it, reaps it
+//! and reads its exit code or signal exactly as for a spawned child (the Pool's watcher waits
+//! on its pid). The server replies with the pid on a second channel only it holds. The child
+//! closes its copies of the server's channels, starts its lifeline watcher, reads the
+//! arguments (refusing them without the nonce) and confirms on its result channel; `start`
+//! returns then, or with an error if the child dies or stays silent until the deadline. No
+//! socket file, no name, nothing another process could reach: every channel is a nameless
+//! socket pair passed only to the processes that need it.
 //!
 //! If the server is gone (killed, or it exited), the next start finds its control socket
 //! closed, starts a fresh one and retries once; a second failure is an `Err`, never a hang (the
@@ -26,12 +31,17 @@
 //! A forked child inherits the server's environment, working directory and standard streams,
 //! which are the parent's at the time the server started (as with Python's forkserver).
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use crate::bootstrap::{self, ChildLink, ParentLink};
-use crate::sys::{self, Child, ReceivedFd};
+use ipc_channel::TryRecvError;
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
+use serde::{Deserialize, Serialize};
+
+use crate::bootstrap;
+use crate::process::{Process, ProcessHandle};
+use crate::sys::{self, Child};
 
 /// How a [`Process`](crate::Process) starts its child (`multiprocessing.set_start_method`).
 ///
@@ -106,216 +116,172 @@ pub fn get_start_method() -> Result<StartMethod, String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The protocol on the control socket.
+// The protocol: two ipc-channel channels made by the parent, whose other ends only the server
+// holds (they went to it in its own, authenticated, Spawn start).
 
-/// Parent to server: fork a child (the handshake end rides along as `SCM_RIGHTS`).
-const FORK: u8 = b'F';
-/// Server to parent: the child's pid (4 bytes, little-endian).
-const FORKED: u8 = b'P';
-/// Server to parent: the fork failed with this errno (4 bytes, little-endian).
-const REFUSED: u8 = b'E';
-/// The largest request: a name and a test fault.
-const MAX_REQUEST: usize = 4096;
-
-/// Encodes a fork request: the tag, the name's length (u16) and bytes, then the fault's bytes.
-fn encode_request(name: Option<&str>, fault: Option<&str>) -> Vec<u8> {
-    let name = name.unwrap_or("").as_bytes();
-    let name = &name[..name.len().min(1024)];
-    let mut out = vec![FORK];
-    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    out.extend_from_slice(name);
-    out.extend_from_slice(fault.unwrap_or("").as_bytes());
-    out
+/// Parent to server: fork a child that runs the entry at `offset` on the arguments it will read
+/// from `args` (the parent sends them at once, without waiting for the fork).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ForkRequest {
+    /// The forked entry's offset from the anchor (see `bootstrap::address_at`).
+    pub(crate) offset: i64,
+    /// The nonce the arguments must carry.
+    pub(crate) nonce: [u8; 16],
+    /// The child's name, from `Process::named`.
+    pub(crate) name: Option<String>,
+    /// Test-only bootstrap fault (feature `test-fault`); always `None` otherwise.
+    pub(crate) fault: Option<String>,
+    /// The receiving end of the child's argument channel (typed by the child's entry).
+    pub(crate) args: IpcReceiver<()>,
 }
 
-/// Decodes a fork request into (name, fault); `None` if malformed.
-fn decode_request(bytes: &[u8]) -> Option<(Option<String>, Option<String>)> {
-    let (&tag, rest) = bytes.split_first()?;
-    if tag != FORK || rest.len() < 2 {
-        return None;
-    }
-    let len = u16::from_le_bytes([rest[0], rest[1]]) as usize;
-    let name = rest.get(2..2 + len)?;
-    let fault = &rest[2 + len..];
-    let text = |b: &[u8]| (!b.is_empty()).then(|| String::from_utf8_lossy(b).into_owned());
-    Some((text(name), text(fault)))
+/// Server to parent: the child's pid, or the errno of a failed clone.
+pub(crate) type ForkReply = Result<u32, i32>;
+
+/// An entry of a forked child: its request (minus what the server keeps), returns its exit code.
+pub(crate) type ForkedEntry = fn(ForkedChild) -> i32;
+
+/// What a forked child gets from its request.
+pub(crate) struct ForkedChild {
+    /// The nonce its arguments must carry.
+    pub(crate) nonce: [u8; 16],
+    /// Where its arguments arrive.
+    pub(crate) args: IpcReceiver<()>,
 }
 
 // ---------------------------------------------------------------------------------------------
-// The server's side (runs before `main`, single-threaded).
+// The server's side: a Process target, started with Spawn, that runs before `main` and stays
+// single-threaded (its bootstrap starts no lifeline thread for it: when the parent dies, its
+// request channel closes).
 
-/// The fork server's entry: confirms it is up, then forks children on request until the
-/// parent's lifeline or the control socket closes.
-pub(crate) fn server_entry(link: ChildLink) -> i32 {
-    let lifeline = link.lifeline;
-    let control = match link.into_control() {
-        Ok(fd) => fd,
-        Err(_) => return 3,
-    };
-    if sys::pass_creds(control.as_raw_fd()).is_err() {
-        return 3;
-    }
+/// The fork server: forks a child per request until the parent's request channel closes.
+pub(crate) fn server_main(requests: IpcReceiver<ForkRequest>, replies: IpcSender<ForkReply>) -> u8 {
     let regs = sys::thread_regs();
-    let parent = sys::ppid();
-    let me = sys::euid();
+    // The server's bootstrap named it after the parent; the children it forks keep that name.
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: control.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: lifeline,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: two valid pollfds.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return 1;
-        }
-        if fds[1].revents != 0 {
-            // The parent is gone (its lifeline reached end-of-file).
+        // Disconnected: the parent retired this server, or it is gone.
+        let Ok(request) = requests.recv() else {
             return 0;
-        }
-        if fds[0].revents == 0 {
-            continue;
-        }
-        let (bytes, creds, fd) = match sys::recv_with_fd(control.as_raw_fd(), MAX_REQUEST) {
-            Ok(ReceivedFd::Message(bytes, creds, fd)) => (bytes, creds, fd),
-            // The parent closed the control socket (it retired this server), or it is gone.
-            Ok(ReceivedFd::Closed) | Err(_) => return 0,
-        };
-        // Only the parent that made the control pair can hold its other end; check anyway.
-        let from_parent = matches!(creds, Some(c) if c.pid == parent && c.uid == me);
-        let (Some(fd), Some((name, fault)), true) = (fd, decode_request(&bytes), from_parent)
-        else {
-            let _ = sys::send(control.as_raw_fd(), &reply(REFUSED, libc::EPROTO));
-            continue;
         };
         match sys::clone_parent(&regs) {
             Ok(0) => {
-                // The child: it must not reach the server's control socket.
-                drop(control);
-                let code = bootstrap::run_forked_child(fd, name, fault);
+                // The child: it must not reach the server's channels.
+                drop(requests);
+                drop(replies);
+                let code = run_forked(request);
+                let _ = std::io::stdout().flush();
+                let _ = std::io::stderr().flush();
                 std::process::exit(code);
             }
             Ok(pid) => {
-                drop(fd);
-                let _ = sys::send(control.as_raw_fd(), &reply(FORKED, pid as i32));
+                drop(request);
+                if replies.send(Ok(pid)).is_err() {
+                    return 0;
+                }
             }
             Err(e) => {
-                drop(fd);
+                drop(request);
                 let errno = e.raw_os_error().unwrap_or(libc::EIO);
-                let _ = sys::send(control.as_raw_fd(), &reply(REFUSED, errno));
+                if replies.send(Err(errno)).is_err() {
+                    return 0;
+                }
             }
         }
     }
 }
 
-fn reply(tag: u8, value: i32) -> [u8; 5] {
-    let v = value.to_le_bytes();
-    [tag, v[0], v[1], v[2], v[3]]
+/// In a freshly forked child: the lifeline watcher, the name, the faults, then the entry.
+fn run_forked(request: ForkRequest) -> i32 {
+    // Without a name of its own the child keeps the server's, which is the parent's.
+    if let Some(name) = &request.name {
+        bootstrap::set_process_name(name);
+    }
+    match request.fault.as_deref() {
+        Some("exit-before-connect") => return 7,
+        Some("silent") => {
+            bootstrap::start_lifeline_watch(bootstrap::server_lifeline());
+            loop {
+                std::thread::park();
+            }
+        }
+        _ => {}
+    }
+    let address = bootstrap::address_at(request.offset as isize);
+    // SAFETY: the offset came from the parent on a channel only it and this server ever held
+    // (the server got its end in its own authenticated start), and this process is a copy of
+    // the server, whose executable was checked to be the parent's: `address` is the forked
+    // entry the parent took the offset of, a `ForkedEntry` in this very binary.
+    let entry: ForkedEntry = unsafe { std::mem::transmute::<usize, ForkedEntry>(address) };
+    entry(ForkedChild {
+        nonce: request.nonce,
+        args: request.args,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // The parent's side.
 
-/// The running server: its control socket and its process (reaped by its own small thread).
+/// The running server: its process and the two channels to it.
 struct Server {
-    control: OwnedFd,
-    pid: u32,
-    process: Arc<Mutex<Child>>,
+    handle: ProcessHandle<u8>,
+    requests: IpcSender<ForkRequest>,
+    replies: IpcReceiver<ForkReply>,
 }
 
 impl Server {
-    /// Starts a server with the Spawn path and waits for its "ready".
+    /// Starts a server with the Spawn path.
     fn start(deadline: Instant) -> std::io::Result<Server> {
-        let other = |m: String| std::io::Error::other(format!("cannot start the fork server: {m}"));
-        let mut link = ParentLink::new()?;
-        let mut child = link.spawn(&[])?;
-        let pid = child.id();
-        let handshake = link
-            .send_setup(bootstrap::entry_offset(server_entry))
-            .and_then(|()| link.expect_ready(pid, deadline));
-        if let Err(reason) = handshake {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(other(reason));
-        }
-        let process = Arc::new(Mutex::new(child));
-        let reaped = Arc::clone(&process);
+        let (requests, requests_rx) = ipc::channel::<ForkRequest>()?;
+        let (replies_tx, replies) = ipc::channel::<ForkReply>()?;
+        let handle = Process::new(server_main, (requests_rx, replies_tx))
+            .start_method(StartMethod::Spawn)
+            .start_timeout(deadline.saturating_duration_since(Instant::now()))
+            .map_err(|e| std::io::Error::other(format!("cannot start the fork server: {e}")))?;
+        let pid = handle.pid();
         // No zombie if the server dies while nobody starts a process: reap it when it exits
-        // (waiting without reaping first, so a kill under the lock never hits a reused pid).
-        let spawned = std::thread::Builder::new()
+        // (waiting without reaping, so a kill under the lock never hits a reused pid).
+        std::thread::Builder::new()
             .name("process-ipc-forkserver-reaper".into())
             .stack_size(64 * 1024)
             .spawn(move || {
                 wait_exited(pid);
-                let _ = reaped.lock().unwrap_or_else(|p| p.into_inner()).wait();
-            });
-        if let Err(e) = spawned {
-            let mut child = process.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(other(format!("no reaper thread: {e}")));
-        }
+                let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
+                // Dropping the handle of an exited child reaps it. A server retired earlier was
+                // reaped by its handle's drop (at once, or on the handle's own thread).
+                if server.as_ref().is_some_and(|s| s.handle.pid() == pid) {
+                    *server = None;
+                }
+            })?;
         Ok(Server {
-            control: link.into_control(),
-            pid,
-            process,
+            handle,
+            requests,
+            replies,
         })
     }
 
     /// Asks for one child. `Ok(Err(()))`: the server is gone (start another).
     fn fork(
-        &self,
-        theirs: std::os::fd::RawFd,
-        request: &[u8],
+        &mut self,
+        request: ForkRequest,
         deadline: Instant,
     ) -> std::io::Result<Result<u32, ()>> {
-        let fd = self.control.as_raw_fd();
-        if sys::send_with_fd(fd, request, theirs).is_err() {
+        if self.requests.send(request).is_err() {
             return Ok(Err(()));
         }
-        match sys::recv(fd, 64, deadline)? {
-            sys::Received::Message(bytes, creds) => {
-                if !matches!(creds, Some(c) if c.pid == self.pid as i32 && c.uid == sys::euid()) {
-                    return Err(std::io::Error::other(
-                        "a fork server reply without the server's credentials",
-                    ));
-                }
-                let value = bytes
-                    .get(1..5)
-                    .map(|v| i32::from_le_bytes(v.try_into().expect("4 bytes")));
-                match (bytes.first(), value) {
-                    (Some(&FORKED), Some(pid)) if pid > 0 => Ok(Ok(pid as u32)),
-                    (Some(&REFUSED), Some(errno)) => Err(std::io::Error::from_raw_os_error(errno)),
-                    _ => Err(std::io::Error::other("a malformed fork server reply")),
-                }
-            }
-            sys::Received::Closed => Ok(Err(())),
-            sys::Received::TimedOut => {
-                self.kill();
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.replies.try_recv_timeout(left) {
+            Ok(Ok(pid)) if pid > 0 => Ok(Ok(pid)),
+            Ok(Ok(_)) => Err(std::io::Error::other("a malformed fork server reply")),
+            Ok(Err(errno)) => Err(std::io::Error::from_raw_os_error(errno)),
+            Err(TryRecvError::Empty) => {
+                let _ = self.handle.kill();
                 Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the fork server did not answer before the start deadline; it was killed",
                 ))
             }
+            Err(TryRecvError::IpcError(_)) => Ok(Err(())),
         }
-    }
-
-    fn kill(&self) {
-        let _ = self
-            .process
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .kill();
     }
 }
 
@@ -334,24 +300,21 @@ fn wait_exited(pid: u32) {
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
-/// Forks a child from the server (starting it first if there is none, or if it died) and gives
-/// it `link`'s other end. The child is this process's own child.
+/// Forks a child from the server (starting it first if there is none, or if it died). The
+/// child is this process's own child.
 pub(crate) fn fork_child(
-    link: &ParentLink,
-    name: Option<&str>,
-    fault: Option<&str>,
+    request: impl Fn() -> std::io::Result<ForkRequest>,
     deadline: Instant,
 ) -> std::io::Result<Child> {
-    let request = encode_request(name, fault);
     let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
     for _ in 0..2 {
         if server.is_none() {
             *server = Some(Server::start(deadline)?);
         }
-        let running = server.as_ref().expect("just started");
-        match running.fork(link.theirs_fd(), &request, deadline) {
+        let running = server.as_mut().expect("just started");
+        match running.fork(request()?, deadline) {
             Ok(Ok(pid)) => return Ok(Child::adopt(pid)),
-            // Gone: retire it (its reaper thread reaps it) and start another.
+            // Gone: retire it (dropping its handle reaps it, now or on its own thread).
             Ok(Err(())) => *server = None,
             Err(e) => {
                 if e.kind() == std::io::ErrorKind::TimedOut {
@@ -373,27 +336,12 @@ pub fn __fork_server_pid() -> Option<u32> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
-        .map(|s| s.pid)
+        .map(|s| s.handle.pid())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_request_round_trips() {
-        let r = encode_request(Some("worker"), Some("silent"));
-        assert_eq!(
-            decode_request(&r),
-            Some((Some("worker".into()), Some("silent".into())))
-        );
-        assert_eq!(
-            decode_request(&encode_request(None, None)),
-            Some((None, None))
-        );
-        assert_eq!(decode_request(&[FORK, 9, 0, b'a']), None);
-        assert_eq!(decode_request(&[b'X', 0, 0]), None);
-    }
 
     #[test]
     fn start_methods_parse_by_python_name() {

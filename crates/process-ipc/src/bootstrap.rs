@@ -211,8 +211,9 @@ impl ParentLink {
         sys::spawn_self(&all, &[theirs, lifeline])
     }
 
-    /// After spawn: closes our copy of the child's end and sends the setup.
-    pub(crate) fn send_setup(&mut self, offset: isize) -> Result<(), String> {
+    /// After spawn: closes our copy of the child's end and sends the setup. `lone`: the child
+    /// must stay single-threaded (the fork server), so its bootstrap starts no lifeline thread.
+    pub(crate) fn send_setup(&mut self, offset: isize, lone: bool) -> Result<(), String> {
         self.theirs = None;
         let identity = exe_identity().map_err(|e| format!("cannot stat /proc/self/exe: {e}"))?;
         let lifeline = lifeline_read_fd().map_err(|e| format!("no lifeline pipe: {e}"))?;
@@ -221,6 +222,7 @@ impl ParentLink {
             offset: offset as i64,
             identity,
             nonce: self.nonce,
+            lone,
         };
         sys::send(self.mine.as_raw_fd(), &setup.encode())
             .map_err(|e| format!("could not send the setup: {e}"))
@@ -278,10 +280,12 @@ struct Setup {
     offset: i64,
     identity: [i64; 5],
     nonce: [u8; 16],
+    /// Start no lifeline thread: the child is the fork server, which must stay single-threaded.
+    lone: bool,
 }
 
 impl Setup {
-    const LEN: usize = 4 + 8 + 5 * 8 + 16;
+    const LEN: usize = 4 + 8 + 5 * 8 + 16 + 1;
 
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::LEN);
@@ -291,6 +295,7 @@ impl Setup {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&self.nonce);
+        out.push(u8::from(self.lone));
         out
     }
 
@@ -304,6 +309,11 @@ impl Setup {
             offset: i64_at(4),
             identity: [i64_at(12), i64_at(20), i64_at(28), i64_at(36), i64_at(44)],
             nonce: bytes[52..68].try_into().expect("16"),
+            lone: match bytes[68] {
+                0 => false,
+                1 => true,
+                _ => return None,
+            },
         })
     }
 }
@@ -512,7 +522,7 @@ fn run_authenticated(parent: i32, fd: RawFd, name: Option<String>, fault: Option
     let Some(setup) = setup else {
         return link.fail("no valid setup from the parent");
     };
-    if setup.offset as isize == crate::process::fork_server_entry_offset() {
+    if setup.lone {
         // The fork server stays single-threaded (the parent's death closes its request
         // channel); the children it forks watch the lifeline it keeps for them.
         let _ = sys::set_cloexec(setup.lifeline, true);
@@ -772,11 +782,18 @@ mod tests {
             offset: -123_456,
             identity: [1, 2, 3, 4, 5],
             nonce: [7; 16],
+            lone: true,
         };
         let back = Setup::decode(&setup.encode()).unwrap();
         assert_eq!(
-            (back.lifeline, back.offset, back.identity, back.nonce),
-            (9, -123_456, [1, 2, 3, 4, 5], [7; 16])
+            (
+                back.lifeline,
+                back.offset,
+                back.identity,
+                back.nonce,
+                back.lone
+            ),
+            (9, -123_456, [1, 2, 3, 4, 5], [7; 16], true)
         );
         assert!(Setup::decode(&setup.encode()[1..]).is_none());
     }

@@ -21,7 +21,9 @@
 //! Rust: the target is a plain `fn` whose arguments and return value are serde types. The child
 //! is this same executable started again; a constructor runs the target there before `main`,
 //! so no set-up line is needed in `main`, and the same code works in binaries, tests and
-//! doctests.
+//! doctests. By default ([`StartMethod::ForkServer`]) it is forked from a small helper started
+//! that way once, which costs about a third of a re-exec; [`StartMethod::Spawn`] re-executes for
+//! every child.
 //!
 //! ```
 //! use process_ipc::{current_pid, Process, Queue, QueueSender};

@@ -151,17 +151,29 @@ where
     run_target::<F, Args>(msg)
 }
 
-/// Offset of the fork server's entry (its bootstrap starts no lifeline thread for it).
-pub(crate) fn fork_server_entry_offset() -> isize {
-    fn offset_for<F, Args>(_: F) -> isize
-    where
-        F: Target<Args>,
-        Args: Serialize + DeserializeOwned,
-        F::Output: Serialize + DeserializeOwned,
-    {
-        bootstrap::entry_offset(child_entry::<F, Args>)
+impl zygote::ServerProcess for ProcessHandle<u8> {
+    fn pid(&self) -> u32 {
+        self.pid
     }
-    offset_for::<_, (IpcReceiver<ForkRequest>, IpcSender<ForkReply>)>(zygote::server_main)
+
+    fn kill(&mut self) {
+        let _ = self.signal(libc::SIGKILL);
+    }
+}
+
+/// Starts the fork server: a `Process` of its own, started with Spawn, kept single-threaded.
+fn start_fork_server(
+    requests: IpcReceiver<ForkRequest>,
+    replies: IpcSender<ForkReply>,
+    deadline: Instant,
+) -> std::io::Result<Box<dyn zygote::ServerProcess>> {
+    let mut server =
+        Process::new(zygote::server_main, (requests, replies)).start_method(StartMethod::Spawn);
+    server.lone = true;
+    let handle = server
+        .start_timeout(deadline.saturating_duration_since(Instant::now()))
+        .map_err(|e| std::io::Error::other(format!("cannot start the fork server: {e}")))?;
+    Ok(Box::new(handle))
 }
 
 /// Runs the target on the arguments and reports; returns the exit code.
@@ -218,6 +230,8 @@ pub struct Process<F, Args> {
     fault: Option<&'static str>,
     name: Option<String>,
     method: Option<StartMethod>,
+    /// The child must stay single-threaded (the fork server).
+    lone: bool,
 }
 
 impl<F, Args> std::fmt::Debug for Process<F, Args> {
@@ -244,6 +258,7 @@ where
             fault: None,
             name: None,
             method: None,
+            lone: false,
         }
     }
 
@@ -325,7 +340,7 @@ where
         let pid = child.id();
         let failure = |child: &mut Child, reason: String| start_failure(child, pid, reason);
         let entry: bootstrap::ChildEntry = child_entry::<F, Args>;
-        if let Err(reason) = link.send_setup(bootstrap::entry_offset(entry)) {
+        if let Err(reason) = link.send_setup(bootstrap::entry_offset(entry), self.lone) {
             return Err(failure(&mut child, reason));
         }
         let server = match link.expect_listening(pid, deadline) {
@@ -408,6 +423,7 @@ where
                     args: receiver,
                 })
             },
+            start_fork_server,
             deadline,
         )
         .map_err(ProcessError::Spawn)?;

@@ -1,8 +1,8 @@
 //! The start methods, Python's names: [`StartMethod::Spawn`] re-executes this binary for every
 //! child; [`StartMethod::ForkServer`] asks a small helper of ours to fork one.
 //!
-//! Layer: above `sys`, `bootstrap` and `process` (the server is a `Process` itself); `process`
-//! calls back into it to fork.
+//! Layer: above `sys` and `bootstrap`, below `process`. The server is a `Process` itself:
+//! `process` hands [`fork_child`] the function that starts one.
 //!
 //! ## The fork server
 //!
@@ -40,7 +40,6 @@ use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use serde::{Deserialize, Serialize};
 
 use crate::bootstrap;
-use crate::process::{Process, ProcessHandle};
 use crate::sys::{self, Child};
 
 /// How a [`Process`](crate::Process) starts its child (`multiprocessing.set_start_method`).
@@ -221,22 +220,34 @@ fn run_forked(request: ForkRequest) -> i32 {
 // ---------------------------------------------------------------------------------------------
 // The parent's side.
 
+/// The fork server's process, as the layer above started it.
+pub(crate) trait ServerProcess: Send {
+    /// Its pid.
+    fn pid(&self) -> u32;
+    /// SIGKILL, unless it was already reaped.
+    fn kill(&mut self);
+}
+
+/// Starts a fork server running [`server_main`] on these channels, by the deadline.
+pub(crate) type StartServer = fn(
+    IpcReceiver<ForkRequest>,
+    IpcSender<ForkReply>,
+    Instant,
+) -> std::io::Result<Box<dyn ServerProcess>>;
+
 /// The running server: its process and the two channels to it.
 struct Server {
-    handle: ProcessHandle<u8>,
+    handle: Box<dyn ServerProcess>,
     requests: IpcSender<ForkRequest>,
     replies: IpcReceiver<ForkReply>,
 }
 
 impl Server {
-    /// Starts a server with the Spawn path.
-    fn start(deadline: Instant) -> std::io::Result<Server> {
+    /// Starts a server (with the Spawn path, by `start`).
+    fn start(start: StartServer, deadline: Instant) -> std::io::Result<Server> {
         let (requests, requests_rx) = ipc::channel::<ForkRequest>()?;
         let (replies_tx, replies) = ipc::channel::<ForkReply>()?;
-        let handle = Process::new(server_main, (requests_rx, replies_tx))
-            .start_method(StartMethod::Spawn)
-            .start_timeout(deadline.saturating_duration_since(Instant::now()))
-            .map_err(|e| std::io::Error::other(format!("cannot start the fork server: {e}")))?;
+        let handle = start(requests_rx, replies_tx, deadline)?;
         let pid = handle.pid();
         // No zombie if the server dies while nobody starts a process: reap it when it exits
         // (waiting without reaping, so a kill under the lock never hits a reused pid).
@@ -274,7 +285,7 @@ impl Server {
             Ok(Ok(_)) => Err(std::io::Error::other("a malformed fork server reply")),
             Ok(Err(errno)) => Err(std::io::Error::from_raw_os_error(errno)),
             Err(TryRecvError::Empty) => {
-                let _ = self.handle.kill();
+                self.handle.kill();
                 Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the fork server did not answer before the start deadline; it was killed",
@@ -304,12 +315,13 @@ static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 /// child is this process's own child.
 pub(crate) fn fork_child(
     request: impl Fn() -> std::io::Result<ForkRequest>,
+    start: StartServer,
     deadline: Instant,
 ) -> std::io::Result<Child> {
     let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
     for _ in 0..2 {
         if server.is_none() {
-            *server = Some(Server::start(deadline)?);
+            *server = Some(Server::start(start, deadline)?);
         }
         let running = server.as_mut().expect("just started");
         match running.fork(request()?, deadline) {

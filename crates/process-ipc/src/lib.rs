@@ -22,7 +22,7 @@
 //! is this same executable started again; a constructor runs the target there before `main`,
 //! so no set-up line is needed in `main`, and the same code works in binaries, tests and
 //! doctests. By default ([`StartMethod::ForkServer`]) it is forked from a small helper started
-//! that way once, which costs about a third of a re-exec; [`StartMethod::Spawn`] re-executes for
+//! that way once, which costs less than half of a re-exec; [`StartMethod::Spawn`] re-executes for
 //! every child.
 //!
 //! ```

@@ -1,12 +1,14 @@
-//! Process spawn + join: `Process::new(f, ()).start()?.join()` against the raw floor, a bare
-//! re-exec of the same binary with an ipc-channel one-shot handshake (the anchor's workload).
+//! Process spawn + join: `Process::new(f, ()).start()?.join()` under each start method, against
+//! two floors measured in the same run: the physical one, a bare `fork()` + `_exit(0)` +
+//! `waitpid` of this process, and a bare re-exec of the same binary with an ipc-channel
+//! one-shot handshake (the anchor's workload).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
 use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
-use process_ipc::Process;
+use process_ipc::{Process, StartMethod};
 
 const RAW_CHILD: &str = "PROCESS_IPC_BENCH_RAW_CHILD";
 
@@ -25,9 +27,26 @@ fn raw_spawn_join() {
     assert!(child.wait().unwrap().success());
 }
 
+/// The physical floor: fork this (small, single-threaded at that point) process, `_exit(0)`
+/// in the child, reap it.
+fn fork_exit_wait() {
+    // SAFETY: the child calls only async-signal-safe `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: leave at once, running nothing of the parent's.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: a valid out pointer; `pid` is our unreaped child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert_eq!(status, 0);
+}
+
 fn spawn_join(c: &mut Criterion) {
     let mut g = c.benchmark_group("process_spawn_join");
     g.sample_size(20);
+    g.bench_function("floor_fork_exit_waitpid", |b| b.iter(fork_exit_wait));
     g.bench_function("raw_reexec_ipc_handshake", |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
@@ -37,16 +56,21 @@ fn spawn_join(c: &mut Criterion) {
             start.elapsed()
         })
     });
-    g.bench_function("process_ipc", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let child = Process::new(noop, ()).start().unwrap();
-                assert_eq!(child.join().unwrap(), 1);
-            }
-            start.elapsed()
-        })
-    });
+    for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+        // The fork server starts on first use: not inside the measurement.
+        let warm = Process::new(noop, ()).start_method(method).start().unwrap();
+        assert_eq!(warm.join().unwrap(), 1);
+        g.bench_function(format!("process_ipc_{}", method.name()), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let child = Process::new(noop, ()).start_method(method).start().unwrap();
+                    assert_eq!(child.join().unwrap(), 1);
+                }
+                start.elapsed()
+            })
+        });
+    }
     g.finish();
 }
 

@@ -136,6 +136,33 @@ pub(crate) fn run_before_report() {
     }
 }
 
+/// Where the child's one-shot socket directory goes when `TMPDIR` does not say: `/dev/shm`,
+/// a memory file system, when this uid may write there. ipc-channel makes the directory in the
+/// temporary directory; on a disk mounted with `discard` (as `/tmp` on this machine kind),
+/// removing it waits for the device, about a millisecond per child.
+const MEMORY_TMPDIR: &str = "/dev/shm";
+
+/// Runs `f` (which makes a temporary directory) with `TMPDIR` pointing at [`MEMORY_TMPDIR`],
+/// unless the user set `TMPDIR` or that directory is not writable. Only for a child's bootstrap,
+/// before `main`: nothing else reads the environment then.
+fn with_memory_tmpdir<T>(f: impl FnOnce() -> T) -> T {
+    let usable = std::env::var_os("TMPDIR").is_none() && {
+        let dir = CString::new(MEMORY_TMPDIR).expect("no interior NUL");
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::access(dir.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+    };
+    if !usable {
+        return f();
+    }
+    // SAFETY: before main; the only other thread (the lifeline watcher) never reads the
+    // environment.
+    unsafe { std::env::set_var("TMPDIR", MEMORY_TMPDIR) };
+    let out = f();
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("TMPDIR") };
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // The parent's side of the handshake.
 
@@ -143,6 +170,11 @@ pub(crate) fn run_before_report() {
 const LISTENING: u8 = b'L';
 const FAILED: u8 = b'F';
 const READY: u8 = b'R';
+
+/// True if the two nonces are equal (constant time is moot here, one try per child, but cheap).
+pub(crate) fn nonce_matches(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// The parent's end of the handshake with one child.
 pub(crate) struct ParentLink {
@@ -179,8 +211,9 @@ impl ParentLink {
         sys::spawn_self(&all, &[theirs, lifeline])
     }
 
-    /// After spawn: closes our copy of the child's end and sends the setup.
-    pub(crate) fn send_setup(&mut self, offset: isize) -> Result<(), String> {
+    /// After spawn: closes our copy of the child's end and sends the setup. `lone`: the child
+    /// must stay single-threaded (the fork server), so its bootstrap starts no lifeline thread.
+    pub(crate) fn send_setup(&mut self, offset: isize, lone: bool) -> Result<(), String> {
         self.theirs = None;
         let identity = exe_identity().map_err(|e| format!("cannot stat /proc/self/exe: {e}"))?;
         let lifeline = lifeline_read_fd().map_err(|e| format!("no lifeline pipe: {e}"))?;
@@ -189,6 +222,7 @@ impl ParentLink {
             offset: offset as i64,
             identity,
             nonce: self.nonce,
+            lone,
         };
         sys::send(self.mine.as_raw_fd(), &setup.encode())
             .map_err(|e| format!("could not send the setup: {e}"))
@@ -246,10 +280,12 @@ struct Setup {
     offset: i64,
     identity: [i64; 5],
     nonce: [u8; 16],
+    /// Start no lifeline thread: the child is the fork server, which must stay single-threaded.
+    lone: bool,
 }
 
 impl Setup {
-    const LEN: usize = 4 + 8 + 5 * 8 + 16;
+    const LEN: usize = 4 + 8 + 5 * 8 + 16 + 1;
 
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::LEN);
@@ -259,6 +295,7 @@ impl Setup {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&self.nonce);
+        out.push(u8::from(self.lone));
         out
     }
 
@@ -272,6 +309,11 @@ impl Setup {
             offset: i64_at(4),
             identity: [i64_at(12), i64_at(20), i64_at(28), i64_at(36), i64_at(44)],
             nonce: bytes[52..68].try_into().expect("16"),
+            lone: match bytes[68] {
+                0 => false,
+                1 => true,
+                _ => return None,
+            },
         })
     }
 }
@@ -314,9 +356,11 @@ impl ChildLink {
     where
         T: Serialize + DeserializeOwned,
     {
-        // Before main (single-threaded): the umask change cannot race another thread's files.
-        let (server, name) = sys::with_umask(0o077, IpcOneShotServer::<T>::new)
-            .map_err(|e| format!("cannot open the child's socket: {e}"))?;
+        // Before main (single-threaded but for the lifeline watcher, which touches neither
+        // files nor the environment): the umask change cannot race another thread's files.
+        let (server, name) =
+            sys::with_umask(0o077, || with_memory_tmpdir(IpcOneShotServer::<T>::new))
+                .map_err(|e| format!("cannot open the child's socket: {e}"))?;
         let mut msg = vec![LISTENING];
         msg.extend_from_slice(name.as_bytes());
         self.send(&msg)?;
@@ -325,12 +369,7 @@ impl ChildLink {
 
     /// True if `nonce` is the one the verified parent sent in the setup.
     pub(crate) fn is_parents(&self, nonce: &[u8; 16]) -> bool {
-        // Constant time is moot here (one try per child), but cheap.
-        nonce
-            .iter()
-            .zip(&self.nonce)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        nonce_matches(nonce, &self.nonce)
     }
 
     /// Tells the parent the arguments arrived, and closes the handshake.
@@ -417,18 +456,31 @@ fn child_bootstrap() {
 
 /// Parses the token, authenticates the parent, takes the setup, and runs the entry.
 fn run_child(token: &str, name: Option<String>) -> i32 {
-    let refuse = |reason: String| {
-        eprintln!("process-ipc child {}: {reason}", std::process::id());
-        3
-    };
     let fields: Vec<&str> = token.split(':').collect();
     let (parent, fd) = match fields[..] {
         [TOKEN_VERSION, parent, fd] => match (parent.parse::<i32>(), fd.parse::<RawFd>()) {
             (Ok(parent), Ok(fd)) if fd > 2 => (parent, fd),
-            _ => return refuse(format!("malformed bootstrap token {token:?}")),
+            _ => return refuse(&format!("malformed bootstrap token {token:?}")),
         },
-        _ => return refuse(format!("malformed bootstrap token {token:?}")),
+        _ => return refuse(&format!("malformed bootstrap token {token:?}")),
     };
+    #[cfg(feature = "test-fault")]
+    let fault = std::env::var(FAULT_VAR).ok().inspect(|_| {
+        // SAFETY: before main, single-threaded.
+        unsafe { std::env::remove_var(FAULT_VAR) };
+    });
+    #[cfg(not(feature = "test-fault"))]
+    let fault = None;
+    run_authenticated(parent, fd, name, fault)
+}
+
+fn refuse(reason: &str) -> i32 {
+    eprintln!("process-ipc child {}: {reason}", std::process::id());
+    3
+}
+
+/// The common tail: `fd` (owned by nobody yet) must be a socket pair end made by `parent`.
+fn run_authenticated(parent: i32, fd: RawFd, name: Option<String>, fault: Option<String>) -> i32 {
     // The parent may have died between spawn and now: then our parent is init or a subreaper.
     if sys::ppid() != parent {
         return 4;
@@ -436,17 +488,17 @@ fn run_child(token: &str, name: Option<String>) -> i32 {
     match sys::peer_creds(fd) {
         Ok(c) if c.pid == parent && c.uid == sys::euid() => {}
         Ok(c) => {
-            return refuse(format!(
+            return refuse(&format!(
                 "descriptor {fd} was made by pid {} uid {}, not by the parent {parent} of uid {}",
                 c.pid,
                 c.uid,
                 sys::euid()
             ));
         }
-        Err(e) => return refuse(format!("descriptor {fd} is not a handshake socket: {e}")),
+        Err(e) => return refuse(&format!("descriptor {fd} is not a handshake socket: {e}")),
     }
     // SAFETY: `fd` is open (getsockopt just succeeded on it) and, before main, nothing else in
-    // this process owns it: it was inherited for this purpose alone.
+    // this process owns it: it was inherited (or received) for this purpose alone.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // Our own children get their own handshake, not this one.
     let _ = sys::set_cloexec(fd.as_raw_fd(), true);
@@ -454,9 +506,11 @@ fn run_child(token: &str, name: Option<String>) -> i32 {
     // closed socket then becomes an error value instead of killing the child.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     #[cfg(feature = "test-fault")]
-    if let Some(code) = fault::before_setup(fd.as_raw_fd()) {
+    if let Some(code) = fault::before_setup(fd.as_raw_fd(), fault.as_deref()) {
         return code;
     }
+    #[cfg(not(feature = "test-fault"))]
+    let _ = fault;
     let setup = match sys::recv(fd.as_raw_fd(), MAX_MSG, Instant::now() + SETUP_DEADLINE) {
         Ok(Received::Message(bytes, _)) => Setup::decode(&bytes),
         _ => None,
@@ -468,7 +522,14 @@ fn run_child(token: &str, name: Option<String>) -> i32 {
     let Some(setup) = setup else {
         return link.fail("no valid setup from the parent");
     };
-    start_lifeline_watch(setup.lifeline);
+    if setup.lone {
+        // The fork server stays single-threaded (the parent's death closes its request
+        // channel); the children it forks watch the lifeline it keeps for them.
+        let _ = sys::set_cloexec(setup.lifeline, true);
+        let _ = SERVER_LIFELINE.set(setup.lifeline);
+    } else {
+        start_lifeline_watch(setup.lifeline);
+    }
     match name {
         Some(name) => set_process_name(&name),
         None => name_after_parent(parent),
@@ -495,14 +556,11 @@ fn run_child(token: &str, name: Option<String>) -> i32 {
 /// Test-only faults of the child's bootstrap (feature `test-fault`).
 #[cfg(feature = "test-fault")]
 mod fault {
-    use super::{FAULT_VAR, LISTENING, sys};
+    use super::{LISTENING, sys};
 
     /// Acts out the fault named in the environment, if any; `Some(code)` to exit with.
-    pub(super) fn before_setup(fd: std::os::fd::RawFd) -> Option<i32> {
-        let fault = std::env::var(FAULT_VAR).ok()?;
-        // SAFETY: before main, single-threaded.
-        unsafe { std::env::remove_var(FAULT_VAR) };
-        match fault.as_str() {
+    pub(super) fn before_setup(fd: std::os::fd::RawFd, fault: Option<&str>) -> Option<i32> {
+        match fault? {
             "exit-before-connect" => Some(7),
             // Keeps the handshake open and says nothing until it is killed.
             "silent" => loop {
@@ -539,16 +597,24 @@ mod fault {
     }
 }
 
+/// In the fork server: the parent's lifeline, for the children it forks.
+static SERVER_LIFELINE: OnceLock<RawFd> = OnceLock::new();
+
+/// The lifeline descriptor the fork server keeps for its children (-1 outside a server).
+pub(crate) fn server_lifeline() -> RawFd {
+    SERVER_LIFELINE.get().copied().unwrap_or(-1)
+}
+
 /// Re-executing `/proc/self/exe` names the process `exe` in `ps` and `top`; take the parent's
 /// name instead, as a forked Python child keeps its parent's.
-fn name_after_parent(parent: i32) {
+pub(crate) fn name_after_parent(parent: i32) {
     if let Ok(name) = std::fs::read_to_string(format!("/proc/{parent}/comm")) {
         set_process_name(name.trim_end());
     }
 }
 
 /// Sets this thread's (here: the main thread's, so the process's) name, cut to 15 bytes.
-fn set_process_name(name: &str) {
+pub(crate) fn set_process_name(name: &str) {
     let mut bytes: Vec<u8> = name
         .trim_end()
         .bytes()
@@ -561,7 +627,7 @@ fn set_process_name(name: &str) {
 }
 
 /// A thread that exits the child as soon as the parent's lifeline pipe reaches end-of-file.
-fn start_lifeline_watch(fd: RawFd) {
+pub(crate) fn start_lifeline_watch(fd: RawFd) {
     // Our own children get their own lifeline, not this one.
     let _ = sys::set_cloexec(fd, true);
     let spawned = std::thread::Builder::new()
@@ -716,11 +782,18 @@ mod tests {
             offset: -123_456,
             identity: [1, 2, 3, 4, 5],
             nonce: [7; 16],
+            lone: true,
         };
         let back = Setup::decode(&setup.encode()).unwrap();
         assert_eq!(
-            (back.lifeline, back.offset, back.identity, back.nonce),
-            (9, -123_456, [1, 2, 3, 4, 5], [7; 16])
+            (
+                back.lifeline,
+                back.offset,
+                back.identity,
+                back.nonce,
+                back.lone
+            ),
+            (9, -123_456, [1, 2, 3, 4, 5], [7; 16], true)
         );
         assert!(Setup::decode(&setup.encode()[1..]).is_none());
     }

@@ -21,7 +21,9 @@
 //! Rust: the target is a plain `fn` whose arguments and return value are serde types. The child
 //! is this same executable started again; a constructor runs the target there before `main`,
 //! so no set-up line is needed in `main`, and the same code works in binaries, tests and
-//! doctests.
+//! doctests. By default ([`StartMethod::ForkServer`]) it is forked from a small helper started
+//! that way once, which costs less than half of a re-exec; [`StartMethod::Spawn`] re-executes for
+//! every child.
 //!
 //! ```
 //! use process_ipc::{current_pid, Process, Queue, QueueSender};
@@ -173,6 +175,7 @@ pub mod queue;
 mod shared;
 mod sys;
 mod wire;
+mod zygote;
 
 pub use daemon::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
@@ -190,6 +193,7 @@ pub use shared::{
     ValueLock,
 };
 pub use wire::Wire;
+pub use zygote::{__fork_server_pid, START_METHOD_VAR, StartMethod, get_start_method};
 
 pub mod manager;
 pub use manager::{

@@ -17,6 +17,7 @@ use crate::bootstrap::{self, ChildLink, ParentLink};
 use crate::error::ProcessError;
 use crate::sys::Child;
 use crate::wire::{self, ChildMsg, ParentMsg, ParentMsgOut};
+use crate::zygote::{self, ForkReply, ForkRequest, ForkedChild, StartMethod};
 
 /// `os.getpid()`: the pid of the calling process.
 pub fn current_pid() -> u32 {
@@ -127,6 +128,77 @@ where
     if link.ready().is_err() {
         return 3;
     }
+    run_target::<F, Args>(msg)
+}
+
+/// The entry of a child forked by the fork server: take the arguments (with the nonce of the
+/// request), confirm, run, report.
+fn forked_entry<F, Args>(child: ForkedChild) -> i32
+where
+    F: Target<Args>,
+    Args: Serialize + DeserializeOwned,
+    F::Output: Serialize + DeserializeOwned,
+{
+    let rx: IpcReceiver<ParentMsg<Args, F::Output>> = child.args.to_opaque().to();
+    let msg = match rx.try_recv_timeout(START_TIMEOUT) {
+        Ok(msg) => msg,
+        Err(e) => {
+            eprintln!(
+                "process-ipc child {}: could not receive the arguments: {e:?}",
+                current_pid()
+            );
+            return 3;
+        }
+    };
+    drop(rx);
+    if !bootstrap::nonce_matches(&msg.nonce, &child.nonce) {
+        eprintln!(
+            "process-ipc child {}: arguments without the request's nonce; refused",
+            current_pid()
+        );
+        return 3;
+    }
+    if msg.results.send(ChildMsg::Started).is_err() {
+        return 3;
+    }
+    // After the confirmation, so the parent's start does not wait for a thread to be made;
+    // before the target, so no code of the user runs unwatched.
+    bootstrap::start_lifeline_watch(bootstrap::server_lifeline());
+    run_target::<F, Args>(msg)
+}
+
+impl zygote::ServerProcess for ProcessHandle<u8> {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn kill(&mut self) {
+        let _ = self.signal(libc::SIGKILL);
+    }
+}
+
+/// Starts the fork server: a `Process` of its own, started with Spawn, kept single-threaded.
+fn start_fork_server(
+    requests: IpcReceiver<ForkRequest>,
+    replies: IpcSender<ForkReply>,
+    deadline: Instant,
+) -> std::io::Result<Box<dyn zygote::ServerProcess>> {
+    let mut server =
+        Process::new(zygote::server_main, (requests, replies)).start_method(StartMethod::Spawn);
+    server.lone = true;
+    let handle = server
+        .start_timeout(deadline.saturating_duration_since(Instant::now()))
+        .map_err(|e| std::io::Error::other(format!("cannot start the fork server: {e}")))?;
+    Ok(Box::new(handle))
+}
+
+/// Runs the target on the arguments and reports; returns the exit code.
+fn run_target<F, Args>(msg: ParentMsg<Args, F::Output>) -> i32
+where
+    F: Target<Args>,
+    Args: Serialize + DeserializeOwned,
+    F::Output: Serialize + DeserializeOwned,
+{
     let ParentMsg { args, results, .. } = msg;
     let target: F = conjure();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(move || target.call(args)));
@@ -174,6 +246,9 @@ pub struct Process<F, Args> {
     fault: Option<&'static str>,
     name: Option<String>,
     daemon: bool,
+    method: Option<StartMethod>,
+    /// The child must stay single-threaded (the fork server).
+    lone: bool,
 }
 
 impl<F, Args> std::fmt::Debug for Process<F, Args> {
@@ -200,6 +275,8 @@ where
             fault: None,
             name: None,
             daemon: false,
+            method: None,
+            lone: false,
         }
     }
 
@@ -225,6 +302,13 @@ where
         self
     }
 
+    /// `Process` under a context's start method (`multiprocessing.get_context(m).Process`):
+    /// how this child starts; without it, [`get_start_method`](crate::get_start_method).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
     /// Test hook (feature `test-fault` only): the child exits during bootstrap.
     #[cfg(feature = "test-fault")]
     #[doc(hidden)]
@@ -241,7 +325,8 @@ where
         self
     }
 
-    /// Starts the child (the same executable, re-run) and hands it the arguments.
+    /// Starts the child (the same executable: re-run, or forked from the fork server, see
+    /// [`StartMethod`]) and hands it the arguments.
     ///
     /// Returns once the child has confirmed it has its arguments, or with
     /// [`ProcessError::Bootstrap`] if it dies, refuses, or stays silent for
@@ -262,36 +347,33 @@ where
             pid: 0,
             message: e.to_string(),
         };
+        let method = match self.method {
+            Some(m) => m,
+            None => zygote::get_start_method().map_err(|e| {
+                ProcessError::Spawn(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+            })?,
+        };
+        #[cfg(feature = "test-fault")]
+        let fault = self.fault;
+        #[cfg(not(feature = "test-fault"))]
+        let fault: Option<&str> = None;
+        if method == StartMethod::ForkServer {
+            return self.start_forked(fault, deadline);
+        }
         let mut link = ParentLink::new().map_err(ipc_err)?;
         let mut env = Vec::new();
         if let Some(name) = &self.name {
             env.push((bootstrap::NAME_VAR, name.as_str()));
         }
         #[cfg(feature = "test-fault")]
-        if let Some(fault) = self.fault {
+        if let Some(fault) = fault {
             env.push((bootstrap::FAULT_VAR, fault));
         }
         let mut child = link.spawn(&env).map_err(ProcessError::Spawn)?;
         let pid = child.id();
-        let failure = |child: &mut Child, reason: String| {
-            // A child that closed the handshake is usually exiting: give it a moment to say how.
-            let grace = Instant::now() + EXIT_GRACE;
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < grace {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            let _ = child.kill();
-            let status = child.wait().map(|s| describe(&s)).unwrap_or_default();
-            ProcessError::Bootstrap {
-                pid,
-                reason: if status.is_empty() {
-                    reason
-                } else {
-                    format!("{reason}; child {status}")
-                },
-            }
-        };
+        let failure = |child: &mut Child, reason: String| start_failure(child, pid, reason);
         let entry: bootstrap::ChildEntry = child_entry::<F, Args>;
-        if let Err(reason) = link.send_setup(bootstrap::entry_offset(entry)) {
+        if let Err(reason) = link.send_setup(bootstrap::entry_offset(entry), self.lone) {
             return Err(failure(&mut child, reason));
         }
         let server = match link.expect_listening(pid, deadline) {
@@ -330,22 +412,121 @@ where
         if let Err(reason) = link.expect_ready(pid, deadline) {
             return Err(failure(&mut child, reason));
         }
-        let name = self.name.unwrap_or_else(|| {
-            static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            format!("Process-{n}")
-        });
-        crate::daemon::register(pid, self.daemon);
-        Ok(ProcessHandle {
-            pid,
-            name,
-            daemon: self.daemon,
-            child: Some(child),
-            status: None,
-            results: Some(results_rx),
-            message: None,
-            joined: false,
-        })
+        Ok(ProcessHandle::started(
+            child,
+            self.name,
+            self.daemon,
+            results_rx,
+        ))
+    }
+
+    /// The ForkServer start: request a fork, send the arguments without waiting for it, and
+    /// wait for the child's confirmation.
+    fn start_forked(
+        self,
+        fault: Option<&str>,
+        deadline: Instant,
+    ) -> Result<ProcessHandle<F::Output>, ProcessError> {
+        let ipc_err = |e: std::io::Error| ProcessError::Ipc {
+            pid: 0,
+            message: e.to_string(),
+        };
+        let nonce = crate::sys::nonce().map_err(ipc_err)?;
+        let (args_tx, args_rx) =
+            ipc::channel::<ParentMsg<wire::ByRef<'_, Args>, F::Output>>().map_err(ipc_err)?;
+        let (results_tx, results_rx) = ipc::channel::<ChildMsg<F::Output>>().map_err(ipc_err)?;
+        let entry: zygote::ForkedEntry = forked_entry::<F, Args>;
+        let mut args_rx = Some(args_rx.to_opaque().to::<()>());
+        // Called again only if the server died and a fresh one is asked: the argument channel
+        // then went down with the dead server's copy of the request, so make another.
+        let mut args_tx = Some(args_tx);
+        let request = std::cell::RefCell::new((&mut args_tx, &mut args_rx));
+        let mut child = zygote::fork_child(
+            || {
+                let mut pair = request.borrow_mut();
+                let receiver = match pair.1.take() {
+                    Some(receiver) => receiver,
+                    None => {
+                        let (tx, rx) =
+                            ipc::channel::<ParentMsg<wire::ByRef<'_, Args>, F::Output>>()?;
+                        *pair.0 = Some(tx);
+                        rx.to_opaque().to::<()>()
+                    }
+                };
+                Ok(ForkRequest {
+                    offset: bootstrap::offset_of(entry as usize) as i64,
+                    nonce,
+                    name: self.name.clone(),
+                    fault: fault.map(str::to_string),
+                    args: receiver,
+                })
+            },
+            start_fork_server,
+            deadline,
+        )
+        .map_err(ProcessError::Spawn)?;
+        let pid = child.id();
+        let args_tx = args_tx.expect("a channel per request");
+        let msg = ParentMsg {
+            nonce,
+            args: wire::ByRef(&self.args),
+            results: results_tx,
+        };
+        // Writing the arguments can block on a child that does not read: the watchdog kills it
+        // at the deadline, which turns the write into an error.
+        bootstrap::watch(pid, deadline);
+        let sent = wire::with_ipc_transfer(|| wire::encoding(|| args_tx.send(msg))).map_err(
+            |(e, refusal)| {
+                refusal
+                    .or_else(|| wire::serialize_error(&self.args))
+                    .unwrap_or_else(|| e.to_string())
+            },
+        );
+        bootstrap::unwatch(pid);
+        drop(args_tx);
+        if let Err(reason) = sent {
+            let reason = format!("could not send the arguments: {reason}");
+            return Err(start_failure(&mut child, pid, reason));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let reason = match results_rx.try_recv_timeout(left) {
+            Ok(ChildMsg::Started) => {
+                return Ok(ProcessHandle::started(
+                    child,
+                    self.name,
+                    self.daemon,
+                    results_rx,
+                ));
+            }
+            Ok(_) => "the child reported before confirming its start".to_string(),
+            Err(TryRecvError::Empty) => {
+                "the child stayed silent past the start deadline; it was killed".into()
+            }
+            Err(TryRecvError::IpcError(IpcError::Disconnected)) => {
+                "the child closed its channels before confirming its start (it exited)".into()
+            }
+            Err(TryRecvError::IpcError(e)) => format!("the child's confirmation failed: {e}"),
+        };
+        Err(start_failure(&mut child, pid, reason))
+    }
+}
+
+/// A start that failed: the child is given a moment to exit by itself (a child that closed its
+/// channels is usually exiting, and its status says why), then killed and reaped.
+fn start_failure(child: &mut Child, pid: u32, reason: String) -> ProcessError {
+    let grace = Instant::now() + EXIT_GRACE;
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < grace {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = child.kill();
+    let status = child.wait().map(|s| describe(&s)).unwrap_or_default();
+    ProcessError::Bootstrap {
+        pid,
+        reason: if status.is_empty() {
+            reason
+        } else {
+            format!("{reason}; child {status}")
+        },
     }
 }
 
@@ -387,6 +568,32 @@ impl<R> std::fmt::Debug for ProcessHandle<R> {
             .field("pid", &self.pid)
             .field("status", &self.status)
             .finish_non_exhaustive()
+    }
+}
+
+impl<R> ProcessHandle<R> {
+    fn started(
+        child: Child,
+        name: Option<String>,
+        daemon: bool,
+        results: IpcReceiver<ChildMsg<R>>,
+    ) -> Self {
+        let name = name.unwrap_or_else(|| {
+            static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            format!("Process-{n}")
+        });
+        crate::daemon::register(child.id(), daemon);
+        ProcessHandle {
+            pid: child.id(),
+            name,
+            daemon,
+            child: Some(child),
+            status: None,
+            results: Some(results),
+            message: None,
+            joined: false,
+        }
     }
 }
 
@@ -594,6 +801,10 @@ fn outcome<R>(
         Some(ChildMsg::Failed(reason)) => Err(ProcessError::Ipc {
             pid,
             message: reason,
+        }),
+        Some(ChildMsg::Started) => Err(ProcessError::Ipc {
+            pid,
+            message: "the child confirmed its start twice and never reported".into(),
         }),
         None => match (status.signal(), status.code()) {
             (Some(signal), _) => Err(ProcessError::Killed { pid, signal }),

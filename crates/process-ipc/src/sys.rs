@@ -474,3 +474,110 @@ pub(crate) fn spawn_self(env: &[(&str, &str)], keep: &[RawFd]) -> io::Result<Chi
     })?;
     Ok(Child { pid, status: None })
 }
+
+impl Child {
+    /// Takes charge of `pid`, a child of this process started by other means than
+    /// [`spawn_self`] (the fork server clones with `CLONE_PARENT`, so its children are ours).
+    pub(crate) fn adopt(pid: u32) -> Child {
+        Child {
+            pid: pid as libc::pid_t,
+            status: None,
+        }
+    }
+}
+
+/// What the main thread of this process needs a forked copy of itself to re-register with the
+/// kernel, as libc's `fork` does: the address of its thread id word and its robust-futex list.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ThreadRegs {
+    tid_address: usize,
+    robust_head: usize,
+    robust_len: usize,
+}
+
+/// Reads [`ThreadRegs`] of the calling thread. `tid_address` is 0 where the kernel does not
+/// tell it (`PR_GET_TID_ADDRESS` needs checkpoint/restore support).
+pub(crate) fn thread_regs() -> ThreadRegs {
+    let mut tid_address: usize = 0;
+    // SAFETY: PR_GET_TID_ADDRESS writes one pointer-sized value to a valid address.
+    let rc = unsafe { libc::prctl(libc::PR_GET_TID_ADDRESS, &mut tid_address as *mut usize) };
+    if rc != 0 {
+        tid_address = 0;
+    }
+    let mut robust_head: usize = 0;
+    let mut robust_len: libc::size_t = 0;
+    // SAFETY: get_robust_list of the calling thread (pid 0) writes a pointer and a length.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0,
+            &mut robust_head as *mut usize,
+            &mut robust_len as *mut libc::size_t,
+        )
+    };
+    if rc != 0 {
+        robust_head = 0;
+    }
+    ThreadRegs {
+        tid_address,
+        robust_head,
+        robust_len,
+    }
+}
+
+/// `clone(CLONE_PARENT)`: a copy of this (single-threaded) process whose parent is this
+/// process's parent, so that process can wait for it, reap it and read its exit status as for
+/// any child of its own. Returns the new pid here and 0 in the copy, like `fork`.
+///
+/// Unlike libc's `fork` it runs no `pthread_atfork` handlers; the caller must be
+/// single-threaded and hold no lock. The copy re-registers the thread id word and the robust
+/// futex list with the kernel as libc's `fork` does, from `regs` read in this process.
+pub(crate) fn clone_parent(regs: &ThreadRegs) -> io::Result<u32> {
+    /// The kernel's `struct clone_args`, first version (64 bytes, Linux 5.3).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+    }
+    let mut flags = libc::CLONE_PARENT as u64;
+    if regs.tid_address != 0 {
+        // The kernel writes the copy's thread id where libc keeps it, so libc's idea of "this
+        // thread" is right in the copy.
+        flags |= (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as u64;
+    }
+    let args = CloneArgs {
+        flags,
+        pidfd: 0,
+        child_tid: regs.tid_address as u64,
+        parent_tid: 0,
+        // With CLONE_PARENT the kernel takes this process's own exit signal (SIGCHLD, as it was
+        // spawned) and refuses any other value than 0 here.
+        exit_signal: 0,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+    };
+    // SAFETY: a fork-like clone3 (no CLONE_VM, no new stack): the copy runs on its own copy of
+    // this stack and address space; `args` is a valid clone_args of the stated size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if rc == 0 && regs.robust_head != 0 {
+        // SAFETY: the list head is libc's for this thread, copied with the address space.
+        unsafe { libc::syscall(libc::SYS_set_robust_list, regs.robust_head, regs.robust_len) };
+    }
+    Ok(rc as u32)
+}

@@ -64,9 +64,11 @@ impl<'de, T> Deserialize<'de> for ByRef<'_, T> {
     }
 }
 
-/// What a child reports on its result channel, once.
+/// What a child reports on its result channel: once, after `Started` for a forked child.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum ChildMsg<R> {
+    /// A forked child has its arguments (it comes first, before the report).
+    Started,
     /// The target's return value.
     Returned(R),
     /// The target panicked.

@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use process_ipc::{Process, ProcessError};
+use process_ipc::{Process, ProcessError, StartMethod};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -41,7 +41,10 @@ fn a_silent_child_is_killed_at_the_start_deadline() {
 
 #[test]
 fn a_handshake_message_from_another_pid_is_dropped() {
+    // The nameless handshake pair is Spawn's: a forked child gets its channels from the fork
+    // server instead, with nothing on them a third process could speak on.
     let result = Process::new(add, (1, 2))
+        .start_method(StartMethod::Spawn)
         .__test_fault("grandchild-speaks")
         .start_timeout(WAIT);
     let reason = bootstrap_reason(result);
@@ -54,7 +57,10 @@ fn a_handshake_message_from_another_uid_is_dropped() {
         eprintln!("skipped: only root can make the child speak as another uid");
         return;
     }
+    // The nameless handshake pair is Spawn's: a forked child gets its channels from the fork
+    // server instead, with nothing on them a third process could speak on.
     let result = Process::new(add, (1, 2))
+        .start_method(StartMethod::Spawn)
         .__test_fault("other-uid-speaks")
         .start_timeout(WAIT);
     let reason = bootstrap_reason(result);

@@ -573,7 +573,7 @@ fn a_bounded_queue_refuses_a_put_when_full_and_hands_the_item_back() {
             matches!(refused.error, ManagerError::Full { maxsize: 2, .. }),
             "{refused}"
         );
-        assert_eq!(refused.into_item().as_deref(), Some("c"));
+        assert_eq!(refused.into_inner().as_deref(), Some("c"));
         let refused = queue
             .put_timeout("d".into(), Duration::from_millis(20))
             .unwrap_err();

@@ -258,8 +258,8 @@ impl<T> PutError<T> {
         Self { error, item }
     }
 
-    /// The item, if it came back.
-    pub fn into_item(self) -> Option<T> {
+    /// The item, if it came back (the naming table's `into_inner`, as on `Full<T>`).
+    pub fn into_inner(self) -> Option<T> {
         self.item
     }
 }

@@ -186,6 +186,8 @@ fn start_fork_server(
     let mut server =
         Process::new(zygote::server_main, (requests, replies)).start_method(StartMethod::Spawn);
     server.lone = true;
+    // Infrastructure, not the user's work: the exit rule never waits for it.
+    server.daemon = true;
     let handle = server
         .start_timeout(deadline.saturating_duration_since(Instant::now()))
         .map_err(|e| std::io::Error::other(format!("cannot start the fork server: {e}")))?;

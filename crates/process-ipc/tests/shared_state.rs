@@ -334,3 +334,45 @@ fn an_rlock_is_reentrant_and_free_after_the_last_guard() {
     let other: RLock = postcard_round_trip(&lock);
     assert!(other.acquire_timeout(WAIT).is_ok());
 }
+
+fn wait_on(event: Event, ready: Event) {
+    ready.set().unwrap();
+    let _ = event.wait();
+}
+
+/// Whether `pid` is asleep in the kernel (state `S` in /proc), i.e. parked in its wait.
+fn asleep(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().starts_with('S'))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_waiter_killed_in_its_wait_does_not_hang_the_next_set() {
+    let (event, ready) = (Event::new().unwrap(), Event::new().unwrap());
+    let mut child = Process::new(wait_on, (event.clone(), ready.clone()))
+        .start()
+        .unwrap();
+    assert!(ready.wait_timeout(WAIT).unwrap());
+    let deadline = std::time::Instant::now() + WAIT;
+    while !asleep(child.pid()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never parked"
+        );
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    assert!(child.join_timeout(WAIT).is_err());
+    // glibc's process-shared condition variable would wait here for the dead waiter for ever.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let setter = event.clone();
+    std::thread::spawn(move || done_tx.send(setter.set().is_ok()).unwrap());
+    assert_eq!(done_rx.recv_timeout(WAIT), Ok(true), "set() returned");
+    assert!(event.wait_timeout(WAIT).unwrap());
+}

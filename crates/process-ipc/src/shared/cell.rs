@@ -1,5 +1,9 @@
 //! The one building block of every process-wide primitive: a robust, process-shared pthread
-//! mutex and condition variable, and a few words of state, in a shared block.
+//! mutex, a futex word to wait on, and a few words of state, in a shared block.
+//!
+//! Waiting is a futex on a sequence word, not a process-shared pthread condition variable:
+//! glibc's condition variable counts its waiters, and one killed while waiting leaves a
+//! later broadcast waiting for it for ever. A futex keeps no such count.
 //!
 //! "Robust" is the kernel's robust-futex list: when a process dies holding the mutex, the
 //! kernel marks it, and the next locker gets `EOWNERDEAD` instead of waiting for ever. The
@@ -30,7 +34,8 @@ pub(crate) enum Kind {
 #[repr(C, align(64))]
 pub(crate) struct Cell {
     mutex: UnsafeCell<libc::pthread_mutex_t>,
-    cond: UnsafeCell<libc::pthread_cond_t>,
+    /// Bumped by every notify; waiters sleep on it (a shared futex).
+    seq: AtomicU32,
     kind: AtomicU32,
     /// The pid holding the mutex as a user-visible lock (0: none).
     owner: AtomicU32,
@@ -169,24 +174,18 @@ impl CellRef {
         unsafe { libc::pthread_mutex_unlock(self.cell().mutex.get()) };
     }
 
-    /// Waits on the condition variable (the caller holds the mutex); `false` on timeout.
+    /// Releases the mutex, sleeps until a notify (or spuriously), and takes the mutex again;
+    /// `false` if `deadline` passed first. The caller holds the mutex and re-checks its state.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
-        let (cond, mutex) = (self.cell().cond.get(), self.cell().mutex.get());
-        let code = match deadline {
-            // SAFETY: both initialised and process-shared; the caller holds `mutex`.
-            None => unsafe { libc::pthread_cond_wait(cond, mutex) },
-            // SAFETY: as above; the cond's clock is CLOCK_MONOTONIC, like the timespec.
-            Some(deadline) => unsafe {
-                libc::pthread_cond_timedwait(cond, mutex, &monotonic_deadline(deadline))
-            },
-        };
-        if code == libc::EOWNERDEAD {
-            // A holder died while we waited; the state words are still whole (each update is
-            // one store), so carry on as the holder.
-            // SAFETY: we hold the mutex again.
-            unsafe { libc::pthread_mutex_consistent(mutex) };
-        }
-        code != libc::ETIMEDOUT
+        let seq = &self.cell().seq;
+        // Read under the mutex: a notify after the unlock changes it, and the futex then
+        // returns at once instead of sleeping through the wake-up.
+        let seen = seq.load(Ordering::Acquire);
+        self.unlock();
+        let woke = futex_wait(seq, seen, deadline);
+        // A holder that died meanwhile hands the mutex over consistent: carry on as holder.
+        let _ = self.lock(None);
+        woke
     }
 
     /// The mutex itself, for a recursive lock's inner unlocks.
@@ -196,14 +195,20 @@ impl CellRef {
 
     /// Wakes every waiter.
     pub(crate) fn notify_all(&self) {
-        // SAFETY: an initialised process-shared condition variable.
-        unsafe { libc::pthread_cond_broadcast(self.cell().cond.get()) };
+        self.notify(i32::MAX);
     }
 
     /// Wakes one waiter.
     pub(crate) fn notify_one(&self) {
-        // SAFETY: as in `notify_all`.
-        unsafe { libc::pthread_cond_signal(self.cell().cond.get()) };
+        self.notify(1);
+    }
+
+    fn notify(&self, n: i32) {
+        let seq = &self.cell().seq;
+        seq.fetch_add(1, Ordering::Release);
+        // SAFETY: FUTEX_WAKE on a word of a MAP_SHARED block (hence no PRIVATE flag); it
+        // only wakes sleepers on that word.
+        unsafe { libc::syscall(libc::SYS_futex, seq.as_ptr(), libc::FUTEX_WAKE, n) };
     }
 
     /// Takes the mutex for the primitive's own bookkeeping: a dead holder is no error there.
@@ -212,8 +217,7 @@ impl CellRef {
     }
 }
 
-/// Sets up the mutex (robust, process-shared, recursive if asked) and condition variable
-/// (process-shared, on the monotonic clock) of a zeroed cell.
+/// Sets up the mutex (robust, process-shared, recursive if asked) of a zeroed cell.
 ///
 /// # Safety
 /// `cell` must point at zeroed, writable memory for a `Cell` that nothing else uses yet.
@@ -246,25 +250,37 @@ unsafe fn init(cell: *mut Cell, recursive: bool) -> Result<(), SharedError> {
         }
         let made = libc::pthread_mutex_init(std::ptr::addr_of_mut!((*cell).mutex).cast(), &mattr);
         libc::pthread_mutexattr_destroy(&mut mattr);
-        check("pthread_mutex_init", made)?;
-
-        let mut cattr: libc::pthread_condattr_t = std::mem::zeroed();
-        check(
-            "pthread_condattr_init",
-            libc::pthread_condattr_init(&mut cattr),
-        )?;
-        check(
-            "pthread_condattr_setpshared",
-            libc::pthread_condattr_setpshared(&mut cattr, libc::PTHREAD_PROCESS_SHARED),
-        )?;
-        check(
-            "pthread_condattr_setclock",
-            libc::pthread_condattr_setclock(&mut cattr, libc::CLOCK_MONOTONIC),
-        )?;
-        let made = libc::pthread_cond_init(std::ptr::addr_of_mut!((*cell).cond).cast(), &cattr);
-        libc::pthread_condattr_destroy(&mut cattr);
-        check("pthread_cond_init", made)
+        check("pthread_mutex_init", made)
     }
+}
+
+/// Sleeps while `word` still holds `seen`, at most until `deadline`; `false` on timeout.
+fn futex_wait(word: &AtomicU32, seen: u32, deadline: Option<Instant>) -> bool {
+    let timeout = deadline.map(|at| {
+        let left = at.saturating_duration_since(Instant::now());
+        libc::timespec {
+            tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        }
+    });
+    if timeout.is_some_and(|t| t.tv_sec == 0 && t.tv_nsec == 0) {
+        return false;
+    }
+    let timeout_ptr = timeout
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: FUTEX_WAIT on a 4-byte-aligned word of a MAP_SHARED block, with a relative
+    // timeout that lives through the call (or none).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            seen,
+            timeout_ptr,
+        )
+    };
+    !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
 }
 
 static PID: AtomicU32 = AtomicU32::new(0);
@@ -314,13 +330,6 @@ fn add(mut ts: libc::timespec, d: Duration) -> libc::timespec {
 fn realtime_deadline(deadline: Instant) -> libc::timespec {
     add(
         now(libc::CLOCK_REALTIME),
-        deadline.saturating_duration_since(Instant::now()),
-    )
-}
-
-fn monotonic_deadline(deadline: Instant) -> libc::timespec {
-    add(
-        now(libc::CLOCK_MONOTONIC),
         deadline.saturating_duration_since(Instant::now()),
     )
 }

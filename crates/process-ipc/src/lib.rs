@@ -133,6 +133,39 @@
 //! assert_eq!(d.get(&1).unwrap().as_deref(), Some("one"));
 //! ```
 //!
+//! ## State shared through memory
+//!
+//! Python's `Value`, `Array`, `shared_memory.SharedMemory` and process-wide `Lock`/`Event`:
+//! plain-old-data in a shared block, so a read or write costs no message. Each handle passes
+//! to a child like any argument.
+//!
+//! ```python
+//! v = Value('q', 0)
+//! def work(v):
+//!     for _ in range(1000):
+//!         with v.get_lock(): v.value += 1
+//! ```
+//!
+//! ```
+//! use process_ipc::{Process, Value};
+//!
+//! fn work(v: Value<u64>) {
+//!     for _ in 0..1000 {
+//!         *v.lock().unwrap() += 1;
+//!     }
+//! }
+//!
+//! let v = Value::new(0u64).unwrap();
+//! let children: Vec<_> = (0..2).map(|_| Process::new(work, (v.clone(),)).start().unwrap()).collect();
+//! for child in children {
+//!     child.join().unwrap();
+//! }
+//! assert_eq!(v.get().unwrap(), 2000);
+//! ```
+//!
+//! A lock whose holder dies is not held for ever: the next `acquire` is
+//! [`SharedError::OwnerDied`] naming the dead pid, and the lock works again after it.
+//!
 //! ## What a target can be
 //!
 //! A plain `fn` item or a closure that captures nothing: the child finds the same code in the

@@ -9,12 +9,12 @@
 mod cell;
 mod error;
 mod memory;
+mod signal;
 mod sync;
 mod value;
 
 pub use error::SharedError;
 pub use memory::SharedMemory;
-pub use sync::{
-    Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
-};
+pub use signal::{Barrier, BoundedSemaphore, Condition, Event, Semaphore};
+pub use sync::{Lock, LockGuard, RLock, RLockGuard};
 pub use value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard, ValueLock};

@@ -1,0 +1,428 @@
+//! Events, semaphores, conditions and barriers that work across processes (Python's
+//! `multiprocessing.Event`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Barrier`).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::cell::{CellRef, Kind, deadline_after};
+use super::error::SharedError;
+use super::sync::{LockGuard, acquire_cell, by_name};
+
+/// A flag that processes wait on (Python's `multiprocessing.Event`).
+///
+/// ```
+/// use process_ipc::Event;
+/// use std::time::Duration;
+///
+/// let ready = Event::new().unwrap();
+/// assert!(!ready.wait_timeout(Duration::from_millis(1)).unwrap());
+/// ready.set().unwrap();
+/// assert!(ready.is_set());
+/// ready.wait().unwrap(); // returns at once
+/// ```
+#[derive(Clone)]
+pub struct Event {
+    cell: CellRef,
+}
+
+by_name!(Event, Kind::Event);
+
+impl Event {
+    /// A new event, not set.
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the shared block cannot be made.
+    pub fn new() -> Result<Self, SharedError> {
+        Ok(Event {
+            cell: CellRef::create(Kind::Event, 0)?,
+        })
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.cell.cell().a.load(Ordering::Acquire) != 0
+    }
+
+    /// Sets the flag and wakes every waiter, in every process.
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the internal mutex fails.
+    pub fn set(&self) -> Result<(), SharedError> {
+        self.cell.lock_internal(None)?;
+        self.cell.cell().a.store(1, Ordering::Release);
+        self.cell.notify_all();
+        self.cell.unlock();
+        Ok(())
+    }
+
+    /// Clears the flag.
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the internal mutex fails.
+    pub fn clear(&self) -> Result<(), SharedError> {
+        self.cell.lock_internal(None)?;
+        self.cell.cell().a.store(0, Ordering::Release);
+        self.cell.unlock();
+        Ok(())
+    }
+
+    /// Waits until the flag is set.
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the internal mutex fails.
+    pub fn wait(&self) -> Result<(), SharedError> {
+        self.wait_until(None).map(|_| ())
+    }
+
+    /// Waits at most `timeout`; whether the flag is set.
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the internal mutex fails.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, SharedError> {
+        self.wait_until(deadline_after(timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<bool, SharedError> {
+        if self.is_set() {
+            return Ok(true);
+        }
+        match self.cell.lock_internal(deadline) {
+            Ok(()) => {}
+            Err(SharedError::Timeout(_)) => return Ok(self.is_set()),
+            Err(e) => return Err(e),
+        }
+        while !self.is_set() {
+            if !self.cell.wait(deadline) {
+                break;
+            }
+        }
+        let set = self.is_set();
+        self.cell.unlock();
+        Ok(set)
+    }
+}
+
+/// A counter that processes take from and give back to (Python's
+/// `multiprocessing.Semaphore`); with [`Semaphore::bounded`], Python's `BoundedSemaphore`.
+///
+/// ```
+/// use process_ipc::Semaphore;
+///
+/// let slots = Semaphore::new(2).unwrap();
+/// assert!(slots.try_acquire().unwrap());
+/// assert!(slots.try_acquire().unwrap());
+/// assert!(!slots.try_acquire().unwrap()); // both taken
+/// slots.release().unwrap();
+/// assert_eq!(slots.value(), 1);
+/// ```
+#[derive(Clone)]
+pub struct Semaphore {
+    cell: CellRef,
+}
+
+by_name!(Semaphore, Kind::Semaphore);
+
+/// Python's `multiprocessing.BoundedSemaphore`: a [`Semaphore`] whose `release` past its
+/// initial value is an error.
+pub type BoundedSemaphore = Semaphore;
+
+impl Semaphore {
+    /// A semaphore holding `value`.
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the shared block cannot be made.
+    pub fn new(value: u32) -> Result<Self, SharedError> {
+        Self::make(value, 0)
+    }
+
+    /// A semaphore holding `value` that may never hold more (Python's `BoundedSemaphore`).
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the shared block cannot be made.
+    pub fn bounded(value: u32) -> Result<Self, SharedError> {
+        Self::make(value, u64::from(value) + 1)
+    }
+
+    fn make(value: u32, bound_plus_one: u64) -> Result<Self, SharedError> {
+        let cell = CellRef::create(Kind::Semaphore, 0)?;
+        cell.cell().a.store(u64::from(value), Ordering::Relaxed);
+        cell.cell().b.store(bound_plus_one, Ordering::Release);
+        Ok(Semaphore { cell })
+    }
+
+    /// What it holds now.
+    pub fn value(&self) -> u32 {
+        self.cell.cell().a.load(Ordering::Acquire) as u32
+    }
+
+    /// Waits until it holds at least one, and takes one.
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the internal mutex fails.
+    pub fn acquire(&self) -> Result<(), SharedError> {
+        self.acquire_until(None).map(|_| ())
+    }
+
+    /// Waits at most `timeout` to take one; whether it did.
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the internal mutex fails.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, SharedError> {
+        self.acquire_until(deadline_after(timeout))
+    }
+
+    /// Takes one if it holds any (Python's `acquire(blocking=False)`).
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the internal mutex fails.
+    pub fn try_acquire(&self) -> Result<bool, SharedError> {
+        self.acquire_until(Some(Instant::now()))
+    }
+
+    fn acquire_until(&self, deadline: Option<Instant>) -> Result<bool, SharedError> {
+        match self.cell.lock_internal(deadline) {
+            Ok(()) => {}
+            Err(SharedError::Timeout(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let words = self.cell.cell();
+        while words.a.load(Ordering::Relaxed) == 0 {
+            if !self.cell.wait(deadline) {
+                break;
+            }
+        }
+        let took = words.a.load(Ordering::Relaxed) > 0;
+        if took {
+            words.a.fetch_sub(1, Ordering::Release);
+        }
+        self.cell.unlock();
+        Ok(took)
+    }
+
+    /// Gives one back and wakes a waiter.
+    ///
+    /// # Errors
+    /// [`SharedError::OverRelease`] for a bounded semaphore already at its initial value.
+    pub fn release(&self) -> Result<(), SharedError> {
+        self.cell.lock_internal(None)?;
+        let words = self.cell.cell();
+        let bound_plus_one = words.b.load(Ordering::Relaxed);
+        if bound_plus_one != 0 && words.a.load(Ordering::Relaxed) + 1 >= bound_plus_one {
+            self.cell.unlock();
+            return Err(SharedError::OverRelease {
+                bound: (bound_plus_one - 1) as u32,
+            });
+        }
+        words.a.fetch_add(1, Ordering::Release);
+        self.cell.notify_one();
+        self.cell.unlock();
+        Ok(())
+    }
+}
+
+/// A condition variable with its own lock, shared by processes (Python's
+/// `multiprocessing.Condition`).
+///
+/// ```
+/// use process_ipc::Condition;
+/// use std::time::Duration;
+///
+/// let cond = Condition::new().unwrap();
+/// let mut held = cond.acquire().unwrap();
+/// // Nobody notifies: the wait times out, and the lock is held again after it.
+/// assert!(!cond.wait_timeout(&mut held, Duration::from_millis(5)).unwrap());
+/// ```
+#[derive(Clone)]
+pub struct Condition {
+    cell: CellRef,
+}
+
+by_name!(Condition, Kind::Condition);
+
+impl Condition {
+    /// A new condition variable and its lock.
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the shared block cannot be made.
+    pub fn new() -> Result<Self, SharedError> {
+        Ok(Condition {
+            cell: CellRef::create(Kind::Condition, 0)?,
+        })
+    }
+
+    /// Takes the condition's lock.
+    ///
+    /// # Errors
+    /// [`SharedError::OwnerDied`] if its last holder died holding it (free again).
+    pub fn acquire(&self) -> Result<LockGuard<'_>, SharedError> {
+        acquire_cell(&self.cell, None)
+    }
+
+    /// Releases the lock, waits for a notify, and takes the lock again.
+    ///
+    /// # Errors
+    /// [`SharedError::Refused`] if `guard` is another condition's.
+    pub fn wait(&self, guard: &mut LockGuard<'_>) -> Result<(), SharedError> {
+        self.check(guard)?;
+        self.cell.wait(None);
+        self.cell.set_owner();
+        Ok(())
+    }
+
+    /// As [`wait`](Condition::wait), at most `timeout`; `false` if it timed out.
+    ///
+    /// # Errors
+    /// As [`wait`](Condition::wait).
+    pub fn wait_timeout(
+        &self,
+        guard: &mut LockGuard<'_>,
+        timeout: Duration,
+    ) -> Result<bool, SharedError> {
+        self.check(guard)?;
+        let woke = self.cell.wait(deadline_after(timeout));
+        self.cell.set_owner();
+        Ok(woke)
+    }
+
+    /// Wakes up to `n` waiters (the caller should hold the lock, as in Python).
+    pub fn notify(&self, n: usize) {
+        for _ in 0..n {
+            self.cell.notify_one();
+        }
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&self) {
+        self.cell.notify_all();
+    }
+
+    fn check(&self, guard: &LockGuard<'_>) -> Result<(), SharedError> {
+        if std::ptr::eq(guard.cell, &self.cell) {
+            Ok(())
+        } else {
+            Err(SharedError::Refused {
+                name: self.cell.name().to_string(),
+                reason: "the guard belongs to another lock".into(),
+            })
+        }
+    }
+}
+
+/// A barrier for processes (Python's `multiprocessing.Barrier`): `parties` waiters meet, then
+/// all go on.
+///
+/// ```
+/// use process_ipc::Barrier;
+/// use std::time::Duration;
+///
+/// let alone = Barrier::new(1).unwrap();
+/// assert_eq!(alone.wait().unwrap(), 0); // one party: passes at once
+/// let pair = Barrier::new(2).unwrap();
+/// assert!(pair.wait_timeout(Duration::from_millis(5)).is_err()); // nobody came
+/// assert!(pair.broken());
+/// ```
+#[derive(Clone)]
+pub struct Barrier {
+    cell: CellRef,
+}
+
+by_name!(Barrier, Kind::Barrier);
+
+impl Barrier {
+    /// A barrier for `parties` waiters.
+    ///
+    /// # Errors
+    /// [`SharedError::Refused`] for 0 parties; [`SharedError::Os`] if the block cannot be made.
+    pub fn new(parties: u32) -> Result<Self, SharedError> {
+        if parties == 0 {
+            return Err(SharedError::Refused {
+                name: String::new(),
+                reason: "a barrier needs at least 1 party".into(),
+            });
+        }
+        let cell = CellRef::create(Kind::Barrier, 0)?;
+        cell.cell().d.store(u64::from(parties), Ordering::Release);
+        Ok(Barrier { cell })
+    }
+
+    /// How many must wait before all go on.
+    pub fn parties(&self) -> u32 {
+        self.cell.cell().d.load(Ordering::Relaxed) as u32
+    }
+
+    /// How many are waiting now.
+    pub fn n_waiting(&self) -> u32 {
+        self.cell.cell().a.load(Ordering::Relaxed) as u32
+    }
+
+    /// Whether it was aborted or a wait on it timed out.
+    pub fn broken(&self) -> bool {
+        self.cell.cell().b.load(Ordering::Acquire) != 0
+    }
+
+    /// Waits for the others; this waiter's index (0 to parties - 1) once all have come.
+    ///
+    /// # Errors
+    /// [`SharedError::BrokenBarrier`] if the barrier is or becomes broken.
+    pub fn wait(&self) -> Result<u32, SharedError> {
+        self.wait_until(None)
+    }
+
+    /// As [`wait`](Barrier::wait), at most `timeout`; a timeout breaks the barrier, as in
+    /// Python.
+    ///
+    /// # Errors
+    /// [`SharedError::BrokenBarrier`] on timeout or abort.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, SharedError> {
+        self.wait_until(deadline_after(timeout))
+    }
+
+    /// Breaks the barrier: every waiter, now and later, gets `BrokenBarrier`.
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the internal mutex fails.
+    pub fn abort(&self) -> Result<(), SharedError> {
+        self.cell.lock_internal(None)?;
+        self.cell.cell().b.store(1, Ordering::Release);
+        self.cell.notify_all();
+        self.cell.unlock();
+        Ok(())
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<u32, SharedError> {
+        self.cell.lock_internal(deadline)?;
+        let words = self.cell.cell();
+        if words.b.load(Ordering::Relaxed) != 0 {
+            self.cell.unlock();
+            return Err(SharedError::BrokenBarrier);
+        }
+        let generation = words.c.load(Ordering::Relaxed);
+        let index = words.a.fetch_add(1, Ordering::Relaxed) as u32;
+        if index + 1 == self.parties() {
+            words.a.store(0, Ordering::Relaxed);
+            words.c.fetch_add(1, Ordering::Release);
+            self.cell.notify_all();
+            self.cell.unlock();
+            return Ok(index);
+        }
+        loop {
+            if words.c.load(Ordering::Relaxed) != generation {
+                self.cell.unlock();
+                return Ok(index);
+            }
+            if words.b.load(Ordering::Relaxed) != 0 {
+                self.cell.unlock();
+                return Err(SharedError::BrokenBarrier);
+            }
+            if !self.cell.wait(deadline) && words.c.load(Ordering::Relaxed) == generation {
+                words.b.store(1, Ordering::Release);
+                words.a.fetch_sub(1, Ordering::Relaxed);
+                self.cell.notify_all();
+                self.cell.unlock();
+                return Err(SharedError::BrokenBarrier);
+            }
+        }
+    }
+}

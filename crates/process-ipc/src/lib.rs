@@ -201,6 +201,7 @@ compile_error!(
 mod bootstrap;
 mod daemon;
 pub mod error;
+mod handle;
 mod pipe;
 mod pool;
 mod process;

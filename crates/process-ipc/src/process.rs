@@ -5,7 +5,6 @@
 //! Layer: above `sys`, `wire` and `bootstrap`; below `queue`, `pipe`, `pool` and `manager`.
 
 use std::panic::AssertUnwindSafe;
-use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
@@ -15,6 +14,8 @@ use serde::de::DeserializeOwned;
 
 use crate::bootstrap::{self, ChildLink, ParentLink};
 use crate::error::ProcessError;
+pub use crate::handle::ProcessHandle;
+use crate::handle::describe;
 use crate::sys::Child;
 use crate::wire::{self, ChildMsg, ParentMsg, ParentMsgOut};
 use crate::zygote::{self, ForkReply, ForkRequest, ForkedChild, StartMethod};
@@ -103,10 +104,6 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a failed start waits for the child to exit by itself before killing it.
 const EXIT_GRACE: Duration = Duration::from_millis(200);
 
-/// While no report has come, `join` looks at the process itself this often: its death is
-/// known within this time even if a grandchild keeps the result socket open.
-const JOIN_SLICE: Duration = Duration::from_millis(10);
-
 /// The child's side: take the arguments from the verified parent, run, report.
 fn child_entry<F, Args>(link: ChildLink) -> i32
 where
@@ -169,7 +166,7 @@ where
 
 impl zygote::ServerProcess for ProcessHandle<u8> {
     fn pid(&self) -> u32 {
-        self.pid
+        ProcessHandle::pid(self)
     }
 
     fn kill(&mut self) {
@@ -528,290 +525,6 @@ fn start_failure(child: &mut Child, pid: u32, reason: String) -> ProcessError {
             reason
         } else {
             format!("{reason}; child {status}")
-        },
-    }
-}
-
-fn describe(status: &ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(sig)) => format!(
-            "was killed by signal {sig} ({})",
-            crate::error::signal_name(sig)
-        ),
-        _ => "ended".into(),
-    }
-}
-
-/// A started child process. `join` gives back the target's return value, typed.
-///
-/// Dropping a handle without joining detaches the child: it keeps running and a background
-/// thread reaps it when it exits (no zombie). Children always exit when this process dies.
-///
-/// Its death is read from the process itself (`waitpid`), not from its result socket reaching
-/// end-of-file: a grandchild that inherited the socket cannot hide it.
-pub struct ProcessHandle<R> {
-    pid: u32,
-    name: String,
-    daemon: bool,
-    /// Always `Some` until drop hands it to a reaper thread.
-    child: Option<Child>,
-    status: Option<ExitStatus>,
-    results: Option<IpcReceiver<ChildMsg<R>>>,
-    /// The report read from the child; `Some(None)` once it is known there is none.
-    message: Option<Option<ChildMsg<R>>>,
-    joined: bool,
-}
-
-impl<R> std::fmt::Debug for ProcessHandle<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProcessHandle")
-            .field("pid", &self.pid)
-            .field("status", &self.status)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<R> ProcessHandle<R> {
-    fn started(
-        child: Child,
-        name: Option<String>,
-        daemon: bool,
-        results: IpcReceiver<ChildMsg<R>>,
-    ) -> Self {
-        let name = name.unwrap_or_else(|| {
-            static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            format!("Process-{n}")
-        });
-        crate::daemon::register(child.id(), daemon);
-        ProcessHandle {
-            pid: child.id(),
-            name,
-            daemon,
-            child: Some(child),
-            status: None,
-            results: Some(results),
-            message: None,
-            joined: false,
-        }
-    }
-}
-
-impl<R> ProcessHandle<R>
-where
-    R: Serialize + DeserializeOwned,
-{
-    /// The child's pid (`Process.pid`).
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// `Process.name`: the name given with [`Process::named`], or `Process-N`.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// `Process.daemon`: whether the child was started as a daemon.
-    pub fn is_daemon(&self) -> bool {
-        self.daemon
-    }
-
-    /// Waits for the child to finish and returns the target's value, or what went wrong
-    /// ([`ProcessError::Killed`] with the signal within milliseconds of a death, whatever its
-    /// descendants hold open).
-    pub fn join(mut self) -> Result<R, ProcessError> {
-        self.join_deadline(None)
-    }
-
-    /// Like [`join`](Self::join), giving up after `timeout` with [`ProcessError::Timeout`];
-    /// the handle stays usable, so a later call can wait again.
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ProcessError> {
-        self.join_deadline(Some((Instant::now() + timeout, timeout)))
-    }
-
-    fn join_deadline(&mut self, deadline: Option<(Instant, Duration)>) -> Result<R, ProcessError> {
-        let pid = self.pid;
-        if self.joined {
-            return Err(ProcessError::AlreadyJoined { pid });
-        }
-        let timeout = |waited| ProcessError::Timeout { pid, waited };
-        // Wait for whichever comes first: the child's report, or the end of the process itself
-        // (a grandchild may hold the result socket open long after the child died).
-        while self.message.is_none() {
-            let slice = match deadline {
-                None => JOIN_SLICE,
-                Some((at, _)) => at.saturating_duration_since(Instant::now()).min(JOIN_SLICE),
-            };
-            let rx = self
-                .results
-                .as_ref()
-                .expect("receiver present until joined");
-            match rx.try_recv_timeout(slice) {
-                Ok(msg) => self.message = Some(Some(msg)),
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::IpcError(IpcError::Disconnected)) => self.message = Some(None),
-                Err(TryRecvError::IpcError(e)) => {
-                    return Err(ProcessError::Ipc {
-                        pid,
-                        message: e.to_string(),
-                    });
-                }
-            }
-            if self.message.is_some() {
-                break;
-            }
-            if self.poll_status()?.is_some() {
-                // It has exited: a report it sent is already queued on the socket.
-                let rx = self
-                    .results
-                    .as_ref()
-                    .expect("receiver present until joined");
-                self.message = Some(rx.try_recv().ok());
-                break;
-            }
-            if let Some((at, waited)) = deadline {
-                if Instant::now() >= at {
-                    return Err(timeout(waited));
-                }
-            }
-        }
-        let status = match deadline {
-            None => self.wait_blocking()?,
-            Some((at, waited)) => self.wait_until(at)?.ok_or_else(|| timeout(waited))?,
-        };
-        self.joined = true;
-        self.results = None;
-        let message = self.message.take().flatten();
-        outcome(pid, message, status)
-    }
-
-    fn wait_blocking(&mut self) -> Result<ExitStatus, ProcessError> {
-        if let Some(s) = self.status {
-            return Ok(s);
-        }
-        let s = self.child().wait().map_err(|e| ProcessError::Ipc {
-            pid: self.pid,
-            message: format!("waitpid failed: {e}"),
-        })?;
-        self.status = Some(s);
-        Ok(s)
-    }
-
-    /// Polls for exit until `at`; `None` if the child is still running then.
-    fn wait_until(&mut self, at: Instant) -> Result<Option<ExitStatus>, ProcessError> {
-        let mut pause = Duration::from_micros(20);
-        loop {
-            if let Some(s) = self.poll_status()? {
-                return Ok(Some(s));
-            }
-            let now = Instant::now();
-            if now >= at {
-                return Ok(None);
-            }
-            std::thread::sleep(pause.min(at - now));
-            pause = (pause * 2).min(Duration::from_millis(2));
-        }
-    }
-
-    fn poll_status(&mut self) -> Result<Option<ExitStatus>, ProcessError> {
-        if self.status.is_none() {
-            self.status = self.child().try_wait().map_err(|e| ProcessError::Ipc {
-                pid: self.pid,
-                message: format!("waitpid failed: {e}"),
-            })?;
-        }
-        Ok(self.status)
-    }
-
-    fn child(&mut self) -> &mut Child {
-        self.child
-            .as_mut()
-            .expect("the child is present until drop")
-    }
-
-    /// `Process.is_alive()`: true until the child has exited.
-    pub fn is_alive(&mut self) -> bool {
-        matches!(self.poll_status(), Ok(None))
-    }
-
-    /// `Process.exitcode`: `None` while running, the exit code once exited, `-signal` if a
-    /// signal killed it (Python's convention).
-    pub fn exitcode(&mut self) -> Option<i32> {
-        use std::os::unix::process::ExitStatusExt;
-        let status = self.poll_status().ok().flatten()?;
-        status.code().or_else(|| status.signal().map(|s| -s))
-    }
-
-    /// `Process.terminate()`: sends SIGTERM. A no-op once the child has exited.
-    pub fn terminate(&mut self) -> Result<(), ProcessError> {
-        self.signal(libc::SIGTERM)
-    }
-
-    /// `Process.kill()`: sends SIGKILL. A no-op once the child has exited.
-    pub fn kill(&mut self) -> Result<(), ProcessError> {
-        self.signal(libc::SIGKILL)
-    }
-
-    fn signal(&mut self, sig: i32) -> Result<(), ProcessError> {
-        if self.poll_status()?.is_some() {
-            return Ok(());
-        }
-        // SAFETY: the child is not reaped yet, so `pid` still names it.
-        if unsafe { libc::kill(self.pid as i32, sig) } != 0 {
-            return Err(ProcessError::Ipc {
-                pid: self.pid,
-                message: format!("kill failed: {}", std::io::Error::last_os_error()),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl<R> Drop for ProcessHandle<R> {
-    fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if self.status.is_some() || matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        // Detach: the child runs on; a thread reaps it so it never lingers as a zombie.
-        let _ = std::thread::Builder::new()
-            .name(format!("process-ipc-reaper-{}", self.pid))
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let _ = child.wait();
-            });
-    }
-}
-
-fn outcome<R>(
-    pid: u32,
-    message: Option<ChildMsg<R>>,
-    status: ExitStatus,
-) -> Result<R, ProcessError> {
-    use std::os::unix::process::ExitStatusExt;
-    match message {
-        Some(ChildMsg::Returned(value)) => Ok(value),
-        Some(ChildMsg::Panicked { message, location }) => Err(ProcessError::Panicked {
-            pid,
-            message,
-            location,
-        }),
-        Some(ChildMsg::Failed(reason)) => Err(ProcessError::Ipc {
-            pid,
-            message: reason,
-        }),
-        Some(ChildMsg::Started) => Err(ProcessError::Ipc {
-            pid,
-            message: "the child confirmed its start twice and never reported".into(),
-        }),
-        None => match (status.signal(), status.code()) {
-            (Some(signal), _) => Err(ProcessError::Killed { pid, signal }),
-            (None, Some(code)) => Err(ProcessError::Exited { pid, code }),
-            _ => Err(ProcessError::Exited { pid, code: -1 }),
         },
     }
 }

@@ -3,40 +3,17 @@
 //! the one after works); a shutdown that wakes every waiter.
 
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::RecvTimeoutError;
 use ipc_channel::ipc::IpcSender;
 use process_ipc::manager::{ManagedEvent, ManagedLock, ManagedValue, Manager, ManagerError};
 use process_ipc::{Pool, Process, current_pid};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-/// Bound on every wait in this file: far above what any step needs, so a hang fails.
-const LIMIT: Duration = Duration::from_secs(20);
+mod common;
+use common::{LIMIT, bounded, through_ipc, wait_until};
+
 /// A wait that is meant to run out.
 const SHORT: Duration = Duration::from_millis(30);
-
-fn through_ipc<H: Serialize + DeserializeOwned>(handle: &H) -> H {
-    let (tx, rx) = ipc_channel::ipc::channel::<Vec<u8>>().expect("ipc channel");
-    tx.send(postcard::to_stdvec(handle).expect("encode handle"))
-        .expect("send handle");
-    let bytes = rx.try_recv_timeout(LIMIT).expect("receive handle");
-    postcard::from_bytes(&bytes).expect("decode handle")
-}
-
-/// Runs `f` on a thread and returns its result, or fails the test if it takes over `LIMIT`.
-fn bounded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(r) => r,
-        Err(RecvTimeoutError::Timeout) => panic!("call still blocked after {LIMIT:?}"),
-        Err(RecvTimeoutError::Disconnected) => panic!("the thread panicked"),
-    }
-}
 
 #[test]
 fn smoke() {
@@ -184,15 +161,6 @@ fn a_lock_whose_holder_is_killed_names_its_pid_once_and_then_works() {
 /// A child process's target: waits for the lock.
 fn wait_for_lock(lock: ManagedLock) -> bool {
     lock.acquire_timeout(LIMIT).is_ok()
-}
-
-/// Polls `condition` until it holds; fails the test after `LIMIT`.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]

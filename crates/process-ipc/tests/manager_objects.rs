@@ -4,43 +4,16 @@
 //! gone reported as an error, never a hang.
 
 use std::collections::BTreeSet;
-use std::thread;
-use std::time::Duration;
 
-use crossbeam_channel::RecvTimeoutError;
 use ipc_channel::ipc::IpcSender;
 use process_ipc::manager::{
     ManagedDict, ManagedList, ManagedNamespace, ManagedValue, Manager, ManagerError,
 };
 use process_ipc::{Pool, Process, ProcessError, current_pid};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Bound on every wait in this file: far above what any step needs, so a hang fails.
-const LIMIT: Duration = Duration::from_secs(20);
-
-/// A handle as another process gets it: through a real ipc channel. Its calls then go over
-/// the manager's socket instead of to the objects directly.
-fn through_ipc<H: Serialize + DeserializeOwned>(handle: &H) -> H {
-    let (tx, rx) = ipc_channel::ipc::channel::<Vec<u8>>().expect("ipc channel");
-    tx.send(postcard::to_stdvec(handle).expect("encode handle"))
-        .expect("send handle");
-    let bytes = rx.try_recv_timeout(LIMIT).expect("receive handle");
-    postcard::from_bytes(&bytes).expect("decode handle")
-}
-
-/// Runs `f` on a thread and returns its result, or fails the test if it takes over `LIMIT`.
-fn bounded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(r) => r,
-        Err(RecvTimeoutError::Timeout) => panic!("call still blocked after {LIMIT:?}"),
-        Err(RecvTimeoutError::Disconnected) => panic!("the thread panicked"),
-    }
-}
+mod common;
+use common::{LIMIT, bounded, remove_sockets_of, through_ipc};
 
 /// A key or value whose `Serialize` refuses, with its own message.
 #[derive(Debug, PartialEq)]
@@ -443,16 +416,6 @@ fn a_dead_manager_process_is_an_error_not_a_hang() {
     remove_sockets_of(host.pid());
     let err = bounded(move || dict.get(&1)).unwrap_err();
     assert!(matches!(err, ManagerError::ObjectGone { .. }), "{err}");
-}
-
-/// A killed manager cannot remove its socket's directory: do it for it.
-fn remove_sockets_of(pid: u32) {
-    let prefix = format!("multitask-manager-{pid}-");
-    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 #[test]

@@ -7,15 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::RecvTimeoutError;
 use ipc_channel::ipc::IpcSender;
 use process_ipc::manager::{ManagedQueue, Manager, ManagerError};
 use process_ipc::{Pool, Process, ProcessError, current_pid};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
 
-/// Bound on every wait in this file: far above what any step needs, so a hang fails.
-const LIMIT: Duration = Duration::from_secs(20);
+mod common;
+use common::{LIMIT, bounded, remove_sockets_of, wait_until};
 
 /// The handle as another process would get it: serialized through a real ipc channel. Its
 /// operations then go through the queue's server instead of the manager's local state.
@@ -26,28 +25,6 @@ where
     let (tx, rx) = ipc_channel::ipc::channel::<ManagedQueue<T>>().expect("ipc channel");
     tx.send(queue.clone()).expect("send handle");
     rx.try_recv_timeout(LIMIT).expect("receive handle")
-}
-
-/// Runs `f` on a thread and returns its result, or fails the test if it takes over `LIMIT`.
-fn bounded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(r) => r,
-        Err(RecvTimeoutError::Timeout) => panic!("call still blocked after {LIMIT:?}"),
-        Err(RecvTimeoutError::Disconnected) => panic!("the thread panicked"),
-    }
-}
-
-/// Polls `condition` until it holds; fails the test after `LIMIT`.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]
@@ -378,16 +355,6 @@ fn flush_and_drop_leave_remote_puts_in_the_queue() {
     assert_eq!(local.qsize().unwrap(), 2000);
     // The local handle has nothing to wait for.
     local.flush_timeout(LIMIT).unwrap();
-}
-
-/// A killed manager cannot remove its socket's directory: do it for it.
-fn remove_sockets_of(pid: u32) {
-    let prefix = format!("multitask-manager-{pid}-");
-    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 #[test]

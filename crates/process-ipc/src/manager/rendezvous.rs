@@ -186,24 +186,8 @@ fn accept_loop(
 /// The effective uid and the pid of the process at the other end of `stream` (when it
 /// connected).
 fn peer_cred(stream: &UnixStream) -> io::Result<(u32, u32)> {
-    // SAFETY: an all-zero `ucred` is a valid value of this plain C struct.
-    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid places to write and `len` holds `cred`'s size; the
-    // descriptor belongs to `stream`, alive for the call.
-    let r = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            std::ptr::from_mut(&mut cred).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((cred.uid, u32::try_from(cred.pid).unwrap_or(0)))
+    let creds = crate::sys::peer_creds(stream.as_raw_fd())?;
+    Ok((creds.uid, u32::try_from(creds.pid).unwrap_or(0)))
 }
 
 /// Whether the peer runs as this process's user.
@@ -313,12 +297,11 @@ where
     Ok(connection)
 }
 
-/// The client's side of a connection to the manager's objects at `address`: the socket, once
-/// the manager said it serves it (the exchange is one line each way).
-pub(crate) fn connect_objects(address: &str) -> Result<UnixStream, Unreachable> {
-    let gone = |what: &str, e: &dyn std::fmt::Display| Unreachable::Gone(format!("{what}: {e}"));
-    let mut stream =
-        UnixStream::connect(address).map_err(|e| gone("its socket does not answer", &e))?;
+/// Connects to the manager's socket at `address`, trusting it only if it runs as this user,
+/// with the one-line exchange's timeouts set.
+fn connect_checked(address: &str) -> Result<UnixStream, Unreachable> {
+    let stream = UnixStream::connect(address)
+        .map_err(|e| Unreachable::Gone(format!("its socket does not answer: {e}")))?;
     if !same_user(&stream) {
         return Err(Unreachable::Gone(
             "its socket belongs to another user".into(),
@@ -326,6 +309,14 @@ pub(crate) fn connect_objects(address: &str) -> Result<UnixStream, Unreachable> 
     }
     let _ = stream.set_read_timeout(Some(LINE_WAIT));
     let _ = stream.set_write_timeout(Some(LINE_WAIT));
+    Ok(stream)
+}
+
+/// The client's side of a connection to the manager's objects at `address`: the socket, once
+/// the manager said it serves it (the exchange is one line each way).
+pub(crate) fn connect_objects(address: &str) -> Result<UnixStream, Unreachable> {
+    let gone = |what: &str, e: &dyn std::fmt::Display| Unreachable::Gone(format!("{what}: {e}"));
+    let mut stream = connect_checked(address)?;
     writeln!(stream, "{OBJECTS_LINE}").map_err(|e| gone("its socket closed", &e))?;
     // Byte by byte: nothing after the answer may stay behind in a reader's buffer.
     let mut answer = Vec::new();
@@ -356,15 +347,7 @@ pub(crate) fn connect_objects(address: &str) -> Result<UnixStream, Unreachable> 
 fn exchange(address: &str, queue: u64) -> Result<OpaqueIpcSender, Unreachable> {
     let gone = |what: &str, e: &dyn std::fmt::Display| Unreachable::Gone(format!("{what}: {e}"));
     let (server, name) = IpcOneShotServer::<OpaqueIpcSender>::new().map_err(Unreachable::Io)?;
-    let mut stream =
-        UnixStream::connect(address).map_err(|e| gone("its socket does not answer", &e))?;
-    if !same_user(&stream) {
-        return Err(Unreachable::Gone(
-            "its socket belongs to another user".into(),
-        ));
-    }
-    let _ = stream.set_read_timeout(Some(LINE_WAIT));
-    let _ = stream.set_write_timeout(Some(LINE_WAIT));
+    let mut stream = connect_checked(address)?;
     writeln!(stream, "{queue} {name}").map_err(|e| gone("its socket closed", &e))?;
     let mut answer = String::new();
     BufReader::new(&stream)

@@ -1,14 +1,22 @@
 //! Pool costs: 200 000 tiny tasks through `map` (Python's default chunking), 20 000 tiny
-//! `apply_async` calls then `get` each, and 200 tasks of 1 ms on a pool against one process per
+//! `apply_async` calls then `get` each (beside procspawn's `Pool::spawn` then `join` each, the
+//! peer crate's pool, in the same run), and 200 tasks of 1 ms on a pool against one process per
 //! task. The pool is warm (started outside the timer) except in the 1 ms comparison, which times
 //! pool creation and shutdown as Python's anchor does.
 
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use process_ipc::{Pool, Process};
 
 fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+/// Calls the procspawn pool takes at once (see `tiny`).
+const PEER_TASKS: u64 = 4_000;
+
+fn procspawn_square(x: u64) -> u64 {
     x.wrapping_mul(x)
 }
 
@@ -47,7 +55,24 @@ fn tiny(c: &mut Criterion) {
             }
         })
     });
+    drop(pool);
+    // procspawn holds about four descriptors per pending call (two channels), so 20 000 pending
+    // calls exceed this machine's limit of 20 000 open files: the peer runs 4 000 (throughput is
+    // per task either way; the peers table of 2026-11-29 used 5 000).
+    let peer = procspawn::Pool::new(2).unwrap();
+    g.throughput(Throughput::Elements(PEER_TASKS));
+    g.bench_function("procspawn_pool_spawn_4k_then_join", |b| {
+        b.iter(|| {
+            let pending: Vec<_> = (0..PEER_TASKS)
+                .map(|i| peer.spawn(i, procspawn_square))
+                .collect();
+            for (i, r) in pending.into_iter().enumerate() {
+                assert_eq!(r.join().unwrap(), (i as u64).wrapping_mul(i as u64));
+            }
+        })
+    });
     g.finish();
+    peer.shutdown();
 }
 
 fn one_ms(c: &mut Criterion) {
@@ -78,4 +103,10 @@ fn one_ms(c: &mut Criterion) {
 }
 
 criterion_group!(benches, tiny, one_ms);
-criterion_main!(benches);
+
+fn main() {
+    // A procspawn worker runs its calls here and never returns; our own workers never reach main.
+    procspawn::init();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,7 +1,8 @@
 //! Process spawn + join: `Process::new(f, ()).start()?.join()` under each start method, against
 //! two floors measured in the same run: the physical one, a bare `fork()` + `_exit(0)` +
 //! `waitpid` of this process, and a bare re-exec of the same binary with an ipc-channel
-//! one-shot handshake (the anchor's workload).
+//! one-shot handshake (the anchor's workload); and beside them the peer crate a user would pick
+//! instead, `procspawn::spawn` + `join` of the same no-op.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,6 +14,10 @@ use process_ipc::{Process, StartMethod};
 const RAW_CHILD: &str = "PROCESS_IPC_BENCH_RAW_CHILD";
 
 fn noop() -> u64 {
+    1
+}
+
+fn procspawn_noop(_: ()) -> u64 {
     1
 }
 
@@ -56,6 +61,12 @@ fn spawn_join(c: &mut Criterion) {
             start.elapsed()
         })
     });
+    g.bench_function("procspawn_spawn_join", |b| {
+        b.iter(|| {
+            let child = procspawn::spawn((), procspawn_noop);
+            assert_eq!(child.join().unwrap(), 1);
+        })
+    });
     for method in [StartMethod::ForkServer, StartMethod::Spawn] {
         // The fork server starts on first use: not inside the measurement.
         let warm = Process::new(noop, ()).start_method(method).start().unwrap();
@@ -77,6 +88,8 @@ fn spawn_join(c: &mut Criterion) {
 criterion_group!(benches, spawn_join);
 
 fn main() {
+    // A procspawn child runs its function here and exits; our own children never reach main.
+    procspawn::init();
     if let Ok(name) = std::env::var(RAW_CHILD) {
         let tx = IpcSender::<u64>::connect(name).unwrap();
         tx.send(1).unwrap();

@@ -163,7 +163,22 @@ fn collector_loop(shared: &Shared, mut set: IpcReceiverSet, control_key: u64) {
         .map_or(TICK, |t| (t / 4).clamp(Duration::from_millis(1), TICK));
     loop {
         let mut exited = Vec::new();
-        match set.try_select_timeout(tick) {
+        // Results first, from shared memory; block on the channels only with every ring empty
+        // and every worker told to ring the doorbell (see `ring`).
+        let mut busy = drain_rings(shared) > 0;
+        if !busy {
+            set_asleep(shared, true);
+            busy = drain_rings(shared) > 0;
+        }
+        let selected = if busy {
+            set.try_select()
+        } else {
+            set.try_select_timeout(tick)
+        };
+        if !busy {
+            set_asleep(shared, false);
+        }
+        match selected {
             Ok(events) => handle(shared, events, control_key, &mut exited),
             Err(ipc_channel::TrySelectError::Empty) => {}
             Err(ipc_channel::TrySelectError::IoError(e)) => {
@@ -171,14 +186,17 @@ fn collector_loop(shared: &Shared, mut set: IpcReceiverSet, control_key: u64) {
             }
         }
         if !exited.is_empty() {
-            // A dead worker's last answers are already in its channel: read them all before
-            // judging which task it lost. (Bounded: busy live workers keep answering.)
+            // A dead worker's last answers are already in its ring and its channel: read them
+            // all before judging which task it lost. (Bounded: busy live workers keep
+            // answering.)
+            drain_rings(shared);
             for _ in 0..DRAIN_ROUNDS {
                 let Ok(events) = set.try_select() else {
                     break;
                 };
                 handle(shared, events, control_key, &mut exited);
             }
+            drain_rings(shared);
             for key in exited {
                 on_exit(shared, &mut set, key);
             }
@@ -189,6 +207,76 @@ fn collector_loop(shared: &Shared, mut set: IpcReceiverSet, control_key: u64) {
             shared.changed.notify_all();
             return;
         }
+    }
+}
+
+/// Tells every worker whether the collector is about to block (then a worker that publishes a
+/// result rings the doorbell) or awake.
+fn set_asleep(shared: &Shared, asleep: bool) {
+    for w in shared.lock().workers.values() {
+        w.ring.set_asleep(asleep);
+    }
+}
+
+/// Takes every result published in the workers' rings and completes their tasks, under one
+/// lock and with one dispatch for all of them. Returns how many results there were.
+fn drain_rings(shared: &Shared) -> usize {
+    let mut finished = Vec::new();
+    let count;
+    let idle = {
+        let mut st = shared.lock();
+        let mut records = Vec::new();
+        for (&key, w) in &st.workers {
+            w.ring.drain(|bytes| match postcard::from_bytes::<WorkerMsg>(bytes) {
+                Ok(WorkerMsg::Done { id, outcome }) => records.push((key, w.pid, id, outcome)),
+                Ok(_) => log::error!("process-ipc pool: a result ring held a control message"),
+                Err(e) => log::error!("process-ipc pool: bad record from a worker: {e}"),
+            });
+        }
+        if records.is_empty() {
+            return 0;
+        }
+        count = records.len();
+        for (key, pid, id, outcome) in records {
+            if let Some(task) = take_finished(&mut st, key, id) {
+                finished.push((task, pid, outcome));
+            }
+        }
+        dispatch(&mut st, REFILL_AT);
+        st.tasks.is_empty()
+    };
+    for (task, pid, outcome) in finished {
+        run_completer(task.complete, outcome_result(pid, outcome));
+    }
+    if idle {
+        // Only `join` waits on this, for the last task; skip the wake-up otherwise.
+        shared.changed.notify_all();
+    }
+    count
+}
+
+/// Worker `key` finished task `id`: the schedule learns it, and the task leaves the pool.
+fn take_finished(st: &mut State, key: WorkerKey, id: TaskId) -> Option<Task> {
+    st.schedule().finished(key, id, Instant::now());
+    if st.schedule().retiring(key) {
+        // It leaves by itself now (max_tasks_per_child): nothing more goes to it.
+        if let Some(w) = st.workers.get_mut(&key) {
+            w.feeder = None;
+        }
+    }
+    st.tasks.remove(&id)
+}
+
+/// A task's result from how it ended in worker `pid`.
+fn outcome_result(pid: u32, outcome: Outcome) -> Result<Vec<u8>, PoolError> {
+    match outcome {
+        Outcome::Value(bytes) => Ok(bytes.into_vec()),
+        Outcome::Panicked { message, location } => Err(PoolError::Panicked {
+            pid,
+            message,
+            location,
+        }),
+        Outcome::Serde(message) => Err(PoolError::Serde(message)),
     }
 }
 
@@ -224,34 +312,19 @@ fn on_message(shared: &Shared, key: WorkerKey, msg: WorkerMsg) {
                 let Some(pid) = st.workers.get(&key).map(|w| w.pid) else {
                     return;
                 };
-                st.schedule().finished(key, id, Instant::now());
-                if st.schedule().retiring(key) {
-                    // It leaves by itself now (max_tasks_per_child): nothing more goes to it.
-                    if let Some(w) = st.workers.get_mut(&key) {
-                        w.feeder = None;
-                    }
-                }
-                let task = st.tasks.remove(&id);
+                let task = take_finished(&mut st, key, id);
                 dispatch(&mut st, REFILL_AT);
                 (task, pid, st.tasks.is_empty())
             };
             if let Some(task) = task {
-                let result = match outcome {
-                    Outcome::Value(bytes) => Ok(bytes.into_vec()),
-                    Outcome::Panicked { message, location } => Err(PoolError::Panicked {
-                        pid,
-                        message,
-                        location,
-                    }),
-                    Outcome::Serde(message) => Err(PoolError::Serde(message)),
-                };
-                run_completer(task.complete, result);
+                run_completer(task.complete, outcome_result(pid, outcome));
             }
             if idle {
-                // Only `join` waits on this, for the last task; skip the wake-up otherwise.
                 shared.changed.notify_all();
             }
         }
+        // The collector is awake now; the results are read from the rings.
+        WorkerMsg::Wake => {}
         WorkerMsg::InitFailed { message } => {
             let (tasks, err) = {
                 let mut st = shared.lock();

@@ -12,6 +12,7 @@ use crate::error::PoolError;
 use crate::process::{Process, ProcessHandle};
 
 use super::builder::Config;
+use super::ring::{Ring, RingArg};
 use super::schedule::{TaskId, WorkerKey};
 use super::worker::{TaskMsg, TaskOut, WorkerConfig, WorkerMsg, worker_main};
 
@@ -33,9 +34,12 @@ pub(super) struct Worker {
     pub(super) feeder: Option<Sender<Vec<TaskOut>>>,
     /// The feeder's last word: the ids of the tasks it could not deliver.
     pub(super) feeder_done: Receiver<Vec<TaskId>>,
+    /// Its result ring (the parent's mapping outlives the worker).
+    pub(super) ring: Ring,
 }
 
-/// Starts one worker process with its two channels, its feeder and its watcher.
+/// Starts one worker process with its two channels, its result ring, its feeder and its
+/// watcher.
 pub(super) fn start_worker(
     cfg: &Config,
     control: &IpcSender<Control>,
@@ -45,9 +49,11 @@ pub(super) fn start_worker(
     let (result_tx, result_rx) = ipc::channel::<WorkerMsg>().map_err(spawn_error)?;
     // Same socket, typed for the worker's side (`TaskMsg` decodes what `TaskOut` encodes).
     let task_rx: ipc::IpcReceiver<Vec<TaskMsg>> = task_rx.to_opaque().to();
+    let mut ring = Ring::create().map_err(spawn_error)?;
     let config = WorkerConfig {
         tasks: task_rx,
         results: result_tx,
+        ring: RingArg::Name(ring.name().to_string()),
         init: cfg
             .init
             .as_ref()
@@ -58,6 +64,8 @@ pub(super) fn start_worker(
         .daemon(true)
         .start()
         .map_err(spawn_error)?;
+    // The worker mapped the ring before it confirmed its start: nobody else needs its name.
+    ring.unlink();
     let pid = handle.pid();
     let started = (|| {
         let key = set.add(result_rx).map_err(spawn_error)?;
@@ -78,6 +86,7 @@ pub(super) fn start_worker(
                 handle: Some(handle),
                 feeder: Some(feeder),
                 feeder_done,
+                ring,
             },
         )),
         Err(e) => {

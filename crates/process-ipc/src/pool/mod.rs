@@ -7,7 +7,8 @@
 //! of its exit from the process itself, so the parent knows exactly which task was running
 //! (the oldest one it held): that task fails with the worker's pid and signal, the tasks queued
 //! behind it (never started) go back to the pending queue, and a new worker takes the dead
-//! one's place ([`collector`]). A feeder thread per worker ships its tasks in batches.
+//! one's place ([`collector`]). A feeder thread per worker ships its tasks in batches; results
+//! come back through a ring in shared memory ([`ring`]), so the parent wakes once for many.
 //!
 //! Tasks are plain functions like [`Process`](crate::Process) targets; their arguments and
 //! results are serde values encoded as bytes, so queue handles (which carry file descriptors)
@@ -15,13 +16,14 @@
 //! queue, as in Python.
 //!
 //! Layers: `mod.rs` (the API) → `builder` → `collector` → `launch`, `results`, `worker` →
-//! `schedule`.
+//! `ring`, `schedule`.
 
 mod builder;
 mod collector;
 mod launch;
 pub(crate) mod probe;
 mod results;
+mod ring;
 mod schedule;
 mod wait;
 mod worker;

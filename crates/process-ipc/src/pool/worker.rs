@@ -12,6 +12,8 @@ use crate::Wire;
 use crate::bootstrap;
 use crate::process::{Target, conjure};
 
+use super::ring::{Pushed, RingArg};
+
 /// What a task is in the worker: argument bytes in, value bytes or a message out.
 pub(super) type TaskFn = fn(&[u8]) -> Result<Vec<u8>, String>;
 
@@ -102,18 +104,23 @@ pub(super) enum Outcome {
     Serde(String),
 }
 
-/// The worker's message to the parent.
+/// The worker's message to the parent: in its result ring (`Done`), or on its channel (a
+/// `Done` that does not fit the ring, and the others).
 #[derive(Serialize, Deserialize)]
 pub(super) enum WorkerMsg {
     Done { id: u64, outcome: Outcome },
     InitFailed { message: String },
+    /// The doorbell: results wait in the ring and the collector was asleep.
+    Wake,
 }
 
-/// The worker's argument: its two channels and what to run first.
+/// The worker's argument: its two channels, its result ring and what to run first.
 #[derive(Serialize, Deserialize)]
 pub(super) struct WorkerConfig {
     pub(super) tasks: IpcReceiver<Vec<TaskMsg>>,
     pub(super) results: IpcSender<WorkerMsg>,
+    /// Its result ring (see [`Ring`](super::ring::Ring)).
+    pub(super) ring: RingArg,
     pub(super) init: Option<(isize, ByteBuf)>,
     pub(super) max_tasks: Option<usize>,
 }
@@ -148,7 +155,13 @@ pub(super) fn worker_main(cfg: WorkerConfig) {
             return;
         }
     }
+    let RingArg::Mapped(ring) = cfg.ring else {
+        let message = "the result ring was not mapped".to_string();
+        let _ = cfg.results.send(WorkerMsg::InitFailed { message });
+        return;
+    };
     let mut done = 0usize;
+    let mut record = Vec::new();
     while let Ok(batch) = cfg.tasks.recv() {
         for task in batch {
             let outcome = call_at(task.call, &task.args);
@@ -156,7 +169,17 @@ pub(super) fn worker_main(cfg: WorkerConfig) {
                 id: task.id,
                 outcome,
             };
-            if cfg.results.send(answer).is_err() {
+            record.clear();
+            let pushed = match postcard::to_io(&answer, &mut record) {
+                Ok(_) => ring.push(&record),
+                Err(_) => Pushed::NoRoom,
+            };
+            let sent = match pushed {
+                Pushed::Quiet => Ok(()),
+                Pushed::WakeParent => cfg.results.send(WorkerMsg::Wake),
+                Pushed::NoRoom => cfg.results.send(answer),
+            };
+            if sent.is_err() {
                 return;
             }
             done += 1;

@@ -585,3 +585,110 @@ fn send_and_sync_tell_the_truth() {
     send::<process_ipc::ProcessHandle<u64>>();
     send::<process_ipc::Connection<u64>>();
 }
+
+/// Waits for the tester's byte on the Unix socket at `path`, then returns 1000.
+fn gate(path: String) -> u64 {
+    use std::io::Read;
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).expect("connect to the gate");
+    stream.set_read_timeout(Some(WAIT)).expect("a read timeout");
+    let mut byte = [0u8];
+    stream.read_exact(&mut byte).expect("the gate opens");
+    1000
+}
+
+fn die() -> u64 {
+    // SAFETY: kill(2) on our own pid; the process ends here.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    0
+}
+
+/// Takes the next connection to the gate (waiting at most `WAIT`) and lets its task go.
+fn open_gate(listener: &std::os::unix::net::UnixListener) {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut poll, 1, WAIT.as_millis() as i32) };
+    assert_eq!(ready, 1, "no task reached the gate within {WAIT:?}");
+    let (mut stream, _) = listener.accept().unwrap();
+    stream.write_all(&[1]).unwrap();
+}
+
+/// Blocks (at most `WAIT`) until child `pid` has exited, without reaping it.
+fn await_death(pid: u32) {
+    // SAFETY: pidfd_open takes a pid and flags; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
+    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; a pidfd is readable once its process has exited.
+    let ready = unsafe { libc::poll(&mut poll, 1, WAIT.as_millis() as i32) };
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    assert_eq!(ready, 1, "worker {pid} did not die within {WAIT:?}");
+}
+
+#[test]
+fn results_a_killed_worker_finished_but_the_parent_had_not_read_are_all_delivered() {
+    let dir = std::env::temp_dir().join(format!("pipc-gate-{}", current_pid()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("gate");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let path = path.to_string_lossy().into_owned();
+    let pool = Pool::new(1).unwrap();
+    let worker = pool.pids()[0];
+    // Task 0's done callback runs on the pool's result thread: holding it there keeps the parent
+    // from reading any later result until the worker is dead.
+    let first = pool.apply_async(gate, (path.clone(),)).unwrap();
+    let (in_callback, callback_started) = crossbeam_channel::bounded::<()>(1);
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    first.add_done_callback(move |_| {
+        let _ = in_callback.send(());
+        let _ = released.recv_timeout(WAIT);
+    });
+    // Task 1 starts only once the parent is held, so tasks 1..=20 finish unread. (The worker got
+    // tasks 1..=32 in one batch when task 0 finished: the killer must be among them, as the
+    // held parent sends nothing more.)
+    let second = pool.apply_async(gate, (path.clone(),)).unwrap();
+    let finished: Vec<_> = (2..=20u64)
+        .map(|i| pool.apply_async(square, (i,)).unwrap())
+        .collect();
+    let killer = pool.apply_async(die, ()).unwrap();
+    let after: Vec<_> = (21..=60u64)
+        .map(|i| pool.apply_async(square, (i,)).unwrap())
+        .collect();
+
+    open_gate(&listener);
+    callback_started
+        .recv_timeout(WAIT)
+        .expect("task 0's callback runs");
+    open_gate(&listener);
+    await_death(worker);
+    // Every result up to the killer's is in the dead worker's ring, unread: let the parent go.
+    release.send(()).unwrap();
+
+    assert_eq!(first.get_timeout(WAIT), Ok(1000));
+    assert_eq!(second.get_timeout(WAIT), Ok(1000));
+    for (i, r) in (2..=20u64).zip(finished) {
+        assert_eq!(r.get_timeout(WAIT), Ok(i * i), "finished task {i}");
+    }
+    let lost = killer.get_timeout(WAIT);
+    assert!(
+        matches!(&lost, Err(PoolError::WorkerDied { pid, signal: Some(9), .. }) if *pid == worker),
+        "{lost:?}"
+    );
+    // The tasks queued behind it never started: the replacement runs them.
+    for (i, r) in (21..=60u64).zip(after) {
+        assert_eq!(r.get_timeout(WAIT), Ok(i * i), "queued task {i}");
+    }
+    assert_ne!(pool.pids(), vec![worker]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

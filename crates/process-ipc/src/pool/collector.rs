@@ -227,11 +227,12 @@ fn drain_rings(shared: &Shared) -> usize {
         let mut st = shared.lock();
         let mut records = Vec::new();
         for (&key, w) in &st.workers {
-            w.ring.drain(|bytes| match postcard::from_bytes::<WorkerMsg>(bytes) {
-                Ok(WorkerMsg::Done { id, outcome }) => records.push((key, w.pid, id, outcome)),
-                Ok(_) => log::error!("process-ipc pool: a result ring held a control message"),
-                Err(e) => log::error!("process-ipc pool: bad record from a worker: {e}"),
-            });
+            w.ring
+                .drain(|bytes| match postcard::from_bytes::<WorkerMsg>(bytes) {
+                    Ok(WorkerMsg::Done { id, outcome }) => records.push((key, w.pid, id, outcome)),
+                    Ok(_) => log::error!("process-ipc pool: a result ring held a control message"),
+                    Err(e) => log::error!("process-ipc pool: bad record from a worker: {e}"),
+                });
         }
         if records.is_empty() {
             return 0;

@@ -136,7 +136,11 @@ impl Ring {
         // SAFETY: as in `write_at`, for the consumer's published range.
         unsafe {
             std::ptr::copy_nonoverlapping(self.data().add(start), out.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(self.data(), out.as_mut_ptr().add(first), out.len() - first);
+            std::ptr::copy_nonoverlapping(
+                self.data(),
+                out.as_mut_ptr().add(first),
+                out.len() - first,
+            );
         }
     }
 
@@ -163,7 +167,8 @@ impl Ring {
             .store(head.wrapping_add(need as u64), Ordering::Release);
         // Pairs with the collector's fence between setting `asleep` and its last look.
         fence(Ordering::SeqCst);
-        if self.asleep().load(Ordering::Relaxed) != 0 && self.asleep().swap(0, Ordering::AcqRel) != 0
+        if self.asleep().load(Ordering::Relaxed) != 0
+            && self.asleep().swap(0, Ordering::AcqRel) != 0
         {
             Pushed::WakeParent
         } else {
@@ -254,7 +259,9 @@ mod tests {
         };
         assert_eq!(worker.push(b"x"), Pushed::Quiet);
         assert_eq!(parent.drain(|b| assert_eq!(b, b"x")), 1);
-        assert!(postcard::from_bytes::<RingArg>(&postcard::to_stdvec("mt_psm_1_2_3").unwrap()).is_err());
+        assert!(
+            postcard::from_bytes::<RingArg>(&postcard::to_stdvec("mt_psm_1_2_3").unwrap()).is_err()
+        );
     }
 
     #[test]
@@ -310,6 +317,9 @@ mod tests {
         assert_eq!(ring.push(b"d"), Pushed::Quiet);
         let mut got = Vec::new();
         ring.drain(|b| got.push(b.to_vec()));
-        assert_eq!(got, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        assert_eq!(
+            got,
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+        );
     }
 }

@@ -108,8 +108,13 @@ pub(super) enum Outcome {
 /// `Done` that does not fit the ring, and the others).
 #[derive(Serialize, Deserialize)]
 pub(super) enum WorkerMsg {
-    Done { id: u64, outcome: Outcome },
-    InitFailed { message: String },
+    Done {
+        id: u64,
+        outcome: Outcome,
+    },
+    InitFailed {
+        message: String,
+    },
     /// The doorbell: results wait in the ring and the collector was asleep.
     Wake,
 }

@@ -524,9 +524,11 @@ fn run_authenticated(parent: i32, fd: RawFd, name: Option<String>, fault: Option
     };
     if setup.lone {
         // The fork server stays single-threaded (the parent's death closes its request
-        // channel); the children it forks watch the lifeline it keeps for them.
-        let _ = sys::set_cloexec(setup.lifeline, true);
-        let _ = SERVER_LIFELINE.set(setup.lifeline);
+        // channel); the children it forks die with the parent through `PR_SET_PDEATHSIG`
+        // (see `zygote`), so it needs no lifeline.
+        // SAFETY: the descriptor was inherited for this purpose alone and nothing else in
+        // this process owns it; closing it here is its only use.
+        drop(unsafe { OwnedFd::from_raw_fd(setup.lifeline) });
     } else {
         start_lifeline_watch(setup.lifeline);
     }
@@ -595,14 +597,6 @@ mod fault {
             _ => None,
         }
     }
-}
-
-/// In the fork server: the parent's lifeline, for the children it forks.
-static SERVER_LIFELINE: OnceLock<RawFd> = OnceLock::new();
-
-/// The lifeline descriptor the fork server keeps for its children (-1 outside a server).
-pub(crate) fn server_lifeline() -> RawFd {
-    SERVER_LIFELINE.get().copied().unwrap_or(-1)
 }
 
 /// Re-executing `/proc/self/exe` names the process `exe` in `ps` and `top`; take the parent's

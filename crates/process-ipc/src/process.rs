@@ -158,9 +158,6 @@ where
     if msg.results.send(ChildMsg::Started).is_err() {
         return 3;
     }
-    // After the confirmation, so the parent's start does not wait for a thread to be made;
-    // before the target, so no code of the user runs unwatched.
-    bootstrap::start_lifeline_watch(bootstrap::server_lifeline());
     run_target::<F, Args>(msg)
 }
 

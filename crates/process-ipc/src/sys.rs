@@ -581,3 +581,21 @@ pub(crate) fn clone_parent(regs: &ThreadRegs) -> io::Result<u32> {
     }
     Ok(rc as u32)
 }
+
+/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then checks that the parent is still `parent`: the
+/// caller dies when the *thread* that is its parent exits (so that thread must live as long as
+/// its process). False if the parent was already gone (then the caller should exit).
+pub(crate) fn die_with_parent(parent: i32) -> bool {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory is involved.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    // Set before the check: a parent that dies after it is caught by the signal.
+    rc == 0 && ppid() == parent
+}

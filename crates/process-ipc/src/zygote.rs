@@ -7,7 +7,7 @@
 //! ## The fork server
 //!
 //! On first use the parent starts the server itself with the Spawn path, so the server is
-//! authenticated like any child and dies with the parent through the lifeline. The server stays
+//! authenticated like any child, from a thread kept for that (see below). The server stays
 //! single-threaded, before `main` (nothing of the program has run in it): a child forked from it
 //! inherits that clean state, never the parent's threads, locks or heap.
 //!
@@ -18,8 +18,9 @@
 //! `CLONE_PARENT`: the child is the parent's own child, so the parent waits for it, reaps it
 //! and reads its exit code or signal exactly as for a spawned child (the Pool's watcher waits
 //! on its pid). The server replies with the pid on a second channel only it holds. The child
-//! closes its copies of the server's channels, starts its lifeline watcher, reads the
-//! arguments (refusing them without the nonce) and confirms on its result channel; `start`
+//! sets `PR_SET_PDEATHSIG` (SIGKILL) and checks that its parent is still there, closes its
+//! copies of the server's channels, reads the arguments (refusing them without the nonce) and
+//! confirms on its result channel; `start`
 //! returns then, or with an error if the child dies or stays silent until the deadline. No
 //! socket file, no name, nothing another process could reach: every channel is a nameless
 //! socket pair passed only to the processes that need it.
@@ -27,6 +28,13 @@
 //! If the server is gone (killed, or it exited), the next start finds its control socket
 //! closed, starts a fresh one and retries once; a second failure is an `Err`, never a hang (the
 //! start deadline bounds every wait).
+//!
+//! Dying with the parent: the parent-death signal fires when the parent *thread* exits, and
+//! a forked child's parent thread is the one that started the server (`CLONE_PARENT` copies
+//! the server's parent). So every server is started from one thread kept for that for the
+//! whole life of the process: the signal fires when the process ends, or is killed. Unlike a
+//! lifeline watcher, it costs the child no thread. The server itself stays single-threaded and
+//! ends when its request channel closes.
 //!
 //! A forked child inherits the server's environment, working directory and standard streams,
 //! which are the parent's at the time the server started (as with Python's forkserver).
@@ -156,6 +164,8 @@ pub(crate) struct ForkedChild {
 /// The fork server: forks a child per request until the parent's request channel closes.
 pub(crate) fn server_main(requests: IpcReceiver<ForkRequest>, replies: IpcSender<ForkReply>) -> u8 {
     let regs = sys::thread_regs();
+    // The parent's pid: with CLONE_PARENT it is every child's parent too.
+    let parent = sys::ppid();
     // The server's bootstrap named it after the parent; the children it forks keep that name.
     loop {
         // Disconnected: the parent retired this server, or it is gone.
@@ -164,7 +174,13 @@ pub(crate) fn server_main(requests: IpcReceiver<ForkRequest>, replies: IpcSender
         };
         match sys::clone_parent(&regs) {
             Ok(0) => {
-                // The child: it must not reach the server's channels.
+                // The child: it dies with the parent (its parent thread is the parent's
+                // starter thread, which lives as long as the parent process).
+                if !sys::die_with_parent(parent) {
+                    // SAFETY: leave at once: the parent is gone.
+                    unsafe { libc::_exit(1) };
+                }
+                // It must not reach the server's channels.
                 drop(requests);
                 drop(replies);
                 let code = run_forked(request);
@@ -189,7 +205,7 @@ pub(crate) fn server_main(requests: IpcReceiver<ForkRequest>, replies: IpcSender
     }
 }
 
-/// In a freshly forked child: the lifeline watcher, the name, the faults, then the entry.
+/// In a freshly forked child: the name, the faults, then the entry.
 fn run_forked(request: ForkRequest) -> i32 {
     // Without a name of its own the child keeps the server's, which is the parent's.
     if let Some(name) = &request.name {
@@ -197,12 +213,9 @@ fn run_forked(request: ForkRequest) -> i32 {
     }
     match request.fault.as_deref() {
         Some("exit-before-connect") => return 7,
-        Some("silent") => {
-            bootstrap::start_lifeline_watch(bootstrap::server_lifeline());
-            loop {
-                std::thread::park();
-            }
-        }
+        Some("silent") => loop {
+            std::thread::park();
+        },
         _ => {}
     }
     let address = bootstrap::address_at(request.offset as isize);
@@ -311,6 +324,48 @@ fn wait_exited(pid: u32) {
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
+/// A server to start, and where the outcome goes.
+type StartJob = (
+    StartServer,
+    Instant,
+    std::sync::mpsc::SyncSender<std::io::Result<Server>>,
+);
+
+/// Starts a server on the one thread that starts them all, which lives as long as this
+/// process. A forked child's parent is that very thread (`CLONE_PARENT` copies the server's
+/// parent, which is the thread that started it), and `PR_SET_PDEATHSIG` fires when the parent
+/// *thread* exits: started from a passing thread, the children would die with it.
+fn start_server(start: StartServer, deadline: Instant) -> std::io::Result<Server> {
+    static STARTER: OnceLock<Option<std::sync::mpsc::Sender<StartJob>>> = OnceLock::new();
+    let starter = STARTER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<StartJob>();
+        std::thread::Builder::new()
+            .name("process-ipc-forkserver-starter".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                // Never returns: the sender lives in a static.
+                while let Ok((start, deadline, reply)) = rx.recv() {
+                    let _ = reply.send(Server::start(start, deadline));
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let Some(starter) = starter else {
+        return Err(std::io::Error::other(
+            "cannot start the thread that starts the fork server",
+        ));
+    };
+    let (reply, outcome) = std::sync::mpsc::sync_channel(1);
+    starter
+        .send((start, deadline, reply))
+        .map_err(|_| std::io::Error::other("the fork server's starter thread is gone"))?;
+    // Bounded: the start itself is bounded by `deadline`.
+    outcome
+        .recv()
+        .map_err(|_| std::io::Error::other("the fork server's starter thread is gone"))?
+}
+
 /// Forks a child from the server (starting it first if there is none, or if it died). The
 /// child is this process's own child.
 pub(crate) fn fork_child(
@@ -321,7 +376,7 @@ pub(crate) fn fork_child(
     let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
     for _ in 0..2 {
         if server.is_none() {
-            *server = Some(Server::start(start, deadline)?);
+            *server = Some(start_server(start, deadline)?);
         }
         let running = server.as_mut().expect("just started");
         match running.fork(request()?, deadline) {

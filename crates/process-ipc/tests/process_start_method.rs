@@ -58,12 +58,13 @@ fn the_pid_is_the_childs_and_the_child_is_ours() {
 #[test]
 fn a_forked_child_has_none_of_the_parents_threads() {
     // This test process has several threads (the harness's, the watchdog's...); the child has
-    // its main thread and its lifeline watcher only.
+    // its main thread only (it dies with the parent through the parent-death signal, which
+    // needs no watcher thread).
     let child = Process::new(threads, ())
         .start_method(StartMethod::ForkServer)
         .start()
         .unwrap();
-    assert_eq!(child.join().unwrap(), 2);
+    assert_eq!(child.join().unwrap(), 1);
 }
 
 fn wait_then_add(stop: Queue<()>, a: u64, b: u64) -> u64 {
@@ -195,6 +196,34 @@ fn the_fork_server_and_its_children_die_with_the_parent() {
     ));
     assert_gone_within(child, Duration::from_secs(2), "the forked child");
     assert_gone_within(server, Duration::from_secs(2), "the fork server");
+}
+
+/// In a fresh process: the fork server's first child is started from a thread that then
+/// exits; the child must outlive that thread (it dies with the process, not the thread).
+fn start_from_a_passing_thread() -> u64 {
+    let stop = Queue::<()>::new().unwrap();
+    let go = stop.sender().unwrap();
+    let child = std::thread::spawn(move || {
+        Process::new(wait_then_add, (stop, 20, 22))
+            .start_method(StartMethod::ForkServer)
+            .start()
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    go.put(()).unwrap();
+    go.flush();
+    let mut child = child;
+    child.join_timeout(WAIT).unwrap()
+}
+
+#[test]
+fn a_forked_child_outlives_the_thread_that_started_it() {
+    let parent = Process::new(start_from_a_passing_thread, ())
+        .start_method(StartMethod::Spawn)
+        .start()
+        .unwrap();
+    assert_eq!(parent.join().unwrap(), 42);
 }
 
 #[test]

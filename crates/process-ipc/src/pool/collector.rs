@@ -1,5 +1,6 @@
 //! The parent's side of the workers: the pool's state, and the collector thread, which reads
-//! results, learns of exits from the watchers (see [`launch`](super::launch)), kills overdue
+//! results (from the workers' rings, see [`ring`](super::ring), and from their channels when a
+//! result does not fit), learns of exits from the watchers (see [`launch`](super::launch)), kills overdue
 //! workers and replaces dead ones.
 //! What each event means for the tasks is [`Schedule`]'s decision; this file only moves
 //! messages.
@@ -7,7 +8,8 @@
 //! A worker's death is known from the process itself: its watcher blocks in
 //! `waitid(WNOWAIT)` on the worker's pid and then wakes the collector through a control
 //! channel, so a descendant that keeps the worker's sockets open cannot hide the death. Before
-//! it judges what the dead worker lost, the collector reads every answer the worker sent.
+//! it judges what the dead worker lost, the collector reads every answer the worker published
+//! in its ring or sent on its channel.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;

@@ -41,11 +41,15 @@ const DRAIN_ROUNDS: usize = 16;
 /// Called once with a task's value bytes or its error.
 pub(super) type Completer = Box<dyn FnOnce(Result<Vec<u8>, PoolError>) + Send>;
 
+/// What a task is called in an error, made only if one needs it (for `apply_async` a closure
+/// that captures nothing, so boxing it allocates nothing).
+pub(super) type Describe = Box<dyn Fn() -> String + Send>;
+
 /// A submitted task: what to run, what to call it in an error, where its result goes.
 pub(super) struct Task {
     pub(super) call: isize,
     pub(super) args: Arc<Vec<u8>>,
-    pub(super) what: String,
+    pub(super) what: Describe,
     pub(super) complete: Completer,
 }
 
@@ -390,7 +394,7 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
                     pid: worker.pid,
                     cause,
                     signal,
-                    what: task.what.clone(),
+                    what: (task.what)(),
                 },
             };
             (task, err)
@@ -480,7 +484,7 @@ impl Shared {
     /// Queues tasks (all or none) and hands them to idle workers.
     pub(super) fn submit(
         &self,
-        tasks: Vec<(isize, Vec<u8>, String, Completer)>,
+        tasks: Vec<(isize, Vec<u8>, Describe, Completer)>,
     ) -> Result<Vec<TaskId>, PoolError> {
         let mut st = self.lock();
         if let Some(e) = &st.broken {

@@ -41,7 +41,7 @@ pub use results::{AsyncResult, IMap, IMapUnordered};
 pub use wait::{AsCompleted, ReturnWhen, Waited, as_completed, wait};
 
 use builder::Config;
-use collector::{Completer, Shared};
+use collector::{Completer, Describe, Shared};
 use results::{Canceller, MapMode, MapShared, Slot};
 use schedule::TaskId;
 use worker::{run_chunk, run_one, task_offset};
@@ -207,7 +207,7 @@ impl Pool {
             filled.set(result.and_then(|b| postcard::from_bytes(&b).map_err(serde_error)));
         });
         let call = task_offset(run_one::<F, Args>);
-        let what = format!("apply_async({})", std::any::type_name::<F>());
+        let what: Describe = Box::new(|| format!("apply_async({})", std::any::type_name::<F>()));
         let ids = self.shared.submit(vec![(call, bytes, what, complete)])?;
         Ok(AsyncResult::new(slot, Some(self.canceller(ids))))
     }
@@ -249,11 +249,13 @@ impl Pool {
                 let values = result.and_then(|b| postcard::from_bytes(&b).map_err(serde_error));
                 target.complete_chunk(i, n, values);
             });
-            let what = format!(
-                "items {start}..{} of a map of {}",
-                start + n,
-                std::any::type_name::<F>()
-            );
+            let what: Describe = Box::new(move || {
+                format!(
+                    "items {start}..{} of a map of {}",
+                    start + n,
+                    std::any::type_name::<F>()
+                )
+            });
             tasks.push((call, bytes, what, complete));
         }
         let ids = self.shared.submit(tasks)?;

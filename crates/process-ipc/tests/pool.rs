@@ -53,6 +53,38 @@ fn smoke() {
     assert!(!pool.pids().contains(&current_pid()));
 }
 
+/// `n` bytes, each its index's low byte.
+fn bytes_of(n: u64) -> serde_bytes::ByteBuf {
+    serde_bytes::ByteBuf::from((0..n).map(|i| i as u8).collect::<Vec<u8>>())
+}
+
+#[test]
+fn results_of_every_size_come_back_in_ring_and_channel_alike() {
+    // Small results travel through the worker's shared-memory ring; one larger than half the
+    // ring (128 KiB), or arriving when the ring is full, goes over the worker's channel. Mixed,
+    // every one arrives intact and in its own slot.
+    let pool = Pool::new(2).unwrap();
+    let sizes: Vec<u64> = (0..200u64)
+        .map(|i| match i % 10 {
+            3 => 300_000,
+            7 => 131_072,
+            _ => i,
+        })
+        .collect();
+    let results: Vec<_> = sizes
+        .iter()
+        .map(|&n| pool.apply_async(bytes_of, (n,)).unwrap())
+        .collect();
+    for (n, r) in sizes.into_iter().zip(results) {
+        let got = r.get_timeout(WAIT).unwrap();
+        assert_eq!(got.len() as u64, n);
+        assert!(
+            got.iter().enumerate().all(|(i, &b)| b == i as u8),
+            "size {n}"
+        );
+    }
+}
+
 #[test]
 fn a_pool_of_zero_is_an_error() {
     assert_eq!(Pool::new(0).unwrap_err(), PoolError::NoWorkers(0));

@@ -190,8 +190,10 @@ pub(crate) fn server_main(requests: IpcReceiver<ForkRequest>, replies: IpcSender
                 std::process::exit(code);
             }
             Ok(pid) => {
+                // The parent waits for this: answer first, tidy up after.
+                let answered = replies.send(Ok(pid));
                 drop(request);
-                if replies.send(Ok(pid)).is_err() {
+                if answered.is_err() {
                     return 0;
                 }
             }

@@ -1,7 +1,7 @@
 //! The parent's side of the workers: the pool's state, and the collector thread, which reads
 //! results (from the workers' rings, see [`ring`](super::ring), and from their channels when a
-//! result does not fit), learns of exits from the watchers (see [`launch`](super::launch)), kills overdue
-//! workers and replaces dead ones.
+//! result does not fit), learns of exits from the watchers (see [`launch`](super::launch)),
+//! kills overdue workers and replaces dead ones.
 //! What each event means for the tasks is [`Schedule`]'s decision; this file only moves
 //! messages.
 //!

@@ -1,8 +1,9 @@
 //! Pool costs: 200 000 tiny tasks through `map` (Python's default chunking), 20 000 tiny
 //! `apply_async` calls then `get` each (beside procspawn's `Pool::spawn` then `join` each, the
 //! peer crate's pool, in the same run), and 200 tasks of 1 ms on a pool against one process per
-//! task. The pool is warm (started outside the timer) except in the 1 ms comparison, which times
-//! pool creation and shutdown as Python's anchor does.
+//! task, and `Pool::new(4)` until it is ready. The pool is warm (started outside the timer)
+//! except in the 1 ms comparison, which times pool creation and shutdown as Python's anchor
+//! does.
 
 use std::time::{Duration, Instant};
 
@@ -102,7 +103,29 @@ fn one_ms(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tiny, one_ms);
+/// `Pool::new(4)` until it returns, its workers started and ready for tasks (the fork server
+/// warm, as after a program's first process); the shutdown is not timed.
+fn create(c: &mut Criterion) {
+    drop(Pool::new(1).unwrap());
+    let mut g = c.benchmark_group("pool_new");
+    g.sample_size(20);
+    g.bench_function("new_4_ready", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let pool = Pool::new(4).unwrap();
+                spent += start.elapsed();
+                assert_eq!(pool.pids().len(), 4);
+                drop(pool);
+            }
+            spent
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, tiny, one_ms, create);
 
 fn main() {
     // A procspawn worker runs its calls here and never returns; our own workers never reach main.

@@ -61,13 +61,13 @@ fn bytes_of(n: u64) -> serde_bytes::ByteBuf {
 #[test]
 fn results_of_every_size_come_back_in_ring_and_channel_alike() {
     // Small results travel through the worker's shared-memory ring; one larger than half the
-    // ring (128 KiB), or arriving when the ring is full, goes over the worker's channel. Mixed,
+    // ring (32 KiB), or arriving when the ring is full, goes over the worker's channel. Mixed,
     // every one arrives intact and in its own slot.
     let pool = Pool::new(2).unwrap();
     let sizes: Vec<u64> = (0..200u64)
         .map(|i| match i % 10 {
             3 => 300_000,
-            7 => 131_072,
+            7 => 32_768,
             _ => i,
         })
         .collect();

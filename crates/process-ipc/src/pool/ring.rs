@@ -28,9 +28,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::shared::{SharedError, SharedMemory};
 
-/// Bytes of record space per worker (a power of two). A tiny task's record is 24 bytes, so
-/// this holds about ten thousand results the parent has not read yet.
-pub(super) const CAPACITY: usize = 256 << 10;
+/// Bytes of record space per worker (a power of two). A worker never has more unread results
+/// than tasks it holds (at most `schedule::PREFETCH`, 32), so small results always fit; a
+/// record over half of it goes over the channel instead. Small, so a pool starts fast.
+pub(super) const CAPACITY: usize = 64 << 10;
 
 /// Where the control words sit in the block (each on its own cache line), and the data.
 const HEAD: usize = 0;
@@ -273,7 +274,7 @@ mod tests {
         for round in 0..200 {
             let batch = 1 + round % 37;
             for _ in 0..batch {
-                let len = (next as usize * 7) % 3000;
+                let len = (next as usize * 7) % 1500;
                 let mut payload = vec![(next % 251) as u8; len];
                 payload.extend_from_slice(&next.to_le_bytes());
                 assert_ne!(ring.push(&payload), Pushed::NoRoom);
@@ -283,7 +284,7 @@ mod tests {
                 let (body, id) = bytes.split_at(bytes.len() - 4);
                 let id = u32::from_le_bytes(id.try_into().unwrap());
                 assert_eq!(id, seen);
-                assert_eq!(body.len(), (id as usize * 7) % 3000);
+                assert_eq!(body.len(), (id as usize * 7) % 1500);
                 assert!(body.iter().all(|&b| b == (id % 251) as u8));
                 seen += 1;
             });

@@ -56,6 +56,27 @@ fn lock_uncontended(c: &mut Criterion) {
     g.bench_function("std_mutex_in_process", |b| {
         b.iter(|| drop(std_lock.lock().unwrap()))
     });
+    // What the lock was built on before: libc's robust, process-shared mutex, in a block.
+    let mut block = SharedMemory::create(4096).unwrap();
+    let mutex = block
+        .as_mut_slice()
+        .as_mut_ptr()
+        .cast::<libc::pthread_mutex_t>();
+    // SAFETY: the block is zeroed, aligned and larger than a mutex; it outlives every use.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        libc::pthread_mutexattr_init(&mut attr);
+        libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+        libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+        assert_eq!(libc::pthread_mutex_init(mutex, &attr), 0);
+    }
+    g.bench_function("libc_robust_pthread_mutex", |b| {
+        // SAFETY: an initialised mutex in a live block; locked and unlocked by this thread.
+        b.iter(|| unsafe {
+            libc::pthread_mutex_lock(mutex);
+            libc::pthread_mutex_unlock(mutex);
+        })
+    });
     g.finish();
 }
 

@@ -233,6 +233,124 @@ fn a_lock_whose_holder_is_killed_reports_the_pid_then_works() {
     assert!(again.is_ok(), "usable after the report: {again:?}");
 }
 
+#[test]
+fn a_thread_that_exits_holding_a_lock_is_reported_as_this_process() {
+    let lock = Lock::new().unwrap();
+    let (rlock, other) = (RLock::new().unwrap(), Lock::new().unwrap());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Interleaved takes and releases: the kernel's list of this thread must stay whole.
+            let outer = other.acquire().unwrap();
+            std::mem::forget(lock.acquire().unwrap());
+            std::mem::forget(rlock.acquire().unwrap());
+            std::mem::forget(rlock.acquire().unwrap());
+            drop(outer);
+        });
+    });
+    for result in [
+        lock.acquire_timeout(WAIT).map(drop),
+        rlock.acquire_timeout(WAIT).map(drop),
+    ] {
+        match result {
+            Err(SharedError::OwnerDied { pid }) => assert_eq!(pid, std::process::id()),
+            other => panic!("expected OwnerDied, got {other:?}"),
+        }
+    }
+    assert!(lock.acquire_timeout(WAIT).is_ok());
+    let again = rlock.acquire_timeout(WAIT).unwrap();
+    assert_eq!(rlock.depth(), 1);
+    drop(again);
+    assert!(
+        other.try_acquire().unwrap().is_some(),
+        "released before the exit"
+    );
+}
+
+/// A libc robust mutex in a shared block, process-shared, set up in place.
+fn libc_robust_mutex(block: &mut SharedMemory) -> *mut libc::pthread_mutex_t {
+    let mutex = block
+        .as_mut_slice()
+        .as_mut_ptr()
+        .cast::<libc::pthread_mutex_t>();
+    // SAFETY: the block is zeroed, page-aligned and larger than a mutex; the attribute object
+    // lives on this frame.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
+        assert_eq!(
+            libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+            0
+        );
+        assert_eq!(
+            libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST),
+            0
+        );
+        assert_eq!(libc::pthread_mutex_init(mutex, &attr), 0);
+        libc::pthread_mutexattr_destroy(&mut attr);
+    }
+    mutex
+}
+
+fn hold_with_libc_mutex(first: Lock, block: SharedMemory, last: Lock, held: Event) {
+    let mut block = block;
+    let mutex = block
+        .as_mut_slice()
+        .as_mut_ptr()
+        .cast::<libc::pthread_mutex_t>();
+    let a = first.acquire().unwrap();
+    // SAFETY: an initialised process-shared robust mutex in a block this process maps.
+    assert_eq!(unsafe { libc::pthread_mutex_lock(mutex) }, 0);
+    let b = last.acquire().unwrap();
+    // Off the middle of the list: libc's entry and ours must be relinked around it.
+    drop(a);
+    held.set().unwrap();
+    let _kept = (b, block);
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn locks_share_the_kernels_robust_list_with_libc_mutexes() {
+    let (first, last, held) = (
+        Lock::new().unwrap(),
+        Lock::new().unwrap(),
+        Event::new().unwrap(),
+    );
+    let mut block = SharedMemory::create(4096).unwrap();
+    let mutex = libc_robust_mutex(&mut block);
+    let mut child = Process::new(
+        hold_with_libc_mutex,
+        (
+            postcard_round_trip(&first),
+            block.try_clone().unwrap(),
+            postcard_round_trip(&last),
+            postcard_round_trip(&held),
+        ),
+    )
+    .start()
+    .unwrap();
+    assert!(held.wait_timeout(WAIT).unwrap(), "the child took them");
+    let pid = child.pid();
+    child.kill().unwrap();
+    assert!(child.join_timeout(WAIT).is_err());
+    // SAFETY: the mutex lives in `block`, mapped here; EOWNERDEAD hands it over.
+    unsafe {
+        assert_eq!(libc::pthread_mutex_lock(mutex), libc::EOWNERDEAD);
+        assert_eq!(libc::pthread_mutex_consistent(mutex), 0);
+        assert_eq!(libc::pthread_mutex_unlock(mutex), 0);
+    }
+    match last.acquire_timeout(WAIT) {
+        Err(SharedError::OwnerDied { pid: dead }) => assert_eq!(dead, pid),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert!(
+        first.try_acquire().unwrap().is_some(),
+        "released before the kill"
+    );
+    assert!(last.try_acquire().unwrap().is_some());
+}
+
 fn echo_events(ping: Event, pong: Event, rounds: u32) -> u32 {
     for _ in 0..rounds {
         assert!(ping.wait_timeout(WAIT).unwrap());

@@ -8,6 +8,7 @@
 
 mod cell;
 mod error;
+mod futex;
 mod memory;
 mod signal;
 mod sync;

@@ -212,7 +212,7 @@ static PID: AtomicU32 = AtomicU32::new(0);
 /// This process's pid, cached (getpid is a system call, and the lock's fast path records it).
 /// A fork child starts with the parent's cache, so `pthread_atfork` clears it there.
 #[inline]
-fn my_pid() -> u32 {
+pub(crate) fn my_pid() -> u32 {
     let pid = PID.load(Ordering::Relaxed);
     if pid != 0 {
         return pid;

@@ -57,20 +57,69 @@ struct Header {
 /// assert_eq!(other.size(), 4096);
 /// ```
 pub struct SharedMemory {
-    map: NonNull<u8>,
+    map: Arc<Mapping>,
     size: usize,
     name: String,
     /// The creator's descriptor: it is what makes the name attachable. `None` once unlinked,
     /// and in attached handles. Shared with [`PINNED`] once the handle has been sent.
-    fd: Option<Arc<OwnedFd>>,
+    fd: Option<Arc<Origin>>,
+}
+
+/// One mapping of a block (`HEADER` + size bytes), unmapped when its last handle goes. The
+/// handles of one process share one: attaching in the process that made the block maps
+/// nothing new.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a mapping is plain memory owned by the process, not tied to a thread; it is only
+// unmapped in `drop`.
+unsafe impl Send for Mapping {}
+// SAFETY: as for Send; a `&Mapping` hands out nothing but its address and length.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from mmap with this length and is unmapped once, here.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The creator's descriptor of a block, and its mapping in this process; listed in [`OWN`]
+/// while it lives, so that this process attaches to its own blocks without a system call.
+struct Origin {
+    fd: OwnedFd,
+    map: Arc<Mapping>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let number = self.fd.as_raw_fd();
+        let mut own = own();
+        if own
+            .as_ref()
+            .and_then(|own| own.get(&number))
+            .is_some_and(|listed| listed.strong_count() == 0)
+        {
+            own.as_mut().map(|own| own.remove(&number));
+        }
+    }
+}
+
+/// Blocks made by this process whose name still works, by descriptor number.
+static OWN: Mutex<Option<HashMap<i32, std::sync::Weak<Origin>>>> = Mutex::new(None);
+
+fn own() -> std::sync::MutexGuard<'static, Option<HashMap<i32, std::sync::Weak<Origin>>>> {
+    OWN.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// Descriptors of blocks made here and sent to another process, by name: kept open so that
 /// the receiver can attach even after the sending handle is dropped (a handle moved into a
 /// `Process` argument is dropped as soon as it is sent). `unlink()` or process exit ends them.
-static PINNED: Mutex<Option<HashMap<String, Arc<OwnedFd>>>> = Mutex::new(None);
+static PINNED: Mutex<Option<HashMap<String, Arc<Origin>>>> = Mutex::new(None);
 
-fn pinned() -> std::sync::MutexGuard<'static, Option<HashMap<String, Arc<OwnedFd>>>> {
+fn pinned() -> std::sync::MutexGuard<'static, Option<HashMap<String, Arc<Origin>>>> {
     PINNED.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
@@ -90,7 +139,7 @@ impl SharedMemory {
         if size == 0 {
             return Err(SharedError::ZeroSize);
         }
-        let label = CString::new("multitask-shm").expect("no NUL in a literal");
+        let label = c"multitask-shm";
         // SAFETY: `label` is a valid C string; the returned descriptor is checked below.
         let raw = unsafe { libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC) };
         if raw < 0 {
@@ -111,18 +160,22 @@ impl SharedMemory {
         if unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, total) } != 0 {
             return Err(SharedError::os("fallocate"));
         }
-        let map = map_fd(&fd, HEADER + size)?;
-        let nonce = random_u64();
-        let name = format!(
-            "mt_psm_{}_{}_{nonce:016x}",
-            std::process::id(),
-            fd.as_raw_fd()
-        );
+        let map = Arc::new(map_fd(&fd, HEADER + size)?);
+        let nonce = next_nonce();
+        let number = fd.as_raw_fd();
+        let name = format!("mt_psm_{}_{number}_{nonce:016x}", super::cell::my_pid());
+        let origin = Arc::new(Origin {
+            fd,
+            map: Arc::clone(&map),
+        });
+        own()
+            .get_or_insert_with(HashMap::new)
+            .insert(number, Arc::downgrade(&origin));
         let block = SharedMemory {
             map,
             size,
             name,
-            fd: Some(Arc::new(fd)),
+            fd: Some(origin),
         };
         let header = block.header();
         header.nonce.store(nonce, Ordering::Relaxed);
@@ -148,18 +201,23 @@ impl SharedMemory {
         };
         let (pid, fd_number, nonce) =
             parse_name(name).ok_or_else(|| not_found("not a name made by SharedMemory::create"))?;
-        let fd = if pid == std::process::id() {
-            // Our own block: duplicate the descriptor rather than go through /proc.
-            // SAFETY: F_DUPFD_CLOEXEC on any number is safe; a closed one fails with EBADF.
-            let raw = unsafe { libc::fcntl(fd_number, libc::F_DUPFD_CLOEXEC, 0) };
-            if raw < 0 {
-                return Err(not_found(
-                    "its creating handle has been dropped or unlinked",
-                ));
-            }
-            // SAFETY: `raw` is a descriptor we just made and own.
-            unsafe { OwnedFd::from_raw_fd(raw) }
-        } else {
+        if pid == super::cell::my_pid() {
+            // Our own block: share this process's mapping of it.
+            let origin = own()
+                .as_ref()
+                .and_then(|own| own.get(&fd_number))
+                .and_then(std::sync::Weak::upgrade)
+                .ok_or_else(|| not_found("its creating handle has been dropped or unlinked"))?;
+            let block = SharedMemory {
+                map: Arc::clone(&origin.map),
+                size: origin.map.len - HEADER,
+                name: name.to_string(),
+                fd: None,
+            };
+            drop(origin);
+            return block.checked(nonce, not_found);
+        }
+        let fd = {
             let path = CString::new(format!("/proc/{pid}/fd/{fd_number}"))
                 .expect("digits and slashes hold no NUL");
             // SAFETY: `path` is a valid C string; the result is checked.
@@ -198,26 +256,35 @@ impl SharedMemory {
             return Err(refused("too small to be a block of ours".into()));
         }
         let map = map_fd(&fd, total)?;
-        let block = SharedMemory {
-            map,
+        SharedMemory {
+            map: Arc::new(map),
             size: total - HEADER,
             name: name.to_string(),
             fd: None,
-        };
-        let header = block.header();
+        }
+        .checked(nonce, not_found)
+    }
+
+    /// This handle, if its header is that of the block named with `nonce`, not unlinked.
+    fn checked(
+        self,
+        nonce: u64,
+        not_found: impl Fn(&str) -> SharedError,
+    ) -> Result<Self, SharedError> {
+        let header = self.header();
         if header.magic.load(Ordering::Acquire) != MAGIC
             || header.nonce.load(Ordering::Relaxed) != nonce
-            || header.size.load(Ordering::Relaxed) != (total - HEADER) as u64
+            || header.size.load(Ordering::Relaxed) != self.size as u64
         {
             return Err(not_found("that descriptor now holds something else"));
         }
         if header.unlinked.load(Ordering::Acquire) != 0 {
             return Err(not_found("it has been unlinked"));
         }
-        Ok(block)
+        Ok(self)
     }
 
-    /// Another handle on the same block, with its own mapping (Python: attaching by name).
+    /// Another handle on the same block (Python: attaching by name).
     ///
     /// # Errors
     /// As [`attach`](SharedMemory::attach), if the block has been unlinked.
@@ -239,13 +306,13 @@ impl SharedMemory {
     /// [`Lock`](crate::Lock), or use [`Value`](crate::Value) / [`Array`](crate::Array).
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: the mapping holds HEADER + size bytes and lives as long as `self`.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(HEADER), self.size) }
+        unsafe { std::slice::from_raw_parts(self.map.ptr.as_ptr().add(HEADER), self.size) }
     }
 
     /// The bytes, for writing.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`; `&mut self` makes the view exclusive in this process.
-        unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().add(HEADER), self.size) }
+        unsafe { std::slice::from_raw_parts_mut(self.map.ptr.as_ptr().add(HEADER), self.size) }
     }
 
     /// Removes the name: no process can attach any more (Python's `unlink()`). Processes
@@ -279,20 +346,13 @@ impl SharedMemory {
             self.size
         );
         // SAFETY: checked to be inside the mapping.
-        unsafe { self.map.as_ptr().add(HEADER + offset) }
+        unsafe { self.map.ptr.as_ptr().add(HEADER + offset) }
     }
 
     fn header(&self) -> &Header {
         // SAFETY: every mapping starts with HEADER bytes, page-aligned, which hold a Header
         // (all-atomic, so any bit pattern is a valid value).
-        unsafe { &*(self.map.as_ptr() as *const Header) }
-    }
-}
-
-impl Drop for SharedMemory {
-    fn drop(&mut self) {
-        // SAFETY: `map` came from mmap with this length and is unmapped once, here.
-        unsafe { libc::munmap(self.map.as_ptr().cast(), HEADER + self.size) };
+        unsafe { &*(self.map.ptr.as_ptr() as *const Header) }
     }
 }
 
@@ -319,7 +379,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
     }
 }
 
-fn map_fd(fd: &OwnedFd, len: usize) -> Result<NonNull<u8>, SharedError> {
+fn map_fd(fd: &OwnedFd, len: usize) -> Result<Mapping, SharedError> {
     // SAFETY: mapping a descriptor we hold, length as sized; the result is checked.
     let ptr = unsafe {
         libc::mmap(
@@ -336,7 +396,8 @@ fn map_fd(fd: &OwnedFd, len: usize) -> Result<NonNull<u8>, SharedError> {
     if ptr == libc::MAP_FAILED {
         return Err(SharedError::os("mmap"));
     }
-    NonNull::new(ptr.cast()).ok_or_else(|| SharedError::os("mmap"))
+    let ptr = NonNull::new(ptr.cast()).ok_or_else(|| SharedError::os("mmap"))?;
+    Ok(Mapping { ptr, len })
 }
 
 fn parse_name(name: &str) -> Option<(u32, i32, u64)> {
@@ -347,19 +408,32 @@ fn parse_name(name: &str) -> Option<(u32, i32, u64)> {
     parts.next().is_none().then_some((pid, fd, nonce))
 }
 
-fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    // SAFETY: writes at most 8 bytes into `bytes`.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n == 8 {
-        return u64::from_ne_bytes(bytes);
-    }
-    // getrandom is missing only on kernels older than 3.17; fall back to something unique.
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    t ^ (u64::from(std::process::id()) << 32)
+/// A nonce no other block of this process has had: a counter, scrambled with a key drawn once
+/// per process (so that names are not guessable from one another either).
+fn next_nonce() -> u64 {
+    static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let key = *KEY.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // SAFETY: writes at most 8 bytes into `bytes`.
+        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+        if n == 8 {
+            return u64::from_ne_bytes(bytes);
+        }
+        // getrandom is missing only on kernels older than 3.17: the clock will do.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    });
+    // A bijection of the counter (splitmix64's finaliser): distinct counts, distinct nonces.
+    let mut z = COUNT
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(key)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ fn shm_bandwidth(c: &mut Criterion) {
                     .unwrap()
                     .join()
                     .unwrap();
-                let copy = view.as_slice().to_vec();
+                let copy = view.to_vec();
                 total += start.elapsed();
                 assert_eq!(copy[SIZE - 1], b'x');
             }

@@ -96,6 +96,21 @@ fn unlink_and_drop_end_the_name_but_not_the_mapping() {
     ));
 }
 
+#[test]
+fn to_vec_copies_a_large_block_exactly() {
+    // Large enough to be copied in shares by several threads, not a multiple of a share.
+    let size = (40 << 20) + 12_345;
+    let mut block = SharedMemory::create(size).unwrap();
+    for (i, byte) in block.as_mut_slice().iter_mut().enumerate() {
+        *byte = (i % 251) as u8;
+    }
+    let copy = block.to_vec();
+    assert_eq!(copy.len(), size);
+    assert!(copy.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    block.as_mut_slice()[7] = 0;
+    assert_eq!(copy[7], 7, "a copy, not a view");
+}
+
 /// In a child (umask is per process): makes a block under umask 000 and reports its mode,
 /// and whether /dev/shm gained an entry of ours.
 fn mode_under_umask_zero() -> (u32, bool) {

@@ -315,6 +315,28 @@ impl SharedMemory {
         unsafe { std::slice::from_raw_parts_mut(self.map.ptr.as_ptr().add(HEADER), self.size) }
     }
 
+    /// A copy of the bytes (Python's `bytes(shm.buf)`), as `as_slice().to_vec()` makes, but
+    /// cheaper for large blocks: the new buffer asks the kernel for huge pages (where
+    /// `/sys/kernel/mm/transparent_hugepage/enabled` allows them), so that a copy of 256 MiB
+    /// takes its fresh memory in 128 page faults instead of 65 536.
+    ///
+    /// ```
+    /// use process_ipc::SharedMemory;
+    ///
+    /// let mut block = SharedMemory::create(3).unwrap();
+    /// block.as_mut_slice().copy_from_slice(b"abc");
+    /// assert_eq!(block.to_vec(), b"abc");
+    /// ```
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.size);
+        advise_huge_pages(out.as_mut_ptr(), self.size);
+        let spare = &mut out.spare_capacity_mut()[..self.size];
+        copy_in_parallel(self.as_slice(), spare);
+        // SAFETY: every byte of the first `size` has just been written.
+        unsafe { out.set_len(self.size) };
+        out
+    }
+
     /// Removes the name: no process can attach any more (Python's `unlink()`). Processes
     /// already attached keep their mapping; the memory goes when the last of them unmaps it.
     /// Any process may call it; calling it twice does nothing more.
@@ -398,6 +420,65 @@ fn map_fd(fd: &OwnedFd, len: usize) -> Result<Mapping, SharedError> {
     }
     let ptr = NonNull::new(ptr.cast()).ok_or_else(|| SharedError::os("mmap"))?;
     Ok(Mapping { ptr, len })
+}
+
+/// Copies `from` into `to` (of the same length). A large copy into fresh memory is mostly the
+/// kernel handing out and zeroing pages at the first touch, which runs on every core at once:
+/// one scoped thread per core takes a share, each a whole number of 2 MiB pages.
+fn copy_in_parallel(from: &[u8], to: &mut [std::mem::MaybeUninit<u8>]) {
+    const SHARE_MIN: usize = 16 << 20;
+    const HUGE: usize = 2 << 20;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let threads = (from.len() / SHARE_MIN).clamp(1, cores);
+    let copy = |from: &[u8], to: &mut [std::mem::MaybeUninit<u8>]| {
+        // SAFETY: MaybeUninit<u8> has u8's layout; `to` is exactly as long as `from`, and a
+        // fresh buffer cannot overlap a shared mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(from.as_ptr(), to.as_mut_ptr().cast(), from.len());
+        }
+    };
+    if threads == 1 {
+        return copy(from, to);
+    }
+    let share = from.len().div_ceil(threads).next_multiple_of(HUGE);
+    // Each share in a slot, taken by whichever thread gets to it first: a helper, or this
+    // thread when no helper could be started.
+    let shares: Vec<_> = from
+        .chunks(share)
+        .zip(to.chunks_mut(share))
+        .map(|piece| Mutex::new(Some(piece)))
+        .collect();
+    let take = |slot: &Mutex<Option<(&[u8], &mut [std::mem::MaybeUninit<u8>])>>| {
+        let piece = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((from, to)) = piece {
+            copy(from, to);
+        }
+    };
+    std::thread::scope(|s| {
+        for slot in &shares[1..] {
+            let _ = std::thread::Builder::new().spawn_scoped(s, || take(slot));
+        }
+        for slot in &shares {
+            take(slot);
+        }
+    });
+}
+
+/// Asks for transparent huge pages in the 2 MiB-aligned part of `len` bytes at `ptr` (memory
+/// this process owns, not yet touched), when that part is worth it. Only a hint: nothing
+/// changes but the page size the kernel picks at the first touch.
+fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    if len < 4 * HUGE {
+        return;
+    }
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: MADV_HUGEPAGE on whole pages inside an allocation of ours changes no
+        // contents and no access; a kernel without THP refuses it, which is fine.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
 }
 
 fn parse_name(name: &str) -> Option<(u32, i32, u64)> {

@@ -111,6 +111,70 @@ fn to_vec_copies_a_large_block_exactly() {
     assert_eq!(copy[7], 7, "a copy, not a view");
 }
 
+#[test]
+fn a_block_made_again_after_a_drop_is_zeroed_and_the_old_name_is_gone() {
+    for _ in 0..4 {
+        let mut old = SharedMemory::create(4096).unwrap();
+        old.as_mut_slice().fill(0xAB);
+        let name = old.name().to_string();
+        // Still mapped here through `kept`: the memory must not be handed out again.
+        let kept = SharedMemory::attach(&name).unwrap();
+        drop(old);
+        let mut other = SharedMemory::create(4096).unwrap();
+        other.as_mut_slice().fill(1);
+        assert!(
+            kept.as_slice().iter().all(|&b| b == 0xAB),
+            "still its own memory"
+        );
+        drop(kept);
+        let new = SharedMemory::create(4096).unwrap();
+        assert!(
+            new.as_slice().iter().all(|&b| b == 0),
+            "a new block is zeroed"
+        );
+        assert_ne!(new.name(), name);
+        assert!(matches!(
+            SharedMemory::attach(&name),
+            Err(SharedError::NotFound { .. })
+        ));
+    }
+}
+
+fn hold_and_report(block: SharedMemory, ready: Event, go: Event) -> u8 {
+    ready.set().unwrap();
+    assert!(go.wait_timeout(WAIT).unwrap());
+    block.as_slice().iter().fold(0, |acc, &b| acc | b)
+}
+
+#[test]
+fn a_block_another_process_maps_is_not_handed_out_again() {
+    let (ready, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let mut block = SharedMemory::create(4096).unwrap();
+    block.as_mut_slice().fill(0x11);
+    let mut child = Process::new(
+        hold_and_report,
+        (
+            block.try_clone().unwrap(),
+            postcard_round_trip(&ready),
+            postcard_round_trip(&go),
+        ),
+    )
+    .start()
+    .unwrap();
+    assert!(ready.wait_timeout(WAIT).unwrap(), "the child attached");
+    block.unlink();
+    drop(block);
+    // Blocks of the same size made now must all be new memory, not the child's.
+    let mut made: Vec<_> = (0..4)
+        .map(|_| SharedMemory::create(4096).unwrap())
+        .collect();
+    for m in &mut made {
+        m.as_mut_slice().fill(0x22);
+    }
+    go.set().unwrap();
+    assert_eq!(child.join_timeout(WAIT).unwrap(), 0x11);
+}
+
 /// In a child (umask is per process): makes a block under umask 000 and reports its mode,
 /// and whether /dev/shm gained an entry of ours.
 fn mode_under_umask_zero() -> (u32, bool) {

@@ -12,27 +12,13 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::fmt;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::SharedError;
-
-/// Bytes at the start of every mapping that hold [`Header`]; the user's bytes follow.
-pub(crate) const HEADER: usize = 64;
-const MAGIC: u64 = u64::from_le_bytes(*b"mt-shm\0\x01");
-
-/// The start of every block: what an attacher checks before it trusts the rest.
-#[repr(C)]
-struct Header {
-    magic: AtomicU64,
-    nonce: AtomicU64,
-    size: AtomicU64,
-    /// Set by `unlink()`: attaching by name is refused from then on.
-    unlinked: AtomicU32,
-}
+use super::mapping::{HEADER, Header, MAGIC, Mapping, own_block};
 
 /// A block of memory shared between processes (Python's
 /// `multiprocessing.shared_memory.SharedMemory`).
@@ -60,66 +46,17 @@ pub struct SharedMemory {
     map: Arc<Mapping>,
     size: usize,
     name: String,
-    /// The creator's descriptor: it is what makes the name attachable. `None` once unlinked,
-    /// and in attached handles. Shared with [`PINNED`] once the handle has been sent.
-    fd: Option<Arc<Origin>>,
+    /// Made by this handle and not unlinked: sending it pins the block in [`PINNED`].
+    creator: bool,
 }
 
-/// One mapping of a block (`HEADER` + size bytes), unmapped when its last handle goes. The
-/// handles of one process share one: attaching in the process that made the block maps
-/// nothing new.
-struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
+/// Blocks made here and sent to another process, by name: kept mapped (their descriptor
+/// open) so that the receiver can attach even after the sending handle is dropped (a handle
+/// moved into a `Process` argument is dropped as soon as it is sent). `unlink()` or process
+/// exit ends them.
+static PINNED: Mutex<Option<HashMap<String, Arc<Mapping>>>> = Mutex::new(None);
 
-// SAFETY: a mapping is plain memory owned by the process, not tied to a thread; it is only
-// unmapped in `drop`.
-unsafe impl Send for Mapping {}
-// SAFETY: as for Send; a `&Mapping` hands out nothing but its address and length.
-unsafe impl Sync for Mapping {}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` came from mmap with this length and is unmapped once, here.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-/// The creator's descriptor of a block, and its mapping in this process; listed in [`OWN`]
-/// while it lives, so that this process attaches to its own blocks without a system call.
-struct Origin {
-    fd: OwnedFd,
-    map: Arc<Mapping>,
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        let number = self.fd.as_raw_fd();
-        let mut own = own();
-        if own
-            .as_ref()
-            .and_then(|own| own.get(&number))
-            .is_some_and(|listed| listed.strong_count() == 0)
-        {
-            own.as_mut().map(|own| own.remove(&number));
-        }
-    }
-}
-
-/// Blocks made by this process whose name still works, by descriptor number.
-static OWN: Mutex<Option<HashMap<i32, std::sync::Weak<Origin>>>> = Mutex::new(None);
-
-fn own() -> std::sync::MutexGuard<'static, Option<HashMap<i32, std::sync::Weak<Origin>>>> {
-    OWN.lock().unwrap_or_else(|poison| poison.into_inner())
-}
-
-/// Descriptors of blocks made here and sent to another process, by name: kept open so that
-/// the receiver can attach even after the sending handle is dropped (a handle moved into a
-/// `Process` argument is dropped as soon as it is sent). `unlink()` or process exit ends them.
-static PINNED: Mutex<Option<HashMap<String, Arc<Origin>>>> = Mutex::new(None);
-
-fn pinned() -> std::sync::MutexGuard<'static, Option<HashMap<String, Arc<Origin>>>> {
+fn pinned() -> std::sync::MutexGuard<'static, Option<HashMap<String, Arc<Mapping>>>> {
     PINNED.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
@@ -139,49 +76,18 @@ impl SharedMemory {
         if size == 0 {
             return Err(SharedError::ZeroSize);
         }
-        let label = c"multitask-shm";
-        // SAFETY: `label` is a valid C string; the returned descriptor is checked below.
-        let raw = unsafe { libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(SharedError::os("memfd_create"));
-        }
-        // SAFETY: `raw` is a descriptor we just opened and own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // Private whatever the umask was: a memfd starts out 0777 less the umask.
-        // SAFETY: `fd` is a valid open descriptor.
-        if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {
-            return Err(SharedError::os("fchmod"));
-        }
-        let total = (HEADER + size) as libc::off_t;
-        // Reserve every page now: a block the system cannot hold is an error here, not a
-        // SIGBUS at some later write (what a sized-only tmpfs file gives). It also means no
-        // process pays for allocating pages inside its first writes.
-        // SAFETY: `fd` is a valid open descriptor.
-        if unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, total) } != 0 {
-            return Err(SharedError::os("fallocate"));
-        }
-        let map = Arc::new(map_fd(&fd, HEADER + size)?);
-        let nonce = next_nonce();
-        let number = fd.as_raw_fd();
-        let name = format!("mt_psm_{}_{number}_{nonce:016x}", super::cell::my_pid());
-        let origin = Arc::new(Origin {
-            fd,
-            map: Arc::clone(&map),
-        });
-        own()
-            .get_or_insert_with(HashMap::new)
-            .insert(number, Arc::downgrade(&origin));
-        let block = SharedMemory {
+        let (map, nonce) = Mapping::create(size)?;
+        let name = format!(
+            "mt_psm_{}_{}_{nonce:016x}",
+            super::cell::my_pid(),
+            map.fd_number()
+        );
+        Ok(SharedMemory {
             map,
             size,
             name,
-            fd: Some(origin),
-        };
-        let header = block.header();
-        header.nonce.store(nonce, Ordering::Relaxed);
-        header.size.store(size as u64, Ordering::Relaxed);
-        header.magic.store(MAGIC, Ordering::Release);
-        Ok(block)
+            creator: true,
+        })
     }
 
     /// Maps the block called `name`, made by [`create`](SharedMemory::create) in a process of
@@ -203,18 +109,14 @@ impl SharedMemory {
             parse_name(name).ok_or_else(|| not_found("not a name made by SharedMemory::create"))?;
         if pid == super::cell::my_pid() {
             // Our own block: share this process's mapping of it.
-            let origin = own()
-                .as_ref()
-                .and_then(|own| own.get(&fd_number))
-                .and_then(std::sync::Weak::upgrade)
-                .ok_or_else(|| not_found("its creating handle has been dropped or unlinked"))?;
+            let map = own_block(fd_number)
+                .ok_or_else(|| not_found("every handle on it here has been dropped"))?;
             let block = SharedMemory {
-                map: Arc::clone(&origin.map),
-                size: origin.map.len - HEADER,
+                size: map.len() - HEADER,
+                map,
                 name: name.to_string(),
-                fd: None,
+                creator: false,
             };
-            drop(origin);
             return block.checked(nonce, not_found);
         }
         let fd = {
@@ -255,12 +157,15 @@ impl SharedMemory {
         if total <= HEADER {
             return Err(refused("too small to be a block of ours".into()));
         }
-        let map = map_fd(&fd, total)?;
+        let mut map = Mapping::attach(&fd, total)?;
+        if !map.count_in() {
+            return Err(not_found("it has been unlinked"));
+        }
         SharedMemory {
             map: Arc::new(map),
             size: total - HEADER,
             name: name.to_string(),
-            fd: None,
+            creator: false,
         }
         .checked(nonce, not_found)
     }
@@ -306,13 +211,13 @@ impl SharedMemory {
     /// [`Lock`](crate::Lock), or use [`Value`](crate::Value) / [`Array`](crate::Array).
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: the mapping holds HEADER + size bytes and lives as long as `self`.
-        unsafe { std::slice::from_raw_parts(self.map.ptr.as_ptr().add(HEADER), self.size) }
+        unsafe { std::slice::from_raw_parts(self.map.ptr().add(HEADER), self.size) }
     }
 
     /// The bytes, for writing.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`; `&mut self` makes the view exclusive in this process.
-        unsafe { std::slice::from_raw_parts_mut(self.map.ptr.as_ptr().add(HEADER), self.size) }
+        unsafe { std::slice::from_raw_parts_mut(self.map.ptr().add(HEADER), self.size) }
     }
 
     /// A copy of the bytes (Python's `bytes(shm.buf)`), as `as_slice().to_vec()` makes, but
@@ -342,7 +247,7 @@ impl SharedMemory {
     /// Any process may call it; calling it twice does nothing more.
     pub fn unlink(&mut self) {
         self.header().unlinked.store(1, Ordering::Release);
-        self.fd = None;
+        self.creator = false;
         if let Some(map) = pinned().as_mut() {
             map.remove(&self.name);
         }
@@ -351,11 +256,11 @@ impl SharedMemory {
     /// The name, for sending to another process: a block made here stays attachable from
     /// then on, until `unlink()` or the end of this process, however soon this handle drops.
     pub(crate) fn name_for_transfer(&self) -> &str {
-        if let Some(fd) = &self.fd {
+        if self.creator {
             pinned()
                 .get_or_insert_with(HashMap::new)
                 .entry(self.name.clone())
-                .or_insert_with(|| Arc::clone(fd));
+                .or_insert_with(|| Arc::clone(&self.map));
         }
         &self.name
     }
@@ -368,13 +273,11 @@ impl SharedMemory {
             self.size
         );
         // SAFETY: checked to be inside the mapping.
-        unsafe { self.map.ptr.as_ptr().add(HEADER + offset) }
+        unsafe { self.map.ptr().add(HEADER + offset) }
     }
 
     fn header(&self) -> &Header {
-        // SAFETY: every mapping starts with HEADER bytes, page-aligned, which hold a Header
-        // (all-atomic, so any bit pattern is a valid value).
-        unsafe { &*(self.map.ptr.as_ptr() as *const Header) }
+        self.map.header()
     }
 }
 
@@ -383,7 +286,7 @@ impl fmt::Debug for SharedMemory {
         f.debug_struct("SharedMemory")
             .field("name", &self.name)
             .field("size", &self.size)
-            .field("creator", &self.fd.is_some())
+            .field("creator", &self.creator)
             .finish()
     }
 }
@@ -401,26 +304,8 @@ impl<'de> Deserialize<'de> for SharedMemory {
     }
 }
 
-fn map_fd(fd: &OwnedFd, len: usize) -> Result<Mapping, SharedError> {
-    // SAFETY: mapping a descriptor we hold, length as sized; the result is checked.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            // Map every page at once: one walk over the (already allocated) pages instead of
-            // a fault per page at first touch.
-            libc::MAP_SHARED | libc::MAP_POPULATE,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(SharedError::os("mmap"));
-    }
-    let ptr = NonNull::new(ptr.cast()).ok_or_else(|| SharedError::os("mmap"))?;
-    Ok(Mapping { ptr, len })
-}
+/// A part of a copy: where from, where to.
+type Share<'a> = (&'a [u8], &'a mut [std::mem::MaybeUninit<u8>]);
 
 /// Copies `from` into `to` (of the same length). A large copy into fresh memory is mostly the
 /// kernel handing out and zeroing pages at the first touch, which runs on every core at once:
@@ -448,7 +333,7 @@ fn copy_in_parallel(from: &[u8], to: &mut [std::mem::MaybeUninit<u8>]) {
         .zip(to.chunks_mut(share))
         .map(|piece| Mutex::new(Some(piece)))
         .collect();
-    let take = |slot: &Mutex<Option<(&[u8], &mut [std::mem::MaybeUninit<u8>])>>| {
+    let take = |slot: &Mutex<Option<Share<'_>>>| {
         let piece = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((from, to)) = piece {
             copy(from, to);
@@ -491,7 +376,7 @@ fn parse_name(name: &str) -> Option<(u32, i32, u64)> {
 
 /// A nonce no other block of this process has had: a counter, scrambled with a key drawn once
 /// per process (so that names are not guessable from one another either).
-fn next_nonce() -> u64 {
+pub(super) fn next_nonce() -> u64 {
     static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static COUNT: AtomicU64 = AtomicU64::new(0);
     let key = *KEY.get_or_init(|| {

@@ -9,6 +9,7 @@
 mod cell;
 mod error;
 mod futex;
+mod mapping;
 mod memory;
 mod signal;
 mod sync;

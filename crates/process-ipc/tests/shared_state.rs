@@ -345,6 +345,30 @@ fn a_thread_that_exits_holding_a_lock_is_reported_as_this_process() {
     );
 }
 
+#[test]
+fn a_lock_dropped_while_a_leaked_guard_holds_it_leaves_the_thread_list_whole() {
+    let probe = Lock::new().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Taken first: on the list behind the lost lock's entry.
+            std::mem::forget(probe.acquire().unwrap());
+            let lost = Lock::new().unwrap();
+            std::mem::forget(lost.acquire().unwrap());
+            drop(lost);
+            // New locks of the same size, taken and released on the same thread's list.
+            let fresh: Vec<Lock> = (0..8).map(|_| Lock::new().unwrap()).collect();
+            for lock in &fresh {
+                assert!(lock.try_acquire().unwrap().is_some(), "a new lock is free");
+            }
+        });
+    });
+    // The exit of that thread was seen through its list: the probe is reported.
+    assert!(matches!(
+        probe.acquire_timeout(WAIT),
+        Err(SharedError::OwnerDied { .. })
+    ));
+}
+
 /// A libc robust mutex in a shared block, process-shared, set up in place.
 fn libc_robust_mutex(block: &mut SharedMemory) -> *mut libc::pthread_mutex_t {
     let mutex = block

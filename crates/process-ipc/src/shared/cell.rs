@@ -207,6 +207,21 @@ impl CellRef {
     }
 }
 
+impl Drop for CellRef {
+    fn drop(&mut self) {
+        // A guard leaked with `mem::forget` leaves the lock held and its entry on a thread's
+        // robust list, which the kernel and libc go on reading and writing: the block must
+        // then stay mapped, and never be handed out again.
+        let cell = self.cell();
+        if Arc::strong_count(&self.mem) == 1
+            && cell.lock.is_held()
+            && cell.owner.load(Ordering::Relaxed) == my_pid()
+        {
+            std::mem::forget(Arc::clone(&self.mem));
+        }
+    }
+}
+
 static PID: AtomicU32 = AtomicU32::new(0);
 
 /// This process's pid, cached (getpid is a system call, and the lock's fast path records it).

@@ -165,6 +165,11 @@ impl RobustWord {
         &self.next as *const AtomicUsize as usize
     }
 
+    /// Whether some thread holds the word.
+    pub(crate) fn is_held(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & TID_MASK != 0
+    }
+
     /// Whether the calling thread holds the word.
     pub(crate) fn held_by_me(&self) -> bool {
         match thread_info() {

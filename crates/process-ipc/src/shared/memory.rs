@@ -1,8 +1,10 @@
 //! `SharedMemory`: a block of memory that several processes map, found by name.
 //!
 //! The block is a `memfd` (anonymous, in the kernel's page cache), never a file under
-//! `/dev/shm`: its name is the creator's pid, the descriptor's number there and a random nonce,
-//! and another process of the same user attaches by opening `/proc/<pid>/fd/<fd>`. So a crash
+//! `/dev/shm`: its name is the creator's pid, the descriptor's number there and a nonce (a
+//! counter scrambled with a per-process random key), and another process of the same user
+//! attaches by opening `/proc/<pid>/fd/<fd>`; the creating process attaches by sharing its own
+//! mapping (see [`super::mapping`], which also keeps small blocks for reuse). So a crash
 //! leaves nothing behind: when the last process that maps the block exits, however it exits,
 //! the kernel frees it. Other users cannot attach: `/proc/<pid>/fd` admits only processes
 //! that may trace the creator, the descriptor is `0600`, and an attacher checks the owner,
@@ -31,7 +33,9 @@ use super::mapping::{HEADER, Header, MAGIC, Mapping, own_block};
 /// Unlike Python's, a block never outlives the processes that use it: the name works while
 /// a handle lives in the creating process, or, once a handle has been sent to another process,
 /// until [`unlink`](SharedMemory::unlink) or the creator's exit; the memory lives while any
-/// process maps it; and nothing is left in `/dev/shm` by a crash.
+/// process maps it; and nothing is left in `/dev/shm` by a crash. A small block that nothing
+/// maps any more (here or elsewhere) may be handed out again, zeroed and under a new name, by
+/// a later `create` of the same size in its creating process: its old name stays refused.
 ///
 /// ```
 /// use process_ipc::SharedMemory;

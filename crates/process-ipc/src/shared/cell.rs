@@ -195,6 +195,17 @@ impl CellRef {
         self.notify(1);
     }
 
+    /// Releases the lock, then wakes up to `n` waiters: a waiter woken after the release
+    /// finds the lock free, instead of waking into a lock still held and sleeping again.
+    /// (A waiter reads the sequence word under the lock, so the bump made under it is never
+    /// missed.)
+    pub(crate) fn unlock_and_notify(&self, n: i32) {
+        let seq = &self.cell().seq;
+        seq.fetch_add(1, Ordering::Release);
+        self.unlock();
+        futex_wake(seq, n);
+    }
+
     fn notify(&self, n: i32) {
         let seq = &self.cell().seq;
         seq.fetch_add(1, Ordering::Release);

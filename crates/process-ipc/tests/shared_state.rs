@@ -98,7 +98,7 @@ fn unlink_and_drop_end_the_name_but_not_the_mapping() {
 
 #[test]
 fn to_vec_copies_a_large_block_exactly() {
-    // Large enough to be copied in shares by several threads, not a multiple of a share.
+    // Large enough for huge pages, and not a whole number of them.
     let size = (40 << 20) + 12_345;
     let mut block = SharedMemory::create(size).unwrap();
     for (i, byte) in block.as_mut_slice().iter_mut().enumerate() {

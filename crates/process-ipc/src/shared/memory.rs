@@ -237,12 +237,11 @@ impl SharedMemory {
     /// assert_eq!(block.to_vec(), b"abc");
     /// ```
     pub fn to_vec(&self) -> Vec<u8> {
+        // One thread copies: sharing the copy (and its page faults) among threads measured
+        // slower on a busy machine, where the helpers wait for a CPU.
         let mut out = Vec::with_capacity(self.size);
         advise_huge_pages(out.as_mut_ptr(), self.size);
-        let spare = &mut out.spare_capacity_mut()[..self.size];
-        copy_in_parallel(self.as_slice(), spare);
-        // SAFETY: every byte of the first `size` has just been written.
-        unsafe { out.set_len(self.size) };
+        out.extend_from_slice(self.as_slice());
         out
     }
 
@@ -306,51 +305,6 @@ impl<'de> Deserialize<'de> for SharedMemory {
         let name = String::deserialize(deserializer)?;
         SharedMemory::attach(&name).map_err(serde::de::Error::custom)
     }
-}
-
-/// A part of a copy: where from, where to.
-type Share<'a> = (&'a [u8], &'a mut [std::mem::MaybeUninit<u8>]);
-
-/// Copies `from` into `to` (of the same length). A large copy into fresh memory is mostly the
-/// kernel handing out and zeroing pages at the first touch, which runs on every core at once:
-/// one scoped thread per core takes a share, each a whole number of 2 MiB pages.
-fn copy_in_parallel(from: &[u8], to: &mut [std::mem::MaybeUninit<u8>]) {
-    const SHARE_MIN: usize = 16 << 20;
-    const HUGE: usize = 2 << 20;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let threads = (from.len() / SHARE_MIN).clamp(1, cores);
-    let copy = |from: &[u8], to: &mut [std::mem::MaybeUninit<u8>]| {
-        // SAFETY: MaybeUninit<u8> has u8's layout; `to` is exactly as long as `from`, and a
-        // fresh buffer cannot overlap a shared mapping.
-        unsafe {
-            std::ptr::copy_nonoverlapping(from.as_ptr(), to.as_mut_ptr().cast(), from.len());
-        }
-    };
-    if threads == 1 {
-        return copy(from, to);
-    }
-    let share = from.len().div_ceil(threads).next_multiple_of(HUGE);
-    // Each share in a slot, taken by whichever thread gets to it first: a helper, or this
-    // thread when no helper could be started.
-    let shares: Vec<_> = from
-        .chunks(share)
-        .zip(to.chunks_mut(share))
-        .map(|piece| Mutex::new(Some(piece)))
-        .collect();
-    let take = |slot: &Mutex<Option<Share<'_>>>| {
-        let piece = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some((from, to)) = piece {
-            copy(from, to);
-        }
-    };
-    std::thread::scope(|s| {
-        for slot in &shares[1..] {
-            let _ = std::thread::Builder::new().spawn_scoped(s, || take(slot));
-        }
-        for slot in &shares {
-            take(slot);
-        }
-    });
 }
 
 /// Asks for transparent huge pages in the 2 MiB-aligned part of `len` bytes at `ptr` (memory

@@ -141,25 +141,32 @@ fn shm_bandwidth(c: &mut Criterion) {
     let mut g = c.benchmark_group("shared_memory_bandwidth");
     g.sample_size(10)
         .throughput(Throughput::Bytes(2 * SIZE as u64));
-    g.bench_function("process_ipc", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let block = SharedMemory::create(SIZE).unwrap();
-                let view = SharedMemory::attach(block.name()).unwrap();
-                let start = Instant::now();
-                Process::new(fill, (block, CHUNK))
-                    .start()
-                    .unwrap()
-                    .join()
-                    .unwrap();
-                let copy = view.to_vec();
-                total += start.elapsed();
-                assert_eq!(copy[SIZE - 1], b'x');
-            }
-            total
-        })
-    });
+    // `to_vec` (huge pages for the new buffer) beside the plain `as_slice().to_vec()`.
+    for (name, huge) in [("process_ipc", true), ("process_ipc_slice_to_vec", false)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let block = SharedMemory::create(SIZE).unwrap();
+                    let view = SharedMemory::attach(block.name()).unwrap();
+                    let start = Instant::now();
+                    Process::new(fill, (block, CHUNK))
+                        .start()
+                        .unwrap()
+                        .join()
+                        .unwrap();
+                    let copy = if huge {
+                        view.to_vec()
+                    } else {
+                        view.as_slice().to_vec()
+                    };
+                    total += start.elapsed();
+                    assert_eq!(copy[SIZE - 1], b'x');
+                }
+                total
+            })
+        });
+    }
     g.finish();
 }
 

@@ -56,6 +56,27 @@ fn lock_uncontended(c: &mut Criterion) {
     g.bench_function("std_mutex_in_process", |b| {
         b.iter(|| drop(std_lock.lock().unwrap()))
     });
+    // What the lock was built on before: libc's robust, process-shared mutex, in a block.
+    let mut block = SharedMemory::create(4096).unwrap();
+    let mutex = block
+        .as_mut_slice()
+        .as_mut_ptr()
+        .cast::<libc::pthread_mutex_t>();
+    // SAFETY: the block is zeroed, aligned and larger than a mutex; it outlives every use.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        libc::pthread_mutexattr_init(&mut attr);
+        libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+        libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+        assert_eq!(libc::pthread_mutex_init(mutex, &attr), 0);
+    }
+    g.bench_function("libc_robust_pthread_mutex", |b| {
+        // SAFETY: an initialised mutex in a live block; locked and unlocked by this thread.
+        b.iter(|| unsafe {
+            libc::pthread_mutex_lock(mutex);
+            libc::pthread_mutex_unlock(mutex);
+        })
+    });
     g.finish();
 }
 
@@ -120,25 +141,32 @@ fn shm_bandwidth(c: &mut Criterion) {
     let mut g = c.benchmark_group("shared_memory_bandwidth");
     g.sample_size(10)
         .throughput(Throughput::Bytes(2 * SIZE as u64));
-    g.bench_function("process_ipc", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let block = SharedMemory::create(SIZE).unwrap();
-                let view = SharedMemory::attach(block.name()).unwrap();
-                let start = Instant::now();
-                Process::new(fill, (block, CHUNK))
-                    .start()
-                    .unwrap()
-                    .join()
-                    .unwrap();
-                let copy = view.as_slice().to_vec();
-                total += start.elapsed();
-                assert_eq!(copy[SIZE - 1], b'x');
-            }
-            total
-        })
-    });
+    // `to_vec` (huge pages for the new buffer) beside the plain `as_slice().to_vec()`.
+    for (name, huge) in [("process_ipc", true), ("process_ipc_slice_to_vec", false)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let block = SharedMemory::create(SIZE).unwrap();
+                    let view = SharedMemory::attach(block.name()).unwrap();
+                    let start = Instant::now();
+                    Process::new(fill, (block, CHUNK))
+                        .start()
+                        .unwrap()
+                        .join()
+                        .unwrap();
+                    let copy = if huge {
+                        view.to_vec()
+                    } else {
+                        view.as_slice().to_vec()
+                    };
+                    total += start.elapsed();
+                    assert_eq!(copy[SIZE - 1], b'x');
+                }
+                total
+            })
+        });
+    }
     g.finish();
 }
 

@@ -126,6 +126,38 @@ pub(crate) fn wait_readable(fd: RawFd, deadline: Instant) -> io::Result<bool> {
     }
 }
 
+/// Reads what `fd` has into `buf` without sleeping, polling for at most `spin` while nothing is
+/// there: `Some(n)` once a read did not block (`n` bytes, 0 at end of stream), `None` if
+/// nothing came in time (then a blocking read is the caller's). A reply that comes within a
+/// few microseconds is then taken without the sleep and wake-up, which on this kind of VM cost
+/// more than the rest of the exchange. Between polls the CPU goes to any other runnable
+/// thread (the peer we wait for may share it).
+pub(crate) fn recv_within(
+    fd: RawFd,
+    buf: &mut [u8],
+    spin: std::time::Duration,
+) -> io::Result<Option<usize>> {
+    let mut start = None;
+    loop {
+        // SAFETY: a live buffer of the stated length; MSG_DONTWAIT never blocks.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => {}
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(e),
+        }
+        let since = *start.get_or_insert_with(Instant::now);
+        if since.elapsed() >= spin {
+            return Ok(None);
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// One received message.
 #[derive(Debug)]
 pub(crate) enum Received {

@@ -96,6 +96,85 @@ fn unlink_and_drop_end_the_name_but_not_the_mapping() {
     ));
 }
 
+#[test]
+fn to_vec_copies_a_large_block_exactly() {
+    // Large enough for huge pages, and not a whole number of them.
+    let size = (40 << 20) + 12_345;
+    let mut block = SharedMemory::create(size).unwrap();
+    for (i, byte) in block.as_mut_slice().iter_mut().enumerate() {
+        *byte = (i % 251) as u8;
+    }
+    let copy = block.to_vec();
+    assert_eq!(copy.len(), size);
+    assert!(copy.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    block.as_mut_slice()[7] = 0;
+    assert_eq!(copy[7], 7, "a copy, not a view");
+}
+
+#[test]
+fn a_block_made_again_after_a_drop_is_zeroed_and_the_old_name_is_gone() {
+    for _ in 0..4 {
+        let mut old = SharedMemory::create(4096).unwrap();
+        old.as_mut_slice().fill(0xAB);
+        let name = old.name().to_string();
+        // Still mapped here through `kept`: the memory must not be handed out again.
+        let kept = SharedMemory::attach(&name).unwrap();
+        drop(old);
+        let mut other = SharedMemory::create(4096).unwrap();
+        other.as_mut_slice().fill(1);
+        assert!(
+            kept.as_slice().iter().all(|&b| b == 0xAB),
+            "still its own memory"
+        );
+        drop(kept);
+        let new = SharedMemory::create(4096).unwrap();
+        assert!(
+            new.as_slice().iter().all(|&b| b == 0),
+            "a new block is zeroed"
+        );
+        assert_ne!(new.name(), name);
+        assert!(matches!(
+            SharedMemory::attach(&name),
+            Err(SharedError::NotFound { .. })
+        ));
+    }
+}
+
+fn hold_and_report(block: SharedMemory, ready: Event, go: Event) -> u8 {
+    ready.set().unwrap();
+    assert!(go.wait_timeout(WAIT).unwrap());
+    block.as_slice().iter().fold(0, |acc, &b| acc | b)
+}
+
+#[test]
+fn a_block_another_process_maps_is_not_handed_out_again() {
+    let (ready, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let mut block = SharedMemory::create(4096).unwrap();
+    block.as_mut_slice().fill(0x11);
+    let mut child = Process::new(
+        hold_and_report,
+        (
+            block.try_clone().unwrap(),
+            postcard_round_trip(&ready),
+            postcard_round_trip(&go),
+        ),
+    )
+    .start()
+    .unwrap();
+    assert!(ready.wait_timeout(WAIT).unwrap(), "the child attached");
+    block.unlink();
+    drop(block);
+    // Blocks of the same size made now must all be new memory, not the child's.
+    let mut made: Vec<_> = (0..4)
+        .map(|_| SharedMemory::create(4096).unwrap())
+        .collect();
+    for m in &mut made {
+        m.as_mut_slice().fill(0x22);
+    }
+    go.set().unwrap();
+    assert_eq!(child.join_timeout(WAIT).unwrap(), 0x11);
+}
+
 /// In a child (umask is per process): makes a block under umask 000 and reports its mode,
 /// and whether /dev/shm gained an entry of ours.
 fn mode_under_umask_zero() -> (u32, bool) {
@@ -231,6 +310,148 @@ fn a_lock_whose_holder_is_killed_reports_the_pid_then_works() {
     }
     let again = lock.acquire_timeout(WAIT);
     assert!(again.is_ok(), "usable after the report: {again:?}");
+}
+
+#[test]
+fn a_thread_that_exits_holding_a_lock_is_reported_as_this_process() {
+    let lock = Lock::new().unwrap();
+    let (rlock, other) = (RLock::new().unwrap(), Lock::new().unwrap());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Interleaved takes and releases: the kernel's list of this thread must stay whole.
+            let outer = other.acquire().unwrap();
+            std::mem::forget(lock.acquire().unwrap());
+            std::mem::forget(rlock.acquire().unwrap());
+            std::mem::forget(rlock.acquire().unwrap());
+            drop(outer);
+        });
+    });
+    for result in [
+        lock.acquire_timeout(WAIT).map(drop),
+        rlock.acquire_timeout(WAIT).map(drop),
+    ] {
+        match result {
+            Err(SharedError::OwnerDied { pid }) => assert_eq!(pid, std::process::id()),
+            other => panic!("expected OwnerDied, got {other:?}"),
+        }
+    }
+    assert!(lock.acquire_timeout(WAIT).is_ok());
+    let again = rlock.acquire_timeout(WAIT).unwrap();
+    assert_eq!(rlock.depth(), 1);
+    drop(again);
+    assert!(
+        other.try_acquire().unwrap().is_some(),
+        "released before the exit"
+    );
+}
+
+#[test]
+fn a_lock_dropped_while_a_leaked_guard_holds_it_leaves_the_thread_list_whole() {
+    let probe = Lock::new().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Taken first: on the list behind the lost lock's entry.
+            std::mem::forget(probe.acquire().unwrap());
+            let lost = Lock::new().unwrap();
+            std::mem::forget(lost.acquire().unwrap());
+            drop(lost);
+            // New locks of the same size, taken and released on the same thread's list.
+            let fresh: Vec<Lock> = (0..8).map(|_| Lock::new().unwrap()).collect();
+            for lock in &fresh {
+                assert!(lock.try_acquire().unwrap().is_some(), "a new lock is free");
+            }
+        });
+    });
+    // The exit of that thread was seen through its list: the probe is reported.
+    assert!(matches!(
+        probe.acquire_timeout(WAIT),
+        Err(SharedError::OwnerDied { .. })
+    ));
+}
+
+/// A libc robust mutex in a shared block, process-shared, set up in place.
+fn libc_robust_mutex(block: &mut SharedMemory) -> *mut libc::pthread_mutex_t {
+    let mutex = block
+        .as_mut_slice()
+        .as_mut_ptr()
+        .cast::<libc::pthread_mutex_t>();
+    // SAFETY: the block is zeroed, page-aligned and larger than a mutex; the attribute object
+    // lives on this frame.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
+        assert_eq!(
+            libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+            0
+        );
+        assert_eq!(
+            libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST),
+            0
+        );
+        assert_eq!(libc::pthread_mutex_init(mutex, &attr), 0);
+        libc::pthread_mutexattr_destroy(&mut attr);
+    }
+    mutex
+}
+
+fn hold_with_libc_mutex(first: Lock, block: SharedMemory, last: Lock, held: Event) {
+    let mut block = block;
+    let mutex = block
+        .as_mut_slice()
+        .as_mut_ptr()
+        .cast::<libc::pthread_mutex_t>();
+    let a = first.acquire().unwrap();
+    // SAFETY: an initialised process-shared robust mutex in a block this process maps.
+    assert_eq!(unsafe { libc::pthread_mutex_lock(mutex) }, 0);
+    let b = last.acquire().unwrap();
+    // Off the middle of the list: libc's entry and ours must be relinked around it.
+    drop(a);
+    held.set().unwrap();
+    let _kept = (b, block);
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn locks_share_the_kernels_robust_list_with_libc_mutexes() {
+    let (first, last, held) = (
+        Lock::new().unwrap(),
+        Lock::new().unwrap(),
+        Event::new().unwrap(),
+    );
+    let mut block = SharedMemory::create(4096).unwrap();
+    let mutex = libc_robust_mutex(&mut block);
+    let mut child = Process::new(
+        hold_with_libc_mutex,
+        (
+            postcard_round_trip(&first),
+            block.try_clone().unwrap(),
+            postcard_round_trip(&last),
+            postcard_round_trip(&held),
+        ),
+    )
+    .start()
+    .unwrap();
+    assert!(held.wait_timeout(WAIT).unwrap(), "the child took them");
+    let pid = child.pid();
+    child.kill().unwrap();
+    assert!(child.join_timeout(WAIT).is_err());
+    // SAFETY: the mutex lives in `block`, mapped here; EOWNERDEAD hands it over.
+    unsafe {
+        assert_eq!(libc::pthread_mutex_lock(mutex), libc::EOWNERDEAD);
+        assert_eq!(libc::pthread_mutex_consistent(mutex), 0);
+        assert_eq!(libc::pthread_mutex_unlock(mutex), 0);
+    }
+    match last.acquire_timeout(WAIT) {
+        Err(SharedError::OwnerDied { pid: dead }) => assert_eq!(dead, pid),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert!(
+        first.try_acquire().unwrap().is_some(),
+        "released before the kill"
+    );
+    assert!(last.try_acquire().unwrap().is_some());
 }
 
 fn echo_events(ping: Event, pong: Event, rounds: u32) -> u32 {

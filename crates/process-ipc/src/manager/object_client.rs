@@ -17,7 +17,7 @@ use serde_bytes::ByteBuf;
 
 use super::error::ManagerError;
 use super::object_server::{Caller, Objects};
-use super::object_wire::{Answer, Call, Kind, Op, Refusal, read_frame, write_frame};
+use super::object_wire::{Answer, Call, Kind, Op, Refusal, SpinRead, read_frame, write_frame};
 use super::rendezvous::{self, Unreachable};
 use super::{REPLY_GRACE, ignore_sigpipe};
 use crate::pool::probe::serialize_message;
@@ -28,7 +28,7 @@ const LOCAL_OWNER: u64 = 0;
 
 /// One connection to a manager's objects, carrying one call at a time.
 pub(super) struct Conn {
-    reader: BufReader<UnixStream>,
+    reader: BufReader<SpinRead>,
     writer: UnixStream,
     buf: Vec<u8>,
     /// The read timeout set on the socket now (changed only when a call needs another).
@@ -40,7 +40,7 @@ impl Conn {
         let stream = rendezvous::connect_objects(address)?;
         let reader = stream.try_clone().map_err(Unreachable::Io)?;
         Ok(Self {
-            reader: BufReader::new(reader),
+            reader: BufReader::new(SpinRead(reader)),
             writer: stream,
             buf: Vec::new(),
             read_timeout: None,

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
 
-use super::object_wire::{Answer, Call, Kind, Op, Refusal, Wait, read_frame, write_frame};
+use super::object_wire::{
+    Answer, Call, Kind, Op, Refusal, SpinRead, Wait, read_frame, write_frame,
+};
 
 /// A dict in insertion order (Python's): slots in order, emptied on removal, and an index from
 /// key bytes to slot; the slots are compacted when more than half are empty.
@@ -353,7 +355,7 @@ impl Objects {
             }
             state.connections.insert(owner, watched);
         }
-        let mut reader = BufReader::new(reader);
+        let mut reader = BufReader::new(SpinRead(reader));
         let mut writer = stream;
         let (mut inbox, mut outbox) = (Vec::new(), Vec::new());
         loop {

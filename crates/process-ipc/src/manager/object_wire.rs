@@ -8,7 +8,10 @@
 //! already encoded (postcard bytes): the manager stores bytes and never needs their types, so
 //! a value that does not decode is found, and named by type, in the process that asked for it.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -183,6 +186,24 @@ pub(crate) fn write_frame<M: Serialize>(
     buf.clear();
     encode_frame(message, buf)?;
     writer.write_all(buf)
+}
+
+/// How long either side of a connection polls for the next frame before it sleeps in `read`.
+/// A call's answer, and a busy client's next call, usually come well within it.
+pub(crate) const SPIN: Duration = Duration::from_micros(40);
+
+/// The read half of a connection: each read first polls for up to [`SPIN`] (see
+/// [`sys::recv_within`](crate::sys::recv_within)), then blocks as a plain read does (with the
+/// socket's read timeout).
+pub(crate) struct SpinRead(pub(crate) UnixStream);
+
+impl Read for SpinRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match crate::sys::recv_within(self.0.as_raw_fd(), buf, SPIN)? {
+            Some(n) => Ok(n),
+            None => self.0.read(buf),
+        }
+    }
 }
 
 /// Reads one frame into `buf` and decodes it. A clean end of stream before the frame is

@@ -1,20 +1,20 @@
-//! The one building block of every process-wide primitive: a robust, process-shared pthread
-//! mutex, a futex word to wait on, and a few words of state, in a shared block.
+//! The one building block of every process-wide primitive: a robust lock (see
+//! [`super::futex`]), a futex word to wait on, and a few words of state, in a shared block.
 //!
 //! Waiting is a futex on a sequence word, not a process-shared pthread condition variable:
 //! glibc's condition variable counts its waiters, and one killed while waiting leaves a
 //! later broadcast waiting for it for ever. A futex keeps no such count.
 //!
-//! "Robust" is the kernel's robust-futex list: when a process dies holding the mutex, the
-//! kernel marks it, and the next locker gets `EOWNERDEAD` instead of waiting for ever. The
-//! pid of the holder is kept beside the mutex so that the error can name it.
+//! "Robust" is the kernel's robust-futex list: when a process dies holding the lock, the
+//! kernel marks it, and the next locker learns so instead of waiting for ever. The pid of the
+//! holder is kept beside the lock so that the error can name it.
 
-use std::cell::UnsafeCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::error::SharedError;
+use super::futex::{RobustWord, Taken, futex_wait, futex_wake};
 use super::memory::SharedMemory;
 
 /// Which primitive a cell belongs to, checked when a handle arrives in another process.
@@ -33,11 +33,11 @@ pub(crate) enum Kind {
 /// The state in shared memory. Word meanings depend on the [`Kind`].
 #[repr(C, align(64))]
 pub(crate) struct Cell {
-    mutex: UnsafeCell<libc::pthread_mutex_t>,
+    lock: RobustWord,
     /// Bumped by every notify; waiters sleep on it (a shared futex).
     seq: AtomicU32,
     kind: AtomicU32,
-    /// The pid holding the mutex as a user-visible lock (0: none).
+    /// The pid holding the lock as a user-visible lock (0: none).
     owner: AtomicU32,
     /// Recursion depth of an RLock.
     pub(crate) depth: AtomicU32,
@@ -54,27 +54,33 @@ pub(crate) const CELL_SIZE: usize = std::mem::size_of::<Cell>();
 pub(crate) enum Locked {
     /// Taken normally.
     Clean,
-    /// Taken from a holder that died (pid, 0 if unknown); the mutex is consistent again.
+    /// Taken from a holder that died (pid, 0 if unknown); this caller holds it now.
     OwnerDied(u32),
 }
 
 /// A handle on a [`Cell`] at the start of a shared block.
 #[derive(Clone)]
 pub(crate) struct CellRef {
+    /// The cell at the start of `mem`.
+    cell: std::ptr::NonNull<Cell>,
     mem: Arc<SharedMemory>,
 }
+
+// SAFETY: a CellRef is an Arc of a mapping (Send and Sync) and a pointer into that mapping to
+// a Cell, whose fields are all atomics.
+unsafe impl Send for CellRef {}
+// SAFETY: as for Send.
+unsafe impl Sync for CellRef {}
 
 impl CellRef {
     /// Makes a block of `CELL_SIZE + extra` bytes and sets its cell up as `kind`.
     pub(crate) fn create(kind: Kind, extra: usize) -> Result<Self, SharedError> {
         let mem = SharedMemory::create(CELL_SIZE + extra)?;
-        let cell = mem.ptr_at(0) as *mut Cell;
-        // SAFETY: the block is fresh, zeroed, page-aligned and CELL_SIZE + extra bytes long;
-        // no other process knows its name yet, so initialising in place races with nothing.
-        unsafe { init(cell, kind == Kind::RLock)? };
-        // SAFETY: initialised just above.
+        let cell = mem.ptr_at(0) as *const Cell;
+        // SAFETY: the block is fresh, zeroed (a free lock and zero words: a valid Cell, all
+        // atomics), page-aligned and CELL_SIZE + extra bytes long.
         unsafe { &*cell }.kind.store(kind as u32, Ordering::Release);
-        Ok(CellRef { mem: Arc::new(mem) })
+        Ok(CellRef::new(mem))
     }
 
     /// Attaches to the cell of the block `name`, which must be a `kind` of `CELL_SIZE + extra`.
@@ -91,12 +97,20 @@ impl CellRef {
                 CELL_SIZE + extra
             )));
         }
-        let this = CellRef { mem: Arc::new(mem) };
+        let this = CellRef::new(mem);
         let found = this.cell().kind.load(Ordering::Acquire);
         if found != kind as u32 {
             return Err(refused(format!("it holds kind {found}, not a {kind:?}")));
         }
         Ok(this)
+    }
+
+    fn new(mem: SharedMemory) -> Self {
+        let cell = std::ptr::NonNull::new(mem.ptr_at(0).cast::<Cell>()).expect("a mapping");
+        CellRef {
+            cell,
+            mem: Arc::new(mem),
+        }
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -108,10 +122,11 @@ impl CellRef {
         self.mem.name_for_transfer()
     }
 
+    #[inline]
     pub(crate) fn cell(&self) -> &Cell {
         // SAFETY: the block starts with an initialised Cell (checked on attach, made on
         // create) and lives as long as `self.mem`.
-        unsafe { &*(self.mem.ptr_at(0) as *const Cell) }
+        unsafe { self.cell.as_ref() }
     }
 
     /// The bytes after the cell.
@@ -119,78 +134,55 @@ impl CellRef {
         self.mem.ptr_at(CELL_SIZE)
     }
 
-    /// Takes the mutex, waiting at most until `deadline` (`None`: no limit).
+    /// Takes the lock, waiting at most until `deadline` (`None`: no limit).
+    #[inline]
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Locked, SharedError> {
-        let mutex = self.cell().mutex.get();
-        let code = match deadline {
-            // SAFETY: `mutex` points at an initialised process-shared mutex.
-            None => unsafe { libc::pthread_mutex_lock(mutex) },
-            Some(deadline) => {
-                // SAFETY: as above; the timespec is a valid absolute CLOCK_REALTIME time.
-                unsafe { libc::pthread_mutex_timedlock(mutex, &realtime_deadline(deadline)) }
-            }
-        };
-        match code {
-            0 => Ok(Locked::Clean),
-            libc::EOWNERDEAD => {
-                let pid = self.cell().owner.swap(0, Ordering::Relaxed);
-                // SAFETY: we hold the mutex (EOWNERDEAD hands it over); marking it consistent
-                // is what makes it usable again.
-                unsafe { libc::pthread_mutex_consistent(mutex) };
-                Ok(Locked::OwnerDied(pid))
-            }
-            libc::ETIMEDOUT => Err(SharedError::Timeout(deadline.map_or(Duration::ZERO, |d| {
-                d.saturating_duration_since(Instant::now())
-            }))),
-            code => Err(SharedError::from_code("pthread_mutex_lock", code)),
+        let taken = self.cell().lock.lock(deadline)?;
+        Ok(self.locked(taken))
+    }
+
+    /// Takes the lock if it is free.
+    pub(crate) fn try_lock(&self) -> Result<Option<Locked>, SharedError> {
+        Ok(self.cell().lock.try_lock()?.map(|taken| self.locked(taken)))
+    }
+
+    fn locked(&self, taken: Taken) -> Locked {
+        match taken {
+            Taken::Clean => Locked::Clean,
+            Taken::OwnerDied => Locked::OwnerDied(self.cell().owner.swap(0, Ordering::Relaxed)),
         }
     }
 
-    /// Takes the mutex if it is free.
-    pub(crate) fn try_lock(&self) -> Result<Option<Locked>, SharedError> {
-        // SAFETY: an initialised process-shared mutex.
-        match unsafe { libc::pthread_mutex_trylock(self.cell().mutex.get()) } {
-            0 => Ok(Some(Locked::Clean)),
-            libc::EBUSY => Ok(None),
-            libc::EOWNERDEAD => {
-                let pid = self.cell().owner.swap(0, Ordering::Relaxed);
-                // SAFETY: we hold it; see `lock`.
-                unsafe { libc::pthread_mutex_consistent(self.cell().mutex.get()) };
-                Ok(Some(Locked::OwnerDied(pid)))
-            }
-            code => Err(SharedError::from_code("pthread_mutex_trylock", code)),
-        }
+    /// Whether the calling thread holds the lock.
+    pub(crate) fn held_by_me(&self) -> bool {
+        self.cell().lock.held_by_me()
     }
 
     /// Records this process as the holder (for `OwnerDied` reports).
+    #[inline]
     pub(crate) fn set_owner(&self) {
         self.cell().owner.store(my_pid(), Ordering::Relaxed);
     }
 
-    /// Releases the mutex (the caller holds it).
+    /// Releases the lock (the caller holds it).
+    #[inline]
     pub(crate) fn unlock(&self) {
         self.cell().owner.store(0, Ordering::Relaxed);
-        // SAFETY: the caller holds the mutex.
-        unsafe { libc::pthread_mutex_unlock(self.cell().mutex.get()) };
+        self.cell().lock.unlock();
     }
 
-    /// Releases the mutex, sleeps until a notify (or spuriously), and takes the mutex again;
-    /// `false` if `deadline` passed first. The caller holds the mutex and re-checks its state.
+    /// Releases the lock, sleeps until a notify (or spuriously), and takes the lock again;
+    /// `false` if `deadline` passed first. The caller holds the lock and re-checks its state.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
         let seq = &self.cell().seq;
-        // Read under the mutex: a notify after the unlock changes it, and the futex then
+        // Read under the lock: a notify after the unlock changes it, and the futex then
         // returns at once instead of sleeping through the wake-up.
         let seen = seq.load(Ordering::Acquire);
         self.unlock();
         let woke = futex_wait(seq, seen, deadline);
-        // A holder that died meanwhile hands the mutex over consistent: carry on as holder.
+        // A holder that died meanwhile hands the lock over: carry on as holder.
         let _ = self.lock(None);
         woke
-    }
-
-    /// The mutex itself, for a recursive lock's inner unlocks.
-    pub(crate) fn mutex_ptr(&self) -> *mut libc::pthread_mutex_t {
-        self.cell().mutex.get()
     }
 
     /// Wakes every waiter.
@@ -203,95 +195,59 @@ impl CellRef {
         self.notify(1);
     }
 
+    /// Releases the lock, then wakes up to `n` waiters: a waiter woken after the release
+    /// finds the lock free, instead of waking into a lock still held and sleeping again.
+    /// (A waiter reads the sequence word under the lock, so the bump made under it is never
+    /// missed.)
+    pub(crate) fn unlock_and_notify(&self, n: i32) {
+        let seq = &self.cell().seq;
+        seq.fetch_add(1, Ordering::Release);
+        self.unlock();
+        futex_wake(seq, n);
+    }
+
     fn notify(&self, n: i32) {
         let seq = &self.cell().seq;
         seq.fetch_add(1, Ordering::Release);
-        // SAFETY: FUTEX_WAKE on a word of a MAP_SHARED block (hence no PRIVATE flag); it
-        // only wakes sleepers on that word.
-        unsafe { libc::syscall(libc::SYS_futex, seq.as_ptr(), libc::FUTEX_WAKE, n) };
+        futex_wake(seq, n);
     }
 
-    /// Takes the mutex for the primitive's own bookkeeping: a dead holder is no error there.
+    /// Takes the lock for the primitive's own bookkeeping: a dead holder is no error there.
     pub(crate) fn lock_internal(&self, deadline: Option<Instant>) -> Result<(), SharedError> {
         self.lock(deadline).map(|_| ())
     }
 }
 
-/// Sets up the mutex (robust, process-shared, recursive if asked) of a zeroed cell.
-///
-/// # Safety
-/// `cell` must point at zeroed, writable memory for a `Cell` that nothing else uses yet.
-unsafe fn init(cell: *mut Cell, recursive: bool) -> Result<(), SharedError> {
-    let check = |op, code: i32| match code {
-        0 => Ok(()),
-        code => Err(SharedError::from_code(op, code)),
-    };
-    // SAFETY (whole block): attribute objects live on this stack frame and are destroyed
-    // after use; the mutex and cond pointers are inside the zeroed cell the caller owns.
-    unsafe {
-        let mut mattr: libc::pthread_mutexattr_t = std::mem::zeroed();
-        check(
-            "pthread_mutexattr_init",
-            libc::pthread_mutexattr_init(&mut mattr),
-        )?;
-        check(
-            "pthread_mutexattr_setpshared",
-            libc::pthread_mutexattr_setpshared(&mut mattr, libc::PTHREAD_PROCESS_SHARED),
-        )?;
-        check(
-            "pthread_mutexattr_setrobust",
-            libc::pthread_mutexattr_setrobust(&mut mattr, libc::PTHREAD_MUTEX_ROBUST),
-        )?;
-        if recursive {
-            check(
-                "pthread_mutexattr_settype",
-                libc::pthread_mutexattr_settype(&mut mattr, libc::PTHREAD_MUTEX_RECURSIVE),
-            )?;
+impl Drop for CellRef {
+    fn drop(&mut self) {
+        // A guard leaked with `mem::forget` leaves the lock held and its entry on a thread's
+        // robust list, which the kernel and libc go on reading and writing: the block must
+        // then stay mapped, and never be handed out again.
+        let cell = self.cell();
+        if Arc::strong_count(&self.mem) == 1
+            && cell.lock.is_held()
+            && cell.owner.load(Ordering::Relaxed) == my_pid()
+        {
+            std::mem::forget(Arc::clone(&self.mem));
         }
-        let made = libc::pthread_mutex_init(std::ptr::addr_of_mut!((*cell).mutex).cast(), &mattr);
-        libc::pthread_mutexattr_destroy(&mut mattr);
-        check("pthread_mutex_init", made)
     }
-}
-
-/// Sleeps while `word` still holds `seen`, at most until `deadline`; `false` on timeout.
-fn futex_wait(word: &AtomicU32, seen: u32, deadline: Option<Instant>) -> bool {
-    let timeout = deadline.map(|at| {
-        let left = at.saturating_duration_since(Instant::now());
-        libc::timespec {
-            tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: left.subsec_nanos() as libc::c_long,
-        }
-    });
-    if timeout.is_some_and(|t| t.tv_sec == 0 && t.tv_nsec == 0) {
-        return false;
-    }
-    let timeout_ptr = timeout
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: FUTEX_WAIT on a 4-byte-aligned word of a MAP_SHARED block, with a relative
-    // timeout that lives through the call (or none).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            seen,
-            timeout_ptr,
-        )
-    };
-    !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
 }
 
 static PID: AtomicU32 = AtomicU32::new(0);
 
 /// This process's pid, cached (getpid is a system call, and the lock's fast path records it).
 /// A fork child starts with the parent's cache, so `pthread_atfork` clears it there.
-fn my_pid() -> u32 {
+#[inline]
+pub(crate) fn my_pid() -> u32 {
     let pid = PID.load(Ordering::Relaxed);
     if pid != 0 {
         return pid;
     }
+    first_pid()
+}
+
+#[cold]
+fn first_pid() -> u32 {
     static REGISTER: std::sync::Once = std::sync::Once::new();
     REGISTER.call_once(|| {
         extern "C" fn forget_pid() {
@@ -303,35 +259,6 @@ fn my_pid() -> u32 {
     let pid = std::process::id();
     PID.store(pid, Ordering::Relaxed);
     pid
-}
-
-fn now(clock: libc::clockid_t) -> libc::timespec {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes one timespec.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts
-}
-
-fn add(mut ts: libc::timespec, d: Duration) -> libc::timespec {
-    ts.tv_sec = ts
-        .tv_sec
-        .saturating_add(d.as_secs().min(i64::MAX as u64 / 2) as libc::time_t);
-    ts.tv_nsec += d.subsec_nanos() as libc::c_long;
-    if ts.tv_nsec >= 1_000_000_000 {
-        ts.tv_sec += 1;
-        ts.tv_nsec -= 1_000_000_000;
-    }
-    ts
-}
-
-fn realtime_deadline(deadline: Instant) -> libc::timespec {
-    add(
-        now(libc::CLOCK_REALTIME),
-        deadline.saturating_duration_since(Instant::now()),
-    )
 }
 
 /// The deadline `timeout` from now, or `None` for a timeout too large to matter.

@@ -65,11 +65,4 @@ impl SharedError {
             source: io::Error::last_os_error(),
         }
     }
-
-    pub(crate) fn from_code(op: &'static str, code: i32) -> Self {
-        SharedError::Os {
-            op,
-            source: io::Error::from_raw_os_error(code),
-        }
-    }
 }

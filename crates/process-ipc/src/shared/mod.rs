@@ -8,6 +8,8 @@
 
 mod cell;
 mod error;
+mod futex;
+mod mapping;
 mod memory;
 mod signal;
 mod sync;

@@ -52,8 +52,7 @@ impl Event {
     pub fn set(&self) -> Result<(), SharedError> {
         self.cell.lock_internal(None)?;
         self.cell.cell().a.store(1, Ordering::Release);
-        self.cell.notify_all();
-        self.cell.unlock();
+        self.cell.unlock_and_notify(i32::MAX);
         Ok(())
     }
 
@@ -216,8 +215,7 @@ impl Semaphore {
             });
         }
         words.a.fetch_add(1, Ordering::Release);
-        self.cell.notify_one();
-        self.cell.unlock();
+        self.cell.unlock_and_notify(1);
         Ok(())
     }
 }

@@ -66,7 +66,8 @@ by_name!(Lock, Kind::Lock);
 
 /// Holds a [`Lock`] (or the lock of a `Value`/`Array`) until dropped.
 ///
-/// Not `Send`: a pthread mutex is released by the thread that took it.
+/// Not `Send`: the lock is released by the thread that took it (the kernel knows holders by
+/// thread).
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {
     pub(super) cell: &'a CellRef,
@@ -74,6 +75,7 @@ pub struct LockGuard<'a> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.cell.unlock();
     }
@@ -86,6 +88,7 @@ impl fmt::Debug for LockGuard<'_> {
 }
 
 /// Turns what `lock` found into a guard, or into `OwnerDied` after freeing the lock.
+#[inline]
 fn guard_or_owner_died(cell: &CellRef, locked: Locked) -> Result<LockGuard<'_>, SharedError> {
     match locked {
         Locked::Clean => {
@@ -102,6 +105,7 @@ fn guard_or_owner_died(cell: &CellRef, locked: Locked) -> Result<LockGuard<'_>, 
     }
 }
 
+#[inline]
 pub(crate) fn acquire_cell(
     cell: &CellRef,
     deadline: Option<Instant>,
@@ -132,6 +136,7 @@ impl Lock {
     ///
     /// # Errors
     /// [`SharedError::OwnerDied`] if the last holder died holding it (the lock is free again).
+    #[inline]
     pub fn acquire(&self) -> Result<LockGuard<'_>, SharedError> {
         acquire_cell(&self.cell, None)
     }
@@ -181,13 +186,12 @@ pub struct RLockGuard<'a> {
 
 impl Drop for RLockGuard<'_> {
     fn drop(&mut self) {
-        let cell = self.cell.cell();
-        if cell.depth.fetch_sub(1, Ordering::Relaxed) == 1 {
+        // Only the holding thread changes the depth: no read-modify-write needed.
+        let depth = &self.cell.cell().depth;
+        let left = depth.load(Ordering::Relaxed) - 1;
+        depth.store(left, Ordering::Relaxed);
+        if left == 0 {
             self.cell.unlock();
-        } else {
-            // SAFETY: this thread holds the recursive mutex more than once; each guard unlocks
-            // it once, and only the last one (above) clears the owner.
-            unsafe { libc::pthread_mutex_unlock(self.cell.mutex_ptr()) };
         }
     }
 }
@@ -212,13 +216,9 @@ impl RLock {
     fn guard(&self, locked: Locked) -> Result<RLockGuard<'_>, SharedError> {
         match locked {
             Locked::Clean => {
-                if self.cell.cell().depth.fetch_add(1, Ordering::Relaxed) == 0 {
-                    self.cell.set_owner();
-                }
-                Ok(RLockGuard {
-                    cell: &self.cell,
-                    _not_send: PhantomData,
-                })
+                self.cell.cell().depth.store(1, Ordering::Relaxed);
+                self.cell.set_owner();
+                Ok(self.again())
             }
             Locked::OwnerDied(pid) => {
                 self.cell.cell().depth.store(0, Ordering::Relaxed);
@@ -228,11 +228,32 @@ impl RLock {
         }
     }
 
+    /// One more guard for the thread that holds the lock.
+    fn again(&self) -> RLockGuard<'_> {
+        RLockGuard {
+            cell: &self.cell,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The lock taken once more, if this thread holds it already.
+    fn reentered(&self) -> Option<RLockGuard<'_>> {
+        if !self.cell.held_by_me() {
+            return None;
+        }
+        let depth = &self.cell.cell().depth;
+        depth.store(depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        Some(self.again())
+    }
+
     /// Takes the lock (again, if this thread holds it).
     ///
     /// # Errors
     /// [`SharedError::OwnerDied`] if the last holder died holding it (the lock is free again).
     pub fn acquire(&self) -> Result<RLockGuard<'_>, SharedError> {
+        if let Some(guard) = self.reentered() {
+            return Ok(guard);
+        }
         let locked = self.cell.lock(None)?;
         self.guard(locked)
     }
@@ -242,6 +263,9 @@ impl RLock {
     /// # Errors
     /// [`SharedError::Timeout`], or as [`acquire`](RLock::acquire).
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, SharedError> {
+        if let Some(guard) = self.reentered() {
+            return Ok(guard);
+        }
         let locked = self.cell.lock(deadline_after(timeout))?;
         self.guard(locked)
     }
@@ -251,6 +275,9 @@ impl RLock {
     /// # Errors
     /// As [`acquire`](RLock::acquire).
     pub fn try_acquire(&self) -> Result<Option<RLockGuard<'_>>, SharedError> {
+        if let Some(guard) = self.reentered() {
+            return Ok(Some(guard));
+        }
         match self.cell.try_lock()? {
             None => Ok(None),
             Some(locked) => self.guard(locked).map(Some),

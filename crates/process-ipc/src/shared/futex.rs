@@ -1,0 +1,390 @@
+//! A robust lock on one futex word, taken and released without a call into libc.
+//!
+//! The word holds the holder's thread id (the kernel's robust-futex convention), and while it
+//! is held the lock is linked into the holding thread's robust list: the list libc registers
+//! for every thread with `set_robust_list`, which the kernel walks when the thread exits. For
+//! every entry whose word still names the exiting thread, the kernel sets `FUTEX_OWNER_DIED`,
+//! clears the thread id and wakes a waiter; the next locker sees the bit and reports the dead
+//! holder. That is what a robust pthread mutex gets from the kernel too; doing the same few
+//! steps inline, without the mutex type dispatch and bookkeeping of
+//! `pthread_mutex_lock`/`unlock`, halves the cost of an uncontended acquire and release.
+//!
+//! The list is shared with libc's own robust mutexes, so an entry is laid out as theirs are
+//! (glibc, 64-bit): a `{prev, next}` pair whose `next` field is the kernel's list entry, with
+//! the word at the list's `futex_offset` before it (checked at run time against the offset
+//! the thread's list was registered with), linked and unlinked exactly as libc does, with the
+//! list's `list_op_pending` naming the entry while a change is under way, so a death in the
+//! middle of one is still handled by the kernel.
+
+use std::cell::Cell as StdCell;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, compiler_fence};
+use std::time::{Duration, Instant};
+
+use super::error::SharedError;
+
+/// Set in the word by a waiter: the release must wake one.
+const WAITERS: u32 = 0x8000_0000;
+/// Set by the kernel when the holder died holding the word.
+const OWNER_DIED: u32 = 0x4000_0000;
+/// The holder's thread id.
+const TID_MASK: u32 = 0x3fff_ffff;
+
+/// The word and its robust-list entry, in shared memory. The offsets between them are the
+/// ones libc's robust mutexes use (`__lock` at 0, `__list.__prev` at 24, `__list.__next` at
+/// 32), so that the kernel finds this word from this entry as it finds theirs.
+#[repr(C)]
+pub(crate) struct RobustWord {
+    word: AtomicU32,
+    _gap: [u32; 5],
+    prev: AtomicUsize,
+    next: AtomicUsize,
+}
+
+/// Where the kernel finds the word from an entry: the entry is the address of `next`.
+const FUTEX_OFFSET: isize = -(std::mem::offset_of!(RobustWord, next) as isize);
+const _: () = assert!(std::mem::offset_of!(RobustWord, word) == 0);
+const _: () = assert!(
+    std::mem::offset_of!(RobustWord, next) - std::mem::offset_of!(RobustWord, prev)
+        == std::mem::size_of::<usize>()
+);
+
+/// The kernel's `struct robust_list_head`.
+#[repr(C)]
+struct RobustListHead {
+    /// The first entry (or the head itself when empty).
+    list: AtomicUsize,
+    futex_offset: isize,
+    list_op_pending: AtomicUsize,
+}
+
+/// What a thread needs to lock: its robust list, and where its thread id can be read.
+#[derive(Clone, Copy)]
+struct ThreadInfo {
+    head: *const RobustListHead,
+    /// libc's word holding this thread's id (which `fork` and `clone` keep right in a copy of
+    /// the process, at the same address), or null: then `gettid` each time.
+    tid_word: *const i32,
+}
+
+thread_local! {
+    static THREAD: StdCell<Option<ThreadInfo>> = const { StdCell::new(None) };
+}
+
+#[inline]
+fn thread_info() -> Result<ThreadInfo, SharedError> {
+    match THREAD.with(StdCell::get) {
+        Some(info) => Ok(info),
+        None => first_thread_info(),
+    }
+}
+
+/// Looks up (once per thread) what [`thread_info`] returns.
+#[cold]
+#[inline(never)]
+fn first_thread_info() -> Result<ThreadInfo, SharedError> {
+    let mut head: usize = 0;
+    let mut len: libc::size_t = 0;
+    // SAFETY: get_robust_list of the calling thread (0) writes one pointer and one length.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0,
+            &mut head as *mut usize,
+            &mut len as *mut libc::size_t,
+        )
+    };
+    if rc != 0 {
+        return Err(SharedError::os("get_robust_list"));
+    }
+    let unusable = |why: &str| SharedError::Os {
+        op: "robust lock",
+        source: std::io::Error::new(std::io::ErrorKind::Unsupported, why.to_string()),
+    };
+    if head == 0 || len != std::mem::size_of::<RobustListHead>() {
+        return Err(unusable("this thread has no robust futex list registered"));
+    }
+    let head = head as *const RobustListHead;
+    // SAFETY: the kernel gave this address as the thread's live robust list head; libc keeps
+    // it for the thread's lifetime.
+    let offset = unsafe { (*head).futex_offset };
+    if offset != FUTEX_OFFSET {
+        return Err(unusable(
+            "the thread's robust futex list uses another entry layout",
+        ));
+    }
+    let mut tid_word: usize = 0;
+    // SAFETY: PR_GET_TID_ADDRESS writes one pointer-sized value to a valid address.
+    let rc = unsafe { libc::prctl(libc::PR_GET_TID_ADDRESS, &mut tid_word as *mut usize) };
+    let mut tid_word = if rc == 0 {
+        tid_word as *const i32
+    } else {
+        std::ptr::null()
+    };
+    // SAFETY: gettid cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: a non-null address from the kernel is libc's live thread id word.
+    if !tid_word.is_null() && unsafe { tid_word.read_volatile() } != tid {
+        tid_word = std::ptr::null();
+    }
+    let info = ThreadInfo { head, tid_word };
+    THREAD.with(|t| t.set(Some(info)));
+    Ok(info)
+}
+
+impl ThreadInfo {
+    #[inline]
+    fn tid(self) -> u32 {
+        let tid = if self.tid_word.is_null() {
+            // SAFETY: gettid cannot fail.
+            unsafe { libc::gettid() }
+        } else {
+            // SAFETY: libc's thread id word of this thread, alive as long as the thread.
+            unsafe { self.tid_word.read_volatile() }
+        };
+        tid as u32 & TID_MASK
+    }
+
+    #[inline]
+    fn head(self) -> &'static RobustListHead {
+        // SAFETY: checked in `thread_info`; lives as long as this thread, the only user.
+        unsafe { &*self.head }
+    }
+}
+
+/// How a lock was taken.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Taken {
+    Clean,
+    /// From a holder that died holding it.
+    OwnerDied,
+}
+
+impl RobustWord {
+    #[inline]
+    fn entry(&self) -> usize {
+        &self.next as *const AtomicUsize as usize
+    }
+
+    /// Whether some thread holds the word.
+    pub(crate) fn is_held(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & TID_MASK != 0
+    }
+
+    /// Whether the calling thread holds the word.
+    pub(crate) fn held_by_me(&self) -> bool {
+        match thread_info() {
+            Ok(info) => self.word.load(Ordering::Relaxed) & TID_MASK == info.tid(),
+            Err(_) => false,
+        }
+    }
+
+    /// Takes the word, waiting at most until `deadline` (`None`: no limit).
+    #[inline]
+    pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Taken, SharedError> {
+        let info = thread_info()?;
+        let me = info.tid();
+        let head = info.head();
+        head.list_op_pending.store(self.entry(), Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        if self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.link(head);
+            return Ok(Taken::Clean);
+        }
+        let taken = self.lock_slow(me, deadline);
+        match taken {
+            Ok(_) => self.link(head),
+            Err(_) => {
+                compiler_fence(Ordering::SeqCst);
+                head.list_op_pending.store(0, Ordering::Relaxed);
+            }
+        }
+        taken
+    }
+
+    /// Takes the word if nobody holds it.
+    pub(crate) fn try_lock(&self) -> Result<Option<Taken>, SharedError> {
+        let info = thread_info()?;
+        let me = info.tid();
+        let head = info.head();
+        head.list_op_pending.store(self.entry(), Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        let mut seen = self.word.load(Ordering::Relaxed);
+        let taken = loop {
+            let (new, taken) = if seen & OWNER_DIED != 0 {
+                (me | (seen & WAITERS), Taken::OwnerDied)
+            } else if seen & TID_MASK == 0 {
+                (me | (seen & WAITERS), Taken::Clean)
+            } else {
+                break None;
+            };
+            match self
+                .word
+                .compare_exchange(seen, new, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => break Some(taken),
+                Err(now) => seen = now,
+            }
+        };
+        if taken.is_some() {
+            self.link(head);
+        } else {
+            compiler_fence(Ordering::SeqCst);
+            head.list_op_pending.store(0, Ordering::Relaxed);
+        }
+        Ok(taken)
+    }
+
+    /// The contended path: mark the word as waited for and sleep on it until it is free (or
+    /// its holder died), then take it.
+    #[cold]
+    fn lock_slow(&self, me: u32, deadline: Option<Instant>) -> Result<Taken, SharedError> {
+        // Once this thread has slept, others may sleep too: keep the wake-up owed to them.
+        let mut others = 0;
+        let mut seen = self.word.load(Ordering::Relaxed);
+        loop {
+            if seen & OWNER_DIED != 0 || seen & TID_MASK == 0 {
+                let taken = if seen & OWNER_DIED != 0 {
+                    Taken::OwnerDied
+                } else {
+                    Taken::Clean
+                };
+                match self.word.compare_exchange(
+                    seen,
+                    me | (seen & WAITERS) | others,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(taken),
+                    Err(now) => {
+                        seen = now;
+                        continue;
+                    }
+                }
+            }
+            if seen & WAITERS == 0 {
+                if let Err(now) = self.word.compare_exchange(
+                    seen,
+                    seen | WAITERS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    seen = now;
+                    continue;
+                }
+            }
+            if !futex_wait(&self.word, seen | WAITERS, deadline) {
+                let left = deadline.map_or(Duration::ZERO, |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
+                return Err(SharedError::Timeout(left));
+            }
+            others = WAITERS;
+            seen = self.word.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Puts the word (just taken, named in `list_op_pending`) on this thread's robust list, at
+    /// the front as libc does, then clears `list_op_pending`.
+    #[inline]
+    fn link(&self, head: &RobustListHead) {
+        let entry = self.entry();
+        let head_addr = head as *const RobustListHead as usize;
+        let first = head.list.load(Ordering::Relaxed);
+        // SAFETY: every entry of the list (ours or libc's) and the head itself have a `prev`
+        // word just before their `next` (libc keeps one before the head for this): the list
+        // is this thread's, changed only by this thread.
+        unsafe { prev_of(first).store(entry, Ordering::Relaxed) };
+        self.next.store(first, Ordering::Relaxed);
+        self.prev.store(head_addr, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        head.list.store(entry, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        head.list_op_pending.store(0, Ordering::Relaxed);
+    }
+
+    /// Releases the word (the caller holds it): off the robust list, then free, then a wake-up
+    /// if anyone sleeps on it.
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        let Ok(info) = thread_info() else {
+            // Never taken by this thread (it would have this).
+            return;
+        };
+        let head = info.head();
+        head.list_op_pending.store(self.entry(), Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        let (prev, next) = (
+            self.prev.load(Ordering::Relaxed),
+            self.next.load(Ordering::Relaxed),
+        );
+        // SAFETY: `prev` and `next` are this entry's neighbours on this thread's list (set by
+        // `link` or by libc's own list changes since), live while they are on it.
+        unsafe {
+            prev_of(next).store(prev, Ordering::Relaxed);
+            next_at(prev).store(next, Ordering::Relaxed);
+        }
+        // The entry's own links are left as they are: nothing reads them off the list.
+        if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
+            futex_wake(&self.word, 1);
+        }
+        compiler_fence(Ordering::SeqCst);
+        head.list_op_pending.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The `prev` word of the list entry (or head) at `entry`.
+///
+/// # Safety
+/// `entry` must be an entry of the calling thread's robust list, or its head.
+unsafe fn prev_of(entry: usize) -> &'static AtomicUsize {
+    // SAFETY: per the caller; the low bit marks priority-inheritance entries.
+    unsafe { &*(((entry & !1) - std::mem::size_of::<usize>()) as *const AtomicUsize) }
+}
+
+/// The `next` word of the list entry (or head) at `entry`: the entry itself.
+///
+/// # Safety
+/// As [`prev_of`].
+unsafe fn next_at(entry: usize) -> &'static AtomicUsize {
+    // SAFETY: per the caller.
+    unsafe { &*((entry & !1) as *const AtomicUsize) }
+}
+
+/// Sleeps while `word` still holds `seen`, at most until `deadline`; `false` on timeout.
+pub(crate) fn futex_wait(word: &AtomicU32, seen: u32, deadline: Option<Instant>) -> bool {
+    let timeout = deadline.map(|at| {
+        let left = at.saturating_duration_since(Instant::now());
+        libc::timespec {
+            tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        }
+    });
+    if timeout.is_some_and(|t| t.tv_sec == 0 && t.tv_nsec == 0) {
+        return false;
+    }
+    let timeout_ptr = timeout
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: FUTEX_WAIT on a 4-byte-aligned word of a MAP_SHARED block (hence no PRIVATE
+    // flag), with a relative timeout that lives through the call (or none).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            seen,
+            timeout_ptr,
+        )
+    };
+    !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
+}
+
+/// Wakes up to `n` sleepers on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
+    // SAFETY: FUTEX_WAKE on a word of a MAP_SHARED block; it only wakes sleepers on that word.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+}

@@ -1,0 +1,318 @@
+//! One process's mapping of a shared block, and what becomes of it when its last handle goes.
+//!
+//! The creating process lists its blocks by descriptor number (so that it attaches to its own
+//! with no system call), and when its mapping of a small block ends, it keeps the block for
+//! the next `create` of that size instead of giving it back to the kernel: creating, mapping,
+//! unmapping and closing a memfd is most of the cost of a short-lived block.
+//!
+//! A block may be reused only if no other process can still see it. Every mapping in another
+//! process counts itself in the header's `users` before it trusts the block and out when it
+//! ends, and the creator takes a block back only by swapping a `users` of 0 for
+//! [`RECYCLING`]: an attach that counts itself in from then on sees the mark (or, once the
+//! block is reissued, its new nonce) and refuses. A process that forked while the block
+//! existed may hold it unannounced, so a fork since the block was issued rules reuse out.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use super::error::SharedError;
+
+/// Bytes at the start of every mapping that hold [`Header`]; the user's bytes follow.
+pub(crate) const HEADER: usize = 64;
+pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"mt-shm\0\x02");
+
+/// Set in `users` while the creator takes the block back for reuse.
+const RECYCLING: u64 = 1 << 63;
+/// The largest block (header included) kept for reuse, and how many are kept at most.
+const REUSE_MAX_LEN: usize = 256 << 10;
+const REUSE_MAX_COUNT: usize = 16;
+
+/// The start of every block: what an attacher checks before it trusts the rest.
+#[repr(C)]
+pub(super) struct Header {
+    pub(super) magic: AtomicU64,
+    pub(super) nonce: AtomicU64,
+    pub(super) size: AtomicU64,
+    /// Set by `unlink()`: attaching by name is refused from then on.
+    pub(super) unlinked: AtomicU32,
+    _pad: AtomicU32,
+    /// Mappings of the block in processes other than its creator, and [`RECYCLING`].
+    users: AtomicU64,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() <= HEADER);
+
+/// Forks of this process so far (counted before each, by a `pthread_atfork` handler).
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+fn forks() -> u64 {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        extern "C" fn count_fork() {
+            FORKS.fetch_add(1, Ordering::AcqRel);
+        }
+        // SAFETY: registers a handler that only adds to an atomic (async-signal-safe).
+        unsafe { libc::pthread_atfork(Some(count_fork), None, None) };
+    });
+    FORKS.load(Ordering::Acquire)
+}
+
+/// Whose mapping this is.
+enum Role {
+    /// The creator's: the descriptor the name leads to, and [`FORKS`] when it was issued.
+    Creator { fd: OwnedFd, forks: u64 },
+    /// Another process's, counted in `users`.
+    Counted,
+    /// Another process's, not (yet) counted.
+    Uncounted,
+}
+
+/// One mapping of a block (`HEADER` + size bytes). The handles of one process share one.
+pub(super) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    role: Role,
+}
+
+// SAFETY: a mapping is plain memory owned by the process, not tied to a thread; it is only
+// unmapped (or kept for reuse) in `drop`.
+unsafe impl Send for Mapping {}
+// SAFETY: as for Send; a `&Mapping` hands out nothing but its address, length and header.
+unsafe impl Sync for Mapping {}
+
+/// A block kept for reuse: still mapped, its descriptor open.
+struct Kept {
+    ptr: NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+    forks: u64,
+}
+
+// SAFETY: as for Mapping.
+unsafe impl Send for Kept {}
+
+static KEPT: Mutex<Vec<Kept>> = Mutex::new(Vec::new());
+
+type Own = Option<HashMap<i32, Weak<Mapping>>>;
+
+/// Blocks made by this process and still mapped here, by descriptor number.
+static OWN: Mutex<Own> = Mutex::new(None);
+
+fn own() -> std::sync::MutexGuard<'static, Own> {
+    OWN.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+impl Mapping {
+    /// A new block of `size` user bytes, zeroed, made by (or reissued in) this process, with
+    /// its nonce; listed for [`own_block`].
+    pub(super) fn create(size: usize) -> Result<(Arc<Mapping>, u64), SharedError> {
+        let len = HEADER + size;
+        let forks = forks();
+        let map = match reissue(len, forks) {
+            Some(map) => map,
+            None => {
+                let fd = new_memfd(len)?;
+                let ptr = map_fd(&fd, len)?;
+                let map = Mapping {
+                    ptr,
+                    len,
+                    role: Role::Creator { fd, forks },
+                };
+                let header = map.header();
+                header.size.store(size as u64, Ordering::Relaxed);
+                header.magic.store(MAGIC, Ordering::Release);
+                map
+            }
+        };
+        let nonce = super::memory::next_nonce();
+        let header = map.header();
+        header.nonce.store(nonce, Ordering::Relaxed);
+        header.unlinked.store(0, Ordering::Relaxed);
+        // Open to attachers again (a reissued block); the nonce is in place before this.
+        header.users.fetch_and(!RECYCLING, Ordering::Release);
+        let map = Arc::new(map);
+        own()
+            .get_or_insert_with(HashMap::new)
+            .insert(map.fd_number(), Arc::downgrade(&map));
+        Ok((map, nonce))
+    }
+
+    /// Maps the block behind `fd` (`len` bytes) for another process than its creator. The
+    /// caller then [`count_in`](Mapping::count_in)s before it reads the header.
+    pub(super) fn attach(fd: &OwnedFd, len: usize) -> Result<Mapping, SharedError> {
+        Ok(Mapping {
+            ptr: map_fd(fd, len)?,
+            len,
+            role: Role::Uncounted,
+        })
+    }
+
+    /// Counts this mapping in the block's users; `false` if its creator is taking it back.
+    pub(super) fn count_in(&mut self) -> bool {
+        let before = self.header().users.fetch_add(1, Ordering::AcqRel);
+        self.role = Role::Counted;
+        before & RECYCLING == 0
+    }
+
+    /// The descriptor number in the creator (-1 elsewhere).
+    pub(super) fn fd_number(&self) -> i32 {
+        match &self.role {
+            Role::Creator { fd, .. } => fd.as_raw_fd(),
+            _ => -1,
+        }
+    }
+
+    pub(super) fn ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn header(&self) -> &Header {
+        // SAFETY: every mapping starts with HEADER bytes, page-aligned, which hold a Header
+        // (all-atomic, so any bit pattern is a valid value).
+        unsafe { &*(self.ptr.as_ptr() as *const Header) }
+    }
+}
+
+/// This process's mapping of its own block with descriptor `number`, if it still has one.
+pub(super) fn own_block(number: i32) -> Option<Arc<Mapping>> {
+    own()
+        .as_ref()
+        .and_then(|own| own.get(&number))
+        .and_then(Weak::upgrade)
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.role, Role::Uncounted) {
+            Role::Counted => {
+                self.header().users.fetch_sub(1, Ordering::Release);
+            }
+            Role::Uncounted => {}
+            Role::Creator { fd, forks } => {
+                if let Some(own) = own().as_mut() {
+                    own.remove(&fd.as_raw_fd());
+                }
+                if let Err(fd) = self.keep(fd, forks) {
+                    drop(fd);
+                } else {
+                    return;
+                }
+            }
+        }
+        // SAFETY: `ptr` came from mmap with this length and is unmapped once, here.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+impl Mapping {
+    /// Keeps the block for reuse if it is small, nobody else can see it and there is room;
+    /// gives the descriptor back otherwise.
+    fn keep(&self, fd: OwnedFd, forks: u64) -> Result<(), OwnedFd> {
+        if self.len > REUSE_MAX_LEN || forks != FORKS.load(Ordering::Acquire) {
+            return Err(fd);
+        }
+        let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= REUSE_MAX_COUNT {
+            return Err(fd);
+        }
+        let header = self.header();
+        if header
+            .users
+            .compare_exchange(0, RECYCLING, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(fd);
+        }
+        header.unlinked.store(1, Ordering::Release);
+        kept.push(Kept {
+            ptr: self.ptr,
+            len: self.len,
+            fd,
+            forks,
+        });
+        Ok(())
+    }
+}
+
+/// A kept block of `len` bytes, zeroed again, if there is one from since the last fork.
+fn reissue(len: usize, forks: u64) -> Option<Mapping> {
+    let kept = {
+        let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+        // Blocks kept from before a fork are no longer ours alone: let them go.
+        let stale: Vec<Kept> = if kept.iter().any(|k| k.forks != forks) {
+            let (stale, fresh) = std::mem::take(&mut *kept)
+                .into_iter()
+                .partition(|k| k.forks != forks);
+            *kept = fresh;
+            stale
+        } else {
+            Vec::new()
+        };
+        for k in stale {
+            // SAFETY: a kept mapping of this length, unmapped once, here; its fd closes.
+            unsafe { libc::munmap(k.ptr.as_ptr().cast(), k.len) };
+        }
+        let at = kept.iter().position(|k| k.len == len)?;
+        kept.swap_remove(at)
+    };
+    // SAFETY: the block is ours alone (no user, no fork since it was issued): clearing the
+    // user's bytes races with nothing.
+    unsafe { std::ptr::write_bytes(kept.ptr.as_ptr().add(HEADER), 0, len - HEADER) };
+    Some(Mapping {
+        ptr: kept.ptr,
+        len,
+        role: Role::Creator { fd: kept.fd, forks },
+    })
+}
+
+/// A new memfd of `len` bytes, private to this user whatever the umask, every page reserved.
+fn new_memfd(len: usize) -> Result<OwnedFd, SharedError> {
+    let label = c"multitask-shm";
+    // SAFETY: `label` is a valid C string; the returned descriptor is checked below.
+    let raw = unsafe { libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(SharedError::os("memfd_create"));
+    }
+    // SAFETY: `raw` is a descriptor we just opened and own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // Private whatever the umask was: a memfd starts out 0777 less the umask.
+    // SAFETY: `fd` is a valid open descriptor.
+    if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {
+        return Err(SharedError::os("fchmod"));
+    }
+    // Reserve every page now: a block the system cannot hold is an error here, not a
+    // SIGBUS at some later write (what a sized-only tmpfs file gives). It also means no
+    // process pays for allocating pages inside its first writes.
+    // SAFETY: `fd` is a valid open descriptor.
+    if unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len as libc::off_t) } != 0 {
+        return Err(SharedError::os("fallocate"));
+    }
+    Ok(fd)
+}
+
+fn map_fd(fd: &OwnedFd, len: usize) -> Result<NonNull<u8>, SharedError> {
+    // SAFETY: mapping a descriptor we hold, length as sized; the result is checked.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            // Map every page at once: one walk over the (already allocated) pages instead of
+            // a fault per page at first touch.
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(SharedError::os("mmap"));
+    }
+    NonNull::new(ptr.cast()).ok_or_else(|| SharedError::os("mmap"))
+}

@@ -248,12 +248,12 @@ fn a_bounded_queue_makes_put_wait_until_a_reader_in_another_process_takes() {
     q.put(2).unwrap();
     assert!(q.full());
     assert_eq!(q.qsize(), 2);
-    assert_eq!(q.put_nowait(3), Err(QueueError::Full));
+    let refused = q.put_nowait(3).unwrap_err();
+    assert_eq!(refused.error, QueueError::Full);
+    assert_eq!(refused.into_inner(), Some(3));
     let started = Instant::now();
-    assert_eq!(
-        q.put_timeout(3, Duration::from_millis(30)),
-        Err(QueueError::Full)
-    );
+    let refused = q.put_timeout(3, Duration::from_millis(30)).unwrap_err();
+    assert_eq!(refused.error, QueueError::Full);
     assert!(started.elapsed() >= Duration::from_millis(30));
     // A reader in a child takes 5; the parent's puts wait for places and all get through.
     let mut reader = Process::new(get_n, (q.handle(), 5)).start().unwrap();

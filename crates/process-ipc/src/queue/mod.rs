@@ -134,12 +134,12 @@ impl<T: Serialize> QueueSender<T> {
     /// [`Queue::with_item_limit`] set another), [`QueueError::Serde`] with the serializer's own
     /// message.
     pub fn put(&self, item: T) -> Result<(), QueueError> {
-        self.put_inner(item, Wait::Forever)
+        self.put_inner(item, Wait::Forever).map_err(|e| e.error)
     }
 
     /// Like [`put`](Self::put), but on a full bounded queue gives up after `timeout` with
-    /// [`QueueError::Full`] (Python's `put(item, timeout=...)`).
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), QueueError> {
+    /// [`QueueError::Full`], handing the item back (Python's `put(item, timeout=...)`).
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
         let wait = Instant::now()
             .checked_add(timeout)
             .map_or(Wait::Forever, Wait::Until);
@@ -147,22 +147,26 @@ impl<T: Serialize> QueueSender<T> {
     }
 
     /// Like [`put`](Self::put), but on a full bounded queue returns [`QueueError::Full`] at
-    /// once (Python's `put_nowait`).
-    pub fn put_nowait(&self, item: T) -> Result<(), QueueError> {
+    /// once, handing the item back (Python's `put_nowait`).
+    pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
         self.put_inner(item, Wait::No)
     }
 
-    fn put_inner(&self, item: T, wait: Wait) -> Result<(), QueueError> {
+    fn put_inner(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
         let ring = &self.shared.ring;
+        let feed = self.feed().map_err(PutError::without_item)?;
         if ring.maxsize() == 0 {
-            return self.feed()?.push(&item, self.shared.limit, ring);
+            return feed
+                .push(&item, self.shared.limit, ring)
+                .map_err(|e| PutError::new(e, item));
         }
-        let feed = self.feed()?;
         if !ring.reserve(wait) {
-            return Err(QueueError::Full);
+            return Err(PutError::new(QueueError::Full, item));
         }
-        feed.push(&item, self.shared.limit, ring)
-            .inspect_err(|_| ring.unreserve())
+        feed.push(&item, self.shared.limit, ring).map_err(|e| {
+            ring.unreserve();
+            PutError::new(e, item)
+        })
     }
 
     /// Blocks until every item put through this handle has been moved into the queue (Python's
@@ -181,6 +185,65 @@ impl<T: Serialize> QueueSender<T> {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// A put that did not happen: why, and the item handed back (the naming table's `Full<T>`
+/// shape, as a [`ManagedQueue`](crate::ManagedQueue)'s).
+///
+/// ```
+/// use process_ipc::{Queue, QueueError};
+///
+/// let q = Queue::<String>::bounded(1).unwrap();
+/// q.put("first".into()).unwrap();
+/// let refused = q.put_nowait("second".into()).unwrap_err();
+/// assert_eq!(refused.error, QueueError::Full);
+/// assert_eq!(refused.into_inner().as_deref(), Some("second"));
+/// ```
+pub struct PutError<T> {
+    /// Why the put failed: [`QueueError::Full`] when no place came in time, or as for
+    /// [`Queue::put`].
+    pub error: QueueError,
+    /// The item, handed back (`None` only when the handle could not start its feeder).
+    pub item: Option<T>,
+}
+
+impl<T> PutError<T> {
+    fn new(error: QueueError, item: T) -> Self {
+        PutError {
+            error,
+            item: Some(item),
+        }
+    }
+
+    fn without_item(error: QueueError) -> Self {
+        PutError { error, item: None }
+    }
+
+    /// The item, if it came back.
+    pub fn into_inner(self) -> Option<T> {
+        self.item
+    }
+}
+
+impl<T> std::fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutError")
+            .field("error", &self.error)
+            .field("item_returned", &self.item.is_some())
+            .finish()
+    }
+}
+
+impl<T> std::fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<T> std::error::Error for PutError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
     }
 }
 
@@ -358,8 +421,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// q.put(1).unwrap();
     /// q.put(2).unwrap();
     /// assert!(q.full());
-    /// assert_eq!(q.put_nowait(3), Err(QueueError::Full));
-    /// assert_eq!(q.put_timeout(3, Duration::from_millis(10)), Err(QueueError::Full));
+    /// assert_eq!(q.put_nowait(3).unwrap_err().error, QueueError::Full);
+    /// let refused = q.put_timeout(3, Duration::from_millis(10)).unwrap_err();
+    /// assert_eq!(refused.into_inner(), Some(3)); // the item comes back
     /// assert_eq!(q.get().unwrap(), 1);
     /// q.put_nowait(3).unwrap();
     /// assert_eq!(q.maxsize(), Some(2));
@@ -450,13 +514,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// See [`QueueSender::put_timeout`].
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), QueueError> {
-        self.own_sender()?.put_timeout(item, timeout)
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+        match self.own_sender() {
+            Ok(own) => own.put_timeout(item, timeout),
+            Err(e) => Err(PutError::new(e, item)),
+        }
     }
 
     /// See [`QueueSender::put_nowait`].
-    pub fn put_nowait(&self, item: T) -> Result<(), QueueError> {
-        self.own_sender()?.put_nowait(item)
+    pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
+        match self.own_sender() {
+            Ok(own) => own.put_nowait(item),
+            Err(e) => Err(PutError::new(e, item)),
+        }
     }
 
     /// `Queue.close()`: this handle will put no more. Items already put are still delivered;

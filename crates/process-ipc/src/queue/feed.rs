@@ -18,6 +18,8 @@ use crate::{bootstrap, wire};
 
 /// Items are packed into chunks of about this many bytes before they are moved.
 const CHUNK_BYTES: usize = 1 << 20;
+/// A chunk smaller than this, found on waking, waits one yield for more.
+const SMALL_CHUNK: usize = 4 << 10;
 /// Moved chunks kept for reuse.
 const SPARE_CHUNKS: usize = 2;
 
@@ -44,6 +46,8 @@ pub(crate) struct Feed {
     more: Condvar,
     pending: AtomicUsize,
     drained: (Mutex<()>, Condvar),
+    /// Threads waiting in `wait_drained`: only then does the feeder pay for a wake-up.
+    flushers: AtomicUsize,
     broken: Mutex<Option<String>>,
 }
 
@@ -108,6 +112,7 @@ impl Feed {
             more: Condvar::new(),
             pending: AtomicUsize::new(0),
             drained: (Mutex::new(()), Condvar::new()),
+            flushers: AtomicUsize::new(0),
             broken: Mutex::new(None),
         });
         register_exit_flush();
@@ -199,7 +204,9 @@ impl Feed {
     pub(crate) fn wait_drained(&self, deadline: Option<Instant>) -> bool {
         let (lock, cv) = &self.drained;
         let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        while self.pending.load(Ordering::Acquire) > 0 {
+        self.flushers.fetch_add(1, Ordering::SeqCst);
+        let _count = Flusher(&self.flushers);
+        while self.pending.load(Ordering::SeqCst) > 0 {
             let mut pause = Duration::from_millis(10);
             if let Some(at) = deadline {
                 let now = Instant::now();
@@ -217,17 +224,36 @@ impl Feed {
     }
 
     fn sent(&self, n: usize) {
-        if self.pending.fetch_sub(n, Ordering::AcqRel) == n {
+        if self.pending.fetch_sub(n, Ordering::SeqCst) == n
+            && self.flushers.load(Ordering::SeqCst) > 0
+        {
             let _guard = self.drained.0.lock().unwrap_or_else(|p| p.into_inner());
             self.drained.1.notify_all();
         }
     }
 }
 
+/// Counts a thread in `wait_drained` until dropped.
+struct Flusher<'a>(&'a AtomicUsize);
+
+impl Drop for Flusher<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
+    // The chunk moved last, handed back for reuse under the next pop's lock.
+    let mut used: Option<Vec<u8>> = None;
     loop {
         let chunk = {
             let mut buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(mut old) = used.take() {
+                if buf.spare.len() < SPARE_CHUNKS && old.capacity() <= 2 * CHUNK_BYTES {
+                    old.clear();
+                    buf.spare.push(old);
+                }
+            }
             loop {
                 if let Some(chunk) = buf.chunks.pop_front() {
                     break Some(chunk);
@@ -238,6 +264,12 @@ fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
                 buf.idle = true;
                 buf = feed.more.wait(buf).unwrap_or_else(|p| p.into_inner());
                 buf.idle = false;
+                if buf.chunks.front().is_some_and(|c| c.len() < SMALL_CHUNK) {
+                    // Woken for a few bytes: let the putter add more before moving them.
+                    drop(buf);
+                    std::thread::yield_now();
+                    buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+                }
             }
         };
         let Some(chunk) = chunk else {
@@ -256,13 +288,6 @@ fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
             continue;
         }
         feed.sent(count);
-        if chunk.capacity() <= 2 * CHUNK_BYTES {
-            let mut chunk = chunk;
-            chunk.clear();
-            let mut buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
-            if buf.spare.len() < SPARE_CHUNKS {
-                buf.spare.push(chunk);
-            }
-        }
+        used = Some(chunk);
     }
 }

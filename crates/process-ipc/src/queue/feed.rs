@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::frame::{count_items, write_len, write_long_len};
+use super::frame::{count_items, write_len, write_long_len, write_padded_len};
 use super::ring::{BIG_ITEM, Ring};
 use crate::error::QueueError;
 use crate::{bootstrap, wire};
@@ -20,6 +20,10 @@ use crate::{bootstrap, wire};
 const CHUNK_BYTES: usize = 1 << 20;
 /// A chunk smaller than this, found on waking, waits one yield for more.
 const SMALL_CHUNK: usize = 4 << 10;
+/// How often a putter waiting for the feeder looks again whether it is stuck.
+const PROGRESS_POLL: Duration = Duration::from_millis(1);
+/// The longest a putter waits for the feeder before it queues behind it anyway.
+const PROGRESS_MAX: Duration = Duration::from_millis(100);
 /// Moved chunks kept for reuse.
 const SPARE_CHUNKS: usize = 2;
 
@@ -44,6 +48,8 @@ impl Drop for Slot {
 pub(crate) struct Feed {
     chunks: Mutex<FeedBuf>,
     more: Condvar,
+    /// The feeder finished a chunk (see `push`).
+    progress: Condvar,
     pending: AtomicUsize,
     drained: (Mutex<()>, Condvar),
     /// Threads waiting in `wait_drained`: only then does the feeder pay for a wake-up.
@@ -61,6 +67,10 @@ struct FeedBuf {
     idle: bool,
     /// The last item put was big: try the direct path for the next one.
     big: bool,
+    /// The feeder has taken a chunk and not finished moving it.
+    in_flight: bool,
+    /// Putters wait on `progress` for the feeder to finish its chunk.
+    waiting: usize,
 }
 
 fn feeds() -> &'static Mutex<Vec<Weak<Feed>>> {
@@ -108,8 +118,11 @@ impl Feed {
                 open: true,
                 idle: false,
                 big: false,
+                in_flight: false,
+                waiting: 0,
             }),
             more: Condvar::new(),
+            progress: Condvar::new(),
             pending: AtomicUsize::new(0),
             drained: (Mutex::new(()), Condvar::new()),
             flushers: AtomicUsize::new(0),
@@ -150,7 +163,28 @@ impl Feed {
             return Err(QueueError::Io(why.clone()));
         }
         let mut buf = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
-        if buf.big && buf.chunks.is_empty() && self.pending.load(Ordering::Acquire) == 0 {
+        // A stream of big items stays on the direct path: while the feeder is moving earlier
+        // ones (and not stuck waiting for readers to make room), wait for it rather than queue
+        // behind it. Never for a reader: a feeder waiting for room ends the wait at once.
+        let give_up = Instant::now() + PROGRESS_MAX;
+        while buf.big
+            && (buf.in_flight || !buf.chunks.is_empty())
+            && !ring.writer_waits_for_room()
+            && Instant::now() < give_up
+        {
+            buf.waiting += 1;
+            buf = self
+                .progress
+                .wait_timeout(buf, PROGRESS_POLL)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            buf.waiting -= 1;
+        }
+        if buf.big
+            && buf.chunks.is_empty()
+            && !buf.in_flight
+            && self.pending.load(Ordering::Acquire) == 0
+        {
             let direct = ring.put_direct(|region| {
                 let n = postcard::to_slice(item, region).ok()?.len();
                 (n <= limit).then_some(n)
@@ -166,12 +200,15 @@ impl Feed {
             chunk.extend_from_slice(&0u32.to_le_bytes());
             buf.chunks.push_back(chunk);
         }
+        let buf_big = buf.big;
         let chunk = buf.chunks.back_mut().expect("a chunk exists");
         let before = chunk.len();
-        // One byte for the length, widened below in the rare case the item needs more.
-        chunk.push(0);
+        // Room for the length: one byte, widened below in the rare case a small item needs
+        // more; five after a big item, so that the next big one is not moved to make room.
+        let reserved = if buf_big { 5 } else { 1 };
+        chunk.extend_from_slice(&[0; 5][..reserved]);
         let written = wire::encoding(|| postcard::to_io(item, &mut *chunk).map(|_| ()));
-        let size = chunk.len() - before - 1;
+        let size = chunk.len() - before - reserved;
         if let Err((e, refusal)) = written {
             chunk.truncate(before);
             drop(buf);
@@ -186,7 +223,9 @@ impl Feed {
         }
         buf.big = size >= BIG_ITEM;
         let chunk = buf.chunks.back_mut().expect("a chunk exists");
-        if let Err(len) = write_len(chunk, before, size) {
+        if reserved == 5 {
+            write_padded_len(chunk, before, size);
+        } else if let Err(len) = write_len(chunk, before, size) {
             write_long_len(chunk, before, len);
         }
         let count = count_items(chunk) as u32 + 1;
@@ -248,6 +287,9 @@ fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
     loop {
         let chunk = {
             let mut buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+            if std::mem::take(&mut buf.in_flight) && buf.waiting > 0 {
+                feed.progress.notify_all();
+            }
             if let Some(mut old) = used.take() {
                 if buf.spare.len() < SPARE_CHUNKS && old.capacity() <= 2 * CHUNK_BYTES {
                     old.clear();
@@ -256,6 +298,7 @@ fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
             }
             loop {
                 if let Some(chunk) = buf.chunks.pop_front() {
+                    buf.in_flight = true;
                     break Some(chunk);
                 }
                 if !buf.open {

@@ -37,6 +37,14 @@ pub(crate) fn write_long_len(chunk: &mut Vec<u8>, at: usize, len: usize) {
     chunk[at..at + n].copy_from_slice(&bytes[..n]);
 }
 
+/// Writes `len` as a LEB128 varint padded to five bytes at `at` (readers accept the padding).
+pub(crate) fn write_padded_len(chunk: &mut [u8], at: usize, len: usize) {
+    for (i, b) in chunk[at..at + 5].iter_mut().enumerate() {
+        let bits = ((len >> (7 * i)) & 0x7f) as u8;
+        *b = if i < 4 { bits | 0x80 } else { bits };
+    }
+}
+
 /// Reads a LEB128 varint length at the start of `bytes`: (length, bytes it took).
 #[inline]
 pub(crate) fn read_len(bytes: &[u8]) -> Option<(usize, usize)> {
@@ -65,7 +73,7 @@ pub(crate) fn count_items(chunk: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{read_len, write_len, write_long_len};
+    use super::{read_len, write_len, write_long_len, write_padded_len};
 
     #[test]
     fn lengths_round_trip_at_every_width() {
@@ -95,5 +103,10 @@ mod tests {
             assert_eq!(&chunk[3 + head..], &item[..]);
         }
         assert_eq!(read_len(&[0x80, 0x80]), None);
+        for len in [0usize, 1, 127, 128, 65_536, u32::MAX as usize] {
+            let mut padded = [0u8; 6];
+            write_padded_len(&mut padded, 1, len);
+            assert_eq!(read_len(&padded[1..]), Some((len, 5)));
+        }
     }
 }

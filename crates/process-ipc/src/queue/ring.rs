@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::frame::read_len;
+use super::frame::{read_len, write_padded_len};
 use crate::shared::{Lock, LockGuard, SharedError, SharedMemory};
 
 /// Putting handles (of all processes) that can be alive at once on one queue.
@@ -63,6 +63,8 @@ struct WriteSide {
     /// The thread writing a multi-record item (0: none), so a reader waiting for the rest can
     /// tell that it died.
     stream: AtomicU32,
+    /// Free bytes a writer sleeping for room waits for (readers wake it once there are).
+    want: AtomicU64,
 }
 
 /// Written by the read-lock holder.
@@ -497,16 +499,20 @@ impl Ring {
         self.cap - (tail - head) >= need
     }
 
-    /// Waits until a record of `len` payload bytes fits at `tail`.
+    /// Waits until a record of `len` payload bytes fits at `tail`. A writer that must sleep
+    /// asks for a quarter of the ring at least, so that readers wake it once per few records
+    /// instead of at every one.
     fn wait_room(&self, tail: u64, len: usize) {
-        let room = &self.hdr().room;
+        let h = self.hdr();
         while !self.fits(tail, len) {
-            let seen = room.prepare();
+            let want = (rec_size(len) + self.cap / 4).min(self.cap);
+            h.write.want.store(want, Ordering::SeqCst);
+            let seen = h.room.prepare();
             if self.fits(tail, len) {
-                room.cancel();
+                h.room.cancel();
                 return;
             }
-            room.sleep(seen, Instant::now() + SLICE);
+            h.room.sleep(seen, Instant::now() + SLICE);
         }
     }
 
@@ -584,6 +590,11 @@ impl Ring {
         Ok(())
     }
 
+    /// Whether a writer (or a bounded putter) sleeps for room now.
+    pub(crate) fn writer_waits_for_room(&self) -> bool {
+        self.hdr().room.sleepers.load(Ordering::SeqCst) > 0
+    }
+
     /// Writes one item straight into the ring, if the write lock is free and the ring has
     /// room at its tail: `encode` serializes it into the region it is given and returns its
     /// length (`None` if it did not fit, or failed: the caller then takes its buffered path).
@@ -613,12 +624,8 @@ impl Ring {
         if n > room {
             return None;
         }
-        // The length as a LEB128 varint padded to five bytes (readers accept the padding).
         let mut len = [0u8; LEN];
-        for (i, b) in len.iter_mut().enumerate() {
-            let bits = ((n >> (7 * i)) & 0x7f) as u8;
-            *b = if i + 1 < LEN { bits | 0x80 } else { bits };
-        }
+        write_padded_len(&mut len, 0, n);
         // SAFETY: the five bytes before the item, inside the same free region.
         unsafe { std::ptr::copy_nonoverlapping(len.as_ptr(), self.data().add(at - LEN), LEN) };
         self.write_head(off, LEN + n, BATCH);
@@ -678,9 +685,16 @@ impl Ring {
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| {
                         Some(r.saturating_sub(items))
                     });
+                // A bounded putter may wait for this place.
+                h.room.wake();
+                return;
             }
         }
-        h.room.wake();
+        // A writer waiting for room: only once what it asked for is free.
+        let used = h.write.tail.load(Ordering::SeqCst) - h.read.head.load(Ordering::SeqCst);
+        if self.cap - used >= h.write.want.load(Ordering::SeqCst) {
+            h.room.wake();
+        }
     }
 
     /// Takes the next item. With `batch`, a run of small items at the head is appended to it

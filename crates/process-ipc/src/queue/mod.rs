@@ -33,7 +33,7 @@ pub const MAX_ITEM_BYTES: usize = u32::MAX as usize;
 
 /// Bytes of records in a queue's ring. Items up to a quarter of it travel in one record,
 /// bigger ones in pieces.
-const RING_BYTES: usize = 4 << 20;
+const RING_BYTES: usize = 1 << 20;
 
 const TRANSFER_ONLY: &str = "a queue handle carries file descriptors and can only be passed as a \
                              Process argument (not inside a Pool task, a queue item or a file)";

@@ -2,17 +2,18 @@
 //! any number of processes put to and get from, each item going to exactly one reader.
 //!
 //! Putting is Python's design: `put` serializes the item at once and a feeder thread per
-//! putting handle moves the buffer into the queue in chunks ([`feed`]), so `put` on an
-//! unbounded queue never blocks. The queue itself is a ring in shared memory ([`ring`]) with a
+//! putting handle moves the buffer into the queue in chunks (`feed.rs`), so `put` on an
+//! unbounded queue never blocks. The queue itself is a ring in shared memory (`ring/`) with a
 //! robust process-wide lock for writers and another for readers, so a feeder and a reader never
 //! wait for each other, and a holder that dies does not stop the others.
 
 mod feed;
 mod frame;
 mod ring;
+mod sender;
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex as TimedMutex;
@@ -20,9 +21,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 
-use self::feed::{Feed, Slot};
 use self::frame::read_len;
-use self::ring::{Next, Ring, RingParts, SLOTS, Wait};
+use self::ring::{Next, Ring, RingParts, Wait};
+pub use self::sender::{PutError, QueueSender};
+use self::sender::{refuse_owned, slot_index};
 use crate::error::QueueError;
 use crate::wire::{ipc_transfer_allowed, refuse};
 
@@ -40,247 +42,6 @@ const TRANSFER_ONLY: &str = "a queue handle carries file descriptors and can onl
 
 fn io(e: impl std::fmt::Display) -> QueueError {
     QueueError::Io(e.to_string())
-}
-
-/// The putting side one process holds for one putting handle; its feeder thread lives while
-/// it does (and until it has drained).
-struct SenderShared {
-    ring: Ring,
-    slot: Arc<Slot>,
-    feed: OnceLock<Arc<Feed>>,
-    starting: Mutex<()>,
-    /// The largest serialized item `put` accepts.
-    limit: usize,
-}
-
-impl Drop for SenderShared {
-    fn drop(&mut self) {
-        if let Some(feed) = self.feed.get() {
-            feed.close();
-        }
-    }
-}
-
-/// A put-only handle to a [`Queue`]: cheap to clone, and passable to a
-/// [`Process`](crate::Process) as an argument. Any number of processes can hold one and put
-/// concurrently.
-///
-/// While a `QueueSender` lives (in any process; one sent to a child counts from the moment it
-/// is sent), readers of an empty queue wait for more; see "The end of a reader loop" on
-/// [`Queue`]. A process that dies, even by SIGKILL, drops its handles.
-pub struct QueueSender<T> {
-    shared: Arc<SenderShared>,
-    _marker: std::marker::PhantomData<fn(T)>,
-}
-
-impl<T> Clone for QueueSender<T> {
-    fn clone(&self) -> Self {
-        QueueSender {
-            shared: Arc::clone(&self.shared),
-            _marker: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<T> std::fmt::Debug for QueueSender<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueueSender").finish_non_exhaustive()
-    }
-}
-
-impl<T: Serialize> QueueSender<T> {
-    /// A new putting handle of this process, with its own place among the queue's putters.
-    fn register(ring: &Ring) -> Result<Self, QueueError> {
-        let index = ring.register(std::process::id()).map_err(io)?;
-        Ok(Self::with_slot(ring, index))
-    }
-
-    fn with_slot(ring: &Ring, index: usize) -> Self {
-        QueueSender {
-            shared: Arc::new(SenderShared {
-                ring: ring.clone(),
-                slot: Arc::new(Slot {
-                    ring: ring.clone(),
-                    index,
-                }),
-                feed: OnceLock::new(),
-                starting: Mutex::new(()),
-                limit: ring.limit(),
-            }),
-            _marker: std::marker::PhantomData,
-        }
-    }
-
-    fn feed(&self) -> Result<&Arc<Feed>, QueueError> {
-        if let Some(feed) = self.shared.feed.get() {
-            return Ok(feed);
-        }
-        let _once = self
-            .shared
-            .starting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(feed) = self.shared.feed.get() {
-            return Ok(feed);
-        }
-        let feed = Feed::start(self.shared.ring.clone(), Arc::clone(&self.shared.slot))?;
-        Ok(self.shared.feed.get_or_init(|| feed))
-    }
-
-    /// Puts `item` on the queue. On an unbounded queue this never blocks: the item is
-    /// serialized now and moved into the queue by this handle's feeder thread. On a
-    /// [`bounded`](Queue::bounded) queue it first waits, as long as it takes, for a place.
-    /// Errors: [`QueueError::TooLarge`] over the queue's item limit ([`MAX_ITEM_BYTES`] unless
-    /// [`Queue::with_item_limit`] set another), [`QueueError::Serde`] with the serializer's own
-    /// message.
-    pub fn put(&self, item: T) -> Result<(), QueueError> {
-        self.put_inner(item, Wait::Forever).map_err(|e| e.error)
-    }
-
-    /// Like [`put`](Self::put), but on a full bounded queue gives up after `timeout` with
-    /// [`QueueError::Full`], handing the item back (Python's `put(item, timeout=...)`).
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
-        let wait = Instant::now()
-            .checked_add(timeout)
-            .map_or(Wait::Forever, Wait::Until);
-        self.put_inner(item, wait)
-    }
-
-    /// Like [`put`](Self::put), but on a full bounded queue returns [`QueueError::Full`] at
-    /// once, handing the item back (Python's `put_nowait`).
-    pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_inner(item, Wait::No)
-    }
-
-    fn put_inner(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
-        let ring = &self.shared.ring;
-        let feed = self.feed().map_err(PutError::without_item)?;
-        if ring.maxsize() == 0 {
-            return feed
-                .push(&item, self.shared.limit, ring)
-                .map_err(|e| PutError::new(e, item));
-        }
-        if !ring.reserve(wait) {
-            return Err(PutError::new(QueueError::Full, item));
-        }
-        feed.push(&item, self.shared.limit, ring).map_err(|e| {
-            ring.unreserve();
-            PutError::new(e, item)
-        })
-    }
-
-    /// Blocks until every item put through this handle has been moved into the queue (Python's
-    /// `join_thread`). With no reader and a full ring this waits for one.
-    pub fn flush(&self) {
-        if let Some(feed) = self.shared.feed.get() {
-            feed.wait_drained(None);
-        }
-    }
-
-    /// Like [`flush`](Self::flush) for at most `timeout`; `Err(Timeout)` if items remain.
-    pub fn flush_timeout(&self, timeout: Duration) -> Result<(), QueueError> {
-        match self.shared.feed.get() {
-            Some(feed) if !feed.wait_drained(Some(Instant::now() + timeout)) => {
-                Err(QueueError::Timeout(timeout))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-/// A put that did not happen: why, and the item handed back (the naming table's `Full<T>`
-/// shape, as a [`ManagedQueue`](crate::ManagedQueue)'s).
-///
-/// ```
-/// use process_ipc::{Queue, QueueError};
-///
-/// let q = Queue::<String>::bounded(1).unwrap();
-/// q.put("first".into()).unwrap();
-/// let refused = q.put_nowait("second".into()).unwrap_err();
-/// assert_eq!(refused.error, QueueError::Full);
-/// assert_eq!(refused.into_inner().as_deref(), Some("second"));
-/// ```
-pub struct PutError<T> {
-    /// Why the put failed: [`QueueError::Full`] when no place came in time, or as for
-    /// [`Queue::put`].
-    pub error: QueueError,
-    /// The item, handed back (`None` only when the handle could not start its feeder).
-    pub item: Option<T>,
-}
-
-impl<T> PutError<T> {
-    fn new(error: QueueError, item: T) -> Self {
-        PutError {
-            error,
-            item: Some(item),
-        }
-    }
-
-    fn without_item(error: QueueError) -> Self {
-        PutError { error, item: None }
-    }
-
-    /// The item, if it came back.
-    pub fn into_inner(self) -> Option<T> {
-        self.item
-    }
-}
-
-impl<T> std::fmt::Debug for PutError<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PutError")
-            .field("error", &self.error)
-            .field("item_returned", &self.item.is_some())
-            .finish()
-    }
-}
-
-impl<T> std::fmt::Display for PutError<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl<T> std::error::Error for PutError<T> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}
-
-fn refuse_owned<E: serde::ser::Error>(why: String) -> E {
-    E::custom(why)
-}
-
-impl<T> Serialize for QueueSender<T> {
-    /// Sends the queue's name and a new place among its putters, taken now for the receiving
-    /// process (so a reader cannot see the queue end while the handle is on its way).
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if !ipc_transfer_allowed() {
-            return Err(refuse(TRANSFER_ONLY));
-        }
-        let ring = &self.shared.ring;
-        let index = ring
-            .register(std::process::id())
-            .map_err(|e| refuse_owned(e.to_string()))?;
-        (ring.parts(), index as u64).serialize(s)
-    }
-}
-
-fn slot_index<E: serde::de::Error>(index: u64) -> Result<usize, E> {
-    usize::try_from(index)
-        .ok()
-        .filter(|&i| i < SLOTS)
-        .ok_or_else(|| E::custom("a queue handle with a bad putter slot"))
-}
-
-impl<'de, T: Serialize> Deserialize<'de> for QueueSender<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (parts, index) = <(RingParts, u64)>::deserialize(d)?;
-        let ring = Ring::attach(parts).map_err(serde::de::Error::custom)?;
-        let index = slot_index(index)?;
-        ring.adopt(index, std::process::id());
-        Ok(QueueSender::with_slot(&ring, index))
-    }
 }
 
 /// Items a lone reader has taken from the ring and not handed out yet.
@@ -372,7 +133,7 @@ struct Local {
 /// as Python's.
 ///
 /// Byte payloads: wrap them in `serde_bytes::ByteBuf` (re-exported as
-/// [`ByteBuf`](crate::ByteBuf)); a plain `Vec<u8>` is encoded byte by byte, about 4x slower.
+/// [`ByteBuf`]); a plain `Vec<u8>` is encoded byte by byte, about 4x slower.
 pub struct Queue<T> {
     ring: Ring,
     /// This handle's putting end: made at creation, or at the first put through a handle.

@@ -133,6 +133,38 @@ fn an_item_taken_by_a_killed_consumer_is_lost_and_the_others_continue() {
     assert_eq!(end, "Disconnected");
 }
 
+/// Says it is about to get, then waits in `get` on the empty queue: a reader waiting there
+/// holds the queue's read lock while it sleeps.
+fn wait_in_get(q: Queue<u32>, ready: QueueSender<()>) -> u32 {
+    ready.put(()).unwrap();
+    ready.flush();
+    q.get().unwrap_or(u32::MAX)
+}
+
+#[test]
+fn a_consumer_killed_while_it_waits_in_get_does_not_stop_the_others() {
+    let q = Queue::<u32>::new().unwrap();
+    let ready = Queue::<()>::new().unwrap();
+    let mut victim = Process::new(wait_in_get, (q.handle(), ready.sender().unwrap()))
+        .start()
+        .unwrap();
+    ready.get_timeout(WAIT).unwrap();
+    // It is on its way into `get` or asleep there holding the read lock: killed either way,
+    // the kernel releases the lock and the next reader carries on.
+    victim.kill().unwrap();
+    assert!(victim.join_timeout(WAIT).is_err());
+    for i in 0..100 {
+        q.put(i).unwrap();
+    }
+    q.close();
+    let mut other = Process::new(drain, (q.handle(),)).start().unwrap();
+    let (got, end) = other.join_timeout(WAIT).unwrap();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    assert_eq!(end, "Disconnected");
+    // This handle reads too, after the killed one.
+    assert_eq!(q.get_timeout(WAIT), Err(QueueError::Disconnected));
+}
+
 const BIG: usize = 3 << 20; // over a quarter of the ring: streamed in fragments
 
 fn big_item(i: u32) -> ByteBuf {

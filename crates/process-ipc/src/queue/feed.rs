@@ -205,8 +205,13 @@ impl Feed {
         let before = chunk.len();
         // Room for the length: one byte, widened below in the rare case a small item needs
         // more; five after a big item, so that the next big one is not moved to make room.
-        let reserved = if buf_big { 5 } else { 1 };
-        chunk.extend_from_slice(&[0; 5][..reserved]);
+        let reserved = if buf_big {
+            chunk.extend_from_slice(&[0; 5]);
+            5
+        } else {
+            chunk.push(0);
+            1
+        };
         let written = wire::encoding(|| postcard::to_io(item, &mut *chunk).map(|_| ()));
         let size = chunk.len() - before - reserved;
         if let Err((e, refusal)) = written {

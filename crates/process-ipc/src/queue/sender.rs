@@ -103,6 +103,10 @@ impl<T: Serialize> QueueSender<T> {
     /// [`Queue::with_item_limit`](crate::Queue::with_item_limit) set another), [`QueueError::Serde`] with the serializer's own
     /// message.
     pub fn put(&self, item: T) -> Result<(), QueueError> {
+        let ring = &self.shared.ring;
+        if ring.maxsize() == 0 {
+            return self.feed()?.push(&item, self.shared.limit, ring);
+        }
         self.put_inner(item, Wait::Forever).map_err(|e| e.error)
     }
 

@@ -58,6 +58,7 @@ const STORIES: &[Story] = &[
             "A worker that dies fails only its own task; the pool goes on.",
             "A Manager queue works from inside pool workers; so do its dict, list, lock and event.",
             "When processes must share state: a Value with its lock is exact, a RawValue races, and a lock whose holder dies says so.",
+            "A work queue: four consumer processes read one Queue, each item taken exactly once, and their loops end when the producer closes.",
         ],
         title: "Processes: the unit that owns resources; they talk through queues",
         package: "process-ipc",
@@ -70,6 +71,7 @@ const STORIES: &[Story] = &[
             "manager_queue",
             "manager_dict",
             "shared_counter",
+            "work_queue",
         ],
     },
     Story {

@@ -1,6 +1,8 @@
 //! Queue throughput, child process to parent: `u64` messages and 64 KiB `ByteBuf` messages,
 //! against the raw floor (a bare `IpcSender` in the same kind of child). The timer runs from
-//! "go" to the last item received, as in the anchors.
+//! "go" to the last item received, as in the anchors. Then one producer (the parent) and four
+//! consumer processes, 200 000 ints (Python's twin: `shared_state.py`
+//! `mp_queue_1_producer_4_consumers`).
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,17 @@ fn raw_bigs(tx: IpcSender<ByteBuf>, go: IpcReceiver<()>, n: u64) {
     for _ in 0..n {
         tx.send(ByteBuf::from(buf.clone())).unwrap();
     }
+}
+
+/// A consumer: says it is ready, counts items until the queue ends.
+fn count_items(q: Queue<u64>, ready: QueueSender<()>) -> u64 {
+    ready.put(()).unwrap();
+    ready.flush();
+    let mut n = 0;
+    while q.get().is_ok() {
+        n += 1;
+    }
+    n
 }
 
 /// Runs one producer child per iteration and times go -> last item.
@@ -155,5 +168,40 @@ fn throughput(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, throughput);
+fn one_to_four(c: &mut Criterion) {
+    let mut g = c.benchmark_group("process_queue_1_producer_4_consumers");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(INTS));
+    g.bench_function("queue", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let q = Queue::<u64>::new().unwrap();
+                let ready = Queue::<()>::new().unwrap();
+                let consumers: Vec<_> = (0..4)
+                    .map(|_| {
+                        Process::new(count_items, (q.handle(), ready.sender().unwrap()))
+                            .start()
+                            .unwrap()
+                    })
+                    .collect();
+                for _ in 0..4 {
+                    ready.get().unwrap();
+                }
+                let t = Instant::now();
+                for i in 0..INTS {
+                    q.put(i).unwrap();
+                }
+                q.close();
+                let got: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+                total += t.elapsed();
+                assert_eq!(got, INTS);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, throughput, one_to_four);
 criterion_main!(benches);

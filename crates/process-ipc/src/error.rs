@@ -110,6 +110,13 @@ pub enum QueueError {
     /// `put` on a handle after its `close()`.
     #[error("put on a queue handle that was closed in this process")]
     Closed,
+    /// `put_nowait` (or `put_timeout`, when its time ran out) on a bounded queue holding
+    /// `maxsize` items (Python's `queue.Full`).
+    #[error("queue is full: it holds its maxsize of items")]
+    Full,
+    /// A bad argument, named in the message (for example `Queue::bounded(0)`).
+    #[error("invalid queue argument: {0}")]
+    Invalid(&'static str),
     /// `get` on a handle that cannot read (a [`QueueSender`](crate::QueueSender), or a queue
     /// whose reading end was moved to another process).
     #[error("this queue handle cannot get: {0}")]

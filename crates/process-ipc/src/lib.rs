@@ -88,7 +88,9 @@
 //! ## Talking between processes
 //!
 //! [`Queue`] is Python's `multiprocessing.Queue`: `put` never blocks (a feeder thread ships
-//! items in batches, which makes it fast for streams). [`pipe`] is Python's `Pipe()`: no
+//! items in batches, which makes it fast for streams), and any number of processes can `get`
+//! from it, each item going to one of them ([`Queue::bounded`] makes `put` wait when full).
+//! [`pipe`] is Python's `Pipe()`: no
 //! feeder, so a round trip costs what raw ipc-channel costs; its `send` blocks while the peer's
 //! buffer is full. Both carry any serde type; both ends can be [`Process`] arguments.
 //!
@@ -182,10 +184,9 @@
 //! task arguments are plain serde data (like Python's, queue handles cannot be pool arguments);
 //! share a queue with pool tasks through a [`Manager`].
 //!
-//! Limits, by design: Linux only (`/proc/self/exe`, `pipe2`, `prctl`); a [`Queue`] has one
-//! reading process at a time (move the `Queue` itself to hand the reading end over; a
-//! [`Manager`] queue serves many readers); a child never runs `main`, so state that `main`
-//! sets up does not exist there (pass it as an argument, or use a pool initializer).
+//! Limits, by design: Linux only (`/proc/self/exe`, `pipe2`, `prctl`); a child never runs
+//! `main`, so state that `main` sets up does not exist there (pass it as an argument, or use a
+//! pool initializer).
 
 // Layers, bottom to top; a module uses only modules above it in this list (tidy checks that
 // there is no cycle): sys -> wire -> bootstrap -> daemon -> process -> queue, pipe -> pool ->

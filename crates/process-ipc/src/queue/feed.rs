@@ -1,0 +1,341 @@
+//! The feeder: `put` serializes an item into this process's buffer at once (so errors show up
+//! at the call), and one thread per putting handle moves the buffer into the queue's ring in
+//! chunks, as Python's `multiprocessing.Queue` does with its pipe. A child process waits for
+//! its feeders to drain before it reports its return value, and every process gives them a
+//! while at exit, so nothing put is lost.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::frame::{count_items, write_len, write_long_len, write_padded_len};
+use super::ring::{BIG_ITEM, Ring};
+use crate::error::QueueError;
+use crate::{bootstrap, wire};
+
+/// Items are packed into chunks of about this many bytes before they are moved.
+const CHUNK_BYTES: usize = 1 << 20;
+/// A chunk smaller than this, found on waking, waits one yield for more.
+const SMALL_CHUNK: usize = 4 << 10;
+/// How often a putter waiting for the feeder looks again whether it is stuck.
+const PROGRESS_POLL: Duration = Duration::from_millis(1);
+/// The longest a putter waits for the feeder before it queues behind it anyway.
+const PROGRESS_MAX: Duration = Duration::from_millis(100);
+/// Moved chunks kept for reuse.
+const SPARE_CHUNKS: usize = 2;
+
+/// At process exit (after `main` returns or `std::process::exit`), gives the feeders up to
+/// this long to move what was put, as Python joins its feeder threads at exit.
+const EXIT_FLUSH: Duration = Duration::from_secs(10);
+
+/// One putting handle's place in the ring's table of putters: while it is held (by the handle,
+/// then by its feeder until it has drained) readers of an empty queue wait for more items.
+pub(crate) struct Slot {
+    pub(crate) ring: Ring,
+    pub(crate) index: usize,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.ring.unregister(self.index);
+    }
+}
+
+/// The feeder's state shared with `put` and `flush`.
+pub(crate) struct Feed {
+    chunks: Mutex<FeedBuf>,
+    more: Condvar,
+    /// The feeder finished a chunk (see `push`).
+    progress: Condvar,
+    pending: AtomicUsize,
+    drained: (Mutex<()>, Condvar),
+    /// Threads waiting in `wait_drained`: only then does the feeder pay for a wake-up.
+    flushers: AtomicUsize,
+    broken: Mutex<Option<String>>,
+}
+
+struct FeedBuf {
+    chunks: VecDeque<Vec<u8>>,
+    /// Chunks the feeder has moved, kept for reuse: a fresh big chunk costs page faults and
+    /// copies as it grows.
+    spare: Vec<Vec<u8>>,
+    open: bool,
+    /// The feeder is asleep on `more`: only then does `put` pay for a wake-up.
+    idle: bool,
+    /// The last item put was big: try the direct path for the next one.
+    big: bool,
+    /// The feeder has taken a chunk and not finished moving it.
+    in_flight: bool,
+    /// Putters wait on `progress` for the feeder to finish its chunk.
+    waiting: usize,
+}
+
+fn feeds() -> &'static Mutex<Vec<Weak<Feed>>> {
+    static FEEDS: Mutex<Vec<Weak<Feed>>> = Mutex::new(Vec::new());
+    &FEEDS
+}
+
+extern "C" fn flush_at_exit() {
+    // Never unwind into libc.
+    let _ = std::panic::catch_unwind(|| flush_all_until(Some(Instant::now() + EXIT_FLUSH)));
+}
+
+fn register_exit_flush() {
+    static REGISTERED: OnceLock<()> = OnceLock::new();
+    REGISTERED.get_or_init(|| {
+        // SAFETY: registers a plain `extern "C" fn()` that does not unwind.
+        unsafe { libc::atexit(flush_at_exit) };
+    });
+}
+
+/// Waits until every feeder in this process has moved its buffered items into its queue.
+/// Registered with the bootstrap: a child runs it before it reports its return value.
+pub(crate) fn flush_all() {
+    flush_all_until(None);
+}
+
+fn flush_all_until(deadline: Option<Instant>) {
+    let all: Vec<Arc<Feed>> = {
+        let mut list = feeds().lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.iter().filter_map(Weak::upgrade).collect()
+    };
+    for feed in all {
+        feed.wait_drained(deadline);
+    }
+}
+
+impl Feed {
+    /// Starts the feeder thread of one putting handle; it holds `slot` until it has drained.
+    pub(crate) fn start(ring: Ring, slot: Arc<Slot>) -> Result<Arc<Feed>, QueueError> {
+        let feed = Arc::new(Feed {
+            chunks: Mutex::new(FeedBuf {
+                chunks: VecDeque::new(),
+                spare: Vec::new(),
+                open: true,
+                idle: false,
+                big: false,
+                in_flight: false,
+                waiting: 0,
+            }),
+            more: Condvar::new(),
+            progress: Condvar::new(),
+            pending: AtomicUsize::new(0),
+            drained: (Mutex::new(()), Condvar::new()),
+            flushers: AtomicUsize::new(0),
+            broken: Mutex::new(None),
+        });
+        register_exit_flush();
+        bootstrap::before_report(flush_all);
+        feeds()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(&feed));
+        let feed2 = Arc::clone(&feed);
+        std::thread::Builder::new()
+            .name("process-ipc-queue-feeder".into())
+            .spawn(move || feeder_loop(feed2, ring, slot))
+            .map_err(|e| QueueError::Io(format!("cannot start the feeder thread: {e}")))?;
+        Ok(feed)
+    }
+
+    /// No more puts through this handle: the feeder drains what is left, then exits.
+    pub(crate) fn close(&self) {
+        let mut buf = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        buf.open = false;
+        self.more.notify_all();
+    }
+
+    /// Serializes `item` into the buffer (refusing it over `limit` bytes). After a big item,
+    /// when nothing of this handle waits to be moved, the next one is serialized straight into
+    /// the ring if it has room (one copy fewer, and no hop through the feeder thread); small
+    /// items always go through the buffer, where they travel in batches.
+    pub(crate) fn push<T: Serialize>(
+        &self,
+        item: &T,
+        limit: usize,
+        ring: &Ring,
+    ) -> Result<(), QueueError> {
+        if let Some(why) = &*self.broken.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err(QueueError::Io(why.clone()));
+        }
+        let mut buf = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        // A stream of big items stays on the direct path: while the feeder is moving earlier
+        // ones (and not stuck waiting for readers to make room), wait for it rather than queue
+        // behind it. Never for a reader: a feeder waiting for room ends the wait at once.
+        let give_up = Instant::now() + PROGRESS_MAX;
+        while buf.big
+            && (buf.in_flight || !buf.chunks.is_empty())
+            && !ring.writer_waits_for_room()
+            && Instant::now() < give_up
+        {
+            buf.waiting += 1;
+            buf = self
+                .progress
+                .wait_timeout(buf, PROGRESS_POLL)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            buf.waiting -= 1;
+        }
+        if buf.big
+            && buf.chunks.is_empty()
+            && !buf.in_flight
+            && self.pending.load(Ordering::Acquire) == 0
+        {
+            let direct = ring.put_direct(|region| {
+                let n = postcard::to_slice(item, region).ok()?.len();
+                (n <= limit).then_some(n)
+            });
+            if let Some(n) = direct {
+                buf.big = n >= BIG_ITEM;
+                return Ok(());
+            }
+        }
+        let need_new = buf.chunks.back().is_none_or(|c| c.len() >= CHUNK_BYTES);
+        if need_new {
+            let mut chunk = buf.spare.pop().unwrap_or_else(|| Vec::with_capacity(256));
+            chunk.extend_from_slice(&0u32.to_le_bytes());
+            buf.chunks.push_back(chunk);
+        }
+        let buf_big = buf.big;
+        let chunk = buf.chunks.back_mut().expect("a chunk exists");
+        let before = chunk.len();
+        // Room for the length: one byte, widened below in the rare case a small item needs
+        // more; five after a big item, so that the next big one is not moved to make room.
+        let reserved = if buf_big {
+            chunk.extend_from_slice(&[0; 5]);
+            5
+        } else {
+            chunk.push(0);
+            1
+        };
+        let written = wire::encoding(|| postcard::to_io(item, &mut *chunk).map(|_| ()));
+        let size = chunk.len() - before - reserved;
+        if let Err((e, refusal)) = written {
+            chunk.truncate(before);
+            drop(buf);
+            let why = refusal
+                .or_else(|| wire::serialize_error(item))
+                .unwrap_or_else(|| e.to_string());
+            return Err(QueueError::Serde(why));
+        }
+        if size > limit {
+            chunk.truncate(before);
+            return Err(QueueError::TooLarge { size, limit });
+        }
+        buf.big = size >= BIG_ITEM;
+        let chunk = buf.chunks.back_mut().expect("a chunk exists");
+        if reserved == 5 {
+            write_padded_len(chunk, before, size);
+        } else if let Err(len) = write_len(chunk, before, size) {
+            write_long_len(chunk, before, len);
+        }
+        let count = count_items(chunk) as u32 + 1;
+        chunk[..4].copy_from_slice(&count.to_le_bytes());
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let wake = buf.idle;
+        drop(buf);
+        if wake {
+            self.more.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until the buffer is empty; false if `deadline` passed first.
+    pub(crate) fn wait_drained(&self, deadline: Option<Instant>) -> bool {
+        let (lock, cv) = &self.drained;
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.flushers.fetch_add(1, Ordering::SeqCst);
+        let _count = Flusher(&self.flushers);
+        while self.pending.load(Ordering::SeqCst) > 0 {
+            let mut pause = Duration::from_millis(10);
+            if let Some(at) = deadline {
+                let now = Instant::now();
+                if now >= at {
+                    return false;
+                }
+                pause = pause.min(at - now);
+            }
+            guard = cv
+                .wait_timeout(guard, pause)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
+    fn sent(&self, n: usize) {
+        if self.pending.fetch_sub(n, Ordering::SeqCst) == n
+            && self.flushers.load(Ordering::SeqCst) > 0
+        {
+            let _guard = self.drained.0.lock().unwrap_or_else(|p| p.into_inner());
+            self.drained.1.notify_all();
+        }
+    }
+}
+
+/// Counts a thread in `wait_drained` until dropped.
+struct Flusher<'a>(&'a AtomicUsize);
+
+impl Drop for Flusher<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
+    // The chunk moved last, handed back for reuse under the next pop's lock.
+    let mut used: Option<Vec<u8>> = None;
+    loop {
+        let chunk = {
+            let mut buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+            if std::mem::take(&mut buf.in_flight) && buf.waiting > 0 {
+                feed.progress.notify_all();
+            }
+            if let Some(mut old) = used.take() {
+                if buf.spare.len() < SPARE_CHUNKS && old.capacity() <= 2 * CHUNK_BYTES {
+                    old.clear();
+                    buf.spare.push(old);
+                }
+            }
+            loop {
+                if let Some(chunk) = buf.chunks.pop_front() {
+                    buf.in_flight = true;
+                    break Some(chunk);
+                }
+                if !buf.open {
+                    break None;
+                }
+                buf.idle = true;
+                buf = feed.more.wait(buf).unwrap_or_else(|p| p.into_inner());
+                buf.idle = false;
+                if buf.chunks.front().is_some_and(|c| c.len() < SMALL_CHUNK) {
+                    // Woken for a few bytes: let the putter add more before moving them.
+                    drop(buf);
+                    std::thread::yield_now();
+                    buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        };
+        let Some(chunk) = chunk else {
+            // Everything is in the ring: this handle puts no more.
+            drop(slot);
+            return;
+        };
+        let count = count_items(&chunk);
+        if let Err(e) = ring.write_framed(&chunk[4..], count) {
+            // The ring's lock failed (never seen): drop what is buffered and refuse more puts.
+            *feed.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            let mut buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+            let dropped: usize = buf.chunks.drain(..).map(|c| count_items(&c)).sum();
+            drop(buf);
+            feed.sent(count + dropped);
+            continue;
+        }
+        feed.sent(count);
+        used = Some(chunk);
+    }
+}

@@ -1,0 +1,484 @@
+//! `Queue<T>` and its put-only `QueueSender<T>`: Python's `multiprocessing.Queue`, a FIFO that
+//! any number of processes put to and get from, each item going to exactly one reader.
+//!
+//! Putting is Python's design: `put` serializes the item at once and a feeder thread per
+//! putting handle moves the buffer into the queue in chunks (`feed.rs`), so `put` on an
+//! unbounded queue never blocks. The queue itself is a ring in shared memory (`ring/`) with a
+//! robust process-wide lock for writers and another for readers, so a feeder and a reader never
+//! wait for each other, and a holder that dies does not stop the others.
+
+mod feed;
+mod frame;
+mod ring;
+mod sender;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex as TimedMutex;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_bytes::ByteBuf;
+
+use self::frame::read_len;
+use self::ring::{Next, Ring, RingParts, Wait};
+pub use self::sender::{PutError, QueueSender};
+use self::sender::{refuse_owned, slot_index};
+use crate::error::QueueError;
+use crate::wire::{ipc_transfer_allowed, refuse};
+
+/// The largest item, serialized, that `put` accepts by default, and the most any queue can
+/// carry: 4 GiB - 1. Python has no limit of its own; [`Queue::with_item_limit`] sets a lower
+/// one.
+pub const MAX_ITEM_BYTES: usize = u32::MAX as usize;
+
+/// Bytes of records in a queue's ring. Items up to a quarter of it travel in one record,
+/// bigger ones in pieces.
+const RING_BYTES: usize = 1 << 20;
+
+const TRANSFER_ONLY: &str = "a queue handle carries file descriptors and can only be passed as a \
+                             Process argument (not inside a Pool task, a queue item or a file)";
+
+fn io(e: impl std::fmt::Display) -> QueueError {
+    QueueError::Io(e.to_string())
+}
+
+/// Items a lone reader has taken from the ring and not handed out yet.
+#[derive(Default)]
+struct Local {
+    /// Framed items (see `frame`); `left` of them from `pos` on.
+    buf: Vec<u8>,
+    pos: usize,
+    left: usize,
+    /// This handle counts among the queue's readers.
+    counted: bool,
+}
+
+/// `multiprocessing.Queue`: a FIFO of serde values between any number of processes.
+///
+/// Every process that holds the `Queue` can [`put`](Queue::put) and [`get`](Queue::get); pass
+/// [`q.handle()`](Queue::handle) (or the `Queue` itself) to a [`Process`](crate::Process) as an
+/// argument, as often as you like, and [`sender`](Queue::sender) for a put-only handle. Each
+/// item goes to exactly one reader, whichever asks first. `put` never blocks on an unbounded
+/// queue (the item is serialized at once, then moved into the queue by a feeder thread);
+/// [`Queue::bounded`] makes it wait while the queue holds `maxsize` items.
+///
+/// ```
+/// let q = process_ipc::Queue::<String>::new().unwrap();
+/// q.put("hello".to_string()).unwrap();
+/// assert_eq!(q.get().unwrap(), "hello");
+/// assert_eq!(q.get_nowait(), Err(process_ipc::QueueError::Empty));
+/// ```
+///
+/// # The end of a reader loop
+///
+/// `get` on an empty queue returns [`QueueError::Disconnected`] once no putting handle is
+/// left: every [`QueueSender`] is dropped (or its process died, even by SIGKILL: found within
+/// about 50 ms), and every `Queue` handle that counts as a putter is [closed](Queue::close) or
+/// dropped. The `Queue` made by [`new`](Queue::new) counts as a putter until it is closed, and
+/// so does that `Queue` moved into a child (its putting end moves with it); a handle made by
+/// [`handle`](Queue::handle) counts only once it has put, wherever it is. So give each consumer
+/// child `q.handle()` and close the creator's handle when it is done putting: the consumers'
+/// loops then end by themselves, with no sentinel items (Python needs one per consumer):
+///
+/// ```
+/// use process_ipc::{Process, Queue, QueueError};
+///
+/// fn consume(q: Queue<u32>) -> Vec<u32> {
+///     let mut got = Vec::new();
+///     loop {
+///         match q.get() {
+///             Ok(x) => got.push(x),
+///             Err(QueueError::Disconnected) => return got, // no putter left, queue drained
+///             Err(e) => panic!("{e}"),
+///         }
+///     }
+/// }
+///
+/// let q = Queue::<u32>::new().unwrap();
+/// let consumers: Vec<_> = (0..2)
+///     .map(|_| Process::new(consume, (q.handle(),)).start().unwrap())
+///     .collect();
+/// for i in 0..100 {
+///     q.put(i).unwrap();
+/// }
+/// q.close(); // the last putter: the consumers' loops end once the queue is drained
+/// let mut all: Vec<u32> = consumers.into_iter().flat_map(|c| c.join().unwrap()).collect();
+/// all.sort();
+/// assert_eq!(all, (0..100).collect::<Vec<_>>()); // each item exactly once
+/// ```
+///
+/// A producer should be handed a [`QueueSender`] or the `Queue` itself (both count from the
+/// moment they are sent); a producer handed a `q.handle()` counts only from its first `put`,
+/// so if every other putter is gone before that, readers may see the end first.
+///
+/// # Faults
+///
+/// An item that fails to decode (its `Deserialize` refuses the bytes) fails only its own
+/// `get`, with [`QueueError::Serde`] saying so; the next `get` returns the next item.
+///
+/// A reader killed (SIGKILL) does not stop the others: the queue's read lock is robust (the
+/// kernel releases it for a dead holder). What the killed reader had taken is **lost**, never
+/// delivered again: the item its last `get` returned, and, if it was the only handle reading
+/// the queue, the small items it had taken ahead (a lone reader takes up to 256 KiB of small
+/// items per visit and hands them out one per `get`; with two or more readers each `get` takes
+/// one item). Only an item the reader was killed in the middle of taking, before the queue
+/// moved past it, goes to the next reader instead: no item is ever delivered twice. A putter
+/// killed in the middle of an item over a quarter of the ring (256 KiB) loses that item only,
+/// reported by the `get` that had started it as [`QueueError::Serde`]; items a killed putter
+/// had not yet moved out of its feeder are lost (on a bounded queue their places stay taken).
+///
+/// [`qsize`](Queue::qsize), [`empty`](Queue::empty) and [`full`](Queue::full) are approximate,
+/// as Python's.
+///
+/// Byte payloads: wrap them in `serde_bytes::ByteBuf` (re-exported as
+/// [`ByteBuf`]); a plain `Vec<u8>` is encoded byte by byte, about 4x slower.
+pub struct Queue<T> {
+    ring: Ring,
+    /// This handle's putting end: made at creation, or at the first put through a handle.
+    sender: Mutex<Option<QueueSender<T>>>,
+    closed: AtomicBool,
+    local: TimedMutex<Local>,
+}
+
+impl<T> Drop for Queue<T> {
+    fn drop(&mut self) {
+        if self.local.get_mut().counted {
+            self.ring.drop_reader();
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").finish_non_exhaustive()
+    }
+}
+
+fn decode_error(e: postcard::Error) -> QueueError {
+    QueueError::Serde(format!(
+        "this item could not be decoded ({e}); only it is lost, the next get returns the next item"
+    ))
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// A new, empty, unbounded queue.
+    pub fn new() -> Result<Self, QueueError> {
+        Self::with_item_limit(MAX_ITEM_BYTES)
+    }
+
+    /// A new, empty queue holding at most `maxsize` items (Python's `Queue(maxsize)`): `put`
+    /// waits while it is full, [`put_timeout`](Self::put_timeout) and
+    /// [`put_nowait`](Self::put_nowait) give up with [`QueueError::Full`]. Items still in a
+    /// producer's feeder count, as in Python. `maxsize` 0 is [`QueueError::Invalid`] (Python
+    /// reads 0 as "unbounded": use [`new`](Self::new) for that).
+    ///
+    /// ```
+    /// use process_ipc::{Queue, QueueError};
+    /// use std::time::Duration;
+    ///
+    /// let q = Queue::<u8>::bounded(2).unwrap();
+    /// q.put(1).unwrap();
+    /// q.put(2).unwrap();
+    /// assert!(q.full());
+    /// assert_eq!(q.put_nowait(3).unwrap_err().error, QueueError::Full);
+    /// let refused = q.put_timeout(3, Duration::from_millis(10)).unwrap_err();
+    /// assert_eq!(refused.into_inner(), Some(3)); // the item comes back
+    /// assert_eq!(q.get().unwrap(), 1);
+    /// q.put_nowait(3).unwrap();
+    /// assert_eq!(q.maxsize(), Some(2));
+    /// assert!(matches!(Queue::<u8>::bounded(0), Err(QueueError::Invalid(_))));
+    /// ```
+    pub fn bounded(maxsize: usize) -> Result<Self, QueueError> {
+        if maxsize == 0 {
+            return Err(QueueError::Invalid(
+                "maxsize 0: a bounded queue must hold at least one item",
+            ));
+        }
+        Self::make(maxsize, MAX_ITEM_BYTES)
+    }
+
+    /// A new, empty queue whose `put` (through this handle and every [`QueueSender`] made from
+    /// it, in any process) refuses items over `limit` bytes serialized with
+    /// [`QueueError::TooLarge`]. A limit over [`MAX_ITEM_BYTES`] is [`MAX_ITEM_BYTES`].
+    ///
+    /// ```
+    /// use process_ipc::{Queue, QueueError};
+    ///
+    /// let q = Queue::<String>::with_item_limit(16).unwrap();
+    /// let err = q.put("x".repeat(100)).unwrap_err();
+    /// assert!(matches!(err, QueueError::TooLarge { limit: 16, .. }));
+    /// q.put("small".into()).unwrap();
+    /// assert_eq!(q.get().unwrap(), "small");
+    /// ```
+    pub fn with_item_limit(limit: usize) -> Result<Self, QueueError> {
+        Self::make(0, limit)
+    }
+
+    fn make(maxsize: usize, limit: usize) -> Result<Self, QueueError> {
+        let ring = Ring::create(RING_BYTES, maxsize, limit.min(MAX_ITEM_BYTES)).map_err(io)?;
+        let sender = QueueSender::register(&ring)?;
+        Ok(Queue {
+            ring,
+            sender: Mutex::new(Some(sender)),
+            closed: AtomicBool::new(false),
+            local: TimedMutex::new(Local::default()),
+        })
+    }
+
+    /// Another handle on this queue, to pass to another process (or thread) so that it gets
+    /// (and puts) too: Python passes the same `Queue` to every consumer. The new handle counts
+    /// as a putter only once it puts, so a consumer's `get` loop ends when the producers do.
+    ///
+    /// ```
+    /// let q = process_ipc::Queue::<u8>::new().unwrap();
+    /// let other = q.handle();
+    /// q.put(1).unwrap();
+    /// assert_eq!(other.get().unwrap(), 1);
+    /// ```
+    pub fn handle(&self) -> Queue<T> {
+        Queue {
+            ring: self.ring.clone(),
+            sender: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            local: TimedMutex::new(Local::default()),
+        }
+    }
+
+    /// A put-only handle for another process (or thread). Fails after [`close`](Self::close).
+    pub fn sender(&self) -> Result<QueueSender<T>, QueueError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(QueueError::Closed);
+        }
+        match &*self.sender.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(own) => Ok(own.clone()),
+            None => QueueSender::register(&self.ring),
+        }
+    }
+
+    /// This handle's own putting end, made on first use by a handle that had none.
+    fn own_sender(&self) -> Result<QueueSender<T>, QueueError> {
+        let mut own = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        if self.closed.load(Ordering::Acquire) {
+            return Err(QueueError::Closed);
+        }
+        if own.is_none() {
+            *own = Some(QueueSender::register(&self.ring)?);
+        }
+        Ok(own.as_ref().expect("just made").clone())
+    }
+
+    /// Puts `item`. Never blocks on an unbounded queue; see [`QueueSender::put`].
+    pub fn put(&self, item: T) -> Result<(), QueueError> {
+        self.own_sender()?.put(item)
+    }
+
+    /// See [`QueueSender::put_timeout`].
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+        match self.own_sender() {
+            Ok(own) => own.put_timeout(item, timeout),
+            Err(e) => Err(PutError::new(e, item)),
+        }
+    }
+
+    /// See [`QueueSender::put_nowait`].
+    pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
+        match self.own_sender() {
+            Ok(own) => own.put_nowait(item),
+            Err(e) => Err(PutError::new(e, item)),
+        }
+    }
+
+    /// `Queue.close()`: this handle will put no more. Items already put are still delivered;
+    /// once every other putting handle is gone too, `get` on the empty queue returns
+    /// `Disconnected`. Getting through this handle still works.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(sender);
+    }
+
+    /// Removes and returns the next item, waiting as long as it takes.
+    /// `Err(Disconnected)` when the queue is empty and no putting handle is left (see "The end
+    /// of a reader loop" above).
+    pub fn get(&self) -> Result<T, QueueError> {
+        self.get_inner(Wait::Forever, Duration::MAX)
+    }
+
+    /// Like [`get`](Self::get), giving up after `timeout` with `Err(Timeout)`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
+        let wait = Instant::now()
+            .checked_add(timeout)
+            .map_or(Wait::Forever, Wait::Until);
+        self.get_inner(wait, timeout)
+    }
+
+    /// Python's `get_nowait()`: the next item if one is ready, else `Err(Empty)` (or
+    /// `Err(Disconnected)` if none will come).
+    pub fn get_nowait(&self) -> Result<T, QueueError> {
+        self.get_inner(Wait::No, Duration::ZERO)
+    }
+
+    fn get_inner(&self, wait: Wait, timeout: Duration) -> Result<T, QueueError> {
+        let mut local = match wait {
+            Wait::Forever => self.local.lock(),
+            Wait::Until(at) => self
+                .local
+                .try_lock_until(at)
+                .ok_or(QueueError::Timeout(timeout))?,
+            Wait::No => self.local.try_lock().ok_or(QueueError::Empty)?,
+        };
+        if local.left > 0 {
+            return local.next_item();
+        }
+        if !local.counted {
+            self.ring.add_reader();
+            local.counted = true;
+        }
+        let local = &mut *local;
+        local.buf.clear();
+        local.pos = 0;
+        let batch = self.ring.lone_reader().then_some(&mut local.buf);
+        let got = self
+            .ring
+            .next(wait, batch, |bytes| postcard::from_bytes::<T>(bytes))
+            .map_err(io)?;
+        match got {
+            Next::One(item) => item.map_err(decode_error),
+            Next::Batch(n) => {
+                local.left = n;
+                local.next_item()
+            }
+            Next::Lost(why) => Err(QueueError::Serde(format!(
+                "this item was lost: {why}; the next get returns the next item"
+            ))),
+            Next::Empty => Err(QueueError::Empty),
+            Next::Timeout => Err(QueueError::Timeout(timeout)),
+            Next::Disconnected => Err(QueueError::Disconnected),
+        }
+    }
+
+    /// Python's `qsize()`: how many items wait in the queue. Approximate, as Python's: on an
+    /// unbounded queue, items still in a producer's feeder are not counted yet; on a bounded
+    /// one they are (as Python counts them).
+    ///
+    /// ```
+    /// let q = process_ipc::Queue::new().unwrap();
+    /// let tx = q.sender().unwrap();
+    /// for i in 0..3u8 {
+    ///     tx.put(i).unwrap();
+    /// }
+    /// tx.flush(); // moved into the queue
+    /// assert_eq!(q.qsize(), 3);
+    /// assert_eq!(q.get().unwrap(), 0);
+    /// assert_eq!(q.qsize(), 2);
+    /// assert!(!q.empty());
+    /// ```
+    pub fn qsize(&self) -> usize {
+        if self.ring.maxsize() > 0 {
+            self.ring.reserved()
+        } else {
+            self.ring.items() + self.local.try_lock().map_or(0, |l| l.left)
+        }
+    }
+
+    /// Python's `empty()`: no item waits in the queue now (approximate, see
+    /// [`qsize`](Self::qsize)).
+    pub fn empty(&self) -> bool {
+        self.ring.items() == 0 && self.local.try_lock().is_none_or(|l| l.left == 0)
+    }
+
+    /// Python's `full()`: a bounded queue holds `maxsize` items (approximate, see
+    /// [`qsize`](Self::qsize)); always false for an unbounded one.
+    pub fn full(&self) -> bool {
+        let max = self.ring.maxsize();
+        max > 0 && self.ring.reserved() >= max
+    }
+
+    /// Python's `maxsize`: `Some(n)` for [`bounded(n)`](Self::bounded), `None` if unbounded.
+    pub fn maxsize(&self) -> Option<usize> {
+        Some(self.ring.maxsize()).filter(|&m| m > 0)
+    }
+}
+
+impl Local {
+    /// Hands out the next item taken ahead (`left > 0`); a bad one fails only itself.
+    fn next_item<T: DeserializeOwned>(&mut self) -> Result<T, QueueError> {
+        self.left -= 1;
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        let framed = read_len(rest)
+            .and_then(|(len, head)| rest.get(head..head + len).map(|b| (head + len, b)));
+        let Some((step, bytes)) = framed else {
+            self.left = 0;
+            return Err(QueueError::Serde(
+                "a queue batch ended inside an item; the rest of that batch is lost".into(),
+            ));
+        };
+        let item = postcard::from_bytes::<T>(bytes);
+        self.pos += step;
+        item.map_err(decode_error)
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    /// Sends the queue's name, any items this handle had taken ahead and not handed out yet,
+    /// and, if this handle can put (it is not closed and has a putting end), a putting end for
+    /// the receiver, taken now (so a reader cannot see the queue end while it is on its way).
+    /// A handle from [`handle`](Queue::handle) carries none: the receiver counts as a putter
+    /// only once it puts (see "The end of a reader loop").
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !ipc_transfer_allowed() {
+            return Err(refuse(TRANSFER_ONLY));
+        }
+        let putting = self
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        let slot = if putting && !self.closed.load(Ordering::Acquire) {
+            let index = self
+                .ring
+                .register(std::process::id())
+                .map_err(|e| refuse_owned(e.to_string()))?;
+            Some(index as u64)
+        } else {
+            None
+        };
+        let mut local = self.local.lock();
+        let ahead = if local.left > 0 {
+            local.buf[local.pos.min(local.buf.len())..].to_vec()
+        } else {
+            Vec::new()
+        };
+        let left = std::mem::take(&mut local.left) as u64;
+        (self.ring.parts(), slot, left, ByteBuf::from(ahead)).serialize(s)
+    }
+}
+
+impl<'de, T: Serialize> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        type Parts = (RingParts, Option<u64>, u64, ByteBuf);
+        let (parts, slot, left, ahead): Parts = Deserialize::deserialize(d)?;
+        let ring = Ring::attach(parts).map_err(serde::de::Error::custom)?;
+        let sender = match slot {
+            Some(index) => {
+                let index = slot_index(index)?;
+                ring.adopt(index, std::process::id());
+                Some(QueueSender::with_slot(&ring, index))
+            }
+            None => None,
+        };
+        Ok(Queue {
+            ring,
+            sender: Mutex::new(sender),
+            closed: AtomicBool::new(false),
+            local: TimedMutex::new(Local {
+                buf: ahead.into_vec(),
+                pos: 0,
+                left: usize::try_from(left).unwrap_or(0),
+                counted: false,
+            }),
+        })
+    }
+}

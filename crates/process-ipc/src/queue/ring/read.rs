@@ -1,0 +1,205 @@
+//! Reading from the ring, holding its read lock: one item where it lies, a lone reader's run
+//! of small items, or a big item put back together from its pieces.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::{
+    BATCH, BATCH_BYTES, BIG_ITEM, FIRST, LAST, MORE, Next, PAD, Ring, SLICE, Wait, alive, rec_size,
+    take,
+};
+use crate::queue::frame::read_len;
+use crate::shared::SharedError;
+
+impl Ring {
+    /// Moves the read position to `sub` inside the record at `head` (past it at its end) and
+    /// counts `items` taken.
+    fn advance(&self, head: u64, rec_len: usize, sub: usize, items: u64) {
+        let h = self.hdr();
+        if sub >= rec_len {
+            h.read.sub.store(0, Ordering::Relaxed);
+            h.read
+                .head
+                .store(head + rec_size(rec_len), Ordering::SeqCst);
+        } else {
+            h.read.sub.store(sub as u64, Ordering::Relaxed);
+        }
+        if items > 0 {
+            h.read.got_items.fetch_add(items, Ordering::Relaxed);
+            if h.fixed.maxsize.load(Ordering::Relaxed) > 0 {
+                let _ = h
+                    .counts
+                    .reserved
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| {
+                        Some(r.saturating_sub(items))
+                    });
+                // A bounded putter may wait for this place.
+                h.room.wake();
+                return;
+            }
+        }
+        // A writer waiting for room: only once what it asked for is free.
+        let used = h.write.tail.load(Ordering::SeqCst) - h.read.head.load(Ordering::SeqCst);
+        if self.cap - used >= h.write.want.load(Ordering::SeqCst) {
+            h.room.wake();
+        }
+    }
+
+    /// Takes the next item. With `batch`, a run of small items at the head is appended to it
+    /// instead (framed) and counted in [`Next::Batch`]; otherwise (and for a big item) the item
+    /// is handed to `decode` where it lies.
+    pub(crate) fn next<R>(
+        &self,
+        wait: Wait,
+        mut batch: Option<&mut Vec<u8>>,
+        decode: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Next<R>, SharedError> {
+        let Some(_g) = take(&self.rlock, wait)? else {
+            return Ok(match wait {
+                Wait::No => Next::Empty,
+                _ => Next::Timeout,
+            });
+        };
+        let h = self.hdr();
+        let mut check = false;
+        loop {
+            let head = h.read.head.load(Ordering::Relaxed);
+            if head < h.write.tail.load(Ordering::Acquire) {
+                let (len, kind) = self.rec_at(head);
+                match kind {
+                    BATCH => {
+                        let payload = self.payload_at(head, len);
+                        let sub = (h.read.sub.load(Ordering::Relaxed) as usize).min(len);
+                        let Some((n, hd)) =
+                            read_len(&payload[sub..]).filter(|&(n, hd)| sub + hd + n <= len)
+                        else {
+                            // A malformed record: drop the rest of it.
+                            self.advance(head, len, len, 0);
+                            continue;
+                        };
+                        if let Some(buf) = batch.as_deref_mut() {
+                            if n < BIG_ITEM {
+                                let (mut end, mut count) = (sub, 0u64);
+                                while end < len && end - sub < BATCH_BYTES {
+                                    match read_len(&payload[end..]) {
+                                        Some((n, hd)) if n < BIG_ITEM && end + hd + n <= len => {
+                                            end += hd + n;
+                                            count += 1;
+                                        }
+                                        _ => break,
+                                    }
+                                }
+                                buf.extend_from_slice(&payload[sub..end]);
+                                self.advance(head, len, end, count);
+                                return Ok(Next::Batch(count as usize));
+                            }
+                        }
+                        let item = &payload[sub + hd..sub + hd + n];
+                        // Advances even if `decode` panics: the item is this reader's.
+                        let _step = Step {
+                            ring: self,
+                            head,
+                            len,
+                            sub: sub + hd + n,
+                        };
+                        return Ok(Next::One(decode(item)));
+                    }
+                    FIRST => {
+                        let got = self.read_stream(head, len);
+                        drop(_g);
+                        return Ok(match got {
+                            Ok(item) => Next::One(decode(&item)),
+                            Err(why) => Next::Lost(why),
+                        });
+                    }
+                    // Padding, or the rest of an item whose reader died: nobody's item.
+                    _ => {
+                        self.advance(head, len, len, 0);
+                        continue;
+                    }
+                }
+            }
+            let seen = h.data.prepare();
+            if head < h.write.tail.load(Ordering::SeqCst) {
+                h.data.cancel();
+                continue;
+            }
+            if !self.putters(check) {
+                h.data.cancel();
+                return Ok(Next::Disconnected);
+            }
+            if matches!(wait, Wait::No) {
+                h.data.cancel();
+                return Ok(Next::Empty);
+            }
+            if wait.passed() {
+                h.data.cancel();
+                return Ok(Next::Timeout);
+            }
+            check = !h.data.sleep(seen, wait.slice_end());
+        }
+    }
+
+    /// Reads a multi-record item whose `FIRST` record (`len` bytes) is at `head`.
+    fn read_stream(&self, head: u64, len: usize) -> Result<Vec<u8>, &'static str> {
+        const CUT: &str = "its putting process died in the middle of it";
+        let h = self.hdr();
+        let p = self.payload_at(head, len);
+        let total = p
+            .get(..8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        let limit = h.fixed.limit.load(Ordering::Relaxed);
+        if len < 8 || total > limit {
+            self.advance(head, len, len, 1);
+            return Err("its header was damaged");
+        }
+        let mut item = Vec::with_capacity(total as usize);
+        item.extend_from_slice(&p[8..]);
+        self.advance(head, len, len, 1);
+        let mut check = false;
+        loop {
+            let head = h.read.head.load(Ordering::Relaxed);
+            let seen = h.data.prepare();
+            if head < h.write.tail.load(Ordering::SeqCst) {
+                h.data.cancel();
+                let (len, kind) = self.rec_at(head);
+                match kind {
+                    PAD => self.advance(head, len, len, 0),
+                    MORE | LAST => {
+                        item.extend_from_slice(self.payload_at(head, len));
+                        self.advance(head, len, len, 0);
+                        if kind == LAST {
+                            return Ok(item);
+                        }
+                    }
+                    // A new item where the rest of ours should be: ours was cut off.
+                    _ => return Err(CUT),
+                }
+                continue;
+            }
+            let writer = h.write.stream.load(Ordering::SeqCst);
+            if writer == 0 || (check && !alive(writer)) {
+                h.data.cancel();
+                if head < h.write.tail.load(Ordering::SeqCst) {
+                    continue; // the last record came just now
+                }
+                return Err(CUT);
+            }
+            check = !h.data.sleep(seen, Instant::now() + SLICE);
+        }
+    }
+}
+
+/// Moves the read position past one item when dropped (also during a panic in `decode`).
+struct Step<'a> {
+    ring: &'a Ring,
+    head: u64,
+    len: usize,
+    sub: usize,
+}
+
+impl Drop for Step<'_> {
+    fn drop(&mut self) {
+        self.ring.advance(self.head, self.len, self.sub, 1);
+    }
+}

@@ -127,7 +127,7 @@ impl Mapping {
                 map
             }
         };
-        let nonce = super::memory::next_nonce();
+        let nonce = next_nonce();
         let header = map.header();
         header.nonce.store(nonce, Ordering::Relaxed);
         header.unlinked.store(0, Ordering::Relaxed);
@@ -315,4 +315,32 @@ fn map_fd(fd: &OwnedFd, len: usize) -> Result<NonNull<u8>, SharedError> {
         return Err(SharedError::os("mmap"));
     }
     NonNull::new(ptr.cast()).ok_or_else(|| SharedError::os("mmap"))
+}
+
+/// A nonce no other block of this process has had: a counter, scrambled with a key drawn once
+/// per process (so that names are not guessable from one another either).
+fn next_nonce() -> u64 {
+    static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let key = *KEY.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // SAFETY: writes at most 8 bytes into `bytes`.
+        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+        if n == 8 {
+            return u64::from_ne_bytes(bytes);
+        }
+        // getrandom is missing only on kernels older than 3.17: the clock will do.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    });
+    // A bijection of the counter (splitmix64's finaliser): distinct counts, distinct nonces.
+    let mut z = COUNT
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(key)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

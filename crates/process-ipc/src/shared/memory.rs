@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::fmt;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -330,34 +330,6 @@ fn parse_name(name: &str) -> Option<(u32, i32, u64)> {
     let fd = parts.next()?.parse().ok()?;
     let nonce = u64::from_str_radix(parts.next()?, 16).ok()?;
     parts.next().is_none().then_some((pid, fd, nonce))
-}
-
-/// A nonce no other block of this process has had: a counter, scrambled with a key drawn once
-/// per process (so that names are not guessable from one another either).
-pub(super) fn next_nonce() -> u64 {
-    static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let key = *KEY.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        // SAFETY: writes at most 8 bytes into `bytes`.
-        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-        if n == 8 {
-            return u64::from_ne_bytes(bytes);
-        }
-        // getrandom is missing only on kernels older than 3.17: the clock will do.
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-    });
-    // A bijection of the counter (splitmix64's finaliser): distinct counts, distinct nonces.
-    let mut z = COUNT
-        .fetch_add(1, Ordering::Relaxed)
-        .wrapping_add(key)
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::error::SharedError;
 use super::futex::{RobustWord, Taken, futex_wait, futex_wake};
 use super::memory::SharedMemory;
+use super::pid::my_pid;
 
 /// Which primitive a cell belongs to, checked when a handle arrives in another process.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -231,34 +232,6 @@ impl Drop for CellRef {
             std::mem::forget(Arc::clone(&self.mem));
         }
     }
-}
-
-static PID: AtomicU32 = AtomicU32::new(0);
-
-/// This process's pid, cached (getpid is a system call, and the lock's fast path records it).
-/// A fork child starts with the parent's cache, so `pthread_atfork` clears it there.
-#[inline]
-pub(crate) fn my_pid() -> u32 {
-    let pid = PID.load(Ordering::Relaxed);
-    if pid != 0 {
-        return pid;
-    }
-    first_pid()
-}
-
-#[cold]
-fn first_pid() -> u32 {
-    static REGISTER: std::sync::Once = std::sync::Once::new();
-    REGISTER.call_once(|| {
-        extern "C" fn forget_pid() {
-            PID.store(0, Ordering::Relaxed);
-        }
-        // SAFETY: registers a handler that only stores to an atomic (async-signal-safe).
-        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
-    });
-    let pid = std::process::id();
-    PID.store(pid, Ordering::Relaxed);
-    pid
 }
 
 /// The deadline `timeout` from now, or `None` for a timeout too large to matter.

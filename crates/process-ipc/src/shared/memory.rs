@@ -83,7 +83,7 @@ impl SharedMemory {
         let (map, nonce) = Mapping::create(size)?;
         let name = format!(
             "mt_psm_{}_{}_{nonce:016x}",
-            super::cell::my_pid(),
+            super::pid::my_pid(),
             map.fd_number()
         );
         Ok(SharedMemory {
@@ -111,7 +111,7 @@ impl SharedMemory {
         };
         let (pid, fd_number, nonce) =
             parse_name(name).ok_or_else(|| not_found("not a name made by SharedMemory::create"))?;
-        if pid == super::cell::my_pid() {
+        if pid == super::pid::my_pid() {
             // Our own block: share this process's mapping of it.
             let map = own_block(fd_number)
                 .ok_or_else(|| not_found("every handle on it here has been dropped"))?;

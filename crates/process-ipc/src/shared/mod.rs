@@ -11,6 +11,7 @@ mod error;
 mod futex;
 mod mapping;
 mod memory;
+mod pid;
 mod signal;
 mod sync;
 mod value;

@@ -142,9 +142,9 @@
 //! # Timers: coro's own
 //!
 //! Every timed wait of `coro` ([`sleep`], the `*_timeout` calls, `Timeout`)
-//! goes to one timer of coro's own: an ordered map of deadlines drained by one
+//! goes to one timer of coro's own: a heap of deadlines drained by one
 //! thread, which hands each batch of due waiters to a hub coroutine that wakes
-//! them from a worker. A timed wait costs a map entry, not a coroutine, and a
+//! them from a worker. A timed wait costs a heap entry, not a coroutine, and a
 //! woken coroutine resumes on a worker. may's own timed waits (used by the
 //! may primitives in `monkey::sync`, e.g. `recv_timeout`) keep two caveats
 //! of may 0.3.51: the timeout is kept in whole milliseconds, truncated (under

@@ -29,16 +29,15 @@ use crate::timer;
 pub(crate) fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn Fn(bool)) -> u8 {
     struct Leave<'a> {
         node: &'a Node,
-        key: Option<timer::Key>,
+        /// Whether an entry waits in coro's timer.
+        armed: bool,
         on_leave: &'a dyn Fn(bool),
         done: bool,
     }
     impl Drop for Leave<'_> {
         fn drop(&mut self) {
-            if let Some(key) = self.key.take() {
-                if self.node.state() != TIMED_OUT {
-                    timer::cancel(key);
-                }
+            if self.armed && self.node.state() != TIMED_OUT {
+                timer::ended_early();
             }
             if !self.done {
                 // Unwinding (killed): retire the node, passing on what it received.
@@ -50,13 +49,14 @@ pub(crate) fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn F
     let in_coroutine = matches!(node.parker, Parker::Coroutine(_));
     let mut leave = Leave {
         node,
-        key: None,
+        armed: false,
         on_leave,
         done: false,
     };
     match deadline {
         Some(at) if in_coroutine => {
-            leave.key = Some(timer::insert(at, node.clone()));
+            timer::insert(at, node.clone());
+            leave.armed = true;
             while node.state() == WAITING {
                 node.parker.park(None);
             }

@@ -44,7 +44,8 @@ pub(crate) struct Shared {
     finished: AtomicBool,
     /// RUNNING, then RETURNED or FAILED.
     outcome: AtomicU8,
-    ending: Signal<Ending>,
+    /// One list of waiters: those of the end.
+    ending: Signal<Ending, 1>,
     killed: AtomicBool,
     /// may's handle, to cancel it; set right after the spawn (a lock, cheaper
     /// to set than a `OnceLock`, and taken only by a kill).
@@ -63,7 +64,9 @@ impl Shared {
             ending.notify_all();
             std::mem::take(&mut ending.links)
         };
-        self.run_links(links);
+        if !links.is_empty() {
+            self.run_links(links);
+        }
     }
 
     fn run_links(self: &Arc<Self>, links: Vec<(u64, LinkOn, LinkFn)>) {

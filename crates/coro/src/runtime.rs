@@ -106,7 +106,8 @@ impl Config {
     /// bigger pool spares that.
     ///
     /// The price is memory: each pooled stack keeps its memory maps and the
-    /// pages its last coroutine touched (about 8 KiB for a shallow one) until
+    /// pages its coroutines touched (about 5 KiB after one that only slept,
+    /// measured by the `coro_rss` bench; more after deeper ones) until
     /// a spawn reuses it, so after a burst of N coroutines up to
     /// `min(N, stack_pool)` stacks stay mapped. They never lower the number of
     /// live coroutines possible: a spawn takes a pooled stack before it maps a

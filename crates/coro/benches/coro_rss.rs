@@ -50,10 +50,22 @@ fn child(mode: &str, n: usize) {
     let parked = Arc::new(AtomicUsize::new(0));
     let (after, hwm, count);
     if mode == "coro_burst" {
-        // RSS the stack pool keeps once a burst of sleepers has ended.
+        // RSS the stack pool keeps once a burst of coroutines, all alive at
+        // once (each sleeps 1 ms, then waits for the gate), has ended.
+        let gate = coro::Event::new();
         let gs: Vec<_> = (0..n)
-            .map(|_| coro::spawn(|| coro::sleep(Duration::from_millis(1))).unwrap())
+            .map(|_| {
+                let (gate, parked) = (gate.clone(), parked.clone());
+                coro::spawn(move || {
+                    coro::sleep(Duration::from_millis(1));
+                    parked.fetch_add(1, Ordering::Release);
+                    gate.wait();
+                })
+                .unwrap()
+            })
             .collect();
+        wait_for(&parked, n);
+        gate.set();
         coro::joinall(&gs, Some(Duration::from_secs(60))).unwrap();
         drop(gs);
         count = n;
@@ -233,7 +245,7 @@ fn main() {
         .collect();
     report("gevent (Event.wait)", &runs);
     println!(
-        "memory kept once {BURST} coroutines that each slept 1 ms have ended (KiB each: kept / {BURST})"
+        "memory kept once {BURST} coroutines, alive at once, each having slept 1 ms, have ended (KiB each: kept / {BURST})"
     );
     for (pool, label) in [
         (coro::DEFAULT_STACK_POOL, "coro, default stack pool"),

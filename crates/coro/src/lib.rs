@@ -116,7 +116,7 @@
 //! up to [`DEFAULT_STACK_POOL`] (16 384; may's own default is 1000), so a
 //! burst of coroutines does not unmap and map its stacks again each time; each
 //! kept stack holds its maps and the memory its coroutines touched (about
-//! 5 KiB after one that only slept, measured by the `coro_rss` bench) until reused
+//! 8 KiB after one that only slept, measured by the `coro_rss` bench) until reused
 //! ([`Config::with_stack_pool`]). More workers run coroutines in parallel, but may then moves
 //! a coroutine between workers at any switch, so asking for them
 //! ([`Config::with_workers`]) is `unsafe`: you promise that no coroutine holds

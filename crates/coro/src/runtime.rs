@@ -106,10 +106,13 @@ impl Config {
     /// bigger pool spares that.
     ///
     /// The price is memory: each pooled stack keeps its memory maps and the
-    /// pages its coroutines touched (about 5 KiB after one that only slept,
+    /// pages its coroutines touched (about 8 KiB after one that only slept,
     /// measured by the `coro_rss` bench; more after deeper ones) until
     /// a spawn reuses it, so after a burst of N coroutines up to
-    /// `min(N, stack_pool)` stacks stay mapped. They never lower the number of
+    /// `min(N, stack_pool)` stacks stay mapped: at the default, about 128 MiB
+    /// after a burst of 16 384 or more, which that burst held at its peak
+    /// anyway. Lower it for a program that must give memory back after rare
+    /// bursts; raise it for one whose bursts are bigger. They never lower the number of
     /// live coroutines possible: a spawn takes a pooled stack before it maps a
     /// new one. Only stacks of the runtime's default size are pooled (a
     /// [`Builder::stack_size`](crate::Builder::stack_size) of another size is

@@ -36,12 +36,15 @@ pub(crate) fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn F
     }
     impl Drop for Leave<'_> {
         fn drop(&mut self) {
+            // Unwinding (killed): retire the node first, so that the timer
+            // never takes it for a waiter still waiting.
+            let killed =
+                (!self.done).then(|| !self.node.moved_to(GONE) && self.node.state() == NOTIFIED);
             if self.armed && self.node.state() != TIMED_OUT {
                 timer::ended_early();
             }
-            if !self.done {
-                // Unwinding (killed): retire the node, passing on what it received.
-                let notified = !self.node.moved_to(GONE) && self.node.state() == NOTIFIED;
+            if let Some(notified) = killed {
+                // Pass on a notification it had received.
                 (self.on_leave)(notified);
             }
         }

@@ -15,6 +15,8 @@ const N: usize = 30_000;
 /// Tried by coro (which stops with an error) and tokio (no limit).
 const MAX: usize = 100_000;
 const REPS: usize = 3;
+/// Coroutines in the burst whose kept memory is measured.
+const BURST: usize = 10_000;
 
 fn status_kib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -37,11 +39,39 @@ fn wait_for(count: &AtomicUsize, n: usize) {
 /// Child: park up to N coroutines (until the first spawn error), print
 /// `before_kib parked_kib hwm_kib count`.
 fn child(mode: &str, n: usize) {
+    if let Some(pool) = std::env::var("CORO_BENCH_POOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        coro::configure(coro::Config::new().with_stack_pool(pool)).unwrap();
+    }
     coro::spawn(|| ()).unwrap().join(); // runtime + may's stack pool, before the baseline
     let before = status_kib("VmRSS:");
     let parked = Arc::new(AtomicUsize::new(0));
     let (after, hwm, count);
-    if mode.starts_with("coro") {
+    if mode == "coro_burst" {
+        // RSS the stack pool keeps once a burst of coroutines, all alive at
+        // once (each sleeps 1 ms, then waits for the gate), has ended.
+        let gate = coro::Event::new();
+        let gs: Vec<_> = (0..n)
+            .map(|_| {
+                let (gate, parked) = (gate.clone(), parked.clone());
+                coro::spawn(move || {
+                    coro::sleep(Duration::from_millis(1));
+                    parked.fetch_add(1, Ordering::Release);
+                    gate.wait();
+                })
+                .unwrap()
+            })
+            .collect();
+        wait_for(&parked, n);
+        gate.set();
+        coro::joinall(&gs, Some(Duration::from_secs(60))).unwrap();
+        drop(gs);
+        count = n;
+        after = status_kib("VmRSS:");
+        hwm = status_kib("VmHWM:");
+    } else if mode.starts_with("coro") {
         let timed = mode == "coro_timed";
         let gate = coro::Event::new();
         let mut gs = Vec::with_capacity(n);
@@ -214,4 +244,22 @@ fn main() {
         })
         .collect();
     report("gevent (Event.wait)", &runs);
+    println!(
+        "memory kept once {BURST} coroutines, alive at once, each having slept 1 ms, have ended (KiB each: kept / {BURST})"
+    );
+    for (pool, label) in [
+        (coro::DEFAULT_STACK_POOL, "coro, default stack pool"),
+        (1000, "coro, stack pool 1000 (may's default)"),
+    ] {
+        let runs: Vec<_> = (0..REPS)
+            .filter_map(|_| {
+                let mut cmd = Command::new(&exe);
+                cmd.env("CORO_RSS_CHILD", "coro_burst")
+                    .env("CORO_RSS_N", BURST.to_string())
+                    .env("CORO_BENCH_POOL", pool.to_string());
+                measure(cmd)
+            })
+            .collect();
+        report(label, &runs);
+    }
 }

@@ -1,7 +1,7 @@
 //! Greenlets: `spawn`, `spawn_later`, `Builder`, `Greenlet` (get, kill, links), `getcurrent`.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use may::coroutine::{Coroutine as MayCoroutine, JoinHandle};
@@ -44,9 +44,12 @@ pub(crate) struct Shared {
     finished: AtomicBool,
     /// RUNNING, then RETURNED or FAILED.
     outcome: AtomicU8,
-    ending: Signal<Ending>,
+    /// One list of waiters: those of the end.
+    ending: Signal<Ending, 1>,
     killed: AtomicBool,
-    co: OnceLock<MayCoroutine>,
+    /// may's handle, to cancel it; set right after the spawn (a lock, cheaper
+    /// to set than a `OnceLock`, and taken only by a kill).
+    co: Mutex<Option<MayCoroutine>>,
 }
 
 impl Shared {
@@ -61,7 +64,9 @@ impl Shared {
             ending.notify_all();
             std::mem::take(&mut ending.links)
         };
-        self.run_links(links);
+        if !links.is_empty() {
+            self.run_links(links);
+        }
     }
 
     fn run_links(self: &Arc<Self>, links: Vec<(u64, LinkOn, LinkFn)>) {
@@ -142,7 +147,7 @@ impl Shared {
             return;
         }
         self.killed.store(true, Ordering::Release);
-        if let Some(co) = self.co.get() {
+        if let Some(co) = self.co.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             // SAFETY: may marks cancel unsafe because the target unwinds and drops
             // what it holds. Every coroutine spawned by coro owns its data ('static
             // closure), so this is the same unwinding a panic would do, and the
@@ -528,7 +533,7 @@ impl Builder {
             outcome: AtomicU8::new(RUNNING),
             ending: Signal::new(Ending::default()),
             killed: AtomicBool::new(false),
-            co: OnceLock::new(),
+            co: Mutex::new(None),
         });
         let mut builder = may::coroutine::Builder::new();
         if named || crate::running::enabled() {
@@ -546,11 +551,17 @@ impl Builder {
             on_finish,
         };
         let handle = runtime::spawn_on_may(builder, move || {
-            let shared = finish.shared.clone();
+            let shared: *const Shared = Arc::as_ptr(&finish.shared);
             // Parked in may's coroutine-local storage, the guard drops when may
             // disposes of the coroutine, however it ended: returned, panicked,
             // killed, or abandoned after a stack overflow (which never unwinds).
             FINISH.with(|slot| *slot.borrow_mut() = Some(finish));
+            // SAFETY: the `Arc` just parked in the slot keeps `Shared` alive
+            // until may disposes of this coroutine, which is after this
+            // closure has returned or unwound; nothing takes it out of the
+            // slot before (`getcurrent` only clones it). Borrowing it spares
+            // an atomic increment and decrement on a line the spawner shares.
+            let shared = unsafe { &*shared };
             if shared.killed.load(Ordering::Acquire) {
                 std::panic::resume_unwind(Box::new(KilledBeforeStart));
             }
@@ -562,7 +573,7 @@ impl Builder {
             shared.outcome.store(RETURNED, Ordering::Release);
             value
         })?;
-        let _ = shared.co.set(handle.coroutine().clone());
+        *shared.co.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.coroutine().clone());
         Ok(Greenlet {
             shared,
             handle: Some(handle),

@@ -112,7 +112,12 @@
 //! with [`configure`] *before* the first spawn; may reads its settings only
 //! once, when its scheduler starts, so later calls return
 //! [`CoroError::AlreadyStarted`] (and every test in one test binary shares
-//! one runtime). More workers run coroutines in parallel, but may then moves
+//! one runtime). Stacks of finished coroutines are kept for the next spawns,
+//! up to [`DEFAULT_STACK_POOL`] (16 384; may's own default is 1000), so a
+//! burst of coroutines does not unmap and map its stacks again each time; each
+//! kept stack holds its maps and the memory its coroutines touched (about
+//! 8 KiB after one that only slept, measured by the `coro_rss` bench) until reused
+//! ([`Config::with_stack_pool`]). More workers run coroutines in parallel, but may then moves
 //! a coroutine between workers at any switch, so asking for them
 //! ([`Config::with_workers`]) is `unsafe`: you promise that no coroutine holds
 //! a thread-local across a switch.
@@ -138,9 +143,9 @@
 //! # Timers: coro's own
 //!
 //! Every timed wait of `coro` ([`sleep`], the `*_timeout` calls, `Timeout`)
-//! goes to one timer of coro's own: an ordered map of deadlines drained by one
+//! goes to one timer of coro's own: a heap of deadlines drained by one
 //! thread, which hands each batch of due waiters to a hub coroutine that wakes
-//! them from a worker. A timed wait costs a map entry, not a coroutine, and a
+//! them from a worker. A timed wait costs a heap entry, not a coroutine, and a
 //! woken coroutine resumes on a worker. may's own timed waits (used by the
 //! may primitives in `monkey::sync`, e.g. `recv_timeout`) keep two caveats
 //! of may 0.3.51: the timeout is kept in whole milliseconds, truncated (under
@@ -156,7 +161,9 @@
 //! rest of the process can still allocate and start threads: past that,
 //! [`spawn`] returns [`CoroError::StackExhausted`] naming the setting and the
 //! real count of maps (never a panic or an abort). Timed waits cost no
-//! coroutine of their own, so coroutines in a timed wait reach the same count. A smaller stack does not help (the count of maps is the
+//! coroutine of their own, so coroutines in a timed wait reach the same count.
+//! Pooled stacks do not lower it either: a spawn takes a pooled stack before
+//! it maps a new one. A smaller stack does not help (the count of maps is the
 //! limit, not memory); raise the setting (`sysctl -w vm.max_map_count=262144`)
 //! or bound live coroutines with a [`Pool`].
 //!
@@ -198,8 +205,8 @@ pub use monitor::{Monitor, start_monitor, start_monitor_with};
 pub use pool::{IMap, Pool};
 pub use queue::{JoinableQueue, Queue};
 pub use runtime::{
-    Config, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, configure, is_started,
-    live_coroutines, runtime_config,
+    Config, DEFAULT_STACK_POOL, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE, configure,
+    is_started, live_coroutines, runtime_config,
 };
 pub use sleep::{sleep, yield_now};
 pub use supervise::{Group, Iwait, Waitable, iwait, killall, wait};

@@ -20,6 +20,12 @@ pub const DEFAULT_STACK_SIZE: usize = 0x1000 * std::mem::size_of::<usize>();
 pub const MIN_STACK_SIZE: usize = 4096;
 /// The largest stack [`Config::stack_size`] accepts (1 GiB).
 pub const MAX_STACK_SIZE: usize = 1 << 30;
+/// How many finished coroutine stacks the runtime keeps for reuse by default
+/// ([`Config::with_stack_pool`]).
+pub const DEFAULT_STACK_POOL: usize = 16_384;
+/// Stacks may maps ahead of time when its scheduler starts (its own default pool size);
+/// the rest of the pool fills with stacks of finished coroutines.
+const PREMAPPED_STACKS: usize = 1000;
 
 /// How the coroutine runtime runs: how many worker threads, how big each stack is.
 ///
@@ -34,6 +40,7 @@ pub struct Config {
     workers: usize,
     stack_size: usize,
     pin_workers: bool,
+    stack_pool: usize,
 }
 
 impl Default for Config {
@@ -42,12 +49,14 @@ impl Default for Config {
             workers: 1,
             stack_size: DEFAULT_STACK_SIZE,
             pin_workers: true,
+            stack_pool: DEFAULT_STACK_POOL,
         }
     }
 }
 
 impl Config {
-    /// The default: one worker, a 32 KiB stack, workers pinned to cores (may's default).
+    /// The default: one worker, a 32 KiB stack, workers pinned to cores (may's
+    /// default), and up to [`DEFAULT_STACK_POOL`] finished stacks kept for reuse.
     pub fn new() -> Self {
         Self::default()
     }
@@ -86,6 +95,39 @@ impl Config {
         self
     }
 
+    /// Sets how many stacks of finished coroutines are kept for the next spawns
+    /// (default [`DEFAULT_STACK_POOL`]; 0 is taken as 1, may cannot turn its pool off).
+    ///
+    /// Mapping a fresh stack and unmapping it at the end (two memory maps, a
+    /// guard page, page faults on first touch) is most of what a spawn costs
+    /// in the kernel; a pooled stack is taken back ready to run. may keeps
+    /// 1000 by default, so a burst of more live coroutines than that unmaps
+    /// the surplus when they end and maps it again at the next burst; a
+    /// bigger pool spares that.
+    ///
+    /// The price is memory: each pooled stack keeps its memory maps and the
+    /// pages its coroutines touched (about 8 KiB after one that only slept,
+    /// measured by the `coro_rss` bench; more after deeper ones) until
+    /// a spawn reuses it, so after a burst of N coroutines up to
+    /// `min(N, stack_pool)` stacks stay mapped: at the default, about 128 MiB
+    /// after a burst of 16 384 or more, which that burst held at its peak
+    /// anyway. Lower it for a program that must give memory back after rare
+    /// bursts; raise it for one whose bursts are bigger. They never lower the number of
+    /// live coroutines possible: a spawn takes a pooled stack before it maps a
+    /// new one. Only stacks of the runtime's default size are pooled (a
+    /// [`Builder::stack_size`](crate::Builder::stack_size) of another size is
+    /// mapped and unmapped each time). The first 1000 are mapped when the
+    /// runtime starts, as may does; the rest only as coroutines end.
+    ///
+    /// ```
+    /// let cfg = coro::Config::new().with_stack_pool(100);
+    /// assert_eq!(cfg.stack_pool(), 100);
+    /// ```
+    pub fn with_stack_pool(mut self, stacks: usize) -> Self {
+        self.stack_pool = stacks;
+        self
+    }
+
     /// Pins each worker thread to one core (may's default) or lets the OS place them.
     pub fn with_pin_workers(mut self, pin: bool) -> Self {
         self.pin_workers = pin;
@@ -105,6 +147,11 @@ impl Config {
     /// Whether workers are pinned to cores.
     pub fn pin_workers(&self) -> bool {
         self.pin_workers
+    }
+
+    /// How many finished stacks are kept for reuse.
+    pub fn stack_pool(&self) -> usize {
+        self.stack_pool
     }
 
     fn validate(&self) -> Result<()> {
@@ -187,11 +234,30 @@ fn init_slow() {
     STARTED.get_or_init(|| {
         let cfg = pending.unwrap_or_default();
         let words = stack_words(cfg.stack_size).unwrap_or(DEFAULT_STACK_SIZE / 8);
-        may::config().set_workers(cfg.workers).set_stack_size(words);
+        let pool = cfg.stack_pool.max(1);
+        may::config()
+            .set_workers(cfg.workers)
+            .set_stack_size(words)
+            .set_pool_capacity(pool.min(PREMAPPED_STACKS));
         may::config().set_worker_pin(cfg.pin_workers);
         install_panic_hook();
+        if pool > PREMAPPED_STACKS {
+            start_scheduler();
+            // may maps the pool's first stacks when its scheduler starts, but
+            // reads the capacity again at each return to the pool: raised
+            // now, the pool grows only with stacks of finished coroutines.
+            may::config().set_pool_capacity(pool);
+        }
         cfg
     });
+}
+
+/// Starts may's scheduler (it starts at its first spawn) with a coroutine that does nothing.
+fn start_scheduler() {
+    // SAFETY: the closure touches no thread-local and needs no stack.
+    // Its handle is dropped: the coroutine runs on its own, and the
+    // scheduler exists once spawn has returned.
+    let _ = unsafe { may::coroutine::Builder::new().spawn(|| ()) };
 }
 
 thread_local! {

@@ -29,20 +29,22 @@ use crate::timer;
 pub(crate) fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn Fn(bool)) -> u8 {
     struct Leave<'a> {
         node: &'a Node,
-        key: Option<timer::Key>,
+        /// Whether an entry waits in coro's timer.
+        armed: bool,
         on_leave: &'a dyn Fn(bool),
         done: bool,
     }
     impl Drop for Leave<'_> {
         fn drop(&mut self) {
-            if let Some(key) = self.key.take() {
-                if self.node.state() != TIMED_OUT {
-                    timer::cancel(key);
-                }
+            // Unwinding (killed): retire the node first, so that the timer
+            // never takes it for a waiter still waiting.
+            let killed =
+                (!self.done).then(|| !self.node.moved_to(GONE) && self.node.state() == NOTIFIED);
+            if self.armed && self.node.state() != TIMED_OUT {
+                timer::ended_early();
             }
-            if !self.done {
-                // Unwinding (killed): retire the node, passing on what it received.
-                let notified = !self.node.moved_to(GONE) && self.node.state() == NOTIFIED;
+            if let Some(notified) = killed {
+                // Pass on a notification it had received.
                 (self.on_leave)(notified);
             }
         }
@@ -50,13 +52,14 @@ pub(crate) fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn F
     let in_coroutine = matches!(node.parker, Parker::Coroutine(_));
     let mut leave = Leave {
         node,
-        key: None,
+        armed: false,
         on_leave,
         done: false,
     };
     match deadline {
         Some(at) if in_coroutine => {
-            leave.key = Some(timer::insert(at, node.clone()));
+            timer::insert(at, node.clone());
+            leave.armed = true;
             while node.state() == WAITING {
                 node.parker.park(None);
             }
@@ -126,46 +129,53 @@ impl Waiters {
     }
 }
 
-/// How many separate lists of waiters a [`Signal`] keeps (a queue's getters and putters).
+/// How many separate lists of waiters a [`Signal`] keeps by default (a queue's getters and
+/// putters); a signal with one kind of waiter (a greenlet's end) keeps one.
 const LISTS: usize = 2;
 
-struct Inner<S> {
+struct Inner<S, const L: usize> {
     value: S,
-    waiters: [Waiters; LISTS],
+    waiters: [Waiters; L],
 }
 
-/// A state behind a lock, with waiters for it to change.
+/// A state behind a lock, with `L` lists of waiters for it to change.
 #[derive(Default)]
-pub(crate) struct Signal<S> {
-    inner: Mutex<Inner<S>>,
+pub(crate) struct Signal<S, const L: usize = LISTS> {
+    inner: Mutex<Inner<S, L>>,
 }
 
-impl<S: Default> Default for Inner<S> {
+impl<S: Default, const L: usize> Default for Inner<S, L> {
     fn default() -> Self {
+        Inner::new(S::default())
+    }
+}
+
+impl<S, const L: usize> Inner<S, L> {
+    fn new(value: S) -> Self {
         Inner {
-            value: S::default(),
-            waiters: Default::default(),
+            value,
+            waiters: std::array::from_fn(|_| Waiters::default()),
         }
     }
 }
 
 /// The locked state of a [`Signal`]; notify through it, then drop it.
-pub(crate) struct Guard<'a, S>(MutexGuard<'a, Inner<S>>);
+pub(crate) struct Guard<'a, S, const L: usize = LISTS>(MutexGuard<'a, Inner<S, L>>);
 
-impl<S> Deref for Guard<'_, S> {
+impl<S, const L: usize> Deref for Guard<'_, S, L> {
     type Target = S;
     fn deref(&self) -> &S {
         &self.0.value
     }
 }
 
-impl<S> DerefMut for Guard<'_, S> {
+impl<S, const L: usize> DerefMut for Guard<'_, S, L> {
     fn deref_mut(&mut self) -> &mut S {
         &mut self.0.value
     }
 }
 
-impl<S> Guard<'_, S> {
+impl<S, const L: usize> Guard<'_, S, L> {
     /// Wakes the longest waiting waiter of list `list`.
     pub(crate) fn notify_one_on(&mut self, list: usize) {
         self.0.waiters[list].notify_one();
@@ -177,19 +187,16 @@ impl<S> Guard<'_, S> {
     }
 }
 
-impl<S> Signal<S> {
+impl<S, const L: usize> Signal<S, L> {
     pub(crate) fn new(value: S) -> Self {
         Signal {
-            inner: Mutex::new(Inner {
-                value,
-                waiters: Default::default(),
-            }),
+            inner: Mutex::new(Inner::new(value)),
         }
     }
 
     /// Locks the state. No code panics while holding the lock, and a killed
     /// waiter unwinds outside it, so poison is never a torn state.
-    pub(crate) fn lock(&self) -> Guard<'_, S> {
+    pub(crate) fn lock(&self) -> Guard<'_, S, L> {
         Guard(self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -203,7 +210,7 @@ impl<S> Signal<S> {
         &self,
         timeout: Option<Duration>,
         ready: impl Fn(&S) -> bool,
-    ) -> (Guard<'_, S>, bool) {
+    ) -> (Guard<'_, S, L>, bool) {
         let guard = self.lock();
         if ready(&guard) {
             return (guard, true);
@@ -216,7 +223,7 @@ impl<S> Signal<S> {
         &self,
         deadline: Option<Instant>,
         ready: impl Fn(&S) -> bool,
-    ) -> (Guard<'_, S>, bool) {
+    ) -> (Guard<'_, S, L>, bool) {
         self.wait_locked(0, self.lock(), deadline, ready)
     }
 
@@ -225,10 +232,10 @@ impl<S> Signal<S> {
     pub(crate) fn wait_locked<'a>(
         &'a self,
         list: usize,
-        guard: Guard<'a, S>,
+        guard: Guard<'a, S, L>,
         deadline: Option<Instant>,
         ready: impl Fn(&S) -> bool,
-    ) -> (Guard<'a, S>, bool) {
+    ) -> (Guard<'a, S, L>, bool) {
         if ready(&guard) {
             return (guard, true);
         }
@@ -239,10 +246,10 @@ impl<S> Signal<S> {
     fn wait_slow<'a>(
         &'a self,
         list: usize,
-        mut guard: Guard<'a, S>,
+        mut guard: Guard<'a, S, L>,
         deadline: Option<Instant>,
         ready: &dyn Fn(&S) -> bool,
-    ) -> (Guard<'a, S>, bool) {
+    ) -> (Guard<'a, S, L>, bool) {
         let parker = Parker::current();
         let pass_on = |notified: bool| {
             if notified {

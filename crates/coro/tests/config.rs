@@ -15,6 +15,13 @@ const WAIT: Duration = Duration::from_secs(20);
 static ORDER: Mutex<()> = Mutex::new(());
 
 #[test]
+fn the_stack_pool_defaults_to_sixteen_thousand_stacks() {
+    assert_eq!(Config::new().stack_pool(), coro::DEFAULT_STACK_POOL);
+    assert_eq!(coro::DEFAULT_STACK_POOL, 16_384);
+    assert_eq!(Config::new().with_stack_pool(0).stack_pool(), 0);
+}
+
+#[test]
 fn smoke_configure_before_start_then_reject_after() {
     let _order = ORDER.lock().unwrap();
     assert!(!coro::is_started());

@@ -17,6 +17,8 @@ mod sync;
 mod value;
 
 pub use error::SharedError;
+/// The futex waits and wakes the queue's ring shares with the locks.
+pub(crate) use futex::{futex_wait, futex_wake};
 pub use memory::SharedMemory;
 pub use signal::{Barrier, BoundedSemaphore, Condition, Event, Semaphore};
 pub use sync::{Lock, LockGuard, RLock, RLockGuard};

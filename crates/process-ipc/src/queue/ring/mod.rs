@@ -187,26 +187,7 @@ fn rec_size(len: usize) -> u64 {
 
 /// Sleeps while `word` holds `seen`, until `until` at the latest; false if the time ran out.
 fn futex_wait(word: &AtomicU32, seen: u32, until: Instant) -> bool {
-    let left = until.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return false;
-    }
-    let ts = libc::timespec {
-        tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: left.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: FUTEX_WAIT on a 4-byte-aligned word of a MAP_SHARED block (hence no PRIVATE
-    // flag), with a relative timeout that lives through the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            seen,
-            &ts as *const libc::timespec,
-        )
-    };
-    !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
+    crate::shared::futex_wait(word, seen, Some(until))
 }
 
 impl Wake {
@@ -219,15 +200,7 @@ impl Wake {
 
     fn wake_always(&self) {
         self.word.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: FUTEX_WAKE on a word of a MAP_SHARED block; it only wakes its sleepers.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                self.word.as_ptr(),
-                libc::FUTEX_WAKE,
-                i32::MAX,
-            )
-        };
+        crate::shared::futex_wake(&self.word, i32::MAX);
     }
 
     /// Registers a sleeper and reads the word: call `sleep` with what it returns, after

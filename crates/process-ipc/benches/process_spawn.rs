@@ -68,9 +68,20 @@ fn paired_probe(rounds: usize) {
         start.elapsed().as_secs_f64() * 1e6
     };
     let (mut floor, mut mine, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut starts, mut joins) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let f = time(&fork_exit_wait);
         let o = time(&ours);
+        // The two halves of ours, timed apart in a third run.
+        let begin = Instant::now();
+        let child = Process::new(noop, ())
+            .start_method(StartMethod::ForkServer)
+            .start()
+            .unwrap();
+        let started = Instant::now();
+        assert_eq!(child.join().unwrap(), 1);
+        starts.push((started - begin).as_secs_f64() * 1e6);
+        joins.push(started.elapsed().as_secs_f64() * 1e6);
         floor.push(f);
         mine.push(o);
         ratio.push(o / f);
@@ -79,6 +90,11 @@ fn paired_probe(rounds: usize) {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    println!(
+        "of ours: start {:.1} us, join {:.1} us",
+        median(&mut starts),
+        median(&mut joins)
+    );
     println!(
         "paired x{rounds}: floor {:.1} us, ours {:.1} us, median ratio {:.2}",
         median(&mut floor),

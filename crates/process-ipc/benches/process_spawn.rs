@@ -12,6 +12,9 @@ use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
 use process_ipc::{Process, StartMethod};
 
 const RAW_CHILD: &str = "PROCESS_IPC_BENCH_RAW_CHILD";
+/// `PROCESS_IPC_BENCH_PAIRED=N`: instead of criterion, N rounds alternating the floor and our
+/// ForkServer spawn+join, printing each one's median and the median of the per-round ratios.
+const PAIRED: &str = "PROCESS_IPC_BENCH_PAIRED";
 
 fn noop() -> u64 {
     1
@@ -46,6 +49,58 @@ fn fork_exit_wait() {
     // SAFETY: a valid out pointer; `pid` is our unreaped child.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
     assert_eq!(status, 0);
+}
+
+/// Medians of `rounds` alternating runs of the floor and of ours (ForkServer), in µs, and the
+/// median of the per-round ratios.
+fn paired_probe(rounds: usize) {
+    let ours = || {
+        let child = Process::new(noop, ())
+            .start_method(StartMethod::ForkServer)
+            .start()
+            .unwrap();
+        assert_eq!(child.join().unwrap(), 1);
+    };
+    ours();
+    let time = |f: &dyn Fn()| {
+        let start = Instant::now();
+        f();
+        start.elapsed().as_secs_f64() * 1e6
+    };
+    let (mut floor, mut mine, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut starts, mut joins) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let f = time(&fork_exit_wait);
+        let o = time(&ours);
+        // The two halves of ours, timed apart in a third run.
+        let begin = Instant::now();
+        let child = Process::new(noop, ())
+            .start_method(StartMethod::ForkServer)
+            .start()
+            .unwrap();
+        let started = Instant::now();
+        assert_eq!(child.join().unwrap(), 1);
+        starts.push((started - begin).as_secs_f64() * 1e6);
+        joins.push(started.elapsed().as_secs_f64() * 1e6);
+        floor.push(f);
+        mine.push(o);
+        ratio.push(o / f);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "of ours: start {:.1} us, join {:.1} us",
+        median(&mut starts),
+        median(&mut joins)
+    );
+    println!(
+        "paired x{rounds}: floor {:.1} us, ours {:.1} us, median ratio {:.2}",
+        median(&mut floor),
+        median(&mut mine),
+        median(&mut ratio)
+    );
 }
 
 fn spawn_join(c: &mut Criterion) {
@@ -96,6 +151,10 @@ fn main() {
         return;
     }
     let _ = Duration::ZERO;
+    if let Some(rounds) = std::env::var(PAIRED).ok().and_then(|n| n.parse().ok()) {
+        paired_probe(rounds);
+        return;
+    }
     benches();
     criterion::Criterion::default()
         .configure_from_args()

@@ -18,7 +18,7 @@ pub use crate::handle::ProcessHandle;
 use crate::handle::describe;
 use crate::sys::Child;
 use crate::wire::{self, ChildMsg, ParentMsg, ParentMsgOut};
-use crate::zygote::{self, ForkReply, ForkRequest, ForkedChild, StartMethod};
+use crate::zygote::{self, ForkRequest, ForkedChild, StartMethod};
 
 /// `os.getpid()`: the pid of the calling process.
 pub fn current_pid() -> u32 {
@@ -174,7 +174,7 @@ impl zygote::ServerProcess for ProcessHandle<u8> {
 /// Starts the fork server: a `Process` of its own, started with Spawn, kept single-threaded.
 fn start_fork_server(
     requests: IpcReceiver<ForkRequest>,
-    replies: IpcSender<ForkReply>,
+    replies: IpcSender<zygote::TaggedReply>,
     deadline: Instant,
 ) -> std::io::Result<Box<dyn zygote::ServerProcess>> {
     let mut server =
@@ -416,61 +416,71 @@ where
         ))
     }
 
-    /// The ForkServer start: request a fork, send the arguments without waiting for it, and
-    /// wait for the child's confirmation.
+    /// The ForkServer start: request a fork, write the arguments at once, and sleep only
+    /// until the child confirms (or its result channel closes, or the deadline passes); the
+    /// server's answer with the pid, sent right after the fork, is read then.
     fn start_forked(
         self,
         fault: Option<&str>,
         deadline: Instant,
     ) -> Result<ProcessHandle<F::Output>, ProcessError> {
-        let ipc_err = |e: std::io::Error| ProcessError::Ipc {
-            pid: 0,
-            message: e.to_string(),
+        let mut outcome = self.fork_once(fault, deadline);
+        // The server took the request and died without answering: ask a fresh one, once.
+        if matches!(outcome, Err(Attempt::ServerGone)) {
+            outcome = self.fork_once(fault, deadline);
+        }
+        match outcome {
+            Ok(handle) => Ok(handle),
+            Err(Attempt::Failed(e)) => Err(e),
+            Err(Attempt::ServerGone) => Err(ProcessError::Spawn(std::io::Error::other(
+                "the fork server died while starting the child, twice; no child was started",
+            ))),
+        }
+    }
+
+    fn fork_once(
+        &self,
+        fault: Option<&str>,
+        deadline: Instant,
+    ) -> Result<ProcessHandle<F::Output>, Attempt> {
+        let ipc_err = |e: std::io::Error| {
+            Attempt::Failed(ProcessError::Ipc {
+                pid: 0,
+                message: e.to_string(),
+            })
         };
         let nonce = crate::sys::nonce().map_err(ipc_err)?;
-        let (args_tx, args_rx) =
-            ipc::channel::<ParentMsg<wire::ByRef<'_, Args>, F::Output>>().map_err(ipc_err)?;
         let (results_tx, results_rx) = ipc::channel::<ChildMsg<F::Output>>().map_err(ipc_err)?;
         let entry: zygote::ForkedEntry = forked_entry::<F, Args>;
-        let mut args_rx = Some(args_rx.to_opaque().to::<()>());
-        // Called again only if the server died and a fresh one is asked: the argument channel
-        // then went down with the dead server's copy of the request, so make another.
-        let mut args_tx = Some(args_tx);
-        let request = std::cell::RefCell::new((&mut args_tx, &mut args_rx));
-        let mut child = zygote::fork_child(
+        // Made again only if the server died and a fresh one is asked: the channels then went
+        // down with the dead server's copy of the request.
+        let channels = std::cell::RefCell::new(None);
+        let server = zygote::request_fork(
             || {
-                let mut pair = request.borrow_mut();
-                let receiver = match pair.1.take() {
-                    Some(receiver) => receiver,
-                    None => {
-                        let (tx, rx) =
-                            ipc::channel::<ParentMsg<wire::ByRef<'_, Args>, F::Output>>()?;
-                        *pair.0 = Some(tx);
-                        rx.to_opaque().to::<()>()
-                    }
-                };
+                let (args_tx, args_rx) =
+                    ipc::channel::<ParentMsg<wire::ByRef<'_, Args>, F::Output>>()?;
+                *channels.borrow_mut() = Some(args_tx);
                 Ok(ForkRequest {
                     offset: bootstrap::offset_of(entry as usize) as i64,
                     nonce,
                     name: self.name.clone(),
                     fault: fault.map(str::to_string),
-                    args: receiver,
+                    args: args_rx.to_opaque().to::<()>(),
                 })
             },
             start_fork_server,
             deadline,
         )
-        .map_err(ProcessError::Spawn)?;
-        let pid = child.id();
-        let args_tx = args_tx.expect("a channel per request");
+        .map_err(|e| Attempt::Failed(ProcessError::Spawn(e)))?;
+        let args_tx = channels.into_inner().expect("a channel per request");
         let msg = ParentMsg {
             nonce,
             args: wire::ByRef(&self.args),
             results: results_tx,
         };
-        // Writing the arguments can block on a child that does not read: the watchdog kills it
-        // at the deadline, which turns the write into an error.
-        bootstrap::watch(pid, deadline);
+        // Before the fork is even answered: the socket holds them for the child. A message
+        // larger than the socket's buffer waits for the child to read it, which it does before
+        // anything else.
         let sent = wire::with_ipc_transfer(|| wire::encoding(|| args_tx.send(msg))).map_err(
             |(e, refusal)| {
                 refusal
@@ -478,33 +488,78 @@ where
                     .unwrap_or_else(|| e.to_string())
             },
         );
-        bootstrap::unwatch(pid);
         drop(args_tx);
-        if let Err(reason) = sent {
-            let reason = format!("could not send the arguments: {reason}");
-            return Err(start_failure(&mut child, pid, reason));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let reason = match results_rx.try_recv_timeout(left) {
-            Ok(ChildMsg::Started) => {
-                return Ok(ProcessHandle::started(
-                    child,
-                    self.name,
-                    self.daemon,
-                    results_rx,
-                ));
+        let confirmed = match sent {
+            Err(reason) => Err(format!("could not send the arguments: {reason}")),
+            Ok(()) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match results_rx.try_recv_timeout(left) {
+                    Ok(ChildMsg::Started) => Ok(()),
+                    Ok(_) => Err("the child reported before confirming its start".to_string()),
+                    Err(TryRecvError::Empty) => {
+                        Err("the child stayed silent past the start deadline; it was killed".into())
+                    }
+                    Err(TryRecvError::IpcError(IpcError::Disconnected)) => Err(
+                        "the child closed its channels before confirming its start (it exited)"
+                            .into(),
+                    ),
+                    Err(TryRecvError::IpcError(e)) => {
+                        Err(format!("the child's confirmation failed: {e}"))
+                    }
+                }
             }
-            Ok(_) => "the child reported before confirming its start".to_string(),
-            Err(TryRecvError::Empty) => {
-                "the child stayed silent past the start deadline; it was killed".into()
-            }
-            Err(TryRecvError::IpcError(IpcError::Disconnected)) => {
-                "the child closed its channels before confirming its start (it exited)".into()
-            }
-            Err(TryRecvError::IpcError(e)) => format!("the child's confirmation failed: {e}"),
         };
-        Err(start_failure(&mut child, pid, reason))
+        // The server answered right after the fork, long before the child could confirm; a
+        // late answer still gets a moment past the deadline, so a silent child is found.
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .max(EXIT_GRACE);
+        let pid = match zygote::take_reply(server, &nonce, Instant::now() + wait) {
+            Ok(Ok(pid)) if pid > 0 => pid,
+            Ok(Ok(_)) => {
+                return Err(Attempt::Failed(ProcessError::Spawn(std::io::Error::other(
+                    "a malformed fork server reply",
+                ))));
+            }
+            Ok(Err(errno)) => {
+                return Err(Attempt::Failed(ProcessError::Spawn(
+                    std::io::Error::from_raw_os_error(errno),
+                )));
+            }
+            // No child was forked: asking a fresh server cannot run the target twice.
+            Err(zygote::NoReply::Gone) if confirmed.is_err() => return Err(Attempt::ServerGone),
+            Err(zygote::NoReply::Gone) => {
+                return Err(Attempt::Failed(ProcessError::Spawn(std::io::Error::other(
+                    "the fork server died between forking the child and naming it; the child \
+                     runs unnamed and dies with this process",
+                ))));
+            }
+            Err(zygote::NoReply::TimedOut) => {
+                return Err(Attempt::Failed(ProcessError::Spawn(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the fork server did not answer before the start deadline; it was killed",
+                ))));
+            }
+        };
+        let mut child = Child::adopt(pid);
+        match confirmed {
+            Ok(()) => Ok(ProcessHandle::started(
+                child,
+                self.name.clone(),
+                self.daemon,
+                results_rx,
+            )),
+            Err(reason) => Err(Attempt::Failed(start_failure(&mut child, pid, reason))),
+        }
     }
+}
+
+/// How one ForkServer attempt ended, if not with a child.
+enum Attempt {
+    /// The server took the request and went away without answering: try a fresh one.
+    ServerGone,
+    /// A final error.
+    Failed(ProcessError),
 }
 
 /// A start that failed: the child is given a moment to exit by itself (a child that closed its

@@ -2,7 +2,7 @@
 //! child; [`StartMethod::ForkServer`] asks a small helper of ours to fork one.
 //!
 //! Layer: above `sys` and `bootstrap`, below `process`. The server is a `Process` itself:
-//! `process` hands [`fork_child`] the function that starts one.
+//! `process` hands [`request_fork`] the function that starts one.
 //!
 //! ## The fork server
 //!
@@ -14,20 +14,28 @@
 //! For each child the parent sends the server a request on a channel of its own making (its
 //! other end went to the server in the server's authenticated start, so only the server can
 //! read it): the entry to run, a nonce, and the receiving end of a fresh argument channel, on
-//! which the parent sends the arguments at once, without waiting. The server clones with
-//! `CLONE_PARENT`: the child is the parent's own child, so the parent waits for it, reaps it
-//! and reads its exit code or signal exactly as for a spawned child (the Pool's watcher waits
-//! on its pid). The server replies with the pid on a second channel only it holds. The child
-//! sets `PR_SET_PDEATHSIG` (SIGKILL) and checks that its parent is still there, closes its
-//! copies of the server's channels, reads the arguments (refusing them without the nonce) and
-//! confirms on its result channel; `start`
-//! returns then, or with an error if the child dies or stays silent until the deadline. No
-//! socket file, no name, nothing another process could reach: every channel is a nameless
-//! socket pair passed only to the processes that need it.
+//! which the parent writes the arguments (with the sender of the result channel) right after
+//! the request, before it waits for anything. The server clones with `CLONE_PARENT`: the child
+//! is the parent's own child, so the parent waits for it, reaps it and reads its exit code or
+//! signal exactly as for a spawned child (the Pool's watcher waits on its pid). The server
+//! answers with the pid, tagged with the request's nonce, on a second channel only it holds.
+//! The child sets `PR_SET_PDEATHSIG` (SIGKILL) and checks that its parent is still there,
+//! closes its copies of the server's channels, reads the arguments (already there, refused
+//! without the nonce) and confirms on its result channel.
+//!
+//! The parent sleeps once: on the result channel, until the child confirms, the channel closes
+//! (the child died, or the server dropped the request) or the start deadline passes. Only then
+//! does it read the server's answer (sent right after the fork, so it is waiting) for the pid:
+//! `start` returns the handle, or kills and reaps the child and returns the error. A message
+//! too large for the argument socket's buffer (about 200 kB) waits for the child to read it,
+//! which is the first thing the child does. No socket file, no name, nothing another process
+//! could reach: every channel is a nameless socket pair passed only to the processes that need
+//! it.
 //!
 //! If the server is gone (killed, or it exited), the next start finds its control socket
-//! closed, starts a fresh one and retries once; a second failure is an `Err`, never a hang (the
-//! start deadline bounds every wait).
+//! closed, or no answer on it, starts a fresh one and retries once; a second failure is an
+//! `Err`, never a hang (the start deadline bounds every wait; a server that does not answer by
+//! then is killed).
 //!
 //! Dying with the parent: the parent-death signal fires when the parent *thread* exits, and
 //! a forked child's parent thread is the one that started the server (`CLONE_PARENT` copies
@@ -39,6 +47,7 @@
 //! A forked child inherits the server's environment, working directory and standard streams,
 //! which are the parent's at the time the server started (as with Python's forkserver).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -48,7 +57,7 @@ use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use serde::{Deserialize, Serialize};
 
 use crate::bootstrap;
-use crate::sys::{self, Child};
+use crate::sys;
 
 /// How a [`Process`](crate::Process) starts its child (`multiprocessing.set_start_method`).
 ///
@@ -128,7 +137,7 @@ pub fn get_start_method() -> Result<StartMethod, String> {
 // holds (they went to it in its own, authenticated, Spawn start).
 
 /// Parent to server: fork a child that runs the entry at `offset` on the arguments it will read
-/// from `args` (the parent sends them at once, without waiting for the fork).
+/// from `args` (the parent writes them right after this request, before it waits).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ForkRequest {
     /// The forked entry's offset from the anchor (see `bootstrap::address_at`).
@@ -145,6 +154,10 @@ pub(crate) struct ForkRequest {
 
 /// Server to parent: the child's pid, or the errno of a failed clone.
 pub(crate) type ForkReply = Result<u32, i32>;
+
+/// A [`ForkReply`] with the nonce of the request it answers: the parent reads the replies when
+/// it needs one (after the child's confirmation), so several may wait in the channel.
+pub(crate) type TaggedReply = ([u8; 16], ForkReply);
 
 /// An entry of a forked child: its request (minus what the server keeps), returns its exit code.
 pub(crate) type ForkedEntry = fn(ForkedChild) -> i32;
@@ -163,7 +176,10 @@ pub(crate) struct ForkedChild {
 // request channel closes).
 
 /// The fork server: forks a child per request until the parent's request channel closes.
-pub(crate) fn server_main(requests: IpcReceiver<ForkRequest>, replies: IpcSender<ForkReply>) -> u8 {
+pub(crate) fn server_main(
+    requests: IpcReceiver<ForkRequest>,
+    replies: IpcSender<TaggedReply>,
+) -> u8 {
     let regs = sys::thread_regs();
     // The parent's pid: with CLONE_PARENT it is every child's parent too.
     let parent = sys::ppid();
@@ -190,17 +206,13 @@ pub(crate) fn server_main(requests: IpcReceiver<ForkRequest>, replies: IpcSender
                 std::process::exit(code);
             }
             Ok(pid) => {
-                // The parent waits for this: answer first, tidy up after.
-                let answered = replies.send(Ok(pid));
-                drop(request);
-                if answered.is_err() {
+                if replies.send((request.nonce, Ok(pid))).is_err() {
                     return 0;
                 }
             }
             Err(e) => {
-                drop(request);
                 let errno = e.raw_os_error().unwrap_or(libc::EIO);
-                if replies.send(Err(errno)).is_err() {
+                if replies.send((request.nonce, Err(errno))).is_err() {
                     return 0;
                 }
             }
@@ -244,25 +256,27 @@ pub(crate) trait ServerProcess: Send {
     fn kill(&mut self);
 }
 
-/// Starts a fork server running [`server_main`] on these channels, by the deadline.
+/// Starts a fork server running [`server_main`] on this channel, by the deadline.
 pub(crate) type StartServer = fn(
     IpcReceiver<ForkRequest>,
-    IpcSender<ForkReply>,
+    IpcSender<TaggedReply>,
     Instant,
 ) -> std::io::Result<Box<dyn ServerProcess>>;
 
-/// The running server: its process and the two channels to it.
+/// The running server: its process, the two channels to it, and the replies read from the
+/// channel that another start is still to take.
 struct Server {
     handle: Box<dyn ServerProcess>,
     requests: IpcSender<ForkRequest>,
-    replies: IpcReceiver<ForkReply>,
+    replies: IpcReceiver<TaggedReply>,
+    unclaimed: HashMap<[u8; 16], ForkReply>,
 }
 
 impl Server {
     /// Starts a server (with the Spawn path, by `start`).
     fn start(start: StartServer, deadline: Instant) -> std::io::Result<Server> {
         let (requests, requests_rx) = ipc::channel::<ForkRequest>()?;
-        let (replies_tx, replies) = ipc::channel::<ForkReply>()?;
+        let (replies_tx, replies) = ipc::channel::<TaggedReply>()?;
         let handle = start(requests_rx, replies_tx, deadline)?;
         let pid = handle.pid();
         // No zombie if the server dies while nobody starts a process: reap it when it exits
@@ -283,32 +297,8 @@ impl Server {
             handle,
             requests,
             replies,
+            unclaimed: HashMap::new(),
         })
-    }
-
-    /// Asks for one child. `Ok(Err(()))`: the server is gone (start another).
-    fn fork(
-        &mut self,
-        request: ForkRequest,
-        deadline: Instant,
-    ) -> std::io::Result<Result<u32, ()>> {
-        if self.requests.send(request).is_err() {
-            return Ok(Err(()));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.replies.try_recv_timeout(left) {
-            Ok(Ok(pid)) if pid > 0 => Ok(Ok(pid)),
-            Ok(Ok(_)) => Err(std::io::Error::other("a malformed fork server reply")),
-            Ok(Err(errno)) => Err(std::io::Error::from_raw_os_error(errno)),
-            Err(TryRecvError::Empty) => {
-                self.handle.kill();
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the fork server did not answer before the start deadline; it was killed",
-                ))
-            }
-            Err(TryRecvError::IpcError(_)) => Ok(Err(())),
-        }
     }
 }
 
@@ -369,34 +359,72 @@ fn start_server(start: StartServer, deadline: Instant) -> std::io::Result<Server
         .map_err(|_| std::io::Error::other("the fork server's starter thread is gone"))?
 }
 
-/// Forks a child from the server (starting it first if there is none, or if it died). The
-/// child is this process's own child.
-pub(crate) fn fork_child(
+/// Hands the server (starting it first if there is none, or if it died) a request for one
+/// child, made by `request` (called again for a fresh server, since a failed send drops it).
+/// Returns the server's pid without waiting for the answer: [`take_reply`] reads it. The child
+/// will be this process's own child.
+pub(crate) fn request_fork(
     request: impl Fn() -> std::io::Result<ForkRequest>,
     start: StartServer,
     deadline: Instant,
-) -> std::io::Result<Child> {
+) -> std::io::Result<u32> {
     let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
     for _ in 0..2 {
         if server.is_none() {
             *server = Some(start_server(start, deadline)?);
         }
         let running = server.as_mut().expect("just started");
-        match running.fork(request()?, deadline) {
-            Ok(Ok(pid)) => return Ok(Child::adopt(pid)),
-            // Gone: retire it (dropping its handle reaps it, now or on its own thread).
-            Ok(Err(())) => *server = None,
-            Err(e) => {
-                if e.kind() == std::io::ErrorKind::TimedOut {
-                    *server = None;
-                }
-                return Err(e);
-            }
+        if running.requests.send(request()?).is_ok() {
+            return Ok(running.handle.pid());
         }
+        // Gone: retire it (dropping its handle reaps it, now or on its own thread).
+        *server = None;
     }
     Err(std::io::Error::other(
         "the fork server died right after it started, twice; no child was started",
     ))
+}
+
+/// How waiting for a server's answer ended without one.
+pub(crate) enum NoReply {
+    /// The server went away (or was replaced) without answering.
+    Gone,
+    /// No answer by the deadline: the server was killed and retired.
+    TimedOut,
+}
+
+/// The answer of server `server` to the request with `nonce`, waiting until `deadline`.
+/// Answers to other requests read on the way are kept for their own starts.
+pub(crate) fn take_reply(
+    server: u32,
+    nonce: &[u8; 16],
+    deadline: Instant,
+) -> Result<ForkReply, NoReply> {
+    let mut guard = SERVER.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(running) = guard.as_mut().filter(|s| s.handle.pid() == server) else {
+        return Err(NoReply::Gone);
+    };
+    if let Some(reply) = running.unclaimed.remove(nonce) {
+        return Ok(reply);
+    }
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match running.replies.try_recv_timeout(left) {
+            Ok((tag, reply)) if &tag == nonce => return Ok(reply),
+            Ok((tag, reply)) => {
+                running.unclaimed.insert(tag, reply);
+            }
+            Err(TryRecvError::Empty) => {
+                running.handle.kill();
+                *guard = None;
+                return Err(NoReply::TimedOut);
+            }
+            Err(TryRecvError::IpcError(_)) => {
+                *guard = None;
+                return Err(NoReply::Gone);
+            }
+        }
+    }
 }
 
 /// Test support: the current fork server's pid, if one runs (tests kill it).

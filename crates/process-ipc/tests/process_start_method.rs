@@ -240,3 +240,50 @@ fn dropped_handles_of_forked_children_leave_no_zombie() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+fn tagged(tag: u64) -> (u64, u32) {
+    (tag, current_pid())
+}
+
+#[test]
+fn concurrent_starts_each_get_their_own_childs_pid() {
+    // The fork server answers requests in order, but each start reads its answer only after
+    // its child confirmed: answers read by one start for another must reach the right one.
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..8 {
+                    let tag = t * 100 + i;
+                    let child = Process::new(tagged, (tag,))
+                        .start_method(StartMethod::ForkServer)
+                        .start()
+                        .unwrap();
+                    let pid = child.pid();
+                    assert_eq!(child.join().unwrap(), (tag, pid));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+fn total(bytes: Vec<u8>) -> u64 {
+    bytes.iter().map(|&b| u64::from(b)).sum()
+}
+
+#[test]
+fn arguments_larger_than_a_socket_buffer_reach_a_forked_child() {
+    // Written before the fork is answered: a message larger than the socket's buffer goes in
+    // fragments the child reads once it runs.
+    let bytes: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+    let want = total(bytes.clone());
+    for method in BOTH {
+        let mut child = Process::new(total, (bytes.clone(),))
+            .start_method(method)
+            .start()
+            .unwrap();
+        assert_eq!(child.join_timeout(WAIT).unwrap(), want, "{method:?}");
+    }
+}

@@ -62,8 +62,8 @@ use crate::sys;
 /// How a [`Process`](crate::Process) starts its child (`multiprocessing.set_start_method`).
 ///
 /// The default is [`ForkServer`](Self::ForkServer): measured here, spawn+join costs about a
-/// fifth of Spawn's (0.77 ms against 3.5 ms in one run of `benches/process_spawn.rs`, where a
-/// bare fork+exit+waitpid took 0.38 ms). The environment variable
+/// fifth of Spawn's (0.48 ms against 2.39 ms in one run of `benches/process_spawn.rs` on a
+/// quiet machine, where procspawn took 2.02 ms and a bare fork+exit+waitpid 0.20 ms). The environment variable
 /// `PROCESS_IPC_START_METHOD` (`spawn` or `forkserver`), read once, overrides it for the whole
 /// program; [`Process::start_method`](crate::Process::start_method) for one process.
 ///

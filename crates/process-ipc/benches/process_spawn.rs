@@ -69,9 +69,15 @@ fn paired_probe(rounds: usize) {
     };
     let (mut floor, mut mine, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     let (mut starts, mut joins) = (Vec::new(), Vec::new());
+    // What the reaped children cost, page faults and CPU, the floor's and ours apart.
+    let (mut floor_use, mut our_use) = (Usage::default(), Usage::default());
     for _ in 0..rounds {
+        let before = Usage::children();
         let f = time(&fork_exit_wait);
+        let between = Usage::children();
         let o = time(&ours);
+        floor_use.add(&between, &before);
+        our_use.add(&Usage::children(), &between);
         // The two halves of ours, timed apart in a third run.
         let begin = Instant::now();
         let child = Process::new(noop, ())
@@ -101,6 +107,43 @@ fn paired_probe(rounds: usize) {
         median(&mut mine),
         median(&mut ratio)
     );
+    let n = rounds as f64;
+    println!(
+        "per child: floor {:.1} minor faults, {:.1} us CPU; ours {:.1} minor faults, {:.1} us CPU",
+        floor_use.faults as f64 / n,
+        floor_use.cpu_us / n,
+        our_use.faults as f64 / n,
+        our_use.cpu_us / n
+    );
+}
+
+/// Resources used by this process's reaped children (`getrusage(RUSAGE_CHILDREN)`).
+#[derive(Default)]
+struct Usage {
+    faults: i64,
+    cpu_us: f64,
+}
+
+impl Usage {
+    fn children() -> Usage {
+        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid out pointer.
+        assert_eq!(
+            unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) },
+            0
+        );
+        let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+        Usage {
+            faults: ru.ru_minflt,
+            cpu_us: us(ru.ru_utime) + us(ru.ru_stime),
+        }
+    }
+
+    fn add(&mut self, later: &Usage, earlier: &Usage) {
+        self.faults += later.faults - earlier.faults;
+        self.cpu_us += later.cpu_us - earlier.cpu_us;
+    }
 }
 
 fn spawn_join(c: &mut Criterion) {

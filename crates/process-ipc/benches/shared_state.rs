@@ -133,8 +133,41 @@ fn fill(block: SharedMemory, chunk: usize) {
     }
 }
 
+fn do_nothing() {}
+
+/// Fresh anonymous memory of `len` bytes, every page faulted in (as `create` does for a block).
+fn populated_anon(len: usize) -> &'static mut [u8] {
+    // SAFETY: a private anonymous mapping of `len` bytes, checked, never unmapped (leaked on
+    // purpose: the bench makes one per sample).
+    unsafe {
+        let ptr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        );
+        assert_ne!(ptr, libc::MAP_FAILED);
+        std::slice::from_raw_parts_mut(ptr.cast(), len)
+    }
+}
+
+fn unmap(buf: &'static mut [u8]) {
+    // SAFETY: a mapping made by `populated_anon` with this length, unmapped once.
+    unsafe { libc::munmap(buf.as_mut_ptr().cast(), buf.len()) };
+}
+
 /// A child writes 256 MiB in 64 KiB slices; the parent copies it all out (Python:
 /// `SharedMemory` + `bytes(shm.buf)`). Throughput counts both passes.
+///
+/// Beside it, what bounds it on this machine: `floor_no_process` does the same two passes in
+/// one process with no shared memory (64 KiB slices into a populated anonymous buffer, made
+/// before the timer as the block is, then one copy into a new `Vec` readied as `to_vec`
+/// readies its own); `child_start_exit_only` is the process start and join alone, no bytes
+/// moved; `child_fill_only` and `copy_only` are the two halves of `process_ipc` (the child's
+/// attach, fill and exit; the parent's `to_vec` of a filled block). Their throughput figures
+/// count both passes too, so compare their times.
 fn shm_bandwidth(c: &mut Criterion) {
     const SIZE: usize = 256 << 20;
     const CHUNK: usize = 64 << 10;
@@ -167,7 +200,95 @@ fn shm_bandwidth(c: &mut Criterion) {
             })
         });
     }
+    g.bench_function("floor_no_process", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let buf = populated_anon(SIZE);
+                let start = Instant::now();
+                let pattern = vec![b'x'; CHUNK];
+                for part in buf.chunks_mut(CHUNK) {
+                    part.copy_from_slice(&pattern[..part.len()]);
+                }
+                let copy = huge_vec_copy(buf);
+                total += start.elapsed();
+                assert_eq!(copy[SIZE - 1], b'x');
+                unmap(buf);
+            }
+            total
+        })
+    });
+    g.bench_function("child_fill_only", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let block = SharedMemory::create(SIZE).unwrap();
+                let view = SharedMemory::attach(block.name()).unwrap();
+                let start = Instant::now();
+                Process::new(fill, (block, CHUNK))
+                    .start()
+                    .unwrap()
+                    .join()
+                    .unwrap();
+                total += start.elapsed();
+                assert_eq!(view.as_slice()[SIZE - 1], b'x');
+            }
+            total
+        })
+    });
+    g.bench_function("copy_only", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut block = SharedMemory::create(SIZE).unwrap();
+                fill(block.try_clone().unwrap(), CHUNK);
+                let start = Instant::now();
+                let copy = block.to_vec();
+                total += start.elapsed();
+                assert_eq!(copy[SIZE - 1], b'x');
+                block.unlink();
+            }
+            total
+        })
+    });
+    g.bench_function("child_start_exit_only", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                Process::new(do_nothing, ())
+                    .start()
+                    .unwrap()
+                    .join()
+                    .unwrap();
+                total += start.elapsed();
+            }
+            total
+        })
+    });
     g.finish();
+}
+
+/// A copy of `src` into a new `Vec` readied as `SharedMemory::to_vec` readies its own: huge
+/// pages, all supplied before the copy.
+fn huge_vec_copy(src: &[u8]) -> Vec<u8> {
+    const HUGE: usize = 2 << 20;
+    let mut out: Vec<u8> = Vec::with_capacity(src.len());
+    let at = out.as_ptr() as usize;
+    let (start, end) = (at.next_multiple_of(HUGE), (at + src.len()) & !(HUGE - 1));
+    let (page_start, page_end) = (at.next_multiple_of(4096), (at + src.len()) & !4095);
+    // SAFETY: advice on whole pages inside our own allocation, not yet written; contents and
+    // access unchanged.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        libc::madvise(
+            page_start as *mut libc::c_void,
+            page_end - page_start,
+            libc::MADV_POPULATE_WRITE,
+        );
+    }
+    out.extend_from_slice(src);
+    out
 }
 
 /// create + attach + close + unlink of a 4 KiB block (Python: `SharedMemory(create=True)`, then

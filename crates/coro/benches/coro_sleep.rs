@@ -1,6 +1,8 @@
 //! Wall time of 10 000 coroutines each sleeping 10 ms: coro vs raw may vs tokio
 //! current_thread, one run (gevent: ~178 ms).
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -42,26 +44,12 @@ fn tokio_run(rt: &tokio::runtime::Runtime) -> Duration {
     })
 }
 
-/// `CORO_BENCH_POOL=n` sets coro's stack pool (`Config::with_stack_pool`) before
-/// the runtime starts. coro configures may's scheduler, which raw may shares in
-/// this process, so raw may runs with the same pool: `CORO_BENCH_POOL=1000`
-/// is may's own default (1000 stacks mapped at start, 1000 kept).
-fn configure_pool() {
-    if let Some(n) = std::env::var("CORO_BENCH_POOL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        coro::configure(coro::Config::new().with_stack_pool(n)).unwrap();
-    }
-    eprintln!("stack pool: {}", coro::runtime_config().stack_pool());
-}
-
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
-    configure_pool();
+    common::configure_pool();
     coro::spawn(|| ()).unwrap().join();
     let mut g = c.benchmark_group("coro_sleep10ms_x10000");
     g.sample_size(10);

@@ -3,6 +3,8 @@
 //! Two shapes: one at a time (spawn, join, repeat: a stack from may's pool each
 //! time), and 100 000 started then joined (every stack mapped afresh).
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -74,22 +76,8 @@ fn tokio_many(rt: &tokio::runtime::Runtime) -> Duration {
     })
 }
 
-/// `CORO_BENCH_POOL=n` sets coro's stack pool (`Config::with_stack_pool`) before
-/// the runtime starts. coro configures may's scheduler, which raw may shares in
-/// this process, so raw may runs with the same pool: `CORO_BENCH_POOL=1000`
-/// is may's own default (1000 stacks mapped at start, 1000 kept).
-fn configure_pool() {
-    if let Some(n) = std::env::var("CORO_BENCH_POOL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        coro::configure(coro::Config::new().with_stack_pool(n)).unwrap();
-    }
-    eprintln!("stack pool: {}", coro::runtime_config().stack_pool());
-}
-
 fn bench(c: &mut Criterion) {
-    configure_pool();
+    common::configure_pool();
     coro::spawn(|| ()).unwrap().join();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

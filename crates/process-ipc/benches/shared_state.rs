@@ -158,6 +158,20 @@ fn unmap(buf: &'static mut [u8]) {
     unsafe { libc::munmap(buf.as_mut_ptr().cast(), buf.len()) };
 }
 
+/// Creates a block of `size` and has a child fill it in `chunk` slices: the parent's view of
+/// the block and the time the child started (the block's creation is not timed, as in Python).
+fn block_filled_by_a_child(size: usize, chunk: usize) -> (SharedMemory, Instant) {
+    let block = SharedMemory::create(size).unwrap();
+    let view = SharedMemory::attach(block.name()).unwrap();
+    let start = Instant::now();
+    Process::new(fill, (block, chunk))
+        .start()
+        .unwrap()
+        .join()
+        .unwrap();
+    (view, start)
+}
+
 /// A child writes 256 MiB in 64 KiB slices; the parent copies it all out (Python:
 /// `SharedMemory` + `bytes(shm.buf)`). Throughput counts both passes.
 ///
@@ -180,14 +194,7 @@ fn shm_bandwidth(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let block = SharedMemory::create(SIZE).unwrap();
-                    let view = SharedMemory::attach(block.name()).unwrap();
-                    let start = Instant::now();
-                    Process::new(fill, (block, CHUNK))
-                        .start()
-                        .unwrap()
-                        .join()
-                        .unwrap();
+                    let (view, start) = block_filled_by_a_child(SIZE, CHUNK);
                     let copy = if huge {
                         view.to_vec()
                     } else {
@@ -222,14 +229,7 @@ fn shm_bandwidth(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let block = SharedMemory::create(SIZE).unwrap();
-                let view = SharedMemory::attach(block.name()).unwrap();
-                let start = Instant::now();
-                Process::new(fill, (block, CHUNK))
-                    .start()
-                    .unwrap()
-                    .join()
-                    .unwrap();
+                let (view, start) = block_filled_by_a_child(SIZE, CHUNK);
                 total += start.elapsed();
                 assert_eq!(view.as_slice()[SIZE - 1], b'x');
             }

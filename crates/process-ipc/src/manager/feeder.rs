@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::wire::{Frames, PutOut, Request};
 use crate::Wire;
-use crate::pool::probe::serialize_message;
+use crate::wire::serialize_message;
 
 /// Items a `put` may hand over before it waits for the feeder (back-pressure).
 const BACKLOG: usize = 4096;

@@ -20,7 +20,7 @@ use super::object_server::{Caller, Objects};
 use super::object_wire::{Answer, Call, Kind, Op, Refusal, SpinRead, read_frame, write_frame};
 use super::rendezvous::{self, Unreachable};
 use super::{REPLY_GRACE, ignore_sigpipe};
-use crate::pool::probe::serialize_message;
+use crate::wire::serialize_message;
 
 /// The owner id of calls made in the manager's process outside a lock guard (never a
 /// connection's: those start at 2).

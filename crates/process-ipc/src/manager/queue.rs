@@ -14,7 +14,7 @@ use super::error::{ManagerError, PutError};
 use super::feeder::Failure;
 use super::server::{LocalGet, LocalPut, Shared};
 use crate::Wire;
-use crate::pool::probe::serialize_message;
+use crate::wire::serialize_message;
 
 /// A handle to a queue hosted by a [`Manager`](super::Manager): Python's `manager.Queue()` proxy.
 ///

@@ -10,7 +10,7 @@ use super::server::Counts;
 use super::wire::{Frames, Reply, Request};
 use super::{REPLY_GRACE, ignore_sigpipe};
 use crate::Wire;
-use crate::pool::probe::serialize_message;
+use crate::wire::serialize_message;
 use ipc_channel::ipc::{self, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use serde_bytes::ByteBuf;

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 
 use super::wire::{ReplyOut, ReplySender, Request};
 use crate::Wire;
-use crate::pool::probe::serialize_message;
+use crate::wire::serialize_message;
 
 /// One getter waiting for an item, in arrival order.
 enum Getter<T> {

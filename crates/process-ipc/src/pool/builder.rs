@@ -75,7 +75,7 @@ impl PoolBuilder {
                 self.init = Some((call, Arc::new(bytes)));
             }
             Err(e) => {
-                let message = super::probe::serialize_message(&args, e);
+                let message = crate::wire::serialize_message(&args, e);
                 self.init_error = Some(PoolError::Serde(message));
             }
         }

@@ -21,7 +21,6 @@
 mod builder;
 mod collector;
 mod launch;
-pub(crate) mod probe;
 mod results;
 mod ring;
 mod schedule;
@@ -138,7 +137,8 @@ fn serde_error(e: postcard::Error) -> PoolError {
 
 /// Encodes task data; a failure keeps the `Serialize` impl's own message.
 fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PoolError> {
-    postcard::to_stdvec(value).map_err(|e| PoolError::Serde(probe::serialize_message(value, e)))
+    postcard::to_stdvec(value)
+        .map_err(|e| PoolError::Serde(crate::wire::serialize_message(value, e)))
 }
 
 impl Pool {

@@ -34,7 +34,7 @@ where
     let f: F = conjure();
     let value = f.call(args);
     postcard::to_stdvec(&value).map_err(|e| {
-        let why = super::probe::serialize_message(&value, e);
+        let why = crate::wire::serialize_message(&value, e);
         format!("cannot encode the result: {why}")
     })
 }
@@ -51,7 +51,7 @@ where
     let f: F = conjure();
     let out: Vec<F::Output> = items.into_iter().map(|a| f.call(a)).collect();
     postcard::to_stdvec(&out).map_err(|e| {
-        let why = super::probe::serialize_message(&out, e);
+        let why = crate::wire::serialize_message(&out, e);
         format!("cannot encode the results: {why}")
     })
 }

@@ -1,5 +1,8 @@
 //! Process: spawn, join, pids, failures as values, no hangs, children die with their parent.
 
+mod common;
+
+use common::is_gone;
 use std::time::{Duration, Instant};
 
 use process_ipc::{
@@ -175,17 +178,6 @@ fn grandparent(report: QueueSender<u32>) -> u8 {
     std::thread::sleep(Duration::from_secs(60));
     std::mem::forget(grandchild);
     0
-}
-
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // A zombie waiting for init to reap it is dead too.
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z')),
-    }
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! death with the parent, a clean child) and how it survives its own death. Each test names its
 //! method, so it means the same under either `PROCESS_IPC_START_METHOD`.
 
+mod common;
+
+use common::is_gone;
 use std::time::{Duration, Instant};
 
 use process_ipc::{
@@ -23,17 +26,6 @@ fn pids() -> (u32, u32) {
 /// Threads of this process, from /proc.
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
-}
-
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // A zombie waiting for init to reap it is dead too.
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z')),
-    }
 }
 
 /// Polls (bounded) until `pid` is gone.

@@ -1,5 +1,6 @@
-//! Helpers the Manager test files share: a bound on every wait, a handle sent the way another
-//! process gets it, a call bounded in time, a bounded poll, and cleanup after a killed manager.
+//! Helpers the test files share: a bound on every wait, a handle sent the way another process
+//! gets it, a call bounded in time, a bounded poll, cleanup after a killed manager, and whether
+//! a process is gone.
 
 #![allow(dead_code)] // each test binary uses only some of them
 
@@ -52,5 +53,18 @@ pub(crate) fn remove_sockets_of(pid: u32) {
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+/// Whether process `pid` is gone: no longer in `/proc`, or a zombie (dead, waiting to be
+/// reaped by init).
+pub(crate) fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // A zombie waiting for init to reap it is dead too.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
     }
 }

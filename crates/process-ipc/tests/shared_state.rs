@@ -225,6 +225,41 @@ fn two_processes_add_under_the_value_lock_and_lose_nothing() {
     assert_eq!(counter.get().unwrap(), 10_000);
 }
 
+fn count_up_in_threads(counter: Value<u64>, threads: u64, times: u64) {
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for i in 0..times {
+                    let mut v = counter.lock().unwrap();
+                    *v += 1;
+                    // A holder that gives up its CPU now and then makes the others run out of
+                    // spins and sleep, so releases have sleepers to wake.
+                    if i % 8 == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn nine_threads_in_three_processes_that_sleep_on_the_lock_lose_no_wake_up() {
+    let counter = Value::new(0u64).unwrap();
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Process::new(count_up_in_threads, (counter.clone(), 3, 3_000))
+                .start()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        // A lost wake-up leaves a thread asleep on a free lock: its process never ends.
+        child.join_timeout(WAIT).unwrap();
+    }
+    assert_eq!(counter.get().unwrap(), 27_000);
+}
+
 /// A second handle on the same shared object, made the way a child receives one.
 fn postcard_round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
     let bytes = postcard::to_allocvec(value).unwrap();

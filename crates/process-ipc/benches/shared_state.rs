@@ -175,7 +175,9 @@ fn block_filled_by_a_child(size: usize, chunk: usize) -> (SharedMemory, Instant)
 /// A child writes 256 MiB in 64 KiB slices; the parent copies it all out (Python:
 /// `SharedMemory` + `bytes(shm.buf)`). Throughput counts both passes.
 ///
-/// Beside it, what bounds it on this machine: `floor_no_process` does the same two passes in
+/// Beside it, what bounds it on this machine: `floor_raw_fork_child` is the same work done
+/// with the fewest system calls: a bare `fork` whose child maps a raw memfd (every page mapped
+/// at once), fills it and `_exit`s, then the same copy out; `floor_no_process` does the same two passes in
 /// one process with no shared memory (64 KiB slices into a populated anonymous buffer, made
 /// before the timer as the block is, then one copy into a new `Vec` readied as `to_vec`
 /// readies its own); `child_start_exit_only` is the process start and join alone, no bytes
@@ -225,6 +227,23 @@ fn shm_bandwidth(c: &mut Criterion) {
             total
         })
     });
+    g.bench_function("floor_raw_fork_child", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (fd, parent_view) = raw_memfd_block(SIZE);
+                let start = Instant::now();
+                raw_child_fill(fd, SIZE, CHUNK);
+                let copy = huge_vec_copy(parent_view);
+                total += start.elapsed();
+                assert_eq!(copy[SIZE - 1], b'x');
+                unmap(parent_view);
+                // SAFETY: our own descriptor, closed once.
+                unsafe { libc::close(fd) };
+            }
+            total
+        })
+    });
     g.bench_function("child_fill_only", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -267,6 +286,63 @@ fn shm_bandwidth(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// The least a block can be made with: a memfd of `len` bytes with every page allocated, and
+/// this process's mapping of it with every page mapped (as `SharedMemory::create` makes one).
+fn raw_memfd_block(len: usize) -> (libc::c_int, &'static mut [u8]) {
+    // SAFETY: a new memfd, sized and allocated, then mapped shared for `len` bytes; each
+    // step checked. The mapping is unmapped by `unmap`.
+    unsafe {
+        let fd = libc::memfd_create(c"floor".as_ptr(), libc::MFD_CLOEXEC);
+        assert!(fd >= 0);
+        assert_eq!(libc::fallocate(fd, 0, 0, len as libc::off_t), 0);
+        let ptr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd,
+            0,
+        );
+        assert_ne!(ptr, libc::MAP_FAILED);
+        (fd, std::slice::from_raw_parts_mut(ptr.cast(), len))
+    }
+}
+
+/// The least a child can do to fill a block: a bare `fork`, whose child maps the memfd with
+/// every page mapped at once, writes it in `chunk` slices and `_exit`s; the parent `waitpid`s.
+fn raw_child_fill(fd: libc::c_int, len: usize, chunk: usize) {
+    let pattern = vec![b'x'; chunk];
+    // SAFETY: the child only maps, copies into its own mapping and leaves with `_exit` (no
+    // allocation, no lock a thread of the parent could hold); the parent reaps it.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ptr = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                0,
+            );
+            if ptr == libc::MAP_FAILED {
+                libc::_exit(1);
+            }
+            let mut at = 0;
+            while at < len {
+                let n = chunk.min(len - at);
+                std::ptr::copy_nonoverlapping(pattern.as_ptr(), ptr.cast::<u8>().add(at), n);
+                at += n;
+            }
+            libc::_exit(0);
+        }
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+        assert_eq!(status, 0);
+    }
 }
 
 /// A copy of `src` into a new `Vec` readied as `SharedMemory::to_vec` readies its own: huge

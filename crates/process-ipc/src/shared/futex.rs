@@ -27,7 +27,9 @@
 //! other CPUs (tens of microseconds on a VM), so waiters first spin a little and sleep
 //! only if the holder is slow; the releaser pays one atomic fewer on every release. A process
 //! that cannot register (no `membarrier`, or a seccomp filter) releases with the swap, and
-//! a waiter whose barrier fails sleeps in short slices instead.
+//! a waiter whose barrier fails sleeps in short slices instead. A waiter killed while asleep
+//! stays in the count: the lock still works, but from then on each release also makes a
+//! (useless) wake-up call.
 
 use std::cell::Cell as StdCell;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, compiler_fence};

@@ -441,6 +441,10 @@ const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
 /// Registers this process for `membarrier`'s global expedited barrier (idempotent; a process
 /// keeps it across `fork` and loses it at `exec`). `false` if the kernel refuses.
 fn register_for_barriers() -> bool {
+    #[cfg(test)]
+    if tests::REFUSE_BARRIERS.load(Ordering::Relaxed) {
+        return false;
+    }
     // SAFETY: membarrier with a command and no flags touches no memory of ours.
     unsafe {
         libc::syscall(
@@ -455,6 +459,10 @@ fn register_for_barriers() -> bool {
 /// A full memory barrier on every CPU that runs a thread of a registered process; `false` if
 /// the kernel refuses it.
 fn global_barrier() -> bool {
+    #[cfg(test)]
+    if tests::REFUSE_BARRIERS.load(Ordering::Relaxed) {
+        return false;
+    }
     // SAFETY: as in `register_for_barriers`.
     unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0 }
 }
@@ -492,4 +500,81 @@ pub(crate) fn futex_wait(word: &AtomicU32, seen: u32, deadline: Option<Instant>)
 pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
     // SAFETY: FUTEX_WAKE on a word of a MAP_SHARED block; it only wakes sleepers on that word.
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, mpsc};
+
+    /// Makes `membarrier` look refused to threads that look it up from now on.
+    pub(super) static REFUSE_BARRIERS: AtomicBool = AtomicBool::new(false);
+
+    fn new_word() -> RobustWord {
+        RobustWord {
+            word: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+            _gap: [0; 4],
+            prev: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    #[test]
+    fn threads_without_membarrier_share_a_word_with_one_that_has_it_and_lose_no_wake_up() {
+        struct Shared {
+            word: RobustWord,
+            count: AtomicU32,
+        }
+        let shared = Arc::new(Shared {
+            word: new_word(),
+            count: AtomicU32::new(0),
+        });
+        const EACH: u32 = 2_000;
+        let (done_tx, done) = mpsc::channel();
+        let run = |shared: Arc<Shared>, done_tx: mpsc::Sender<()>| {
+            move || {
+                for i in 0..EACH {
+                    shared.word.lock(None).unwrap();
+                    // Not an atomic add: a lock that let two in would lose counts.
+                    let n = shared.count.load(Ordering::Relaxed);
+                    if i % 4 == 0 {
+                        std::thread::yield_now();
+                    }
+                    shared.count.store(n + 1, Ordering::Relaxed);
+                    shared.word.unlock();
+                }
+                done_tx.send(()).unwrap();
+            }
+        };
+        // This thread looks its barrier up before the refusal: it releases with a store.
+        let (ready_tx, ready) = mpsc::channel();
+        let first = {
+            let (shared, done_tx) = (Arc::clone(&shared), done_tx.clone());
+            std::thread::spawn(move || {
+                shared.word.lock(None).unwrap();
+                shared.word.unlock();
+                ready_tx.send(()).unwrap();
+                run(shared, done_tx)()
+            })
+        };
+        ready.recv_timeout(Duration::from_secs(20)).unwrap();
+        REFUSE_BARRIERS.store(true, Ordering::Relaxed);
+        // These release with the swap and sleep in slices.
+        let others: Vec<_> = (0..2)
+            .map(|_| std::thread::spawn(run(Arc::clone(&shared), done_tx.clone())))
+            .collect();
+        for _ in 0..3 {
+            done.recv_timeout(Duration::from_secs(20))
+                .expect("a thread stayed asleep on the word");
+        }
+        REFUSE_BARRIERS.store(false, Ordering::Relaxed);
+        first.join().unwrap();
+        for t in others {
+            t.join().unwrap();
+        }
+        assert_eq!(shared.count.load(Ordering::Relaxed), 3 * EACH);
+        assert!(!shared.word.is_held());
+    }
 }

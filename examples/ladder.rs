@@ -2,7 +2,8 @@
 //! measured through multitask's own APIs, one JSON line per result on stdout.
 //!
 //! The workloads are defined in `xtask/src/bench.rs` and mirrored by `xtask/python/ladder.py`.
-//! Run it through `cargo xtask bench [--quick]`; alone, `--quick` shrinks the counts.
+//! Run it through `cargo xtask bench [--quick]`; alone, `--quick` shrinks the counts and
+//! `LADDER_ONLY=message/process,switch` runs only the rungs named (all kinds of a bare rung).
 
 use std::time::{Duration, Instant};
 
@@ -53,78 +54,52 @@ fn main() -> Result<()> {
     };
     println!("{{\"plan\": {PLAN}}}");
     let n = sizes.processes;
-    emit(
-        "spawn_join",
-        "process",
-        "",
-        n as u64,
-        repeat(sizes, || spawn_join_process(n)),
-    )?;
+    emit("spawn_join", "process", "", n as u64, || {
+        repeat(sizes, || spawn_join_process(n))
+    })?;
     let n = sizes.threads;
-    emit(
-        "spawn_join",
-        "thread",
-        "",
-        n as u64,
-        repeat(sizes, || spawn_join_thread(n)),
-    )?;
+    emit("spawn_join", "thread", "", n as u64, || {
+        repeat(sizes, || spawn_join_thread(n))
+    })?;
     let n = sizes.coroutines;
-    emit(
-        "spawn_join",
-        "coroutine",
-        "",
-        n as u64,
-        repeat(sizes, || spawn_join_coroutine(n)),
-    )?;
+    emit("spawn_join", "coroutine", "", n as u64, || {
+        repeat(sizes, || spawn_join_coroutine(n))
+    })?;
     let n = sizes.round_trips;
     for (variant, cpu) in [("samecpu", Some(0)), ("unpinned", None)] {
         // a round trip is two switches
-        emit(
-            "switch",
-            "process",
-            variant,
-            2 * n,
-            repeat(sizes, || switch_process(n, cpu)),
-        )?;
-        emit(
-            "switch",
-            "thread",
-            variant,
-            2 * n,
-            repeat(sizes, || switch_thread(n, cpu)),
-        )?;
+        emit("switch", "process", variant, 2 * n, || {
+            repeat(sizes, || switch_process(n, cpu))
+        })?;
+        emit("switch", "thread", variant, 2 * n, || {
+            repeat(sizes, || switch_thread(n, cpu))
+        })?;
     }
     let n = sizes.yields;
-    emit(
-        "switch",
-        "coroutine",
-        "samecpu",
-        n,
-        repeat(sizes, || switch_coroutine(n)),
-    )?;
+    emit("switch", "coroutine", "samecpu", n, || {
+        repeat(sizes, || switch_coroutine(n))
+    })?;
     let n = sizes.messages;
-    emit(
-        "message",
-        "process",
-        "",
-        n,
-        repeat(sizes, || message_process(n)),
-    )?;
-    emit(
-        "message",
-        "thread",
-        "",
-        n,
-        repeat(sizes, || message_thread(n)),
-    )?;
-    emit(
-        "message",
-        "coroutine",
-        "",
-        n,
-        repeat(sizes, || message_coroutine(n)),
-    )?;
+    emit("message", "process", "", n, || {
+        repeat(sizes, || message_process(n))
+    })?;
+    emit("message", "thread", "", n, || {
+        repeat(sizes, || message_thread(n))
+    })?;
+    emit("message", "coroutine", "", n, || {
+        repeat(sizes, || message_coroutine(n))
+    })?;
     Ok(())
+}
+
+/// Whether `LADDER_ONLY` (a comma-separated list of `rung` or `rung/kind`, e.g.
+/// `message/process`) names this rung; every rung when it is unset.
+fn selected(rung: &str, kind: &str) -> bool {
+    let Ok(only) = std::env::var("LADDER_ONLY") else {
+        return true;
+    };
+    only.split(',')
+        .any(|want| want == rung || want == format!("{rung}/{kind}"))
 }
 
 fn repeat(sizes: &Sizes, mut run: impl FnMut() -> Result<Duration>) -> Result<Vec<Duration>> {
@@ -132,8 +107,18 @@ fn repeat(sizes: &Sizes, mut run: impl FnMut() -> Result<Duration>) -> Result<Ve
 }
 
 /// Prints the median over repetitions, in nanoseconds per unit of work.
-fn emit(rung: &str, kind: &str, variant: &str, n: u64, reps: Result<Vec<Duration>>) -> Result<()> {
-    let reps = reps.with_context(|| format!("{rung} {kind} {variant}"))?;
+/// Skips the rung unless it is selected (see [`selected`]).
+fn emit(
+    rung: &str,
+    kind: &str,
+    variant: &str,
+    n: u64,
+    measure: impl FnOnce() -> Result<Vec<Duration>>,
+) -> Result<()> {
+    if !selected(rung, kind) {
+        return Ok(());
+    }
+    let reps = measure().with_context(|| format!("{rung} {kind} {variant}"))?;
     let mut per: Vec<f64> = reps
         .iter()
         .map(|d| d.as_nanos() as f64 / n as f64)

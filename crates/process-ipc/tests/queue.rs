@@ -221,6 +221,38 @@ fn process_a_puts_process_b_gets() {
     );
 }
 
+/// Sizes that take every path of a put: batched small items, big ones written straight into
+/// the ring, and ones over a quarter of the ring that travel in pieces.
+const MIXED: [usize; 9] = [3, 100, 5000, 10, 70_000, 70_000, 1, 300_000, 4095];
+
+fn mixed_item(i: usize) -> ByteBuf {
+    let n = MIXED[i % MIXED.len()];
+    ByteBuf::from(vec![i as u8; n])
+}
+
+fn produce_mixed(q: QueueSender<ByteBuf>, n: usize) -> usize {
+    for i in 0..n {
+        q.put(mixed_item(i)).unwrap();
+    }
+    n
+}
+
+#[test]
+fn small_and_big_items_from_one_putter_keep_their_order() {
+    let q = Queue::<ByteBuf>::new().unwrap();
+    let n = 10 * MIXED.len();
+    let mut writer = Process::new(produce_mixed, (q.sender().unwrap(), n))
+        .start()
+        .unwrap();
+    for i in 0..n {
+        // get_timeout hands out items taken ahead in a batch, and reads big ones in place.
+        let got = q.get_timeout(WAIT).unwrap();
+        assert_eq!(got, mixed_item(i), "item {i}");
+    }
+    assert_eq!(writer.join_timeout(WAIT).unwrap(), n);
+    assert_eq!(q.get_nowait(), Err(QueueError::Empty));
+}
+
 fn put_then_exit(q: QueueSender<u32>, n: u32) -> u32 {
     for i in 0..n {
         q.put(i).unwrap();

@@ -5,7 +5,7 @@
 //! while at exit, so nothing put is lost.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -44,16 +44,28 @@ impl Drop for Slot {
     }
 }
 
+/// A value on a cache line of its own, so that a counter one thread writes does not slow down
+/// another thread writing its neighbour.
+#[repr(align(64))]
+struct Line<T>(T);
+
 /// The feeder's state shared with `put` and `flush`.
 pub(crate) struct Feed {
     chunks: Mutex<FeedBuf>,
     more: Condvar,
     /// The feeder finished a chunk (see `push`).
     progress: Condvar,
-    pending: AtomicUsize,
+    /// Items put through this handle: written only by `push`, under `chunks`.
+    pushed: Line<AtomicUsize>,
+    /// Items the feeder has moved into the ring (or dropped): written only by the feeder.
+    /// Items waiting are `pushed - moved`; two counters, each on its own line, because one
+    /// counter both sides update costs every `put` a cache miss while the feeder works.
+    moved: Line<AtomicUsize>,
     drained: (Mutex<()>, Condvar),
     /// Threads waiting in `wait_drained`: only then does the feeder pay for a wake-up.
     flushers: AtomicUsize,
+    /// `broken` holds a reason: read on every `put` without taking the lock.
+    is_broken: AtomicBool,
     broken: Mutex<Option<String>>,
 }
 
@@ -123,9 +135,11 @@ impl Feed {
             }),
             more: Condvar::new(),
             progress: Condvar::new(),
-            pending: AtomicUsize::new(0),
+            pushed: Line(AtomicUsize::new(0)),
+            moved: Line(AtomicUsize::new(0)),
             drained: (Mutex::new(()), Condvar::new()),
             flushers: AtomicUsize::new(0),
+            is_broken: AtomicBool::new(false),
             broken: Mutex::new(None),
         });
         register_exit_flush();
@@ -159,19 +173,26 @@ impl Feed {
         limit: usize,
         ring: &Ring,
     ) -> Result<(), QueueError> {
-        if let Some(why) = &*self.broken.lock().unwrap_or_else(|p| p.into_inner()) {
-            return Err(QueueError::Io(why.clone()));
+        if self.is_broken.load(Ordering::Acquire) {
+            let why = self
+                .broken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            return Err(QueueError::Io(why.unwrap_or_default()));
         }
         let mut buf = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
         // A stream of big items stays on the direct path: while the feeder is moving earlier
         // ones (and not stuck waiting for readers to make room), wait for it rather than queue
         // behind it. Never for a reader: a feeder waiting for room ends the wait at once.
-        let give_up = Instant::now() + PROGRESS_MAX;
-        while buf.big
-            && (buf.in_flight || !buf.chunks.is_empty())
-            && !ring.writer_waits_for_room()
-            && Instant::now() < give_up
+        // The clock is read only here: a small put never pays for it.
+        let mut give_up = None;
+        while buf.big && (buf.in_flight || !buf.chunks.is_empty()) && !ring.writer_waits_for_room()
         {
+            let now = Instant::now();
+            if now >= *give_up.get_or_insert(now + PROGRESS_MAX) {
+                break;
+            }
             buf.waiting += 1;
             buf = self
                 .progress
@@ -180,11 +201,7 @@ impl Feed {
                 .0;
             buf.waiting -= 1;
         }
-        if buf.big
-            && buf.chunks.is_empty()
-            && !buf.in_flight
-            && self.pending.load(Ordering::Acquire) == 0
-        {
+        if buf.big && buf.chunks.is_empty() && !buf.in_flight && self.pending() == 0 {
             let direct = ring.put_direct(|region| {
                 let n = postcard::to_slice(item, region).ok()?.len();
                 (n <= limit).then_some(n)
@@ -235,7 +252,9 @@ impl Feed {
         }
         let count = count_items(chunk) as u32 + 1;
         chunk[..4].copy_from_slice(&count.to_le_bytes());
-        self.pending.fetch_add(1, Ordering::AcqRel);
+        // Only `push` writes `pushed`, always under `chunks`: no atomic add needed.
+        let pushed = self.pushed.0.load(Ordering::Relaxed);
+        self.pushed.0.store(pushed + 1, Ordering::Release);
         let wake = buf.idle;
         drop(buf);
         if wake {
@@ -250,7 +269,7 @@ impl Feed {
         let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         self.flushers.fetch_add(1, Ordering::SeqCst);
         let _count = Flusher(&self.flushers);
-        while self.pending.load(Ordering::SeqCst) > 0 {
+        while self.pending() > 0 {
             let mut pause = Duration::from_millis(10);
             if let Some(at) = deadline {
                 let now = Instant::now();
@@ -267,10 +286,17 @@ impl Feed {
         true
     }
 
+    /// Items put and not yet moved. Reads `moved` first: a put in between can only make the
+    /// answer larger, never report a drained buffer too early.
+    fn pending(&self) -> usize {
+        let moved = self.moved.0.load(Ordering::SeqCst);
+        self.pushed.0.load(Ordering::Acquire).saturating_sub(moved)
+    }
+
+    /// The feeder moved (or dropped) `n` more items.
     fn sent(&self, n: usize) {
-        if self.pending.fetch_sub(n, Ordering::SeqCst) == n
-            && self.flushers.load(Ordering::SeqCst) > 0
-        {
+        self.moved.0.fetch_add(n, Ordering::SeqCst);
+        if self.flushers.load(Ordering::SeqCst) > 0 && self.pending() == 0 {
             let _guard = self.drained.0.lock().unwrap_or_else(|p| p.into_inner());
             self.drained.1.notify_all();
         }
@@ -329,6 +355,7 @@ fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
         if let Err(e) = ring.write_framed(&chunk[4..], count) {
             // The ring's lock failed (never seen): drop what is buffered and refuse more puts.
             *feed.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            feed.is_broken.store(true, Ordering::Release);
             let mut buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
             let dropped: usize = buf.chunks.drain(..).map(|c| count_items(&c)).sum();
             drop(buf);

@@ -228,9 +228,13 @@ fn take(lock: &Lock, wait: Wait) -> Result<Option<LockGuard<'_>>, SharedError> {
     loop {
         let got = match wait {
             Wait::Forever => lock.acquire().map(Some),
-            Wait::Until(at) => lock
-                .acquire_timeout(at.saturating_duration_since(Instant::now()))
-                .map(Some),
+            // A free lock is taken without reading the clock.
+            Wait::Until(at) => match lock.try_acquire() {
+                Ok(None) => lock
+                    .acquire_timeout(at.saturating_duration_since(Instant::now()))
+                    .map(Some),
+                other => other,
+            },
             Wait::No => lock.try_acquire(),
         };
         match got {

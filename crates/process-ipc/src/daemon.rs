@@ -3,12 +3,14 @@
 //!
 //! Layer: above `sys`, below `process` (which registers every child it starts here).
 //!
-//! Rust runs nothing after `main` by itself, so the rule applies on request, as for threads in
-//! `threads_sync`: [`join_non_daemon`] at the end of `main`, or [`join_non_daemon_at_exit`]
-//! once, an `atexit(3)` hook that runs when `main` returns or `std::process::exit` is called.
-//! Without either, every child dies with this process (the lifeline), daemon or not. A
-//! *killed* parent (SIGKILL, a crash, an abort) runs no hook: its children still die at once
-//! through the lifeline, daemon or not, which Python does not promise.
+//! Rust runs nothing after `main` by itself, so in the main program the rule applies on
+//! request, as for threads in `threads_sync`: [`join_non_daemon`] at the end of `main`, or
+//! [`join_non_daemon_at_exit`] once, an `atexit(3)` hook that runs when `main` returns or
+//! `std::process::exit` is called. Without either, every child dies with this process (the
+//! lifeline), daemon or not. A child process applies it by itself when its target ends (as
+//! Python's child runs its exit function whatever it registered), before it exits. A *killed*
+//! parent (SIGKILL, a crash, an abort) runs no hook: its children still die at once through
+//! the lifeline, daemon or not, which Python does not promise.
 //!
 //! Each child is followed through a pidfd (`pidfd_open(2)`), opened while its handle still
 //! holds it unreaped: waiting on it never reaps the child (its handle, or the reaper thread
@@ -17,6 +19,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::ProcessError;
@@ -35,6 +38,10 @@ struct Child {
 /// Every started child not yet seen to have exited, in start order.
 static CHILDREN: parking_lot::Mutex<Vec<Child>> = parking_lot::const_mutex(Vec::new());
 
+/// Whether this process ever followed a child: a child process that started none ends
+/// without taking the registry's lock (see [`at_child_end`]).
+static FOLLOWED_ANY: AtomicBool = AtomicBool::new(false);
+
 /// Follows child `pid` (started by `Process::start`, not reaped yet) for the exit rule. Also
 /// forgets the children that have exited since the last call, so the list stays short. A
 /// kernel without `pidfd_open` (before Linux 5.3) leaves the child out, with a warning: it then
@@ -50,6 +57,18 @@ pub(crate) fn register(pid: u32, daemon: bool) {
     let mut children = CHILDREN.lock();
     children.retain(|c| !has_exited(&c.pidfd, Some(Instant::now())));
     children.push(Child { pid, daemon, pidfd });
+    FOLLOWED_ANY.store(true, Ordering::Release);
+}
+
+/// The end of a child process's target (returned or panicked, its report sent): Python's
+/// child runs its exit function there whatever the program registered, so this one applies
+/// the exit rule too: its daemon children get SIGTERM, its other children are waited for.
+/// A child that started none pays one atomic load.
+pub(crate) fn at_child_end() {
+    if FOLLOWED_ANY.load(Ordering::Acquire) {
+        // A panic must not escape past the child's report.
+        let _ = std::panic::catch_unwind(exit_rule);
+    }
 }
 
 /// Waits for every non-daemon child this process started (with [`Process`](crate::Process),
@@ -106,9 +125,10 @@ pub fn join_non_daemon_timeout(timeout: Duration) -> Result<(), ProcessError> {
 /// such children daemons ([`Process::daemon`](crate::Process::daemon)). A [`Pool`](crate::Pool)'s
 /// workers are daemons, so a pool left running never holds the exit up.
 ///
+/// A child process needs none of this: when its target ends, it applies the rule by itself.
+///
 /// The error is the `atexit(3)` refusal (a full table of exit handlers).
 pub fn join_non_daemon_at_exit() -> io::Result<()> {
-    use std::sync::atomic::{AtomicBool, Ordering};
     static REGISTERED: AtomicBool = AtomicBool::new(false);
     extern "C" fn at_exit() {
         // A panic must not unwind into libc's exit.

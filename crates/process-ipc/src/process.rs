@@ -199,6 +199,18 @@ where
     let target: F = conjure();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(move || target.call(args)));
     bootstrap::run_before_report();
+    let code = report(outcome, results);
+    // Python's child runs its exit function here: daemons terminated, the others joined. The
+    // parent's `join` has the report but waits for this process to exit, so for them too.
+    crate::daemon::at_child_end();
+    code
+}
+
+/// Sends the target's outcome on the result channel; returns the exit code.
+fn report<R: Serialize + DeserializeOwned>(
+    outcome: std::thread::Result<R>,
+    results: IpcSender<ChildMsg<R>>,
+) -> i32 {
     match outcome {
         Ok(value) => {
             let sent = wire::encoding(|| results.send(ChildMsg::Returned(value)));

@@ -63,12 +63,18 @@ pub(crate) fn register(pid: u32, daemon: bool) {
 /// The end of a child process's target (returned or panicked, its report sent): Python's
 /// child runs its exit function there whatever the program registered, so this one applies
 /// the exit rule too: its daemon children get SIGTERM, its other children are waited for.
-/// A child that started none pays one atomic load.
+/// A child that started none pays one atomic load, inlined where it ends.
+#[inline]
 pub(crate) fn at_child_end() {
     if FOLLOWED_ANY.load(Ordering::Acquire) {
-        // A panic must not escape past the child's report.
-        let _ = std::panic::catch_unwind(exit_rule);
+        child_exit_rule();
     }
+}
+
+#[cold]
+fn child_exit_rule() {
+    // A panic must not escape past the child's report.
+    let _ = std::panic::catch_unwind(exit_rule);
 }
 
 /// Waits for every non-daemon child this process started (with [`Process`](crate::Process),

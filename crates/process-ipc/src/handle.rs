@@ -16,6 +16,11 @@ use crate::wire::ChildMsg;
 /// How long a join waits on the result channel before it looks at the process again.
 const JOIN_SLICE: Duration = Duration::from_millis(10);
 
+/// How long a join that has the child's report polls for its exit before it sleeps in
+/// `waitpid`: a child that has reported is usually exiting, and is gone within tens of
+/// microseconds; a sleep and a wake-up of this thread cost as much again.
+const EXIT_SPIN: Duration = Duration::from_micros(50);
+
 pub(crate) fn describe(status: &ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -161,6 +166,10 @@ where
                 }
             }
         }
+        self.spin_for_exit(match deadline {
+            None => EXIT_SPIN,
+            Some((at, _)) => at.saturating_duration_since(Instant::now()).min(EXIT_SPIN),
+        })?;
         let status = match deadline {
             None => self.wait_blocking()?,
             Some((at, waited)) => self.wait_until(at)?.ok_or_else(|| timeout(waited))?,
@@ -169,6 +178,16 @@ where
         self.results = None;
         let message = self.message.take().flatten();
         outcome(pid, message, status)
+    }
+
+    /// Polls for the child's exit for up to `spin`, yielding the processor between polls (so
+    /// on a single core the child gets to exit).
+    fn spin_for_exit(&mut self, spin: Duration) -> Result<(), ProcessError> {
+        let until = Instant::now() + spin;
+        while self.poll_status()?.is_none() && Instant::now() < until {
+            std::thread::yield_now();
+        }
+        Ok(())
     }
 
     fn wait_blocking(&mut self) -> Result<ExitStatus, ProcessError> {

@@ -107,6 +107,16 @@ fn paired_probe(rounds: usize) {
         median(&mut mine),
         median(&mut ratio)
     );
+    // `median` sorted them: the tails, where a scheduling delay lands.
+    let p90 = |v: &[f64]| v[v.len() * 9 / 10];
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "tails: floor p90 {:.1} us, mean {:.1} us; ours p90 {:.1} us, mean {:.1} us",
+        p90(&floor),
+        mean(&floor),
+        p90(&mine),
+        mean(&mine)
+    );
     let n = rounds as f64;
     println!(
         "per child: floor {:.1} minor faults, {:.1} us CPU; ours {:.1} minor faults, {:.1} us CPU",

@@ -19,7 +19,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::ProcessError;
@@ -29,6 +29,8 @@ const DAEMON_GRACE: Duration = Duration::from_secs(2);
 
 /// A child this process started and may still have to wait for or terminate.
 struct Child {
+    /// Its token from [`register`], which no other entry ever has (pids are reused).
+    id: u64,
     pid: u32,
     daemon: bool,
     /// Shared, so a waiter polls it without holding the registry's lock.
@@ -42,22 +44,50 @@ static CHILDREN: parking_lot::Mutex<Vec<Child>> = parking_lot::const_mutex(Vec::
 /// without taking the registry's lock (see [`at_child_end`]).
 static FOLLOWED_ANY: AtomicBool = AtomicBool::new(false);
 
-/// Follows child `pid` (started by `Process::start`, not reaped yet) for the exit rule. Also
-/// forgets the children that have exited since the last call, so the list stays short. A
+/// Below this many entries [`register`] never looks for exited children to drop.
+const PRUNE_FROM: usize = 32;
+
+/// Follows child `pid` (started by `Process::start`, not reaped yet) for the exit rule, until
+/// its handle reaps it and calls [`forget`] with the token returned here (0: not followed). A
 /// kernel without `pidfd_open` (before Linux 5.3) leaves the child out, with a warning: it then
 /// dies with this process, as every child did before the rule.
-pub(crate) fn register(pid: u32, daemon: bool) {
+///
+/// Children whose handles never reap them (leaked handles) are dropped once exited, when the
+/// list has doubled since they were last looked for: a start costs no system call per running
+/// child.
+pub(crate) fn register(pid: u32, daemon: bool) -> u64 {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let pidfd = match pidfd_open(pid) {
         Ok(fd) => Arc::new(fd),
         Err(e) => {
             log::warn!("process-ipc: cannot follow child {pid} for the exit rule: {e}");
-            return;
+            return 0;
         }
     };
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut children = CHILDREN.lock();
-    children.retain(|c| !has_exited(&c.pidfd, Some(Instant::now())));
-    children.push(Child { pid, daemon, pidfd });
+    if children.len() >= PRUNE_FROM && children.len().is_power_of_two() {
+        children.retain(|c| !has_exited(&c.pidfd, Some(Instant::now())));
+    }
+    children.push(Child {
+        id,
+        pid,
+        daemon,
+        pidfd,
+    });
     FOLLOWED_ANY.store(true, Ordering::Release);
+    id
+}
+
+/// Stops following the child registered under `id` (its handle has reaped it).
+pub(crate) fn forget(id: u64) {
+    if id == 0 {
+        return;
+    }
+    let mut children = CHILDREN.lock();
+    if let Some(at) = children.iter().position(|c| c.id == id) {
+        children.remove(at);
+    }
 }
 
 /// The end of a child process's target (returned or panicked, its report sent): Python's
@@ -244,4 +274,41 @@ fn pidfd_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    fn one() -> u8 {
+        1
+    }
+
+    fn followed(id: u64) -> bool {
+        CHILDREN.lock().iter().any(|c| c.id == id)
+    }
+
+    #[test]
+    fn a_joined_child_is_no_longer_followed() {
+        let mut child = crate::Process::new(one, ()).start().unwrap();
+        let id = child.followed_id();
+        assert!(id != 0 && followed(id));
+        assert_eq!(child.join_timeout(WAIT).unwrap(), 1);
+        assert!(!followed(id));
+    }
+
+    #[test]
+    fn a_dropped_handles_child_is_forgotten_once_reaped() {
+        let child = crate::Process::new(one, ()).start().unwrap();
+        let id = child.followed_id();
+        assert!(followed(id));
+        drop(child);
+        let deadline = Instant::now() + WAIT;
+        while followed(id) {
+            assert!(Instant::now() < deadline, "still followed after {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }

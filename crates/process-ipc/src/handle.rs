@@ -51,6 +51,8 @@ pub struct ProcessHandle<R> {
     /// The report read from the child; `Some(None)` once it is known there is none.
     message: Option<Option<ChildMsg<R>>>,
     joined: bool,
+    /// The exit rule's token for this child (`daemon::register`), given back once reaped.
+    followed: u64,
 }
 
 impl<R> std::fmt::Debug for ProcessHandle<R> {
@@ -74,7 +76,7 @@ impl<R> ProcessHandle<R> {
             let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             format!("Process-{n}")
         });
-        crate::daemon::register(child.id(), daemon);
+        let followed = crate::daemon::register(child.id(), daemon);
         ProcessHandle {
             pid: child.id(),
             name,
@@ -84,6 +86,7 @@ impl<R> ProcessHandle<R> {
             results: Some(results),
             message: None,
             joined: false,
+            followed,
         }
     }
 }
@@ -199,6 +202,7 @@ where
             message: format!("waitpid failed: {e}"),
         })?;
         self.status = Some(s);
+        crate::daemon::forget(self.followed);
         Ok(s)
     }
 
@@ -224,6 +228,9 @@ where
                 pid: self.pid,
                 message: format!("waitpid failed: {e}"),
             })?;
+            if self.status.is_some() {
+                crate::daemon::forget(self.followed);
+            }
         }
         Ok(self.status)
     }
@@ -232,6 +239,12 @@ where
         self.child
             .as_mut()
             .expect("the child is present until drop")
+    }
+
+    /// Test support: the exit rule's token for this child.
+    #[cfg(test)]
+    pub(crate) fn followed_id(&self) -> u64 {
+        self.followed
     }
 
     /// `Process.is_alive()`: true until the child has exited.
@@ -277,7 +290,12 @@ impl<R> Drop for ProcessHandle<R> {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        if self.status.is_some() || matches!(child.try_wait(), Ok(Some(_))) {
+        if self.status.is_some() {
+            return;
+        }
+        let followed = self.followed;
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            crate::daemon::forget(followed);
             return;
         }
         // Detach: the child runs on; a thread reaps it so it never lingers as a zombie.
@@ -286,6 +304,7 @@ impl<R> Drop for ProcessHandle<R> {
             .stack_size(64 * 1024)
             .spawn(move || {
                 let _ = child.wait();
+                crate::daemon::forget(followed);
             });
     }
 }

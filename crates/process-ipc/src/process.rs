@@ -500,7 +500,6 @@ where
                     .unwrap_or_else(|| e.to_string())
             },
         );
-        drop(args_tx);
         let confirmed = match sent {
             Err(reason) => Err(format!("could not send the arguments: {reason}")),
             Ok(()) => {
@@ -521,6 +520,11 @@ where
                 }
             }
         };
+        // Closed only now: the last close of a Unix socket while descriptors of ours are in
+        // flight (the argument channel's end in the request, the result channel's in the
+        // arguments) makes the kernel queue a garbage-collection pass on a worker thread. Once
+        // the child has confirmed, it holds both.
+        drop(args_tx);
         // The server answered right after the fork, long before the child could confirm; a
         // late answer still gets a moment past the deadline, so a silent child is found.
         let wait = deadline

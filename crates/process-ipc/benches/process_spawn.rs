@@ -51,9 +51,80 @@ fn fork_exit_wait() {
     assert_eq!(status, 0);
 }
 
+/// A copy of this process forked before it starts any thread, so small and single-threaded as
+/// the floor wants (by the time ours has run once, this process has the fork server's starter
+/// and reaper threads and the start watchdog, whose stacks every fork of it copies). On each
+/// byte from the parent it times one [`fork_exit_wait`] and answers with the nanoseconds; it
+/// exits when the parent's end closes.
+struct FloorHelper {
+    pid: libc::pid_t,
+    ask: std::fs::File,
+    answer: std::fs::File,
+}
+
+impl FloorHelper {
+    fn start() -> FloorHelper {
+        use std::io::{Read, Write};
+        use std::os::fd::FromRawFd;
+        let pipe = || {
+            let mut fds = [0; 2];
+            // Close-on-exec, or the fork server (re-executed from this process) would keep the
+            // helper's request pipe open, and the helper would never see its end.
+            // SAFETY: a valid out array of two descriptors.
+            assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+            // SAFETY: both descriptors are fresh and owned by nobody else.
+            unsafe {
+                (
+                    std::fs::File::from_raw_fd(fds[0]),
+                    std::fs::File::from_raw_fd(fds[1]),
+                )
+            }
+        };
+        let (mut ask_rx, ask) = pipe();
+        let (answer, mut answer_tx) = pipe();
+        // SAFETY: this process is single-threaded here (no Process started yet), so the copy may
+        // run anything; it only reads, forks, times and writes.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            drop((ask, answer));
+            let mut byte = [0u8];
+            while matches!(ask_rx.read(&mut byte), Ok(1)) {
+                let start = Instant::now();
+                fork_exit_wait();
+                let ns = start.elapsed().as_nanos() as u64;
+                if answer_tx.write_all(&ns.to_le_bytes()).is_err() {
+                    break;
+                }
+            }
+            // SAFETY: leave without running the parent's exit handlers.
+            unsafe { libc::_exit(0) };
+        }
+        FloorHelper { pid, ask, answer }
+    }
+
+    /// One floor, in µs.
+    fn floor(&mut self) -> f64 {
+        use std::io::{Read, Write};
+        self.ask.write_all(&[1]).unwrap();
+        let mut ns = [0u8; 8];
+        self.answer.read_exact(&mut ns).unwrap();
+        u64::from_le_bytes(ns) as f64 / 1e3
+    }
+
+    fn stop(self) {
+        drop(self.ask);
+        let mut status = 0;
+        // SAFETY: a valid out pointer; `pid` is our unreaped child, which exits on end-of-file.
+        assert_eq!(unsafe { libc::waitpid(self.pid, &mut status, 0) }, self.pid);
+    }
+}
+
 /// Medians of `rounds` alternating runs of the floor and of ours (ForkServer), in µs, and the
-/// median of the per-round ratios.
+/// median of the per-round ratios; the floor is taken twice, in this process (which has
+/// threads by then) and in a [`FloorHelper`] (single-threaded).
 fn paired_probe(rounds: usize) {
+    let mut helper = FloorHelper::start();
     let ours = || {
         let child = Process::new(noop, ())
             .start_method(StartMethod::ForkServer)
@@ -68,6 +139,7 @@ fn paired_probe(rounds: usize) {
         start.elapsed().as_secs_f64() * 1e6
     };
     let (mut floor, mut mine, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lone_floor, mut lone_ratio) = (Vec::new(), Vec::new());
     let (mut starts, mut joins) = (Vec::new(), Vec::new());
     // What the reaped children cost, page faults and CPU, the floor's and ours apart.
     let (mut floor_use, mut our_use) = (Usage::default(), Usage::default());
@@ -88,10 +160,14 @@ fn paired_probe(rounds: usize) {
         assert_eq!(child.join().unwrap(), 1);
         starts.push((started - begin).as_secs_f64() * 1e6);
         joins.push(started.elapsed().as_secs_f64() * 1e6);
+        let lone = helper.floor();
         floor.push(f);
         mine.push(o);
         ratio.push(o / f);
+        lone_floor.push(lone);
+        lone_ratio.push(o / lone);
     }
+    helper.stop();
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -106,6 +182,21 @@ fn paired_probe(rounds: usize) {
         median(&mut floor),
         median(&mut mine),
         median(&mut ratio)
+    );
+    println!(
+        "single-threaded floor: {:.1} us, median ratio {:.2}",
+        median(&mut lone_floor),
+        median(&mut lone_ratio)
+    );
+    // `median` sorted them: the tails, where a scheduling delay lands.
+    let p90 = |v: &[f64]| v[v.len() * 9 / 10];
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "tails: floor p90 {:.1} us, mean {:.1} us; ours p90 {:.1} us, mean {:.1} us",
+        p90(&floor),
+        mean(&floor),
+        p90(&mine),
+        mean(&mine)
     );
     let n = rounds as f64;
     println!(

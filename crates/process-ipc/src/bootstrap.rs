@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -116,6 +117,10 @@ pub(crate) fn lifeline_read_fd() -> std::io::Result<RawFd> {
 
 static BEFORE_REPORT: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 
+/// Whether [`BEFORE_REPORT`] ever got a hook: a child without any only reads this (taking the
+/// lock would write, and cost a freshly forked child a copy of the page).
+static ANY_BEFORE_REPORT: AtomicBool = AtomicBool::new(false);
+
 /// Registers `hook` to run in a child after its target returns and before it reports. Once per
 /// distinct function.
 pub(crate) fn before_report(hook: fn()) {
@@ -123,10 +128,14 @@ pub(crate) fn before_report(hook: fn()) {
     if !hooks.iter().any(|&h| std::ptr::fn_addr_eq(h, hook)) {
         hooks.push(hook);
     }
+    ANY_BEFORE_REPORT.store(true, Ordering::Release);
 }
 
 /// Runs every hook registered with [`before_report`].
 pub(crate) fn run_before_report() {
+    if !ANY_BEFORE_REPORT.load(Ordering::Acquire) {
+        return;
+    }
     let hooks = BEFORE_REPORT
         .lock()
         .unwrap_or_else(|p| p.into_inner())

@@ -3,12 +3,14 @@
 //!
 //! Layer: above `sys`, below `process` (which registers every child it starts here).
 //!
-//! Rust runs nothing after `main` by itself, so the rule applies on request, as for threads in
-//! `threads_sync`: [`join_non_daemon`] at the end of `main`, or [`join_non_daemon_at_exit`]
-//! once, an `atexit(3)` hook that runs when `main` returns or `std::process::exit` is called.
-//! Without either, every child dies with this process (the lifeline), daemon or not. A
-//! *killed* parent (SIGKILL, a crash, an abort) runs no hook: its children still die at once
-//! through the lifeline, daemon or not, which Python does not promise.
+//! Rust runs nothing after `main` by itself, so in the main program the rule applies on
+//! request, as for threads in `threads_sync`: [`join_non_daemon`] at the end of `main`, or
+//! [`join_non_daemon_at_exit`] once, an `atexit(3)` hook that runs when `main` returns or
+//! `std::process::exit` is called. Without either, every child dies with this process (the
+//! lifeline), daemon or not. A child process applies it by itself when its target ends (as
+//! Python's child runs its exit function whatever it registered), before it exits. A *killed*
+//! parent (SIGKILL, a crash, an abort) runs no hook: its children still die at once through
+//! the lifeline, daemon or not, which Python does not promise.
 //!
 //! Each child is followed through a pidfd (`pidfd_open(2)`), opened while its handle still
 //! holds it unreaped: waiting on it never reaps the child (its handle, or the reaper thread
@@ -17,6 +19,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::ProcessError;
@@ -26,6 +29,8 @@ const DAEMON_GRACE: Duration = Duration::from_secs(2);
 
 /// A child this process started and may still have to wait for or terminate.
 struct Child {
+    /// Its token from [`register`], which no other entry ever has (pids are reused).
+    id: u64,
     pid: u32,
     daemon: bool,
     /// Shared, so a waiter polls it without holding the registry's lock.
@@ -35,21 +40,71 @@ struct Child {
 /// Every started child not yet seen to have exited, in start order.
 static CHILDREN: parking_lot::Mutex<Vec<Child>> = parking_lot::const_mutex(Vec::new());
 
-/// Follows child `pid` (started by `Process::start`, not reaped yet) for the exit rule. Also
-/// forgets the children that have exited since the last call, so the list stays short. A
+/// Whether this process ever followed a child: a child process that started none ends
+/// without taking the registry's lock (see [`at_child_end`]).
+static FOLLOWED_ANY: AtomicBool = AtomicBool::new(false);
+
+/// Below this many entries [`register`] never looks for exited children to drop.
+const PRUNE_FROM: usize = 32;
+
+/// Follows child `pid` (started by `Process::start`, not reaped yet) for the exit rule, until
+/// its handle reaps it and calls [`forget`] with the token returned here (0: not followed). A
 /// kernel without `pidfd_open` (before Linux 5.3) leaves the child out, with a warning: it then
 /// dies with this process, as every child did before the rule.
-pub(crate) fn register(pid: u32, daemon: bool) {
+///
+/// Children whose handles never reap them (leaked handles) are dropped once exited, when the
+/// list has doubled since they were last looked for: a start costs no system call per running
+/// child.
+pub(crate) fn register(pid: u32, daemon: bool) -> u64 {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let pidfd = match pidfd_open(pid) {
         Ok(fd) => Arc::new(fd),
         Err(e) => {
             log::warn!("process-ipc: cannot follow child {pid} for the exit rule: {e}");
-            return;
+            return 0;
         }
     };
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut children = CHILDREN.lock();
-    children.retain(|c| !has_exited(&c.pidfd, Some(Instant::now())));
-    children.push(Child { pid, daemon, pidfd });
+    if children.len() >= PRUNE_FROM && children.len().is_power_of_two() {
+        children.retain(|c| !has_exited(&c.pidfd, Some(Instant::now())));
+    }
+    children.push(Child {
+        id,
+        pid,
+        daemon,
+        pidfd,
+    });
+    FOLLOWED_ANY.store(true, Ordering::Release);
+    id
+}
+
+/// Stops following the child registered under `id` (its handle has reaped it).
+pub(crate) fn forget(id: u64) {
+    if id == 0 {
+        return;
+    }
+    let mut children = CHILDREN.lock();
+    if let Some(at) = children.iter().position(|c| c.id == id) {
+        children.remove(at);
+    }
+}
+
+/// The end of a child process's target (returned or panicked, its report sent): Python's
+/// child runs its exit function there whatever the program registered, so this one applies
+/// the exit rule too: its daemon children get SIGTERM, its other children are waited for.
+/// A child that started none pays one atomic load, inlined where it ends.
+#[inline]
+pub(crate) fn at_child_end() {
+    if FOLLOWED_ANY.load(Ordering::Acquire) {
+        child_exit_rule();
+    }
+}
+
+#[cold]
+fn child_exit_rule() {
+    // A panic must not escape past the child's report.
+    let _ = std::panic::catch_unwind(exit_rule);
 }
 
 /// Waits for every non-daemon child this process started (with [`Process`](crate::Process),
@@ -106,9 +161,10 @@ pub fn join_non_daemon_timeout(timeout: Duration) -> Result<(), ProcessError> {
 /// such children daemons ([`Process::daemon`](crate::Process::daemon)). A [`Pool`](crate::Pool)'s
 /// workers are daemons, so a pool left running never holds the exit up.
 ///
+/// A child process needs none of this: when its target ends, it applies the rule by itself.
+///
 /// The error is the `atexit(3)` refusal (a full table of exit handlers).
 pub fn join_non_daemon_at_exit() -> io::Result<()> {
-    use std::sync::atomic::{AtomicBool, Ordering};
     static REGISTERED: AtomicBool = AtomicBool::new(false);
     extern "C" fn at_exit() {
         // A panic must not unwind into libc's exit.
@@ -218,4 +274,41 @@ fn pidfd_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    fn one() -> u8 {
+        1
+    }
+
+    fn followed(id: u64) -> bool {
+        CHILDREN.lock().iter().any(|c| c.id == id)
+    }
+
+    #[test]
+    fn a_joined_child_is_no_longer_followed() {
+        let mut child = crate::Process::new(one, ()).start().unwrap();
+        let id = child.followed_id();
+        assert!(id != 0 && followed(id));
+        assert_eq!(child.join_timeout(WAIT).unwrap(), 1);
+        assert!(!followed(id));
+    }
+
+    #[test]
+    fn a_dropped_handles_child_is_forgotten_once_reaped() {
+        let child = crate::Process::new(one, ()).start().unwrap();
+        let id = child.followed_id();
+        assert!(followed(id));
+        drop(child);
+        let deadline = Instant::now() + WAIT;
+        while followed(id) {
+            assert!(Instant::now() < deadline, "still followed after {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }

@@ -16,6 +16,11 @@ use crate::wire::ChildMsg;
 /// How long a join waits on the result channel before it looks at the process again.
 const JOIN_SLICE: Duration = Duration::from_millis(10);
 
+/// How long a join that has the child's report polls for its exit before it sleeps in
+/// `waitpid`: a child that has reported is usually exiting, and is gone within tens of
+/// microseconds; a sleep and a wake-up of this thread cost as much again.
+const EXIT_SPIN: Duration = Duration::from_micros(50);
+
 pub(crate) fn describe(status: &ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -46,6 +51,8 @@ pub struct ProcessHandle<R> {
     /// The report read from the child; `Some(None)` once it is known there is none.
     message: Option<Option<ChildMsg<R>>>,
     joined: bool,
+    /// The exit rule's token for this child (`daemon::register`), given back once reaped.
+    followed: u64,
 }
 
 impl<R> std::fmt::Debug for ProcessHandle<R> {
@@ -69,7 +76,7 @@ impl<R> ProcessHandle<R> {
             let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             format!("Process-{n}")
         });
-        crate::daemon::register(child.id(), daemon);
+        let followed = crate::daemon::register(child.id(), daemon);
         ProcessHandle {
             pid: child.id(),
             name,
@@ -79,6 +86,7 @@ impl<R> ProcessHandle<R> {
             results: Some(results),
             message: None,
             joined: false,
+            followed,
         }
     }
 }
@@ -161,6 +169,10 @@ where
                 }
             }
         }
+        self.spin_for_exit(match deadline {
+            None => EXIT_SPIN,
+            Some((at, _)) => at.saturating_duration_since(Instant::now()).min(EXIT_SPIN),
+        })?;
         let status = match deadline {
             None => self.wait_blocking()?,
             Some((at, waited)) => self.wait_until(at)?.ok_or_else(|| timeout(waited))?,
@@ -169,6 +181,16 @@ where
         self.results = None;
         let message = self.message.take().flatten();
         outcome(pid, message, status)
+    }
+
+    /// Polls for the child's exit for up to `spin`, yielding the processor between polls (so
+    /// on a single core the child gets to exit).
+    fn spin_for_exit(&mut self, spin: Duration) -> Result<(), ProcessError> {
+        let until = Instant::now() + spin;
+        while self.poll_status()?.is_none() && Instant::now() < until {
+            std::thread::yield_now();
+        }
+        Ok(())
     }
 
     fn wait_blocking(&mut self) -> Result<ExitStatus, ProcessError> {
@@ -180,6 +202,7 @@ where
             message: format!("waitpid failed: {e}"),
         })?;
         self.status = Some(s);
+        crate::daemon::forget(self.followed);
         Ok(s)
     }
 
@@ -205,6 +228,9 @@ where
                 pid: self.pid,
                 message: format!("waitpid failed: {e}"),
             })?;
+            if self.status.is_some() {
+                crate::daemon::forget(self.followed);
+            }
         }
         Ok(self.status)
     }
@@ -213,6 +239,12 @@ where
         self.child
             .as_mut()
             .expect("the child is present until drop")
+    }
+
+    /// Test support: the exit rule's token for this child.
+    #[cfg(test)]
+    pub(crate) fn followed_id(&self) -> u64 {
+        self.followed
     }
 
     /// `Process.is_alive()`: true until the child has exited.
@@ -258,7 +290,12 @@ impl<R> Drop for ProcessHandle<R> {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        if self.status.is_some() || matches!(child.try_wait(), Ok(Some(_))) {
+        if self.status.is_some() {
+            return;
+        }
+        let followed = self.followed;
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            crate::daemon::forget(followed);
             return;
         }
         // Detach: the child runs on; a thread reaps it so it never lingers as a zombie.
@@ -267,6 +304,7 @@ impl<R> Drop for ProcessHandle<R> {
             .stack_size(64 * 1024)
             .spawn(move || {
                 let _ = child.wait();
+                crate::daemon::forget(followed);
             });
     }
 }

@@ -199,6 +199,18 @@ where
     let target: F = conjure();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(move || target.call(args)));
     bootstrap::run_before_report();
+    let code = report(outcome, results);
+    // Python's child runs its exit function here: daemons terminated, the others joined. The
+    // parent's `join` has the report but waits for this process to exit, so for them too.
+    crate::daemon::at_child_end();
+    code
+}
+
+/// Sends the target's outcome on the result channel; returns the exit code.
+fn report<R: Serialize + DeserializeOwned>(
+    outcome: std::thread::Result<R>,
+    results: IpcSender<ChildMsg<R>>,
+) -> i32 {
     match outcome {
         Ok(value) => {
             let sent = wire::encoding(|| results.send(ChildMsg::Returned(value)));
@@ -488,7 +500,6 @@ where
                     .unwrap_or_else(|| e.to_string())
             },
         );
-        drop(args_tx);
         let confirmed = match sent {
             Err(reason) => Err(format!("could not send the arguments: {reason}")),
             Ok(()) => {
@@ -509,6 +520,11 @@ where
                 }
             }
         };
+        // Closed only now: the last close of a Unix socket while descriptors of ours are in
+        // flight (the argument channel's end in the request, the result channel's in the
+        // arguments) makes the kernel queue a garbage-collection pass on a worker thread. Once
+        // the child has confirmed, it holds both.
+        drop(args_tx);
         // The server answered right after the fork, long before the child could confirm; a
         // late answer still gets a moment past the deadline, so a silent child is found.
         let wait = deadline

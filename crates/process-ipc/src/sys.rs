@@ -617,10 +617,15 @@ pub(crate) fn clone_parent(regs: &ThreadRegs) -> io::Result<u32> {
 /// `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then checks that the parent is still `parent`: the
 /// caller dies when the *thread* that is its parent exits (so that thread must live as long as
 /// its process). False if the parent was already gone (then the caller should exit).
+///
+/// Both calls go through libc's generic `syscall` wrapper: a freshly forked child returns from
+/// `clone3` inside it, so its code page is already mapped there, where `prctl` and `getppid`
+/// would each cost the child a page fault of its own.
 pub(crate) fn die_with_parent(parent: i32) -> bool {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory is involved.
     let rc = unsafe {
-        libc::prctl(
+        libc::syscall(
+            libc::SYS_prctl,
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
             0,
@@ -628,6 +633,8 @@ pub(crate) fn die_with_parent(parent: i32) -> bool {
             0,
         )
     };
+    // SAFETY: getppid has no preconditions and cannot fail.
+    let ppid = unsafe { libc::syscall(libc::SYS_getppid) };
     // Set before the check: a parent that dies after it is caught by the signal.
-    rc == 0 && ppid() == parent
+    rc == 0 && ppid == libc::c_long::from(parent)
 }

@@ -86,7 +86,10 @@ pub enum StartMethod {
     /// Re-execute `/proc/self/exe` for every child (`posix_spawn`): nothing is shared with the
     /// parent but the environment, the working directory and the standard streams of the moment.
     Spawn,
-    /// Fork every child from a single-threaded helper started once, on first use.
+    /// Fork every child from a single-threaded helper started once, on first use. As in
+    /// Python, a forked child ends with `_exit` once its target has ended (and its own
+    /// children were dealt with, see [`join_non_daemon`](crate::join_non_daemon)): `atexit(3)`
+    /// handlers run only if the target itself calls `std::process::exit`.
     ForkServer,
 }
 
@@ -181,6 +184,8 @@ pub(crate) fn server_main(
     replies: IpcSender<TaggedReply>,
 ) -> u8 {
     let regs = sys::thread_regs();
+    // Made once here rather than in every child that flushes it (see `end_forked`).
+    let _ = std::io::stdout();
     // The parent's pid: with CLONE_PARENT it is every child's parent too.
     let parent = sys::ppid();
     // The server's bootstrap named it after the parent; the children it forks keep that name.
@@ -201,9 +206,7 @@ pub(crate) fn server_main(
                 drop(requests);
                 drop(replies);
                 let code = run_forked(request);
-                let _ = std::io::stdout().flush();
-                let _ = std::io::stderr().flush();
-                std::process::exit(code);
+                end_forked(code)
             }
             Ok(pid) => {
                 if replies.send((request.nonce, Ok(pid))).is_err() {
@@ -218,6 +221,20 @@ pub(crate) fn server_main(
             }
         }
     }
+}
+
+/// How a forked child ends, as Python's forked children do (`os._exit`): the exit rule has
+/// run (at the end of its target, see `daemon`), Rust's standard output is flushed (its
+/// standard error has no buffer), and the process exits at once. The `atexit(3)` handlers,
+/// thread-local destructors, C stream flushes and the dynamic loader's teardown that
+/// `std::process::exit` runs belong to the program the server was started from, not to this
+/// child; skipping them halves the time from the child's report to its exit. A handler the
+/// target registers itself runs only if the target calls `std::process::exit`.
+fn end_forked(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit ends the process without running anything more of it, which is what this
+    // child wants.
+    unsafe { libc::_exit(code) }
 }
 
 /// In a freshly forked child: the name, the faults, then the entry.

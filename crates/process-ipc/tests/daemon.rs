@@ -2,14 +2,15 @@
 //! terminated when the program ends normally (`join_non_daemon_at_exit`), or on request
 //! (`join_non_daemon`); a pool's workers are daemons.
 //!
-//! The "program" that ends is a child process here: its target returns, and the bootstrap then
-//! calls `std::process::exit`, which runs the `atexit(3)` hooks as the end of `main` does.
+//! The "program" that ends is a child process here. Its target either calls
+//! `std::process::exit`, which runs the `atexit(3)` hooks as the end of `main` does, or returns:
+//! a child then applies the rule by itself, as Python's children do, without any hook.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use process_ipc::{
-    Connection, Pool, Process, ProcessError, ProcessHandle, join_non_daemon_at_exit,
+    Connection, Pool, Process, ProcessError, ProcessHandle, QueueError, join_non_daemon_at_exit,
     join_non_daemon_timeout, pipe,
 };
 
@@ -61,18 +62,17 @@ fn daemon_forever() {
     }
 }
 
-/// A parent whose non-daemon writer speaks only once the exit has begun. Returns the writer's
-/// pid. Its only hook that can hold the exit up is the exit rule.
-fn parent_of_a_writer(out: Connection<String>) -> u32 {
+/// A parent whose non-daemon writer speaks only once the exit has begun; it ends the program
+/// with `std::process::exit`. Its only hook that can hold the exit up is the exit rule.
+fn parent_of_a_writer(out: Connection<String>) {
     join_non_daemon_at_exit().unwrap();
     let (go, go_theirs) = pipe::<()>().unwrap();
     let writer = Process::new(last_words, (out, go_theirs)).start().unwrap();
-    let pid = writer.pid();
     drop(writer); // detached: the exit rule still waits for it
     *GO.lock().unwrap() = Some(go);
     // SAFETY: a plain extern "C" fn that lives as long as the program and does not unwind.
     assert_eq!(unsafe { libc::atexit(release_writer) }, 0);
-    pid
+    std::process::exit(0);
 }
 
 #[test]
@@ -81,14 +81,61 @@ fn at_exit_a_non_daemon_child_finishes_its_work() {
     let mut parent = Process::new(parent_of_a_writer, (out_theirs,))
         .start()
         .unwrap();
-    // Sent only after the parent's target returned: without the rule, the parent's exit
-    // would take the writer down (the lifeline) before it could say it.
+    // Sent only after the parent's exit began: without the rule, the parent's exit would take
+    // the writer down (the lifeline) before it could say it.
     assert_eq!(out.recv_timeout(LONG).unwrap(), "last words: 9");
-    let writer_pid = parent.join_timeout(LONG).unwrap();
-    assert_ne!(writer_pid, parent.pid());
+    match parent.join_timeout(LONG) {
+        Err(ProcessError::Exited { code: 0, .. }) => {}
+        other => panic!("the parent ended with exit(0), no report: {other:?}"),
+    }
+}
+
+/// Waits until its parent's target has returned (the parent's end of `parent_done` closes
+/// then), then still has work to do (a process of its own to start and join) before its last
+/// line.
+fn outlives_its_parents_target(out: Connection<String>, parent_done: Connection<()>) {
+    assert!(matches!(
+        parent_done.recv_timeout(LONG),
+        Err(QueueError::Disconnected)
+    ));
+    let nine = Process::new(square, (3,)).start().unwrap().join().unwrap();
+    out.send(format!("after the return: {nine}")).unwrap();
+}
+
+/// Starts a non-daemon child that works on after this target returns, and returns at once,
+/// with no hook and no join.
+fn returns_before_its_child(out: Connection<String>) -> u32 {
+    let (done, done_theirs) = pipe::<()>().unwrap();
+    let child = Process::new(outlives_its_parents_target, (out, done_theirs))
+        .start()
+        .unwrap();
+    let pid = child.pid();
+    drop(child); // detached
+    // `done` is dropped as this returns, which is the child's go.
+    let _done = done;
+    pid
+}
+
+#[test]
+fn a_child_waits_for_its_non_daemon_children_when_its_target_returns() {
+    let (out, out_theirs) = pipe::<String>().unwrap();
+    let mut parent = Process::new(returns_before_its_child, (out_theirs,))
+        .start()
+        .unwrap();
+    // The grandchild speaks only after the parent's target returned: had the parent exited
+    // then, the grandchild would have died with it, and `out` would be disconnected.
+    assert_eq!(out.recv_timeout(LONG).unwrap(), "after the return: 9");
+    let grandchild = parent.join_timeout(LONG).unwrap();
+    assert_ne!(grandchild, parent.pid());
+    // The join came after the grandchild's end: the parent waited for it.
+    assert!(matches!(
+        out.recv_timeout(LONG),
+        Err(QueueError::Disconnected)
+    ));
 }
 
 /// A parent with a daemon that would run forever; its last exit hook reports how it ended.
+/// It ends the program with `std::process::exit`.
 fn parent_of_a_daemon(report: Connection<String>) {
     // SAFETY: as above.
     assert_eq!(unsafe { libc::atexit(report_daemon) }, 0);
@@ -99,6 +146,7 @@ fn parent_of_a_daemon(report: Connection<String>) {
         .unwrap();
     assert!(daemon.is_daemon());
     *DAEMON.lock().unwrap() = Some((daemon, report));
+    std::process::exit(0);
 }
 
 #[test]
@@ -114,7 +162,10 @@ fn at_exit_a_daemon_child_is_terminated() {
         daemon_end.contains("Killed") && daemon_end.contains("signal: 15"),
         "the daemon should have ended by SIGTERM: {daemon_end}"
     );
-    parent.join_timeout(LONG).unwrap();
+    match parent.join_timeout(LONG) {
+        Err(ProcessError::Exited { code: 0, .. }) => {}
+        other => panic!("the parent ended with exit(0), no report: {other:?}"),
+    }
 }
 
 fn square(x: u64) -> u64 {

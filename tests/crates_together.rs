@@ -110,3 +110,65 @@ fn threads_feed_a_manager_queue_that_a_coroutine_drains() {
         "each item exactly once"
     );
 }
+
+/// In a child process: registers the at-exit join of threads-sync, starts a non-daemon thread
+/// that waits for `go` and then records that it ran, says it is about to return, and returns.
+fn leave_a_non_daemon_thread(
+    go: process::Event,
+    returning: process::Event,
+    ran: process::Value<u32>,
+) {
+    threads::join_non_daemon_at_exit().unwrap();
+    threads::Thread::new(
+        move || {
+            if go.wait_timeout(WAIT).unwrap() {
+                *ran.lock().unwrap() = 1;
+            }
+        },
+        (),
+    )
+    .daemon(false)
+    .start()
+    .unwrap();
+    returning.set().unwrap();
+}
+
+/// The state letter of `pid`'s main thread in /proc (`None` once it is gone).
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+#[test]
+fn a_child_whose_target_returns_waits_for_its_non_daemon_threads_at_exit() {
+    let (go, returning) = (
+        process::Event::new().unwrap(),
+        process::Event::new().unwrap(),
+    );
+    let ran = process::Value::new(0u32).unwrap();
+    let mut child = process::Process::new(
+        leave_a_non_daemon_thread,
+        (go.clone(), returning.clone(), ran.clone()),
+    )
+    .start()
+    .unwrap();
+    assert!(returning.wait_timeout(WAIT).unwrap());
+    // Its target has returned: the child either ends at once (its thread dies with it) or
+    // waits in the exit hook for the thread, asleep.
+    let deadline = Instant::now() + WAIT;
+    let seen = loop {
+        match state(child.pid()) {
+            Some('S') | Some('Z') | None => break state(child.pid()),
+            _ if Instant::now() > deadline => panic!("the child neither slept nor ended"),
+            _ => std::thread::yield_now(),
+        }
+    };
+    assert_eq!(
+        seen,
+        Some('S'),
+        "the child ended without waiting for its thread"
+    );
+    go.set().unwrap();
+    child.join_timeout(WAIT).unwrap();
+    assert_eq!(ran.get().unwrap(), 1);
+}

@@ -229,9 +229,15 @@ pub(crate) fn server_main(
 /// thread-local destructors, C stream flushes and the dynamic loader's teardown that
 /// `std::process::exit` runs belong to the program the server was started from, not to this
 /// child; skipping them halves the time from the child's report to its exit. A handler the
-/// target registers itself runs only if the target calls `std::process::exit`.
+/// target registers itself runs only if the target calls `std::process::exit`, or if the
+/// target left threads running: then the child ends with `std::process::exit`, so that a
+/// handler that waits for them (`threads_sync::join_non_daemon_at_exit`, which the target may
+/// have registered) still does, as Python's child waits for its non-daemon threads.
 fn end_forked(code: i32) -> ! {
     let _ = std::io::stdout().flush();
+    if sys::thread_count().is_none_or(|n| n > 1) {
+        std::process::exit(code);
+    }
     // SAFETY: _exit ends the process without running anything more of it, which is what this
     // child wants.
     unsafe { libc::_exit(code) }

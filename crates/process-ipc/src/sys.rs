@@ -265,33 +265,14 @@ pub(crate) fn ppid() -> i32 {
     unsafe { libc::getppid() }
 }
 
-/// How many threads this process has (field 20 of `/proc/self/stat`), read with three plain
-/// system calls into a buffer on the stack; `None` if it cannot be read.
-pub(crate) fn thread_count() -> Option<u32> {
-    let mut buf = [0u8; 1024];
-    // SAFETY: open of a NUL-terminated path; the descriptor is read into our buffer (at most
-    // its length) and closed once.
-    let n = unsafe {
-        let fd = libc::open(
-            c"/proc/self/stat".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        );
-        if fd < 0 {
-            return None;
-        }
-        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-        libc::close(fd);
-        n
-    };
-    let stat = buf.get(..usize::try_from(n).ok()?)?;
-    // The name (field 2) may hold spaces and parentheses: the fields after it start past the
-    // last ')', with field 3.
-    let after = stat.iter().rposition(|&b| b == b')')? + 1;
-    let field = stat[after..]
-        .split(|&b| b == b' ')
-        .filter(|f| !f.is_empty())
-        .nth(20 - 3)?;
-    std::str::from_utf8(field).ok()?.parse().ok()
+/// Whether the calling thread is the process's only one, asked of the kernel in one system
+/// call and no file: `unshare(CLONE_THREAD)` (which implies `CLONE_SIGHAND` and `CLONE_VM`)
+/// changes nothing for a single-threaded process and is refused with `EINVAL` for one with
+/// other threads. A refusal for any other reason (a seccomp filter, say) also answers `false`.
+pub(crate) fn single_threaded() -> bool {
+    // SAFETY: unshare with these flags either fails or, for a process with one thread, is a
+    // no-op; it touches no memory of ours.
+    unsafe { libc::unshare(libc::CLONE_THREAD) == 0 }
 }
 
 /// Sixteen bytes from the kernel's random source.

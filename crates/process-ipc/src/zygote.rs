@@ -235,7 +235,7 @@ pub(crate) fn server_main(
 /// have registered) still does, as Python's child waits for its non-daemon threads.
 fn end_forked(code: i32) -> ! {
     let _ = std::io::stdout().flush();
-    if sys::thread_count().is_none_or(|n| n > 1) {
+    if !sys::single_threaded() {
         std::process::exit(code);
     }
     // SAFETY: _exit ends the process without running anything more of it, which is what this

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::frame::{count_items, write_len, write_long_len, write_padded_len};
-use super::ring::{BIG_ITEM, Ring};
+use super::ring::{BIG_ITEM, LOOK_FOR, Ring};
 use crate::error::QueueError;
 use crate::{bootstrap, wire};
 
@@ -327,6 +327,7 @@ fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
                     buf.spare.push(old);
                 }
             }
+            let mut looked = false;
             loop {
                 if let Some(chunk) = buf.chunks.pop_front() {
                     buf.in_flight = true;
@@ -334,6 +335,18 @@ fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
                 }
                 if !buf.open {
                     break None;
+                }
+                if !looked {
+                    // A putter that puts again soon (a reply in a ping-pong) finds the feeder
+                    // awake: no sleep and wake-up on either side.
+                    looked = true;
+                    drop(buf);
+                    let until = Instant::now() + LOOK_FOR;
+                    while feed.pending() == 0 && Instant::now() < until {
+                        std::thread::yield_now();
+                    }
+                    buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+                    continue;
                 }
                 buf.idle = true;
                 buf = feed.more.wait(buf).unwrap_or_else(|p| p.into_inner());

@@ -34,6 +34,10 @@ use crate::shared::{Lock, LockGuard, SharedError, SharedMemory};
 pub(crate) const SLOTS: usize = 256;
 /// How often a sleeper looks whether the processes it waits for are still alive.
 const SLICE: Duration = Duration::from_millis(50);
+/// How long a reader that finds the ring empty keeps looking (yielding its CPU between looks)
+/// before it sleeps: a putter that answers within it costs the reader no sleep and wake-up,
+/// which on a VM whose other CPU is idle is tens of microseconds.
+pub(crate) const LOOK_FOR: Duration = Duration::from_micros(30);
 /// A lone reader copies out at most this many bytes of small items per visit.
 const BATCH_BYTES: usize = 256 << 10;
 /// Items at least this big are decoded straight from the ring, never copied out first.

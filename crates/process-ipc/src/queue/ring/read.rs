@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{
-    BATCH, BATCH_BYTES, BIG_ITEM, FIRST, LAST, MORE, Next, PAD, Ring, SLICE, Wait, alive, rec_size,
-    take,
+    BATCH, BATCH_BYTES, BIG_ITEM, FIRST, LAST, LOOK_FOR, MORE, Next, PAD, Ring, SLICE, Wait, alive,
+    rec_size, take,
 };
 use crate::queue::frame::read_len;
 use crate::shared::SharedError;
@@ -45,6 +45,22 @@ impl Ring {
         }
     }
 
+    /// Looks for a record past `head` for up to [`LOOK_FOR`], yielding the CPU between looks
+    /// (a putter on the same CPU gets to run); whether one came.
+    fn look_for_an_item(&self, head: u64) -> bool {
+        let h = self.hdr();
+        let until = Instant::now() + LOOK_FOR;
+        loop {
+            if head < h.write.tail.load(Ordering::Acquire) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// Takes the next item. With `batch`, a run of small items at the head is appended to it
     /// instead (framed) and counted in [`Next::Batch`]; otherwise (and for a big item) the item
     /// is handed to `decode` where it lies.
@@ -62,6 +78,8 @@ impl Ring {
         };
         let h = self.hdr();
         let mut check = false;
+        // Whether this call already looked for an item a while before sleeping.
+        let mut looked = false;
         loop {
             let head = h.read.head.load(Ordering::Relaxed);
             if head < h.write.tail.load(Ordering::Acquire) {
@@ -119,9 +137,14 @@ impl Ring {
                     }
                 }
             }
+            if !matches!(wait, Wait::No) && !looked && self.look_for_an_item(head) {
+                continue;
+            }
+            looked = true;
             let seen = h.data.prepare();
             if head < h.write.tail.load(Ordering::SeqCst) {
                 h.data.cancel();
+                looked = false;
                 continue;
             }
             if !self.putters(check) {

@@ -23,7 +23,8 @@
 //! closes its copies of the server's channels, reads the arguments (already there, refused
 //! without the nonce) and confirms on its result channel.
 //!
-//! The parent sleeps once: on the result channel, until the child confirms, the channel closes
+//! The parent looks for the confirmation for a short while (250 µs, yielding between looks),
+//! then sleeps once: on the result channel, until the child confirms, the channel closes
 //! (the child died, or the server dropped the request) or the start deadline passes. Only then
 //! does it read the server's answer (sent right after the fork, so it is waiting) for the pid:
 //! `start` returns the handle, or kills and reaps the child and returns the error. A message

@@ -297,16 +297,28 @@ fn raw_memfd_block(len: usize) -> (libc::c_int, &'static mut [u8]) {
         let fd = libc::memfd_create(c"floor".as_ptr(), libc::MFD_CLOEXEC);
         assert!(fd >= 0);
         assert_eq!(libc::fallocate(fd, 0, 0, len as libc::off_t), 0);
-        let ptr = libc::mmap(
+        let ptr = map_shared(fd, len);
+        assert_ne!(ptr, libc::MAP_FAILED);
+        (fd, std::slice::from_raw_parts_mut(ptr.cast(), len))
+    }
+}
+
+/// `len` bytes of memfd `fd` mapped shared and writable, every page mapped at once
+/// (`MAP_FAILED` if refused).
+///
+/// # Safety
+/// `fd` is an open memfd of at least `len` bytes.
+unsafe fn map_shared(fd: libc::c_int, len: usize) -> *mut libc::c_void {
+    // SAFETY: per the caller; a new mapping, touching none of ours.
+    unsafe {
+        libc::mmap(
             std::ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED | libc::MAP_POPULATE,
             fd,
             0,
-        );
-        assert_ne!(ptr, libc::MAP_FAILED);
-        (fd, std::slice::from_raw_parts_mut(ptr.cast(), len))
+        )
     }
 }
 
@@ -320,14 +332,7 @@ fn raw_child_fill(fd: libc::c_int, len: usize, chunk: usize) {
         let pid = libc::fork();
         assert!(pid >= 0);
         if pid == 0 {
-            let ptr = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
-                0,
-            );
+            let ptr = map_shared(fd, len);
             if ptr == libc::MAP_FAILED {
                 libc::_exit(1);
             }

@@ -45,11 +45,14 @@ impl Ring {
         }
     }
 
-    /// Looks for a record past `head` for up to [`LOOK_FOR`], yielding the CPU between looks
-    /// (a putter on the same CPU gets to run); whether one came.
-    fn look_for_an_item(&self, head: u64) -> bool {
+    /// Looks for a record past `head` for up to [`LOOK_FOR`] (never past the call's deadline),
+    /// yielding the CPU between looks (a putter on the same CPU gets to run); whether one came.
+    fn look_for_an_item(&self, head: u64, wait: Wait) -> bool {
         let h = self.hdr();
-        let until = Instant::now() + LOOK_FOR;
+        let mut until = Instant::now() + LOOK_FOR;
+        if let Wait::Until(at) = wait {
+            until = until.min(at);
+        }
         loop {
             if head < h.write.tail.load(Ordering::Acquire) {
                 return true;
@@ -137,7 +140,7 @@ impl Ring {
                     }
                 }
             }
-            if !matches!(wait, Wait::No) && !looked && self.look_for_an_item(head) {
+            if !matches!(wait, Wait::No) && !looked && self.look_for_an_item(head, wait) {
                 continue;
             }
             looked = true;

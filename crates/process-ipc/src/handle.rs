@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ProcessError;
-use crate::sys::Child;
+use crate::sys::{self, Child};
 use crate::wire::ChildMsg;
 
 /// How long a join waits on the result channel before it looks at the process again.
@@ -183,13 +183,9 @@ where
         outcome(pid, message, status)
     }
 
-    /// Polls for the child's exit for up to `spin`, yielding the processor between polls (so
-    /// on a single core the child gets to exit).
+    /// Polls for the child's exit for up to `spin` (see [`sys::look_for`]).
     fn spin_for_exit(&mut self, spin: Duration) -> Result<(), ProcessError> {
-        let until = Instant::now() + spin;
-        while self.poll_status()?.is_none() && Instant::now() < until {
-            std::thread::yield_now();
-        }
+        sys::look_for(spin, || self.poll_status().transpose()).transpose()?;
         Ok(())
     }
 

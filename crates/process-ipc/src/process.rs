@@ -16,7 +16,7 @@ use crate::bootstrap::{self, ChildLink, ParentLink};
 use crate::error::ProcessError;
 pub use crate::handle::ProcessHandle;
 use crate::handle::describe;
-use crate::sys::Child;
+use crate::sys::{self, Child};
 use crate::wire::{self, ChildMsg, ParentMsg, ParentMsgOut};
 use crate::zygote::{self, ForkRequest, ForkedChild, StartMethod};
 
@@ -505,7 +505,12 @@ where
             Ok(()) => {
                 // The confirmation comes after the server's fork and the child's first steps:
                 // look for it a while, yielding, before sleeping, to spare the wake-up.
-                let looked = look_for_a_message(&results_rx, CONFIRM_LOOK_FOR);
+                let looked = sys::look_for(CONFIRM_LOOK_FOR, || {
+                    match results_rx.try_recv_timeout(Duration::ZERO) {
+                        Err(TryRecvError::Empty) => None,
+                        got => Some(got),
+                    }
+                });
                 let left = deadline.saturating_duration_since(Instant::now());
                 match looked.unwrap_or_else(|| results_rx.try_recv_timeout(left)) {
                     Ok(ChildMsg::Started) => Ok(()),
@@ -585,22 +590,6 @@ enum Attempt {
 /// channels is usually exiting, and its status says why), then killed and reaped.
 /// How long `start` looks for a forked child's confirmation before it sleeps for it.
 const CONFIRM_LOOK_FOR: Duration = Duration::from_micros(250);
-
-/// Looks for a message on `rx` for up to `look_for`, yielding the CPU between looks (one
-/// `poll` each); what came, or `None` if nothing did in that time.
-fn look_for_a_message<T: Serialize + DeserializeOwned>(
-    rx: &IpcReceiver<T>,
-    look_for: Duration,
-) -> Option<Result<T, TryRecvError>> {
-    let until = Instant::now() + look_for;
-    loop {
-        match rx.try_recv_timeout(Duration::ZERO) {
-            Err(TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
-            Err(TryRecvError::Empty) => return None,
-            got => return Some(got),
-        }
-    }
-}
 
 fn start_failure(child: &mut Child, pid: u32, reason: String) -> ProcessError {
     let grace = Instant::now() + EXIT_GRACE;

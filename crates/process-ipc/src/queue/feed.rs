@@ -341,10 +341,7 @@ fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
                     // awake: no sleep and wake-up on either side.
                     looked = true;
                     drop(buf);
-                    let until = Instant::now() + LOOK_FOR;
-                    while feed.pending() == 0 && Instant::now() < until {
-                        std::thread::yield_now();
-                    }
+                    crate::sys::look_for(LOOK_FOR, || (feed.pending() > 0).then_some(()));
                     buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
                     continue;
                 }

@@ -189,11 +189,6 @@ fn rec_size(len: usize) -> u64 {
     (REC + len.next_multiple_of(8)) as u64
 }
 
-/// Sleeps while `word` holds `seen`, until `until` at the latest; false if the time ran out.
-fn futex_wait(word: &AtomicU32, seen: u32, until: Instant) -> bool {
-    crate::shared::futex_wait(word, seen, Some(until))
-}
-
 impl Wake {
     /// Wakes every sleeper, if there is one.
     fn wake(&self) {
@@ -216,7 +211,7 @@ impl Wake {
 
     /// Sleeps (see `prepare`); false if it woke by time.
     fn sleep(&self, seen: u32, until: Instant) -> bool {
-        let woke = futex_wait(&self.word, seen, until);
+        let woke = crate::shared::futex_wait(&self.word, seen, Some(until));
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
         woke
     }

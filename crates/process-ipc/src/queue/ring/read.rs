@@ -10,6 +10,7 @@ use super::{
 };
 use crate::queue::frame::read_len;
 use crate::shared::SharedError;
+use crate::sys;
 
 impl Ring {
     /// Moves the read position to `sub` inside the record at `head` (past it at its end) and
@@ -45,23 +46,18 @@ impl Ring {
         }
     }
 
-    /// Looks for a record past `head` for up to [`LOOK_FOR`] (never past the call's deadline),
-    /// yielding the CPU between looks (a putter on the same CPU gets to run); whether one came.
+    /// Looks for a record past `head` for up to [`LOOK_FOR`] (never past the call's deadline,
+    /// see [`sys::look_for`]); whether one came.
     fn look_for_an_item(&self, head: u64, wait: Wait) -> bool {
         let h = self.hdr();
-        let mut until = Instant::now() + LOOK_FOR;
-        if let Wait::Until(at) = wait {
-            until = until.min(at);
-        }
-        loop {
-            if head < h.write.tail.load(Ordering::Acquire) {
-                return true;
-            }
-            if Instant::now() >= until {
-                return false;
-            }
-            std::thread::yield_now();
-        }
+        let time = match wait {
+            Wait::Until(at) => LOOK_FOR.min(at.saturating_duration_since(Instant::now())),
+            _ => LOOK_FOR,
+        };
+        sys::look_for(time, || {
+            (head < h.write.tail.load(Ordering::Acquire)).then_some(())
+        })
+        .is_some()
     }
 
     /// Takes the next item. With `batch`, a run of small items at the head is appended to it

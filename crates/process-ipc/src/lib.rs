@@ -207,6 +207,7 @@ mod pipe;
 mod pool;
 mod process;
 pub mod queue;
+mod ring;
 mod shared;
 mod sys;
 mod wire;

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::frame::{count_items, write_len, write_long_len, write_padded_len};
-use super::ring::{BIG_ITEM, LOOK_FOR, Ring};
 use crate::error::QueueError;
+use crate::ring::frame::{count_items, write_len, write_long_len, write_padded_len};
+use crate::ring::{BIG_ITEM, LOOK_FOR, Ring};
 use crate::{bootstrap, wire};
 
 /// Items are packed into chunks of about this many bytes before they are moved.

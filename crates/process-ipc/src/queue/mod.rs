@@ -3,13 +3,11 @@
 //!
 //! Putting is Python's design: `put` serializes the item at once and a feeder thread per
 //! putting handle moves the buffer into the queue in chunks (`feed.rs`), so `put` on an
-//! unbounded queue never blocks. The queue itself is a ring in shared memory (`ring/`) with a
+//! unbounded queue never blocks. The queue itself is a ring in shared memory (`crate::ring`) with a
 //! robust process-wide lock for writers and another for readers, so a feeder and a reader never
 //! wait for each other, and a holder that dies does not stop the others.
 
 mod feed;
-mod frame;
-mod ring;
 mod sender;
 
 use std::sync::Mutex;
@@ -21,11 +19,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 
-use self::frame::read_len;
-use self::ring::{Next, Ring, RingParts, Wait};
 pub use self::sender::{PutError, QueueSender};
 use self::sender::{refuse_owned, slot_index};
 use crate::error::QueueError;
+use crate::ring::frame::read_len;
+use crate::ring::{Next, Ring, RingParts, Wait};
 use crate::wire::{ipc_transfer_allowed, refuse};
 
 /// The largest item, serialized, that `put` accepts by default, and the most any queue can

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::feed::{Feed, Slot};
-use super::ring::{Ring, RingParts, SLOTS, Wait};
 use super::{TRANSFER_ONLY, io};
 use crate::error::QueueError;
+use crate::ring::{Ring, RingParts, SLOTS, Wait};
 use crate::wire::{ipc_transfer_allowed, refuse};
 
 /// The putting side one process holds for one putting handle; its feeder thread lives while

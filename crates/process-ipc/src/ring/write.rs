@@ -4,8 +4,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use super::frame::{read_len, write_padded_len};
 use super::{BATCH, FIRST, LAST, MORE, PAD, REC, Ring, SLICE, Wait, my_tid, rec_size, take};
-use crate::queue::frame::{read_len, write_padded_len};
 use crate::shared::SharedError;
 
 impl Ring {

@@ -4,11 +4,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use super::frame::read_len;
 use super::{
     BATCH, BATCH_BYTES, BIG_ITEM, FIRST, LAST, LOOK_FOR, MORE, Next, PAD, Ring, SLICE, Wait, alive,
     rec_size, take,
 };
-use crate::queue::frame::read_len;
 use crate::shared::SharedError;
 use crate::sys;
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::error::SharedError;
 use super::futex::{RobustWord, Taken, futex_wait, futex_wake};
-use super::memory::SharedMemory;
+use super::memory::{SharedMemory, check_size};
 use super::pid::my_pid;
 
 /// Which primitive a cell belongs to, checked when a handle arrives in another process.
@@ -76,7 +76,7 @@ unsafe impl Sync for CellRef {}
 impl CellRef {
     /// Makes a block of `CELL_SIZE + extra` bytes and sets its cell up as `kind`.
     pub(crate) fn create(kind: Kind, extra: usize) -> Result<Self, SharedError> {
-        let mem = SharedMemory::create(CELL_SIZE + extra)?;
+        let mem = SharedMemory::create(check_size(CELL_SIZE as u128 + extra as u128)?)?;
         let cell = mem.ptr_at(0) as *const Cell;
         // SAFETY: the block is fresh, zeroed (a free lock and zero words: a valid Cell, all
         // atomics), page-aligned and CELL_SIZE + extra bytes long.

@@ -11,6 +11,19 @@ pub enum SharedError {
     /// A segment of 0 bytes was asked for (Python raises `ValueError` too).
     #[error("shared memory needs a size of at least 1 byte, not 0")]
     ZeroSize,
+    /// A block of this size cannot be backed: it overflows the address space, or it is larger
+    /// than the RAM and swap of the whole system, so touching all of it would end in the
+    /// out-of-memory killer. Python's `SharedMemory` would fail later, on the touch.
+    #[error(
+        "shared memory of {size} bytes refused: more than this system can back \
+         ({limit} bytes of RAM + swap)"
+    )]
+    TooLarge {
+        /// The bytes asked for (exact, even where the count overflows `usize`).
+        size: u128,
+        /// RAM + swap, in bytes: the most a block may hold.
+        limit: u64,
+    },
     /// No segment of ours has this name (never made, unlinked, or its creator has exited).
     #[error("no shared memory named {name:?}: {reason}")]
     NotFound {

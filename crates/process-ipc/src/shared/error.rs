@@ -51,9 +51,16 @@ pub enum SharedError {
     /// A timed wait ran out.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    /// A barrier was aborted or a wait on it timed out (Python's `BrokenBarrierError`).
-    #[error("the barrier is broken")]
-    BrokenBarrier,
+    /// A barrier was aborted, a wait on it timed out, or a party died waiting at it (Python's
+    /// `BrokenBarrierError`; Python's barrier would wait for the dead party for ever).
+    #[error(
+        "the barrier is broken{}",
+        .dead_party.map(|pid| format!(": party pid {pid} died waiting at it")).unwrap_or_default()
+    )]
+    BrokenBarrier {
+        /// The pid of the party whose death broke it, if that is what broke it.
+        dead_party: Option<u32>,
+    },
     /// `release` of a bounded semaphore would raise it past its initial value.
     #[error("a BoundedSemaphore released more times than acquired (bound {bound})")]
     OverRelease {

@@ -298,7 +298,18 @@ fn new_memfd(len: usize) -> Result<OwnedFd, SharedError> {
         return Err(SharedError::os("memfd_create"));
     }
     // SAFETY: `raw` is a descriptor we just opened and own.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    if raw <= 2 {
+        // The program closed a standard descriptor and the block took its number: whatever
+        // it then prints would be written into the block, over its header. Move it up.
+        // SAFETY: duplicating a descriptor we own to the lowest free number from 3.
+        let moved = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 3) };
+        if moved < 0 {
+            return Err(SharedError::os("fcntl(F_DUPFD_CLOEXEC)"));
+        }
+        // SAFETY: a descriptor we just made and own; the old one closes as `fd` is replaced.
+        fd = unsafe { OwnedFd::from_raw_fd(moved) };
+    }
     // Private whatever the umask was: a memfd starts out 0777 less the umask.
     // SAFETY: `fd` is a valid open descriptor.
     if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {

@@ -8,6 +8,7 @@
 //!
 //! Layer: above `wire`; beside `queue`.
 
+use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
@@ -44,12 +45,42 @@ where
     T: Serialize + DeserializeOwned,
 {
     let io = |e: std::io::Error| QueueError::Io(e.to_string());
-    let (a_tx, b_rx) = ipc::channel::<T>().map_err(io)?;
-    let (b_tx, a_rx) = ipc::channel::<T>().map_err(io)?;
+    let ((a_tx, b_rx), (b_tx, a_rx)) = with_std_fds_open(|| {
+        Ok::<_, QueueError>((
+            ipc::channel::<T>().map_err(io)?,
+            ipc::channel::<T>().map_err(io)?,
+        ))
+    })?;
     Ok((
         Connection { tx: a_tx, rx: a_rx },
         Connection { tx: b_tx, rx: b_rx },
     ))
+}
+
+/// Runs `make` with descriptors 0, 1 and 2 all open: a standard descriptor the program has
+/// closed is held on `/dev/null` meanwhile, so that the descriptors `make` opens (ipc-channel's
+/// sockets, whose numbers it keeps to itself) are never 0, 1 or 2. A socket on 1 would take
+/// whatever the program prints as a message, and ipc-channel, reading the text as a message
+/// header that announces more fragments, waits for them for ever, whatever the timeout
+/// (a child that closed its standard output and then made a `pipe` hung so).
+pub(crate) fn with_std_fds_open<R>(make: impl FnOnce() -> R) -> R {
+    let mut held = Vec::new();
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only asks whether `fd` is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            // The lowest free number, so this one (the lower ones are open or held already),
+            // unless another thread takes it first: then that thread's descriptor is there.
+            // SAFETY: a valid C string; the result is checked.
+            let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            if null >= 0 {
+                // SAFETY: a descriptor we just opened and own.
+                held.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(null) });
+            }
+        }
+    }
+    let made = make();
+    drop(held);
+    made
 }
 
 fn recv_error(e: IpcError) -> QueueError {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::error::SharedError;
 use super::futex::{RobustWord, Taken, futex_wait, futex_wake};
-use super::memory::SharedMemory;
+use super::memory::{SharedMemory, check_size};
 use super::pid::my_pid;
 
 /// Which primitive a cell belongs to, checked when a handle arrives in another process.
@@ -76,7 +76,7 @@ unsafe impl Sync for CellRef {}
 impl CellRef {
     /// Makes a block of `CELL_SIZE + extra` bytes and sets its cell up as `kind`.
     pub(crate) fn create(kind: Kind, extra: usize) -> Result<Self, SharedError> {
-        let mem = SharedMemory::create(CELL_SIZE + extra)?;
+        let mem = SharedMemory::create(check_size(CELL_SIZE as u128 + extra as u128)?)?;
         let cell = mem.ptr_at(0) as *const Cell;
         // SAFETY: the block is fresh, zeroed (a free lock and zero words: a valid Cell, all
         // atomics), page-aligned and CELL_SIZE + extra bytes long.
@@ -104,6 +104,34 @@ impl CellRef {
             return Err(refused(format!("it holds kind {found}, not a {kind:?}")));
         }
         Ok(this)
+    }
+
+    /// Attaches to the cell of the block `name`, which must be a `kind` of any size from
+    /// `CELL_SIZE` up: the caller checks [`extra_len`](CellRef::extra_len) against what the
+    /// cell says.
+    pub(crate) fn attach_any_extra(name: &str, kind: Kind) -> Result<Self, SharedError> {
+        let mem = SharedMemory::attach(name)?;
+        let refused = |reason: String| SharedError::Refused {
+            name: name.to_string(),
+            reason,
+        };
+        if mem.size() < CELL_SIZE {
+            return Err(refused(format!(
+                "{} bytes, where this type needs at least {CELL_SIZE}",
+                mem.size()
+            )));
+        }
+        let this = CellRef::new(mem);
+        let found = this.cell().kind.load(Ordering::Acquire);
+        if found != kind as u32 {
+            return Err(refused(format!("it holds kind {found}, not a {kind:?}")));
+        }
+        Ok(this)
+    }
+
+    /// How many bytes follow the cell.
+    pub(crate) fn extra_len(&self) -> usize {
+        self.mem.size() - CELL_SIZE
     }
 
     fn new(mem: SharedMemory) -> Self {
@@ -174,16 +202,31 @@ impl CellRef {
 
     /// Releases the lock, sleeps until a notify (or spuriously), and takes the lock again;
     /// `false` if `deadline` passed first. The caller holds the lock and re-checks its state.
+    ///
+    /// For the primitives' own bookkeeping: a holder that died meanwhile is no error there
+    /// (see [`wait_reporting`](CellRef::wait_reporting)).
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
+        self.wait_reporting(deadline).0
+    }
+
+    /// As [`wait`](CellRef::wait), and the pid of a holder that died holding the lock while
+    /// this thread was away from it (0 if it died before recording its pid): the lock is
+    /// this caller's again either way, consistent.
+    pub(crate) fn wait_reporting(&self, deadline: Option<Instant>) -> (bool, Option<u32>) {
         let seq = &self.cell().seq;
         // Read under the lock: a notify after the unlock changes it, and the futex then
         // returns at once instead of sleeping through the wake-up.
         let seen = seq.load(Ordering::Acquire);
         self.unlock();
         let woke = futex_wait(seq, seen, deadline);
-        // A holder that died meanwhile hands the lock over: carry on as holder.
-        let _ = self.lock(None);
-        woke
+        // A holder that died meanwhile hands the lock over: carry on as holder. (`lock`
+        // without a deadline fails only if this thread's robust list cannot be found, which
+        // it was when the lock was first taken.)
+        let died = match self.lock(None) {
+            Ok(Locked::OwnerDied(pid)) => Some(pid),
+            _ => None,
+        };
+        (woke, died)
     }
 
     /// Wakes every waiter.

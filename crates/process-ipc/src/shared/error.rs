@@ -11,6 +11,19 @@ pub enum SharedError {
     /// A segment of 0 bytes was asked for (Python raises `ValueError` too).
     #[error("shared memory needs a size of at least 1 byte, not 0")]
     ZeroSize,
+    /// A block of this size cannot be backed: it overflows the address space, or it is larger
+    /// than the RAM and swap of the whole system, so touching all of it would end in the
+    /// out-of-memory killer. Python's `SharedMemory` would fail later, on the touch.
+    #[error(
+        "shared memory of {size} bytes refused: more than this system can back \
+         ({limit} bytes of RAM + swap)"
+    )]
+    TooLarge {
+        /// The bytes asked for (exact, even where the count overflows `usize`).
+        size: u128,
+        /// RAM + swap, in bytes: the most a block may hold.
+        limit: u64,
+    },
     /// No segment of ours has this name (never made, unlinked, or its creator has exited).
     #[error("no shared memory named {name:?}: {reason}")]
     NotFound {
@@ -38,9 +51,16 @@ pub enum SharedError {
     /// A timed wait ran out.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    /// A barrier was aborted or a wait on it timed out (Python's `BrokenBarrierError`).
-    #[error("the barrier is broken")]
-    BrokenBarrier,
+    /// A barrier was aborted, a wait on it timed out, or a party died waiting at it (Python's
+    /// `BrokenBarrierError`; Python's barrier would wait for the dead party for ever).
+    #[error(
+        "the barrier is broken{}",
+        .dead_party.map(|pid| format!(": party pid {pid} died waiting at it")).unwrap_or_default()
+    )]
+    BrokenBarrier {
+        /// The pid of the party whose death broke it, if that is what broke it.
+        dead_party: Option<u32>,
+    },
     /// `release` of a bounded semaphore would raise it past its initial value.
     #[error("a BoundedSemaphore released more times than acquired (bound {bound})")]
     OverRelease {

@@ -115,7 +115,8 @@ impl Mapping {
             Some(map) => map,
             None => {
                 let fd = new_memfd(len)?;
-                let ptr = map_fd(&fd, len)?;
+                // Not populated: every page would be allocated (a fresh block is all holes).
+                let ptr = map_fd(&fd, len, false)?;
                 let map = Mapping {
                     ptr,
                     len,
@@ -142,9 +143,18 @@ impl Mapping {
 
     /// Maps the block behind `fd` (`len` bytes) for another process than its creator. The
     /// caller then [`count_in`](Mapping::count_in)s before it reads the header.
-    pub(super) fn attach(fd: &OwnedFd, len: usize) -> Result<Mapping, SharedError> {
+    ///
+    /// `allocated` says every page of the block exists already (the descriptor's allocated
+    /// blocks cover its size): then all are mapped at once, one walk instead of a fault per
+    /// page at first touch. A block with holes is mapped lazily, since mapping a hole
+    /// allocates it, and the block would no longer be sparse.
+    pub(super) fn attach(
+        fd: &OwnedFd,
+        len: usize,
+        allocated: bool,
+    ) -> Result<Mapping, SharedError> {
         Ok(Mapping {
-            ptr: map_fd(fd, len)?,
+            ptr: map_fd(fd, len, allocated)?,
             len,
             role: Role::Uncounted,
         })
@@ -272,7 +282,14 @@ fn reissue(len: usize, forks: u64) -> Option<Mapping> {
     })
 }
 
-/// A new memfd of `len` bytes, private to this user whatever the umask, every page reserved.
+/// A new memfd of `len` bytes, private to this user whatever the umask, all holes: pages
+/// are allocated as they are first touched (sparse, as Python's `SharedMemory`).
+///
+/// What sparse means in trouble: the kernel's internal tmpfs has no size limit, so a first
+/// touch that finds memory short meets the out-of-memory killer, not an error (the size is
+/// checked against RAM + swap before this, see `memory::check_size`). A page beyond the
+/// file's end raises SIGBUS; the file is only ever sized here, once, so only a process of
+/// this user that truncates the descriptor through `/proc` on purpose can cause that.
 fn new_memfd(len: usize) -> Result<OwnedFd, SharedError> {
     let label = c"multitask-shm";
     // SAFETY: `label` is a valid C string; the returned descriptor is checked below.
@@ -281,32 +298,49 @@ fn new_memfd(len: usize) -> Result<OwnedFd, SharedError> {
         return Err(SharedError::os("memfd_create"));
     }
     // SAFETY: `raw` is a descriptor we just opened and own.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    if raw <= 2 {
+        // The program closed a standard descriptor and the block took its number: whatever
+        // it then prints would be written into the block, over its header. Move it up.
+        // SAFETY: duplicating a descriptor we own to the lowest free number from 3.
+        let moved = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 3) };
+        if moved < 0 {
+            return Err(SharedError::os("fcntl(F_DUPFD_CLOEXEC)"));
+        }
+        // SAFETY: a descriptor we just made and own; the old one closes as `fd` is replaced.
+        fd = unsafe { OwnedFd::from_raw_fd(moved) };
+    }
     // Private whatever the umask was: a memfd starts out 0777 less the umask.
     // SAFETY: `fd` is a valid open descriptor.
     if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {
         return Err(SharedError::os("fchmod"));
     }
-    // Reserve every page now: a block the system cannot hold is an error here, not a
-    // SIGBUS at some later write (what a sized-only tmpfs file gives). It also means no
-    // process pays for allocating pages inside its first writes.
+    let size = libc::off_t::try_from(len).map_err(|_| SharedError::Os {
+        op: "ftruncate",
+        source: std::io::Error::from_raw_os_error(libc::EFBIG),
+    })?;
     // SAFETY: `fd` is a valid open descriptor.
-    if unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len as libc::off_t) } != 0 {
-        return Err(SharedError::os("fallocate"));
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } != 0 {
+        return Err(SharedError::os("ftruncate"));
     }
     Ok(fd)
 }
 
-fn map_fd(fd: &OwnedFd, len: usize) -> Result<NonNull<u8>, SharedError> {
+/// Maps `len` bytes of `fd`, shared; with `populate`, every page at once (only for a block
+/// whose pages all exist: populating a hole allocates it).
+fn map_fd(fd: &OwnedFd, len: usize, populate: bool) -> Result<NonNull<u8>, SharedError> {
+    let flags = if populate {
+        libc::MAP_SHARED | libc::MAP_POPULATE
+    } else {
+        libc::MAP_SHARED
+    };
     // SAFETY: mapping a descriptor we hold, length as sized; the result is checked.
     let ptr = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            // Map every page at once: one walk over the (already allocated) pages instead of
-            // a fault per page at first touch.
-            libc::MAP_SHARED | libc::MAP_POPULATE,
+            flags,
             fd.as_raw_fd(),
             0,
         )

@@ -74,12 +74,22 @@ unsafe impl Sync for SharedMemory {}
 impl SharedMemory {
     /// Makes a block of `size` zeroed bytes that other processes of this user can attach to.
     ///
+    /// The block is sparse, as Python's: no memory is taken here; each page is allocated
+    /// when some process first touches it, so a large block that is mostly untouched costs
+    /// only what is touched. The size is checked against what the system could ever back
+    /// (RAM + swap as the kernel reports them): more is [`SharedError::TooLarge`] at once.
+    /// A block within that limit is not a reservation, though: if the memory is short when
+    /// a page is first touched, the kernel's out-of-memory killer acts then (on this or
+    /// another process), as it would for Python's block.
+    ///
     /// # Errors
-    /// [`SharedError::ZeroSize`] for 0; [`SharedError::Os`] if the kernel refuses the memory.
+    /// [`SharedError::ZeroSize`] for 0; [`SharedError::TooLarge`] for more than RAM + swap;
+    /// [`SharedError::Os`] if the kernel refuses the descriptor or the mapping.
     pub fn create(size: usize) -> Result<Self, SharedError> {
         if size == 0 {
             return Err(SharedError::ZeroSize);
         }
+        let size = check_size(size as u128)?;
         let (map, nonce) = Mapping::create(size)?;
         let name = format!(
             "mt_psm_{}_{}_{nonce:016x}",
@@ -161,7 +171,10 @@ impl SharedMemory {
         if total <= HEADER {
             return Err(refused("too small to be a block of ours".into()));
         }
-        let mut map = Mapping::attach(&fd, total)?;
+        // Every page already there (a block written all over): map them all now. Holes
+        // left: map lazily, or mapping them would allocate them.
+        let allocated = (st.st_blocks as u128) * 512 >= total as u128;
+        let mut map = Mapping::attach(&fd, total, allocated)?;
         if !map.count_in() {
             return Err(not_found("it has been unlinked"));
         }
@@ -307,6 +320,39 @@ impl<'de> Deserialize<'de> for SharedMemory {
         let name = String::deserialize(deserializer)?;
         SharedMemory::attach(&name).map_err(serde::de::Error::custom)
     }
+}
+
+/// Sizes up to this are taken without asking the kernel how much memory there is: every
+/// system this runs on has more.
+const SURELY_BACKED: u128 = 16 << 20;
+
+/// `bytes` as a block size, if a block of that many user bytes can be backed: no more than
+/// RAM + swap (see [`SharedMemory::create`]), and within what a mapping and a slice can span.
+pub(crate) fn check_size(bytes: u128) -> Result<usize, SharedError> {
+    if bytes <= SURELY_BACKED {
+        return Ok(bytes as usize);
+    }
+    let limit = memory_limit();
+    // A slice spans at most isize::MAX bytes, and the header and the page rounding come on
+    // top: far above any RAM + swap, but it keeps the arithmetic below exact.
+    let span = (isize::MAX as u128) - (HEADER as u128) - 4096;
+    if bytes > u128::from(limit) || bytes > span {
+        return Err(SharedError::TooLarge { size: bytes, limit });
+    }
+    Ok(bytes as usize)
+}
+
+/// RAM + swap, in bytes, as `sysinfo` reports them (`u64::MAX` if it cannot say).
+fn memory_limit() -> u64 {
+    // SAFETY: an all-zero sysinfo is a valid buffer for the call to fill.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a writable sysinfo.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return u64::MAX;
+    }
+    (info.totalram as u64)
+        .saturating_add(info.totalswap as u64)
+        .saturating_mul(u64::from(info.mem_unit.max(1)))
 }
 
 /// Readies `len` bytes at `ptr` (memory this process owns, not yet touched) for one large

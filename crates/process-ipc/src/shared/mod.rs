@@ -6,6 +6,7 @@
 //! crash), and every handle is a serde value naming its block, so it passes to a `Process` or
 //! pool task like any argument and attaches on arrival.
 
+mod barrier;
 mod cell;
 mod error;
 mod futex;
@@ -16,10 +17,11 @@ mod signal;
 mod sync;
 mod value;
 
+pub use barrier::Barrier;
 pub use error::SharedError;
 /// The futex waits and wakes the queue's ring shares with the locks.
 pub(crate) use futex::{futex_wait, futex_wake};
 pub use memory::SharedMemory;
-pub use signal::{Barrier, BoundedSemaphore, Condition, Event, Semaphore};
+pub use signal::{BoundedSemaphore, Condition, Event, Semaphore};
 pub use sync::{Lock, LockGuard, RLock, RLockGuard};
 pub use value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard, ValueLock};

@@ -1,5 +1,6 @@
-//! Events, semaphores, conditions and barriers that work across processes (Python's
-//! `multiprocessing.Event`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Barrier`).
+//! Events, semaphores and conditions that work across processes (Python's
+//! `multiprocessing.Event`, `Semaphore`, `BoundedSemaphore`, `Condition`); the `Barrier` is in
+//! [`super::barrier`].
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -261,12 +262,15 @@ impl Condition {
     /// Releases the lock, waits for a notify, and takes the lock again.
     ///
     /// # Errors
-    /// [`SharedError::Refused`] if `guard` is another condition's.
+    /// [`SharedError::Refused`] if `guard` is another condition's;
+    /// [`SharedError::OwnerDied`] if, while this thread waited, another process took the lock
+    /// and died holding it. The lock is `guard`'s again then, as after any wait, and usable
+    /// (its next holder sees no error); what it guards is as the dead holder left it, so
+    /// check it before going on. Python's condition deadlocks here.
     pub fn wait(&self, guard: &mut LockGuard<'_>) -> Result<(), SharedError> {
         self.check(guard)?;
-        self.cell.wait(None);
-        self.cell.set_owner();
-        Ok(())
+        let (_, died) = self.cell.wait_reporting(None);
+        self.retaken(died)
     }
 
     /// As [`wait`](Condition::wait), at most `timeout`; `false` if it timed out.
@@ -279,9 +283,17 @@ impl Condition {
         timeout: Duration,
     ) -> Result<bool, SharedError> {
         self.check(guard)?;
-        let woke = self.cell.wait(deadline_after(timeout));
+        let (woke, died) = self.cell.wait_reporting(deadline_after(timeout));
+        self.retaken(died).map(|()| woke)
+    }
+
+    /// The lock is this thread's again: records it, and reports a holder that died meanwhile.
+    fn retaken(&self, died: Option<u32>) -> Result<(), SharedError> {
         self.cell.set_owner();
-        Ok(woke)
+        match died {
+            Some(pid) => Err(SharedError::OwnerDied { pid }),
+            None => Ok(()),
+        }
     }
 
     /// Wakes up to `n` waiters (the caller should hold the lock, as in Python).
@@ -304,123 +316,6 @@ impl Condition {
                 name: self.cell.name().to_string(),
                 reason: "the guard belongs to another lock".into(),
             })
-        }
-    }
-}
-
-/// A barrier for processes (Python's `multiprocessing.Barrier`): `parties` waiters meet, then
-/// all go on.
-///
-/// ```
-/// use process_ipc::Barrier;
-/// use std::time::Duration;
-///
-/// let alone = Barrier::new(1).unwrap();
-/// assert_eq!(alone.wait().unwrap(), 0); // one party: passes at once
-/// let pair = Barrier::new(2).unwrap();
-/// assert!(pair.wait_timeout(Duration::from_millis(5)).is_err()); // nobody came
-/// assert!(pair.broken());
-/// ```
-#[derive(Clone)]
-pub struct Barrier {
-    cell: CellRef,
-}
-
-by_name!(Barrier, Kind::Barrier);
-
-impl Barrier {
-    /// A barrier for `parties` waiters.
-    ///
-    /// # Errors
-    /// [`SharedError::Refused`] for 0 parties; [`SharedError::Os`] if the block cannot be made.
-    pub fn new(parties: u32) -> Result<Self, SharedError> {
-        if parties == 0 {
-            return Err(SharedError::Refused {
-                name: String::new(),
-                reason: "a barrier needs at least 1 party".into(),
-            });
-        }
-        let cell = CellRef::create(Kind::Barrier, 0)?;
-        cell.cell().d.store(u64::from(parties), Ordering::Release);
-        Ok(Barrier { cell })
-    }
-
-    /// How many must wait before all go on.
-    pub fn parties(&self) -> u32 {
-        self.cell.cell().d.load(Ordering::Relaxed) as u32
-    }
-
-    /// How many are waiting now.
-    pub fn n_waiting(&self) -> u32 {
-        self.cell.cell().a.load(Ordering::Relaxed) as u32
-    }
-
-    /// Whether it was aborted or a wait on it timed out.
-    pub fn broken(&self) -> bool {
-        self.cell.cell().b.load(Ordering::Acquire) != 0
-    }
-
-    /// Waits for the others; this waiter's index (0 to parties - 1) once all have come.
-    ///
-    /// # Errors
-    /// [`SharedError::BrokenBarrier`] if the barrier is or becomes broken.
-    pub fn wait(&self) -> Result<u32, SharedError> {
-        self.wait_until(None)
-    }
-
-    /// As [`wait`](Barrier::wait), at most `timeout`; a timeout breaks the barrier, as in
-    /// Python.
-    ///
-    /// # Errors
-    /// [`SharedError::BrokenBarrier`] on timeout or abort.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, SharedError> {
-        self.wait_until(deadline_after(timeout))
-    }
-
-    /// Breaks the barrier: every waiter, now and later, gets `BrokenBarrier`.
-    ///
-    /// # Errors
-    /// [`SharedError::Os`] if the internal mutex fails.
-    pub fn abort(&self) -> Result<(), SharedError> {
-        self.cell.lock_internal(None)?;
-        self.cell.cell().b.store(1, Ordering::Release);
-        self.cell.notify_all();
-        self.cell.unlock();
-        Ok(())
-    }
-
-    fn wait_until(&self, deadline: Option<Instant>) -> Result<u32, SharedError> {
-        self.cell.lock_internal(deadline)?;
-        let words = self.cell.cell();
-        if words.b.load(Ordering::Relaxed) != 0 {
-            self.cell.unlock();
-            return Err(SharedError::BrokenBarrier);
-        }
-        let generation = words.c.load(Ordering::Relaxed);
-        let index = words.a.fetch_add(1, Ordering::Relaxed) as u32;
-        if index + 1 == self.parties() {
-            words.a.store(0, Ordering::Relaxed);
-            words.c.fetch_add(1, Ordering::Release);
-            self.cell.notify_all();
-            self.cell.unlock();
-            return Ok(index);
-        }
-        loop {
-            if words.c.load(Ordering::Relaxed) != generation {
-                self.cell.unlock();
-                return Ok(index);
-            }
-            if words.b.load(Ordering::Relaxed) != 0 {
-                self.cell.unlock();
-                return Err(SharedError::BrokenBarrier);
-            }
-            if !self.cell.wait(deadline) && words.c.load(Ordering::Relaxed) == generation {
-                words.b.store(1, Ordering::Release);
-                words.a.fetch_sub(1, Ordering::Relaxed);
-                self.cell.notify_all();
-                self.cell.unlock();
-                return Err(SharedError::BrokenBarrier);
-            }
         }
     }
 }

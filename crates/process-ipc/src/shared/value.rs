@@ -10,9 +10,9 @@ use std::time::Duration;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::cell::{CellRef, Kind, deadline_after};
+use super::cell::{CELL_SIZE, CellRef, Kind, deadline_after};
 use super::error::SharedError;
-use super::memory::SharedMemory;
+use super::memory::{SharedMemory, check_size};
 use super::sync::{LockGuard, acquire_cell};
 
 /// One `T` in shared memory, behind a process-wide lock (Python's `multiprocessing.Value`).
@@ -72,9 +72,13 @@ pub struct ArrayGuard<'a, T> {
     len: usize,
 }
 
-/// Bytes a cell-prefixed block needs for `len` values of `T`, each aligned for `T`.
-fn payload<T>(len: usize) -> usize {
-    std::mem::size_of::<T>() * len
+/// Bytes a cell-prefixed block needs after its cell for `len` values of `T`, each aligned
+/// for `T`; [`SharedError::TooLarge`] if the whole block could not be backed (see
+/// [`check_size`]), the count overflowing included.
+fn payload<T>(len: usize) -> Result<usize, SharedError> {
+    let bytes = std::mem::size_of::<T>() as u128 * len as u128;
+    check_size(CELL_SIZE as u128 + bytes)?;
+    Ok(bytes as usize)
 }
 
 impl<T: Pod> Value<T> {
@@ -84,7 +88,7 @@ impl<T: Pod> Value<T> {
     /// [`SharedError::Os`] if the shared block cannot be made.
     pub fn new(value: T) -> Result<Self, SharedError> {
         assert_cell_alignment::<T>();
-        let cell = CellRef::create(Kind::Value, payload::<T>(1))?;
+        let cell = CellRef::create(Kind::Value, payload::<T>(1)?)?;
         // SAFETY: the block has room for one T right after the cell, aligned (the cell is
         // 64-byte aligned and sized), and nobody else knows the block yet.
         unsafe { (cell.extra() as *mut T).write(value) };
@@ -151,7 +155,7 @@ impl<T: Pod> Array<T> {
         if items.is_empty() || std::mem::size_of::<T>() == 0 {
             return Err(SharedError::ZeroSize);
         }
-        let cell = CellRef::create(Kind::Value, payload::<T>(items.len()))?;
+        let cell = CellRef::create(Kind::Value, payload::<T>(items.len())?)?;
         // SAFETY: the block has room for `items.len()` Ts after the cell, aligned, and is
         // known to nobody else yet.
         unsafe {
@@ -164,12 +168,25 @@ impl<T: Pod> Array<T> {
         })
     }
 
-    /// A shared array of `len` zeroes (Python's `Array('d', 10)`).
+    /// A shared array of `len` zeroes (Python's `Array('d', 10)`). Its memory is taken as
+    /// its pages are first touched, not here (see [`SharedMemory::create`]).
     ///
     /// # Errors
-    /// As [`from_slice`](Array::from_slice).
+    /// [`SharedError::ZeroSize`] for 0 items; [`SharedError::TooLarge`] for more than the
+    /// system can back (or than the address space holds); [`SharedError::Os`] if the block
+    /// cannot be made.
     pub fn zeroed(len: usize) -> Result<Self, SharedError> {
-        Self::from_slice(&vec![T::zeroed(); len])
+        assert_cell_alignment::<T>();
+        if len == 0 || std::mem::size_of::<T>() == 0 {
+            return Err(SharedError::ZeroSize);
+        }
+        // A new block is all zeroes, and all-zero bytes are a valid T (Pod): nothing to copy.
+        let cell = CellRef::create(Kind::Value, payload::<T>(len)?)?;
+        Ok(Array {
+            cell,
+            len,
+            _marker: PhantomData,
+        })
     }
 
     /// How many items it holds.
@@ -407,8 +424,12 @@ impl<T: Pod> Serialize for Value<T> {
 impl<'de, T: Pod> Deserialize<'de> for Value<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
-        let cell =
-            CellRef::attach(&wire.name, Kind::Value, payload::<T>(1)).map_err(refuse_shape)?;
+        let cell = CellRef::attach(
+            &wire.name,
+            Kind::Value,
+            payload::<T>(1).map_err(refuse_shape)?,
+        )
+        .map_err(refuse_shape)?;
         Ok(Value {
             cell,
             _marker: PhantomData,
@@ -429,8 +450,12 @@ impl<T: Pod> Serialize for Array<T> {
 impl<'de, T: Pod> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
-        let cell = CellRef::attach(&wire.name, Kind::Value, payload::<T>(wire.len))
-            .map_err(refuse_shape)?;
+        let cell = CellRef::attach(
+            &wire.name,
+            Kind::Value,
+            payload::<T>(wire.len).map_err(refuse_shape)?,
+        )
+        .map_err(refuse_shape)?;
         Ok(Array {
             cell,
             len: wire.len,

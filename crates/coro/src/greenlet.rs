@@ -16,6 +16,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 const RUNNING: u8 = 0;
 const RETURNED: u8 = 1;
 const FAILED: u8 = 2;
+/// Killed: gevent counts a plain kill (its `GreenletExit`) as a successful end.
+const KILLED: u8 = 3;
 
 /// A callback run once when a greenlet ends.
 pub(crate) type LinkFn = Box<dyn FnOnce(&GreenletRef) + Send>;
@@ -55,7 +57,14 @@ pub(crate) struct Shared {
 impl Shared {
     fn finish(self: &Arc<Self>) {
         if self.outcome.load(Ordering::Acquire) == RUNNING {
-            self.outcome.store(FAILED, Ordering::Release);
+            // Ended without returning: a kill's unwinding (or a panic, or a
+            // stack overflow, after a kill: the kill's consequence), else a failure.
+            let end = if self.killed.load(Ordering::Acquire) {
+                KILLED
+            } else {
+                FAILED
+            };
+            self.outcome.store(end, Ordering::Release);
         }
         let links = {
             let mut ending = self.ending.lock();
@@ -76,12 +85,13 @@ impl Shared {
         let me = GreenletRef {
             shared: self.clone(),
         };
-        let returned = self.outcome.load(Ordering::Acquire) == RETURNED;
+        // gevent: a kill is a successful end (the value is `GreenletExit`).
+        let succeeded = self.outcome.load(Ordering::Acquire) != FAILED;
         for (_, on, f) in links {
             let wanted = match on {
                 LinkOn::Any => true,
-                LinkOn::Value => returned,
-                LinkOn::Exception => !returned,
+                LinkOn::Value => succeeded,
+                LinkOn::Exception => !succeeded,
             };
             if wanted {
                 // A panicking callback must not stop the others (nor unwind
@@ -134,8 +144,13 @@ impl Shared {
     fn successful(&self) -> Option<bool> {
         match self.outcome.load(Ordering::Acquire) {
             RUNNING => None,
-            o => self.ready().then_some(o == RETURNED),
+            o => self.ready().then_some(o != FAILED),
         }
+    }
+
+    /// Whether it ended by a kill (gevent's value is then a `GreenletExit`).
+    fn was_killed(&self) -> bool {
+        self.ready() && self.outcome.load(Ordering::Acquire) == KILLED
     }
 
     fn name(&self) -> &str {
@@ -195,9 +210,15 @@ impl GreenletRef {
         self.shared.ready()
     }
 
-    /// `None` while it runs; then whether it returned a value (gevent's `successful()`).
+    /// `None` while it runs; then whether it returned a value or was killed
+    /// (gevent's `successful()`; see [`Greenlet::successful`]).
     pub fn successful(&self) -> Option<bool> {
         self.shared.successful()
+    }
+
+    /// Whether it ended by a kill (see [`Greenlet::killed`]).
+    pub fn killed(&self) -> bool {
+        self.shared.was_killed()
     }
 
     /// Waits until it finishes.
@@ -244,8 +265,34 @@ pub fn getcurrent() -> Option<GreenletRef> {
 
 may::coroutine_local!(static FINISH: std::cell::RefCell<Option<Finish>> = std::cell::RefCell::new(None));
 
-/// Payload of the unwinding that stops a greenlet killed before it started.
-struct KilledBeforeStart;
+/// Payload of the unwinding that stops a killed greenlet where coro itself
+/// stops it (before it started, or in a shim call that saw the kill): coro's
+/// `GreenletExit`. Private, and raised with `resume_unwind`, so no panic hook
+/// ever sees it and nothing is printed.
+struct GreenletExit;
+
+/// Unwinds the calling greenlet silently if it has been killed; returns otherwise.
+///
+/// Shim calls call it when their wait ended early, so that a kill reaches
+/// user code as an unwinding (its `Drop`s run), never as an error value.
+pub(crate) fn exit_if_killed() {
+    if current_killed() {
+        std::panic::resume_unwind(Box::new(GreenletExit));
+    }
+}
+
+/// Whether the calling code runs in a greenlet that has been killed.
+pub(crate) fn current_killed() -> bool {
+    if !may::coroutine::is_coroutine() {
+        return false;
+    }
+    FINISH.with(|slot| {
+        slot.try_borrow()
+            .ok()
+            .and_then(|f| f.as_ref().map(|f| f.shared.killed.load(Ordering::Acquire)))
+            .unwrap_or(false)
+    })
+}
 
 /// Runs when the coroutine body ends (returns, panics, or is killed), or when
 /// the spawn fails and the closure is dropped unrun.
@@ -298,10 +345,27 @@ impl<T> Greenlet<T> {
         !self.shared.ready()
     }
 
-    /// `None` while it runs; then whether it returned a value rather than
-    /// panicking or being killed (gevent's `successful()`). Unchanged after `get`.
+    /// `None` while it runs; then whether it ended well: it returned a value,
+    /// or it was killed (gevent's `successful()`, which is true after a plain
+    /// `kill()`, whose value is a `GreenletExit`). `Some(false)` only for a
+    /// panic or a stack overflow. Unchanged after `get`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let g = coro::spawn(|| coro::sleep(Duration::from_secs(60)))?;
+    /// g.kill();
+    /// assert_eq!(g.successful(), Some(true)); // as gevent's
+    /// assert!(g.killed());
+    /// # Ok::<(), coro::CoroError>(())
+    /// ```
     pub fn successful(&self) -> Option<bool> {
         self.shared.successful()
+    }
+
+    /// Whether it ended by a kill ([`kill`](Self::kill), [`crate::killall`],
+    /// [`crate::with_timeout`]); false while it runs, and if it returned or panicked.
+    pub fn killed(&self) -> bool {
+        self.shared.was_killed()
     }
 
     /// An untyped handle to the same greenlet (to keep in a [`crate::Group`], or to compare).
@@ -349,12 +413,16 @@ impl<T> Greenlet<T> {
         self.shared.link(LinkOn::Any, Box::new(f))
     }
 
-    /// Like [`link`](Self::link), only if it returns a value (gevent's `link_value`).
+    /// Like [`link`](Self::link), only if it ends well: returns a value or is
+    /// killed (gevent's `link_value`; gevent hands such a callback the
+    /// `GreenletExit` of a kill as the value).
     pub fn link_value(&self, f: impl FnOnce(&GreenletRef) + Send + 'static) -> u64 {
         self.shared.link(LinkOn::Value, Box::new(f))
     }
 
-    /// Like [`link`](Self::link), only if it panics or is killed (gevent's `link_exception`).
+    /// Like [`link`](Self::link), only if it fails: panics or overflows its
+    /// stack (gevent's `link_exception`). A plain kill is not a failure, as in
+    /// gevent, so it does not run these.
     pub fn link_exception(&self, f: impl FnOnce(&GreenletRef) + Send + 'static) -> u64 {
         self.shared.link(LinkOn::Exception, Box::new(f))
     }
@@ -365,6 +433,13 @@ impl<T> Greenlet<T> {
     }
 
     /// Waits for the coroutine and takes its value (gevent's `get()`).
+    ///
+    /// A killed greenlet: gevent's `get()` returns the `GreenletExit`
+    /// instance as the value (the kill is a successful end). A `T` cannot
+    /// hold that, so here it is `Err(CoroError::Killed { name })`, a variant of
+    /// its own, never [`CoroError::Panicked`]; [`successful`](Self::successful)
+    /// still says `Some(true)`, as gevent's does, and [`CoroError::is_killed`]
+    /// tells the two ends apart in one call.
     ///
     /// # Errors
     /// [`CoroError::Panicked`] with the panic message, [`CoroError::Killed`],
@@ -421,7 +496,7 @@ impl<T> Greenlet<T> {
             // Killed, even if what failed last was the kill's consequence (a
             // patched call that returned ECANCELED, then an unwrap).
             let killed = self.shared.killed.load(Ordering::Acquire)
-                || payload.is::<KilledBeforeStart>()
+                || payload.is::<GreenletExit>()
                 || matches!(
                     payload.downcast_ref::<generator::Error>(),
                     Some(generator::Error::Cancel)
@@ -563,7 +638,7 @@ impl Builder {
             // an atomic increment and decrement on a line the spawner shares.
             let shared = unsafe { &*shared };
             if shared.killed.load(Ordering::Acquire) {
-                std::panic::resume_unwind(Box::new(KilledBeforeStart));
+                std::panic::resume_unwind(Box::new(GreenletExit));
             }
             crate::running::resumed();
             if let Some(delay) = delay {

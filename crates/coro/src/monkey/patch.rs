@@ -52,6 +52,26 @@ pub fn patch_all() -> Result<()> {
     }
 }
 
+/// Whether `listen(2)` under the patch raises a smaller backlog to the
+/// system's largest (on by default; `false` keeps the caller's number).
+///
+/// std's `TcpListener::bind` listens with a backlog of 128. A coroutine
+/// server is made to take thousands of connections at once, and a full
+/// backlog makes the kernel drop SYNs, which clients retry only after a
+/// second: 500 clients against a gevent-style server ported to `std::net`
+/// took 3x gevent's time for that alone. So while patched, a `listen` asked
+/// for less than [`crate::monkey::net::max_listen_backlog`] (from any thread:
+/// listeners are usually bound in `main`, before the handlers are spawned) gets
+/// that instead. Call `raise_listen_backlog(false)` to keep the number asked for.
+///
+/// ```
+/// coro::monkey::raise_listen_backlog(false); // std's 128 stays 128
+/// coro::monkey::raise_listen_backlog(true); // the default again
+/// ```
+pub fn raise_listen_backlog(on: bool) {
+    super::flag::RAISE_BACKLOG.store(on, Ordering::Relaxed);
+}
+
 /// Turns the patch off again: every call goes straight to glibc.
 pub fn unpatch_all() {
     PATCHED.store(false, Ordering::Release);

@@ -10,6 +10,9 @@ use crate::error::{CoroError, Result};
 use crate::wait::Signal;
 use crate::{runtime, timer};
 
+mod builder;
+pub use builder::{Builder, spawn, spawn_later};
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// How a greenlet ended, as its links see it.
@@ -49,6 +52,8 @@ pub(crate) struct Shared {
     /// One list of waiters: those of the end.
     ending: Signal<Ending, 1>,
     killed: AtomicBool,
+    /// The panic message of a greenlet that failed (not one killed).
+    failure: OnceLock<String>,
     /// may's handle, to cancel it; set right after the spawn (a lock, cheaper
     /// to set than a `OnceLock`, and taken only by a kill).
     co: Mutex<Option<MayCoroutine>>,
@@ -148,6 +153,29 @@ impl Shared {
         }
     }
 
+    /// Its failure as an error, `None` unless it ended by a panic or a stack overflow.
+    fn exception(&self) -> Option<CoroError> {
+        if !self.ready() || self.outcome.load(Ordering::Acquire) != FAILED {
+            return None;
+        }
+        let name = self.name().to_string();
+        Some(match self.failure.get() {
+            Some(message) => CoroError::Panicked {
+                name,
+                message: message.clone(),
+            },
+            // may abandons an overflowed coroutine without unwinding it.
+            None => CoroError::StackOverflow { name },
+        })
+    }
+
+    /// Keeps the message of a panic that unwinds the body (not a kill's).
+    pub(crate) fn note_failure(&self, payload: &(dyn std::any::Any + Send)) {
+        if !self.killed.load(Ordering::Acquire) {
+            let _ = self.failure.set(runtime::panic_message(payload));
+        }
+    }
+
     /// Whether it ended by a kill (gevent's value is then a `GreenletExit`).
     fn was_killed(&self) -> bool {
         self.ready() && self.outcome.load(Ordering::Acquire) == KILLED
@@ -219,6 +247,22 @@ impl GreenletRef {
     /// Whether it ended by a kill (see [`Greenlet::killed`]).
     pub fn killed(&self) -> bool {
         self.shared.was_killed()
+    }
+
+    /// Its failure, `None` unless it panicked (see [`Greenlet::exception`]).
+    pub fn exception(&self) -> Option<CoroError> {
+        self.shared.exception()
+    }
+
+    /// A number that tells this greenlet apart from every other of the process.
+    pub(crate) fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// Runs `f` with its id when it ends, however it ends (at once if it has).
+    pub(crate) fn on_end(&self, f: OnFinish) {
+        self.shared
+            .link(LinkOn::Any, Box::new(move |me: &GreenletRef| f(me.id())));
     }
 
     /// Waits until it finishes.
@@ -298,8 +342,11 @@ pub(crate) fn current_killed() -> bool {
 /// the spawn fails and the closure is dropped unrun.
 struct Finish {
     shared: Arc<Shared>,
-    on_finish: Option<Box<dyn FnOnce() + Send>>,
+    on_finish: Option<OnFinish>,
 }
+
+/// What a [`Pool`](crate::Pool) runs when one of its greenlets ends: given the greenlet's id.
+pub(crate) type OnFinish = Box<dyn FnOnce(u64) + Send>;
 
 impl Drop for Finish {
     fn drop(&mut self) {
@@ -307,7 +354,7 @@ impl Drop for Finish {
         // Done first, so that whoever the slot release wakes (Pool::join) sees it ready.
         Shared::finish(&self.shared);
         if let Some(f) = self.on_finish.take() {
-            f();
+            f(self.shared.id);
         }
     }
 }
@@ -366,6 +413,21 @@ impl<T> Greenlet<T> {
     /// [`crate::with_timeout`]); false while it runs, and if it returned or panicked.
     pub fn killed(&self) -> bool {
         self.shared.was_killed()
+    }
+
+    /// Its failure without taking anything (gevent's `exception`): `None`
+    /// while it runs, when it returned, and when it was killed (gevent's
+    /// `exception` is `None` after a plain kill too); else
+    /// [`CoroError::Panicked`] with the message, or [`CoroError::StackOverflow`].
+    ///
+    /// ```
+    /// let g = coro::spawn(|| -> u8 { panic!("no") })?;
+    /// g.join();
+    /// assert!(matches!(g.exception(), Some(coro::CoroError::Panicked { message, .. }) if message == "no"));
+    /// # Ok::<(), coro::CoroError>(())
+    /// ```
+    pub fn exception(&self) -> Option<CoroError> {
+        self.shared.exception()
     }
 
     /// An untyped handle to the same greenlet (to keep in a [`crate::Group`], or to compare).
@@ -537,156 +599,4 @@ impl<T> Greenlet<T> {
         self.kill_nowait();
         self.join_timeout(timeout)
     }
-}
-
-/// Configures a greenlet before spawning it: its name and stack size.
-#[derive(Debug, Default, Clone)]
-pub struct Builder {
-    name: Option<String>,
-    stack_size: Option<usize>,
-    worker: Option<usize>,
-}
-
-impl Builder {
-    /// A builder with the runtime's defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Names the greenlet (shown in errors and by the blocking monitor).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Sets this greenlet's stack size in bytes (see [`crate::Config::stack_size`]).
-    pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = Some(bytes);
-        self
-    }
-
-    /// Queues the greenlet first on worker `id` (`0..workers`); may may still move it.
-    pub fn worker(mut self, id: usize) -> Self {
-        self.worker = Some(id);
-        self
-    }
-
-    /// Spawns the greenlet.
-    ///
-    /// # Errors
-    /// [`CoroError::StackExhausted`] when the kernel refuses the stack (see the
-    /// crate docs on `vm.max_map_count`), [`CoroError::InvalidStackSize`].
-    pub fn spawn<F, T>(self, f: F) -> Result<Greenlet<T>>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        self.spawn_with(None, None, f)
-    }
-
-    pub(crate) fn spawn_with<F, T>(
-        self,
-        delay: Option<Duration>,
-        on_finish: Option<Box<dyn FnOnce() + Send>>,
-        f: F,
-    ) -> Result<Greenlet<T>>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let words = self.stack_size.map(runtime::stack_words).transpose()?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let named = self.name.is_some();
-        let name = OnceLock::new();
-        if let Some(n) = self.name {
-            let _ = name.set(n);
-        }
-        let shared = Arc::new(Shared {
-            id,
-            name,
-            finished: AtomicBool::new(false),
-            outcome: AtomicU8::new(RUNNING),
-            ending: Signal::new(Ending::default()),
-            killed: AtomicBool::new(false),
-            co: Mutex::new(None),
-        });
-        let mut builder = may::coroutine::Builder::new();
-        if named || crate::running::enabled() {
-            builder = builder.name(shared.name().to_string());
-        }
-        if let Some(words) = words {
-            builder = builder.stack_size(words);
-        }
-        if let Some(worker) = self.worker {
-            builder = builder.id(worker);
-        }
-        runtime::LIVE.fetch_add(1, Ordering::Relaxed);
-        let finish = Finish {
-            shared: shared.clone(),
-            on_finish,
-        };
-        let handle = runtime::spawn_on_may(builder, move || {
-            let shared: *const Shared = Arc::as_ptr(&finish.shared);
-            // Parked in may's coroutine-local storage, the guard drops when may
-            // disposes of the coroutine, however it ended: returned, panicked,
-            // killed, or abandoned after a stack overflow (which never unwinds).
-            FINISH.with(|slot| *slot.borrow_mut() = Some(finish));
-            // SAFETY: the `Arc` just parked in the slot keeps `Shared` alive
-            // until may disposes of this coroutine, which is after this
-            // closure has returned or unwound; nothing takes it out of the
-            // slot before (`getcurrent` only clones it). Borrowing it spares
-            // an atomic increment and decrement on a line the spawner shares.
-            let shared = unsafe { &*shared };
-            if shared.killed.load(Ordering::Acquire) {
-                std::panic::resume_unwind(Box::new(GreenletExit));
-            }
-            crate::running::resumed();
-            if let Some(delay) = delay {
-                crate::sleep::sleep(delay);
-            }
-            let value = f();
-            shared.outcome.store(RETURNED, Ordering::Release);
-            value
-        })?;
-        *shared.co.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.coroutine().clone());
-        Ok(Greenlet {
-            shared,
-            handle: Some(handle),
-        })
-    }
-}
-
-/// Spawns `f` as a new coroutine (gevent's `spawn`).
-///
-/// The closure runs on the runtime's worker(s) and should follow may's rules
-/// (see the crate docs): no blocking calls, no long loops without a switch,
-/// and it must fit in its stack (an overflow is an `Err`, not corruption).
-/// Holding a thread-local across a yield is fine on the default single
-/// worker; with more workers it is what the `unsafe` of
-/// [`Config::with_workers`](crate::Config::with_workers) promised not to do.
-///
-/// If the program configures may itself (`may::config().set_workers(n)`)
-/// instead of through [`crate::configure`], coro cannot see that promise;
-/// configure the runtime through coro.
-///
-/// # Errors
-/// [`CoroError::StackExhausted`] when the kernel refuses the stack memory.
-pub fn spawn<F, T>(f: F) -> Result<Greenlet<T>>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    Builder::new().spawn(f)
-}
-
-/// Spawns `f` to start after `delay` (gevent's `spawn_later`); killing it before then cancels it.
-///
-/// # Errors
-/// As [`spawn`].
-pub fn spawn_later<F, T>(delay: Duration, f: F) -> Result<Greenlet<T>>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    Builder::new().spawn_with(Some(delay), None, f)
 }

@@ -210,7 +210,7 @@ pub use runtime::{
 };
 pub use sleep::{sleep, yield_now};
 pub use supervise::{Group, Iwait, Waitable, iwait, killall, wait};
-pub use timeout::{Timeout, joinall, with_timeout};
+pub use timeout::{JoinAllOptions, Timeout, joinall, joinall_with, with_timeout};
 
 /// Whether the caller runs inside a coroutine (may's `is_coroutine`).
 pub fn is_coroutine() -> bool {

@@ -48,8 +48,9 @@
 //! killed (`successful() == Some(true)`, `get()` is `Err(Killed)`). A
 //! *patched* call cannot unwind: it is glibc's `extern "C"` symbol, called
 //! from std through a declaration that may not unwind, so unwinding out of it
-//! is undefined behaviour. It fails with `ECANCELED` instead (every later
-//! patched call of that greenlet too), and anything that follows from it in a
+//! is undefined behaviour. It fails with `ECANCELED` instead (so does every
+//! later patched socket call of that greenlet that would wait; a patched
+//! sleep returns at once), and anything that follows from it in a
 //! killed greenlet (an `unwrap`, a `?` that returns, a panic) still ends it as
 //! killed, silently: the panic hook prints nothing for a greenlet already
 //! killed. A loop that retries every error forever never ends after a kill;

@@ -283,11 +283,16 @@ fn install_panic_hook() {
         // A panic in a greenlet already killed is the kill's consequence (a
         // patched call returned ECANCELED, then an `unwrap`): the greenlet ends
         // killed, as with gevent's GreenletExit, and nothing is printed.
-        if !(cancel || quiet || crate::greenlet::current_killed()) {
+        let killed = KILLED_CHECK.get().is_some_and(|check| check());
+        if !(cancel || quiet || killed) {
             previous(info);
         }
     }));
 }
+
+/// Whether the panicking code runs in a greenlet already killed: the
+/// greenlet layer (above this one) hands its check in at its first spawn.
+pub(crate) static KILLED_CHECK: std::sync::OnceLock<fn() -> bool> = std::sync::OnceLock::new();
 
 /// Coroutines spawned through `coro` that have not finished yet.
 pub(crate) static LIVE: AtomicUsize = AtomicUsize::new(0);

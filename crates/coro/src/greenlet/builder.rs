@@ -68,6 +68,8 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        // The panic hook (in the runtime, below) asks us whether a greenlet was killed.
+        runtime::KILLED_CHECK.get_or_init(|| super::current_killed);
         let words = self.stack_size.map(runtime::stack_words).transpose()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let named = self.name.is_some();

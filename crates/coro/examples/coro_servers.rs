@@ -9,9 +9,10 @@
 //! once, each making `trips` request/response round trips (echo: 1 KiB out,
 //! the same 1 KiB back; http: a keep-alive `GET /` and its 200 answer), and
 //! prints one JSON line: requests per second and the p50/p99 latency of a
-//! round trip. At most 1 000 connects are in flight at once, so the listen
-//! backlog (4 096 here) is never the limit; every connection is made before
-//! the first request, and the clock runs from the first request to the last answer.
+//! round trip. All N connect at once (set `CORO_SERVERS_CONNECT_AT_ONCE` to
+//! pace them), so a listen backlog too small for N shows as ListenOverflows;
+//! every connection is made before the first request, and the clock runs from
+//! the first request to the last answer.
 //!
 //! The echo server is the one a gevent user writes; the `patched` server is
 //! the same code on plain `std::net` after `coro::monkey::patch_all()`.
@@ -205,6 +206,16 @@ fn serve_tokio(http: bool) -> io::Result<()> {
     })
 }
 
+/// How many connects may be in flight at once: all of them, unless
+/// `CORO_SERVERS_CONNECT_AT_ONCE` says fewer.
+fn connect_at_once(clients: usize) -> usize {
+    std::env::var("CORO_SERVERS_CONNECT_AT_ONCE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(clients)
+        .max(1)
+}
+
 /// The load generator: a tokio runtime on two threads, one task per connection.
 fn load(port: u16, http: bool, clients: usize, trips: usize) -> io::Result<()> {
     use std::sync::Arc;
@@ -215,7 +226,7 @@ fn load(port: u16, http: bool, clients: usize, trips: usize) -> io::Result<()> {
         .build()?;
     let result = rt.block_on(async move {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let connecting = Arc::new(tokio::sync::Semaphore::new(1000));
+        let connecting = Arc::new(tokio::sync::Semaphore::new(connect_at_once(clients)));
         let connected = Arc::new(tokio::sync::Barrier::new(clients + 1));
         let mut tasks = Vec::with_capacity(clients);
         for _ in 0..clients {

@@ -47,8 +47,8 @@ impl Builder {
     /// Spawns the greenlet.
     ///
     /// # Errors
-    /// [`CoroError::StackExhausted`] when the kernel refuses the stack (see the
-    /// crate docs on `vm.max_map_count`), [`CoroError::InvalidStackSize`].
+    /// [`CoroError::StackExhausted`](crate::CoroError::StackExhausted) when the kernel refuses the stack (see the
+    /// crate docs on `vm.max_map_count`), [`CoroError::InvalidStackSize`](crate::CoroError::InvalidStackSize).
     pub fn spawn<F, T>(self, f: F) -> Result<Greenlet<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -161,7 +161,7 @@ impl Builder {
 /// configure the runtime through coro.
 ///
 /// # Errors
-/// [`CoroError::StackExhausted`] when the kernel refuses the stack memory.
+/// [`CoroError::StackExhausted`](crate::CoroError::StackExhausted) when the kernel refuses the stack memory.
 pub fn spawn<F, T>(f: F) -> Result<Greenlet<T>>
 where
     F: FnOnce() -> T + Send + 'static,

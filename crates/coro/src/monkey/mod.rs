@@ -49,8 +49,9 @@
 //! *patched* call cannot unwind: it is glibc's `extern "C"` symbol, called
 //! from std through a declaration that may not unwind, so unwinding out of it
 //! is undefined behaviour. It fails with `ECANCELED` instead (so does every
-//! later patched socket call of that greenlet that would wait; a patched
-//! sleep returns at once), and anything that follows from it in a
+//! later patched call of that greenlet that would wait; std's `thread::sleep`
+//! treats that error as a bug and panics, which unwinds the greenlet, so a
+//! killed `std::thread::sleep` ends it as gevent's does), and anything that follows from it in a
 //! killed greenlet (an `unwrap`, a `?` that returns, a panic) still ends it as
 //! killed, silently: the panic hook prints nothing for a greenlet already
 //! killed. A loop that retries every error forever never ends after a kill;

@@ -362,6 +362,13 @@ impl Drop for Finish {
 /// A handle to a coroutine: wait for it, take its value, or kill it.
 ///
 /// gevent's `Greenlet`. Dropping the handle detaches the coroutine; it keeps running.
+///
+/// Its shape departs from the naming table's running unit (`join(self)`,
+/// `join_timeout(&mut self, ..)`) on purpose: in gevent many wait for one
+/// greenlet at once (`joinall`, `wait`, a `Group`, another greenlet's
+/// `join`), so `join` and `join_timeout` borrow (`&self`) and never take the
+/// value; `get(&mut self)` takes it once, as gevent's `get()` reads it, and
+/// [`into_value`](Self::into_value) is the consuming `join` of the table.
 pub struct Greenlet<T> {
     shared: Arc<Shared>,
     handle: Option<JoinHandle<T>>,

@@ -20,6 +20,8 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+mod servers;
+
 /// Arguments of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub(crate) struct BenchArgs {
@@ -29,6 +31,9 @@ pub(crate) struct BenchArgs {
     /// Also run the Python twins (needs python3; gevent for the coroutine rung).
     #[arg(long)]
     python: bool,
+    /// Run the server benchmark instead (coro's servers against gevent's and tokio's).
+    #[arg(long)]
+    servers: bool,
     /// Where the JSON and the SVG go (default: target/multitask-bench).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -79,6 +84,9 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| crate::target_dir(&root).join("multitask-bench"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    if args.servers {
+        return servers::run(&root, &out, args.quick);
+    }
 
     println!("building the ladder (release)...");
     crate::cargo(

@@ -18,7 +18,13 @@ pub enum CoroError {
         /// The panic message (`"<non-string panic payload>"` if it was not text).
         message: String,
     },
-    /// The coroutine was killed (`Greenlet::kill`, `with_timeout`) before it returned.
+    /// The coroutine was killed (`Greenlet::kill`, `killall`, `with_timeout`) before it returned.
+    ///
+    /// This is gevent's `GreenletExit` value: gevent's `get()` returns that
+    /// instance for a killed greenlet, and counts the end as successful.
+    /// Here `get` cannot hand a `T`, so it is this variant, apart from
+    /// [`CoroError::Panicked`]; the greenlet's `successful()` is still
+    /// `Some(true)` and its `link_value` callbacks run, as gevent's do.
     #[error("coroutine '{name}' was killed before it returned a value")]
     Killed {
         /// The greenlet's name.
@@ -118,6 +124,14 @@ pub enum CoroError {
     /// The symbol-level patch is not available on this platform.
     #[error("monkey::patch_all is not available here: {0}")]
     PatchUnavailable(String),
+}
+
+impl CoroError {
+    /// Whether this is a kill's outcome ([`CoroError::Killed`], gevent's
+    /// `GreenletExit`), which gevent counts as a successful end, not a failure.
+    pub fn is_killed(&self) -> bool {
+        matches!(self, CoroError::Killed { .. })
+    }
 }
 
 /// A put found the queue full (Python's `queue.Full`); the item is handed back.

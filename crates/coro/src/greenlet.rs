@@ -10,12 +10,17 @@ use crate::error::{CoroError, Result};
 use crate::wait::Signal;
 use crate::{runtime, timer};
 
+mod builder;
+pub use builder::{Builder, spawn, spawn_later};
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// How a greenlet ended, as its links see it.
 const RUNNING: u8 = 0;
 const RETURNED: u8 = 1;
 const FAILED: u8 = 2;
+/// Killed: gevent counts a plain kill (its `GreenletExit`) as a successful end.
+const KILLED: u8 = 3;
 
 /// A callback run once when a greenlet ends.
 pub(crate) type LinkFn = Box<dyn FnOnce(&GreenletRef) + Send>;
@@ -47,6 +52,8 @@ pub(crate) struct Shared {
     /// One list of waiters: those of the end.
     ending: Signal<Ending, 1>,
     killed: AtomicBool,
+    /// The panic message of a greenlet that failed (not one killed).
+    failure: OnceLock<String>,
     /// may's handle, to cancel it; set right after the spawn (a lock, cheaper
     /// to set than a `OnceLock`, and taken only by a kill).
     co: Mutex<Option<MayCoroutine>>,
@@ -55,7 +62,14 @@ pub(crate) struct Shared {
 impl Shared {
     fn finish(self: &Arc<Self>) {
         if self.outcome.load(Ordering::Acquire) == RUNNING {
-            self.outcome.store(FAILED, Ordering::Release);
+            // Ended without returning: a kill's unwinding (or a panic, or a
+            // stack overflow, after a kill: the kill's consequence), else a failure.
+            let end = if self.killed.load(Ordering::Acquire) {
+                KILLED
+            } else {
+                FAILED
+            };
+            self.outcome.store(end, Ordering::Release);
         }
         let links = {
             let mut ending = self.ending.lock();
@@ -76,12 +90,13 @@ impl Shared {
         let me = GreenletRef {
             shared: self.clone(),
         };
-        let returned = self.outcome.load(Ordering::Acquire) == RETURNED;
+        // gevent: a kill is a successful end (the value is `GreenletExit`).
+        let succeeded = self.outcome.load(Ordering::Acquire) != FAILED;
         for (_, on, f) in links {
             let wanted = match on {
                 LinkOn::Any => true,
-                LinkOn::Value => returned,
-                LinkOn::Exception => !returned,
+                LinkOn::Value => succeeded,
+                LinkOn::Exception => !succeeded,
             };
             if wanted {
                 // A panicking callback must not stop the others (nor unwind
@@ -134,8 +149,36 @@ impl Shared {
     fn successful(&self) -> Option<bool> {
         match self.outcome.load(Ordering::Acquire) {
             RUNNING => None,
-            o => self.ready().then_some(o == RETURNED),
+            o => self.ready().then_some(o != FAILED),
         }
+    }
+
+    /// Its failure as an error, `None` unless it ended by a panic or a stack overflow.
+    fn exception(&self) -> Option<CoroError> {
+        if !self.ready() || self.outcome.load(Ordering::Acquire) != FAILED {
+            return None;
+        }
+        let name = self.name().to_string();
+        Some(match self.failure.get() {
+            Some(message) => CoroError::Panicked {
+                name,
+                message: message.clone(),
+            },
+            // may abandons an overflowed coroutine without unwinding it.
+            None => CoroError::StackOverflow { name },
+        })
+    }
+
+    /// Keeps the message of a panic that unwinds the body (not a kill's).
+    pub(crate) fn note_failure(&self, payload: &(dyn std::any::Any + Send)) {
+        if !self.killed.load(Ordering::Acquire) {
+            let _ = self.failure.set(runtime::panic_message(payload));
+        }
+    }
+
+    /// Whether it ended by a kill (gevent's value is then a `GreenletExit`).
+    fn was_killed(&self) -> bool {
+        self.ready() && self.outcome.load(Ordering::Acquire) == KILLED
     }
 
     fn name(&self) -> &str {
@@ -195,9 +238,31 @@ impl GreenletRef {
         self.shared.ready()
     }
 
-    /// `None` while it runs; then whether it returned a value (gevent's `successful()`).
+    /// `None` while it runs; then whether it returned a value or was killed
+    /// (gevent's `successful()`; see [`Greenlet::successful`]).
     pub fn successful(&self) -> Option<bool> {
         self.shared.successful()
+    }
+
+    /// Whether it ended by a kill (see [`Greenlet::killed`]).
+    pub fn killed(&self) -> bool {
+        self.shared.was_killed()
+    }
+
+    /// Its failure, `None` unless it panicked (see [`Greenlet::exception`]).
+    pub fn exception(&self) -> Option<CoroError> {
+        self.shared.exception()
+    }
+
+    /// A number that tells this greenlet apart from every other of the process.
+    pub(crate) fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// Runs `f` with its id when it ends, however it ends (at once if it has).
+    pub(crate) fn on_end(&self, f: OnFinish) {
+        self.shared
+            .link(LinkOn::Any, Box::new(move |me: &GreenletRef| f(me.id())));
     }
 
     /// Waits until it finishes.
@@ -244,15 +309,44 @@ pub fn getcurrent() -> Option<GreenletRef> {
 
 may::coroutine_local!(static FINISH: std::cell::RefCell<Option<Finish>> = std::cell::RefCell::new(None));
 
-/// Payload of the unwinding that stops a greenlet killed before it started.
-struct KilledBeforeStart;
+/// Payload of the unwinding that stops a killed greenlet where coro itself
+/// stops it (before it started, or in a shim call that saw the kill): coro's
+/// `GreenletExit`. Private, and raised with `resume_unwind`, so no panic hook
+/// ever sees it and nothing is printed.
+struct GreenletExit;
+
+/// Unwinds the calling greenlet silently if it has been killed; returns otherwise.
+///
+/// Shim calls call it when their wait ended early, so that a kill reaches
+/// user code as an unwinding (its `Drop`s run), never as an error value.
+pub(crate) fn exit_if_killed() {
+    if current_killed() {
+        std::panic::resume_unwind(Box::new(GreenletExit));
+    }
+}
+
+/// Whether the calling code runs in a greenlet that has been killed.
+pub(crate) fn current_killed() -> bool {
+    if !may::coroutine::is_coroutine() {
+        return false;
+    }
+    FINISH.with(|slot| {
+        slot.try_borrow()
+            .ok()
+            .and_then(|f| f.as_ref().map(|f| f.shared.killed.load(Ordering::Acquire)))
+            .unwrap_or(false)
+    })
+}
 
 /// Runs when the coroutine body ends (returns, panics, or is killed), or when
 /// the spawn fails and the closure is dropped unrun.
 struct Finish {
     shared: Arc<Shared>,
-    on_finish: Option<Box<dyn FnOnce() + Send>>,
+    on_finish: Option<OnFinish>,
 }
+
+/// What a [`Pool`](crate::Pool) runs when one of its greenlets ends: given the greenlet's id.
+pub(crate) type OnFinish = Box<dyn FnOnce(u64) + Send>;
 
 impl Drop for Finish {
     fn drop(&mut self) {
@@ -260,7 +354,7 @@ impl Drop for Finish {
         // Done first, so that whoever the slot release wakes (Pool::join) sees it ready.
         Shared::finish(&self.shared);
         if let Some(f) = self.on_finish.take() {
-            f();
+            f(self.shared.id);
         }
     }
 }
@@ -268,6 +362,13 @@ impl Drop for Finish {
 /// A handle to a coroutine: wait for it, take its value, or kill it.
 ///
 /// gevent's `Greenlet`. Dropping the handle detaches the coroutine; it keeps running.
+///
+/// Its shape departs from the naming table's running unit (`join(self)`,
+/// `join_timeout(&mut self, ..)`) on purpose: in gevent many wait for one
+/// greenlet at once (`joinall`, `wait`, a `Group`, another greenlet's
+/// `join`), so `join` and `join_timeout` borrow (`&self`) and never take the
+/// value; `get(&mut self)` takes it once, as gevent's `get()` reads it, and
+/// [`into_value`](Self::into_value) is the consuming `join` of the table.
 pub struct Greenlet<T> {
     shared: Arc<Shared>,
     handle: Option<JoinHandle<T>>,
@@ -298,10 +399,42 @@ impl<T> Greenlet<T> {
         !self.shared.ready()
     }
 
-    /// `None` while it runs; then whether it returned a value rather than
-    /// panicking or being killed (gevent's `successful()`). Unchanged after `get`.
+    /// `None` while it runs; then whether it ended well: it returned a value,
+    /// or it was killed (gevent's `successful()`, which is true after a plain
+    /// `kill()`, whose value is a `GreenletExit`). `Some(false)` only for a
+    /// panic or a stack overflow. Unchanged after `get`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let g = coro::spawn(|| coro::sleep(Duration::from_secs(60)))?;
+    /// g.kill();
+    /// assert_eq!(g.successful(), Some(true)); // as gevent's
+    /// assert!(g.killed());
+    /// # Ok::<(), coro::CoroError>(())
+    /// ```
     pub fn successful(&self) -> Option<bool> {
         self.shared.successful()
+    }
+
+    /// Whether it ended by a kill ([`kill`](Self::kill), [`crate::killall`],
+    /// [`crate::with_timeout`]); false while it runs, and if it returned or panicked.
+    pub fn killed(&self) -> bool {
+        self.shared.was_killed()
+    }
+
+    /// Its failure without taking anything (gevent's `exception`): `None`
+    /// while it runs, when it returned, and when it was killed (gevent's
+    /// `exception` is `None` after a plain kill too); else
+    /// [`CoroError::Panicked`] with the message, or [`CoroError::StackOverflow`].
+    ///
+    /// ```
+    /// let g = coro::spawn(|| -> u8 { panic!("no") })?;
+    /// g.join();
+    /// assert!(matches!(g.exception(), Some(coro::CoroError::Panicked { message, .. }) if message == "no"));
+    /// # Ok::<(), coro::CoroError>(())
+    /// ```
+    pub fn exception(&self) -> Option<CoroError> {
+        self.shared.exception()
     }
 
     /// An untyped handle to the same greenlet (to keep in a [`crate::Group`], or to compare).
@@ -349,12 +482,16 @@ impl<T> Greenlet<T> {
         self.shared.link(LinkOn::Any, Box::new(f))
     }
 
-    /// Like [`link`](Self::link), only if it returns a value (gevent's `link_value`).
+    /// Like [`link`](Self::link), only if it ends well: returns a value or is
+    /// killed (gevent's `link_value`; gevent hands such a callback the
+    /// `GreenletExit` of a kill as the value).
     pub fn link_value(&self, f: impl FnOnce(&GreenletRef) + Send + 'static) -> u64 {
         self.shared.link(LinkOn::Value, Box::new(f))
     }
 
-    /// Like [`link`](Self::link), only if it panics or is killed (gevent's `link_exception`).
+    /// Like [`link`](Self::link), only if it fails: panics or overflows its
+    /// stack (gevent's `link_exception`). A plain kill is not a failure, as in
+    /// gevent, so it does not run these.
     pub fn link_exception(&self, f: impl FnOnce(&GreenletRef) + Send + 'static) -> u64 {
         self.shared.link(LinkOn::Exception, Box::new(f))
     }
@@ -365,6 +502,13 @@ impl<T> Greenlet<T> {
     }
 
     /// Waits for the coroutine and takes its value (gevent's `get()`).
+    ///
+    /// A killed greenlet: gevent's `get()` returns the `GreenletExit`
+    /// instance as the value (the kill is a successful end). A `T` cannot
+    /// hold that, so here it is `Err(CoroError::Killed { name })`, a variant of
+    /// its own, never [`CoroError::Panicked`]; [`successful`](Self::successful)
+    /// still says `Some(true)`, as gevent's does, and [`CoroError::is_killed`]
+    /// tells the two ends apart in one call.
     ///
     /// # Errors
     /// [`CoroError::Panicked`] with the panic message, [`CoroError::Killed`],
@@ -421,7 +565,7 @@ impl<T> Greenlet<T> {
             // Killed, even if what failed last was the kill's consequence (a
             // patched call that returned ECANCELED, then an unwrap).
             let killed = self.shared.killed.load(Ordering::Acquire)
-                || payload.is::<KilledBeforeStart>()
+                || payload.is::<GreenletExit>()
                 || matches!(
                     payload.downcast_ref::<generator::Error>(),
                     Some(generator::Error::Cancel)
@@ -462,156 +606,4 @@ impl<T> Greenlet<T> {
         self.kill_nowait();
         self.join_timeout(timeout)
     }
-}
-
-/// Configures a greenlet before spawning it: its name and stack size.
-#[derive(Debug, Default, Clone)]
-pub struct Builder {
-    name: Option<String>,
-    stack_size: Option<usize>,
-    worker: Option<usize>,
-}
-
-impl Builder {
-    /// A builder with the runtime's defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Names the greenlet (shown in errors and by the blocking monitor).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Sets this greenlet's stack size in bytes (see [`crate::Config::stack_size`]).
-    pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = Some(bytes);
-        self
-    }
-
-    /// Queues the greenlet first on worker `id` (`0..workers`); may may still move it.
-    pub fn worker(mut self, id: usize) -> Self {
-        self.worker = Some(id);
-        self
-    }
-
-    /// Spawns the greenlet.
-    ///
-    /// # Errors
-    /// [`CoroError::StackExhausted`] when the kernel refuses the stack (see the
-    /// crate docs on `vm.max_map_count`), [`CoroError::InvalidStackSize`].
-    pub fn spawn<F, T>(self, f: F) -> Result<Greenlet<T>>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        self.spawn_with(None, None, f)
-    }
-
-    pub(crate) fn spawn_with<F, T>(
-        self,
-        delay: Option<Duration>,
-        on_finish: Option<Box<dyn FnOnce() + Send>>,
-        f: F,
-    ) -> Result<Greenlet<T>>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let words = self.stack_size.map(runtime::stack_words).transpose()?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let named = self.name.is_some();
-        let name = OnceLock::new();
-        if let Some(n) = self.name {
-            let _ = name.set(n);
-        }
-        let shared = Arc::new(Shared {
-            id,
-            name,
-            finished: AtomicBool::new(false),
-            outcome: AtomicU8::new(RUNNING),
-            ending: Signal::new(Ending::default()),
-            killed: AtomicBool::new(false),
-            co: Mutex::new(None),
-        });
-        let mut builder = may::coroutine::Builder::new();
-        if named || crate::running::enabled() {
-            builder = builder.name(shared.name().to_string());
-        }
-        if let Some(words) = words {
-            builder = builder.stack_size(words);
-        }
-        if let Some(worker) = self.worker {
-            builder = builder.id(worker);
-        }
-        runtime::LIVE.fetch_add(1, Ordering::Relaxed);
-        let finish = Finish {
-            shared: shared.clone(),
-            on_finish,
-        };
-        let handle = runtime::spawn_on_may(builder, move || {
-            let shared: *const Shared = Arc::as_ptr(&finish.shared);
-            // Parked in may's coroutine-local storage, the guard drops when may
-            // disposes of the coroutine, however it ended: returned, panicked,
-            // killed, or abandoned after a stack overflow (which never unwinds).
-            FINISH.with(|slot| *slot.borrow_mut() = Some(finish));
-            // SAFETY: the `Arc` just parked in the slot keeps `Shared` alive
-            // until may disposes of this coroutine, which is after this
-            // closure has returned or unwound; nothing takes it out of the
-            // slot before (`getcurrent` only clones it). Borrowing it spares
-            // an atomic increment and decrement on a line the spawner shares.
-            let shared = unsafe { &*shared };
-            if shared.killed.load(Ordering::Acquire) {
-                std::panic::resume_unwind(Box::new(KilledBeforeStart));
-            }
-            crate::running::resumed();
-            if let Some(delay) = delay {
-                crate::sleep::sleep(delay);
-            }
-            let value = f();
-            shared.outcome.store(RETURNED, Ordering::Release);
-            value
-        })?;
-        *shared.co.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.coroutine().clone());
-        Ok(Greenlet {
-            shared,
-            handle: Some(handle),
-        })
-    }
-}
-
-/// Spawns `f` as a new coroutine (gevent's `spawn`).
-///
-/// The closure runs on the runtime's worker(s) and should follow may's rules
-/// (see the crate docs): no blocking calls, no long loops without a switch,
-/// and it must fit in its stack (an overflow is an `Err`, not corruption).
-/// Holding a thread-local across a yield is fine on the default single
-/// worker; with more workers it is what the `unsafe` of
-/// [`Config::with_workers`](crate::Config::with_workers) promised not to do.
-///
-/// If the program configures may itself (`may::config().set_workers(n)`)
-/// instead of through [`crate::configure`], coro cannot see that promise;
-/// configure the runtime through coro.
-///
-/// # Errors
-/// [`CoroError::StackExhausted`] when the kernel refuses the stack memory.
-pub fn spawn<F, T>(f: F) -> Result<Greenlet<T>>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    Builder::new().spawn(f)
-}
-
-/// Spawns `f` to start after `delay` (gevent's `spawn_later`); killing it before then cancels it.
-///
-/// # Errors
-/// As [`spawn`].
-pub fn spawn_later<F, T>(delay: Duration, f: F) -> Result<Greenlet<T>>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    Builder::new().spawn_with(Some(delay), None, f)
 }

@@ -167,9 +167,23 @@
 //! limit, not memory); raise the setting (`sysctl -w vm.max_map_count=262144`)
 //! or bound live coroutines with a [`Pool`].
 //!
-//! `coro` wraps the process's panic hook once so that the two panics it turns
-//! into values (may's cancel unwinding when a greenlet is killed, and a stack
-//! allocation failure) print nothing; other panics reach the previous hook.
+//! `coro` wraps the process's panic hook once (at the first spawn; a hook you
+//! set before that is kept and called) so that the panics it turns into
+//! values print nothing: may's cancel unwinding when a greenlet is killed, any
+//! panic in a greenlet already killed, and a stack allocation failure. Other
+//! panics reach the previous hook.
+//!
+//! # Kills: gevent's `GreenletExit`
+//!
+//! A kill ([`Greenlet::kill`], [`killall`], [`Pool::kill`], [`with_timeout`])
+//! unwinds the greenlet from the call it waits in: its `Drop`s run, no error
+//! value reaches its code, nothing is printed. As in gevent, that is a
+//! *successful* end: `successful()` is `Some(true)`, `link_value` callbacks
+//! run and `link_exception` ones do not, [`Greenlet::exception`] is `None`.
+//! gevent's `get()` then returns the `GreenletExit` instance; here `get()` is
+//! `Err(`[`CoroError::Killed`]`)`, a variant apart from a panic's
+//! ([`CoroError::is_killed`]). A greenlet killed inside a *patched* `std`
+//! call sees that call fail with `ECANCELED` instead (see [`monkey`]).
 
 #![deny(missing_docs)]
 
@@ -210,7 +224,7 @@ pub use runtime::{
 };
 pub use sleep::{sleep, yield_now};
 pub use supervise::{Group, Iwait, Waitable, iwait, killall, wait};
-pub use timeout::{Timeout, joinall, with_timeout};
+pub use timeout::{JoinAllOptions, Timeout, joinall, joinall_with, with_timeout};
 
 /// Whether the caller runs inside a coroutine (may's `is_coroutine`).
 pub fn is_coroutine() -> bool {

@@ -1,6 +1,6 @@
 //! `Pool(n)`: spawn greenlets with at most `n` of them running at once.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +20,24 @@ pub struct Pool {
 
 struct Inner {
     size: usize,
-    /// Free slots.
-    free: Arc<Signal<usize>>,
+    slots: Arc<Signal<Slots>>,
+}
+
+/// Free slots, and the greenlets holding the others (by id).
+struct Slots {
+    free: usize,
+    members: HashMap<u64, GreenletRef>,
+}
+
+impl Slots {
+    /// Frees the slot of greenlet `id` if it holds one; whether it did.
+    fn discard(&mut self, id: u64) -> bool {
+        if self.members.remove(&id).is_none() {
+            return false;
+        }
+        self.free += 1;
+        true
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -29,6 +45,7 @@ impl std::fmt::Debug for Pool {
         f.debug_struct("Pool")
             .field("size", &self.inner.size)
             .field("free", &self.free_count())
+            .field("members", &self.inner.slots.lock().members.len())
             .finish()
     }
 }
@@ -47,7 +64,10 @@ impl Pool {
         Ok(Pool {
             inner: Arc::new(Inner {
                 size,
-                free: Arc::new(Signal::new(size)),
+                slots: Arc::new(Signal::new(Slots {
+                    free: size,
+                    members: HashMap::new(),
+                })),
             }),
         })
     }
@@ -57,9 +77,113 @@ impl Pool {
         self.inner.size
     }
 
-    /// Slots free right now.
+    /// Slots free right now (gevent's `free_count()`).
     pub fn free_count(&self) -> usize {
-        *self.inner.free.lock()
+        self.inner.slots.lock().free
+    }
+
+    /// Waits until a slot is free, and returns how many are (gevent's `wait_available()`).
+    pub fn wait_available(&self) -> usize {
+        self.inner.slots.wait_until(None, |s| s.free > 0).0.free
+    }
+
+    /// Like [`wait_available`](Pool::wait_available), waiting at most
+    /// `timeout`; 0 if no slot freed in time (gevent's `wait_available(timeout)`).
+    pub fn wait_available_timeout(&self, timeout: Duration) -> usize {
+        self.inner
+            .slots
+            .wait_until(Some(timeout), |s| s.free > 0)
+            .0
+            .free
+    }
+
+    /// Adds a greenlet spawned elsewhere, waiting for a free slot (gevent's
+    /// `Pool.add`); it holds the slot until it ends or is
+    /// [`discard`](Pool::discard)ed. Adding a member again does nothing; a
+    /// greenlet that already ended takes its slot and gives it back at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = coro::Pool::new(1)?;
+    /// let gate = coro::Event::new();
+    /// let g = { let gate = gate.clone(); coro::spawn(move || gate.wait())? };
+    /// pool.add(&g.as_ref());
+    /// assert_eq!(pool.free_count(), 0);
+    /// assert!(pool.discard(&g.as_ref())); // the slot is free again, g runs on
+    /// assert_eq!(pool.free_count(), 1);
+    /// gate.set();
+    /// assert!(g.join_timeout(Duration::from_secs(5)));
+    /// # Ok::<(), coro::CoroError>(())
+    /// ```
+    pub fn add(&self, greenlet: &GreenletRef) {
+        let _ = self.add_until(greenlet, None);
+    }
+
+    /// Like [`add`](Pool::add), waiting at most `timeout` for a slot.
+    ///
+    /// # Errors
+    /// [`CoroError::Timeout`] if no slot freed in time; the greenlet is not added.
+    pub fn add_timeout(&self, greenlet: &GreenletRef, timeout: Duration) -> Result<()> {
+        self.add_until(greenlet, Some(timeout))
+    }
+
+    fn add_until(&self, greenlet: &GreenletRef, timeout: Option<Duration>) -> Result<()> {
+        let id = greenlet.id();
+        {
+            let slots = &self.inner.slots;
+            let (mut s, got) =
+                slots.wait_until(timeout, |s| s.members.contains_key(&id) || s.free > 0);
+            if s.members.contains_key(&id) {
+                return Ok(());
+            }
+            if !got {
+                return Err(CoroError::Timeout {
+                    what: format!("Pool({}) add waiting for a free slot", self.size()),
+                    timeout: timeout.unwrap_or_default(),
+                });
+            }
+            s.free -= 1;
+            s.members.insert(id, greenlet.clone());
+        }
+        let slots = self.inner.slots.clone();
+        // At once if it already ended.
+        greenlet.on_end(Box::new(move |id| release(&slots, id)));
+        Ok(())
+    }
+
+    /// Takes a greenlet out of the pool, freeing its slot; it runs on
+    /// (gevent's `Pool.discard`). Whether it was a member.
+    pub fn discard(&self, greenlet: &GreenletRef) -> bool {
+        let mut s = self.inner.slots.lock();
+        let was = s.discard(greenlet.id());
+        if was {
+            s.notify_all();
+        }
+        was
+    }
+
+    /// The greenlets holding a slot now.
+    pub fn greenlets(&self) -> Vec<GreenletRef> {
+        self.inner.slots.lock().members.values().cloned().collect()
+    }
+
+    /// Kills every greenlet of the pool and waits until they stopped and
+    /// gave back their slots (gevent's `Pool.kill()`).
+    pub fn kill(&self) {
+        self.kill_until(None);
+    }
+
+    /// Like [`kill`](Pool::kill), waiting at most `timeout`; whether all stopped.
+    pub fn kill_timeout(&self, timeout: Duration) -> bool {
+        self.kill_until(Some(timeout))
+    }
+
+    fn kill_until(&self, timeout: Option<Duration>) -> bool {
+        let members = self.greenlets();
+        members.iter().for_each(GreenletRef::kill_nowait);
+        let ids: Vec<u64> = members.iter().map(GreenletRef::id).collect();
+        let gone = |s: &Slots| ids.iter().all(|id| !s.members.contains_key(id));
+        self.inner.slots.wait_until(timeout, gone).1
     }
 
     /// Greenlets of this pool running right now.
@@ -139,22 +263,23 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let free = self.inner.free.clone();
-        // The slot is released by the greenlet's end (or by a failed spawn dropping it).
-        let release = move || {
-            let mut n = free.lock();
-            *n += 1;
-            n.notify_all();
+        let slots = self.inner.slots.clone();
+        // The slot is released by the greenlet's end (or by a failed spawn
+        // dropping it), unless it was discarded first.
+        let on_finish = Box::new(move |id| release(&slots, id));
+        // A member before it can end, so that its end finds it.
+        let mut join = |g: &GreenletRef| {
+            self.inner.slots.lock().members.insert(g.id(), g.clone());
         };
-        builder.spawn_with(None, Some(Box::new(release)), f)
+        builder.spawn_with(None, Some(on_finish), Some(&mut join), f)
     }
 
     /// Takes a free slot, waiting at most `timeout` (`None`: as long as it takes).
     fn acquire(&self, timeout: Option<Duration>) -> bool {
-        let free = &self.inner.free;
-        let (mut n, got) = free.wait_until(timeout, |n| *n > 0);
+        let slots = &self.inner.slots;
+        let (mut s, got) = slots.wait_until(timeout, |s| s.free > 0);
         if got {
-            *n -= 1;
+            s.free -= 1;
         }
         got
     }
@@ -236,16 +361,25 @@ impl Pool {
 
     /// Waits until no greenlet of this pool is running (gevent's `Pool.join()`).
     pub fn join(&self) {
-        let free = &self.inner.free;
         let size = self.inner.size;
-        free.wait_until(None, |n| *n == size);
+        self.inner.slots.wait_until(None, |s| s.free == size);
     }
 
     /// Like [`join`](Pool::join), waiting at most `timeout`; returns whether the pool emptied.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        let free = &self.inner.free;
         let size = self.inner.size;
-        free.wait_until(Some(timeout), |n| *n == size).1
+        self.inner
+            .slots
+            .wait_until(Some(timeout), |s| s.free == size)
+            .1
+    }
+}
+
+/// Frees greenlet `id`'s slot if it still holds one, waking the waiters.
+fn release(slots: &Signal<Slots>, id: u64) {
+    let mut s = slots.lock();
+    if s.discard(id) {
+        s.notify_all();
     }
 }
 

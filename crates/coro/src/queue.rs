@@ -195,6 +195,52 @@ impl<T> Queue<T> {
     }
 }
 
+impl<T: Clone> Queue<T> {
+    fn peek_until(&self, deadline: Option<std::time::Instant>) -> Result<T, Empty> {
+        let signal = &self.inner.items;
+        let (mut items, _) =
+            signal.wait_locked(GETTERS, signal.lock(), deadline, |q| !q.is_empty());
+        let item = items.front().cloned().ok_or(Empty)?;
+        // A peek leaves the item: the wake-up it may have taken goes on to
+        // the next waiter (a getter must not sleep beside an item).
+        items.notify_one_on(GETTERS);
+        Ok(item)
+    }
+
+    /// A copy of the oldest item, left in the queue; waits while it is empty
+    /// (gevent's `Queue.peek()`).
+    ///
+    /// ```
+    /// let q = coro::Queue::new();
+    /// q.put("hi");
+    /// assert_eq!(q.peek(), "hi");
+    /// assert_eq!(q.get(), "hi"); // still there for get
+    /// ```
+    pub fn peek(&self) -> T {
+        loop {
+            if let Ok(item) = self.peek_until(None) {
+                return item;
+            }
+        }
+    }
+
+    /// Like [`peek`](Self::peek), waiting at most `timeout` (gevent's `peek(timeout=t)`).
+    ///
+    /// # Errors
+    /// [`Empty`] if it stayed empty.
+    pub fn peek_timeout(&self, timeout: Duration) -> Result<T, Empty> {
+        self.peek_until(Some(timer::deadline_after(timeout)))
+    }
+
+    /// A copy of the oldest item if there is one now (gevent's `peek_nowait()`).
+    ///
+    /// # Errors
+    /// [`Empty`].
+    pub fn peek_nowait(&self) -> Result<T, Empty> {
+        self.inner.items.lock().front().cloned().ok_or(Empty)
+    }
+}
+
 /// A [`Queue`] that counts unfinished work (gevent's `queue.JoinableQueue`).
 ///
 /// Each `put` adds one unfinished task; a consumer calls
@@ -354,6 +400,36 @@ impl<T> JoinableQueue<T> {
     /// [`Empty`].
     pub fn get_nowait(&self) -> Result<T, Empty> {
         self.queue.get_nowait()
+    }
+
+    /// A copy of the oldest item, left in the queue (see [`Queue::peek`]).
+    pub fn peek(&self) -> T
+    where
+        T: Clone,
+    {
+        self.queue.peek()
+    }
+
+    /// Like [`peek`](Self::peek), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Empty`].
+    pub fn peek_timeout(&self, timeout: Duration) -> Result<T, Empty>
+    where
+        T: Clone,
+    {
+        self.queue.peek_timeout(timeout)
+    }
+
+    /// A copy of the oldest item if there is one now.
+    ///
+    /// # Errors
+    /// [`Empty`].
+    pub fn peek_nowait(&self) -> Result<T, Empty>
+    where
+        T: Clone,
+    {
+        self.queue.peek_nowait()
     }
 
     /// Marks one task finished (Python's `task_done`).

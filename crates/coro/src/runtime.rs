@@ -266,10 +266,12 @@ thread_local! {
     static QUIET: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Wraps the process's panic hook so that the two panics `coro` turns into
-/// values print nothing: may's cancel unwinding (a killed greenlet) and a
-/// stack allocation failure while spawning. Every other panic reaches the
-/// previous hook unchanged.
+/// Wraps the process's panic hook so that the panics `coro` turns into
+/// values print nothing: may's cancel unwinding (a killed greenlet), any
+/// panic inside a greenlet already killed, and a stack allocation failure
+/// while spawning. Every other panic reaches the previous hook unchanged.
+/// (coro's own kill unwinding, `GreenletExit`, uses `resume_unwind`, which
+/// calls no hook.)
 fn install_panic_hook() {
     let previous = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
@@ -278,11 +280,19 @@ fn install_panic_hook() {
             Some(generator::Error::Cancel)
         );
         let quiet = QUIET.try_with(Cell::get).unwrap_or(false);
-        if !(cancel || quiet) {
+        // A panic in a greenlet already killed is the kill's consequence (a
+        // patched call returned ECANCELED, then an `unwrap`): the greenlet ends
+        // killed, as with gevent's GreenletExit, and nothing is printed.
+        let killed = KILLED_CHECK.get().is_some_and(|check| check());
+        if !(cancel || quiet || killed) {
             previous(info);
         }
     }));
 }
+
+/// Whether the panicking code runs in a greenlet already killed: the
+/// greenlet layer (above this one) hands its check in at its first spawn.
+pub(crate) static KILLED_CHECK: std::sync::OnceLock<fn() -> bool> = std::sync::OnceLock::new();
 
 /// Coroutines spawned through `coro` that have not finished yet.
 pub(crate) static LIVE: AtomicUsize = AtomicUsize::new(0);

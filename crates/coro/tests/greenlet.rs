@@ -281,3 +281,38 @@ fn is_alive_until_it_ends() {
     assert!(g.join_timeout(WAIT));
     assert!(!g.is_alive());
 }
+
+/// The shape the naming table lists as coro's exception: `join` borrows, so
+/// several wait for one greenlet at once, `get` takes the value once through
+/// `&mut`, and `into_value(self)` is the consuming join.
+#[test]
+fn join_borrows_so_many_wait_at_once_and_get_takes_the_value_once() {
+    let gate = coro::Event::new();
+    let g = {
+        let gate = gate.clone();
+        std::sync::Arc::new(
+            coro::spawn(move || {
+                gate.wait();
+                5u8
+            })
+            .unwrap(),
+        )
+    };
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let g = g.clone();
+            coro::spawn(move || g.join_timeout(WAIT)).unwrap()
+        })
+        .collect();
+    gate.set();
+    for w in waiters {
+        assert!(w.into_value().unwrap());
+    }
+    let mut g = std::sync::Arc::try_unwrap(g).expect("the waiters are gone");
+    let join: fn(&coro::Greenlet<u8>) = coro::Greenlet::join;
+    join(&g);
+    assert_eq!(g.get().unwrap(), 5);
+    assert!(matches!(g.get(), Err(CoroError::ValueTaken { .. })));
+    let h = coro::spawn(|| 6u8).unwrap();
+    assert_eq!(h.into_value().unwrap(), 6);
+}

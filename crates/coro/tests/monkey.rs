@@ -170,3 +170,27 @@ fn mutex_held_across_a_yield_does_not_block_the_worker() {
     coro::joinall([&holder, &waiter], Some(WAIT)).unwrap();
     assert_eq!(*m.lock().unwrap(), 11);
 }
+
+/// The shim's listener binds with the system's largest backlog (as `ss`
+/// reports it), and `listen` sets another.
+#[test]
+fn shim_listener_listens_with_the_largest_backlog() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backlog = |port: u16| -> Option<u32> {
+        let out = std::process::Command::new("ss")
+            .args(["-ltnH", &format!("sport = :{port}")])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines().next()?.split_whitespace().nth(2)?.parse().ok()
+    };
+    let Some(got) = backlog(port) else {
+        eprintln!("skipped: no `ss` to read the backlog with");
+        return;
+    };
+    assert_eq!(got, coro::monkey::net::max_listen_backlog() as u32);
+    assert!(got > 1024, "may's own bind listens with 1024; got {got}");
+    listener.listen(7).unwrap();
+    assert_eq!(backlog(port), Some(7));
+}

@@ -60,6 +60,42 @@ fn smoke_patch_makes_std_sleep_cooperative() {
     assert!(!sleeper.ready(), "the sleeper should still be asleep");
     assert!(sleeper.join_timeout(WAIT));
 
+    a_greenlet_killed_in_a_std_sleep_loop_ends_and_drops();
+
     coro::monkey::unpatch_all();
     assert!(!coro::monkey::is_patched());
+}
+
+/// A `loop { std::thread::sleep(..) }` killed mid-sleep ends (it does not
+/// spin on a sleep that returns at once), runs its drops and ends killed.
+fn a_greenlet_killed_in_a_std_sleep_loop_ends_and_drops() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Guard(Arc<AtomicUsize>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let laps = Arc::new(AtomicUsize::new(0));
+    let (d, l) = (dropped.clone(), laps.clone());
+    let mut g = coro::spawn(move || {
+        let _guard = Guard(d);
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+            l.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    coro::spawn(|| ()).unwrap().join(); // it sleeps now (one worker)
+    assert!(g.kill_timeout(WAIT), "the killed sleep loop did not end");
+    assert_eq!(
+        laps.load(Ordering::SeqCst),
+        0,
+        "a sleep returned to the loop"
+    );
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(g.successful(), Some(true));
+    assert!(g.get().unwrap_err().is_killed());
 }

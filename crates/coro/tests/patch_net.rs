@@ -55,6 +55,7 @@ fn smoke_std_net_inside_coroutines_cooperates_after_patch_all() {
     many_coroutines_talk_to_one_server_at_once();
     pipes_and_files_are_untouched();
     a_greenlet_killed_in_a_patched_read_stops();
+    listen_backlog_is_raised_while_patched();
 }
 
 fn outside_coroutines_std_net_is_unchanged() {
@@ -254,4 +255,98 @@ fn a_greenlet_killed_in_a_patched_read_stops() {
     coro::spawn(|| ()).unwrap().join();
     assert!(reader.kill_timeout(WAIT));
     assert!(matches!(reader.get(), Err(coro::CoroError::Killed { .. })));
+}
+
+/// The backlog of the listening socket on `port`, as `ss` reports it (its
+/// Send-Q column); `None` if `ss` (iproute2) is missing.
+pub fn listen_backlog(port: u16) -> Option<u32> {
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next()?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn listen_backlog_is_raised_while_patched() {
+    let max = coro::monkey::net::max_listen_backlog();
+    assert!(max >= 128, "{max}");
+    let std_listener = TcpListener::bind("127.0.0.1:0").unwrap(); // std asks for 128
+    let port = std_listener.local_addr().unwrap().port();
+    let Some(backlog) = listen_backlog(port) else {
+        eprintln!("skipped: no `ss` to read the backlog with");
+        return;
+    };
+    assert_eq!(backlog, max as u32);
+    coro::monkey::raise_listen_backlog(false);
+    let kept = TcpListener::bind("127.0.0.1:0").unwrap();
+    let kept_port = kept.local_addr().unwrap().port();
+    coro::monkey::raise_listen_backlog(true);
+    assert_eq!(
+        listen_backlog(kept_port),
+        Some(128),
+        "the caller's number is kept"
+    );
+}
+
+const CHILD: &str = "CORO_PATCH_NET_KILL_CHILD";
+
+/// Run in a child process by `a_kill_in_a_patched_call_prints_nothing`: a
+/// greenlet killed in a patched read whose error it `unwrap`s.
+#[test]
+fn child_killed_in_a_patched_read_that_unwraps() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    coro::monkey::patch_all().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    struct Guard(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let d = dropped.clone();
+    let mut reader = coro::spawn(move || {
+        let _guard = Guard(d);
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.read_exact(&mut [0u8; 4]).unwrap(); // ECANCELED after the kill
+    })
+    .unwrap();
+    let _keep = listener.accept().unwrap();
+    coro::spawn(|| ()).unwrap().join();
+    assert!(reader.kill_timeout(WAIT));
+    assert_eq!(reader.successful(), Some(true));
+    assert!(reader.get().unwrap_err().is_killed());
+    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+    let mut real = coro::spawn(|| -> u8 { panic!("a real panic") }).unwrap();
+    assert!(real.get().is_err());
+    println!("child done");
+}
+
+/// A kill inside a patched call, and the `unwrap` of its `ECANCELED`, print
+/// nothing on stderr; a real panic still prints.
+#[test]
+fn a_kill_in_a_patched_call_prints_nothing() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_killed_in_a_patched_read_that_unwraps"])
+        .args(["--nocapture", "--test-threads", "1"])
+        .env(CHILD, "1")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("child done"), "{stdout}");
+    assert!(!stderr.contains("Operation canceled"), "{stderr}");
+    assert!(!stderr.contains("read_exact"), "{stderr}");
+    assert!(stderr.contains("a real panic"), "{stderr}");
+    assert_eq!(stderr.matches("panicked").count(), 1, "{stderr}");
 }

@@ -60,14 +60,16 @@ fn link_value_and_link_exception_pick_the_outcome() {
 }
 
 #[test]
-fn a_killed_greenlet_is_an_exception_to_its_links() {
+fn a_killed_greenlet_is_a_value_to_its_links_as_in_gevent() {
     let seen = Queue::new();
     let g = coro::spawn(|| coro::sleep(Duration::from_secs(60))).unwrap();
-    let tx = seen.clone();
-    g.link_exception(move |me| tx.put(me.successful()));
+    let (tx, tx2) = (seen.clone(), seen.clone());
+    g.link_exception(move |_| tx.put(None));
+    g.link_value(move |me| tx2.put(me.successful()));
     assert_eq!(g.successful(), None);
     g.kill();
-    assert_eq!(seen.get_timeout(WAIT).unwrap(), Some(false));
+    assert_eq!(seen.get_timeout(WAIT).unwrap(), Some(true));
+    assert!(seen.empty(), "link_exception ran for a plain kill");
 }
 
 #[test]
@@ -227,7 +229,8 @@ fn group_joins_kills_and_maps() {
         .spawn(|| coro::sleep(Duration::from_secs(60)))
         .unwrap();
     assert!(group.kill_timeout(WAIT));
-    assert_eq!(sleeper.successful(), Some(false));
+    assert_eq!(sleeper.successful(), Some(true)); // killed: a successful end, as in gevent
+    assert!(sleeper.killed());
 
     assert_eq!(group.map(|x: u32| x + 1, 0..5).unwrap(), [1, 2, 3, 4, 5]);
     let err = group

@@ -39,11 +39,30 @@
 //! locks, channels and condvars (use [`sync`]); file and pipe I/O (`read`/`write`
 //! on what is not a socket go straight to glibc); `std::process` waits;
 //! anything a C library does through its own system calls; and sockets a C
-//! library drives with `epoll` itself. A greenlet killed inside a patched call
-//! sees the call fail with `ECANCELED`, then stops at its next switch point.
-//! std's `TcpListener` listens with a backlog of 128: more simultaneous
-//! connects than that make the kernel drop SYNs (and the client retry a
-//! second later), patched or not.
+//! library drives with `epoll` itself.
+//!
+//! **Kills.** A greenlet killed while it waits in a shim call ([`net`]'s
+//! methods, [`sleep`], [`sync`]'s waits, and every wait of the crate's own)
+//! unwinds from that call the way gevent's `GreenletExit` does: no error value
+//! reaches your code, your `Drop`s run, nothing is printed, and it ends
+//! killed (`successful() == Some(true)`, `get()` is `Err(Killed)`). A
+//! *patched* call cannot unwind: it is glibc's `extern "C"` symbol, called
+//! from std through a declaration that may not unwind, so unwinding out of it
+//! is undefined behaviour. It fails with `ECANCELED` instead (so does every
+//! later patched call of that greenlet that would wait; std's `thread::sleep`
+//! treats that error as a bug and panics, which unwinds the greenlet, so a
+//! killed `std::thread::sleep` ends it as gevent's does), and anything that follows from it in a
+//! killed greenlet (an `unwrap`, a `?` that returns, a panic) still ends it as
+//! killed, silently: the panic hook prints nothing for a greenlet already
+//! killed. A loop that retries every error forever never ends after a kill;
+//! stop on `ErrorKind::Other` with `ECANCELED`, or use the shim types.
+//!
+//! **Listen backlog.** std's `TcpListener::bind` listens with a backlog of 128;
+//! more simultaneous connects than that make the kernel drop SYNs, and clients
+//! retry only a second later. The shim's [`net::TcpListener`] listens with the
+//! system's largest ([`net::max_listen_backlog`]), and under `patch_all` a
+//! `listen(2)` asked for less is raised to it, so ported `std::net` servers
+//! keep up; `raise_listen_backlog(false)` keeps the caller's number.
 
 use std::time::Duration;
 
@@ -57,7 +76,7 @@ mod patch_net;
 #[cfg(all(feature = "patch", target_os = "linux", target_env = "gnu"))]
 mod poller;
 #[cfg(feature = "patch")]
-pub use patch::{patch_all, unpatch_all};
+pub use patch::{patch_all, raise_listen_backlog, unpatch_all};
 
 /// Sleeps: yields inside a coroutine, `std::thread::sleep` outside one.
 pub fn sleep(duration: Duration) {

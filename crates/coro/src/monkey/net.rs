@@ -12,6 +12,31 @@ use std::time::Duration;
 
 use crate::runtime::ensure_init;
 
+/// The largest listen backlog the system allows: `/proc/sys/net/core/somaxconn`
+/// on Linux (read once), else `SOMAXCONN`. The shim's [`TcpListener`] listens
+/// with it, and so does a `listen(2)` under `patch_all` (see [`crate::monkey`]).
+pub fn max_listen_backlog() -> i32 {
+    static MAX: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(libc::SOMAXCONN)
+    })
+}
+
+/// Ends a shim call: the running-time bookkeeping, and a kill. A greenlet
+/// killed while it waited here unwinds silently from this point (coro's
+/// `GreenletExit`), as gevent's does, instead of seeing may's "Canceled" error.
+fn done<T>(r: io::Result<T>) -> io::Result<T> {
+    crate::running::resumed();
+    if r.is_err() {
+        crate::greenlet::exit_if_killed();
+    }
+    r
+}
+
 /// A TCP listener: `accept` yields inside a coroutine, blocks in a thread.
 #[derive(Debug)]
 pub struct TcpListener(may::net::TcpListener);
@@ -21,9 +46,33 @@ impl TcpListener {
     ///
     /// # Errors
     /// The OS error.
+    ///
+    /// It listens with the system's largest backlog ([`max_listen_backlog`],
+    /// `net.core.somaxconn`, 4096 on current Linux), not std's 128 nor may's
+    /// 1024: a coroutine server takes thousands of connections at once, and a
+    /// full backlog makes the kernel drop SYNs, which clients retry only a
+    /// second later. [`TcpListener::listen`] sets another number.
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         ensure_init();
-        may::net::TcpListener::bind(addr).map(TcpListener)
+        let listener = may::net::TcpListener::bind(addr).map(TcpListener)?;
+        listener.listen(max_listen_backlog())?;
+        Ok(listener)
+    }
+
+    /// Sets the backlog of pending connections (`listen(2)` again on the
+    /// bound socket; the kernel caps it at `net.core.somaxconn`).
+    ///
+    /// # Errors
+    /// The OS error.
+    pub fn listen(&self, backlog: i32) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: listen takes no pointer; the fd is this listener's, open.
+        let r = unsafe { libc::listen(self.0.as_raw_fd(), backlog) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     /// Accepts one connection.
@@ -31,9 +80,7 @@ impl TcpListener {
     /// # Errors
     /// The OS error.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let r = self.0.accept().map(|(s, a)| (TcpStream(s), a));
-        crate::running::resumed();
-        r
+        done(self.0.accept().map(|(s, a)| (TcpStream(s), a)))
     }
 
     /// Accepts connections forever (`std::net::TcpListener::incoming`).
@@ -73,9 +120,7 @@ impl TcpStream {
     /// The OS error.
     pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
         ensure_init();
-        let r = may::net::TcpStream::connect(addr).map(TcpStream);
-        crate::running::resumed();
-        r
+        done(may::net::TcpStream::connect(addr).map(TcpStream))
     }
 
     /// Connects, giving up after `timeout`.
@@ -84,9 +129,7 @@ impl TcpStream {
     /// The OS error, or `TimedOut`.
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         ensure_init();
-        let r = may::net::TcpStream::connect_timeout(addr, timeout).map(TcpStream);
-        crate::running::resumed();
-        r
+        done(may::net::TcpStream::connect_timeout(addr, timeout).map(TcpStream))
     }
 
     /// A second handle to the same socket.
@@ -118,17 +161,13 @@ impl DerefMut for TcpStream {
 
 impl Read for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let r = self.0.read(buf);
-        crate::running::resumed();
-        r
+        done(self.0.read(buf))
     }
 }
 
 impl Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let r = self.0.write(buf);
-        crate::running::resumed();
-        r
+        done(self.0.write(buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -155,9 +194,7 @@ impl UdpSocket {
     /// # Errors
     /// The OS error (`WouldBlock`/`TimedOut` after a read timeout).
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let r = self.0.recv_from(buf);
-        crate::running::resumed();
-        r
+        done(self.0.recv_from(buf))
     }
 
     /// Sends one datagram to `addr`.
@@ -165,9 +202,7 @@ impl UdpSocket {
     /// # Errors
     /// The OS error.
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
-        let r = self.0.send_to(buf, addr);
-        crate::running::resumed();
-        r
+        done(self.0.send_to(buf, addr))
     }
 
     /// A second handle to the same socket.

@@ -8,10 +8,12 @@
 //! only a patched call made inside a coroutine becomes a cooperative sleep.
 //!
 //! Limits: only code linked into this binary is affected (a C library that
-//! sleeps inside glibc itself, e.g. `usleep`, is not); a greenlet killed
-//! while inside a patched sleep sees the sleep end early and is stopped at
-//! its next switch point outside the hook (unwinding out of an `extern "C"`
-//! function is not allowed).
+//! sleeps inside glibc itself, e.g. `usleep`, is not). A greenlet killed
+//! while inside a patched sleep makes the call fail with `ECANCELED`
+//! (unwinding out of an `extern "C"` function is not allowed); std's
+//! `thread::sleep` panics on any error but `EINTR`, and that panic unwinds
+//! the killed greenlet silently, so `std::thread::sleep` ends it as gevent's
+//! patched `time.sleep` does.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -52,6 +54,26 @@ pub fn patch_all() -> Result<()> {
     }
 }
 
+/// Whether `listen(2)` under the patch raises a smaller backlog to the
+/// system's largest (on by default; `false` keeps the caller's number).
+///
+/// std's `TcpListener::bind` listens with a backlog of 128. A coroutine
+/// server is made to take thousands of connections at once, and a full
+/// backlog makes the kernel drop SYNs, which clients retry only after a
+/// second: 500 clients against a gevent-style server ported to `std::net`
+/// took 3x gevent's time for that alone. So while patched, a `listen` asked
+/// for less than [`crate::monkey::net::max_listen_backlog`] (from any thread:
+/// listeners are usually bound in `main`, before the handlers are spawned) gets
+/// that instead. Call `raise_listen_backlog(false)` to keep the number asked for.
+///
+/// ```
+/// coro::monkey::raise_listen_backlog(false); // std's 128 stays 128
+/// coro::monkey::raise_listen_backlog(true); // the default again
+/// ```
+pub fn raise_listen_backlog(on: bool) {
+    super::flag::RAISE_BACKLOG.store(on, Ordering::Relaxed);
+}
+
 /// Turns the patch off again: every call goes straight to glibc.
 pub fn unpatch_all() {
     PATCHED.store(false, Ordering::Release);
@@ -70,17 +92,35 @@ fn to_duration(ts: &timespec) -> Option<Duration> {
     Some(Duration::new(secs, nanos))
 }
 
-/// Sleeps cooperatively if patched and inside a coroutine; `false` means "forward to glibc".
-fn cooperative(duration: impl FnOnce() -> Option<Duration>) -> bool {
+/// How a hooked sleep went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slept {
+    /// Not ours to do (unpatched, outside a coroutine, a bad request): forward to glibc.
+    Forward,
+    /// Slept cooperatively for the whole duration.
+    Done,
+    /// The greenlet was killed during the sleep.
+    Killed,
+}
+
+/// Sleeps cooperatively if patched and inside a coroutine.
+fn cooperative(duration: impl FnOnce() -> Option<Duration>) -> Slept {
     if !PATCHED.load(Ordering::Relaxed) || !may::coroutine::is_coroutine() {
-        return false;
+        return Slept::Forward;
     }
-    let Some(d) = duration() else { return false };
+    let Some(d) = duration() else {
+        return Slept::Forward;
+    };
     // A kill unwinds from may's sleep; it must not cross the extern "C"
-    // boundary. may keeps the cancel flag set, so the coroutine stops at its
-    // next switch point.
-    let _ = std::panic::catch_unwind(|| crate::sleep(d));
-    true
+    // boundary, so it becomes an error return (ECANCELED) instead. std's
+    // `thread::sleep` retries only EINTR and treats any other error as a
+    // bug (it panics), and that panic, in a greenlet already killed, is
+    // silent (the panic hook) and unwinds the greenlet from Rust code: a
+    // `loop { sleep() }` ends instead of spinning.
+    match std::panic::catch_unwind(|| crate::sleep(d)) {
+        Ok(()) => Slept::Done,
+        Err(_) => Slept::Killed,
+    }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -169,7 +209,12 @@ mod hooks {
     pub(super) unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
         // SAFETY: `req` is checked for null; C callers pass a valid timespec.
         let slept = cooperative(|| unsafe { req.as_ref() }.and_then(to_duration));
-        if slept {
+        if slept == Slept::Killed {
+            // SAFETY: glibc's thread-local errno slot is always valid to write.
+            unsafe { *libc::__errno_location() = libc::ECANCELED };
+            return -1;
+        }
+        if slept == Slept::Done {
             if !rem.is_null() {
                 // SAFETY: a non-null `rem` is writable by nanosleep's contract.
                 unsafe {
@@ -213,8 +258,11 @@ mod hooks {
             }
             Some(target.saturating_sub(to_duration(&now)?))
         });
-        if slept {
-            return 0;
+        match slept {
+            // clock_nanosleep returns the error number instead of setting errno.
+            Slept::Killed => return libc::ECANCELED,
+            Slept::Done => return 0,
+            Slept::Forward => {}
         }
         // SAFETY: forwarded unchanged.
         unsafe { real_clock_nanosleep(clock, flags, req, rem) }

@@ -1,4 +1,4 @@
-//! Making connections: `connect`, `accept`, `accept4`.
+//! Making connections: `connect`, `accept`, `accept4`, and `listen`'s backlog.
 
 use super::*;
 
@@ -139,4 +139,18 @@ pub(super) unsafe extern "C" fn accept(
 ) -> c_int {
     // SAFETY: accept is accept4 with no flags.
     unsafe { accept4(fd, addr, len, 0) }
+}
+
+/// The hook for `listen(2)`: while patched, a backlog below the system's
+/// largest is raised to it (see `coro::monkey::raise_listen_backlog`).
+///
+/// # Safety
+/// `listen`'s contract (it takes no pointer).
+#[unsafe(no_mangle)]
+pub(super) unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
+    let Some(real) = real_listen() else {
+        return missing();
+    };
+    // SAFETY: forwarded, with the backlog perhaps raised.
+    unsafe { real(fd, super::super::flag::listen_backlog(backlog)) }
 }

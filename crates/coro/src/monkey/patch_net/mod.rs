@@ -19,10 +19,14 @@
 //! - `getaddrinfo` (what `ToSocketAddrs` uses for names) runs on a helper
 //!   thread while the coroutine waits.
 //!
+//! - `listen` raises a backlog below the system's largest to it (see
+//!   `coro::monkey::raise_listen_backlog`).
+//!
 //! A greenlet killed inside one of these calls sees it fail with `ECANCELED`
 //! (not `EINTR`, which std's `read_exact`/`write_all` would retry forever) and
 //! is stopped at its next switch point outside the hook (unwinding cannot
-//! cross an `extern "C"` function); its `get` says `Killed`.
+//! cross an `extern "C"` function); its `get` says `Killed`, and a panic that
+//! follows (an `unwrap` of that error) prints nothing.
 
 use std::ffi::{CStr, CString, c_void};
 use std::os::fd::RawFd;
@@ -178,6 +182,7 @@ type RecvMsgFn = unsafe extern "C" fn(c_int, *mut msghdr, c_int) -> ssize_t;
 type SendMsgFn = unsafe extern "C" fn(c_int, *const msghdr, c_int) -> ssize_t;
 type ConnectFn = unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int;
 type Accept4Fn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int;
+type ListenFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 type PollFn = unsafe extern "C" fn(*mut pollfd, nfds_t, c_int) -> c_int;
 type SelectFn = unsafe extern "C" fn(
     c_int,
@@ -205,6 +210,7 @@ real_fn!(real_recvmsg = c"recvmsg": RecvMsgFn);
 real_fn!(real_sendmsg = c"sendmsg": SendMsgFn);
 real_fn!(real_connect = c"connect": ConnectFn);
 real_fn!(real_accept4 = c"accept4": Accept4Fn);
+real_fn!(real_listen = c"listen": ListenFn);
 real_fn!(real_poll = c"poll": PollFn);
 real_fn!(real_select = c"select": SelectFn);
 real_fn!(real_getaddrinfo = c"getaddrinfo": GetAddrInfoFn);
@@ -219,7 +225,12 @@ pub(super) fn resolve_real() {
         real_connect(),
         real_accept4(),
     );
-    let _ = (real_poll(), real_select(), real_getaddrinfo());
+    let _ = (
+        real_poll(),
+        real_select(),
+        real_getaddrinfo(),
+        real_listen(),
+    );
     // Name the hooks so the object that defines them is always linked in.
     std::hint::black_box([
         data::recv as *const (),
@@ -233,6 +244,7 @@ pub(super) fn resolve_real() {
         conn::connect as *const (),
         conn::accept as *const (),
         conn::accept4 as *const (),
+        conn::listen as *const (),
         poll::poll as *const (),
         poll::select as *const (),
         dns::getaddrinfo as *const (),

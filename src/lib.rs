@@ -21,7 +21,9 @@
 //!
 //! ```toml
 //! [dependencies]
-//! multitask = { version = "0.1", default-features = false, features = ["threads", "iter"] }
+//! # not on crates.io yet (and the name `multitask` there is another crate): a path or git
+//! # dependency, as the README's "Use one crate alone" shows
+//! multitask = { path = "../multitask", default-features = false, features = ["threads", "iter"] }
 //! ```
 
 #![deny(missing_docs)]

@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use self::sender::{PutError, QueueSender};
 use self::sender::{refuse_owned, slot_index};
 use crate::error::QueueError;
-use crate::ring::{Next, Ring, RingParts, Wait};
+use crate::ring::{Next, Ring, RingError, RingParts, Wait};
 use crate::wire::{ipc_transfer_allowed, refuse};
 
 /// The largest item, serialized, that `put` accepts by default, and the most any queue can
@@ -37,6 +37,17 @@ const TRANSFER_ONLY: &str = "a queue handle carries file descriptors and can onl
 
 fn io(e: impl std::fmt::Display) -> QueueError {
     QueueError::Io(e.to_string())
+}
+
+/// A ring's failure as the queue reports it.
+pub(crate) fn ring_error(e: RingError) -> QueueError {
+    match e {
+        RingError::Broken { ring, check } => QueueError::Corrupt {
+            queue: ring,
+            check: check.into(),
+        },
+        RingError::Lock(e) => io(e),
+    }
 }
 
 /// `multiprocessing.Queue`: a FIFO of serde values between any number of processes.
@@ -296,12 +307,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let got = self
             .ring
             .next(wait, |bytes| postcard::from_bytes::<T>(bytes))
-            .map_err(io)?;
+            .map_err(ring_error)?;
         match got {
             Next::One(item) => item.map_err(decode_error),
             Next::Lost(why) => Err(QueueError::Serde(format!(
                 "this item was lost: {why}; the next get returns the next item"
             ))),
+            Next::Damaged(check) => Err(QueueError::Damaged {
+                queue: self.ring.name().into(),
+                check: check.into(),
+            }),
             Next::Empty => Err(QueueError::Empty),
             Next::Timeout => Err(QueueError::Timeout(timeout)),
             Next::Disconnected => Err(QueueError::Disconnected),
@@ -343,6 +358,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn full(&self) -> bool {
         let max = self.ring.maxsize();
         max > 0 && self.ring.reserved() >= max
+    }
+
+    /// Test only (the `test-fault` feature): adds `add` (wrapping) to the ring's `"head"` or
+    /// `"tail"` word, as a process with a memory bug might.
+    #[cfg(feature = "test-fault")]
+    #[doc(hidden)]
+    pub fn __scribble(&self, word: &str, add: u64) {
+        self.ring.scribble(word, add);
     }
 
     /// Python's `maxsize`: `Some(n)` for [`bounded(n)`](Self::bounded), `None` if unbounded.

@@ -198,6 +198,7 @@ impl Drop for Own {
     }
 }
 
+#[inline]
 fn header(mem: &SharedMemory) -> &Header {
     // SAFETY: the block starts with a Header (sized on create, checked on attach), 64-byte
     // aligned; every field is an atomic, so shared access from any process is sound.
@@ -293,11 +294,13 @@ impl Ring {
         header(&self.mem)
     }
 
+    #[inline]
     fn data(&self) -> *mut u8 {
         self.mem.ptr_at(HDR)
     }
 
     /// The ring's records, for reading (see `parse`: every length read from them is checked).
+    #[inline]
     fn bytes(&self) -> &[u8] {
         // SAFETY: the block holds `cap` bytes of records after the header (checked on attach).
         // Other processes write them at any time: only bytes between `head` and `tail` are

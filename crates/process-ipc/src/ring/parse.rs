@@ -78,6 +78,7 @@ pub(crate) enum Found<'a> {
 
 /// Checks the ring's size and the header words a reader or writer read: both positions on a
 /// record boundary, tail not behind head and at most the ring's size ahead of it.
+#[inline]
 pub(crate) fn check_words(cap: u64, head: u64, tail: u64) -> Result<(), Check> {
     if cap < 8 || !cap.is_power_of_two() {
         return Err(BREAKING[0]);
@@ -110,6 +111,7 @@ fn word_at(data: &[u8], at: usize) -> Option<u64> {
 /// length is the ring's size), published up to `tail`, with items of at most `limit` bytes.
 /// An error is a check that leaves the reader no known place to go on from: the ring is
 /// broken.
+#[inline]
 pub(crate) fn look(data: &[u8], pos: Pos, tail: u64, limit: u64) -> Result<Found<'_>, Check> {
     let cap = data.len() as u64;
     check_words(cap, pos.head, tail)?;

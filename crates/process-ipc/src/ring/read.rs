@@ -28,6 +28,7 @@ enum Held<R> {
 
 impl Ring {
     /// The read position, from the two words the read side keeps.
+    #[inline]
     fn pos(&self) -> Pos {
         let h = self.hdr();
         let head = h.read.head.load(Ordering::Relaxed);
@@ -128,10 +129,12 @@ impl Ring {
 
     /// The live owner of the big item in progress, if it is another process; clears the
     /// owner word of a dead one.
-    fn other_owner(&self, me: u32) -> Option<u32> {
+    #[inline]
+    fn other_owner(&self, me: &Me) -> Option<u32> {
         let owner = &self.hdr().read.owner;
         let pid = owner.load(Ordering::SeqCst);
-        if pid == 0 || pid == me {
+        // No owner: the common case, decided without asking for our pid.
+        if pid == 0 || pid == me.pid() {
             return None;
         }
         if alive(pid) {
@@ -159,7 +162,7 @@ impl Ring {
         }
         let h = self.hdr();
         let seen = h.data.prepare();
-        if self.other_owner(std::process::id()).is_none() {
+        if self.other_owner(&Me::default()).is_none() {
             h.data.cancel();
             return true;
         }
@@ -178,7 +181,7 @@ impl Ring {
         decode: &mut Option<D>,
     ) -> Result<Held<R>, RingError> {
         let h = self.hdr();
-        let me = std::process::id();
+        let me = Me::default();
         let mut partial = self.own.partial.lock();
         let mut check = false;
         // Whether this call already looked for an item a while before sleeping.
@@ -186,12 +189,11 @@ impl Ring {
         let mut skips = 0u32;
         let lost = |partial: &mut Option<Partial>, why| {
             *partial = None;
-            self.release_owner(me);
+            self.release_owner(me.pid());
             Ok(Held::Done(Next::Lost(why)))
         };
         loop {
-            self.check_broken()?;
-            if partial.is_some() && h.read.owner.load(Ordering::SeqCst) != me {
+            if partial.is_some() && h.read.owner.load(Ordering::SeqCst) != me.pid() {
                 // Another reader judged our big item cut off (its writer died) and moved on.
                 *partial = None;
                 return Ok(Held::Done(Next::Lost(CUT)));
@@ -208,7 +210,7 @@ impl Ring {
                         return lost(&mut partial, CUT);
                     }
                     // A big item another reader started was cut off the same way.
-                    self.other_owner(me);
+                    self.other_owner(&me);
                     let decode = decode.take().expect("one item per call");
                     // Advances even if `decode` panics: the item is this reader's.
                     let _step = Step {
@@ -222,14 +224,14 @@ impl Ring {
                     if partial.is_some() {
                         return lost(&mut partial, CUT);
                     }
-                    self.other_owner(me);
+                    self.other_owner(&me);
                     let mut start = Vec::with_capacity(total.min(RESERVE_MAX) as usize);
                     start.extend_from_slice(bytes);
                     *partial = Some(Partial {
                         total,
                         bytes: start,
                     });
-                    h.read.owner.store(me, Ordering::SeqCst);
+                    h.read.owner.store(me.pid(), Ordering::SeqCst);
                     Some((next, 1))
                 }
                 Found::Piece { bytes, last, next } => match partial.as_mut() {
@@ -239,25 +241,25 @@ impl Ring {
                         {
                             self.advance(pos.head, next, 0);
                             *partial = None;
-                            self.release_owner(me);
+                            self.release_owner(me.pid());
                             return Ok(Held::Done(Next::Damaged(why)));
                         }
                         p.bytes.extend_from_slice(bytes);
                         if last {
                             self.advance(pos.head, next, 0);
                             let item = partial.take().expect("just extended").bytes;
-                            self.release_owner(me);
+                            self.release_owner(me.pid());
                             drop(partial);
                             let decode = decode.take().expect("one item per call");
                             return Ok(Held::Done(Next::One(decode(&item))));
                         }
                         Some((next, 0))
                     }
-                    None if self.other_owner(me).is_some() => return Ok(Held::Owned),
+                    None if self.other_owner(&me).is_some() => return Ok(Held::Owned),
                     // Pieces nobody holds the start of (its reader died, or dropped it): nobody's.
                     None => {
                         let _ = h.read.owner.compare_exchange(
-                            me,
+                            me.pid(),
                             0,
                             Ordering::SeqCst,
                             Ordering::Relaxed,
@@ -269,7 +271,7 @@ impl Ring {
                 Found::Bad { check, next } => {
                     self.advance(pos.head, next, 0);
                     if partial.take().is_some() {
-                        self.release_owner(me);
+                        self.release_owner(me.pid());
                     }
                     return Ok(Held::Done(Next::Damaged(check)));
                 }
@@ -316,6 +318,8 @@ impl Ring {
                 return Ok(Held::Done(self.ran_out(wait)));
             }
             check = !h.data.sleep(seen, wait.slice_end());
+            // Woken (or a slice passed): another process may have found the ring broken.
+            self.check_broken()?;
         }
     }
 
@@ -324,6 +328,17 @@ impl Ring {
             Wait::No => Next::Empty,
             _ => Next::Timeout,
         }
+    }
+}
+
+/// This process's pid, asked for once and only when needed (`getpid` is a system call, and
+/// most gets never need it).
+#[derive(Default)]
+struct Me(std::cell::OnceCell<u32>);
+
+impl Me {
+    fn pid(&self) -> u32 {
+        *self.0.get_or_init(std::process::id)
     }
 }
 

@@ -14,16 +14,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex as TimedMutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_bytes::ByteBuf;
 
 pub use self::sender::{PutError, QueueSender};
 use self::sender::{refuse_owned, slot_index};
 use crate::error::QueueError;
-use crate::ring::frame::read_len;
-use crate::ring::{Next, Ring, RingParts, Wait};
+use crate::ring::{Next, Ring, RingError, RingParts, Wait};
 use crate::wire::{ipc_transfer_allowed, refuse};
 
 /// The largest item, serialized, that `put` accepts by default, and the most any queue can
@@ -42,15 +39,15 @@ fn io(e: impl std::fmt::Display) -> QueueError {
     QueueError::Io(e.to_string())
 }
 
-/// Items a lone reader has taken from the ring and not handed out yet.
-#[derive(Default)]
-struct Local {
-    /// Framed items (see `frame`); `left` of them from `pos` on.
-    buf: Vec<u8>,
-    pos: usize,
-    left: usize,
-    /// This handle counts among the queue's readers.
-    counted: bool,
+/// A ring's failure as the queue reports it.
+pub(crate) fn ring_error(e: RingError) -> QueueError {
+    match e {
+        RingError::Broken { ring, check } => QueueError::Corrupt {
+            queue: ring,
+            check: check.into(),
+        },
+        RingError::Lock(e) => io(e),
+    }
 }
 
 /// `multiprocessing.Queue`: a FIFO of serde values between any number of processes.
@@ -111,21 +108,35 @@ struct Local {
 /// moment they are sent); a producer handed a `q.handle()` counts only from its first `put`,
 /// so if every other putter is gone before that, readers may see the end first.
 ///
-/// # Faults
+/// # Faults, and what they cost
 ///
 /// An item that fails to decode (its `Deserialize` refuses the bytes) fails only its own
 /// `get`, with [`QueueError::Serde`] saying so; the next `get` returns the next item.
 ///
-/// A reader killed (SIGKILL) does not stop the others: the queue's read lock is robust (the
-/// kernel releases it for a dead holder). What the killed reader had taken is **lost**, never
-/// delivered again: the item its last `get` returned, and, if it was the only handle reading
-/// the queue, the small items it had taken ahead (a lone reader takes up to 256 KiB of small
-/// items per visit and hands them out one per `get`; with two or more readers each `get` takes
-/// one item). Only an item the reader was killed in the middle of taking, before the queue
-/// moved past it, goes to the next reader instead: no item is ever delivered twice. A putter
-/// killed in the middle of an item over a quarter of the ring (256 KiB) loses that item only,
-/// reported by the `get` that had started it as [`QueueError::Serde`]; items a killed putter
-/// had not yet moved out of its feeder are lost (on a bounded queue their places stay taken).
+/// The loss bound. Each `get` takes from the queue exactly the item it returns, nothing ahead:
+/// - a reader that returns, or drops its handle, loses nothing it did not hand out;
+/// - a reader killed (SIGKILL) at any instant loses at most the item it was handing out.
+///   An item it was killed in the middle of taking, before the queue moved past it, goes to
+///   the next reader instead: no item is ever delivered twice. The queue's read lock is robust
+///   (the kernel releases it for a dead holder), so the other readers carry on;
+/// - a putter killed in the middle of an item loses only that item (the `get` that began it
+///   reports it as [`QueueError::Serde`] "lost"); items a killed putter had not yet moved out
+///   of its feeder are lost too (on a bounded queue their places stay taken).
+///
+/// An item over a quarter of the ring (256 KiB) travels in pieces. A `get_timeout` that runs
+/// out while its writer is slow, stopped or silent returns [`QueueError::Timeout`] on time and
+/// keeps the pieces it took in this process: the next `get` of any handle of this process goes
+/// on with that item, and readers in other processes wait for it rather than take its pieces.
+/// If this process drops every handle of the queue (or dies) first, that one item is lost.
+///
+/// The queue's shared memory is untrusted: another process with a memory bug (or a stray
+/// write) cannot make a `get` read out of bounds, panic, hang or deliver twice. A damaged
+/// record is skipped ([`QueueError::Damaged`]: only what it held is lost); damage that leaves
+/// no known place to go on from breaks the queue, and every later call on it in any process
+/// returns [`QueueError::Corrupt`] at once, naming the check that failed.
+///
+/// Every `*_timeout` call returns within its timeout (plus scheduling noise) whatever the
+/// other processes do: stopped, silent, dead or scribbling.
 ///
 /// [`qsize`](Queue::qsize), [`empty`](Queue::empty) and [`full`](Queue::full) are approximate,
 /// as Python's.
@@ -137,15 +148,6 @@ pub struct Queue<T> {
     /// This handle's putting end: made at creation, or at the first put through a handle.
     sender: Mutex<Option<QueueSender<T>>>,
     closed: AtomicBool,
-    local: TimedMutex<Local>,
-}
-
-impl<T> Drop for Queue<T> {
-    fn drop(&mut self) {
-        if self.local.get_mut().counted {
-            self.ring.drop_reader();
-        }
-    }
 }
 
 impl<T> std::fmt::Debug for Queue<T> {
@@ -221,7 +223,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             ring,
             sender: Mutex::new(Some(sender)),
             closed: AtomicBool::new(false),
-            local: TimedMutex::new(Local::default()),
         })
     }
 
@@ -240,7 +241,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             ring: self.ring.clone(),
             sender: Mutex::new(None),
             closed: AtomicBool::new(false),
-            local: TimedMutex::new(Local::default()),
         }
     }
 
@@ -306,12 +306,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Like [`get`](Self::get), giving up after `timeout` with `Err(Timeout)`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
-        // An item this handle took ahead is handed out without reading the clock.
-        if let Some(mut local) = self.local.try_lock() {
-            if local.left > 0 {
-                return local.next_item();
-            }
-        }
         let wait = Instant::now()
             .checked_add(timeout)
             .map_or(Wait::Forever, Wait::Until);
@@ -325,38 +319,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_inner(&self, wait: Wait, timeout: Duration) -> Result<T, QueueError> {
-        let mut local = match wait {
-            Wait::Forever => self.local.lock(),
-            Wait::Until(at) => self
-                .local
-                .try_lock_until(at)
-                .ok_or(QueueError::Timeout(timeout))?,
-            Wait::No => self.local.try_lock().ok_or(QueueError::Empty)?,
-        };
-        if local.left > 0 {
-            return local.next_item();
-        }
-        if !local.counted {
-            self.ring.add_reader();
-            local.counted = true;
-        }
-        let local = &mut *local;
-        local.buf.clear();
-        local.pos = 0;
-        let batch = self.ring.lone_reader().then_some(&mut local.buf);
         let got = self
             .ring
-            .next(wait, batch, |bytes| postcard::from_bytes::<T>(bytes))
-            .map_err(io)?;
+            .next(wait, |bytes| postcard::from_bytes::<T>(bytes))
+            .map_err(ring_error)?;
         match got {
             Next::One(item) => item.map_err(decode_error),
-            Next::Batch(n) => {
-                local.left = n;
-                local.next_item()
-            }
             Next::Lost(why) => Err(QueueError::Serde(format!(
                 "this item was lost: {why}; the next get returns the next item"
             ))),
+            Next::Damaged(check) => Err(QueueError::Damaged {
+                queue: self.ring.name().into(),
+                check: check.into(),
+            }),
             Next::Empty => Err(QueueError::Empty),
             Next::Timeout => Err(QueueError::Timeout(timeout)),
             Next::Disconnected => Err(QueueError::Disconnected),
@@ -383,14 +358,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if self.ring.maxsize() > 0 {
             self.ring.reserved()
         } else {
-            self.ring.items() + self.local.try_lock().map_or(0, |l| l.left)
+            self.ring.items()
         }
     }
 
     /// Python's `empty()`: no item waits in the queue now (approximate, see
     /// [`qsize`](Self::qsize)).
     pub fn empty(&self) -> bool {
-        self.ring.items() == 0 && self.local.try_lock().is_none_or(|l| l.left == 0)
+        self.ring.items() == 0
     }
 
     /// Python's `full()`: a bounded queue holds `maxsize` items (approximate, see
@@ -400,34 +375,22 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         max > 0 && self.ring.reserved() >= max
     }
 
+    /// Test only (the `test-fault` feature): adds `add` (wrapping) to the ring's `"head"` or
+    /// `"tail"` word, as a process with a memory bug might.
+    #[cfg(feature = "test-fault")]
+    #[doc(hidden)]
+    pub fn __scribble(&self, word: &str, add: u64) {
+        self.ring.scribble(word, add);
+    }
+
     /// Python's `maxsize`: `Some(n)` for [`bounded(n)`](Self::bounded), `None` if unbounded.
     pub fn maxsize(&self) -> Option<usize> {
         Some(self.ring.maxsize()).filter(|&m| m > 0)
     }
 }
 
-impl Local {
-    /// Hands out the next item taken ahead (`left > 0`); a bad one fails only itself.
-    fn next_item<T: DeserializeOwned>(&mut self) -> Result<T, QueueError> {
-        self.left -= 1;
-        let rest = self.buf.get(self.pos..).unwrap_or_default();
-        let framed = read_len(rest)
-            .and_then(|(len, head)| rest.get(head..head + len).map(|b| (head + len, b)));
-        let Some((step, bytes)) = framed else {
-            self.left = 0;
-            return Err(QueueError::Serde(
-                "a queue batch ended inside an item; the rest of that batch is lost".into(),
-            ));
-        };
-        let item = postcard::from_bytes::<T>(bytes);
-        self.pos += step;
-        item.map_err(decode_error)
-    }
-}
-
 impl<T> Serialize for Queue<T> {
-    /// Sends the queue's name, any items this handle had taken ahead and not handed out yet,
-    /// and, if this handle can put (it is not closed and has a putting end), a putting end for
+    /// Sends the queue's name and, if this handle can put (it is not closed and has a putting end), a putting end for
     /// the receiver, taken now (so a reader cannot see the queue end while it is on its way).
     /// A handle from [`handle`](Queue::handle) carries none: the receiver counts as a putter
     /// only once it puts (see "The end of a reader loop").
@@ -449,21 +412,13 @@ impl<T> Serialize for Queue<T> {
         } else {
             None
         };
-        let mut local = self.local.lock();
-        let ahead = if local.left > 0 {
-            local.buf[local.pos.min(local.buf.len())..].to_vec()
-        } else {
-            Vec::new()
-        };
-        let left = std::mem::take(&mut local.left) as u64;
-        (self.ring.parts(), slot, left, ByteBuf::from(ahead)).serialize(s)
+        (self.ring.parts(), slot).serialize(s)
     }
 }
 
 impl<'de, T: Serialize> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        type Parts = (RingParts, Option<u64>, u64, ByteBuf);
-        let (parts, slot, left, ahead): Parts = Deserialize::deserialize(d)?;
+        let (parts, slot): (RingParts, Option<u64>) = Deserialize::deserialize(d)?;
         let ring = Ring::attach(parts).map_err(serde::de::Error::custom)?;
         let sender = match slot {
             Some(index) => {
@@ -477,12 +432,6 @@ impl<'de, T: Serialize> Deserialize<'de> for Queue<T> {
             ring,
             sender: Mutex::new(sender),
             closed: AtomicBool::new(false),
-            local: TimedMutex::new(Local {
-                buf: ahead.into_vec(),
-                pos: 0,
-                left: usize::try_from(left).unwrap_or(0),
-                counted: false,
-            }),
         })
     }
 }

@@ -151,6 +151,7 @@ mod queue;
 mod registry;
 mod results;
 mod semaphore;
+mod split;
 mod thread;
 mod timer;
 

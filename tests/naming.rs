@@ -23,9 +23,17 @@ trait QueueRow<T> {
 
 macro_rules! queue_row {
     ($ty:ty, plain) => {
+        queue_row!($ty, |q, item| q.put(item));
+    };
+    // A queue with Python 3.13's `shutdown`: `put` hands the item back once it is shut down.
+    ($ty:ty, shutdown) => {
+        queue_row!($ty, |q, item| q.put(item).unwrap());
+    };
+    ($ty:ty, |$q:ident, $item:ident| $put:expr) => {
         impl QueueRow<u32> for $ty {
-            fn put_(&self, item: u32) {
-                self.put(item)
+            fn put_(&self, $item: u32) {
+                let $q = self;
+                $put
             }
             fn get_timeout_(&self, timeout: Duration) -> Option<u32> {
                 self.get_timeout(timeout).ok()
@@ -49,7 +57,7 @@ macro_rules! queue_row {
     };
 }
 
-queue_row!(threads::Queue<u32>, plain);
+queue_row!(threads::Queue<u32>, shutdown);
 queue_row!(coro::Queue<u32>, plain);
 queue_row!(coro::JoinableQueue<u32>, plain);
 
@@ -132,7 +140,7 @@ fn a_bounded_queue_of_maxsize_zero_is_an_error_and_a_full_one_hands_the_item_bac
     assert!(coro::Queue::<u8>::bounded(0).is_err());
 
     let t = threads::Queue::bounded(1).unwrap();
-    t.put(1u8);
+    t.put(1u8).unwrap();
     assert!(t.full());
     assert_eq!(t.put_nowait(2).unwrap_err().into_inner(), 2);
     assert_eq!(

@@ -174,6 +174,16 @@ pub enum BarrierError {
         /// How long this waiter waited.
         timeout: Duration,
     },
+    /// The barrier's action panicked (in this thread, the last to arrive); the barrier is now
+    /// broken and the other waiters get [`BarrierError::Broken`] (Python: the action's
+    /// exception here, `BrokenBarrierError` there).
+    #[error("the action of a barrier of {parties} parties panicked: {message}; it is now broken")]
+    ActionPanicked {
+        /// The barrier's party count.
+        parties: usize,
+        /// The panic message.
+        message: String,
+    },
     /// `Barrier::new(0)` (Python: `ValueError`).
     #[error("a barrier needs at least one party, got {parties}")]
     InvalidParties {

@@ -179,3 +179,11 @@ pub use results::AsyncResult;
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use thread::{Target, Thread, ThreadHandle, current_thread, get_ident};
 pub use timer::{Timer, TimerHandle};
+
+/// `now + timeout`, where a timeout too long to represent (`Duration::MAX`, Python's `None`)
+/// is a deadline a century away: no limit, where `Instant + Duration` would panic.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> std::time::Instant {
+    const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = std::time::Instant::now();
+    now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
+}

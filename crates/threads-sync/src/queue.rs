@@ -369,7 +369,7 @@ impl<T> Queue<T> {
 
     /// Like [`join`](Queue::join) for at most `timeout`.
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), TaskDoneError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(timeout);
         let mut unfinished = self.tasks.unfinished.lock();
         while *unfinished > 0 {
             if self

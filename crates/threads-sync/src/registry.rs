@@ -172,7 +172,7 @@ pub fn join_non_daemon() {
 /// Like [`join_non_daemon`], giving up after `timeout` with [`ThreadError::Timeout`] naming
 /// a thread still running.
 pub fn join_non_daemon_timeout(timeout: Duration) -> Result<(), ThreadError> {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::deadline_after(timeout);
     while let Some((name, finished)) = next_non_daemon() {
         let left = deadline.saturating_duration_since(Instant::now());
         if let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(left) {

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
@@ -279,7 +279,7 @@ impl<R> AsyncResult<R> {
     /// (or was already taken).
     fn poll(&self, timeout: Option<Duration>) -> bool {
         let mut state = self.cell.state.lock();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(crate::deadline_after);
         loop {
             if let Slot::Ready(_) | Slot::Taken(_) = state.slot {
                 return true;

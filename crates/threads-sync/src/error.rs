@@ -28,10 +28,6 @@ pub enum ThreadError {
         /// The thread's name.
         thread: String,
     },
-    /// `atexit(3)` refused to register the exit hook of
-    /// [`join_non_daemon_at_exit`](crate::join_non_daemon_at_exit) (its table is full).
-    #[error("could not register the exit hook that joins non-daemon threads")]
-    AtExit,
     /// The operating system refused to create the thread (`EAGAIN` under `RLIMIT_NPROC` or
     /// when memory for its stack is refused, e.g. under `RLIMIT_AS`).
     #[error("could not spawn thread {thread:?}: {source}")]

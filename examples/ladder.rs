@@ -237,21 +237,23 @@ fn switch_thread(n: u64, cpu: Option<usize>) -> Result<Duration> {
                 if x == STOP {
                     break;
                 }
-                rp.put(x);
+                if rp.put(x).is_err() {
+                    break;
+                }
             }
         },
         (),
     )
     .start()?;
-    requests.put(0);
+    requests.put(0)?;
     replies.get_timeout(WAIT)?;
     let start = Instant::now();
     for i in 0..n {
-        requests.put(i);
+        requests.put(i)?;
         replies.get_timeout(WAIT)?;
     }
     let took = start.elapsed();
-    requests.put(STOP);
+    requests.put(STOP)?;
     echo.join_timeout(WAIT)?;
     pin(None);
     Ok(took)
@@ -303,12 +305,13 @@ fn message_thread(n: u64) -> Result<Duration> {
     let q = threads::Queue::<u64>::new();
     let tx = q.clone();
     let start = Instant::now();
-    let mut producer = threads::Thread::new(move || (0..n).for_each(|i| tx.put(i)), ()).start()?;
+    let mut producer =
+        threads::Thread::new(move || (0..n).try_for_each(|i| tx.put(i)), ()).start()?;
     for _ in 0..n {
         q.get_timeout(WAIT)?;
     }
     let took = start.elapsed();
-    producer.join_timeout(WAIT)?;
+    producer.join_timeout(WAIT)??;
     Ok(took)
 }
 

@@ -23,9 +23,17 @@ trait QueueRow<T> {
 
 macro_rules! queue_row {
     ($ty:ty, plain) => {
+        queue_row!($ty, |q, item| q.put(item));
+    };
+    // A queue with Python 3.13's `shutdown`: `put` hands the item back once it is shut down.
+    ($ty:ty, shutdown) => {
+        queue_row!($ty, |q, item| q.put(item).unwrap());
+    };
+    ($ty:ty, |$q:ident, $item:ident| $put:expr) => {
         impl QueueRow<u32> for $ty {
-            fn put_(&self, item: u32) {
-                self.put(item)
+            fn put_(&self, $item: u32) {
+                let $q = self;
+                $put
             }
             fn get_timeout_(&self, timeout: Duration) -> Option<u32> {
                 self.get_timeout(timeout).ok()
@@ -49,7 +57,7 @@ macro_rules! queue_row {
     };
 }
 
-queue_row!(threads::Queue<u32>, plain);
+queue_row!(threads::Queue<u32>, shutdown);
 queue_row!(coro::Queue<u32>, plain);
 queue_row!(coro::JoinableQueue<u32>, plain);
 
@@ -132,7 +140,7 @@ fn a_bounded_queue_of_maxsize_zero_is_an_error_and_a_full_one_hands_the_item_bac
     assert!(coro::Queue::<u8>::bounded(0).is_err());
 
     let t = threads::Queue::bounded(1).unwrap();
-    t.put(1u8);
+    t.put(1u8).unwrap();
     assert!(t.full());
     assert_eq!(t.put_nowait(2).unwrap_err().into_inner(), 2);
     assert_eq!(
@@ -279,4 +287,73 @@ fn threads_processes_and_coroutines_start_the_same_way() {
         .start()
         .unwrap();
     check_handle(g, "g", 25);
+}
+
+/// The `join` row: waiting for a running unit by the table's name. A thread's `join(self)`
+/// waits and hands back the target's value (or the panic as an `Err`). The one exception is
+/// coro's `Greenlet`, which keeps gevent's shape (`g.join()` waits and returns nothing,
+/// `g.get()` then returns the value), because gevent code reads that way; the process
+/// handle's row joins this one when its exit code stays readable after `join`.
+trait JoinRow<R> {
+    fn join_(self) -> Option<R>;
+}
+
+impl JoinRow<u64> for threads::ThreadHandle<u64> {
+    fn join_(self) -> Option<u64> {
+        self.join().ok()
+    }
+}
+
+impl JoinRow<u64> for coro::Greenlet<u64> {
+    fn join_(mut self) -> Option<u64> {
+        let () = self.join();
+        self.get().ok()
+    }
+}
+
+#[test]
+fn threads_and_coroutines_join_by_the_tables_name() {
+    let t = threads::Thread::new(square, (6,)).start().unwrap();
+    assert_eq!(t.join_(), Some(36));
+    let g = coro::Coroutine::new(square, (7,)).start().unwrap();
+    assert_eq!(g.join_(), Some(49));
+}
+
+/// `join_non_daemon_at_exit` has one error type in both crates that start units which
+/// Python joins at exit: `std::io::Error`, so one `?` serves both.
+#[cfg(unix)]
+#[test]
+fn join_non_daemon_at_exit_has_one_error_type() {
+    let _: fn() -> std::io::Result<()> = threads::join_non_daemon_at_exit;
+    let _: fn() -> std::io::Result<()> = process::join_non_daemon_at_exit;
+}
+
+/// The `as_completed` row (Python: `concurrent.futures.as_completed(fs, timeout)`): it takes
+/// the results and yields each done one, to `get` without waiting; a timeout is one
+/// `Err(PoolError::Timeout { .. })` (the same variant as `get_timeout`'s), then the end.
+/// The process pool's `as_completed` (today: `&[AsyncResult]` in, indices out,
+/// `WaitTimeout(d)`) is to take this shape.
+#[test]
+fn as_completed_yields_done_results_and_one_timeout() {
+    let pool = threads::ThreadPool::new(2).unwrap();
+    let results: Vec<_> = (1..=3u64)
+        .map(|x| pool.apply_async(square, (x,)).unwrap())
+        .collect();
+    let mut values: Vec<u64> = threads::as_completed(results, Some(WAIT))
+        .map(|done| done.unwrap().get_timeout(Duration::ZERO).unwrap())
+        .collect();
+    values.sort();
+    assert_eq!(values, [1, 4, 9]);
+
+    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+    let stuck = pool
+        .apply_async(move || hold_rx.recv_timeout(WAIT).is_ok(), ())
+        .unwrap();
+    let mut waited = threads::as_completed(vec![stuck], Some(Duration::from_millis(10)));
+    assert!(matches!(
+        waited.next(),
+        Some(Err(threads::PoolError::Timeout { .. }))
+    ));
+    assert!(waited.next().is_none());
+    hold_tx.send(()).unwrap();
 }

@@ -390,6 +390,49 @@ macro_rules! generator_flavour {
                 }
             }
 
+            /// Python's `gen.send(value)` with Python's `None` spelled `None`: `Some(v)` is
+            /// [`send(v)`](Generator::send), and `None` resumes the body as `next()` does,
+            /// so it also *starts* a fresh generator (Python: `gen.send(None)` runs it to its
+            /// first `yield`). Only `None` may be sent first, as in Python.
+            ///
+            /// The paused `co.yield_(..).await` evaluates to exactly `value`.
+            ///
+            /// # Errors
+            /// The value comes back inside the error: [`SendError::NotStarted`] for `Some(v)`
+            /// before the generator started (Python's `TypeError`), [`SendError::Finished`]
+            /// once it has returned, been closed or panicked (Python's `StopIteration`).
+            ///
+            #[doc = concat!("```\nuse iter_gen::", $name, "::{Generator, Yielder};\n")]
+            ///
+            /// let mut echo = Generator::receiving(|co: Yielder<String, i32>| async move {
+            ///     let mut got = co.yield_("started".to_string()).await;
+            ///     while let Some(x) = got {
+            ///         got = co.yield_(format!("got {x}")).await;
+            ///     }
+            /// });
+            /// // A value cannot be sent first; it comes back.
+            /// assert_eq!(echo.send_optional(Some(1)).unwrap_err().into_inner(), Some(1));
+            /// // None can: it starts the generator, as next() would.
+            /// assert_eq!(echo.send_optional(None), Ok(Some("started".to_string())));
+            /// assert_eq!(echo.send_optional(Some(2)), Ok(Some("got 2".to_string())));
+            /// assert_eq!(echo.send_optional(None), Ok(None)); // the loop ends, so does the body
+            /// assert!(echo.send_optional(None).is_err());
+            /// ```
+            pub fn send_optional(
+                &mut self,
+                value: Option<S>,
+            ) -> Result<Option<Y>, SendError<Option<S>>> {
+                match (self.phase, value) {
+                    (Phase::Created | Phase::Suspended, None) => Ok(self.resume(Resume::Next)),
+                    (Phase::Created, Some(value)) => Err(SendError::NotStarted(Some(value))),
+                    (Phase::Suspended, Some(value)) => Ok(self.resume(Resume::Sent(value))),
+                    (Phase::Running | Phase::Closed, value) => {
+                        self.close();
+                        Err(SendError::Finished(value))
+                    }
+                }
+            }
+
             /// Throws `error` into the body at the `yield` where it is paused (Python's
             /// `gen.throw(exc)`).
             ///

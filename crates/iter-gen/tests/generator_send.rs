@@ -92,3 +92,33 @@ fn send_after_close_hands_the_value_back() {
     assert_eq!(g.send(1), Err(SendError::Finished(1)));
     assert_eq!(g.return_value(), None);
 }
+
+/// Python's rule: only `None` may be sent to a fresh generator, and it starts it as `next()`
+/// does. CPython test_generators' `d[(yield "a")] = (yield "b")` doctest, driven by sends only.
+#[test]
+fn sending_none_first_starts_a_generator_and_a_value_first_is_refused() {
+    use std::collections::BTreeMap;
+    let mut g = Generator::boxed(|co: Yielder<&'static str, u32>| async move {
+        let mut d = BTreeMap::new();
+        let key = co.yield_("a").await;
+        let value = co.yield_("b").await;
+        d.insert(key, value);
+        d
+    });
+    // A value first is refused and handed back; the generator is untouched.
+    assert_eq!(
+        g.send_optional(Some(7)),
+        Err(SendError::NotStarted(Some(7)))
+    );
+    assert_eq!(g.state(), GenState::Created);
+    assert_eq!(g.send_optional(None), Ok(Some("a")));
+    assert_eq!(g.send_optional(Some(1)), Ok(Some("b")));
+    assert_eq!(g.send_optional(Some(2)), Ok(None));
+    assert_eq!(
+        g.return_value(),
+        Some(&BTreeMap::from([(Some(1), Some(2))]))
+    );
+    // Finished: None and values alike come back.
+    assert_eq!(g.send_optional(None), Err(SendError::Finished(None)));
+    assert_eq!(g.send_optional(Some(3)), Err(SendError::Finished(Some(3))));
+}

@@ -15,14 +15,14 @@ fn ours(iters: u64) -> Duration {
         let (their_ping, their_pong) = (ping.clone(), pong.clone());
         let echo = std::thread::spawn(move || {
             for _ in 0..ROUND_TRIPS {
-                let v: u64 = their_ping.get();
-                their_pong.put(v + 1);
+                let v: u64 = their_ping.get().unwrap();
+                their_pong.put(v + 1).unwrap();
             }
         });
         let t0 = Instant::now();
         for i in 0..ROUND_TRIPS {
-            ping.put(i);
-            let _ = pong.get();
+            ping.put(i).unwrap();
+            let _ = pong.get().unwrap();
         }
         total += t0.elapsed();
         echo.join().unwrap();

@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
     say("\nPriorityQueue: the smallest item first.")?;
     let jobs = PriorityQueue::new();
     for job in [(3, "tidy up"), (1, "answer the pager"), (2, "review")] {
-        jobs.put(job);
+        jobs.put(job)?;
     }
     while let Ok((priority, job)) = jobs.get_nowait() {
         say(&format!("  {priority}: {job}"))?;

@@ -1,9 +1,13 @@
 //! [`Barrier`]: Python's `threading.Barrier`, with timeouts and the broken state.
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use crate::error::BarrierError;
+use crate::error::{BarrierError, panic_message};
+
+type Action = Box<dyn Fn() + Send + Sync + 'static>;
 
 #[derive(Debug)]
 struct State {
@@ -33,11 +37,44 @@ struct State {
 /// assert!(!barrier.broken());
 /// # Ok::<(), threads_sync::BarrierError>(())
 /// ```
-#[derive(Debug)]
+///
+/// Python's `Barrier(parties, action=None, timeout=None)` is
+/// `Barrier::new(parties)?.with_action(f).with_timeout(t)`:
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use threads_sync::{Barrier, Thread};
+/// let rounds = Arc::new(AtomicUsize::new(0));
+/// let counter = Arc::clone(&rounds);
+/// let barrier = Arc::new(Barrier::new(2)?.with_action(move || {
+///     counter.fetch_add(1, Ordering::SeqCst); // run once per round, by the last to arrive
+/// }));
+/// let other = Arc::clone(&barrier);
+/// let t = Thread::new(move || other.wait(), ()).start().unwrap();
+/// barrier.wait()?;
+/// t.join().unwrap()?;
+/// assert_eq!(rounds.load(Ordering::SeqCst), 1);
+/// # Ok::<(), threads_sync::BarrierError>(())
+/// ```
 pub struct Barrier {
     parties: usize,
     state: parking_lot::Mutex<State>,
     changed: parking_lot::Condvar,
+    /// Run by the last party to arrive, before any is released.
+    action: Option<Action>,
+    /// What `wait` waits at most (Python's `timeout=`); `None`: forever.
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties)
+            .field("state", &self.state)
+            .field("action", &self.action.is_some())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Barrier {
@@ -55,7 +92,30 @@ impl Barrier {
                 reset_generations: BTreeSet::new(),
             }),
             changed: parking_lot::Condvar::new(),
+            action: None,
+            timeout: None,
         })
+    }
+
+    /// Runs `action` once per round, in the last thread to arrive, before any thread is
+    /// released (Python's `action=`). A panicking action breaks the barrier: that thread gets
+    /// [`BarrierError::ActionPanicked`], the others [`BarrierError::Broken`]. The action runs
+    /// under the barrier's lock, as Python's does: it must not call this barrier.
+    pub fn with_action(mut self, action: impl Fn() + Send + Sync + 'static) -> Self {
+        self.action = Some(Box::new(action));
+        self
+    }
+
+    /// The timeout of every [`wait`](Barrier::wait) (Python's `timeout=`); a wait that runs
+    /// out of it breaks the barrier as [`wait_timeout`](Barrier::wait_timeout) does.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The default timeout given by [`with_timeout`](Barrier::with_timeout).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// The number of threads required to pass.
@@ -73,10 +133,11 @@ impl Barrier {
         self.state.lock().broken
     }
 
-    /// Waits until all parties have arrived. Returns this thread's arrival index
-    /// (0 to `parties - 1`; exactly one thread gets `parties - 1`, the last to arrive).
+    /// Waits until all parties have arrived (for at most the default timeout, if one was
+    /// given). Returns this thread's arrival index (0 to `parties - 1`; exactly one thread
+    /// gets `parties - 1`, the last to arrive).
     pub fn wait(&self) -> Result<usize, BarrierError> {
-        self.wait_inner(None)
+        self.wait_inner(self.timeout)
     }
 
     /// Like [`wait`](Barrier::wait), giving up after `timeout`, which breaks the barrier.
@@ -85,7 +146,8 @@ impl Barrier {
     }
 
     fn wait_inner(&self, timeout: Option<Duration>) -> Result<usize, BarrierError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too long to represent waits forever.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut state = self.state.lock();
         let broken = BarrierError::Broken {
             parties: self.parties,
@@ -96,6 +158,19 @@ impl Barrier {
         let index = state.waiting;
         state.waiting += 1;
         if state.waiting == self.parties {
+            if let Some(action) = &self.action {
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(action)) {
+                    // Python: the action's exception breaks the barrier for everyone.
+                    state.waiting -= 1;
+                    state.broken = true;
+                    drop(state);
+                    self.changed.notify_all();
+                    return Err(BarrierError::ActionPanicked {
+                        parties: self.parties,
+                        message: panic_message(&*payload),
+                    });
+                }
+            }
             state.waiting = 0;
             state.generation += 1;
             drop(state);

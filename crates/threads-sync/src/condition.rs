@@ -105,7 +105,7 @@ impl<T> Condition<T> {
         guard: &mut MutexGuard<'_, T>,
         timeout: Duration,
     ) -> Result<bool, LockError> {
-        self.wait_until(guard, Instant::now() + timeout)
+        self.wait_until(guard, crate::deadline_after(timeout))
     }
 
     fn wait_until(
@@ -142,7 +142,7 @@ impl<T> Condition<T> {
         mut predicate: impl FnMut(&mut T) -> bool,
         timeout: Duration,
     ) -> Result<bool, LockError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(timeout);
         loop {
             if predicate(&mut **guard) {
                 return Ok(true);

@@ -28,10 +28,6 @@ pub enum ThreadError {
         /// The thread's name.
         thread: String,
     },
-    /// `atexit(3)` refused to register the exit hook of
-    /// [`join_non_daemon_at_exit`](crate::join_non_daemon_at_exit) (its table is full).
-    #[error("could not register the exit hook that joins non-daemon threads")]
-    AtExit,
     /// The operating system refused to create the thread (`EAGAIN` under `RLIMIT_NPROC` or
     /// when memory for its stack is refused, e.g. under `RLIMIT_AS`).
     #[error("could not spawn thread {thread:?}: {source}")]
@@ -174,6 +170,16 @@ pub enum BarrierError {
         /// How long this waiter waited.
         timeout: Duration,
     },
+    /// The barrier's action panicked (in this thread, the last to arrive); the barrier is now
+    /// broken and the other waiters get [`BarrierError::Broken`] (Python: the action's
+    /// exception here, `BrokenBarrierError` there).
+    #[error("the action of a barrier of {parties} parties panicked: {message}; it is now broken")]
+    ActionPanicked {
+        /// The barrier's party count.
+        parties: usize,
+        /// The panic message.
+        message: String,
+    },
     /// `Barrier::new(0)` (Python: `ValueError`).
     #[error("a barrier needs at least one party, got {parties}")]
     InvalidParties {
@@ -214,6 +220,74 @@ impl<T> fmt::Debug for Full<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("queue empty")]
 pub struct Empty;
+
+/// A call on a queue that was shut down (Python 3.13: `queue.ShutDown`): a `put` after
+/// [`shutdown`](crate::Queue::shutdown) hands its item back in `ShutDown<T>`; a `get` finds it
+/// once the queue is empty (`ShutDown<()>`).
+#[derive(PartialEq, Eq, Clone, Copy, Default, thiserror::Error)]
+#[error("queue shut down")]
+pub struct ShutDown<T = ()> {
+    pub(crate) item: T,
+}
+
+impl<T> ShutDown<T> {
+    /// The item that was not put (`()` for a `get`).
+    pub fn into_inner(self) -> T {
+        self.item
+    }
+}
+
+impl<T> fmt::Debug for ShutDown<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutDown").finish_non_exhaustive()
+    }
+}
+
+/// Why a `put_timeout` or `put_nowait` did not put its item, which comes back either way.
+#[derive(PartialEq, Eq, Clone, Copy, thiserror::Error)]
+pub enum PutError<T> {
+    /// No room (Python: `queue.Full`).
+    #[error(transparent)]
+    Full(Full<T>),
+    /// The queue was shut down (Python: `queue.ShutDown`).
+    #[error(transparent)]
+    ShutDown(ShutDown<T>),
+}
+
+impl<T> PutError<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Full(full) => full.item,
+            PutError::ShutDown(shut) => shut.item,
+        }
+    }
+
+    /// Whether the queue was full (rather than shut down).
+    pub fn is_full(&self) -> bool {
+        matches!(self, PutError::Full(_))
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(full) => full.fmt(f),
+            PutError::ShutDown(shut) => shut.fmt(f),
+        }
+    }
+}
+
+/// Why a `get_timeout` or `get_nowait` returned no item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GetError {
+    /// Nothing came in time (Python: `queue.Empty`).
+    #[error(transparent)]
+    Empty(#[from] Empty),
+    /// The queue was shut down and is empty (Python: `queue.ShutDown`).
+    #[error(transparent)]
+    ShutDown(#[from] ShutDown),
+}
 
 /// `Queue::bounded(0)` (and the same on the other queues): a bound must be at least 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! [`Event`]: Python's `threading.Event`, a flag threads can wait for.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Python's `threading.Event`: `set` wakes every waiter, `clear` resets the flag.
 ///
@@ -54,7 +54,7 @@ impl Event {
 
     /// Waits at most `timeout` for the flag; returns whether it is set (Python's `wait(timeout)`).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(timeout);
         let mut flag = self.flag.lock();
         while !*flag {
             if self.changed.wait_until(&mut flag, deadline).timed_out() {

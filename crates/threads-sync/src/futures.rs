@@ -57,7 +57,7 @@ pub fn wait<R>(
     return_when: ReturnWhen,
     timeout: Option<Duration>,
 ) -> DoneAndNotDone {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.map(crate::deadline_after);
     let id = NEXT_WAITER.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut done = vec![false; results.len()];
@@ -135,7 +135,7 @@ pub fn as_completed<R>(results: Vec<AsyncResult<R>>, timeout: Option<Duration>) 
         _tx: tx,
         id,
         timeout,
-        deadline: timeout.map(|t| Instant::now() + t),
+        deadline: timeout.map(crate::deadline_after),
     }
 }
 

@@ -95,8 +95,8 @@
 //! ```
 //! use threads_sync::{Queue, ThreadPool, as_completed};
 //! let q = Queue::new();
-//! q.put("job");
-//! assert_eq!(q.get(), "job");
+//! q.put("job")?; // Err(ShutDown) hands the item back once q.shutdown(..) was called
+//! assert_eq!(q.get()?, "job");
 //!
 //! let pool = ThreadPool::new(2)?;
 //! let squares: Vec<u64> = pool.imap(|x: u64| x * x, 1..=3)?.collect::<Result<_, _>>()?;
@@ -105,7 +105,7 @@
 //! for done in as_completed(results, None) {
 //!     assert_eq!(done?.get()?, 7);
 //! }
-//! # Ok::<(), threads_sync::PoolError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //! # What the compiler refuses
 //! A guard must be released by the thread that took it, so it cannot be sent to another:
@@ -151,14 +151,15 @@ mod queue;
 mod registry;
 mod results;
 mod semaphore;
+mod split;
 mod thread;
 mod timer;
 
 pub use barrier::Barrier;
 pub use condition::Condition;
 pub use error::{
-    BarrierError, Deadlock, Empty, Full, LockError, MaxsizeError, PoolError, SemaphoreOverRelease,
-    SpawnRefused, TaskDoneError, ThreadError, WaitLink,
+    BarrierError, Deadlock, Empty, Full, GetError, LockError, MaxsizeError, PoolError, PutError,
+    SemaphoreOverRelease, ShutDown, SpawnRefused, TaskDoneError, ThreadError, WaitLink,
 };
 pub use event::Event;
 pub use futures::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};
@@ -178,3 +179,11 @@ pub use results::AsyncResult;
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use thread::{Target, Thread, ThreadHandle, current_thread, get_ident};
 pub use timer::{Timer, TimerHandle};
+
+/// `now + timeout`, where a timeout too long to represent (`Duration::MAX`, Python's `None`)
+/// is a deadline a century away: no limit, where `Instant + Duration` would panic.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> std::time::Instant {
+    const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = std::time::Instant::now();
+    now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
+}

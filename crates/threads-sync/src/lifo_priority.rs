@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{Empty, Full, MaxsizeError, TaskDoneError};
+use crate::error::{Empty, Full, GetError, MaxsizeError, PutError, ShutDown, TaskDoneError};
 
 /// The order a queue hands items out in.
 trait Store: Default {
@@ -47,6 +47,8 @@ impl<T: Ord> Store for BinaryHeap<Reverse<T>> {
 struct State<S> {
     items: S,
     unfinished: usize,
+    /// Set by `shutdown` (Python 3.13's `is_shutdown`).
+    shut_down: bool,
 }
 
 struct Inner<S> {
@@ -78,6 +80,7 @@ impl<S: Store> Blocking<S> {
                 state: parking_lot::Mutex::new(State {
                     items: S::default(),
                     unfinished: 0,
+                    shut_down: false,
                 }),
                 not_empty: parking_lot::Condvar::new(),
                 not_full: parking_lot::Condvar::new(),
@@ -99,9 +102,15 @@ impl<S: Store> Blocking<S> {
     }
 
     /// Puts `item`, waiting for room until `deadline` (`None`: forever).
-    fn put_until(&self, item: S::Item, deadline: Option<Instant>) -> Result<(), Full<S::Item>> {
+    fn put_until(&self, item: S::Item, deadline: Option<Instant>) -> Result<(), PutError<S::Item>> {
         let mut state = self.inner.state.lock();
-        while self.is_full(&state) {
+        loop {
+            if state.shut_down {
+                return Err(PutError::ShutDown(ShutDown { item }));
+            }
+            if !self.is_full(&state) {
+                break;
+            }
             let timed_out = match deadline {
                 None => {
                     self.inner.not_full.wait(&mut state);
@@ -113,11 +122,11 @@ impl<S: Store> Blocking<S> {
                     .wait_until(&mut state, deadline)
                     .timed_out(),
             };
-            if timed_out && self.is_full(&state) {
-                return Err(Full {
+            if timed_out && !state.shut_down && self.is_full(&state) {
+                return Err(PutError::Full(Full {
                     item,
                     maxsize: self.inner.maxsize,
-                });
+                }));
             }
         }
         state.items.push(item);
@@ -127,14 +136,18 @@ impl<S: Store> Blocking<S> {
         Ok(())
     }
 
-    /// Takes the next item, waiting until `deadline` (`None`: forever).
-    fn get_until(&self, deadline: Option<Instant>) -> Result<S::Item, Empty> {
+    /// Takes the next item, waiting until `deadline` (`None`: forever); once shut down, what
+    /// is left, then [`GetError::ShutDown`].
+    fn get_until(&self, deadline: Option<Instant>) -> Result<S::Item, GetError> {
         let mut state = self.inner.state.lock();
         loop {
             if let Some(item) = state.items.pop() {
                 drop(state);
                 self.inner.not_full.notify_one();
                 return Ok(item);
+            }
+            if state.shut_down {
+                return Err(GetError::ShutDown(ShutDown::default()));
             }
             match deadline {
                 None => self.inner.not_empty.wait(&mut state),
@@ -145,12 +158,37 @@ impl<S: Store> Blocking<S> {
                         .wait_until(&mut state, deadline)
                         .timed_out()
                         && state.items.len() == 0
+                        && !state.shut_down
                     {
-                        return Err(Empty);
+                        return Err(GetError::Empty(Empty));
                     }
                 }
             }
         }
+    }
+
+    /// Python 3.13's `shutdown(immediate)`: later puts fail; gets take what is left, then
+    /// fail; `immediate` drops what is left and counts it done. Every waiter wakes.
+    fn shutdown(&self, immediate: bool) {
+        let mut state = self.inner.state.lock();
+        state.shut_down = true;
+        let mut dropped = Vec::new();
+        if immediate {
+            while let Some(item) = state.items.pop() {
+                dropped.push(item);
+                state.unfinished = state.unfinished.saturating_sub(1);
+            }
+            self.inner.all_done.notify_all();
+        }
+        drop(state);
+        self.inner.not_empty.notify_all();
+        self.inner.not_full.notify_all();
+        // The items' drops run outside the lock (a drop may use the queue).
+        drop(dropped);
+    }
+
+    fn is_shutdown(&self) -> bool {
+        self.inner.state.lock().shut_down
     }
 
     fn qsize(&self) -> usize {
@@ -241,15 +279,18 @@ macro_rules! queue_api {
                 self.0.full()
             }
 
-            /// Puts `item`, waiting while the queue is full.
-            pub fn put(&self, item: T) {
-                if self.0.put_until(item, None).is_err() {
-                    unreachable!("an untimed put waits until there is room");
+            /// Puts `item`, waiting while the queue is full; [`ShutDown`] hands it back once
+            /// the queue is shut down (also to a put that was waiting).
+            pub fn put(&self, item: T) -> Result<(), ShutDown<T>> {
+                match self.0.put_until(item, None) {
+                    Ok(()) => Ok(()),
+                    Err(PutError::ShutDown(shut)) => Err(shut),
+                    Err(PutError::Full(_)) => unreachable!("an untimed put waits until there is room"),
                 }
             }
 
-            /// Puts `item`, waiting at most `timeout` for room; [`Full`] hands it back.
-            pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
+            /// Puts `item`, waiting at most `timeout` for room; [`PutError`] hands it back.
+            pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
                 match deadline(timeout) {
                     Some(deadline) => self.0.put_until(item, Some(deadline)),
                     None => self.0.put_until(item, None),
@@ -257,26 +298,40 @@ macro_rules! queue_api {
             }
 
             /// Puts `item` only if there is room now.
-            pub fn put_nowait(&self, item: T) -> Result<(), Full<T>> {
+            pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
                 self.0.put_until(item, Some(Instant::now()))
             }
 
-            #[doc = concat!("Takes the ", $order, " item, waiting while the queue is empty.")]
-            pub fn get(&self) -> T {
+            #[doc = concat!("Takes the ", $order, " item, waiting while the queue is empty; [`ShutDown`] once it is shut down and empty.")]
+            pub fn get(&self) -> Result<T, ShutDown> {
                 match self.0.get_until(None) {
-                    Ok(item) => item,
-                    Err(Empty) => unreachable!("an untimed get waits until there is an item"),
+                    Ok(item) => Ok(item),
+                    Err(GetError::ShutDown(shut)) => Err(shut),
+                    Err(GetError::Empty(_)) => unreachable!("an untimed get waits until there is an item"),
                 }
             }
 
-            #[doc = concat!("Takes the ", $order, " item, waiting at most `timeout`; [`Empty`] if none came.")]
-            pub fn get_timeout(&self, timeout: Duration) -> Result<T, Empty> {
+            #[doc = concat!("Takes the ", $order, " item, waiting at most `timeout`; [`GetError::Empty`] if none came.")]
+            pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
                 self.0.get_until(deadline(timeout))
             }
 
             #[doc = concat!("Takes the ", $order, " item only if there is one now.")]
-            pub fn get_nowait(&self) -> Result<T, Empty> {
+            pub fn get_nowait(&self) -> Result<T, GetError> {
                 self.0.get_until(Some(Instant::now()))
+            }
+
+            /// Shuts the queue down (Python 3.13: `shutdown(immediate)`): from now on `put`
+            /// fails with [`ShutDown`] (handing the item back) and `get` takes what is left,
+            /// then fails with [`ShutDown`]. With `immediate`, what is left is dropped and
+            /// counted done, so `join` returns. Every blocked `get` and `put` wakes.
+            pub fn shutdown(&self, immediate: bool) {
+                self.0.shutdown(immediate)
+            }
+
+            /// Whether [`shutdown`](Self::shutdown) was called.
+            pub fn is_shutdown(&self) -> bool {
+                self.0.is_shutdown()
             }
 
             /// Marks one item taken by `get` as processed; [`TaskDoneError::TooManyCalls`] if
@@ -328,8 +383,9 @@ macro_rules! queue_api {
 ///
 /// ```
 /// let q = threads_sync::LifoQueue::new();
-/// for x in [1, 2, 3] { q.put(x); }
-/// assert_eq!([q.get(), q.get(), q.get()], [3, 2, 1]);
+/// for x in [1, 2, 3] { q.put(x)?; }
+/// assert_eq!([q.get()?, q.get()?, q.get()?], [3, 2, 1]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct LifoQueue<T>(Blocking<Vec<T>>);
 
@@ -340,11 +396,14 @@ queue_api!(LifoQueue, [], "newest");
 ///
 /// ```
 /// let q = threads_sync::PriorityQueue::new();
-/// q.put((2, "write"));
-/// q.put((1, "read"));
-/// q.put((3, "close"));
-/// assert_eq!(q.get(), (1, "read"));
-/// assert_eq!(q.get(), (2, "write"));
+/// q.put((2, "write"))?;
+/// q.put((1, "read"))?;
+/// q.put((3, "close"))?;
+/// assert_eq!(q.get()?, (1, "read"));
+/// q.shutdown(false); // Python 3.13: what is left can still be taken
+/// assert_eq!(q.get()?, (2, "write"));
+/// assert_eq!(q.put((0, "late")).unwrap_err().into_inner(), (0, "late"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct PriorityQueue<T>(Blocking<BinaryHeap<Reverse<T>>>);
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::deadlock::{self, WaitRegistration};
 use crate::error::LockError;
@@ -519,7 +519,7 @@ impl RLock {
 
     #[cold]
     fn acquire_slow(&self, timeout: Option<Duration>) -> Result<RLockGuard<'_>, LockError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(crate::deadline_after);
         let me = current_ident();
         let registration = deadlock::register_wait(&self.meta)?;
         let mut state = self.state.lock();

@@ -14,7 +14,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::error::{PoolError, SpawnRefused, panic_message};
 use crate::imap::IMap;
 use crate::registry;
-use crate::results::{AsyncResult, Chunk, Gather, TaskCell, TaskRun};
+use crate::results::{AsyncResult, Chunk, TaskCell, TaskRun};
+use crate::split::Split;
 use crate::thread::Target;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -30,6 +31,9 @@ struct Shared {
     /// Set by `terminate`: workers drop the jobs still queued instead of running them.
     terminated: AtomicBool,
 }
+
+/// Whether a blocking `map`'s calling thread maps runs too while it waits.
+const CALLER_HELPS: bool = true;
 
 static NEXT_POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
 
@@ -269,11 +273,16 @@ impl ThreadPool {
         self.apply_async(target, args)?.get()
     }
 
-    /// Applies `f` to every item, in chunks spread over the workers, and returns the results
-    /// in input order; the first panicking item makes it an `Err` (Python: `map`).
+    /// Applies `f` to every item, on the workers, and returns the results in input order;
+    /// the first panicking item makes it an `Err` (Python: `map`).
+    ///
+    /// An input of known length (a range, a `Vec`, any exact `size_hint`) is not copied:
+    /// the workers take contiguous runs of it and write each value in place into the output
+    /// (see the `split` module); another input is collected first.
     pub fn map<T, R, F, I>(&self, f: F, items: I) -> Result<Vec<R>, PoolError>
     where
         I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
         T: Send + 'static,
         R: Send + 'static,
         F: Fn(T) -> R + Send + Sync + 'static,
@@ -281,7 +290,8 @@ impl ThreadPool {
         self.map_with(f, items, MapOptions::new())
     }
 
-    /// [`map`](ThreadPool::map) with Python's keyword arguments in `options` (`chunksize`).
+    /// [`map`](ThreadPool::map) with Python's keyword arguments in `options` (`chunksize`:
+    /// the workers then take runs of exactly that many items).
     pub fn map_with<T, R, F, I>(
         &self,
         f: F,
@@ -290,28 +300,22 @@ impl ThreadPool {
     ) -> Result<Vec<R>, PoolError>
     where
         I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
         T: Send + 'static,
         R: Send + 'static,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
-        let items: Vec<T> = items.into_iter().collect();
-        // Python's default: about four chunks per worker.
-        let default = items.len().div_ceil(4 * self.threads).max(1);
-        let chunksize = checked_chunksize(options, default)?;
-        let total = items.len();
-        let pending = self.submit_chunks(Arc::new(f), items, chunksize)?;
-        let mut out = Vec::with_capacity(total);
-        for chunk in pending {
-            let task = chunk.task();
-            for value in chunk.get()? {
-                out.push(value.map_err(|message| PoolError::TaskPanicked { task, message })?);
-            }
-        }
-        Ok(out)
+        let chunksize = checked_chunksize(options)?;
+        let f = Arc::new(f);
+        self.split_map(items, chunksize, CALLER_HELPS, move || {
+            let f = Arc::clone(&f);
+            move |item| f(item)
+        })?
+        .get()
     }
 
     /// Like [`map`](ThreadPool::map), returning at once with one [`AsyncResult`] for the whole
-    /// list (Python: `map_async`); cancelling it stops the chunks not started yet.
+    /// list (Python: `map_async`); cancelling it before a worker starts on it stops it.
     ///
     /// ```
     /// let pool = threads_sync::ThreadPool::new(2)?;
@@ -322,13 +326,16 @@ impl ThreadPool {
     pub fn map_async<T, R, F, I>(&self, f: F, items: I) -> Result<AsyncResult<Vec<R>>, PoolError>
     where
         I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
         T: Send + 'static,
         R: Send + 'static,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
-        let items: Vec<T> = items.into_iter().collect();
-        let chunksize = items.len().div_ceil(4 * self.threads).max(1);
-        self.gather(Arc::new(f), items, chunksize)
+        let f = Arc::new(f);
+        self.split_map(items, None, false, move || {
+            let f = Arc::clone(&f);
+            move |item| f(item)
+        })
     }
 
     /// Like [`starmap`](ThreadPool::starmap), returning at once with one [`AsyncResult`]
@@ -339,45 +346,96 @@ impl ThreadPool {
         items: I,
     ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
     where
-        F: Target<Args> + Clone + Sync,
+        F: Target<Args> + Clone,
         Args: Send + 'static,
         I: IntoIterator<Item = Args>,
+        I::IntoIter: Send + 'static,
     {
-        let items: Vec<Args> = items.into_iter().collect();
-        let chunksize = items.len().div_ceil(4 * self.threads).max(1);
-        self.gather(
-            Arc::new(move |args: Args| target.clone().call(args)),
-            items,
-            chunksize,
-        )
+        let target = parking_lot::Mutex::new(target);
+        self.split_map(items, None, false, move || {
+            let target = target.lock().clone();
+            move |args| target.clone().call(args)
+        })
     }
 
-    /// One task for all `items`, run as parts of `chunksize` items.
-    fn gather<T, R, F>(
+    /// Calls `target(args...)` for every argument tuple, on the workers, and returns the
+    /// values in input order (Python: `starmap(f, [(a, b), ...])`).
+    pub fn starmap<Args, F, I>(&self, target: F, items: I) -> Result<Vec<F::Output>, PoolError>
+    where
+        F: Target<Args> + Clone,
+        Args: Send + 'static,
+        I: IntoIterator<Item = Args>,
+        I::IntoIter: Send + 'static,
+    {
+        let target = parking_lot::Mutex::new(target);
+        self.split_map(items, None, CALLER_HELPS, move || {
+            let target = target.lock().clone();
+            move |args| target.clone().call(args)
+        })?
+        .get()
+    }
+
+    /// One task mapping `items` on the workers (and, with `caller`, on this thread before it
+    /// returns): each participant's function comes from `make`.
+    fn split_map<T, R, I, G>(
         &self,
-        f: Arc<F>,
-        items: Vec<T>,
-        chunksize: usize,
+        items: I,
+        chunksize: Option<usize>,
+        caller: bool,
+        make: impl Fn() -> G,
     ) -> Result<AsyncResult<Vec<R>>, PoolError>
     where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
         T: Send + 'static,
         R: Send + 'static,
-        F: Fn(T) -> R + Send + Sync + 'static,
+        G: FnMut(T) -> R + Send + 'static,
     {
         let task = self.next_task()?;
-        let (gather, result) = Gather::new(task, items.len().div_ceil(chunksize));
-        let mut items = items.into_iter();
-        for index in 0.. {
-            let chunk: Vec<T> = items.by_ref().take(chunksize).collect();
-            if chunk.is_empty() {
-                break;
+        let iter = items.into_iter();
+        match iter.size_hint() {
+            (lower, Some(upper)) if lower == upper && lower > 0 => {
+                Ok(self.start_split(iter, lower, chunksize, caller, task, make))
             }
-            let (f, part) = (Arc::clone(&f), Arc::clone(&gather).part(index));
-            let job = move || part.run(move || run_chunk(&*f, chunk));
-            // A refused send drops the job: the part is delivered as cancelled.
-            let _ = self.tx.send(Message::Run(Box::new(job)));
+            _ => {
+                let items: Vec<T> = iter.collect();
+                if items.is_empty() {
+                    return Ok(AsyncResult::settled(task, Vec::new()));
+                }
+                let len = items.len();
+                Ok(self.start_split(items.into_iter(), len, chunksize, caller, task, make))
+            }
         }
-        Ok(result)
+    }
+
+    fn start_split<J, R, G>(
+        &self,
+        iter: J,
+        len: usize,
+        chunksize: Option<usize>,
+        caller: bool,
+        task: u64,
+        make: impl Fn() -> G,
+    ) -> AsyncResult<Vec<R>>
+    where
+        J: Iterator + Send + 'static,
+        J::Item: Send + 'static,
+        R: Send + 'static,
+        G: FnMut(J::Item) -> R + Send + 'static,
+    {
+        let runs = len.div_ceil(chunksize.unwrap_or(1));
+        let workers = self.threads.min(runs);
+        let helpers = workers + usize::from(caller);
+        let (split, result) = Split::new(iter, len, chunksize, helpers, helpers, task);
+        for _ in 0..workers {
+            let (part, f) = (split.participant(), make());
+            // A refused send drops the job: the participant leaves unrun.
+            let _ = self.tx.send(Message::Run(Box::new(move || part.run(f))));
+        }
+        if caller {
+            split.participant().run(make());
+        }
+        result
     }
 
     /// One task per `chunksize` items, each item's panic caught on its own.
@@ -402,21 +460,6 @@ impl ThreadPool {
             let f = Arc::clone(&f);
             pending.push_back(self.submit(move || run_chunk(&*f, chunk))?);
         }
-    }
-
-    /// Calls `target(args...)` for every argument tuple, on the workers, and returns the
-    /// values in input order (Python: `starmap(f, [(a, b), ...])`).
-    pub fn starmap<Args, F, I>(&self, target: F, items: I) -> Result<Vec<F::Output>, PoolError>
-    where
-        F: Target<Args> + Clone,
-        Args: Send + 'static,
-        I: IntoIterator<Item = Args>,
-    {
-        let pending = items
-            .into_iter()
-            .map(|args| self.apply_async(target.clone(), args))
-            .collect::<Result<Vec<_>, _>>()?;
-        pending.into_iter().map(AsyncResult::get).collect()
     }
 
     /// Submits `f(item)` for every item and returns an iterator over the results in input
@@ -456,7 +499,7 @@ impl ThreadPool {
         R: Send + 'static,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
-        let chunksize = checked_chunksize(options, 1)?;
+        let chunksize = checked_chunksize(options)?.unwrap_or(1);
         let items: Vec<T> = items.into_iter().collect();
         let total = items.len();
         let chunks = self.submit_chunks(Arc::new(f), items, chunksize)?;
@@ -526,11 +569,11 @@ fn run_chunk<T, R>(f: &(impl Fn(T) -> R + ?Sized), chunk: Vec<T>) -> Chunk<R> {
         .collect()
 }
 
-fn checked_chunksize(options: MapOptions, default: usize) -> Result<usize, PoolError> {
+/// The `chunksize` given, if any; 0 is [`PoolError::ZeroChunksize`].
+fn checked_chunksize(options: MapOptions) -> Result<Option<usize>, PoolError> {
     match options.chunksize {
-        None => Ok(default),
         Some(0) => Err(PoolError::ZeroChunksize),
-        Some(n) => Ok(n),
+        chunksize => Ok(chunksize),
     }
 }
 

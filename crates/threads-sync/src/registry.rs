@@ -172,7 +172,7 @@ pub fn join_non_daemon() {
 /// Like [`join_non_daemon`], giving up after `timeout` with [`ThreadError::Timeout`] naming
 /// a thread still running.
 pub fn join_non_daemon_timeout(timeout: Duration) -> Result<(), ThreadError> {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::deadline_after(timeout);
     while let Some((name, finished)) = next_non_daemon() {
         let left = deadline.saturating_duration_since(Instant::now());
         if let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(left) {
@@ -192,8 +192,12 @@ pub fn join_non_daemon_timeout(timeout: Duration) -> Result<(), ThreadError> {
 ///
 /// A non-daemon thread that never finishes keeps the process from exiting, as in Python;
 /// make such threads daemons.
+///
+/// # Errors
+/// An [`std::io::Error`] if `atexit(3)` refuses the hook: the same type as
+/// `process_ipc::join_non_daemon_at_exit`, so one `?` serves both.
 #[cfg(unix)]
-pub fn join_non_daemon_at_exit() -> Result<(), ThreadError> {
+pub fn join_non_daemon_at_exit() -> std::io::Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     static REGISTERED: AtomicBool = AtomicBool::new(false);
     extern "C" fn at_exit() {
@@ -207,7 +211,11 @@ pub fn join_non_daemon_at_exit() -> Result<(), ThreadError> {
     // does not unwind; atexit(3) only stores it.
     if unsafe { libc::atexit(at_exit) } != 0 {
         REGISTERED.store(false, Ordering::Release);
-        return Err(ThreadError::AtExit);
+        // atexit(3) sets no errno; its one failure is a full table (POSIX: ENOMEM).
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::OutOfMemory,
+            "could not register the exit hook that joins non-daemon threads (atexit table full)",
+        ));
     }
     Ok(())
 }

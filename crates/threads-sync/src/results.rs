@@ -5,7 +5,7 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
@@ -112,7 +112,7 @@ impl<R> TaskCell<R> {
 
     /// For a task done in parts ([`Gather`]): Pending → Running, and `true` while it runs;
     /// `false` once cancelled (the part must not run).
-    fn begin_part(&self) -> bool {
+    pub(crate) fn begin_part(&self) -> bool {
         let mut state = self.state.lock();
         match state.slot {
             Slot::Pending => {
@@ -126,7 +126,7 @@ impl<R> TaskCell<R> {
 
     /// Records the outcome of a task that began (or was cancelled), runs done-callbacks
     /// (outside the lock, so a callback may use the pool), then wakes waiters.
-    fn finish(&self, outcome: Result<R, PoolError>) {
+    pub(crate) fn finish(&self, outcome: Result<R, PoolError>) {
         let mut state = self.state.lock();
         if !state.has_callbacks() {
             self.settle(state, outcome);
@@ -279,7 +279,7 @@ impl<R> AsyncResult<R> {
     /// (or was already taken).
     fn poll(&self, timeout: Option<Duration>) -> bool {
         let mut state = self.cell.state.lock();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(crate::deadline_after);
         loop {
             if let Slot::Ready(_) | Slot::Taken(_) = state.slot {
                 return true;
@@ -415,109 +415,13 @@ impl<R> fmt::Debug for AsyncResult<R> {
     }
 }
 
-/// One task done in parts on several workers (`map_async`, `starmap_async`): each part
-/// delivers its values; the last one in settles the task with all values in input order.
-pub(crate) struct Gather<R> {
-    cell: Arc<TaskCell<Vec<R>>>,
-    task: u64,
-    /// Each part's values (or why it failed), and how many parts are still out.
-    parts: parking_lot::Mutex<(Vec<Option<Part<R>>>, usize)>,
-}
-
-/// What one part of a [`Gather`] delivers.
-type Part<R> = Result<Chunk<R>, PoolError>;
-
-impl<R> Gather<R> {
-    /// A task of `parts` parts; with none, it is settled (empty) at once.
-    pub(crate) fn new(task: u64, parts: usize) -> (Arc<Self>, AsyncResult<Vec<R>>) {
+impl<R> AsyncResult<R> {
+    /// A result that is settled already with `value` (an empty `map_async`).
+    pub(crate) fn settled(task: u64, value: R) -> Self {
         let cell = TaskCell::new();
-        if parts == 0 {
-            cell.begin();
-            cell.finish(Ok(Vec::new()));
-        }
-        let gather = Arc::new(Gather {
-            cell: Arc::clone(&cell),
-            task,
-            parts: parking_lot::Mutex::new(((0..parts).map(|_| None).collect(), parts)),
-        });
-        (gather, AsyncResult { task, cell })
-    }
-
-    /// Runs part `index` (unless the task was cancelled) and delivers its values. Dropped
-    /// unrun (a terminated pool), the part is delivered as cancelled, so the task settles.
-    pub(crate) fn part(self: Arc<Self>, index: usize) -> GatherPart<R> {
-        GatherPart {
-            gather: Some(self),
-            index,
-        }
-    }
-
-    fn deliver(&self, index: usize, values: Part<R>) {
-        let mut parts = self.parts.lock();
-        parts.0[index] = Some(values);
-        parts.1 -= 1;
-        if parts.1 > 0 {
-            return;
-        }
-        let all = std::mem::take(&mut parts.0);
-        drop(parts);
-        let mut out = Vec::new();
-        let mut failure = None;
-        for part in all.into_iter().flatten() {
-            match part {
-                Ok(values) => {
-                    for value in values {
-                        match value {
-                            Ok(value) => out.push(value),
-                            Err(message) => {
-                                failure.get_or_insert(PoolError::TaskPanicked {
-                                    task: self.task,
-                                    message,
-                                });
-                            }
-                        }
-                    }
-                }
-                Err(err) => {
-                    failure.get_or_insert(err);
-                }
-            }
-        }
-        // A cancelled task stays cancelled: `begin_part` refuses it.
-        if self.cell.begin_part() {
-            self.cell.finish(failure.map_or(Ok(out), Err));
-        }
-    }
-}
-
-/// One part of a [`Gather`], as queued on a worker.
-pub(crate) struct GatherPart<R> {
-    /// `None` once run.
-    gather: Option<Arc<Gather<R>>>,
-    index: usize,
-}
-
-impl<R> GatherPart<R> {
-    /// Runs the part's calls (each item's panic caught on its own) unless the task was
-    /// cancelled, then delivers them.
-    pub(crate) fn run(mut self, calls: impl FnOnce() -> Chunk<R>) {
-        let Some(gather) = self.gather.take() else {
-            return;
-        };
-        if gather.cell.begin_part() {
-            gather.deliver(self.index, Ok(calls()));
-        } else {
-            gather.deliver(self.index, Err(PoolError::Cancelled { task: gather.task }));
-        }
-    }
-}
-
-impl<R> Drop for GatherPart<R> {
-    fn drop(&mut self) {
-        if let Some(gather) = self.gather.take() {
-            gather.cell.cancel(gather.task);
-            gather.deliver(self.index, Err(PoolError::Cancelled { task: gather.task }));
-        }
+        cell.begin();
+        cell.finish(Ok(value));
+        AsyncResult { task, cell }
     }
 }
 

@@ -1,6 +1,6 @@
 //! [`Semaphore`] and [`BoundedSemaphore`]: Python's counters of free slots.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::SemaphoreOverRelease;
 
@@ -48,7 +48,7 @@ impl Semaphore {
     /// Takes a slot if one frees up within `timeout`; `false` if none did.
     #[must_use = "false means no slot was taken"]
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(timeout);
         let mut value = self.value.lock();
         while *value == 0 {
             if self.freed.wait_until(&mut value, deadline).timed_out() && *value == 0 {

@@ -213,3 +213,145 @@ fn close_and_join() {
     pool.join_timeout(LONG).unwrap();
     assert_eq!(pending.get_timeout(LONG), Ok(true));
 }
+
+/// A value that counts how many of its kind are alive, to see that a failed `map` drops
+/// every value it made, once.
+struct Counted(std::sync::Arc<std::sync::atomic::AtomicIsize>);
+
+impl Counted {
+    fn new(alive: &std::sync::Arc<std::sync::atomic::AtomicIsize>) -> Self {
+        alive.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Counted(std::sync::Arc::clone(alive))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_failed_map_drops_the_values_it_made_and_names_the_first_panic() {
+    let pool = ThreadPool::new(2).unwrap();
+    let alive = std::sync::Arc::new(std::sync::atomic::AtomicIsize::new(0));
+    let counter = std::sync::Arc::clone(&alive);
+    let err = pool.map(
+        move |x: u64| {
+            if x == 9_000 {
+                panic!("item 9000")
+            }
+            Counted::new(&counter)
+        },
+        0..20_000,
+    );
+    assert!(
+        matches!(err, Err(PoolError::TaskPanicked { ref message, .. }) if message == "item 9000")
+    );
+    assert_eq!(alive.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // And a whole map of such values hands every one over.
+    let counter = std::sync::Arc::clone(&alive);
+    let all = pool
+        .map(move |_: u64| Counted::new(&counter), 0..5_000)
+        .unwrap();
+    assert_eq!(alive.load(std::sync::atomic::Ordering::SeqCst), 5_000);
+    drop(all);
+    assert_eq!(alive.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_given_chunksize_is_the_run_one_worker_maps() {
+    let pool = ThreadPool::new(2).unwrap();
+    for _ in 0..20 {
+        let threads = pool
+            .map_with(
+                |_: u64| threads_sync::current_thread().ident(),
+                0..64,
+                MapOptions::new().chunksize(16),
+            )
+            .unwrap();
+        for run in threads.chunks(16) {
+            assert!(run.iter().all(|t| *t == run[0]), "a run was split: {run:?}");
+        }
+    }
+}
+
+/// An iterator whose length hint is wrong by `skew` items (in either direction).
+struct Liar {
+    next: u64,
+    end: u64,
+    claimed: usize,
+}
+
+impl Iterator for Liar {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.claimed, Some(self.claimed))
+    }
+}
+
+#[test]
+fn an_input_whose_length_hint_is_wrong_still_maps_every_item_in_order() {
+    let pool = ThreadPool::new(2).unwrap();
+    for (end, claimed) in [(10_000, 4_000), (4_000, 10_000), (3, 1), (0, 5), (5, 0)] {
+        let liar = Liar {
+            next: 0,
+            end,
+            claimed,
+        };
+        let got = pool.map(square, liar).unwrap();
+        assert_eq!(
+            got,
+            (0..end).map(square).collect::<Vec<_>>(),
+            "{end} vs {claimed}"
+        );
+    }
+    // An input of unknown length too.
+    let odd = pool.map(square, (0..1_000).filter(|x| x % 2 == 1)).unwrap();
+    assert_eq!(
+        odd,
+        (0..1_000)
+            .filter(|x| x % 2 == 1)
+            .map(square)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn an_input_that_panics_makes_map_an_error() {
+    let pool = ThreadPool::new(2).unwrap();
+    let err = pool.map(
+        square,
+        (0..10_000u64).map(|x| if x == 7_777 { panic!("input broke") } else { x }),
+    );
+    assert!(
+        matches!(err, Err(PoolError::TaskPanicked { ref message, .. }) if message == "input broke")
+    );
+}
+
+#[test]
+fn map_inside_a_task_of_its_own_pool_does_not_wait_for_itself() {
+    let pool = std::sync::Arc::new(ThreadPool::new(1).unwrap());
+    let inner = std::sync::Arc::clone(&pool);
+    let sum = pool
+        .apply_async(
+            move || {
+                inner
+                    .map(square, 0..1_000)
+                    .unwrap()
+                    .into_iter()
+                    .sum::<u64>()
+            },
+            (),
+        )
+        .unwrap()
+        .get_timeout(LONG)
+        .unwrap();
+    assert_eq!(sum, (0..1_000).map(square).sum::<u64>());
+}

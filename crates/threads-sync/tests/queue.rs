@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
 use threads_sync::{
-    Empty, LifoQueue, MaxsizeError, PriorityQueue, Queue, SimpleQueue, TaskDoneError, Thread,
+    Empty, GetError, LifoQueue, MaxsizeError, PriorityQueue, PutError, Queue, SimpleQueue,
+    TaskDoneError, Thread,
 };
 
 const LONG: Duration = Duration::from_secs(10);
@@ -14,8 +15,8 @@ const SHORT: Duration = Duration::from_millis(30);
 #[test]
 fn smoke() {
     let q = Queue::new();
-    q.put(1);
-    q.put(2);
+    q.put(1).unwrap();
+    q.put(2).unwrap();
     assert_eq!(q.qsize(), 2);
     assert_eq!(q.get_timeout(LONG), Ok(1));
     assert_eq!(q.get_timeout(LONG), Ok(2));
@@ -26,11 +27,11 @@ fn smoke() {
 fn each_queue_hands_items_out_in_its_order() {
     let (fifo, lifo, prio) = (Queue::new(), LifoQueue::new(), PriorityQueue::new());
     for x in [3, 1, 2] {
-        fifo.put(x);
-        lifo.put(x);
-        prio.put(x);
+        fifo.put(x).unwrap();
+        lifo.put(x).unwrap();
+        prio.put(x).unwrap();
     }
-    let drain = |get: &dyn Fn() -> Result<i32, Empty>| -> Vec<i32> {
+    let drain = |get: &dyn Fn() -> Result<i32, GetError>| -> Vec<i32> {
         std::iter::from_fn(|| get().ok()).collect()
     };
     assert_eq!(drain(&|| fifo.get_nowait()), [3, 1, 2]);
@@ -41,9 +42,9 @@ fn each_queue_hands_items_out_in_its_order() {
 #[test]
 fn priority_queue_takes_python_style_tuples() {
     let q = PriorityQueue::bounded(3).unwrap();
-    q.put((5, "low"));
-    q.put((1, "urgent"));
-    q.put((3, "normal"));
+    q.put((5, "low")).unwrap();
+    q.put((1, "urgent")).unwrap();
+    q.put((3, "normal")).unwrap();
     assert!(q.full());
     assert_eq!(q.get_timeout(LONG), Ok((1, "urgent")));
     assert_eq!(q.get_timeout(LONG), Ok((3, "normal")));
@@ -56,7 +57,7 @@ fn fifo_across_threads_and_clones() {
     let producer = Thread::new(
         move || {
             for i in 0..1000 {
-                producer_q.put(i);
+                producer_q.put(i).unwrap();
             }
         },
         (),
@@ -89,10 +90,10 @@ macro_rules! bounded_semantics {
             fn maxsize_blocks_put_until_a_get() {
                 let q = $queue::bounded(1).unwrap();
                 assert_eq!(q.maxsize(), Some(1));
-                q.put("first");
+                q.put("first").unwrap();
                 assert!(q.full());
                 let full = q.put_nowait("second").unwrap_err();
-                assert_eq!(full.maxsize(), 1);
+                assert!(matches!(&full, PutError::Full(f) if f.maxsize() == 1));
                 assert_eq!(full.into_inner(), "second");
                 let full = q.put_timeout("third", SHORT).unwrap_err();
                 assert!(full.to_string().contains("full"));
@@ -102,7 +103,7 @@ macro_rules! bounded_semantics {
                 let putter_q = q.clone();
                 let putter = Thread::new(
                     move || {
-                        putter_q.put("blocked");
+                        putter_q.put("blocked").unwrap();
                         done_tx.send(()).unwrap();
                     },
                     (),
@@ -120,8 +121,8 @@ macro_rules! bounded_semantics {
             #[test]
             fn get_timeouts_and_nowait_on_empty() {
                 let q: $queue<u8> = $queue::default();
-                assert_eq!(q.get_nowait(), Err(Empty));
-                assert_eq!(q.get_timeout(SHORT), Err(Empty));
+                assert_eq!(q.get_nowait(), Err(GetError::Empty(Empty)));
+                assert_eq!(q.get_timeout(SHORT), Err(GetError::Empty(Empty)));
                 assert!(!q.full(), "an unbounded queue is never full");
                 q.put_nowait(5).unwrap();
                 assert_eq!(q.get_nowait(), Ok(5));
@@ -131,7 +132,7 @@ macro_rules! bounded_semantics {
             fn task_done_and_join() {
                 let q = $queue::new();
                 for i in 0..10 {
-                    q.put(i);
+                    q.put(i).unwrap();
                 }
                 assert_eq!(q.unfinished_tasks(), 10);
                 match q.join_timeout(SHORT) {
@@ -161,7 +162,7 @@ macro_rules! bounded_semantics {
             #[test]
             fn failed_puts_do_not_count_as_tasks() {
                 let q = $queue::bounded(1).unwrap();
-                q.put(1);
+                q.put(1).unwrap();
                 let _ = q.put_nowait(2);
                 let _ = q.put_timeout(3, SHORT);
                 assert_eq!(q.unfinished_tasks(), 1);
@@ -180,12 +181,15 @@ bounded_semantics!(priority, PriorityQueue);
 #[test]
 fn simple_queue_is_a_plain_fifo() {
     let q = SimpleQueue::new();
-    assert_eq!(q.get_nowait(), Err(Empty));
-    assert_eq!(q.get_timeout(SHORT), Err(Empty));
+    assert_eq!(q.get_nowait(), Err(GetError::Empty(Empty)));
+    assert_eq!(q.get_timeout(SHORT), Err(GetError::Empty(Empty)));
     let producer_q = q.clone();
-    let producer = Thread::new(move || (0..100).for_each(|i| producer_q.put(i)), ())
-        .start()
-        .unwrap();
+    let producer = Thread::new(
+        move || (0..100).for_each(|i| producer_q.put(i).unwrap()),
+        (),
+    )
+    .start()
+    .unwrap();
     let got: Vec<i32> = (0..100).map(|_| q.get_timeout(LONG).unwrap()).collect();
     assert_eq!(got, (0..100).collect::<Vec<_>>());
     assert!(q.empty());

@@ -259,3 +259,49 @@ fn handles_and_shared_objects_cross_threads() {
     // A Local's values never leave their thread, so it is shareable whatever it holds.
     send_sync::<threads_sync::Local<std::rc::Rc<u8>>>();
 }
+
+/// Python's `join(timeout=None)` is `join_timeout(Duration::MAX)` here too: no limit, no
+/// overflow panic computing the deadline.
+#[test]
+fn join_timeout_of_duration_max_means_no_limit() {
+    let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(1);
+    let mut t = Thread::new(
+        move || go_rx.recv_timeout(Duration::from_secs(20)).is_ok(),
+        (),
+    )
+    .start()
+    .unwrap();
+    go_tx.send(()).unwrap();
+    assert!(t.join_timeout(Duration::MAX).unwrap());
+    // And once joined, again: AlreadyJoined, not a panic.
+    assert!(matches!(
+        t.join_timeout(Duration::MAX),
+        Err(threads_sync::ThreadError::AlreadyJoined { .. })
+    ));
+}
+
+/// `Duration::MAX` as a timeout is no limit on every timed call (it used to panic computing
+/// the deadline in several): each call below has what it waits for, so it returns at once.
+#[test]
+fn duration_max_is_no_limit_on_every_timed_call() {
+    let event = threads_sync::Event::new();
+    event.set();
+    assert!(event.wait_timeout(Duration::MAX));
+    let semaphore = threads_sync::Semaphore::new(1);
+    assert!(semaphore.acquire_timeout(Duration::MAX));
+    let lock = threads_sync::Lock::new();
+    drop(lock.acquire_timeout(Duration::MAX).unwrap());
+    let q = threads_sync::Queue::new();
+    q.put(1).unwrap();
+    assert_eq!(q.get_timeout(Duration::MAX), Ok(1));
+    q.task_done().unwrap();
+    q.join_timeout(Duration::MAX).unwrap();
+    let pool = threads_sync::ThreadPool::new(1).unwrap();
+    let result = pool.apply_async(|| 5, ()).unwrap();
+    assert_eq!(result.get_timeout(Duration::MAX), Ok(5));
+    let results = vec![pool.apply_async(|| 6, ()).unwrap()];
+    let done: Vec<_> = threads_sync::as_completed(results, Some(Duration::MAX)).collect();
+    assert_eq!(done.len(), 1);
+    pool.close();
+    pool.join_timeout(Duration::MAX).unwrap();
+}

@@ -353,17 +353,16 @@ fn on_message(shared: &Shared, key: WorkerKey, msg: WorkerMsg) {
     }
 }
 
-/// `(clean, cause, signal)` from Python's exit code convention (`-signal` for a signal).
-fn describe_exit(code: Option<i32>) -> (bool, String, Option<i32>) {
+/// `(cause, signal)` from Python's exit code convention (`-signal` for a signal). Code 0 is
+/// named like any other: a worker that exits while running a task has lost it.
+fn describe_exit(code: Option<i32>) -> (String, Option<i32>) {
     match code {
-        Some(0) => (true, "exited normally".into(), None),
         Some(c) if c < 0 => (
-            false,
             format!("killed by signal {} ({})", -c, signal_name(-c)),
             Some(-c),
         ),
-        Some(c) => (false, format!("exited with code {c}"), None),
-        None => (false, "ended with an unknown status".into(), None),
+        Some(c) => (format!("exited with code {c}"), None),
+        None => ("ended with an unknown status".into(), None),
     }
 }
 
@@ -374,7 +373,7 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
     // The watcher saw it exit: this reaps it at once.
     let code = worker.handle.as_mut().and_then(ProcessHandle::exitcode);
     drop(worker.handle.take());
-    let (clean, cause, signal) = describe_exit(code);
+    let (cause, signal) = describe_exit(code);
     // With the process gone, the feeder's sends fail; it then says what it never sent.
     drop(worker.feeder.take());
     let undelivered = worker
@@ -383,7 +382,7 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
         .unwrap_or_default();
     let failed = {
         let mut st = shared.lock();
-        let lost = st.schedule().exited(key, clean, &undelivered);
+        let lost = st.schedule().exited(key, &undelivered);
         lost.task.and_then(|id| st.tasks.remove(&id)).map(|task| {
             let err = match (lost.timed_out, shared.config.task_timeout) {
                 (true, Some(limit)) => PoolError::TaskTimeout {

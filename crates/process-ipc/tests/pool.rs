@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 #[path = "pool/exits.rs"]
 mod exits;
+#[path = "pool/scribble.rs"]
+mod scribble;
 
 use process_ipc::{MapOptions, Pool, PoolError, ReturnWhen, as_completed, current_pid, wait};
 

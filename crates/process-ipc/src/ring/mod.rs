@@ -26,10 +26,14 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) mod frame;
+mod peek;
 mod read;
 mod write;
 
 use crate::shared::{Lock, LockGuard, SharedError, SharedMemory};
+
+pub use peek::Scribble;
+pub(crate) use peek::framed_items;
 
 /// Putting handles (of all processes) that can be alive at once on one queue.
 pub(crate) const SLOTS: usize = 256;

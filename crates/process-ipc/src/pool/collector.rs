@@ -5,7 +5,7 @@
 //!
 //! A result ring is memory the worker shares, so it is untrusted: before every read the
 //! collector checks the ring's positions and the extent of its records
-//! ([`Ring::published`](crate::ring::Ring)), reads at most [`VISIT_RECORDS`] records per ring
+//! (`Ring::checked_records`), reads at most [`VISIT_RECORDS`] records per ring
 //! per visit, and a ring that fails a check, returns an error, or holds a record that is not a
 //! result is that worker's death: it is killed, its running task fails with
 //! [`PoolError::WorkerDied`] naming the check, and a replacement starts. So a scribbled ring
@@ -311,8 +311,9 @@ fn read_all(ring: &Ring, out: &mut Vec<(TaskId, Outcome)>) -> Result<(), String>
     Ok(())
 }
 
-/// Reads up to `max` records of results from `ring` into `out`, checking the ring before each
-/// read. Returns how many records were read, or why the ring cannot be trusted.
+/// Reads up to `max` records of results from `ring` into `out`, reading only records checked
+/// first (see [`Ring::checked_records`]). Returns how many records were read, or why the ring
+/// cannot be trusted.
 fn read_ring(ring: &Ring, max: usize, out: &mut Vec<(TaskId, Outcome)>) -> Result<usize, String> {
     let decode = |bytes: &[u8]| match postcard::from_bytes::<WorkerMsg>(bytes) {
         Ok(WorkerMsg::Done { id, outcome }) => Ok((id, outcome)),
@@ -320,24 +321,29 @@ fn read_ring(ring: &Ring, max: usize, out: &mut Vec<(TaskId, Outcome)>) -> Resul
         Err(e) => Err(format!("a record does not decode: {e}")),
     };
     let mut buf = Vec::new();
-    for read in 0..max {
-        if ring.published()? == 0 {
-            return Ok(read);
+    let mut read = 0;
+    while read < max {
+        let checked = ring.checked_records()?;
+        if checked == 0 {
+            break;
         }
-        buf.clear();
-        match ring.next(Wait::No, Some(&mut buf), decode) {
-            Ok(Next::One(done)) => out.push(done?),
-            Ok(Next::Batch(_)) => {
-                for item in framed_items(&buf) {
-                    out.push(decode(item.ok_or("a record's items overrun it")?)?);
+        for _ in 0..checked.min(max - read) {
+            buf.clear();
+            match ring.next(Wait::No, Some(&mut buf), decode) {
+                Ok(Next::One(done)) => out.push(done?),
+                Ok(Next::Batch(_)) => {
+                    for item in framed_items(&buf) {
+                        out.push(decode(item.ok_or("a record's items overrun it")?)?);
+                    }
                 }
+                Ok(Next::Lost(why)) => return Err(why.to_string()),
+                Ok(Next::Empty | Next::Disconnected | Next::Timeout) => return Ok(read),
+                Err(e) => return Err(e.to_string()),
             }
-            Ok(Next::Lost(why)) => return Err(why.to_string()),
-            Ok(Next::Empty | Next::Disconnected | Next::Timeout) => return Ok(read),
-            Err(e) => return Err(e.to_string()),
+            read += 1;
         }
     }
-    Ok(max)
+    Ok(read)
 }
 
 /// Worker `key` finished task `id`: the schedule learns it, and the task leaves the pool.
@@ -495,7 +501,7 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
         run_completer(task.complete, Err(err));
     }
     // A ring read to its end, never found corrupt, serves the replacement.
-    if worker.broken.is_none() && worker.ring.0.published() == Ok(0) {
+    if worker.broken.is_none() && worker.ring.0.is_drained() == Ok(true) {
         let mut st = shared.lock();
         if st.spare_rings.len() < shared.config.processes {
             st.spare_rings.push(worker.ring);

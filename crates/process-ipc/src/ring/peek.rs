@@ -13,7 +13,7 @@ use super::{PAD, REC, Ring, rec_size};
 /// The reader may check at most this many records ahead per look.
 const LOOK_RECORDS: usize = 64;
 
-/// How a test damages a ring (see [`Ring::scribble`]).
+/// How a test damages a ring (`Ring::scribble`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Scribble {
     /// Moves the write position this many bytes ahead, as a stray write would.
@@ -23,16 +23,14 @@ pub enum Scribble {
 }
 
 impl Ring {
-    /// Reader side, without a lock or a sleep: how many published bytes wait, after checking
-    /// the positions and the extent of the first records (at most [`LOOK_RECORDS`]) against the
-    /// ring's bounds. An error names the check that failed: the ring cannot be trusted.
-    pub(crate) fn published(&self) -> Result<u64, String> {
+    /// Reader side, without a lock or a sleep: how many published records (not counting
+    /// padding) wait, at most [`LOOK_RECORDS`], after checking the positions and each of
+    /// those records' extent against the ring's bounds. So many calls of `next` read only
+    /// records checked here. An error names the check that failed: the ring cannot be trusted.
+    pub(crate) fn checked_records(&self) -> Result<usize, String> {
         let (head, tail) = self.positions()?;
-        let mut pos = head;
-        for _ in 0..LOOK_RECORDS {
-            if pos >= tail {
-                break;
-            }
+        let (mut pos, mut records) = (head, 0);
+        while pos < tail && records < LOOK_RECORDS {
             let off = pos & (self.cap - 1);
             let (len, kind) = self.raw_rec_at(off);
             let need = rec_size(len);
@@ -47,9 +45,15 @@ impl Ring {
                     "the record at {pos} holds {len} bytes, more than a record may"
                 ));
             }
+            records += usize::from(kind != PAD);
             pos += need;
         }
-        Ok(tail - head)
+        Ok(records)
+    }
+
+    /// Whether nothing is published and not taken (the positions checked first).
+    pub(crate) fn is_drained(&self) -> Result<bool, String> {
+        self.positions().map(|(head, tail)| head == tail)
     }
 
     /// Either side, without a lock: the read and write positions, checked against each other
@@ -218,7 +222,7 @@ mod tests {
                     break;
                 }
             }
-            assert!(r.published().is_ok());
+            assert!(r.checked_records().is_ok());
             for item in take_all(&r) {
                 assert_eq!(item.len(), 100 + (got as usize * 37) % 3000);
                 assert!(item.iter().all(|&b| b == (got % 251) as u8));
@@ -233,15 +237,19 @@ mod tests {
     #[test]
     fn scribbles_are_seen_before_any_record_is_read() {
         let r = ring();
-        assert_eq!(r.published(), Ok(0));
+        assert_eq!(r.checked_records(), Ok(0));
         assert!(r.try_put(b"x"));
-        assert_eq!(r.published(), Ok(16));
+        assert_eq!(r.checked_records(), Ok(1));
         r.scribble(Scribble::TailAhead(1 << 40));
-        assert!(r.published().unwrap_err().contains("more than the ring"));
+        assert!(
+            r.checked_records()
+                .unwrap_err()
+                .contains("more than the ring")
+        );
 
         let r = ring();
         assert!(r.try_put(b"x"));
         r.scribble(Scribble::BadLength);
-        assert!(r.published().unwrap_err().contains("runs past"));
+        assert!(r.checked_records().unwrap_err().contains("runs past"));
     }
 }

@@ -218,14 +218,18 @@ pub(super) fn worker_main(cfg: WorkerConfig) {
                 return;
             }
             // Straight into the ring; else through a buffer (it may need to wrap); else, too
-            // big for a record or no room now, over the channel.
-            let in_ring = ring
-                .put_direct(|region| postcard::to_slice(&answer, region).ok().map(|b| b.len()))
-                .is_some()
-                || {
-                    record.clear();
-                    postcard::to_io(&answer, &mut record).is_ok() && ring.try_put(&record)
-                };
+            // big for a record (known at once for a big value) or no room now, over the
+            // channel.
+            let too_big = matches!(&answer, WorkerMsg::Done { outcome: Outcome::Value(v), .. }
+                if v.len() >= ring.max_record_item());
+            let in_ring = !too_big
+                && (ring
+                    .put_direct(|region| postcard::to_slice(&answer, region).ok().map(|b| b.len()))
+                    .is_some()
+                    || {
+                        record.clear();
+                        postcard::to_io(&answer, &mut record).is_ok() && ring.try_put(&record)
+                    });
             let sent = if !in_ring {
                 cfg.results.send(answer)
             } else if doorbell.should_ring() {

@@ -96,9 +96,17 @@ impl Ring {
         (len, kind)
     }
 
+    /// The largest item one record carries (bigger ones are written in pieces).
+    pub(crate) fn max_record_item(&self) -> usize {
+        self.frag() - 5
+    }
+
     /// Writer side, for a ring with one writer: appends `item` as one record if it fits now,
     /// wrapping at the end as needed; never waits for room. False if it does not fit.
     pub(crate) fn try_put(&self, item: &[u8]) -> bool {
+        if item.len() > self.max_record_item() {
+            return false;
+        }
         let mut framed = Vec::with_capacity(item.len() + 5);
         framed.push(0);
         framed.extend_from_slice(item);

@@ -29,7 +29,7 @@ use ipc_channel::ipc::{self, IpcReceiverSet, IpcSelectionResult, IpcSender};
 
 use crate::error::{PoolError, signal_name};
 use crate::process::ProcessHandle;
-use crate::ring::{Next, Ring, Wait, framed_items};
+use crate::ring::{Next, Ring, Wait};
 
 use super::builder::Config;
 use super::doorbell::Doorbell;
@@ -320,7 +320,6 @@ fn read_ring(ring: &Ring, max: usize, out: &mut Vec<(TaskId, Outcome)>) -> Resul
         Ok(_) => Err("a record is not a result".to_string()),
         Err(e) => Err(format!("a record does not decode: {e}")),
     };
-    let mut buf = Vec::new();
     let mut read = 0;
     while read < max {
         let checked = ring.checked_records()?;
@@ -328,14 +327,8 @@ fn read_ring(ring: &Ring, max: usize, out: &mut Vec<(TaskId, Outcome)>) -> Resul
             break;
         }
         for _ in 0..checked.min(max - read) {
-            buf.clear();
-            match ring.next(Wait::No, Some(&mut buf), decode) {
+            match ring.next(Wait::No, decode) {
                 Ok(Next::One(done)) => out.push(done?),
-                Ok(Next::Batch(_)) => {
-                    for item in framed_items(&buf) {
-                        out.push(decode(item.ok_or("a record's items overrun it")?)?);
-                    }
-                }
                 Ok(Next::Lost(why)) => return Err(why.to_string()),
                 Ok(Next::Empty | Next::Disconnected | Next::Timeout) => return Ok(read),
                 Err(e) => return Err(e.to_string()),

@@ -33,7 +33,6 @@ mod write;
 use crate::shared::{Lock, LockGuard, SharedError, SharedMemory};
 
 pub use peek::Scribble;
-pub(crate) use peek::framed_items;
 
 /// Putting handles (of all processes) that can be alive at once on one queue.
 pub(crate) const SLOTS: usize = 256;

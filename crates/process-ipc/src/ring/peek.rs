@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::frame::{read_len, write_long_len};
+use super::frame::write_long_len;
 use super::{PAD, REC, Ring, rec_size};
 
 /// The reader may check at most this many records ahead per look.
@@ -171,27 +171,6 @@ impl Ring {
     }
 }
 
-/// Reads the framed items of a batch (see [`super::Next::Batch`]): each item's bytes, in
-/// order; `None` for a frame that runs past the end.
-pub(crate) fn framed_items(mut bytes: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
-    std::iter::from_fn(move || {
-        if bytes.is_empty() {
-            return None;
-        }
-        let item = read_len(bytes)
-            .filter(|&(n, hd)| hd + n <= bytes.len())
-            .map(|(n, hd)| {
-                let item = &bytes[hd..hd + n];
-                bytes = &bytes[hd + n..];
-                item
-            });
-        if item.is_none() {
-            bytes = &[];
-        }
-        Some(item)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,17 +182,10 @@ mod tests {
 
     fn take_all(r: &Ring) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match r.next(Wait::No, Some(&mut buf), |b| b.to_vec()).unwrap() {
-                Next::One(item) => out.push(item),
-                Next::Batch(_) => {
-                    out.extend(framed_items(&buf).map(|i| i.unwrap().to_vec()));
-                }
-                _ => return out,
-            }
+        while let Next::One(item) = r.next(Wait::No, |b| b.to_vec()).unwrap() {
+            out.push(item);
         }
+        out
     }
 
     #[test]

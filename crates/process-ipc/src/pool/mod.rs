@@ -42,6 +42,7 @@ use crate::process::Target;
 pub use builder::PoolBuilder;
 pub use results::{AsyncResult, IMap, IMapUnordered};
 pub use wait::{AsCompleted, ReturnWhen, Waited, as_completed, wait};
+#[cfg(feature = "test-fault")]
 #[doc(hidden)]
 pub use worker::scribble_result_ring;
 

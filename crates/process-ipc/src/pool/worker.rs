@@ -2,7 +2,9 @@
 //! initializer, then each task in the order received, answering on its own channel).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+#[cfg(feature = "test-fault")]
+use std::sync::OnceLock;
 
 use ipc_channel::ipc::{IpcReceiver, IpcSender};
 use serde::{Deserialize, Serialize, Serializer};
@@ -12,7 +14,7 @@ use crate::Wire;
 use crate::bootstrap;
 use crate::process::{Target, conjure};
 
-use crate::ring::{Ring, RingParts, Scribble};
+use crate::ring::{Ring, RingParts};
 
 use super::doorbell::BellArg;
 
@@ -202,6 +204,7 @@ pub(super) fn worker_main(cfg: WorkerConfig) {
         let _ = cfg.results.send(WorkerMsg::InitFailed { message });
         return;
     };
+    #[cfg(feature = "test-fault")]
     let _ = RESULT_RING.set(ring.clone());
     let mut done = 0usize;
     let mut record = Vec::new();
@@ -248,12 +251,14 @@ pub(super) fn worker_main(cfg: WorkerConfig) {
     }
 }
 
-/// This worker's result ring, for [`scribble_result_ring`].
+/// This worker's result ring, for `scribble_result_ring`.
+#[cfg(feature = "test-fault")]
 static RESULT_RING: OnceLock<Ring> = OnceLock::new();
 
 /// Damages the result ring of the pool worker this runs in, as a task with a memory bug
 /// would; false outside a pool worker. For tests of the pool's distrust of its rings only.
+#[cfg(feature = "test-fault")]
 #[doc(hidden)]
-pub fn scribble_result_ring(how: Scribble) -> bool {
+pub fn scribble_result_ring(how: crate::ring::Scribble) -> bool {
     RESULT_RING.get().map(|ring| ring.scribble(how)).is_some()
 }

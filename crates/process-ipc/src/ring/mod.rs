@@ -32,6 +32,7 @@ mod write;
 
 use crate::shared::{Lock, LockGuard, SharedError, SharedMemory};
 
+#[cfg(feature = "test-fault")]
 pub use peek::Scribble;
 
 /// Putting handles (of all processes) that can be alive at once on one queue.

@@ -1,8 +1,8 @@
 //! Small additions for a ring with one writer and one reader that never sleeps on the ring
 //! (a pool worker's result ring, read by the pool's collector, which waits on its channels):
 //! a look at what is published without taking a lock or sleeping, with the positions and the
-//! records' extents checked first; a put that never waits for room; and, for tests, ways to
-//! scribble on the ring as a process with a memory bug would.
+//! records' extents checked first; a put that never waits for room; and, with the
+//! `test-fault` feature, ways to scribble on the ring as a process with a memory bug would.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,6 +13,7 @@ use super::{PAD, REC, Ring, rec_size};
 /// The reader may check at most this many records ahead per look.
 const LOOK_RECORDS: usize = 64;
 
+#[cfg(any(test, feature = "test-fault"))]
 /// How a test damages a ring (`Ring::scribble`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Scribble {
@@ -147,6 +148,7 @@ impl Ring {
         }
     }
 
+    #[cfg(any(test, feature = "test-fault"))]
     /// Damages the ring as `how` says: a test's stand-in for a process with a memory bug.
     pub(crate) fn scribble(&self, how: Scribble) {
         let h = self.hdr();

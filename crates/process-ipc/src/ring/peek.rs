@@ -235,3 +235,29 @@ mod tests {
         assert!(r.checked_records().unwrap_err().contains("runs past"));
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use crate::ring::{Next, Wait};
+
+    #[test]
+    #[ignore = "timing only"]
+    fn one_writer_one_reader_round_trip_cost() {
+        let r = Ring::create(64 << 10, 0, 16 << 10).unwrap();
+        let n = 200_000;
+        let start = std::time::Instant::now();
+        for i in 0..n {
+            let direct = r.put_direct(|region| {
+                region[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                Some(8)
+            });
+            assert!(direct.is_some() || r.try_put(&(i as u64).to_le_bytes()));
+            assert_eq!(r.checked_records(), Ok(1));
+            let Ok(Next::One(_)) = r.next(Wait::No, |b| b.len()) else {
+                panic!()
+            };
+        }
+        eprintln!("{:?} per round trip", start.elapsed() / n);
+    }
+}

@@ -148,3 +148,37 @@ fn a_worker_retiring_between_tasks_is_replaced_and_loses_nothing() {
     let distinct: std::collections::HashSet<u32> = pids.into_iter().collect();
     assert_eq!(distinct.len(), 6, "each worker ran one task");
 }
+
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+#[test]
+fn replacing_workers_reuses_their_result_rings_and_leaks_no_descriptor() {
+    // Every task retires its worker: 60 replacements. A replacement takes its predecessor's
+    // result ring (read to its end), so the parent's descriptors do not grow with them.
+    let pool = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(1)
+        .build()
+        .unwrap();
+    for i in 0..5u64 {
+        assert_eq!(
+            pool.apply_async(square, (i,)).unwrap().get_timeout(WAIT),
+            Ok(i * i)
+        );
+    }
+    let before = open_descriptors();
+    for i in 0..60u64 {
+        assert_eq!(
+            pool.apply_async(square, (i,)).unwrap().get_timeout(WAIT),
+            Ok(i * i)
+        );
+    }
+    let after = open_descriptors();
+    // Other tests of this binary run at the same time and open descriptors of their own.
+    assert!(
+        after < before + 40,
+        "{before} descriptors before, {after} after"
+    );
+}

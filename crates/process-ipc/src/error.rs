@@ -93,7 +93,7 @@ pub enum ProcessError {
 }
 
 /// Why a [`Queue`](crate::Queue) operation failed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum QueueError {
     /// Every handle that could put has been dropped or closed, and the queue is drained.
@@ -138,6 +138,25 @@ pub enum QueueError {
     /// The socket under the queue failed.
     #[error("queue transport failed: {0}")]
     Io(String),
+    /// The queue's shared memory failed a check no process of this crate leaves it failing
+    /// (another process scribbled on it, or has a memory bug): the queue is broken, and every
+    /// later call on it, in any process, returns this error at once.
+    #[error("queue {queue} is corrupt and can no longer be used: {check}")]
+    Corrupt {
+        /// The queue's shared-memory block.
+        queue: String,
+        /// The check that failed.
+        check: String,
+    },
+    /// One record of the queue's shared memory failed a check and was skipped: only what it
+    /// held is lost, and the next `get` goes on with the next item.
+    #[error("a damaged record in queue {queue} was skipped ({check}); the next get goes on")]
+    Damaged {
+        /// The queue's shared-memory block.
+        queue: String,
+        /// The check that failed.
+        check: String,
+    },
 }
 
 /// Why a [`Pool`](crate::Pool) operation or task failed.

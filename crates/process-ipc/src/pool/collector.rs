@@ -329,7 +329,7 @@ fn read_ring(ring: &Ring, max: usize, out: &mut Vec<(TaskId, Outcome)>) -> Resul
         for _ in 0..checked.min(max - read) {
             match ring.next(Wait::No, decode) {
                 Ok(Next::One(done)) => out.push(done?),
-                Ok(Next::Lost(why)) => return Err(why.to_string()),
+                Ok(Next::Lost(why) | Next::Damaged(why)) => return Err(why.to_string()),
                 Ok(Next::Empty | Next::Disconnected | Next::Timeout) => return Ok(read),
                 Err(e) => return Err(e.to_string()),
             }

@@ -260,5 +260,8 @@ static RESULT_RING: OnceLock<Ring> = OnceLock::new();
 #[cfg(feature = "test-fault")]
 #[doc(hidden)]
 pub fn scribble_result_ring(how: crate::ring::Scribble) -> bool {
-    RESULT_RING.get().map(|ring| ring.scribble(how)).is_some()
+    RESULT_RING
+        .get()
+        .map(|ring| ring.scribble_as(how))
+        .is_some()
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::ring_error;
 use crate::error::QueueError;
 use crate::ring::frame::{count_items, write_len, write_long_len, write_padded_len};
 use crate::ring::{BIG_ITEM, LOOK_FOR, Ring};
@@ -64,9 +65,9 @@ pub(crate) struct Feed {
     drained: (Mutex<()>, Condvar),
     /// Threads waiting in `wait_drained`: only then does the feeder pay for a wake-up.
     flushers: AtomicUsize,
-    /// `broken` holds a reason: read on every `put` without taking the lock.
+    /// `broken` holds the error: read on every `put` without taking the lock.
     is_broken: AtomicBool,
-    broken: Mutex<Option<String>>,
+    broken: Mutex<Option<QueueError>>,
 }
 
 struct FeedBuf {
@@ -167,11 +168,13 @@ impl Feed {
     /// when nothing of this handle waits to be moved, the next one is serialized straight into
     /// the ring if it has room (one copy fewer, and no hop through the feeder thread); small
     /// items always go through the buffer, where they travel in batches.
+    /// A `put_timeout` passes its `deadline`: the wait for the feeder never runs past it.
     pub(crate) fn push<T: Serialize>(
         &self,
         item: &T,
         limit: usize,
         ring: &Ring,
+        deadline: Option<Instant>,
     ) -> Result<(), QueueError> {
         if self.is_broken.load(Ordering::Acquire) {
             let why = self
@@ -179,7 +182,7 @@ impl Feed {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            return Err(QueueError::Io(why.unwrap_or_default()));
+            return Err(why.unwrap_or_else(|| QueueError::Io("the queue's feeder stopped".into())));
         }
         let mut buf = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
         // A stream of big items stays on the direct path: while the feeder is moving earlier
@@ -190,7 +193,8 @@ impl Feed {
         while buf.big && (buf.in_flight || !buf.chunks.is_empty()) && !ring.writer_waits_for_room()
         {
             let now = Instant::now();
-            if now >= *give_up.get_or_insert(now + PROGRESS_MAX) {
+            let most = now + PROGRESS_MAX;
+            if now >= *give_up.get_or_insert(deadline.map_or(most, |d| d.min(most))) {
                 break;
             }
             buf.waiting += 1;
@@ -363,8 +367,9 @@ fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
         };
         let count = count_items(&chunk);
         if let Err(e) = ring.write_framed(&chunk[4..], count) {
-            // The ring's lock failed (never seen): drop what is buffered and refuse more puts.
-            *feed.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            // The ring is corrupt (or its lock failed, never seen): drop what is buffered and
+            // refuse more puts with the reason.
+            *feed.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(ring_error(e));
             feed.is_broken.store(true, Ordering::Release);
             let mut buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
             let dropped: usize = buf.chunks.drain(..).map(|c| count_items(&c)).sum();

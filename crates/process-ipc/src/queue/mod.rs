@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use self::sender::{PutError, QueueSender};
 use self::sender::{refuse_owned, slot_index};
 use crate::error::QueueError;
-use crate::ring::{Next, Ring, RingParts, Wait};
+use crate::ring::{Next, Ring, RingError, RingParts, Wait};
 use crate::wire::{ipc_transfer_allowed, refuse};
 
 /// The largest item, serialized, that `put` accepts by default, and the most any queue can
@@ -37,6 +37,17 @@ const TRANSFER_ONLY: &str = "a queue handle carries file descriptors and can onl
 
 fn io(e: impl std::fmt::Display) -> QueueError {
     QueueError::Io(e.to_string())
+}
+
+/// A ring's failure as the queue reports it.
+pub(crate) fn ring_error(e: RingError) -> QueueError {
+    match e {
+        RingError::Broken { ring, check } => QueueError::Corrupt {
+            queue: ring,
+            check: check.into(),
+        },
+        RingError::Lock(e) => io(e),
+    }
 }
 
 /// `multiprocessing.Queue`: a FIFO of serde values between any number of processes.
@@ -97,20 +108,35 @@ fn io(e: impl std::fmt::Display) -> QueueError {
 /// moment they are sent); a producer handed a `q.handle()` counts only from its first `put`,
 /// so if every other putter is gone before that, readers may see the end first.
 ///
-/// # Faults
+/// # Faults, and what they cost
 ///
 /// An item that fails to decode (its `Deserialize` refuses the bytes) fails only its own
 /// `get`, with [`QueueError::Serde`] saying so; the next `get` returns the next item.
 ///
-/// A reader killed (SIGKILL) does not stop the others: the queue's read lock is robust (the
-/// kernel releases it for a dead holder). A reader takes one item per `get`, straight from the
-/// queue, and nothing ahead: a reader that returns or drops its handle loses nothing it did not
-/// hand out, and a reader killed loses at most the item its last `get` was handing out. An item
-/// the reader was killed in the middle of taking, before the queue moved past it, goes to the
-/// next reader instead: no item is ever delivered twice. A putter killed in the middle of an
-/// item over a quarter of the ring (256 KiB) loses that item only, reported by the `get` that
-/// had started it as [`QueueError::Serde`]; items a killed putter had not yet moved out of its
-/// feeder are lost (on a bounded queue their places stay taken).
+/// The loss bound. Each `get` takes from the queue exactly the item it returns, nothing ahead:
+/// - a reader that returns, or drops its handle, loses nothing it did not hand out;
+/// - a reader killed (SIGKILL) at any instant loses at most the item it was handing out.
+///   An item it was killed in the middle of taking, before the queue moved past it, goes to
+///   the next reader instead: no item is ever delivered twice. The queue's read lock is robust
+///   (the kernel releases it for a dead holder), so the other readers carry on;
+/// - a putter killed in the middle of an item loses only that item (the `get` that began it
+///   reports it as [`QueueError::Serde`] "lost"); items a killed putter had not yet moved out
+///   of its feeder are lost too (on a bounded queue their places stay taken).
+///
+/// An item over a quarter of the ring (256 KiB) travels in pieces. A `get_timeout` that runs
+/// out while its writer is slow, stopped or silent returns [`QueueError::Timeout`] on time and
+/// keeps the pieces it took in this process: the next `get` of any handle of this process goes
+/// on with that item, and readers in other processes wait for it rather than take its pieces.
+/// If this process drops every handle of the queue (or dies) first, that one item is lost.
+///
+/// The queue's shared memory is untrusted: another process with a memory bug (or a stray
+/// write) cannot make a `get` read out of bounds, panic, hang or deliver twice. A damaged
+/// record is skipped ([`QueueError::Damaged`]: only what it held is lost); damage that leaves
+/// no known place to go on from breaks the queue, and every later call on it in any process
+/// returns [`QueueError::Corrupt`] at once, naming the check that failed.
+///
+/// Every `*_timeout` call returns within its timeout (plus scheduling noise) whatever the
+/// other processes do: stopped, silent, dead or scribbling.
 ///
 /// [`qsize`](Queue::qsize), [`empty`](Queue::empty) and [`full`](Queue::full) are approximate,
 /// as Python's.
@@ -296,12 +322,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let got = self
             .ring
             .next(wait, |bytes| postcard::from_bytes::<T>(bytes))
-            .map_err(io)?;
+            .map_err(ring_error)?;
         match got {
             Next::One(item) => item.map_err(decode_error),
             Next::Lost(why) => Err(QueueError::Serde(format!(
                 "this item was lost: {why}; the next get returns the next item"
             ))),
+            Next::Damaged(check) => Err(QueueError::Damaged {
+                queue: self.ring.name().into(),
+                check: check.into(),
+            }),
             Next::Empty => Err(QueueError::Empty),
             Next::Timeout => Err(QueueError::Timeout(timeout)),
             Next::Disconnected => Err(QueueError::Disconnected),
@@ -343,6 +373,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn full(&self) -> bool {
         let max = self.ring.maxsize();
         max > 0 && self.ring.reserved() >= max
+    }
+
+    /// Test only (the `test-fault` feature): adds `add` (wrapping) to the ring's `"head"` or
+    /// `"tail"` word, as a process with a memory bug might.
+    #[cfg(feature = "test-fault")]
+    #[doc(hidden)]
+    pub fn __scribble(&self, word: &str, add: u64) {
+        self.ring.scribble(word, add);
     }
 
     /// Python's `maxsize`: `Some(n)` for [`bounded(n)`](Self::bounded), `None` if unbounded.

@@ -105,7 +105,7 @@ impl<T: Serialize> QueueSender<T> {
     pub fn put(&self, item: T) -> Result<(), QueueError> {
         let ring = &self.shared.ring;
         if ring.maxsize() == 0 {
-            return self.feed()?.push(&item, self.shared.limit, ring);
+            return self.feed()?.push(&item, self.shared.limit, ring, None);
         }
         self.put_inner(item, Wait::Forever).map_err(|e| e.error)
     }
@@ -130,16 +130,19 @@ impl<T: Serialize> QueueSender<T> {
         let feed = self.feed().map_err(PutError::without_item)?;
         if ring.maxsize() == 0 {
             return feed
-                .push(&item, self.shared.limit, ring)
+                .push(&item, self.shared.limit, ring, wait.deadline())
                 .map_err(|e| PutError::new(e, item));
         }
-        if !ring.reserve(wait) {
-            return Err(PutError::new(QueueError::Full, item));
+        match ring.reserve(wait) {
+            Ok(true) => {}
+            Ok(false) => return Err(PutError::new(QueueError::Full, item)),
+            Err(e) => return Err(PutError::new(super::ring_error(e), item)),
         }
-        feed.push(&item, self.shared.limit, ring).map_err(|e| {
-            ring.unreserve();
-            PutError::new(e, item)
-        })
+        feed.push(&item, self.shared.limit, ring, wait.deadline())
+            .map_err(|e| {
+                ring.unreserve();
+                PutError::new(e, item)
+            })
     }
 
     /// Blocks until every item put through this handle has been moved into the queue (Python's

@@ -11,26 +11,46 @@
 //! A record is an 8-byte header (payload length, kind) and its payload padded to 8 bytes;
 //! records never wrap (a `PAD` record fills the end of the ring). A `BATCH` record carries
 //! whole items, each its LEB128 length then its bytes (the feeder's chunk format, copied in one
-//! piece); a reader takes one item per call (never more than it hands out), keeping the offset inside the head record in
-//! `sub`. An item too big for one record travels as `FIRST` (its total length, then its first
-//! bytes), `MORE`..., `LAST`, written under one hold of the write lock and read under one hold
-//! of the read lock. A reader skips every record that cannot start an item, which is how the
-//! rest of an item whose reader died is dropped.
+//! piece); a reader takes one item per call (never more than it hands out), keeping where the
+//! next item of the head record starts in `at` (one word, so a reader killed between two stores
+//! never leaves a half-moved position). An item too big for one record travels as `FIRST` (its
+//! total length, then its first bytes), `MORE`..., `LAST`, written under one hold of the write
+//! lock. Its reader takes the pieces as they come; if its call's deadline passes first it keeps
+//! what it has in its handle and records its pid as the stream's `owner`: no other reader takes
+//! the pieces while the owner lives (they wait, outside the read lock), and the owner's next
+//! call goes on. A reader skips the pieces of an item whose owner died (at most that item is
+//! lost), and pieces nobody started.
+//!
+//! Every word and length read from the block is untrusted (another process may have a memory
+//! bug): `parse` checks each before use (see there), and a failed check is either one damaged
+//! record skipped (`Next::Damaged`) or, when no known place is left to go on from, the ring
+//! marked broken, in this handle and in the block (`broken`), so that every later call on it, in
+//! any process, fails at once with [`RingError::Broken`] naming the check.
 //!
 //! Sleeping is a futex on a sequence word, with a count of sleepers so that the other side
 //! pays for a wake-up only when someone sleeps (no pthread condition variable: glibc's waits
-//! for ever for a waiter that was killed).
+//! for ever for a waiter that was killed). Every sleep is at most a slice long, and never past
+//! its call's deadline.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
 
 pub(crate) mod frame;
+pub(crate) mod parse;
 mod peek;
 mod read;
+mod sleep;
+#[cfg(test)]
+mod tests;
 mod write;
 
-use crate::shared::{Lock, LockGuard, SharedError, SharedMemory};
+use self::parse::{BREAKING, Check};
+pub(crate) use self::sleep::{Wait, alive};
+use self::sleep::{my_tid, take};
+use crate::shared::{Lock, SharedError, SharedMemory};
 
 #[cfg(feature = "test-fault")]
 pub use peek::Scribble;
@@ -46,12 +66,6 @@ pub(crate) const LOOK_FOR: Duration = Duration::from_micros(30);
 /// Items at least this big are decoded straight from the ring, never copied out first.
 pub(crate) const BIG_ITEM: usize = 4 << 10;
 
-const BATCH: u32 = 1;
-const FIRST: u32 = 2;
-const MORE: u32 = 3;
-const LAST: u32 = 4;
-const PAD: u32 = 5;
-const REC: usize = 8;
 const MAGIC: u64 = u64::from_le_bytes(*b"mt-queue");
 
 #[repr(C, align(64))]
@@ -80,10 +94,15 @@ struct WriteSide {
 #[repr(C, align(64))]
 struct ReadSide {
     head: AtomicU64,
-    /// Bytes of the head record's payload already taken.
-    sub: AtomicU64,
+    /// Where the next item of the head record starts (an absolute position inside it; at or
+    /// before `head`: at the start of its payload).
+    at: AtomicU64,
     /// Items taken (for `qsize`).
     got_items: AtomicU64,
+    /// The pid of the process whose reader holds the start of a big item (0: none).
+    owner: AtomicU32,
+    /// 0, or 1 + the index in `parse::BREAKING` of the check that broke the ring.
+    broken: AtomicU32,
 }
 
 /// A futex word bumped at every wake-up, and how many sleep on it.
@@ -115,49 +134,86 @@ struct Header {
 
 const HDR: usize = std::mem::size_of::<Header>().next_multiple_of(64);
 
-/// How long a call may wait.
-#[derive(Clone, Copy)]
-pub(crate) enum Wait {
-    Forever,
-    Until(Instant),
-    No,
-}
-
-impl Wait {
-    fn passed(self) -> bool {
-        match self {
-            Wait::Forever => false,
-            Wait::Until(at) => Instant::now() >= at,
-            Wait::No => true,
-        }
-    }
-
-    /// The end of the next sleep: the deadline or one slice from now, whichever is first.
-    fn slice_end(self) -> Instant {
-        let slice = Instant::now() + SLICE;
-        match self {
-            Wait::Until(at) => at.min(slice),
-            _ => slice,
-        }
-    }
-}
-
 /// What a reader got.
 pub(crate) enum Next<R> {
     /// One item, decoded by the caller's function.
     One(R),
     /// A multi-record item was cut off (its putter died): only it is lost.
     Lost(&'static str),
+    /// A record failed this check and was skipped: only what it held is lost.
+    Damaged(Check),
     Empty,
     Timeout,
     /// No item, and no putting handle is alive.
     Disconnected,
 }
 
+/// Why a ring call failed.
+#[derive(Debug)]
+pub(crate) enum RingError {
+    /// Taking one of the ring's locks failed.
+    Lock(SharedError),
+    /// The ring failed `check` and is broken: every later call on it fails the same way.
+    Broken {
+        /// The ring's block.
+        ring: String,
+        /// The check that failed.
+        check: Check,
+    },
+}
+
+impl std::fmt::Display for RingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RingError::Lock(e) => e.fmt(f),
+            RingError::Broken { ring, check } => write!(f, "ring {ring} is corrupt: {check}"),
+        }
+    }
+}
+
+/// The start of a big item a reader of this process took, kept until its call (or a later
+/// one) takes the rest.
+pub(crate) struct Partial {
+    total: u64,
+    bytes: Vec<u8>,
+}
+
+/// What every handle on one ring in this process shares.
+struct Own {
+    mem: Arc<SharedMemory>,
+    partial: Mutex<Option<Partial>>,
+    broken: OnceLock<Check>,
+}
+
+impl Drop for Own {
+    fn drop(&mut self) {
+        // The last handle of this process goes with the start of a big item: the item is lost
+        // (its bytes were taken), and the other readers may skip its rest.
+        if self.partial.get_mut().is_some() {
+            let h = header(&self.mem);
+            let _ = h.read.owner.compare_exchange(
+                std::process::id(),
+                0,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            );
+            h.data.wake();
+        }
+    }
+}
+
+#[inline]
+fn header(mem: &SharedMemory) -> &Header {
+    // SAFETY: the block starts with a Header (sized on create, checked on attach), 64-byte
+    // aligned; every field is an atomic, so shared access from any process is sound.
+    unsafe { &*(mem.ptr_at(0) as *const Header) }
+}
+
 /// A handle on one ring (cheap to clone).
 #[derive(Clone)]
 pub(crate) struct Ring {
     mem: Arc<SharedMemory>,
+    own: Arc<Own>,
     rlock: Lock,
     wlock: Lock,
     cap: u64,
@@ -167,93 +223,14 @@ pub(crate) struct Ring {
     limit: u64,
 }
 
-/// This thread's kernel id (cached).
-fn my_tid() -> u32 {
-    thread_local! {
-        // SAFETY: gettid takes no arguments and cannot fail.
-        static TID: u32 = unsafe { libc::syscall(libc::SYS_gettid) as u32 };
-    }
-    TID.with(|t| *t)
-}
-
-/// Whether thread or process `id` still runs (a zombie does not).
-pub(crate) fn alive(id: u32) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/{id}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .iter()
-        .rposition(|&b| b == b')')
-        .and_then(|i| stat.get(i + 2).copied());
-    !matches!(state, None | Some(b'Z' | b'X' | b'x'))
-}
-
-fn rec_size(len: usize) -> u64 {
-    (REC + len.next_multiple_of(8)) as u64
-}
-
-impl Wake {
-    /// Wakes every sleeper, if there is one.
-    fn wake(&self) {
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            self.wake_always();
-        }
-    }
-
-    fn wake_always(&self) {
-        self.word.fetch_add(1, Ordering::SeqCst);
-        crate::shared::futex_wake(&self.word, i32::MAX);
-    }
-
-    /// Registers a sleeper and reads the word: call `sleep` with what it returns, after
-    /// checking the condition again (a wake-up in between makes the sleep return at once).
-    fn prepare(&self) -> u32 {
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        self.word.load(Ordering::SeqCst)
-    }
-
-    /// Sleeps (see `prepare`); false if it woke by time.
-    fn sleep(&self, seen: u32, until: Instant) -> bool {
-        let woke = crate::shared::futex_wait(&self.word, seen, Some(until));
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
-        woke
-    }
-
-    fn cancel(&self) {
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Takes `lock`, carrying on past a holder that died (the ring's own state needs no repair:
-/// see the module notes). `None` when `wait` ran out.
-fn take(lock: &Lock, wait: Wait) -> Result<Option<LockGuard<'_>>, SharedError> {
-    loop {
-        let got = match wait {
-            Wait::Forever => lock.acquire().map(Some),
-            // A free lock is taken without reading the clock.
-            Wait::Until(at) => match lock.try_acquire() {
-                Ok(None) => lock
-                    .acquire_timeout(at.saturating_duration_since(Instant::now()))
-                    .map(Some),
-                other => other,
-            },
-            Wait::No => lock.try_acquire(),
-        };
-        match got {
-            Err(SharedError::OwnerDied { .. }) => continue,
-            Err(SharedError::Timeout(_)) => return Ok(None),
-            other => return other,
-        }
-    }
-}
-
 impl Ring {
     /// A new ring of `cap` bytes of records (a power of two, at least 64 KiB).
     pub(crate) fn create(cap: usize, maxsize: usize, limit: usize) -> Result<Self, SharedError> {
         let cap = cap.max(64 << 10).next_power_of_two();
-        let mem = SharedMemory::create(HDR + cap)?;
+        let mem = Arc::new(SharedMemory::create(HDR + cap)?);
         let ring = Ring {
-            mem: Arc::new(mem),
+            own: Own::new(&mem),
+            mem,
             rlock: Lock::new()?,
             wlock: Lock::new()?,
             cap: cap as u64,
@@ -279,8 +256,10 @@ impl Ring {
         if mem.size() < HDR + (64 << 10) {
             return Err(refused("too small for a queue"));
         }
+        let mem = Arc::new(mem);
         let mut ring = Ring {
-            mem: Arc::new(mem),
+            own: Own::new(&mem),
+            mem,
             rlock: parts.rlock,
             wlock: parts.wlock,
             cap: 0,
@@ -316,13 +295,72 @@ impl Ring {
 
     #[inline]
     fn hdr(&self) -> &Header {
-        // SAFETY: the block starts with a Header (sized on create, checked on attach), 64-byte
-        // aligned; every field is an atomic, so shared access from any process is sound.
-        unsafe { &*(self.mem.ptr_at(0) as *const Header) }
+        header(&self.mem)
     }
 
+    #[inline]
     fn data(&self) -> *mut u8 {
         self.mem.ptr_at(HDR)
+    }
+
+    /// The ring's records, for reading (see `parse`: every length read from them is checked).
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the block holds `cap` bytes of records after the header (checked on attach).
+        // Other processes write them at any time: only bytes between `head` and `tail` are
+        // trusted to stay put while the read lock is held, and `parse` reads every length once
+        // and checks it before use.
+        unsafe { std::slice::from_raw_parts(self.data(), self.cap as usize) }
+    }
+
+    /// The block's name, as errors report it.
+    pub(crate) fn name(&self) -> &str {
+        self.mem.name()
+    }
+
+    /// `Err(Broken)` if this handle, or any process, found the ring broken.
+    #[inline]
+    pub(crate) fn check_broken(&self) -> Result<(), RingError> {
+        if let Some(&check) = self.own.broken.get() {
+            return Err(self.broken_error(check));
+        }
+        match self.hdr().read.broken.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            n => {
+                let check = BREAKING
+                    .get(n as usize - 1)
+                    .copied()
+                    .unwrap_or("another process marked the ring broken");
+                let _ = self.own.broken.set(check);
+                Err(self.broken_error(check))
+            }
+        }
+    }
+
+    /// Marks the ring broken (here and in the block) by `check`; wakes every sleeper, who then
+    /// sees it. Returns the error to report.
+    #[cold]
+    pub(crate) fn break_ring(&self, check: Check) -> RingError {
+        let _ = self.own.broken.set(check);
+        let code = BREAKING
+            .iter()
+            .position(|&c| c == check)
+            .map_or(u32::MAX, |i| i as u32 + 1);
+        let h = self.hdr();
+        let _ = h
+            .read
+            .broken
+            .compare_exchange(0, code, Ordering::SeqCst, Ordering::Relaxed);
+        h.data.wake_always();
+        h.room.wake_always();
+        self.broken_error(check)
+    }
+
+    fn broken_error(&self, check: Check) -> RingError {
+        RingError::Broken {
+            ring: self.name().into(),
+            check,
+        }
     }
 
     /// A bounded queue's `maxsize` (0: unbounded).
@@ -339,25 +377,6 @@ impl Ring {
     /// The largest payload of one record.
     fn frag(&self) -> usize {
         (self.cap / 4) as usize
-    }
-
-    fn rec_at(&self, pos: u64) -> (usize, u32) {
-        let off = (pos & (self.cap - 1)) as usize;
-        let mut head = [0u8; REC];
-        // SAFETY: `off + REC <= cap` (records are 8-aligned and never wrap), inside the block.
-        unsafe { std::ptr::copy_nonoverlapping(self.data().add(off), head.as_mut_ptr(), REC) };
-        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
-        let kind = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
-        (len.min(self.frag()), kind)
-    }
-
-    /// The payload of the published record at `pos`.
-    fn payload_at(&self, pos: u64, len: usize) -> &[u8] {
-        let off = (pos & (self.cap - 1)) as usize + REC;
-        // SAFETY: a published record lies inside the ring (its length was capped at `frag`
-        // by `rec_at`, and records never wrap); the caller holds the read lock, and no writer
-        // touches published bytes until `head` moves past them.
-        unsafe { std::slice::from_raw_parts(self.data().add(off), len) }
     }
 
     // ---- readers and putters ----
@@ -415,26 +434,31 @@ impl Ring {
     // ---- bounded queues ----
 
     /// Takes one place in a bounded queue; false if `wait` ran out first.
-    pub(crate) fn reserve(&self, wait: Wait) -> bool {
+    pub(crate) fn reserve(&self, wait: Wait) -> Result<bool, RingError> {
         let h = self.hdr();
         let max = self.maxsize;
         let reserved = &h.counts.reserved;
         loop {
+            self.check_broken()?;
             let seen = h.room.prepare();
             let r = reserved.load(Ordering::SeqCst);
+            if r > max {
+                h.room.cancel();
+                return Err(self.break_ring(BREAKING[7]));
+            }
             if r < max {
                 h.room.cancel();
                 if reserved
                     .compare_exchange(r, r + 1, Ordering::SeqCst, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return true;
+                    return Ok(true);
                 }
                 continue;
             }
             if wait.passed() {
                 h.room.cancel();
-                return false;
+                return Ok(false);
             }
             h.room.sleep(seen, wait.slice_end());
         }
@@ -461,6 +485,31 @@ impl Ring {
         let got = h.read.got_items.load(Ordering::Relaxed);
         let put = h.write.put_items.load(Ordering::Relaxed);
         put.saturating_sub(got) as usize
+    }
+}
+
+#[cfg(feature = "test-fault")]
+impl Ring {
+    /// Test only (the `test-fault` feature): adds `add` (wrapping) to one of the ring's header
+    /// words, `"head"` or `"tail"`, as a process with a memory bug might.
+    pub(crate) fn scribble(&self, word: &str, add: u64) {
+        let h = self.hdr();
+        let target = match word {
+            "head" => &h.read.head,
+            "tail" => &h.write.tail,
+            _ => return,
+        };
+        target.fetch_add(add, Ordering::SeqCst);
+    }
+}
+
+impl Own {
+    fn new(mem: &Arc<SharedMemory>) -> Arc<Own> {
+        Arc::new(Own {
+            mem: Arc::clone(mem),
+            partial: Mutex::new(None),
+            broken: OnceLock::new(),
+        })
     }
 }
 

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::Ring;
 use super::frame::write_long_len;
-use super::{PAD, REC, Ring, rec_size};
+use super::parse::{PAD, REC, rec_size};
 
 /// The reader may check at most this many records ahead per look.
 const LOOK_RECORDS: usize = 64;
@@ -150,7 +151,7 @@ impl Ring {
 
     #[cfg(any(test, feature = "test-fault"))]
     /// Damages the ring as `how` says: a test's stand-in for a process with a memory bug.
-    pub(crate) fn scribble(&self, how: Scribble) {
+    pub(crate) fn scribble_as(&self, how: Scribble) {
         let h = self.hdr();
         match how {
             Scribble::TailAhead(by) => {
@@ -162,7 +163,7 @@ impl Ring {
                 let off = tail & (self.cap - 1);
                 let mut rec = [0u8; REC];
                 rec[..4].copy_from_slice(&(self.cap as u32 * 2).to_le_bytes());
-                rec[4..].copy_from_slice(&super::BATCH.to_le_bytes());
+                rec[4..].copy_from_slice(&super::parse::BATCH.to_le_bytes());
                 // SAFETY: `off` is 8-aligned and below `cap`: the 8 bytes are inside the ring.
                 unsafe {
                     std::ptr::copy_nonoverlapping(rec.as_ptr(), self.data().add(off as usize), REC)
@@ -222,7 +223,7 @@ mod tests {
         assert_eq!(r.checked_records(), Ok(0));
         assert!(r.try_put(b"x"));
         assert_eq!(r.checked_records(), Ok(1));
-        r.scribble(Scribble::TailAhead(1 << 40));
+        r.scribble_as(Scribble::TailAhead(1 << 40));
         assert!(
             r.checked_records()
                 .unwrap_err()
@@ -231,7 +232,7 @@ mod tests {
 
         let r = ring();
         assert!(r.try_put(b"x"));
-        r.scribble(Scribble::BadLength);
+        r.scribble_as(Scribble::BadLength);
         assert!(r.checked_records().unwrap_err().contains("runs past"));
     }
 }

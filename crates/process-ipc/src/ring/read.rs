@@ -1,29 +1,60 @@
 //! Reading from the ring, holding its read lock: one item where it lies, or a big item put
-//! back together from its pieces. A reader never takes an item it does not hand out.
+//! back together from its pieces. A reader never takes an item it does not hand out, and
+//! checks everything it reads (`parse`) before using it.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::frame::read_len;
-use super::{
-    BATCH, FIRST, LAST, LOOK_FOR, MORE, Next, PAD, Ring, SLICE, Wait, alive, rec_size, take,
-};
-use crate::shared::SharedError;
+use super::parse::{Found, Pos, REC, check_piece, look};
+use super::{LOOK_FOR, Next, Partial, Ring, RingError, Wait, alive, take};
 use crate::sys;
 
+/// Why a big item is lost when its writer stops in the middle of it.
+const CUT: &str = "its putting process died in the middle of it";
+/// How many records a reader skips (padding, pieces nobody started, damaged records) between
+/// two looks at its deadline.
+const SKIPS_PER_LOOK: u32 = 1024;
+/// The most a reader reserves up front for a big item (the rest grows as the pieces come: an
+/// announced total is untrusted).
+const RESERVE_MAX: u64 = 16 << 20;
+
+/// What one hold of the read lock came to.
+enum Held<R> {
+    Done(Next<R>),
+    /// Another reader, alive, holds the start of the big item whose pieces are at the head:
+    /// wait for it outside the lock.
+    Owned,
+}
+
 impl Ring {
-    /// Moves the read position to `sub` inside the record at `head` (past it at its end) and
-    /// counts `items` taken.
-    fn advance(&self, head: u64, rec_len: usize, sub: usize, items: u64) {
+    /// The read position, from the two words the read side keeps.
+    #[inline]
+    fn pos(&self) -> Pos {
         let h = self.hdr();
-        let freed = sub >= rec_len;
+        let head = h.read.head.load(Ordering::Relaxed);
+        let at = h.read.at.load(Ordering::Relaxed);
+        // `at` at or before `head` is a position in an earlier record: the start of this one.
+        // Inside the header it is nonsense: `parse` then skips the record.
+        let sub = match at.checked_sub(head) {
+            None | Some(0) => 0,
+            Some(d) => d.checked_sub(REC as u64).unwrap_or(u64::MAX),
+        };
+        Pos { head, sub }
+    }
+
+    /// Moves the read position from the record at `head` to `to`, in one store, and counts
+    /// `items` taken.
+    fn advance(&self, head: u64, to: Pos, items: u64) {
+        let h = self.hdr();
+        let freed = to.head != head;
         if freed {
-            h.read.sub.store(0, Ordering::Relaxed);
-            h.read
-                .head
-                .store(head + rec_size(rec_len), Ordering::SeqCst);
+            h.read.head.store(to.head, Ordering::SeqCst);
+            // Already meaningless (at or before the new head) unless scribbled: made so.
+            h.read.at.store(to.head, Ordering::Relaxed);
         } else {
-            h.read.sub.store(sub as u64, Ordering::Relaxed);
+            h.read
+                .at
+                .store(head + REC as u64 + to.sub, Ordering::Relaxed);
         }
         if items > 0 {
             // Only the read-lock holder writes it.
@@ -41,13 +72,12 @@ impl Ring {
                 return;
             }
         }
-        if !freed {
-            return;
-        }
-        // A writer waiting for room: only once what it asked for is free.
-        let used = h.write.tail.load(Ordering::SeqCst) - h.read.head.load(Ordering::SeqCst);
-        if self.cap - used >= h.write.want.load(Ordering::SeqCst) {
-            h.room.wake();
+        if freed && h.room.sleepers.load(Ordering::SeqCst) > 0 {
+            // A writer waiting for room: only once what it asked for is free.
+            let used = h.write.tail.load(Ordering::SeqCst).saturating_sub(to.head);
+            if self.cap.saturating_sub(used) >= h.write.want.load(Ordering::SeqCst) {
+                h.room.wake();
+            }
         }
     }
 
@@ -60,142 +90,255 @@ impl Ring {
             _ => LOOK_FOR,
         };
         sys::look_for(time, || {
-            (head < h.write.tail.load(Ordering::Acquire)).then_some(())
+            (head != h.write.tail.load(Ordering::Acquire)).then_some(())
         })
         .is_some()
     }
 
     /// Takes the next item and hands it to `decode` where it lies (a big item in pieces is put
     /// together first). Takes nothing else: every item this call moves past is the one it
-    /// hands out (or a damaged one it reports).
+    /// hands out, or a damaged one it reports.
     pub(crate) fn next<R>(
         &self,
         wait: Wait,
         decode: impl FnOnce(&[u8]) -> R,
-    ) -> Result<Next<R>, SharedError> {
-        let Some(_g) = take(&self.rlock, wait)? else {
-            return Ok(match wait {
-                Wait::No => Next::Empty,
-                _ => Next::Timeout,
-            });
-        };
-        let h = self.hdr();
-        let mut check = false;
-        // Whether this call already looked for an item a while before sleeping.
-        let mut looked = false;
+    ) -> Result<Next<R>, RingError> {
+        self.check_broken()?;
+        let mut decode = Some(decode);
         loop {
-            let head = h.read.head.load(Ordering::Relaxed);
-            if head < h.write.tail.load(Ordering::Acquire) {
-                let (len, kind) = self.rec_at(head);
-                match kind {
-                    BATCH => {
-                        let payload = self.payload_at(head, len);
-                        let sub = (h.read.sub.load(Ordering::Relaxed) as usize).min(len);
-                        let Some((n, hd)) =
-                            read_len(&payload[sub..]).filter(|&(n, hd)| sub + hd + n <= len)
-                        else {
-                            // A malformed record: drop the rest of it.
-                            self.advance(head, len, len, 0);
-                            continue;
-                        };
-                        let item = &payload[sub + hd..sub + hd + n];
-                        // Advances even if `decode` panics: the item is this reader's.
-                        let _step = Step {
-                            ring: self,
-                            head,
-                            len,
-                            sub: sub + hd + n,
-                        };
-                        return Ok(Next::One(decode(item)));
-                    }
-                    FIRST => {
-                        let got = self.read_stream(head, len);
-                        drop(_g);
-                        return Ok(match got {
-                            Ok(item) => Next::One(decode(&item)),
-                            Err(why) => Next::Lost(why),
+            let Some(guard) = take(&self.rlock, wait).map_err(RingError::Lock)? else {
+                return Ok(match wait {
+                    Wait::No => Next::Empty,
+                    _ => Next::Timeout,
+                });
+            };
+            match self.next_held(wait, &mut decode)? {
+                Held::Done(got) => return Ok(got),
+                Held::Owned => {
+                    drop(guard);
+                    if !self.wait_for_owner(wait) {
+                        return Ok(match wait {
+                            Wait::No => Next::Empty,
+                            _ => Next::Timeout,
                         });
-                    }
-                    // Padding, or the rest of an item whose reader died: nobody's item.
-                    _ => {
-                        self.advance(head, len, len, 0);
-                        continue;
                     }
                 }
             }
-            if !matches!(wait, Wait::No) && !looked && self.look_for_an_item(head, wait) {
+        }
+    }
+
+    /// The live owner of the big item in progress, if it is another process; clears the
+    /// owner word of a dead one.
+    #[inline]
+    fn other_owner(&self, me: &Me) -> Option<u32> {
+        let owner = &self.hdr().read.owner;
+        let pid = owner.load(Ordering::SeqCst);
+        // No owner: the common case, decided without asking for our pid.
+        if pid == 0 || pid == me.pid() {
+            return None;
+        }
+        if alive(pid) {
+            return Some(pid);
+        }
+        let _ = owner.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::Relaxed);
+        None
+    }
+
+    /// Clears the owner word if it is `me`, and wakes the readers waiting for it.
+    fn release_owner(&self, me: u32) {
+        let h = self.hdr();
+        let _ = h
+            .read
+            .owner
+            .compare_exchange(me, 0, Ordering::SeqCst, Ordering::Relaxed);
+        h.data.wake();
+    }
+
+    /// Waits, outside the read lock, until the owner of the big item at the head is gone or
+    /// done (or a slice passed); false if the call's time ran out.
+    fn wait_for_owner(&self, wait: Wait) -> bool {
+        if matches!(wait, Wait::No) {
+            return false;
+        }
+        let h = self.hdr();
+        let seen = h.data.prepare();
+        if self.other_owner(&Me::default()).is_none() {
+            h.data.cancel();
+            return true;
+        }
+        if wait.passed() {
+            h.data.cancel();
+            return false;
+        }
+        h.data.sleep(seen, wait.slice_end());
+        !wait.passed()
+    }
+
+    /// One hold of the read lock (the caller holds it).
+    fn next_held<R, D: FnOnce(&[u8]) -> R>(
+        &self,
+        wait: Wait,
+        decode: &mut Option<D>,
+    ) -> Result<Held<R>, RingError> {
+        let h = self.hdr();
+        let me = Me::default();
+        let mut partial = self.own.partial.lock();
+        let mut check = false;
+        // Whether this call already looked for an item a while before sleeping.
+        let mut looked = false;
+        let mut skips = 0u32;
+        let lost = |partial: &mut Option<Partial>, why| {
+            *partial = None;
+            self.release_owner(me.pid());
+            Ok(Held::Done(Next::Lost(why)))
+        };
+        loop {
+            if partial.is_some() && h.read.owner.load(Ordering::SeqCst) != me.pid() {
+                // Another reader judged our big item cut off (its writer died) and moved on.
+                *partial = None;
+                return Ok(Held::Done(Next::Lost(CUT)));
+            }
+            let pos = self.pos();
+            let tail = h.write.tail.load(Ordering::Acquire);
+            let found =
+                look(self.bytes(), pos, tail, self.limit).map_err(|c| self.break_ring(c))?;
+            let step = match found {
+                Found::Empty => None,
+                Found::Item { bytes, next } => {
+                    if partial.is_some() {
+                        // A new item where the rest of ours should be: ours was cut off.
+                        return lost(&mut partial, CUT);
+                    }
+                    // A big item another reader started was cut off the same way.
+                    self.other_owner(&me);
+                    let decode = decode.take().expect("one item per call");
+                    // Advances even if `decode` panics: the item is this reader's.
+                    let _step = Step {
+                        ring: self,
+                        head: pos.head,
+                        to: next,
+                    };
+                    return Ok(Held::Done(Next::One(decode(bytes))));
+                }
+                Found::First { total, bytes, next } => {
+                    if partial.is_some() {
+                        return lost(&mut partial, CUT);
+                    }
+                    self.other_owner(&me);
+                    let mut start = Vec::with_capacity(total.min(RESERVE_MAX) as usize);
+                    start.extend_from_slice(bytes);
+                    *partial = Some(Partial {
+                        total,
+                        bytes: start,
+                    });
+                    h.read.owner.store(me.pid(), Ordering::SeqCst);
+                    Some((next, 1))
+                }
+                Found::Piece { bytes, last, next } => match partial.as_mut() {
+                    Some(p) => {
+                        if let Err(why) =
+                            check_piece(p.total, p.bytes.len() as u64, bytes.len(), last)
+                        {
+                            self.advance(pos.head, next, 0);
+                            *partial = None;
+                            self.release_owner(me.pid());
+                            return Ok(Held::Done(Next::Damaged(why)));
+                        }
+                        p.bytes.extend_from_slice(bytes);
+                        if last {
+                            self.advance(pos.head, next, 0);
+                            let item = partial.take().expect("just extended").bytes;
+                            self.release_owner(me.pid());
+                            drop(partial);
+                            let decode = decode.take().expect("one item per call");
+                            return Ok(Held::Done(Next::One(decode(&item))));
+                        }
+                        Some((next, 0))
+                    }
+                    None if self.other_owner(&me).is_some() => return Ok(Held::Owned),
+                    // Pieces nobody holds the start of (its reader died, or dropped it): nobody's.
+                    None => {
+                        let _ = h.read.owner.compare_exchange(
+                            me.pid(),
+                            0,
+                            Ordering::SeqCst,
+                            Ordering::Relaxed,
+                        );
+                        Some((next, 0))
+                    }
+                },
+                Found::Pad { next } => Some((next, 0)),
+                Found::Bad { check, next } => {
+                    self.advance(pos.head, next, 0);
+                    if partial.take().is_some() {
+                        self.release_owner(me.pid());
+                    }
+                    return Ok(Held::Done(Next::Damaged(check)));
+                }
+            };
+            if let Some((next, items)) = step {
+                self.advance(pos.head, next, items);
+                skips += 1;
+                // A big item in pieces keeps the deadline at every piece (one is at most a
+                // quarter of the ring): a fast writer of a huge item does not hold this call.
+                let look_now = partial.is_some() || skips % SKIPS_PER_LOOK == 0;
+                if look_now && wait.passed() {
+                    return Ok(Held::Done(self.ran_out(wait)));
+                }
+                continue;
+            }
+            // Nothing at the head.
+            if partial.is_some() {
+                // Our big item goes on only while its writer lives.
+                let writer = h.write.stream.load(Ordering::SeqCst);
+                if writer == 0 || (check && !alive(writer)) {
+                    if pos.head != h.write.tail.load(Ordering::SeqCst) {
+                        continue; // the rest came just now
+                    }
+                    return lost(&mut partial, CUT);
+                }
+            }
+            if !matches!(wait, Wait::No) && !looked && self.look_for_an_item(pos.head, wait) {
                 continue;
             }
             looked = true;
             let seen = h.data.prepare();
-            if head < h.write.tail.load(Ordering::SeqCst) {
+            if pos.head != h.write.tail.load(Ordering::SeqCst) {
                 h.data.cancel();
                 looked = false;
                 continue;
             }
-            if !self.putters(check) {
+            if partial.is_none() && !self.putters(check) {
                 h.data.cancel();
-                return Ok(Next::Disconnected);
+                return Ok(Held::Done(Next::Disconnected));
             }
-            if matches!(wait, Wait::No) {
+            if matches!(wait, Wait::No) || wait.passed() {
                 h.data.cancel();
-                return Ok(Next::Empty);
-            }
-            if wait.passed() {
-                h.data.cancel();
-                return Ok(Next::Timeout);
+                // A big item begun stays with this process: its next get goes on with it.
+                return Ok(Held::Done(self.ran_out(wait)));
             }
             check = !h.data.sleep(seen, wait.slice_end());
+            // Woken (or a slice passed): another process may have found the ring broken.
+            self.check_broken()?;
         }
     }
 
-    /// Reads a multi-record item whose `FIRST` record (`len` bytes) is at `head`.
-    fn read_stream(&self, head: u64, len: usize) -> Result<Vec<u8>, &'static str> {
-        const CUT: &str = "its putting process died in the middle of it";
-        let h = self.hdr();
-        let p = self.payload_at(head, len);
-        let total = p
-            .get(..8)
-            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-        let limit = self.limit;
-        if len < 8 || total > limit {
-            self.advance(head, len, len, 1);
-            return Err("its header was damaged");
+    fn ran_out<R>(&self, wait: Wait) -> Next<R> {
+        match wait {
+            Wait::No => Next::Empty,
+            _ => Next::Timeout,
         }
-        let mut item = Vec::with_capacity(total as usize);
-        item.extend_from_slice(&p[8..]);
-        self.advance(head, len, len, 1);
-        let mut check = false;
-        loop {
-            let head = h.read.head.load(Ordering::Relaxed);
-            let seen = h.data.prepare();
-            if head < h.write.tail.load(Ordering::SeqCst) {
-                h.data.cancel();
-                let (len, kind) = self.rec_at(head);
-                match kind {
-                    PAD => self.advance(head, len, len, 0),
-                    MORE | LAST => {
-                        item.extend_from_slice(self.payload_at(head, len));
-                        self.advance(head, len, len, 0);
-                        if kind == LAST {
-                            return Ok(item);
-                        }
-                    }
-                    // A new item where the rest of ours should be: ours was cut off.
-                    _ => return Err(CUT),
-                }
-                continue;
-            }
-            let writer = h.write.stream.load(Ordering::SeqCst);
-            if writer == 0 || (check && !alive(writer)) {
-                h.data.cancel();
-                if head < h.write.tail.load(Ordering::SeqCst) {
-                    continue; // the last record came just now
-                }
-                return Err(CUT);
-            }
-            check = !h.data.sleep(seen, Instant::now() + SLICE);
-        }
+    }
+}
+
+/// This process's pid, asked for once and only when needed (`getpid` is a system call, and
+/// most gets never need it).
+#[derive(Default)]
+struct Me(std::cell::OnceCell<u32>);
+
+impl Me {
+    fn pid(&self) -> u32 {
+        *self.0.get_or_init(std::process::id)
     }
 }
 
@@ -203,12 +346,11 @@ impl Ring {
 struct Step<'a> {
     ring: &'a Ring,
     head: u64,
-    len: usize,
-    sub: usize,
+    to: Pos,
 }
 
 impl Drop for Step<'_> {
     fn drop(&mut self) {
-        self.ring.advance(self.head, self.len, self.sub, 1);
+        self.ring.advance(self.head, self.to, 1);
     }
 }

@@ -1,17 +1,28 @@
 //! Writing into the ring, holding its write lock: whole items in batch records, big ones in
-//! pieces, and one item serialized straight into the ring by `put`.
+//! pieces, and one item serialized straight into the ring by `put`. A writer checks the
+//! positions it reads (its own `tail` too: another process may have scribbled on it) before
+//! it computes room from them.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::frame::{read_len, write_padded_len};
-use super::{BATCH, FIRST, LAST, MORE, PAD, REC, Ring, SLICE, Wait, my_tid, rec_size, take};
-use crate::shared::SharedError;
+use super::parse::{BATCH, FIRST, LAST, MORE, PAD, REC, check_words, rec_size};
+use super::{Ring, RingError, SLICE, Wait, my_tid, take};
 
 impl Ring {
-    /// Room for a record of `len` payload bytes at `tail` (with the pad it may need).
-    fn fits(&self, tail: u64, len: usize) -> bool {
+    /// The write position, checked against the read position.
+    fn checked_tail(&self) -> Result<u64, RingError> {
+        let tail = self.hdr().write.tail.load(Ordering::Relaxed);
         let head = self.hdr().read.head.load(Ordering::SeqCst);
+        check_words(self.cap, head, tail).map_err(|c| self.break_ring(c))?;
+        Ok(tail)
+    }
+
+    /// Room for a record of `len` payload bytes at `tail` (with the pad it may need).
+    fn fits(&self, tail: u64, len: usize) -> Result<bool, RingError> {
+        let head = self.hdr().read.head.load(Ordering::SeqCst);
+        check_words(self.cap, head, tail).map_err(|c| self.break_ring(c))?;
         let off = tail & (self.cap - 1);
         let rec = rec_size(len);
         let need = rec
@@ -20,24 +31,29 @@ impl Ring {
             } else {
                 0
             };
-        self.cap - (tail - head) >= need
+        Ok(self.cap - (tail - head) >= need)
     }
 
     /// Waits until a record of `len` payload bytes fits at `tail`. A writer that must sleep
     /// asks for a quarter of the ring at least, so that readers wake it once per few records
     /// instead of at every one.
-    fn wait_room(&self, tail: u64, len: usize) {
+    fn wait_room(&self, tail: u64, len: usize) -> Result<(), RingError> {
         let h = self.hdr();
-        while !self.fits(tail, len) {
+        while !self.fits(tail, len)? {
+            self.check_broken()?;
             let want = (rec_size(len) + self.cap / 4).min(self.cap);
             h.write.want.store(want, Ordering::SeqCst);
             let seen = h.room.prepare();
-            if self.fits(tail, len) {
-                h.room.cancel();
-                return;
+            match self.fits(tail, len) {
+                Ok(false) => {}
+                other => {
+                    h.room.cancel();
+                    return other.map(|_| ());
+                }
             }
             h.room.sleep(seen, Instant::now() + SLICE);
         }
+        Ok(())
     }
 
     /// Writes one record at `tail` (it fits) and publishes it; returns the new tail.
@@ -74,17 +90,22 @@ impl Ring {
     /// Appends the items of `framed` (each its LEB128 length and its bytes, `count` of them),
     /// in order, waiting for room as long as it takes. Runs of small items are copied in one
     /// piece per record.
-    pub(crate) fn write_framed(&self, framed: &[u8], count: usize) -> Result<(), SharedError> {
-        let _g = take(&self.wlock, Wait::Forever)?;
+    pub(crate) fn write_framed(&self, framed: &[u8], count: usize) -> Result<(), RingError> {
+        self.check_broken()?;
+        let _g = take(&self.wlock, Wait::Forever)
+            .map_err(RingError::Lock)?
+            .expect("no deadline");
         let h = self.hdr();
         let frag = self.frag();
-        let mut tail = h.write.tail.load(Ordering::Relaxed);
+        let mut tail = self.checked_tail()?;
         let (mut pos, mut left) = (0usize, count);
         while left > 0 && pos < framed.len() {
             // The longest run of whole items that fits one record.
             let (start, mut n) = (pos, 0u64);
             while left > 0 {
-                let Some((len, head)) = read_len(&framed[pos..]) else {
+                let Some((len, head)) = read_len(&framed[pos..])
+                    .filter(|&(len, head)| pos + head + len <= framed.len())
+                else {
                     left = 0;
                     break;
                 };
@@ -97,19 +118,21 @@ impl Ring {
             }
             if n > 0 {
                 let run = &framed[start..pos];
-                self.wait_room(tail, run.len());
+                self.wait_room(tail, run.len())?;
                 tail = self.append(tail, BATCH, &[run]);
                 h.write.put_items.fetch_add(n, Ordering::Relaxed);
                 continue;
             }
             // One item too big for a record: FIRST, MORE..., LAST.
-            let Some((len, head)) = read_len(&framed[pos..]) else {
+            let Some((len, head)) =
+                read_len(&framed[pos..]).filter(|&(len, head)| pos + head + len <= framed.len())
+            else {
                 break;
             };
             let item = &framed[pos + head..pos + head + len];
             pos += head + len;
             left -= 1;
-            tail = self.write_stream(tail, item);
+            tail = self.write_stream(tail, item)?;
         }
         Ok(())
     }
@@ -128,10 +151,13 @@ impl Ring {
         encode: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> Option<usize> {
         const LEN: usize = 5;
+        self.check_broken().ok()?;
         let _g = take(&self.wlock, Wait::No).ok()??;
         let h = self.hdr();
         let tail = h.write.tail.load(Ordering::Relaxed);
         let head = h.read.head.load(Ordering::SeqCst);
+        // Bad positions: the feeder's path finds them too, and reports them.
+        check_words(self.cap, head, tail).ok()?;
         let off = tail & (self.cap - 1);
         let contiguous = (self.cap - off).min(self.cap - (tail - head)) as usize;
         let room = contiguous
@@ -161,28 +187,40 @@ impl Ring {
         Some(n)
     }
 
-    fn write_stream(&self, mut tail: u64, item: &[u8]) -> u64 {
+    fn write_stream(&self, mut tail: u64, item: &[u8]) -> Result<u64, RingError> {
         let h = self.hdr();
         let frag = self.frag();
         let total = (item.len() as u64).to_le_bytes();
         let first = (frag - total.len()).min(item.len());
         h.write.stream.store(my_tid(), Ordering::SeqCst);
-        self.wait_room(tail, frag);
+        // The stream word is cleared however this ends: readers then stop waiting for the rest.
+        let _stream = StreamEnd(self);
+        self.wait_room(tail, frag)?;
         tail = self.append(tail, FIRST, &[&total, &item[..first]]);
         h.write.put_items.fetch_add(1, Ordering::Relaxed);
         let mut rest = &item[first..];
         while !rest.is_empty() {
             let n = rest.len().min(frag);
-            self.wait_room(tail, n);
+            self.wait_room(tail, n)?;
             let kind = if n == rest.len() { LAST } else { MORE };
             tail = self.append(tail, kind, &[&rest[..n]]);
             rest = &rest[n..];
         }
         if item.len() == first {
+            self.wait_room(tail, 0)?;
             tail = self.append(tail, LAST, &[]);
         }
+        Ok(tail)
+    }
+}
+
+/// Clears the ring's stream word when dropped, and wakes the readers.
+struct StreamEnd<'a>(&'a Ring);
+
+impl Drop for StreamEnd<'_> {
+    fn drop(&mut self) {
+        let h = self.0.hdr();
         h.write.stream.store(0, Ordering::SeqCst);
         h.data.wake();
-        tail
     }
 }

@@ -155,7 +155,7 @@ fn open_descriptors() -> usize {
 
 #[test]
 fn replacing_workers_reuses_their_result_rings_and_leaks_no_descriptor() {
-    // Every task retires its worker: 60 replacements. A replacement takes its predecessor's
+    // Every task retires its worker: 150 replacements. A replacement takes its predecessor's
     // result ring (read to its end), so the parent's descriptors do not grow with them.
     let pool = Pool::builder()
         .processes(1)
@@ -169,16 +169,17 @@ fn replacing_workers_reuses_their_result_rings_and_leaks_no_descriptor() {
         );
     }
     let before = open_descriptors();
-    for i in 0..60u64 {
+    for i in 0..150u64 {
         assert_eq!(
             pool.apply_async(square, (i,)).unwrap().get_timeout(WAIT),
             Ok(i * i)
         );
     }
     let after = open_descriptors();
-    // Other tests of this binary run at the same time and open descriptors of their own.
+    // Other tests of this binary run at the same time and hold descriptors of their own for a
+    // while (a bounded number); a leak of two lock blocks per new ring would be 300 more.
     assert!(
-        after < before + 40,
+        after < before + 200,
         "{before} descriptors before, {after} after"
     );
 }

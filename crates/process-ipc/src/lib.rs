@@ -216,12 +216,18 @@ mod zygote;
 pub use daemon::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
 pub use pipe::{Connection, pipe};
+#[cfg(feature = "test-fault")]
+#[doc(hidden)]
+pub use pool::scribble_result_ring as __scribble_pool_result_ring;
 pub use pool::{
     AsCompleted, AsyncResult, IMap, IMapUnordered, MapOptions, Pool, PoolBuilder, ReturnWhen,
     Waited, as_completed, wait,
 };
 pub use process::{Process, ProcessHandle, START_TIMEOUT, Target, current_pid, parent_pid};
 pub use queue::{Queue, QueueSender};
+#[cfg(feature = "test-fault")]
+#[doc(hidden)]
+pub use ring::Scribble as __RingScribble;
 pub use serde_bytes::ByteBuf;
 pub use shared::{
     Array, ArrayGuard, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock,

@@ -6,11 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "pool/exits.rs"]
+mod exits;
+#[path = "pool/scribble.rs"]
+mod scribble;
+
 use process_ipc::{MapOptions, Pool, PoolError, ReturnWhen, as_completed, current_pid, wait};
 
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
-fn square(x: u64) -> u64 {
+pub(crate) fn square(x: u64) -> u64 {
     x * x
 }
 
@@ -18,7 +23,7 @@ fn add(a: u64, b: u64) -> u64 {
     a + b
 }
 
-fn pid_of(_: u32) -> u32 {
+pub(crate) fn pid_of(_: u32) -> u32 {
     current_pid()
 }
 

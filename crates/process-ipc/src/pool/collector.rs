@@ -1,7 +1,15 @@
 //! The parent's side of the workers: the pool's state, and the collector thread, which reads
-//! results (from the workers' rings, see [`ring`](super::ring), and from their channels when a
+//! results (from the workers' result rings, [`crate::ring`], and from their channels when a
 //! result does not fit), learns of exits from the watchers (see [`launch`](super::launch)),
 //! kills overdue workers and replaces dead ones.
+//!
+//! A result ring is memory the worker shares, so it is untrusted: before every read the
+//! collector checks the ring's positions and the extent of its records
+//! (`Ring::checked_records`), reads at most [`VISIT_RECORDS`] records per ring
+//! per visit, and a ring that fails a check, returns an error, or holds a record that is not a
+//! result is that worker's death: it is killed, its running task fails with
+//! [`PoolError::WorkerDied`] naming the check, and a replacement starts. So a scribbled ring
+//! costs the collector a bounded time under the pool's lock, never a hang.
 //! What each event means for the tasks is [`Schedule`]'s decision; this file only moves
 //! messages.
 //!
@@ -13,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,11 +29,15 @@ use ipc_channel::ipc::{self, IpcReceiverSet, IpcSelectionResult, IpcSender};
 
 use crate::error::{PoolError, signal_name};
 use crate::process::ProcessHandle;
+use crate::ring::{Next, Ring, Wait};
 
 use super::builder::Config;
-use super::launch::{Control, Worker, spawn_error, start_worker};
+use super::doorbell::Doorbell;
+use super::launch::{Control, OwnedRing, RING_RECORDS, Worker, spawn_error, start_worker};
 use super::schedule::{REFILL_AT, Schedule, TaskId, WorkerKey};
 use super::worker::{Outcome, TaskOut, WorkerMsg};
+
+mod api;
 
 /// How often the collector wakes with nothing to read (per-task timeouts).
 const TICK: Duration = Duration::from_millis(100);
@@ -33,6 +45,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// descendant of the worker that holds its task channel and does not read can make the feeder
 /// late; its tasks then count as delivered.
 const FEEDER_GRACE: Duration = Duration::from_millis(200);
+
+/// Records read from one ring per visit (a worker holds at most 32 tasks, so a live worker's
+/// results are all read in one visit; a busy loop visits again at once).
+const VISIT_RECORDS: usize = 64;
 
 /// Non-blocking reads after an exit, to take in everything the dead worker sent (each read
 /// drains every channel that has data).
@@ -59,6 +75,8 @@ pub(super) struct State {
     schedule: Option<Schedule>,
     tasks: HashMap<TaskId, Task>,
     workers: HashMap<WorkerKey, Worker>,
+    /// Result rings of dead workers, every record read: the next replacements take them.
+    spare_rings: Vec<OwnedRing>,
     next_id: TaskId,
     closed: bool,
     terminated: bool,
@@ -78,6 +96,8 @@ pub(super) struct Shared {
     pub(super) config: Config,
     /// Cloned into every watcher.
     control: Mutex<IpcSender<Control>>,
+    /// Rung by a worker that publishes a result while the collector is about to block.
+    doorbell: Doorbell,
 }
 
 /// Starts the workers and the collector.
@@ -85,12 +105,13 @@ pub(super) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), Poo
     let mut set = IpcReceiverSet::new().map_err(spawn_error)?;
     let (control, control_rx) = ipc::channel::<Control>().map_err(spawn_error)?;
     let control_key = set.add(control_rx).map_err(spawn_error)?;
+    let doorbell = Doorbell::create().map_err(spawn_error)?;
     let mut state = State {
         schedule: Some(Schedule::new(config.max_tasks)),
         ..State::default()
     };
     for _ in 0..config.processes {
-        match start_worker(&config, &control, &mut set) {
+        match start_worker(&config, &control, &mut set, &doorbell, None) {
             Ok((key, worker)) => {
                 state.schedule().add_worker(key);
                 state.workers.insert(key, worker);
@@ -111,6 +132,7 @@ pub(super) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), Poo
         changed: Condvar::new(),
         config,
         control: Mutex::new(control),
+        doorbell,
     });
     let collecting = Arc::clone(&shared);
     let collector = std::thread::Builder::new()
@@ -171,10 +193,10 @@ fn collector_loop(shared: &Shared, mut set: IpcReceiverSet, control_key: u64) {
         let mut exited = Vec::new();
         // Results first, from shared memory; block on the channels only with every ring empty
         // and every worker told to ring the doorbell (see `ring`).
-        let mut busy = drain_rings(shared) > 0;
+        let mut busy = drain_rings(shared, &[]) > 0;
         if !busy {
-            set_asleep(shared, true);
-            busy = drain_rings(shared) > 0;
+            shared.doorbell.set_asleep(true);
+            busy = drain_rings(shared, &[]) > 0;
         }
         let selected = if busy {
             set.try_select()
@@ -182,7 +204,7 @@ fn collector_loop(shared: &Shared, mut set: IpcReceiverSet, control_key: u64) {
             set.try_select_timeout(tick)
         };
         if !busy {
-            set_asleep(shared, false);
+            shared.doorbell.set_asleep(false);
         }
         match selected {
             Ok(events) => handle(shared, events, control_key, &mut exited),
@@ -195,14 +217,14 @@ fn collector_loop(shared: &Shared, mut set: IpcReceiverSet, control_key: u64) {
             // A dead worker's last answers are already in its ring and its channel: read them
             // all before judging which task it lost. (Bounded: busy live workers keep
             // answering.)
-            drain_rings(shared);
+            drain_rings(shared, &exited);
             for _ in 0..DRAIN_ROUNDS {
                 let Ok(events) = set.try_select() else {
                     break;
                 };
                 handle(shared, events, control_key, &mut exited);
             }
-            drain_rings(shared);
+            drain_rings(shared, &exited);
             for key in exited {
                 on_exit(shared, &mut set, key);
             }
@@ -216,29 +238,44 @@ fn collector_loop(shared: &Shared, mut set: IpcReceiverSet, control_key: u64) {
     }
 }
 
-/// Tells every worker whether the collector is about to block (then a worker that publishes a
-/// result rings the doorbell) or awake.
-fn set_asleep(shared: &Shared, asleep: bool) {
-    for w in shared.lock().workers.values() {
-        w.ring.set_asleep(asleep);
-    }
-}
-
-/// Takes every result published in the workers' rings and completes their tasks, under one
-/// lock and with one dispatch for all of them. Returns how many results there were.
-fn drain_rings(shared: &Shared) -> usize {
+/// Takes the results published in the workers' rings (every one, for the workers in `dead`;
+/// at most [`VISIT_RECORDS`] per ring otherwise) and completes their tasks, under one lock and
+/// with one dispatch for all of them. A ring found corrupt is its worker's death (see the
+/// module notes). Returns how many results there were.
+fn drain_rings(shared: &Shared, dead: &[WorkerKey]) -> usize {
     let mut finished = Vec::new();
     let count;
     let idle = {
         let mut st = shared.lock();
         let mut records = Vec::new();
+        let mut corrupt = Vec::new();
         for (&key, w) in &st.workers {
-            w.ring
-                .drain(|bytes| match postcard::from_bytes::<WorkerMsg>(bytes) {
-                    Ok(WorkerMsg::Done { id, outcome }) => records.push((key, w.pid, id, outcome)),
-                    Ok(_) => log::error!("process-ipc pool: a result ring held a control message"),
-                    Err(e) => log::error!("process-ipc pool: bad record from a worker: {e}"),
-                });
+            if w.broken.is_some() {
+                continue;
+            }
+            let mut msgs = Vec::new();
+            let read = if dead.contains(&key) {
+                read_all(&w.ring.0, &mut msgs)
+            } else {
+                read_ring(&w.ring.0, VISIT_RECORDS, &mut msgs).map(|_| ())
+            };
+            records.extend(
+                msgs.into_iter()
+                    .map(|(id, outcome)| (key, w.pid, id, outcome)),
+            );
+            if let Err(why) = read {
+                corrupt.push((key, why));
+            }
+        }
+        for (key, why) in corrupt {
+            log::error!("process-ipc pool: a worker's result ring is corrupt: {why}");
+            if let Some(w) = st.workers.get_mut(&key) {
+                w.broken = Some(why);
+                w.feeder = None;
+                if let Some(h) = w.handle.as_mut() {
+                    let _ = h.kill();
+                }
+            }
         }
         if records.is_empty() {
             return 0;
@@ -260,6 +297,46 @@ fn drain_rings(shared: &Shared) -> usize {
         shared.changed.notify_all();
     }
     count
+}
+
+/// Reads every result of a ring whose writer is dead: at most as many records as the ring
+/// can hold (a descendant that kept the mapping and goes on writing cannot hold the lock for
+/// longer).
+fn read_all(ring: &Ring, out: &mut Vec<(TaskId, Outcome)>) -> Result<(), String> {
+    for _ in 0..RING_RECORDS.div_ceil(VISIT_RECORDS) {
+        if read_ring(ring, VISIT_RECORDS, out)? < VISIT_RECORDS {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Reads up to `max` records of results from `ring` into `out`, reading only records checked
+/// first (see [`Ring::checked_records`]). Returns how many records were read, or why the ring
+/// cannot be trusted.
+fn read_ring(ring: &Ring, max: usize, out: &mut Vec<(TaskId, Outcome)>) -> Result<usize, String> {
+    let decode = |bytes: &[u8]| match postcard::from_bytes::<WorkerMsg>(bytes) {
+        Ok(WorkerMsg::Done { id, outcome }) => Ok((id, outcome)),
+        Ok(_) => Err("a record is not a result".to_string()),
+        Err(e) => Err(format!("a record does not decode: {e}")),
+    };
+    let mut read = 0;
+    while read < max {
+        let checked = ring.checked_records()?;
+        if checked == 0 {
+            break;
+        }
+        for _ in 0..checked.min(max - read) {
+            match ring.next(Wait::No, decode) {
+                Ok(Next::One(done)) => out.push(done?),
+                Ok(Next::Lost(why) | Next::Damaged(why)) => return Err(why.to_string()),
+                Ok(Next::Empty | Next::Disconnected | Next::Timeout) => return Ok(read),
+                Err(e) => return Err(e.to_string()),
+            }
+            read += 1;
+        }
+    }
+    Ok(read)
 }
 
 /// Worker `key` finished task `id`: the schedule learns it, and the task leaves the pool.
@@ -332,6 +409,16 @@ fn on_message(shared: &Shared, key: WorkerKey, msg: WorkerMsg) {
         }
         // The collector is awake now; the results are read from the rings.
         WorkerMsg::Wake => {}
+        WorkerMsg::Broken { why } => {
+            log::error!("process-ipc pool: a worker found its result ring corrupt: {why}");
+            if let Some(w) = shared.lock().workers.get_mut(&key) {
+                w.broken.get_or_insert(why);
+                w.feeder = None;
+                if let Some(h) = w.handle.as_mut() {
+                    let _ = h.kill();
+                }
+            }
+        }
         WorkerMsg::InitFailed { message } => {
             let (tasks, err) = {
                 let mut st = shared.lock();
@@ -353,17 +440,16 @@ fn on_message(shared: &Shared, key: WorkerKey, msg: WorkerMsg) {
     }
 }
 
-/// `(clean, cause, signal)` from Python's exit code convention (`-signal` for a signal).
-fn describe_exit(code: Option<i32>) -> (bool, String, Option<i32>) {
+/// `(cause, signal)` from Python's exit code convention (`-signal` for a signal). Code 0 is
+/// named like any other: a worker that exits while running a task has lost it.
+fn describe_exit(code: Option<i32>) -> (String, Option<i32>) {
     match code {
-        Some(0) => (true, "exited normally".into(), None),
         Some(c) if c < 0 => (
-            false,
             format!("killed by signal {} ({})", -c, signal_name(-c)),
             Some(-c),
         ),
-        Some(c) => (false, format!("exited with code {c}"), None),
-        None => (false, "ended with an unknown status".into(), None),
+        Some(c) => (format!("exited with code {c}"), None),
+        None => ("ended with an unknown status".into(), None),
     }
 }
 
@@ -374,7 +460,11 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
     // The watcher saw it exit: this reaps it at once.
     let code = worker.handle.as_mut().and_then(ProcessHandle::exitcode);
     drop(worker.handle.take());
-    let (clean, cause, signal) = describe_exit(code);
+    let (how, signal) = describe_exit(code);
+    let cause = match &worker.broken {
+        Some(why) => format!("its result ring is corrupt ({why}), so the pool ended it: it {how}"),
+        None => how,
+    };
     // With the process gone, the feeder's sends fail; it then says what it never sent.
     drop(worker.feeder.take());
     let undelivered = worker
@@ -383,7 +473,7 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
         .unwrap_or_default();
     let failed = {
         let mut st = shared.lock();
-        let lost = st.schedule().exited(key, clean, &undelivered);
+        let lost = st.schedule().exited(key, &undelivered);
         lost.task.and_then(|id| st.tasks.remove(&id)).map(|task| {
             let err = match (lost.timed_out, shared.config.task_timeout) {
                 (true, Some(limit)) => PoolError::TaskTimeout {
@@ -402,6 +492,13 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
     };
     if let Some((task, err)) = failed {
         run_completer(task.complete, Err(err));
+    }
+    // A ring read to its end, never found corrupt, serves the replacement.
+    if worker.broken.is_none() && worker.ring.0.is_drained() == Ok(true) {
+        let mut st = shared.lock();
+        if st.spare_rings.len() < shared.config.processes {
+            st.spare_rings.push(worker.ring);
+        }
     }
     replace_workers(shared, set);
     shared.changed.notify_all();
@@ -425,7 +522,8 @@ fn replace_workers(shared: &Shared, set: &mut IpcReceiverSet) {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        match start_worker(&shared.config, &control, set) {
+        let spare = shared.lock().spare_rings.pop();
+        match start_worker(&shared.config, &control, set, &shared.doorbell, spare) {
             Ok((key, mut worker)) => {
                 let mut st = shared.lock();
                 if st.terminated {
@@ -466,128 +564,5 @@ fn check_timeouts(shared: &Shared) {
         if let Some(h) = st.workers.get_mut(&key).and_then(|w| w.handle.as_mut()) {
             let _ = h.kill();
         }
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The current workers' pids, sorted.
-    pub(super) fn pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self.lock().workers.values().map(|w| w.pid).collect();
-        pids.sort_unstable();
-        pids
-    }
-
-    /// Queues tasks (all or none) and hands them to idle workers.
-    pub(super) fn submit(
-        &self,
-        tasks: Vec<(isize, Vec<u8>, Describe, Completer)>,
-    ) -> Result<Vec<TaskId>, PoolError> {
-        let mut st = self.lock();
-        if let Some(e) = &st.broken {
-            return Err(e.clone());
-        }
-        if st.closed || st.terminated {
-            return Err(PoolError::Closed);
-        }
-        let mut ids = Vec::with_capacity(tasks.len());
-        for (call, args, what, complete) in tasks {
-            let id = st.next_id;
-            st.next_id += 1;
-            ids.push(id);
-            let task = Task {
-                call,
-                args: Arc::new(args),
-                what,
-                complete,
-            };
-            st.tasks.insert(id, task);
-            st.schedule().submit(id);
-        }
-        dispatch(&mut st, 0);
-        Ok(ids)
-    }
-
-    /// Withdraws tasks no worker holds yet (all or none), failing them with
-    /// [`PoolError::Cancelled`]. True if they were withdrawn.
-    pub(super) fn cancel(&self, ids: &[TaskId]) -> bool {
-        let tasks: Vec<Task> = {
-            let mut st = self.lock();
-            if !st.schedule().cancel(ids) {
-                return false;
-            }
-            ids.iter().filter_map(|id| st.tasks.remove(id)).collect()
-        };
-        for task in tasks {
-            run_completer(task.complete, Err(PoolError::Cancelled));
-        }
-        self.changed.notify_all();
-        true
-    }
-
-    /// No new tasks from now on.
-    pub(super) fn close(&self) {
-        self.lock().closed = true;
-        self.changed.notify_all();
-    }
-
-    /// Waits for every task, then for every worker to exit (their task channels close once
-    /// no task is left); `deadline` bounds the wait.
-    pub(super) fn join_until(
-        &self,
-        deadline: Option<(Instant, Duration)>,
-    ) -> Result<(), PoolError> {
-        let mut st = self.lock();
-        if !st.closed && !st.terminated {
-            return Err(PoolError::StillOpen);
-        }
-        loop {
-            if st.tasks.is_empty() {
-                st.schedule().stop_feeding();
-                for w in st.workers.values_mut() {
-                    w.feeder = None;
-                }
-            }
-            if st.workers.is_empty() {
-                return Ok(());
-            }
-            st = match deadline {
-                None => self.changed.wait(st).unwrap_or_else(|p| p.into_inner()),
-                Some((at, timeout)) => {
-                    let now = Instant::now();
-                    if now >= at {
-                        return Err(PoolError::WaitTimeout(timeout));
-                    }
-                    self.changed
-                        .wait_timeout(st, (at - now).min(TICK))
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-            };
-        }
-    }
-
-    /// Kills every worker and fails every unfinished task with [`PoolError::Terminated`].
-    pub(super) fn terminate(&self) {
-        let tasks: Vec<Task> = {
-            let mut st = self.lock();
-            st.terminated = true;
-            st.closed = true;
-            st.schedule().clear();
-            for w in st.workers.values_mut() {
-                w.feeder = None;
-                if let Some(h) = w.handle.as_mut() {
-                    let _ = h.kill();
-                }
-            }
-            st.tasks.drain().map(|(_, t)| t).collect()
-        };
-        for task in tasks {
-            run_completer(task.complete, Err(PoolError::Terminated));
-        }
-        self.changed.notify_all();
     }
 }

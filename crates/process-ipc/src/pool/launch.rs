@@ -12,9 +12,11 @@ use crate::error::PoolError;
 use crate::process::{Process, ProcessHandle};
 
 use super::builder::Config;
-use super::ring::{Ring, RingArg};
+use crate::ring::Ring;
+
+use super::doorbell::Doorbell;
 use super::schedule::{TaskId, WorkerKey};
-use super::worker::{TaskMsg, TaskOut, WorkerConfig, WorkerMsg, worker_main};
+use super::worker::{RingArg, TaskMsg, TaskOut, WorkerConfig, WorkerMsg, worker_main};
 
 /// From a watcher to the collector.
 #[derive(Serialize, Deserialize)]
@@ -35,25 +37,60 @@ pub(super) struct Worker {
     /// The feeder's last word: the ids of the tasks it could not deliver.
     pub(super) feeder_done: Receiver<Vec<TaskId>>,
     /// Its result ring (the parent's mapping outlives the worker).
-    pub(super) ring: Ring,
+    pub(super) ring: OwnedRing,
+    /// Why its result ring cannot be trusted, once it was found corrupt (the worker is then
+    /// killed, and its ring no longer read).
+    pub(super) broken: Option<String>,
 }
 
-/// Starts one worker process with its two channels, its result ring, its feeder and its
-/// watcher.
+/// Bytes of record space in a worker's result ring. A worker never has more unread results
+/// than tasks it holds (at most `schedule::PREFETCH`, 32), so small results always fit; one
+/// over a quarter of it goes over the worker's channel instead. Small, so a pool starts fast.
+const RING_BYTES: usize = 64 << 10;
+/// The most records a result ring holds (each takes 16 bytes at least).
+pub(super) const RING_RECORDS: usize = RING_BYTES / 16;
+
+/// A result ring the parent made: made unattachable by name when the pool lets it go. A ring
+/// whose worker died with every result read is kept for its replacement, so replacing workers
+/// (`max_tasks_per_child`, deaths) makes no new blocks.
+pub(super) struct OwnedRing(pub(super) Ring);
+
+impl OwnedRing {
+    pub(super) fn create() -> Result<OwnedRing, PoolError> {
+        Ring::create(RING_BYTES, 0, RING_BYTES / 4)
+            .map(OwnedRing)
+            .map_err(spawn_error)
+    }
+}
+
+impl Drop for OwnedRing {
+    fn drop(&mut self) {
+        self.0.unlink();
+    }
+}
+
+/// Starts one worker process with its two channels, its result ring (`spare`, or a new one),
+/// its feeder and its watcher.
 pub(super) fn start_worker(
     cfg: &Config,
     control: &IpcSender<Control>,
     set: &mut IpcReceiverSet,
+    doorbell: &Doorbell,
+    spare: Option<OwnedRing>,
 ) -> Result<(WorkerKey, Worker), PoolError> {
     let (task_tx, task_rx) = ipc::channel::<Vec<TaskOut>>().map_err(spawn_error)?;
     let (result_tx, result_rx) = ipc::channel::<WorkerMsg>().map_err(spawn_error)?;
     // Same socket, typed for the worker's side (`TaskMsg` decodes what `TaskOut` encodes).
     let task_rx: ipc::IpcReceiver<Vec<TaskMsg>> = task_rx.to_opaque().to();
-    let mut ring = Ring::create().map_err(spawn_error)?;
+    let ring = match spare {
+        Some(ring) => ring,
+        None => OwnedRing::create()?,
+    };
     let config = WorkerConfig {
         tasks: task_rx,
         results: result_tx,
-        ring: RingArg::Name(ring.name().to_string()),
+        ring: RingArg::Parts(ring.0.parts()),
+        doorbell: doorbell.arg(),
         init: cfg
             .init
             .as_ref()
@@ -64,8 +101,6 @@ pub(super) fn start_worker(
         .daemon(true)
         .start()
         .map_err(spawn_error)?;
-    // The worker mapped the ring before it confirmed its start: nobody else needs its name.
-    ring.unlink();
     let pid = handle.pid();
     let started = (|| {
         let key = set.add(result_rx).map_err(spawn_error)?;
@@ -87,6 +122,7 @@ pub(super) fn start_worker(
                 feeder: Some(feeder),
                 feeder_done,
                 ring,
+                broken: None,
             },
         )),
         Err(e) => {

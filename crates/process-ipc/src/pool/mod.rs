@@ -7,8 +7,12 @@
 //! of its exit from the process itself, so the parent knows exactly which task was running
 //! (the oldest one it held): that task fails with the worker's pid and signal, the tasks queued
 //! behind it (never started) go back to the pending queue, and a new worker takes the dead
-//! one's place ([`collector`]). A feeder thread per worker ships its tasks in batches; results
-//! come back through a ring in shared memory ([`ring`]), so the parent wakes once for many.
+//! one's place ([`collector`]). A task that ends its worker itself (`exit(0)` included) fails
+//! the same way, once: a task is never run twice. A feeder thread per worker ships its tasks in
+//! batches; results come back through the worker's result ring, a [`crate::ring::Ring`] in
+//! shared memory (one writer, the worker; one reader, the collector), so the parent wakes once
+//! for many ([`doorbell`]). The collector checks a ring before each read: a damaged ring is its
+//! worker's death, never a hang.
 //!
 //! Tasks are plain functions like [`Process`](crate::Process) targets; their arguments and
 //! results are serde values encoded as bytes, so queue handles (which carry file descriptors)
@@ -16,13 +20,13 @@
 //! queue, as in Python.
 //!
 //! Layers: `mod.rs` (the API) → `builder` → `collector` → `launch`, `results`, `worker` →
-//! `ring`, `schedule`.
+//! `doorbell`, `schedule`, [`crate::ring`].
 
 mod builder;
 mod collector;
+mod doorbell;
 mod launch;
 mod results;
-mod ring;
 mod schedule;
 mod wait;
 mod worker;
@@ -38,6 +42,9 @@ use crate::process::Target;
 pub use builder::PoolBuilder;
 pub use results::{AsyncResult, IMap, IMapUnordered};
 pub use wait::{AsCompleted, ReturnWhen, Waited, as_completed, wait};
+#[cfg(feature = "test-fault")]
+#[doc(hidden)]
+pub use worker::scribble_result_ring;
 
 use builder::Config;
 use collector::{Completer, Describe, Shared};

@@ -42,7 +42,7 @@ struct Held {
 /// What the death of a worker cost.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Lost {
-    /// The task it was running, which fails (none after a clean exit).
+    /// The task it was running, which fails (none if it held none: it left between tasks).
     pub(super) task: Option<TaskId>,
     /// Whether it was killed for running over the per-task timeout.
     pub(super) timed_out: bool,
@@ -191,10 +191,12 @@ impl Schedule {
             .is_some_and(|w| w.tasks.is_empty() && self.max_tasks.is_some_and(|m| w.assigned >= m))
     }
 
-    /// Worker `key` is gone; `clean` if it exited by itself with code 0. `undelivered` are the
-    /// tasks its channel never carried to it. After an unclean exit, the oldest task it held
-    /// (and received) is lost; every other task it held goes back to the front of the queue.
-    pub(super) fn exited(&mut self, key: WorkerKey, clean: bool, undelivered: &[TaskId]) -> Lost {
+    /// Worker `key` is gone. `undelivered` are the tasks its channel never carried to it. The
+    /// oldest task it held (and received) was running: it is lost, whatever the exit code (a
+    /// task that calls `exit(0)` must not run again in each replacement). Every other task it
+    /// held goes back to the front of the queue. A worker that leaves between tasks
+    /// (`max_tasks_per_child`) holds none and loses nothing.
+    pub(super) fn exited(&mut self, key: WorkerKey, undelivered: &[TaskId]) -> Lost {
         let Some(held) = self.workers.remove(&key) else {
             return Lost {
                 task: None,
@@ -202,12 +204,10 @@ impl Schedule {
             };
         };
         let mut tasks = held.tasks;
-        let mut lost = None;
-        if !clean {
-            if let Some(position) = tasks.iter().position(|id| !undelivered.contains(id)) {
-                lost = tasks.remove(position);
-            }
-        }
+        let lost = tasks
+            .iter()
+            .position(|id| !undelivered.contains(id))
+            .and_then(|position| tasks.remove(position));
         for id in tasks.into_iter().rev() {
             self.pending.push_front(id);
         }
@@ -279,7 +279,7 @@ mod tests {
         let batches = s.dispatch(0, now);
         assert_eq!(batches, vec![(0, vec![0, 1, 2]), (1, vec![3, 4, 5])]);
         assert!(s.finished(0, 0, now));
-        let lost = s.exited(0, false, &[]);
+        let lost = s.exited(0, &[]);
         assert_eq!(lost.task, Some(1));
         assert!(!lost.timed_out);
         // Worker 1 is untouched; task 2 waits for whoever takes it.
@@ -294,7 +294,7 @@ mod tests {
         let now = Instant::now();
         s.dispatch(0, now);
         submit(&mut s, 5..7);
-        assert_eq!(s.exited(0, false, &[]).task, Some(0));
+        assert_eq!(s.exited(0, &[]).task, Some(0));
         s.add_worker(7);
         let batches = s.dispatch(0, now);
         assert_eq!(batches, vec![(7, vec![1, 2, 3, 4, 5, 6])]);
@@ -309,23 +309,24 @@ mod tests {
         // The channel carried 0 and 1; 2 was refused.
         s.undelivered(0, &[2]);
         assert_eq!(s.pending, vec![2]);
-        assert_eq!(s.exited(0, false, &[]).task, Some(0));
+        assert_eq!(s.exited(0, &[]).task, Some(0));
         assert_eq!(s.pending, vec![1, 2]);
         // A worker whose channel carried nothing at all loses nothing.
         let mut s = pool(1, None);
         submit(&mut s, 0..2);
         s.dispatch(0, now);
-        assert_eq!(s.exited(0, false, &[0, 1]).task, None);
+        assert_eq!(s.exited(0, &[0, 1]).task, None);
         assert_eq!(s.pending, vec![0, 1]);
     }
 
     #[test]
-    fn a_clean_exit_loses_nothing() {
+    fn an_exit_mid_task_loses_that_task_even_with_code_0() {
+        // A task that calls `exit(0)` must fail once, not run again in every replacement.
         let mut s = pool(1, None);
         submit(&mut s, 0..3);
         s.dispatch(0, Instant::now());
-        assert_eq!(s.exited(0, true, &[]).task, None);
-        assert_eq!(s.pending, vec![0, 1, 2]);
+        assert_eq!(s.exited(0, &[]).task, Some(0));
+        assert_eq!(s.pending, vec![1, 2]);
     }
 
     #[test]
@@ -388,7 +389,7 @@ mod tests {
         assert!(s.finished(0, 1, now));
         assert!(s.retiring(0));
         // It leaves by itself, holding nothing: no task is lost.
-        assert_eq!(s.exited(0, true, &[]).task, None);
+        assert_eq!(s.exited(0, &[]).task, None);
         s.add_worker(2);
         assert_eq!(s.dispatch(REFILL_AT, now), vec![(2, vec![4])]);
     }
@@ -408,7 +409,7 @@ mod tests {
         submit(&mut s, 2..3);
         assert_eq!(s.dispatch(0, start), vec![(1, vec![2])]);
         assert_eq!(
-            s.exited(0, false, &[]),
+            s.exited(0, &[]),
             Lost {
                 task: Some(0),
                 timed_out: true

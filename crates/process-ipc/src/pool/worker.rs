@@ -3,6 +3,8 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+#[cfg(feature = "test-fault")]
+use std::sync::OnceLock;
 
 use ipc_channel::ipc::{IpcReceiver, IpcSender};
 use serde::{Deserialize, Serialize, Serializer};
@@ -12,7 +14,9 @@ use crate::Wire;
 use crate::bootstrap;
 use crate::process::{Target, conjure};
 
-use super::ring::{Pushed, RingArg};
+use crate::ring::{Ring, RingParts};
+
+use super::doorbell::BellArg;
 
 /// What a task is in the worker: argument bytes in, value bytes or a message out.
 pub(super) type TaskFn = fn(&[u8]) -> Result<Vec<u8>, String>;
@@ -117,15 +121,50 @@ pub(super) enum WorkerMsg {
     },
     /// The doorbell: results wait in the ring and the collector was asleep.
     Wake,
+    /// The worker found its result ring damaged (by a task with a memory bug, say) and leaves
+    /// without answering: its task fails, naming `why`.
+    Broken {
+        why: String,
+    },
 }
 
-/// The worker's argument: its two channels, its result ring and what to run first.
+/// A result ring in a worker's argument: its parts on the way, attached on arrival (while the
+/// worker's arguments are read, so before its start is confirmed).
+pub(super) enum RingArg {
+    /// In the parent: what the worker attaches.
+    Parts(RingParts),
+    /// In the worker: the attached ring.
+    Mapped(Ring),
+}
+
+impl Serialize for RingArg {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RingArg::Parts(parts) => parts.serialize(s),
+            RingArg::Mapped(ring) => ring.parts().serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RingArg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let parts = RingParts::deserialize(d)?;
+        Ring::attach(parts)
+            .map(RingArg::Mapped)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The worker's argument: its two channels, its result ring, the pool's doorbell and what to
+/// run first.
 #[derive(Serialize, Deserialize)]
 pub(super) struct WorkerConfig {
     pub(super) tasks: IpcReceiver<Vec<TaskMsg>>,
     pub(super) results: IpcSender<WorkerMsg>,
-    /// Its result ring (see [`Ring`](super::ring::Ring)).
+    /// Its result ring (see the collector).
     pub(super) ring: RingArg,
+    /// Rung after a result is published while the collector sleeps.
+    pub(super) doorbell: BellArg,
     pub(super) init: Option<(isize, ByteBuf)>,
     pub(super) max_tasks: Option<usize>,
 }
@@ -160,11 +199,13 @@ pub(super) fn worker_main(cfg: WorkerConfig) {
             return;
         }
     }
-    let RingArg::Mapped(ring) = cfg.ring else {
-        let message = "the result ring was not mapped".to_string();
+    let (RingArg::Mapped(ring), BellArg::Mapped(doorbell)) = (cfg.ring, cfg.doorbell) else {
+        let message = "the result ring or the doorbell was not mapped".to_string();
         let _ = cfg.results.send(WorkerMsg::InitFailed { message });
         return;
     };
+    #[cfg(feature = "test-fault")]
+    let _ = RESULT_RING.set(ring.clone());
     let mut done = 0usize;
     let mut record = Vec::new();
     while let Ok(batch) = cfg.tasks.recv() {
@@ -174,15 +215,30 @@ pub(super) fn worker_main(cfg: WorkerConfig) {
                 id: task.id,
                 outcome,
             };
-            record.clear();
-            let pushed = match postcard::to_io(&answer, &mut record) {
-                Ok(_) => ring.push(&record),
-                Err(_) => Pushed::NoRoom,
-            };
-            let sent = match pushed {
-                Pushed::Quiet => Ok(()),
-                Pushed::WakeParent => cfg.results.send(WorkerMsg::Wake),
-                Pushed::NoRoom => cfg.results.send(answer),
+            if let Err(why) = ring.positions() {
+                // Writing through damaged positions could land anywhere: leave instead.
+                let _ = cfg.results.send(WorkerMsg::Broken { why });
+                return;
+            }
+            // Straight into the ring; else through a buffer (it may need to wrap); else, too
+            // big for a record (known at once for a big value) or no room now, over the
+            // channel.
+            let too_big = matches!(&answer, WorkerMsg::Done { outcome: Outcome::Value(v), .. }
+                if v.len() >= ring.max_record_item());
+            let in_ring = !too_big
+                && (ring
+                    .put_direct(|region| postcard::to_slice(&answer, region).ok().map(|b| b.len()))
+                    .is_some()
+                    || {
+                        record.clear();
+                        postcard::to_io(&answer, &mut record).is_ok() && ring.try_put(&record)
+                    });
+            let sent = if !in_ring {
+                cfg.results.send(answer)
+            } else if doorbell.should_ring() {
+                cfg.results.send(WorkerMsg::Wake)
+            } else {
+                Ok(())
             };
             if sent.is_err() {
                 return;
@@ -193,4 +249,19 @@ pub(super) fn worker_main(cfg: WorkerConfig) {
             }
         }
     }
+}
+
+/// This worker's result ring, for `scribble_result_ring`.
+#[cfg(feature = "test-fault")]
+static RESULT_RING: OnceLock<Ring> = OnceLock::new();
+
+/// Damages the result ring of the pool worker this runs in, as a task with a memory bug
+/// would; false outside a pool worker. For tests of the pool's distrust of its rings only.
+#[cfg(feature = "test-fault")]
+#[doc(hidden)]
+pub fn scribble_result_ring(how: crate::ring::Scribble) -> bool {
+    RESULT_RING
+        .get()
+        .map(|ring| ring.scribble_as(how))
+        .is_some()
 }

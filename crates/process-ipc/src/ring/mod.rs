@@ -40,6 +40,7 @@ use parking_lot::Mutex;
 
 pub(crate) mod frame;
 pub(crate) mod parse;
+mod peek;
 mod read;
 mod sleep;
 #[cfg(test)]
@@ -50,6 +51,9 @@ use self::parse::{BREAKING, Check};
 pub(crate) use self::sleep::{Wait, alive};
 use self::sleep::{my_tid, take};
 use crate::shared::{Lock, SharedError, SharedMemory};
+
+#[cfg(feature = "test-fault")]
+pub use peek::Scribble;
 
 /// Putting handles (of all processes) that can be alive at once on one queue.
 pub(crate) const SLOTS: usize = 256;

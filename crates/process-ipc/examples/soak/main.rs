@@ -3,7 +3,8 @@
 //!
 //! `soak --secs N --dir DIR [--seed S]` starts, as separate processes: two producers putting
 //! to a `Queue` through a `QueueSender`, two consumers getting from it, a producer and a lone
-//! consumer on a second `Queue` (that consumer also returns normally now and then), two lock holders
+//! consumer on a second `Queue` (that consumer returns normally now and then and a new one
+//! takes its place; it is stopped but never killed, so that it stays the queue's lone reader), two lock holders
 //! sharing a `Lock`, and two Manager clients (one putting to a `ManagedQueue`, one getting);
 //! it keeps a `Pool` of two workers busy from a thread of its own. For N seconds it sends
 //! random SIGKILL, SIGSTOP and (later) SIGCONT to those processes and to the pool's workers,
@@ -325,7 +326,9 @@ fn main() -> anyhow::Result<()> {
             victims.retain(|(p, _)| !stopped.iter().any(|(s, _)| s == p));
             if !victims.is_empty() {
                 let (pid, role) = victims[rng.below(victims.len() as u64) as usize];
-                if rng.below(4) == 0 {
+                // The lone reader is stopped but never killed: the queue counts a killed
+                // reader among its readers for ever, and would no longer be a lone reader's.
+                if rng.below(4) == 0 && role != "lconsumer" {
                     kills.line(format_args!("K {pid} {role} {}", now_ns()));
                     signal(pid, libc::SIGKILL);
                 } else {

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod soak;
 #[cfg(test)]
 mod tidy;
 
@@ -24,12 +25,15 @@ enum Task {
     Demo(demo::DemoArgs),
     /// Measure the cost ladder (process > thread > coroutine) and chart it.
     Bench(bench::BenchArgs),
+    /// Run process-ipc under random SIGKILL / SIGSTOP / SIGCONT and check what it did.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
     let outcome = match Cli::parse().task {
         Task::Demo(args) => demo::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Soak(args) => soak::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ mod futex;
 mod mapping;
 mod memory;
 mod pid;
+mod raw;
 mod signal;
 mod sync;
 mod value;
@@ -22,6 +23,7 @@ pub use error::SharedError;
 /// The futex waits and wakes the queue's ring shares with the locks.
 pub(crate) use futex::{futex_wait, futex_wake};
 pub use memory::SharedMemory;
+pub use raw::{RawArray, RawValue};
 pub use signal::{BoundedSemaphore, Condition, Event, Semaphore};
 pub use sync::{Lock, LockGuard, RLock, RLockGuard};
-pub use value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard, ValueLock};
+pub use value::{Array, ArrayGuard, Value, ValueGuard, ValueLock};

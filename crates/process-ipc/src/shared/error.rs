@@ -32,6 +32,13 @@ pub enum SharedError {
         /// Why it was not found.
         reason: String,
     },
+    /// A block of this name exists already (Python's `FileExistsError` from
+    /// `SharedMemory(name, create=True)`).
+    #[error("shared memory {name:?} exists already")]
+    Exists {
+        /// The name asked for.
+        name: String,
+    },
     /// The name leads to something that is not a segment of this user's, or has another shape
     /// than the type that attaches to it.
     #[error("shared memory {name:?} refused: {reason}")]

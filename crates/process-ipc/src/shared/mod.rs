@@ -12,6 +12,7 @@ mod error;
 mod futex;
 mod mapping;
 mod memory;
+mod named;
 mod pid;
 mod raw;
 mod signal;

@@ -215,7 +215,7 @@ mod zygote;
 
 pub use daemon::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
-pub use pipe::{Connection, pipe};
+pub use pipe::{Connection, PipeEnd, PipeError, pipe, pipe_one_way};
 pub use pool::{
     AsCompleted, AsyncResult, IMap, IMapUnordered, MapOptions, Pool, PoolBuilder, ReturnWhen,
     Waited, as_completed, wait,

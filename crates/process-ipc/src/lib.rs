@@ -225,8 +225,8 @@ pub use queue::{Queue, QueueSender};
 pub use serde_bytes::ByteBuf;
 pub use shared::{
     Array, ArrayGuard, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock,
-    RLockGuard, RawArray, RawValue, Semaphore, SharedError, SharedMemory, Value, ValueGuard,
-    ValueLock,
+    RLockGuard, RawArray, RawValue, Semaphore, ShareableItem, ShareableList, SharedError,
+    SharedMemory, Value, ValueGuard, ValueLock,
 };
 pub use wire::Wire;
 pub use zygote::{__fork_server_pid, START_METHOD_VAR, StartMethod, get_start_method};

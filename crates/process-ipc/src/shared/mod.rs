@@ -10,6 +10,7 @@ mod barrier;
 mod cell;
 mod error;
 mod futex;
+mod list;
 mod mapping;
 mod memory;
 mod named;
@@ -23,6 +24,7 @@ pub use barrier::Barrier;
 pub use error::SharedError;
 /// The futex waits and wakes the queue's ring shares with the locks.
 pub(crate) use futex::{futex_wait, futex_wake};
+pub use list::{ShareableItem, ShareableList};
 pub use memory::SharedMemory;
 pub use raw::{RawArray, RawValue};
 pub use signal::{BoundedSemaphore, Condition, Event, Semaphore};

@@ -226,7 +226,7 @@ pub use serde_bytes::ByteBuf;
 pub use shared::{
     Array, ArrayGuard, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock,
     RLockGuard, RawArray, RawValue, Semaphore, ShareableItem, ShareableList, SharedError,
-    SharedMemory, Value, ValueGuard, ValueLock,
+    SharedMemory, SharedMemoryManager, Value, ValueGuard, ValueLock,
 };
 pub use wire::Wire;
 pub use zygote::{__fork_server_pid, START_METHOD_VAR, StartMethod, get_start_method};

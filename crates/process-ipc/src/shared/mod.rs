@@ -17,6 +17,7 @@ mod named;
 mod pid;
 mod raw;
 mod signal;
+mod smm;
 mod sync;
 mod value;
 
@@ -28,5 +29,6 @@ pub use list::{ShareableItem, ShareableList};
 pub use memory::SharedMemory;
 pub use raw::{RawArray, RawValue};
 pub use signal::{BoundedSemaphore, Condition, Event, Semaphore};
+pub use smm::SharedMemoryManager;
 pub use sync::{Lock, LockGuard, RLock, RLockGuard};
 pub use value::{Array, ArrayGuard, Value, ValueGuard, ValueLock};

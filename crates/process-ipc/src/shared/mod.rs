@@ -4,7 +4,11 @@
 //!
 //! Every one of them lives in a memfd block (nothing in `/dev/shm`, nothing left after a
 //! crash), and every handle is a serde value naming its block, so it passes to a `Process` or
-//! pool task like any argument and attaches on arrival.
+//! pool task like any argument and attaches on arrival. The exception is a block under a name
+//! the program chooses ([`SharedMemory::create_named`], a named [`ShareableList`], the blocks
+//! of a [`SharedMemoryManager`]): a file in a directory private to the user (see `named`),
+//! which any process of the user attaches by name and which lasts until unlinked (a
+//! manager's blocks: until the manager ends, crash included).
 
 mod barrier;
 mod cell;

@@ -61,7 +61,11 @@ impl PipeEnd {
 pub enum PipeError {
     /// The other end is gone (closed, dropped, or its process died), and nothing is left to
     /// read (Python's `EOFError` on `recv`, `BrokenPipeError` on `send`).
-    #[error("{end}: its peer ({}) is gone (closed, dropped or its process died) and nothing is left to read", .end.peer())]
+    #[error(
+        "{end}: its peer ({}) is gone (closed, dropped or its process died) and nothing is \
+         left to read",
+        .end.peer()
+    )]
     Disconnected {
         /// This end.
         end: PipeEnd,
@@ -93,7 +97,8 @@ pub enum PipeError {
     /// larger buffer or `recv_bytes` (Python's `BufferTooSmall`, which hands the message over
     /// inside the exception instead).
     #[error(
-        "{end}: the next message is {needed} bytes, and the buffer has room for {room} from the offset"
+        "{end}: the next message is {needed} bytes, and the buffer has room for {room} from \
+         the offset"
     )]
     BufferTooSmall {
         /// This end.

@@ -118,8 +118,9 @@ impl From<&[u8]> for ShareableItem {
     }
 }
 
-/// A fixed-length list of [`ShareableItem`]s in shared memory (Python's `ShareableList`): any process
-/// that has it (as an argument, or by name for a named one) reads and writes the same items.
+/// A fixed-length list of [`ShareableItem`]s in shared memory (Python's `ShareableList`): any
+/// process that has it (as an argument, or by name for a named one) reads and writes the same
+/// items.
 /// An item may be replaced by another of any type that fits its slot: a string or bytes no
 /// longer than the first one's room (its length rounded up past the next multiple of 8), as
 /// in Python.
@@ -127,7 +128,8 @@ impl From<&[u8]> for ShareableItem {
 /// ```
 /// use process_ipc::{ShareableItem, ShareableList};
 ///
-/// let list = ShareableList::new(&[ShareableItem::Int(1), "howdy".into(), ShareableItem::None]).unwrap();
+/// use ShareableItem as It;
+/// let list = ShareableList::new(&[It::Int(1), "howdy".into(), It::None]).unwrap();
 /// list.set(0, ShareableItem::Float(2.5)).unwrap();
 /// list.set(1, "hi".into()).unwrap(); // shorter: fits
 /// assert!(list.set(1, "far too long to fit".into()).is_err());

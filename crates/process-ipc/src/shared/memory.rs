@@ -197,7 +197,7 @@ impl SharedMemory {
             // SAFETY: `raw` is a descriptor we just opened and own.
             unsafe { OwnedFd::from_raw_fd(raw) }
         };
-        let (mut map, size) = map_private(&fd, name)?;
+        let (mut map, size) = super::named::map_private(&fd, name)?;
         if !map.count_in() {
             return Err(not_found("it has been unlinked"));
         }
@@ -350,40 +350,6 @@ impl<'de> Deserialize<'de> for SharedMemory {
         let name = String::deserialize(deserializer)?;
         SharedMemory::attach(&name).map_err(serde::de::Error::custom)
     }
-}
-
-/// Maps the block behind `fd` (opened by name, so of unknown origin) after checking it: a
-/// regular file of this user, with no group or other access, at least a header long. The
-/// caller checks the header, then counts the mapping in the block's users. The mapping and
-/// the user size.
-pub(super) fn map_private(fd: &OwnedFd, name: &str) -> Result<(Mapping, usize), SharedError> {
-    let refused = |reason: String| SharedError::Refused {
-        name: name.to_string(),
-        reason,
-    };
-    let st = super::named::fstat(fd)?;
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if st.st_uid != me {
-        return Err(refused(format!(
-            "owned by uid {}, not ours ({me})",
-            st.st_uid
-        )));
-    }
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_mode & 0o077 != 0 {
-        return Err(refused(format!(
-            "not a private block (mode {:o})",
-            st.st_mode
-        )));
-    }
-    let total = usize::try_from(st.st_size).unwrap_or(0);
-    if total <= HEADER {
-        return Err(refused("too small to be a block of ours".into()));
-    }
-    // Every page already there (a block written all over): map them all now. Holes
-    // left: map lazily, or mapping them would allocate them.
-    let allocated = (st.st_blocks as u128) * 512 >= total as u128;
-    Ok((Mapping::attach(fd, total, allocated)?, total - HEADER))
 }
 
 /// Sizes up to this are taken without asking the kernel how much memory there is: every

@@ -254,7 +254,7 @@ pub(super) fn attach(name: &str) -> Result<(Mapping, usize), SharedError> {
     }
     // SAFETY: a descriptor we just opened and own.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let (mut map, size) = super::memory::map_private(&fd, name)?;
+    let (mut map, size) = map_private(&fd, name)?;
     let header = map.header();
     if header.magic.load(Ordering::Acquire) != MAGIC
         || header.size.load(Ordering::Relaxed) != size as u64
@@ -268,6 +268,40 @@ pub(super) fn attach(name: &str) -> Result<(Mapping, usize), SharedError> {
     // Named blocks are never taken back for reuse: the count only keeps the books even.
     map.count_in();
     Ok((map, size))
+}
+
+/// Maps the block behind `fd` (opened by name, so of unknown origin) after checking it: a
+/// regular file of this user, with no group or other access, at least a header long. The
+/// caller checks the header, then counts the mapping in the block's users. The mapping and
+/// the user size.
+pub(super) fn map_private(fd: &OwnedFd, name: &str) -> Result<(Mapping, usize), SharedError> {
+    let refused = |reason: String| SharedError::Refused {
+        name: name.to_string(),
+        reason,
+    };
+    let st = fstat(fd)?;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if st.st_uid != me {
+        return Err(refused(format!(
+            "owned by uid {}, not ours ({me})",
+            st.st_uid
+        )));
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_mode & 0o077 != 0 {
+        return Err(refused(format!(
+            "not a private block (mode {:o})",
+            st.st_mode
+        )));
+    }
+    let total = usize::try_from(st.st_size).unwrap_or(0);
+    if total <= HEADER {
+        return Err(refused("too small to be a block of ours".into()));
+    }
+    // Every page already there (a block written all over): map them all now. Holes
+    // left: map lazily, or mapping them would allocate them.
+    let allocated = (st.st_blocks as u128) * 512 >= total as u128;
+    Ok((Mapping::attach(fd, total, allocated)?, total - HEADER))
 }
 
 /// Removes the name `name` (its memory stays while mapped).

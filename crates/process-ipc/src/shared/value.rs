@@ -225,7 +225,8 @@ impl<T: Pod> Array<T> {
     }
 
     /// A shared array of `len` zeroes (Python's `Array('d', 10)`). Its memory is taken as
-    /// its pages are first touched, not here (see [`SharedMemory::create`](super::SharedMemory::create)).
+    /// its pages are first touched, not here (see
+    /// [`SharedMemory::create`](super::SharedMemory::create)).
     ///
     /// # Errors
     /// [`SharedError::ZeroSize`] for 0 items; [`SharedError::TooLarge`] for more than the

@@ -251,10 +251,10 @@ where
 /// [`PipeError::WrongWay`].
 ///
 /// ```
-/// let (reader, writer) = process_ipc::pipe_one_way::<&str>().unwrap();
-/// writer.send("one way").unwrap();
+/// let (reader, writer) = process_ipc::pipe_one_way::<String>().unwrap();
+/// writer.send("one way".into()).unwrap();
 /// assert_eq!(reader.recv().unwrap(), "one way");
-/// assert!(reader.send("back").is_err());
+/// assert!(reader.send("back".into()).is_err());
 /// ```
 ///
 /// # Errors

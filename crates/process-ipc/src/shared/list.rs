@@ -154,7 +154,9 @@ impl ShareableList {
     }
 
     /// A list holding `items` in a new block named `name` (Python's
-    /// `ShareableList(sequence, name=name)`): see [`SharedMemory::create_named`].
+    /// `ShareableList(sequence, name=name)`): see [`SharedMemory::create_named`]. The items
+    /// are written just after the name appears: an attach in that instant is
+    /// [`SharedError::Corrupt`] ("no list's magic"), as Python's can read a half-made list.
     ///
     /// # Errors
     /// As [`SharedMemory::create_named`].

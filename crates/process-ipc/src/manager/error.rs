@@ -20,6 +20,20 @@ pub enum ManagerError {
         /// What showed it.
         why: String,
     },
+    /// The manager runs as another user than this process: a manager serves only processes of
+    /// its own user (checked with the socket's peer credentials both ways), and a process
+    /// trusts only a manager of its own user.
+    #[error(
+        "permission denied: the manager in process {pid} runs as uid {peer_uid}, this process as uid {uid}; a manager serves only its own user"
+    )]
+    PermissionDenied {
+        /// The manager's process id.
+        pid: u32,
+        /// The uid the manager (its socket) runs as.
+        peer_uid: u32,
+        /// This process's effective uid.
+        uid: u32,
+    },
     /// `get_timeout` found no item within its timeout (or `flush_timeout` was still sending).
     #[error("no item arrived in manager queue {queue} (manager pid {pid}) within {timeout:?}")]
     Timeout {

@@ -179,10 +179,10 @@
 mod client;
 mod dict;
 mod error;
-mod feeder;
 mod list;
 mod namespace;
 mod object_client;
+mod object_dict;
 mod object_server;
 mod object_wire;
 mod queue;
@@ -190,14 +190,12 @@ mod remote;
 mod rendezvous;
 mod server;
 mod sync;
-mod wire;
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::Duration;
-
-use ipc_channel::ipc;
 
 use crate::Wire;
 pub use dict::ManagedDict;
@@ -209,9 +207,7 @@ use object_server::Objects;
 use object_wire::Kind;
 pub use queue::ManagedQueue;
 use rendezvous::Rendezvous;
-use server::{ServerThread, Shared};
 pub use sync::{ManagedEvent, ManagedLock, ManagedLockGuard};
-use wire::Request;
 
 /// How long a client waits for an answer that a live server gives at once (registration,
 /// `get_nowait`, `qsize`, the answer to a cancelled get). A dead server is noticed immediately,
@@ -219,12 +215,9 @@ use wire::Request;
 /// (stopped by a debugger or a signal, say).
 const REPLY_GRACE: Duration = Duration::from_secs(5);
 
-/// How long [`Manager::shutdown`] waits for each queue's server thread to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-/// Makes a write to a closed channel an `EPIPE` error instead of a fatal `SIGPIPE`.
+/// Makes a write to a closed connection an `EPIPE` error instead of a fatal `SIGPIPE`.
 ///
-/// ipc-channel writes with `sendmsg` without `MSG_NOSIGNAL`. Rust's `main` ignores `SIGPIPE`
+/// A plain `write` on a socket raises `SIGPIPE` when the other end is gone. Rust's `main` ignores `SIGPIPE`
 /// before it runs, but a child process that runs its target before `main` (and a program that
 /// restored the default) would be killed by the signal when its manager is gone, instead of
 /// getting [`ManagerError::Gone`]. A handler someone installed on purpose is left alone.
@@ -264,7 +257,6 @@ pub struct Manager {
 /// What a running manager owns.
 struct Running {
     rendezvous: Rendezvous,
-    servers: Vec<ServerThread>,
 }
 
 impl fmt::Debug for Manager {
@@ -299,10 +291,7 @@ impl Manager {
             address: rendezvous.address().into(),
             next_queue: AtomicU64::new(1),
             objects,
-            running: Mutex::new(Some(Running {
-                rendezvous,
-                servers: Vec::new(),
-            })),
+            running: Mutex::new(Some(Running { rendezvous })),
         })
     }
 
@@ -362,40 +351,28 @@ impl Manager {
 
     fn make_queue<T: Wire>(&self, maxsize: Option<usize>) -> Result<ManagedQueue<T>, ManagerError> {
         let queue = self.next_queue.fetch_add(1, Ordering::Relaxed);
-        let io = |what, source| ManagerError::Io {
+        let obj = ObjectRef {
             pid: self.pid,
-            queue,
-            what,
-            source,
-        };
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(running) = running.as_mut() else {
-            return Err(ManagerError::Gone {
-                pid: self.pid,
-                queue,
-                why: "the manager was shut down before the queue was made".into(),
-            });
-        };
-        let (requests, incoming) =
-            ipc::channel::<Request<T>>().map_err(|e| io("cannot create its request channel", e))?;
-        let shared = Arc::new(Shared::new(maxsize));
-        let server = ServerThread::start(
-            format!("manager-queue-{queue}"),
-            Arc::clone(&shared),
-            incoming,
-            requests.clone(),
-        )
-        .map_err(|e| io("cannot start its server thread", e))?;
-        running.servers.push(server);
-        running.rendezvous.add(queue, requests);
-        Ok(ManagedQueue {
-            pid: self.pid,
-            queue,
-            maxsize,
+            object: queue,
+            kind: Kind::Queue,
             address: Arc::clone(&self.address),
-            local: Some(shared),
-            conn: OnceLock::new(),
+            local: None,
+            pool: OnceLock::new(),
+        };
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let local = running
+            .as_ref()
+            .and_then(|_| self.objects.add_queue(queue, maxsize));
+        let Some(local) = local else {
+            return Err(obj.gone("the manager was shut down before the queue was made"));
+        };
+        Ok(ManagedQueue {
+            obj,
+            maxsize,
+            local: Some(local),
+            feed: OnceLock::new(),
             put_any: AtomicBool::new(false),
+            types: PhantomData,
         })
     }
 
@@ -503,9 +480,6 @@ impl Manager {
         if let Some(mut running) = running {
             running.rendezvous.stop();
             self.objects.close();
-            for server in &mut running.servers {
-                server.stop(SHUTDOWN_GRACE);
-            }
         }
     }
 }

@@ -37,10 +37,10 @@ pub(super) struct Conn {
 
 impl Conn {
     fn open(address: &str) -> Result<Self, Unreachable> {
-        let stream = rendezvous::connect_objects(address)?;
+        let stream = rendezvous::connect(address)?;
         let reader = stream.try_clone().map_err(Unreachable::Io)?;
         Ok(Self {
-            reader: BufReader::new(SpinRead(reader)),
+            reader: BufReader::new(SpinRead::new(reader)),
             writer: stream,
             buf: Vec::new(),
             read_timeout: None,
@@ -211,6 +211,27 @@ impl ObjectRef {
         self.accepted(answer)
     }
 
+    /// A connection of this process's pool (or a new one) that the caller keeps.
+    pub(super) fn take_conn(&self) -> Result<Conn, ManagerError> {
+        self.conn()
+    }
+
+    /// One call on a connection the caller keeps; a failed one must not be reused.
+    pub(super) fn call_with(
+        &self,
+        conn: &mut Conn,
+        op: Op,
+        wait: Option<Duration>,
+    ) -> Result<Answer, ManagerError> {
+        let call = Call {
+            object: self.object,
+            kind: self.kind,
+            op,
+        };
+        let answer = self.exchange(conn, &call, wait)?;
+        self.accepted(answer)
+    }
+
     /// Gives a kept connection back without a call.
     pub(super) fn give_back(&self, conn: Conn) {
         self.pool().give_back(conn);
@@ -228,6 +249,11 @@ impl ObjectRef {
         ignore_sigpipe();
         Conn::open(&self.address).map_err(|e| match e {
             Unreachable::Gone(why) => self.gone(why),
+            Unreachable::Denied { peer_uid, uid } => ManagerError::PermissionDenied {
+                pid: self.pid,
+                peer_uid,
+                uid,
+            },
             Unreachable::Io(source) => self.io("cannot connect to the manager", source),
         })
     }
@@ -240,12 +266,9 @@ impl ObjectRef {
         wait: Option<Duration>,
     ) -> Result<Answer, ManagerError> {
         conn.exchange(call, wait).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ManagerError::ObjectNoReply {
-                pid: self.pid,
-                object: self.object,
-                kind: self.kind.name(),
-                waited: wait.unwrap_or_default(),
-            },
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                self.no_reply(wait.unwrap_or_default())
+            }
             io::ErrorKind::UnexpectedEof
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::ConnectionReset
@@ -288,7 +311,15 @@ impl ObjectRef {
         })
     }
 
+    /// The manager is gone (a queue's error for a queue, an object's for the others).
     pub(super) fn gone(&self, why: impl Into<String>) -> ManagerError {
+        if self.kind == Kind::Queue {
+            return ManagerError::Gone {
+                pid: self.pid,
+                queue: self.object,
+                why: why.into(),
+            };
+        }
         ManagerError::ObjectGone {
             pid: self.pid,
             object: self.object,
@@ -297,7 +328,32 @@ impl ObjectRef {
         }
     }
 
+    /// The manager did not answer within `waited`.
+    fn no_reply(&self, waited: Duration) -> ManagerError {
+        if self.kind == Kind::Queue {
+            return ManagerError::NoReply {
+                pid: self.pid,
+                queue: self.object,
+                waited,
+            };
+        }
+        ManagerError::ObjectNoReply {
+            pid: self.pid,
+            object: self.object,
+            kind: self.kind.name(),
+            waited,
+        }
+    }
+
     fn io(&self, what: &'static str, source: io::Error) -> ManagerError {
+        if self.kind == Kind::Queue {
+            return ManagerError::Io {
+                pid: self.pid,
+                queue: self.object,
+                what,
+                source,
+            };
+        }
         ManagerError::ObjectIo {
             pid: self.pid,
             object: self.object,

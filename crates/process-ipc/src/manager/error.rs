@@ -82,9 +82,10 @@ pub enum ManagerError {
         /// How long the client waited.
         waited: Duration,
     },
-    /// Items put earlier into this queue from this process could not be encoded here or
-    /// decoded in the manager, so they were dropped (they alone: every other item arrived).
-    /// Reported once, by the next [`flush`](super::ManagedQueue::flush) in that process.
+    /// Items put earlier into this queue from this process were dropped (they alone: every
+    /// other item arrived). No longer reported: every put now encodes its item at the call
+    /// (its own [`ManagerError::Serialization`]), and an item that does not decode fails only
+    /// the get that took it. Kept so that code matching on it still compiles.
     #[error("manager queue {queue} (manager pid {pid}): {reason}")]
     Dropped {
         /// The manager's process id.

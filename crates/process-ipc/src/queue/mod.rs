@@ -14,15 +14,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex as TimedMutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_bytes::ByteBuf;
 
 pub use self::sender::{PutError, QueueSender};
 use self::sender::{refuse_owned, slot_index};
 use crate::error::QueueError;
-use crate::ring::frame::read_len;
 use crate::ring::{Next, Ring, RingParts, Wait};
 use crate::wire::{ipc_transfer_allowed, refuse};
 
@@ -40,17 +37,6 @@ const TRANSFER_ONLY: &str = "a queue handle carries file descriptors and can onl
 
 fn io(e: impl std::fmt::Display) -> QueueError {
     QueueError::Io(e.to_string())
-}
-
-/// Items a lone reader has taken from the ring and not handed out yet.
-#[derive(Default)]
-struct Local {
-    /// Framed items (see `frame`); `left` of them from `pos` on.
-    buf: Vec<u8>,
-    pos: usize,
-    left: usize,
-    /// This handle counts among the queue's readers.
-    counted: bool,
 }
 
 /// `multiprocessing.Queue`: a FIFO of serde values between any number of processes.
@@ -117,15 +103,14 @@ struct Local {
 /// `get`, with [`QueueError::Serde`] saying so; the next `get` returns the next item.
 ///
 /// A reader killed (SIGKILL) does not stop the others: the queue's read lock is robust (the
-/// kernel releases it for a dead holder). What the killed reader had taken is **lost**, never
-/// delivered again: the item its last `get` returned, and, if it was the only handle reading
-/// the queue, the small items it had taken ahead (a lone reader takes up to 256 KiB of small
-/// items per visit and hands them out one per `get`; with two or more readers each `get` takes
-/// one item). Only an item the reader was killed in the middle of taking, before the queue
-/// moved past it, goes to the next reader instead: no item is ever delivered twice. A putter
-/// killed in the middle of an item over a quarter of the ring (256 KiB) loses that item only,
-/// reported by the `get` that had started it as [`QueueError::Serde`]; items a killed putter
-/// had not yet moved out of its feeder are lost (on a bounded queue their places stay taken).
+/// kernel releases it for a dead holder). A reader takes one item per `get`, straight from the
+/// queue, and nothing ahead: a reader that returns or drops its handle loses nothing it did not
+/// hand out, and a reader killed loses at most the item its last `get` was handing out. An item
+/// the reader was killed in the middle of taking, before the queue moved past it, goes to the
+/// next reader instead: no item is ever delivered twice. A putter killed in the middle of an
+/// item over a quarter of the ring (256 KiB) loses that item only, reported by the `get` that
+/// had started it as [`QueueError::Serde`]; items a killed putter had not yet moved out of its
+/// feeder are lost (on a bounded queue their places stay taken).
 ///
 /// [`qsize`](Queue::qsize), [`empty`](Queue::empty) and [`full`](Queue::full) are approximate,
 /// as Python's.
@@ -137,15 +122,6 @@ pub struct Queue<T> {
     /// This handle's putting end: made at creation, or at the first put through a handle.
     sender: Mutex<Option<QueueSender<T>>>,
     closed: AtomicBool,
-    local: TimedMutex<Local>,
-}
-
-impl<T> Drop for Queue<T> {
-    fn drop(&mut self) {
-        if self.local.get_mut().counted {
-            self.ring.drop_reader();
-        }
-    }
 }
 
 impl<T> std::fmt::Debug for Queue<T> {
@@ -221,7 +197,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             ring,
             sender: Mutex::new(Some(sender)),
             closed: AtomicBool::new(false),
-            local: TimedMutex::new(Local::default()),
         })
     }
 
@@ -240,7 +215,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             ring: self.ring.clone(),
             sender: Mutex::new(None),
             closed: AtomicBool::new(false),
-            local: TimedMutex::new(Local::default()),
         }
     }
 
@@ -306,12 +280,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Like [`get`](Self::get), giving up after `timeout` with `Err(Timeout)`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
-        // An item this handle took ahead is handed out without reading the clock.
-        if let Some(mut local) = self.local.try_lock() {
-            if local.left > 0 {
-                return local.next_item();
-            }
-        }
         let wait = Instant::now()
             .checked_add(timeout)
             .map_or(Wait::Forever, Wait::Until);
@@ -325,35 +293,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_inner(&self, wait: Wait, timeout: Duration) -> Result<T, QueueError> {
-        let mut local = match wait {
-            Wait::Forever => self.local.lock(),
-            Wait::Until(at) => self
-                .local
-                .try_lock_until(at)
-                .ok_or(QueueError::Timeout(timeout))?,
-            Wait::No => self.local.try_lock().ok_or(QueueError::Empty)?,
-        };
-        if local.left > 0 {
-            return local.next_item();
-        }
-        if !local.counted {
-            self.ring.add_reader();
-            local.counted = true;
-        }
-        let local = &mut *local;
-        local.buf.clear();
-        local.pos = 0;
-        let batch = self.ring.lone_reader().then_some(&mut local.buf);
         let got = self
             .ring
-            .next(wait, batch, |bytes| postcard::from_bytes::<T>(bytes))
+            .next(wait, |bytes| postcard::from_bytes::<T>(bytes))
             .map_err(io)?;
         match got {
             Next::One(item) => item.map_err(decode_error),
-            Next::Batch(n) => {
-                local.left = n;
-                local.next_item()
-            }
             Next::Lost(why) => Err(QueueError::Serde(format!(
                 "this item was lost: {why}; the next get returns the next item"
             ))),
@@ -383,14 +328,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if self.ring.maxsize() > 0 {
             self.ring.reserved()
         } else {
-            self.ring.items() + self.local.try_lock().map_or(0, |l| l.left)
+            self.ring.items()
         }
     }
 
     /// Python's `empty()`: no item waits in the queue now (approximate, see
     /// [`qsize`](Self::qsize)).
     pub fn empty(&self) -> bool {
-        self.ring.items() == 0 && self.local.try_lock().is_none_or(|l| l.left == 0)
+        self.ring.items() == 0
     }
 
     /// Python's `full()`: a bounded queue holds `maxsize` items (approximate, see
@@ -406,28 +351,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 }
 
-impl Local {
-    /// Hands out the next item taken ahead (`left > 0`); a bad one fails only itself.
-    fn next_item<T: DeserializeOwned>(&mut self) -> Result<T, QueueError> {
-        self.left -= 1;
-        let rest = self.buf.get(self.pos..).unwrap_or_default();
-        let framed = read_len(rest)
-            .and_then(|(len, head)| rest.get(head..head + len).map(|b| (head + len, b)));
-        let Some((step, bytes)) = framed else {
-            self.left = 0;
-            return Err(QueueError::Serde(
-                "a queue batch ended inside an item; the rest of that batch is lost".into(),
-            ));
-        };
-        let item = postcard::from_bytes::<T>(bytes);
-        self.pos += step;
-        item.map_err(decode_error)
-    }
-}
-
 impl<T> Serialize for Queue<T> {
-    /// Sends the queue's name, any items this handle had taken ahead and not handed out yet,
-    /// and, if this handle can put (it is not closed and has a putting end), a putting end for
+    /// Sends the queue's name and, if this handle can put (it is not closed and has a putting end), a putting end for
     /// the receiver, taken now (so a reader cannot see the queue end while it is on its way).
     /// A handle from [`handle`](Queue::handle) carries none: the receiver counts as a putter
     /// only once it puts (see "The end of a reader loop").
@@ -449,21 +374,13 @@ impl<T> Serialize for Queue<T> {
         } else {
             None
         };
-        let mut local = self.local.lock();
-        let ahead = if local.left > 0 {
-            local.buf[local.pos.min(local.buf.len())..].to_vec()
-        } else {
-            Vec::new()
-        };
-        let left = std::mem::take(&mut local.left) as u64;
-        (self.ring.parts(), slot, left, ByteBuf::from(ahead)).serialize(s)
+        (self.ring.parts(), slot).serialize(s)
     }
 }
 
 impl<'de, T: Serialize> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        type Parts = (RingParts, Option<u64>, u64, ByteBuf);
-        let (parts, slot, left, ahead): Parts = Deserialize::deserialize(d)?;
+        let (parts, slot): (RingParts, Option<u64>) = Deserialize::deserialize(d)?;
         let ring = Ring::attach(parts).map_err(serde::de::Error::custom)?;
         let sender = match slot {
             Some(index) => {
@@ -477,12 +394,6 @@ impl<'de, T: Serialize> Deserialize<'de> for Queue<T> {
             ring,
             sender: Mutex::new(sender),
             closed: AtomicBool::new(false),
-            local: TimedMutex::new(Local {
-                buf: ahead.into_vec(),
-                pos: 0,
-                left: usize::try_from(left).unwrap_or(0),
-                counted: false,
-            }),
         })
     }
 }

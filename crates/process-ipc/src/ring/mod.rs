@@ -11,7 +11,7 @@
 //! A record is an 8-byte header (payload length, kind) and its payload padded to 8 bytes;
 //! records never wrap (a `PAD` record fills the end of the ring). A `BATCH` record carries
 //! whole items, each its LEB128 length then its bytes (the feeder's chunk format, copied in one
-//! piece); readers take them one at a time, keeping the offset inside the head record in
+//! piece); a reader takes one item per call (never more than it hands out), keeping the offset inside the head record in
 //! `sub`. An item too big for one record travels as `FIRST` (its total length, then its first
 //! bytes), `MORE`..., `LAST`, written under one hold of the write lock and read under one hold
 //! of the read lock. A reader skips every record that cannot start an item, which is how the
@@ -39,8 +39,6 @@ const SLICE: Duration = Duration::from_millis(50);
 /// before it sleeps: a putter that answers within it costs the reader no sleep and wake-up,
 /// which on a VM whose other CPU is idle is tens of microseconds.
 pub(crate) const LOOK_FOR: Duration = Duration::from_micros(30);
-/// A lone reader copies out at most this many bytes of small items per visit.
-const BATCH_BYTES: usize = 256 << 10;
 /// Items at least this big are decoded straight from the ring, never copied out first.
 pub(crate) const BIG_ITEM: usize = 4 << 10;
 
@@ -82,8 +80,6 @@ struct ReadSide {
     sub: AtomicU64,
     /// Items taken (for `qsize`).
     got_items: AtomicU64,
-    /// Handles that have read (a killed process's stay counted: that only turns batching off).
-    readers: AtomicU32,
 }
 
 /// A futex word bumped at every wake-up, and how many sleep on it.
@@ -146,8 +142,6 @@ impl Wait {
 pub(crate) enum Next<R> {
     /// One item, decoded by the caller's function.
     One(R),
-    /// This many small items appended to the caller's buffer, framed as in a chunk.
-    Batch(usize),
     /// A multi-record item was cut off (its putter died): only it is lost.
     Lost(&'static str),
     Empty,
@@ -163,6 +157,10 @@ pub(crate) struct Ring {
     rlock: Lock,
     wlock: Lock,
     cap: u64,
+    /// The block's fixed words, read once (on create or attach) and never again: another
+    /// process cannot change what this handle trusts.
+    maxsize: u64,
+    limit: u64,
 }
 
 /// This thread's kernel id (cached).
@@ -255,6 +253,8 @@ impl Ring {
             rlock: Lock::new()?,
             wlock: Lock::new()?,
             cap: cap as u64,
+            maxsize: maxsize as u64,
+            limit: limit as u64,
         };
         let f = &ring.hdr().fixed;
         f.cap.store(cap as u64, Ordering::Relaxed);
@@ -280,6 +280,8 @@ impl Ring {
             rlock: parts.rlock,
             wlock: parts.wlock,
             cap: 0,
+            maxsize: 0,
+            limit: 0,
         };
         let f = &ring.hdr().fixed;
         if f.magic.load(Ordering::Acquire) != MAGIC {
@@ -289,7 +291,13 @@ impl Ring {
         if !cap.is_power_of_two() || cap as usize + HDR != ring.mem.size() {
             return Err(refused("its ring size does not match the block"));
         }
+        let (maxsize, limit) = (
+            f.maxsize.load(Ordering::Relaxed),
+            f.limit.load(Ordering::Relaxed).min(u64::from(u32::MAX)),
+        );
         ring.cap = cap;
+        ring.maxsize = maxsize;
+        ring.limit = limit;
         Ok(ring)
     }
 
@@ -302,6 +310,7 @@ impl Ring {
         }
     }
 
+    #[inline]
     fn hdr(&self) -> &Header {
         // SAFETY: the block starts with a Header (sized on create, checked on attach), 64-byte
         // aligned; every field is an atomic, so shared access from any process is sound.
@@ -312,12 +321,15 @@ impl Ring {
         self.mem.ptr_at(HDR)
     }
 
+    /// A bounded queue's `maxsize` (0: unbounded).
+    #[inline]
     pub(crate) fn maxsize(&self) -> usize {
-        self.hdr().fixed.maxsize.load(Ordering::Relaxed) as usize
+        self.maxsize as usize
     }
 
+    /// The largest item, serialized.
     pub(crate) fn limit(&self) -> usize {
-        self.hdr().fixed.limit.load(Ordering::Relaxed) as usize
+        self.limit as usize
     }
 
     /// The largest payload of one record.
@@ -345,21 +357,6 @@ impl Ring {
     }
 
     // ---- readers and putters ----
-
-    /// One more handle reads from this queue.
-    pub(crate) fn add_reader(&self) {
-        self.hdr().read.readers.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// One reading handle fewer.
-    pub(crate) fn drop_reader(&self) {
-        self.hdr().read.readers.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// Whether only one handle has ever read and is still counted.
-    pub(crate) fn lone_reader(&self) -> bool {
-        self.hdr().read.readers.load(Ordering::Relaxed) <= 1
-    }
 
     /// Takes a slot for a putting handle of process `pid`.
     pub(crate) fn register(&self, pid: u32) -> Result<usize, SharedError> {
@@ -416,7 +413,7 @@ impl Ring {
     /// Takes one place in a bounded queue; false if `wait` ran out first.
     pub(crate) fn reserve(&self, wait: Wait) -> bool {
         let h = self.hdr();
-        let max = h.fixed.maxsize.load(Ordering::Relaxed);
+        let max = self.maxsize;
         let reserved = &h.counts.reserved;
         loop {
             let seen = h.room.prepare();

@@ -1,13 +1,12 @@
-//! Reading from the ring, holding its read lock: one item where it lies, a lone reader's run
-//! of small items, or a big item put back together from its pieces.
+//! Reading from the ring, holding its read lock: one item where it lies, or a big item put
+//! back together from its pieces. A reader never takes an item it does not hand out.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::frame::read_len;
 use super::{
-    BATCH, BATCH_BYTES, BIG_ITEM, FIRST, LAST, LOOK_FOR, MORE, Next, PAD, Ring, SLICE, Wait, alive,
-    rec_size, take,
+    BATCH, FIRST, LAST, LOOK_FOR, MORE, Next, PAD, Ring, SLICE, Wait, alive, rec_size, take,
 };
 use crate::shared::SharedError;
 use crate::sys;
@@ -17,7 +16,8 @@ impl Ring {
     /// counts `items` taken.
     fn advance(&self, head: u64, rec_len: usize, sub: usize, items: u64) {
         let h = self.hdr();
-        if sub >= rec_len {
+        let freed = sub >= rec_len;
+        if freed {
             h.read.sub.store(0, Ordering::Relaxed);
             h.read
                 .head
@@ -26,8 +26,10 @@ impl Ring {
             h.read.sub.store(sub as u64, Ordering::Relaxed);
         }
         if items > 0 {
-            h.read.got_items.fetch_add(items, Ordering::Relaxed);
-            if h.fixed.maxsize.load(Ordering::Relaxed) > 0 {
+            // Only the read-lock holder writes it.
+            let got = h.read.got_items.load(Ordering::Relaxed);
+            h.read.got_items.store(got + items, Ordering::Relaxed);
+            if self.maxsize > 0 {
                 let _ = h
                     .counts
                     .reserved
@@ -38,6 +40,9 @@ impl Ring {
                 h.room.wake();
                 return;
             }
+        }
+        if !freed {
+            return;
         }
         // A writer waiting for room: only once what it asked for is free.
         let used = h.write.tail.load(Ordering::SeqCst) - h.read.head.load(Ordering::SeqCst);
@@ -60,13 +65,12 @@ impl Ring {
         .is_some()
     }
 
-    /// Takes the next item. With `batch`, a run of small items at the head is appended to it
-    /// instead (framed) and counted in [`Next::Batch`]; otherwise (and for a big item) the item
-    /// is handed to `decode` where it lies.
+    /// Takes the next item and hands it to `decode` where it lies (a big item in pieces is put
+    /// together first). Takes nothing else: every item this call moves past is the one it
+    /// hands out (or a damaged one it reports).
     pub(crate) fn next<R>(
         &self,
         wait: Wait,
-        mut batch: Option<&mut Vec<u8>>,
         decode: impl FnOnce(&[u8]) -> R,
     ) -> Result<Next<R>, SharedError> {
         let Some(_g) = take(&self.rlock, wait)? else {
@@ -94,23 +98,6 @@ impl Ring {
                             self.advance(head, len, len, 0);
                             continue;
                         };
-                        if let Some(buf) = batch.as_deref_mut() {
-                            if n < BIG_ITEM {
-                                let (mut end, mut count) = (sub, 0u64);
-                                while end < len && end - sub < BATCH_BYTES {
-                                    match read_len(&payload[end..]) {
-                                        Some((n, hd)) if n < BIG_ITEM && end + hd + n <= len => {
-                                            end += hd + n;
-                                            count += 1;
-                                        }
-                                        _ => break,
-                                    }
-                                }
-                                buf.extend_from_slice(&payload[sub..end]);
-                                self.advance(head, len, end, count);
-                                return Ok(Next::Batch(count as usize));
-                            }
-                        }
                         let item = &payload[sub + hd..sub + hd + n];
                         // Advances even if `decode` panics: the item is this reader's.
                         let _step = Step {
@@ -170,7 +157,7 @@ impl Ring {
         let total = p
             .get(..8)
             .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-        let limit = h.fixed.limit.load(Ordering::Relaxed);
+        let limit = self.limit;
         if len < 8 || total > limit {
             self.advance(head, len, len, 1);
             return Err("its header was damaged");

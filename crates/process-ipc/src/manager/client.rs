@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
@@ -17,6 +17,7 @@ use super::REPLY_GRACE;
 use super::error::ManagerError;
 use super::object_client::{Conn, ObjectRef};
 use super::object_wire::{self, Answer, Op};
+use super::server::Until;
 use crate::queue::feed::{Feed, Sink};
 
 /// How long a get or a bounded put may wait.
@@ -56,6 +57,15 @@ impl Wait {
         }
     }
 
+    /// The wait as the manager's own process does it.
+    pub(super) fn local(self) -> Until {
+        match self {
+            Wait::No => Until::No,
+            Wait::Until(deadline, _) => Until::At(deadline),
+            Wait::Forever => Until::Forever,
+        }
+    }
+
     /// How long the client reads for the manager's answer to a call that waits this long
     /// there: the wait plus a grace the manager's answer needs, so that a call returns within
     /// its timeout (+ the grace) even when the manager is stopped and never answers.
@@ -76,28 +86,144 @@ const ANSWER_GRACE: Duration = Duration::from_millis(30);
 /// The largest item a put sends (a batch is one frame).
 pub(super) const ITEM_LIMIT: usize = object_wire::MAX_FRAME - 64;
 
-/// A feeder's sink: one connection to the manager, one call per batch.
+/// Batches a feeder may have sent whose answers it has not read yet.
+const IN_FLIGHT: u64 = 64;
+
+/// A feeder's sink: one connection to the manager, one call per batch. Batches are sent
+/// without waiting for their answers (which come back in order and are read as they arrive,
+/// and all of them before the feeder sleeps), so a producer never waits for the manager's
+/// round trip; [`Acks`] tells a caller when the manager holds what was sent.
 struct ManagerSink {
     obj: ObjectRef,
     conn: Option<Conn>,
+    acks: Arc<Acks>,
+}
+
+/// How many batches were sent and how many the manager answered; shared by a feeder and the
+/// handles that wait for the manager to hold their items.
+#[derive(Default)]
+pub(super) struct Acks {
+    state: Mutex<AckState>,
+    answered: Condvar,
+}
+
+#[derive(Default)]
+struct AckState {
+    sent: u64,
+    answered: u64,
+    /// Why the connection failed: every batch not yet answered is lost.
+    failed: Option<String>,
+}
+
+impl Acks {
+    /// Waits until the manager has answered every batch sent so far (at most until
+    /// `deadline`): `Ok(true)` when it has, `Ok(false)` at the deadline, the reason the
+    /// connection failed otherwise.
+    pub(super) fn wait_all(&self, deadline: Option<Instant>) -> Result<bool, String> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let target = state.sent;
+        loop {
+            if let Some(why) = &state.failed {
+                return Err(why.clone());
+            }
+            if state.answered >= target {
+                return Ok(true);
+            }
+            state = match deadline {
+                None => self.answered.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    self.answered
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut AckState)) {
+        change(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+        self.answered.notify_all();
+    }
+}
+
+impl ManagerSink {
+    /// Batches sent and not answered yet.
+    fn outstanding(&self) -> u64 {
+        let state = self.acks.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.sent - state.answered
+    }
+
+    /// Reads answers: those already arriving, and all of them when `all` (or while more than
+    /// [`IN_FLIGHT`] are outstanding). A failure is recorded for every waiter and returned.
+    fn collect(&mut self, all: bool) -> Result<(), String> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            let outstanding = {
+                let state = self.acks.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.sent - state.answered
+            };
+            if outstanding == 0 || !(all || outstanding > IN_FLIGHT || conn.ready()) {
+                return Ok(());
+            }
+            match self.obj.recv_on(conn, Some(REPLY_GRACE)) {
+                Ok(Answer::Len(_)) => self.acks.update(|s| s.answered += 1),
+                failed => {
+                    let why = match failed {
+                        Ok(other) => reason(self.obj.unexpected(&other)),
+                        Err(e) => reason(e),
+                    };
+                    self.conn = None;
+                    self.acks.update(|s| s.failed = Some(why.clone()));
+                    return Err(why);
+                }
+            }
+        }
+    }
 }
 
 impl Sink for ManagerSink {
-    fn write_framed(&mut self, framed: &[u8], count: usize) -> Result<(), String> {
-        let conn = match self.conn.take() {
-            Some(conn) => conn,
-            None => self.obj.take_conn().map_err(reason)?,
-        };
-        let mut conn = conn;
+    fn write_framed(&mut self, framed: &[u8], _count: usize) -> Result<(), String> {
+        if let Some(why) = &self
+            .acks
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed
+        {
+            return Err(why.clone());
+        }
+        self.collect(false)?;
+        if self.conn.is_none() {
+            let mut conn = self.obj.take_conn().map_err(reason)?;
+            conn.set_spin(Duration::ZERO);
+            self.conn = Some(conn);
+        }
+        let conn = self.conn.as_mut().expect("a connection was just made");
         let op = Op::QueuePutFramed(ByteBuf::from(framed));
-        match self.obj.call_with(&mut conn, op, Some(REPLY_GRACE)) {
-            Ok(Answer::Len(n)) if n == count as u64 => {
-                self.conn = Some(conn);
+        match self.obj.send_on(conn, op) {
+            Ok(()) => {
+                self.acks.update(|s| s.sent += 1);
                 Ok(())
             }
-            Ok(other) => Err(reason(self.obj.unexpected(&other))),
-            // A connection that failed is not reused.
-            Err(e) => Err(reason(e)),
+            Err(e) => {
+                let why = reason(e);
+                self.conn = None;
+                self.acks.update(|s| s.failed = Some(why.clone()));
+                Err(why)
+            }
+        }
+    }
+
+    fn idle(&mut self) {
+        if self.outstanding() > 0 {
+            let _ = self.collect(true);
         }
     }
 }
@@ -114,6 +240,22 @@ fn reason(error: ManagerError) -> String {
 /// This process's feed into one queue; closing it lets its thread end.
 pub(super) struct ProcessFeed {
     pub(super) feed: Arc<Feed>,
+    /// What the manager answered of the batches sent.
+    pub(super) acks: Arc<Acks>,
+}
+
+impl ProcessFeed {
+    /// Waits until the manager holds every item this process put into the queue (at most
+    /// until `deadline`): `Ok(false)` at the deadline; the reason items were lost otherwise.
+    pub(super) fn settle(&self, deadline: Option<Instant>) -> Result<bool, String> {
+        if !self.feed.wait_drained(deadline) {
+            return Ok(false);
+        }
+        if let Some(why) = self.feed.broken() {
+            return Err(why);
+        }
+        self.acks.wait_all(deadline)
+    }
 }
 
 impl Drop for ProcessFeed {
@@ -142,10 +284,15 @@ pub(super) fn feed_for(obj: &ObjectRef) -> Result<Arc<ProcessFeed>, ManagerError
     if let Some(feed) = feeds.get(&key) {
         return Ok(Arc::clone(feed));
     }
-    let conn = obj.take_conn()?;
+    let mut conn = obj.take_conn()?;
+    // The feeder reads answers only when they are there or before it sleeps: it sleeps
+    // rather than polls, leaving the processor to the putters and the manager.
+    conn.set_spin(Duration::ZERO);
+    let acks = Arc::new(Acks::default());
     let sink = ManagerSink {
         obj: obj.clone(),
         conn: Some(conn),
+        acks: Arc::clone(&acks),
     };
     let name = format!("manager-feeder-{}", obj.object);
     let feed = Feed::start_with(sink, &name).map_err(|e| ManagerError::Io {
@@ -154,7 +301,7 @@ pub(super) fn feed_for(obj: &ObjectRef) -> Result<Arc<ProcessFeed>, ManagerError
         what: "cannot start this process's feeder thread",
         source: std::io::Error::other(e.to_string()),
     })?;
-    let feed = Arc::new(ProcessFeed { feed });
+    let feed = Arc::new(ProcessFeed { feed, acks });
     feeds.insert(key, Arc::clone(&feed));
     // Forget the feeds into managers that shut down (their socket is gone), so a process that
     // outlives many managers does not keep their threads; dropped after unlocking.

@@ -47,14 +47,38 @@ impl Conn {
         })
     }
 
+    /// Whether its reads poll before they sleep (see [`SpinRead`]).
+    pub(super) fn set_spin(&mut self, spin: Duration) {
+        self.reader.get_mut().spin = spin;
+    }
+
     /// Writes `call` and reads its answer, waiting at most `wait` for it (`None`: no bound).
     fn exchange(&mut self, call: &Call, wait: Option<Duration>) -> io::Result<Answer> {
         write_frame(&mut self.writer, call, &mut self.buf)?;
+        self.read(wait)
+    }
+
+    /// Reads the next answer, waiting at most `wait` for it.
+    fn read(&mut self, wait: Option<Duration>) -> io::Result<Answer> {
         if self.read_timeout != wait {
             self.writer.set_read_timeout(wait)?;
             self.read_timeout = wait;
         }
         read_frame(&mut self.reader, &mut self.buf)
+    }
+
+    /// Whether an answer has begun to arrive (reading it then does not wait long).
+    pub(super) fn ready(&self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let mut poll = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.writer),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; a zero timeout never blocks.
+        unsafe { libc::poll(&mut poll, 1, 0) > 0 }
     }
 }
 
@@ -216,22 +240,6 @@ impl ObjectRef {
         self.conn()
     }
 
-    /// One call on a connection the caller keeps; a failed one must not be reused.
-    pub(super) fn call_with(
-        &self,
-        conn: &mut Conn,
-        op: Op,
-        wait: Option<Duration>,
-    ) -> Result<Answer, ManagerError> {
-        let call = Call {
-            object: self.object,
-            kind: self.kind,
-            op,
-        };
-        let answer = self.exchange(conn, &call, wait)?;
-        self.accepted(answer)
-    }
-
     /// Gives a kept connection back without a call.
     pub(super) fn give_back(&self, conn: Conn) {
         self.pool().give_back(conn);
@@ -265,7 +273,33 @@ impl ObjectRef {
         call: &Call,
         wait: Option<Duration>,
     ) -> Result<Answer, ManagerError> {
-        conn.exchange(call, wait).map_err(|e| match e.kind() {
+        conn.exchange(call, wait).map_err(|e| self.failed(e, wait))
+    }
+
+    /// Writes a call on a connection the caller keeps, without reading its answer (a
+    /// feeder's batch: it reads the answers later, in order, with [`recv_on`](Self::recv_on)).
+    pub(super) fn send_on(&self, conn: &mut Conn, op: Op) -> Result<(), ManagerError> {
+        let call = Call {
+            object: self.object,
+            kind: self.kind,
+            op,
+        };
+        write_frame(&mut conn.writer, &call, &mut conn.buf).map_err(|e| self.failed(e, None))
+    }
+
+    /// Reads the next answer on a connection the caller keeps.
+    pub(super) fn recv_on(
+        &self,
+        conn: &mut Conn,
+        wait: Option<Duration>,
+    ) -> Result<Answer, ManagerError> {
+        let answer = conn.read(wait).map_err(|e| self.failed(e, wait))?;
+        self.accepted(answer)
+    }
+
+    /// What a failed exchange means.
+    fn failed(&self, e: io::Error, wait: Option<Duration>) -> ManagerError {
+        match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 self.no_reply(wait.unwrap_or_default())
             }
@@ -275,7 +309,7 @@ impl ObjectRef {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::NotConnected => self.gone("its connection closed"),
             _ => self.io("the exchange with the manager failed", e),
-        })
+        }
     }
 
     /// The answer, or the refusal as an error.

@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 use serde_bytes::ByteBuf;
 
 use super::object_dict::Dict;
-use super::object_wire::{Answer, Call, Kind, Op, Refusal, SpinRead, Wait, read_call, write_frame};
-use super::server::{self, QueueObj};
+use super::object_wire::{
+    Answer, Call, Kind, Op, Refusal, SPIN, SpinRead, Wait, read_call, write_frame,
+};
+use super::server::{self, Item, QueueObj};
 
 /// A lock's state.
 #[derive(Default)]
@@ -339,6 +341,12 @@ impl Objects {
             let object = call.object;
             let acquiring = matches!(call.op, Op::Acquire(_));
             let getting = matches!(call.op, Op::QueueGet(_));
+            // A feeder's next batch comes after it collected more puts: sleep, don't poll.
+            reader.get_mut().spin = if matches!(call.op, Op::QueuePutFramed(_)) {
+                Duration::ZERO
+            } else {
+                SPIN
+            };
             let answer = self.call(caller, call);
             if write_frame(&mut writer, &answer, &mut outbox).is_err() {
                 // A client that died (or gave up) while it waited never learned it holds the
@@ -353,7 +361,7 @@ impl Objects {
                     self.call(caller, release);
                 }
                 if let (true, Answer::One(Some(item))) = (getting, answer) {
-                    self.unget(object, item);
+                    self.unget(object, Item::alone(item.into_vec()));
                 }
                 break;
             }
@@ -362,7 +370,7 @@ impl Objects {
     }
 
     /// An item taken by a get whose client could not receive it goes back to queue `id`.
-    fn unget(&self, id: u64, item: ByteBuf) {
+    fn unget(&self, id: u64, item: Item) {
         let queue = self.lock().queues.get(&id).cloned();
         if let Some(queue) = queue {
             queue.unget(item);

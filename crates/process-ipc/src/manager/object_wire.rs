@@ -227,6 +227,9 @@ pub(crate) const FRAME_WAIT: Duration = Duration::from_secs(5);
 /// socket's read timeout, or until `deadline` when one is set).
 pub(crate) struct SpinRead {
     pub(crate) stream: UnixStream,
+    /// How long a read polls before it sleeps: [`SPIN`], or zero where the next frame is not
+    /// expected soon (after a batch of puts, whose sender collects the next one first).
+    pub(crate) spin: Duration,
     /// Set while the manager reads the rest of a frame: reads past it fail with `TimedOut`.
     deadline: Option<std::time::Instant>,
 }
@@ -235,6 +238,7 @@ impl SpinRead {
     pub(crate) fn new(stream: UnixStream) -> Self {
         Self {
             stream,
+            spin: SPIN,
             deadline: None,
         }
     }
@@ -242,8 +246,10 @@ impl SpinRead {
 
 impl Read for SpinRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(n) = crate::sys::recv_within(self.stream.as_raw_fd(), buf, SPIN)? {
-            return Ok(n);
+        if !self.spin.is_zero() {
+            if let Some(n) = crate::sys::recv_within(self.stream.as_raw_fd(), buf, self.spin)? {
+                return Ok(n);
+            }
         }
         let Some(deadline) = self.deadline else {
             return self.stream.read(buf);

@@ -15,7 +15,7 @@ use super::client::{ProcessFeed, Wait};
 use super::error::{ManagerError, PutError};
 use super::object_client::ObjectRef;
 use super::object_wire::Kind;
-use super::server::{Counts, QueueObj, Refused};
+use super::server::{Counts, Item, QueueObj, Refused, Until};
 use crate::Wire;
 use crate::wire::serialize_message;
 
@@ -158,7 +158,7 @@ impl<T: Wire> ManagedQueue<T> {
         if let Some(queue) = &self.local {
             let bytes = self.encode(&item)?;
             return queue
-                .put(bytes, super::object_wire::Wait::No)
+                .put(Item::alone(bytes.into_vec()), Until::No)
                 .map(drop)
                 .map_err(|r| self.refused(r));
         }
@@ -292,14 +292,10 @@ impl<T: Wire> ManagedQueue<T> {
         let Some(feed) = self.process_feed() else {
             return Ok(());
         };
-        // Each batch is sent as a call the manager answers once it holds the items: sent is
-        // held.
-        if !feed.feed.wait_drained(deadline) {
-            return Err(self.timeout(Duration::ZERO));
-        }
-        match feed.feed.broken() {
-            Some(why) => Err(self.gone(why)),
-            None => Ok(()),
+        match feed.settle(deadline) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.timeout(Duration::ZERO)),
+            Err(why) => Err(self.gone(why)),
         }
     }
 
@@ -375,8 +371,8 @@ impl<T: Wire> ManagedQueue<T> {
         let Some(queue) = &self.local else {
             return self.get_remote(wait);
         };
-        match queue.get(wait.on_wire()) {
-            Ok(Some(bytes)) => self.decode(&bytes),
+        match queue.get(wait.local()) {
+            Ok(Some(item)) => self.decode(item.bytes()),
             Ok(None) => Err(self.missed(wait)),
             Err(refused) => Err(self.refused(refused)),
         }
@@ -399,7 +395,7 @@ impl<T: Wire> ManagedQueue<T> {
         let Some(queue) = &self.local else {
             return self.put_bounded_remote(item, bytes, wait);
         };
-        match queue.put(bytes, wait.on_wire()) {
+        match queue.put(Item::alone(bytes.into_vec()), wait.local()) {
             Ok(true) => Ok(()),
             Ok(false) => Err(PutError::new(self.full_error(), Some(item))),
             Err(refused) => Err(PutError::new(self.refused(refused), Some(item))),

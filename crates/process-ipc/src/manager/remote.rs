@@ -48,9 +48,10 @@ impl<T: Wire> ManagedQueue<T> {
 
     /// Lets this process's puts reach the manager before a call that must see them; false if
     /// `deadline` came first.
+    /// (A batch that failed is left for the next put or flush to report.)
     fn sync_puts(&self, wait: Wait) -> bool {
         match self.process_feed() {
-            Some(feed) => feed.feed.wait_drained(wait.deadline()),
+            Some(feed) => !matches!(feed.settle(wait.deadline()), Ok(false)),
             None => true,
         }
     }

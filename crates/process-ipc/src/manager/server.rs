@@ -13,7 +13,7 @@
 //! that does not decode fails only the get that took it, in the process that took it.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -22,16 +22,41 @@ use serde_bytes::ByteBuf;
 use super::object_wire::{Answer, Kind, Op, Refusal, Wait};
 use crate::ring::frame::read_len;
 
+/// One item's bytes: a range of the batch it came in, so a batch of puts costs one buffer,
+/// not one per item.
+pub(crate) struct Item {
+    batch: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl Item {
+    /// An item that came alone.
+    pub(crate) fn alone(bytes: Vec<u8>) -> Self {
+        let end = bytes.len();
+        Self {
+            batch: Arc::new(bytes),
+            start: 0,
+            end,
+        }
+    }
+
+    /// Its bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.batch[self.start..self.end]
+    }
+}
+
 /// One getter waiting for an item, in arrival order.
 struct Getter {
     id: u64,
-    slot: Sender<ByteBuf>,
+    slot: Sender<Item>,
 }
 
 /// One putter waiting for room in a bounded queue, holding its item, in arrival order.
 struct Putter {
     id: u64,
-    item: ByteBuf,
+    item: Item,
     admitted: Sender<()>,
 }
 
@@ -39,7 +64,7 @@ struct State {
     /// Set once by the manager's shutdown; every operation then fails.
     closed: bool,
     maxsize: Option<usize>,
-    items: VecDeque<ByteBuf>,
+    items: VecDeque<Item>,
     getters: VecDeque<Getter>,
     putters: VecDeque<Putter>,
     next_waiter: u64,
@@ -89,7 +114,7 @@ impl QueueObj {
 
     /// Puts one item, waiting `wait` for room in a bounded queue. `Ok(false)`: still full, and
     /// the item was dropped (the caller kept its own copy).
-    pub(crate) fn put(&self, item: ByteBuf, wait: Wait) -> Result<bool, Refused> {
+    pub(crate) fn put(&self, item: Item, wait: Until) -> Result<bool, Refused> {
         let mut state = self.lock();
         if state.closed {
             return Err(Refused::Closed);
@@ -98,14 +123,14 @@ impl QueueObj {
             state.deliver(item);
             return Ok(true);
         }
-        if matches!(wait, Wait::No) {
+        if matches!(wait, Until::No) {
             return Ok(false);
         }
         let (admitted, receiver) = crossbeam_channel::bounded(1);
         let id = state.next_id();
         state.putters.push_back(Putter { id, item, admitted });
         drop(state);
-        let outcome = match deadline(wait) {
+        let outcome = match wait.deadline() {
             Some(deadline) => receiver.recv_deadline(deadline),
             None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
@@ -131,35 +156,37 @@ impl QueueObj {
     /// Puts every item of `framed` (each a LEB128 length, then its bytes), in order, as one
     /// step; an unbounded queue's batched puts. The whole batch is checked before any of it is
     /// put. Returns how many.
-    pub(crate) fn put_framed(&self, framed: &[u8]) -> Result<u64, Refused> {
-        let mut items = Vec::new();
-        let mut rest = framed;
-        while !rest.is_empty() {
-            let (len, head) = read_len(rest)
+    pub(crate) fn put_framed(&self, framed: Vec<u8>) -> Result<u64, Refused> {
+        let mut ranges = Vec::new();
+        let mut at = 0;
+        while at < framed.len() {
+            let (len, head) = read_len(&framed[at..])
                 .ok_or_else(|| Refused::Malformed("a batch item's length does not parse".into()))?;
-            let end = head.checked_add(len).filter(|&end| end <= rest.len());
+            let start = at + head;
+            let end = start.checked_add(len).filter(|&end| end <= framed.len());
             let Some(end) = end else {
                 return Err(Refused::Malformed(format!(
                     "a batch item of {len} bytes runs past the batch's end"
                 )));
             };
-            items.push(ByteBuf::from(&rest[head..end]));
-            rest = &rest[end..];
+            ranges.push((start, end));
+            at = end;
         }
+        let batch = Arc::new(framed);
         let mut state = self.lock();
         if state.closed {
             return Err(Refused::Closed);
         }
-        let count = items.len() as u64;
-        for item in items {
-            state.deliver(item);
+        for &(start, end) in &ranges {
+            let batch = Arc::clone(&batch);
+            state.deliver(Item { batch, start, end });
         }
-        Ok(count)
+        Ok(ranges.len() as u64)
     }
 
     /// Takes the oldest item, waiting `wait` for one; `Ok(None)` when none came in time (the
     /// getter is then withdrawn, so no item is ever left for a getter that stopped waiting).
-    pub(crate) fn get(&self, wait: Wait) -> Result<Option<ByteBuf>, Refused> {
+    pub(crate) fn get(&self, wait: Until) -> Result<Option<Item>, Refused> {
         let mut state = self.lock();
         if state.closed {
             return Err(Refused::Closed);
@@ -168,22 +195,22 @@ impl QueueObj {
             state.admit();
             return Ok(Some(item));
         }
-        if matches!(wait, Wait::No) {
+        if matches!(wait, Until::No) {
             return Ok(None);
         }
         let (slot, receiver) = crossbeam_channel::bounded(1);
         let id = state.next_id();
         state.getters.push_back(Getter { id, slot });
         drop(state);
-        self.wait_item(id, &receiver, deadline(wait))
+        self.wait_item(id, &receiver, wait.deadline())
     }
 
     fn wait_item(
         &self,
         id: u64,
-        receiver: &Receiver<ByteBuf>,
+        receiver: &Receiver<Item>,
         deadline: Option<Instant>,
-    ) -> Result<Option<ByteBuf>, Refused> {
+    ) -> Result<Option<Item>, Refused> {
         let outcome = match deadline {
             Some(deadline) => receiver.recv_deadline(deadline),
             None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -207,7 +234,7 @@ impl QueueObj {
 
     /// Gives back an item a getter took but could not hand on (its client's connection
     /// closed): to the getter waiting longest, else to the front of the queue.
-    pub(crate) fn unget(&self, item: ByteBuf) {
+    pub(crate) fn unget(&self, item: Item) {
         let mut state = self.lock();
         if state.closed {
             return;
@@ -238,12 +265,33 @@ impl QueueObj {
     }
 }
 
-/// When a wait of `wait` ends (`None`: never, or at once for `Wait::No`; a timeout too far
-/// ahead to name is never).
-fn deadline(wait: Wait) -> Option<Instant> {
-    match wait {
-        Wait::Nanos(n) => Instant::now().checked_add(std::time::Duration::from_nanos(n)),
-        Wait::No | Wait::Forever => None,
+/// How long a get or a bounded put may wait: the manager's process knows the deadline as an
+/// instant (read from the clock only for a call that arrived with a timeout).
+#[derive(Clone, Copy)]
+pub(crate) enum Until {
+    No,
+    At(Instant),
+    Forever,
+}
+
+impl Until {
+    /// A call's wait, as the manager counts it from now (a timeout too far ahead to name is
+    /// no bound).
+    pub(crate) fn from_wire(wait: Wait) -> Self {
+        match wait {
+            Wait::No => Until::No,
+            Wait::Forever => Until::Forever,
+            Wait::Nanos(n) => Instant::now()
+                .checked_add(std::time::Duration::from_nanos(n))
+                .map_or(Until::Forever, Until::At),
+        }
+    }
+
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Until::At(deadline) => Some(deadline),
+            Until::No | Until::Forever => None,
+        }
     }
 }
 
@@ -270,13 +318,13 @@ impl State {
     }
 
     /// Hands `item` to the first getter that takes it, or queues it.
-    fn deliver(&mut self, item: ByteBuf) {
+    fn deliver(&mut self, item: Item) {
         if let Err(item) = self.offer_to_getter(item) {
             self.items.push_back(item);
         }
     }
 
-    fn offer_to_getter(&mut self, mut item: ByteBuf) -> Result<(), ByteBuf> {
+    fn offer_to_getter(&mut self, mut item: Item) -> Result<(), Item> {
         while let Some(getter) = self.getters.pop_front() {
             match getter.slot.try_send(item) {
                 Ok(()) => return Ok(()),
@@ -296,9 +344,16 @@ pub(crate) fn call(queue: &QueueObj, op: Op) -> Answer {
         Refused::Malformed(why) => Answer::Refused(Refusal::Malformed(why)),
     };
     match op {
-        Op::QueuePut(item, wait) => queue.put(item, wait).map_or_else(refused, Answer::Bool),
-        Op::QueuePutFramed(framed) => queue.put_framed(&framed).map_or_else(refused, Answer::Len),
-        Op::QueueGet(wait) => queue.get(wait).map_or_else(refused, Answer::One),
+        Op::QueuePut(item, wait) => queue
+            .put(Item::alone(item.into_vec()), Until::from_wire(wait))
+            .map_or_else(refused, Answer::Bool),
+        Op::QueuePutFramed(framed) => queue
+            .put_framed(framed.into_vec())
+            .map_or_else(refused, Answer::Len),
+        Op::QueueGet(wait) => match queue.get(Until::from_wire(wait)) {
+            Ok(item) => Answer::One(item.map(|item| ByteBuf::from(item.bytes()))),
+            Err(r) => refused(r),
+        },
         Op::QueueCounts => match queue.counts() {
             Some(c) => Answer::Counts {
                 items: c.items as u64,

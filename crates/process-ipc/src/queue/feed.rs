@@ -37,6 +37,10 @@ pub(crate) trait Sink: Send + 'static {
     /// Moves `count` items, each framed as [`crate::ring::frame`] frames them (a LEB128 length,
     /// then the item's bytes). An error drops them and breaks the feed: later puts fail with it.
     fn write_framed(&mut self, framed: &[u8], count: usize) -> Result<(), String>;
+
+    /// Called when the feeder has nothing left to move, before it sleeps: a sink that moves
+    /// asynchronously (a manager's connection) finishes here what it left in flight.
+    fn idle(&mut self) {}
 }
 
 /// The ring as a feeder's sink; it holds the handle's putter slot until the feeder drains.
@@ -389,6 +393,7 @@ fn feeder_loop<S: Sink>(feed: Arc<Feed>, mut sink: S) {
                 }
             }
             let mut looked = false;
+            let mut idled = false;
             loop {
                 if let Some(chunk) = buf.chunks.pop_front() {
                     buf.in_flight = true;
@@ -403,6 +408,13 @@ fn feeder_loop<S: Sink>(feed: Arc<Feed>, mut sink: S) {
                     looked = true;
                     drop(buf);
                     crate::sys::look_for(LOOK_FOR, || (feed.pending() > 0).then_some(()));
+                    buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+                    continue;
+                }
+                if !idled {
+                    idled = true;
+                    drop(buf);
+                    sink.idle();
                     buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
                     continue;
                 }

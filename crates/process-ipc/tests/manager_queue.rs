@@ -416,6 +416,31 @@ fn four_child_processes_of_5000_are_drained_exactly_once() {
 }
 
 #[test]
+fn every_item_of_children_that_exit_right_after_putting_arrives() {
+    // A child's batches may still be unread in the manager when it exits: the manager must
+    // read them all, though it can no longer answer them.
+    const PER: u64 = 5000;
+    let manager = Manager::new().unwrap();
+    let queue = manager.queue::<u64>().unwrap();
+    for round in 0..6 {
+        let mut children: Vec<_> = (0..2)
+            .map(|p| {
+                Process::new(put_range, (queue.clone(), p * PER, PER))
+                    .start()
+                    .unwrap()
+            })
+            .collect();
+        let got: BTreeSet<u64> = (0..2 * PER)
+            .map(|_| queue.get_timeout(LIMIT).unwrap())
+            .collect();
+        assert_eq!(got.len() as u64, 2 * PER, "round {round}");
+        for child in &mut children {
+            child.join_timeout(LIMIT).unwrap();
+        }
+    }
+}
+
+#[test]
 fn four_pool_tasks_of_5000_are_drained_exactly_once() {
     const PER: u64 = 5000;
     let manager = Manager::new().unwrap();

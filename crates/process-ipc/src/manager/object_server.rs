@@ -337,10 +337,18 @@ impl Objects {
         let (mut inbox, mut outbox) = (Vec::new(), Vec::new());
         // A frame that is over the limit, cut short, stalled past its deadline or does not
         // decode ends this connection alone: the stream is not ours to read on.
+        // Set once an answer could not be written: the client is gone, but the calls it sent
+        // before it went are still read; its puts (a feeder sends batches without waiting for
+        // their answers, and a process may exit right after) are still done, nothing else is.
+        let mut client_gone = false;
         while let Ok(call) = read_call(&mut reader, &mut inbox) {
             let object = call.object;
             let acquiring = matches!(call.op, Op::Acquire(_));
             let getting = matches!(call.op, Op::QueueGet(_));
+            let putting = matches!(call.op, Op::QueuePutFramed(_) | Op::QueuePut(..));
+            if client_gone && !putting {
+                continue;
+            }
             // A feeder's next batch comes after it collected more puts: sleep, don't poll.
             reader.get_mut().spin = if matches!(call.op, Op::QueuePutFramed(_)) {
                 Duration::ZERO
@@ -348,22 +356,23 @@ impl Objects {
                 SPIN
             };
             let answer = self.call(caller, call);
-            if write_frame(&mut writer, &answer, &mut outbox).is_err() {
-                // A client that died (or gave up) while it waited never learned it holds the
-                // lock: it never held it, so it is released without naming anyone. An item it
-                // never received goes back to the queue, first in line.
-                if acquiring && matches!(answer, Answer::Bool(true)) {
-                    let release = Call {
-                        object,
-                        kind: Kind::Lock,
-                        op: Op::Release,
-                    };
-                    self.call(caller, release);
-                }
-                if let (true, Answer::One(Some(item))) = (getting, answer) {
-                    self.unget(object, Item::alone(item.into_vec()));
-                }
-                break;
+            if client_gone || write_frame(&mut writer, &answer, &mut outbox).is_ok() {
+                continue;
+            }
+            client_gone = true;
+            // A client that died (or gave up) while it waited never learned it holds the
+            // lock: it never held it, so it is released without naming anyone. An item it
+            // never received goes back to the queue, first in line.
+            if acquiring && matches!(answer, Answer::Bool(true)) {
+                let release = Call {
+                    object,
+                    kind: Kind::Lock,
+                    op: Op::Release,
+                };
+                self.call(caller, release);
+            }
+            if let (true, Answer::One(Some(item))) = (getting, answer) {
+                self.unget(object, Item::alone(item.into_vec()));
             }
         }
         self.disconnected(owner, pid);

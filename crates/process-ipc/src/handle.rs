@@ -118,9 +118,29 @@ where
     }
 
     /// Like [`join`](Self::join), giving up after `timeout` with [`ProcessError::Timeout`];
-    /// the handle stays usable, so a later call can wait again.
+    /// the handle stays usable, so a later call can wait again. A timeout too long to be a
+    /// deadline (`Duration::MAX`) means no limit.
+    ///
+    /// It borrows the handle, so the exit code stays readable after the join (Python's
+    /// `p.join(); p.exitcode`), which `join(self)` cannot offer:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use process_ipc::Process;
+    ///
+    /// fn answer() -> u32 {
+    ///     42
+    /// }
+    ///
+    /// let mut p = Process::new(answer, ()).start().unwrap();
+    /// assert_eq!(p.join_timeout(Duration::MAX).unwrap(), 42);
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// ```
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ProcessError> {
-        self.join_deadline(Some((Instant::now() + timeout, timeout)))
+        match Instant::now().checked_add(timeout) {
+            Some(at) => self.join_deadline(Some((at, timeout))),
+            None => self.join_deadline(None),
+        }
     }
 
     fn join_deadline(&mut self, deadline: Option<(Instant, Duration)>) -> Result<R, ProcessError> {

@@ -55,13 +55,13 @@ const PRUNE_FROM: usize = 32;
 /// Children whose handles never reap them (leaked handles) are dropped once exited, when the
 /// list has doubled since they were last looked for: a start costs no system call per running
 /// child.
-pub(crate) fn register(pid: u32, daemon: bool) -> u64 {
+pub(crate) fn register(pid: u32, daemon: bool) -> (u64, Option<Arc<OwnedFd>>) {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let pidfd = match pidfd_open(pid) {
         Ok(fd) => Arc::new(fd),
         Err(e) => {
             log::warn!("process-ipc: cannot follow child {pid} for the exit rule: {e}");
-            return 0;
+            return (0, None);
         }
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -73,10 +73,20 @@ pub(crate) fn register(pid: u32, daemon: bool) -> u64 {
         id,
         pid,
         daemon,
-        pidfd,
+        pidfd: Arc::clone(&pidfd),
     });
     FOLLOWED_ANY.store(true, Ordering::Release);
-    id
+    (id, Some(pidfd))
+}
+
+/// `multiprocessing.active_children()`: the pids of the children this process started with
+/// [`Process`](crate::Process) that are still running, in start order. As Python's, it
+/// drops the finished ones from the list it keeps; their handles still reap them and read
+/// their exit codes (this call never waits on a child, so it steals no status).
+pub fn active_children() -> Vec<u32> {
+    let mut children = CHILDREN.lock();
+    children.retain(|c| !has_exited(&c.pidfd, Some(Instant::now())));
+    children.iter().map(|c| c.pid).collect()
 }
 
 /// Stops following the child registered under `id` (its handle has reaped it).
@@ -217,7 +227,7 @@ fn next_running(daemon: bool) -> Option<(u32, Arc<OwnedFd>)> {
 
 /// Whether the process behind `pidfd` has exited by `deadline` (`None`: wait as long as it
 /// takes). A pidfd turns readable when its process exits, reaped or not.
-fn has_exited(pidfd: &OwnedFd, deadline: Option<Instant>) -> bool {
+pub(crate) fn has_exited(pidfd: &OwnedFd, deadline: Option<Instant>) -> bool {
     loop {
         let timeout_ms: libc::c_int = match deadline {
             None => -1,
@@ -248,7 +258,7 @@ fn has_exited(pidfd: &OwnedFd, deadline: Option<Instant>) -> bool {
 }
 
 /// `pidfd_open(2)`: a descriptor (close-on-exec) that follows process `pid`.
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {

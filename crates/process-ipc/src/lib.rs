@@ -200,6 +200,7 @@ compile_error!(
 );
 
 mod bootstrap;
+mod current;
 mod daemon;
 pub mod error;
 mod handle;
@@ -213,7 +214,10 @@ mod sys;
 mod wire;
 mod zygote;
 
-pub use daemon::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
+pub use current::{CurrentProcess, ParentProcess, connection, current_process, parent_process};
+pub use daemon::{
+    active_children, join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout,
+};
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
 pub use pipe::{Connection, PipeEnd, PipeError, pipe, pipe_one_way};
 #[cfg(feature = "test-fault")]

@@ -253,6 +253,8 @@ pub struct Process<F, Args> {
     #[cfg(feature = "test-fault")]
     fault: Option<&'static str>,
     name: Option<String>,
+    /// Python's `Process-N`, numbered at construction as Python's `Process()` does.
+    number: u64,
     daemon: bool,
     method: Option<StartMethod>,
     /// The child must stay single-threaded (the fork server).
@@ -282,6 +284,10 @@ where
             #[cfg(feature = "test-fault")]
             fault: None,
             name: None,
+            number: {
+                static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+            },
             daemon: false,
             method: None,
             lone: false,
@@ -296,6 +302,13 @@ where
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
         self
+    }
+
+    /// The child's name: the one given with [`named`](Self::named), or `Process-N`.
+    fn full_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("Process-{}", self.number))
     }
 
     /// Whether the child will be a daemon.
@@ -373,6 +386,8 @@ where
         if let Some(name) = &self.name {
             env.push((bootstrap::NAME_VAR, name.as_str()));
         }
+        let identity = crate::current::encode_identity(&self.full_name(), self.daemon);
+        env.push((bootstrap::IDENTITY_VAR, identity.as_str()));
         #[cfg(feature = "test-fault")]
         if let Some(fault) = fault {
             env.push((bootstrap::FAULT_VAR, fault));
@@ -422,7 +437,7 @@ where
         }
         Ok(ProcessHandle::started(
             child,
-            self.name,
+            self.full_name(),
             self.daemon,
             results_rx,
         ))
@@ -476,6 +491,7 @@ where
                     offset: bootstrap::offset_of(entry as usize) as i64,
                     nonce,
                     name: self.name.clone(),
+                    identity: crate::current::encode_identity(&self.full_name(), self.daemon),
                     fault: fault.map(str::to_string),
                     args: args_rx.to_opaque().to::<()>(),
                 })
@@ -569,7 +585,7 @@ where
         match confirmed {
             Ok(()) => Ok(ProcessHandle::started(
                 child,
-                self.name.clone(),
+                self.full_name(),
                 self.daemon,
                 results_rx,
             )),

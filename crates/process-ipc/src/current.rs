@@ -6,7 +6,7 @@
 //! server's request carries it. The main process is `MainProcess` and has no parent process.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::error::ProcessError;
@@ -48,6 +48,49 @@ pub(crate) fn set_identity(encoded: &str, forked: bool) {
         parent,
         forked,
     });
+}
+
+/// Whether the process behind `pidfd` has exited by `deadline` (`None`: wait as long as it
+/// takes). A pidfd turns readable when its process exits, reaped or not.
+pub(crate) fn has_exited(pidfd: &OwnedFd, deadline: Option<Instant>) -> bool {
+    loop {
+        let timeout_ms: libc::c_int = match deadline {
+            None => -1,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                // Round up, so a wait never ends just short of its deadline.
+                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        let mut poll = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let n = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
+        if n > 0 {
+            return true;
+        }
+        if n == 0 {
+            return false;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // A pidfd poll does not fail otherwise; treat the child as gone rather than hang.
+            return true;
+        }
+    }
+}
+
+/// `pidfd_open(2)`: a descriptor (close-on-exec) that follows process `pid`.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is fresh and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// What `multiprocessing.current_process()` tells: this process's name, daemon flag and pid.
@@ -117,7 +160,7 @@ pub struct ParentProcess {
 /// with the parent.
 pub fn parent_process() -> Option<ParentProcess> {
     let id = IDENTITY.read().clone()?;
-    let pidfd = crate::daemon::pidfd_open(id.parent).ok();
+    let pidfd = pidfd_open(id.parent).ok();
     // SAFETY: getppid has no preconditions and cannot fail.
     let ppid = unsafe { libc::getppid() } as u32;
     let pidfd = pidfd.filter(|_| id.forked || ppid == id.parent);
@@ -137,13 +180,13 @@ impl ParentProcess {
     pub fn is_alive(&self) -> bool {
         self.pidfd
             .as_ref()
-            .is_some_and(|fd| !crate::daemon::has_exited(fd, Some(Instant::now())))
+            .is_some_and(|fd| !has_exited(fd, Some(Instant::now())))
     }
 
     /// `parent_process().join()`: waits until the parent has ended.
     pub fn join(&self) {
         if let Some(fd) = &self.pidfd {
-            crate::daemon::has_exited(fd, None);
+            has_exited(fd, None);
         }
     }
 
@@ -153,7 +196,7 @@ impl ParentProcess {
         let Some(fd) = &self.pidfd else {
             return Ok(());
         };
-        if crate::daemon::has_exited(fd, Instant::now().checked_add(timeout)) {
+        if has_exited(fd, Instant::now().checked_add(timeout)) {
             Ok(())
         } else {
             Err(ProcessError::Timeout {

@@ -25,6 +25,20 @@ pub fn current_pid() -> u32 {
     std::process::id()
 }
 
+/// `multiprocessing.active_children()`: the pids of the children this process started with
+/// [`Process`] that are still running, in start order. As Python's, it drops the ended ones
+/// from the list it keeps; their handles still reap them and read their exit codes (this
+/// call never waits on a child, so it steals no status).
+///
+/// The fork server (infrastructure, see [`StartMethod`](crate::StartMethod)) is left out, as Python's is; a
+/// pool's workers are listed, as Python's are.
+pub fn active_children() -> Vec<u32> {
+    let server = zygote::__fork_server_pid();
+    let mut pids = crate::daemon::running_pids();
+    pids.retain(|&pid| Some(pid) != server);
+    pids
+}
+
 /// `os.getppid()`: the pid of the calling process's parent.
 pub fn parent_pid() -> u32 {
     // SAFETY: getppid has no preconditions and cannot fail.

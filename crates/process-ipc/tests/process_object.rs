@@ -24,9 +24,17 @@ fn quick() -> u8 {
 fn active_children_lists_running_children_and_drops_ended_ones() {
     let stop = Queue::<()>::new().unwrap();
     let sender = stop.sender().unwrap();
-    let mut running = Process::new(wait_for_stop, (stop,)).start().unwrap();
+    let mut running = Process::new(wait_for_stop, (stop,))
+        .start_method(StartMethod::ForkServer)
+        .start()
+        .unwrap();
     let mut ended = Process::new(quick, ()).start().unwrap();
     assert!(active_children().contains(&running.pid()));
+    let server = process_ipc::__fork_server_pid().expect("the fork server runs");
+    assert!(
+        !active_children().contains(&server),
+        "infrastructure is not listed"
+    );
     // Ended but not joined: not active, and its handle still reads its exit code.
     let ready = connection::wait(&[ended.sentinel().unwrap()], Some(WAIT)).unwrap();
     assert_eq!(ready, vec![0]);

@@ -331,8 +331,7 @@ fn join_non_daemon_at_exit_has_one_error_type() {
 /// The `as_completed` row (Python: `concurrent.futures.as_completed(fs, timeout)`): it takes
 /// the results and yields each done one, to `get` without waiting; a timeout is one
 /// `Err(PoolError::Timeout { .. })` (the same variant as `get_timeout`'s), then the end.
-/// The process pool's `as_completed` (today: `&[AsyncResult]` in, indices out,
-/// `WaitTimeout(d)`) is to take this shape.
+/// The process pool's `as_completed` takes the same shape.
 #[test]
 fn as_completed_yields_done_results_and_one_timeout() {
     let pool = threads::ThreadPool::new(2).unwrap();
@@ -356,4 +355,28 @@ fn as_completed_yields_done_results_and_one_timeout() {
     ));
     assert!(waited.next().is_none());
     hold_tx.send(()).unwrap();
+
+    let pool = process::Pool::new(2).unwrap();
+    let results: Vec<_> = (1..=3u64)
+        .map(|x| pool.apply_async(square, (x,)).unwrap())
+        .collect();
+    let mut values: Vec<u64> = process::as_completed(results, Some(WAIT))
+        .map(|done| done.unwrap().get_timeout(Duration::ZERO).unwrap())
+        .collect();
+    values.sort();
+    assert_eq!(values, [1, 4, 9]);
+    let stuck = pool.apply_async(nap, (WAIT.as_millis() as u64,)).unwrap();
+    let mut waited = process::as_completed(vec![stuck], Some(Duration::from_millis(10)));
+    assert!(matches!(
+        waited.next(),
+        Some(Err(process::PoolError::Timeout { .. }))
+    ));
+    assert!(waited.next().is_none());
+    assert_eq!(waited.into_remaining().len(), 1);
+    pool.terminate();
+}
+
+fn nap(ms: u64) -> bool {
+    std::thread::sleep(Duration::from_millis(ms));
+    true
 }

@@ -44,6 +44,9 @@ use crate::sys::{self, Received};
 
 /// Environment variable that turns a re-executed binary into a child.
 pub(crate) const TOKEN_VAR: &str = "PROCESS_IPC_CHILD_TOKEN";
+/// Who the child is (`current::encode_identity`): daemon flag, parent pid, name.
+pub(crate) const IDENTITY_VAR: &str = "PROCESS_IPC_CHILD_IDENTITY";
+
 /// The child's name, from `Process::named`.
 pub(crate) const NAME_VAR: &str = "PROCESS_IPC_CHILD_NAME";
 /// Test-only fault injection; exists only with the `test-fault` feature.
@@ -449,6 +452,11 @@ fn child_bootstrap() {
     let token = token.expect("decided on its presence");
     // SAFETY: before main no other thread exists, so nothing reads the environment concurrently.
     unsafe { std::env::remove_var(TOKEN_VAR) };
+    if let Some(identity) = std::env::var_os(IDENTITY_VAR) {
+        crate::current::set_identity(&identity.to_string_lossy(), false);
+        // SAFETY: as above, still single-threaded.
+        unsafe { std::env::remove_var(IDENTITY_VAR) };
+    }
     let name = std::env::var_os(NAME_VAR);
     if name.is_some() {
         // SAFETY: as above, still single-threaded.

@@ -17,11 +17,12 @@
 //! of a dropped handle, still does), and a pid reused later cannot be mistaken for it.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::current::{has_exited, pidfd_open};
 use crate::error::ProcessError;
 
 /// How long the exit hook waits for terminated daemons before it sends SIGKILL.
@@ -55,13 +56,13 @@ const PRUNE_FROM: usize = 32;
 /// Children whose handles never reap them (leaked handles) are dropped once exited, when the
 /// list has doubled since they were last looked for: a start costs no system call per running
 /// child.
-pub(crate) fn register(pid: u32, daemon: bool) -> u64 {
+pub(crate) fn register(pid: u32, daemon: bool) -> (u64, Option<Arc<OwnedFd>>) {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let pidfd = match pidfd_open(pid) {
         Ok(fd) => Arc::new(fd),
         Err(e) => {
             log::warn!("process-ipc: cannot follow child {pid} for the exit rule: {e}");
-            return 0;
+            return (0, None);
         }
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -73,10 +74,18 @@ pub(crate) fn register(pid: u32, daemon: bool) -> u64 {
         id,
         pid,
         daemon,
-        pidfd,
+        pidfd: Arc::clone(&pidfd),
     });
     FOLLOWED_ANY.store(true, Ordering::Release);
-    id
+    (id, Some(pidfd))
+}
+
+/// The pids of the followed children still running, in start order; the ended ones are
+/// dropped from the list (not reaped: their handles do that).
+pub(crate) fn running_pids() -> Vec<u32> {
+    let mut children = CHILDREN.lock();
+    children.retain(|c| !has_exited(&c.pidfd, Some(Instant::now())));
+    children.iter().map(|c| c.pid).collect()
 }
 
 /// Stops following the child registered under `id` (its handle has reaped it).
@@ -213,49 +222,6 @@ fn next_running(daemon: bool) -> Option<(u32, Arc<OwnedFd>)> {
         .iter()
         .find(|c| c.daemon == daemon)
         .map(|c| (c.pid, Arc::clone(&c.pidfd)))
-}
-
-/// Whether the process behind `pidfd` has exited by `deadline` (`None`: wait as long as it
-/// takes). A pidfd turns readable when its process exits, reaped or not.
-fn has_exited(pidfd: &OwnedFd, deadline: Option<Instant>) -> bool {
-    loop {
-        let timeout_ms: libc::c_int = match deadline {
-            None => -1,
-            Some(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                // Round up, so a wait never ends just short of its deadline.
-                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
-            }
-        };
-        let mut poll = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, for the duration of the call.
-        let n = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
-        if n > 0 {
-            return true;
-        }
-        if n == 0 {
-            return false;
-        }
-        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            // A pidfd poll does not fail otherwise; treat the child as gone rather than hang.
-            return true;
-        }
-    }
-}
-
-/// `pidfd_open(2)`: a descriptor (close-on-exec) that follows process `pid`.
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the descriptor is fresh and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// `pidfd_send_signal(2)`: signals the process behind `pidfd` (never a reused pid).

@@ -207,9 +207,13 @@ pub enum PoolError {
         /// The configured limit.
         limit: Duration,
     },
-    /// `get_timeout`/`wait_timeout` ran out; the task keeps running.
-    #[error("result not ready after waiting {0:?}")]
-    WaitTimeout(Duration),
+    /// `get_timeout` (or `as_completed`, `imap`'s `next_timeout`, `join_timeout`) ran out;
+    /// the task keeps running. The same variant as the ThreadPool's.
+    #[error("result not ready after waiting {timeout:?}")]
+    Timeout {
+        /// How long the call waited.
+        timeout: Duration,
+    },
     /// The pool's initializer failed in a worker, so no task can run.
     #[error("the pool initializer failed in worker {pid}: {message}")]
     InitializerFailed {
@@ -227,6 +231,10 @@ pub enum PoolError {
     /// `join()` before `close()` or `terminate()` (Python raises `ValueError`).
     #[error("join() needs close() or terminate() first")]
     StillOpen,
+    /// `MapOptions::chunksize(0)` (Python: `ValueError: Chunksize must be 1+`), as the
+    /// ThreadPool's.
+    #[error("chunksize must be at least 1, got 0")]
+    ZeroChunksize,
     /// [`AsyncResult::cancel`](crate::AsyncResult::cancel) withdrew the task before it started.
     #[error("the task was cancelled before it started")]
     Cancelled,

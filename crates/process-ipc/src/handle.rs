@@ -53,6 +53,9 @@ pub struct ProcessHandle<R> {
     joined: bool,
     /// The exit rule's token for this child (`daemon::register`), given back once reaped.
     followed: u64,
+    /// A pidfd of the child (its [`sentinel`](Self::sentinel)); `None` on a kernel without
+    /// `pidfd_open`.
+    pidfd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 impl<R> std::fmt::Debug for ProcessHandle<R> {
@@ -67,16 +70,11 @@ impl<R> std::fmt::Debug for ProcessHandle<R> {
 impl<R> ProcessHandle<R> {
     pub(crate) fn started(
         child: Child,
-        name: Option<String>,
+        name: String,
         daemon: bool,
         results: IpcReceiver<ChildMsg<R>>,
     ) -> Self {
-        let name = name.unwrap_or_else(|| {
-            static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            format!("Process-{n}")
-        });
-        let followed = crate::daemon::register(child.id(), daemon);
+        let (followed, pidfd) = crate::daemon::register(child.id(), daemon);
         ProcessHandle {
             pid: child.id(),
             name,
@@ -87,6 +85,7 @@ impl<R> ProcessHandle<R> {
             message: None,
             joined: false,
             followed,
+            pidfd,
         }
     }
 }
@@ -118,9 +117,29 @@ where
     }
 
     /// Like [`join`](Self::join), giving up after `timeout` with [`ProcessError::Timeout`];
-    /// the handle stays usable, so a later call can wait again.
+    /// the handle stays usable, so a later call can wait again. A timeout too long to be a
+    /// deadline (`Duration::MAX`) means no limit.
+    ///
+    /// It borrows the handle, so the exit code stays readable after the join (Python's
+    /// `p.join(); p.exitcode`), which `join(self)` cannot offer:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use process_ipc::Process;
+    ///
+    /// fn answer() -> u32 {
+    ///     42
+    /// }
+    ///
+    /// let mut p = Process::new(answer, ()).start().unwrap();
+    /// assert_eq!(p.join_timeout(Duration::MAX).unwrap(), 42);
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// ```
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ProcessError> {
-        self.join_deadline(Some((Instant::now() + timeout, timeout)))
+        match Instant::now().checked_add(timeout) {
+            Some(at) => self.join_deadline(Some((at, timeout))),
+            None => self.join_deadline(None),
+        }
     }
 
     fn join_deadline(&mut self, deadline: Option<(Instant, Duration)>) -> Result<R, ProcessError> {
@@ -259,6 +278,35 @@ where
     /// `Process.terminate()`: sends SIGTERM. A no-op once the child has exited.
     pub fn terminate(&mut self) -> Result<(), ProcessError> {
         self.signal(libc::SIGTERM)
+    }
+
+    /// `Process.interrupt()` (Python 3.14): sends SIGINT. A no-op once the child has exited.
+    /// A Rust child has no `KeyboardInterrupt`: unless it installs a handler, SIGINT ends it
+    /// and a join reports [`ProcessError::Killed`] with signal 2.
+    pub fn interrupt(&mut self) -> Result<(), ProcessError> {
+        self.signal(libc::SIGINT)
+    }
+
+    /// `Process.sentinel`: a descriptor that turns readable when the child ends (a pidfd), to
+    /// wait on together with other descriptors, as Python's
+    /// `multiprocessing.connection.wait` does, with [`wait`](crate::connection::wait) or any
+    /// `poll`/`epoll` loop. It is borrowed from the handle, so it lives no longer than it.
+    /// `None` on a kernel without `pidfd_open` (before Linux 5.3).
+    pub fn sentinel(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.pidfd.as_deref().map(|fd| fd.as_fd())
+    }
+
+    /// `Process.close()`: releases what the handle holds (the child's result channel, its
+    /// sentinel, its entry in the exit rule) once the child has ended; the exit code should
+    /// be read first. Python raises `ValueError` at any later use of a closed `Process`; here
+    /// `close` consumes the handle, so a later use does not compile. Like Python's, it refuses
+    /// while the child runs: then the handle comes back as the error, unchanged.
+    pub fn close(mut self) -> Result<(), Self> {
+        match self.poll_status() {
+            Ok(Some(_)) => Ok(()),
+            _ => Err(self),
+        }
     }
 
     /// `Process.kill()`: sends SIGKILL. A no-op once the child has exited.

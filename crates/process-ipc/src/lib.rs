@@ -200,6 +200,7 @@ compile_error!(
 );
 
 mod bootstrap;
+mod current;
 mod daemon;
 pub mod error;
 mod handle;
@@ -213,6 +214,7 @@ mod sys;
 mod wire;
 mod zygote;
 
+pub use current::{CurrentProcess, ParentProcess, connection, current_process, parent_process};
 pub use daemon::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
 pub use pipe::{Connection, PipeEnd, PipeError, pipe, pipe_one_way};
@@ -223,7 +225,9 @@ pub use pool::{
     AsCompleted, AsyncResult, IMap, IMapUnordered, MapOptions, Pool, PoolBuilder, ReturnWhen,
     Waited, as_completed, wait,
 };
-pub use process::{Process, ProcessHandle, START_TIMEOUT, Target, current_pid, parent_pid};
+pub use process::{
+    Process, ProcessHandle, START_TIMEOUT, Target, active_children, current_pid, parent_pid,
+};
 pub use queue::{Queue, QueueSender};
 #[cfg(feature = "test-fault")]
 #[doc(hidden)]

@@ -25,6 +25,20 @@ pub fn current_pid() -> u32 {
     std::process::id()
 }
 
+/// `multiprocessing.active_children()`: the pids of the children this process started with
+/// [`Process`] that are still running, in start order. As Python's, it drops the ended ones
+/// from the list it keeps; their handles still reap them and read their exit codes (this
+/// call never waits on a child, so it steals no status).
+///
+/// The fork server (infrastructure, see [`StartMethod`](crate::StartMethod)) is left out, as Python's is; a
+/// pool's workers are listed, as Python's are.
+pub fn active_children() -> Vec<u32> {
+    let server = zygote::__fork_server_pid();
+    let mut pids = crate::daemon::running_pids();
+    pids.retain(|&pid| Some(pid) != server);
+    pids
+}
+
 /// `os.getppid()`: the pid of the calling process's parent.
 pub fn parent_pid() -> u32 {
     // SAFETY: getppid has no preconditions and cannot fail.
@@ -253,6 +267,8 @@ pub struct Process<F, Args> {
     #[cfg(feature = "test-fault")]
     fault: Option<&'static str>,
     name: Option<String>,
+    /// Python's `Process-N`, numbered at construction as Python's `Process()` does.
+    number: u64,
     daemon: bool,
     method: Option<StartMethod>,
     /// The child must stay single-threaded (the fork server).
@@ -282,6 +298,10 @@ where
             #[cfg(feature = "test-fault")]
             fault: None,
             name: None,
+            number: {
+                static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+            },
             daemon: false,
             method: None,
             lone: false,
@@ -296,6 +316,13 @@ where
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
         self
+    }
+
+    /// The child's name: the one given with [`named`](Self::named), or `Process-N`.
+    fn full_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("Process-{}", self.number))
     }
 
     /// Whether the child will be a daemon.
@@ -373,6 +400,8 @@ where
         if let Some(name) = &self.name {
             env.push((bootstrap::NAME_VAR, name.as_str()));
         }
+        let identity = crate::current::encode_identity(&self.full_name(), self.daemon);
+        env.push((bootstrap::IDENTITY_VAR, identity.as_str()));
         #[cfg(feature = "test-fault")]
         if let Some(fault) = fault {
             env.push((bootstrap::FAULT_VAR, fault));
@@ -422,7 +451,7 @@ where
         }
         Ok(ProcessHandle::started(
             child,
-            self.name,
+            self.full_name(),
             self.daemon,
             results_rx,
         ))
@@ -476,6 +505,7 @@ where
                     offset: bootstrap::offset_of(entry as usize) as i64,
                     nonce,
                     name: self.name.clone(),
+                    identity: crate::current::encode_identity(&self.full_name(), self.daemon),
                     fault: fault.map(str::to_string),
                     args: args_rx.to_opaque().to::<()>(),
                 })
@@ -569,7 +599,7 @@ where
         match confirmed {
             Ok(()) => Ok(ProcessHandle::started(
                 child,
-                self.name.clone(),
+                self.full_name(),
                 self.daemon,
                 results_rx,
             )),

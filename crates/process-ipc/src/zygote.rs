@@ -150,6 +150,8 @@ pub(crate) struct ForkRequest {
     pub(crate) nonce: [u8; 16],
     /// The child's name, from `Process::named`.
     pub(crate) name: Option<String>,
+    /// Who the child is (`current::encode_identity`).
+    pub(crate) identity: String,
     /// Test-only bootstrap fault (feature `test-fault`); always `None` otherwise.
     pub(crate) fault: Option<String>,
     /// The receiving end of the child's argument channel (typed by the child's entry).
@@ -246,6 +248,7 @@ fn end_forked(code: i32) -> ! {
 
 /// In a freshly forked child: the name, the faults, then the entry.
 fn run_forked(request: ForkRequest) -> i32 {
+    crate::current::set_identity(&request.identity, true);
     // Without a name of its own the child keeps the server's, which is the parent's.
     if let Some(name) = &request.name {
         bootstrap::set_process_name(name);

@@ -169,7 +169,9 @@ fn apply_async_with_get_timeout() {
     let slow = pool.apply_async(stall, (0,)).unwrap();
     assert_eq!(
         slow.get_timeout(Duration::from_millis(50)),
-        Err(PoolError::WaitTimeout(Duration::from_millis(50)))
+        Err(PoolError::Timeout {
+            timeout: Duration::from_millis(50)
+        })
     );
     assert!(!slow.ready());
     assert_eq!(slow.successful(), None);
@@ -592,23 +594,37 @@ fn wait_returns_when_asked() {
 }
 
 #[test]
-fn as_completed_yields_each_ready_result_once_then_times_out() {
+fn as_completed_yields_each_done_result_once_then_times_out() {
     let pool = Pool::new(2).unwrap();
     let results = vec![
         pool.apply_async(stall, (0,)).unwrap(),
         pool.apply_async(pid_of, (5,)).unwrap(),
     ];
     assert!(results[1].wait_timeout(WAIT));
-    let mut it = as_completed(&results, Some(Duration::from_millis(500)));
-    assert_eq!(it.next(), Some(Ok(1)));
+    let mut it = as_completed(results, Some(Duration::from_millis(500)));
+    let done = it.next().unwrap().unwrap();
+    assert!(done.get_timeout(Duration::ZERO).is_ok());
     assert_eq!(
-        it.next(),
-        Some(Err(PoolError::WaitTimeout(Duration::from_millis(500))))
+        it.next().unwrap().unwrap_err(),
+        PoolError::Timeout {
+            timeout: Duration::from_millis(500)
+        }
     );
-    assert_eq!(it.next(), None);
+    assert!(it.next().is_none());
+    let remaining = it.into_remaining();
+    assert_eq!(remaining.len(), 1, "the stalled one is handed back");
     pool.terminate();
-    let order: Vec<usize> = as_completed(&results, None).map(Result::unwrap).collect();
-    assert_eq!(order.len(), 2);
+    let again: Vec<_> = as_completed(remaining, Some(WAIT)).collect();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again
+            .into_iter()
+            .next()
+            .unwrap()
+            .unwrap()
+            .get_timeout(Duration::ZERO),
+        Err(PoolError::Terminated)
+    );
 }
 
 #[test]
@@ -728,4 +744,22 @@ fn results_a_killed_worker_finished_but_the_parent_had_not_read_are_all_delivere
     }
     assert_ne!(pool.pids(), vec![worker]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `chunksize(0)` is an error, as in the ThreadPool and Python (`ValueError`), not silently 1.
+#[test]
+fn zero_chunksize_is_an_error_in_map_and_imap() {
+    let pool = Pool::new(1).unwrap();
+    assert_eq!(
+        pool.map_with(square, 0..4u64, MapOptions::new().chunksize(0)),
+        Err(PoolError::ZeroChunksize)
+    );
+    assert!(matches!(
+        pool.imap_with(square, 0..4u64, MapOptions::new().chunksize(0).unordered()),
+        Err(PoolError::ZeroChunksize)
+    ));
+    assert_eq!(
+        pool.map_with(square, 0..4u64, MapOptions::new().chunksize(1)),
+        Ok(vec![0, 1, 4, 9])
+    );
 }

@@ -323,3 +323,33 @@ fn an_argument_that_cannot_be_encoded_says_why_in_its_own_words() {
         other => panic!("expected a bootstrap error, got {other:?}"),
     }
 }
+
+/// `join_timeout(Duration::MAX)` means no limit (it used to panic with "overflow when adding
+/// duration to instant"), and the handle it borrows still gives the exit code afterwards:
+/// Python's `p.join(); p.exitcode`. The join runs on a thread so this test's wait is bounded.
+#[test]
+fn join_timeout_max_is_no_limit_and_the_exit_code_stays_readable() {
+    let mut child = Process::new(exits, (3,)).start().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let joined = child.join_timeout(Duration::MAX);
+        let _ = tx.send((joined, child));
+    });
+    let (joined, mut child) = rx.recv_timeout(WAIT).expect("join returned");
+    assert!(
+        matches!(joined, Err(ProcessError::Exited { code: 3, .. })),
+        "{joined:?}"
+    );
+    assert_eq!(child.exitcode(), Some(3));
+    assert!(!child.is_alive());
+
+    let mut ok = Process::new(add, (1, 2)).start().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let joined = ok.join_timeout(Duration::MAX);
+        let _ = tx.send((joined, ok));
+    });
+    let (joined, mut ok) = rx.recv_timeout(WAIT).expect("join returned");
+    assert_eq!(joined.unwrap(), 3);
+    assert_eq!(ok.exitcode(), Some(0));
+}

@@ -263,7 +263,7 @@ fn main() -> anyhow::Result<()> {
                     Ok(v) if *v == task(x) => "ok",
                     Ok(_) => "wrong",
                     Err(PoolError::WorkerDied { .. }) => "died",
-                    Err(PoolError::WaitTimeout(_)) => "timeout",
+                    Err(PoolError::Timeout { .. }) => "timeout",
                     Err(_) => "error",
                 };
                 log.call("task", start, TASK, outcome);

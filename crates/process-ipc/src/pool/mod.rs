@@ -85,9 +85,10 @@ impl MapOptions {
         Self::default()
     }
 
-    /// `chunksize`: items sent to a worker as one task (0 counts as 1).
+    /// `chunksize`: items sent to a worker as one task; 0 makes the call
+    /// [`PoolError::ZeroChunksize`] (as the ThreadPool's, and Python's `ValueError`).
     pub fn chunksize(mut self, n: usize) -> Self {
-        self.chunksize = Some(n.max(1));
+        self.chunksize = Some(n);
         self
     }
 
@@ -132,6 +133,14 @@ impl std::fmt::Debug for Pool {
 
 /// A submitted map: its shared result state, its item count and its tasks.
 type Submitted<R> = (Arc<MapShared<R>>, usize, Vec<TaskId>);
+
+/// The `chunksize` given, if any; 0 is [`PoolError::ZeroChunksize`].
+fn checked_chunksize(chunksize: Option<usize>) -> Result<Option<usize>, PoolError> {
+    match chunksize {
+        Some(0) => Err(PoolError::ZeroChunksize),
+        other => Ok(other),
+    }
+}
 
 /// Python's default `map` chunk size: `ceil(len / (4 * processes))`.
 fn auto_chunksize(len: usize, processes: usize) -> usize {
@@ -314,7 +323,8 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         let wrapped = items.into_iter().map(|a| (a,));
-        self.collect_async(f, wrapped, options.chunksize)?.get()
+        let chunksize = checked_chunksize(options.chunksize)?;
+        self.collect_async(f, wrapped, chunksize)?.get()
     }
 
     /// `Pool.map_async`: like [`map`](Self::map), returning at once.
@@ -399,7 +409,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         let wrapped = items.into_iter().map(|a| (a,));
-        let chunksize = Some(options.chunksize.unwrap_or(1));
+        let chunksize = Some(checked_chunksize(options.chunksize)?.unwrap_or(1));
         if options.unordered {
             let (tx, rx) = crossbeam_channel::unbounded();
             let (_, len, _) = self.submit_map(f, wrapped, chunksize, MapMode::Unordered(tx))?;
@@ -421,7 +431,7 @@ impl Pool {
         self.join_until(None)
     }
 
-    /// Like [`join`](Self::join), giving up after `timeout` with [`PoolError::WaitTimeout`].
+    /// Like [`join`](Self::join), giving up after `timeout` with [`PoolError::Timeout`].
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), PoolError> {
         self.join_until(Instant::now().checked_add(timeout).map(|at| (at, timeout)))
     }

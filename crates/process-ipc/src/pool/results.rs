@@ -270,12 +270,12 @@ impl<R> AsyncResult<R> {
         self.slot.take()
     }
 
-    /// Like [`get`](Self::get), giving up after `timeout` with [`PoolError::WaitTimeout`]; the
+    /// Like [`get`](Self::get), giving up after `timeout` with [`PoolError::Timeout`]; the
     /// task keeps running and a later call can still collect it. Once taken, the value is
     /// gone: a second call is [`PoolError::ResultTaken`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<R, PoolError> {
         if !self.wait_timeout(timeout) {
-            return Err(PoolError::WaitTimeout(timeout));
+            return Err(PoolError::Timeout { timeout });
         }
         self.slot.take()
     }
@@ -456,7 +456,7 @@ impl<R> IMap<R> {
         }
     }
 
-    /// Like `next()`, waiting at most `timeout`: `Some(Err(WaitTimeout))` if the next item is not
+    /// Like `next()`, waiting at most `timeout`: `Some(Err(Timeout { .. }))` if the next item is not
     /// ready in time (the position does not advance), `None` at the end.
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R, PoolError>> {
         self.next_until(Instant::now().checked_add(timeout), timeout)
@@ -476,7 +476,7 @@ impl<R> IMap<R> {
                     None => rx.recv().ok()?,
                     Some(at) => match rx.recv_deadline(at) {
                         Ok(v) => v,
-                        Err(_) => return Some(Err(PoolError::WaitTimeout(timeout))),
+                        Err(_) => return Some(Err(PoolError::Timeout { timeout })),
                     },
                 };
                 *left -= 1;
@@ -503,7 +503,7 @@ impl<R> IMap<R> {
                         Some(at) => {
                             let now = Instant::now();
                             if now >= at {
-                                return Some(Err(PoolError::WaitTimeout(timeout)));
+                                return Some(Err(PoolError::Timeout { timeout }));
                             }
                             shared
                                 .filled

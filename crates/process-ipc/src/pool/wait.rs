@@ -104,9 +104,12 @@ pub fn wait<R>(
     Waited { done, not_done }
 }
 
-/// `concurrent.futures.as_completed(fs, timeout)`: the positions of the results as they become
-/// ready, each once; if `timeout` (`None`: no limit) runs out first, one
-/// `Err(PoolError::WaitTimeout)` and the end.
+/// `concurrent.futures.as_completed(fs, timeout)`: the results in the order they finish,
+/// each a done [`AsyncResult`] to `get` without waiting. If `timeout` (`None`: no limit)
+/// passes first, the next item is [`PoolError::Timeout`] (the variant `get_timeout` gives)
+/// and the iteration ends; [`AsCompleted::into_remaining`] hands back the results still
+/// running. The same shape as the ThreadPool's `as_completed`. A result that never becomes
+/// ready keeps a small callback that sends to nobody.
 ///
 /// ```
 /// use std::time::Duration;
@@ -119,33 +122,48 @@ pub fn wait<R>(
 /// let pool = Pool::new(2).unwrap();
 /// let results: Vec<_> = (0..5u64).map(|x| pool.apply_async(square, (x,)).unwrap()).collect();
 /// let mut total = 0;
-/// for i in as_completed(&results, Some(Duration::from_secs(30))) {
-///     total += results[i.unwrap()].get_timeout(Duration::ZERO).unwrap();
+/// for done in as_completed(results, Some(Duration::from_secs(30))) {
+///     total += done.unwrap().get_timeout(Duration::ZERO).unwrap();
 /// }
 /// assert_eq!(total, 30);
 /// ```
-pub fn as_completed<R>(results: &[AsyncResult<R>], timeout: Option<Duration>) -> AsCompleted {
+pub fn as_completed<R>(results: Vec<AsyncResult<R>>, timeout: Option<Duration>) -> AsCompleted<R> {
     AsCompleted {
-        rx: watch(results),
-        seen: vec![false; results.len()],
+        rx: watch(&results),
         left: results.len(),
+        results: results.into_iter().map(Some).collect(),
         deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
         timeout: timeout.unwrap_or_default(),
     }
 }
 
 /// The iterator of [`as_completed`].
-#[derive(Debug)]
-pub struct AsCompleted {
+pub struct AsCompleted<R> {
     rx: Receiver<usize>,
-    seen: Vec<bool>,
+    results: Vec<Option<AsyncResult<R>>>,
     left: usize,
     deadline: Option<Instant>,
     timeout: Duration,
 }
 
-impl Iterator for AsCompleted {
-    type Item = Result<usize, PoolError>;
+impl<R> std::fmt::Debug for AsCompleted<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("left", &self.left)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> AsCompleted<R> {
+    /// The results not yielded yet (after a timeout, the ones still running), in input
+    /// order, to wait on again or drop.
+    pub fn into_remaining(self) -> Vec<AsyncResult<R>> {
+        self.results.into_iter().flatten().collect()
+    }
+}
+
+impl<R> Iterator for AsCompleted<R> {
+    type Item = Result<AsyncResult<R>, PoolError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while self.left > 0 {
@@ -155,13 +173,19 @@ impl Iterator for AsCompleted {
             };
             let Some(i) = next else {
                 self.left = 0;
-                return Some(Err(PoolError::WaitTimeout(self.timeout)));
+                return Some(Err(PoolError::Timeout {
+                    timeout: self.timeout,
+                }));
             };
-            if !std::mem::replace(&mut self.seen[i], true) {
+            if let Some(result) = self.results[i].take() {
                 self.left -= 1;
-                return Some(Ok(i));
+                return Some(Ok(result));
             }
         }
         None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left + usize::from(self.deadline.is_some())))
     }
 }

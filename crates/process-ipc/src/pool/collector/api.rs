@@ -98,7 +98,7 @@ impl Shared {
                 Some((at, timeout)) => {
                     let now = Instant::now();
                     if now >= at {
-                        return Err(PoolError::WaitTimeout(timeout));
+                        return Err(PoolError::Timeout { timeout });
                     }
                     self.changed
                         .wait_timeout(st, (at - now).min(TICK))

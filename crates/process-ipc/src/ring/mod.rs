@@ -32,7 +32,7 @@
 //! for ever for a waiter that was killed). Every sleep is at most a slice long, and never past
 //! its call's deadline.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -178,6 +178,14 @@ pub(crate) struct Partial {
 struct Own {
     mem: Arc<SharedMemory>,
     partial: Mutex<Option<Partial>>,
+    /// Whether `partial` holds a big item's start: read and written only under the ring's
+    /// read lock (whose acquire and release order it between this process's threads), so
+    /// that a get with none to go on with takes its item without locking `partial`.
+    partial_held: AtomicBool,
+    /// A tail this process's readers saw (0: none yet), read and written only under the read
+    /// lock. The tail only moves forward, so every record before it stays published: a reader
+    /// reads the block's tail again only when the head reaches this one.
+    tail_seen: AtomicU64,
     broken: OnceLock<Check>,
 }
 
@@ -205,6 +213,24 @@ fn header(mem: &SharedMemory) -> &Header {
     unsafe { &*(mem.ptr_at(0) as *const Header) }
 }
 
+/// Where a block's header and records are mapped in this process (addresses, so that a
+/// handle stays `Send` and `Sync`: every access through them is to atomics, or to the records
+/// under the ring's rules).
+#[derive(Clone, Copy)]
+struct Addrs {
+    header: usize,
+    data: usize,
+}
+
+impl Addrs {
+    fn of(mem: &SharedMemory) -> Addrs {
+        Addrs {
+            header: mem.ptr_at(0) as usize,
+            data: mem.ptr_at(HDR) as usize,
+        }
+    }
+}
+
 /// A handle on one ring (cheap to clone).
 #[derive(Clone)]
 pub(crate) struct Ring {
@@ -213,6 +239,9 @@ pub(crate) struct Ring {
     rlock: Lock,
     wlock: Lock,
     cap: u64,
+    /// Where the block's header and records start in this process (the mapping lives as long
+    /// as `mem`), so the hot path does not ask the block again at every call.
+    at: Addrs,
     /// The block's fixed words, read once (on create or attach) and never again: another
     /// process cannot change what this handle trusts.
     maxsize: u64,
@@ -226,6 +255,7 @@ impl Ring {
         let mem = Arc::new(SharedMemory::create(HDR + cap)?);
         let ring = Ring {
             own: Own::new(&mem),
+            at: Addrs::of(&mem),
             mem,
             rlock: Lock::new()?,
             wlock: Lock::new()?,
@@ -255,6 +285,7 @@ impl Ring {
         let mem = Arc::new(mem);
         let mut ring = Ring {
             own: Own::new(&mem),
+            at: Addrs::of(&mem),
             mem,
             rlock: parts.rlock,
             wlock: parts.wlock,
@@ -291,12 +322,14 @@ impl Ring {
 
     #[inline]
     fn hdr(&self) -> &Header {
-        header(&self.mem)
+        // SAFETY: as in `header`: `at.header` is where `mem`'s block (alive while `self` is)
+        // starts.
+        unsafe { &*(self.at.header as *const Header) }
     }
 
     #[inline]
     fn data(&self) -> *mut u8 {
-        self.mem.ptr_at(HDR)
+        self.at.data as *mut u8
     }
 
     /// The ring's records, for reading (see `parse`: every length read from them is checked).
@@ -504,6 +537,8 @@ impl Own {
         Arc::new(Own {
             mem: Arc::clone(mem),
             partial: Mutex::new(None),
+            partial_held: AtomicBool::new(false),
+            tail_seen: AtomicU64::new(0),
             broken: OnceLock::new(),
         })
     }

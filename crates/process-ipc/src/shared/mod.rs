@@ -20,6 +20,7 @@ pub use error::SharedError;
 /// The futex waits and wakes the queue's ring shares with the locks.
 pub(crate) use futex::{futex_wait, futex_wake};
 pub use memory::SharedMemory;
+pub(crate) use pid::my_pid;
 pub use signal::{Barrier, BoundedSemaphore, Condition, Event, Semaphore};
 pub use sync::{Lock, LockGuard, RLock, RLockGuard};
 pub use value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard, ValueLock};

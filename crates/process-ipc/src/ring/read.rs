@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::parse::{Found, Pos, REC, check_piece, look};
+use super::parse::{Found, Pos, REC, check_piece, look, look_item};
 use super::{LOOK_FOR, Next, Partial, Ring, RingError, Wait, alive, take};
 use crate::sys;
 
@@ -199,7 +199,7 @@ impl Ring {
         if !self.own.partial_held.load(Ordering::Relaxed) {
             let pos = self.pos();
             let tail = self.tail_from(pos.head);
-            if let Ok(Found::Item { bytes, next }) = look(self.bytes(), pos, tail, self.limit) {
+            if let Some((bytes, next)) = look_item(self.bytes(), pos, tail, self.limit) {
                 // A big item another reader started was cut off (see `next_slow`).
                 self.other_owner(&Me::default());
                 let decode = decode.take().expect("one item per call");

@@ -98,6 +98,7 @@ impl Wake {
 
 /// Takes `lock`, carrying on past a holder that died (the ring's own state needs no repair:
 /// see the module notes). `None` when `wait` ran out.
+#[inline]
 pub(super) fn take(lock: &Lock, wait: Wait) -> Result<Option<LockGuard<'_>>, SharedError> {
     loop {
         let got = match wait {

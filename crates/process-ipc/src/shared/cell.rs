@@ -147,6 +147,7 @@ impl CellRef {
         Ok(self.cell().lock.try_lock()?.map(|taken| self.locked(taken)))
     }
 
+    #[inline]
     fn locked(&self, taken: Taken) -> Locked {
         match taken {
             Taken::Clean => Locked::Clean,

@@ -100,6 +100,9 @@ impl Wake {
 /// see the module notes). `None` when `wait` ran out.
 #[inline]
 pub(super) fn take(lock: &Lock, wait: Wait) -> Result<Option<LockGuard<'_>>, SharedError> {
+    if let Some(guard) = lock.acquire_free() {
+        return Ok(Some(guard));
+    }
     loop {
         let got = match wait {
             Wait::Forever => lock.acquire().map(Some),

@@ -90,15 +90,22 @@ struct WriteSide {
 #[repr(C, align(64))]
 struct ReadSide {
     head: AtomicU64,
+    /// The pid of the process whose reader holds the start of a big item (0: none).
+    owner: AtomicU32,
+    /// 0, or 1 + the index in `parse::BREAKING` of the check that broke the ring.
+    broken: AtomicU32,
+}
+
+/// Written by the read-lock holder at every item, on a line of its own: the writers read
+/// `ReadSide` (the head) at every batch, and a store here then costs the reader no trip for
+/// that line.
+#[repr(C, align(64))]
+struct ReadPos {
     /// Where the next item of the head record starts (an absolute position inside it; at or
     /// before `head`: at the start of its payload).
     at: AtomicU64,
     /// Items taken (for `qsize`).
     got_items: AtomicU64,
-    /// The pid of the process whose reader holds the start of a big item (0: none).
-    owner: AtomicU32,
-    /// 0, or 1 + the index in `parse::BREAKING` of the check that broke the ring.
-    broken: AtomicU32,
 }
 
 /// A futex word bumped at every wake-up, and how many sleep on it.
@@ -119,6 +126,7 @@ struct Header {
     fixed: Fixed,
     write: WriteSide,
     read: ReadSide,
+    pos: ReadPos,
     /// Readers sleep here for data.
     data: Wake,
     /// Writers (and bounded putters) sleep here for room.
@@ -511,7 +519,7 @@ impl Ring {
     /// Items published and not yet taken (approximate while others work).
     pub(crate) fn items(&self) -> usize {
         let h = self.hdr();
-        let got = h.read.got_items.load(Ordering::Relaxed);
+        let got = h.pos.got_items.load(Ordering::Relaxed);
         let put = h.write.put_items.load(Ordering::Relaxed);
         put.saturating_sub(got) as usize
     }

@@ -32,7 +32,7 @@ impl Ring {
     fn pos(&self) -> Pos {
         let h = self.hdr();
         let head = h.read.head.load(Ordering::Relaxed);
-        let at = h.read.at.load(Ordering::Relaxed);
+        let at = h.pos.at.load(Ordering::Relaxed);
         // `at` at or before `head` is a position in an earlier record: the start of this one.
         // Inside the header it is nonsense: `parse` then skips the record.
         let sub = match at.checked_sub(head) {
@@ -50,16 +50,16 @@ impl Ring {
         if freed {
             h.read.head.store(to.head, Ordering::SeqCst);
             // Already meaningless (at or before the new head) unless scribbled: made so.
-            h.read.at.store(to.head, Ordering::Relaxed);
+            h.pos.at.store(to.head, Ordering::Relaxed);
         } else {
-            h.read
+            h.pos
                 .at
                 .store(head + REC as u64 + to.sub, Ordering::Relaxed);
         }
         if items > 0 {
             // Only the read-lock holder writes it.
-            let got = h.read.got_items.load(Ordering::Relaxed);
-            h.read.got_items.store(got + items, Ordering::Relaxed);
+            let got = h.pos.got_items.load(Ordering::Relaxed);
+            h.pos.got_items.store(got + items, Ordering::Relaxed);
             if self.maxsize > 0 {
                 let _ = h
                     .counts

@@ -32,7 +32,7 @@
 //! for ever for a waiter that was killed). Every sleep is at most a slice long, and never past
 //! its call's deadline.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -94,15 +94,22 @@ struct WriteSide {
 #[repr(C, align(64))]
 struct ReadSide {
     head: AtomicU64,
+    /// The pid of the process whose reader holds the start of a big item (0: none).
+    owner: AtomicU32,
+    /// 0, or 1 + the index in `parse::BREAKING` of the check that broke the ring.
+    broken: AtomicU32,
+}
+
+/// Written by the read-lock holder at every item, on a line of its own: the writers read
+/// `ReadSide` (the head) at every batch, and a store here then costs the reader no trip for
+/// that line.
+#[repr(C, align(64))]
+struct ReadPos {
     /// Where the next item of the head record starts (an absolute position inside it; at or
     /// before `head`: at the start of its payload).
     at: AtomicU64,
     /// Items taken (for `qsize`).
     got_items: AtomicU64,
-    /// The pid of the process whose reader holds the start of a big item (0: none).
-    owner: AtomicU32,
-    /// 0, or 1 + the index in `parse::BREAKING` of the check that broke the ring.
-    broken: AtomicU32,
 }
 
 /// A futex word bumped at every wake-up, and how many sleep on it.
@@ -123,6 +130,7 @@ struct Header {
     fixed: Fixed,
     write: WriteSide,
     read: ReadSide,
+    pos: ReadPos,
     /// Readers sleep here for data.
     data: Wake,
     /// Writers (and bounded putters) sleep here for room.
@@ -182,6 +190,14 @@ pub(crate) struct Partial {
 struct Own {
     mem: Arc<SharedMemory>,
     partial: Mutex<Option<Partial>>,
+    /// Whether `partial` holds a big item's start: read and written only under the ring's
+    /// read lock (whose acquire and release order it between this process's threads), so
+    /// that a get with none to go on with takes its item without locking `partial`.
+    partial_held: AtomicBool,
+    /// A tail this process's readers saw (0: none yet), read and written only under the read
+    /// lock. The tail only moves forward, so every record before it stays published: a reader
+    /// reads the block's tail again only when the head reaches this one.
+    tail_seen: AtomicU64,
     broken: OnceLock<Check>,
 }
 
@@ -209,6 +225,24 @@ fn header(mem: &SharedMemory) -> &Header {
     unsafe { &*(mem.ptr_at(0) as *const Header) }
 }
 
+/// Where a block's header and records are mapped in this process (addresses, so that a
+/// handle stays `Send` and `Sync`: every access through them is to atomics, or to the records
+/// under the ring's rules).
+#[derive(Clone, Copy)]
+struct Addrs {
+    header: usize,
+    data: usize,
+}
+
+impl Addrs {
+    fn of(mem: &SharedMemory) -> Addrs {
+        Addrs {
+            header: mem.ptr_at(0) as usize,
+            data: mem.ptr_at(HDR) as usize,
+        }
+    }
+}
+
 /// A handle on one ring (cheap to clone).
 #[derive(Clone)]
 pub(crate) struct Ring {
@@ -217,6 +251,9 @@ pub(crate) struct Ring {
     rlock: Lock,
     wlock: Lock,
     cap: u64,
+    /// Where the block's header and records start in this process (the mapping lives as long
+    /// as `mem`), so the hot path does not ask the block again at every call.
+    at: Addrs,
     /// The block's fixed words, read once (on create or attach) and never again: another
     /// process cannot change what this handle trusts.
     maxsize: u64,
@@ -230,6 +267,7 @@ impl Ring {
         let mem = Arc::new(SharedMemory::create(HDR + cap)?);
         let ring = Ring {
             own: Own::new(&mem),
+            at: Addrs::of(&mem),
             mem,
             rlock: Lock::new()?,
             wlock: Lock::new()?,
@@ -259,6 +297,7 @@ impl Ring {
         let mem = Arc::new(mem);
         let mut ring = Ring {
             own: Own::new(&mem),
+            at: Addrs::of(&mem),
             mem,
             rlock: parts.rlock,
             wlock: parts.wlock,
@@ -295,12 +334,14 @@ impl Ring {
 
     #[inline]
     fn hdr(&self) -> &Header {
-        header(&self.mem)
+        // SAFETY: as in `header`: `at.header` is where `mem`'s block (alive while `self` is)
+        // starts.
+        unsafe { &*(self.at.header as *const Header) }
     }
 
     #[inline]
     fn data(&self) -> *mut u8 {
-        self.mem.ptr_at(HDR)
+        self.at.data as *mut u8
     }
 
     /// The ring's records, for reading (see `parse`: every length read from them is checked).
@@ -482,7 +523,7 @@ impl Ring {
     /// Items published and not yet taken (approximate while others work).
     pub(crate) fn items(&self) -> usize {
         let h = self.hdr();
-        let got = h.read.got_items.load(Ordering::Relaxed);
+        let got = h.pos.got_items.load(Ordering::Relaxed);
         let put = h.write.put_items.load(Ordering::Relaxed);
         put.saturating_sub(got) as usize
     }
@@ -508,6 +549,8 @@ impl Own {
         Arc::new(Own {
             mem: Arc::clone(mem),
             partial: Mutex::new(None),
+            partial_held: AtomicBool::new(false),
+            tail_seen: AtomicU64::new(0),
             broken: OnceLock::new(),
         })
     }

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::parse::{Found, Pos, REC, check_piece, look};
+use super::parse::{Found, Pos, REC, check_piece, look, look_item};
 use super::{LOOK_FOR, Next, Partial, Ring, RingError, Wait, alive, take};
 use crate::sys;
 
@@ -32,7 +32,7 @@ impl Ring {
     fn pos(&self) -> Pos {
         let h = self.hdr();
         let head = h.read.head.load(Ordering::Relaxed);
-        let at = h.read.at.load(Ordering::Relaxed);
+        let at = h.pos.at.load(Ordering::Relaxed);
         // `at` at or before `head` is a position in an earlier record: the start of this one.
         // Inside the header it is nonsense: `parse` then skips the record.
         let sub = match at.checked_sub(head) {
@@ -50,16 +50,16 @@ impl Ring {
         if freed {
             h.read.head.store(to.head, Ordering::SeqCst);
             // Already meaningless (at or before the new head) unless scribbled: made so.
-            h.read.at.store(to.head, Ordering::Relaxed);
+            h.pos.at.store(to.head, Ordering::Relaxed);
         } else {
-            h.read
+            h.pos
                 .at
                 .store(head + REC as u64 + to.sub, Ordering::Relaxed);
         }
         if items > 0 {
             // Only the read-lock holder writes it.
-            let got = h.read.got_items.load(Ordering::Relaxed);
-            h.read.got_items.store(got + items, Ordering::Relaxed);
+            let got = h.pos.got_items.load(Ordering::Relaxed);
+            h.pos.got_items.store(got + items, Ordering::Relaxed);
             if self.maxsize > 0 {
                 let _ = h
                     .counts
@@ -174,15 +174,62 @@ impl Ring {
         !wait.passed()
     }
 
+    /// A tail to read up to from `head`: the one this process saw last while the head is
+    /// behind it (records before a tail stay published), else the block's, read again.
+    #[inline]
+    fn tail_from(&self, head: u64) -> u64 {
+        let seen = self.own.tail_seen.load(Ordering::Relaxed);
+        if seen > head {
+            return seen;
+        }
+        let tail = self.hdr().write.tail.load(Ordering::Acquire);
+        self.own.tail_seen.store(tail, Ordering::Relaxed);
+        tail
+    }
+
     /// One hold of the read lock (the caller holds it).
+    #[inline]
     fn next_held<R, D: FnOnce(&[u8]) -> R>(
         &self,
         wait: Wait,
         decode: &mut Option<D>,
     ) -> Result<Held<R>, RingError> {
+        // The common case: no big item begun in this process, and a whole item at the head.
+        // Anything else (and every failed check) goes the long way, which looks again.
+        if !self.own.partial_held.load(Ordering::Relaxed) {
+            let pos = self.pos();
+            let tail = self.tail_from(pos.head);
+            if let Some((bytes, next)) = look_item(self.bytes(), pos, tail, self.limit) {
+                // A big item another reader started was cut off (see `next_slow`).
+                self.other_owner(&Me::default());
+                let decode = decode.take().expect("one item per call");
+                // Advances even if `decode` panics: the item is this reader's.
+                let _step = Step {
+                    ring: self,
+                    head: pos.head,
+                    to: next,
+                };
+                return Ok(Held::Done(Next::One(decode(bytes))));
+            }
+        }
+        let mut partial = self.own.partial.lock();
+        let held = self.next_slow(wait, decode, &mut partial);
+        self.own
+            .partial_held
+            .store(partial.is_some(), Ordering::Relaxed);
+        held
+    }
+
+    /// [`next_held`](Self::next_held) the long way, with this process's big item begun (if
+    /// any) in hand.
+    fn next_slow<R, D: FnOnce(&[u8]) -> R>(
+        &self,
+        wait: Wait,
+        decode: &mut Option<D>,
+        partial: &mut Option<Partial>,
+    ) -> Result<Held<R>, RingError> {
         let h = self.hdr();
         let me = Me::default();
-        let mut partial = self.own.partial.lock();
         let mut check = false;
         // Whether this call already looked for an item a while before sleeping.
         let mut looked = false;
@@ -199,7 +246,7 @@ impl Ring {
                 return Ok(Held::Done(Next::Lost(CUT)));
             }
             let pos = self.pos();
-            let tail = h.write.tail.load(Ordering::Acquire);
+            let tail = self.tail_from(pos.head);
             let found =
                 look(self.bytes(), pos, tail, self.limit).map_err(|c| self.break_ring(c))?;
             let step = match found {
@@ -207,7 +254,7 @@ impl Ring {
                 Found::Item { bytes, next } => {
                     if partial.is_some() {
                         // A new item where the rest of ours should be: ours was cut off.
-                        return lost(&mut partial, CUT);
+                        return lost(partial, CUT);
                     }
                     // A big item another reader started was cut off the same way.
                     self.other_owner(&me);
@@ -222,11 +269,13 @@ impl Ring {
                 }
                 Found::First { total, bytes, next } => {
                     if partial.is_some() {
-                        return lost(&mut partial, CUT);
+                        return lost(partial, CUT);
                     }
                     self.other_owner(&me);
                     let mut start = Vec::with_capacity(total.min(RESERVE_MAX) as usize);
                     start.extend_from_slice(bytes);
+                    // Set first: the fast path must never miss a begun item.
+                    self.own.partial_held.store(true, Ordering::Relaxed);
                     *partial = Some(Partial {
                         total,
                         bytes: start,
@@ -249,7 +298,6 @@ impl Ring {
                             self.advance(pos.head, next, 0);
                             let item = partial.take().expect("just extended").bytes;
                             self.release_owner(me.pid());
-                            drop(partial);
                             let decode = decode.take().expect("one item per call");
                             return Ok(Held::Done(Next::One(decode(&item))));
                         }
@@ -295,7 +343,7 @@ impl Ring {
                     if pos.head != h.write.tail.load(Ordering::SeqCst) {
                         continue; // the rest came just now
                     }
-                    return lost(&mut partial, CUT);
+                    return lost(partial, CUT);
                 }
             }
             if !matches!(wait, Wait::No) && !looked && self.look_for_an_item(pos.head, wait) {
@@ -338,7 +386,7 @@ struct Me(std::cell::OnceCell<u32>);
 
 impl Me {
     fn pid(&self) -> u32 {
-        *self.0.get_or_init(std::process::id)
+        *self.0.get_or_init(crate::shared::my_pid)
     }
 }
 

@@ -98,7 +98,11 @@ impl Wake {
 
 /// Takes `lock`, carrying on past a holder that died (the ring's own state needs no repair:
 /// see the module notes). `None` when `wait` ran out.
+#[inline]
 pub(super) fn take(lock: &Lock, wait: Wait) -> Result<Option<LockGuard<'_>>, SharedError> {
+    if let Some(guard) = lock.acquire_free() {
+        return Ok(Some(guard));
+    }
     loop {
         let got = match wait {
             Wait::Forever => lock.acquire().map(Some),

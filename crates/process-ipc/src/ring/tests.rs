@@ -127,7 +127,7 @@ fn a_read_position_past_its_record_skips_that_record_only() {
     put(&r, &[b"c"]);
     let h = r.hdr();
     let head = h.read.head.load(Ordering::SeqCst);
-    h.read.at.store(head + 8 + 1000, Ordering::SeqCst);
+    h.pos.at.store(head + 8 + 1000, Ordering::SeqCst);
     assert!(damaged(get(&r)).contains("past the end of its record"));
     assert_eq!(item(get(&r)), b"c");
     assert!(empty(get(&r)));

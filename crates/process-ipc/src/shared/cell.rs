@@ -175,11 +175,23 @@ impl CellRef {
         Ok(self.locked(taken))
     }
 
+    /// Takes the lock if it is free and its last holder did not die (see
+    /// `RobustWord::lock_free`), recording this process as the holder.
+    #[inline]
+    pub(crate) fn lock_free(&self) -> bool {
+        if self.cell().lock.lock_free() {
+            self.set_owner();
+            return true;
+        }
+        false
+    }
+
     /// Takes the lock if it is free.
     pub(crate) fn try_lock(&self) -> Result<Option<Locked>, SharedError> {
         Ok(self.cell().lock.try_lock()?.map(|taken| self.locked(taken)))
     }
 
+    #[inline]
     fn locked(&self, taken: Taken) -> Locked {
         match taken {
             Taken::Clean => Locked::Clean,

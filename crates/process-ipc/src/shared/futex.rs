@@ -238,6 +238,31 @@ impl RobustWord {
         taken
     }
 
+    /// The uncontended case of [`lock`](Self::lock) alone: takes a free word (never one a
+    /// dead holder left, which needs `lock`'s report) and says whether it did, with no error
+    /// to carry. A thread not set up for locking yet, or a held word, is `false`: the caller
+    /// then calls `lock`.
+    #[inline]
+    pub(crate) fn lock_free(&self) -> bool {
+        let Some(info) = THREAD.with(StdCell::get) else {
+            return false;
+        };
+        let head = info.head();
+        head.list_op_pending.store(self.entry(), Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        if self
+            .word
+            .compare_exchange(0, info.tid(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.link(head);
+            return true;
+        }
+        compiler_fence(Ordering::SeqCst);
+        head.list_op_pending.store(0, Ordering::Relaxed);
+        false
+    }
+
     /// Takes the word if nobody holds it.
     pub(crate) fn try_lock(&self) -> Result<Option<Taken>, SharedError> {
         let info = thread_info()?;

@@ -31,6 +31,7 @@ pub use error::SharedError;
 pub(crate) use futex::{futex_wait, futex_wake};
 pub use list::{ShareableItem, ShareableList};
 pub use memory::SharedMemory;
+pub(crate) use pid::my_pid;
 pub use raw::{RawArray, RawValue};
 pub use signal::{BoundedSemaphore, Condition, Event, Semaphore};
 pub use smm::SharedMemoryManager;

@@ -178,6 +178,21 @@ impl Lock {
         acquire_cell(&self.cell, deadline_after(timeout))
     }
 
+    /// The uncontended case alone, with no error to carry: the lock if it is free and its
+    /// last holder did not die, else `None` (the caller then takes the usual way).
+    #[inline]
+    pub(crate) fn acquire_free(&self) -> Option<LockGuard<'_>> {
+        // Not `then_some`: a guard built eagerly would unlock a lock it never took on drop.
+        if self.cell.lock_free() {
+            Some(LockGuard {
+                cell: &self.cell,
+                _not_send: PhantomData,
+            })
+        } else {
+            None
+        }
+    }
+
     /// Takes the lock if it is free (Python's `acquire(blocking=False)`).
     ///
     /// # Errors

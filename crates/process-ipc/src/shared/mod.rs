@@ -22,6 +22,8 @@ pub use error::SharedError;
 /// The futex waits and wakes the queue's ring shares with the locks.
 pub(crate) use futex::{futex_wait, futex_wake};
 pub use memory::SharedMemory;
+/// Keeps the blocks a process start sends attachable until the child has them.
+pub(crate) use memory::TransferScope;
 pub use signal::{BoundedSemaphore, Condition, Event, Semaphore};
 pub use sync::{Lock, LockGuard, RLock, RLockGuard};
 pub use value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard, ValueLock};

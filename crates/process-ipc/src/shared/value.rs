@@ -414,7 +414,7 @@ fn refuse_shape<E: serde::de::Error>(e: SharedError) -> E {
 impl<T: Pod> Serialize for Value<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         Wire {
-            name: self.cell.name_for_transfer().to_string(),
+            name: self.cell.name_for_transfer(),
             len: 1,
         }
         .serialize(serializer)
@@ -440,7 +440,7 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
 impl<T: Pod> Serialize for Array<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         Wire {
-            name: self.cell.name_for_transfer().to_string(),
+            name: self.cell.name_for_transfer(),
             len: self.len,
         }
         .serialize(serializer)

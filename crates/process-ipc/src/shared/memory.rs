@@ -33,12 +33,14 @@ use super::mapping::{HEADER, Header, MAGIC, Mapping, own_block};
 ///
 /// Unlike Python's, a block never outlives the processes that use it: the name works while
 /// a handle lives in the creating process, or, once a handle has been sent to another process
-/// other than as a [`Process`](crate::Process) argument (in a pool task, say), until
-/// [`unlink`](SharedMemory::unlink) or the creator's exit. A handle sent as a process argument
-/// is held only until the child has attached it, so a program that makes a block per child
-/// does not collect descriptors. A process that attached a block passes it on under a name of
-/// its own, which works while it holds a handle, whether or not the creator still does. The
-/// memory lives while any process maps it, and nothing is left in `/dev/shm` by a crash. A small block that nothing
+/// (as Python's name stays until `unlink()`), until [`unlink`](SharedMemory::unlink) or the
+/// creator's exit. A process that attached a block passes it on under a name of its own,
+/// which works while it holds a handle, whether or not the creator still does. The memory
+/// lives while any process maps it, and nothing is left in `/dev/shm` by a crash. (The blocks
+/// inside a [`Queue`](crate::Queue), [`Lock`](crate::Lock), [`Value`](crate::Value) and the
+/// other primitives, whose names the program never sees, are held for a child only until it
+/// has attached them when they are process arguments: a program that makes a queue per child
+/// does not collect descriptors.) A small block that nothing
 /// maps any more (here or elsewhere) may be handed out again, zeroed and under a new name, by
 /// a later `create` of the same size in its creating process: its old name stays refused.
 ///
@@ -55,16 +57,17 @@ pub struct SharedMemory {
     map: Arc<Mapping>,
     size: usize,
     name: String,
-    /// Made by this handle and not unlinked: sending it outside a [`TransferScope`] pins the
-    /// block in [`PINNED`].
+    /// Made by this handle and not unlinked: sending it pins the block in [`PINNED`] (the
+    /// primitives' blocks: only outside a [`TransferScope`]).
     creator: bool,
 }
 
-/// Blocks made here and sent to another process outside a [`TransferScope`], by name: kept
-/// mapped (their descriptor open) so that the receiver can attach even after the sending
-/// handle is dropped, at whatever later time it decodes the name (a pool task's arguments,
-/// say). `unlink()` or process exit ends them. Process arguments are held by the start's
-/// scope instead, and only until the child has attached them.
+/// Blocks made here and sent to another process by name: kept mapped (their descriptor open)
+/// so that the receiver can attach even after the sending handle is dropped, at whatever later
+/// time it decodes the name (a pool task's arguments, say). `unlink()` or process exit ends
+/// them. This holds for every `SharedMemory` sent (its name is the program's, to attach by
+/// later, as Python's stays until `unlink()`), and for the blocks of the other primitives sent
+/// outside a [`TransferScope`]; inside one, the scope holds those instead.
 static PINNED: Mutex<Option<HashMap<String, Arc<Mapping>>>> = Mutex::new(None);
 
 thread_local! {
@@ -312,7 +315,8 @@ impl SharedMemory {
         }
     }
 
-    /// The name, for sending to another process, which attaches by it.
+    /// The name of a block inside one of the primitives (a queue's ring, a lock's cell), for
+    /// sending to another process, which attaches by it.
     ///
     /// The name leads to a descriptor this process holds: the block's own name here in its
     /// creator, and elsewhere a name of this process's (its pid, the descriptor it attached
@@ -326,7 +330,23 @@ impl SharedMemory {
     /// Outside one, a block made here is pinned in [`PINNED`] until `unlink()` or the end of
     /// this process.
     pub(crate) fn name_for_transfer(&self) -> String {
+        self.transfer_name(true)
+    }
+
+    /// The name a `SharedMemory` handle is sent by: as [`name_for_transfer`], but a block
+    /// made here is pinned for good (until `unlink()`), scope or not: the program knows the
+    /// name and may attach by it after the child is done, as with Python's.
+    ///
+    /// [`name_for_transfer`]: SharedMemory::name_for_transfer
+    fn name_for_user_transfer(&self) -> String {
+        self.transfer_name(false)
+    }
+
+    /// The name to send; `scope_is_enough`: a scope's hold spares a block made here its pin.
+    fn transfer_name(&self, scope_is_enough: bool) -> String {
         let live = self.header().unlinked.load(Ordering::Acquire) == 0;
+        // Any handle (one attached here too, which is passed on by its own descriptor) is
+        // held by the open scope.
         let scoped = live
             && SCOPE.with(|scope| match scope.borrow_mut().last_mut() {
                 Some(pins) => {
@@ -337,7 +357,7 @@ impl SharedMemory {
                 }
                 None => false,
             });
-        if self.creator && !scoped {
+        if self.creator && !(scoped && scope_is_enough) {
             pinned()
                 .get_or_insert_with(HashMap::new)
                 .entry(self.name.clone())
@@ -379,7 +399,7 @@ impl fmt::Debug for SharedMemory {
 
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.name_for_transfer())
+        serializer.serialize_str(&self.name_for_user_transfer())
     }
 }
 

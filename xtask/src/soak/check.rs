@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 /// A late return allowed past a call's timeout.
 const SLACK_NS: u64 = 50_000_000;
 /// Descriptors (all memfds) the soak's own process may hold more at the end than after its
-/// warm-up: process-ipc keeps small blocks that nothing maps any more for reuse (see
-/// `SharedMemory`), and a run with more objects alive at once leaves a few more of them.
-/// Measured: +3 after 5 s as after 60 s with 160 kills; a leak per kill or per object
-/// would be far past this.
-const CACHED_BLOCKS: i64 = 8;
+/// warm-up: process-ipc keeps small blocks that nothing maps any more for reuse, each with its
+/// descriptor open, and at most `REUSE_MAX_COUNT` (16) of them
+/// (crates/process-ipc/src/shared/mapping.rs); a run with more objects alive at once fills
+/// more of that cache than the warm-up did. Nothing else of the crate holds a memfd once its
+/// handles are dropped and its children are dead (blocks sent to a child at its start are
+/// held only until the child has attached them), so anything past the cache's bound is a
+/// leak.
+const CACHED_BLOCKS: i64 = 16;
 
 /// Every `*.log` history in `dir` but the soak's own, with its text.
 pub(super) fn histories(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {

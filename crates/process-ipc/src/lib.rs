@@ -215,7 +215,7 @@ mod zygote;
 
 pub use daemon::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
-pub use pipe::{Connection, pipe};
+pub use pipe::{Connection, PipeEnd, PipeError, pipe, pipe_one_way};
 #[cfg(feature = "test-fault")]
 #[doc(hidden)]
 pub use pool::scribble_result_ring as __scribble_pool_result_ring;
@@ -231,8 +231,8 @@ pub use ring::Scribble as __RingScribble;
 pub use serde_bytes::ByteBuf;
 pub use shared::{
     Array, ArrayGuard, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock,
-    RLockGuard, RawArray, RawValue, Semaphore, SharedError, SharedMemory, Value, ValueGuard,
-    ValueLock,
+    RLockGuard, RawArray, RawValue, Semaphore, ShareableItem, ShareableList, SharedError,
+    SharedMemory, SharedMemoryManager, Value, ValueGuard, ValueLock,
 };
 pub use wire::Wire;
 pub use zygote::{__fork_server_pid, START_METHOD_VAR, StartMethod, get_start_method};

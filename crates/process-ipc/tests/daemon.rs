@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use process_ipc::{
-    Connection, Pool, Process, ProcessError, ProcessHandle, QueueError, join_non_daemon_at_exit,
+    Connection, PipeError, Pool, Process, ProcessError, ProcessHandle, join_non_daemon_at_exit,
     join_non_daemon_timeout, pipe,
 };
 
@@ -96,7 +96,7 @@ fn at_exit_a_non_daemon_child_finishes_its_work() {
 fn outlives_its_parents_target(out: Connection<String>, parent_done: Connection<()>) {
     assert!(matches!(
         parent_done.recv_timeout(LONG),
-        Err(QueueError::Disconnected)
+        Err(PipeError::Disconnected { .. })
     ));
     let nine = Process::new(square, (3,)).start().unwrap().join().unwrap();
     out.send(format!("after the return: {nine}")).unwrap();
@@ -130,7 +130,7 @@ fn a_child_waits_for_its_non_daemon_children_when_its_target_returns() {
     // The join came after the grandchild's end: the parent waited for it.
     assert!(matches!(
         out.recv_timeout(LONG),
-        Err(QueueError::Disconnected)
+        Err(PipeError::Disconnected { .. })
     ));
 }
 

@@ -300,8 +300,8 @@ fn every_call_fails_after_shutdown() {
     manager.shutdown();
     assert!(!manager.is_running());
     assert!(matches!(local.put(2), Err(ManagerError::Gone { .. })));
-    // From another process a put is handed to the handle's feeder; the failed send shows at
-    // the flush, and every put after it fails at once.
+    // From another process a put is handed to this process's feeder; the failed batch shows
+    // at the flush, and every put after it fails at once.
     let _ = remote.put(2);
     assert!(matches!(
         remote.flush_timeout(LIMIT),
@@ -416,6 +416,31 @@ fn four_child_processes_of_5000_are_drained_exactly_once() {
 }
 
 #[test]
+fn every_item_of_children_that_exit_right_after_putting_arrives() {
+    // A child's batches may still be unread in the manager when it exits: the manager must
+    // read them all, though it can no longer answer them.
+    const PER: u64 = 5000;
+    let manager = Manager::new().unwrap();
+    let queue = manager.queue::<u64>().unwrap();
+    for round in 0..6 {
+        let mut children: Vec<_> = (0..2)
+            .map(|p| {
+                Process::new(put_range, (queue.clone(), p * PER, PER))
+                    .start()
+                    .unwrap()
+            })
+            .collect();
+        let got: BTreeSet<u64> = (0..2 * PER)
+            .map(|_| queue.get_timeout(LIMIT).unwrap())
+            .collect();
+        assert_eq!(got.len() as u64, 2 * PER, "round {round}");
+        for child in &mut children {
+            child.join_timeout(LIMIT).unwrap();
+        }
+    }
+}
+
+#[test]
 fn four_pool_tasks_of_5000_are_drained_exactly_once() {
     const PER: u64 = 5000;
     let manager = Manager::new().unwrap();
@@ -522,6 +547,49 @@ fn a_dead_manager_process_wakes_getters_and_fails_putters() {
     );
     assert!(matches!(queue.put(3), Err(ManagerError::Gone { .. })));
     assert!(matches!(queue.qsize(), Err(ManagerError::Gone { .. })));
+}
+
+#[test]
+fn a_get_timeout_keeps_its_deadline_when_the_manager_is_stopped() {
+    let (tx, rx) = ipc_channel::ipc::channel::<ManagedQueue<u64>>().unwrap();
+    let mut host = Process::new(host_a_manager, (tx,)).start().unwrap();
+    let queue = rx.try_recv_timeout(LIMIT).unwrap();
+    queue.put(1).unwrap();
+    assert_eq!(queue.get_timeout(LIMIT).unwrap(), 1);
+    // A getter that waits in the manager when it stops, and one that asks after.
+    let waiting = {
+        let queue = queue.clone();
+        thread::spawn(move || {
+            let started = Instant::now();
+            (
+                queue.get_timeout(Duration::from_millis(300)),
+                started.elapsed(),
+            )
+        })
+    };
+    wait_until("our getter waits in the manager process", || {
+        queue.getters_waiting().unwrap() == 1
+    });
+    // SAFETY: stops the child this test started (resumed and killed below).
+    assert_eq!(unsafe { libc::kill(host.pid() as i32, libc::SIGSTOP) }, 0);
+    let started = Instant::now();
+    let late = queue.get_timeout(Duration::from_millis(200));
+    let took = started.elapsed();
+    let (early, early_took) = waiting.join().unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(host.pid() as i32, libc::SIGCONT) };
+    host.kill().unwrap();
+    let _ = host.join_timeout(LIMIT);
+    remove_sockets_of(host.pid());
+    // Each came back with its timeout (+ a generous margin), where a manager that never
+    // answers would hold a call without a client-side deadline for ever.
+    for (result, took, timeout) in [(late, took, 200), (early, early_took, 300)] {
+        assert!(
+            matches!(result, Err(ManagerError::Timeout { .. })),
+            "{result:?}"
+        );
+        assert!(took < Duration::from_millis(timeout + 1000), "{took:?}");
+    }
 }
 
 #[test]
@@ -649,20 +717,23 @@ impl Serialize for Picky {
 }
 
 #[test]
-fn an_item_that_does_not_encode_is_reported_and_costs_only_itself() {
+fn an_item_that_does_not_encode_fails_its_own_put_and_costs_only_itself() {
     let manager = Manager::new().unwrap();
     let local = manager.queue::<Picky>().unwrap();
     let remote = through_ipc(&local);
     for i in 10..17 {
-        // Buffered: accepted here, encoded by the feeder, which sends what piled up together.
-        remote.put(Picky(i)).unwrap();
+        // Encoded at the put, as Python pickles at put: the bad item is its putter's error.
+        let put = remote.put(Picky(i));
+        if i == 13 {
+            let err = put.unwrap_err();
+            assert!(matches!(err, ManagerError::Serialization { .. }), "{err}");
+            // The serde error keeps the impl's own words.
+            assert!(err.to_string().contains("13 does not travel"), "{err}");
+        } else {
+            put.unwrap();
+        }
     }
-    let err = remote.flush_timeout(LIMIT).unwrap_err();
-    assert!(matches!(err, ManagerError::Dropped { .. }), "{err}");
-    assert!(err.to_string().contains("1 item put"), "{err}");
-    // The serde error keeps the impl's own words.
-    assert!(err.to_string().contains("13 does not travel"), "{err}");
-    // Reported once; the queue goes on, with every other item in order.
+    // The queue goes on, with every other item in order.
     remote.flush_timeout(LIMIT).unwrap();
     let got: Vec<u32> = (0..6)
         .map(|_| local.get_timeout(LIMIT).unwrap().0)
@@ -687,39 +758,47 @@ impl<'de> Deserialize<'de> for Fussy {
 }
 
 #[test]
-fn one_undecodable_item_among_2000_costs_only_itself_and_flush_says_so() {
+fn one_undecodable_item_among_2000_fails_only_the_get_that_takes_it() {
     let manager = Manager::new().unwrap();
     let local = manager.queue::<Fussy>().unwrap();
     let remote = through_ipc(&local);
+    let consumer = through_ipc(&local);
     for i in 0..2000 {
         remote.put(Fussy(i)).unwrap();
     }
-    let err = remote.flush_timeout(LIMIT).unwrap_err();
-    assert!(matches!(err, ManagerError::Dropped { .. }), "{err}");
-    assert!(err.to_string().contains("1 item put"), "{err}");
-    assert!(err.to_string().contains("decode in the manager"), "{err}");
-    // Reported once; every good item is there, in order.
+    // The manager holds bytes and never decodes them: every item arrives.
     remote.flush_timeout(LIMIT).unwrap();
-    assert_eq!(local.qsize().unwrap(), 1999);
-    let got: Vec<u32> = (0..1999)
-        .map(|_| local.get_timeout(LIMIT).unwrap().0)
-        .collect();
+    assert_eq!(local.qsize().unwrap(), 2000);
+    let mut got = Vec::new();
+    for i in 0..2000u32 {
+        // Local and remote getters alike: the one that takes 1313 fails, alone.
+        let from = if i % 2 == 0 { &local } else { &consumer };
+        match from.get_timeout(LIMIT) {
+            Ok(item) => got.push(item.0),
+            Err(err) => {
+                assert_eq!(i, 1313, "{err}");
+                assert!(matches!(err, ManagerError::Serialization { .. }), "{err}");
+                assert!(err.to_string().contains("Fussy"), "{err}");
+            }
+        }
+    }
     let expected: Vec<u32> = (0..2000).filter(|&i| i != 1313).collect();
     assert_eq!(got, expected);
+    assert!(matches!(
+        local.get_nowait(),
+        Err(ManagerError::Empty { .. })
+    ));
 }
 
 #[test]
-fn a_bounded_put_of_an_undecodable_item_fails_and_hands_it_back() {
+fn a_bounded_put_of_an_undecodable_item_fails_only_the_get_that_takes_it() {
     let manager = Manager::new().unwrap();
     let local = manager.bounded_queue::<Fussy>(4).unwrap();
     let remote = through_ipc(&local);
-    let refused = remote.put_timeout(Fussy(1313), LIMIT).unwrap_err();
-    assert!(
-        matches!(refused.error, ManagerError::Serialization { .. }),
-        "{refused}"
-    );
-    assert_eq!(refused.item, Some(Fussy(1313)));
+    remote.put_timeout(Fussy(1313), LIMIT).unwrap();
     remote.put_timeout(Fussy(1), LIMIT).unwrap();
+    let err = remote.get_timeout(LIMIT).unwrap_err();
+    assert!(matches!(err, ManagerError::Serialization { .. }), "{err}");
     assert_eq!(local.get_timeout(LIMIT).unwrap(), Fussy(1));
 }
 
@@ -763,22 +842,25 @@ impl Serialize for Moody {
 }
 
 #[test]
-fn an_item_that_cannot_be_sent_fails_only_the_get_that_took_it() {
+fn an_item_encoded_at_put_travels_whatever_its_encoder_does_later() {
     let manager = Manager::new().unwrap();
     let local = manager.queue::<Moody>().unwrap();
     let consumer = through_ipc(&local);
     local.put(Moody(0)).unwrap();
     local.put(Moody(1)).unwrap();
     MOODY_REFUSES.store(true, Ordering::SeqCst);
-    let err = consumer.get_timeout(LIMIT).unwrap_err();
+    // The items are bytes since their puts: both reach the consumer.
+    assert_eq!(consumer.get_timeout(LIMIT).unwrap(), Moody(0));
+    assert_eq!(consumer.get_timeout(LIMIT).unwrap(), Moody(1));
+    // A put now fails itself, in the impl's own words, and nothing reaches the queue.
+    let err = local.put(Moody(0)).unwrap_err();
     assert!(
         matches!(err, ManagerError::Serialization { ref message, .. } if message.contains("not in the mood")),
         "{err}"
     );
-    // The same consumer and a fresh one go on.
-    assert_eq!(consumer.get_timeout(LIMIT).unwrap(), Moody(1));
     local.put(Moody(2)).unwrap();
     assert_eq!(through_ipc(&local).get_timeout(LIMIT).unwrap(), Moody(2));
+    assert_eq!(local.qsize().unwrap(), 0);
 }
 
 #[test]

@@ -20,6 +20,20 @@ pub enum ManagerError {
         /// What showed it.
         why: String,
     },
+    /// The manager runs as another user than this process: a manager serves only processes of
+    /// its own user (checked with the socket's peer credentials both ways), and a process
+    /// trusts only a manager of its own user.
+    #[error(
+        "permission denied: the manager in process {pid} runs as uid {peer_uid}, this process as uid {uid}; a manager serves only its own user"
+    )]
+    PermissionDenied {
+        /// The manager's process id.
+        pid: u32,
+        /// The uid the manager (its socket) runs as.
+        peer_uid: u32,
+        /// This process's effective uid.
+        uid: u32,
+    },
     /// `get_timeout` found no item within its timeout (or `flush_timeout` was still sending).
     #[error("no item arrived in manager queue {queue} (manager pid {pid}) within {timeout:?}")]
     Timeout {
@@ -68,9 +82,10 @@ pub enum ManagerError {
         /// How long the client waited.
         waited: Duration,
     },
-    /// Items put earlier into this queue from this process could not be encoded here or
-    /// decoded in the manager, so they were dropped (they alone: every other item arrived).
-    /// Reported once, by the next [`flush`](super::ManagedQueue::flush) in that process.
+    /// Items put earlier into this queue from this process were dropped (they alone: every
+    /// other item arrived). No longer reported: every put now encodes its item at the call
+    /// (its own [`ManagerError::Serialization`]), and an item that does not decode fails only
+    /// the get that took it. Kept so that code matching on it still compiles.
     #[error("manager queue {queue} (manager pid {pid}): {reason}")]
     Dropped {
         /// The manager's process id.

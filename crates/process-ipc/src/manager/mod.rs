@@ -20,15 +20,15 @@
 //!     total = sum(q.get() for _ in range(20000))
 //! ```
 //!
-//! Here [`Manager::new`] starts the server as threads of the calling process (one per queue, and
-//! one listening on a Unix socket), and [`Manager::queue`] hands out a [`ManagedQueue<T>`]:
-//! `Clone`, `Serialize` and `Deserialize`, so it travels as an argument to a `Process` target or
-//! a [`Pool`](crate::Pool) task, and works the same on the other side. Like a pickled Python
-//! proxy, an encoded handle is plain data (which queue, and the manager's socket path), so any
-//! encoder carries it; where it is decoded, its first use asks the manager's socket for the
-//! queue's ipc-channel, once per queue per process. Every queue operation in a process other
-//! than the manager's is then a message to that queue's server; in the manager's own process
-//! the handle the manager made goes to the queue's state directly.
+//! Here [`Manager::new`] starts the server as threads of the calling process (one listening on
+//! a Unix socket, and one per client connection), and [`Manager::queue`] hands out a
+//! [`ManagedQueue<T>`]: `Clone`, `Serialize` and `Deserialize`, so it travels as an argument
+//! to a `Process` target or a [`Pool`](crate::Pool) task, and works the same on the other
+//! side. Like a pickled Python proxy, an encoded handle is plain data (which queue, and the
+//! manager's socket path), so any encoder carries it. In a process other than the manager's,
+//! every queue operation is a call of the manager's one framed protocol (the one every object
+//! of the manager speaks) on a connection to its socket; in the manager's own process the
+//! handle the manager made goes to the queue directly.
 //!
 //! ```
 //! use std::time::Duration;
@@ -77,35 +77,36 @@
 //! - **Unbounded** unless made with [`Manager::bounded_queue`] (Python's `Queue(maxsize)`),
 //!   whose puts wait for room; `put_timeout` and `put_nowait` hand the item back when full.
 //! - **Buffered puts, as in Python's `multiprocessing.Queue`**: outside the manager's process,
-//!   `put` into an unbounded queue hands the item to a feeder thread (one per queue and
-//!   process), which sends what has piled up as one message. A process's items arrive in put
-//!   order and before its own next get or qsize on that queue. Dropping a handle that put
-//!   items waits until they are sent, so they survive the process's exit (a `Process` target
-//!   or a pool task drops its arguments when it returns); [`ManagedQueue::flush`] waits until
-//!   the manager holds them.
-//! - **Nothing lost on bad data**: a put encodes its item at once in the manager's process
-//!   (an item that does not encode is the putter's error, never a consumer's), and elsewhere
-//!   each item travels encoded on its own, so an item that does not encode (in the feeder) or
-//!   does not decode (in the manager) is dropped alone and reported by the next
-//!   [`ManagedQueue::flush`] as [`ManagerError::Dropped`]; every other item arrives.
+//!   `put` into an unbounded queue encodes the item into this process's buffer for the queue,
+//!   and the crate's feeder thread (the one `Queue` uses) sends what has piled up as one call,
+//!   answered once the manager holds it. A process's items arrive in put order and before its
+//!   own next get or qsize on that queue. Dropping a handle that put items waits until they
+//!   are sent, so they survive the process's exit (a `Process` target or a pool task drops its
+//!   arguments when it returns); [`ManagedQueue::flush`] waits until the manager holds them.
+//! - **Nothing lost on bad data**: every put encodes its item at once (an item that does not
+//!   encode fails its own put, and no consumer ever meets it); the manager keeps each item's
+//!   bytes apart and never decodes them, so an item that does not decode as `T` fails only the
+//!   get that took it; every other item arrives.
 //! - **Fair**: getters are served first come, first served, whichever process they wait in.
-//! - **Exactly once**: an item goes to one getter. A `get_timeout` that runs out withdraws its
-//!   request from the server before it reports [`ManagerError::Timeout`], so an item is never
-//!   sent to a caller that has stopped waiting.
+//! - **Exactly once**: an item goes to one getter. A `get_timeout` that runs out is withdrawn
+//!   in the manager before it reports [`ManagerError::Timeout`], so an item is never sent to a
+//!   caller that has stopped waiting; an item handed to a getter whose process died meanwhile
+//!   (its connection closed) goes back to the front of the queue.
+//! - **Deadlines**: a timed call returns within its timeout and a short grace even when the
+//!   manager is alive but stopped: the client reads the answer with that deadline.
 //! - **Manager gone**: after [`Manager::shutdown`] or drop, or when the manager's process dies,
 //!   every call fails with [`ManagerError::Gone`], and blocked getters wake with it at once.
 //!   A buffered put is the exception: it may be accepted just before its feeder finds the
 //!   manager gone; that failure then shows at the next put or flush. Items still queued when
 //!   the manager ends are dropped, as Python's are with its manager.
-//! - **Costs**: the first use of a decoded handle costs one exchange with the manager's socket
-//!   per queue and process (later handles in that process reuse the channel). A busy producer
-//!   then pays one socket write per batch; a get, `get_nowait` or `qsize` is a round trip over a
-//!   reply channel that each handle creates on first use and keeps (one per thread that uses
-//!   the handle at once). The manager's own handles go straight to the queue's state.
+//! - **Costs**: a busy producer pays one round trip per batch of puts; a get, `get_nowait`,
+//!   `qsize` or a bounded put is one round trip on a connection of this process's pool (one
+//!   per call in flight). The manager's own handles go straight to the queue.
 //! - **Files and peers**: the socket lives in a directory of its own (mode 0700 whatever the
 //!   umask) under the system's temporary directory, removed at shutdown (a manager whose
 //!   process is killed leaves it); the manager answers only peers of its own user
-//!   (`SO_PEERCRED`).
+//!   (`SO_PEERCRED`), and a handle used by another user fails with
+//!   [`ManagerError::PermissionDenied`] naming both uids.
 //!
 //! # Dicts, lists, namespaces, values, locks and events
 //!
@@ -147,9 +148,9 @@
 //!   made call the objects directly.
 //! - **Handles**: plain data (object number and the manager's socket path), `Clone`,
 //!   `Serialize` and `Deserialize`, `Send + Sync`; a `Process` or pool task argument like a
-//!   queue's. In another process a handle's first call opens a Unix-stream connection to the
-//!   manager's socket (checked with `SO_PEERCRED` both ways), kept in a per-process pool for
-//!   every later call; a call running while another is in flight opens a second one.
+//!   queue's. In another process a handle's first call opens a connection to the manager's
+//!   socket (checked with `SO_PEERCRED` both ways), kept in a per-process pool for every later
+//!   call, a queue's included; a call running while another is in flight opens a second one.
 //! - **Values are serde types**, stored by the manager as postcard bytes: a key or value that
 //!   does not serialize is [`ManagerError::Encode`] at the call, and nothing is sent; a value
 //!   read as a type it does not decode as is [`ManagerError::Decode`] naming that type. Dict
@@ -169,20 +170,20 @@
 //!   what the kernel's wake-up of the other side costs; see the `manager_dict` bench, beside
 //!   a bare Unix-socket round trip.
 //!
-//! Layout: `mod.rs` ([`Manager`]), `queue` ([`ManagedQueue`]'s API) over `client` (the
-//! requests of a handle in another process), `feeder` and `rendezvous`; `server` (a queue's
-//! state and thread) and `wire` (their messages) below them. The other objects: `dict`,
-//! `list`, `namespace` (and values) and `sync` (locks and events) over `object_client` (one
-//! call, one round trip), `object_wire` (calls, answers, frames) and `object_server` (their
-//! state, and a connection's loop).
+//! Layout: `mod.rs` ([`Manager`]); the handles `queue` ([`ManagedQueue`]'s API, with `remote`
+//! for its calls from another process and `client` for its batched puts), `dict`, `list`,
+//! `namespace` (and values) and `sync` (locks and events), all over `object_client` (one call,
+//! one round trip); `object_wire` (the one protocol: calls, answers, frames); `rendezvous` (the
+//! socket); `object_server` (the objects' state, and a connection's loop), with `server` (a
+//! queue's state) and `object_dict` (a dict's).
 
 mod client;
 mod dict;
 mod error;
-mod feeder;
 mod list;
 mod namespace;
 mod object_client;
+mod object_dict;
 mod object_server;
 mod object_wire;
 mod queue;
@@ -190,14 +191,12 @@ mod remote;
 mod rendezvous;
 mod server;
 mod sync;
-mod wire;
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::Duration;
-
-use ipc_channel::ipc;
 
 use crate::Wire;
 pub use dict::ManagedDict;
@@ -209,22 +208,17 @@ use object_server::Objects;
 use object_wire::Kind;
 pub use queue::ManagedQueue;
 use rendezvous::Rendezvous;
-use server::{ServerThread, Shared};
 pub use sync::{ManagedEvent, ManagedLock, ManagedLockGuard};
-use wire::Request;
 
-/// How long a client waits for an answer that a live server gives at once (registration,
-/// `get_nowait`, `qsize`, the answer to a cancelled get). A dead server is noticed immediately,
-/// through the closed channel; this bound only covers a server process that is alive but stuck
+/// How long a client waits for an answer that a live server gives at once (`get_nowait`,
+/// `qsize`, a batch of puts, a dict call). A dead server is noticed immediately, through the
+/// closed connection; this bound only covers a server process that is alive but stuck
 /// (stopped by a debugger or a signal, say).
 const REPLY_GRACE: Duration = Duration::from_secs(5);
 
-/// How long [`Manager::shutdown`] waits for each queue's server thread to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-/// Makes a write to a closed channel an `EPIPE` error instead of a fatal `SIGPIPE`.
+/// Makes a write to a closed connection an `EPIPE` error instead of a fatal `SIGPIPE`.
 ///
-/// ipc-channel writes with `sendmsg` without `MSG_NOSIGNAL`. Rust's `main` ignores `SIGPIPE`
+/// A plain `write` on a socket raises `SIGPIPE` when the other end is gone. Rust's `main` ignores `SIGPIPE`
 /// before it runs, but a child process that runs its target before `main` (and a program that
 /// restored the default) would be killed by the signal when its manager is gone, instead of
 /// getting [`ManagerError::Gone`]. A handler someone installed on purpose is left alone.
@@ -245,14 +239,13 @@ fn ignore_sigpipe() {
 /// Python's `multiprocessing.Manager()`: a server that owns queues, dicts, lists, namespaces,
 /// values, locks and events, and hands out handles to them.
 ///
-/// The server runs as threads of the process that calls [`Manager::new`] (one thread per
-/// queue, blocked on that queue's request channel, and one per connection to the other
-/// objects), not as a separate process: the objects live exactly as long as this value and
+/// The server runs as threads of the process that calls [`Manager::new`] (one listening on
+/// its socket, and one per client connection), not as a separate process: the objects live exactly as long as this value and
 /// its process. Dropping it, or calling [`shutdown`](Manager::shutdown), ends every object;
 /// handles anywhere then get [`ManagerError::Gone`] (queues) or [`ManagerError::ObjectGone`].
 pub struct Manager {
     pid: u32,
-    /// Where handles decoded in other processes ask for their queue's channel.
+    /// The manager's socket, where handles decoded in other processes connect.
     address: Arc<str>,
     next_queue: AtomicU64,
     /// The dicts, lists, namespaces, values, locks and events.
@@ -264,7 +257,6 @@ pub struct Manager {
 /// What a running manager owns.
 struct Running {
     rendezvous: Rendezvous,
-    servers: Vec<ServerThread>,
 }
 
 impl fmt::Debug for Manager {
@@ -282,7 +274,7 @@ impl fmt::Debug for Manager {
 
 impl Manager {
     /// Starts a manager in this process: a thread listening on a Unix socket in a private
-    /// temporary directory, where handles decoded in other processes ask for their queue.
+    /// temporary directory, where handles decoded in other processes connect.
     ///
     /// # Errors
     /// [`ManagerError::Start`] if the socket, its directory or the thread cannot be created.
@@ -299,10 +291,7 @@ impl Manager {
             address: rendezvous.address().into(),
             next_queue: AtomicU64::new(1),
             objects,
-            running: Mutex::new(Some(Running {
-                rendezvous,
-                servers: Vec::new(),
-            })),
+            running: Mutex::new(Some(Running { rendezvous })),
         })
     }
 
@@ -322,8 +311,7 @@ impl Manager {
     /// Python's `manager.Queue()`: a new, empty, unbounded queue hosted by this manager.
     ///
     /// # Errors
-    /// [`ManagerError::Gone`] after [`shutdown`](Manager::shutdown); [`ManagerError::Io`] if the
-    /// request channel or the server thread cannot be created.
+    /// [`ManagerError::Gone`] after [`shutdown`](Manager::shutdown).
     #[doc(alias = "Queue")]
     pub fn queue<T: Wire>(&self) -> Result<ManagedQueue<T>, ManagerError> {
         self.make_queue(None)
@@ -362,40 +350,28 @@ impl Manager {
 
     fn make_queue<T: Wire>(&self, maxsize: Option<usize>) -> Result<ManagedQueue<T>, ManagerError> {
         let queue = self.next_queue.fetch_add(1, Ordering::Relaxed);
-        let io = |what, source| ManagerError::Io {
+        let obj = ObjectRef {
             pid: self.pid,
-            queue,
-            what,
-            source,
-        };
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(running) = running.as_mut() else {
-            return Err(ManagerError::Gone {
-                pid: self.pid,
-                queue,
-                why: "the manager was shut down before the queue was made".into(),
-            });
-        };
-        let (requests, incoming) =
-            ipc::channel::<Request<T>>().map_err(|e| io("cannot create its request channel", e))?;
-        let shared = Arc::new(Shared::new(maxsize));
-        let server = ServerThread::start(
-            format!("manager-queue-{queue}"),
-            Arc::clone(&shared),
-            incoming,
-            requests.clone(),
-        )
-        .map_err(|e| io("cannot start its server thread", e))?;
-        running.servers.push(server);
-        running.rendezvous.add(queue, requests);
-        Ok(ManagedQueue {
-            pid: self.pid,
-            queue,
-            maxsize,
+            object: queue,
+            kind: Kind::Queue,
             address: Arc::clone(&self.address),
-            local: Some(shared),
-            conn: OnceLock::new(),
+            local: None,
+            pool: OnceLock::new(),
+        };
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let local = running
+            .as_ref()
+            .and_then(|_| self.objects.add_queue(queue, maxsize));
+        let Some(local) = local else {
+            return Err(obj.gone("the manager was shut down before the queue was made"));
+        };
+        Ok(ManagedQueue {
+            obj,
+            maxsize,
+            local: Some(local),
+            feed: OnceLock::new(),
             put_any: AtomicBool::new(false),
+            types: PhantomData,
         })
     }
 
@@ -503,9 +479,6 @@ impl Manager {
         if let Some(mut running) = running {
             running.rendezvous.stop();
             self.objects.close();
-            for server in &mut running.servers {
-                server.stop(SHUTDOWN_GRACE);
-            }
         }
     }
 }

@@ -37,24 +37,48 @@ pub(super) struct Conn {
 
 impl Conn {
     fn open(address: &str) -> Result<Self, Unreachable> {
-        let stream = rendezvous::connect_objects(address)?;
+        let stream = rendezvous::connect(address)?;
         let reader = stream.try_clone().map_err(Unreachable::Io)?;
         Ok(Self {
-            reader: BufReader::new(SpinRead(reader)),
+            reader: BufReader::new(SpinRead::new(reader)),
             writer: stream,
             buf: Vec::new(),
             read_timeout: None,
         })
     }
 
+    /// Whether its reads poll before they sleep (see [`SpinRead`]).
+    pub(super) fn set_spin(&mut self, spin: Duration) {
+        self.reader.get_mut().spin = spin;
+    }
+
     /// Writes `call` and reads its answer, waiting at most `wait` for it (`None`: no bound).
     fn exchange(&mut self, call: &Call, wait: Option<Duration>) -> io::Result<Answer> {
         write_frame(&mut self.writer, call, &mut self.buf)?;
+        self.read(wait)
+    }
+
+    /// Reads the next answer, waiting at most `wait` for it.
+    fn read(&mut self, wait: Option<Duration>) -> io::Result<Answer> {
         if self.read_timeout != wait {
             self.writer.set_read_timeout(wait)?;
             self.read_timeout = wait;
         }
         read_frame(&mut self.reader, &mut self.buf)
+    }
+
+    /// Whether an answer has begun to arrive (reading it then does not wait long).
+    pub(super) fn ready(&self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let mut poll = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.writer),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; a zero timeout never blocks.
+        unsafe { libc::poll(&mut poll, 1, 0) > 0 }
     }
 }
 
@@ -211,6 +235,11 @@ impl ObjectRef {
         self.accepted(answer)
     }
 
+    /// A connection of this process's pool (or a new one) that the caller keeps.
+    pub(super) fn take_conn(&self) -> Result<Conn, ManagerError> {
+        self.conn()
+    }
+
     /// Gives a kept connection back without a call.
     pub(super) fn give_back(&self, conn: Conn) {
         self.pool().give_back(conn);
@@ -228,6 +257,11 @@ impl ObjectRef {
         ignore_sigpipe();
         Conn::open(&self.address).map_err(|e| match e {
             Unreachable::Gone(why) => self.gone(why),
+            Unreachable::Denied { peer_uid, uid } => ManagerError::PermissionDenied {
+                pid: self.pid,
+                peer_uid,
+                uid,
+            },
             Unreachable::Io(source) => self.io("cannot connect to the manager", source),
         })
     }
@@ -239,20 +273,43 @@ impl ObjectRef {
         call: &Call,
         wait: Option<Duration>,
     ) -> Result<Answer, ManagerError> {
-        conn.exchange(call, wait).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ManagerError::ObjectNoReply {
-                pid: self.pid,
-                object: self.object,
-                kind: self.kind.name(),
-                waited: wait.unwrap_or_default(),
-            },
+        conn.exchange(call, wait).map_err(|e| self.failed(e, wait))
+    }
+
+    /// Writes a call on a connection the caller keeps, without reading its answer (a
+    /// feeder's batch: it reads the answers later, in order, with [`recv_on`](Self::recv_on)).
+    pub(super) fn send_on(&self, conn: &mut Conn, op: Op) -> Result<(), ManagerError> {
+        let call = Call {
+            object: self.object,
+            kind: self.kind,
+            op,
+        };
+        write_frame(&mut conn.writer, &call, &mut conn.buf).map_err(|e| self.failed(e, None))
+    }
+
+    /// Reads the next answer on a connection the caller keeps.
+    pub(super) fn recv_on(
+        &self,
+        conn: &mut Conn,
+        wait: Option<Duration>,
+    ) -> Result<Answer, ManagerError> {
+        let answer = conn.read(wait).map_err(|e| self.failed(e, wait))?;
+        self.accepted(answer)
+    }
+
+    /// What a failed exchange means.
+    fn failed(&self, e: io::Error, wait: Option<Duration>) -> ManagerError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                self.no_reply(wait.unwrap_or_default())
+            }
             io::ErrorKind::UnexpectedEof
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::NotConnected => self.gone("its connection closed"),
             _ => self.io("the exchange with the manager failed", e),
-        })
+        }
     }
 
     /// The answer, or the refusal as an error.
@@ -288,7 +345,15 @@ impl ObjectRef {
         })
     }
 
+    /// The manager is gone (a queue's error for a queue, an object's for the others).
     pub(super) fn gone(&self, why: impl Into<String>) -> ManagerError {
+        if self.kind == Kind::Queue {
+            return ManagerError::Gone {
+                pid: self.pid,
+                queue: self.object,
+                why: why.into(),
+            };
+        }
         ManagerError::ObjectGone {
             pid: self.pid,
             object: self.object,
@@ -297,7 +362,32 @@ impl ObjectRef {
         }
     }
 
+    /// The manager did not answer within `waited`.
+    fn no_reply(&self, waited: Duration) -> ManagerError {
+        if self.kind == Kind::Queue {
+            return ManagerError::NoReply {
+                pid: self.pid,
+                queue: self.object,
+                waited,
+            };
+        }
+        ManagerError::ObjectNoReply {
+            pid: self.pid,
+            object: self.object,
+            kind: self.kind.name(),
+            waited,
+        }
+    }
+
     fn io(&self, what: &'static str, source: io::Error) -> ManagerError {
+        if self.kind == Kind::Queue {
+            return ManagerError::Io {
+                pid: self.pid,
+                queue: self.object,
+                what,
+                source,
+            };
+        }
         ManagerError::ObjectIo {
             pid: self.pid,
             object: self.object,

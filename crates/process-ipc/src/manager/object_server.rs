@@ -13,72 +13,18 @@
 //! marked with the dead pid; the next acquire gets that pid as an error.
 
 use std::collections::HashMap;
-use std::io::{self, BufReader};
+use std::io::BufReader;
 use std::os::unix::net::UnixStream;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
 
+use super::object_dict::Dict;
 use super::object_wire::{
-    Answer, Call, Kind, Op, Refusal, SpinRead, Wait, read_frame, write_frame,
+    Answer, Call, Kind, Op, Refusal, SPIN, SpinRead, Wait, read_call, write_frame,
 };
-
-/// A dict in insertion order (Python's): slots in order, emptied on removal, and an index from
-/// key bytes to slot; the slots are compacted when more than half are empty.
-#[derive(Default)]
-struct Dict {
-    index: HashMap<Vec<u8>, usize>,
-    slots: Vec<Option<(ByteBuf, ByteBuf)>>,
-}
-
-impl Dict {
-    fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    fn get(&self, key: &[u8]) -> Option<&ByteBuf> {
-        let slot = *self.index.get(key)?;
-        self.slots[slot].as_ref().map(|(_, v)| v)
-    }
-
-    fn insert(&mut self, key: ByteBuf, value: ByteBuf) -> Option<ByteBuf> {
-        if let Some(&slot) = self.index.get(key.as_slice()) {
-            let entry = self.slots[slot].as_mut()?;
-            return Some(std::mem::replace(&mut entry.1, value));
-        }
-        self.index.insert(key.to_vec(), self.slots.len());
-        self.slots.push(Some((key, value)));
-        None
-    }
-
-    fn remove(&mut self, key: &[u8]) -> Option<ByteBuf> {
-        let slot = self.index.remove(key)?;
-        let (_, value) = self.slots[slot].take()?;
-        if self.slots.len() > 16 && self.slots.len() > 2 * self.index.len() {
-            self.compact();
-        }
-        Some(value)
-    }
-
-    fn compact(&mut self) {
-        self.slots.retain(Option::is_some);
-        for (i, (key, _)) in self.slots.iter().flatten().enumerate() {
-            if let Some(slot) = self.index.get_mut(key.as_slice()) {
-                *slot = i;
-            }
-        }
-    }
-
-    fn clear(&mut self) {
-        self.index.clear();
-        self.slots.clear();
-    }
-
-    fn entries(&self) -> impl Iterator<Item = &(ByteBuf, ByteBuf)> {
-        self.slots.iter().flatten()
-    }
-}
+use super::server::{self, Item, QueueObj};
 
 /// A lock's state.
 #[derive(Default)]
@@ -117,6 +63,8 @@ impl Object {
 struct State {
     closed: bool,
     objects: HashMap<u64, Object>,
+    /// The queues: each behind a lock of its own, so a get waiting on one holds up nobody.
+    queues: HashMap<u64, Arc<QueueObj>>,
     /// Client connections, so shutdown can end them (their threads then return).
     connections: HashMap<u64, UnixStream>,
     next_owner: u64,
@@ -142,6 +90,7 @@ impl Objects {
             state: Mutex::new(State {
                 closed: false,
                 objects: HashMap::new(),
+                queues: HashMap::new(),
                 connections: HashMap::new(),
                 next_owner: 1,
             }),
@@ -171,6 +120,8 @@ impl Objects {
             Kind::Value => Object::Value(value.unwrap_or_default()),
             Kind::Lock => Object::Lock(LockState::default()),
             Kind::Event => Object::Event(false),
+            // Queues are made by `add_queue`.
+            Kind::Queue => return false,
         };
         let mut state = self.lock();
         if state.closed {
@@ -180,12 +131,27 @@ impl Objects {
         true
     }
 
+    /// Adds queue `id`, bounded by `maxsize`; `None` once the manager is closed.
+    pub(crate) fn add_queue(&self, id: u64, maxsize: Option<usize>) -> Option<Arc<QueueObj>> {
+        let queue = Arc::new(QueueObj::new(maxsize));
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        state.queues.insert(id, Arc::clone(&queue));
+        Some(queue)
+    }
+
     /// Ends every object: waiters wake, and every client connection is shut down, so clients
     /// blocked on an answer see the end at once.
     pub(crate) fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
         state.objects.clear();
+        for queue in state.queues.values() {
+            queue.close();
+        }
+        state.queues.clear();
         for connection in state.connections.values() {
             let _ = connection.shutdown(std::net::Shutdown::Both);
         }
@@ -199,6 +165,17 @@ impl Objects {
         let mut state = self.lock();
         if state.closed {
             return Answer::Refused(Refusal::Gone);
+        }
+        if let Some(queue) = state.queues.get(&call.object) {
+            if call.kind != Kind::Queue {
+                return Answer::Refused(Refusal::WrongKind {
+                    is: Kind::Queue.name().into(),
+                    wanted: call.kind.name().into(),
+                });
+            }
+            let queue = Arc::clone(queue);
+            drop(state);
+            return server::call(&queue, call.op);
         }
         let Some(object) = state.objects.get_mut(&call.object) else {
             return Answer::Refused(Refusal::NoSuchObject);
@@ -355,37 +332,58 @@ impl Objects {
             }
             state.connections.insert(owner, watched);
         }
-        let mut reader = BufReader::new(SpinRead(reader));
+        let mut reader = BufReader::new(SpinRead::new(reader));
         let mut writer = stream;
         let (mut inbox, mut outbox) = (Vec::new(), Vec::new());
-        loop {
-            let (answer, acquired) = match read_frame::<Call>(&mut reader, &mut inbox) {
-                Ok(call) => {
-                    let (object, acquiring) = (call.object, matches!(call.op, Op::Acquire(_)));
-                    let answer = self.call(caller, call);
-                    let acquired = acquiring && matches!(answer, Answer::Bool(true));
-                    (answer, acquired.then_some(object))
-                }
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    (Answer::Refused(Refusal::Malformed(e.to_string())), None)
-                }
-                Err(_) => break,
+        // A frame that is over the limit, cut short, stalled past its deadline or does not
+        // decode ends this connection alone: the stream is not ours to read on.
+        // Set once an answer could not be written: the client is gone, but the calls it sent
+        // before it went are still read; its puts (a feeder sends batches without waiting for
+        // their answers, and a process may exit right after) are still done, nothing else is.
+        let mut client_gone = false;
+        while let Ok(call) = read_call(&mut reader, &mut inbox) {
+            let object = call.object;
+            let acquiring = matches!(call.op, Op::Acquire(_));
+            let getting = matches!(call.op, Op::QueueGet(_));
+            let putting = matches!(call.op, Op::QueuePutFramed(_) | Op::QueuePut(..));
+            if client_gone && !putting {
+                continue;
+            }
+            // A feeder's next batch comes after it collected more puts: sleep, don't poll.
+            reader.get_mut().spin = if matches!(call.op, Op::QueuePutFramed(_)) {
+                Duration::ZERO
+            } else {
+                SPIN
             };
-            if write_frame(&mut writer, &answer, &mut outbox).is_err() {
-                // A client that died (or gave up) while it waited never learned it holds the
-                // lock: it never held it, so it is released without naming anyone.
-                if let Some(object) = acquired {
-                    let release = Call {
-                        object,
-                        kind: Kind::Lock,
-                        op: Op::Release,
-                    };
-                    self.call(caller, release);
-                }
-                break;
+            let answer = self.call(caller, call);
+            if client_gone || write_frame(&mut writer, &answer, &mut outbox).is_ok() {
+                continue;
+            }
+            client_gone = true;
+            // A client that died (or gave up) while it waited never learned it holds the
+            // lock: it never held it, so it is released without naming anyone. An item it
+            // never received goes back to the queue, first in line.
+            if acquiring && matches!(answer, Answer::Bool(true)) {
+                let release = Call {
+                    object,
+                    kind: Kind::Lock,
+                    op: Op::Release,
+                };
+                self.call(caller, release);
+            }
+            if let (true, Answer::One(Some(item))) = (getting, answer) {
+                self.unget(object, Item::alone(item.into_vec()));
             }
         }
         self.disconnected(owner, pid);
+    }
+
+    /// An item taken by a get whose client could not receive it goes back to queue `id`.
+    fn unget(&self, id: u64, item: Item) {
+        let queue = self.lock().queues.get(&id).cloned();
+        if let Some(queue) = queue {
+            queue.unget(item);
+        }
     }
 
     /// A connection ended: locks its owner holds are freed, marked with its pid.
@@ -549,6 +547,9 @@ fn apply(object: &mut Object, caller: Caller, op: Op) -> (Answer, bool) {
                 Op::EventSet | Op::EventClear | Op::EventIsSet | Op::EventWait(_) => {
                     Kind::Event.name().into()
                 }
+                Op::QueuePut(..) | Op::QueuePutFramed(_) | Op::QueueGet(_) | Op::QueueCounts => {
+                    Kind::Queue.name().into()
+                }
             };
             Answer::Refused(Refusal::WrongKind {
                 is: object.kind().name().into(),
@@ -568,32 +569,5 @@ fn index(list: &[ByteBuf], i: u64, end_ok: bool) -> Result<usize, Answer> {
             index: i,
             len: len(list.len()),
         })),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn b(x: u8) -> ByteBuf {
-        ByteBuf::from(vec![x])
-    }
-
-    #[test]
-    fn a_dict_keeps_insertion_order_through_removals_and_compaction() {
-        let mut d = Dict::default();
-        for i in 0..40 {
-            d.insert(b(i), b(i));
-        }
-        for i in 0..30 {
-            assert_eq!(d.remove(&[i]), Some(b(i)));
-        }
-        d.insert(b(5), b(50));
-        d.insert(b(35), b(99));
-        let keys: Vec<u8> = d.entries().map(|(k, _)| k[0]).collect();
-        assert_eq!(keys, [30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 5]);
-        assert_eq!(d.get(&[35]), Some(&b(99)));
-        assert_eq!(d.len(), 11);
-        assert!(d.slots.len() < 40, "compacted");
     }
 }

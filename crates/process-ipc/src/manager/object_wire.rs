@@ -1,12 +1,19 @@
-//! The messages between a handle to a manager's object (dict, list, namespace, value, lock,
-//! event) and the manager, and how they are framed on a connection.
+//! The one protocol between a handle to a manager's object (queue, dict, list, namespace,
+//! value, lock, event) and the manager, and how it is framed on a connection.
 //!
-//! A client in another process talks to the manager over a Unix stream of its own (obtained
-//! from the manager's socket with one line, see `rendezvous`): it writes one [`Call`] and reads
+//! A client in another process talks to the manager over a stream of its own (today a
+//! connection to the manager's Unix socket, see `rendezvous`): it writes one [`Call`] and reads
 //! one [`Answer`], each as a little-endian `u32` length and that many bytes of postcard. One
-//! connection carries one call at a time, so no numbering is needed. Keys and values travel
-//! already encoded (postcard bytes): the manager stores bytes and never needs their types, so
-//! a value that does not decode is found, and named by type, in the process that asked for it.
+//! connection carries one call at a time, so no numbering is needed. Keys, values and queue
+//! items travel already encoded (postcard bytes): the manager stores bytes and never needs
+//! their types, so a value that does not decode is found, and named by type, in the process
+//! that asked for it. Nothing here knows the stream is a Unix socket: the framing reads and
+//! writes any `Read`/`Write`, and a frame's deadline is the stream's read timeout.
+//!
+//! Trust: the manager reads frames from any process of its user. A frame over
+//! [`MAX_FRAME`], one cut short by the end of the stream, one that does not decode, or one whose
+//! rest does not arrive within [`FRAME_WAIT`] once it has begun ends that connection (only
+//! that one); nothing is allocated for a frame before its bytes arrive.
 
 use std::io::{self, BufRead, Read, Write};
 use std::os::fd::AsRawFd;
@@ -25,6 +32,7 @@ pub(crate) enum Kind {
     Value,
     Lock,
     Event,
+    Queue,
 }
 
 impl Kind {
@@ -36,6 +44,7 @@ impl Kind {
             Kind::Value => "value",
             Kind::Lock => "lock",
             Kind::Event => "event",
+            Kind::Queue => "queue",
         }
     }
 }
@@ -115,6 +124,17 @@ pub(crate) enum Op {
     EventIsSet,
     /// Event: `Bool` (whether it is set: false only when the wait ran out).
     EventWait(Wait),
+    /// Queue: puts one encoded item, waiting `wait` for room in a bounded queue: `Bool`
+    /// (false: still full, the item was not put).
+    QueuePut(ByteBuf, Wait),
+    /// Queue: puts encoded items framed as the rings frame them (each a LEB128 length, then
+    /// its bytes), in order, as one step: `Len`, how many. A batch that does not parse is
+    /// refused whole.
+    QueuePutFramed(ByteBuf),
+    /// Queue: takes the oldest item, waiting `wait` for one: `One` (`None`: none came).
+    QueueGet(Wait),
+    /// Queue: `Counts`.
+    QueueCounts,
 }
 
 /// How long a lock acquire or an event wait may wait in the manager.
@@ -136,6 +156,12 @@ pub(crate) enum Answer {
     Many(Vec<ByteBuf>),
     Pairs(Vec<(ByteBuf, ByteBuf)>),
     Refused(Refusal),
+    /// A queue's items, waiting getters and waiting putters.
+    Counts {
+        items: u64,
+        getters: u64,
+        putters: u64,
+    },
 }
 
 /// Why the manager did not do a call.
@@ -192,23 +218,83 @@ pub(crate) fn write_frame<M: Serialize>(
 /// A call's answer, and a busy client's next call, usually come well within it.
 pub(crate) const SPIN: Duration = Duration::from_micros(40);
 
+/// How long the manager waits for the rest of a frame once its first byte arrived: a peer that
+/// stalls mid-frame is dropped after it (an idle connection, between frames, is not).
+pub(crate) const FRAME_WAIT: Duration = Duration::from_secs(5);
+
 /// The read half of a connection: each read first polls for up to [`SPIN`] (see
 /// [`sys::recv_within`](crate::sys::recv_within)), then blocks as a plain read does (with the
-/// socket's read timeout).
-pub(crate) struct SpinRead(pub(crate) UnixStream);
+/// socket's read timeout, or until `deadline` when one is set).
+pub(crate) struct SpinRead {
+    pub(crate) stream: UnixStream,
+    /// How long a read polls before it sleeps: [`SPIN`], or zero where the next frame is not
+    /// expected soon (after a batch of puts, whose sender collects the next one first).
+    pub(crate) spin: Duration,
+    /// Set while the manager reads the rest of a frame: reads past it fail with `TimedOut`.
+    deadline: Option<std::time::Instant>,
+}
 
-impl Read for SpinRead {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match crate::sys::recv_within(self.0.as_raw_fd(), buf, SPIN)? {
-            Some(n) => Ok(n),
-            None => self.0.read(buf),
+impl SpinRead {
+    pub(crate) fn new(stream: UnixStream) -> Self {
+        Self {
+            stream,
+            spin: SPIN,
+            deadline: None,
         }
     }
 }
 
-/// Reads one frame into `buf` and decodes it. A clean end of stream before the frame is
-/// `UnexpectedEof`; a frame that does not decode is `InvalidData` (the stream is still in step);
-/// a length over [`MAX_FRAME`] is `InvalidInput` (it is not).
+impl Read for SpinRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.spin.is_zero() {
+            if let Some(n) = crate::sys::recv_within(self.stream.as_raw_fd(), buf, self.spin)? {
+                return Ok(n);
+            }
+        }
+        let Some(deadline) = self.deadline else {
+            return self.stream.read(buf);
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the rest of a frame did not come within {FRAME_WAIT:?}"),
+            ));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let read = self.stream.read(buf);
+        self.stream.set_read_timeout(None)?;
+        read
+    }
+}
+
+/// The manager's read of the next call: waits without bound for a frame to begin (an idle
+/// client is fine), then at most [`FRAME_WAIT`] for the rest of it. Errors as [`read_frame`].
+pub(crate) fn read_call(
+    reader: &mut io::BufReader<SpinRead>,
+    buf: &mut Vec<u8>,
+) -> io::Result<Call> {
+    let ready = reader.fill_buf()?;
+    if ready.is_empty() {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    // The usual case: the whole frame is already buffered, and no deadline is needed.
+    let whole = ready.len() >= 4 && {
+        let len = u32::from_le_bytes([ready[0], ready[1], ready[2], ready[3]]) as usize;
+        ready.len() - 4 >= len
+    };
+    if whole {
+        return read_frame(reader, buf);
+    }
+    reader.get_mut().deadline = std::time::Instant::now().checked_add(FRAME_WAIT);
+    let call = read_frame(reader, buf);
+    reader.get_mut().deadline = None;
+    call
+}
+
+/// Reads one frame into `buf` and decodes it. An end of stream before or inside the frame is
+/// `UnexpectedEof`; a frame that does not decode is `InvalidData`; a length over
+/// [`MAX_FRAME`] is `InvalidInput`. The buffer grows as bytes arrive, never ahead of them.
 pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
     reader: &mut impl BufRead,
     buf: &mut Vec<u8>,
@@ -224,8 +310,13 @@ pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
         ));
     }
     buf.clear();
-    buf.resize(len, 0);
-    reader.read_exact(buf)?;
+    let got = reader.take(len as u64).read_to_end(buf)?;
+    if got < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("a frame of {len} bytes ended after {got}"),
+        ));
+    }
     postcard::from_bytes(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 

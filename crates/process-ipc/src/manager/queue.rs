@@ -2,17 +2,20 @@
 //! manager's process it works on the queue's state directly; elsewhere through `client`.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_bytes::ByteBuf;
 
 use super::REPLY_GRACE;
-use super::client::{Connection, Wait};
+use super::client::{ProcessFeed, Wait};
 use super::error::{ManagerError, PutError};
-use super::feeder::Failure;
-use super::server::{LocalGet, LocalPut, Shared};
+use super::object_client::ObjectRef;
+use super::object_wire::Kind;
+use super::server::{Counts, Item, QueueObj, Refused, Until};
 use crate::Wire;
 use crate::wire::serialize_message;
 
@@ -20,36 +23,31 @@ use crate::wire::serialize_message;
 ///
 /// Clone it for another thread, or pass it to another process (as a `Process` argument, a
 /// `Pool` task argument, inside any serde value); every copy reaches the same queue. All
-/// methods take `&self` and may be called from several threads at once. A handle is `Send`
-/// when `T` is, and `Sync` when `T` is `Send + Sync`.
+/// methods take `&self` and may be called from several threads at once. A handle holds no
+/// item, so it is `Send + Sync` whatever `T` is.
 pub struct ManagedQueue<T> {
-    pub(super) pid: u32,
-    pub(super) queue: u64,
+    /// Which queue, of which manager, and how to reach it.
+    pub(super) obj: ObjectRef,
     pub(super) maxsize: Option<usize>,
-    /// The manager's socket, where a decoded handle asks for the queue's request channel.
-    pub(super) address: Arc<str>,
-    /// The queue's state when this handle was made by the manager (in its process).
-    pub(super) local: Option<Arc<Shared<T>>>,
-    /// This process's connection to the queue's server, for a decoded handle, once made.
-    pub(super) conn: OnceLock<Arc<Connection<T>>>,
-    /// Whether this handle put items through the feeder (its drop then waits for them).
+    /// The queue itself when this handle was made by the manager (in its process).
+    pub(super) local: Option<Arc<QueueObj>>,
+    /// This process's feed into the queue, once this handle put through it.
+    pub(super) feed: OnceLock<Arc<ProcessFeed>>,
+    /// Whether this handle put items through the feed (its drop then waits for them).
     pub(super) put_any: AtomicBool,
+    pub(super) types: PhantomData<fn(T) -> T>,
 }
 
 impl<T> Drop for ManagedQueue<T> {
     /// A handle that put items waits (a bounded while) until its process's feeder has sent
-    /// them, so they survive the process's exit right after (a `Process` target returning).
+    /// them, so they survive the process's exit right after (a pool task returning).
     fn drop(&mut self) {
         if !*self.put_any.get_mut() {
             return;
         }
-        let feeder = self
-            .conn
-            .get()
-            .and_then(|c| c.feeder.get())
-            .and_then(Option::as_ref);
-        if let Some(feeder) = feeder {
-            feeder.wait_sent(Instant::now().checked_add(REPLY_GRACE));
+        if let Some(feed) = self.feed.get() {
+            feed.feed
+                .wait_drained(Instant::now().checked_add(REPLY_GRACE));
         }
     }
 }
@@ -57,30 +55,28 @@ impl<T> Drop for ManagedQueue<T> {
 impl<T> fmt::Debug for ManagedQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ManagedQueue")
-            .field("manager_pid", &self.pid)
-            .field("queue", &self.queue)
+            .field("manager_pid", &self.obj.pid)
+            .field("queue", &self.obj.object)
             .field("maxsize", &self.maxsize)
             .field("in_manager_process", &self.local.is_some())
             .finish()
     }
 }
 
-impl<T: Serialize> Clone for ManagedQueue<T> {
-    /// Another handle to the same queue. It registers its own reply channel when first used
-    /// for a get in a process other than the manager's.
+impl<T> Clone for ManagedQueue<T> {
+    /// Another handle to the same queue.
     fn clone(&self) -> Self {
-        let conn = OnceLock::new();
-        if let Some(connected) = self.conn.get() {
-            let _ = conn.set(Arc::clone(connected));
+        let feed = OnceLock::new();
+        if let Some(known) = self.feed.get() {
+            let _ = feed.set(Arc::clone(known));
         }
         Self {
-            pid: self.pid,
-            queue: self.queue,
+            obj: self.obj.clone(),
             maxsize: self.maxsize,
-            address: Arc::clone(&self.address),
             local: self.local.clone(),
-            conn,
+            feed,
             put_any: AtomicBool::new(false),
+            types: PhantomData,
         }
     }
 }
@@ -98,10 +94,10 @@ struct HandleWire<A> {
 impl<T> Serialize for ManagedQueue<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         HandleWire {
-            pid: self.pid,
-            queue: self.queue,
+            pid: self.obj.pid,
+            queue: self.obj.object,
             maxsize: self.maxsize.map(|m| m as u64),
-            address: &*self.address,
+            address: &*self.obj.address,
         }
         .serialize(serializer)
     }
@@ -111,15 +107,21 @@ impl<'de, T> Deserialize<'de> for ManagedQueue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = HandleWire::<String>::deserialize(deserializer)?;
         Ok(Self {
-            pid: wire.pid,
-            queue: wire.queue,
+            obj: ObjectRef {
+                pid: wire.pid,
+                object: wire.queue,
+                kind: Kind::Queue,
+                address: wire.address.into(),
+                local: None,
+                pool: OnceLock::new(),
+            },
             maxsize: wire
                 .maxsize
                 .map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
-            address: wire.address.into(),
             local: None,
-            conn: OnceLock::new(),
+            feed: OnceLock::new(),
             put_any: AtomicBool::new(false),
+            types: PhantomData,
         })
     }
 }
@@ -127,41 +129,38 @@ impl<'de, T> Deserialize<'de> for ManagedQueue<T> {
 impl<T: Wire> ManagedQueue<T> {
     /// The process id of the manager that hosts this queue.
     pub fn manager_pid(&self) -> u32 {
-        self.pid
+        self.obj.pid
     }
 
     /// Python's `q.put(item)`: appends `item`. A bounded queue ([`Manager::bounded_queue`](super::Manager::bounded_queue))
     /// makes it wait while full, and outside the manager's process each of its puts is a round
     /// trip. An unbounded queue never makes it wait:
     ///
-    /// In the manager's process the item is queued at once. In any other process the item goes
-    /// to the queue's feeder thread in this process, which sends what has piled up as one
-    /// message, like the feeder thread of Python's `multiprocessing.Queue`; `put` waits only if
-    /// thousands of items are still unsent. Items put in one process arrive in put order, and
-    /// before that process's next get or qsize on the queue. Dropping a handle that put items
-    /// waits until they are sent; [`flush`](ManagedQueue::flush) waits until the manager holds
-    /// them.
+    /// The item is encoded at once, as Python pickles at `put`: an item that does not encode
+    /// fails its own put, and no consumer ever meets it. In the manager's process it is then
+    /// queued at once. In any other process it goes into this process's buffer for the queue,
+    /// which the crate's feeder thread sends to the manager in batches, like the feeder thread
+    /// of Python's `multiprocessing.Queue`; `put` does not wait for the manager. Items put in
+    /// one process arrive in put order, and before that process's next get or qsize on the
+    /// queue. Dropping a handle that put items waits until they are sent;
+    /// [`flush`](ManagedQueue::flush) waits until the manager holds them.
     ///
     /// # Errors
+    /// [`ManagerError::Serialization`] if the item does not encode (nothing is sent).
     /// [`ManagerError::Gone`] if the manager is known to be gone: at once in its own process;
-    /// elsewhere as soon as a send has failed, so a put racing with the manager's end may be
-    /// accepted and then lost (as in Python). [`ManagerError::Serialization`] if the item
-    /// does not encode and the put was not buffered: in the manager's process (where the item
-    /// is encoded at once, as Python pickles at `put`, so that no consumer ever meets it) and
-    /// into a bounded queue. A buffered put's item that does not encode, or does not decode in
-    /// the manager, shows as [`ManagerError::Dropped`] at the next
-    /// [`flush`](ManagedQueue::flush).
+    /// elsewhere as soon as a batch has failed, so a put racing with the manager's end may be
+    /// accepted and then lost (as in Python); [`flush`](ManagedQueue::flush) says so.
+    /// [`ManagerError::PermissionDenied`] if the manager runs as another user.
     pub fn put(&self, item: T) -> Result<(), ManagerError> {
         if self.maxsize.is_some() {
             return Ok(self.put_bounded(item, Wait::Forever)?);
         }
-        if let Some(shared) = &self.local {
-            self.check_encodes(&item)?;
-            return if shared.put(item) {
-                Ok(())
-            } else {
-                Err(self.gone("it was shut down"))
-            };
+        if let Some(queue) = &self.local {
+            let bytes = self.encode(&item)?;
+            return queue
+                .put(Item::alone(bytes.into_vec()), Until::No)
+                .map(drop)
+                .map_err(|r| self.refused(r));
         }
         self.put_remote(item)
     }
@@ -229,9 +228,7 @@ impl<T: Wire> ManagedQueue<T> {
     /// ```
     ///
     /// # Errors
-    /// [`ManagerError::Gone`] if the manager is gone (some items may be lost);
-    /// [`ManagerError::Dropped`] if items put since the last flush did not encode here or did
-    /// not decode in the manager (they alone are missing).
+    /// [`ManagerError::Gone`] if the manager is gone (some items may be lost).
     pub fn flush(&self) -> Result<(), ManagerError> {
         self.flush_until(None)
     }
@@ -251,74 +248,54 @@ impl<T: Wire> ManagedQueue<T> {
         }
     }
 
-    /// Encodes `item` to see that it can travel (into a counter: nothing is kept).
-    fn check_encodes(&self, item: &T) -> Result<(), ManagerError> {
-        postcard::experimental::serialized_size(item)
-            .map(drop)
+    /// Encodes `item` for the queue (the put's own error if it does not encode).
+    pub(super) fn encode(&self, item: &T) -> Result<ByteBuf, ManagerError> {
+        postcard::to_stdvec(item)
+            .map(ByteBuf::from)
             .map_err(|e| self.serialization(serialize_message(item, e)))
+    }
+
+    /// Decodes an item taken from the queue: an item that does not decode as `T` fails only
+    /// the get that took it.
+    pub(super) fn decode(&self, bytes: &[u8]) -> Result<T, ManagerError> {
+        postcard::from_bytes(bytes).map_err(|e| {
+            self.serialization(format!(
+                "the item taken does not decode as {}: {e}",
+                std::any::type_name::<T>()
+            ))
+        })
     }
 
     pub(super) fn serialization(&self, message: String) -> ManagerError {
         ManagerError::Serialization {
-            pid: self.pid,
-            queue: self.queue,
+            pid: self.obj.pid,
+            queue: self.obj.object,
             message,
         }
     }
 
+    /// A refusal of the queue in this process, as an error.
+    pub(super) fn refused(&self, refused: Refused) -> ManagerError {
+        match refused {
+            Refused::Closed => self.gone("it was shut down"),
+            Refused::Malformed(why) => self.serialization(why),
+        }
+    }
+
     fn flush_until(&self, deadline: Option<Instant>) -> Result<(), ManagerError> {
-        if let Some(shared) = &self.local {
-            return match shared.counts() {
+        if let Some(queue) = &self.local {
+            return match queue.counts() {
                 Some(_) => Ok(()),
                 None => Err(self.gone("it was shut down")),
             };
         }
-        let Some(feeder) = self.feeder() else {
+        let Some(feed) = self.process_feed() else {
             return Ok(());
         };
-        if !feeder.wait_sent(deadline) {
-            return Err(self.timeout(Duration::ZERO));
-        }
-        let failure = feeder.failure();
-        // Sent is not yet handled: a round trip queues behind the items, and brings back what
-        // the manager could not decode.
-        let undecoded = self.flushed()?;
-        match (failure, undecoded) {
-            (Some(Failure::Gone(why)), _) => Err(self.gone(why)),
-            (None, None) => Ok(()),
-            (Some(Failure::Dropped { count, why }), None) => {
-                Err(self.dropped(count, "encode here", &why))
-            }
-            (None, Some((count, why))) => Err(self.dropped(count, "decode in the manager", &why)),
-            (Some(Failure::Dropped { count, why }), Some((more, _))) => {
-                Err(self.dropped(count + more, "encode here or decode in the manager", &why))
-            }
-        }
-    }
-
-    /// Lets this handle's own puts reach the server before a request that must see them.
-    /// Failures are left for the next put or flush to report.
-    pub(super) fn sync_puts(&self, deadline: Option<Instant>) -> bool {
-        self.feeder()
-            .is_none_or(|feeder| feeder.wait_sent(deadline))
-    }
-
-    pub(super) fn failed(&self, failure: Failure) -> ManagerError {
-        match failure {
-            Failure::Gone(why) => self.gone(why),
-            Failure::Dropped { count, why } => self.dropped(count, "encode here", &why),
-        }
-    }
-
-    fn dropped(&self, count: u64, failed: &str, why: &str) -> ManagerError {
-        let items = if count == 1 { "item" } else { "items" };
-        ManagerError::Dropped {
-            pid: self.pid,
-            queue: self.queue,
-            reason: format!(
-                "{count} {items} put from this process did not {failed} and were left out \
-                 (every other item arrived): {why}"
-            ),
+        match feed.settle(deadline) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.timeout(Duration::ZERO)),
+            Err(why) => Err(self.gone(why)),
         }
     }
 
@@ -387,113 +364,72 @@ impl<T: Wire> ManagedQueue<T> {
     }
 
     pub(super) fn gone(&self, why: impl Into<String>) -> ManagerError {
-        ManagerError::Gone {
-            pid: self.pid,
-            queue: self.queue,
-            why: why.into(),
-        }
+        self.obj.gone(why)
     }
 
     pub(super) fn get_with(&self, wait: Wait) -> Result<T, ManagerError> {
-        match &self.local {
-            Some(shared) => self.get_local(shared, wait),
-            None => self.get_remote(wait),
+        let Some(queue) = &self.local else {
+            return self.get_remote(wait);
+        };
+        match queue.get(wait.local()) {
+            Ok(Some(item)) => self.decode(item.bytes()),
+            Ok(None) => Err(self.missed(wait)),
+            Err(refused) => Err(self.refused(refused)),
         }
     }
 
-    fn get_local(&self, shared: &Shared<T>, wait: Wait) -> Result<T, ManagerError> {
-        let gone = || self.gone("it was shut down");
-        let (id, slot) = match shared.get_local(!matches!(wait, Wait::No)) {
-            LocalGet::Item(item) => return Ok(item),
-            LocalGet::Empty => return Err(self.empty_error()),
-            LocalGet::Closed => return Err(gone()),
-            LocalGet::Wait { id, slot } => (id, slot),
-        };
+    /// No item came: `Empty` for a get that did not wait, `Timeout` for one that did.
+    pub(super) fn missed(&self, wait: Wait) -> ManagerError {
         match wait {
-            Wait::Until(deadline, timeout) => match slot.recv_deadline(deadline) {
-                Ok(item) => Ok(item),
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(gone()),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if shared.cancel_local(id) {
-                        Err(self.timeout(timeout))
-                    } else {
-                        // Delivered between the timeout and the withdrawal: it is ours.
-                        slot.try_recv().map_err(|_| gone())
-                    }
-                }
-            },
-            Wait::Forever | Wait::No => slot.recv().map_err(|_| gone()),
+            Wait::No => self.empty_error(),
+            _ => self.timeout(wait.timeout()),
         }
     }
 
     /// A put into a bounded queue: Python's blocking `put`, with a wait of `wait`.
     pub(super) fn put_bounded(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
-        match &self.local {
-            Some(shared) => self.put_bounded_local(shared, item, wait),
-            None => self.put_bounded_remote(item, wait),
-        }
-    }
-
-    fn put_bounded_local(
-        &self,
-        shared: &Shared<T>,
-        item: T,
-        wait: Wait,
-    ) -> Result<(), PutError<T>> {
-        if let Err(e) = self.check_encodes(&item) {
-            return Err(PutError::new(e, Some(item)));
-        }
-        let gone = |item| PutError::new(self.gone("it was shut down"), item);
-        let (id, admitted) = match shared.put_local(item, !matches!(wait, Wait::No)) {
-            LocalPut::Done => return Ok(()),
-            LocalPut::Full(item) => return Err(PutError::new(self.full_error(), Some(item))),
-            LocalPut::Closed(item) => return Err(gone(Some(item))),
-            LocalPut::Wait { id, admitted } => (id, admitted),
+        let bytes = match self.encode(&item) {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(PutError::new(e, Some(item))),
         };
-        match wait {
-            Wait::Until(deadline, _) => match admitted.recv_deadline(deadline) {
-                Ok(()) => Ok(()),
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(gone(None)),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    match shared.cancel_local_put(id) {
-                        Some(item) => Err(PutError::new(self.full_error(), Some(item))),
-                        // Admitted between the timeout and the withdrawal: the put happened.
-                        None => admitted.try_recv().map_err(|_| gone(None)),
-                    }
-                }
-            },
-            Wait::Forever | Wait::No => admitted.recv().map_err(|_| gone(None)),
+        let Some(queue) = &self.local else {
+            return self.put_bounded_remote(item, bytes, wait);
+        };
+        match queue.put(Item::alone(bytes.into_vec()), wait.local()) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(PutError::new(self.full_error(), Some(item))),
+            Err(refused) => Err(PutError::new(self.refused(refused), Some(item))),
         }
     }
 
     pub(super) fn full_error(&self) -> ManagerError {
         ManagerError::Full {
-            pid: self.pid,
-            queue: self.queue,
+            pid: self.obj.pid,
+            queue: self.obj.object,
             maxsize: self.maxsize.unwrap_or(usize::MAX),
         }
     }
 
     pub(super) fn empty_error(&self) -> ManagerError {
         ManagerError::Empty {
-            pid: self.pid,
-            queue: self.queue,
-        }
-    }
-
-    pub(super) fn no_reply(&self, waited: Duration) -> ManagerError {
-        ManagerError::NoReply {
-            pid: self.pid,
-            queue: self.queue,
-            waited,
+            pid: self.obj.pid,
+            queue: self.obj.object,
         }
     }
 
     pub(super) fn timeout(&self, timeout: Duration) -> ManagerError {
         ManagerError::Timeout {
-            pid: self.pid,
-            queue: self.queue,
+            pid: self.obj.pid,
+            queue: self.obj.object,
             timeout,
+        }
+    }
+
+    /// Items queued, getters and putters waiting.
+    fn counts(&self) -> Result<Counts, ManagerError> {
+        match &self.local {
+            Some(queue) => queue.counts().ok_or_else(|| self.gone("it was shut down")),
+            None => self.counts_remote(),
         }
     }
 }

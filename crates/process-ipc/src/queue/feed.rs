@@ -32,6 +32,30 @@ const SPARE_CHUNKS: usize = 2;
 /// this long to move what was put, as Python joins its feeder threads at exit.
 const EXIT_FLUSH: Duration = Duration::from_secs(10);
 
+/// Where a feeder moves its chunks of framed items: the queue's ring ([`RingSink`]), or a
+/// manager's connection (each chunk one call there).
+pub(crate) trait Sink: Send + 'static {
+    /// Moves `count` items, each framed as [`crate::ring::frame`] frames them (a LEB128 length,
+    /// then the item's bytes). An error drops them and breaks the feed: later puts fail with it.
+    fn write_framed(&mut self, framed: &[u8], count: usize) -> Result<(), QueueError>;
+
+    /// Called when the feeder has nothing left to move, before it sleeps: a sink that moves
+    /// asynchronously (a manager's connection) finishes here what it left in flight.
+    fn idle(&mut self) {}
+}
+
+/// The ring as a feeder's sink; it holds the handle's putter slot until the feeder drains.
+struct RingSink {
+    ring: Ring,
+    _slot: Arc<Slot>,
+}
+
+impl Sink for RingSink {
+    fn write_framed(&mut self, framed: &[u8], count: usize) -> Result<(), QueueError> {
+        self.ring.write_framed(framed, count).map_err(ring_error)
+    }
+}
+
 /// One putting handle's place in the ring's table of putters: while it is held (by the handle,
 /// then by its feeder until it has drained) readers of an empty queue wait for more items.
 pub(crate) struct Slot {
@@ -124,6 +148,12 @@ fn flush_all_until(deadline: Option<Instant>) {
 impl Feed {
     /// Starts the feeder thread of one putting handle; it holds `slot` until it has drained.
     pub(crate) fn start(ring: Ring, slot: Arc<Slot>) -> Result<Arc<Feed>, QueueError> {
+        let sink = RingSink { ring, _slot: slot };
+        Self::start_with(sink, "process-ipc-queue-feeder")
+    }
+
+    /// Starts a feeder thread (named `name`) that moves what is put into `sink`.
+    pub(crate) fn start_with<S: Sink>(sink: S, name: &str) -> Result<Arc<Feed>, QueueError> {
         let feed = Arc::new(Feed {
             chunks: Mutex::new(FeedBuf {
                 chunks: VecDeque::new(),
@@ -151,8 +181,8 @@ impl Feed {
             .push(Arc::downgrade(&feed));
         let feed2 = Arc::clone(&feed);
         std::thread::Builder::new()
-            .name("process-ipc-queue-feeder".into())
-            .spawn(move || feeder_loop(feed2, ring, slot))
+            .name(name.into())
+            .spawn(move || feeder_loop(feed2, sink))
             .map_err(|e| QueueError::Io(format!("cannot start the feeder thread: {e}")))?;
         Ok(feed)
     }
@@ -176,6 +206,26 @@ impl Feed {
         ring: &Ring,
         deadline: Option<Instant>,
     ) -> Result<(), QueueError> {
+        self.push_via(item, limit, Some(ring), deadline)
+    }
+
+    /// [`push`](Feed::push) for a feed whose sink is not a ring: every item goes through the
+    /// buffer.
+    pub(crate) fn push_buffered<T: Serialize>(
+        &self,
+        item: &T,
+        limit: usize,
+    ) -> Result<(), QueueError> {
+        self.push_via(item, limit, None, None)
+    }
+
+    fn push_via<T: Serialize>(
+        &self,
+        item: &T,
+        limit: usize,
+        ring: Option<&Ring>,
+        deadline: Option<Instant>,
+    ) -> Result<(), QueueError> {
         if self.is_broken.load(Ordering::Acquire) {
             let why = self
                 .broken
@@ -190,7 +240,9 @@ impl Feed {
         // behind it. Never for a reader: a feeder waiting for room ends the wait at once.
         // The clock is read only here: a small put never pays for it.
         let mut give_up = None;
-        while buf.big && (buf.in_flight || !buf.chunks.is_empty()) && !ring.writer_waits_for_room()
+        while buf.big
+            && (buf.in_flight || !buf.chunks.is_empty())
+            && ring.is_some_and(|ring| !ring.writer_waits_for_room())
         {
             let now = Instant::now();
             let most = now + PROGRESS_MAX;
@@ -205,7 +257,8 @@ impl Feed {
                 .0;
             buf.waiting -= 1;
         }
-        if buf.big && buf.chunks.is_empty() && !buf.in_flight && self.pending() == 0 {
+        let direct_ring = ring.filter(|_| buf.big && buf.chunks.is_empty() && !buf.in_flight);
+        if let Some(ring) = direct_ring.filter(|_| self.pending() == 0) {
             let direct = ring.put_direct(|region| {
                 let n = postcard::to_slice(item, region).ok()?.len();
                 (n <= limit).then_some(n)
@@ -267,6 +320,22 @@ impl Feed {
         Ok(())
     }
 
+    /// Why the feed stopped taking puts (its sink failed), if it did.
+    pub(crate) fn broken(&self) -> Option<String> {
+        if !self.is_broken.load(Ordering::Acquire) {
+            return None;
+        }
+        self.broken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|e| match e {
+                // A sink's own words, without the variant's prefix.
+                QueueError::Io(why) => why.clone(),
+                other => other.to_string(),
+            })
+    }
+
     /// Waits until the buffer is empty; false if `deadline` passed first.
     pub(crate) fn wait_drained(&self, deadline: Option<Instant>) -> bool {
         let (lock, cv) = &self.drained;
@@ -316,7 +385,7 @@ impl Drop for Flusher<'_> {
     }
 }
 
-fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
+fn feeder_loop<S: Sink>(feed: Arc<Feed>, mut sink: S) {
     // The chunk moved last, handed back for reuse under the next pop's lock.
     let mut used: Option<Vec<u8>> = None;
     loop {
@@ -332,6 +401,7 @@ fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
                 }
             }
             let mut looked = false;
+            let mut idled = false;
             loop {
                 if let Some(chunk) = buf.chunks.pop_front() {
                     buf.in_flight = true;
@@ -349,6 +419,13 @@ fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
                     buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
                     continue;
                 }
+                if !idled {
+                    idled = true;
+                    drop(buf);
+                    sink.idle();
+                    buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+                    continue;
+                }
                 buf.idle = true;
                 buf = feed.more.wait(buf).unwrap_or_else(|p| p.into_inner());
                 buf.idle = false;
@@ -362,14 +439,14 @@ fn feeder_loop(feed: Arc<Feed>, ring: Ring, slot: Arc<Slot>) {
         };
         let Some(chunk) = chunk else {
             // Everything is in the ring: this handle puts no more.
-            drop(slot);
+            drop(sink);
             return;
         };
         let count = count_items(&chunk);
-        if let Err(e) = ring.write_framed(&chunk[4..], count) {
-            // The ring is corrupt (or its lock failed, never seen): drop what is buffered and
-            // refuse more puts with the reason.
-            *feed.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(ring_error(e));
+        if let Err(e) = sink.write_framed(&chunk[4..], count) {
+            // The ring is corrupt (or its lock failed, never seen), or a manager is gone:
+            // drop what is buffered and refuse more puts with the reason.
+            *feed.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             feed.is_broken.store(true, Ordering::Release);
             let mut buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
             let dropped: usize = buf.chunks.drain(..).map(|c| count_items(&c)).sum();

@@ -7,7 +7,7 @@
 //! robust process-wide lock for writers and another for readers, so a feeder and a reader never
 //! wait for each other, and a holder that dies does not stop the others.
 
-mod feed;
+pub(crate) mod feed;
 mod sender;
 
 use std::sync::Mutex;

@@ -1,7 +1,9 @@
 //! A barrier for processes (Python's `multiprocessing.Barrier`) that a party's death breaks.
 //!
 //! The cell's words: `a` how many wait now, `b` why it is broken (0: it is not), `c` the
-//! generation (bumped each time the parties go on), `d` the parties. After the cell, one
+//! generation: its low half is bumped each time the parties go on, its high half by each
+//! [`Barrier::reset`] (so a waiter woken by a change of `c` knows whether it passed or was
+//! reset away), `d` the parties. After the cell, one
 //! [`Slot`] per party: the pid and start time of the process that arrived with that index in
 //! this generation, so that the others can tell whether it is still there. Python's barrier
 //! counts a party killed while waiting as arrived, and the live ones go on without it; here
@@ -23,6 +25,10 @@ use super::pid::my_pid;
 
 /// How long a waiter sleeps between two looks at the other waiters' liveness.
 const SLICE: Duration = Duration::from_millis(50);
+
+/// `c`: the low half counts the rounds passed, the high half the resets.
+const PASSES: u64 = 0xffff_ffff;
+const RESET_STEP: u64 = 1 << 32;
 
 /// `b`: aborted, or a wait timed out.
 const BROKEN: u64 = 1;
@@ -119,6 +125,35 @@ impl Barrier {
         Ok(())
     }
 
+    /// Returns the barrier to its first state, empty and not broken, so that it can be used
+    /// again (Python's `reset()`); any party waiting at it now gets
+    /// [`SharedError::BrokenBarrier`] (with no `dead_party`), as in Python. A barrier broken
+    /// by a timeout, an [`abort`](Barrier::abort) or a party's death is usable again after it.
+    ///
+    /// As in Python, resetting while parties may still arrive needs care: one that comes just
+    /// after the reset counts towards the next round.
+    ///
+    /// # Errors
+    /// [`SharedError::Os`] if the internal mutex fails.
+    pub fn reset(&self) -> Result<(), SharedError> {
+        self.cell.lock_internal(None)?;
+        let words = self.cell.cell();
+        for index in 0..u64::from(self.parties()) {
+            if let Some(slot) = self.slot(index) {
+                slot.pid.store(0, Ordering::Relaxed);
+                slot.start.store(0, Ordering::Relaxed);
+            }
+        }
+        words.a.store(0, Ordering::Relaxed);
+        words.b.store(0, Ordering::Relaxed);
+        let c = words.c.load(Ordering::Relaxed);
+        words
+            .c
+            .store((c & !PASSES).wrapping_add(RESET_STEP), Ordering::Release);
+        self.cell.unlock_and_notify(i32::MAX);
+        Ok(())
+    }
+
     /// The slot for arrival `index`, if the block has one.
     fn slot(&self, index: u64) -> Option<&Slot> {
         let slots = (self.cell.extra_len() / SLOT) as u64;
@@ -181,7 +216,9 @@ impl Barrier {
                 }
             }
             words.a.store(0, Ordering::Relaxed);
-            words.c.fetch_add(1, Ordering::Release);
+            let c = words.c.load(Ordering::Relaxed);
+            let passed = (c & !PASSES) | (c.wrapping_add(1) & PASSES);
+            words.c.store(passed, Ordering::Release);
             self.cell.notify_all();
             self.cell.unlock();
             return Ok(index as u32);
@@ -195,7 +232,13 @@ impl Barrier {
         words.a.store(index + 1, Ordering::Release);
         let mut next_look = Instant::now() + SLICE;
         loop {
-            if words.c.load(Ordering::Relaxed) != generation {
+            let now_c = words.c.load(Ordering::Relaxed);
+            if now_c & !PASSES != generation & !PASSES {
+                // Reset while this party waited: Python's waiters get BrokenBarrierError.
+                self.cell.unlock();
+                return Err(SharedError::BrokenBarrier { dead_party: None });
+            }
+            if now_c != generation {
                 self.cell.unlock();
                 return Ok(index as u32);
             }

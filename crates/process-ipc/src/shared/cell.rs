@@ -129,6 +129,11 @@ impl CellRef {
         Ok(this)
     }
 
+    /// The block the cell is in (for views of the bytes after the cell).
+    pub(crate) fn memory(&self) -> Arc<SharedMemory> {
+        Arc::clone(&self.mem)
+    }
+
     /// How many bytes follow the cell.
     pub(crate) fn extra_len(&self) -> usize {
         self.mem.size() - CELL_SIZE
@@ -185,6 +190,13 @@ impl CellRef {
     /// Whether the calling thread holds the lock.
     pub(crate) fn held_by_me(&self) -> bool {
         self.cell().lock.held_by_me()
+    }
+
+    /// Who holds the lock now, as `(pid, thread id)`: `None` if it is free. A snapshot (it
+    /// may change at once); the pid is 0 for the instant between the take and its record.
+    pub(crate) fn holder(&self) -> Option<(u32, u32)> {
+        let tid = self.cell().lock.holder_tid();
+        (tid != 0).then(|| (self.cell().owner.load(Ordering::Relaxed), tid))
     }
 
     /// Records this process as the holder (for `OwnerDied` reports).

@@ -32,6 +32,42 @@ pub enum SharedError {
         /// Why it was not found.
         reason: String,
     },
+    /// A block's contents are not what its type wrote: a word read from shared memory failed
+    /// its check (another process scribbled on it, or the name leads to another kind of
+    /// block). Nothing was read past the block.
+    #[error("shared memory {name:?} is corrupt: {what}")]
+    Corrupt {
+        /// The block's name.
+        name: String,
+        /// Which word, and what it held.
+        what: String,
+    },
+    /// An index past the end (Python's `IndexError`).
+    #[error("index {index} out of range for {len} items")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// How many items there are.
+        len: usize,
+    },
+    /// A string or bytes longer than its slot's room (Python's `ValueError: exceeds available
+    /// storage`).
+    #[error("item {index} needs {needed} bytes, and its slot holds {capacity}")]
+    TooLong {
+        /// The item's index.
+        index: usize,
+        /// The bytes it needs.
+        needed: usize,
+        /// The slot's room.
+        capacity: usize,
+    },
+    /// A block of this name exists already (Python's `FileExistsError` from
+    /// `SharedMemory(name, create=True)`).
+    #[error("shared memory {name:?} exists already")]
+    Exists {
+        /// The name asked for.
+        name: String,
+    },
     /// The name leads to something that is not a segment of this user's, or has another shape
     /// than the type that attaches to it.
     #[error("shared memory {name:?} refused: {reason}")]

@@ -198,6 +198,11 @@ impl RobustWord {
         self.word.load(Ordering::Relaxed) & TID_MASK != 0
     }
 
+    /// The kernel thread id of the holder (0: free). A snapshot: it may change at once.
+    pub(crate) fn holder_tid(&self) -> u32 {
+        self.word.load(Ordering::Relaxed) & TID_MASK
+    }
+
     /// Whether the calling thread holds the word.
     pub(crate) fn held_by_me(&self) -> bool {
         match thread_info() {

@@ -67,7 +67,8 @@ enum Role {
     /// Another process's, counted in `users`, with the descriptor it was opened by: kept
     /// open so that this process can pass the block on under a name of its own (see
     /// `SharedMemory::name_for_transfer`) after the creator has let it go.
-    Counted(OwnedFd),
+    /// (A named block's mapping keeps none: its name is a path, not a descriptor.)
+    Counted(Option<OwnedFd>),
     /// Another process's, not (yet) counted; or a mapping being dropped.
     Uncounted(Option<OwnedFd>),
 }
@@ -150,19 +151,33 @@ impl Mapping {
     /// blocks cover its size): then all are mapped at once, one walk instead of a fault per
     /// page at first touch. A block with holes is mapped lazily, since mapping a hole
     /// allocates it, and the block would no longer be sparse.
-    pub(super) fn attach(fd: OwnedFd, len: usize, allocated: bool) -> Result<Mapping, SharedError> {
+    pub(super) fn attach(
+        fd: &OwnedFd,
+        len: usize,
+        allocated: bool,
+    ) -> Result<Mapping, SharedError> {
         Ok(Mapping {
-            ptr: map_fd(&fd, len, allocated)?,
+            ptr: map_fd(fd, len, allocated)?,
             len,
-            role: Role::Uncounted(Some(fd)),
+            role: Role::Uncounted(None),
         })
+    }
+
+    /// Keeps `fd`, the descriptor this mapping (of another process's block) was opened by,
+    /// open as long as the mapping: see [`Role::Counted`].
+    pub(super) fn hold(&mut self, fd: OwnedFd) {
+        self.role = match std::mem::replace(&mut self.role, Role::Uncounted(None)) {
+            Role::Counted(_) => Role::Counted(Some(fd)),
+            Role::Uncounted(_) => Role::Uncounted(Some(fd)),
+            creator => creator,
+        };
     }
 
     /// Counts this mapping in the block's users; `false` if its creator is taking it back.
     pub(super) fn count_in(&mut self) -> bool {
         let before = self.header().users.fetch_add(1, Ordering::AcqRel);
         self.role = match std::mem::replace(&mut self.role, Role::Uncounted(None)) {
-            Role::Uncounted(Some(fd)) => Role::Counted(fd),
+            Role::Uncounted(fd) => Role::Counted(fd),
             other => other,
         };
         before & RECYCLING == 0
@@ -171,17 +186,17 @@ impl Mapping {
     /// The number of the descriptor this process holds the block by (-1 if none).
     pub(super) fn fd_number(&self) -> i32 {
         match &self.role {
-            Role::Creator { fd, .. } | Role::Counted(fd) | Role::Uncounted(Some(fd)) => {
+            Role::Creator { fd, .. } | Role::Counted(Some(fd)) | Role::Uncounted(Some(fd)) => {
                 fd.as_raw_fd()
             }
-            Role::Uncounted(None) => -1,
+            Role::Counted(None) | Role::Uncounted(None) => -1,
         }
     }
 
     /// Lists an attached, counted mapping for [`own_block`], so that a name this process
     /// hands on (its pid and this descriptor) leads back here without a system call.
     pub(super) fn list_attached(map: &Arc<Mapping>) {
-        if let Role::Counted(fd) = &map.role {
+        if let Role::Counted(Some(fd)) = &map.role {
             own()
                 .get_or_insert_with(HashMap::new)
                 .insert(fd.as_raw_fd(), Arc::downgrade(map));
@@ -216,7 +231,7 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         match std::mem::replace(&mut self.role, Role::Uncounted(None)) {
             Role::Counted(fd) => {
-                if let Some(own) = own().as_mut() {
+                if let (Some(own), Some(fd)) = (own().as_mut(), &fd) {
                     remove_if_dead(own, fd.as_raw_fd());
                 }
                 self.header().users.fetch_sub(1, Ordering::Release);

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -146,23 +146,73 @@ impl SharedMemory {
         })
     }
 
-    /// Maps the block called `name`, made by [`create`](SharedMemory::create) in a process of
-    /// this user that still holds it.
+    /// Makes a block of `size` zeroed bytes under `name`, which any process of this user can
+    /// then [`attach`](SharedMemory::attach) to, related or not (Python's
+    /// `SharedMemory(name, create=True, size=n)`).
+    ///
+    /// The name is 1 to 200 of `[A-Za-z0-9._-]`, not starting with `.`: never a path. It lives
+    /// in a directory private to this user (see the `named` module: `$XDG_RUNTIME_DIR` or
+    /// `/dev/shm/multitask-shm-<uid>`, 0700), so no other user can attach or squat it. The
+    /// block is complete before its name appears. Unlike a block from
+    /// [`create`](SharedMemory::create), it outlives its creator, crash included, until
+    /// [`unlink`](SharedMemory::unlink) (Python's with `track=False`).
+    ///
+    /// ```
+    /// use process_ipc::{SharedError, SharedMemory};
+    ///
+    /// let name = format!("doc-example-{}", std::process::id());
+    /// let mut block = SharedMemory::create_named(&name, 16).unwrap();
+    /// block.as_mut_slice()[0] = 7;
+    /// assert!(matches!(
+    ///     SharedMemory::create_named(&name, 16),
+    ///     Err(SharedError::Exists { .. }) // Python's FileExistsError
+    /// ));
+    /// assert_eq!(SharedMemory::attach(&name).unwrap().as_slice()[0], 7);
+    /// block.unlink();
+    /// ```
+    ///
+    /// # Errors
+    /// [`SharedError::Exists`] if a block of that name exists; [`SharedError::Refused`] for a
+    /// name that is not allowed or a directory that is not private to this user;
+    /// as [`create`](SharedMemory::create) for the size.
+    pub fn create_named(name: &str, size: usize) -> Result<Self, SharedError> {
+        if size == 0 {
+            return Err(SharedError::ZeroSize);
+        }
+        let size = check_size(size as u128)?;
+        let map = super::named::create(name, size)?;
+        Ok(SharedMemory {
+            map: Arc::new(map),
+            size,
+            name: name.to_string(),
+            creator: false,
+        })
+    }
+
+    /// Maps the block called `name`: one made by [`create`](SharedMemory::create) in a process
+    /// of this user that still holds it, or by [`create_named`](SharedMemory::create_named)
+    /// in any process of this user and not unlinked.
     ///
     /// # Errors
     /// [`SharedError::NotFound`] for a name that was never made, has been unlinked, or whose
-    /// creator has gone; [`SharedError::Refused`] for something that is not a block of ours.
+    /// creator has gone; [`SharedError::Refused`] for something that is not a block of ours
+    /// (another owner, a mode open to others, a header that does not match the file, a name
+    /// that is a path).
     pub fn attach(name: &str) -> Result<Self, SharedError> {
         let not_found = |reason: &str| SharedError::NotFound {
             name: name.to_string(),
             reason: reason.to_string(),
         };
-        let refused = |reason: String| SharedError::Refused {
-            name: name.to_string(),
-            reason,
+        let Some((pid, fd_number, nonce)) = parse_name(name) else {
+            // A name the program chose (`create_named`).
+            let (map, size) = super::named::attach(name)?;
+            return Ok(SharedMemory {
+                map: Arc::new(map),
+                size,
+                name: name.to_string(),
+                creator: false,
+            });
         };
-        let (pid, fd_number, nonce) =
-            parse_name(name).ok_or_else(|| not_found("not a name made by SharedMemory::create"))?;
         if pid == super::pid::my_pid() {
             // Our own block: share this process's mapping of it.
             let map = own_block(fd_number)
@@ -189,34 +239,9 @@ impl SharedMemory {
             // SAFETY: `raw` is a descriptor we just opened and own.
             unsafe { OwnedFd::from_raw_fd(raw) }
         };
-        // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `fd` is valid and `st` is a writable stat buffer.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(SharedError::os("fstat"));
-        }
-        // SAFETY: geteuid cannot fail.
-        let me = unsafe { libc::geteuid() };
-        if st.st_uid != me {
-            return Err(refused(format!(
-                "owned by uid {}, not ours ({me})",
-                st.st_uid
-            )));
-        }
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_mode & 0o077 != 0 {
-            return Err(refused(format!(
-                "not a private block (mode {:o})",
-                st.st_mode
-            )));
-        }
-        let total = st.st_size as usize;
-        if total <= HEADER {
-            return Err(refused("too small to be a block of ours".into()));
-        }
-        // Every page already there (a block written all over): map them all now. Holes
-        // left: map lazily, or mapping them would allocate them.
-        let allocated = (st.st_blocks as u128) * 512 >= total as u128;
-        let mut map = Mapping::attach(fd, total, allocated)?;
+        let (mut map, size) = super::named::map_private(&fd, name)?;
+        // Kept open with the mapping: a handle passed on from here names this descriptor.
+        map.hold(fd);
         if !map.count_in() {
             return Err(not_found("it has been unlinked"));
         }
@@ -224,7 +249,7 @@ impl SharedMemory {
         Mapping::list_attached(&map);
         SharedMemory {
             map,
-            size: total - HEADER,
+            size,
             name: name.to_string(),
             creator: false,
         }
@@ -307,8 +332,15 @@ impl SharedMemory {
     /// Removes the name: no process can attach any more (Python's `unlink()`). Processes
     /// already attached keep their mapping; the memory goes when the last of them unmaps it.
     /// Any process may call it; calling it twice does nothing more.
+    ///
+    /// For a named block ([`create_named`](SharedMemory::create_named)), the name is removed
+    /// from the directory; a failure to (someone removed it first) is ignored, as the block
+    /// is unlinked either way.
     pub fn unlink(&mut self) {
         self.header().unlinked.store(1, Ordering::Release);
+        if parse_name(&self.name).is_none() {
+            let _ = super::named::unlink(&self.name);
+        }
         self.creator = false;
         if let Some(map) = pinned().as_mut() {
             map.remove(&self.name);

@@ -28,7 +28,7 @@ pub struct Event {
     cell: CellRef,
 }
 
-by_name!(Event, Kind::Event);
+by_name!(Event, Kind::Event, debug_by_name);
 
 impl Event {
     /// A new event, not set.
@@ -122,7 +122,7 @@ pub struct Semaphore {
     cell: CellRef,
 }
 
-by_name!(Semaphore, Kind::Semaphore);
+by_name!(Semaphore, Kind::Semaphore, debug_by_name);
 
 /// Python's `multiprocessing.BoundedSemaphore`: a [`Semaphore`] whose `release` past its
 /// initial value is an error.
@@ -238,7 +238,7 @@ pub struct Condition {
     cell: CellRef,
 }
 
-by_name!(Condition, Kind::Condition);
+by_name!(Condition, Kind::Condition, debug_by_name);
 
 impl Condition {
     /// A new condition variable and its lock.
@@ -285,6 +285,53 @@ impl Condition {
         self.check(guard)?;
         let (woke, died) = self.cell.wait_reporting(deadline_after(timeout));
         self.retaken(died).map(|()| woke)
+    }
+
+    /// Waits until `predicate` holds: checked first, then after each wake-up, always with the
+    /// lock held (Python's `cond.wait_for(predicate)`). The predicate reads the shared state
+    /// the condition guards (a [`Value`](crate::Value)'s raw view, a
+    /// [`SharedMemory`](crate::SharedMemory)...), since a process condition guards no value of
+    /// its own.
+    ///
+    /// # Errors
+    /// As [`wait`](Condition::wait): an owner that died while this thread waited is reported
+    /// at once, before the predicate is checked again (the lock is `guard`'s).
+    pub fn wait_for(
+        &self,
+        guard: &mut LockGuard<'_>,
+        mut predicate: impl FnMut() -> bool,
+    ) -> Result<(), SharedError> {
+        self.check(guard)?;
+        while !predicate() {
+            self.wait(guard)?;
+        }
+        Ok(())
+    }
+
+    /// As [`wait_for`](Condition::wait_for), at most `timeout` in all; the predicate's last
+    /// value (Python's `cond.wait_for(predicate, timeout)`: `false` means it timed out with
+    /// the predicate still false).
+    ///
+    /// # Errors
+    /// As [`wait`](Condition::wait).
+    pub fn wait_for_timeout(
+        &self,
+        guard: &mut LockGuard<'_>,
+        mut predicate: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> Result<bool, SharedError> {
+        self.check(guard)?;
+        let deadline = deadline_after(timeout);
+        loop {
+            if predicate() {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            let (_, died) = self.cell.wait_reporting(deadline);
+            self.retaken(died)?;
+        }
     }
 
     /// The lock is this thread's again: records it, and reports a holder that died meanwhile.

@@ -30,6 +30,9 @@ macro_rules! by_name {
                 Ok($ty { cell })
             }
         }
+    };
+    ($ty:ident, $kind:expr, debug_by_name) => {
+        by_name!($ty, $kind);
 
         impl std::fmt::Debug for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,6 +44,20 @@ macro_rules! by_name {
     };
 }
 pub(super) use by_name;
+
+/// Who holds a lock, for its `Debug` (Python's repr names the owner as
+/// `process name|thread name`; here, the pid and the kernel thread id).
+struct Owner(Option<(u32, u32)>);
+
+impl fmt::Debug for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("None"),
+            Some((0, tid)) => write!(f, "(pid ?, thread {tid})"),
+            Some((pid, tid)) => write!(f, "(pid {pid}, thread {tid})"),
+        }
+    }
+}
 
 /// A lock shared by processes (Python's `multiprocessing.Lock`), robust to its holder dying.
 ///
@@ -63,6 +80,18 @@ pub struct Lock {
 }
 
 by_name!(Lock, Kind::Lock);
+
+/// `Lock { name, owner: (pid 41, thread 41) }`, or `owner: None` when free: Python's
+/// `<Lock(owner=MainProcess|MainThread)>` / `<Lock(owner=None)>`, with the pid and the kernel
+/// thread id (what `gettid` gives) for the names.
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("name", &self.cell.name())
+            .field("owner", &Owner(self.cell.holder()))
+            .finish()
+    }
+}
 
 /// Holds a [`Lock`] (or the lock of a `Value`/`Array`) until dropped.
 ///
@@ -156,6 +185,19 @@ impl Lock {
     pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>, SharedError> {
         try_acquire_cell(&self.cell)
     }
+
+    /// Whether some thread of some process holds the lock now (Python's `locked()`). A
+    /// snapshot: another process may take or release it at once.
+    pub fn locked(&self) -> bool {
+        self.cell.holder().is_some()
+    }
+
+    /// Who holds the lock now, as `(pid, thread id)` (the kernel's thread id, as `gettid`
+    /// gives it); `None` if it is free. The pid is 0 in the instant between the take and its
+    /// record. A snapshot, for diagnostics (Python shows the owner in the lock's repr).
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        self.cell.holder()
+    }
 }
 
 /// A re-entrant lock shared by processes (Python's `multiprocessing.RLock`): the thread that
@@ -176,6 +218,19 @@ pub struct RLock {
 }
 
 by_name!(RLock, Kind::RLock);
+
+/// `RLock { name, owner: (pid 41, thread 41), depth: 2 }`, or `owner: None, depth: 0`:
+/// Python's `<RLock(MainProcess|MainThread, 2)>` / `<RLock(None, 0)>`.
+impl fmt::Debug for RLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let owner = self.cell.holder();
+        f.debug_struct("RLock")
+            .field("name", &self.cell.name())
+            .field("owner", &Owner(owner))
+            .field("depth", &if owner.is_some() { self.depth() } else { 0 })
+            .finish()
+    }
+}
 
 /// Holds an [`RLock`] once; the lock is free when all of a thread's guards are dropped.
 #[must_use = "the lock is released when the guard is dropped"]
@@ -282,6 +337,18 @@ impl RLock {
             None => Ok(None),
             Some(locked) => self.guard(locked).map(Some),
         }
+    }
+
+    /// Whether some thread of some process holds the lock now (Python's `RLock.locked()`,
+    /// 3.14). A snapshot.
+    pub fn locked(&self) -> bool {
+        self.cell.holder().is_some()
+    }
+
+    /// Who holds the lock now, as `(pid, thread id)`; `None` if it is free. See
+    /// [`Lock::owner`].
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        self.cell.holder()
     }
 
     /// How many times the holder has taken it (0: free). Meaningful to the holder.

@@ -1,10 +1,10 @@
 //! `Value` and `Array`: plain-old-data in shared memory, with a lock (Python's
-//! `multiprocessing.Value` / `Array`), and `RawValue` / `RawArray` without one.
+//! `multiprocessing.Value` / `Array`); `RawValue` / `RawArray`, without one, are in
+//! [`super::raw`].
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -12,8 +12,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::cell::{CELL_SIZE, CellRef, Kind, deadline_after};
 use super::error::SharedError;
-use super::memory::{SharedMemory, check_size};
-use super::sync::{LockGuard, acquire_cell};
+use super::memory::check_size;
+use super::raw::{RawArray, RawValue};
+use super::sync::{Lock, LockGuard, acquire_cell, try_acquire_cell};
 
 /// One `T` in shared memory, behind a process-wide lock (Python's `multiprocessing.Value`).
 ///
@@ -39,6 +40,9 @@ use super::sync::{LockGuard, acquire_cell};
 /// ```
 pub struct Value<T: Pod> {
     cell: CellRef,
+    /// The cell whose lock guards the value: `cell` itself, or a [`Lock`]'s (Python's
+    /// `lock=`).
+    lock: CellRef,
     _marker: PhantomData<T>,
 }
 
@@ -56,6 +60,8 @@ pub struct Value<T: Pod> {
 pub struct Array<T: Pod> {
     cell: CellRef,
     len: usize,
+    /// As [`Value`]'s.
+    lock: CellRef,
     _marker: PhantomData<T>,
 }
 
@@ -87,20 +93,56 @@ impl<T: Pod> Value<T> {
     /// # Errors
     /// [`SharedError::Os`] if the shared block cannot be made.
     pub fn new(value: T) -> Result<Self, SharedError> {
+        Self::make(value, None)
+    }
+
+    /// A shared value holding `value`, guarded by `lock` (Python's `Value(t, v, lock=l)`):
+    /// several values and arrays made with one lock are changed together under it, and
+    /// [`get_lock`](Value::get_lock) gives that lock. A handle sent to another process
+    /// carries the lock with it.
+    ///
+    /// ```
+    /// use process_ipc::{Array, Lock, Value};
+    ///
+    /// let lock = Lock::new().unwrap();
+    /// let count = Value::with_lock(0u32, &lock).unwrap();
+    /// let items = Array::from_slice_with_lock(&[0u32; 4], &lock).unwrap();
+    /// let held = lock.acquire().unwrap();
+    /// assert!(count.get_lock().try_acquire().unwrap().is_none()); // the same lock
+    /// drop(held);
+    /// items.lock().unwrap()[0] = 1;
+    /// *count.lock().unwrap() += 1;
+    /// ```
+    ///
+    /// # Errors
+    /// As [`new`](Value::new).
+    pub fn with_lock(value: T, lock: &Lock) -> Result<Self, SharedError> {
+        Self::make(value, Some(lock))
+    }
+
+    fn make(value: T, lock: Option<&Lock>) -> Result<Self, SharedError> {
         assert_cell_alignment::<T>();
         let cell = CellRef::create(Kind::Value, payload::<T>(1)?)?;
         // SAFETY: the block has room for one T right after the cell, aligned (the cell is
         // 64-byte aligned and sized), and nobody else knows the block yet.
         unsafe { (cell.extra() as *mut T).write(value) };
         Ok(Value {
+            lock: lock.map_or_else(|| cell.clone(), |l| l.cell.clone()),
             cell,
             _marker: PhantomData,
         })
     }
 
+    /// The value without its lock (Python's `v.get_obj()`): a [`RawValue`] on the same
+    /// memory, whose `get`/`set` take no lock. Hold [`get_lock`](Value::get_lock) around it
+    /// to combine steps.
+    pub fn get_obj(&self) -> RawValue<T> {
+        RawValue::view(self.cell.memory(), CELL_SIZE)
+    }
+
     /// The lock that guards the value (Python's `get_lock()`).
     pub fn get_lock(&self) -> ValueLock<'_> {
-        ValueLock { cell: &self.cell }
+        ValueLock { cell: &self.lock }
     }
 
     /// Takes the lock and gives the value to read and write.
@@ -110,7 +152,7 @@ impl<T: Pod> Value<T> {
     /// is as the dead holder left it).
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, SharedError> {
         Ok(ValueGuard {
-            _lock: acquire_cell(&self.cell, None)?,
+            _lock: acquire_cell(&self.lock, None)?,
             value: self.cell.extra() as *mut T,
         })
     }
@@ -121,7 +163,7 @@ impl<T: Pod> Value<T> {
     /// [`SharedError::Timeout`], or as [`lock`](Value::lock).
     pub fn lock_timeout(&self, timeout: Duration) -> Result<ValueGuard<'_, T>, SharedError> {
         Ok(ValueGuard {
-            _lock: acquire_cell(&self.cell, deadline_after(timeout))?,
+            _lock: acquire_cell(&self.lock, deadline_after(timeout))?,
             value: self.cell.extra() as *mut T,
         })
     }
@@ -151,6 +193,19 @@ impl<T: Pod> Array<T> {
     /// [`SharedError::ZeroSize`] for an empty slice; [`SharedError::Os`] if the block cannot
     /// be made.
     pub fn from_slice(items: &[T]) -> Result<Self, SharedError> {
+        Self::copied(items, None)
+    }
+
+    /// A shared array holding a copy of `items`, guarded by `lock` (Python's
+    /// `Array(t, items, lock=l)`; see [`Value::with_lock`]).
+    ///
+    /// # Errors
+    /// As [`from_slice`](Array::from_slice).
+    pub fn from_slice_with_lock(items: &[T], lock: &Lock) -> Result<Self, SharedError> {
+        Self::copied(items, Some(lock))
+    }
+
+    fn copied(items: &[T], lock: Option<&Lock>) -> Result<Self, SharedError> {
         assert_cell_alignment::<T>();
         if items.is_empty() || std::mem::size_of::<T>() == 0 {
             return Err(SharedError::ZeroSize);
@@ -162,6 +217,7 @@ impl<T: Pod> Array<T> {
             std::ptr::copy_nonoverlapping(items.as_ptr(), cell.extra() as *mut T, items.len())
         };
         Ok(Array {
+            lock: lock.map_or_else(|| cell.clone(), |l| l.cell.clone()),
             cell,
             len: items.len(),
             _marker: PhantomData,
@@ -169,13 +225,27 @@ impl<T: Pod> Array<T> {
     }
 
     /// A shared array of `len` zeroes (Python's `Array('d', 10)`). Its memory is taken as
-    /// its pages are first touched, not here (see [`SharedMemory::create`]).
+    /// its pages are first touched, not here (see
+    /// [`SharedMemory::create`](super::SharedMemory::create)).
     ///
     /// # Errors
     /// [`SharedError::ZeroSize`] for 0 items; [`SharedError::TooLarge`] for more than the
     /// system can back (or than the address space holds); [`SharedError::Os`] if the block
     /// cannot be made.
     pub fn zeroed(len: usize) -> Result<Self, SharedError> {
+        Self::zeroes(len, None)
+    }
+
+    /// A shared array of `len` zeroes guarded by `lock` (Python's `Array('d', n, lock=l)`; see
+    /// [`Value::with_lock`]).
+    ///
+    /// # Errors
+    /// As [`zeroed`](Array::zeroed).
+    pub fn zeroed_with_lock(len: usize, lock: &Lock) -> Result<Self, SharedError> {
+        Self::zeroes(len, Some(lock))
+    }
+
+    fn zeroes(len: usize, lock: Option<&Lock>) -> Result<Self, SharedError> {
         assert_cell_alignment::<T>();
         if len == 0 || std::mem::size_of::<T>() == 0 {
             return Err(SharedError::ZeroSize);
@@ -183,6 +253,7 @@ impl<T: Pod> Array<T> {
         // A new block is all zeroes, and all-zero bytes are a valid T (Pod): nothing to copy.
         let cell = CellRef::create(Kind::Value, payload::<T>(len)?)?;
         Ok(Array {
+            lock: lock.map_or_else(|| cell.clone(), |l| l.cell.clone()),
             cell,
             len,
             _marker: PhantomData,
@@ -201,7 +272,7 @@ impl<T: Pod> Array<T> {
 
     /// The lock that guards the items (Python's `get_lock()`).
     pub fn get_lock(&self) -> ValueLock<'_> {
-        ValueLock { cell: &self.cell }
+        ValueLock { cell: &self.lock }
     }
 
     /// Takes the lock and gives the items to read and write.
@@ -210,10 +281,25 @@ impl<T: Pod> Array<T> {
     /// [`SharedError::OwnerDied`] if a holder died holding the lock (it is free again).
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, SharedError> {
         Ok(ArrayGuard {
-            _lock: acquire_cell(&self.cell, None)?,
+            _lock: acquire_cell(&self.lock, None)?,
             items: self.cell.extra() as *mut T,
             len: self.len,
         })
+    }
+
+    /// The items without their lock (Python's `get_obj()`): a [`RawArray`] on the same
+    /// memory, whose `get`/`set` take no lock.
+    ///
+    /// ```
+    /// use process_ipc::Array;
+    ///
+    /// let a = Array::from_slice(&[1u8, 2, 3]).unwrap();
+    /// let raw = a.get_obj();
+    /// raw.set(0, 9);
+    /// assert_eq!(a.to_vec().unwrap(), [9, 2, 3]);
+    /// ```
+    pub fn get_obj(&self) -> RawArray<T> {
+        RawArray::view(self.cell.memory(), CELL_SIZE, self.len)
     }
 
     /// A copy of the items, read under the lock.
@@ -239,6 +325,14 @@ impl<'a> ValueLock<'a> {
     /// [`SharedError::OwnerDied`] if a holder died holding it (it is free again).
     pub fn acquire(&self) -> Result<LockGuard<'a>, SharedError> {
         acquire_cell(self.cell, None)
+    }
+
+    /// Takes the lock if it is free (Python's `get_lock().acquire(False)`).
+    ///
+    /// # Errors
+    /// As [`acquire`](ValueLock::acquire).
+    pub fn try_acquire(&self) -> Result<Option<LockGuard<'a>>, SharedError> {
+        try_acquire_cell(self.cell)
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -280,119 +374,6 @@ impl<T> DerefMut for ArrayGuard<'_, T> {
     }
 }
 
-/// One `T` in shared memory with no lock (Python's `multiprocessing.RawValue`): each `get`
-/// and `set` is a single copy, and a read-modify-write from two processes loses updates (the
-/// seed's race, made visible).
-///
-/// ```
-/// use process_ipc::RawValue;
-///
-/// let v = RawValue::new(7i32).unwrap();
-/// v.set(v.get() + 1);
-/// assert_eq!(v.get(), 8);
-/// ```
-pub struct RawValue<T: Pod> {
-    mem: Arc<SharedMemory>,
-    _marker: PhantomData<T>,
-}
-
-/// `len` values of `T` in shared memory with no lock (Python's `multiprocessing.RawArray`).
-///
-/// ```
-/// use process_ipc::RawArray;
-///
-/// let a = RawArray::from_slice(&[1u8, 2, 3]).unwrap();
-/// a.set(0, 9);
-/// assert_eq!(a.to_vec(), [9, 2, 3]);
-/// ```
-pub struct RawArray<T: Pod> {
-    mem: Arc<SharedMemory>,
-    len: usize,
-    _marker: PhantomData<T>,
-}
-
-impl<T: Pod> RawValue<T> {
-    /// A shared value holding `value`.
-    ///
-    /// # Errors
-    /// [`SharedError::ZeroSize`] for a zero-sized `T`; [`SharedError::Os`] if the block
-    /// cannot be made.
-    pub fn new(value: T) -> Result<Self, SharedError> {
-        let mut mem = SharedMemory::create(std::mem::size_of::<T>())?;
-        mem.as_mut_slice()
-            .copy_from_slice(bytemuck::bytes_of(&value));
-        Ok(RawValue {
-            mem: Arc::new(mem),
-            _marker: PhantomData,
-        })
-    }
-
-    /// A copy of the value as it is now.
-    pub fn get(&self) -> T {
-        // SAFETY: the block holds one T at a 64-byte-aligned address; a volatile read copies
-        // whatever bytes are there, and any bytes are a valid Pod.
-        unsafe { std::ptr::read_volatile(self.mem.ptr_at(0) as *const T) }
-    }
-
-    /// Overwrites the value.
-    pub fn set(&self, value: T) {
-        // SAFETY: as in `get`; other processes may write at the same time, which is this
-        // type's documented race, not memory unsafety for Pod bytes.
-        unsafe { std::ptr::write_volatile(self.mem.ptr_at(0) as *mut T, value) }
-    }
-}
-
-impl<T: Pod> RawArray<T> {
-    /// A shared array holding a copy of `items`.
-    ///
-    /// # Errors
-    /// [`SharedError::ZeroSize`] for an empty slice; [`SharedError::Os`] if the block cannot
-    /// be made.
-    pub fn from_slice(items: &[T]) -> Result<Self, SharedError> {
-        let mut mem = SharedMemory::create(std::mem::size_of_val(items))?;
-        mem.as_mut_slice()
-            .copy_from_slice(bytemuck::cast_slice(items));
-        Ok(RawArray {
-            mem: Arc::new(mem),
-            len: items.len(),
-            _marker: PhantomData,
-        })
-    }
-
-    /// How many items it holds.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Never true: an array holds at least one item.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// A copy of item `index`, or `None` past the end.
-    pub fn get(&self, index: usize) -> Option<T> {
-        (index < self.len).then(|| {
-            // SAFETY: in bounds, aligned (64-byte block start, T-sized steps); see RawValue.
-            unsafe { std::ptr::read_volatile((self.mem.ptr_at(0) as *const T).add(index)) }
-        })
-    }
-
-    /// Overwrites item `index`; `false` past the end.
-    pub fn set(&self, index: usize, value: T) -> bool {
-        if index >= self.len {
-            return false;
-        }
-        // SAFETY: in bounds and aligned; see RawValue::set.
-        unsafe { std::ptr::write_volatile((self.mem.ptr_at(0) as *mut T).add(index), value) };
-        true
-    }
-
-    /// A copy of every item.
-    pub fn to_vec(&self) -> Vec<T> {
-        (0..self.len).filter_map(|i| self.get(i)).collect()
-    }
-}
-
 fn assert_cell_alignment<T>() {
     assert!(
         std::mem::align_of::<T>() <= 64,
@@ -400,11 +381,26 @@ fn assert_cell_alignment<T>() {
     );
 }
 
-/// On the wire: the block's name, and the item count so that the receiver checks the shape.
+/// On the wire: the block's name, the item count so that the receiver checks the shape, and
+/// the name of the [`Lock`] that guards it when it is not the block's own.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     name: String,
     len: usize,
+    lock: Option<String>,
+}
+
+/// The `lock` field of a [`Wire`] for a handle whose lock is `lock` and block `cell`.
+fn lock_name(cell: &CellRef, lock: &CellRef) -> Option<String> {
+    (!std::ptr::eq(cell.cell(), lock.cell())).then(|| lock.name_for_transfer().to_string())
+}
+
+/// The lock a [`Wire`] names: the block's own, or the `Lock` it names, attached.
+fn wire_lock(cell: &CellRef, lock: Option<&str>) -> Result<CellRef, SharedError> {
+    match lock {
+        None => Ok(cell.clone()),
+        Some(name) => CellRef::attach(name, Kind::Lock, 0),
+    }
 }
 
 fn refuse_shape<E: serde::de::Error>(e: SharedError) -> E {
@@ -416,6 +412,7 @@ impl<T: Pod> Serialize for Value<T> {
         Wire {
             name: self.cell.name_for_transfer(),
             len: 1,
+            lock: lock_name(&self.cell, &self.lock),
         }
         .serialize(serializer)
     }
@@ -431,6 +428,7 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
         )
         .map_err(refuse_shape)?;
         Ok(Value {
+            lock: wire_lock(&cell, wire.lock.as_deref()).map_err(refuse_shape)?,
             cell,
             _marker: PhantomData,
         })
@@ -442,6 +440,7 @@ impl<T: Pod> Serialize for Array<T> {
         Wire {
             name: self.cell.name_for_transfer(),
             len: self.len,
+            lock: lock_name(&self.cell, &self.lock),
         }
         .serialize(serializer)
     }
@@ -457,58 +456,9 @@ impl<'de, T: Pod> Deserialize<'de> for Array<T> {
         )
         .map_err(refuse_shape)?;
         Ok(Array {
+            lock: wire_lock(&cell, wire.lock.as_deref()).map_err(refuse_shape)?,
             cell,
             len: wire.len,
-            _marker: PhantomData,
-        })
-    }
-}
-
-impl<T: Pod> Serialize for RawValue<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.mem.serialize(serializer)
-    }
-}
-
-impl<'de, T: Pod> Deserialize<'de> for RawValue<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mem = SharedMemory::deserialize(deserializer)?;
-        if mem.size() != std::mem::size_of::<T>() {
-            return Err(serde::de::Error::custom(format!(
-                "shared memory {:?} holds {} bytes, not one {}-byte value",
-                mem.name(),
-                mem.size(),
-                std::mem::size_of::<T>()
-            )));
-        }
-        Ok(RawValue {
-            mem: Arc::new(mem),
-            _marker: PhantomData,
-        })
-    }
-}
-
-impl<T: Pod> Serialize for RawArray<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.mem.serialize(serializer)
-    }
-}
-
-impl<'de, T: Pod> Deserialize<'de> for RawArray<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mem = SharedMemory::deserialize(deserializer)?;
-        let size = std::mem::size_of::<T>();
-        if size == 0 || mem.size() % size != 0 {
-            return Err(serde::de::Error::custom(format!(
-                "shared memory {:?} holds {} bytes, not a whole number of {size}-byte items",
-                mem.name(),
-                mem.size()
-            )));
-        }
-        let len = mem.size() / size;
-        Ok(RawArray {
-            mem: Arc::new(mem),
-            len,
             _marker: PhantomData,
         })
     }
@@ -523,7 +473,7 @@ macro_rules! debug_by_name {
         }
     )*};
 }
-debug_by_name!(Value, Array, RawValue, RawArray);
+debug_by_name!(Value, Array);
 
 /// `clone()` is another handle on the same shared value (a new reference, not a copy).
 macro_rules! clone_handle {
@@ -535,9 +485,4 @@ macro_rules! clone_handle {
         }
     )*};
 }
-clone_handle!(
-    Value { cell },
-    Array { cell, len },
-    RawValue { mem },
-    RawArray { mem, len }
-);
+clone_handle!(Value { cell, lock }, Array { cell, len, lock });

@@ -65,6 +65,15 @@ pub(crate) struct Report {
 /// The shared `Queue`, the Manager's queue, the `Queue` with a lone reader.
 const STREAMS: [&str; 3] = ["Q", "M", "L"];
 
+/// The pid a history's file name ends with (0 if none).
+fn pid_of_history(path: &Path) -> u32 {
+    path.file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.rsplit('-').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Reads the histories in `dir` and checks them.
 pub(crate) fn check(dir: &Path) -> anyhow::Result<Report> {
     let mut r = Report::default();
@@ -114,6 +123,9 @@ pub(crate) fn check(dir: &Path) -> anyhow::Result<Report> {
         let head: Vec<&str> = lines.next().unwrap_or("").split(' ').collect();
         let (role, pid) = match head.as_slice() {
             ["S", role, pid, ..] => (role.to_string(), pid.parse::<u32>().unwrap_or(0)),
+            // A process killed between creating its history and writing the first line leaves
+            // an empty file (`<role>-<slot>-<generation>-<pid>.log`): nothing to check.
+            _ if text.is_empty() && killed.contains_key(&pid_of_history(&path)) => continue,
             _ => {
                 r.violations
                     .push(format!("{}: no start line", path.display()));
@@ -427,6 +439,25 @@ mod tests {
         let r = check(&dir).unwrap();
         assert!(r.violations.is_empty(), "{:?}", r.violations);
         assert_eq!(r.streams[0].delivered, 2);
+    }
+
+    #[test]
+    fn an_empty_history_is_fine_only_for_a_process_killed_before_its_first_line() {
+        let files = |kills| {
+            dir_with(&[
+                ("consumer-1-4-12.log", ""),
+                ("kills.log", kills),
+                ("leaks.log", LEAKS),
+            ])
+        };
+        let r = check(&files("K 12 consumer 5\n")).unwrap();
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        let r = check(&files("K 13 consumer 5\n")).unwrap();
+        assert!(
+            r.violations.join("\n").contains("no start line"),
+            "{:?}",
+            r.violations
+        );
     }
 
     #[test]

@@ -376,6 +376,9 @@ where
         timeout: Duration,
     ) -> Result<ProcessHandle<F::Output>, ProcessError> {
         let _ = self.target;
+        // The blocks the arguments name stay attachable until this returns: by then the child
+        // has attached them (it decodes its arguments before it confirms) or is gone.
+        let _pins = crate::shared::TransferScope::enter();
         bootstrap::ensure_linked();
         let deadline = Instant::now() + timeout;
         let ipc_err = |e: std::io::Error| ProcessError::Ipc {

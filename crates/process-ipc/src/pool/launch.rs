@@ -78,6 +78,9 @@ pub(super) fn start_worker(
     doorbell: &Doorbell,
     spare: Option<OwnedRing>,
 ) -> Result<(WorkerKey, Worker), PoolError> {
+    // The ring's name is taken before the start, so the scope opens here: the pool keeps the
+    // ring itself, and nothing it sends stays pinned once the worker has attached.
+    let _pins = crate::shared::TransferScope::enter();
     let (task_tx, task_rx) = ipc::channel::<Vec<TaskOut>>().map_err(spawn_error)?;
     let (result_tx, result_rx) = ipc::channel::<WorkerMsg>().map_err(spawn_error)?;
     // Same socket, typed for the worker's side (`TaskMsg` decodes what `TaskOut` encodes).

@@ -326,7 +326,7 @@ impl Ring {
     /// What a handle sends to another process to reach this ring.
     pub(crate) fn parts(&self) -> RingParts {
         RingParts {
-            name: self.mem.name_for_transfer().to_string(),
+            name: self.mem.name_for_transfer(),
             rlock: self.rlock.clone(),
             wlock: self.wlock.clone(),
         }

@@ -326,7 +326,7 @@ fn my_start_time() -> u64 {
 
 impl Serialize for Barrier {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.cell.name_for_transfer())
+        serializer.serialize_str(&self.cell.name_for_transfer())
     }
 }
 

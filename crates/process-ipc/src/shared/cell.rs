@@ -152,7 +152,7 @@ impl CellRef {
     }
 
     /// The name, for sending: keeps the block attachable (see `SharedMemory`).
-    pub(crate) fn name_for_transfer(&self) -> &str {
+    pub(crate) fn name_for_transfer(&self) -> String {
         self.mem.name_for_transfer()
     }
 

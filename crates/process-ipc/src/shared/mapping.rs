@@ -64,10 +64,13 @@ fn forks() -> u64 {
 enum Role {
     /// The creator's: the descriptor the name leads to, and [`FORKS`] when it was issued.
     Creator { fd: OwnedFd, forks: u64 },
-    /// Another process's, counted in `users`.
-    Counted,
-    /// Another process's, not (yet) counted.
-    Uncounted,
+    /// Another process's, counted in `users`, with the descriptor it was opened by: kept
+    /// open so that this process can pass the block on under a name of its own (see
+    /// `SharedMemory::name_for_transfer`) after the creator has let it go.
+    /// (A named block's mapping keeps none: its name is a path, not a descriptor.)
+    Counted(Option<OwnedFd>),
+    /// Another process's, not (yet) counted; or a mapping being dropped.
+    Uncounted(Option<OwnedFd>),
 }
 
 /// One mapping of a block (`HEADER` + size bytes). The handles of one process share one.
@@ -156,22 +159,47 @@ impl Mapping {
         Ok(Mapping {
             ptr: map_fd(fd, len, allocated)?,
             len,
-            role: Role::Uncounted,
+            role: Role::Uncounted(None),
         })
+    }
+
+    /// Keeps `fd`, the descriptor this mapping (of another process's block) was opened by,
+    /// open as long as the mapping: see [`Role::Counted`].
+    pub(super) fn hold(&mut self, fd: OwnedFd) {
+        self.role = match std::mem::replace(&mut self.role, Role::Uncounted(None)) {
+            Role::Counted(_) => Role::Counted(Some(fd)),
+            Role::Uncounted(_) => Role::Uncounted(Some(fd)),
+            creator => creator,
+        };
     }
 
     /// Counts this mapping in the block's users; `false` if its creator is taking it back.
     pub(super) fn count_in(&mut self) -> bool {
         let before = self.header().users.fetch_add(1, Ordering::AcqRel);
-        self.role = Role::Counted;
+        self.role = match std::mem::replace(&mut self.role, Role::Uncounted(None)) {
+            Role::Uncounted(fd) => Role::Counted(fd),
+            other => other,
+        };
         before & RECYCLING == 0
     }
 
-    /// The descriptor number in the creator (-1 elsewhere).
+    /// The number of the descriptor this process holds the block by (-1 if none).
     pub(super) fn fd_number(&self) -> i32 {
         match &self.role {
-            Role::Creator { fd, .. } => fd.as_raw_fd(),
-            _ => -1,
+            Role::Creator { fd, .. } | Role::Counted(Some(fd)) | Role::Uncounted(Some(fd)) => {
+                fd.as_raw_fd()
+            }
+            Role::Counted(None) | Role::Uncounted(None) => -1,
+        }
+    }
+
+    /// Lists an attached, counted mapping for [`own_block`], so that a name this process
+    /// hands on (its pid and this descriptor) leads back here without a system call.
+    pub(super) fn list_attached(map: &Arc<Mapping>) {
+        if let Role::Counted(Some(fd)) = &map.role {
+            own()
+                .get_or_insert_with(HashMap::new)
+                .insert(fd.as_raw_fd(), Arc::downgrade(map));
         }
     }
 
@@ -190,7 +218,8 @@ impl Mapping {
     }
 }
 
-/// This process's mapping of its own block with descriptor `number`, if it still has one.
+/// This process's mapping of the block it holds by descriptor `number` (one it made, or one
+/// it attached and may have passed on), if it still has one.
 pub(super) fn own_block(number: i32) -> Option<Arc<Mapping>> {
     own()
         .as_ref()
@@ -200,14 +229,18 @@ pub(super) fn own_block(number: i32) -> Option<Arc<Mapping>> {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        match std::mem::replace(&mut self.role, Role::Uncounted) {
-            Role::Counted => {
+        match std::mem::replace(&mut self.role, Role::Uncounted(None)) {
+            Role::Counted(fd) => {
+                if let (Some(own), Some(fd)) = (own().as_mut(), &fd) {
+                    remove_if_dead(own, fd.as_raw_fd());
+                }
                 self.header().users.fetch_sub(1, Ordering::Release);
+                drop(fd);
             }
-            Role::Uncounted => {}
+            Role::Uncounted(fd) => drop(fd),
             Role::Creator { fd, forks } => {
                 if let Some(own) = own().as_mut() {
-                    own.remove(&fd.as_raw_fd());
+                    remove_if_dead(own, fd.as_raw_fd());
                 }
                 if let Err(fd) = self.keep(fd, forks) {
                     drop(fd);
@@ -218,6 +251,15 @@ impl Drop for Mapping {
         }
         // SAFETY: `ptr` came from mmap with this length and is unmapped once, here.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Removes the entry for descriptor `number` if it is the mapping being dropped (its weak
+/// reference no longer upgrades). The descriptor is still open while its mapping drops, so
+/// no other mapping can have taken the number: the check only guards the rule.
+fn remove_if_dead(own: &mut HashMap<i32, Weak<Mapping>>, number: i32) {
+    if own.get(&number).is_some_and(|w| w.upgrade().is_none()) {
+        own.remove(&number);
     }
 }
 

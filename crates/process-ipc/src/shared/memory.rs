@@ -10,6 +10,7 @@
 //! that may trace the creator, the descriptor is `0600`, and an attacher checks the owner,
 //! the mode and the nonce before it trusts what it mapped.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fmt;
@@ -31,9 +32,15 @@ use super::mapping::{HEADER, Header, MAGIC, Mapping, own_block};
 /// argument: the receiving process attaches on arrival.
 ///
 /// Unlike Python's, a block never outlives the processes that use it: the name works while
-/// a handle lives in the creating process, or, once a handle has been sent to another process,
-/// until [`unlink`](SharedMemory::unlink) or the creator's exit; the memory lives while any
-/// process maps it; and nothing is left in `/dev/shm` by a crash. A small block that nothing
+/// a handle lives in the creating process, or, once a handle has been sent to another process
+/// (as Python's name stays until `unlink()`), until [`unlink`](SharedMemory::unlink) or the
+/// creator's exit. A process that attached a block passes it on under a name of its own,
+/// which works while it holds a handle, whether or not the creator still does. The memory
+/// lives while any process maps it, and nothing is left in `/dev/shm` by a crash. (The blocks
+/// inside a [`Queue`](crate::Queue), [`Lock`](crate::Lock), [`Value`](crate::Value) and the
+/// other primitives, whose names the program never sees, are held for a child only until it
+/// has attached them when they are process arguments: a program that makes a queue per child
+/// does not collect descriptors.) A small block that nothing
 /// maps any more (here or elsewhere) may be handed out again, zeroed and under a new name, by
 /// a later `create` of the same size in its creating process: its old name stays refused.
 ///
@@ -50,15 +57,50 @@ pub struct SharedMemory {
     map: Arc<Mapping>,
     size: usize,
     name: String,
-    /// Made by this handle and not unlinked: sending it pins the block in [`PINNED`].
+    /// Made by this handle and not unlinked: sending it pins the block in [`PINNED`] (the
+    /// primitives' blocks: only outside a [`TransferScope`]).
     creator: bool,
 }
 
-/// Blocks made here and sent to another process, by name: kept mapped (their descriptor
-/// open) so that the receiver can attach even after the sending handle is dropped (a handle
-/// moved into a `Process` argument is dropped as soon as it is sent). `unlink()` or process
-/// exit ends them.
+/// Blocks made here and sent to another process by name: kept mapped (their descriptor open)
+/// so that the receiver can attach even after the sending handle is dropped, at whatever later
+/// time it decodes the name (a pool task's arguments, say). `unlink()` or process exit ends
+/// them. This holds for every `SharedMemory` sent (its name is the program's, to attach by
+/// later, as Python's stays until `unlink()`), and for the blocks of the other primitives sent
+/// outside a [`TransferScope`]; inside one, the scope holds those instead.
 static PINNED: Mutex<Option<HashMap<String, Arc<Mapping>>>> = Mutex::new(None);
+
+thread_local! {
+    /// The open [`TransferScope`]s of this thread, innermost last, each with its pins.
+    static SCOPE: RefCell<Vec<Vec<Arc<Mapping>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// While it lives, blocks sent by this thread ([`SharedMemory::name_for_transfer`]) are kept
+/// attachable by this scope instead of being pinned for the rest of the process: for a send
+/// whose receiver is known to have attached (or to be gone) when the scope ends, such as a
+/// process start, which returns once the child has decoded its arguments. Scopes nest.
+pub(crate) struct TransferScope {
+    /// Tied to the thread whose list it pushed.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl TransferScope {
+    /// Opens a scope on this thread.
+    pub(crate) fn enter() -> Self {
+        SCOPE.with(|scope| scope.borrow_mut().push(Vec::new()));
+        TransferScope {
+            _thread: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for TransferScope {
+    fn drop(&mut self) {
+        // Taken out first: dropping a mapping takes the mapping module's locks, never this.
+        let pins = SCOPE.with(|scope| scope.borrow_mut().pop());
+        drop(pins);
+    }
+}
 
 fn pinned() -> std::sync::MutexGuard<'static, Option<HashMap<String, Arc<Mapping>>>> {
     PINNED.lock().unwrap_or_else(|poison| poison.into_inner())
@@ -198,11 +240,15 @@ impl SharedMemory {
             unsafe { OwnedFd::from_raw_fd(raw) }
         };
         let (mut map, size) = super::named::map_private(&fd, name)?;
+        // Kept open with the mapping: a handle passed on from here names this descriptor.
+        map.hold(fd);
         if !map.count_in() {
             return Err(not_found("it has been unlinked"));
         }
+        let map = Arc::new(map);
+        Mapping::list_attached(&map);
         SharedMemory {
-            map: Arc::new(map),
+            map,
             size,
             name: name.to_string(),
             creator: false,
@@ -301,16 +347,60 @@ impl SharedMemory {
         }
     }
 
-    /// The name, for sending to another process: a block made here stays attachable from
-    /// then on, until `unlink()` or the end of this process, however soon this handle drops.
-    pub(crate) fn name_for_transfer(&self) -> &str {
-        if self.creator {
+    /// The name of a block inside one of the primitives (a queue's ring, a lock's cell), for
+    /// sending to another process, which attaches by it.
+    ///
+    /// The name leads to a descriptor this process holds: the block's own name here in its
+    /// creator, and elsewhere a name of this process's (its pid, the descriptor it attached
+    /// by, the same nonce), so that a block passed on keeps working after its creator has
+    /// let it go.
+    ///
+    /// The block must stay attachable until the receiver has attached, however soon this
+    /// handle drops (a handle moved into a `Process` argument is dropped as soon as it is
+    /// sent). Inside a [`TransferScope`] (a process start, which returns only once the child
+    /// has attached its arguments, or is gone) the scope keeps the mapping until it ends.
+    /// Outside one, a block made here is pinned in [`PINNED`] until `unlink()` or the end of
+    /// this process.
+    pub(crate) fn name_for_transfer(&self) -> String {
+        self.transfer_name(true)
+    }
+
+    /// The name a `SharedMemory` handle is sent by: as [`name_for_transfer`], but a block
+    /// made here is pinned for good (until `unlink()`), scope or not: the program knows the
+    /// name and may attach by it after the child is done, as with Python's.
+    ///
+    /// [`name_for_transfer`]: SharedMemory::name_for_transfer
+    fn name_for_user_transfer(&self) -> String {
+        self.transfer_name(false)
+    }
+
+    /// The name to send; `scope_is_enough`: a scope's hold spares a block made here its pin.
+    fn transfer_name(&self, scope_is_enough: bool) -> String {
+        let live = self.header().unlinked.load(Ordering::Acquire) == 0;
+        // Any handle (one attached here too, which is passed on by its own descriptor) is
+        // held by the open scope.
+        let scoped = live
+            && SCOPE.with(|scope| match scope.borrow_mut().last_mut() {
+                Some(pins) => {
+                    if !pins.iter().any(|p| Arc::ptr_eq(p, &self.map)) {
+                        pins.push(Arc::clone(&self.map));
+                    }
+                    true
+                }
+                None => false,
+            });
+        if self.creator && !(scoped && scope_is_enough) {
             pinned()
                 .get_or_insert_with(HashMap::new)
                 .entry(self.name.clone())
                 .or_insert_with(|| Arc::clone(&self.map));
         }
-        &self.name
+        match (parse_name(&self.name), self.map.fd_number()) {
+            (Some((_, _, nonce)), fd) if fd >= 0 => {
+                format!("mt_psm_{}_{fd}_{nonce:016x}", super::pid::my_pid())
+            }
+            _ => self.name.clone(),
+        }
     }
 
     /// A pointer to byte `offset` of the user's area, for the types built on a block.
@@ -341,7 +431,7 @@ impl fmt::Debug for SharedMemory {
 
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.name_for_transfer())
+        serializer.serialize_str(&self.name_for_user_transfer())
     }
 }
 

@@ -31,6 +31,8 @@ pub use error::SharedError;
 pub(crate) use futex::{futex_wait, futex_wake};
 pub use list::{ShareableItem, ShareableList};
 pub use memory::SharedMemory;
+/// Keeps the blocks a process start sends attachable until the child has them.
+pub(crate) use memory::TransferScope;
 pub(crate) use pid::my_pid;
 pub use raw::{RawArray, RawValue};
 pub use signal::{BoundedSemaphore, Condition, Event, Semaphore};

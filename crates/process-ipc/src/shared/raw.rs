@@ -180,7 +180,7 @@ fn serialize_raw<S: Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     RawWireOut {
-        mem: mem.name_for_transfer(),
+        mem: &mem.name_for_transfer(),
         offset,
         len,
     }

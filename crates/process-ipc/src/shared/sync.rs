@@ -19,7 +19,7 @@ macro_rules! by_name {
     ($ty:ident, $kind:expr) => {
         impl Serialize for $ty {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.cell.name_for_transfer())
+                serializer.serialize_str(&self.cell.name_for_transfer())
             }
         }
 

@@ -410,7 +410,7 @@ fn refuse_shape<E: serde::de::Error>(e: SharedError) -> E {
 impl<T: Pod> Serialize for Value<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         Wire {
-            name: self.cell.name_for_transfer().to_string(),
+            name: self.cell.name_for_transfer(),
             len: 1,
             lock: lock_name(&self.cell, &self.lock),
         }
@@ -438,7 +438,7 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
 impl<T: Pod> Serialize for Array<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         Wire {
-            name: self.cell.name_for_transfer().to_string(),
+            name: self.cell.name_for_transfer(),
             len: self.len,
             lock: lock_name(&self.cell, &self.lock),
         }

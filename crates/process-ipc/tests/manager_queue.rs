@@ -871,3 +871,25 @@ fn handles_are_send_and_sync() {
     send_sync::<ManagedQueue<String>>();
     send_sync::<ManagerError>();
 }
+
+/// The manager keeps small items inline and larger ones as ranges of their batch: items of
+/// every size around that line, put locally and from another process's handle, come out
+/// whole and in put order.
+#[test]
+fn items_of_every_size_come_out_whole_and_in_order() {
+    let manager = Manager::new().unwrap();
+    let queue = manager.queue::<Vec<u8>>().unwrap();
+    let remote = through_ipc(&queue);
+    let items: Vec<Vec<u8>> = (0..64u8).map(|n| (0..n).collect()).collect();
+    for item in &items {
+        remote.put(item.clone()).unwrap();
+    }
+    remote.flush_timeout(LIMIT).unwrap();
+    for item in &items {
+        queue.put(item.clone()).unwrap();
+    }
+    for item in items.iter().chain(&items) {
+        assert_eq!(&queue.get_timeout(LIMIT).unwrap(), item);
+    }
+    assert!(queue.empty().unwrap());
+}

@@ -22,28 +22,64 @@ use serde_bytes::ByteBuf;
 use super::object_wire::{Answer, Kind, Op, Refusal, Wait};
 use crate::ring::frame::read_len;
 
-/// One item's bytes: a range of the batch it came in, so a batch of puts costs one buffer,
-/// not one per item.
-pub(crate) struct Item {
-    batch: Arc<Vec<u8>>,
-    start: usize,
-    end: usize,
+/// How many bytes an item may have to be kept inline (no buffer of its own, no share of one).
+const INLINE: usize = 22;
+
+/// One item's bytes. A small item (a number, a short string) is kept inline, so that queuing
+/// and taking it touches no shared count: a batch's buffer shared by thousands of small items
+/// would have its count bounced between the thread that queues them and the thread that takes
+/// them, once per item. A larger one is a range of the batch it came in, so a batch of puts
+/// costs one buffer, not one per item.
+pub(crate) enum Item {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE],
+    },
+    Shared {
+        batch: Arc<Vec<u8>>,
+        start: usize,
+        end: usize,
+    },
 }
 
 impl Item {
     /// An item that came alone.
     pub(crate) fn alone(bytes: Vec<u8>) -> Self {
-        let end = bytes.len();
-        Self {
-            batch: Arc::new(bytes),
-            start: 0,
+        Self::inline(&bytes).unwrap_or_else(|| {
+            let end = bytes.len();
+            Self::Shared {
+                batch: Arc::new(bytes),
+                start: 0,
+                end,
+            }
+        })
+    }
+
+    /// `bytes` kept inline, if they are few enough.
+    fn inline(bytes: &[u8]) -> Option<Self> {
+        let mut inline = [0; INLINE];
+        inline.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(Self::Inline {
+            len: bytes.len() as u8,
+            bytes: inline,
+        })
+    }
+
+    /// Bytes `start..end` of `batch` (checked by the caller to lie inside it).
+    fn in_batch(batch: &Arc<Vec<u8>>, start: usize, end: usize) -> Self {
+        Self::inline(&batch[start..end]).unwrap_or_else(|| Self::Shared {
+            batch: Arc::clone(batch),
+            start,
             end,
-        }
+        })
     }
 
     /// Its bytes.
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.batch[self.start..self.end]
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Shared { batch, start, end } => &batch[*start..*end],
+        }
     }
 }
 
@@ -157,31 +193,39 @@ impl QueueObj {
     /// step; an unbounded queue's batched puts. The whole batch is checked before any of it is
     /// put. Returns how many.
     pub(crate) fn put_framed(&self, framed: Vec<u8>) -> Result<u64, Refused> {
-        let mut ranges = Vec::new();
+        let batch = Arc::new(framed);
+        // Made before the lock is taken, so that a getter waits for the batch only while its
+        // items are queued.
+        let mut items = Vec::new();
         let mut at = 0;
-        while at < framed.len() {
-            let (len, head) = read_len(&framed[at..])
+        while at < batch.len() {
+            let (len, head) = read_len(&batch[at..])
                 .ok_or_else(|| Refused::Malformed("a batch item's length does not parse".into()))?;
             let start = at + head;
-            let end = start.checked_add(len).filter(|&end| end <= framed.len());
+            let end = start.checked_add(len).filter(|&end| end <= batch.len());
             let Some(end) = end else {
                 return Err(Refused::Malformed(format!(
                     "a batch item of {len} bytes runs past the batch's end"
                 )));
             };
-            ranges.push((start, end));
+            items.push(Item::in_batch(&batch, start, end));
             at = end;
         }
-        let batch = Arc::new(framed);
+        let count = items.len() as u64;
+        let mut items = items.into_iter();
         let mut state = self.lock();
         if state.closed {
             return Err(Refused::Closed);
         }
-        for &(start, end) in &ranges {
-            let batch = Arc::clone(&batch);
-            state.deliver(Item { batch, start, end });
+        while !state.getters.is_empty() {
+            match items.next() {
+                Some(item) => state.deliver(item),
+                None => break,
+            }
         }
-        Ok(ranges.len() as u64)
+        // No getter waits now (each took an item, or none was there): the rest is queued.
+        state.items.extend(items);
+        Ok(count)
     }
 
     /// Takes the oldest item, waiting `wait` for one; `Ok(None)` when none came in time (the

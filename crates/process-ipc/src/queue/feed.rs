@@ -100,7 +100,8 @@ struct FeedBuf {
     /// copies as it grows.
     spare: Vec<Vec<u8>>,
     open: bool,
-    /// The feeder is asleep on `more`: only then does `put` pay for a wake-up.
+    /// The feeder is asleep on `more` and no put has woken it yet: only then does `put` pay
+    /// for a wake-up.
     idle: bool,
     /// The last item put was big: try the direct path for the next one.
     big: bool,
@@ -312,7 +313,10 @@ impl Feed {
         // Only `push` writes `pushed`, always under `chunks`: no atomic add needed.
         let pushed = self.pushed.0.load(Ordering::Relaxed);
         self.pushed.0.store(pushed + 1, Ordering::Release);
-        let wake = buf.idle;
+        // The first put after the feeder went to sleep wakes it, and only that one: until the
+        // woken feeder gets the lock back (on a busy machine, many puts later) every put would
+        // otherwise see it asleep and pay for another wake-up call.
+        let wake = std::mem::take(&mut buf.idle);
         drop(buf);
         if wake {
             self.more.notify_one();

@@ -180,8 +180,11 @@ where
             source.done = true;
             let index = start + buf.len();
             buf.clear();
-            drop(guard);
+            // The failure is recorded before the source lock goes: a participant that sees
+            // `done` with no run in flight settles at once, and must find it (recorded after,
+            // it settled an `Ok` of the items before the panic).
             self.fail(index, panic_message(&*payload));
+            drop(guard);
             return Claim::Nothing;
         }
         if want == 0 {

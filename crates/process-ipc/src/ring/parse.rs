@@ -401,6 +401,35 @@ pub(crate) mod tests {
         ]
     }
 
+    /// Walks `data` from `pos` as a reader would, for up to 64 steps, checking that the hot
+    /// path's `look_item` finds an item exactly where `look` does and nothing elsewhere.
+    fn walk_agrees(data: &[u8], mut pos: Pos, tail: u64, limit: u64) -> Result<(), TestCaseError> {
+        for _ in 0..64 {
+            let fast = look_item(data, pos, tail, limit);
+            let next = match look(data, pos, tail, limit) {
+                Ok(Found::Item { bytes, next }) => {
+                    prop_assert_eq!(fast, Some((bytes, next)));
+                    next
+                }
+                Ok(Found::Empty) | Err(_) => {
+                    prop_assert_eq!(fast, None);
+                    break;
+                }
+                Ok(
+                    Found::First { next, .. }
+                    | Found::Piece { next, .. }
+                    | Found::Pad { next }
+                    | Found::Bad { next, .. },
+                ) => {
+                    prop_assert_eq!(fast, None);
+                    next
+                }
+            };
+            pos = next;
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig {
             cases: cases(),
@@ -462,30 +491,7 @@ pub(crate) mod tests {
                 at += rec_size(len) as usize;
             }
             // Walk as a reader would, comparing at every step.
-            let mut pos = Pos { head, sub };
-            for _ in 0..64 {
-                let fast = look_item(&data, pos, tail, limit);
-                let next = match look(&data, pos, tail, limit) {
-                    Ok(Found::Item { bytes, next }) => {
-                        prop_assert_eq!(fast, Some((bytes, next)));
-                        next
-                    }
-                    Ok(Found::Empty) | Err(_) => {
-                        prop_assert_eq!(fast, None);
-                        break;
-                    }
-                    Ok(
-                        Found::First { next, .. }
-                        | Found::Piece { next, .. }
-                        | Found::Pad { next }
-                        | Found::Bad { next, .. },
-                    ) => {
-                        prop_assert_eq!(fast, None);
-                        next
-                    }
-                };
-                pos = next;
-            }
+            walk_agrees(&data, Pos { head, sub }, tail, limit)?;
         }
 
         /// The same on rings of real batch records (items of a few bytes, against a limit
@@ -512,30 +518,7 @@ pub(crate) mod tests {
             for (at, b) in scribbles {
                 data[at] = b;
             }
-            let mut pos = Pos { head: 0, sub: 0 };
-            for _ in 0..64 {
-                let fast = look_item(&data, pos, tail, limit);
-                let next = match look(&data, pos, tail, limit) {
-                    Ok(Found::Item { bytes, next }) => {
-                        prop_assert_eq!(fast, Some((bytes, next)));
-                        next
-                    }
-                    Ok(Found::Empty) | Err(_) => {
-                        prop_assert_eq!(fast, None);
-                        break;
-                    }
-                    Ok(
-                        Found::First { next, .. }
-                        | Found::Piece { next, .. }
-                        | Found::Pad { next }
-                        | Found::Bad { next, .. },
-                    ) => {
-                        prop_assert_eq!(fast, None);
-                        next
-                    }
-                };
-                pos = next;
-            }
+            walk_agrees(&data, Pos { head: 0, sub: 0 }, tail, limit)?;
         }
 
         /// The same with a ring size that is not a power of two: always a clean stop.

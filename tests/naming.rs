@@ -58,8 +58,8 @@ macro_rules! queue_row {
 }
 
 queue_row!(threads::Queue<u32>, shutdown);
-queue_row!(coro::Queue<u32>, plain);
-queue_row!(coro::JoinableQueue<u32>, plain);
+queue_row!(coro::Queue<u32>, shutdown);
+queue_row!(coro::JoinableQueue<u32>, shutdown);
 
 impl QueueRow<u32> for process::Queue<u32> {
     fn put_(&self, item: u32) {
@@ -150,7 +150,7 @@ fn a_bounded_queue_of_maxsize_zero_is_an_error_and_a_full_one_hands_the_item_bac
     assert!(matches!(t.get_timeout(WAIT), Ok(1)));
 
     let c = coro::Queue::bounded(1).unwrap();
-    c.put(1u8);
+    c.put(1u8).unwrap();
     assert!(c.full());
     assert_eq!(c.put_nowait(2).unwrap_err().into_inner(), 2);
     assert_eq!(

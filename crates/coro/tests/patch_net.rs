@@ -86,7 +86,7 @@ fn read_timeout_is_honoured_and_others_run_meanwhile() {
     })
     .unwrap();
     let _keep = listener.accept().unwrap();
-    let ticker = coro::spawn(move || ticks.put(())).unwrap();
+    let ticker = coro::spawn(move || ticks.put(()).unwrap()).unwrap();
     let (kind, ticked) = reader.get_timeout(WAIT).unwrap();
     assert_eq!(kind, ErrorKind::WouldBlock);
     assert_eq!(ticked, 1);

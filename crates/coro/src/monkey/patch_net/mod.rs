@@ -32,7 +32,8 @@
 //! (not `EINTR`, which std's `read_exact`/`write_all` would retry forever) and
 //! is stopped at its next switch point outside the hook (unwinding cannot
 //! cross an `extern "C"` function); its `get` says `Killed`, and a panic that
-//! follows (an `unwrap` of that error) prints nothing.
+//! follows (an `unwrap` of that error) prints nothing. The exact rules are in
+//! `coro::monkey`'s "Kills" section.
 
 use std::ffi::{CStr, CString, c_void};
 use std::os::fd::RawFd;

@@ -1,8 +1,8 @@
 //! Readiness waits for the patched socket calls: one epoll set, one poller, coroutines parked per fd.
 //!
 //! A fd joins a private epoll set the first time a coroutine waits on it and
-//! stays there, edge-triggered for both directions, until it is closed: a
-//! wait costs no `epoll_ctl`. An edge that comes while no coroutine waits in
+//! stays there, edge-triggered, until it is closed: a wait costs no
+//! `epoll_ctl` (one more when a writer first waits on a fd readers used). An edge that comes while no coroutine waits in
 //! that direction is kept as a flag; a waiter that finds the flag takes it
 //! and retries its call instead of parking, so an edge between a call's
 //! `EAGAIN` and its wait is never lost. The poller wakes every waiter of a
@@ -39,8 +39,11 @@ pub(crate) const READ: u32 = libc::EPOLLIN as u32;
 /// Wait for the fd to be writable.
 pub(crate) const WRITE: u32 = libc::EPOLLOUT as u32;
 const HANG_UP: u32 = (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32;
-/// What a fd is registered for, once: both directions, hang-ups, edge-triggered.
-const REGISTERED_EVENTS: u32 = READ | WRITE | libc::EPOLLRDHUP as u32 | libc::EPOLLET as u32;
+/// What a fd is registered for when a reader waits: readable, hang-ups, edge-triggered.
+const READ_EVENTS: u32 = READ | libc::EPOLLRDHUP as u32 | libc::EPOLLET as u32;
+/// What is added when a writer waits (rare: only with a full send buffer). A reader's
+/// fd does not take the edges of every ACK that frees send room until then.
+const WRITE_EVENTS: u32 = WRITE | libc::EPOLLET as u32;
 
 /// Fds below this have a generation (256 KiB of zeroed statics, touched only where used).
 const TABLE: usize = 1 << 16;
@@ -80,8 +83,8 @@ struct FdState {
     writers: Vec<Arc<Node>>,
     /// The generation `registered` and `facts` hold for (`None`: nothing known).
     known: Option<u32>,
-    /// In the epoll set, for [`REGISTERED_EVENTS`].
-    registered: bool,
+    /// The events it is in the epoll set for (0: not in it).
+    registered: u32,
     /// An edge for reading (writing) came that no waiter took.
     read_edge: bool,
     write_edge: bool,
@@ -94,7 +97,7 @@ impl FdState {
         let now = generation(fd);
         if now.is_none() || self.known != now {
             self.known = now;
-            self.registered = false;
+            self.registered = 0;
             self.facts = None;
             // A fresh registration reports what is ready now.
             self.read_edge = false;
@@ -140,27 +143,49 @@ impl Poller {
         self.fds.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Puts `fd` in the set unless it is there for this generation; false if the
-    /// kernel refused (not pollable).
-    fn register(&self, fd: RawFd, state: &mut FdState) -> bool {
+    /// Puts `fd` in the set for `interest` (`READ`/`WRITE`) unless it is there for it in
+    /// this generation; false if the kernel refused (not pollable).
+    fn register(&self, fd: RawFd, state: &mut FdState, interest: u32) -> bool {
         state.refresh(fd);
-        if state.registered {
+        let mut want = state.registered;
+        if interest & READ != 0 {
+            want |= READ_EVENTS;
+        }
+        if interest & WRITE != 0 {
+            want |= WRITE_EVENTS;
+        }
+        if want == state.registered {
             return true;
         }
         let mut ev = libc::epoll_event {
-            events: REGISTERED_EVENTS,
+            events: want,
             u64: fd as u64,
         };
+        let op = if state.registered == 0 {
+            libc::EPOLL_CTL_ADD
+        } else {
+            libc::EPOLL_CTL_MOD
+        };
         // SAFETY: `ev` is a valid epoll_event; the epoll fd is ours and open.
-        let mut done = unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) };
-        if done != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+        let mut done = unsafe { libc::epoll_ctl(self.epoll, op, fd, &mut ev) };
+        let error = (done != 0).then(|| std::io::Error::last_os_error().raw_os_error());
+        if error == Some(Some(libc::EEXIST)) {
             // Still there from before the generation changed (a dup kept the file
             // open): set it to what it must be now, which also reports what is ready.
             // SAFETY: as above.
             done = unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_MOD, fd, &mut ev) };
+        } else if error == Some(Some(libc::ENOENT)) {
+            // Gone from the set behind the hooks' back (closed by a path they do not
+            // see): add it again.
+            // SAFETY: as above.
+            done = unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) };
         }
         // Without a generation (a fd beyond the table) nothing is kept.
-        state.registered = done == 0 && state.known.is_some();
+        state.registered = if done == 0 && state.known.is_some() {
+            want
+        } else {
+            0
+        };
         done == 0
     }
 
@@ -308,7 +333,7 @@ pub(crate) fn wait_any(fds: &[(RawFd, u32)], deadline: Option<Instant>) -> Ready
         let mut unsupported = false;
         for &(fd, interest) in fds {
             let state = table.entry(fd).or_default();
-            if !poller.register(fd, state) {
+            if !poller.register(fd, state, interest) {
                 unsupported = true;
                 break;
             }

@@ -13,6 +13,8 @@
 //!   `lookup` of the dict and one `get` (Python: `remote_manager_connect_auth_call`).
 
 use std::hint::black_box;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -70,6 +72,46 @@ fn manager_remote(c: &mut Criterion) {
             }
         });
     });
+
+    // The same pairs on a manager on its Unix socket, through a decoded handle (every call a
+    // round trip, as over TCP): what the transport and the handshake-free path cost.
+    let unix = Manager::new().expect("manager");
+    let local: ManagedDict<u64, u64> = unix.dict().expect("dict");
+    let decoded: ManagedDict<u64, u64> =
+        postcard::from_bytes(&postcard::to_stdvec(&local).expect("encode")).expect("decode");
+    group.bench_function("dict_set_get_unix_socket", |b| {
+        b.iter(|| {
+            for i in 0..PAIRS {
+                decoded.insert(i % 64, i).expect("insert");
+                assert_eq!(decoded.get(&(i % 64)).expect("get"), Some(i));
+            }
+        });
+    });
+
+    // The floor: as many bare 8-byte TCP round trips between two threads over loopback.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let floor_addr = listener.local_addr().expect("address");
+    let echo = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_nodelay(true).expect("nodelay");
+        let mut buf = [0u8; 8];
+        while s.read_exact(&mut buf).is_ok() {
+            s.write_all(&buf).expect("echo");
+        }
+    });
+    let mut ping = TcpStream::connect(floor_addr).expect("connect");
+    ping.set_nodelay(true).expect("nodelay");
+    group.bench_function("tcp_round_trips_floor", |b| {
+        b.iter(|| {
+            let mut buf = [0u8; 8];
+            for i in 0..2 * PAIRS {
+                ping.write_all(&i.to_le_bytes()).expect("ping");
+                ping.read_exact(&mut buf).expect("pong");
+            }
+        });
+    });
+    drop(ping);
+    echo.join().expect("echo thread");
 
     let jobs: ManagedQueue<Option<u64>> = client.lookup("jobs").expect("jobs");
     let results: ManagedQueue<u64> = client.lookup("results").expect("results");

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use serde_bytes::ByteBuf;
 
 use super::object_client::{Conn, ConnPool, ObjectRef};
+use super::object_names;
 use super::object_wire::{Answer, Kind, Op};
 use super::stream::Stream;
 use super::tcp::{self, Refused};
@@ -170,7 +171,7 @@ impl Manager {
                 ),
             });
         }
-        let answer = self.objects.register(name, obj.object, H::kind_of().0);
+        let answer = object_names::register(&*self.objects, name, obj.object, H::kind_of().0);
         obj.answered(answer).map(drop)
     }
 }

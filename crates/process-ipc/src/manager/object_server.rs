@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_bytes::ByteBuf;
 
 use super::object_dict::Dict;
-use super::object_names::Names;
+use super::object_names::{self, Names, Store};
 use super::object_wire::{
     Answer, Call, Kind, Op, Refusal, SPIN, SpinRead, Wait, read_call, write_frame,
 };
@@ -81,7 +81,7 @@ pub(crate) struct Objects {
     /// The number the next object made gets (queues and every other kind share the count).
     next_object: AtomicU64,
     /// Objects registered under a name (`Manager::register`), for clients to look up.
-    pub(super) names: Names,
+    names: Names,
 }
 
 /// Who makes a call: an owner id (see the module docs) and its process.
@@ -115,15 +115,6 @@ impl Objects {
     /// How many objects were made.
     pub(crate) fn made(&self) -> u64 {
         self.next_object.load(Ordering::Relaxed) - 1
-    }
-
-    /// The kind of object `id` (and a queue's bound), if it exists.
-    pub(crate) fn kind_of(&self, id: u64) -> Option<(Kind, Option<usize>)> {
-        let state = self.lock();
-        if let Some(queue) = state.queues.get(&id) {
-            return Some((Kind::Queue, queue.maxsize()));
-        }
-        state.objects.get(&id).map(|object| (object.kind(), None))
     }
 
     /// Every change under the lock is a single step, so a poisoned lock is taken over.
@@ -190,7 +181,7 @@ impl Objects {
 
     /// Does one call for `caller` (from a connection, or a handle in the manager's process).
     pub(crate) fn call(&self, caller: Caller, call: Call) -> Answer {
-        if let Some(answer) = self.manager_call(&call) {
+        if let Some(answer) = object_names::manager_call(self, &call) {
             return answer;
         }
         let mut state = self.lock();
@@ -443,6 +434,31 @@ impl Objects {
         if freed {
             self.changed.notify_all();
         }
+    }
+}
+
+impl Store for Objects {
+    fn next_object(&self) -> u64 {
+        Objects::next_object(self)
+    }
+
+    fn make(&self, id: u64, kind: Kind, maxsize: Option<usize>, initial: ByteBuf) -> bool {
+        match kind {
+            Kind::Queue => self.add_queue(id, maxsize).is_some(),
+            _ => self.add(id, kind, Some(initial)),
+        }
+    }
+
+    fn kind_of(&self, id: u64) -> Option<(Kind, Option<usize>)> {
+        let state = self.lock();
+        if let Some(queue) = state.queues.get(&id) {
+            return Some((Kind::Queue, queue.maxsize()));
+        }
+        state.objects.get(&id).map(|object| (object.kind(), None))
+    }
+
+    fn names(&self) -> &Names {
+        &self.names
     }
 }
 

@@ -219,9 +219,20 @@ pub(crate) fn connect_with(
         Err(HandshakeError::NotOurs(what)) => Err(Refused::Auth(format!(
             "{socket} does not speak the manager's handshake ({what})"
         ))),
-        Err(HandshakeError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            Err(Refused::Auth(format!(
-                "the manager at {socket} closed the connection during the handshake (a full server, or a wrong key)"
+        // A refused key is a verdict byte; a close before the challenge is a full server.
+        Err(HandshakeError::Io(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            Err(Refused::Unreachable(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!(
+                    "the manager at {socket} closed the connection before its challenge (is it at its connection limit?)"
+                ),
             )))
         }
         Err(HandshakeError::Io(e)) => Err(Refused::Unreachable(e)),

@@ -228,7 +228,7 @@ pub use pool::{
 pub use process::{
     Process, ProcessHandle, START_TIMEOUT, Target, active_children, current_pid, parent_pid,
 };
-pub use queue::{Queue, QueueSender};
+pub use queue::{JoinableQueue, Queue, QueueSender};
 #[cfg(feature = "test-fault")]
 #[doc(hidden)]
 pub use ring::Scribble as __RingScribble;

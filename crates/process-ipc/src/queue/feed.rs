@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::ring_error;
 use crate::error::QueueError;
 use crate::ring::frame::{count_items, write_len, write_long_len, write_padded_len};
-use crate::ring::{BIG_ITEM, LOOK_FOR, Ring};
+use crate::ring::{BIG_ITEM, LOOK_FOR, Ring, Shutdown};
 use crate::{bootstrap, wire};
 
 /// Items are packed into chunks of about this many bytes before they are moved.
@@ -42,6 +42,10 @@ pub(crate) trait Sink: Send + 'static {
     /// Called when the feeder has nothing left to move, before it sleeps: a sink that moves
     /// asynchronously (a manager's connection) finishes here what it left in flight.
     fn idle(&mut self) {}
+
+    /// The feeder dropped `n` items put without moving them (the sink failed): a sink that
+    /// counts items at `put` forgets them.
+    fn dropped(&mut self, _n: usize) {}
 }
 
 /// The ring as a feeder's sink; it holds the handle's putter slot until the feeder drains.
@@ -52,7 +56,17 @@ struct RingSink {
 
 impl Sink for RingSink {
     fn write_framed(&mut self, framed: &[u8], count: usize) -> Result<(), QueueError> {
+        // After an immediate shutdown what was put is dropped, not moved (Python drops what
+        // is in the queue); items moved while it happens are dropped by the next get or join.
+        if self.ring.shutdown_state().map_err(ring_error)? == Shutdown::Immediate {
+            self.ring.forget(count as u64);
+            return Ok(());
+        }
         self.ring.write_framed(framed, count).map_err(ring_error)
+    }
+
+    fn dropped(&mut self, n: usize) {
+        self.ring.forget(n as u64);
     }
 }
 
@@ -455,6 +469,7 @@ fn feeder_loop<S: Sink>(feed: Arc<Feed>, mut sink: S) {
             let mut buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
             let dropped: usize = buf.chunks.drain(..).map(|c| count_items(&c)).sum();
             drop(buf);
+            sink.dropped(count + dropped);
             feed.sent(count + dropped);
             continue;
         }

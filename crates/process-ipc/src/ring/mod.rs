@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+mod ending;
 pub(crate) mod frame;
 pub(crate) mod parse;
 mod peek;
@@ -47,6 +48,7 @@ mod sleep;
 mod tests;
 mod write;
 
+pub(crate) use self::ending::TaskDone;
 use self::parse::{BREAKING, Check};
 pub(crate) use self::sleep::{Wait, alive};
 use self::sleep::{my_tid, take};
@@ -138,6 +140,53 @@ struct Header {
     counts: Counts,
     /// Pid of the process holding each putting handle (0: free).
     slots: [AtomicU32; SLOTS],
+    /// Items counted at `put` (added after the ring's first layout: new words go last).
+    accepted: Accepted,
+    /// Whether the queue was shut down.
+    ending: Ending,
+    /// `task_done` calls, and the joiners waiting for them.
+    tasks: Tasks,
+}
+
+/// Written by putters at every put, on a line of its own.
+#[repr(C, align(64))]
+struct Accepted {
+    /// Items accepted by `put` (counted before the feeder moves them, as Python counts them),
+    /// less those put back or dropped unread. `qsize` is this less `got_items`; a
+    /// `JoinableQueue`'s unfinished tasks are this less `done`.
+    count: AtomicU64,
+}
+
+/// Written once, by `shutdown`; read at every put and get (so on a line nobody writes
+/// otherwise).
+#[repr(C, align(64))]
+struct Ending {
+    /// [`OPEN`], [`SHUT`] or [`SHUT_IMMEDIATE`]; any other value is damage.
+    state: AtomicU32,
+}
+
+/// A `JoinableQueue`'s finished work, written by `task_done`.
+#[repr(C, align(64))]
+struct Tasks {
+    /// `task_done` calls, and items an immediate shutdown dropped.
+    done: AtomicU64,
+    /// Joiners sleep here until `done` reaches `Accepted::count`.
+    joined: Wake,
+}
+
+/// The shutdown word of a queue that was not shut down.
+const OPEN: u32 = 0;
+/// `shutdown(immediate=false)`: puts refused, gets drain what is left.
+const SHUT: u32 = 1;
+/// `shutdown(immediate=true)`: puts refused, what is left dropped.
+const SHUT_IMMEDIATE: u32 = 2;
+
+/// Whether, and how, a queue was shut down (Python 3.13's `Queue.shutdown`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shutdown {
+    Open,
+    Shut,
+    Immediate,
 }
 
 const HDR: usize = std::mem::size_of::<Header>().next_multiple_of(64);
@@ -168,6 +217,8 @@ pub(crate) enum RingError {
         /// The check that failed.
         check: Check,
     },
+    /// The queue was shut down: no more puts (and, for a waiting bounded put, no place).
+    ShutDown,
 }
 
 impl std::fmt::Display for RingError {
@@ -175,6 +226,7 @@ impl std::fmt::Display for RingError {
         match self {
             RingError::Lock(e) => e.fmt(f),
             RingError::Broken { ring, check } => write!(f, "ring {ring} is corrupt: {check}"),
+            RingError::ShutDown => f.write_str("the queue was shut down"),
         }
     }
 }
@@ -482,6 +534,10 @@ impl Ring {
         loop {
             self.check_broken()?;
             let seen = h.room.prepare();
+            if let Err(e) = self.ensure_open() {
+                h.room.cancel();
+                return Err(e);
+            }
             let r = reserved.load(Ordering::SeqCst);
             if r > max {
                 h.room.cancel();
@@ -519,22 +575,18 @@ impl Ring {
     pub(crate) fn reserved(&self) -> usize {
         self.hdr().counts.reserved.load(Ordering::Relaxed) as usize
     }
-
-    /// Items published and not yet taken (approximate while others work).
-    pub(crate) fn items(&self) -> usize {
-        let h = self.hdr();
-        let got = h.pos.got_items.load(Ordering::Relaxed);
-        let put = h.write.put_items.load(Ordering::Relaxed);
-        put.saturating_sub(got) as usize
-    }
 }
 
 #[cfg(feature = "test-fault")]
 impl Ring {
     /// Test only (the `test-fault` feature): adds `add` (wrapping) to one of the ring's header
-    /// words, `"head"` or `"tail"`, as a process with a memory bug might.
+    /// words, `"head"`, `"tail"` or `"shutdown"`, as a process with a memory bug might.
     pub(crate) fn scribble(&self, word: &str, add: u64) {
         let h = self.hdr();
+        if word == "shutdown" {
+            h.ending.state.fetch_add(add as u32, Ordering::SeqCst);
+            return;
+        }
         let target = match word {
             "head" => &h.read.head,
             "tail" => &h.write.tail,

@@ -132,34 +132,13 @@ impl Ring {
         let h = self.hdr();
         loop {
             self.check_broken()?;
+            if self.shutdown_state()? == Shutdown::Immediate {
+                self.drain()?;
+            }
             let seen = h.tasks.joined.prepare();
             if self.unfinished() == 0 {
                 h.tasks.joined.cancel();
                 return Ok(true);
-            }
-            match self.shutdown_state() {
-                Ok(Shutdown::Immediate) => {
-                    h.tasks.joined.cancel();
-                    if self.drain()? > 0 {
-                        continue;
-                    }
-                    // Nothing in the ring to drop: the rest is with getters or feeders.
-                    if self.unfinished() == 0 {
-                        return Ok(true);
-                    }
-                    let seen = h.tasks.joined.prepare();
-                    if wait.passed() {
-                        h.tasks.joined.cancel();
-                        return Ok(false);
-                    }
-                    h.tasks.joined.sleep(seen, wait.slice_end());
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    h.tasks.joined.cancel();
-                    return Err(e);
-                }
             }
             if wait.passed() {
                 h.tasks.joined.cancel();

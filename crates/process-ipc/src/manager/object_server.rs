@@ -547,9 +547,11 @@ fn apply(object: &mut Object, caller: Caller, op: Op) -> (Answer, bool) {
                 Op::EventSet | Op::EventClear | Op::EventIsSet | Op::EventWait(_) => {
                     Kind::Event.name().into()
                 }
-                Op::QueuePut(..) | Op::QueuePutFramed(_) | Op::QueueGet(_) | Op::QueueCounts => {
-                    Kind::Queue.name().into()
-                }
+                Op::QueuePut(..)
+                | Op::QueuePutFramed(_)
+                | Op::QueueGet(_)
+                | Op::QueueCounts
+                | Op::QueueShutdown(_) => Kind::Queue.name().into(),
             };
             Answer::Refused(Refusal::WrongKind {
                 is: object.kind().name().into(),

@@ -205,3 +205,38 @@ fn a_bounded_joinable_queue_counts_only_items_that_got_a_place() {
     q.task_done().unwrap();
     q.join_timeout(WAIT).unwrap();
 }
+
+/// Adds to one of the queue's counts, as a process with a memory bug might.
+fn scribble(q: JoinableQueue<u32>, word: String, add: u64) {
+    q.__scribble(&word, add);
+}
+
+#[test]
+fn scribbled_counts_make_the_answers_wrong_but_never_panic_or_hang() {
+    let q = JoinableQueue::<u32>::new().unwrap();
+    q.put(1).unwrap();
+    // Far more items accepted than were ever put: qsize and the unfinished count are wrong,
+    // and join_timeout still returns on time, saying so.
+    Process::new(scribble, (q.handle(), "accepted".to_string(), 1 << 62))
+        .start()
+        .unwrap()
+        .join_timeout(WAIT)
+        .unwrap();
+    assert!(q.qsize() > 1 << 61);
+    let timeout = Duration::from_millis(20);
+    assert!(matches!(
+        q.join_timeout(timeout),
+        Err(QueueError::JoinTimeout { unfinished, .. }) if unfinished > 1 << 61
+    ));
+    // Counts that wrap: done past accepted reads as nothing unfinished, and task_done refuses.
+    Process::new(scribble, (q.handle(), "done".to_string(), u64::MAX))
+        .start()
+        .unwrap()
+        .join_timeout(WAIT)
+        .unwrap();
+    assert_eq!(q.unfinished_tasks(), 0);
+    q.join_timeout(WAIT).unwrap();
+    assert_eq!(q.task_done(), Err(QueueError::TooManyCalls));
+    // The items themselves are untouched.
+    assert_eq!(q.get_timeout(WAIT), Ok(1));
+}

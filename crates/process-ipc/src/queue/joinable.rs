@@ -164,6 +164,13 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         self.queue.is_shutdown()
     }
 
+    /// Test only (the `test-fault` feature): see [`Queue::__scribble`].
+    #[cfg(feature = "test-fault")]
+    #[doc(hidden)]
+    pub fn __scribble(&self, word: &str, add: u64) {
+        self.queue.__scribble(word, add);
+    }
+
     /// Python's `task_done()`: marks one item taken by a `get` (in any process) as processed.
     ///
     /// # Errors

@@ -444,7 +444,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Test only (the `test-fault` feature): adds `add` (wrapping) to the ring's `"head"`,
-    /// `"tail"` or `"shutdown"` word, as a process with a memory bug might.
+    /// `"tail"`, `"shutdown"`, `"accepted"` or `"done"` word, as a process with a memory bug
+    /// might.
     #[cfg(feature = "test-fault")]
     #[doc(hidden)]
     pub fn __scribble(&self, word: &str, add: u64) {

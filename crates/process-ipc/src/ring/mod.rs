@@ -580,7 +580,8 @@ impl Ring {
 #[cfg(feature = "test-fault")]
 impl Ring {
     /// Test only (the `test-fault` feature): adds `add` (wrapping) to one of the ring's header
-    /// words, `"head"`, `"tail"` or `"shutdown"`, as a process with a memory bug might.
+    /// words, `"head"`, `"tail"`, `"shutdown"`, `"accepted"` or `"done"`, as a process with a
+    /// memory bug might.
     pub(crate) fn scribble(&self, word: &str, add: u64) {
         let h = self.hdr();
         if word == "shutdown" {
@@ -590,6 +591,8 @@ impl Ring {
         let target = match word {
             "head" => &h.read.head,
             "tail" => &h.write.tail,
+            "accepted" => &h.accepted.count,
+            "done" => &h.tasks.done,
             _ => return,
         };
         target.fetch_add(add, Ordering::SeqCst);

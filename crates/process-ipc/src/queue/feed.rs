@@ -90,6 +90,8 @@ struct Line<T>(T);
 
 /// The feeder's state shared with `put` and `flush`.
 pub(crate) struct Feed {
+    /// The ring it moves items into ([`Ring::local_id`]; 0 for another sink).
+    ring: usize,
     chunks: Mutex<FeedBuf>,
     more: Condvar,
     /// The feeder finished a chunk (see `push`).
@@ -150,10 +152,23 @@ pub(crate) fn flush_all() {
 }
 
 fn flush_all_until(deadline: Option<Instant>) {
+    flush_where(deadline, |_| true);
+}
+
+/// Waits until every feeder in this process that moves items into `ring` (its
+/// [`Ring::local_id`]) has moved what was put: a shutdown lets them land first.
+pub(crate) fn flush_ring(ring: usize) {
+    flush_where(None, |feed| feed.ring == ring);
+}
+
+fn flush_where(deadline: Option<Instant>, which: impl Fn(&Feed) -> bool) {
     let all: Vec<Arc<Feed>> = {
         let mut list = feeds().lock().unwrap_or_else(|p| p.into_inner());
         list.retain(|w| w.strong_count() > 0);
-        list.iter().filter_map(Weak::upgrade).collect()
+        list.iter()
+            .filter_map(Weak::upgrade)
+            .filter(|f| which(f))
+            .collect()
     };
     for feed in all {
         feed.wait_drained(deadline);
@@ -163,13 +178,19 @@ fn flush_all_until(deadline: Option<Instant>) {
 impl Feed {
     /// Starts the feeder thread of one putting handle; it holds `slot` until it has drained.
     pub(crate) fn start(ring: Ring, slot: Arc<Slot>) -> Result<Arc<Feed>, QueueError> {
+        let id = ring.local_id();
         let sink = RingSink { ring, _slot: slot };
-        Self::start_with(sink, "process-ipc-queue-feeder")
+        Self::start_for(sink, "process-ipc-queue-feeder", id)
     }
 
     /// Starts a feeder thread (named `name`) that moves what is put into `sink`.
     pub(crate) fn start_with<S: Sink>(sink: S, name: &str) -> Result<Arc<Feed>, QueueError> {
+        Self::start_for(sink, name, 0)
+    }
+
+    fn start_for<S: Sink>(sink: S, name: &str, ring: usize) -> Result<Arc<Feed>, QueueError> {
         let feed = Arc::new(Feed {
+            ring,
             chunks: Mutex::new(FeedBuf {
                 chunks: VecDeque::new(),
                 spare: Vec::new(),

@@ -410,8 +410,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// process, within a few milliseconds (a futex wake-up; at most 50 ms if it is missed).
     ///
     /// Items put before the shutdown and still in a feeder are delivered (or, with
-    /// `immediate`, dropped as they arrive). Shutting down again is allowed; an immediate
-    /// shutdown after a plain one drops what is left.
+    /// `immediate`, dropped as they arrive). A plain shutdown first waits until this process's
+    /// feeders have moved what it put into the queue (as [`QueueSender::flush`]), so a getter
+    /// anywhere takes those before it sees the end: the producer that shuts the queue down
+    /// when it is done loses nothing. Items another process put and has not moved yet may
+    /// land after a getter saw `ShutDown` (the next get returns them): have that process
+    /// [`flush`](QueueSender::flush) first if the order matters. Shutting down again is
+    /// allowed; an immediate shutdown after a plain one drops what is left.
     ///
     /// ```
     /// use process_ipc::{Queue, QueueError};
@@ -434,7 +439,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`QueueError::Corrupt`] if the queue's shared memory is damaged (its shutdown word
     /// included: a value no queue writes names that check).
     pub fn shutdown(&self, immediate: bool) -> Result<(), QueueError> {
-        self.ring.shut_down(immediate).map_err(ring_error)
+        if !immediate {
+            // What this process put first lands first, so no get sees the end before it.
+            feed::flush_ring(self.ring.local_id());
+        }
+        self.ring.shut_down(immediate).map_err(ring_error)?;
+        if !immediate {
+            // A put of another thread that passed just before the shutdown.
+            feed::flush_ring(self.ring.local_id());
+        }
+        Ok(())
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called, by any process (a damaged shutdown

@@ -406,6 +406,12 @@ impl Ring {
         unsafe { std::slice::from_raw_parts(self.data(), self.cap as usize) }
     }
 
+    /// Which ring this is among this process's handles: the same for every clone of a handle
+    /// (not for a second attach of the same block in one process).
+    pub(crate) fn local_id(&self) -> usize {
+        Arc::as_ptr(&self.own) as usize
+    }
+
     /// The block's name, as errors report it.
     pub(crate) fn name(&self) -> &str {
         self.mem.name()

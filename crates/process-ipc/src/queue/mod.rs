@@ -152,7 +152,7 @@ pub(crate) fn ring_error(e: RingError) -> QueueError {
 /// fail the same way; blocked callers wake. [`JoinableQueue`] adds `task_done` and `join`.
 ///
 /// Byte payloads: wrap them in `serde_bytes::ByteBuf` (re-exported as
-/// [`ByteBuf`]); a plain `Vec<u8>` is encoded byte by byte, about 4x slower.
+/// [`ByteBuf`](crate::ByteBuf)); a plain `Vec<u8>` is encoded byte by byte, about 4x slower.
 pub struct Queue<T> {
     ring: Ring,
     /// This handle's putting end: made at creation, or at the first put through a handle.

@@ -8,11 +8,51 @@
 //! for that queue, never a panic or an out-of-bounds access, and `join_timeout` still returns
 //! on time.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::parse::BREAKING;
-use super::{OPEN, Ring, RingError, SHUT, SHUT_IMMEDIATE, Shutdown, Wait};
-use crate::ring::Next;
+use super::{Next, Ring, RingError, Wait, Wake};
+
+/// Written by putters at every put, on a line of its own.
+#[repr(C, align(64))]
+pub(super) struct Accepted {
+    /// Items accepted by `put` (counted before the feeder moves them, as Python counts them),
+    /// less those put back or dropped unread. `qsize` is this less `got_items`; a
+    /// `JoinableQueue`'s unfinished tasks are this less `done`.
+    pub(super) count: AtomicU64,
+}
+
+/// Written once, by `shutdown`; read at every put and get (so on a line nobody writes
+/// otherwise).
+#[repr(C, align(64))]
+pub(super) struct Ending {
+    /// [`OPEN`], [`SHUT`] or [`SHUT_IMMEDIATE`]; any other value is damage.
+    pub(super) state: AtomicU32,
+}
+
+/// A `JoinableQueue`'s finished work, written by `task_done`.
+#[repr(C, align(64))]
+pub(super) struct Tasks {
+    /// `task_done` calls, and items an immediate shutdown dropped.
+    pub(super) done: AtomicU64,
+    /// Joiners sleep here until `done` reaches `Accepted::count`.
+    pub(super) joined: Wake,
+}
+
+/// The shutdown word of a queue that was not shut down.
+const OPEN: u32 = 0;
+/// `shutdown(immediate=false)`: puts refused, gets drain what is left.
+const SHUT: u32 = 1;
+/// `shutdown(immediate=true)`: puts refused, what is left dropped.
+const SHUT_IMMEDIATE: u32 = 2;
+
+/// Whether, and how, a queue was shut down (Python 3.13's `Queue.shutdown`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shutdown {
+    Open,
+    Shut,
+    Immediate,
+}
 
 /// What one `task_done` came to.
 pub(crate) enum TaskDone {

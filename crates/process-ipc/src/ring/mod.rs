@@ -48,7 +48,8 @@ mod sleep;
 mod tests;
 mod write;
 
-pub(crate) use self::ending::TaskDone;
+use self::ending::{Accepted, Ending, Tasks};
+pub(crate) use self::ending::{Shutdown, TaskDone};
 use self::parse::{BREAKING, Check};
 pub(crate) use self::sleep::{Wait, alive};
 use self::sleep::{my_tid, take};
@@ -146,47 +147,6 @@ struct Header {
     ending: Ending,
     /// `task_done` calls, and the joiners waiting for them.
     tasks: Tasks,
-}
-
-/// Written by putters at every put, on a line of its own.
-#[repr(C, align(64))]
-struct Accepted {
-    /// Items accepted by `put` (counted before the feeder moves them, as Python counts them),
-    /// less those put back or dropped unread. `qsize` is this less `got_items`; a
-    /// `JoinableQueue`'s unfinished tasks are this less `done`.
-    count: AtomicU64,
-}
-
-/// Written once, by `shutdown`; read at every put and get (so on a line nobody writes
-/// otherwise).
-#[repr(C, align(64))]
-struct Ending {
-    /// [`OPEN`], [`SHUT`] or [`SHUT_IMMEDIATE`]; any other value is damage.
-    state: AtomicU32,
-}
-
-/// A `JoinableQueue`'s finished work, written by `task_done`.
-#[repr(C, align(64))]
-struct Tasks {
-    /// `task_done` calls, and items an immediate shutdown dropped.
-    done: AtomicU64,
-    /// Joiners sleep here until `done` reaches `Accepted::count`.
-    joined: Wake,
-}
-
-/// The shutdown word of a queue that was not shut down.
-const OPEN: u32 = 0;
-/// `shutdown(immediate=false)`: puts refused, gets drain what is left.
-const SHUT: u32 = 1;
-/// `shutdown(immediate=true)`: puts refused, what is left dropped.
-const SHUT_IMMEDIATE: u32 = 2;
-
-/// Whether, and how, a queue was shut down (Python 3.13's `Queue.shutdown`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Shutdown {
-    Open,
-    Shut,
-    Immediate,
 }
 
 const HDR: usize = std::mem::size_of::<Header>().next_multiple_of(64);

@@ -67,6 +67,9 @@ pub(super) struct Task {
     pub(super) args: Arc<Vec<u8>>,
     pub(super) what: Describe,
     pub(super) complete: Completer,
+    /// Runs ended by its worker's death so far; it runs again while this is at most the
+    /// pool's `retries`.
+    pub(super) deaths: usize,
 }
 
 /// Everything the pool knows, behind one lock.
@@ -474,21 +477,44 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
     let failed = {
         let mut st = shared.lock();
         let lost = st.schedule().exited(key, &undelivered);
-        lost.task.and_then(|id| st.tasks.remove(&id)).map(|task| {
-            let err = match (lost.timed_out, shared.config.task_timeout) {
-                (true, Some(limit)) => PoolError::TaskTimeout {
-                    pid: worker.pid,
-                    limit,
-                },
-                _ => PoolError::WorkerDied {
-                    pid: worker.pid,
-                    cause,
-                    signal,
-                    what: (task.what)(),
-                },
-            };
-            (task, err)
-        })
+        let retries = shared.config.retries;
+        let mut rerun = false;
+        if let Some(task) = lost.task.and_then(|id| st.tasks.get_mut(&id)) {
+            task.deaths += 1;
+            // A task killed for running over the timeout would only run over it again.
+            rerun = !lost.timed_out && task.deaths <= retries;
+        }
+        if rerun {
+            if let Some(id) = lost.task {
+                st.schedule().retry(id);
+            }
+            // A live worker with room may take it before the replacement starts.
+            dispatch(&mut st, REFILL_AT);
+            None
+        } else {
+            lost.task.and_then(|id| st.tasks.remove(&id)).map(|task| {
+                let err = match (lost.timed_out, shared.config.task_timeout) {
+                    (true, Some(limit)) => PoolError::TaskTimeout {
+                        pid: worker.pid,
+                        limit,
+                    },
+                    _ => PoolError::WorkerDied {
+                        pid: worker.pid,
+                        cause: if retries > 0 {
+                            format!(
+                                "{cause} (its worker died on each of its {} runs)",
+                                task.deaths
+                            )
+                        } else {
+                            cause
+                        },
+                        signal,
+                        what: (task.what)(),
+                    },
+                };
+                (task, err)
+            })
+        }
     };
     if let Some((task, err)) = failed {
         run_completer(task.complete, Err(err));

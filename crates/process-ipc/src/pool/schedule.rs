@@ -217,6 +217,13 @@ impl Schedule {
         }
     }
 
+    /// Task `id`, lost with its worker, is to run again (the pool's `retries`): it goes to the
+    /// front of the queue, ahead of the tasks its worker held behind it, as it was ahead of
+    /// them.
+    pub(super) fn retry(&mut self, id: TaskId) {
+        self.pending.push_front(id);
+    }
+
     /// Workers whose running task has run longer than `limit` by `now`; each is reported once
     /// (and gets nothing more), to be killed.
     pub(super) fn overdue(&mut self, now: Instant, limit: Duration) -> Vec<WorkerKey> {
@@ -327,6 +334,20 @@ mod tests {
         s.dispatch(0, Instant::now());
         assert_eq!(s.exited(0, &[]).task, Some(0));
         assert_eq!(s.pending, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_retried_task_goes_first_and_may_go_to_the_replacement() {
+        let mut s = pool(1, None);
+        submit(&mut s, 0..3);
+        let now = Instant::now();
+        s.dispatch(0, now);
+        let lost = s.exited(0, &[]);
+        assert_eq!(lost.task, Some(0));
+        s.retry(0);
+        assert_eq!(s.pending, vec![0, 1, 2]);
+        s.add_worker(1);
+        assert_eq!(s.dispatch(0, now), vec![(1, vec![0, 1, 2])]);
     }
 
     #[test]

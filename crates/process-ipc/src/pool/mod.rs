@@ -9,11 +9,11 @@
 //! behind it (never started) go back to the pending queue, and a new worker takes the dead
 //! one's place ([`collector`]). A task that ends its worker itself (`exit(0)` included) fails
 //! the same way, once: a task is never run twice unless the pool was built with
-//! [`PoolBuilder::retries`], which runs a task whose worker died again, up to that many times. A feeder thread per worker ships its tasks in
-//! batches; results come back through the worker's result ring, a [`crate::ring::Ring`] in
-//! shared memory (one writer, the worker; one reader, the collector), so the parent wakes once
-//! for many ([`doorbell`]). The collector checks a ring before each read: a damaged ring is its
-//! worker's death, never a hang.
+//! [`PoolBuilder::retries`], which runs a task whose worker died again, up to that many times.
+//! A feeder thread per worker ships its tasks in batches; results come back through the
+//! worker's result ring, a [`crate::ring::Ring`] in shared memory (one writer, the worker; one
+//! reader, the collector), so the parent wakes once for many ([`doorbell`]). The collector
+//! checks a ring before each read: a damaged ring is its worker's death, never a hang.
 //!
 //! Tasks are plain functions like [`Process`](crate::Process) targets; their arguments and
 //! results are serde values encoded as bytes, so queue handles (which carry file descriptors)

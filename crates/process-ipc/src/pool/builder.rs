@@ -103,11 +103,13 @@ impl PoolBuilder {
     /// default, never runs a task twice.
     ///
     /// A worker that ends while running a task (killed, crashed, or the task called
-    /// `exit`/`_exit` with any code, 0 included) loses that task. With `retries(n)` the task goes
-    /// back to the front of the queue and runs again on another worker (the dead one's
-    /// replacement or any other with room) up to `n` more times; when its worker dies on its
-    /// `n + 1`th run too, it fails with [`PoolError::WorkerDied`], whose `cause` says how many
-    /// runs it had. A task's own panic is not a death (the worker survives it) and is never
+    /// `exit`/`_exit` with any code, 0 included) loses that task. With `retries(n)` the task runs
+    /// again, ahead of every pending task, on a fresh worker: one that has run no task yet,
+    /// normally the dead one's replacement, never one that has run others (whatever killed the
+    /// first run may have been left behind in it); only if no replacement can be started does
+    /// it take any worker. It runs up to `n` more times; when its worker dies on its `n + 1`th
+    /// run too, it fails with [`PoolError::WorkerDied`], whose `cause` says how many runs it
+    /// had. Once lost, it can no longer be cancelled. A task's own panic is not a death (the worker survives it) and is never
     /// retried, nor is a task killed by [`task_timeout`](Self::task_timeout) (it fails with
     /// [`PoolError::TaskTimeout`]). For a `map`, a chunk is the task that runs again, whole:
     /// only tasks that can run twice safely should be retried.

@@ -488,7 +488,8 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
             if let Some(id) = lost.task {
                 st.schedule().retry(id);
             }
-            // A live worker with room may take it before the replacement starts.
+            // It waits for a fresh worker (the replacement, started below); the tasks its
+            // worker held behind it may go to any live worker with room now.
             dispatch(&mut st, REFILL_AT);
             None
         } else {
@@ -566,7 +567,11 @@ fn replace_workers(shared: &Shared, set: &mut IpcReceiverSet) {
                 let tasks: Vec<Task> = {
                     let mut st = shared.lock();
                     if !st.workers.is_empty() {
-                        return; // the others carry on; try again on the next exit
+                        // The others carry on (a worker is tried again on the next exit); a
+                        // task waiting for a fresh worker to retry it takes any.
+                        st.schedule().no_fresh_worker();
+                        dispatch(&mut st, REFILL_AT);
+                        return;
                     }
                     st.broken = Some(e.clone());
                     st.schedule().clear();

@@ -9,7 +9,8 @@
 //! behind it (never started) go back to the pending queue, and a new worker takes the dead
 //! one's place ([`collector`]). A task that ends its worker itself (`exit(0)` included) fails
 //! the same way, once: a task is never run twice unless the pool was built with
-//! [`PoolBuilder::retries`], which runs a task whose worker died again, up to that many times.
+//! [`PoolBuilder::retries`], which runs a task whose worker died again, on a fresh worker, up
+//! to that many times.
 //! A feeder thread per worker ships its tasks in batches; results come back through the
 //! worker's result ring, a [`crate::ring::Ring`] in shared memory (one writer, the worker; one
 //! reader, the collector), so the parent wakes once for many ([`doorbell`]). The collector

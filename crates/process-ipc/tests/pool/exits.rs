@@ -279,3 +279,35 @@ fn by_default_an_exiting_task_fails_at_once_with_no_retry() {
     assert_eq!(runs(&path), 1);
     let _ = std::fs::remove_file(&path);
 }
+
+/// As [`exit_on_first_run`], returning the pid of the worker that ran it.
+fn pid_after_exit_on_first_run(path: String) -> u32 {
+    exit_on_first_run(0, path);
+    current_pid()
+}
+
+#[test]
+fn a_retried_task_runs_on_a_fresh_worker_not_an_idle_used_one() {
+    let path = run_count_path("retries-fresh");
+    let pool = Pool::builder().processes(2).retries(1).build().unwrap();
+    let before = pool.pids();
+    // Both workers run a task first (two idle workers get one each), so neither is fresh.
+    let ran = pool
+        .map_with(super::pid_of, 0..2u32, MapOptions::new().chunksize(1))
+        .unwrap();
+    assert_eq!(ran.len(), 2);
+    assert_ne!(ran[0], ran[1], "each worker ran one");
+    let pid = pool
+        .apply_async(pid_after_exit_on_first_run, (path.clone(),))
+        .unwrap()
+        .get_timeout(WAIT)
+        .unwrap();
+    // The other worker was idle, and used: the retry went to the dead one's replacement.
+    assert!(
+        !before.contains(&pid),
+        "{pid} ran in a worker of {before:?}"
+    );
+    assert!(pool.pids().contains(&pid));
+    assert_eq!(runs(&path), 2);
+    let _ = std::fs::remove_file(&path);
+}

@@ -43,13 +43,14 @@ pub enum ProcessError {
         reason: String,
     },
     /// The target panicked in the child.
-    #[error("child process {pid} panicked at {location}: {message}")]
+    #[error("child process {pid} panicked{}: {message}", panic_at(location))]
     Panicked {
         /// The child's pid.
         pid: u32,
         /// The panic message.
         message: String,
-        /// `file:line:column` of the panic.
+        /// `file:line:column` of the panic, or `<unknown>` where the child's panic hook was
+        /// replaced by one of its own (the error's message then leaves it out).
         location: String,
     },
     /// The child was killed by a signal (`kill()`, `terminate()`, the OOM killer, a crash...).
@@ -259,4 +260,12 @@ pub enum PoolError {
     /// [`AsyncResult::cancel`](crate::AsyncResult::cancel) withdrew the task before it started.
     #[error("the task was cancelled before it started")]
     Cancelled,
+}
+
+/// " at file:line:column" for a known panic location, nothing for an unknown one.
+fn panic_at(location: &str) -> String {
+    match location {
+        "" | "<unknown>" => String::new(),
+        known => format!(" at {known}"),
+    }
 }

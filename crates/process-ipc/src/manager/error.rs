@@ -238,6 +238,15 @@ pub enum ManagerError {
         /// The list's length then.
         len: u64,
     },
+    /// No item of the list equals the one a list's `index` or `remove_value` looked for
+    /// (Python's `ValueError: x is not in list`).
+    #[error("manager list {object} (manager pid {pid}): the item is not in the list")]
+    NotInList {
+        /// The manager's process id.
+        pid: u32,
+        /// The list's number within its manager.
+        object: u64,
+    },
     /// The manager refused a call on an object: the handle names an object it does not have
     /// or of another kind, or a lock release came from a caller that does not hold it.
     #[error("manager {kind} {object} (manager pid {pid}): {why}")]

@@ -184,6 +184,7 @@ mod list;
 mod namespace;
 mod object_client;
 mod object_dict;
+mod object_list;
 mod object_server;
 mod object_wire;
 mod queue;

@@ -160,6 +160,127 @@ fn a_bounded_queue_of_maxsize_zero_is_an_error_and_a_full_one_hands_the_item_bac
     assert_eq!(c.maxsize(), Some(1));
 }
 
+/// The shutdown row (Python 3.13's `Queue.shutdown(immediate)`): `shutdown`, `is_shutdown`,
+/// a `put` after it that hands its item back, a `get` that drains then fails.
+trait ShutdownRow<T> {
+    fn shutdown_(&self, immediate: bool);
+    fn is_shutdown_(&self) -> bool;
+    /// `Err(item)`: refused as shut down, the item handed back.
+    fn put_or_back(&self, item: T) -> Result<(), T>;
+    /// `None` once shut down and empty.
+    fn get_or_shut(&self) -> Option<T>;
+}
+
+impl ShutdownRow<u32> for threads::Queue<u32> {
+    fn shutdown_(&self, immediate: bool) {
+        self.shutdown(immediate)
+    }
+    fn is_shutdown_(&self) -> bool {
+        self.is_shutdown()
+    }
+    fn put_or_back(&self, item: u32) -> Result<(), u32> {
+        self.put(item).map_err(|e| e.into_inner())
+    }
+    fn get_or_shut(&self) -> Option<u32> {
+        self.get().ok()
+    }
+}
+
+impl ShutdownRow<u32> for process::Queue<u32> {
+    fn shutdown_(&self, immediate: bool) {
+        self.shutdown(immediate).unwrap()
+    }
+    fn is_shutdown_(&self) -> bool {
+        self.is_shutdown()
+    }
+    fn put_or_back(&self, item: u32) -> Result<(), u32> {
+        self.put(item).map_err(|e| {
+            assert_eq!(e.error, process::QueueError::ShutDown);
+            e.into_inner().unwrap()
+        })
+    }
+    fn get_or_shut(&self) -> Option<u32> {
+        match self.get() {
+            Ok(item) => Some(item),
+            Err(process::QueueError::ShutDown) => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn check_shutdown(q: &(impl ShutdownRow<u32> + QueueRow<u32>)) {
+    q.put_(1);
+    q.put_(2);
+    assert!(!q.is_shutdown_());
+    q.shutdown_(false);
+    assert!(q.is_shutdown_());
+    assert_eq!(q.put_or_back(3), Err(3));
+    assert_eq!(q.get_or_shut(), Some(1));
+    q.shutdown_(true);
+    assert_eq!(q.get_or_shut(), None);
+    assert_eq!(q.qsize_(), 0);
+}
+
+#[test]
+fn every_queue_with_shutdown_spells_it_the_same() {
+    check_shutdown(&threads::Queue::new());
+    check_shutdown(&process::Queue::new().unwrap());
+}
+
+/// The unfinished-work row: `task_done`, `join_timeout` (Python's `task_done()` and `join()`).
+trait TasksRow {
+    fn put_one(&self);
+    fn get_one(&self);
+    /// false: called too many times.
+    fn task_done_(&self) -> bool;
+    fn join_timeout_(&self, timeout: Duration) -> bool;
+}
+
+impl TasksRow for threads::Queue<u32> {
+    fn put_one(&self) {
+        self.put(1).unwrap()
+    }
+    fn get_one(&self) {
+        self.get_timeout(WAIT).unwrap();
+    }
+    fn task_done_(&self) -> bool {
+        self.task_done().is_ok()
+    }
+    fn join_timeout_(&self, timeout: Duration) -> bool {
+        self.join_timeout(timeout).is_ok()
+    }
+}
+
+impl TasksRow for process::JoinableQueue<u32> {
+    fn put_one(&self) {
+        self.put(1).unwrap()
+    }
+    fn get_one(&self) {
+        self.get_timeout(WAIT).unwrap();
+    }
+    fn task_done_(&self) -> bool {
+        self.task_done().is_ok()
+    }
+    fn join_timeout_(&self, timeout: Duration) -> bool {
+        self.join_timeout(timeout).is_ok()
+    }
+}
+
+fn check_tasks(q: &impl TasksRow) {
+    q.put_one();
+    assert!(!q.join_timeout_(Duration::from_millis(1)));
+    q.get_one();
+    assert!(q.task_done_());
+    assert!(q.join_timeout_(WAIT));
+    assert!(!q.task_done_(), "more task_done than items put");
+}
+
+#[test]
+fn every_joinable_queue_spells_task_done_and_join_the_same() {
+    check_tasks(&threads::Queue::new());
+    check_tasks(&process::JoinableQueue::new().unwrap());
+}
+
 /// The result row: `ready`, `successful` (`None` until ready), `wait_timeout`, `get_timeout`.
 trait ResultRow<R> {
     fn ready_(&self) -> bool;

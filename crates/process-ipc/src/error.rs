@@ -158,6 +158,27 @@ pub enum QueueError {
         /// The check that failed.
         check: String,
     },
+    /// The queue was shut down (Python 3.13's `queue.ShutDown`): a `put` after
+    /// [`shutdown`](crate::Queue::shutdown) (its [`PutError`](crate::queue::PutError) hands the item
+    /// back), or a `get` once the queue is shut down and empty (at once after an immediate
+    /// shutdown).
+    #[error("queue shut down")]
+    ShutDown,
+    /// [`task_done`](crate::JoinableQueue::task_done) called more times than items were put
+    /// (Python's `ValueError: task_done() called too many times`).
+    #[error("task_done() called too many times")]
+    TooManyCalls,
+    /// [`join_timeout`](crate::JoinableQueue::join_timeout) ran out with tasks unfinished. An
+    /// item whose getter died before its `task_done` stays unfinished for ever, and so does an
+    /// item a killed putter had not moved out of its feeder: see
+    /// [`JoinableQueue`](crate::JoinableQueue).
+    #[error("{unfinished} task(s) still unfinished after {timeout:?}")]
+    JoinTimeout {
+        /// Items put and not yet marked done.
+        unfinished: u64,
+        /// How long the caller waited.
+        timeout: Duration,
+    },
 }
 
 /// Why a [`Pool`](crate::Pool) operation or task failed.

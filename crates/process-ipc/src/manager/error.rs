@@ -10,6 +10,16 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManagerError {
+    /// The queue was shut down with [`ManagedQueue::shutdown`](super::ManagedQueue::shutdown)
+    /// (Python 3.13's `queue.ShutDown`): a put after it (a [`PutError`] hands the item back),
+    /// or a get once the queue is empty.
+    #[error("manager queue {queue} of the manager in process {pid} was shut down")]
+    ShutDown {
+        /// The manager's process id.
+        pid: u32,
+        /// The queue's number within its manager.
+        queue: u64,
+    },
     /// The manager was shut down or dropped, or its process died.
     #[error("manager queue {queue} of the manager in process {pid} is gone: {why}")]
     Gone {

@@ -346,6 +346,10 @@ impl ObjectRef {
             },
             Refusal::NotHeld => refused("released by a caller that does not hold it".into()),
             Refusal::Malformed(why) => refused(format!("the manager could not read a call: {why}")),
+            Refusal::ShutDown => ManagerError::ShutDown {
+                pid: self.pid,
+                queue: self.object,
+            },
         })
     }
 

@@ -566,9 +566,11 @@ fn wrong_op(is: Kind, op: Op) -> Answer {
         Op::EventSet | Op::EventClear | Op::EventIsSet | Op::EventWait(_) => {
             Kind::Event.name().into()
         }
-        Op::QueuePut(..) | Op::QueuePutFramed(_) | Op::QueueGet(_) | Op::QueueCounts => {
-            Kind::Queue.name().into()
-        }
+        Op::QueuePut(..)
+        | Op::QueuePutFramed(_)
+        | Op::QueueGet(_)
+        | Op::QueueCounts
+        | Op::QueueShutdown(_) => Kind::Queue.name().into(),
     };
     Answer::Refused(Refusal::WrongKind {
         is: is.name().into(),

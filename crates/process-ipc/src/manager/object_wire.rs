@@ -151,6 +151,8 @@ pub(crate) enum Op {
     QueueGet(Wait),
     /// Queue: `Counts`.
     QueueCounts,
+    /// Queue: Python 3.13's `shutdown(immediate)`: `Done`.
+    QueueShutdown(bool),
 }
 
 /// How long a lock acquire or an event wait may wait in the manager.
@@ -199,6 +201,9 @@ pub(crate) enum Refusal {
     NotHeld,
     /// The call itself did not decode (a client of another build).
     Malformed(String),
+    /// The queue was shut down (its own `shutdown`, not the manager's): no put, and no get
+    /// once it is empty.
+    ShutDown,
 }
 
 /// The largest frame either side reads (a length over it is not ours, and would otherwise be

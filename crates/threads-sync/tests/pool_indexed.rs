@@ -94,6 +94,17 @@ fn a_vec_hands_each_item_over_once() {
 }
 
 #[test]
+fn zero_sized_items_and_values_map_too() {
+    let pool = ThreadPool::new(2).unwrap();
+    assert_eq!(
+        pool.map(|(): ()| (), vec![(); 10_000]).unwrap().len(),
+        10_000
+    );
+    assert_eq!(pool.map(|x: u32| x, vec![7u32; 3]).unwrap(), [7, 7, 7]);
+    assert_eq!(pool.map(|(): ()| 1u8, vec![(); 5]).unwrap(), [1; 5]);
+}
+
+#[test]
 fn a_panicking_item_drops_every_input_and_value_once() {
     let pool = ThreadPool::new(2).unwrap();
     let alive = Arc::new(AtomicIsize::new(0));

@@ -236,9 +236,10 @@ impl ThreadPool {
     /// Applies `f` to every item, on the workers, and returns the results in input order;
     /// the first panicking item makes it an `Err` (Python: `map`).
     ///
-    /// An input of known length (a range, a `Vec`, any exact `size_hint`) is not copied:
-    /// the workers take contiguous runs of it and write each value in place into the output
-    /// (see the `split` module); another input is collected first.
+    /// The workers take contiguous runs of the input and write each value in place into the
+    /// output. A `Vec` or an integer range (`a..b`, `a..=b`) is reached by index, with no
+    /// lock (see the `indexed` module); another iterator of exact `size_hint` is taken in
+    /// runs under one lock (the `split` module); any other input is collected first.
     pub fn map<T, R, F, I>(&self, f: F, items: I) -> Result<Vec<R>, PoolError>
     where
         I: IntoIterator<Item = T>,

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use process_ipc::{Barrier, Process, SharedError, parent_process};
+use process_ipc::{Barrier, Process, SharedError, StartMethod, parent_process};
 
 const WAIT: Duration = Duration::from_secs(20);
 const ROUNDS: usize = 3;
@@ -33,8 +33,20 @@ fn party(barrier: Barrier) -> Result<Vec<(u32, u32)>, String> {
 #[test]
 fn the_action_runs_once_per_round_in_the_last_party_to_arrive() {
     let barrier = Barrier::new(3).unwrap().with_action(count_round);
-    let mut children: Vec<_> = (0..3)
-        .map(|_| Process::new(party, (barrier.clone(),)).start().unwrap())
+    // Spawned and forked parties both: the action's offset holds in a re-executed child too.
+    let methods = [
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+        StartMethod::Spawn,
+    ];
+    let mut children: Vec<_> = methods
+        .into_iter()
+        .map(|method| {
+            Process::new(party, (barrier.clone(),))
+                .start_method(method)
+                .start()
+                .unwrap()
+        })
         .collect();
     let rounds: Vec<Vec<(u32, u32)>> = children
         .iter_mut()

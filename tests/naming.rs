@@ -410,6 +410,83 @@ fn threads_processes_and_coroutines_start_the_same_way() {
     check_handle(g, "g", 25);
 }
 
+/// The barrier row (Python's `Barrier(parties, action=None, timeout=None)`):
+/// `new(parties)?.with_action(f).with_timeout(t)`, `timeout()`, `wait()` giving the arrival
+/// index (`parties - 1` for the last, which runs the action first), `parties()`, `broken()`.
+/// The one difference: process' action is a `fn()` (processes share code, not closures).
+trait BarrierRow: Sized {
+    fn new_(parties: u32) -> Self;
+    fn with_action_(self, action: fn()) -> Self;
+    fn with_timeout_(self, timeout: Duration) -> Self;
+    fn timeout_(&self) -> Option<Duration>;
+    fn wait_(&self) -> Option<u32>;
+    fn parties_(&self) -> u32;
+    fn broken_(&self) -> bool;
+}
+
+macro_rules! barrier_row {
+    ($ty:ty, $parties:ty) => {
+        impl BarrierRow for $ty {
+            fn new_(parties: u32) -> Self {
+                <$ty>::new(<$parties>::try_from(parties).unwrap()).unwrap()
+            }
+            fn with_action_(self, action: fn()) -> Self {
+                self.with_action(action)
+            }
+            fn with_timeout_(self, timeout: Duration) -> Self {
+                self.with_timeout(timeout)
+            }
+            fn timeout_(&self) -> Option<Duration> {
+                self.timeout()
+            }
+            fn wait_(&self) -> Option<u32> {
+                self.wait().ok().map(|i| u32::try_from(i).unwrap())
+            }
+            fn parties_(&self) -> u32 {
+                u32::try_from(self.parties()).unwrap()
+            }
+            fn broken_(&self) -> bool {
+                self.broken()
+            }
+        }
+    };
+}
+
+barrier_row!(threads::Barrier, usize);
+barrier_row!(process::Barrier, u32);
+
+fn check_barrier<B: BarrierRow>(actions: &'static std::sync::atomic::AtomicU32, action: fn()) {
+    use std::sync::atomic::Ordering;
+    let alone = B::new_(1).with_action_(action).with_timeout_(WAIT);
+    assert_eq!((alone.parties_(), alone.timeout_()), (1, Some(WAIT)));
+    assert_eq!(alone.wait_(), Some(0));
+    assert_eq!(alone.wait_(), Some(0));
+    assert_eq!(
+        actions.load(Ordering::SeqCst),
+        2,
+        "the action ran once per round"
+    );
+    // A lone party of two with a short default timeout breaks the barrier.
+    let pair = B::new_(2).with_timeout_(Duration::from_millis(5));
+    assert_eq!(pair.timeout_(), Some(Duration::from_millis(5)));
+    assert_eq!(pair.wait_(), None);
+    assert!(pair.broken_());
+    assert_eq!(B::new_(2).timeout_(), None);
+}
+
+static THREAD_ACTIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static PROCESS_ACTIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[test]
+fn threads_and_process_barriers_take_action_and_timeout_the_same_way() {
+    check_barrier::<threads::Barrier>(&THREAD_ACTIONS, || {
+        THREAD_ACTIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    check_barrier::<process::Barrier>(&PROCESS_ACTIONS, || {
+        PROCESS_ACTIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+}
+
 /// The `join` row: waiting for a running unit by the table's name. A thread's `join(self)`
 /// waits and hands back the target's value (or the panic as an `Err`). The one exception is
 /// coro's `Greenlet`, which keeps gevent's shape (`g.join()` waits and returns nothing,

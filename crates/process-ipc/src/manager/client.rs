@@ -7,7 +7,7 @@
 //! process, shared by every handle decoded there.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -106,6 +106,9 @@ struct ManagerSink {
 pub(super) struct Acks {
     state: Mutex<AckState>,
     answered: Condvar,
+    /// The manager answered that the queue was shut down: this process's later puts are
+    /// refused here, handing their items back.
+    pub(super) shut: AtomicBool,
 }
 
 #[derive(Default)]
@@ -176,10 +179,14 @@ impl ManagerSink {
             match self.obj.recv_on(conn, Some(REPLY_GRACE)) {
                 Ok(Answer::Len(_)) => self.acks.update(|s| s.answered += 1),
                 failed => {
-                    let why = match failed {
-                        Ok(other) => reason(self.obj.unexpected(&other)),
-                        Err(e) => reason(e),
+                    let error = match failed {
+                        Ok(other) => self.obj.unexpected(&other),
+                        Err(e) => e,
                     };
+                    if matches!(error, ManagerError::ShutDown { .. }) {
+                        self.acks.shut.store(true, Ordering::SeqCst);
+                    }
+                    let why = reason(error);
                     self.conn = None;
                     self.acks.update(|s| s.failed = Some(why.clone()));
                     return Err(why);
@@ -320,7 +327,7 @@ pub(super) fn feed_for(obj: &ObjectRef) -> Result<Arc<ProcessFeed>, ManagerError
     // outlives many managers does not keep their threads; dropped after unlocking.
     let gone: Vec<_> = feeds
         .keys()
-        .filter(|(address, _)| !Path::new(&**address).exists())
+        .filter(|(address, _)| !super::rendezvous::may_be_alive(address))
         .cloned()
         .collect();
     let stale: Vec<_> = gone.iter().filter_map(|key| feeds.remove(key)).collect();

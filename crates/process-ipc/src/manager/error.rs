@@ -10,6 +10,16 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManagerError {
+    /// The queue was shut down with [`ManagedQueue::shutdown`](super::ManagedQueue::shutdown)
+    /// (Python 3.13's `queue.ShutDown`): a put after it (a [`PutError`] hands the item back),
+    /// or a get once the queue is empty.
+    #[error("manager queue {queue} of the manager in process {pid} was shut down")]
+    ShutDown {
+        /// The manager's process id.
+        pid: u32,
+        /// The queue's number within its manager.
+        queue: u64,
+    },
     /// The manager was shut down or dropped, or its process died.
     #[error("manager queue {queue} of the manager in process {pid} is gone: {why}")]
     Gone {
@@ -170,15 +180,37 @@ pub enum ManagerError {
     /// acquire did not take it, the next one can. (Python's manager keeps such a lock held
     /// forever.)
     #[error(
-        "manager lock {object} (manager pid {pid}): its holder, process {owner}, died holding it; the lock is free again"
+        "manager lock {object} (manager pid {pid}): its holder, process {owner}{}, died or lost its connection holding it; the lock is free again",
+        peer.as_deref().map(|p| format!(" at {p}")).unwrap_or_default()
     )]
     OwnerDied {
         /// The manager's process id.
         pid: u32,
         /// The lock's number within its manager.
         object: u64,
-        /// The pid of the process that died holding the lock.
+        /// The pid of the process that died holding the lock (over TCP, the pid its client
+        /// gave in the authenticated handshake).
         owner: u32,
+        /// Over TCP, the address the holder's connection came from (`ip:port`).
+        peer: Option<String>,
+    },
+    /// A TCP manager and this process do not share an authkey: the manager refused this key,
+    /// could not prove it holds it, or this process holds none for its address (call
+    /// [`Manager::connect`](super::Manager::connect) first). Nothing else was exchanged.
+    #[error("authentication with the manager at {address} failed: {why}")]
+    AuthenticationFailed {
+        /// The manager's address (`tcp:<ip>:<port>`).
+        address: String,
+        /// What happened.
+        why: String,
+    },
+    /// [`Manager::connect`](super::Manager::connect) could not reach the address.
+    #[error("cannot connect to a manager at {address}: {source}")]
+    Connect {
+        /// The address asked for.
+        address: String,
+        /// The system error.
+        source: io::Error,
     },
     /// A key or value given to a call does not serialize: the call failed here and sent
     /// nothing.
@@ -227,6 +259,15 @@ pub enum ManagerError {
         index: u64,
         /// The list's length then.
         len: u64,
+    },
+    /// No item of the list equals the one a list's `index` or `remove_value` looked for
+    /// (Python's `ValueError: x is not in list`).
+    #[error("manager list {object} (manager pid {pid}): the item is not in the list")]
+    NotInList {
+        /// The manager's process id.
+        pid: u32,
+        /// The list's number within its manager.
+        object: u64,
     },
     /// The manager refused a call on an object: the handle names an object it does not have
     /// or of another kind, or a lock release came from a caller that does not hold it.

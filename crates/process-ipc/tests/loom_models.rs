@@ -1,7 +1,8 @@
 //! Model checks (loom) of the three protocols under process-ipc's shared memory: the ring's
-//! head/tail/record protocol (src/ring), its wake-up protocol (a sleeper count beside a futex
-//! word, `Wake` in src/ring/mod.rs) and the process Lock's release (a plain store and a sleeper
-//! count made safe by `membarrier`, src/shared/futex.rs).
+//! head/tail/record protocol (src/ring, with its lock-free claim of small items), its wake-up
+//! protocol (a sleeper count beside a futex word, `Wake` in src/ring/mod.rs) and the process
+//! Lock's release (a plain store and a sleeper count made safe by `membarrier`,
+//! src/shared/futex.rs).
 //!
 //! Each model is a small copy of the real steps, with the orderings that make it right as
 //! parameters. Each runs twice: as the crate does it (loom must find no failure in any
@@ -13,7 +14,7 @@
 //! (with its own `CARGO_TARGET_DIR`, so that the cfg does not rebuild everything else).
 //! `LOOM_MAX_PREEMPTIONS` bounds the preemptions loom explores per interleaving (when unset,
 //! each model has its own bound, chosen so that the file runs in about a minute on a
-//! loaded two-CPU machine: 2 for the ring, 6 for the wake-up, 3 for the lock).
+//! loaded two-CPU machine: 2 for the ring, 3 for the claim, 6 for the wake-up, 3 for the lock).
 //!
 //! What is modelled and what is not:
 //! - Locks that serialize the writers (the write lock) and the readers (the read lock) are
@@ -34,6 +35,16 @@
 //!   least as strongly), so the model puts a `SeqCst` fence on the waiter side and there.
 //! - A writer's wait for room (the same `Wake` protocol on the other word) and the pieces of a
 //!   big item (FIRST/MORE/LAST, read under one hold of the read lock) are not modelled.
+//! - Model 1b, the claim (a small item that is not the last of its record taken without the
+//!   read lock, by a compare-exchange on the read position; src/ring/read.rs), reads the
+//!   ring's words as `Relaxed` atomics, not loom cells: a claim reads a record optimistically
+//!   and discards what it read when its compare-exchange fails, a race loom's cells would
+//!   report. It checks values instead, and fails when a lock holder does not mark the
+//!   position busy (an item read twice) or when `tail` is published relaxed (an item read
+//!   stale). loom never lets a load take a value from a later store (no load buffering), so
+//!   the claim's `Release` (its copy read before any lock holder can free the record) is not
+//!   shown failing here; x86 never reorders so either, and the `Release` keeps the compiler
+//!   from it.
 
 #![cfg(loom)]
 
@@ -290,6 +301,11 @@ fn ring_fails_when_head_is_published_relaxed() {
         ..RING
     });
 }
+
+// ---- 1b. the claim: a reader takes an item without the read lock (loom_models/claim.rs) ----
+
+#[path = "loom_models/claim.rs"]
+mod claim;
 
 // ---- 2. the wake-up protocol ----
 

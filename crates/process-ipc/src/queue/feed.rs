@@ -322,7 +322,7 @@ impl Feed {
             chunk.push(0);
             1
         };
-        let written = wire::encoding(|| postcard::to_io(item, &mut *chunk).map(|_| ()));
+        let written = wire::encoding(|| postcard::serialize_with_flavor(item, Append(&mut *chunk)));
         let size = chunk.len() - before - reserved;
         if let Err((e, refusal)) = written {
             chunk.truncate(before);
@@ -412,6 +412,31 @@ impl Feed {
             let _guard = self.drained.0.lock().unwrap_or_else(|p| p.into_inner());
             self.drained.1.notify_all();
         }
+    }
+}
+
+/// Serializes into the end of a chunk: a byte is a push and a run of bytes one copy
+/// (`std::io::Write` for `Vec`, which `postcard::to_io` goes through, makes a `memcpy` call for
+/// every byte of a varint).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 

@@ -13,7 +13,8 @@
 //! whole items, each its LEB128 length then its bytes (the feeder's chunk format, copied in one
 //! piece); a reader takes one item per call (never more than it hands out), keeping where the
 //! next item of the head record starts in `at` (one word, so a reader killed between two stores
-//! never leaves a half-moved position). An item too big for one record travels as `FIRST` (its
+//! never leaves a half-moved position). A small item that is not the last of its record is
+//! claimed without the read lock, by a compare-exchange on `at` (see `read.rs`). An item too big for one record travels as `FIRST` (its
 //! total length, then its first bytes), `MORE`..., `LAST`, written under one hold of the write
 //! lock. Its reader takes the pieces as they come; if its call's deadline passes first it keeps
 //! what it has in its handle and records its pid as the stream's `owner`: no other reader takes
@@ -68,6 +69,9 @@ const SLICE: Duration = Duration::from_millis(50);
 pub(crate) const LOOK_FOR: Duration = Duration::from_micros(30);
 /// Items at least this big are decoded straight from the ring, never copied out first.
 pub(crate) const BIG_ITEM: usize = 4 << 10;
+/// Set in the read position word while a read-lock holder works: no reader claims an item
+/// without the lock meanwhile (see `read.rs`).
+const BUSY: u64 = 1 << 63;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mt-queue");
 
@@ -103,13 +107,14 @@ struct ReadSide {
     broken: AtomicU32,
 }
 
-/// Written by the read-lock holder at every item, on a line of its own: the writers read
-/// `ReadSide` (the head) at every batch, and a store here then costs the reader no trip for
-/// that line.
+/// Written at every item (by a reader's claim, or by the read-lock holder), on a line of its
+/// own: the writers read `ReadSide` (the head) at every batch, and a store here then costs the
+/// reader no trip for that line.
 #[repr(C, align(64))]
 struct ReadPos {
     /// Where the next item of the head record starts (an absolute position inside it; at or
-    /// before `head`: at the start of its payload).
+    /// before `head`: at the start of its payload), and [`BUSY`] while a read-lock holder
+    /// works (see `read.rs`). It only grows while anything is taken.
     at: AtomicU64,
     /// Items taken (for `qsize`).
     got_items: AtomicU64,
@@ -202,13 +207,15 @@ pub(crate) struct Partial {
 struct Own {
     mem: Arc<SharedMemory>,
     partial: Mutex<Option<Partial>>,
-    /// Whether `partial` holds a big item's start: read and written only under the ring's
-    /// read lock (whose acquire and release order it between this process's threads), so
-    /// that a get with none to go on with takes its item without locking `partial`.
+    /// Whether `partial` holds a big item's start: written only under the ring's read lock
+    /// (whose acquire and release order it between this process's threads), so that a get
+    /// with none to go on with takes its item without locking `partial`. A claim without the
+    /// lock reads it too: a stale `false` there only lets it take a batch item where the rest
+    /// of a big item should be, which the big item's holder then finds cut off anyway.
     partial_held: AtomicBool,
-    /// A tail this process's readers saw (0: none yet), read and written only under the read
-    /// lock. The tail only moves forward, so every record before it stays published: a reader
-    /// reads the block's tail again only when the head reaches this one.
+    /// A tail this process's readers saw (0: none yet). The tail only moves forward, so every
+    /// record before any tail seen stays published: a reader reads the block's tail again only
+    /// when the head reaches this one.
     tail_seen: AtomicU64,
     broken: OnceLock<Check>,
 }
@@ -361,8 +368,8 @@ impl Ring {
     fn bytes(&self) -> &[u8] {
         // SAFETY: the block holds `cap` bytes of records after the header (checked on attach).
         // Other processes write them at any time: only bytes between `head` and `tail` are
-        // trusted to stay put while the read lock is held, and `parse` reads every length once
-        // and checks it before use.
+        // trusted to stay put while `head` does (a claim checks that with `at`), and `parse`
+        // reads every length once and checks it before use.
         unsafe { std::slice::from_raw_parts(self.data(), self.cap as usize) }
     }
 

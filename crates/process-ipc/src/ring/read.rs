@@ -1,13 +1,35 @@
-//! Reading from the ring, holding its read lock: one item where it lies, or a big item put
-//! back together from its pieces. A reader never takes an item it does not hand out, and
+//! Reading from the ring: a small item that is not the last of its record claimed without
+//! the read lock (`claim`), or, holding the read lock, one item where it lies, or a big item
+//! put back together from its pieces. A reader never takes an item it does not hand out, and
 //! checks everything it reads (`parse`) before using it.
+//!
+//! The claim. The read position is one word, `at` (see `ReadPos`). A reader without the lock
+//! reads `at`, then `head` and the record there, checks the item at `at` (`look_item`), copies
+//! it (at most [`SMALL`] bytes) and moves `at` past it with one compare-exchange: the item is
+//! its own only if `at` had not moved. It never frees a record (the last item of each goes
+//! the locked way, which moves `head`), so while `at` stays put so does `head`, and the bytes
+//! it copied were the record's (the writer writes there only after seeing `head` move on; the
+//! compare-exchange releases the copy before any such move). A read-lock holder first sets
+//! [`BUSY`] in `at` (acquiring, so every claim before it is seen) and clears it when done:
+//! while it is set no claim succeeds, so the lock holder moves the position alone, as before.
+//! A holder that dies leaves the bit set: claims then take the lock (robust), whose next holder
+//! clears it. A reader killed between its compare-exchange and its return loses the one item
+//! it claimed, and nothing else.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::parse::{Found, Pos, REC, check_piece, look, look_item};
-use super::{LOOK_FOR, Next, Partial, Ring, RingError, Wait, alive, take};
+use super::{BUSY, LOOK_FOR, Next, Partial, Ring, RingError, Wait, alive, take};
 use crate::sys;
+
+/// Items at most this many bytes long (serialized) may be claimed without the read lock.
+const SMALL: usize = 128;
+/// Items at most this long are copied in one fixed-size copy.
+const QUICK_COPY: usize = 16;
+/// How many times a claim is tried (another reader moved `at` in between) before the reader
+/// takes the lock.
+const CLAIM_TRIES: u32 = 4;
 
 /// Why a big item is lost when its writer stops in the middle of it.
 const CUT: &str = "its putting process died in the middle of it";
@@ -33,44 +55,93 @@ impl Ring {
         let h = self.hdr();
         let head = h.read.head.load(Ordering::Relaxed);
         let at = h.pos.at.load(Ordering::Relaxed);
-        // `at` at or before `head` is a position in an earlier record: the start of this one.
-        // Inside the header it is nonsense: `parse` then skips the record.
-        let sub = match at.checked_sub(head) {
-            None | Some(0) => 0,
-            Some(d) => d.checked_sub(REC as u64).unwrap_or(u64::MAX),
-        };
-        Pos { head, sub }
+        pos_of(head, at)
+    }
+
+    /// Claims the next item without the read lock if it is small and not the last of its
+    /// record (see the module notes), and hands it to `decode`. `None`: nothing was taken,
+    /// go the locked way.
+    #[inline]
+    fn claim<R, D: FnOnce(&[u8]) -> R>(&self, decode: &mut Option<D>) -> Option<R> {
+        let h = self.hdr();
+        // A big item begun in this process goes on under the lock.
+        if self.own.partial_held.load(Ordering::Relaxed) {
+            return None;
+        }
+        for _ in 0..CLAIM_TRIES {
+            let at = h.pos.at.load(Ordering::Acquire);
+            // A lock holder moves the position now; or someone holds a big item's start.
+            if at & BUSY != 0 || h.read.owner.load(Ordering::Relaxed) != 0 {
+                return None;
+            }
+            let head = h.read.head.load(Ordering::Acquire);
+            let tail = self.tail_from(head);
+            let (bytes, next) = look_item(self.bytes(), pos_of(head, at), tail, self.limit)?;
+            if next.head != head || bytes.len() > SMALL {
+                return None;
+            }
+            let mut copy = [0u8; SMALL];
+            // A short item in one fixed-size copy (the bytes after it, inside the ring, come
+            // along unused), not a call to `memcpy`.
+            let start = bytes.as_ptr() as usize - self.at.data;
+            match self.bytes().get(start..start + QUICK_COPY) {
+                Some(quick) if bytes.len() <= QUICK_COPY => {
+                    copy[..QUICK_COPY].copy_from_slice(quick)
+                }
+                _ => copy[..bytes.len()].copy_from_slice(bytes),
+            }
+            let copy = &copy[..bytes.len()];
+            let to = head + REC as u64 + next.sub;
+            // Release: the copy is read before any lock holder (who acquires `at` when it
+            // sets BUSY) can free the record.
+            if h.pos
+                .at
+                .compare_exchange(at, to, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.taken(1);
+                let decode = decode.take().expect("one item per call");
+                return Some(decode(copy));
+            }
+        }
+        None
+    }
+
+    /// Counts `items` taken (by a claim or a lock holder); whether it woke a bounded putter.
+    #[inline]
+    fn taken(&self, items: u64) -> bool {
+        let h = self.hdr();
+        h.pos.got_items.fetch_add(items, Ordering::Relaxed);
+        if self.maxsize == 0 {
+            return false;
+        }
+        let _ = h
+            .counts
+            .reserved
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| {
+                Some(r.saturating_sub(items))
+            });
+        // A bounded putter may wait for this place.
+        h.room.wake();
+        true
     }
 
     /// Moves the read position from the record at `head` to `to`, in one store, and counts
-    /// `items` taken.
+    /// `items` taken. Only a read-lock holder calls it (with [`BUSY`] set: it stays set).
     fn advance(&self, head: u64, to: Pos, items: u64) {
         let h = self.hdr();
         let freed = to.head != head;
         if freed {
             h.read.head.store(to.head, Ordering::SeqCst);
             // Already meaningless (at or before the new head) unless scribbled: made so.
-            h.pos.at.store(to.head, Ordering::Relaxed);
+            h.pos.at.store(to.head | BUSY, Ordering::Relaxed);
         } else {
             h.pos
                 .at
-                .store(head + REC as u64 + to.sub, Ordering::Relaxed);
+                .store((head + REC as u64 + to.sub) | BUSY, Ordering::Relaxed);
         }
-        if items > 0 {
-            // Only the read-lock holder writes it.
-            let got = h.pos.got_items.load(Ordering::Relaxed);
-            h.pos.got_items.store(got + items, Ordering::Relaxed);
-            if self.maxsize > 0 {
-                let _ = h
-                    .counts
-                    .reserved
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| {
-                        Some(r.saturating_sub(items))
-                    });
-                // A bounded putter may wait for this place.
-                h.room.wake();
-                return;
-            }
+        if items > 0 && self.taken(items) {
+            return;
         }
         if freed && h.room.sleepers.load(Ordering::SeqCst) > 0 {
             // A writer waiting for room: only once what it asked for is free.
@@ -98,6 +169,7 @@ impl Ring {
     /// Takes the next item and hands it to `decode` where it lies (a big item in pieces is put
     /// together first). Takes nothing else: every item this call moves past is the one it
     /// hands out, or a damaged one it reports.
+    #[inline]
     pub(crate) fn next<R>(
         &self,
         wait: Wait,
@@ -105,6 +177,19 @@ impl Ring {
     ) -> Result<Next<R>, RingError> {
         self.check_broken()?;
         let mut decode = Some(decode);
+        if let Some(got) = self.claim(&mut decode) {
+            return Ok(Next::One(got));
+        }
+        self.next_locked(wait, &mut decode)
+    }
+
+    /// [`next`](Self::next) the locked way (the claim did not take an item).
+    #[inline(never)]
+    fn next_locked<R, D: FnOnce(&[u8]) -> R>(
+        &self,
+        wait: Wait,
+        decode: &mut Option<D>,
+    ) -> Result<Next<R>, RingError> {
         loop {
             let Some(guard) = take(&self.rlock, wait).map_err(RingError::Lock)? else {
                 return Ok(match wait {
@@ -112,9 +197,12 @@ impl Ring {
                     _ => Next::Timeout,
                 });
             };
-            match self.next_held(wait, &mut decode)? {
+            // Dropped before `guard` (declared after it), on every way out.
+            let busy = Busy::mark(self);
+            match self.next_held(wait, decode)? {
                 Held::Done(got) => return Ok(got),
                 Held::Owned => {
+                    drop(busy);
                     drop(guard);
                     if !self.wait_for_owner(wait) {
                         return Ok(match wait {
@@ -174,8 +262,9 @@ impl Ring {
         !wait.passed()
     }
 
-    /// A tail to read up to from `head`: the one this process saw last while the head is
-    /// behind it (records before a tail stay published), else the block's, read again.
+    /// A tail to read up to from `head`: one this process saw (any one: records before a tail
+    /// stay published, so racing readers of this process may store theirs in any order) while
+    /// the head is behind it, else the block's, read again.
     #[inline]
     fn tail_from(&self, head: u64) -> u64 {
         let seen = self.own.tail_seen.load(Ordering::Relaxed);
@@ -395,6 +484,38 @@ struct Me(std::cell::OnceCell<u32>);
 impl Me {
     fn pid(&self) -> u32 {
         *self.0.get_or_init(crate::shared::my_pid)
+    }
+}
+
+/// The read position of the record at `head` and the word `at` (its [`BUSY`] bit aside): `at`
+/// at or before `head` is a position in an earlier record, so the start of this one; inside
+/// the record's header it is nonsense, and `parse` then skips the record.
+#[inline]
+fn pos_of(head: u64, at: u64) -> Pos {
+    let sub = match (at & !BUSY).checked_sub(head) {
+        None | Some(0) => 0,
+        Some(d) => d.checked_sub(REC as u64).unwrap_or(u64::MAX),
+    };
+    Pos { head, sub }
+}
+
+/// [`BUSY`] set in the read position while a read-lock holder works (see the module notes).
+struct Busy<'a>(&'a Ring);
+
+impl<'a> Busy<'a> {
+    /// Sets the bit. Acquire: every claim that moved `at` before is seen, bytes copied and all.
+    #[inline]
+    fn mark(ring: &'a Ring) -> Self {
+        ring.hdr().pos.at.fetch_or(BUSY, Ordering::AcqRel);
+        Busy(ring)
+    }
+}
+
+impl Drop for Busy<'_> {
+    /// Clears the bit. Release: a claim that sees it clear sees every move the holder made.
+    #[inline]
+    fn drop(&mut self) {
+        self.0.hdr().pos.at.fetch_and(!BUSY, Ordering::Release);
     }
 }
 

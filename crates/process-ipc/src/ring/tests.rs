@@ -193,3 +193,76 @@ fn a_bounded_queue_with_more_places_taken_than_it_has_is_broken() {
     assert!(matches!(r.reserve(Wait::No), Err(RingError::Broken { .. })));
     assert!(matches!(get(&r), Err(RingError::Broken { .. })));
 }
+
+#[test]
+fn a_claim_moves_only_the_read_position_and_the_last_item_frees_the_record() {
+    let r = ring();
+    put(&r, &[b"a", b"b", b"c"]);
+    let h = r.hdr();
+    let head = h.read.head.load(Ordering::SeqCst);
+    // The first two are claimed: the record stays, `at` moves past each.
+    assert_eq!(item(get(&r)), b"a");
+    assert_eq!(h.read.head.load(Ordering::SeqCst), head);
+    assert_eq!(h.pos.at.load(Ordering::SeqCst), head + 8 + 2);
+    assert_eq!(item(get(&r)), b"b");
+    assert_eq!(h.read.head.load(Ordering::SeqCst), head);
+    // The last goes the locked way, which frees the record and leaves BUSY clear.
+    assert_eq!(item(get(&r)), b"c");
+    let freed = h.read.head.load(Ordering::SeqCst);
+    assert_eq!(freed, head + 16);
+    assert_eq!(h.pos.at.load(Ordering::SeqCst), freed);
+    assert_eq!(h.pos.got_items.load(Ordering::SeqCst), 3);
+    assert!(empty(get(&r)));
+}
+
+#[test]
+fn a_busy_mark_left_by_a_dead_lock_holder_is_cleared_by_the_next() {
+    let r = ring();
+    put(&r, &[b"a", b"b", b"c"]);
+    let h = r.hdr();
+    let at = h.pos.at.load(Ordering::SeqCst);
+    // As a reader killed while holding the read lock leaves it.
+    h.pos.at.store(at | super::BUSY, Ordering::SeqCst);
+    assert_eq!(item(get(&r)), b"a");
+    assert_eq!(h.pos.at.load(Ordering::SeqCst) & super::BUSY, 0);
+    assert_eq!(item(get(&r)), b"b");
+    assert_eq!(item(get(&r)), b"c");
+    assert!(empty(get(&r)));
+}
+
+#[test]
+fn threads_claiming_at_once_take_every_item_exactly_once() {
+    let r = ring();
+    const N: usize = 3000;
+    let all: Vec<Vec<u8>> = (0..N).map(|i| (i as u32).to_le_bytes().to_vec()).collect();
+    for chunk in all.chunks(100) {
+        let refs: Vec<&[u8]> = chunk.iter().map(|v| v.as_slice()).collect();
+        put(&r, &refs);
+    }
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                loop {
+                    match r.next(Wait::No, |b| b.to_vec()) {
+                        Ok(Next::One(v)) => got.push(v),
+                        Ok(Next::Empty | Next::Timeout | Next::Disconnected) => return got,
+                        Ok(_) => panic!("a damaged or lost item"),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut got: Vec<Vec<u8>> = readers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    // A reader stops at its first `Empty`, which a held read lock gives too: the rest here.
+    while let Ok(Next::One(v)) = get(&r) {
+        got.push(v);
+    }
+    got.sort_unstable_by_key(|v| u32::from_le_bytes(v[..4].try_into().unwrap()));
+    assert_eq!(got, all);
+}

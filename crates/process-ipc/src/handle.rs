@@ -375,7 +375,10 @@ fn outcome<R>(
             message: "the child confirmed its start twice and never reported".into(),
         }),
         None => match (status.signal(), status.code()) {
-            (Some(signal), _) => Err(ProcessError::Killed { pid, signal }),
+            (Some(signal), _) => match crate::interrupt::interrupted_or_pending() {
+                Some(signal) => Err(ProcessError::Interrupted { pid, signal }),
+                None => Err(ProcessError::Killed { pid, signal }),
+            },
             (None, Some(code)) => Err(ProcessError::Exited { pid, code }),
             _ => Err(ProcessError::Exited { pid, code: -1 }),
         },

@@ -206,6 +206,7 @@ mod current;
 mod daemon;
 pub mod error;
 mod handle;
+pub mod interrupt;
 mod pipe;
 mod pool;
 mod process;
@@ -219,6 +220,7 @@ mod zygote;
 pub use current::{CurrentProcess, ParentProcess, connection, current_process, parent_process};
 pub use daemon::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
+pub use interrupt::{interrupted, shutdown_on_interrupt, shutdown_on_interrupt_then};
 pub use pipe::{Connection, PipeEnd, PipeError, pipe, pipe_one_way};
 #[cfg(feature = "test-fault")]
 #[doc(hidden)]

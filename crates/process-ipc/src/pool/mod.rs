@@ -27,6 +27,7 @@
 mod builder;
 mod collector;
 mod doorbell;
+mod interrupt;
 mod launch;
 mod results;
 mod schedule;
@@ -50,6 +51,7 @@ pub use worker::scribble_result_ring;
 
 use builder::Config;
 use collector::{Completer, Describe, Shared};
+pub(crate) use interrupt::interrupt_pools;
 use results::{Canceller, MapMode, MapShared, Slot};
 use schedule::TaskId;
 use worker::{run_chunk, run_one, task_offset};
@@ -174,6 +176,7 @@ impl Pool {
 
     fn start(config: Config) -> Result<Pool, PoolError> {
         let (shared, collector) = collector::start(config)?;
+        interrupt::register(&shared);
         Ok(Pool {
             shared,
             collector: Mutex::new(Some(collector)),

@@ -1,7 +1,8 @@
 //! Ctrl-C (SIGINT) and SIGTERM in a program with child processes and pools.
 //!
-//! Layer: above `daemon` (the registry of started children) and `pool`; nothing below uses it
-//! but for the [`interrupted`] flag, read where a death is classified.
+//! Layer: above `daemon` (the registry of started children), below `handle` and `pool`, which
+//! read the [`interrupted`] flag where they classify a death. The pool registers its shutdown
+//! here as a hook ([`on_shutdown`]) when its first pool starts.
 //!
 //! ## What happens without this module
 //!
@@ -82,6 +83,16 @@ enum Ending {
     Default,
     /// The program's own code ([`shutdown_on_interrupt_then`]).
     Then(Box<dyn FnOnce(i32) + Send + 'static>),
+}
+
+/// What runs first in a shutdown, before the children are signalled: the pool's hook, which
+/// terminates every pool, given the signal and a deadline.
+type Hook = fn(i32, Instant);
+static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
+
+/// Registers `hook` to run at the start of a shutdown (the caller registers it once).
+pub(crate) fn on_shutdown(hook: Hook) {
+    HOOKS.lock().unwrap_or_else(|p| p.into_inner()).push(hook);
 }
 
 /// The signals this module handles.
@@ -256,7 +267,10 @@ fn watch(read: OwnedFd) {
 /// the next round.
 /// `reap`: the program dies next, so no handle will ever reap its child (and init may not).
 fn shut_down(signal: i32, reap: bool) {
-    crate::pool::interrupt_pools(signal, Instant::now() + GRACE);
+    let hooks = HOOKS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for hook in hooks {
+        hook(signal, Instant::now() + GRACE);
+    }
     for _round in 0..4 {
         let children = crate::daemon::followed();
         let running: Vec<_> = children

@@ -51,7 +51,6 @@ pub use worker::scribble_result_ring;
 
 use builder::Config;
 use collector::{Completer, Describe, Shared};
-pub(crate) use interrupt::interrupt_pools;
 use results::{Canceller, MapMode, MapShared, Slot};
 use schedule::TaskId;
 use worker::{run_chunk, run_one, task_offset};

@@ -2,7 +2,7 @@
 //!
 //! Layer: above `daemon` (the registry of started children), below `handle` and `pool`, which
 //! read the [`interrupted`] flag where they classify a death. The pool registers its shutdown
-//! here as a hook ([`on_shutdown`]) when its first pool starts.
+//! here as a hook (`on_shutdown`) when its first pool starts.
 //!
 //! ## What happens without this module
 //!
@@ -111,8 +111,9 @@ pub fn shutdown_on_interrupt() -> io::Result<()> {
 
 /// Like [`shutdown_on_interrupt`], but after the cleanup it calls `after` with the signal
 /// number (on the module's own thread) instead of ending the program: the program asked to
-/// handle the signal. Blocked `get`/`join` calls have returned `Interrupted` by then, so
-/// `main` can wind down and return. A second signal still ends the program at once.
+/// handle the signal. By then every pool is terminated and every child has ended, so blocked
+/// `get`/`join` calls return `Interrupted` and `main` can wind down and return (joining its
+/// children reaps them). A second signal still ends the program at once.
 pub fn shutdown_on_interrupt_then<F>(after: F) -> io::Result<()>
 where
     F: FnOnce(i32) + Send + 'static,

@@ -375,7 +375,7 @@ fn outcome<R>(
             message: "the child confirmed its start twice and never reported".into(),
         }),
         None => match (status.signal(), status.code()) {
-            (Some(signal), _) => match crate::interrupt::interrupted_or_pending() {
+            (Some(signal), _) => match crate::interrupt::interrupt_behind(Some(signal)) {
                 Some(signal) => Err(ProcessError::Interrupted { pid, signal }),
                 None => Err(ProcessError::Killed { pid, signal }),
             },

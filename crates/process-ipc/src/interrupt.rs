@@ -64,6 +64,11 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+// The layers below, named only here (the start code's files are being moved: after the move
+// these are `crate::sys::{has_exited, pidfd_signal}` and `crate::start::exit_rule::followed`).
+use crate::current::has_exited;
+use crate::daemon::{followed, pidfd_signal};
+
 /// How long the children get between SIGTERM and SIGKILL, and a pool's workers to be reaped.
 const GRACE: Duration = Duration::from_secs(2);
 
@@ -130,28 +135,43 @@ pub fn interrupted() -> Option<i32> {
     }
 }
 
-/// [`interrupted`], or a handled signal still pending on this process: a child killed by the
-/// same Ctrl-C may be seen dead a moment before the handler runs in this process.
-pub(crate) fn interrupted_or_pending() -> Option<i32> {
+/// Whether a child's death by `death` (its signal, if a signal ended it) belongs to an
+/// interrupt of this process: [`interrupted`], or, for a death by SIGINT or SIGTERM with the
+/// handler installed, the interrupt about to be seen. The same Ctrl-C reaches the children and
+/// this process together, and a child's death can be seen a moment before this process's
+/// handler has stored the signal (it may be preempted right after the kernel picked it), so
+/// this waits for the watcher, up to [`SEEN_WITHIN`]. Any other death answers at once.
+pub(crate) fn interrupt_behind(death: Option<i32>) -> Option<i32> {
     if let Some(signal) = interrupted() {
         return Some(signal);
     }
-    if PIPE_WRITE.load(Ordering::Acquire) < 0 {
+    if PIPE_WRITE.load(Ordering::Acquire) < 0 || !death.is_some_and(|s| SIGNALS.contains(&s)) {
         return None;
     }
-    // SAFETY: sigset_t is plain data; sigemptyset initializes it before sigpending fills it.
-    let mut pending: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid, initialized sigset_t owned by this frame.
-    if unsafe { libc::sigemptyset(&mut pending) } != 0
-        || unsafe { libc::sigpending(&mut pending) } != 0
-    {
-        return None;
+    let deadline = Instant::now() + SEEN_WITHIN;
+    let mut woken = WOKEN.0.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        if let Some(signal) = interrupted() {
+            return Some(signal);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        woken = WOKEN
+            .1
+            .wait_timeout(woken, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
-    SIGNALS
-        .into_iter()
-        // SAFETY: a valid, initialized sigset_t and a valid signal number.
-        .find(|&s| unsafe { libc::sigismember(&pending, s) } == 1)
 }
+
+/// How long [`interrupt_behind`] waits for this process's own handler to record a signal that
+/// killed a child by SIGINT/SIGTERM.
+const SEEN_WITHIN: Duration = Duration::from_secs(1);
+
+/// Notified by the watcher once it has seen the handler's byte.
+static WOKEN: (Mutex<()>, std::sync::Condvar) = (Mutex::new(()), std::sync::Condvar::new());
 
 fn install(after: Ending) -> io::Result<()> {
     let slot = AFTER.get_or_init(|| Mutex::new(None));
@@ -243,6 +263,8 @@ fn watch(read: OwnedFd) {
         // SAFETY: reads at most one byte into a live local.
         let n = unsafe { libc::read(read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
         if n == 1 && interrupted().is_some() {
+            let _woken = WOKEN.0.lock().unwrap_or_else(|p| p.into_inner());
+            WOKEN.1.notify_all();
             break;
         }
     }
@@ -273,30 +295,30 @@ fn shut_down(signal: i32, reap: bool) {
         hook(signal, Instant::now() + GRACE);
     }
     for _round in 0..4 {
-        let children = crate::daemon::followed();
+        let children = followed();
         let running: Vec<_> = children
             .iter()
-            .filter(|(_, fd)| !crate::current::has_exited(fd, Some(Instant::now())))
+            .filter(|(_, fd)| !has_exited(fd, Some(Instant::now())))
             .collect();
         if running.is_empty() {
             break;
         }
         for (_, fd) in &running {
-            let _ = crate::daemon::pidfd_signal(fd, libc::SIGTERM);
+            let _ = pidfd_signal(fd, libc::SIGTERM);
         }
         let deadline = Instant::now() + GRACE;
         for (pid, fd) in &running {
-            if !crate::current::has_exited(fd, Some(deadline)) {
+            if !has_exited(fd, Some(deadline)) {
                 log::warn!("process-ipc: child {pid} outlived SIGTERM after {signal}; killing it");
-                let _ = crate::daemon::pidfd_signal(fd, libc::SIGKILL);
-                crate::current::has_exited(fd, Some(Instant::now() + GRACE));
+                let _ = pidfd_signal(fd, libc::SIGKILL);
+                has_exited(fd, Some(Instant::now() + GRACE));
             }
         }
     }
     // The fork server's handle is kept for the next start, which will not come: reap it too,
     // or it stays a zombie of init once this program ends.
-    let server = crate::zygote::__fork_server_pid();
-    for (pid, fd) in crate::daemon::followed() {
+    let server = crate::__fork_server_pid();
+    for (pid, fd) in followed() {
         if reap || Some(pid) == server {
             reap_exited(&fd);
         }

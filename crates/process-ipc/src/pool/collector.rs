@@ -464,7 +464,7 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
     let code = worker.handle.as_mut().and_then(ProcessHandle::exitcode);
     drop(worker.handle.take());
     let (how, signal) = describe_exit(code);
-    let interrupted = crate::interrupt::interrupted_or_pending();
+    let interrupted = crate::interrupt::interrupt_behind(signal);
     let cause = match &worker.broken {
         Some(why) => format!("its result ring is corrupt ({why}), so the pool ended it: it {how}"),
         None => how,
@@ -541,7 +541,7 @@ fn replace_workers(shared: &Shared, set: &mut IpcReceiverSet) {
         {
             let st = shared.lock();
             let wanted = !st.terminated
-                && crate::interrupt::interrupted_or_pending().is_none()
+                && crate::interrupt::interrupted().is_none()
                 && st.broken.is_none()
                 && (!st.closed || !st.tasks.is_empty())
                 && st.workers.len() < shared.config.processes;

@@ -237,21 +237,30 @@ fn tests() {
             a_program_that_handles_the_signal_sees_interrupted_everywhere,
         ),
     ];
-    // `cargo test -- NAME` runs the tests whose names contain NAME, as libtest does; flags
-    // that libtest would take (`--nocapture`, `--quiet`...) are ignored.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if std::env::args().any(|a| a == "--list") {
-        for (name, _) in all {
-            println!("{name}: test");
+    // `cargo test -- NAME` runs the tests whose names contain NAME, as libtest does, and
+    // `--skip NAME` leaves them out; libtest's other flags are ignored (with their values).
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--list" => {
+                for (name, _) in all {
+                    println!("{name}: test");
+                }
+                return;
+            }
+            "--skip" => skips.extend(args.next()),
+            "--test-threads" | "--color" | "--format" | "--logfile" | "-Z" | "--shuffle-seed" => {
+                args.next();
+            }
+            flag if flag.starts_with('-') => {}
+            name => filters.push(name.to_string()),
         }
-        return;
     }
     let mut ran = 0;
     for (name, test) in all {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+        let chosen = filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+        if !chosen || skips.iter().any(|s| name.contains(s.as_str())) {
             continue;
         }
         println!("test {name} ...");

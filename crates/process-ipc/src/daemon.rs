@@ -88,6 +88,16 @@ pub(crate) fn running_pids() -> Vec<u32> {
     children.iter().map(|c| c.pid).collect()
 }
 
+/// Every followed child, exited or not (none is dropped from the list), for the interrupt
+/// shutdown ([`crate::interrupt`]).
+pub(crate) fn followed() -> Vec<(u32, Arc<OwnedFd>)> {
+    CHILDREN
+        .lock()
+        .iter()
+        .map(|c| (c.pid, Arc::clone(&c.pidfd)))
+        .collect()
+}
+
 /// Stops following the child registered under `id` (its handle has reaped it).
 pub(crate) fn forget(id: u64) {
     if id == 0 {
@@ -225,7 +235,7 @@ fn next_running(daemon: bool) -> Option<(u32, Arc<OwnedFd>)> {
 }
 
 /// `pidfd_send_signal(2)`: signals the process behind `pidfd` (never a reused pid).
-fn pidfd_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
+pub(crate) fn pidfd_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: a valid pidfd, a signal number, no siginfo (null) and no flags.
     let rc = unsafe {
         libc::syscall(

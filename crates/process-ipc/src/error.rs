@@ -91,6 +91,16 @@ pub enum ProcessError {
         /// What failed.
         message: String,
     },
+    /// The child was killed by the shutdown of
+    /// [`shutdown_on_interrupt`](crate::shutdown_on_interrupt) (or by the same Ctrl-C) before
+    /// it returned a value: Python's `KeyboardInterrupt`.
+    #[error("child process {pid} was ended by the interrupt (signal {signal}, {}) before returning a value", signal_name(*signal))]
+    Interrupted {
+        /// The child's pid.
+        pid: u32,
+        /// The signal this process received (2 for SIGINT, 15 for SIGTERM).
+        signal: i32,
+    },
 }
 
 /// Why a [`Queue`](crate::Queue) operation failed.
@@ -260,6 +270,14 @@ pub enum PoolError {
     /// [`AsyncResult::cancel`](crate::AsyncResult::cancel) withdrew the task before it started.
     #[error("the task was cancelled before it started")]
     Cancelled,
+    /// SIGINT or SIGTERM arrived with [`shutdown_on_interrupt`](crate::shutdown_on_interrupt)
+    /// installed: the pool was terminated before this task finished (Python's
+    /// `KeyboardInterrupt`).
+    #[error("interrupted by signal {signal} ({}): the pool was shut down before this finished", signal_name(*signal))]
+    Interrupted {
+        /// The signal number (2 for SIGINT, 15 for SIGTERM).
+        signal: i32,
+    },
 }
 
 /// " at file:line:column" for a known panic location, nothing for an unknown one.

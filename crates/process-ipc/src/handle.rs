@@ -51,6 +51,9 @@ pub struct ProcessHandle<R> {
     /// The report read from the child; `Some(None)` once it is known there is none.
     message: Option<Option<ChildMsg<R>>>,
     joined: bool,
+    /// This handle sent the child a signal (`terminate`, `kill`...): a death by it is not
+    /// an interrupt's, so the join does not wait for one (`interrupt::interrupt_behind`).
+    signalled: bool,
     /// The exit rule's token for this child (`daemon::register`), given back once reaped.
     followed: u64,
     /// A pidfd of the child (its [`sentinel`](Self::sentinel)); `None` on a kernel without
@@ -84,6 +87,7 @@ impl<R> ProcessHandle<R> {
             results: Some(results),
             message: None,
             joined: false,
+            signalled: false,
             followed,
             pidfd,
         }
@@ -199,7 +203,7 @@ where
         self.joined = true;
         self.results = None;
         let message = self.message.take().flatten();
-        outcome(pid, message, status)
+        outcome(pid, message, status, self.signalled)
     }
 
     /// Polls for the child's exit for up to `spin` (see [`sys::look_for`]).
@@ -325,6 +329,7 @@ where
                 message: format!("kill failed: {}", std::io::Error::last_os_error()),
             });
         }
+        self.signalled = true;
         Ok(())
     }
 }
@@ -357,6 +362,7 @@ fn outcome<R>(
     pid: u32,
     message: Option<ChildMsg<R>>,
     status: ExitStatus,
+    signalled: bool,
 ) -> Result<R, ProcessError> {
     use std::os::unix::process::ExitStatusExt;
     match message {
@@ -375,7 +381,17 @@ fn outcome<R>(
             message: "the child confirmed its start twice and never reported".into(),
         }),
         None => match (status.signal(), status.code()) {
-            (Some(signal), _) => Err(ProcessError::Killed { pid, signal }),
+            (Some(signal), _) => {
+                let interrupt = if signalled {
+                    crate::interrupt::interrupted()
+                } else {
+                    crate::interrupt::interrupt_behind(Some(signal))
+                };
+                match interrupt {
+                    Some(signal) => Err(ProcessError::Interrupted { pid, signal }),
+                    None => Err(ProcessError::Killed { pid, signal }),
+                }
+            }
             (None, Some(code)) => Err(ProcessError::Exited { pid, code }),
             _ => Err(ProcessError::Exited { pid, code: -1 }),
         },

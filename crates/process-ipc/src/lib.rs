@@ -170,14 +170,40 @@
 //! A lock whose holder dies is not held for ever: the next `acquire` is
 //! [`SharedError::OwnerDied`] naming the dead pid, and the lock works again after it.
 //!
+//! ## Ctrl-C
+//!
+//! Without a handler, SIGINT or SIGTERM ends the program by the default action: no `Drop`
+//! runs, and the children end through their lifeline (or the same Ctrl-C) without a report.
+//! One line at the start of `main` gives Python's ending instead: pools terminated, children
+//! terminated and reaped, pending results failing with [`PoolError::Interrupted`], a child's
+//! `join` with [`ProcessError::Interrupted`], then death by the signal. See [`interrupt`].
+//!
+//! ```no_run
+//! process_ipc::shutdown_on_interrupt().unwrap();
+//! ```
+//!
 //! ## What a target can be
 //!
 //! A plain `fn` item or a closure that captures nothing: the child finds the same code in the
-//! same executable, but nothing captured would come along. A capturing closure does not compile:
+//! same executable, but nothing captured would come along. A capturing closure does not
+//! compile, but where it fails depends on what it captures. A capture that is not `Copy` (a
+//! `String`, a `Vec`) fails `cargo check` at your call: E0277, "the trait bound `String: Copy`
+//! is not satisfied", "required for `{closure@src/main.rs:5:30: 5:37}` to implement
+//! `Target<()>`". A closure that captures only `Copy` values is `Copy`, `Send` and `'static`,
+//! so it satisfies every bound Rust can write on stable; only its size (not zero) gives it
+//! away, and a size is checked where the generic code is instantiated: `cargo check` passes,
+//! and `cargo build` fails with E0080, "evaluation panicked: a process target must be a named
+//! fn item or a closure that captures nothing", in `process_ipc::process::conjure`, with a
+//! note naming your closure (`conjure::<{closure@src/main.rs:5:30: 5:37}>`).
 //!
-//! ```compile_fail
-//! let n = 21u64; // even a Copy capture: the child would not have it
+//! ```compile_fail,E0080
+//! let n = 21u64; // a Copy capture: `cargo check` passes, `cargo build` fails (E0080)
 //! let _ = process_ipc::Process::new(move || n * 2, ()).start();
+//! ```
+//!
+//! ```compile_fail,E0277
+//! let name = String::from("n"); // not Copy: `cargo check` fails at this call (E0277)
+//! let _ = process_ipc::Process::new(move || name.len(), ()).start();
 //! ```
 //!
 //! How it works, and its limits: the child runs the target from a constructor before `main`,
@@ -191,7 +217,7 @@
 //! pool initializer).
 
 // Layers, bottom to top; a module uses only modules above it in this list (tidy checks that
-// there is no cycle): sys -> wire -> bootstrap -> daemon -> process -> queue, pipe -> pool ->
+// there is no cycle): sys -> wire -> bootstrap -> daemon -> interrupt -> process -> queue, pipe -> pool ->
 // manager.
 // `error` is a leaf every layer may use.
 #[cfg(not(target_os = "linux"))]
@@ -206,6 +232,7 @@ mod current;
 mod daemon;
 pub mod error;
 mod handle;
+pub mod interrupt;
 mod pipe;
 mod pool;
 mod process;
@@ -219,6 +246,7 @@ mod zygote;
 pub use current::{CurrentProcess, ParentProcess, connection, current_process, parent_process};
 pub use daemon::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
+pub use interrupt::{interrupted, shutdown_on_interrupt, shutdown_on_interrupt_then};
 pub use pipe::{Connection, PipeEnd, PipeError, pipe, pipe_one_way};
 #[cfg(feature = "test-fault")]
 #[doc(hidden)]

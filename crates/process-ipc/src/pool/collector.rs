@@ -464,6 +464,7 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
     let code = worker.handle.as_mut().and_then(ProcessHandle::exitcode);
     drop(worker.handle.take());
     let (how, signal) = describe_exit(code);
+    let interrupted = crate::interrupt::interrupt_behind(signal);
     let cause = match &worker.broken {
         Some(why) => format!("its result ring is corrupt ({why}), so the pool ended it: it {how}"),
         None => how,
@@ -482,7 +483,7 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
         if let Some(task) = lost.task.and_then(|id| st.tasks.get_mut(&id)) {
             task.deaths += 1;
             // A task killed for running over the timeout would only run over it again.
-            rerun = !lost.timed_out && task.deaths <= retries;
+            rerun = !lost.timed_out && task.deaths <= retries && interrupted.is_none();
         }
         if rerun {
             if let Some(id) = lost.task {
@@ -495,6 +496,9 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
         } else {
             lost.task.and_then(|id| st.tasks.remove(&id)).map(|task| {
                 let err = match (lost.timed_out, shared.config.task_timeout) {
+                    _ if interrupted.is_some() => PoolError::Interrupted {
+                        signal: interrupted.unwrap_or_default(),
+                    },
                     (true, Some(limit)) => PoolError::TaskTimeout {
                         pid: worker.pid,
                         limit,
@@ -537,6 +541,7 @@ fn replace_workers(shared: &Shared, set: &mut IpcReceiverSet) {
         {
             let st = shared.lock();
             let wanted = !st.terminated
+                && crate::interrupt::interrupted().is_none()
                 && st.broken.is_none()
                 && (!st.closed || !st.tasks.is_empty())
                 && st.workers.len() < shared.config.processes;

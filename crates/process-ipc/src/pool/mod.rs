@@ -27,6 +27,7 @@
 mod builder;
 mod collector;
 mod doorbell;
+mod interrupt;
 mod launch;
 mod results;
 mod schedule;
@@ -174,6 +175,7 @@ impl Pool {
 
     fn start(config: Config) -> Result<Pool, PoolError> {
         let (shared, collector) = collector::start(config)?;
+        interrupt::register(&shared);
         Ok(Pool {
             shared,
             collector: Mutex::new(Some(collector)),

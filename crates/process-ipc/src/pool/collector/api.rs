@@ -92,7 +92,10 @@ impl Shared {
                 }
             }
             if st.workers.is_empty() {
-                return Ok(());
+                return match crate::interrupt::interrupted() {
+                    Some(signal) => Err(PoolError::Interrupted { signal }),
+                    None => Ok(()),
+                };
             }
             st = match deadline {
                 None => self.changed.wait(st).unwrap_or_else(|p| p.into_inner()),
@@ -112,6 +115,11 @@ impl Shared {
 
     /// Kills every worker and fails every unfinished task with [`PoolError::Terminated`].
     pub(in crate::pool) fn terminate(&self) {
+        self.terminate_with(PoolError::Terminated);
+    }
+
+    /// Kills every worker and fails every unfinished task with `err`.
+    pub(in crate::pool) fn terminate_with(&self, err: PoolError) {
         let tasks: Vec<Task> = {
             let mut st = self.lock();
             st.terminated = true;
@@ -126,7 +134,7 @@ impl Shared {
             st.tasks.drain().map(|(_, t)| t).collect()
         };
         for task in tasks {
-            run_completer(task.complete, Err(PoolError::Terminated));
+            run_completer(task.complete, Err(err.clone()));
         }
         self.changed.notify_all();
     }

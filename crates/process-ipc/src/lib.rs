@@ -213,6 +213,8 @@ pub mod queue;
 mod ring;
 mod shared;
 mod sys;
+#[cfg(feature = "trace")]
+mod trace;
 mod wire;
 mod zygote;
 

@@ -21,7 +21,9 @@ pub(crate) struct Run {
 
 impl Run {
     pub(crate) fn start(id: u64) -> Run {
-        let span = tracing::trace_span!(target: "coro", "run", coro = id);
+        // A root span: a coroutine parked inside may (a call coro does not wrap) stays entered
+        // on its worker, and spans made there later would chain under it without end.
+        let span = tracing::trace_span!(target: "coro", parent: None, "run", coro = id);
         span.with_subscriber(|(sid, dispatch)| dispatch.enter(sid));
         RUN.with(|slot| *slot.borrow_mut() = Some(span));
         Run { id }

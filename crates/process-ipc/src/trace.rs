@@ -68,9 +68,14 @@ pub(crate) fn signalled(pid: u32, signal: i32) {
     tracing::trace!(target: "process_ipc", pid, signal, "process signal");
 }
 
-/// In a Pool worker: the span over task `id`'s run.
+/// In a Pool worker: the span over task `id`'s run. Its start is written out at once (one
+/// `write` per task while tracing), so a worker killed by its task leaves that task, and
+/// everything before it, on the timeline.
 pub(crate) fn task_span(id: u64) -> tracing::span::EnteredSpan {
-    tracing::trace_span!(target: "process_ipc", "task", id, worker = std::process::id()).entered()
+    let span = tracing::trace_span!(target: "process_ipc", "task", id, worker = std::process::id())
+        .entered();
+    timeline::flush();
+    span
 }
 
 /// In the pool: worker `pid` ended (`code`, Python's convention: `-signal` when killed). A

@@ -63,6 +63,7 @@
 //! Recording costs one clock read and a formatted line in a thread-local buffer per event
 //! (`benches/timeline_event.rs`); with no trace open, the layer returns at its first check.
 
+mod check;
 mod json;
 mod layer;
 mod merge;

@@ -46,16 +46,6 @@ fn part_pids(parts: &Path) -> Vec<u32> {
     .collect()
 }
 
-/// One valid event line: its timestamp (for the order) and its text.
-fn event_ts(line: &str) -> Option<f64> {
-    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-    let obj = value.as_object()?;
-    obj.get("ph")?.as_str()?;
-    obj.get("pid")?.as_u64()?;
-    obj.get("tid")?.as_u64()?;
-    obj.get("ts")?.as_f64()
-}
-
 /// Merges every part in `parts` into `out` (written whole, then renamed into place), waits up
 /// to [`WRITER_GRACE`] for the other processes that have parts and still run, and removes the
 /// parts. Returns how many events it wrote.
@@ -74,7 +64,7 @@ pub(crate) fn merge(parts: &Path, out: &Path, me: u32) -> io::Result<usize> {
         let text = String::from_utf8_lossy(&bytes);
         for line in text.lines() {
             let line = line.trim();
-            if let Some(ts) = event_ts(line) {
+            if let Some(ts) = crate::check::event_ts(line) {
                 events.push((ts, line.to_owned()));
             }
         }

@@ -215,6 +215,8 @@ mod shared;
 mod sys;
 #[cfg(feature = "trace")]
 mod trace;
+#[cfg(feature = "trace")]
+mod trace_wait;
 mod wire;
 mod zygote;
 

@@ -7,6 +7,9 @@ fn events(c: &mut Criterion) {
     let path = std::env::temp_dir().join(format!("timeline-bench-{}.json", std::process::id()));
     let guard = timeline::to_file(&path).expect("open the trace");
     let mut group = c.benchmark_group("timeline");
+    // The floor every event pays (a vDSO clock read): on a loaded machine it grows too, so
+    // read the others against it.
+    group.bench_function("clock read (reference)", |b| b.iter(timeline::now_ns));
     group.bench_function("instant event", |b| {
         b.iter(|| tracing::info!(task = 7u64, "tick"));
     });

@@ -40,3 +40,25 @@ pub use process_ipc as process;
 #[cfg(feature = "threads")]
 #[doc(inline)]
 pub use threads_sync as threads;
+
+/// One timeline of the program's threads, child processes and coroutines (feature `trace`).
+///
+/// With the `trace` feature, every chapter records through `tracing`: thread starts and ends,
+/// process starts, exits and signals, each Pool task's run in its worker and a worker's death,
+/// waits on locks, queues and events longer than 100 µs, deadlock refusals, and each
+/// coroutine's spawn, runs, parks and end. [`to_file`](trace::to_file) writes them, the child
+/// processes' events merged in, as Chrome trace-event JSON that [Perfetto](https://ui.perfetto.dev)
+/// and `chrome://tracing` open; `MULTITASK_TRACE=run.json ./program` does the same for a
+/// program that never calls it. See the `timeline` crate for the format and the rules.
+///
+/// ```no_run
+/// fn main() -> std::io::Result<()> {
+///     let _trace = multitask::trace::to_file("run.json")?; // first thing in main
+///     // ... threads, a process Pool, coroutines ...
+///     Ok(()) // the guard drops: every process's events are merged into run.json
+/// }
+/// ```
+#[cfg(feature = "trace")]
+pub mod trace {
+    pub use timeline::{ENV, Layer, TraceGuard, from_env, to_file};
+}

@@ -14,6 +14,11 @@ pub(crate) struct DemoArgs {
     /// Name the stories and exit.
     #[arg(long)]
     list: bool,
+    /// Also trace every example (built with the crates' `trace` feature) into DIR: each
+    /// story's trace as Chrome trace-event JSON (`DIR/<story>.json`, open it in Perfetto) and
+    /// its timeline as `DIR/<story>.svg`.
+    #[arg(long, value_name = "DIR")]
+    trace: Option<std::path::PathBuf>,
 }
 
 /// One chapter of the seed: a heading, what it shows, and the examples that show it.
@@ -120,8 +125,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     let root = crate::workspace_root();
     let started = Instant::now();
-    build_examples(&root, &chosen)?;
+    build_examples(&root, &chosen, args.trace.is_some())?;
     for story in chosen {
+        let mut traced = Vec::new();
         println!("\n=== {} ===", story.title);
         for point in story.points {
             println!("  * {point}");
@@ -134,13 +140,28 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             let exe = crate::target_dir(&root)
                 .join("release/examples")
                 .join(example);
-            let status = Command::new(&exe)
+            let mut cmd = Command::new(&exe);
+            if let Some(dir) = args.trace.as_deref().filter(|_| traceable(story)) {
+                let path = dir.join(story.name).join(format!("{example}.json"));
+                std::fs::create_dir_all(dir.join(story.name))?;
+                cmd.env("MULTITASK_TRACE", &path);
+                traced.push((example.to_string(), path));
+            }
+            let status = cmd
                 .current_dir(&root)
                 .status()
                 .with_context(|| format!("could not start {}", exe.display()))?;
             if !status.success() {
                 bail!("example {example} failed: {status}");
             }
+        }
+        if let Some(dir) = args.trace.as_deref().filter(|_| !traced.is_empty()) {
+            let (json, svg) = crate::picture::story(story.title, &traced, dir, story.name)?;
+            println!(
+                "\ntrace: {} (Perfetto), timeline: {}",
+                json.display(),
+                svg.display()
+            );
         }
     }
     println!(
@@ -152,7 +173,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
 /// Builds every example of the chosen stories in release mode, so the timings they print are
 /// real, saying so first and showing cargo's progress (the first run takes minutes).
-fn build_examples(root: &Path, stories: &[&Story]) -> anyhow::Result<()> {
+fn build_examples(root: &Path, stories: &[&Story], trace: bool) -> anyhow::Result<()> {
     println!(
         "building the examples in release mode (the first run takes a few minutes; later \
          ones, seconds)"
@@ -163,6 +184,9 @@ fn build_examples(root: &Path, stories: &[&Story]) -> anyhow::Result<()> {
         for feature in story.features {
             cmd.args(["--features", feature]);
         }
+        if trace && traceable(story) {
+            cmd.args(["--features", &format!("{}/trace", story.package)]);
+        }
         for example in story.examples {
             cmd.args(["--example", example]);
         }
@@ -172,6 +196,11 @@ fn build_examples(root: &Path, stories: &[&Story]) -> anyhow::Result<()> {
         bail!("building the demo examples failed: {status}");
     }
     Ok(())
+}
+
+/// Whether the story's crate records a trace (iter-gen has nothing to put on a timeline).
+fn traceable(story: &Story) -> bool {
+    story.package != "iter-gen"
 }
 
 #[cfg(test)]
@@ -203,6 +232,7 @@ mod tests {
         let args = DemoArgs {
             name: Some("nope".to_owned()),
             list: false,
+            trace: None,
         };
         let err = run(&args)
             .expect_err("an unknown name must fail")

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod picture;
 mod soak;
 #[cfg(test)]
 mod tidy;

@@ -209,6 +209,8 @@ mod sleep;
 mod supervise;
 mod timeout;
 mod timer;
+#[cfg(feature = "trace")]
+mod trace;
 mod wait;
 
 pub use coroutine::{Coroutine, Target};

@@ -13,6 +13,8 @@ pub fn sleep(duration: Duration) {
         std::thread::sleep(duration);
         return;
     }
+    #[cfg(feature = "trace")]
+    let _parked = crate::trace::Parked::new(duration.is_zero());
     if duration.is_zero() {
         may::coroutine::yield_now();
     } else {
@@ -28,6 +30,8 @@ pub fn sleep(duration: Duration) {
 #[inline]
 pub fn yield_now() {
     // may's yield_now already falls back to `std::thread::yield_now` in a thread.
+    #[cfg(feature = "trace")]
+    let _parked = crate::trace::Parked::new(may::coroutine::is_coroutine());
     may::coroutine::yield_now();
     crate::running::resumed();
 }

@@ -50,6 +50,8 @@ pub(crate) fn park(node: &Arc<Node>, deadline: Option<Instant>, on_leave: &dyn F
         }
     }
     let in_coroutine = matches!(node.parker, Parker::Coroutine(_));
+    #[cfg(feature = "trace")]
+    let _parked = crate::trace::Parked::new(in_coroutine);
     let mut leave = Leave {
         node,
         armed: false,

@@ -78,6 +78,8 @@ impl<R> ProcessHandle<R> {
         results: IpcReceiver<ChildMsg<R>>,
     ) -> Self {
         let (followed, pidfd) = crate::daemon::register(child.id(), daemon);
+        #[cfg(feature = "trace")]
+        crate::trace::started(child.id(), &name);
         ProcessHandle {
             pid: child.id(),
             name,
@@ -221,6 +223,8 @@ where
             message: format!("waitpid failed: {e}"),
         })?;
         self.status = Some(s);
+        #[cfg(feature = "trace")]
+        crate::trace::exited(self.pid, &s);
         crate::daemon::forget(self.followed);
         Ok(s)
     }
@@ -247,7 +251,9 @@ where
                 pid: self.pid,
                 message: format!("waitpid failed: {e}"),
             })?;
-            if self.status.is_some() {
+            if let Some(_s) = &self.status {
+                #[cfg(feature = "trace")]
+                crate::trace::exited(self.pid, _s);
                 crate::daemon::forget(self.followed);
             }
         }
@@ -322,6 +328,8 @@ where
         if self.poll_status()?.is_some() {
             return Ok(());
         }
+        #[cfg(feature = "trace")]
+        crate::trace::signalled(self.pid, sig);
         // SAFETY: the child is not reaped yet, so `pid` still names it.
         if unsafe { libc::kill(self.pid as i32, sig) } != 0 {
             return Err(ProcessError::Ipc {

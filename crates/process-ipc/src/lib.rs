@@ -240,6 +240,10 @@ pub mod queue;
 mod ring;
 mod shared;
 mod sys;
+#[cfg(feature = "trace")]
+mod trace;
+#[cfg(feature = "trace")]
+mod trace_wait;
 mod wire;
 mod zygote;
 

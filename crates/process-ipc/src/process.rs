@@ -211,6 +211,8 @@ where
 {
     let ParentMsg { args, results, .. } = msg;
     let target: F = conjure();
+    #[cfg(feature = "trace")]
+    let _traced = crate::trace::child_start::<F>();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(move || target.call(args)));
     bootstrap::run_before_report();
     let code = report(outcome, results);

@@ -221,6 +221,8 @@ pub(crate) fn register_wait<L: WaitTarget + 'static>(
             WAITERS.store(graph.waits.len(), Ordering::Release);
             drop(graph);
             log::warn!("{report}");
+            #[cfg(feature = "trace")]
+            crate::trace::deadlock_refused(&report);
             Err(report)
         }
     }

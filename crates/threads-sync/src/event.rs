@@ -46,6 +46,8 @@ impl Event {
 
     /// Waits until the flag is set.
     pub fn wait(&self) {
+        #[cfg(feature = "trace")]
+        let _wait = crate::trace::Wait::new("event", String::new);
         let mut flag = self.flag.lock();
         while !*flag {
             self.changed.wait(&mut flag);
@@ -55,6 +57,8 @@ impl Event {
     /// Waits at most `timeout` for the flag; returns whether it is set (Python's `wait(timeout)`).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = crate::deadline_after(timeout);
+        #[cfg(feature = "trace")]
+        let _wait = crate::trace::Wait::new("event", String::new);
         let mut flag = self.flag.lock();
         while !*flag {
             if self.changed.wait_until(&mut flag, deadline).timed_out() {

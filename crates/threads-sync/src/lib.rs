@@ -157,6 +157,8 @@ mod semaphore;
 mod split;
 mod thread;
 mod timer;
+#[cfg(feature = "trace")]
+mod trace;
 
 pub use barrier::Barrier;
 pub use condition::Condition;

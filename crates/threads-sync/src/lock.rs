@@ -217,6 +217,8 @@ impl<T: ?Sized> Mutex<T> {
     ) -> Result<MutexGuard<'_, T>, LockError> {
         // The caller already tried, spun and yielded (`lock_contended`): the lock is really
         // contended, so register.
+        #[cfg(feature = "trace")]
+        let _wait = crate::trace::Wait::new("lock", || self.meta.name());
         let acquired = deadlock::register_wait(&self.meta)
             .map_err(LockError::from)
             .and_then(|registration| {
@@ -521,6 +523,8 @@ impl RLock {
     fn acquire_slow(&self, timeout: Option<Duration>) -> Result<RLockGuard<'_>, LockError> {
         let deadline = timeout.map(crate::deadline_after);
         let me = current_ident();
+        #[cfg(feature = "trace")]
+        let _wait = crate::trace::Wait::new("lock", || self.meta.name());
         let registration = deadlock::register_wait(&self.meta)?;
         let mut state = self.state.lock();
         while state.owner != 0 {

@@ -135,6 +135,8 @@ fn work(rx: &parking_lot::Mutex<Receiver<Message>>, shared: &Shared, _exit: Send
             // Dropping the job cancels its task (see `TaskRun`).
             drop(job);
         } else {
+            #[cfg(feature = "trace")]
+            let _task = crate::trace::task_span();
             job();
         }
     }

@@ -49,6 +49,8 @@ impl Gate {
 /// Waits until `deadline` (`None`: forever) for an item on `rx` or the gate's shutdown;
 /// `Err(true)` on shutdown with nothing left, `Err(false)` when the time ran out.
 fn recv_until<T>(rx: &Receiver<T>, gate: &Gate, deadline: Option<Instant>) -> Result<T, bool> {
+    #[cfg(feature = "trace")]
+    let _wait = crate::trace::Wait::new("queue get", String::new);
     loop {
         match rx.try_recv() {
             Ok(item) => return Ok(item),
@@ -84,6 +86,8 @@ fn send_until<T>(
     mut item: T,
     deadline: Option<Instant>,
 ) -> Result<(), (T, bool)> {
+    #[cfg(feature = "trace")]
+    let _wait = crate::trace::Wait::new("queue put", String::new);
     loop {
         if gate.is_shut() {
             return Err((item, true));

@@ -88,6 +88,8 @@ pub(crate) fn spawn<T: Send + 'static>(
                 ident,
                 _finished: finished_tx,
             };
+            #[cfg(feature = "trace")]
+            let _span = crate::trace::thread_span(&name, ident, daemon);
             body()
         });
     match spawned {

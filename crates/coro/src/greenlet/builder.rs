@@ -103,6 +103,8 @@ impl Builder {
                 shared: shared.clone(),
             });
         }
+        #[cfg(feature = "trace")]
+        crate::trace::spawned(id, shared.name());
         runtime::LIVE.fetch_add(1, Ordering::Relaxed);
         let finish = Finish {
             shared: shared.clone(),
@@ -124,6 +126,8 @@ impl Builder {
                 std::panic::resume_unwind(Box::new(GreenletExit));
             }
             crate::running::resumed();
+            #[cfg(feature = "trace")]
+            let _run = crate::trace::Run::start(id);
             if let Some(delay) = delay {
                 crate::sleep::sleep(delay);
             }

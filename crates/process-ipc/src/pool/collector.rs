@@ -465,6 +465,8 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
     drop(worker.handle.take());
     let (how, signal) = describe_exit(code);
     let interrupted = crate::interrupt::interrupt_behind(signal);
+    #[cfg(feature = "trace")]
+    crate::trace::worker_exit(worker.pid, code, &how);
     let cause = match &worker.broken {
         Some(why) => format!("its result ring is corrupt ({why}), so the pool ended it: it {how}"),
         None => how,

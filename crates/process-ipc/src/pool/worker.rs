@@ -210,6 +210,8 @@ pub(super) fn worker_main(cfg: WorkerConfig) {
     let mut record = Vec::new();
     while let Ok(batch) = cfg.tasks.recv() {
         for task in batch {
+            #[cfg(feature = "trace")]
+            let _task = crate::trace::task_span(task.id);
             let outcome = call_at(task.call, &task.args);
             let answer = WorkerMsg::Done {
                 id: task.id,

@@ -512,6 +512,8 @@ pub(crate) fn futex_wait(word: &AtomicU32, seen: u32, deadline: Option<Instant>)
     let timeout_ptr = timeout
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    #[cfg(feature = "trace")]
+    let _wait = crate::trace_wait::Wait::new();
     // SAFETY: FUTEX_WAIT on a 4-byte-aligned word of a MAP_SHARED block (hence no PRIVATE
     // flag), with a relative timeout that lives through the call (or none).
     let r = unsafe {

@@ -199,23 +199,19 @@ compile_error!(
      threads-sync, iter-gen and coro (without `patch`) build on other platforms."
 );
 
-mod bootstrap;
 mod current;
-mod daemon;
 pub mod error;
-mod handle;
 mod pipe;
 mod pool;
 mod process;
 pub mod queue;
 mod ring;
 mod shared;
+mod start;
 mod sys;
 mod wire;
-mod zygote;
 
 pub use current::{CurrentProcess, ParentProcess, connection, current_process, parent_process};
-pub use daemon::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
 pub use pipe::{Connection, PipeEnd, PipeError, pipe, pipe_one_way};
 #[cfg(feature = "test-fault")]
@@ -238,8 +234,9 @@ pub use shared::{
     RLockGuard, RawArray, RawValue, Semaphore, ShareableItem, ShareableList, SharedError,
     SharedMemory, SharedMemoryManager, Value, ValueGuard, ValueLock,
 };
+pub use start::exit_rule::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
+pub use start::fork_server::{__fork_server_pid, START_METHOD_VAR, StartMethod, get_start_method};
 pub use wire::Wire;
-pub use zygote::{__fork_server_pid, START_METHOD_VAR, StartMethod, get_start_method};
 
 pub mod manager;
 pub use manager::{

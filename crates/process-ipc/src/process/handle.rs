@@ -74,7 +74,7 @@ impl<R> ProcessHandle<R> {
         daemon: bool,
         results: IpcReceiver<ChildMsg<R>>,
     ) -> Self {
-        let (followed, pidfd) = crate::daemon::register(child.id(), daemon);
+        let (followed, pidfd) = crate::start::exit_rule::register(child.id(), daemon);
         ProcessHandle {
             pid: child.id(),
             name,
@@ -217,7 +217,7 @@ where
             message: format!("waitpid failed: {e}"),
         })?;
         self.status = Some(s);
-        crate::daemon::forget(self.followed);
+        crate::start::exit_rule::forget(self.followed);
         Ok(s)
     }
 
@@ -244,7 +244,7 @@ where
                 message: format!("waitpid failed: {e}"),
             })?;
             if self.status.is_some() {
-                crate::daemon::forget(self.followed);
+                crate::start::exit_rule::forget(self.followed);
             }
         }
         Ok(self.status)
@@ -339,7 +339,7 @@ impl<R> Drop for ProcessHandle<R> {
         }
         let followed = self.followed;
         if matches!(child.try_wait(), Ok(Some(_))) {
-            crate::daemon::forget(followed);
+            crate::start::exit_rule::forget(followed);
             return;
         }
         // Detach: the child runs on; a thread reaps it so it never lingers as a zombie.
@@ -348,7 +348,7 @@ impl<R> Drop for ProcessHandle<R> {
             .stack_size(64 * 1024)
             .spawn(move || {
                 let _ = child.wait();
-                crate::daemon::forget(followed);
+                crate::start::exit_rule::forget(followed);
             });
     }
 }

@@ -4,6 +4,8 @@
 //!
 //! Layer: above `sys`, `wire` and `bootstrap`; below `queue`, `pipe`, `pool` and `manager`.
 
+mod handle;
+
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -12,13 +14,13 @@ use ipc_channel::{IpcError, TryRecvError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bootstrap::{self, ChildLink, ParentLink};
 use crate::error::ProcessError;
-pub use crate::handle::ProcessHandle;
-use crate::handle::describe;
+use crate::start::fork_server::{self, ForkRequest, ForkedChild, StartMethod};
+use crate::start::spawn::{self, ChildLink, ParentLink};
 use crate::sys::{self, Child};
 use crate::wire::{self, ChildMsg, ParentMsg, ParentMsgOut};
-use crate::zygote::{self, ForkRequest, ForkedChild, StartMethod};
+pub use handle::ProcessHandle;
+use handle::describe;
 
 /// `os.getpid()`: the pid of the calling process.
 pub fn current_pid() -> u32 {
@@ -33,8 +35,8 @@ pub fn current_pid() -> u32 {
 /// The fork server (infrastructure, see [`StartMethod`](crate::StartMethod)) is left out, as Python's is; a
 /// pool's workers are listed, as Python's are.
 pub fn active_children() -> Vec<u32> {
-    let server = zygote::__fork_server_pid();
-    let mut pids = crate::daemon::running_pids();
+    let server = fork_server::__fork_server_pid();
+    let mut pids = crate::start::exit_rule::running_pids();
     pids.retain(|&pid| Some(pid) != server);
     pids
 }
@@ -162,7 +164,7 @@ where
         }
     };
     drop(rx);
-    if !bootstrap::nonce_matches(&msg.nonce, &child.nonce) {
+    if !spawn::nonce_matches(&msg.nonce, &child.nonce) {
         eprintln!(
             "process-ipc child {}: arguments without the request's nonce; refused",
             current_pid()
@@ -175,7 +177,7 @@ where
     run_target::<F, Args>(msg)
 }
 
-impl zygote::ServerProcess for ProcessHandle<u8> {
+impl fork_server::ServerProcess for ProcessHandle<u8> {
     fn pid(&self) -> u32 {
         ProcessHandle::pid(self)
     }
@@ -188,11 +190,11 @@ impl zygote::ServerProcess for ProcessHandle<u8> {
 /// Starts the fork server: a `Process` of its own, started with Spawn, kept single-threaded.
 fn start_fork_server(
     requests: IpcReceiver<ForkRequest>,
-    replies: IpcSender<zygote::TaggedReply>,
+    replies: IpcSender<fork_server::TaggedReply>,
     deadline: Instant,
-) -> std::io::Result<Box<dyn zygote::ServerProcess>> {
-    let mut server =
-        Process::new(zygote::server_main, (requests, replies)).start_method(StartMethod::Spawn);
+) -> std::io::Result<Box<dyn fork_server::ServerProcess>> {
+    let mut server = Process::new(fork_server::server_main, (requests, replies))
+        .start_method(StartMethod::Spawn);
     server.lone = true;
     // Infrastructure, not the user's work: the exit rule never waits for it.
     server.daemon = true;
@@ -212,11 +214,11 @@ where
     let ParentMsg { args, results, .. } = msg;
     let target: F = conjure();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(move || target.call(args)));
-    bootstrap::run_before_report();
+    spawn::run_before_report();
     let code = report(outcome, results);
     // Python's child runs its exit function here: daemons terminated, the others joined. The
     // parent's `join` has the report but waits for this process to exit, so for them too.
-    crate::daemon::at_child_end();
+    crate::start::exit_rule::at_child_end();
     code
 }
 
@@ -240,8 +242,8 @@ fn report<R: Serialize + DeserializeOwned>(
             }
         }
         Err(payload) => {
-            let (message, location) = bootstrap::take_last_panic()
-                .unwrap_or_else(|| (bootstrap::panic_message(&*payload), "<unknown>".into()));
+            let (message, location) = spawn::take_last_panic()
+                .unwrap_or_else(|| (spawn::panic_message(&*payload), "<unknown>".into()));
             let _ = results.send(ChildMsg::Panicked { message, location });
             1
         }
@@ -379,7 +381,7 @@ where
         // The blocks the arguments name stay attachable until this returns: by then the child
         // has attached them (it decodes its arguments before it confirms) or is gone.
         let _pins = crate::shared::TransferScope::enter();
-        bootstrap::ensure_linked();
+        spawn::ensure_linked();
         let deadline = Instant::now() + timeout;
         let ipc_err = |e: std::io::Error| ProcessError::Ipc {
             pid: 0,
@@ -387,7 +389,7 @@ where
         };
         let method = match self.method {
             Some(m) => m,
-            None => zygote::get_start_method().map_err(|e| {
+            None => fork_server::get_start_method().map_err(|e| {
                 ProcessError::Spawn(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
             })?,
         };
@@ -401,19 +403,19 @@ where
         let mut link = ParentLink::new().map_err(ipc_err)?;
         let mut env = Vec::new();
         if let Some(name) = &self.name {
-            env.push((bootstrap::NAME_VAR, name.as_str()));
+            env.push((spawn::NAME_VAR, name.as_str()));
         }
         let identity = crate::current::encode_identity(&self.full_name(), self.daemon);
-        env.push((bootstrap::IDENTITY_VAR, identity.as_str()));
+        env.push((spawn::IDENTITY_VAR, identity.as_str()));
         #[cfg(feature = "test-fault")]
         if let Some(fault) = fault {
-            env.push((bootstrap::FAULT_VAR, fault));
+            env.push((spawn::FAULT_VAR, fault));
         }
         let mut child = link.spawn(&env).map_err(ProcessError::Spawn)?;
         let pid = child.id();
         let failure = |child: &mut Child, reason: String| start_failure(child, pid, reason);
-        let entry: bootstrap::ChildEntry = child_entry::<F, Args>;
-        if let Err(reason) = link.send_setup(bootstrap::entry_offset(entry), self.lone) {
+        let entry: spawn::ChildEntry = child_entry::<F, Args>;
+        if let Err(reason) = link.send_setup(spawn::entry_offset(entry), self.lone) {
             return Err(failure(&mut child, reason));
         }
         let server = match link.expect_listening(pid, deadline) {
@@ -431,7 +433,7 @@ where
         };
         // Writing the arguments can block on a child that does not read: the watchdog kills it
         // at the deadline, which turns the write into an error.
-        bootstrap::watch(pid, deadline);
+        spawn::watch(pid, deadline);
         let sent = match IpcSender::<ParentMsgOut<'_, Args, F::Output>>::connect(server) {
             Ok(tx) => wire::with_ipc_transfer(|| wire::encoding(|| tx.send(msg))).map_err(
                 |(e, refusal)| {
@@ -442,7 +444,7 @@ where
             ),
             Err(e) => Err(format!("cannot connect to the child's socket: {e}")),
         };
-        bootstrap::unwatch(pid);
+        spawn::unwatch(pid);
         if let Err(reason) = sent {
             return Err(failure(
                 &mut child,
@@ -495,17 +497,17 @@ where
         };
         let nonce = crate::sys::nonce().map_err(ipc_err)?;
         let (results_tx, results_rx) = ipc::channel::<ChildMsg<F::Output>>().map_err(ipc_err)?;
-        let entry: zygote::ForkedEntry = forked_entry::<F, Args>;
+        let entry: fork_server::ForkedEntry = forked_entry::<F, Args>;
         // Made again only if the server died and a fresh one is asked: the channels then went
         // down with the dead server's copy of the request.
         let channels = std::cell::RefCell::new(None);
-        let server = zygote::request_fork(
+        let server = fork_server::request_fork(
             || {
                 let (args_tx, args_rx) =
                     ipc::channel::<ParentMsg<wire::ByRef<'_, Args>, F::Output>>()?;
                 *channels.borrow_mut() = Some(args_tx);
                 Ok(ForkRequest {
-                    offset: bootstrap::offset_of(entry as usize) as i64,
+                    offset: spawn::offset_of(entry as usize) as i64,
                     nonce,
                     name: self.name.clone(),
                     identity: crate::current::encode_identity(&self.full_name(), self.daemon),
@@ -571,7 +573,7 @@ where
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .max(EXIT_GRACE);
-        let pid = match zygote::take_reply(server, &nonce, Instant::now() + wait) {
+        let pid = match fork_server::take_reply(server, &nonce, Instant::now() + wait) {
             Ok(Ok(pid)) if pid > 0 => pid,
             Ok(Ok(_)) => {
                 return Err(Attempt::Failed(ProcessError::Spawn(std::io::Error::other(
@@ -584,14 +586,16 @@ where
                 )));
             }
             // No child was forked: asking a fresh server cannot run the target twice.
-            Err(zygote::NoReply::Gone) if confirmed.is_err() => return Err(Attempt::ServerGone),
-            Err(zygote::NoReply::Gone) => {
+            Err(fork_server::NoReply::Gone) if confirmed.is_err() => {
+                return Err(Attempt::ServerGone);
+            }
+            Err(fork_server::NoReply::Gone) => {
                 return Err(Attempt::Failed(ProcessError::Spawn(std::io::Error::other(
                     "the fork server died between forking the child and naming it; the child \
                      runs unnamed and dies with this process",
                 ))));
             }
-            Err(zygote::NoReply::TimedOut) => {
+            Err(fork_server::NoReply::TimedOut) => {
                 return Err(Attempt::Failed(ProcessError::Spawn(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the fork server did not answer before the start deadline; it was killed",
@@ -646,7 +650,7 @@ mod tests {
     use std::os::fd::AsRawFd;
     use std::time::Duration;
 
-    use crate::bootstrap::{self, ChildLink};
+    use crate::start::spawn::{self, ChildLink};
     use crate::sys;
 
     use super::Process;
@@ -676,7 +680,7 @@ mod tests {
         sys::pass_creds(parent.as_raw_fd()).unwrap();
         let link = ChildLink::for_test(child);
         let server = sys::with_umask(0, || link.listen::<u8>()).unwrap();
-        let name = bootstrap::listening_path_for_test(&parent);
+        let name = spawn::listening_path_for_test(&parent);
         let mut helper = Process::new(connect_as_nobody, (name.clone(),))
             .start()
             .unwrap();

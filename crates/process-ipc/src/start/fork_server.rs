@@ -57,7 +57,7 @@ use ipc_channel::TryRecvError;
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use serde::{Deserialize, Serialize};
 
-use crate::bootstrap;
+use crate::start::spawn;
 use crate::sys;
 
 /// How a [`Process`](crate::Process) starts its child (`multiprocessing.set_start_method`).
@@ -144,7 +144,7 @@ pub fn get_start_method() -> Result<StartMethod, String> {
 /// from `args` (the parent writes them right after this request, before it waits).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ForkRequest {
-    /// The forked entry's offset from the anchor (see `bootstrap::address_at`).
+    /// The forked entry's offset from the anchor (see `spawn::address_at`).
     pub(crate) offset: i64,
     /// The nonce the arguments must carry.
     pub(crate) nonce: [u8; 16],
@@ -251,7 +251,7 @@ fn run_forked(request: ForkRequest) -> i32 {
     crate::current::set_identity(&request.identity, true);
     // Without a name of its own the child keeps the server's, which is the parent's.
     if let Some(name) = &request.name {
-        bootstrap::set_process_name(name);
+        spawn::set_process_name(name);
     }
     match request.fault.as_deref() {
         Some("exit-before-connect") => return 7,
@@ -260,7 +260,7 @@ fn run_forked(request: ForkRequest) -> i32 {
         },
         _ => {}
     }
-    let address = bootstrap::address_at(request.offset as isize);
+    let address = spawn::address_at(request.offset as isize);
     // SAFETY: the offset came from the parent on a channel only it and this server ever held
     // (the server got its end in its own authenticated start), and this process is a copy of
     // the server, whose executable was checked to be the parent's: `address` is the forked

@@ -188,10 +188,7 @@
 //! `main`, so state that `main` sets up does not exist there (pass it as an argument, or use a
 //! pool initializer).
 
-// Layers, bottom to top; a module uses only modules above it in this list (tidy checks that
-// there is no cycle): sys -> wire -> bootstrap -> daemon -> process -> queue, pipe -> pool ->
-// manager.
-// `error` is a leaf every layer may use.
+// Layers, bottom to top: ARCHITECTURE.md's table for process-ipc, which tidy enforces.
 #[cfg(not(target_os = "linux"))]
 compile_error!(
     "process-ipc is Linux-only: it re-executes /proc/self/exe, authenticates children with \
@@ -221,9 +218,7 @@ pub use pool::{
     AsCompleted, AsyncResult, IMap, IMapUnordered, MapOptions, Pool, PoolBuilder, ReturnWhen,
     Waited, as_completed, wait,
 };
-pub use process::{
-    Process, ProcessHandle, START_TIMEOUT, Target, active_children, current_pid, parent_pid,
-};
+pub use process::{Process, ProcessHandle, active_children, current_pid, parent_pid};
 pub use queue::{Queue, QueueSender};
 #[cfg(feature = "test-fault")]
 #[doc(hidden)]
@@ -235,7 +230,8 @@ pub use shared::{
     SharedMemory, SharedMemoryManager, Value, ValueGuard, ValueLock,
 };
 pub use start::exit_rule::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
-pub use start::fork_server::{__fork_server_pid, START_METHOD_VAR, StartMethod, get_start_method};
+pub use start::fork_server::__fork_server_pid;
+pub use start::{START_METHOD_VAR, START_TIMEOUT, StartMethod, Target, get_start_method};
 pub use wire::Wire;
 
 pub mod manager;

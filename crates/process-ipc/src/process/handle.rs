@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ProcessError;
+use crate::start::exit_rule;
 use crate::sys::{self, Child};
 use crate::wire::ChildMsg;
 
@@ -20,18 +21,6 @@ const JOIN_SLICE: Duration = Duration::from_millis(10);
 /// `waitpid`: a child that has reported is usually exiting, and is gone within tens of
 /// microseconds; a sleep and a wake-up of this thread cost as much again.
 const EXIT_SPIN: Duration = Duration::from_micros(50);
-
-pub(crate) fn describe(status: &ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(sig)) => format!(
-            "was killed by signal {sig} ({})",
-            crate::error::signal_name(sig)
-        ),
-        _ => "ended".into(),
-    }
-}
 
 /// A started child process. `join` gives back the target's return value, typed.
 ///
@@ -51,7 +40,7 @@ pub struct ProcessHandle<R> {
     /// The report read from the child; `Some(None)` once it is known there is none.
     message: Option<Option<ChildMsg<R>>>,
     joined: bool,
-    /// The exit rule's token for this child (`daemon::register`), given back once reaped.
+    /// The exit rule's token for this child (`exit_rule::register`), given back once reaped.
     followed: u64,
     /// A pidfd of the child (its [`sentinel`](Self::sentinel)); `None` on a kernel without
     /// `pidfd_open`.
@@ -74,7 +63,7 @@ impl<R> ProcessHandle<R> {
         daemon: bool,
         results: IpcReceiver<ChildMsg<R>>,
     ) -> Self {
-        let (followed, pidfd) = crate::start::exit_rule::register(child.id(), daemon);
+        let (followed, pidfd) = exit_rule::register(child.id(), daemon);
         ProcessHandle {
             pid: child.id(),
             name,
@@ -217,7 +206,7 @@ where
             message: format!("waitpid failed: {e}"),
         })?;
         self.status = Some(s);
-        crate::start::exit_rule::forget(self.followed);
+        exit_rule::forget(self.followed);
         Ok(s)
     }
 
@@ -244,7 +233,7 @@ where
                 message: format!("waitpid failed: {e}"),
             })?;
             if self.status.is_some() {
-                crate::start::exit_rule::forget(self.followed);
+                exit_rule::forget(self.followed);
             }
         }
         Ok(self.status)
@@ -318,14 +307,11 @@ where
         if self.poll_status()?.is_some() {
             return Ok(());
         }
-        // SAFETY: the child is not reaped yet, so `pid` still names it.
-        if unsafe { libc::kill(self.pid as i32, sig) } != 0 {
-            return Err(ProcessError::Ipc {
-                pid: self.pid,
-                message: format!("kill failed: {}", std::io::Error::last_os_error()),
-            });
-        }
-        Ok(())
+        // The child is not reaped yet, so `pid` still names it.
+        sys::kill(self.pid, sig).map_err(|e| ProcessError::Ipc {
+            pid: self.pid,
+            message: format!("kill failed: {e}"),
+        })
     }
 }
 
@@ -339,7 +325,7 @@ impl<R> Drop for ProcessHandle<R> {
         }
         let followed = self.followed;
         if matches!(child.try_wait(), Ok(Some(_))) {
-            crate::start::exit_rule::forget(followed);
+            exit_rule::forget(followed);
             return;
         }
         // Detach: the child runs on; a thread reaps it so it never lingers as a zombie.
@@ -348,7 +334,7 @@ impl<R> Drop for ProcessHandle<R> {
             .stack_size(64 * 1024)
             .spawn(move || {
                 let _ = child.wait();
-                crate::start::exit_rule::forget(followed);
+                exit_rule::forget(followed);
             });
     }
 }

@@ -1,8 +1,6 @@
-//! The start methods, Python's names: [`StartMethod::Spawn`] re-executes this binary for every
-//! child; [`StartMethod::ForkServer`] asks a small helper of ours to fork one.
-//!
-//! Layer: above `sys` and `bootstrap`, below `process`. The server is a `Process` itself:
-//! `process` hands [`request_fork`] the function that starts one.
+//! The ForkServer start method, whole: this file is the parent's half (the server's lifetime,
+//! the request for one child, the wait for its confirmation and the server's answer);
+//! [`server`] is the server's loop and the forked child's half.
 //!
 //! ## The fork server
 //!
@@ -49,92 +47,23 @@
 //! which are the parent's at the time the server started (as with Python's forkserver).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ipc_channel::TryRecvError;
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
+use ipc_channel::{IpcError, TryRecvError};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::start::spawn;
-use crate::sys;
+use super::target::Target;
+use super::{EXIT_GRACE, Request, Started, child, spawn, start_failure};
+use crate::error::ProcessError;
+use crate::sys::{self, Child};
+use crate::wire::{self, ChildMsg, ParentMsg};
 
-/// How a [`Process`](crate::Process) starts its child (`multiprocessing.set_start_method`).
-///
-/// The default is [`ForkServer`](Self::ForkServer): measured here, spawn+join costs about a
-/// fifth of Spawn's (0.48 ms against 2.39 ms in one run of `benches/process_spawn.rs` on a
-/// quiet machine, where procspawn took 2.02 ms and a bare fork+exit+waitpid 0.20 ms). The environment variable
-/// `PROCESS_IPC_START_METHOD` (`spawn` or `forkserver`), read once, overrides it for the whole
-/// program; [`Process::start_method`](crate::Process::start_method) for one process.
-///
-/// ```
-/// use process_ipc::{Process, StartMethod};
-///
-/// fn one() -> u8 {
-///     1
-/// }
-///
-/// for method in [StartMethod::Spawn, StartMethod::ForkServer] {
-///     let child = Process::new(one, ()).start_method(method).start().unwrap();
-///     assert_eq!(child.join().unwrap(), 1);
-/// }
-/// assert_eq!("spawn".parse::<StartMethod>(), Ok(StartMethod::Spawn));
-/// assert!("fork".parse::<StartMethod>().is_err());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StartMethod {
-    /// Re-execute `/proc/self/exe` for every child (`posix_spawn`): nothing is shared with the
-    /// parent but the environment, the working directory and the standard streams of the moment.
-    Spawn,
-    /// Fork every child from a single-threaded helper started once, on first use. As in
-    /// Python, a forked child ends with `_exit` once its target has ended (and its own
-    /// children were dealt with, see [`join_non_daemon`](crate::join_non_daemon)): `atexit(3)`
-    /// handlers run only if the target itself calls `std::process::exit`.
-    ForkServer,
-}
+mod server;
 
-/// The environment variable that chooses the default start method.
-pub const START_METHOD_VAR: &str = "PROCESS_IPC_START_METHOD";
-
-impl std::str::FromStr for StartMethod {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "spawn" => Ok(StartMethod::Spawn),
-            "forkserver" => Ok(StartMethod::ForkServer),
-            other => Err(format!(
-                "unknown start method {other:?}: expected \"spawn\" or \"forkserver\""
-            )),
-        }
-    }
-}
-
-impl StartMethod {
-    /// Python's name: `"spawn"` or `"forkserver"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            StartMethod::Spawn => "spawn",
-            StartMethod::ForkServer => "forkserver",
-        }
-    }
-}
-
-/// `multiprocessing.get_start_method()`: the method a [`Process`](crate::Process) uses unless
-/// told otherwise; [`StartMethod::ForkServer`] unless `PROCESS_IPC_START_METHOD` says another
-/// (read once). An unknown value there is an error naming it.
-pub fn get_start_method() -> Result<StartMethod, String> {
-    static CHOSEN: OnceLock<Result<StartMethod, String>> = OnceLock::new();
-    CHOSEN
-        .get_or_init(|| match std::env::var(START_METHOD_VAR) {
-            Ok(v) => v
-                .parse()
-                .map_err(|e: String| format!("{START_METHOD_VAR}: {e}")),
-            Err(_) => Ok(StartMethod::ForkServer),
-        })
-        .clone()
-}
+use server::ForkedEntry;
 
 // ---------------------------------------------------------------------------------------------
 // The protocol: two ipc-channel channels made by the parent, whose other ends only the server
@@ -144,7 +73,7 @@ pub fn get_start_method() -> Result<StartMethod, String> {
 /// from `args` (the parent writes them right after this request, before it waits).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ForkRequest {
-    /// The forked entry's offset from the anchor (see `spawn::address_at`).
+    /// The forked entry's offset from the anchor (see `child::address_at`).
     pub(crate) offset: i64,
     /// The nonce the arguments must carry.
     pub(crate) nonce: [u8; 16],
@@ -165,188 +94,230 @@ pub(crate) type ForkReply = Result<u32, i32>;
 /// it needs one (after the child's confirmation), so several may wait in the channel.
 pub(crate) type TaggedReply = ([u8; 16], ForkReply);
 
-/// An entry of a forked child: its request (minus what the server keeps), returns its exit code.
-pub(crate) type ForkedEntry = fn(ForkedChild) -> i32;
+/// How long `start` looks for a forked child's confirmation before it sleeps for it.
+const CONFIRM_LOOK_FOR: Duration = Duration::from_micros(250);
 
-/// What a forked child gets from its request.
-pub(crate) struct ForkedChild {
-    /// The nonce its arguments must carry.
-    pub(crate) nonce: [u8; 16],
-    /// Where its arguments arrive.
-    pub(crate) args: IpcReceiver<()>,
+/// The ForkServer method's parent half: request a fork, write the arguments at once, and sleep
+/// only until the child confirms (or its result channel closes, or the deadline passes); the
+/// server's answer with the pid, sent right after the fork, is read then.
+pub(crate) fn start<F, Args>(
+    _target: F,
+    request: &Request<'_, Args>,
+) -> Result<Started<F::Output>, ProcessError>
+where
+    F: Target<Args>,
+    Args: Serialize + DeserializeOwned,
+    F::Output: Serialize + DeserializeOwned,
+{
+    let mut outcome = fork_once::<F, Args>(request);
+    // The server took the request and died without answering: ask a fresh one, once.
+    if matches!(outcome, Err(Attempt::ServerGone)) {
+        outcome = fork_once::<F, Args>(request);
+    }
+    match outcome {
+        Ok(started) => Ok(started),
+        Err(Attempt::Failed(e)) => Err(e),
+        Err(Attempt::ServerGone) => Err(ProcessError::Spawn(std::io::Error::other(
+            "the fork server died while starting the child, twice; no child was started",
+        ))),
+    }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The server's side: a Process target, started with Spawn, that runs before `main` and stays
-// single-threaded (its bootstrap starts no lifeline thread for it: when the parent dies, its
-// request channel closes).
+/// How one ForkServer attempt ended, if not with a child.
+enum Attempt {
+    /// The server took the request and went away without answering: try a fresh one.
+    ServerGone,
+    /// A final error.
+    Failed(ProcessError),
+}
 
-/// The fork server: forks a child per request until the parent's request channel closes.
-pub(crate) fn server_main(
-    requests: IpcReceiver<ForkRequest>,
-    replies: IpcSender<TaggedReply>,
-) -> u8 {
-    let regs = sys::thread_regs();
-    // Made once here rather than in every child that flushes it (see `end_forked`).
-    let _ = std::io::stdout();
-    // The parent's pid: with CLONE_PARENT it is every child's parent too.
-    let parent = sys::ppid();
-    // The server's bootstrap named it after the parent; the children it forks keep that name.
-    loop {
-        // Disconnected: the parent retired this server, or it is gone.
-        let Ok(request) = requests.recv() else {
-            return 0;
-        };
-        match sys::clone_parent(&regs) {
-            Ok(0) => {
-                // The child: it dies with the parent (its parent thread is the parent's
-                // starter thread, which lives as long as the parent process).
-                if !sys::die_with_parent(parent) {
-                    // SAFETY: leave at once: the parent is gone.
-                    unsafe { libc::_exit(1) };
+fn fork_once<F, Args>(request: &Request<'_, Args>) -> Result<Started<F::Output>, Attempt>
+where
+    F: Target<Args>,
+    Args: Serialize + DeserializeOwned,
+    F::Output: Serialize + DeserializeOwned,
+{
+    let ipc_err = |e: std::io::Error| {
+        Attempt::Failed(ProcessError::Ipc {
+            pid: 0,
+            message: e.to_string(),
+        })
+    };
+    let nonce = sys::nonce().map_err(ipc_err)?;
+    let (results_tx, results_rx) = ipc::channel::<ChildMsg<F::Output>>().map_err(ipc_err)?;
+    let entry: ForkedEntry = server::forked_entry::<F, Args>;
+    // Made again only if the server died and a fresh one is asked: the channels then went
+    // down with the dead server's copy of the request.
+    let channels = std::cell::RefCell::new(None);
+    let server = request_fork(
+        || {
+            let (args_tx, args_rx) = ipc::channel::<ParentMsg<wire::ByRef<'_, Args>, F::Output>>()?;
+            *channels.borrow_mut() = Some(args_tx);
+            Ok(ForkRequest {
+                offset: child::offset_of(entry as usize) as i64,
+                nonce,
+                name: request.name.map(str::to_string),
+                identity: request.identity.clone(),
+                fault: request.fault.map(str::to_string),
+                args: args_rx.to_opaque().to::<()>(),
+            })
+        },
+        request.deadline,
+    )
+    .map_err(|e| Attempt::Failed(ProcessError::Spawn(e)))?;
+    let args_tx = channels.into_inner().expect("a channel per request");
+    let msg = ParentMsg {
+        nonce,
+        args: wire::ByRef(request.args),
+        results: results_tx,
+    };
+    // Before the fork is even answered: the socket holds them for the child. A message
+    // larger than the socket's buffer waits for the child to read it, which it does before
+    // anything else.
+    let sent =
+        wire::with_ipc_transfer(|| wire::encoding(|| args_tx.send(msg))).map_err(|(e, refusal)| {
+            refusal
+                .or_else(|| wire::serialize_error(request.args))
+                .unwrap_or_else(|| e.to_string())
+        });
+    let confirmed = match sent {
+        Err(reason) => Err(format!("could not send the arguments: {reason}")),
+        Ok(()) => {
+            // The confirmation comes after the server's fork and the child's first steps:
+            // look for it a while, yielding, before sleeping, to spare the wake-up.
+            let looked = sys::look_for(CONFIRM_LOOK_FOR, || {
+                match results_rx.try_recv_timeout(Duration::ZERO) {
+                    Err(TryRecvError::Empty) => None,
+                    got => Some(got),
                 }
-                // It must not reach the server's channels.
-                drop(requests);
-                drop(replies);
-                let code = run_forked(request);
-                end_forked(code)
-            }
-            Ok(pid) => {
-                if replies.send((request.nonce, Ok(pid))).is_err() {
-                    return 0;
+            });
+            let left = request.deadline.saturating_duration_since(Instant::now());
+            match looked.unwrap_or_else(|| results_rx.try_recv_timeout(left)) {
+                Ok(ChildMsg::Started) => Ok(()),
+                Ok(_) => Err("the child reported before confirming its start".to_string()),
+                Err(TryRecvError::Empty) => {
+                    Err("the child stayed silent past the start deadline; it was killed".into())
                 }
-            }
-            Err(e) => {
-                let errno = e.raw_os_error().unwrap_or(libc::EIO);
-                if replies.send((request.nonce, Err(errno))).is_err() {
-                    return 0;
+                Err(TryRecvError::IpcError(IpcError::Disconnected)) => Err(
+                    "the child closed its channels before confirming its start (it exited)".into(),
+                ),
+                Err(TryRecvError::IpcError(e)) => {
+                    Err(format!("the child's confirmation failed: {e}"))
                 }
             }
         }
+    };
+    // Closed only now: the last close of a Unix socket while descriptors of ours are in
+    // flight (the argument channel's end in the request, the result channel's in the
+    // arguments) makes the kernel queue a garbage-collection pass on a worker thread. Once
+    // the child has confirmed, it holds both.
+    drop(args_tx);
+    // The server answered right after the fork, long before the child could confirm; a
+    // late answer still gets a moment past the deadline, so a silent child is found.
+    let wait = request
+        .deadline
+        .saturating_duration_since(Instant::now())
+        .max(EXIT_GRACE);
+    let pid = match take_reply(server, &nonce, Instant::now() + wait) {
+        Ok(Ok(pid)) if pid > 0 => pid,
+        Ok(Ok(_)) => {
+            return Err(Attempt::Failed(ProcessError::Spawn(std::io::Error::other(
+                "a malformed fork server reply",
+            ))));
+        }
+        Ok(Err(errno)) => {
+            return Err(Attempt::Failed(ProcessError::Spawn(
+                std::io::Error::from_raw_os_error(errno),
+            )));
+        }
+        // No child was forked: asking a fresh server cannot run the target twice.
+        Err(NoReply::Gone) if confirmed.is_err() => return Err(Attempt::ServerGone),
+        Err(NoReply::Gone) => {
+            return Err(Attempt::Failed(ProcessError::Spawn(std::io::Error::other(
+                "the fork server died between forking the child and naming it; the child \
+                 runs unnamed and dies with this process",
+            ))));
+        }
+        Err(NoReply::TimedOut) => {
+            return Err(Attempt::Failed(ProcessError::Spawn(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the fork server did not answer before the start deadline; it was killed",
+            ))));
+        }
+    };
+    let mut child = Child::adopt(pid);
+    match confirmed {
+        Ok(()) => Ok(Started {
+            child,
+            results: results_rx,
+        }),
+        Err(reason) => Err(Attempt::Failed(start_failure(&mut child, pid, reason))),
     }
 }
 
-/// How a forked child ends, as Python's forked children do (`os._exit`): the exit rule has
-/// run (at the end of its target, see `daemon`), Rust's standard output is flushed (its
-/// standard error has no buffer), and the process exits at once. The `atexit(3)` handlers,
-/// thread-local destructors, C stream flushes and the dynamic loader's teardown that
-/// `std::process::exit` runs belong to the program the server was started from, not to this
-/// child; skipping them halves the time from the child's report to its exit. A handler the
-/// target registers itself runs only if the target calls `std::process::exit`, or if the
-/// target left threads running: then the child ends with `std::process::exit`, so that a
-/// handler that waits for them (`threads_sync::join_non_daemon_at_exit`, which the target may
-/// have registered) still does, as Python's child waits for its non-daemon threads.
-fn end_forked(code: i32) -> ! {
-    let _ = std::io::stdout().flush();
-    if !sys::single_threaded() {
-        std::process::exit(code);
-    }
-    // SAFETY: _exit ends the process without running anything more of it, which is what this
-    // child wants.
-    unsafe { libc::_exit(code) }
-}
-
-/// In a freshly forked child: the name, the faults, then the entry.
-fn run_forked(request: ForkRequest) -> i32 {
-    crate::current::set_identity(&request.identity, true);
-    // Without a name of its own the child keeps the server's, which is the parent's.
-    if let Some(name) = &request.name {
-        spawn::set_process_name(name);
-    }
-    match request.fault.as_deref() {
-        Some("exit-before-connect") => return 7,
-        Some("silent") => loop {
-            std::thread::park();
-        },
-        _ => {}
-    }
-    let address = spawn::address_at(request.offset as isize);
-    // SAFETY: the offset came from the parent on a channel only it and this server ever held
-    // (the server got its end in its own authenticated start), and this process is a copy of
-    // the server, whose executable was checked to be the parent's: `address` is the forked
-    // entry the parent took the offset of, a `ForkedEntry` in this very binary.
-    let entry: ForkedEntry = unsafe { std::mem::transmute::<usize, ForkedEntry>(address) };
-    entry(ForkedChild {
-        nonce: request.nonce,
-        args: request.args,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// The parent's side.
-
-/// The fork server's process, as the layer above started it.
-pub(crate) trait ServerProcess: Send {
-    /// Its pid.
-    fn pid(&self) -> u32;
-    /// SIGKILL, unless it was already reaped.
-    fn kill(&mut self);
-}
-
-/// Starts a fork server running [`server_main`] on this channel, by the deadline.
-pub(crate) type StartServer = fn(
-    IpcReceiver<ForkRequest>,
-    IpcSender<TaggedReply>,
-    Instant,
-) -> std::io::Result<Box<dyn ServerProcess>>;
-
-/// The running server: its process, the two channels to it, and the replies read from the
-/// channel that another start is still to take.
+/// The running server: its pid, the two channels to it, and the replies read from the
+/// channel that another start is still to take. Its process is reaped by its reaper thread.
 struct Server {
-    handle: Box<dyn ServerProcess>,
+    pid: u32,
     requests: IpcSender<ForkRequest>,
     replies: IpcReceiver<TaggedReply>,
     unclaimed: HashMap<[u8; 16], ForkReply>,
+    /// The server's own result channel (it reports only when it ends; nobody reads it).
+    _results: IpcReceiver<ChildMsg<u8>>,
 }
 
 impl Server {
-    /// Starts a server (with the Spawn path, by `start`).
-    fn start(start: StartServer, deadline: Instant) -> std::io::Result<Server> {
+    /// Starts a server: a child of ours started with Spawn, so authenticated as any, and kept
+    /// single-threaded (`lone`).
+    fn start(deadline: Instant) -> std::io::Result<Server> {
         let (requests, requests_rx) = ipc::channel::<ForkRequest>()?;
         let (replies_tx, replies) = ipc::channel::<TaggedReply>()?;
-        let handle = start(requests_rx, replies_tx, deadline)?;
-        let pid = handle.pid();
+        let args = (requests_rx, replies_tx);
+        let request = Request {
+            args: &args,
+            name: None,
+            // Infrastructure, not the user's work: a daemon, and not in the exit rule's list.
+            identity: crate::current::encode_identity("ForkServer", true),
+            fault: None,
+            deadline,
+        };
+        let Started { mut child, results } = spawn::start(server::server_main, &request, true)
+            .map_err(|e| std::io::Error::other(format!("cannot start the fork server: {e}")))?;
+        let pid = child.id();
         // No zombie if the server dies while nobody starts a process: reap it when it exits
-        // (waiting without reaping, so a kill under the lock never hits a reused pid).
-        std::thread::Builder::new()
+        // (waiting without reaping first, so a kill under the lock never hits a reused pid).
+        let reaper = std::thread::Builder::new()
             .name("process-ipc-forkserver-reaper".into())
             .stack_size(64 * 1024)
             .spawn(move || {
-                wait_exited(pid);
-                let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
-                // Dropping the handle of an exited child reaps it. A server retired earlier was
-                // reaped by its handle's drop (at once, or on the handle's own thread).
-                if server.as_ref().is_some_and(|s| s.handle.pid() == pid) {
-                    *server = None;
+                sys::wait_exited(pid);
+                {
+                    let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
+                    if server.as_ref().is_some_and(|s| s.pid == pid) {
+                        *server = None;
+                    }
                 }
-            })?;
+                // Out of SERVER (now, or when it was retired): nobody signals this pid any more.
+                let _ = child.wait();
+            });
+        if let Err(e) = reaper {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            return Err(e);
+        }
         Ok(Server {
-            handle,
+            pid,
             requests,
             replies,
             unclaimed: HashMap::new(),
+            _results: results,
         })
-    }
-}
-
-/// Blocks until child `pid` has exited, leaving it unreaped.
-fn wait_exited(pid: u32) {
-    loop {
-        // SAFETY: an all-zero `siginfo_t` is a valid value of this plain C struct.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `info` is a valid place to write; WNOWAIT leaves the child a zombie.
-        let r = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
     }
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
-/// A server to start, and where the outcome goes.
+/// A server to start (by this deadline), and where the outcome goes.
 type StartJob = (
-    StartServer,
     Instant,
     std::sync::mpsc::SyncSender<std::io::Result<Server>>,
 );
@@ -355,7 +326,7 @@ type StartJob = (
 /// process. A forked child's parent is that very thread (`CLONE_PARENT` copies the server's
 /// parent, which is the thread that started it), and `PR_SET_PDEATHSIG` fires when the parent
 /// *thread* exits: started from a passing thread, the children would die with it.
-fn start_server(start: StartServer, deadline: Instant) -> std::io::Result<Server> {
+fn start_server(deadline: Instant) -> std::io::Result<Server> {
     static STARTER: OnceLock<Option<std::sync::mpsc::Sender<StartJob>>> = OnceLock::new();
     let starter = STARTER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<StartJob>();
@@ -364,8 +335,8 @@ fn start_server(start: StartServer, deadline: Instant) -> std::io::Result<Server
             .stack_size(256 * 1024)
             .spawn(move || {
                 // Never returns: the sender lives in a static.
-                while let Ok((start, deadline, reply)) = rx.recv() {
-                    let _ = reply.send(Server::start(start, deadline));
+                while let Ok((deadline, reply)) = rx.recv() {
+                    let _ = reply.send(Server::start(deadline));
                 }
             })
             .ok()
@@ -378,7 +349,7 @@ fn start_server(start: StartServer, deadline: Instant) -> std::io::Result<Server
     };
     let (reply, outcome) = std::sync::mpsc::sync_channel(1);
     starter
-        .send((start, deadline, reply))
+        .send((deadline, reply))
         .map_err(|_| std::io::Error::other("the fork server's starter thread is gone"))?;
     // Bounded: the start itself is bounded by `deadline`.
     outcome
@@ -392,19 +363,18 @@ fn start_server(start: StartServer, deadline: Instant) -> std::io::Result<Server
 /// will be this process's own child.
 pub(crate) fn request_fork(
     request: impl Fn() -> std::io::Result<ForkRequest>,
-    start: StartServer,
     deadline: Instant,
 ) -> std::io::Result<u32> {
     let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
     for _ in 0..2 {
         if server.is_none() {
-            *server = Some(start_server(start, deadline)?);
+            *server = Some(start_server(deadline)?);
         }
         let running = server.as_mut().expect("just started");
         if running.requests.send(request()?).is_ok() {
-            return Ok(running.handle.pid());
+            return Ok(running.pid);
         }
-        // Gone: retire it (dropping its handle reaps it, now or on its own thread).
+        // Gone: retire it (its reaper thread reaps it).
         *server = None;
     }
     Err(std::io::Error::other(
@@ -428,7 +398,7 @@ pub(crate) fn take_reply(
     deadline: Instant,
 ) -> Result<ForkReply, NoReply> {
     let mut guard = SERVER.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(running) = guard.as_mut().filter(|s| s.handle.pid() == server) else {
+    let Some(running) = guard.as_mut().filter(|s| s.pid == server) else {
         return Err(NoReply::Gone);
     };
     if let Some(reply) = running.unclaimed.remove(nonce) {
@@ -442,7 +412,8 @@ pub(crate) fn take_reply(
                 running.unclaimed.insert(tag, reply);
             }
             Err(TryRecvError::Empty) => {
-                running.handle.kill();
+                // Still in SERVER, so not reaped: the pid is the server's.
+                let _ = sys::kill(running.pid, libc::SIGKILL);
                 *guard = None;
                 return Err(NoReply::TimedOut);
             }
@@ -461,23 +432,5 @@ pub fn __fork_server_pid() -> Option<u32> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
-        .map(|s| s.handle.pid())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_methods_parse_by_python_name() {
-        for m in [StartMethod::Spawn, StartMethod::ForkServer] {
-            assert_eq!(m.name().parse::<StartMethod>(), Ok(m));
-        }
-        assert!(
-            "fork"
-                .parse::<StartMethod>()
-                .unwrap_err()
-                .contains("\"fork\"")
-        );
-    }
+        .map(|s| s.pid)
 }

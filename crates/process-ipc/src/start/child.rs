@@ -1,0 +1,157 @@
+//! What every child runs once it has its arguments, whichever start method made it: the target,
+//! the hooks registered to run before the report (a queue's feeders flush there), the report on
+//! the result channel, and the exit rule. Also the entry offsets both methods jump by, and the
+//! panic recorder that gives a panic's location.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ipc_channel::ipc::IpcSender;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::exit_rule;
+use super::target::{Target, conjure};
+use crate::sys;
+use crate::wire::{self, ChildMsg, ParentMsg};
+
+/// The fixed point every entry offset is measured from.
+#[inline(never)]
+fn anchor() -> i32 {
+    std::hint::black_box(7)
+}
+
+/// Offset of any code address from [`anchor`] in this executable.
+pub(crate) fn offset_of(address: usize) -> isize {
+    address.wrapping_sub(anchor as fn() -> i32 as usize) as isize
+}
+
+/// The code address at `offset` from [`anchor`] in this executable.
+pub(crate) fn address_at(offset: isize) -> usize {
+    (anchor as fn() -> i32 as usize).wrapping_add(offset as usize)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hooks a child runs after its target and before it reports (upper layers register them:
+// the queue's feeders flush there, so nothing a target put is lost).
+
+static BEFORE_REPORT: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+
+/// Whether [`BEFORE_REPORT`] ever got a hook: a child without any only reads this (taking the
+/// lock would write, and cost a freshly forked child a copy of the page).
+static ANY_BEFORE_REPORT: AtomicBool = AtomicBool::new(false);
+
+/// Registers `hook` to run in a child after its target returns and before it reports. Once per
+/// distinct function.
+pub(crate) fn before_report(hook: fn()) {
+    let mut hooks = BEFORE_REPORT.lock().unwrap_or_else(|p| p.into_inner());
+    if !hooks.iter().any(|&h| std::ptr::fn_addr_eq(h, hook)) {
+        hooks.push(hook);
+    }
+    ANY_BEFORE_REPORT.store(true, Ordering::Release);
+}
+
+/// Runs every hook registered with [`before_report`].
+pub(crate) fn run_before_report() {
+    if !ANY_BEFORE_REPORT.load(Ordering::Acquire) {
+        return;
+    }
+    let hooks = BEFORE_REPORT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for hook in hooks {
+        hook();
+    }
+}
+
+/// Where the child's one-shot socket directory goes when `TMPDIR` does not say: `/dev/shm`,
+/// a memory file system, when this uid may write there. ipc-channel makes the directory in the
+/// Re-executing `/proc/self/exe` names the process `exe` in `ps` and `top`; take the parent's
+/// name instead, as a forked Python child keeps its parent's.
+pub(crate) fn name_after_parent(parent: i32) {
+    if let Ok(name) = std::fs::read_to_string(format!("/proc/{parent}/comm")) {
+        sys::set_process_name(name.trim_end());
+    }
+}
+
+/// The last panic seen in this child: (message, location).
+static LAST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
+
+pub(crate) fn install_panic_recorder() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = panic_message(info.payload());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_else(|| "<unknown>".into());
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some((message, location));
+        }
+        previous(info);
+    }));
+}
+
+/// The message of a panic payload (`&str` or `String`), or a placeholder.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".into()
+    }
+}
+
+/// Takes the recorded (message, location) of the last panic, if the hook saw one.
+pub(crate) fn take_last_panic() -> Option<(String, String)> {
+    LAST_PANIC.lock().ok().and_then(|mut p| p.take())
+}
+
+/// Runs the target on the arguments and reports; returns the exit code.
+pub(crate) fn run_target<F, Args>(msg: ParentMsg<Args, F::Output>) -> i32
+where
+    F: Target<Args>,
+    Args: Serialize + DeserializeOwned,
+    F::Output: Serialize + DeserializeOwned,
+{
+    let ParentMsg { args, results, .. } = msg;
+    let target: F = conjure();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(move || target.call(args)));
+    run_before_report();
+    let code = report(outcome, results);
+    // Python's child runs its exit function here: daemons terminated, the others joined. The
+    // parent's `join` has the report but waits for this process to exit, so for them too.
+    exit_rule::at_child_end();
+    code
+}
+
+/// Sends the target's outcome on the result channel; returns the exit code.
+fn report<R: Serialize + DeserializeOwned>(
+    outcome: std::thread::Result<R>,
+    results: IpcSender<ChildMsg<R>>,
+) -> i32 {
+    match outcome {
+        Ok(value) => {
+            let sent = wire::encoding(|| results.send(ChildMsg::Returned(value)));
+            match sent {
+                Ok(()) => 0,
+                Err((e, reason)) => {
+                    let _ = results.send(ChildMsg::Failed(format!(
+                        "could not send the return value: {}",
+                        reason.unwrap_or_else(|| e.to_string())
+                    )));
+                    2
+                }
+            }
+        }
+        Err(payload) => {
+            let (message, location) =
+                take_last_panic().unwrap_or_else(|| (panic_message(&*payload), "<unknown>".into()));
+            let _ = results.send(ChildMsg::Panicked { message, location });
+            1
+        }
+    }
+}

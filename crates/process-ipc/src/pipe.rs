@@ -15,7 +15,6 @@
 //!
 //! Layer: above `wire`; beside `queue`.
 
-use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::sys;
 use crate::wire::{self, ByRef, ipc_transfer_allowed, refuse};
 
 /// Which pipe and which end: `pipe 4242.3, end 1` (made by pid 4242, its fourth pipe).
@@ -280,16 +280,10 @@ where
 pub(crate) fn with_std_fds_open<R>(make: impl FnOnce() -> R) -> R {
     let mut held = Vec::new();
     for fd in 0..=2 {
-        // SAFETY: F_GETFD only asks whether `fd` is open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        if !sys::fd_is_open(fd) {
             // The lowest free number, so this one (the lower ones are open or held already),
             // unless another thread takes it first: then that thread's descriptor is there.
-            // SAFETY: a valid C string; the result is checked.
-            let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-            if null >= 0 {
-                // SAFETY: a descriptor we just opened and own.
-                held.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(null) });
-            }
+            held.extend(sys::open_dev_null());
         }
     }
     let made = make();

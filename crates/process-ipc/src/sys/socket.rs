@@ -307,3 +307,17 @@ pub(crate) fn wait_eof(fd: RawFd) {
         return;
     }
 }
+
+/// Whether descriptor `fd` is open (`fcntl(F_GETFD)`).
+pub(crate) fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only asks whether `fd` is open.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// `/dev/null` opened for reading and writing, close-on-exec, on the lowest free descriptor.
+pub(crate) fn open_dev_null() -> Option<OwnedFd> {
+    // SAFETY: a valid C string; the result is checked.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    // SAFETY: a descriptor just opened, owned by nobody else.
+    (null >= 0).then(|| unsafe { OwnedFd::from_raw_fd(null) })
+}

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod code;
+mod map;
 mod modules;
 
 pub(super) fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

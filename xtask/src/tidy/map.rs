@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::modules::{crate_sources, member_crates, module_edges};
+use super::modules::{crate_sources, member_crates, module_edges, root_reexport_uses};
 use super::read;
 
 /// The part of ARCHITECTURE.md about one crate: from its `### \`crates/<dir>\`` heading to the
@@ -118,6 +118,44 @@ fn every_crate_keeps_to_its_table_of_allowed_uses() {
         found.is_empty(),
         "module uses against ARCHITECTURE.md's tables (change the code, or the table through \
          an issue): {found:#?}"
+    );
+}
+
+/// Uses through the crate root still to change: (crate, module prefix, name, why not yet).
+const ROOT_USES_PENDING: &[(&str, &str, &str, &str)] = &[
+    (
+        "process-ipc",
+        "manager",
+        "Wire",
+        "manager/ was another branch's while #20 landed",
+    ),
+    (
+        "process-ipc",
+        "pool",
+        "Wire",
+        "pool/ was another branch's while #20 landed",
+    ),
+];
+
+/// Inside a crate a module names the module that defines what it uses; the root's re-exports
+/// are the crate's public face, and a path through them hides the real dependency.
+#[test]
+fn modules_name_what_they_use_by_its_defining_module() {
+    let mut found = Vec::new();
+    for (dir, name, _) in member_crates() {
+        for (module, item) in root_reexport_uses(&crate_sources(&dir.join("src"))) {
+            let pending = ROOT_USES_PENDING
+                .iter()
+                .any(|(c, prefix, i, _)| *c == name && module.starts_with(prefix) && *i == item);
+            if !pending {
+                found.push(format!("{name}: `{module}` uses `crate::{item}`"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "uses through the crate root's re-exports (name the defining module instead): \
+         {found:#?}"
     );
 }
 
@@ -242,6 +280,22 @@ mod tests {
         assert!(
             found.iter().any(|f| f.contains("`pool` has no row")),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_use_through_the_crate_roots_re_export_is_caught() {
+        let crate_ = files(&[
+            ("lib.rs", "mod queue;\nmod pool;\npub use queue::Queue;\n"),
+            ("queue.rs", "pub struct Queue;\n"),
+            (
+                "pool.rs",
+                "struct P(crate::queue::Queue);\nfn f() { let _ = crate::Queue; }\n",
+            ),
+        ]);
+        assert_eq!(
+            root_reexport_uses(&crate_),
+            vec![("pool".to_string(), "Queue".to_string())]
         );
     }
 

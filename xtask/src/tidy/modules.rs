@@ -396,6 +396,38 @@ pub(super) fn module_edges(sources: &[(String, String)]) -> Vec<(String, String)
     edges
 }
 
+/// Uses, outside the crate root, of a name the root re-exports (`crate::Queue` for
+/// `crate::queue::Queue`): (file module, name).
+pub(super) fn root_reexport_uses(sources: &[(String, String)]) -> Vec<(String, String)> {
+    let modules = Modules::new(sources);
+    let Some(root) = modules.files.iter().position(|m| m.is_empty()) else {
+        return Vec::new();
+    };
+    let reexported: Vec<&String> = modules.imports[root].iter().map(|(n, _)| n).collect();
+    let mut found = Vec::new();
+    for (k, code) in modules.codes.iter().enumerate() {
+        if k == root {
+            continue;
+        }
+        for (at, _) in code.match_indices("crate::") {
+            if at > 0 && is_ident(code[..at].chars().next_back().unwrap_or(' ')) {
+                continue;
+            }
+            let name: String = code[at + "crate::".len()..]
+                .chars()
+                .take_while(|&c| is_ident(c))
+                .collect();
+            if !modules.is_module(std::slice::from_ref(&name)) && reexported.contains(&&name) {
+                let entry = (modules.files[k].join("::"), name);
+                if !found.contains(&entry) {
+                    found.push(entry);
+                }
+            }
+        }
+    }
+    found
+}
+
 /// A cycle in `edges`, as the list of modules around it, if there is one.
 fn find_cycle(edges: &[(String, String)]) -> Option<Vec<String>> {
     fn visit(

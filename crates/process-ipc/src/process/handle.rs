@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ProcessError;
 use crate::start::exit_rule;
-use crate::sys::{self, Child};
+use crate::sys::{self, ChildProcess};
 use crate::wire::ChildMsg;
 
 /// How long a join waits on the result channel before it looks at the process again.
@@ -34,7 +34,7 @@ pub struct ProcessHandle<R> {
     name: String,
     daemon: bool,
     /// Always `Some` until drop hands it to a reaper thread.
-    child: Option<Child>,
+    child: Option<ChildProcess>,
     status: Option<ExitStatus>,
     results: Option<IpcReceiver<ChildMsg<R>>>,
     /// The report read from the child; `Some(None)` once it is known there is none.
@@ -58,7 +58,7 @@ impl<R> std::fmt::Debug for ProcessHandle<R> {
 
 impl<R> ProcessHandle<R> {
     pub(crate) fn started(
-        child: Child,
+        child: ChildProcess,
         name: String,
         daemon: bool,
         results: IpcReceiver<ChildMsg<R>>,
@@ -239,7 +239,7 @@ where
         Ok(self.status)
     }
 
-    fn child(&mut self) -> &mut Child {
+    fn child(&mut self) -> &mut ChildProcess {
         self.child
             .as_mut()
             .expect("the child is present until drop")

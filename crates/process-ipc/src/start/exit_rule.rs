@@ -27,7 +27,7 @@ use crate::sys::{self, has_exited, pidfd_open, pidfd_signal};
 const DAEMON_GRACE: Duration = Duration::from_secs(2);
 
 /// A child this process started and may still have to wait for or terminate.
-struct Child {
+struct Followed {
     /// Its token from [`register`], which no other entry ever has (pids are reused).
     id: u64,
     pid: u32,
@@ -37,7 +37,7 @@ struct Child {
 }
 
 /// Every started child not yet seen to have exited, in start order.
-static CHILDREN: parking_lot::Mutex<Vec<Child>> = parking_lot::const_mutex(Vec::new());
+static CHILDREN: parking_lot::Mutex<Vec<Followed>> = parking_lot::const_mutex(Vec::new());
 
 /// Whether this process ever followed a child: a child process that started none ends
 /// without taking the registry's lock (see [`at_child_end`]).
@@ -68,7 +68,7 @@ pub(crate) fn register(pid: u32, daemon: bool) -> (u64, Option<Arc<OwnedFd>>) {
     if children.len() >= PRUNE_FROM && children.len().is_power_of_two() {
         children.retain(|c| !has_exited(&c.pidfd, Some(Instant::now())));
     }
-    children.push(Child {
+    children.push(Followed {
         id,
         pid,
         daemon,

@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use super::target::Target;
 use super::{EXIT_GRACE, Request, Started, child, spawn, start_failure};
 use crate::error::ProcessError;
-use crate::sys::{self, Child};
+use crate::sys::{self, ChildProcess};
 use crate::wire::{self, ChildMsg, ParentMsg};
 
 mod server;
@@ -245,7 +245,7 @@ where
             ))));
         }
     };
-    let mut child = Child::adopt(pid);
+    let mut child = ChildProcess::adopt(pid);
     match confirmed {
         Ok(()) => Ok(Started {
             child,

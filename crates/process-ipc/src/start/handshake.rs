@@ -123,7 +123,7 @@ impl ParentLink {
 
     /// Starts the child: the token in its environment (with `env` besides), and, for it alone,
     /// the handshake end and the lifeline.
-    pub(crate) fn spawn(&self, env: &[(&str, &str)]) -> std::io::Result<sys::Child> {
+    pub(crate) fn spawn(&self, env: &[(&str, &str)]) -> std::io::Result<sys::ChildProcess> {
         let theirs = self.theirs.as_ref().expect("spawn once").as_raw_fd();
         let lifeline = lifeline_read_fd()?;
         let token = format!("{TOKEN_VERSION}:{}:{theirs}", std::process::id());

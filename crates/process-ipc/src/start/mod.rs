@@ -155,7 +155,7 @@ pub(crate) struct Request<'a, Args> {
 
 /// A child that confirmed its start: the process, and where its report will come.
 pub(crate) struct Started<R> {
-    pub(crate) child: sys::Child,
+    pub(crate) child: sys::ChildProcess,
     pub(crate) results: IpcReceiver<ChildMsg<R>>,
 }
 
@@ -174,7 +174,7 @@ pub(crate) fn describe(status: &ExitStatus) -> String {
 
 /// A start that failed: the child is given a moment to exit by itself (a child that closed its
 /// channels is usually exiting, and its status says why), then killed and reaped.
-fn start_failure(child: &mut sys::Child, pid: u32, reason: String) -> ProcessError {
+fn start_failure(child: &mut sys::ChildProcess, pid: u32, reason: String) -> ProcessError {
     let grace = Instant::now() + EXIT_GRACE;
     while matches!(child.try_wait(), Ok(None)) && Instant::now() < grace {
         std::thread::sleep(Duration::from_millis(1));

@@ -20,7 +20,7 @@ use super::handshake::{
 use super::target::Target;
 use super::{Request, Started, child, start_failure, watchdog};
 use crate::error::ProcessError;
-use crate::sys::{self, Child, Received};
+use crate::sys::{self, ChildProcess, Received};
 use crate::wire::{self, ChildMsg, ParentMsg, ParentMsgOut};
 
 /// How long a child waits for its parent's setup before giving up.
@@ -59,7 +59,7 @@ where
     }
     let mut child = link.spawn(&env).map_err(ProcessError::Spawn)?;
     let pid = child.id();
-    let failure = |child: &mut Child, reason: String| start_failure(child, pid, reason);
+    let failure = |child: &mut ChildProcess, reason: String| start_failure(child, pid, reason);
     let entry: ChildEntry = child_entry::<F, Args>;
     if let Err(reason) = link.send_setup(child::offset_of(entry as usize), lone) {
         return Err(failure(&mut child, reason));

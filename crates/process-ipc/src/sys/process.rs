@@ -41,12 +41,12 @@ pub(crate) fn single_threaded() -> bool {
 
 /// A child process started by [`spawn_self`]: its pid, until it is reaped.
 #[derive(Debug)]
-pub(crate) struct Child {
+pub(crate) struct ChildProcess {
     pid: libc::pid_t,
     status: Option<std::process::ExitStatus>,
 }
 
-impl Child {
+impl ChildProcess {
     /// The child's pid.
     pub(crate) fn id(&self) -> u32 {
         self.pid as u32
@@ -100,7 +100,7 @@ impl Child {
 /// exactly the extra descriptors in `keep` (close-on-exec here; `posix_spawn`'s dup2 of a
 /// descriptor onto itself clears the flag in the child only). `posix_spawn` starts the child
 /// without copying this process's address space, unlike a `fork`.
-pub(crate) fn spawn_self(env: &[(&str, &str)], keep: &[RawFd]) -> io::Result<Child> {
+pub(crate) fn spawn_self(env: &[(&str, &str)], keep: &[RawFd]) -> io::Result<ChildProcess> {
     use std::os::unix::ffi::OsStrExt;
     let cstr = |bytes: &[u8]| {
         CString::new(bytes).map_err(|_| {
@@ -186,14 +186,14 @@ pub(crate) fn spawn_self(env: &[(&str, &str)], keep: &[RawFd]) -> io::Result<Chi
             envp.as_ptr(),
         )
     })?;
-    Ok(Child { pid, status: None })
+    Ok(ChildProcess { pid, status: None })
 }
 
-impl Child {
+impl ChildProcess {
     /// Takes charge of `pid`, a child of this process started by other means than
     /// [`spawn_self`] (the fork server clones with `CLONE_PARENT`, so its children are ours).
-    pub(crate) fn adopt(pid: u32) -> Child {
-        Child {
+    pub(crate) fn adopt(pid: u32) -> ChildProcess {
+        ChildProcess {
             pid: pid as libc::pid_t,
             status: None,
         }

@@ -223,7 +223,6 @@ pub use queue::{Queue, QueueSender};
 #[cfg(feature = "test-fault")]
 #[doc(hidden)]
 pub use ring::Scribble as __RingScribble;
-pub use serde_bytes::ByteBuf;
 pub use shared::{
     Array, ArrayGuard, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock,
     RLockGuard, RawArray, RawValue, Semaphore, ShareableItem, ShareableList, SharedError,

@@ -141,8 +141,8 @@ pub(crate) fn ring_error(e: RingError) -> QueueError {
 /// [`qsize`](Queue::qsize), [`empty`](Queue::empty) and [`full`](Queue::full) are approximate,
 /// as Python's.
 ///
-/// Byte payloads: wrap them in `serde_bytes::ByteBuf` (re-exported as
-/// [`ByteBuf`]); a plain `Vec<u8>` is encoded byte by byte, about 4x slower.
+/// Byte payloads: wrap them in `serde_bytes::ByteBuf` (from the `serde_bytes` crate); a plain
+/// `Vec<u8>` is encoded byte by byte, several times slower.
 pub struct Queue<T> {
     ring: Ring,
     /// This handle's putting end: made at creation, or at the first put through a handle.

@@ -46,6 +46,11 @@ pub(crate) struct ParentMsgOut<'a, A, R> {
     pub(crate) results: IpcSender<ChildMsg<R>>,
 }
 
+/// True if the two nonces are equal (constant time is moot here, one try per child, but cheap).
+pub(crate) fn nonce_matches(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A value sent by reference on a channel typed for `T`: encodes exactly as `T`.
 pub(crate) struct ByRef<'a, T>(pub(crate) &'a T);
 

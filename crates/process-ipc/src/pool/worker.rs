@@ -12,7 +12,7 @@ use serde_bytes::ByteBuf;
 
 use crate::Wire;
 use crate::start::child;
-use crate::start::target::{Target, conjure};
+use crate::start::child::{Target, conjure};
 
 use crate::ring::{Ring, RingParts};
 

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::error::ProcessError;
 mod handle;
 
-use crate::start::target::{Target, conjure};
+use crate::start::child::{Target, conjure};
 use crate::start::{Request, START_TIMEOUT, StartMethod, Started, exit_rule, get_start_method};
 use crate::sys;
 pub use handle::ProcessHandle;

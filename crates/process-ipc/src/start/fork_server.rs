@@ -55,7 +55,7 @@ use ipc_channel::{IpcError, TryRecvError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::target::Target;
+use super::child::Target;
 use super::{EXIT_GRACE, Request, Started, child, spawn, start_failure};
 use crate::error::ProcessError;
 use crate::sys::{self, ChildProcess};

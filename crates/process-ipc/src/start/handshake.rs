@@ -35,6 +35,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::sys::{self, Received};
+use crate::wire::nonce_matches;
 
 /// Environment variable that turns a re-executed binary into a child.
 pub(crate) const TOKEN_VAR: &str = "PROCESS_IPC_CHILD_TOKEN";
@@ -91,11 +92,6 @@ fn with_memory_tmpdir<T>(f: impl FnOnce() -> T) -> T {
 pub(crate) const LISTENING: u8 = b'L';
 const FAILED: u8 = b'F';
 const READY: u8 = b'R';
-
-/// True if the two nonces are equal (constant time is moot here, one try per child, but cheap).
-pub(crate) fn nonce_matches(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// The parent's end of the handshake with one child.
 pub(crate) struct ParentLink {

@@ -31,10 +31,9 @@ pub(crate) mod exit_rule;
 pub(crate) mod fork_server;
 pub(crate) mod handshake;
 pub(crate) mod spawn;
-pub(crate) mod target;
 pub(crate) mod watchdog;
 
-pub use target::Target;
+pub use child::Target;
 
 /// How long [`Process::start`] waits for the child's handshake.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -12,12 +12,12 @@ use ipc_channel::ipc::{self, IpcSender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::child::Target;
 #[cfg(feature = "test-fault")]
 use super::handshake::FAULT_VAR;
 use super::handshake::{
     self, ChildLink, IDENTITY_VAR, MAX_MSG, NAME_VAR, ParentLink, Setup, TOKEN_VAR, TOKEN_VERSION,
 };
-use super::target::Target;
 use super::{Request, Started, child, start_failure, watchdog};
 use crate::error::ProcessError;
 use crate::sys::{self, ChildProcess, Received};

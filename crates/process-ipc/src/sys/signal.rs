@@ -1,5 +1,5 @@
-//! Signals and the end of a process: sending a signal (to a pid, or through a pidfd so a reused
-//! pid is never hit), ignoring SIGPIPE, an `atexit(3)` hook, and leaving at once with `_exit`.
+//! Signals and exit hooks: sending a signal (to a pid, or through a pidfd so a reused
+//! pid is never hit), ignoring SIGPIPE, and an `atexit(3)` hook.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -49,11 +49,4 @@ pub(crate) fn at_exit(hook: extern "C" fn()) -> io::Result<()> {
         ));
     }
     Ok(())
-}
-
-/// `_exit(2)`: ends the process at once with `code`, running nothing more of it (no exit
-/// handlers, no destructors, no stream flushes).
-pub(crate) fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit ends the process; no memory of ours is touched.
-    unsafe { libc::_exit(code) }
 }

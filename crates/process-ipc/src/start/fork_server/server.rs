@@ -10,11 +10,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{ForkRequest, TaggedReply};
-use crate::start::handshake::nonce_matches;
-use crate::start::target::Target;
-use crate::start::{START_TIMEOUT, child};
+use crate::start::START_TIMEOUT;
+use crate::start::child::{self, Target};
 use crate::sys;
-use crate::wire::{ChildMsg, ParentMsg};
+use crate::wire::{ChildMsg, ParentMsg, nonce_matches};
 
 /// An entry of a forked child: its request (minus what the server keeps), returns its exit code.
 pub(crate) type ForkedEntry = fn(ForkedChild) -> i32;

@@ -2,7 +2,7 @@
 //! between a parent and its child, the transfer context that lets file-descriptor handles ride
 //! only in a Process argument, and error messages that survive encoding.
 //!
-//! Layer: above `sys`, below `bootstrap`, `process`, `queue` and `pipe`.
+//! Layer: above `sys`, below `start` and everything over it (ARCHITECTURE.md's table).
 
 use std::cell::Cell;
 

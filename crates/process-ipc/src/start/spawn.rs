@@ -264,7 +264,7 @@ fn run_authenticated(parent: i32, fd: RawFd, name: Option<String>, fault: Option
     if setup.lone {
         // The fork server stays single-threaded (the parent's death closes its request
         // channel); the children it forks die with the parent through `PR_SET_PDEATHSIG`
-        // (see `zygote`), so it needs no lifeline.
+        // (see `fork_server`), so it needs no lifeline.
         // SAFETY: the descriptor was inherited for this purpose alone and nothing else in
         // this process owns it; closing it here is its only use.
         drop(unsafe { OwnedFd::from_raw_fd(setup.lifeline) });

@@ -189,6 +189,9 @@
 //! pool initializer).
 
 // Layers, bottom to top: ARCHITECTURE.md's table for process-ipc, which tidy enforces.
+// One public path per item: the crate root. `queue` and `manager` stay public modules only for
+// what has no distinct name at the root yet (`queue::PutError` and `manager::PutError`, and
+// `queue::MAX_ITEM_BYTES`); their other items are the root's re-exports.
 #[cfg(not(target_os = "linux"))]
 compile_error!(
     "process-ipc is Linux-only: it re-executes /proc/self/exe, authenticates children with \
@@ -197,7 +200,7 @@ compile_error!(
 );
 
 mod current;
-pub mod error;
+mod error;
 mod pipe;
 mod pool;
 mod process;

@@ -88,7 +88,7 @@ where
         self.pid
     }
 
-    /// `Process.name`: the name given with [`Process::named`], or `Process-N`.
+    /// `Process.name`: the name given with [`Process::named`](crate::Process::named), or `Process-N`.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -35,7 +35,7 @@ pub(crate) mod watchdog;
 
 pub use child::Target;
 
-/// How long [`Process::start`] waits for the child's handshake.
+/// How long [`Process::start`](crate::Process::start) waits for the child's handshake.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a failed start waits for the child to exit by itself before killing it.

@@ -160,6 +160,127 @@ fn a_bounded_queue_of_maxsize_zero_is_an_error_and_a_full_one_hands_the_item_bac
     assert_eq!(c.maxsize(), Some(1));
 }
 
+/// The shutdown row (Python 3.13's `Queue.shutdown(immediate)`): `shutdown`, `is_shutdown`,
+/// a `put` after it that hands its item back, a `get` that drains then fails.
+trait ShutdownRow<T> {
+    fn shutdown_(&self, immediate: bool);
+    fn is_shutdown_(&self) -> bool;
+    /// `Err(item)`: refused as shut down, the item handed back.
+    fn put_or_back(&self, item: T) -> Result<(), T>;
+    /// `None` once shut down and empty.
+    fn get_or_shut(&self) -> Option<T>;
+}
+
+impl ShutdownRow<u32> for threads::Queue<u32> {
+    fn shutdown_(&self, immediate: bool) {
+        self.shutdown(immediate)
+    }
+    fn is_shutdown_(&self) -> bool {
+        self.is_shutdown()
+    }
+    fn put_or_back(&self, item: u32) -> Result<(), u32> {
+        self.put(item).map_err(|e| e.into_inner())
+    }
+    fn get_or_shut(&self) -> Option<u32> {
+        self.get().ok()
+    }
+}
+
+impl ShutdownRow<u32> for process::Queue<u32> {
+    fn shutdown_(&self, immediate: bool) {
+        self.shutdown(immediate).unwrap()
+    }
+    fn is_shutdown_(&self) -> bool {
+        self.is_shutdown()
+    }
+    fn put_or_back(&self, item: u32) -> Result<(), u32> {
+        self.put(item).map_err(|e| {
+            assert_eq!(e.error, process::QueueError::ShutDown);
+            e.into_inner().unwrap()
+        })
+    }
+    fn get_or_shut(&self) -> Option<u32> {
+        match self.get() {
+            Ok(item) => Some(item),
+            Err(process::QueueError::ShutDown) => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn check_shutdown(q: &(impl ShutdownRow<u32> + QueueRow<u32>)) {
+    q.put_(1);
+    q.put_(2);
+    assert!(!q.is_shutdown_());
+    q.shutdown_(false);
+    assert!(q.is_shutdown_());
+    assert_eq!(q.put_or_back(3), Err(3));
+    assert_eq!(q.get_or_shut(), Some(1));
+    q.shutdown_(true);
+    assert_eq!(q.get_or_shut(), None);
+    assert_eq!(q.qsize_(), 0);
+}
+
+#[test]
+fn every_queue_with_shutdown_spells_it_the_same() {
+    check_shutdown(&threads::Queue::new());
+    check_shutdown(&process::Queue::new().unwrap());
+}
+
+/// The unfinished-work row: `task_done`, `join_timeout` (Python's `task_done()` and `join()`).
+trait TasksRow {
+    fn put_one(&self);
+    fn get_one(&self);
+    /// false: called too many times.
+    fn task_done_(&self) -> bool;
+    fn join_timeout_(&self, timeout: Duration) -> bool;
+}
+
+impl TasksRow for threads::Queue<u32> {
+    fn put_one(&self) {
+        self.put(1).unwrap()
+    }
+    fn get_one(&self) {
+        self.get_timeout(WAIT).unwrap();
+    }
+    fn task_done_(&self) -> bool {
+        self.task_done().is_ok()
+    }
+    fn join_timeout_(&self, timeout: Duration) -> bool {
+        self.join_timeout(timeout).is_ok()
+    }
+}
+
+impl TasksRow for process::JoinableQueue<u32> {
+    fn put_one(&self) {
+        self.put(1).unwrap()
+    }
+    fn get_one(&self) {
+        self.get_timeout(WAIT).unwrap();
+    }
+    fn task_done_(&self) -> bool {
+        self.task_done().is_ok()
+    }
+    fn join_timeout_(&self, timeout: Duration) -> bool {
+        self.join_timeout(timeout).is_ok()
+    }
+}
+
+fn check_tasks(q: &impl TasksRow) {
+    q.put_one();
+    assert!(!q.join_timeout_(Duration::from_millis(1)));
+    q.get_one();
+    assert!(q.task_done_());
+    assert!(q.join_timeout_(WAIT));
+    assert!(!q.task_done_(), "more task_done than items put");
+}
+
+#[test]
+fn every_joinable_queue_spells_task_done_and_join_the_same() {
+    check_tasks(&threads::Queue::new());
+    check_tasks(&process::JoinableQueue::new().unwrap());
+}
+
 /// The result row: `ready`, `successful` (`None` until ready), `wait_timeout`, `get_timeout`.
 trait ResultRow<R> {
     fn ready_(&self) -> bool;
@@ -287,6 +408,83 @@ fn threads_processes_and_coroutines_start_the_same_way() {
         .start()
         .unwrap();
     check_handle(g, "g", 25);
+}
+
+/// The barrier row (Python's `Barrier(parties, action=None, timeout=None)`):
+/// `new(parties)?.with_action(f).with_timeout(t)`, `timeout()`, `wait()` giving the arrival
+/// index (`parties - 1` for the last, which runs the action first), `parties()`, `broken()`.
+/// The one difference: process' action is a `fn()` (processes share code, not closures).
+trait BarrierRow: Sized {
+    fn new_(parties: u32) -> Self;
+    fn with_action_(self, action: fn()) -> Self;
+    fn with_timeout_(self, timeout: Duration) -> Self;
+    fn timeout_(&self) -> Option<Duration>;
+    fn wait_(&self) -> Option<u32>;
+    fn parties_(&self) -> u32;
+    fn broken_(&self) -> bool;
+}
+
+macro_rules! barrier_row {
+    ($ty:ty, $parties:ty) => {
+        impl BarrierRow for $ty {
+            fn new_(parties: u32) -> Self {
+                <$ty>::new(<$parties>::try_from(parties).unwrap()).unwrap()
+            }
+            fn with_action_(self, action: fn()) -> Self {
+                self.with_action(action)
+            }
+            fn with_timeout_(self, timeout: Duration) -> Self {
+                self.with_timeout(timeout)
+            }
+            fn timeout_(&self) -> Option<Duration> {
+                self.timeout()
+            }
+            fn wait_(&self) -> Option<u32> {
+                self.wait().ok().map(|i| u32::try_from(i).unwrap())
+            }
+            fn parties_(&self) -> u32 {
+                u32::try_from(self.parties()).unwrap()
+            }
+            fn broken_(&self) -> bool {
+                self.broken()
+            }
+        }
+    };
+}
+
+barrier_row!(threads::Barrier, usize);
+barrier_row!(process::Barrier, u32);
+
+fn check_barrier<B: BarrierRow>(actions: &'static std::sync::atomic::AtomicU32, action: fn()) {
+    use std::sync::atomic::Ordering;
+    let alone = B::new_(1).with_action_(action).with_timeout_(WAIT);
+    assert_eq!((alone.parties_(), alone.timeout_()), (1, Some(WAIT)));
+    assert_eq!(alone.wait_(), Some(0));
+    assert_eq!(alone.wait_(), Some(0));
+    assert_eq!(
+        actions.load(Ordering::SeqCst),
+        2,
+        "the action ran once per round"
+    );
+    // A lone party of two with a short default timeout breaks the barrier.
+    let pair = B::new_(2).with_timeout_(Duration::from_millis(5));
+    assert_eq!(pair.timeout_(), Some(Duration::from_millis(5)));
+    assert_eq!(pair.wait_(), None);
+    assert!(pair.broken_());
+    assert_eq!(B::new_(2).timeout_(), None);
+}
+
+static THREAD_ACTIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static PROCESS_ACTIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[test]
+fn threads_and_process_barriers_take_action_and_timeout_the_same_way() {
+    check_barrier::<threads::Barrier>(&THREAD_ACTIONS, || {
+        THREAD_ACTIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    check_barrier::<process::Barrier>(&PROCESS_ACTIONS, || {
+        PROCESS_ACTIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
 }
 
 /// The `join` row: waiting for a running unit by the table's name. A thread's `join(self)`

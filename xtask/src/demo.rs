@@ -119,8 +119,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         },
     };
     let root = crate::workspace_root();
-    build_examples(&root, &chosen)?;
     let started = Instant::now();
+    build_examples(&root, &chosen)?;
     for story in chosen {
         println!("\n=== {} ===", story.title);
         for point in story.points {
@@ -144,15 +144,20 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "\nall stories ran in {:.1} s",
+        "\nall stories ran in {:.1} s, building included",
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
-/// Builds every example of the chosen stories in release mode, so the timings they print are real.
+/// Builds every example of the chosen stories in release mode, so the timings they print are
+/// real, saying so first and showing cargo's progress (the first run takes minutes).
 fn build_examples(root: &Path, stories: &[&Story]) -> anyhow::Result<()> {
-    let mut cmd = crate::cargo(root, &["build", "--quiet", "--release"]);
+    println!(
+        "building the examples in release mode (the first run takes a few minutes; later \
+         ones, seconds)"
+    );
+    let mut cmd = crate::cargo(root, &["build", "--release"]);
     for story in stories {
         cmd.args(["--package", story.package]);
         for feature in story.features {

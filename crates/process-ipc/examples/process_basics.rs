@@ -27,6 +27,18 @@ fn work(x: u64) -> Report {
 }
 
 fn crash(why: String) -> u8 {
+    // On purpose, so its report is one line (not the default report, or a backtrace under
+    // RUST_BACKTRACE); the parent then prints the panic `join` returns.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        eprintln!(
+            "  [child {}] panicked on purpose at {}",
+            current_pid(),
+            at.unwrap_or_default()
+        );
+    }));
     panic!("{why}")
 }
 

@@ -12,12 +12,21 @@
 
 use std::time::Duration;
 
-use process_ipc::{Event, Lock, Process, RawValue, SharedError, Value, current_pid};
+use process_ipc::{Barrier, Event, Lock, Process, RawValue, SharedError, Value, current_pid};
 
 const PROCESSES: usize = 4;
 const EACH: u64 = 200_000;
+/// The racers' first round: an unlocked increment takes about a nanosecond, so each loop
+/// must last milliseconds to overlap the others' (the last to wake from the barrier starts
+/// later by a wake-up's latency).
+const RACY_EACH: u64 = 4_000_000;
+/// The most rounds the racy counter runs, doubling its work each time, until it loses one.
+const RACE_ROUNDS: u32 = 4;
 
-fn add_racy(counter: RawValue<u64>, times: u64) -> u32 {
+/// All the racers pass `start` together, so their loops overlap however busy the machine is
+/// (started one after another, each could finish before the next begins).
+fn add_racy(counter: RawValue<u64>, start: Barrier, times: u64) -> u32 {
+    let _ = start.wait_timeout(Duration::from_secs(30));
     for _ in 0..times {
         counter.set(counter.get() + 1); // read, add, write: another process can step in between
     }
@@ -43,19 +52,33 @@ fn main() -> anyhow::Result<()> {
     let wait = Duration::from_secs(30);
     let expected = PROCESSES as u64 * EACH;
 
-    let racy = RawValue::new(0u64)?;
-    let children = (0..PROCESSES)
-        .map(|_| Process::new(add_racy, (racy.clone(), EACH)).start())
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut pids = Vec::new();
-    for mut child in children {
-        pids.push(child.join_timeout(wait)?);
+    // Without a lock: on a busy or a quiet machine, a round of overlapping loops loses
+    // updates; on the rare round that does not, the next one runs twice as long.
+    let mut each = RACY_EACH;
+    for round in 1..=RACE_ROUNDS {
+        let racy = RawValue::new(0u64)?;
+        let start = Barrier::new(PROCESSES as u32)?;
+        let children = (0..PROCESSES)
+            .map(|_| Process::new(add_racy, (racy.clone(), start.clone(), each)).start())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut pids = Vec::new();
+        for mut child in children {
+            pids.push(child.join_timeout(wait)?);
+        }
+        let (want, got) = (PROCESSES as u64 * each, racy.get());
+        println!(
+            "RawValue (no lock): {PROCESSES} processes {pids:?} x {each} increments = {got} of \
+             {want}: {} lost",
+            want - got
+        );
+        if got < want {
+            break;
+        }
+        if round == RACE_ROUNDS {
+            println!("(no update lost in {RACE_ROUNDS} rounds: the processes never overlapped)");
+        }
+        each *= 2;
     }
-    println!(
-        "RawValue (no lock): {PROCESSES} processes {pids:?} x {EACH} increments = {} of {expected} ({} lost)",
-        racy.get(),
-        expected - racy.get()
-    );
 
     let counter = Value::new(0u64)?;
     let children = (0..PROCESSES)

@@ -43,13 +43,14 @@ pub enum ProcessError {
         reason: String,
     },
     /// The target panicked in the child.
-    #[error("child process {pid} panicked at {location}: {message}")]
+    #[error("child process {pid} panicked{}: {message}", panic_at(location))]
     Panicked {
         /// The child's pid.
         pid: u32,
         /// The panic message.
         message: String,
-        /// `file:line:column` of the panic.
+        /// `file:line:column` of the panic, or `<unknown>` where the child's panic hook was
+        /// replaced by one of its own (the error's message then leaves it out).
         location: String,
     },
     /// The child was killed by a signal (`kill()`, `terminate()`, the OOM killer, a crash...).
@@ -157,6 +158,27 @@ pub enum QueueError {
         /// The check that failed.
         check: String,
     },
+    /// The queue was shut down (Python 3.13's `queue.ShutDown`): a `put` after
+    /// [`shutdown`](crate::Queue::shutdown) (its [`PutError`](crate::queue::PutError) hands the item
+    /// back), or a `get` once the queue is shut down and empty (at once after an immediate
+    /// shutdown).
+    #[error("queue shut down")]
+    ShutDown,
+    /// [`task_done`](crate::JoinableQueue::task_done) called more times than items were put
+    /// (Python's `ValueError: task_done() called too many times`).
+    #[error("task_done() called too many times")]
+    TooManyCalls,
+    /// [`join_timeout`](crate::JoinableQueue::join_timeout) ran out with tasks unfinished. An
+    /// item whose getter died before its `task_done` stays unfinished for ever, and so does an
+    /// item a killed putter had not moved out of its feeder: see
+    /// [`JoinableQueue`](crate::JoinableQueue).
+    #[error("{unfinished} task(s) still unfinished after {timeout:?}")]
+    JoinTimeout {
+        /// Items put and not yet marked done.
+        unfinished: u64,
+        /// How long the caller waited.
+        timeout: Duration,
+    },
 }
 
 /// Why a [`Pool`](crate::Pool) operation or task failed.
@@ -238,4 +260,12 @@ pub enum PoolError {
     /// [`AsyncResult::cancel`](crate::AsyncResult::cancel) withdrew the task before it started.
     #[error("the task was cancelled before it started")]
     Cancelled,
+}
+
+/// " at file:line:column" for a known panic location, nothing for an unknown one.
+fn panic_at(location: &str) -> String {
+    match location {
+        "" | "<unknown>" => String::new(),
+        known => format!(" at {known}"),
+    }
 }

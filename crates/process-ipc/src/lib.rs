@@ -90,6 +90,8 @@
 //! [`Queue`] is Python's `multiprocessing.Queue`: `put` never blocks (a feeder thread ships
 //! items in batches, which makes it fast for streams), and any number of processes can `get`
 //! from it, each item going to one of them ([`Queue::bounded`] makes `put` wait when full).
+//! [`JoinableQueue`] adds `task_done` and `join`, and every queue has Python 3.13's
+//! [`shutdown`](Queue::shutdown).
 //! [`pipe`] is Python's `Pipe()`: no
 //! feeder, so a round trip costs what raw ipc-channel costs; its `send` blocks while the peer's
 //! buffer is full. Both carry any serde type; both ends can be [`Process`] arguments.
@@ -222,7 +224,7 @@ pub use pool::{
     Waited, as_completed, wait,
 };
 pub use process::{Process, ProcessHandle, active_children, current_pid, parent_pid};
-pub use queue::{Queue, QueueSender};
+pub use queue::{JoinableQueue, Queue, QueueSender};
 #[cfg(feature = "test-fault")]
 #[doc(hidden)]
 pub use ring::Scribble as __RingScribble;

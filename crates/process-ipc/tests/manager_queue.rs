@@ -299,7 +299,10 @@ fn every_call_fails_after_shutdown() {
     assert_eq!(remote.qsize().unwrap(), 1);
     manager.shutdown();
     assert!(!manager.is_running());
-    assert!(matches!(local.put(2), Err(ManagerError::Gone { .. })));
+    assert!(matches!(
+        local.put(2).map_err(ManagerError::from),
+        Err(ManagerError::Gone { .. })
+    ));
     // From another process a put is handed to this process's feeder; the failed batch shows
     // at the flush, and every put after it fails at once.
     let _ = remote.put(2);
@@ -307,7 +310,10 @@ fn every_call_fails_after_shutdown() {
         remote.flush_timeout(LIMIT),
         Err(ManagerError::Gone { .. })
     ));
-    assert!(matches!(remote.put(3), Err(ManagerError::Gone { .. })));
+    assert!(matches!(
+        remote.put(3).map_err(ManagerError::from),
+        Err(ManagerError::Gone { .. })
+    ));
     for queue in [&local, &remote] {
         let unbounded = queue.clone();
         assert!(matches!(
@@ -545,7 +551,10 @@ fn a_dead_manager_process_wakes_getters_and_fails_putters() {
         matches!(flushed, Err(ManagerError::Gone { .. })),
         "{flushed:?}"
     );
-    assert!(matches!(queue.put(3), Err(ManagerError::Gone { .. })));
+    assert!(matches!(
+        queue.put(3).map_err(ManagerError::from),
+        Err(ManagerError::Gone { .. })
+    ));
     assert!(matches!(queue.qsize(), Err(ManagerError::Gone { .. })));
 }
 
@@ -691,7 +700,7 @@ fn shutdown_wakes_blocked_putters() {
     drop(manager);
     for putter in putters {
         let err = bounded(move || putter.join().unwrap()).unwrap_err();
-        assert!(matches!(err, ManagerError::Gone { .. }), "{err}");
+        assert!(matches!(err.error, ManagerError::Gone { .. }), "{err}");
     }
 }
 
@@ -726,7 +735,10 @@ fn an_item_that_does_not_encode_fails_its_own_put_and_costs_only_itself() {
         let put = remote.put(Picky(i));
         if i == 13 {
             let err = put.unwrap_err();
-            assert!(matches!(err, ManagerError::Serialization { .. }), "{err}");
+            assert!(
+                matches!(err.error, ManagerError::Serialization { .. }),
+                "{err}"
+            );
             // The serde error keeps the impl's own words.
             assert!(err.to_string().contains("13 does not travel"), "{err}");
         } else {
@@ -808,7 +820,7 @@ fn a_local_put_is_encoded_at_put_so_no_consumer_is_wedged() {
     let local = manager.queue::<Picky>().unwrap();
     let consumer = through_ipc(&local);
     // The putter's error, in the impl's own words; nothing reaches the queue.
-    let err = local.put(Picky(13)).unwrap_err();
+    let err = ManagerError::from(local.put(Picky(13)).unwrap_err());
     assert!(
         matches!(err, ManagerError::Serialization { ref message, .. } if message.contains("13 does not travel")),
         "{err}"
@@ -853,7 +865,7 @@ fn an_item_encoded_at_put_travels_whatever_its_encoder_does_later() {
     assert_eq!(consumer.get_timeout(LIMIT).unwrap(), Moody(0));
     assert_eq!(consumer.get_timeout(LIMIT).unwrap(), Moody(1));
     // A put now fails itself, in the impl's own words, and nothing reaches the queue.
-    let err = local.put(Moody(0)).unwrap_err();
+    let err = ManagerError::from(local.put(Moody(0)).unwrap_err());
     assert!(
         matches!(err, ManagerError::Serialization { ref message, .. } if message.contains("not in the mood")),
         "{err}"

@@ -177,7 +177,7 @@ fn a_peer_of_another_user_gets_no_answer() {
 /// A child process's target: become `nobody`, then use a handle to a manager of root's.
 fn use_as_nobody(queue: ManagedQueue<u8>) -> Result<String, String> {
     become_nobody()?;
-    match queue.put(1) {
+    match queue.put(1).map_err(ManagerError::from) {
         Ok(()) => Ok("the put went through".into()),
         Err(e @ ManagerError::PermissionDenied { .. }) => Err(e.to_string()),
         Err(other) => Ok(format!("another error: {other}")),

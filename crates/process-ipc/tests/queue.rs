@@ -100,7 +100,9 @@ fn peer_death_is_disconnected_not_a_hang() {
 fn closed_handle_refuses_puts() {
     let q = Queue::<u8>::new().unwrap();
     q.close();
-    assert_eq!(q.put(1), Err(QueueError::Closed));
+    let refused = q.put(1).unwrap_err();
+    assert_eq!(refused.error, QueueError::Closed);
+    assert_eq!(refused.into_inner(), Some(1), "the item comes back");
     assert_eq!(q.get_timeout(WAIT), Err(QueueError::Disconnected));
 }
 
@@ -143,7 +145,10 @@ fn payload_sizes_from_8_bytes_up() {
 #[test]
 fn over_the_limit_is_a_clear_error() {
     let q = Queue::<ByteBuf>::with_item_limit(1 << 20).unwrap();
-    let err = q.put(ByteBuf::from(vec![0u8; (1 << 20) + 1])).unwrap_err();
+    let err = q
+        .put(ByteBuf::from(vec![0u8; (1 << 20) + 1]))
+        .unwrap_err()
+        .error;
     assert!(
         matches!(err, QueueError::TooLarge { limit, size } if limit == 1 << 20 && size > limit),
         "{err:?}"
@@ -190,7 +195,7 @@ fn a_full_queue_without_reader_does_not_block_the_writer() {
 fn queue_handles_only_travel_as_process_arguments() {
     let q = Queue::<QueueSender<u8>>::new().unwrap();
     let inner = Queue::<u8>::new().unwrap();
-    let err = q.put(inner.sender().unwrap()).unwrap_err();
+    let err = q.put(inner.sender().unwrap()).unwrap_err().error;
     assert!(
         matches!(err, QueueError::Serde(ref m) if m.contains("Process argument")),
         "{err:?}"
@@ -361,7 +366,7 @@ impl<'de> serde::Deserialize<'de> for Secret {
 #[test]
 fn a_custom_serialize_error_keeps_its_message() {
     let q = Queue::<(u8, Vec<Secret>)>::new().unwrap();
-    let err = q.put((1, vec![Secret])).unwrap_err();
+    let err = q.put((1, vec![Secret])).unwrap_err().error;
     assert_eq!(
         err,
         QueueError::Serde("a Secret stays in this process".into())
@@ -378,7 +383,7 @@ fn a_refusal_reason_never_leaks_into_a_later_unrelated_put() {
     assert!(postcard::to_stdvec(&handles.sender().unwrap()).is_err());
     // A later failure elsewhere reports its own reason, not the stale one.
     let q = Queue::<Secret>::new().unwrap();
-    let err = q.put(Secret).unwrap_err();
+    let err = q.put(Secret).unwrap_err().error;
     assert_eq!(
         err,
         QueueError::Serde("a Secret stays in this process".into())
@@ -426,4 +431,42 @@ fn items_counted_by_qsize_travel_with_a_moved_queue() {
     tx.put(5).unwrap();
     let mut child = Process::new(sum_all, (q, 4)).start().unwrap();
     assert_eq!(child.join_timeout(WAIT).unwrap(), 2 + 3 + 4 + 5);
+}
+
+/// Puts `n` items (its feeder moves them later) and reports the qsize it saw right after.
+fn put_and_count(q: Queue<u32>, n: u32) -> usize {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+    q.qsize()
+}
+
+/// CPython's `_TestQueue.test_qsize`: an item counts from its `put`, not from the moment the
+/// feeder moved it, in the putting process and in every other.
+#[test]
+fn qsize_counts_an_item_at_put_in_every_process() {
+    let q = Queue::<u32>::new().unwrap();
+    assert_eq!(q.qsize(), 0);
+    q.put(1).unwrap();
+    assert_eq!(q.qsize(), 1);
+    assert!(!q.empty());
+    q.put(2).unwrap();
+    assert_eq!(q.qsize(), 2);
+    assert_eq!(q.get_timeout(WAIT), Ok(1));
+    assert_eq!(q.qsize(), 1);
+    assert_eq!(q.get_timeout(WAIT), Ok(2));
+    assert_eq!(q.qsize(), 0);
+    assert!(q.empty());
+    // A child's puts are counted at its put, as seen from the child and then the parent.
+    let seen = Process::new(put_and_count, (q.handle(), 5))
+        .start()
+        .unwrap()
+        .join_timeout(WAIT)
+        .unwrap();
+    assert_eq!(seen, 5);
+    assert_eq!(q.qsize(), 5);
+    // A put that fails is not counted.
+    let small = Queue::<String>::with_item_limit(8).unwrap();
+    assert!(small.put("far too long for the limit".into()).is_err());
+    assert_eq!(small.qsize(), 0);
 }

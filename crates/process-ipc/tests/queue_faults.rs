@@ -43,7 +43,10 @@ fn a_ring_another_process_scribbled_on_is_a_clear_error_at_once() {
     let tx = q.sender().unwrap();
     tx.put(9).unwrap();
     let _ = tx.flush_timeout(WAIT);
-    assert!(matches!(tx.put(10), Err(QueueError::Corrupt { .. })));
+    assert!(matches!(
+        tx.put(10).map_err(QueueError::from),
+        Err(QueueError::Corrupt { .. })
+    ));
 }
 
 const HUGE: usize = 8 << 20; // eight times the ring: the writer streams it in pieces

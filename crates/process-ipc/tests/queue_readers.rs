@@ -309,5 +309,5 @@ fn get_nowait_says_empty_while_a_putter_lives_and_disconnected_after() {
     // The putter's feeder lets go of the queue once it has drained: soon, not at once.
     assert_eq!(q.get_timeout(WAIT), Err(QueueError::Disconnected));
     assert_eq!(q.get_nowait(), Err(QueueError::Disconnected));
-    assert_eq!(q.put(2), Err(QueueError::Closed));
+    assert_eq!(q.put(2).map_err(QueueError::from), Err(QueueError::Closed));
 }

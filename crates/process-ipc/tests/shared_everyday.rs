@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use process_ipc::{
-    Array, Barrier, Condition, Event, Lock, Process, RLock, RawArray, RawValue, SharedError, Value,
+    Array, Barrier, Condition, Event, Lock, Process, RLock, RawArray, RawValue, SharedError,
+    SharedMemory, Value,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -270,4 +271,46 @@ fn get_obj_views_travel_to_a_child_and_write_the_same_memory() {
     assert_eq!(value.get().unwrap(), -5);
     assert_eq!(items.to_vec().unwrap(), [1, 2, 30]);
     assert_eq!(items.get_obj().len(), 3);
+}
+
+/// Writes `i * 3` into every `u32` of the block a child attached.
+fn fill_u32(mut block: SharedMemory) {
+    for (i, v) in block
+        .as_mut_slice_of::<u32>()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        *v = i as u32 * 3;
+    }
+}
+
+#[test]
+fn typed_views_of_shared_memory_see_a_childs_writes_as_whole_values() {
+    // 10 u32s and 2 bytes more: the view has the 10 whole ones.
+    let block = SharedMemory::create(42).unwrap();
+    let mut child = Process::new(fill_u32, (block.try_clone().unwrap(),))
+        .start()
+        .unwrap();
+    child.join_timeout(WAIT).unwrap();
+    let view = block.as_slice_of::<u32>().unwrap();
+    assert_eq!(view.len(), 10);
+    assert_eq!(view[9], 27);
+    assert_eq!(block.as_slice_of::<u64>().unwrap().len(), 5);
+    assert_eq!(block.as_slice_of::<[u8; 64]>().unwrap().len(), 0);
+}
+
+#[test]
+fn a_typed_view_refuses_what_the_block_cannot_hold() {
+    #[derive(Clone, Copy, Debug, bytemuck::Zeroable, bytemuck::Pod)]
+    #[repr(C, align(128))]
+    struct Wide([u8; 128]);
+    let block = SharedMemory::create(4096).unwrap();
+    let err = block.as_slice_of::<Wide>().unwrap_err();
+    assert!(matches!(err, SharedError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("128-byte alignment"), "{err}");
+    assert!(matches!(
+        block.as_slice_of::<()>(),
+        Err(SharedError::Refused { .. })
+    ));
 }

@@ -73,6 +73,8 @@ fn main() -> anyhow::Result<()> {
         per_thread.as_secs_f64() / in_pool.as_secs_f64()
     );
     anyhow::ensure!(a == b, "both ways compute the same sum");
+    // A tiny task is all start-up: what a thread per task pays each time.
+    let start_up_us = per_thread.as_secs_f64() * 1e6 / tiny as f64;
 
     let heavy = 200;
     println!(
@@ -83,6 +85,19 @@ fn main() -> anyhow::Result<()> {
     println!("  a thread per task:   {per_thread:>10.2?}");
     let (b, in_pool) = pooled(&pool, heavy, |x| busy(x, 1))?;
     println!("  ThreadPool:          {in_pool:>10.2?}");
+    // The point: with 1 ms tasks the start-ups are a small part, so neither way wins much.
+    let start_ups_ms = start_up_us * heavy as f64 / 1e3;
+    let apart_ms = (per_thread.as_secs_f64() - in_pool.as_secs_f64()).abs() * 1e3;
+    println!(
+        "  a thread per task paid about {start_ups_ms:.0} ms of start-ups in all ({start_up_us:.0} us \
+         each, from the tiny tasks): small beside {heavy} ms of work"
+    );
+    if apart_ms > 2.0 * start_ups_ms {
+        println!(
+            "  (the two runs are {apart_ms:.0} ms apart, more than all the start-ups: that is other \
+             load on this machine, not start-up)"
+        );
+    }
     anyhow::ensure!(a == b, "both ways compute the same sum");
 
     let squares = pool.map(square, 0..10)?;

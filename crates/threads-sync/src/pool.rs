@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +14,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::{PoolError, SpawnRefused, panic_message};
 use crate::imap::IMap;
+use crate::indexed::{self, Indexed, Source, WithSource};
+pub use crate::map_options::MapOptions;
+use crate::map_options::checked_chunksize;
+use crate::output::{MapWork, Participant};
 use crate::registry;
 use crate::results::{AsyncResult, Chunk, TaskCell, TaskRun};
 use crate::split::Split;
@@ -36,51 +41,6 @@ struct Shared {
 const CALLER_HELPS: bool = true;
 
 static NEXT_POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
-
-/// Keyword arguments of [`ThreadPool::map_with`] and [`ThreadPool::imap_with`] (Python's
-/// `chunksize=`, and `imap_unordered` as a flag).
-///
-/// ```
-/// use threads_sync::{MapOptions, ThreadPool};
-/// let pool = ThreadPool::new(2)?;
-/// let squares = pool.map_with(|x: u64| x * x, 0..10, MapOptions::new().chunksize(3))?;
-/// assert_eq!(squares[9], 81);
-/// let mut any_order: Vec<u64> = pool
-///     .imap_with(|x: u64| x + 1, 0..4, MapOptions::new().chunksize(2).unordered())?
-///     .collect::<Result<_, _>>()?;
-/// any_order.sort();
-/// assert_eq!(any_order, [1, 2, 3, 4]);
-/// # Ok::<(), threads_sync::PoolError>(())
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MapOptions {
-    chunksize: Option<usize>,
-    unordered: bool,
-}
-
-impl MapOptions {
-    /// Python's defaults: chunks of about a quarter of a worker's share for `map`, single
-    /// items for `imap`; results in input order.
-    pub const fn new() -> Self {
-        MapOptions {
-            chunksize: None,
-            unordered: false,
-        }
-    }
-
-    /// Items per task (Python: `chunksize=`); 0 is [`PoolError::ZeroChunksize`].
-    pub const fn chunksize(mut self, chunksize: usize) -> Self {
-        self.chunksize = Some(chunksize);
-        self
-    }
-
-    /// For `imap_with`: yield results as they finish (Python: `imap_unordered`). `map_with`
-    /// always returns input order.
-    pub const fn unordered(mut self) -> Self {
-        self.unordered = true;
-        self
-    }
-}
 
 /// Options of a [`ThreadPool`] beyond its size (Python: `ThreadPool(processes=..)`).
 #[derive(Debug, Clone, Default)]
@@ -276,9 +236,10 @@ impl ThreadPool {
     /// Applies `f` to every item, on the workers, and returns the results in input order;
     /// the first panicking item makes it an `Err` (Python: `map`).
     ///
-    /// An input of known length (a range, a `Vec`, any exact `size_hint`) is not copied:
-    /// the workers take contiguous runs of it and write each value in place into the output
-    /// (see the `split` module); another input is collected first.
+    /// The workers take contiguous runs of the input and write each value in place into the
+    /// output. A `Vec` or an integer range (`a..b`, `a..=b`) is reached by index, with no
+    /// lock (see the `indexed` module); another iterator of exact `size_hint` is taken in
+    /// runs under one lock (the `split` module); any other input is collected first.
     pub fn map<T, R, F, I>(&self, f: F, items: I) -> Result<Vec<R>, PoolError>
     where
         I: IntoIterator<Item = T>,
@@ -395,7 +356,20 @@ impl ThreadPool {
         let iter = items.into_iter();
         match iter.size_hint() {
             (lower, Some(upper)) if lower == upper && lower > 0 => {
-                Ok(self.start_split(iter, lower, chunksize, caller, task, make))
+                let start = StartIndexed {
+                    pool: self,
+                    chunksize,
+                    caller,
+                    task,
+                    make: &make,
+                    _types: PhantomData,
+                };
+                match indexed::with_source(iter, lower, start) {
+                    Ok(result) => Ok(result),
+                    Err((iter, _)) => {
+                        Ok(self.start_split(iter, lower, chunksize, caller, task, make))
+                    }
+                }
             }
             _ => {
                 let items: Vec<T> = iter.collect();
@@ -403,9 +377,30 @@ impl ThreadPool {
                     return Ok(AsyncResult::settled(task, Vec::new()));
                 }
                 let len = items.len();
-                Ok(self.start_split(items.into_iter(), len, chunksize, caller, task, make))
+                let start = StartIndexed {
+                    pool: self,
+                    chunksize,
+                    caller,
+                    task,
+                    make: &make,
+                    _types: PhantomData,
+                };
+                match indexed::with_source(items.into_iter(), len, start) {
+                    Ok(result) => Ok(result),
+                    Err((iter, _)) => {
+                        Ok(self.start_split(iter, len, chunksize, caller, task, make))
+                    }
+                }
             }
         }
+    }
+
+    /// How many workers join a map of `len` items (no more than it has runs), and how many
+    /// participants that makes with the calling thread.
+    fn participants(&self, len: usize, chunksize: Option<usize>, caller: bool) -> (usize, usize) {
+        let runs = len.div_ceil(chunksize.unwrap_or(1));
+        let workers = self.threads.min(runs);
+        (workers, workers + usize::from(caller))
     }
 
     fn start_split<J, R, G>(
@@ -423,19 +418,27 @@ impl ThreadPool {
         R: Send + 'static,
         G: FnMut(J::Item) -> R + Send + 'static,
     {
-        let runs = len.div_ceil(chunksize.unwrap_or(1));
-        let workers = self.threads.min(runs);
-        let helpers = workers + usize::from(caller);
+        let (workers, helpers) = self.participants(len, chunksize, caller);
         let (split, result) = Split::new(iter, len, chunksize, helpers, helpers, task);
+        self.start_parts(&split, workers, caller, make);
+        result
+    }
+
+    /// Queues `workers` participants of `work` (each with a function from `make`), and with
+    /// `caller` runs one on this thread.
+    fn start_parts<W, G>(&self, work: &Arc<W>, workers: usize, caller: bool, make: impl Fn() -> G)
+    where
+        W: MapWork,
+        G: FnMut(W::Item) -> W::Value + Send + 'static,
+    {
         for _ in 0..workers {
-            let (part, f) = (split.participant(), make());
+            let (part, f) = (Participant::new(work), make());
             // A refused send drops the job: the participant leaves unrun.
             let _ = self.tx.send(Message::Run(Box::new(move || part.run(f))));
         }
         if caller {
-            split.participant().run(make());
+            Participant::new(work).run(make());
         }
-        result
     }
 
     /// One task per `chunksize` items, each item's panic caught on its own.
@@ -561,20 +564,40 @@ impl ThreadPool {
     }
 }
 
+/// Starts a map on an indexed input (see [`indexed::with_source`]).
+struct StartIndexed<'a, M, G, R> {
+    pool: &'a ThreadPool,
+    chunksize: Option<usize>,
+    caller: bool,
+    task: u64,
+    make: &'a M,
+    _types: PhantomData<fn() -> (G, R)>,
+}
+
+impl<T, M, G, R> WithSource<T> for StartIndexed<'_, M, G, R>
+where
+    T: Send + 'static,
+    M: Fn() -> G,
+    G: FnMut(T) -> R + Send + 'static,
+    R: Send + 'static,
+{
+    type Out = AsyncResult<Vec<R>>;
+
+    fn with<S: Source<Item = T>>(self, source: S, len: usize) -> AsyncResult<Vec<R>> {
+        let (workers, helpers) = self.pool.participants(len, self.chunksize, self.caller);
+        let (work, result) = Indexed::new(source, len, self.chunksize, helpers, helpers, self.task);
+        self.pool
+            .start_parts(&work, workers, self.caller, self.make);
+        result
+    }
+}
+
 /// Calls `f` on each item, each item's panic caught on its own.
 fn run_chunk<T, R>(f: &(impl Fn(T) -> R + ?Sized), chunk: Vec<T>) -> Chunk<R> {
     chunk
         .into_iter()
         .map(|x| catch_unwind(AssertUnwindSafe(|| f(x))).map_err(|p| panic_message(&*p)))
         .collect()
-}
-
-/// The `chunksize` given, if any; 0 is [`PoolError::ZeroChunksize`].
-fn checked_chunksize(options: MapOptions) -> Result<Option<usize>, PoolError> {
-    match options.chunksize {
-        Some(0) => Err(PoolError::ZeroChunksize),
-        chunksize => Ok(chunksize),
-    }
 }
 
 impl Drop for ThreadPool {

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -106,6 +107,9 @@ struct ManagerSink {
 pub(super) struct Acks {
     state: Mutex<AckState>,
     answered: Condvar,
+    /// The manager answered that the queue was shut down: this process's later puts are
+    /// refused here, handing their items back.
+    pub(super) shut: AtomicBool,
 }
 
 #[derive(Default)]
@@ -176,10 +180,14 @@ impl ManagerSink {
             match self.obj.recv_on(conn, Some(REPLY_GRACE)) {
                 Ok(Answer::Len(_)) => self.acks.update(|s| s.answered += 1),
                 failed => {
-                    let why = match failed {
-                        Ok(other) => reason(self.obj.unexpected(&other)),
-                        Err(e) => reason(e),
+                    let error = match failed {
+                        Ok(other) => self.obj.unexpected(&other),
+                        Err(e) => e,
                     };
+                    if matches!(error, ManagerError::ShutDown { .. }) {
+                        self.acks.shut.store(true, Ordering::SeqCst);
+                    }
+                    let why = reason(error);
                     self.conn = None;
                     self.acks.update(|s| s.failed = Some(why.clone()));
                     return Err(why);

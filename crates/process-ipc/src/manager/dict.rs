@@ -23,7 +23,8 @@ use crate::Wire;
 /// Keys are compared by their serialized bytes: equal for equal values of every ordinary type
 /// (numbers, strings, tuples, enums, `Vec`s). As with `HashMap`, a lookup takes any borrowed
 /// form of the key (`&str` for a `String` key), which serializes as the key does. Iteration
-/// follows insertion order, as Python's.
+/// follows insertion order, as Python's, over a snapshot taken in one round trip
+/// ([`iter`](ManagedDict::iter)), not live as Python's proxy.
 /// A handle is `Send + Sync` whatever `K` and `V` are: it holds none.
 ///
 /// ```
@@ -169,6 +170,58 @@ impl<K: Wire, V: Wire> ManagedDict<K, V> {
                 .iter()
                 .map(|(k, v)| Ok((self.obj.decode(k)?, self.obj.decode(v)?)))
                 .collect(),
+            other => Err(self.obj.unexpected(&other)),
+        }
+    }
+
+    /// Python's `iter(d)` / `for k in d`: an iterator over a snapshot of the keys, in insertion
+    /// order, taken in one round trip (as [`keys`](ManagedDict::keys)). Changes made after the
+    /// call do not show in it, and none makes it fail; Python's proxy iterates live instead,
+    /// and raises `RuntimeError` when the dict changes size meanwhile.
+    ///
+    /// # Errors
+    /// As [`get`](ManagedDict::get); a key that does not decode fails the call, before any key
+    /// is handed out.
+    #[doc(alias = "__iter__")]
+    pub fn iter(&self) -> Result<std::vec::IntoIter<K>, ManagerError> {
+        Ok(self.keys()?.into_iter())
+    }
+
+    /// Python's `d.copy()`: a plain copy of every pair, in insertion order, collected into any
+    /// collection of pairs (a `HashMap`, a `BTreeMap`, a `Vec`), taken as one step.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    ///
+    /// use process_ipc::manager::{ManagedDict, Manager};
+    ///
+    /// let manager = Manager::new()?;
+    /// let d: ManagedDict<u8, char> = manager.dict()?;
+    /// d.update([(1, 'a'), (2, 'b')])?;
+    /// let plain: HashMap<u8, char> = d.copy()?;
+    /// assert_eq!(plain, HashMap::from([(1, 'a'), (2, 'b')]));
+    /// assert_eq!(d.popitem()?, Some((2, 'b')));
+    /// assert_eq!(d.iter()?.collect::<Vec<_>>(), [1]);
+    /// # Ok::<(), process_ipc::manager::ManagerError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`get`](ManagedDict::get).
+    pub fn copy<C: FromIterator<(K, V)>>(&self) -> Result<C, ManagerError> {
+        Ok(self.items()?.into_iter().collect())
+    }
+
+    /// Python's `d.popitem()`: removes the pair inserted last and hands it back (LIFO, as
+    /// Python's); `None` when the dict is empty (Python's `KeyError`).
+    ///
+    /// # Errors
+    /// As [`get`](ManagedDict::get).
+    pub fn popitem(&self) -> Result<Option<(K, V)>, ManagerError> {
+        match self.call(Op::DictPopItem)? {
+            Answer::Pairs(pairs) if pairs.len() <= 1 => pairs
+                .first()
+                .map(|(k, v)| Ok((self.obj.decode(k)?, self.obj.decode(v)?)))
+                .transpose(),
             other => Err(self.obj.unexpected(&other)),
         }
     }

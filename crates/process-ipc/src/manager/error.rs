@@ -10,6 +10,16 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManagerError {
+    /// The queue was shut down with [`ManagedQueue::shutdown`](super::ManagedQueue::shutdown)
+    /// (Python 3.13's `queue.ShutDown`): a put after it (a [`PutError`] hands the item back),
+    /// or a get once the queue is empty.
+    #[error("manager queue {queue} of the manager in process {pid} was shut down")]
+    ShutDown {
+        /// The manager's process id.
+        pid: u32,
+        /// The queue's number within its manager.
+        queue: u64,
+    },
     /// The manager was shut down or dropped, or its process died.
     #[error("manager queue {queue} of the manager in process {pid} is gone: {why}")]
     Gone {
@@ -227,6 +237,15 @@ pub enum ManagerError {
         index: u64,
         /// The list's length then.
         len: u64,
+    },
+    /// No item of the list equals the one a list's `index` or `remove_value` looked for
+    /// (Python's `ValueError: x is not in list`).
+    #[error("manager list {object} (manager pid {pid}): the item is not in the list")]
+    NotInList {
+        /// The manager's process id.
+        pid: u32,
+        /// The list's number within its manager.
+        object: u64,
     },
     /// The manager refused a call on an object: the handle names an object it does not have
     /// or of another kind, or a lock release came from a caller that does not hold it.

@@ -54,7 +54,7 @@
 //! // Every wait has a bound, and a manager that is gone is an error, not a hang.
 //! assert!(matches!(queue.get_timeout(Duration::from_millis(10)), Err(ManagerError::Timeout { .. })));
 //! drop(manager);
-//! assert!(matches!(queue.put(1), Err(ManagerError::Gone { .. })));
+//! assert!(matches!(queue.put(1).map_err(ManagerError::from), Err(ManagerError::Gone { .. })));
 //! # Ok::<(), ManagerError>(())
 //! ```
 //!
@@ -184,6 +184,7 @@ mod list;
 mod namespace;
 mod object_client;
 mod object_dict;
+mod object_list;
 mod object_server;
 mod object_wire;
 mod queue;

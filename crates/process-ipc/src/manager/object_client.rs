@@ -340,8 +340,16 @@ impl ObjectRef {
                 index,
                 len,
             },
+            Refusal::NotInList => ManagerError::NotInList {
+                pid: self.pid,
+                object: self.object,
+            },
             Refusal::NotHeld => refused("released by a caller that does not hold it".into()),
             Refusal::Malformed(why) => refused(format!("the manager could not read a call: {why}")),
+            Refusal::ShutDown => ManagerError::ShutDown {
+                pid: self.pid,
+                queue: self.object,
+            },
         })
     }
 

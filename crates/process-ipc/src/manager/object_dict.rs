@@ -41,6 +41,17 @@ impl Dict {
         Some(value)
     }
 
+    /// Removes the pair inserted last (Python's `popitem`, LIFO).
+    pub(crate) fn pop_last(&mut self) -> Option<(ByteBuf, ByteBuf)> {
+        while let Some(slot) = self.slots.pop() {
+            if let Some((key, value)) = slot {
+                self.index.remove(key.as_slice());
+                return Some((key, value));
+            }
+        }
+        None
+    }
+
     pub(crate) fn compact(&mut self) {
         self.slots.retain(Option::is_some);
         for (i, (key, _)) in self.slots.iter().flatten().enumerate() {
@@ -84,5 +95,15 @@ mod tests {
         assert_eq!(d.get(&[35]), Some(&b(99)));
         assert_eq!(d.len(), 11);
         assert!(d.slots.len() < 40, "compacted");
+        assert_eq!(d.pop_last(), Some((b(5), b(50))));
+        assert_eq!(d.remove(&[39]), Some(b(39)));
+        assert_eq!(
+            d.pop_last(),
+            Some((b(38), b(38))),
+            "emptied slots are skipped"
+        );
+        assert_eq!(d.len(), 8);
+        d.insert(b(1), b(1));
+        assert_eq!(d.entries().last(), Some(&(b(1), b(1))));
     }
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde_bytes::ByteBuf;
 
 use super::object_dict::Dict;
+use super::object_list;
 use super::object_wire::{
     Answer, Call, Kind, Op, Refusal, SPIN, SpinRead, Wait, read_call, write_frame,
 };
@@ -489,6 +490,11 @@ fn apply(object: &mut Object, caller: Caller, op: Op) -> (Answer, bool) {
         },
         (Object::List(l), Op::ListPop) => Answer::One(l.pop()),
         (Object::List(l), Op::ListAll) => Answer::Many(l.clone()),
+        (Object::Dict(d), Op::DictPopItem) => Answer::Pairs(d.pop_last().into_iter().collect()),
+        (Object::List(l), op) => match object_list::apply(l, op) {
+            Ok(answer) => answer,
+            Err(op) => wrong_op(Kind::List, op),
+        },
         (Object::Namespace(n), Op::NsGet(name)) => Answer::One(n.get(&name).cloned()),
         (Object::Namespace(n), Op::NsSet(name, v)) => Answer::One(n.insert(name, v)),
         (Object::Namespace(n), Op::NsRemove(name)) => Answer::One(n.remove(&name)),
@@ -519,45 +525,57 @@ fn apply(object: &mut Object, caller: Caller, op: Op) -> (Answer, bool) {
             Answer::Done
         }
         (Object::Event(flag), Op::EventIsSet) => Answer::Bool(*flag),
-        (object, op) => {
-            let wanted = match op {
-                Op::Len | Op::Clear => "a dict, list or namespace".to_string(),
-                Op::DictGet(_)
-                | Op::DictInsert(..)
-                | Op::DictRemove(_)
-                | Op::DictContains(_)
-                | Op::DictUpdate(_)
-                | Op::DictSetDefault(..)
-                | Op::DictKeys
-                | Op::DictValues
-                | Op::DictItems => Kind::Dict.name().into(),
-                Op::ListAppend(_)
-                | Op::ListExtend(_)
-                | Op::ListGet(_)
-                | Op::ListSet(..)
-                | Op::ListInsert(..)
-                | Op::ListRemove(_)
-                | Op::ListPop
-                | Op::ListAll => Kind::List.name().into(),
-                Op::NsGet(_) | Op::NsSet(..) | Op::NsRemove(_) | Op::NsNames => {
-                    Kind::Namespace.name().into()
-                }
-                Op::ValueGet | Op::ValueSet(_) => Kind::Value.name().into(),
-                Op::Acquire(_) | Op::Release | Op::LockWaiting => Kind::Lock.name().into(),
-                Op::EventSet | Op::EventClear | Op::EventIsSet | Op::EventWait(_) => {
-                    Kind::Event.name().into()
-                }
-                Op::QueuePut(..) | Op::QueuePutFramed(_) | Op::QueueGet(_) | Op::QueueCounts => {
-                    Kind::Queue.name().into()
-                }
-            };
-            Answer::Refused(Refusal::WrongKind {
-                is: object.kind().name().into(),
-                wanted,
-            })
-        }
+        (object, op) => wrong_op(object.kind(), op),
     };
     (answer, false)
+}
+
+/// The refusal of `op` on an object of kind `is`, which is not the kind `op` is for.
+fn wrong_op(is: Kind, op: Op) -> Answer {
+    let wanted = match op {
+        Op::Len | Op::Clear => "a dict, list or namespace".to_string(),
+        Op::DictGet(_)
+        | Op::DictInsert(..)
+        | Op::DictRemove(_)
+        | Op::DictContains(_)
+        | Op::DictUpdate(_)
+        | Op::DictSetDefault(..)
+        | Op::DictKeys
+        | Op::DictValues
+        | Op::DictItems
+        | Op::DictPopItem => Kind::Dict.name().into(),
+        Op::ListAppend(_)
+        | Op::ListExtend(_)
+        | Op::ListGet(_)
+        | Op::ListSet(..)
+        | Op::ListInsert(..)
+        | Op::ListRemove(_)
+        | Op::ListPop
+        | Op::ListAll
+        | Op::ListCount(_)
+        | Op::ListIndex(..)
+        | Op::ListRemoveValue(_)
+        | Op::ListReverse
+        | Op::ListSlice(..)
+        | Op::ListSplice(..) => Kind::List.name().into(),
+        Op::NsGet(_) | Op::NsSet(..) | Op::NsRemove(_) | Op::NsNames => {
+            Kind::Namespace.name().into()
+        }
+        Op::ValueGet | Op::ValueSet(_) => Kind::Value.name().into(),
+        Op::Acquire(_) | Op::Release | Op::LockWaiting => Kind::Lock.name().into(),
+        Op::EventSet | Op::EventClear | Op::EventIsSet | Op::EventWait(_) => {
+            Kind::Event.name().into()
+        }
+        Op::QueuePut(..)
+        | Op::QueuePutFramed(_)
+        | Op::QueueGet(_)
+        | Op::QueueCounts
+        | Op::QueueShutdown(_) => Kind::Queue.name().into(),
+    };
+    Answer::Refused(Refusal::WrongKind {
+        is: is.name().into(),
+        wanted,
+    })
 }
 
 /// `i` as an index into `list` (`end_ok`: one past the end too), or the refusal.

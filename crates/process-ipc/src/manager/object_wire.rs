@@ -82,6 +82,8 @@ pub(crate) enum Op {
     DictValues,
     /// Dict: `Pairs`, in insertion order.
     DictItems,
+    /// Dict: removes the pair inserted last: `Pairs` with it, or with none when empty.
+    DictPopItem,
     /// List: `Done`.
     ListAppend(ByteBuf),
     /// List: appends every item as one step: `Done`.
@@ -98,6 +100,20 @@ pub(crate) enum Op {
     ListPop,
     /// List: `Many`, every item in order.
     ListAll,
+    /// List: `Len`, how many items equal (byte for byte) the one given.
+    ListCount(ByteBuf),
+    /// List: `Len`, the first index of an item equal to the one given within `start..end`
+    /// (clamped to the list), or `Refused(NotInList)`.
+    ListIndex(ByteBuf, u64, u64),
+    /// List: removes the first item equal to the one given: `Done`, or `Refused(NotInList)`.
+    ListRemoveValue(ByteBuf),
+    /// List: reverses it in place: `Done`.
+    ListReverse,
+    /// List: `Many`, the items of `start..end`, clamped to the list (Python's `l[a:b]`).
+    ListSlice(u64, u64),
+    /// List: replaces the items of `start..end` (clamped) by the ones given, as one step:
+    /// `Many`, the items it replaced (Python's `l[a:b] = items`, `del l[a:b]`).
+    ListSplice(u64, u64, Vec<ByteBuf>),
     /// Namespace: `One` (`None`: no such name).
     NsGet(String),
     /// Namespace: `One` with the value it replaced.
@@ -135,6 +151,8 @@ pub(crate) enum Op {
     QueueGet(Wait),
     /// Queue: `Counts`.
     QueueCounts,
+    /// Queue: Python 3.13's `shutdown(immediate)`: `Done`.
+    QueueShutdown(bool),
 }
 
 /// How long a lock acquire or an event wait may wait in the manager.
@@ -177,10 +195,15 @@ pub(crate) enum Refusal {
     OwnerDied { owner: u32 },
     /// A list index past the end.
     IndexOutOfRange { index: u64, len: u64 },
+    /// No item of the list equals the one given (Python's `ValueError`).
+    NotInList,
     /// A release of a lock this caller does not hold.
     NotHeld,
     /// The call itself did not decode (a client of another build).
     Malformed(String),
+    /// The queue was shut down (its own `shutdown`, not the manager's): no put, and no get
+    /// once it is empty.
+    ShutDown,
 }
 
 /// The largest frame either side reads (a length over it is not ours, and would otherwise be

@@ -146,23 +146,77 @@ impl<T: Wire> ManagedQueue<T> {
     /// [`flush`](ManagedQueue::flush) waits until the manager holds them.
     ///
     /// # Errors
+    /// Each error hands the item back where it is known not to be in the queue
+    /// ([`PutError::into_inner`]; `?` turns a `PutError` into its [`ManagerError`]).
+    /// [`ManagerError::ShutDown`] once the queue is [shut down](ManagedQueue::shutdown): at
+    /// once in the manager's process and for a bounded queue; for an unbounded queue in any
+    /// other process, from the moment this process knows it (see
+    /// [`shutdown`](ManagedQueue::shutdown)).
     /// [`ManagerError::Serialization`] if the item does not encode (nothing is sent).
     /// [`ManagerError::Gone`] if the manager is known to be gone: at once in its own process;
     /// elsewhere as soon as a batch has failed, so a put racing with the manager's end may be
     /// accepted and then lost (as in Python); [`flush`](ManagedQueue::flush) says so.
     /// [`ManagerError::PermissionDenied`] if the manager runs as another user.
-    pub fn put(&self, item: T) -> Result<(), ManagerError> {
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
         if self.maxsize.is_some() {
-            return Ok(self.put_bounded(item, Wait::Forever)?);
+            return self.put_bounded(item, Wait::Forever);
         }
         if let Some(queue) = &self.local {
-            let bytes = self.encode(&item)?;
+            let bytes = match self.encode(&item) {
+                Ok(bytes) => bytes,
+                Err(e) => return Err(PutError::new(e, Some(item))),
+            };
             return queue
                 .put(Item::alone(bytes.into_vec()), Until::No)
                 .map(drop)
-                .map_err(|r| self.refused(r));
+                .map_err(|r| PutError::new(self.refused(r), Some(item)));
         }
         self.put_remote(item)
+    }
+
+    /// Python 3.13's `q.shutdown(immediate=False)`, for every handle in every process: puts
+    /// fail from now on with [`ManagerError::ShutDown`] (handing the item back); gets take
+    /// what is left, then fail the same way; with `immediate` what is left is dropped. Every
+    /// get and bounded put waiting in the manager, from any process, wakes with
+    /// [`ManagerError::ShutDown`]. This process's own puts made before reach the queue first.
+    ///
+    /// In a process other than the manager's an unbounded put is one-way (it is sent in a
+    /// batch, unanswered, see [`put`](ManagedQueue::put)): such a put made after another
+    /// process shut the queue down is refused only once this process knows it: from its
+    /// first refused batch on (the items of that batch are lost, and
+    /// [`flush`](ManagedQueue::flush) says so), from a get answered with `ShutDown`, or at
+    /// once if it called `shutdown` itself. Python's manager answers every put; that costs a
+    /// round trip per item.
+    ///
+    /// ```
+    /// use process_ipc::manager::{Manager, ManagerError};
+    ///
+    /// let manager = Manager::new()?;
+    /// let queue = manager.queue::<u32>()?;
+    /// queue.put(1)?;
+    /// queue.shutdown(false)?;
+    /// let refused = queue.put(2).unwrap_err();
+    /// assert!(matches!(refused.error, ManagerError::ShutDown { .. }));
+    /// assert_eq!(refused.into_inner(), Some(2));
+    /// assert_eq!(queue.get()?, 1);
+    /// assert!(matches!(queue.get(), Err(ManagerError::ShutDown { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ManagerError::Gone`] if the manager is gone.
+    pub fn shutdown(&self, immediate: bool) -> Result<(), ManagerError> {
+        match &self.local {
+            Some(queue) => queue.shutdown(immediate).map_err(|r| self.refused(r)),
+            None => self.shutdown_remote(immediate),
+        }
+    }
+
+    pub(super) fn shut_down_error(&self) -> ManagerError {
+        ManagerError::ShutDown {
+            pid: self.obj.pid,
+            queue: self.obj.object,
+        }
     }
 
     /// Python's `q.put(item, timeout=...)`: like [`put`](ManagedQueue::put), but into a full
@@ -173,7 +227,7 @@ impl<T: Wire> ManagedQueue<T> {
     /// [`put`](ManagedQueue::put).
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
         if self.maxsize.is_none() {
-            return self.put(item).map_err(|e| PutError::new(e, None));
+            return self.put(item);
         }
         match Instant::now().checked_add(timeout) {
             Some(deadline) => self.put_bounded(item, Wait::Until(deadline, timeout)),
@@ -188,7 +242,7 @@ impl<T: Wire> ManagedQueue<T> {
     /// [`ManagerError::Full`] with the item handed back; otherwise as [`put`](ManagedQueue::put).
     pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
         if self.maxsize.is_none() {
-            return self.put(item).map_err(|e| PutError::new(e, None));
+            return self.put(item);
         }
         self.put_bounded(item, Wait::No)
     }
@@ -278,6 +332,7 @@ impl<T: Wire> ManagedQueue<T> {
     pub(super) fn refused(&self, refused: Refused) -> ManagerError {
         match refused {
             Refused::Closed => self.gone("it was shut down"),
+            Refused::ShutDown => self.shut_down_error(),
             Refused::Malformed(why) => self.serialization(why),
         }
     }
@@ -295,6 +350,9 @@ impl<T: Wire> ManagedQueue<T> {
         match feed.settle(deadline) {
             Ok(true) => Ok(()),
             Ok(false) => Err(self.timeout(Duration::ZERO)),
+            Err(_) if feed.acks.shut.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(self.shut_down_error())
+            }
             Err(why) => Err(self.gone(why)),
         }
     }

@@ -28,22 +28,51 @@ impl<T: Wire> ManagedQueue<T> {
     }
 
     /// An unbounded put from a process other than the manager's: into this process's feed.
-    pub(super) fn put_remote(&self, item: T) -> Result<(), ManagerError> {
+    /// Refused here once this process knows the queue was shut down (see
+    /// [`ManagedQueue::shutdown`]).
+    pub(super) fn put_remote(&self, item: T) -> Result<(), PutError<T>> {
         let feed = match self.feed.get() {
             Some(feed) => feed,
-            None => {
-                let feed = feed_for(&self.obj)?;
-                self.feed.get_or_init(|| feed)
-            }
+            None => match feed_for(&self.obj) {
+                Ok(feed) => self.feed.get_or_init(|| feed),
+                Err(e) => return Err(PutError::new(e, Some(item))),
+            },
         };
+        if feed.acks.shut.load(Ordering::Relaxed) {
+            return Err(PutError::new(self.shut_down_error(), Some(item)));
+        }
         self.put_any.store(true, Ordering::Relaxed);
-        feed.feed
-            .push_buffered(&item, ITEM_LIMIT)
-            .map_err(|e| match e {
-                QueueError::Serde(why) => self.serialization(why),
-                QueueError::Io(why) => self.gone(why),
-                other => self.serialization(other.to_string()),
-            })
+        match feed.feed.push_buffered(&item, ITEM_LIMIT) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let error = match e {
+                    _ if feed.acks.shut.load(Ordering::SeqCst) => self.shut_down_error(),
+                    QueueError::Serde(why) => self.serialization(why),
+                    QueueError::Io(why) => self.gone(why),
+                    other => self.serialization(other.to_string()),
+                };
+                Err(PutError::new(error, Some(item)))
+            }
+        }
+    }
+
+    /// Remembers, for this process's puts, that the manager said the queue was shut down.
+    pub(super) fn heard_shut_down(&self) {
+        if let Some(feed) = self.process_feed() {
+            feed.acks.shut.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Python's `shutdown` from a process other than the manager's: this process's puts reach
+    /// the manager first (they were put before it), then one call.
+    pub(super) fn shutdown_remote(&self, immediate: bool) -> Result<(), ManagerError> {
+        self.sync_puts(Wait::Forever);
+        let answer = self
+            .obj
+            .call(Op::QueueShutdown(immediate), Some(REPLY_GRACE))?;
+        self.obj.done(answer)?;
+        self.heard_shut_down();
+        Ok(())
     }
 
     /// Lets this process's puts reach the manager before a call that must see them; false if
@@ -94,6 +123,10 @@ impl<T: Wire> ManagedQueue<T> {
             Err(ManagerError::NoReply { .. }) if matches!(wait, Wait::Until(..)) => {
                 Err(self.timeout(wait.timeout()))
             }
+            Err(e @ ManagerError::ShutDown { .. }) => {
+                self.heard_shut_down();
+                Err(e)
+            }
             Err(e) => Err(e),
         }
     }
@@ -114,6 +147,11 @@ impl<T: Wire> ManagedQueue<T> {
             Ok(Answer::Bool(true)) => Ok(()),
             Ok(Answer::Bool(false)) => Err(PutError::new(self.full_error(), Some(item))),
             Ok(other) => Err(PutError::new(self.obj.unexpected(&other), Some(item))),
+            // Refused: the queue was shut down, and the item is not in it.
+            Err(e @ ManagerError::ShutDown { .. }) => {
+                self.heard_shut_down();
+                Err(PutError::new(e, Some(item)))
+            }
             // Gone before the manager read it, or stuck: whether it got in is unknown, so the
             // item is not handed back (it may be in the queue).
             Err(e) => Err(PutError::new(e, None)),

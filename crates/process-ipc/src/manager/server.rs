@@ -99,11 +99,23 @@ struct Putter {
 struct State {
     /// Set once by the manager's shutdown; every operation then fails.
     closed: bool,
+    /// Set by the queue's own `shutdown` (Python 3.13): puts fail, gets drain then fail.
+    shut: Shut,
     maxsize: Option<usize>,
     items: VecDeque<Item>,
     getters: VecDeque<Getter>,
     putters: VecDeque<Putter>,
     next_waiter: u64,
+}
+
+/// Whether the queue itself was shut down (Python 3.13's `Queue.shutdown`), and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Shut {
+    Open,
+    /// Puts refused; gets take what is left, then are refused.
+    Drain,
+    /// Puts and gets refused; what was left is dropped.
+    Immediate,
 }
 
 /// How full a queue is and who waits on it.
@@ -119,6 +131,8 @@ pub(crate) struct Counts {
 pub(crate) enum Refused {
     /// The manager shut the queue down.
     Closed,
+    /// The queue's own `shutdown` was called: no put, and no get once it is empty.
+    ShutDown,
     /// A batch of framed items did not parse (a client of another build, or a hostile one).
     Malformed(String),
 }
@@ -134,6 +148,7 @@ impl QueueObj {
         Self {
             state: Mutex::new(State {
                 closed: false,
+                shut: Shut::Open,
                 maxsize,
                 items: VecDeque::new(),
                 getters: VecDeque::new(),
@@ -152,9 +167,7 @@ impl QueueObj {
     /// the item was dropped (the caller kept its own copy).
     pub(crate) fn put(&self, item: Item, wait: Until) -> Result<bool, Refused> {
         let mut state = self.lock();
-        if state.closed {
-            return Err(Refused::Closed);
-        }
+        state.may_put()?;
         if !state.is_full() {
             state.deliver(item);
             return Ok(true);
@@ -172,7 +185,7 @@ impl QueueObj {
         };
         match outcome {
             Ok(()) => Ok(true),
-            Err(RecvTimeoutError::Disconnected) => Err(Refused::Closed),
+            Err(RecvTimeoutError::Disconnected) => Err(self.lock().refusal()),
             Err(RecvTimeoutError::Timeout) => {
                 let mut state = self.lock();
                 let waiting = state.putters.iter().position(|p| p.id == id);
@@ -183,7 +196,7 @@ impl QueueObj {
                     }
                     // Admitted between the timeout and the withdrawal: the put happened.
                     None if receiver.try_recv().is_ok() => Ok(true),
-                    None => Err(Refused::Closed),
+                    None => Err(state.refusal()),
                 }
             }
         }
@@ -214,9 +227,7 @@ impl QueueObj {
         let count = items.len() as u64;
         let mut items = items.into_iter();
         let mut state = self.lock();
-        if state.closed {
-            return Err(Refused::Closed);
-        }
+        state.may_put()?;
         while !state.getters.is_empty() {
             match items.next() {
                 Some(item) => state.deliver(item),
@@ -238,6 +249,9 @@ impl QueueObj {
         if let Some(item) = state.items.pop_front() {
             state.admit();
             return Ok(Some(item));
+        }
+        if state.shut != Shut::Open {
+            return Err(Refused::ShutDown);
         }
         if matches!(wait, Until::No) {
             return Ok(None);
@@ -261,7 +275,7 @@ impl QueueObj {
         };
         match outcome {
             Ok(item) => Ok(Some(item)),
-            Err(RecvTimeoutError::Disconnected) => Err(Refused::Closed),
+            Err(RecvTimeoutError::Disconnected) => Err(self.lock().refusal()),
             Err(RecvTimeoutError::Timeout) => {
                 let mut state = self.lock();
                 match state.getters.iter().position(|g| g.id == id) {
@@ -270,7 +284,7 @@ impl QueueObj {
                         Ok(None)
                     }
                     // Delivered between the timeout and the withdrawal: it is ours.
-                    None => receiver.try_recv().map(Some).map_err(|_| Refused::Closed),
+                    None => receiver.try_recv().map(Some).map_err(|_| state.refusal()),
                 }
             }
         }
@@ -297,6 +311,29 @@ impl QueueObj {
             getters: state.getters.len(),
             putters: state.putters.len(),
         })
+    }
+
+    /// Python 3.13's `Queue.shutdown(immediate)`: puts are refused from now on, gets take what
+    /// is left (nothing, with `immediate`: it is dropped), then are refused; every getter and
+    /// putter waiting wakes refused (their slots disconnect; a putter keeps its own copy of its
+    /// item, to hand back).
+    pub(crate) fn shutdown(&self, immediate: bool) -> Result<(), Refused> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Refused::Closed);
+        }
+        let want = if immediate {
+            Shut::Immediate
+        } else {
+            Shut::Drain
+        };
+        state.shut = state.shut.max(want);
+        if state.shut == Shut::Immediate {
+            state.items.clear();
+        }
+        state.getters.clear();
+        state.putters.clear();
+        Ok(())
     }
 
     /// Marks the queue gone and wakes every waiter (their slots disconnect).
@@ -340,6 +377,26 @@ impl Until {
 }
 
 impl State {
+    /// Why a put is refused now, if it is.
+    fn may_put(&self) -> Result<(), Refused> {
+        if self.closed {
+            return Err(Refused::Closed);
+        }
+        if self.shut != Shut::Open {
+            return Err(Refused::ShutDown);
+        }
+        Ok(())
+    }
+
+    /// Why a waiter's slot was dropped: the manager's end, or the queue's shutdown.
+    fn refusal(&self) -> Refused {
+        if self.closed {
+            Refused::Closed
+        } else {
+            Refused::ShutDown
+        }
+    }
+
     fn next_id(&mut self) -> u64 {
         self.next_waiter += 1;
         self.next_waiter
@@ -385,6 +442,7 @@ impl State {
 pub(crate) fn call(queue: &QueueObj, op: Op) -> Answer {
     let refused = |r: Refused| match r {
         Refused::Closed => Answer::Refused(Refusal::Gone),
+        Refused::ShutDown => Answer::Refused(Refusal::ShutDown),
         Refused::Malformed(why) => Answer::Refused(Refusal::Malformed(why)),
     };
     match op {
@@ -398,6 +456,9 @@ pub(crate) fn call(queue: &QueueObj, op: Op) -> Answer {
             Ok(item) => Answer::One(item.map(|item| ByteBuf::from(item.bytes()))),
             Err(r) => refused(r),
         },
+        Op::QueueShutdown(immediate) => queue
+            .shutdown(immediate)
+            .map_or_else(refused, |()| Answer::Done),
         Op::QueueCounts => match queue.counts() {
             Some(c) => Answer::Counts {
                 items: c.items as u64,

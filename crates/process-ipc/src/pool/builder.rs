@@ -1,5 +1,5 @@
 //! [`PoolBuilder`]: Python's `Pool(processes, initializer, initargs, maxtasksperchild)`, plus a
-//! per-task timeout.
+//! per-task timeout and a number of retries for a task whose worker dies.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +17,12 @@ pub(super) struct Config {
     pub(super) processes: usize,
     pub(super) max_tasks: Option<usize>,
     pub(super) task_timeout: Option<Duration>,
+    pub(super) retries: usize,
     pub(super) init: Option<(isize, Arc<Vec<u8>>)>,
 }
 
 /// Configures a [`Pool`]: `Pool(processes, initializer, initargs, maxtasksperchild)` plus a
-/// per-task timeout.
+/// per-task timeout and [`retries`](Self::retries) for tasks whose worker dies.
 ///
 /// ```
 /// use process_ipc::Pool;
@@ -39,6 +40,7 @@ pub struct PoolBuilder {
     processes: usize,
     max_tasks: Option<usize>,
     task_timeout: Option<Duration>,
+    retries: usize,
     init: Option<(isize, Arc<Vec<u8>>)>,
     init_error: Option<PoolError>,
 }
@@ -50,6 +52,7 @@ impl PoolBuilder {
             processes: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_tasks: None,
             task_timeout: None,
+            retries: 0,
             init: None,
             init_error: None,
         }
@@ -96,6 +99,36 @@ impl PoolBuilder {
         self
     }
 
+    /// How many times a task whose worker died while running it is run again; 0, the
+    /// default, never runs a task twice.
+    ///
+    /// A worker that ends while running a task (killed, crashed, or the task called
+    /// `exit`/`_exit` with any code, 0 included) loses that task. With `retries(n)` the task runs
+    /// again, ahead of every pending task, on a fresh worker: one that has run no task yet,
+    /// normally the dead one's replacement, never one that has run others (whatever killed the
+    /// first run may have been left behind in it); only if no replacement can be started does
+    /// it take any worker. It runs up to `n` more times; when its worker dies on its `n + 1`th
+    /// run too, it fails with [`PoolError::WorkerDied`], whose `cause` says how many runs it
+    /// had. Once lost, it can no longer be cancelled. A task's own panic is not a death (the worker survives it) and is never
+    /// retried, nor is a task killed by [`task_timeout`](Self::task_timeout) (it fails with
+    /// [`PoolError::TaskTimeout`]). For a `map`, a chunk is the task that runs again, whole:
+    /// only tasks that can run twice safely should be retried.
+    ///
+    /// ```
+    /// use process_ipc::Pool;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(2).retries(2).build().unwrap();
+    /// assert_eq!(pool.apply(square, (7,)).unwrap(), 49);
+    /// ```
+    pub fn retries(mut self, n: usize) -> Self {
+        self.retries = n;
+        self
+    }
+
     /// Starts the workers.
     ///
     /// # Errors
@@ -112,6 +145,7 @@ impl PoolBuilder {
             processes: self.processes,
             max_tasks: self.max_tasks,
             task_timeout: self.task_timeout,
+            retries: self.retries,
             init: self.init,
         })
     }

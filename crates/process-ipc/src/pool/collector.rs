@@ -67,6 +67,9 @@ pub(super) struct Task {
     pub(super) args: Arc<Vec<u8>>,
     pub(super) what: Describe,
     pub(super) complete: Completer,
+    /// Runs ended by its worker's death so far; it runs again while this is at most the
+    /// pool's `retries`.
+    pub(super) deaths: usize,
 }
 
 /// Everything the pool knows, behind one lock.
@@ -474,21 +477,45 @@ fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
     let failed = {
         let mut st = shared.lock();
         let lost = st.schedule().exited(key, &undelivered);
-        lost.task.and_then(|id| st.tasks.remove(&id)).map(|task| {
-            let err = match (lost.timed_out, shared.config.task_timeout) {
-                (true, Some(limit)) => PoolError::TaskTimeout {
-                    pid: worker.pid,
-                    limit,
-                },
-                _ => PoolError::WorkerDied {
-                    pid: worker.pid,
-                    cause,
-                    signal,
-                    what: (task.what)(),
-                },
-            };
-            (task, err)
-        })
+        let retries = shared.config.retries;
+        let mut rerun = false;
+        if let Some(task) = lost.task.and_then(|id| st.tasks.get_mut(&id)) {
+            task.deaths += 1;
+            // A task killed for running over the timeout would only run over it again.
+            rerun = !lost.timed_out && task.deaths <= retries;
+        }
+        if rerun {
+            if let Some(id) = lost.task {
+                st.schedule().retry(id);
+            }
+            // It waits for a fresh worker (the replacement, started below); the tasks its
+            // worker held behind it may go to any live worker with room now.
+            dispatch(&mut st, REFILL_AT);
+            None
+        } else {
+            lost.task.and_then(|id| st.tasks.remove(&id)).map(|task| {
+                let err = match (lost.timed_out, shared.config.task_timeout) {
+                    (true, Some(limit)) => PoolError::TaskTimeout {
+                        pid: worker.pid,
+                        limit,
+                    },
+                    _ => PoolError::WorkerDied {
+                        pid: worker.pid,
+                        cause: if retries > 0 {
+                            format!(
+                                "{cause} (its worker died on each of its {} runs)",
+                                task.deaths
+                            )
+                        } else {
+                            cause
+                        },
+                        signal,
+                        what: (task.what)(),
+                    },
+                };
+                (task, err)
+            })
+        }
     };
     if let Some((task, err)) = failed {
         run_completer(task.complete, Err(err));
@@ -540,7 +567,11 @@ fn replace_workers(shared: &Shared, set: &mut IpcReceiverSet) {
                 let tasks: Vec<Task> = {
                     let mut st = shared.lock();
                     if !st.workers.is_empty() {
-                        return; // the others carry on; try again on the next exit
+                        // The others carry on (a worker is tried again on the next exit); a
+                        // task waiting for a fresh worker to retry it takes any.
+                        st.schedule().no_fresh_worker();
+                        dispatch(&mut st, REFILL_AT);
+                        return;
                     }
                     st.broken = Some(e.clone());
                     st.schedule().clear();

@@ -8,11 +8,13 @@
 //! (the oldest one it held): that task fails with the worker's pid and signal, the tasks queued
 //! behind it (never started) go back to the pending queue, and a new worker takes the dead
 //! one's place ([`collector`]). A task that ends its worker itself (`exit(0)` included) fails
-//! the same way, once: a task is never run twice. A feeder thread per worker ships its tasks in
-//! batches; results come back through the worker's result ring, a [`crate::ring::Ring`] in
-//! shared memory (one writer, the worker; one reader, the collector), so the parent wakes once
-//! for many ([`doorbell`]). The collector checks a ring before each read: a damaged ring is its
-//! worker's death, never a hang.
+//! the same way, once: a task is never run twice unless the pool was built with
+//! [`PoolBuilder::retries`], which runs a task whose worker died again, on a fresh worker, up
+//! to that many times.
+//! A feeder thread per worker ships its tasks in batches; results come back through the
+//! worker's result ring, a [`crate::ring::Ring`] in shared memory (one writer, the worker; one
+//! reader, the collector), so the parent wakes once for many ([`doorbell`]). The collector
+//! checks a ring before each read: a damaged ring is its worker's death, never a hang.
 //!
 //! Tasks are plain functions like [`Process`](crate::Process) targets; their arguments and
 //! results are serde values encoded as bytes, so queue handles (which carry file descriptors)
@@ -163,7 +165,8 @@ impl Pool {
         Pool::builder().processes(processes).build()
     }
 
-    /// A builder with Python's options: initializer, max tasks per child, a per-task timeout.
+    /// A builder with Python's options: initializer, max tasks per child; and a per-task timeout
+    /// and retries for a task whose worker dies.
     /// It starts with as many processes as the machine has CPUs.
     pub fn builder() -> PoolBuilder {
         PoolBuilder::new()

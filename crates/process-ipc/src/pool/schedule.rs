@@ -9,6 +9,8 @@
 //! A worker runs the tasks it holds in the order it was given them, so the oldest task it holds
 //! is the one it is running. When it dies, that task is the one lost; the rest never started
 //! and go back to the front of the queue, in order, for the other workers or its replacement.
+//! A lost task the pool retries (`retries`) waits apart, for a fresh worker: one that has been
+//! handed nothing yet (the dead one's replacement), ahead of any other task.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -53,6 +55,8 @@ pub(super) struct Lost {
 pub(super) struct Schedule {
     max_tasks: Option<usize>,
     pending: VecDeque<TaskId>,
+    /// Lost tasks to run again, each on a fresh worker, in the order they were lost.
+    retried: VecDeque<TaskId>,
     workers: BTreeMap<WorkerKey, Held>,
 }
 
@@ -62,6 +66,7 @@ impl Schedule {
         Self {
             max_tasks,
             pending: VecDeque::new(),
+            retried: VecDeque::new(),
             workers: BTreeMap::new(),
         }
     }
@@ -89,7 +94,9 @@ impl Schedule {
     /// Whether nothing is pending and no worker holds a task.
     #[cfg(test)]
     fn is_idle(&self) -> bool {
-        self.pending.is_empty() && self.workers.values().all(|w| w.tasks.is_empty())
+        self.pending.is_empty()
+            && self.retried.is_empty()
+            && self.workers.values().all(|w| w.tasks.is_empty())
     }
 
     /// Queues a new task behind every other.
@@ -112,13 +119,32 @@ impl Schedule {
     /// fair share of what is pending (pending / takers, rounded up), the emptiest worker
     /// first. Submitters pass 0 (only idle workers get work at once, so a burst of submissions
     /// does not become a burst of one-task messages); the collector passes [`REFILL_AT`] as
-    /// results come back. Returns the batches to send, in order.
+    /// results come back. A retried task goes first, alone, to a fresh worker (see
+    /// [`retry`](Self::retry)). Returns the batches to send, in order.
     pub(super) fn dispatch(
         &mut self,
         refill_at: usize,
         now: Instant,
     ) -> Vec<(WorkerKey, Vec<TaskId>)> {
         let mut out = Vec::new();
+        if !self.retried.is_empty() {
+            let fresh: Vec<WorkerKey> = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.assigned == 0 && self.capacity(w) > 0)
+                .map(|(&k, _)| k)
+                .collect();
+            for key in fresh {
+                let (Some(id), Some(held)) = (self.retried.pop_front(), self.workers.get_mut(&key))
+                else {
+                    break;
+                };
+                held.front_since = Some(now);
+                held.tasks.push_back(id);
+                held.assigned = 1;
+                out.push((key, vec![id]));
+            }
+        }
         while !self.pending.is_empty() {
             let eligible: Vec<(WorkerKey, usize, usize)> = self
                 .workers
@@ -217,6 +243,22 @@ impl Schedule {
         }
     }
 
+    /// Task `id`, lost with its worker, is to run again (the pool's `retries`) on a fresh
+    /// worker: one handed nothing yet, as the dead one's replacement is. It goes to the first
+    /// such worker, ahead of every pending task; a worker that has run other tasks never gets
+    /// it (whatever killed the first might have been left behind in it).
+    pub(super) fn retry(&mut self, id: TaskId) {
+        self.retried.push_back(id);
+    }
+
+    /// No fresh worker is coming (a replacement could not be started): the retried tasks
+    /// go to the front of the queue, for any worker.
+    pub(super) fn no_fresh_worker(&mut self) {
+        while let Some(id) = self.retried.pop_back() {
+            self.pending.push_front(id);
+        }
+    }
+
     /// Workers whose running task has run longer than `limit` by `now`; each is reported once
     /// (and gets nothing more), to be killed.
     pub(super) fn overdue(&mut self, now: Instant, limit: Duration) -> Vec<WorkerKey> {
@@ -243,6 +285,7 @@ impl Schedule {
     /// Forgets every task, pending or held (terminate, or a pool that cannot run tasks).
     pub(super) fn clear(&mut self) {
         self.pending.clear();
+        self.retried.clear();
         for held in self.workers.values_mut() {
             held.tasks.clear();
             held.front_since = None;
@@ -327,6 +370,42 @@ mod tests {
         s.dispatch(0, Instant::now());
         assert_eq!(s.exited(0, &[]).task, Some(0));
         assert_eq!(s.pending, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_retried_task_waits_for_a_fresh_worker_and_goes_first() {
+        let mut s = pool(2, None);
+        submit(&mut s, 0..4);
+        let now = Instant::now();
+        assert_eq!(s.dispatch(0, now), vec![(0, vec![0, 1]), (1, vec![2, 3])]);
+        assert!(s.finished(1, 2, now) && s.finished(1, 3, now));
+        assert_eq!(s.exited(0, &[]).task, Some(0));
+        s.retry(0);
+        // Worker 1 is idle, but has run tasks: it gets the pending task 1, never the retry.
+        assert_eq!(s.dispatch(REFILL_AT, now), vec![(1, vec![1])]);
+        assert!(s.dispatch(REFILL_AT, now).is_empty());
+        // The replacement gets it, alone, before anything else.
+        submit(&mut s, 4..6);
+        s.add_worker(2);
+        let batches = s.dispatch(REFILL_AT, now);
+        assert_eq!(batches[0], (2, vec![0]));
+        assert_eq!(held(&s, 2)[0], 0);
+        assert!(!s.cancel(&[0]), "a retried task is no longer pending");
+    }
+
+    #[test]
+    fn retried_tasks_go_to_any_worker_when_no_fresh_one_comes() {
+        let mut s = pool(2, None);
+        submit(&mut s, 0..2);
+        let now = Instant::now();
+        s.dispatch(0, now);
+        assert_eq!(s.exited(0, &[]).task, Some(0));
+        s.retry(0);
+        assert!(s.finished(1, 1, now));
+        assert!(s.dispatch(REFILL_AT, now).is_empty());
+        s.no_fresh_worker();
+        assert_eq!(s.dispatch(REFILL_AT, now), vec![(1, vec![0])]);
+        assert!(!s.is_idle());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::ring_error;
 use crate::error::QueueError;
 use crate::ring::frame::{count_items, write_len, write_long_len, write_padded_len};
-use crate::ring::{BIG_ITEM, LOOK_FOR, Ring};
+use crate::ring::{BIG_ITEM, LOOK_FOR, Ring, Shutdown};
 use crate::{start::child, wire};
 
 /// Items are packed into chunks of about this many bytes before they are moved.
@@ -42,6 +42,10 @@ pub(crate) trait Sink: Send + 'static {
     /// Called when the feeder has nothing left to move, before it sleeps: a sink that moves
     /// asynchronously (a manager's connection) finishes here what it left in flight.
     fn idle(&mut self) {}
+
+    /// The feeder dropped `n` items put without moving them (the sink failed): a sink that
+    /// counts items at `put` forgets them.
+    fn dropped(&mut self, _n: usize) {}
 }
 
 /// The ring as a feeder's sink; it holds the handle's putter slot until the feeder drains.
@@ -52,7 +56,17 @@ struct RingSink {
 
 impl Sink for RingSink {
     fn write_framed(&mut self, framed: &[u8], count: usize) -> Result<(), QueueError> {
+        // After an immediate shutdown what was put is dropped, not moved (Python drops what
+        // is in the queue); items moved while it happens are dropped by the next get or join.
+        if self.ring.shutdown_state().map_err(ring_error)? == Shutdown::Immediate {
+            self.ring.forget(count as u64);
+            return Ok(());
+        }
         self.ring.write_framed(framed, count).map_err(ring_error)
+    }
+
+    fn dropped(&mut self, n: usize) {
+        self.ring.forget(n as u64);
     }
 }
 
@@ -76,6 +90,8 @@ struct Line<T>(T);
 
 /// The feeder's state shared with `put` and `flush`.
 pub(crate) struct Feed {
+    /// The ring it moves items into ([`Ring::local_id`]; 0 for another sink).
+    ring: usize,
     chunks: Mutex<FeedBuf>,
     more: Condvar,
     /// The feeder finished a chunk (see `push`).
@@ -136,10 +152,23 @@ pub(crate) fn flush_all() {
 }
 
 fn flush_all_until(deadline: Option<Instant>) {
+    flush_where(deadline, |_| true);
+}
+
+/// Waits until every feeder in this process that moves items into `ring` (its
+/// [`Ring::local_id`]) has moved what was put: a shutdown lets them land first.
+pub(crate) fn flush_ring(ring: usize) {
+    flush_where(None, |feed| feed.ring == ring);
+}
+
+fn flush_where(deadline: Option<Instant>, which: impl Fn(&Feed) -> bool) {
     let all: Vec<Arc<Feed>> = {
         let mut list = feeds().lock().unwrap_or_else(|p| p.into_inner());
         list.retain(|w| w.strong_count() > 0);
-        list.iter().filter_map(Weak::upgrade).collect()
+        list.iter()
+            .filter_map(Weak::upgrade)
+            .filter(|f| which(f))
+            .collect()
     };
     for feed in all {
         feed.wait_drained(deadline);
@@ -149,13 +178,19 @@ fn flush_all_until(deadline: Option<Instant>) {
 impl Feed {
     /// Starts the feeder thread of one putting handle; it holds `slot` until it has drained.
     pub(crate) fn start(ring: Ring, slot: Arc<Slot>) -> Result<Arc<Feed>, QueueError> {
+        let id = ring.local_id();
         let sink = RingSink { ring, _slot: slot };
-        Self::start_with(sink, "process-ipc-queue-feeder")
+        Self::start_for(sink, "process-ipc-queue-feeder", id)
     }
 
     /// Starts a feeder thread (named `name`) that moves what is put into `sink`.
     pub(crate) fn start_with<S: Sink>(sink: S, name: &str) -> Result<Arc<Feed>, QueueError> {
+        Self::start_for(sink, name, 0)
+    }
+
+    fn start_for<S: Sink>(sink: S, name: &str, ring: usize) -> Result<Arc<Feed>, QueueError> {
         let feed = Arc::new(Feed {
+            ring,
             chunks: Mutex::new(FeedBuf {
                 chunks: VecDeque::new(),
                 spare: Vec::new(),
@@ -455,6 +490,7 @@ fn feeder_loop<S: Sink>(feed: Arc<Feed>, mut sink: S) {
             let mut buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
             let dropped: usize = buf.chunks.drain(..).map(|c| count_items(&c)).sum();
             drop(buf);
+            sink.dropped(count + dropped);
             feed.sent(count + dropped);
             continue;
         }

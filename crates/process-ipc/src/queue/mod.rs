@@ -8,6 +8,7 @@
 //! wait for each other, and a holder that dies does not stop the others.
 
 pub(crate) mod feed;
+mod joinable;
 mod sender;
 
 use std::sync::Mutex;
@@ -17,10 +18,11 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use self::joinable::JoinableQueue;
 pub use self::sender::{PutError, QueueSender};
 use self::sender::{refuse_owned, slot_index};
 use crate::error::QueueError;
-use crate::ring::{Next, Ring, RingError, RingParts, Wait};
+use crate::ring::{Next, Ring, RingError, RingParts, Shutdown, Wait};
 use crate::wire::{ipc_transfer_allowed, refuse};
 
 /// The largest item, serialized, that `put` accepts by default, and the most any queue can
@@ -47,6 +49,7 @@ pub(crate) fn ring_error(e: RingError) -> QueueError {
             check: check.into(),
         },
         RingError::Lock(e) => io(e),
+        RingError::ShutDown => QueueError::ShutDown,
     }
 }
 
@@ -138,8 +141,15 @@ pub(crate) fn ring_error(e: RingError) -> QueueError {
 /// Every `*_timeout` call returns within its timeout (plus scheduling noise) whatever the
 /// other processes do: stopped, silent, dead or scribbling.
 ///
-/// [`qsize`](Queue::qsize), [`empty`](Queue::empty) and [`full`](Queue::full) are approximate,
-/// as Python's.
+/// [`qsize`](Queue::qsize) counts an item from its `put` on, in every process, as Python
+/// does; it and [`empty`](Queue::empty) and [`full`](Queue::full) are snapshots only while
+/// other processes put and get (and stay off by the items a killed putter lost).
+///
+/// # Ending a queue
+///
+/// [`shutdown`](Queue::shutdown) (Python 3.13) ends it for every process: puts fail with
+/// [`QueueError::ShutDown`], handing their items back, and gets drain what is left and then
+/// fail the same way; blocked callers wake. [`JoinableQueue`] adds `task_done` and `join`.
 ///
 /// Byte payloads: wrap them in `serde_bytes::ByteBuf` (from the `serde_bytes` crate); a plain
 /// `Vec<u8>` is encoded byte by byte, several times slower.
@@ -208,7 +218,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// let q = Queue::<String>::with_item_limit(16).unwrap();
     /// let err = q.put("x".repeat(100)).unwrap_err();
-    /// assert!(matches!(err, QueueError::TooLarge { limit: 16, .. }));
+    /// assert!(matches!(err.error, QueueError::TooLarge { limit: 16, .. }));
     /// q.put("small".into()).unwrap();
     /// assert_eq!(q.get().unwrap(), "small");
     /// ```
@@ -267,9 +277,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(own.as_ref().expect("just made").clone())
     }
 
-    /// Puts `item`. Never blocks on an unbounded queue; see [`QueueSender::put`].
-    pub fn put(&self, item: T) -> Result<(), QueueError> {
-        self.own_sender()?.put(item)
+    /// Puts `item`. Never blocks on an unbounded queue; see [`QueueSender::put`]. A failed put
+    /// hands the item back ([`PutError::into_inner`]), and `?` turns it into its
+    /// [`QueueError`].
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        match self.own_sender() {
+            Ok(own) => own.put(item),
+            Err(e) => Err(PutError::new(e, item)),
+        }
     }
 
     /// See [`QueueSender::put_timeout`].
@@ -319,6 +334,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_inner(&self, wait: Wait, timeout: Duration) -> Result<T, QueueError> {
+        // After an immediate shutdown nothing is handed out: what a feeder moved in since is
+        // dropped (and counted done) here.
+        if self.ring.shutdown_state().map_err(ring_error)? == Shutdown::Immediate {
+            self.ring.drain().map_err(ring_error)?;
+            return Err(QueueError::ShutDown);
+        }
         let got = self
             .ring
             .next(wait, |bytes| postcard::from_bytes::<T>(bytes))
@@ -338,45 +359,107 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    /// Python's `qsize()`: how many items wait in the queue. Approximate, as Python's: on an
-    /// unbounded queue, items still in a producer's feeder are not counted yet; on a bounded
-    /// one they are (as Python counts them).
+    /// Python's `qsize()`: how many items wait in the queue. An item counts from the moment
+    /// its `put` returns, in every process, as Python counts it (before the feeder has moved
+    /// it); a `get` uncounts it as it takes it. It is exact when nothing runs at the same time;
+    /// while other processes put and get it is a snapshot, already old when it returns (as in
+    /// Python). Items a putter killed (SIGKILL) before its feeder moved them are lost and stay
+    /// counted.
     ///
     /// ```
     /// let q = process_ipc::Queue::new().unwrap();
+    /// q.put(1u8).unwrap();
+    /// assert_eq!(q.qsize(), 1); // at once: the feeder may not have moved it yet
     /// let tx = q.sender().unwrap();
     /// for i in 0..3u8 {
     ///     tx.put(i).unwrap();
     /// }
-    /// tx.flush(); // moved into the queue
+    /// assert_eq!(q.qsize(), 4);
+    /// assert_eq!(q.get().unwrap(), 1);
     /// assert_eq!(q.qsize(), 3);
-    /// assert_eq!(q.get().unwrap(), 0);
-    /// assert_eq!(q.qsize(), 2);
     /// assert!(!q.empty());
     /// ```
     pub fn qsize(&self) -> usize {
         if self.ring.maxsize() > 0 {
             self.ring.reserved()
         } else {
-            self.ring.items()
+            self.ring.queued()
         }
     }
 
-    /// Python's `empty()`: no item waits in the queue now (approximate, see
-    /// [`qsize`](Self::qsize)).
+    /// Python's `empty()`: [`qsize`](Self::qsize) is 0 (a snapshot, as Python's). An item
+    /// counted may still be on its way into the queue, so a `get_nowait` right after a `put`
+    /// can find nothing yet, as in Python.
     pub fn empty(&self) -> bool {
-        self.ring.items() == 0
+        self.qsize() == 0
     }
 
-    /// Python's `full()`: a bounded queue holds `maxsize` items (approximate, see
+    /// Python's `full()`: a bounded queue holds `maxsize` items (a snapshot, see
     /// [`qsize`](Self::qsize)); always false for an unbounded one.
     pub fn full(&self) -> bool {
         let max = self.ring.maxsize();
         max > 0 && self.ring.reserved() >= max
     }
 
-    /// Test only (the `test-fault` feature): adds `add` (wrapping) to the ring's `"head"` or
-    /// `"tail"` word, as a process with a memory bug might.
+    /// Python 3.13's `shutdown(immediate=False)`, for every handle in every process: from now
+    /// on `put` fails with [`QueueError::ShutDown`] and hands its item back, and `get` takes
+    /// what is left, then fails with [`QueueError::ShutDown`] (rather than waiting, or
+    /// [`QueueError::Disconnected`]). With `immediate`, what is left is dropped (counted done
+    /// for a [`JoinableQueue`]) and `get` fails at once. Every blocked `get`, and every `put`
+    /// waiting for a place in a bounded queue, wakes with [`QueueError::ShutDown`], in any
+    /// process, within a few milliseconds (a futex wake-up; at most 50 ms if it is missed).
+    ///
+    /// Items put before the shutdown and still in a feeder are delivered (or, with
+    /// `immediate`, dropped as they arrive). A plain shutdown first waits until this process's
+    /// feeders have moved what it put into the queue (as [`QueueSender::flush`]), so a getter
+    /// anywhere takes those before it sees the end: the producer that shuts the queue down
+    /// when it is done loses nothing. Items another process put and has not moved yet may
+    /// land after a getter saw `ShutDown` (the next get returns them): have that process
+    /// [`flush`](QueueSender::flush) first if the order matters. Shutting down again is
+    /// allowed; an immediate shutdown after a plain one drops what is left.
+    ///
+    /// ```
+    /// use process_ipc::{Queue, QueueError};
+    ///
+    /// let q = Queue::new()?;
+    /// q.put(1u32)?;
+    /// q.put(2)?;
+    /// q.shutdown(false)?;
+    /// let refused = q.put(3).unwrap_err();
+    /// assert_eq!(refused.error, QueueError::ShutDown);
+    /// assert_eq!(refused.into_inner(), Some(3)); // the item comes back
+    /// assert_eq!(q.get()?, 1); // what is left can still be taken
+    /// q.shutdown(true)?; // drops the rest
+    /// assert_eq!(q.get(), Err(QueueError::ShutDown));
+    /// assert!(q.is_shutdown());
+    /// # Ok::<(), QueueError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`QueueError::Corrupt`] if the queue's shared memory is damaged (its shutdown word
+    /// included: a value no queue writes names that check).
+    pub fn shutdown(&self, immediate: bool) -> Result<(), QueueError> {
+        if !immediate {
+            // What this process put first lands first, so no get sees the end before it.
+            feed::flush_ring(self.ring.local_id());
+        }
+        self.ring.shut_down(immediate).map_err(ring_error)?;
+        if !immediate {
+            // A put of another thread that passed just before the shutdown.
+            feed::flush_ring(self.ring.local_id());
+        }
+        Ok(())
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called, by any process (a damaged shutdown
+    /// word reads as shut down; the next call on the queue reports it).
+    pub fn is_shutdown(&self) -> bool {
+        !matches!(self.ring.shutdown_state(), Ok(Shutdown::Open))
+    }
+
+    /// Test only (the `test-fault` feature): adds `add` (wrapping) to the ring's `"head"`,
+    /// `"tail"`, `"shutdown"`, `"accepted"` or `"done"` word, as a process with a memory bug
+    /// might.
     #[cfg(feature = "test-fault")]
     #[doc(hidden)]
     pub fn __scribble(&self, word: &str, add: u64) {

@@ -99,15 +99,18 @@ impl<T: Serialize> QueueSender<T> {
     /// Puts `item` on the queue. On an unbounded queue this never blocks: the item is
     /// serialized now and moved into the queue by this handle's feeder thread. On a
     /// [`bounded`](crate::Queue::bounded) queue it first waits, as long as it takes, for a place.
-    /// Errors: [`QueueError::TooLarge`] over the queue's item limit ([`MAX_ITEM_BYTES`](super::MAX_ITEM_BYTES) unless
-    /// [`Queue::with_item_limit`](crate::Queue::with_item_limit) set another), [`QueueError::Serde`] with the serializer's own
-    /// message.
-    pub fn put(&self, item: T) -> Result<(), QueueError> {
-        let ring = &self.shared.ring;
-        if ring.maxsize() == 0 {
-            return self.feed()?.push(&item, self.shared.limit, ring, None);
-        }
-        self.put_inner(item, Wait::Forever).map_err(|e| e.error)
+    /// The item counts in [`qsize`](crate::Queue::qsize) (in every process) from now on.
+    ///
+    /// # Errors
+    /// Each hands the item back ([`PutError::into_inner`]): [`QueueError::ShutDown`] once the
+    /// queue is [shut down](crate::Queue::shutdown) (also for a put that was waiting for a
+    /// place); [`QueueError::TooLarge`] over the queue's item limit
+    /// ([`MAX_ITEM_BYTES`](super::MAX_ITEM_BYTES) unless
+    /// [`Queue::with_item_limit`](crate::Queue::with_item_limit) set another);
+    /// [`QueueError::Serde`] with the serializer's own message. A `PutError` converts into its
+    /// [`QueueError`] with `?`.
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_inner(item, Wait::Forever)
     }
 
     /// Like [`put`](Self::put), but on a full bounded queue gives up after `timeout` with
@@ -127,19 +130,39 @@ impl<T: Serialize> QueueSender<T> {
 
     fn put_inner(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
         let ring = &self.shared.ring;
-        let feed = self.feed().map_err(PutError::without_item)?;
+        let feed = match self.feed() {
+            Ok(feed) => feed,
+            Err(e) => return Err(PutError::new(e, item)),
+        };
+        let deadline = wait.deadline();
         if ring.maxsize() == 0 {
+            // Counted before the feeder moves it: `qsize` sees it at once (Python's count).
+            if let Err(e) = ring.accept() {
+                return Err(PutError::new(super::ring_error(e), item));
+            }
             return feed
-                .push(&item, self.shared.limit, ring, wait.deadline())
-                .map_err(|e| PutError::new(e, item));
+                .push(&item, self.shared.limit, ring, deadline)
+                .map_err(|e| {
+                    ring.unaccept(1);
+                    PutError::new(e, item)
+                });
         }
-        match ring.reserve(wait) {
+        // A place first (a put waiting for one is not counted yet, as in Python), then the count.
+        let placed = ring.reserve(wait).and_then(|placed| {
+            if placed && let Err(e) = ring.accept() {
+                ring.unreserve();
+                return Err(e);
+            }
+            Ok(placed)
+        });
+        match placed {
             Ok(true) => {}
             Ok(false) => return Err(PutError::new(QueueError::Full, item)),
             Err(e) => return Err(PutError::new(super::ring_error(e), item)),
         }
-        feed.push(&item, self.shared.limit, ring, wait.deadline())
+        feed.push(&item, self.shared.limit, ring, deadline)
             .map_err(|e| {
+                ring.unaccept(1);
                 ring.unreserve();
                 PutError::new(e, item)
             })
@@ -180,7 +203,8 @@ pub struct PutError<T> {
     /// Why the put failed: [`QueueError::Full`] when no place came in time, or as for
     /// [`Queue::put`](crate::Queue::put).
     pub error: QueueError,
-    /// The item, handed back (`None` only when the handle could not start its feeder).
+    /// The item, handed back (always, since a put that fails hands back what it was given;
+    /// an `Option` for the sake of code written before).
     pub item: Option<T>,
 }
 
@@ -190,10 +214,6 @@ impl<T> PutError<T> {
             error,
             item: Some(item),
         }
-    }
-
-    fn without_item(error: QueueError) -> Self {
-        PutError { error, item: None }
     }
 
     /// The item, if it came back.
@@ -214,6 +234,14 @@ impl<T> std::fmt::Debug for PutError<T> {
 impl<T> std::fmt::Display for PutError<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.error.fmt(f)
+    }
+}
+
+impl<T> From<PutError<T>> for QueueError {
+    /// Why the put failed, without the item: lets `?` carry a failed put out of a function
+    /// returning `Result<_, QueueError>`.
+    fn from(e: PutError<T>) -> Self {
+        e.error
     }
 }
 

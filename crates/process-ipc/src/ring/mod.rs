@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+mod ending;
 pub(crate) mod frame;
 pub(crate) mod parse;
 mod peek;
@@ -47,6 +48,8 @@ mod sleep;
 mod tests;
 mod write;
 
+use self::ending::{Accepted, Ending, Tasks};
+pub(crate) use self::ending::{Shutdown, TaskDone};
 use self::parse::{BREAKING, Check};
 pub(crate) use self::sleep::{Wait, alive};
 use self::sleep::{my_tid, take};
@@ -138,6 +141,12 @@ struct Header {
     counts: Counts,
     /// Pid of the process holding each putting handle (0: free).
     slots: [AtomicU32; SLOTS],
+    /// Items counted at `put` (added after the ring's first layout: new words go last).
+    accepted: Accepted,
+    /// Whether the queue was shut down.
+    ending: Ending,
+    /// `task_done` calls, and the joiners waiting for them.
+    tasks: Tasks,
 }
 
 const HDR: usize = std::mem::size_of::<Header>().next_multiple_of(64);
@@ -168,6 +177,8 @@ pub(crate) enum RingError {
         /// The check that failed.
         check: Check,
     },
+    /// The queue was shut down: no more puts (and, for a waiting bounded put, no place).
+    ShutDown,
 }
 
 impl std::fmt::Display for RingError {
@@ -175,6 +186,7 @@ impl std::fmt::Display for RingError {
         match self {
             RingError::Lock(e) => e.fmt(f),
             RingError::Broken { ring, check } => write!(f, "ring {ring} is corrupt: {check}"),
+            RingError::ShutDown => f.write_str("the queue was shut down"),
         }
     }
 }
@@ -354,6 +366,12 @@ impl Ring {
         unsafe { std::slice::from_raw_parts(self.data(), self.cap as usize) }
     }
 
+    /// Which ring this is among this process's handles: the same for every clone of a handle
+    /// (not for a second attach of the same block in one process).
+    pub(crate) fn local_id(&self) -> usize {
+        Arc::as_ptr(&self.own) as usize
+    }
+
     /// The block's name, as errors report it.
     pub(crate) fn name(&self) -> &str {
         self.mem.name()
@@ -482,6 +500,10 @@ impl Ring {
         loop {
             self.check_broken()?;
             let seen = h.room.prepare();
+            if let Err(e) = self.ensure_open() {
+                h.room.cancel();
+                return Err(e);
+            }
             let r = reserved.load(Ordering::SeqCst);
             if r > max {
                 h.room.cancel();
@@ -519,25 +541,24 @@ impl Ring {
     pub(crate) fn reserved(&self) -> usize {
         self.hdr().counts.reserved.load(Ordering::Relaxed) as usize
     }
-
-    /// Items published and not yet taken (approximate while others work).
-    pub(crate) fn items(&self) -> usize {
-        let h = self.hdr();
-        let got = h.pos.got_items.load(Ordering::Relaxed);
-        let put = h.write.put_items.load(Ordering::Relaxed);
-        put.saturating_sub(got) as usize
-    }
 }
 
 #[cfg(feature = "test-fault")]
 impl Ring {
     /// Test only (the `test-fault` feature): adds `add` (wrapping) to one of the ring's header
-    /// words, `"head"` or `"tail"`, as a process with a memory bug might.
+    /// words, `"head"`, `"tail"`, `"shutdown"`, `"accepted"` or `"done"`, as a process with a
+    /// memory bug might.
     pub(crate) fn scribble(&self, word: &str, add: u64) {
         let h = self.hdr();
+        if word == "shutdown" {
+            h.ending.state.fetch_add(add as u32, Ordering::SeqCst);
+            return;
+        }
         let target = match word {
             "head" => &h.read.head,
             "tail" => &h.write.tail,
+            "accepted" => &h.accepted.count,
+            "done" => &h.tasks.done,
             _ => return,
         };
         target.fetch_add(add, Ordering::SeqCst);

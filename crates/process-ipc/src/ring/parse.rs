@@ -24,7 +24,7 @@ pub(crate) type Check = &'static str;
 
 /// Every check that breaks a ring for good (its number is what the ring's header records, so
 /// every process reports the same one).
-pub(crate) const BREAKING: [Check; 8] = [
+pub(crate) const BREAKING: [Check; 9] = [
     "the ring's size is not a power of two of at least 8 bytes",
     "head or tail is not on a record boundary",
     "tail is behind head",
@@ -33,6 +33,7 @@ pub(crate) const BREAKING: [Check; 8] = [
     "a record runs past the tail",
     "a writer found the ring in a state no writer leaves it in",
     "more places are taken in a bounded queue than it has",
+    "the shutdown word holds a value no queue writes",
 ];
 
 /// The size in the ring of a record of `len` payload bytes.

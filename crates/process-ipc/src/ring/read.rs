@@ -356,6 +356,14 @@ impl Ring {
                 looked = false;
                 continue;
             }
+            // Shut down and empty: `get` fails (a big item begun still comes). Read after
+            // `prepare`, so a shutdown's wake-up cannot fall between the two.
+            if partial.is_none() {
+                if let Err(e) = self.ensure_open() {
+                    h.data.cancel();
+                    return Err(e);
+                }
+            }
             if partial.is_none() && !self.putters(check) {
                 h.data.cancel();
                 return Ok(Held::Done(Next::Disconnected));

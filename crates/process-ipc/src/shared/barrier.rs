@@ -11,9 +11,20 @@
 //! checks them each [`SLICE`] while it sleeps: a dead one breaks the barrier, and every wait
 //! on it gets [`SharedError::BrokenBarrier`] naming the pid.
 //!
+//! After the slots, the [`Settings`] every handle shares: Python's `timeout=` and `action=`.
+//! The action is a `fn()` (processes share code, not closures) and runs in the process of the
+//! last party to arrive, under the barrier's lock, before any party goes on; a panic in it
+//! breaks the barrier. While it runs, the last party is recorded in its slot like any waiter,
+//! so that its death there breaks the barrier too, naming it.
+//!
 //! Everything read from the block is checked first (a count past the slots breaks the
-//! barrier rather than index out of them).
+//! barrier rather than index out of them). The action is never taken from the block alone:
+//! a handle carries it (from `with_action`, or across processes as its offset in the same
+//! executable, the way a process target travels), and it runs only if the block records the
+//! same offset for the same executable; a mismatch breaks the barrier instead.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,6 +33,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::cell::{CellRef, Kind, deadline_after};
 use super::error::SharedError;
 use super::pid::my_pid;
+use crate::sys;
 
 /// How long a waiter sleeps between two looks at the other waiters' liveness.
 const SLICE: Duration = Duration::from_millis(50);
@@ -46,6 +58,20 @@ struct Slot {
 
 const SLOT: usize = std::mem::size_of::<Slot>();
 
+/// What every handle shares, after the slots.
+#[repr(C)]
+struct Settings {
+    /// Python's `timeout=`: 0 for none, else the nanoseconds plus 1 (saturated).
+    timeout: AtomicU64,
+    /// The action's offset from the anchor in its executable (see `sys::offset_of`).
+    action: AtomicU64,
+    /// 0: no action; else the fingerprint of the executable `action` is an offset in.
+    action_exe: AtomicU64,
+    _spare: AtomicU64,
+}
+
+const SETTINGS: usize = std::mem::size_of::<Settings>();
+
 /// A barrier for processes (Python's `multiprocessing.Barrier`): `parties` waiters meet, then
 /// all go on. A party that dies while it waits breaks it, where Python's would let the others
 /// go on as if it had come.
@@ -60,9 +86,29 @@ const SLOT: usize = std::mem::size_of::<Slot>();
 /// assert!(pair.wait_timeout(Duration::from_millis(5)).is_err()); // nobody came
 /// assert!(pair.broken());
 /// ```
+///
+/// Python's `Barrier(parties, action=None, timeout=None)` is
+/// `Barrier::new(parties)?.with_action(f).with_timeout(t)`; the action runs in the process of
+/// the last party to arrive:
+/// ```
+/// use process_ipc::Barrier;
+/// use std::time::Duration;
+///
+/// fn announce() {
+///     println!("all here");
+/// }
+/// let barrier = Barrier::new(1)?
+///     .with_action(announce)
+///     .with_timeout(Duration::from_secs(5));
+/// assert_eq!(barrier.timeout(), Some(Duration::from_secs(5)));
+/// assert_eq!(barrier.wait()?, 0); // prints "all here" first
+/// # Ok::<(), process_ipc::SharedError>(())
+/// ```
 #[derive(Clone)]
 pub struct Barrier {
     cell: CellRef,
+    /// The action, if this handle was given it or received it with the barrier.
+    action: Option<fn()>,
 }
 
 impl Barrier {
@@ -77,9 +123,51 @@ impl Barrier {
                 reason: "a barrier needs at least 1 party".into(),
             });
         }
-        let cell = CellRef::create(Kind::Barrier, parties as usize * SLOT)?;
+        let cell = CellRef::create(Kind::Barrier, parties as usize * SLOT + SETTINGS)?;
         cell.cell().d.store(u64::from(parties), Ordering::Release);
-        Ok(Barrier { cell })
+        Ok(Barrier { cell, action: None })
+    }
+
+    /// Runs `action` once per round, in the process of the last party to arrive, before any
+    /// party goes on (Python's `action=`). A panicking action breaks the barrier: that party
+    /// gets [`SharedError::ActionPanicked`], the others [`SharedError::BrokenBarrier`]. It runs
+    /// under the barrier's lock, as Python's does: it must not wait at this barrier.
+    ///
+    /// The action is a plain `fn()` (a named function, or a closure that captures nothing):
+    /// another process runs the same code but gets nothing captured. Give it before the
+    /// barrier is cloned or sent: a handle made earlier does not have it, and a last party
+    /// arriving with such a handle breaks the barrier (with [`SharedError::Refused`]) instead
+    /// of passing without the action.
+    pub fn with_action(mut self, action: fn()) -> Self {
+        if let Some(settings) = self.settings() {
+            settings
+                .action
+                .store(sys::offset_of(action as usize) as u64, Ordering::Relaxed);
+            settings
+                .action_exe
+                .store(exe_fingerprint(), Ordering::Release);
+        }
+        self.action = Some(action);
+        self
+    }
+
+    /// The timeout of every [`wait`](Barrier::wait) on this barrier, from any handle in any
+    /// process (Python's `timeout=`); a wait that runs out of it breaks the barrier as
+    /// [`wait_timeout`](Barrier::wait_timeout) does.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        if let Some(settings) = self.settings() {
+            let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+            settings
+                .timeout
+                .store(nanos.saturating_add(1), Ordering::Release);
+        }
+        self
+    }
+
+    /// The default timeout given by [`with_timeout`](Barrier::with_timeout), if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        let word = self.settings()?.timeout.load(Ordering::Acquire);
+        (word != 0).then(|| Duration::from_nanos(word - 1))
     }
 
     /// How many must wait before all go on.
@@ -97,20 +185,23 @@ impl Barrier {
         self.cell.cell().b.load(Ordering::Acquire) != 0
     }
 
-    /// Waits for the others; this waiter's index (0 to parties - 1) once all have come.
+    /// Waits for the others (at most the default timeout, if one was given); this waiter's
+    /// index (0 to parties - 1, `parties - 1` for the last to arrive) once all have come.
     ///
     /// # Errors
-    /// [`SharedError::BrokenBarrier`] if the barrier is or becomes broken, naming the party
-    /// whose death broke it if that is what did.
+    /// [`SharedError::BrokenBarrier`] if the barrier is or becomes broken (the default
+    /// timeout running out breaks it), naming the party whose death broke it if that is what
+    /// did; [`SharedError::ActionPanicked`] for the last party if the action panicked.
     pub fn wait(&self) -> Result<u32, SharedError> {
-        self.wait_until(None)
+        self.wait_until(self.timeout().and_then(deadline_after))
     }
 
-    /// As [`wait`](Barrier::wait), at most `timeout`; a timeout breaks the barrier, as in
-    /// Python.
+    /// As [`wait`](Barrier::wait), at most `timeout` (instead of the default); a timeout
+    /// breaks the barrier, as in Python.
     ///
     /// # Errors
-    /// [`SharedError::BrokenBarrier`] on timeout, abort or a party's death.
+    /// [`SharedError::BrokenBarrier`] on timeout, abort or a party's death;
+    /// [`SharedError::ActionPanicked`] as for `wait`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, SharedError> {
         self.wait_until(deadline_after(timeout))
     }
@@ -156,11 +247,64 @@ impl Barrier {
 
     /// The slot for arrival `index`, if the block has one.
     fn slot(&self, index: u64) -> Option<&Slot> {
-        let slots = (self.cell.extra_len() / SLOT) as u64;
+        let slots = (self.cell.extra_len().saturating_sub(SETTINGS) / SLOT) as u64;
         (index < slots).then(|| {
             // SAFETY: the block holds `slots` slots after the cell (64-byte aligned, so
             // aligned for a Slot), all atomics, valid for any bits, as long as `self.cell`.
             unsafe { &*(self.cell.extra() as *const Slot).add(index as usize) }
+        })
+    }
+
+    /// The settings after the slots, if the block has room for them.
+    fn settings(&self) -> Option<&Settings> {
+        let len = self.cell.extra_len();
+        let at = len.checked_sub(SETTINGS)?;
+        (at % std::mem::align_of::<Settings>() == 0).then(|| {
+            // SAFETY: `at + SETTINGS <= len` bytes after the (64-byte aligned) cell, at an
+            // aligned offset; all atomics, valid for any bits, as long as `self.cell`.
+            unsafe { &*(self.cell.extra().add(at) as *const Settings) }
+        })
+    }
+
+    /// Runs the action, if the barrier has one, as the last party (arrival `index`, holding
+    /// the internal lock). On failure the barrier is broken and the lock released.
+    fn run_action(&self, index: u64) -> Result<(), SharedError> {
+        let recorded = self.settings().and_then(|settings| {
+            (settings.action_exe.load(Ordering::Acquire) != 0)
+                .then(|| settings.action.load(Ordering::Relaxed))
+        });
+        let action = match (recorded, self.action) {
+            (None, None) => return Ok(()),
+            (Some(offset), Some(action)) if offset == sys::offset_of(action as usize) as u64 => {
+                action
+            }
+            _ => {
+                let _ = self.broken_now(BROKEN);
+                return Err(SharedError::Refused {
+                    name: self.cell.name().to_string(),
+                    reason: "this handle's action is not the barrier's (a handle made before \
+                             with_action, or a scribbled block): the barrier is broken"
+                        .into(),
+                });
+            }
+        };
+        let words = self.cell.cell();
+        // Recorded as a waiter while the action runs: its death there breaks the barrier.
+        if let Some(slot) = self.slot(index) {
+            slot.start.store(my_start_time(), Ordering::Relaxed);
+            slot.pid.store(u64::from(my_pid()), Ordering::Relaxed);
+        }
+        words.a.store(index + 1, Ordering::Release);
+        let ran = catch_unwind(AssertUnwindSafe(action));
+        words.a.store(index, Ordering::Relaxed);
+        if let Some(slot) = self.slot(index) {
+            slot.pid.store(0, Ordering::Relaxed);
+        }
+        ran.map_err(|payload| {
+            let _ = self.broken_now(BROKEN);
+            SharedError::ActionPanicked {
+                message: sys::panic_message(&*payload),
+            }
         })
     }
 
@@ -210,6 +354,7 @@ impl Barrier {
             if let Some(pid) = self.dead_waiter(index) {
                 return Err(self.broken_now(died(pid)));
             }
+            self.run_action(index)?;
             for earlier in 0..index {
                 if let Some(slot) = self.slot(earlier) {
                     slot.pid.store(0, Ordering::Relaxed);
@@ -326,30 +471,89 @@ fn my_start_time() -> u64 {
 
 impl Serialize for Barrier {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.cell.name_for_transfer())
+        let action = self
+            .action
+            .map(|action| sys::offset_of(action as usize) as u64);
+        (self.cell.name_for_transfer(), action).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Barrier {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
+        let (name, action) = <(String, Option<u64>)>::deserialize(deserializer)?;
         let cell =
             CellRef::attach_any_extra(&name, Kind::Barrier).map_err(serde::de::Error::custom)?;
         let parties = cell.cell().d.load(Ordering::Acquire);
+        let refused = |reason: String| {
+            serde::de::Error::custom(SharedError::Refused {
+                name: name.clone(),
+                reason,
+            })
+        };
         if parties == 0
             || parties > u64::from(u32::MAX)
-            || cell.extra_len() as u64 != parties * SLOT as u64
+            || cell.extra_len() as u64 != parties * SLOT as u64 + SETTINGS as u64
         {
-            return Err(serde::de::Error::custom(SharedError::Refused {
-                name,
-                reason: format!(
-                    "a barrier of {parties} parties with {} bytes of slots",
-                    cell.extra_len()
-                ),
-            }));
+            return Err(refused(format!(
+                "a barrier of {parties} parties with {} bytes of slots and settings",
+                cell.extra_len()
+            )));
         }
-        Ok(Barrier { cell })
+        let mut barrier = Barrier { cell, action: None };
+        if let Some(offset) = action {
+            barrier.action = Some(barrier.trusted_action(offset).map_err(refused)?);
+        }
+        Ok(barrier)
     }
+}
+
+impl Barrier {
+    /// The action at `offset`, received with this barrier, if the block records the same
+    /// offset in this very executable (so it is the entry of the `fn()` the creator gave).
+    fn trusted_action(&self, offset: u64) -> Result<fn(), String> {
+        let settings = self
+            .settings()
+            .ok_or_else(|| "no room for the settings".to_string())?;
+        let exe = settings.action_exe.load(Ordering::Acquire);
+        let recorded = settings.action.load(Ordering::Relaxed);
+        let mine = exe_fingerprint();
+        if exe == 0 || mine == 0 || exe != mine || recorded != offset {
+            return Err(format!(
+                "the action received (offset {offset:#x}) is not the one the barrier records \
+                 (offset {recorded:#x}) for this executable"
+            ));
+        }
+        let address = sys::address_at(offset as isize);
+        // SAFETY: the block (made by a process of this same executable, `exe_fingerprint`)
+        // and the handle agree that the action is at `offset` from the anchor, where
+        // `with_action` measured a `fn()`; the same executable has the same code at the same
+        // offset from the anchor in every process.
+        Ok(unsafe { std::mem::transmute::<usize, fn()>(address) })
+    }
+}
+
+/// This executable's identity (device, inode, size, modification time of `/proc/self/exe`),
+/// hashed; never 0, or 0 when `/proc` will not say (then no action is trusted).
+fn exe_fingerprint() -> u64 {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    static FINGERPRINT: OnceLock<u64> = OnceLock::new();
+    *FINGERPRINT.get_or_init(|| match std::fs::metadata("/proc/self/exe") {
+        Ok(meta) => {
+            // `DefaultHasher::new` has fixed keys: the same in every process of this executable.
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            (
+                meta.dev(),
+                meta.ino(),
+                meta.size(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+            )
+                .hash(&mut hasher);
+            hasher.finish() | 1
+        }
+        Err(_) => 0,
+    })
 }
 
 impl std::fmt::Debug for Barrier {

@@ -97,6 +97,14 @@ pub enum SharedError {
         /// The pid of the party whose death broke it, if that is what broke it.
         dead_party: Option<u32>,
     },
+    /// A barrier's action panicked in this party (the last to arrive); the barrier is now
+    /// broken and the other parties get [`SharedError::BrokenBarrier`] (Python: the action's
+    /// exception here, `BrokenBarrierError` there).
+    #[error("the barrier's action panicked: {message}; the barrier is now broken")]
+    ActionPanicked {
+        /// The panic message.
+        message: String,
+    },
     /// `release` of a bounded semaphore would raise it past its initial value.
     #[error("a BoundedSemaphore released more times than acquired (bound {bound})")]
     OverRelease {

@@ -306,6 +306,60 @@ impl SharedMemory {
         unsafe { std::slice::from_raw_parts_mut(self.map.ptr().add(HEADER), self.size) }
     }
 
+    /// The block as a slice of plain-old-data values: as many whole `T`s as fit in
+    /// [`size`](SharedMemory::size) bytes (bytes after the last whole `T` are not in the view).
+    /// Python reaches the same place with `shm.buf.cast('I')` or
+    /// `numpy.ndarray(shape, dtype, buffer=shm.buf)`. As with
+    /// [`as_slice`](SharedMemory::as_slice), other processes may write the block at any
+    /// time: synchronise with a [`Lock`](crate::Lock).
+    ///
+    /// ```
+    /// use process_ipc::SharedMemory;
+    ///
+    /// let mut block = SharedMemory::create(4 * 1000 + 3).unwrap();
+    /// block.as_mut_slice_of::<u32>().unwrap()[999] = 7;
+    /// let other = SharedMemory::attach(block.name()).unwrap();
+    /// let view = other.as_slice_of::<u32>().unwrap();
+    /// assert_eq!((view.len(), view[999]), (1000, 7));
+    /// ```
+    ///
+    /// # Errors
+    /// [`SharedError::Refused`] if `T` needs an alignment above 64 bytes (the data of a block
+    /// starts 64 bytes into a page) or is zero-sized.
+    pub fn as_slice_of<T: bytemuck::Pod>(&self) -> Result<&[T], SharedError> {
+        let bytes = self.as_slice();
+        Ok(bytemuck::cast_slice(&bytes[..self.whole_bytes::<T>()?]))
+    }
+
+    /// The block as a mutable slice of plain-old-data values: see
+    /// [`as_slice_of`](SharedMemory::as_slice_of).
+    ///
+    /// # Errors
+    /// As [`as_slice_of`](SharedMemory::as_slice_of).
+    pub fn as_mut_slice_of<T: bytemuck::Pod>(&mut self) -> Result<&mut [T], SharedError> {
+        let end = self.whole_bytes::<T>()?;
+        Ok(bytemuck::cast_slice_mut(&mut self.as_mut_slice()[..end]))
+    }
+
+    /// The bytes a view of whole `T`s covers, refusing a `T` the block's alignment cannot
+    /// hold and a zero-sized one.
+    fn whole_bytes<T>(&self) -> Result<usize, SharedError> {
+        let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+        let refuse = |why: String| SharedError::Refused {
+            name: self.name.clone(),
+            reason: format!("a view of {}: {why}", std::any::type_name::<T>()),
+        };
+        if align > HEADER {
+            return Err(refuse(format!(
+                "needs {align}-byte alignment; a block's data is aligned to {HEADER} bytes"
+            )));
+        }
+        if size == 0 {
+            return Err(refuse("a zero-sized type has no items to view".into()));
+        }
+        Ok(self.size / size * size)
+    }
+
     /// A copy of the bytes (Python's `bytes(shm.buf)`), as `as_slice().to_vec()` makes, but
     /// cheaper for large blocks: the new buffer asks the kernel for huge pages (where
     /// `/sys/kernel/mm/transparent_hugepage/enabled` allows them), so that a copy of 256 MiB

@@ -83,22 +83,6 @@ pub(crate) fn conjure<F: Copy + 'static>() -> F {
     unsafe { std::ptr::NonNull::<F>::dangling().read() }
 }
 
-/// The fixed point every entry offset is measured from.
-#[inline(never)]
-fn anchor() -> i32 {
-    std::hint::black_box(7)
-}
-
-/// Offset of any code address from [`anchor`] in this executable.
-pub(crate) fn offset_of(address: usize) -> isize {
-    address.wrapping_sub(anchor as fn() -> i32 as usize) as isize
-}
-
-/// The code address at `offset` from [`anchor`] in this executable.
-pub(crate) fn address_at(offset: isize) -> usize {
-    (anchor as fn() -> i32 as usize).wrapping_add(offset as usize)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Hooks a child runs after its target and before it reports (upper layers register them:
 // the queue's feeders flush there, so nothing a target put is lost).
@@ -149,7 +133,7 @@ static LAST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
 pub(crate) fn install_panic_recorder() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let message = panic_message(info.payload());
+        let message = sys::panic_message(info.payload());
         let location = info
             .location()
             .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
@@ -159,17 +143,6 @@ pub(crate) fn install_panic_recorder() {
         }
         previous(info);
     }));
-}
-
-/// The message of a panic payload (`&str` or `String`), or a placeholder.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".into()
-    }
 }
 
 /// Takes the recorded (message, location) of the last panic, if the hook saw one.
@@ -215,8 +188,8 @@ fn report<R: Serialize + DeserializeOwned>(
             }
         }
         Err(payload) => {
-            let (message, location) =
-                take_last_panic().unwrap_or_else(|| (panic_message(&*payload), "<unknown>".into()));
+            let (message, location) = take_last_panic()
+                .unwrap_or_else(|| (sys::panic_message(&*payload), "<unknown>".into()));
             let _ = results.send(ChildMsg::Panicked { message, location });
             1
         }

@@ -56,7 +56,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::child::Target;
-use super::{EXIT_GRACE, Request, Started, child, spawn, start_failure};
+use super::{EXIT_GRACE, Request, Started, spawn, start_failure};
 use crate::error::ProcessError;
 use crate::sys::{self, ChildProcess};
 use crate::wire::{self, ChildMsg, ParentMsg};
@@ -154,7 +154,7 @@ where
             let (args_tx, args_rx) = ipc::channel::<ParentMsg<wire::ByRef<'_, Args>, F::Output>>()?;
             *channels.borrow_mut() = Some(args_tx);
             Ok(ForkRequest {
-                offset: child::offset_of(entry as usize) as i64,
+                offset: sys::offset_of(entry as usize) as i64,
                 nonce,
                 name: request.name.map(str::to_string),
                 identity: request.identity.clone(),

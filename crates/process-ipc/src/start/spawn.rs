@@ -61,7 +61,7 @@ where
     let pid = child.id();
     let failure = |child: &mut ChildProcess, reason: String| start_failure(child, pid, reason);
     let entry: ChildEntry = child_entry::<F, Args>;
-    if let Err(reason) = link.send_setup(child::offset_of(entry as usize), lone) {
+    if let Err(reason) = link.send_setup(sys::offset_of(entry as usize), lone) {
         return Err(failure(&mut child, reason));
     }
     let server = match link.expect_listening(pid, request.deadline) {
@@ -286,7 +286,7 @@ fn run_authenticated(parent: i32, fd: RawFd, name: Option<String>, fault: Option
         Err(e) => return link.fail(&format!("cannot stat /proc/self/exe: {e}")),
     }
     child::install_panic_recorder();
-    let address = child::address_at(setup.offset as isize);
+    let address = sys::address_at(setup.offset as isize);
     // SAFETY: the offset came from the parent over the socket pair it made (its pid and our
     // uid checked with SO_PEERCRED), and the executable's identity matches the parent's, so
     // `address` is the entry the parent took the offset of, a `ChildEntry` in this very binary.

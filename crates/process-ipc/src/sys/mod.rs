@@ -1,6 +1,7 @@
 //! The OS layer: every libc call of the process machinery, each behind a safe wrapper, split
 //! by topic: [`socket`] (sockets, credentials, descriptors), [`process`] (starting, waiting,
-//! pidfds), [`signal`] (signals and exit hooks). Waiting with a deadline is here.
+//! pidfds), [`signal`] (signals and exit hooks), [`image`] (code offsets in this executable).
+//! Waiting with a deadline is here.
 //!
 //! The bottom layer: it imports no other module of this crate.
 
@@ -8,10 +9,12 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+pub(crate) mod image;
 pub(crate) mod process;
 pub(crate) mod signal;
 pub(crate) mod socket;
 
+pub(crate) use image::*;
 pub(crate) use process::*;
 pub(crate) use signal::*;
 pub(crate) use socket::*;

@@ -42,6 +42,7 @@ impl Shared {
                 args: Arc::new(args),
                 what,
                 complete,
+                deaths: 0,
             };
             st.tasks.insert(id, task);
             st.schedule().submit(id);

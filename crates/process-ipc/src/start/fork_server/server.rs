@@ -104,7 +104,7 @@ fn run_forked(request: ForkRequest) -> i32 {
         },
         _ => {}
     }
-    let address = child::address_at(request.offset as isize);
+    let address = sys::address_at(request.offset as isize);
     // SAFETY: the offset came from the parent on a channel only it and this server ever held
     // (the server got its end in its own authenticated start), and this process is a copy of
     // the server, whose executable was checked to be the parent's: `address` is the forked

@@ -58,8 +58,8 @@ macro_rules! queue_row {
 }
 
 queue_row!(threads::Queue<u32>, shutdown);
-queue_row!(coro::Queue<u32>, plain);
-queue_row!(coro::JoinableQueue<u32>, plain);
+queue_row!(coro::Queue<u32>, shutdown);
+queue_row!(coro::JoinableQueue<u32>, shutdown);
 
 impl QueueRow<u32> for process::Queue<u32> {
     fn put_(&self, item: u32) {
@@ -150,7 +150,7 @@ fn a_bounded_queue_of_maxsize_zero_is_an_error_and_a_full_one_hands_the_item_bac
     assert!(matches!(t.get_timeout(WAIT), Ok(1)));
 
     let c = coro::Queue::bounded(1).unwrap();
-    c.put(1u8);
+    c.put(1u8).unwrap();
     assert!(c.full());
     assert_eq!(c.put_nowait(2).unwrap_err().into_inner(), 2);
     assert_eq!(
@@ -171,20 +171,30 @@ trait ShutdownRow<T> {
     fn get_or_shut(&self) -> Option<T>;
 }
 
-impl ShutdownRow<u32> for threads::Queue<u32> {
-    fn shutdown_(&self, immediate: bool) {
-        self.shutdown(immediate)
-    }
-    fn is_shutdown_(&self) -> bool {
-        self.is_shutdown()
-    }
-    fn put_or_back(&self, item: u32) -> Result<(), u32> {
-        self.put(item).map_err(|e| e.into_inner())
-    }
-    fn get_or_shut(&self) -> Option<u32> {
-        self.get().ok()
-    }
+macro_rules! shutdown_row_like_threads {
+    ($($ty:ty),*) => {$(
+        impl ShutdownRow<u32> for $ty {
+            fn shutdown_(&self, immediate: bool) {
+                self.shutdown(immediate)
+            }
+            fn is_shutdown_(&self) -> bool {
+                self.is_shutdown()
+            }
+            fn put_or_back(&self, item: u32) -> Result<(), u32> {
+                self.put(item).map_err(|e| e.into_inner())
+            }
+            fn get_or_shut(&self) -> Option<u32> {
+                self.get().ok()
+            }
+        }
+    )*};
 }
+
+shutdown_row_like_threads!(
+    threads::Queue<u32>,
+    coro::Queue<u32>,
+    coro::JoinableQueue<u32>
+);
 
 impl ShutdownRow<u32> for process::Queue<u32> {
     fn shutdown_(&self, immediate: bool) {
@@ -224,6 +234,8 @@ fn check_shutdown(q: &(impl ShutdownRow<u32> + QueueRow<u32>)) {
 #[test]
 fn every_queue_with_shutdown_spells_it_the_same() {
     check_shutdown(&threads::Queue::new());
+    check_shutdown(&coro::Queue::new());
+    check_shutdown(&coro::JoinableQueue::new());
     check_shutdown(&process::Queue::new().unwrap());
 }
 

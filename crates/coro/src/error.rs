@@ -163,5 +163,77 @@ impl<T> fmt::Debug for Full<T> {
 #[error("queue empty")]
 pub struct Empty;
 
+/// A call on a queue that was shut down (Python 3.13's `queue.ShutDown`): a `put` after
+/// [`shutdown`](crate::Queue::shutdown) hands its item back in `ShutDown<T>`; a `get` finds
+/// it once the queue is empty (`ShutDown<()>`). The same shape as `threads::ShutDown`.
+#[derive(PartialEq, Eq, Clone, Copy, Default, thiserror::Error)]
+#[error("queue shut down")]
+pub struct ShutDown<T = ()> {
+    item: T,
+}
+
+impl<T> ShutDown<T> {
+    pub(crate) fn new(item: T) -> Self {
+        ShutDown { item }
+    }
+
+    /// The item that was not put (`()` for a `get`).
+    pub fn into_inner(self) -> T {
+        self.item
+    }
+}
+
+impl<T> fmt::Debug for ShutDown<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutDown").finish_non_exhaustive()
+    }
+}
+
+/// Why a `put_timeout` or `put_nowait` did not put its item, which comes back either way.
+#[derive(PartialEq, Eq, Clone, thiserror::Error)]
+pub enum PutError<T> {
+    /// No room (Python's `queue.Full`).
+    #[error(transparent)]
+    Full(Full<T>),
+    /// The queue was shut down (Python's `queue.ShutDown`).
+    #[error(transparent)]
+    ShutDown(ShutDown<T>),
+}
+
+impl<T> PutError<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Full(full) => full.item,
+            PutError::ShutDown(shut) => shut.item,
+        }
+    }
+
+    /// Whether the queue was full (rather than shut down).
+    pub fn is_full(&self) -> bool {
+        matches!(self, PutError::Full(_))
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(full) => full.fmt(f),
+            PutError::ShutDown(shut) => shut.fmt(f),
+        }
+    }
+}
+
+/// Why a `get_timeout`, `get_nowait` (or a `peek_` of them) returned no item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GetError {
+    /// Nothing came in time (Python's `queue.Empty`).
+    #[error(transparent)]
+    Empty(#[from] Empty),
+    /// The queue was shut down and is empty (Python's `queue.ShutDown`).
+    #[error(transparent)]
+    ShutDown(#[from] ShutDown),
+}
+
 /// `Result` with [`CoroError`].
 pub type Result<T, E = CoroError> = std::result::Result<T, E>;

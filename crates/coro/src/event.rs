@@ -160,7 +160,7 @@ impl<T> AsyncResult<T> {
     /// let r: coro::AsyncResult<u8> = coro::AsyncResult::new();
     /// let seen = coro::Queue::new();
     /// let tx = seen.clone();
-    /// r.add_done_callback(move |r| tx.put(r.successful()));
+    /// r.add_done_callback(move |r| tx.put(r.successful()).unwrap());
     /// r.set(1);
     /// assert_eq!(seen.get_nowait(), Ok(Some(true)));
     /// ```

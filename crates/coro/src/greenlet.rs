@@ -474,7 +474,7 @@ impl<T> Greenlet<T> {
     /// let done = coro::Queue::new();
     /// let g = coro::spawn(|| 1)?;
     /// let tx = done.clone();
-    /// g.link(move |me| tx.put(me.successful()));
+    /// g.link(move |me| tx.put(me.successful()).unwrap());
     /// assert_eq!(done.get_timeout(Duration::from_secs(5)), Ok(Some(true)));
     /// # Ok::<(), coro::CoroError>(())
     /// ```

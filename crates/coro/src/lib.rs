@@ -79,7 +79,7 @@
 //! let (q2, ev2) = (q.clone(), ev.clone());
 //! let producer = pool.spawn(move || {
 //!     for i in 0..3 {
-//!         q2.put(i); // waits while the queue is full
+//!         q2.put(i).unwrap(); // waits while the queue is full
 //!     }
 //!     ev2.set();
 //! })?;
@@ -212,7 +212,7 @@ mod timer;
 mod wait;
 
 pub use coroutine::{Coroutine, Target};
-pub use error::{CoroError, Empty, Full, Result};
+pub use error::{CoroError, Empty, Full, GetError, PutError, Result, ShutDown};
 pub use event::{AsyncResult, Event};
 pub use greenlet::{Builder, Greenlet, GreenletRef, getcurrent, spawn, spawn_later};
 pub use monitor::{Monitor, start_monitor, start_monitor_with};

@@ -430,7 +430,10 @@ where
                 Ok(g) => {
                     if !self.ordered {
                         let done = self.finished.clone();
-                        g.link(move |me| done.put(me.clone()));
+                        g.link(move |me| {
+                            // This queue is never shut down: a put always succeeds.
+                            let _ = done.put(me.clone());
+                        });
                     }
                     self.running.push_back(g);
                 }
@@ -460,7 +463,7 @@ where
         let at = if self.ordered {
             0
         } else {
-            let done = self.finished.get();
+            let done = self.finished.get().ok()?;
             self.running.iter().position(|g| g.as_ref() == done)?
         };
         let g = self.running.remove(at)?;

@@ -1,12 +1,17 @@
-//! FIFO queues for coroutines and threads: `Queue` (gevent's `queue.Queue`) and `JoinableQueue`.
+//! FIFO queues for coroutines and threads: `Queue` (gevent's `queue.Queue`) and `JoinableQueue`,
+//! with Python 3.13's `shutdown(immediate)`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::error::{CoroError, Empty, Full, Result};
+use crate::error::{CoroError, Empty, Full, GetError, PutError, Result, ShutDown};
 use crate::timer;
 use crate::wait::{Guard, Signal};
+
+mod joinable;
+
+pub use joinable::JoinableQueue;
 
 /// Waiters for an item.
 const GETTERS: usize = 0;
@@ -17,16 +22,19 @@ const PUTTERS: usize = 1;
 ///
 /// `put` waits while the queue is full and `get` while it is empty: inside a
 /// coroutine they yield, in a thread they block. Each has a `_timeout` and a
-/// `_nowait` form; a failed put hands the item back in [`Full`].
+/// `_nowait` form; a failed put hands the item back ([`PutError`]). After
+/// [`shutdown`](Queue::shutdown) (Python 3.13) a put fails with [`ShutDown`] and a get
+/// takes what is left, then fails with [`ShutDown`]. The shapes are `threads::Queue`'s.
 ///
 /// ```
 /// use std::time::Duration;
+/// use coro::{Empty, GetError};
 /// let q = coro::Queue::bounded(1)?;
 /// q.put_nowait("a").unwrap();
 /// assert!(q.full());
 /// assert_eq!(q.put_nowait("b").unwrap_err().into_inner(), "b");
 /// assert_eq!(q.get_timeout(Duration::from_secs(1)), Ok("a"));
-/// assert_eq!(q.get_nowait(), Err(coro::Empty));
+/// assert_eq!(q.get_nowait(), Err(GetError::Empty(Empty)));
 /// assert_eq!((q.qsize(), q.empty(), q.maxsize()), (0, true, Some(1)));
 /// # Ok::<(), coro::CoroError>(())
 /// ```
@@ -35,8 +43,14 @@ pub struct Queue<T> {
 }
 
 struct Inner<T> {
-    items: Signal<VecDeque<T>>,
+    state: Signal<State<T>>,
     maxsize: Option<usize>,
+}
+
+/// What the lock guards: the items, and whether `shutdown` was called.
+struct State<T> {
+    items: VecDeque<T>,
+    shut_down: bool,
 }
 
 impl<T> Clone for Queue<T> {
@@ -58,6 +72,7 @@ impl<T> std::fmt::Debug for Queue<T> {
         f.debug_struct("Queue")
             .field("qsize", &self.qsize())
             .field("maxsize", &self.maxsize())
+            .field("is_shutdown", &self.is_shutdown())
             .finish()
     }
 }
@@ -84,7 +99,10 @@ impl<T> Queue<T> {
     fn with_max(maxsize: Option<usize>) -> Self {
         Queue {
             inner: Arc::new(Inner {
-                items: Signal::new(VecDeque::new()),
+                state: Signal::new(State {
+                    items: VecDeque::new(),
+                    shut_down: false,
+                }),
                 maxsize,
             }),
         }
@@ -97,83 +115,116 @@ impl<T> Queue<T> {
 
     /// Items in the queue now.
     pub fn qsize(&self) -> usize {
-        self.inner.items.lock().len()
+        self.inner.state.lock().items.len()
     }
 
     /// Whether the queue is empty now.
     pub fn empty(&self) -> bool {
-        self.inner.items.lock().is_empty()
+        self.inner.state.lock().items.is_empty()
     }
 
     /// Whether the queue is full now (never, when unbounded).
     pub fn full(&self) -> bool {
-        self.has_no_room(&self.inner.items.lock())
+        self.has_no_room(&self.inner.state.lock())
     }
 
-    fn has_no_room(&self, items: &VecDeque<T>) -> bool {
-        self.inner.maxsize.is_some_and(|max| items.len() >= max)
+    fn has_no_room(&self, state: &State<T>) -> bool {
+        self.inner
+            .maxsize
+            .is_some_and(|max| state.items.len() >= max)
     }
 
-    fn push(mut items: Guard<'_, VecDeque<T>>, item: T) {
-        items.push_back(item);
-        items.notify_one_on(GETTERS);
+    fn push(mut state: Guard<'_, State<T>>, item: T) {
+        state.items.push_back(item);
+        state.notify_one_on(GETTERS);
     }
 
-    fn pop(mut items: Guard<'_, VecDeque<T>>) -> Option<T> {
-        let item = items.pop_front()?;
-        items.notify_one_on(PUTTERS);
-        Some(item)
-    }
-
-    fn put_until(&self, item: T, deadline: Option<std::time::Instant>) -> Result<(), Full<T>> {
-        let signal = &self.inner.items;
-        let (items, room) =
-            signal.wait_locked(PUTTERS, signal.lock(), deadline, |q| !self.has_no_room(q));
-        if !room {
-            return Err(Full::new(item));
+    fn pop(mut state: Guard<'_, State<T>>) -> Result<T, GetError> {
+        match state.items.pop_front() {
+            Some(item) => {
+                state.notify_one_on(PUTTERS);
+                Ok(item)
+            }
+            None if state.shut_down => Err(GetError::ShutDown(ShutDown::default())),
+            None => Err(GetError::Empty(Empty)),
         }
-        Self::push(items, item);
+    }
+
+    fn put_until(&self, item: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
+        let signal = &self.inner.state;
+        let (state, _) = signal.wait_locked(PUTTERS, signal.lock(), deadline, |s| {
+            s.shut_down || !self.has_no_room(s)
+        });
+        if state.shut_down {
+            return Err(PutError::ShutDown(ShutDown::new(item)));
+        }
+        if self.has_no_room(&state) {
+            return Err(PutError::Full(Full::new(item)));
+        }
+        Self::push(state, item);
         Ok(())
     }
 
     /// Puts `item`, waiting while the queue is full.
-    pub fn put(&self, item: T) {
-        // An unbounded wait only ends with room.
-        let _ = self.put_until(item, None);
+    ///
+    /// # Errors
+    /// [`ShutDown`] with the item once the queue is shut down (also to a put that was
+    /// waiting when it was).
+    pub fn put(&self, item: T) -> Result<(), ShutDown<T>> {
+        let mut item = item;
+        loop {
+            match self.put_until(item, None) {
+                Ok(()) => return Ok(()),
+                Err(PutError::ShutDown(shut)) => return Err(shut),
+                // An unbounded wait only ends with room or shutdown; look again if not.
+                Err(PutError::Full(full)) => item = full.into_inner(),
+            }
+        }
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
     ///
     /// # Errors
-    /// [`Full`] with the item if the queue stayed full.
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
+    /// [`PutError::Full`] if the queue stayed full, [`PutError::ShutDown`] once it is shut
+    /// down; either hands the item back.
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
         self.put_until(item, Some(timer::deadline_after(timeout)))
     }
 
     /// Puts `item` only if there is room now.
     ///
     /// # Errors
-    /// [`Full`] with the item.
-    pub fn put_nowait(&self, item: T) -> Result<(), Full<T>> {
-        let items = self.inner.items.lock();
-        if self.has_no_room(&items) {
-            return Err(Full::new(item));
+    /// [`PutError::Full`] or [`PutError::ShutDown`], with the item.
+    pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
+        let state = self.inner.state.lock();
+        if state.shut_down {
+            return Err(PutError::ShutDown(ShutDown::new(item)));
         }
-        Self::push(items, item);
+        if self.has_no_room(&state) {
+            return Err(PutError::Full(Full::new(item)));
+        }
+        Self::push(state, item);
         Ok(())
     }
 
-    fn get_until(&self, deadline: Option<std::time::Instant>) -> Result<T, Empty> {
-        let signal = &self.inner.items;
-        let (items, _) = signal.wait_locked(GETTERS, signal.lock(), deadline, |q| !q.is_empty());
-        Self::pop(items).ok_or(Empty)
+    fn get_until(&self, deadline: Option<Instant>) -> Result<T, GetError> {
+        let signal = &self.inner.state;
+        let (state, _) = signal.wait_locked(GETTERS, signal.lock(), deadline, |s| {
+            s.shut_down || !s.items.is_empty()
+        });
+        Self::pop(state)
     }
 
     /// Takes the oldest item, waiting while the queue is empty.
-    pub fn get(&self) -> T {
+    ///
+    /// # Errors
+    /// [`ShutDown`] once the queue is shut down and empty (also to a get that was waiting).
+    pub fn get(&self) -> Result<T, ShutDown> {
         loop {
-            if let Ok(item) = self.get_until(None) {
-                return item;
+            match self.get_until(None) {
+                Ok(item) => return Ok(item),
+                Err(GetError::ShutDown(shut)) => return Err(shut),
+                Err(GetError::Empty(_)) => {}
             }
         }
     }
@@ -181,29 +232,81 @@ impl<T> Queue<T> {
     /// Takes the oldest item, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`Empty`] if it stayed empty.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, Empty> {
+    /// [`GetError::Empty`] if it stayed empty, [`GetError::ShutDown`] once it is shut down
+    /// and empty.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.get_until(Some(timer::deadline_after(timeout)))
     }
 
     /// Takes the oldest item if there is one now.
     ///
     /// # Errors
-    /// [`Empty`].
-    pub fn get_nowait(&self) -> Result<T, Empty> {
-        Self::pop(self.inner.items.lock()).ok_or(Empty)
+    /// [`GetError::Empty`] or [`GetError::ShutDown`].
+    pub fn get_nowait(&self) -> Result<T, GetError> {
+        Self::pop(self.inner.state.lock())
+    }
+
+    /// Shuts the queue down (Python 3.13's `shutdown(immediate=False)`): from now on `put`
+    /// fails with [`ShutDown`] (handing the item back) and `get` takes what is left, then
+    /// fails with [`ShutDown`]. With `immediate`, what is left is dropped at once (a
+    /// [`JoinableQueue`] counts it done, so `join` returns). Every waiting `get`, `put` and
+    /// `peek` wakes, in coroutines and threads alike. Calling it again is harmless; a later
+    /// `shutdown(true)` still drops what is left.
+    ///
+    /// ```
+    /// use coro::{GetError, ShutDown};
+    /// let q = coro::Queue::new();
+    /// q.put(1).unwrap();
+    /// q.put(2).unwrap();
+    /// q.shutdown(false);
+    /// assert_eq!(q.put(3).unwrap_err().into_inner(), 3);
+    /// assert_eq!(q.get(), Ok(1)); // what is left can still be taken
+    /// q.shutdown(true); // drops the rest
+    /// assert_eq!(q.get(), Err(ShutDown::default()));
+    /// assert_eq!(q.get_nowait(), Err(GetError::ShutDown(ShutDown::default())));
+    /// assert!(q.is_shutdown());
+    /// ```
+    pub fn shutdown(&self, immediate: bool) {
+        self.shut(immediate);
+    }
+
+    /// Shuts the queue down; how many items an immediate shutdown dropped.
+    fn shut(&self, immediate: bool) -> usize {
+        let mut state = self.inner.state.lock();
+        state.shut_down = true;
+        let dropped = if immediate {
+            std::mem::take(&mut state.items)
+        } else {
+            VecDeque::new()
+        };
+        state.notify_all();
+        drop(state);
+        // The items drop outside the lock: their `Drop` may use this queue.
+        dropped.len()
+    }
+
+    /// Whether [`shutdown`](Queue::shutdown) was called.
+    pub fn is_shutdown(&self) -> bool {
+        self.inner.state.lock().shut_down
     }
 }
 
 impl<T: Clone> Queue<T> {
-    fn peek_until(&self, deadline: Option<std::time::Instant>) -> Result<T, Empty> {
-        let signal = &self.inner.items;
-        let (mut items, _) =
-            signal.wait_locked(GETTERS, signal.lock(), deadline, |q| !q.is_empty());
-        let item = items.front().cloned().ok_or(Empty)?;
+    fn peek_until(&self, deadline: Option<Instant>) -> Result<T, GetError> {
+        let signal = &self.inner.state;
+        let (mut state, _) = signal.wait_locked(GETTERS, signal.lock(), deadline, |s| {
+            s.shut_down || !s.items.is_empty()
+        });
+        let Some(item) = state.items.front().cloned() else {
+            return Err(if state.shut_down {
+                GetError::ShutDown(ShutDown::default())
+            } else {
+                GetError::Empty(Empty)
+            });
+        };
         // A peek leaves the item: the wake-up it may have taken goes on to
         // the next waiter (a getter must not sleep beside an item).
-        items.notify_one_on(GETTERS);
+        state.notify_one_on(GETTERS);
         Ok(item)
     }
 
@@ -212,14 +315,19 @@ impl<T: Clone> Queue<T> {
     ///
     /// ```
     /// let q = coro::Queue::new();
-    /// q.put("hi");
-    /// assert_eq!(q.peek(), "hi");
-    /// assert_eq!(q.get(), "hi"); // still there for get
+    /// q.put("hi").unwrap();
+    /// assert_eq!(q.peek(), Ok("hi"));
+    /// assert_eq!(q.get(), Ok("hi")); // still there for get
     /// ```
-    pub fn peek(&self) -> T {
+    ///
+    /// # Errors
+    /// [`ShutDown`] once the queue is shut down and empty.
+    pub fn peek(&self) -> Result<T, ShutDown> {
         loop {
-            if let Ok(item) = self.peek_until(None) {
-                return item;
+            match self.peek_until(None) {
+                Ok(item) => return Ok(item),
+                Err(GetError::ShutDown(shut)) => return Err(shut),
+                Err(GetError::Empty(_)) => {}
             }
         }
     }
@@ -227,237 +335,16 @@ impl<T: Clone> Queue<T> {
     /// Like [`peek`](Self::peek), waiting at most `timeout` (gevent's `peek(timeout=t)`).
     ///
     /// # Errors
-    /// [`Empty`] if it stayed empty.
-    pub fn peek_timeout(&self, timeout: Duration) -> Result<T, Empty> {
+    /// [`GetError::Empty`] if it stayed empty, [`GetError::ShutDown`] once shut down and empty.
+    pub fn peek_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.peek_until(Some(timer::deadline_after(timeout)))
     }
 
     /// A copy of the oldest item if there is one now (gevent's `peek_nowait()`).
     ///
     /// # Errors
-    /// [`Empty`].
-    pub fn peek_nowait(&self) -> Result<T, Empty> {
-        self.inner.items.lock().front().cloned().ok_or(Empty)
-    }
-}
-
-/// A [`Queue`] that counts unfinished work (gevent's `queue.JoinableQueue`).
-///
-/// Each `put` adds one unfinished task; a consumer calls
-/// [`task_done`](JoinableQueue::task_done) when it has finished one, and
-/// [`join`](JoinableQueue::join) waits until none is left.
-///
-/// ```
-/// use std::time::Duration;
-/// let q = coro::JoinableQueue::new();
-/// let worker = {
-///     let q = q.clone();
-///     coro::spawn(move || {
-///         for _ in 0..3 {
-///             let _job: u32 = q.get();
-///             q.task_done().unwrap();
-///         }
-///     })?
-/// };
-/// (0..3).for_each(|i| q.put(i));
-/// assert!(q.join_timeout(Duration::from_secs(5)));
-/// assert!(q.task_done().is_err()); // more task_done than puts
-/// worker.join();
-/// # Ok::<(), coro::CoroError>(())
-/// ```
-pub struct JoinableQueue<T> {
-    queue: Queue<T>,
-    unfinished: Arc<Signal<usize>>,
-}
-
-impl<T> Clone for JoinableQueue<T> {
-    fn clone(&self) -> Self {
-        JoinableQueue {
-            queue: self.queue.clone(),
-            unfinished: self.unfinished.clone(),
-        }
-    }
-}
-
-impl<T> Default for JoinableQueue<T> {
-    fn default() -> Self {
-        Self::from_queue(Queue::new())
-    }
-}
-
-impl<T> std::fmt::Debug for JoinableQueue<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JoinableQueue")
-            .field("qsize", &self.qsize())
-            .field("maxsize", &self.maxsize())
-            .field("unfinished", &self.unfinished_tasks())
-            .finish()
-    }
-}
-
-impl<T> JoinableQueue<T> {
-    /// An unbounded joinable queue.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A joinable queue holding at most `maxsize` items.
-    ///
-    /// # Errors
-    /// [`CoroError::InvalidArgument`] if `maxsize` is 0.
-    pub fn bounded(maxsize: usize) -> Result<Self> {
-        Queue::bounded(maxsize).map(Self::from_queue)
-    }
-
-    fn from_queue(queue: Queue<T>) -> Self {
-        JoinableQueue {
-            queue,
-            unfinished: Arc::new(Signal::new(0)),
-        }
-    }
-
-    /// The bound, `None` when unbounded.
-    pub fn maxsize(&self) -> Option<usize> {
-        self.queue.maxsize()
-    }
-
-    /// Items in the queue now.
-    pub fn qsize(&self) -> usize {
-        self.queue.qsize()
-    }
-
-    /// Whether the queue is empty now.
-    pub fn empty(&self) -> bool {
-        self.queue.empty()
-    }
-
-    /// Whether the queue is full now.
-    pub fn full(&self) -> bool {
-        self.queue.full()
-    }
-
-    /// Tasks put and not yet marked done.
-    pub fn unfinished_tasks(&self) -> usize {
-        *self.unfinished.lock()
-    }
-
-    fn add_task(&self) {
-        *self.unfinished.lock() += 1;
-    }
-
-    fn undo_task(&self) {
-        let mut n = self.unfinished.lock();
-        *n -= 1;
-        if *n == 0 {
-            n.notify_all();
-        }
-    }
-
-    /// Puts `item` (one more unfinished task), waiting while the queue is full.
-    pub fn put(&self, item: T) {
-        self.add_task();
-        self.queue.put(item);
-    }
-
-    /// Puts `item`, waiting at most `timeout` for room.
-    ///
-    /// # Errors
-    /// [`Full`] with the item.
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
-        self.add_task();
-        self.queue
-            .put_timeout(item, timeout)
-            .inspect_err(|_| self.undo_task())
-    }
-
-    /// Puts `item` only if there is room now.
-    ///
-    /// # Errors
-    /// [`Full`] with the item.
-    pub fn put_nowait(&self, item: T) -> Result<(), Full<T>> {
-        self.add_task();
-        self.queue
-            .put_nowait(item)
-            .inspect_err(|_| self.undo_task())
-    }
-
-    /// Takes the oldest item, waiting while the queue is empty.
-    pub fn get(&self) -> T {
-        self.queue.get()
-    }
-
-    /// Takes the oldest item, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`Empty`].
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, Empty> {
-        self.queue.get_timeout(timeout)
-    }
-
-    /// Takes the oldest item if there is one now.
-    ///
-    /// # Errors
-    /// [`Empty`].
-    pub fn get_nowait(&self) -> Result<T, Empty> {
-        self.queue.get_nowait()
-    }
-
-    /// A copy of the oldest item, left in the queue (see [`Queue::peek`]).
-    pub fn peek(&self) -> T
-    where
-        T: Clone,
-    {
-        self.queue.peek()
-    }
-
-    /// Like [`peek`](Self::peek), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`Empty`].
-    pub fn peek_timeout(&self, timeout: Duration) -> Result<T, Empty>
-    where
-        T: Clone,
-    {
-        self.queue.peek_timeout(timeout)
-    }
-
-    /// A copy of the oldest item if there is one now.
-    ///
-    /// # Errors
-    /// [`Empty`].
-    pub fn peek_nowait(&self) -> Result<T, Empty>
-    where
-        T: Clone,
-    {
-        self.queue.peek_nowait()
-    }
-
-    /// Marks one task finished (Python's `task_done`).
-    ///
-    /// # Errors
-    /// [`CoroError::InvalidArgument`] if called more times than items were put
-    /// (Python's `ValueError: task_done() called too many times`).
-    pub fn task_done(&self) -> Result<()> {
-        let mut n = self.unfinished.lock();
-        if *n == 0 {
-            return Err(CoroError::InvalidArgument(
-                "task_done() called more times than items were put".into(),
-            ));
-        }
-        *n -= 1;
-        if *n == 0 {
-            n.notify_all();
-        }
-        Ok(())
-    }
-
-    /// Waits until every task put has been marked done.
-    pub fn join(&self) {
-        self.unfinished.wait_until(None, |n| *n == 0);
-    }
-
-    /// Like [`join`](Self::join), waiting at most `timeout`; whether all were done.
-    pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.unfinished.wait_until(Some(timeout), |n| *n == 0).1
+    /// [`GetError::Empty`] or [`GetError::ShutDown`].
+    pub fn peek_nowait(&self) -> Result<T, GetError> {
+        self.peek_until(Some(Instant::now()))
     }
 }

@@ -6,27 +6,27 @@
 
 use std::time::Duration;
 
-use coro::{CoroError, Empty, Event, JoinAllOptions, JoinableQueue, Pool, Queue};
+use coro::{CoroError, Empty, Event, GetError, JoinAllOptions, JoinableQueue, Pool, Queue};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn test_send_first() {
     let q = Queue::new();
-    q.put("hi");
-    assert_eq!(q.peek(), "hi");
+    q.put("hi").unwrap();
+    assert_eq!(q.peek(), Ok("hi"));
     assert_eq!(q.peek_nowait(), Ok("hi"));
     assert_eq!(q.peek_timeout(WAIT), Ok("hi"));
     assert_eq!(q.qsize(), 1, "peek leaves the item");
-    assert_eq!(q.get(), "hi");
+    assert_eq!(q.get(), Ok("hi"));
 }
 
 #[test]
 fn test_peek_empty() {
     let q: Queue<u8> = Queue::new();
-    assert_eq!(q.peek_nowait(), Err(Empty));
+    assert_eq!(q.peek_nowait(), Err(GetError::Empty(Empty)));
     let waiter = coro::spawn(move || q.peek_timeout(Duration::from_millis(10))).unwrap();
-    assert_eq!(waiter.into_value().unwrap(), Err(Empty));
+    assert_eq!(waiter.into_value().unwrap(), Err(GetError::Empty(Empty)));
 }
 
 #[test]
@@ -36,9 +36,9 @@ fn test_peek_multi_greenlet() {
         let q = q.clone();
         coro::spawn(move || q.peek()).unwrap()
     };
-    q.put(1);
-    assert_eq!(peeker.into_value().unwrap(), 1);
-    assert_eq!(q.peek(), 1);
+    q.put(1).unwrap();
+    assert_eq!(peeker.into_value().unwrap(), Ok(1));
+    assert_eq!(q.peek(), Ok(1));
 }
 
 /// A peeker woken by a put passes the wake-up on: a getter waiting beside it
@@ -55,11 +55,11 @@ fn a_peek_does_not_leave_a_waiting_getter_asleep() {
     })
     .unwrap();
     let (peeker, getter) = both.into_value().unwrap();
-    q.put(7u32);
-    assert_eq!(peeker.into_value().unwrap(), 7);
+    q.put(7u32).unwrap();
+    assert_eq!(peeker.into_value().unwrap(), Ok(7));
     assert!(getter.join_timeout(WAIT), "the getter was left asleep");
-    assert_eq!(getter.into_value().unwrap(), 7);
-    assert_eq!(q.peek_nowait(), Err(Empty));
+    assert_eq!(getter.into_value().unwrap(), Ok(7));
+    assert_eq!(q.peek_nowait(), Err(GetError::Empty(Empty)));
 }
 
 #[test]

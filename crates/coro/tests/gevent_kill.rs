@@ -27,10 +27,10 @@ impl Links {
     fn attach<T>(g: &Greenlet<T>) -> Links {
         let heard = Queue::new();
         let (a, b, c, d) = (heard.clone(), heard.clone(), heard.clone(), heard.clone());
-        g.link(move |_| a.put("link"));
-        g.link_value(move |_| b.put("link_value"));
-        g.link_exception(move |_| c.put("link_exception"));
-        g.link(move |_| d.put("done"));
+        g.link(move |_| a.put("link").unwrap());
+        g.link_value(move |_| b.put("link_value").unwrap());
+        g.link_exception(move |_| c.put("link_exception").unwrap());
+        g.link(move |_| d.put("done").unwrap());
         Links { heard }
     }
 
@@ -88,7 +88,7 @@ fn in_greenlet(start_later: bool, sleep_first: bool, block: bool, killall: bool)
     };
     let linked = Queue::new();
     let tx = linked.clone();
-    g.link(move |me: &GreenletRef| tx.put(me.clone()));
+    g.link(move |me: &GreenletRef| tx.put(me.clone()).unwrap());
     if sleep_first {
         // TestKillWhileRunning: let it reach its sleep.
         coro::spawn(|| ()).unwrap().join();

@@ -55,6 +55,7 @@ fn smoke_std_net_inside_coroutines_cooperates_after_patch_all() {
     many_coroutines_talk_to_one_server_at_once();
     pipes_and_files_are_untouched();
     a_greenlet_killed_in_a_patched_read_stops();
+    a_killed_greenlet_that_swallows_the_error_ends_at_its_next_switch();
     listen_backlog_is_raised_while_patched();
 }
 
@@ -86,7 +87,7 @@ fn read_timeout_is_honoured_and_others_run_meanwhile() {
     })
     .unwrap();
     let _keep = listener.accept().unwrap();
-    let ticker = coro::spawn(move || ticks.put(())).unwrap();
+    let ticker = coro::spawn(move || ticks.put(()).unwrap()).unwrap();
     let (kind, ticked) = reader.get_timeout(WAIT).unwrap();
     assert_eq!(kind, ErrorKind::WouldBlock);
     assert_eq!(ticked, 1);
@@ -255,6 +256,60 @@ fn a_greenlet_killed_in_a_patched_read_stops() {
     coro::spawn(|| ()).unwrap().join();
     assert!(reader.kill_timeout(WAIT));
     assert!(matches!(reader.get(), Err(coro::CoroError::Killed { .. })));
+}
+
+/// A kill inside a patched call cannot unwind through glibc's `extern "C"` symbol: the
+/// call fails with `ECANCELED`. Code that swallows that error still ends killed, with
+/// its `Drop`s run, at its next switch point (here a `coro::sleep`), which unwinds.
+fn a_killed_greenlet_that_swallows_the_error_ends_at_its_next_switch() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (dropped, past) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let seen = coro::Queue::new();
+    let (d, p, tx) = (dropped.clone(), past.clone(), seen.clone());
+    let mut reader = coro::spawn(move || {
+        let _flag = Flag(d);
+        let mut s = TcpStream::connect(addr).unwrap();
+        tx.put((ErrorKind::Other, None)).unwrap(); // connected; the read comes next
+        let err = s.read(&mut [0u8; 4]).unwrap_err();
+        tx.put((err.kind(), err.raw_os_error())).unwrap();
+        // A later patched call that would wait fails the same way, at once.
+        let again = s.read(&mut [0u8; 4]).unwrap_err().raw_os_error();
+        tx.put((ErrorKind::Other, again)).unwrap();
+        coro::sleep(WAIT); // the next switch point: the kill unwinds from here
+        p.store(true, Ordering::SeqCst);
+    })
+    .unwrap();
+    let _keep = listener.accept().unwrap();
+    // Connected: the kill comes while it waits in its read, or just before (then
+    // the read's wait fails at once); either way the read is what sees it.
+    assert_eq!(seen.get_timeout(WAIT).unwrap(), (ErrorKind::Other, None));
+    assert!(reader.kill_timeout(WAIT));
+    let (kind, code) = seen.get_timeout(WAIT).unwrap();
+    assert_eq!(code, Some(libc::ECANCELED));
+    assert_eq!(
+        kind,
+        std::io::Error::from_raw_os_error(libc::ECANCELED).kind()
+    );
+    assert_eq!(seen.get_timeout(WAIT).unwrap().1, Some(libc::ECANCELED));
+    assert!(reader.get().unwrap_err().is_killed());
+    assert_eq!(reader.successful(), Some(true));
+    assert!(dropped.load(Ordering::SeqCst), "its Drops ran");
+    assert!(
+        !past.load(Ordering::SeqCst),
+        "it did not go on past the switch point"
+    );
 }
 
 /// The backlog of the listening socket on `port`, as `ss` reports it (its

@@ -2,17 +2,17 @@
 
 use std::time::Duration;
 
-use coro::{Empty, JoinableQueue, Queue};
+use coro::{Empty, GetError, JoinableQueue, Queue};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn smoke() {
     let q = Queue::new();
-    q.put(1);
-    q.put(2);
+    q.put(1).unwrap();
+    q.put(2).unwrap();
     assert_eq!(q.qsize(), 2);
-    assert_eq!(q.get(), 1);
+    assert_eq!(q.get(), Ok(1));
     assert_eq!(q.get_timeout(WAIT), Ok(2));
     assert!(q.empty());
 }
@@ -35,8 +35,11 @@ fn bounded_put_times_out_and_hands_the_item_back() {
 #[test]
 fn get_times_out_on_empty() {
     let q: Queue<u8> = Queue::bounded(1).unwrap();
-    assert_eq!(q.get_timeout(Duration::from_millis(10)), Err(Empty));
-    assert_eq!(q.get_nowait(), Err(Empty));
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(10)),
+        Err(GetError::Empty(Empty))
+    );
+    assert_eq!(q.get_nowait(), Err(GetError::Empty(Empty)));
     assert_eq!(Queue::<u8>::new().maxsize(), None);
     assert!(!Queue::<u8>::new().full());
 }
@@ -47,14 +50,15 @@ fn a_full_queue_blocks_the_producer_until_the_consumer_takes() {
     let q2 = q.clone();
     let mut producer = coro::spawn(move || {
         for i in 0..100 {
-            q2.put(i);
+            q2.put(i).unwrap();
             // The bound holds while the producer runs.
             assert!(q2.qsize() <= 1);
         }
         "produced"
     })
     .unwrap();
-    let mut consumer = coro::spawn(move || (0..100).map(|_| q.get()).collect::<Vec<_>>()).unwrap();
+    let mut consumer =
+        coro::spawn(move || (0..100).map(|_| q.get().unwrap()).collect::<Vec<_>>()).unwrap();
     assert_eq!(producer.get_timeout(WAIT).unwrap(), "produced");
     assert_eq!(
         consumer.get_timeout(WAIT).unwrap(),
@@ -68,7 +72,7 @@ fn threads_and_coroutines_share_a_queue() {
     let q2 = q.clone();
     let g = coro::spawn(move || {
         for i in 0..50 {
-            q2.put(i);
+            q2.put(i).unwrap();
         }
     })
     .unwrap();
@@ -91,7 +95,7 @@ fn joinable_queue_join_waits_for_every_task_done() {
         coro::spawn(move || {
             let mut sum = 0;
             for _ in 0..10 {
-                sum += q.get();
+                sum += q.get().unwrap();
                 q.task_done().unwrap();
             }
             sum
@@ -99,7 +103,7 @@ fn joinable_queue_join_waits_for_every_task_done() {
         .unwrap()
     };
     for i in 0..10 {
-        q.put(i);
+        q.put(i).unwrap();
     }
     assert!(q.join_timeout(WAIT));
     assert_eq!(q.unfinished_tasks(), 0);
@@ -112,7 +116,7 @@ fn joinable_queue_join_waits_for_every_task_done() {
 #[test]
 fn joinable_queue_join_times_out_while_work_is_unfinished() {
     let q = JoinableQueue::new();
-    q.put(1);
+    q.put(1).unwrap();
     assert!(!q.join_timeout(Duration::from_millis(10)));
     assert_eq!(q.get_nowait(), Ok(1));
     assert!(!q.join_timeout(Duration::from_millis(10)));

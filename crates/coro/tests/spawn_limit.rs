@@ -126,7 +126,7 @@ fn spawning_stops_short_of_max_map_count_and_the_process_stays_healthy() {
     let timed_err = loop {
         let (gate, entered) = (gate.clone(), waiting.clone());
         match coro::spawn(move || {
-            entered.put(());
+            entered.put(()).unwrap();
             gate.wait_timeout(WAIT)
         }) {
             Ok(g) => timed.push(g),

@@ -24,7 +24,7 @@ fn burst(n: usize) -> usize {
         .map(|_| {
             let (gate, parked) = (gate.clone(), parked.clone());
             coro::spawn(move || {
-                parked.put(());
+                parked.put(()).unwrap();
                 gate.wait_timeout(WAIT)
             })
             .unwrap()

@@ -18,10 +18,10 @@ fn smoke_link_runs_when_the_greenlet_ends() {
             .unwrap()
     };
     let tx = seen.clone();
-    g.link(move |me| tx.put(me.name().to_string()));
+    g.link(move |me| tx.put(me.name().to_string()).unwrap());
     assert_eq!(
         seen.get_timeout(Duration::from_millis(20)),
-        Err(coro::Empty)
+        Err(coro::GetError::Empty(coro::Empty))
     );
     gate.set();
     assert_eq!(seen.get_timeout(WAIT).unwrap(), "linked");
@@ -33,7 +33,7 @@ fn link_to_a_finished_greenlet_runs_at_once_in_the_caller() {
     assert!(g.join_timeout(WAIT));
     let seen = Queue::new();
     let tx = seen.clone();
-    g.link(move |me| tx.put(me.successful()));
+    g.link(move |me| tx.put(me.successful()).unwrap());
     // Already there: no wait needed.
     assert_eq!(seen.get_nowait(), Ok(Some(true)));
 }
@@ -45,15 +45,15 @@ fn link_value_and_link_exception_pick_the_outcome() {
     let bad = coro::spawn(|| -> i32 { panic!("no") }).unwrap();
     for (name, g) in [("ok", &ok), ("bad", &bad)] {
         let (v, e) = (seen.clone(), seen.clone());
-        g.link_value(move |_| v.put(format!("{name}: value")));
-        g.link_exception(move |_| e.put(format!("{name}: exception")));
+        g.link_value(move |_| v.put(format!("{name}: value")).unwrap());
+        g.link_exception(move |_| e.put(format!("{name}: exception")).unwrap());
     }
     let mut got: Vec<String> = (0..2).map(|_| seen.get_timeout(WAIT).unwrap()).collect();
     got.sort();
     assert_eq!(got, ["bad: exception", "ok: value"]);
     assert_eq!(
         seen.get_timeout(Duration::from_millis(20)),
-        Err(coro::Empty)
+        Err(coro::GetError::Empty(coro::Empty))
     );
     assert_eq!(ok.successful(), Some(true));
     assert_eq!(bad.successful(), Some(false));
@@ -64,8 +64,8 @@ fn a_killed_greenlet_is_a_value_to_its_links_as_in_gevent() {
     let seen = Queue::new();
     let g = coro::spawn(|| coro::sleep(Duration::from_secs(60))).unwrap();
     let (tx, tx2) = (seen.clone(), seen.clone());
-    g.link_exception(move |_| tx.put(None));
-    g.link_value(move |me| tx2.put(me.successful()));
+    g.link_exception(move |_| tx.put(None).unwrap());
+    g.link_value(move |me| tx2.put(me.successful()).unwrap());
     assert_eq!(g.successful(), None);
     g.kill();
     assert_eq!(seen.get_timeout(WAIT).unwrap(), Some(true));
@@ -81,15 +81,15 @@ fn unlink_removes_a_callback_before_it_runs() {
         coro::spawn(move || gate.wait()).unwrap()
     };
     let (a, b) = (seen.clone(), seen.clone());
-    let first = g.link(move |_| a.put("first"));
-    g.link(move |_| b.put("second"));
+    let first = g.link(move |_| a.put("first").unwrap());
+    g.link(move |_| b.put("second").unwrap());
     assert!(g.unlink(first));
     assert!(!g.unlink(first), "a second unlink finds nothing");
     gate.set();
     assert_eq!(seen.get_timeout(WAIT).unwrap(), "second");
     assert_eq!(
         seen.get_timeout(Duration::from_millis(20)),
-        Err(coro::Empty)
+        Err(coro::GetError::Empty(coro::Empty))
     );
 }
 
@@ -123,7 +123,7 @@ fn getcurrent_names_the_running_greenlet() {
     let tx = Queue::new();
     let g = {
         let tx = tx.clone();
-        coro::spawn(move || tx.put(coro::getcurrent().unwrap())).unwrap()
+        coro::spawn(move || tx.put(coro::getcurrent().unwrap()).unwrap()).unwrap()
     };
     assert_eq!(tx.get_timeout(WAIT).unwrap(), g.as_ref());
 }

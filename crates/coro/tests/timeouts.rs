@@ -23,7 +23,7 @@ fn smoke() {
 fn repeated_short_timeouts_in_one_coroutine_never_end_early_or_hang() {
     let mut g = coro::spawn(|| {
         let q: coro::Queue<u8> = coro::Queue::bounded(1).unwrap();
-        q.put(0);
+        q.put(0).unwrap();
         let ev = coro::Event::new();
         let r: coro::AsyncResult<u8> = coro::AsyncResult::new();
         let pool = coro::Pool::new(1).unwrap();
@@ -36,7 +36,7 @@ fn repeated_short_timeouts_in_one_coroutine_never_end_early_or_hang() {
             let t = Instant::now();
             assert!(q.put_timeout(1, d).is_err());
             assert!(q.get_timeout(d).is_ok());
-            q.put(0);
+            q.put(0).unwrap();
             assert!(!ev.wait_timeout(d));
             assert!(r.get_timeout(d).is_err());
             assert!(pool.spawn_timeout(d, || ()).is_err());
@@ -85,7 +85,7 @@ fn kill_during_a_timed_wait_ends_the_waiter() {
     assert!(g.kill_timeout(WAIT));
     assert!(matches!(g.get(), Err(coro::CoroError::Killed { .. })));
     // The queue still works for others afterwards.
-    q.put(7);
+    q.put(7).unwrap();
     let mut h = coro::spawn(move || q.get_timeout(WAIT)).unwrap();
     assert_eq!(h.get_timeout(WAIT).unwrap(), Ok(7));
 }
@@ -96,11 +96,14 @@ fn a_notification_skips_a_waiter_that_already_timed_out() {
     // First in line, but gives up quickly.
     let (q1, q2) = (q.clone(), q.clone());
     let mut quitter = coro::spawn(move || q1.get_timeout(Duration::from_millis(5))).unwrap();
-    assert_eq!(quitter.get_timeout(WAIT).unwrap(), Err(coro::Empty));
+    assert_eq!(
+        quitter.get_timeout(WAIT).unwrap(),
+        Err(coro::GetError::Empty(coro::Empty))
+    );
     // Second in line waits without a limit; the one item must reach it.
     let mut stayer = coro::spawn(move || q2.get()).unwrap();
-    coro::spawn(move || q.put(7)).unwrap().join();
-    assert_eq!(stayer.get_timeout(WAIT).unwrap(), 7);
+    coro::spawn(move || q.put(7).unwrap()).unwrap().join();
+    assert_eq!(stayer.get_timeout(WAIT).unwrap(), Ok(7));
 }
 
 #[test]
@@ -117,7 +120,7 @@ fn a_killed_getter_does_not_swallow_an_item() {
     .unwrap();
     assert!(survivor_ready.wait_timeout(WAIT));
     doomed.kill();
-    q.put(1);
+    q.put(1).unwrap();
     assert_eq!(survivor.get_timeout(WAIT).unwrap(), Ok(1));
 }
 
@@ -125,7 +128,10 @@ fn a_killed_getter_does_not_swallow_an_item() {
 fn timed_waits_from_plain_threads_end_on_time() {
     let q: coro::Queue<u8> = coro::Queue::new();
     let t = Instant::now();
-    assert_eq!(q.get_timeout(Duration::from_millis(15)), Err(coro::Empty));
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(15)),
+        Err(coro::GetError::Empty(coro::Empty))
+    );
     assert!(t.elapsed() >= Duration::from_millis(15));
     let ev = coro::Event::new();
     assert!(!ev.wait_timeout(Duration::from_millis(1)));

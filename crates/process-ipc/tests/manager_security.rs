@@ -78,8 +78,8 @@ fn the_socket_directory_is_private_whatever_the_umask() {
 }
 
 /// One framed call of the manager's protocol, written by hand: queue 1's counts (`Call` is
-/// postcard: object 1, kind `Queue` (variant 6), op `QueueCounts` (variant 35)).
-const COUNTS_OF_QUEUE_1: [u8; 7] = [3, 0, 0, 0, 1, 6, 35];
+/// postcard: object 1, kind `Queue` (variant 6), op `QueueCounts` (variant 42: the container calls added before it moved it from 35)).
+const COUNTS_OF_QUEUE_1: [u8; 7] = [3, 0, 0, 0, 1, 6, 42];
 
 /// Writes `bytes` to the manager's socket and returns everything it answers until it closes
 /// the connection or `LIMIT` runs out (`Err` for an error on the way).
@@ -236,9 +236,10 @@ fn an_undecodable_oversized_or_truncated_frame_closes_only_its_connection() {
     let undecodable = [1, 0, 0, 0, 0xff];
     let oversized = u32::MAX.to_le_bytes();
     let mut truncated = 100u32.to_le_bytes().to_vec();
-    truncated.extend([1, 6, 35]);
-    // Queue 1, a batch whose item claims 200 bytes of a 3-byte batch.
-    let bad_batch = [6, 0, 0, 0, 1, 6, 33, 2, 200, 1];
+    truncated.extend([1, 6, 42]);
+    // Queue 1, a batch (`QueuePutFramed`, variant 40) whose item claims 200 bytes of a 3-byte
+    // batch.
+    let bad_batch = [6, 0, 0, 0, 1, 6, 40, 2, 200, 1];
     for (what, bytes) in [
         ("undecodable", &undecodable[..]),
         ("oversized", &oversized[..]),

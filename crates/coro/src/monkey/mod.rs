@@ -48,14 +48,24 @@
 //! killed (`successful() == Some(true)`, `get()` is `Err(Killed)`). A
 //! *patched* call cannot unwind: it is glibc's `extern "C"` symbol, called
 //! from std through a declaration that may not unwind, so unwinding out of it
-//! is undefined behaviour. It fails with `ECANCELED` instead (so does every
-//! later patched call of that greenlet that would wait; std's `thread::sleep`
-//! treats that error as a bug and panics, which unwinds the greenlet, so a
-//! killed `std::thread::sleep` ends it as gevent's does), and anything that follows from it in a
-//! killed greenlet (an `unwrap`, a `?` that returns, a panic) still ends it as
-//! killed, silently: the panic hook prints nothing for a greenlet already
-//! killed. A loop that retries every error forever never ends after a kill;
-//! stop on `ErrorKind::Other` with `ECANCELED`, or use the shim types.
+//! is undefined behaviour (`extern "C-unwind"` would have to be std's
+//! declaration, not the hook's). So exactly this happens instead:
+//!
+//! - the patched call returns `Err` with `raw_os_error() == Some(libc::ECANCELED)`
+//!   (std's `ErrorKind` for it is the uncategorized one); this one error value is
+//!   what a gevent port sees that gevent's `GreenletExit` would not show it;
+//! - every later patched call of that greenlet that would wait fails the same
+//!   way at once (one that need not wait still does its work);
+//! - the greenlet ends killed (`successful() == Some(true)`, `get()` is
+//!   `Err(Killed)`, its `Drop`s run, nothing printed) by whichever comes first:
+//!   a `?` or `return` that leaves its function, a panic (an `unwrap` of the
+//!   error; the panic hook prints nothing for a greenlet already killed), or its
+//!   next switch point outside the hook (any wait of this crate, a shim call,
+//!   `coro::sleep`, `yield_now`), which unwinds there as a shim call does. std's
+//!   `thread::sleep` panics on that error, so a killed patched sleep ends it too;
+//! - code that swallows the error and loops on patched calls alone, never
+//!   reaching a switch point, never ends: test for `ECANCELED` (or use the shim
+//!   types, whose calls unwind).
 //!
 //! **Listen backlog.** std's `TcpListener::bind` listens with a backlog of 128;
 //! more simultaneous connects than that make the kernel drop SYNs, and clients

@@ -7,7 +7,6 @@
 //! process, shared by every handle decoded there.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -328,7 +327,7 @@ pub(super) fn feed_for(obj: &ObjectRef) -> Result<Arc<ProcessFeed>, ManagerError
     // outlives many managers does not keep their threads; dropped after unlocking.
     let gone: Vec<_> = feeds
         .keys()
-        .filter(|(address, _)| !Path::new(&**address).exists())
+        .filter(|(address, _)| !super::rendezvous::may_be_alive(address))
         .cloned()
         .collect();
     let stale: Vec<_> = gone.iter().filter_map(|key| feeds.remove(key)).collect();

@@ -180,15 +180,37 @@ pub enum ManagerError {
     /// acquire did not take it, the next one can. (Python's manager keeps such a lock held
     /// forever.)
     #[error(
-        "manager lock {object} (manager pid {pid}): its holder, process {owner}, died holding it; the lock is free again"
+        "manager lock {object} (manager pid {pid}): its holder, process {owner}{}, died or lost its connection holding it; the lock is free again",
+        peer.as_deref().map(|p| format!(" at {p}")).unwrap_or_default()
     )]
     OwnerDied {
         /// The manager's process id.
         pid: u32,
         /// The lock's number within its manager.
         object: u64,
-        /// The pid of the process that died holding the lock.
+        /// The pid of the process that died holding the lock (over TCP, the pid its client
+        /// gave in the authenticated handshake).
         owner: u32,
+        /// Over TCP, the address the holder's connection came from (`ip:port`).
+        peer: Option<String>,
+    },
+    /// A TCP manager and this process do not share an authkey: the manager refused this key,
+    /// could not prove it holds it, or this process holds none for its address (call
+    /// [`Manager::connect`](super::Manager::connect) first). Nothing else was exchanged.
+    #[error("authentication with the manager at {address} failed: {why}")]
+    AuthenticationFailed {
+        /// The manager's address (`tcp:<ip>:<port>`).
+        address: String,
+        /// What happened.
+        why: String,
+    },
+    /// [`Manager::connect`](super::Manager::connect) could not reach the address.
+    #[error("cannot connect to a manager at {address}: {source}")]
+    Connect {
+        /// The address asked for.
+        address: String,
+        /// The system error.
+        source: io::Error,
     },
     /// A key or value given to a call does not serialize: the call failed here and sent
     /// nothing.

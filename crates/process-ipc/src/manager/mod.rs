@@ -175,9 +175,24 @@
 //! `namespace` (and values) and `sync` (locks and events), all over `object_client` (one call,
 //! one round trip); `object_wire` (the one protocol: calls, answers, frames); `rendezvous` (the
 //! socket); `object_server` (the objects' state, and a connection's loop), with `server` (a
-//! queue's state) and `object_dict` (a dict's).
+//! queue's state) and `object_dict` (a dict's). Across hosts: `builder` ([`ManagerBuilder`]),
+//! `tcp` and `auth` (the TCP listener and its authkey handshake), `stream` (a connection of
+//! either kind), `connected` ([`Manager::connect`], [`RemoteManager`]) and `object_names`.
+//!
+//! # Across hosts: TCP with an authkey
+//!
+//! Python's "Using a remote manager": [`Manager::builder`] with an address and an authkey
+//! serves on TCP; any process that can reach it calls [`Manager::connect`] with the same key
+//! and gets a [`RemoteManager`], whose [`lookup`](RemoteManager::lookup) finds what the server
+//! [`register`](Manager::register)ed and whose `queue()`, `dict()`, ... make new objects
+//! there, as handles of the same types. Both sides prove they hold the key (HMAC-SHA256 over
+//! fresh nonces, never the key itself) before anything else is said; see [`ManagerBuilder`]
+//! for the limits a TCP manager keeps.
 
+mod auth;
+mod builder;
 mod client;
+mod connected;
 mod dict;
 mod error;
 mod list;
@@ -185,21 +200,27 @@ mod namespace;
 mod object_client;
 mod object_dict;
 mod object_list;
+mod object_names;
 mod object_server;
 mod object_wire;
 mod queue;
 mod remote;
 mod rendezvous;
 mod server;
+mod stream;
 mod sync;
+mod tcp;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::Duration;
 
 use crate::Wire;
+use builder::Listener;
+pub use builder::{DEFAULT_MAX_CONNECTIONS, DEFAULT_TCP_MAX_FRAME, ManagerBuilder};
+pub use connected::{ManagedObject, RemoteManager};
 pub use dict::ManagedDict;
 pub use error::{ManagerError, PutError};
 pub use list::ManagedList;
@@ -208,7 +229,6 @@ use object_client::ObjectRef;
 use object_server::Objects;
 use object_wire::Kind;
 pub use queue::ManagedQueue;
-use rendezvous::Rendezvous;
 pub use sync::{ManagedEvent, ManagedLock, ManagedLockGuard};
 
 /// How long a client waits for an answer that a live server gives at once (`get_nowait`,
@@ -248,7 +268,6 @@ pub struct Manager {
     pid: u32,
     /// The manager's socket, where handles decoded in other processes connect.
     address: Arc<str>,
-    next_queue: AtomicU64,
     /// The dicts, lists, namespaces, values, locks and events.
     objects: Arc<Objects>,
     /// `None` once shut down.
@@ -257,17 +276,14 @@ pub struct Manager {
 
 /// What a running manager owns.
 struct Running {
-    rendezvous: Rendezvous,
+    listener: Listener,
 }
 
 impl fmt::Debug for Manager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Manager")
             .field("pid", &self.pid)
-            .field(
-                "objects_made",
-                &(self.next_queue.load(Ordering::Relaxed) - 1),
-            )
+            .field("objects_made", &self.objects.made())
             .field("running", &self.is_running())
             .finish()
     }
@@ -280,20 +296,7 @@ impl Manager {
     /// # Errors
     /// [`ManagerError::Start`] if the socket, its directory or the thread cannot be created.
     pub fn new() -> Result<Self, ManagerError> {
-        ignore_sigpipe();
-        let pid = std::process::id();
-        let objects = Arc::new(Objects::new());
-        let serving = Arc::clone(&objects);
-        let hook = Arc::new(move |stream, peer| serving.serve(stream, peer));
-        let rendezvous =
-            Rendezvous::start(pid, hook).map_err(|source| ManagerError::Start { pid, source })?;
-        Ok(Self {
-            pid,
-            address: rendezvous.address().into(),
-            next_queue: AtomicU64::new(1),
-            objects,
-            running: Mutex::new(Some(Running { rendezvous })),
-        })
+        Self::builder().serve()
     }
 
     /// The process the manager's server runs in (this one).
@@ -350,7 +353,7 @@ impl Manager {
     }
 
     fn make_queue<T: Wire>(&self, maxsize: Option<usize>) -> Result<ManagedQueue<T>, ManagerError> {
-        let queue = self.next_queue.fetch_add(1, Ordering::Relaxed);
+        let queue = self.objects.next_object();
         let obj = ObjectRef {
             pid: self.pid,
             object: queue,
@@ -382,7 +385,7 @@ impl Manager {
         kind: Kind,
         initial: impl FnOnce(&ObjectRef) -> Result<Option<serde_bytes::ByteBuf>, ManagerError>,
     ) -> Result<ObjectRef, ManagerError> {
-        let object = self.next_queue.fetch_add(1, Ordering::Relaxed);
+        let object = self.objects.next_object();
         let obj = ObjectRef {
             pid: self.pid,
             object,
@@ -478,7 +481,7 @@ impl Manager {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(mut running) = running {
-            running.rendezvous.stop();
+            running.listener.stop();
             self.objects.close();
         }
     }

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, BufReader};
-use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use super::error::ManagerError;
 use super::object_server::{Caller, Objects};
 use super::object_wire::{Answer, Call, Kind, Op, Refusal, SpinRead, read_frame, write_frame};
 use super::rendezvous::{self, Unreachable};
+use super::stream::Stream;
 use super::{REPLY_GRACE, ignore_sigpipe};
 use crate::wire::serialize_message;
 
@@ -29,7 +29,7 @@ const LOCAL_OWNER: u64 = 0;
 /// One connection to a manager's objects, carrying one call at a time.
 pub(super) struct Conn {
     reader: BufReader<SpinRead>,
-    writer: UnixStream,
+    writer: Stream,
     buf: Vec<u8>,
     /// The read timeout set on the socket now (changed only when a call needs another).
     read_timeout: Option<Duration>,
@@ -38,7 +38,12 @@ pub(super) struct Conn {
 impl Conn {
     fn open(address: &str) -> Result<Self, Unreachable> {
         let stream = rendezvous::connect(address)?;
-        let reader = stream.try_clone().map_err(Unreachable::Io)?;
+        Self::from_stream(stream).map_err(Unreachable::Io)
+    }
+
+    /// A connection on a stream already open (and, over TCP, authenticated).
+    pub(super) fn from_stream(stream: Stream) -> io::Result<Self> {
+        let reader = stream.try_clone()?;
         Ok(Self {
             reader: BufReader::new(SpinRead::new(reader)),
             writer: stream,
@@ -90,7 +95,7 @@ pub(super) struct ConnPool {
 
 impl ConnPool {
     /// This process's pool for the manager at `address`.
-    fn for_address(address: &str) -> Arc<Self> {
+    pub(super) fn for_address(address: &str) -> Arc<Self> {
         static POOLS: OnceLock<Mutex<HashMap<String, Arc<ConnPool>>>> = OnceLock::new();
         let mut pools = POOLS
             .get_or_init(Mutex::default)
@@ -101,15 +106,23 @@ impl ConnPool {
         }
         // Forget the pools of managers that shut down (their socket is gone): their
         // connections are closed, and a long-lived process would keep their descriptors.
-        pools.retain(|address, _| std::path::Path::new(address).exists());
+        pools.retain(|address, _| rendezvous::may_be_alive(address));
         Arc::clone(pools.entry(address.to_string()).or_default())
+    }
+
+    /// Whether no connection is idle.
+    pub(super) fn is_empty(&self) -> bool {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 
     fn take(&self) -> Option<Conn> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
 
-    fn give_back(&self, conn: Conn) {
+    pub(super) fn give_back(&self, conn: Conn) {
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -263,6 +276,10 @@ impl ObjectRef {
                 uid,
             },
             Unreachable::Io(source) => self.io("cannot connect to the manager", source),
+            Unreachable::Auth(why) => ManagerError::AuthenticationFailed {
+                address: self.address.to_string(),
+                why,
+            },
         })
     }
 
@@ -312,6 +329,11 @@ impl ObjectRef {
         }
     }
 
+    /// An answer given in the manager's process, or its refusal as an error.
+    pub(super) fn answered(&self, answer: Answer) -> Result<Answer, ManagerError> {
+        self.accepted(answer)
+    }
+
     /// The answer, or the refusal as an error.
     fn accepted(&self, answer: Answer) -> Result<Answer, ManagerError> {
         let Answer::Refused(refusal) = answer else {
@@ -329,11 +351,15 @@ impl ObjectRef {
             Refusal::WrongKind { is, wanted } => {
                 refused(format!("the object is a {is}, not a {wanted}"))
             }
-            Refusal::OwnerDied { owner } => ManagerError::OwnerDied {
+            Refusal::OwnerDied { owner, peer } => ManagerError::OwnerDied {
                 pid: self.pid,
                 object: self.object,
                 owner,
+                peer,
             },
+            Refusal::NoSuchName(name) => {
+                refused(format!("the manager has no object registered as {name:?}"))
+            }
             Refusal::IndexOutOfRange { index, len } => ManagerError::IndexOutOfRange {
                 pid: self.pid,
                 object: self.object,

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::io::BufReader;
-use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,10 +22,12 @@ use serde_bytes::ByteBuf;
 
 use super::object_dict::Dict;
 use super::object_list;
+use super::object_names::{self, Names, Store};
 use super::object_wire::{
     Answer, Call, Kind, Op, Refusal, SPIN, SpinRead, Wait, read_call, write_frame,
 };
 use super::server::{self, Item, QueueObj};
+use super::stream::{Limits, Peer, Stream};
 
 /// A lock's state.
 #[derive(Default)]
@@ -35,8 +37,9 @@ struct LockState {
     /// Acquires waiting, in arrival order (owner id and pid): a release hands the lock to
     /// the first.
     waiters: std::collections::VecDeque<(u64, u32)>,
-    /// The pid of a holder that died holding it, until an acquire reports it.
-    died: Option<u32>,
+    /// The pid of a holder that died holding it (and its address, over TCP), until an acquire
+    /// reports it.
+    died: Option<(u32, Option<Arc<str>>)>,
 }
 
 enum Object {
@@ -67,7 +70,7 @@ struct State {
     /// The queues: each behind a lock of its own, so a get waiting on one holds up nobody.
     queues: HashMap<u64, Arc<QueueObj>>,
     /// Client connections, so shutdown can end them (their threads then return).
-    connections: HashMap<u64, UnixStream>,
+    connections: HashMap<u64, Stream>,
     next_owner: u64,
 }
 
@@ -76,6 +79,10 @@ pub(crate) struct Objects {
     state: Mutex<State>,
     /// Signalled when a lock is released or freed, an event is set, or the manager closes.
     changed: Condvar,
+    /// The number the next object made gets (queues and every other kind share the count).
+    next_object: AtomicU64,
+    /// Objects registered under a name (`Manager::register`), for clients to look up.
+    names: Names,
 }
 
 /// Who makes a call: an owner id (see the module docs) and its process.
@@ -96,7 +103,19 @@ impl Objects {
                 next_owner: 1,
             }),
             changed: Condvar::new(),
+            next_object: AtomicU64::new(1),
+            names: Names::default(),
         }
+    }
+
+    /// A fresh object number.
+    pub(crate) fn next_object(&self) -> u64 {
+        self.next_object.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// How many objects were made.
+    pub(crate) fn made(&self) -> u64 {
+        self.next_object.load(Ordering::Relaxed) - 1
     }
 
     /// Every change under the lock is a single step, so a poisoned lock is taken over.
@@ -163,6 +182,9 @@ impl Objects {
 
     /// Does one call for `caller` (from a connection, or a handle in the manager's process).
     pub(crate) fn call(&self, caller: Caller, call: Call) -> Answer {
+        if let Some(answer) = object_names::manager_call(self, &call) {
+            return answer;
+        }
         let mut state = self.lock();
         if state.closed {
             return Answer::Refused(Refusal::Gone);
@@ -223,11 +245,12 @@ impl Objects {
                     return Answer::Bool(true);
                 }
                 if lock.waiters.front() == Some(&me) {
-                    if let Some(owner) = lock.died.take() {
+                    if let Some((owner, peer)) = lock.died.take() {
                         lock.waiters.pop_front();
                         drop(state);
                         self.changed.notify_all();
-                        return Answer::Refused(Refusal::OwnerDied { owner });
+                        let peer = peer.map(|p| p.to_string());
+                        return Answer::Refused(Refusal::OwnerDied { owner, peer });
                     }
                     if lock.holder.is_none() {
                         lock.waiters.pop_front();
@@ -237,8 +260,9 @@ impl Objects {
                 }
             } else {
                 if lock.waiters.is_empty() {
-                    if let Some(owner) = lock.died.take() {
-                        return Answer::Refused(Refusal::OwnerDied { owner });
+                    if let Some((owner, peer)) = lock.died.take() {
+                        let peer = peer.map(|p| p.to_string());
+                        return Answer::Refused(Refusal::OwnerDied { owner, peer });
                     }
                     if lock.holder.is_none() {
                         lock.holder = Some(me);
@@ -319,10 +343,14 @@ impl Objects {
     }
 
     /// Serves one client connection until it closes; then frees the locks its owner holds,
-    /// naming `pid` as their dead holder.
-    pub(crate) fn serve(&self, stream: UnixStream, pid: u32) {
+    /// naming `peer` as their dead holder. A frame over `limits.max_frame`, or one whose rest
+    /// does not come within `limits.frame_wait`, ends the connection.
+    pub(crate) fn serve(&self, stream: Stream, peer: Peer, limits: Limits) {
         let owner = self.new_owner();
-        let caller = Caller { owner, pid };
+        let caller = Caller {
+            owner,
+            pid: peer.pid,
+        };
         let (Ok(reader), Ok(watched)) = (stream.try_clone(), stream.try_clone()) else {
             return;
         };
@@ -333,7 +361,9 @@ impl Objects {
             }
             state.connections.insert(owner, watched);
         }
-        let mut reader = BufReader::new(SpinRead::new(reader));
+        let mut reader = SpinRead::new(reader);
+        reader.limits = limits;
+        let mut reader = BufReader::new(reader);
         let mut writer = stream;
         let (mut inbox, mut outbox) = (Vec::new(), Vec::new());
         // A frame that is over the limit, cut short, stalled past its deadline or does not
@@ -376,7 +406,7 @@ impl Objects {
                 self.unget(object, Item::alone(item.into_vec()));
             }
         }
-        self.disconnected(owner, pid);
+        self.disconnected(owner, peer);
     }
 
     /// An item taken by a get whose client could not receive it goes back to queue `id`.
@@ -387,8 +417,8 @@ impl Objects {
         }
     }
 
-    /// A connection ended: locks its owner holds are freed, marked with its pid.
-    fn disconnected(&self, owner: u64, pid: u32) {
+    /// A connection ended: locks its owner holds are freed, marked with its peer.
+    fn disconnected(&self, owner: u64, peer: Peer) {
         let mut state = self.lock();
         state.connections.remove(&owner);
         let mut freed = false;
@@ -396,7 +426,7 @@ impl Objects {
             if let Object::Lock(lock) = object {
                 if lock.holder.is_some_and(|(o, _)| o == owner) {
                     lock.holder = None;
-                    lock.died = Some(pid);
+                    lock.died = Some((peer.pid, peer.addr.clone()));
                     freed = true;
                 }
             }
@@ -405,6 +435,31 @@ impl Objects {
         if freed {
             self.changed.notify_all();
         }
+    }
+}
+
+impl Store for Objects {
+    fn next_object(&self) -> u64 {
+        Objects::next_object(self)
+    }
+
+    fn make(&self, id: u64, kind: Kind, maxsize: Option<usize>, initial: ByteBuf) -> bool {
+        match kind {
+            Kind::Queue => self.add_queue(id, maxsize).is_some(),
+            _ => self.add(id, kind, Some(initial)),
+        }
+    }
+
+    fn kind_of(&self, id: u64) -> Option<(Kind, Option<usize>)> {
+        let state = self.lock();
+        if let Some(queue) = state.queues.get(&id) {
+            return Some((Kind::Queue, queue.maxsize()));
+        }
+        state.objects.get(&id).map(|object| (object.kind(), None))
+    }
+
+    fn names(&self) -> &Names {
+        &self.names
     }
 }
 
@@ -571,6 +626,8 @@ fn wrong_op(is: Kind, op: Op) -> Answer {
         | Op::QueueGet(_)
         | Op::QueueCounts
         | Op::QueueShutdown(_) => Kind::Queue.name().into(),
+        // Done by `object_names::manager_call` before any object is looked at.
+        Op::Make { .. } | Op::Register(_) | Op::Lookup(_) => "the manager".into(),
     };
     Answer::Refused(Refusal::WrongKind {
         is: is.name().into(),

@@ -17,11 +17,12 @@
 
 use std::io::{self, BufRead, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
+
+use super::stream::{Limits, Stream};
 
 /// What kind of object a number names (a call says which kind its handle expects).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +154,18 @@ pub(crate) enum Op {
     QueueCounts,
     /// Queue: Python 3.13's `shutdown(immediate)`: `Done`.
     QueueShutdown(bool),
+    /// Manager (the call's object is ignored): makes an object of the call's kind, a queue
+    /// bounded by `maxsize`, a value holding `initial`: `Len`, its number.
+    Make {
+        maxsize: Option<u64>,
+        initial: Option<ByteBuf>,
+    },
+    /// Manager: names the call's object `name` (a name given again moves to this object):
+    /// `Done`, or `Refused(NoSuchObject | WrongKind)`.
+    Register(String),
+    /// Manager: the object named so, which must be of the call's kind: `Named`, or
+    /// `Refused(NoSuchName | WrongKind)`.
+    Lookup(String),
 }
 
 /// How long a lock acquire or an event wait may wait in the manager.
@@ -180,6 +193,11 @@ pub(crate) enum Answer {
         getters: u64,
         putters: u64,
     },
+    /// The object a name stands for, and its bound when it is a queue.
+    Named {
+        object: u64,
+        maxsize: Option<u64>,
+    },
 }
 
 /// Why the manager did not do a call.
@@ -191,8 +209,9 @@ pub(crate) enum Refusal {
     NoSuchObject,
     /// The object is of another kind than the handle says (a handle decoded as another type).
     WrongKind { is: String, wanted: String },
-    /// The lock's holder died holding it (the lock is free again): its pid.
-    OwnerDied { owner: u32 },
+    /// The lock's holder died holding it (the lock is free again): its pid, and over TCP the
+    /// address its connection came from.
+    OwnerDied { owner: u32, peer: Option<String> },
     /// A list index past the end.
     IndexOutOfRange { index: u64, len: u64 },
     /// No item of the list equals the one given (Python's `ValueError`).
@@ -204,6 +223,8 @@ pub(crate) enum Refusal {
     /// The queue was shut down (its own `shutdown`, not the manager's): no put, and no get
     /// once it is empty.
     ShutDown,
+    /// No object is registered under this name.
+    NoSuchName(String),
 }
 
 /// The largest frame either side reads (a length over it is not ours, and would otherwise be
@@ -249,20 +270,26 @@ pub(crate) const FRAME_WAIT: Duration = Duration::from_secs(5);
 /// [`sys::recv_within`](crate::sys::recv_within)), then blocks as a plain read does (with the
 /// socket's read timeout, or until `deadline` when one is set).
 pub(crate) struct SpinRead {
-    pub(crate) stream: UnixStream,
+    pub(crate) stream: Stream,
     /// How long a read polls before it sleeps: [`SPIN`], or zero where the next frame is not
     /// expected soon (after a batch of puts, whose sender collects the next one first).
     pub(crate) spin: Duration,
     /// Set while the manager reads the rest of a frame: reads past it fail with `TimedOut`.
     deadline: Option<std::time::Instant>,
+    /// The largest frame the manager reads here, and how long the rest of one may take.
+    pub(crate) limits: Limits,
 }
 
 impl SpinRead {
-    pub(crate) fn new(stream: UnixStream) -> Self {
+    pub(crate) fn new(stream: Stream) -> Self {
         Self {
             stream,
             spin: SPIN,
             deadline: None,
+            limits: Limits {
+                max_frame: MAX_FRAME,
+                frame_wait: FRAME_WAIT,
+            },
         }
     }
 }
@@ -281,7 +308,10 @@ impl Read for SpinRead {
         if left.is_zero() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("the rest of a frame did not come within {FRAME_WAIT:?}"),
+                format!(
+                    "the rest of a frame did not come within {:?}",
+                    self.limits.frame_wait
+                ),
             ));
         }
         self.stream.set_read_timeout(Some(left))?;
@@ -292,11 +322,13 @@ impl Read for SpinRead {
 }
 
 /// The manager's read of the next call: waits without bound for a frame to begin (an idle
-/// client is fine), then at most [`FRAME_WAIT`] for the rest of it. Errors as [`read_frame`].
+/// client is fine), then at most the connection's frame wait ([`FRAME_WAIT`] unless set) for
+/// the rest of it, and refuses a frame over its limit. Errors as [`read_frame`].
 pub(crate) fn read_call(
     reader: &mut io::BufReader<SpinRead>,
     buf: &mut Vec<u8>,
 ) -> io::Result<Call> {
+    let limits = reader.get_ref().limits;
     let ready = reader.fill_buf()?;
     if ready.is_empty() {
         return Err(io::ErrorKind::UnexpectedEof.into());
@@ -307,10 +339,10 @@ pub(crate) fn read_call(
         ready.len() - 4 >= len
     };
     if whole {
-        return read_frame(reader, buf);
+        return read_frame_within(reader, buf, limits.max_frame);
     }
-    reader.get_mut().deadline = std::time::Instant::now().checked_add(FRAME_WAIT);
-    let call = read_frame(reader, buf);
+    reader.get_mut().deadline = std::time::Instant::now().checked_add(limits.frame_wait);
+    let call = read_frame_within(reader, buf, limits.max_frame);
     reader.get_mut().deadline = None;
     call
 }
@@ -322,14 +354,23 @@ pub(crate) fn read_frame<M: for<'de> Deserialize<'de>>(
     reader: &mut impl BufRead,
     buf: &mut Vec<u8>,
 ) -> io::Result<M> {
+    read_frame_within(reader, buf, MAX_FRAME)
+}
+
+/// As [`read_frame`], refusing a frame over `limit` bytes.
+pub(crate) fn read_frame_within<M: for<'de> Deserialize<'de>>(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<M> {
     let mut len = [0u8; 4];
     reader.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
+    if len > limit {
         // Not a frame of ours: the stream cannot be read on from here.
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("a frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
+            format!("a frame of {len} bytes is over the {limit}-byte limit"),
         ));
     }
     buf.clear();
@@ -372,5 +413,45 @@ mod tests {
         garbage.push(0xff);
         let undecodable = read_frame::<Call>(&mut &garbage[..], &mut buf).unwrap_err();
         assert_eq!(undecodable.kind(), io::ErrorKind::InvalidData);
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any bytes, read as a stream of frames under a small limit: each read is a call or
+        /// an error, never a panic, and the buffer never grows past the limit's worth.
+        #[test]
+        fn the_frame_decoder_takes_any_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+            limit in 0usize..256,
+        ) {
+            let mut reader = &bytes[..];
+            let mut buf = Vec::new();
+            for _ in 0..bytes.len() + 1 {
+                let before = reader.len();
+                let read = read_frame_within::<Call>(&mut reader, &mut buf, limit);
+                prop_assert!(buf.capacity() <= 2 * limit + 64, "{} for limit {limit}", buf.capacity());
+                if read.is_err() || reader.len() == before {
+                    break;
+                }
+            }
+        }
+
+        /// A length prefix that claims more than is there allocates only what arrived.
+        #[test]
+        fn a_claimed_length_is_not_allocated_ahead(claimed in 0u32.., body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut wire = claimed.to_le_bytes().to_vec();
+            wire.extend_from_slice(&body);
+            let mut buf = Vec::new();
+            let _ = read_frame::<Answer>(&mut &wire[..], &mut buf);
+            prop_assert!(buf.capacity() <= 2 * body.len() + 64);
+        }
     }
 }

@@ -20,9 +20,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::stream::{Peer, Stream};
+use super::tcp;
+
 /// Serves one connection to the manager's objects, on the thread that accepted it, until it
-/// closes; the second argument is the peer's pid.
-pub(crate) type ObjectsHook = Arc<dyn Fn(UnixStream, u32) + Send + Sync>;
+/// closes; the second argument says who the peer is.
+pub(crate) type ObjectsHook = Arc<dyn Fn(Stream, Peer) + Send + Sync>;
 
 /// The manager's side: the listening socket and its thread.
 pub(crate) struct Rendezvous {
@@ -139,7 +142,15 @@ fn accept_loop(listener: &UnixListener, objects: &ObjectsHook, stopping: &Atomic
         let objects = Arc::clone(objects);
         let _ = std::thread::Builder::new()
             .name("manager-connection".into())
-            .spawn(move || objects(stream, peer));
+            .spawn(move || {
+                objects(
+                    Stream::Unix(stream),
+                    Peer {
+                        pid: peer,
+                        addr: None,
+                    },
+                )
+            });
     }
 }
 
@@ -159,11 +170,28 @@ pub(crate) enum Unreachable {
     Denied { peer_uid: u32, uid: u32 },
     /// This process could not make the connection.
     Io(io::Error),
+    /// A TCP manager and this process do not share an authkey (or this process has none).
+    Auth(String),
+}
+
+/// Whether the manager at `address` may still be there: a Unix socket whose path is gone is
+/// not; a TCP address cannot be told from here.
+pub(crate) fn may_be_alive(address: &str) -> bool {
+    address.starts_with(tcp::SCHEME) || std::path::Path::new(address).exists()
 }
 
 /// The client's side: a connection to the manager at `address`, trusted only if the manager
-/// runs as this process's user.
-pub(crate) fn connect(address: &str) -> Result<UnixStream, Unreachable> {
+/// runs as this process's user (a Unix socket) or proves it holds the authkey (TCP, `tcp`).
+pub(crate) fn connect(address: &str) -> Result<Stream, Unreachable> {
+    if address.starts_with(tcp::SCHEME) {
+        return match tcp::connect(address, super::REPLY_GRACE) {
+            Ok((stream, _)) => Ok(Stream::Tcp(stream)),
+            Err(tcp::Refused::Auth(why)) => Err(Unreachable::Auth(why)),
+            Err(tcp::Refused::Unreachable(e)) => Err(Unreachable::Gone(format!(
+                "its address does not answer: {e}"
+            ))),
+        };
+    }
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
     let stream = match UnixStream::connect(address) {
@@ -189,5 +217,5 @@ pub(crate) fn connect(address: &str) -> Result<UnixStream, Unreachable> {
     if peer_uid != uid {
         return Err(Unreachable::Denied { peer_uid, uid });
     }
-    Ok(stream)
+    Ok(Stream::Unix(stream))
 }

@@ -158,6 +158,11 @@ impl QueueObj {
         }
     }
 
+    /// The queue's bound (`None`: unbounded).
+    pub(crate) fn maxsize(&self) -> Option<usize> {
+        self.lock().maxsize
+    }
+
     /// Every change under the lock is a single push or pop, so a poisoned lock is taken over.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())

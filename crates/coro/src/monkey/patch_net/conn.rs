@@ -4,12 +4,13 @@ use super::*;
 
 /// Runs `call` with `fd` switched to non-blocking, restoring its flags right after.
 fn nonblocking_once<R>(fd: RawFd, flags: c_int, call: impl FnOnce() -> R) -> R {
-    // SAFETY: F_SETFL takes an int.
-    unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    // Not through the fcntl hook: this switch is the hook's own, and changes no mode
+    // anyone else sees (so the fd's cached facts stay true).
+    fdhooks::fcntl_unhooked(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
     let r = call();
     let e = errno();
-    // SAFETY: as above; restores the user's flags.
-    unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+    // Restores the user's flags.
+    fdhooks::fcntl_unhooked(fd, libc::F_SETFL, flags);
     set_errno(e);
     r
 }
@@ -23,9 +24,8 @@ pub(super) unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: s
     let Some(real) = real_connect() else {
         return missing();
     };
-    // SAFETY: F_GETFL takes no pointer.
     let flags = if active() {
-        unsafe { libc::fcntl(fd, libc::F_GETFL) }
+        fdhooks::fcntl_unhooked(fd, libc::F_GETFL, 0)
     } else {
         -1
     };
@@ -38,7 +38,7 @@ pub(super) unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: s
     if r == 0 || errno() != libc::EINPROGRESS {
         return r;
     }
-    let deadline = socket_deadline(fd, libc::SO_SNDTIMEO);
+    let deadline = socket_deadline(&socket_facts(fd), libc::SO_SNDTIMEO);
     guarded(-1, || {
         match poller::wait_any(&[(fd, WRITE)], deadline) {
             Ready::TimedOut => {
@@ -96,22 +96,30 @@ pub(super) unsafe extern "C" fn accept4(
     let Some(real) = real_accept4() else {
         return missing();
     };
-    // SAFETY: F_GETFL takes no pointer.
     let fd_flags = if active() {
-        unsafe { libc::fcntl(fd, libc::F_GETFL) }
+        fdhooks::fcntl_unhooked(fd, libc::F_GETFL, 0)
     } else {
         -1
     };
     if fd_flags < 0 || fd_flags & libc::O_NONBLOCK != 0 {
         // SAFETY: forwarded unchanged.
-        return unsafe { real(fd, addr, len, flags) };
+        let r = unsafe { real(fd, addr, len, flags) };
+        if r >= 0 {
+            // A new file under this number, however the old one was closed.
+            poller::invalidate(r);
+        }
+        return r;
     }
-    let deadline = socket_deadline(fd, libc::SO_RCVTIMEO);
+    let deadline = socket_deadline(&socket_facts(fd), libc::SO_RCVTIMEO);
     guarded(-1, || {
         loop {
             // SAFETY: forwarded unchanged, on a socket made non-blocking for this call.
             let r = nonblocking_once(fd, fd_flags, || unsafe { real(fd, addr, len, flags) });
-            if r >= 0 || !would_block(errno()) {
+            if r >= 0 {
+                poller::invalidate(r);
+                return r;
+            }
+            if !would_block(errno()) {
                 return r;
             }
             match poller::wait_any(&[(fd, READ)], deadline) {
@@ -120,8 +128,14 @@ pub(super) unsafe extern "C" fn accept4(
                     set_errno(libc::EAGAIN);
                     return -1;
                 }
-                // SAFETY: forwarded unchanged.
-                Ready::Unsupported => return unsafe { real(fd, addr, len, flags) },
+                Ready::Unsupported => {
+                    // SAFETY: forwarded unchanged.
+                    let r = unsafe { real(fd, addr, len, flags) };
+                    if r >= 0 {
+                        poller::invalidate(r);
+                    }
+                    return r;
+                }
             }
         }
     })

@@ -67,7 +67,9 @@ pub(super) unsafe extern "C" fn getaddrinfo(
                 &mut result,
             )
         };
-        tx.put(Lookup { status, result });
+        // `answer` is never shut down: the put always succeeds (and a Lookup that
+        // did not arrive would free its list when dropped).
+        let _ = tx.put(Lookup { status, result });
     };
     if std::thread::Builder::new()
         .name("coro-getaddrinfo".into())
@@ -79,7 +81,9 @@ pub(super) unsafe extern "C" fn getaddrinfo(
         return unsafe { real(node, service, hints, res) };
     }
     guarded(libc::EAI_SYSTEM, || {
-        let mut got = answer.get();
+        let Ok(mut got) = answer.get() else {
+            return libc::EAI_SYSTEM; // never: `answer` is not shut down
+        };
         // SAFETY: `res` is writable by the contract; the list is handed over.
         unsafe { *res = std::mem::replace(&mut got.result, std::ptr::null_mut()) };
         got.status

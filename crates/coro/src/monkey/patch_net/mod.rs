@@ -21,12 +21,19 @@
 //!
 //! - `listen` raises a backlog below the system's largest to it (see
 //!   `coro::monkey::raise_listen_backlog`).
+//! - `close`, `dup2`, `dup3`, `fcntl`/`fcntl64` (`F_SETFL`), `ioctl` (`FIONBIO`) and
+//!   `setsockopt` forward unchanged, always, and tell the poller the fd changed: a fd
+//!   stays in the poller's epoll set, and its mode and timeouts stay known, from one
+//!   wait to the next until one of these (or an `accept` handing out its number) says
+//!   otherwise (`fdhooks`). A fd closed behind them (`close_range`, a raw system call)
+//!   and then reused by `dup`/`fcntl(F_DUPFD)` would keep a stale registration.
 //!
 //! A greenlet killed inside one of these calls sees it fail with `ECANCELED`
 //! (not `EINTR`, which std's `read_exact`/`write_all` would retry forever) and
 //! is stopped at its next switch point outside the hook (unwinding cannot
 //! cross an `extern "C"` function); its `get` says `Killed`, and a panic that
-//! follows (an `unwrap` of that error) prints nothing.
+//! follows (an `unwrap` of that error) prints nothing. The exact rules are in
+//! `coro::monkey`'s "Kills" section.
 
 use std::ffi::{CStr, CString, c_void};
 use std::os::fd::RawFd;
@@ -35,11 +42,12 @@ use std::time::{Duration, Instant};
 
 use libc::{c_char, c_int, msghdr, nfds_t, pollfd, size_t, sockaddr, socklen_t, ssize_t};
 
-use super::poller::{self, READ, Ready, WRITE};
+use super::poller::{self, Facts, READ, Ready, WRITE};
 
 mod conn;
 mod data;
 mod dns;
+mod fdhooks;
 mod poll;
 
 /// Whether a hooked call should cooperate: patched, and inside a coroutine.
@@ -63,14 +71,42 @@ fn would_block(e: c_int) -> bool {
 }
 
 /// Whether the user put `fd` in non-blocking mode (`set_nonblocking(true)`, `O_NONBLOCK`).
-fn user_nonblocking(fd: RawFd) -> bool {
-    // SAFETY: F_GETFL takes no pointer.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+fn ask_nonblocking(fd: RawFd) -> bool {
+    let flags = fdhooks::fcntl_unhooked(fd, libc::F_GETFL, 0);
     flags >= 0 && flags & libc::O_NONBLOCK != 0
 }
 
-/// The socket's `SO_RCVTIMEO`/`SO_SNDTIMEO` as a deadline from now (`None`: no timeout).
-fn socket_deadline(fd: RawFd, option: c_int) -> Option<Instant> {
+/// What a hook needs to know of socket `fd` before it waits: asked of the kernel once
+/// per generation of the fd (see `poller`), not at every wait.
+fn socket_facts(fd: RawFd) -> Facts {
+    let facts = poller::facts(fd, || Facts {
+        nonblocking: ask_nonblocking(fd),
+        receive_timeout: ask_timeout(fd, libc::SO_RCVTIMEO),
+        send_timeout: ask_timeout(fd, libc::SO_SNDTIMEO),
+    });
+    if fdhooks::MODE_HOOKED {
+        facts
+    } else {
+        // Without the fcntl/ioctl hooks a cached mode could be stale.
+        Facts {
+            nonblocking: ask_nonblocking(fd),
+            ..facts
+        }
+    }
+}
+
+/// The socket timeout `option` (`SO_RCVTIMEO`/`SO_SNDTIMEO`) as a deadline from now.
+fn socket_deadline(facts: &Facts, option: c_int) -> Option<Instant> {
+    let timeout = if option == libc::SO_SNDTIMEO {
+        facts.send_timeout
+    } else {
+        facts.receive_timeout
+    };
+    timeout.map(crate::timer::deadline_after)
+}
+
+/// The socket's `SO_RCVTIMEO`/`SO_SNDTIMEO` (`None`: no timeout).
+fn ask_timeout(fd: RawFd, option: c_int) -> Option<Duration> {
     let mut tv = libc::timeval {
         tv_sec: 0,
         tv_usec: 0,
@@ -89,8 +125,10 @@ fn socket_deadline(fd: RawFd, option: c_int) -> Option<Instant> {
     if r != 0 || (tv.tv_sec == 0 && tv.tv_usec == 0) {
         return None;
     }
-    let d = Duration::new(tv.tv_sec.max(0) as u64, (tv.tv_usec.max(0) as u32) * 1000);
-    Some(crate::timer::deadline_after(d))
+    Some(Duration::new(
+        tv.tv_sec.max(0) as u64,
+        (tv.tv_usec.max(0) as u32) * 1000,
+    ))
 }
 
 /// Runs `f`, turning a kill (may's cancel unwinding) into `ECANCELED`: it must not cross
@@ -117,11 +155,12 @@ fn io_loop(
     if r >= 0 || !would_block(errno()) {
         return r;
     }
-    if user_nonblocking(fd) {
+    let facts = socket_facts(fd);
+    if facts.nonblocking {
         set_errno(libc::EAGAIN);
         return r;
     }
-    let deadline = socket_deadline(fd, timeout_option);
+    let deadline = socket_deadline(&facts, timeout_option);
     guarded(-1, move || {
         loop {
             match poller::wait_any(&[(fd, interest)], deadline) {
@@ -217,6 +256,7 @@ real_fn!(real_getaddrinfo = c"getaddrinfo": GetAddrInfoFn);
 
 /// Resolves every real function up front (at `patch_all`), so no hook looks one up mid-call.
 pub(super) fn resolve_real() {
+    fdhooks::resolve();
     let _ = (real_recv(), real_recvfrom(), real_send(), real_sendto());
     let _ = (real_read(), real_write(), real_readv(), real_writev());
     let _ = (

@@ -38,7 +38,7 @@ pub struct Monitor {
     stop: Option<mpsc::Sender<()>>,
     stopping: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
-    heartbeats: Vec<crate::Greenlet<()>>,
+    heartbeats: Vec<crate::greenlet::Greenlet<()>>,
     reports: Arc<AtomicU64>,
     threshold: Duration,
 }
@@ -88,7 +88,7 @@ pub fn start_monitor_with(threshold: Duration) -> Result<Monitor> {
         });
         beats.push(beat.clone());
         let stop_beat = stopping.clone();
-        let spawned = crate::Builder::new()
+        let spawned = crate::greenlet::Builder::new()
             .name(format!("coro-monitor-heartbeat-{id}"))
             .worker(id)
             .spawn(move || {
@@ -96,7 +96,7 @@ pub fn start_monitor_with(threshold: Duration) -> Result<Monitor> {
                     *beat.worker.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(this_worker_slot());
                     beat.last_beat.store(elapsed_ns(epoch), Ordering::Release);
-                    crate::sleep(interval);
+                    crate::sleep::sleep(interval);
                 }
             });
         match spawned {
@@ -214,7 +214,7 @@ impl Monitor {
             let _ = t.join();
         }
         let heartbeats = std::mem::take(&mut self.heartbeats);
-        let done = crate::joinall(&heartbeats, Some(timeout)).is_ok();
+        let done = crate::timeout::joinall(&heartbeats, Some(timeout)).is_ok();
         ENABLED.store(false, Ordering::Release);
         done
     }

@@ -391,7 +391,7 @@ pub struct IMap<F, It, R> {
     ordered: bool,
     running: VecDeque<Greenlet<R>>,
     /// Finished greenlets, by their place in `running` (unordered mode).
-    finished: crate::Queue<GreenletRef>,
+    finished: crate::queue::Queue<GreenletRef>,
 }
 
 impl<F, It, R> std::fmt::Debug for IMap<F, It, R> {
@@ -417,7 +417,7 @@ where
             items,
             ordered,
             running: VecDeque::new(),
-            finished: crate::Queue::new(),
+            finished: crate::queue::Queue::new(),
         }
     }
 

@@ -23,10 +23,10 @@ pub trait Waitable: sealed::Sealed {
 
 mod sealed {
     pub trait Sealed {}
-    impl<T> Sealed for crate::Greenlet<T> {}
-    impl Sealed for crate::GreenletRef {}
-    impl Sealed for crate::Event {}
-    impl<T> Sealed for crate::AsyncResult<T> {}
+    impl<T> Sealed for crate::greenlet::Greenlet<T> {}
+    impl Sealed for crate::greenlet::GreenletRef {}
+    impl Sealed for crate::event::Event {}
+    impl<T> Sealed for crate::event::AsyncResult<T> {}
 }
 
 impl<T> Waitable for Greenlet<T> {

@@ -285,12 +285,12 @@ mod tests {
 
     #[test]
     fn waits_that_end_early_leave_a_bounded_number_of_timer_entries() {
-        let ev = crate::Event::new();
+        let ev = crate::event::Event::new();
         let n = 1000;
         let waiters: Vec<_> = (0..n)
             .map(|_| {
                 let ev = ev.clone();
-                crate::spawn(move || ev.wait_timeout(Duration::from_secs(120))).unwrap()
+                crate::greenlet::spawn(move || ev.wait_timeout(Duration::from_secs(120))).unwrap()
             })
             .collect();
         // Every waiter is parked with a 120 s entry before the event is set.

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
-use process_ipc::{ByteBuf, Process, Queue, QueueSender};
+use process_ipc::{Process, Queue, QueueSender};
+use serde_bytes::ByteBuf;
 
 const INTS: u64 = 200_000;
 const BIGS: u64 = 2_000;

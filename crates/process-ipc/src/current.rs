@@ -6,10 +6,11 @@
 //! server's request carries it. The main process is `MainProcess` and has no parent process.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::error::ProcessError;
+use crate::sys::{self, has_exited, pidfd_open};
 
 /// Who this process is, when [`Process`](crate::Process) started it.
 #[derive(Debug, Clone)]
@@ -48,49 +49,6 @@ pub(crate) fn set_identity(encoded: &str, forked: bool) {
         parent,
         forked,
     });
-}
-
-/// Whether the process behind `pidfd` has exited by `deadline` (`None`: wait as long as it
-/// takes). A pidfd turns readable when its process exits, reaped or not.
-pub(crate) fn has_exited(pidfd: &OwnedFd, deadline: Option<Instant>) -> bool {
-    loop {
-        let timeout_ms: libc::c_int = match deadline {
-            None => -1,
-            Some(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                // Round up, so a wait never ends just short of its deadline.
-                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
-            }
-        };
-        let mut poll = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, for the duration of the call.
-        let n = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
-        if n > 0 {
-            return true;
-        }
-        if n == 0 {
-            return false;
-        }
-        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            // A pidfd poll does not fail otherwise; treat the child as gone rather than hang.
-            return true;
-        }
-    }
-}
-
-/// `pidfd_open(2)`: a descriptor (close-on-exec) that follows process `pid`.
-pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the descriptor is fresh and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// What `multiprocessing.current_process()` tells: this process's name, daemon flag and pid.
@@ -161,8 +119,7 @@ pub struct ParentProcess {
 pub fn parent_process() -> Option<ParentProcess> {
     let id = IDENTITY.read().clone()?;
     let pidfd = pidfd_open(id.parent).ok();
-    // SAFETY: getppid has no preconditions and cannot fail.
-    let ppid = unsafe { libc::getppid() } as u32;
+    let ppid = sys::ppid() as u32;
     let pidfd = pidfd.filter(|_| id.forked || ppid == id.parent);
     Some(ParentProcess {
         pid: id.parent,
@@ -245,40 +202,7 @@ pub mod connection {
     /// [`ProcessHandle::sentinel`]: crate::ProcessHandle::sentinel
     pub fn wait(objects: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<usize>> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut fds: Vec<libc::pollfd> = objects
-            .iter()
-            .map(|fd| libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        loop {
-            let timeout_ms: libc::c_int = match deadline {
-                None => -1,
-                Some(at) => {
-                    let left = at.saturating_duration_since(Instant::now());
-                    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
-                }
-            };
-            // SAFETY: `fds` is a valid array of `fds.len()` pollfds for the call's duration,
-            // and each descriptor is borrowed from a live owner for at least as long.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-            if n >= 0 {
-                if n == 0 && deadline.is_some_and(|at| Instant::now() < at) {
-                    continue; // poll rounds to milliseconds; wait out the rest
-                }
-                return Ok(fds
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.revents != 0)
-                    .map(|(i, _)| i)
-                    .collect());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+        let fds: Vec<_> = objects.iter().map(|fd| fd.as_raw_fd()).collect();
+        sys::poll_ready(&fds, deadline)
     }
 }

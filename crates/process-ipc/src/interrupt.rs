@@ -64,10 +64,9 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-// The layers below, named only here (the start code's files are being moved: after the move
-// these are `crate::sys::{has_exited, pidfd_signal}` and `crate::start::exit_rule::followed`).
-use crate::current::has_exited;
-use crate::daemon::{followed, pidfd_signal};
+// The layers below, named only here.
+use crate::start::exit_rule::followed;
+use crate::sys::{has_exited, pidfd_signal};
 
 /// How long the children get between SIGTERM and SIGKILL, and a pool's workers to be reaped.
 const GRACE: Duration = Duration::from_secs(2);
@@ -317,7 +316,7 @@ fn shut_down(signal: i32, reap: bool) {
     }
     // The fork server's handle is kept for the next start, which will not come: reap it too,
     // or it stays a zombie of init once this program ends.
-    let server = crate::__fork_server_pid();
+    let server = crate::start::fork_server::__fork_server_pid();
     for (pid, fd) in followed() {
         if reap || Some(pid) == server {
             reap_exited(&fd);

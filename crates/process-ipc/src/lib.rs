@@ -193,7 +193,7 @@
 //! so it satisfies every bound Rust can write on stable; only its size (not zero) gives it
 //! away, and a size is checked where the generic code is instantiated: `cargo check` passes,
 //! and `cargo build` fails with E0080, "evaluation panicked: a process target must be a named
-//! fn item or a closure that captures nothing", in `process_ipc::process::conjure`, with a
+//! fn item or a closure that captures nothing", in `process_ipc::start::child::conjure`, with a
 //! note naming your closure (`conjure::<{closure@src/main.rs:5:30: 5:37}>`).
 //!
 //! ```compile_fail,E0080
@@ -216,10 +216,10 @@
 //! `main`, so state that `main` sets up does not exist there (pass it as an argument, or use a
 //! pool initializer).
 
-// Layers, bottom to top; a module uses only modules above it in this list (tidy checks that
-// there is no cycle): sys -> wire -> bootstrap -> daemon -> interrupt -> process -> queue, pipe -> pool ->
-// manager.
-// `error` is a leaf every layer may use.
+// Layers, bottom to top: ARCHITECTURE.md's table for process-ipc, which tidy enforces.
+// One public path per item: the crate root. `queue` and `manager` stay public modules only for
+// what has no distinct name at the root yet (`queue::PutError` and `manager::PutError`, and
+// `queue::MAX_ITEM_BYTES`); their other items are the root's re-exports.
 #[cfg(not(target_os = "linux"))]
 compile_error!(
     "process-ipc is Linux-only: it re-executes /proc/self/exe, authenticates children with \
@@ -227,11 +227,8 @@ compile_error!(
      threads-sync, iter-gen and coro (without `patch`) build on other platforms."
 );
 
-mod bootstrap;
 mod current;
-mod daemon;
-pub mod error;
-mod handle;
+mod error;
 pub mod interrupt;
 mod pipe;
 mod pool;
@@ -239,16 +236,15 @@ mod process;
 pub mod queue;
 mod ring;
 mod shared;
+mod start;
 mod sys;
 #[cfg(feature = "trace")]
 mod trace;
 #[cfg(feature = "trace")]
 mod trace_wait;
 mod wire;
-mod zygote;
 
 pub use current::{CurrentProcess, ParentProcess, connection, current_process, parent_process};
-pub use daemon::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
 pub use interrupt::{interrupted, shutdown_on_interrupt, shutdown_on_interrupt_then};
 pub use pipe::{Connection, PipeEnd, PipeError, pipe, pipe_one_way};
@@ -259,21 +255,20 @@ pub use pool::{
     AsCompleted, AsyncResult, IMap, IMapUnordered, MapOptions, Pool, PoolBuilder, ReturnWhen,
     Waited, as_completed, wait,
 };
-pub use process::{
-    Process, ProcessHandle, START_TIMEOUT, Target, active_children, current_pid, parent_pid,
-};
+pub use process::{Process, ProcessHandle, active_children, current_pid, parent_pid};
 pub use queue::{JoinableQueue, Queue, QueueSender};
 #[cfg(feature = "test-fault")]
 #[doc(hidden)]
 pub use ring::Scribble as __RingScribble;
-pub use serde_bytes::ByteBuf;
 pub use shared::{
     Array, ArrayGuard, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock,
     RLockGuard, RawArray, RawValue, Semaphore, ShareableItem, ShareableList, SharedError,
     SharedMemory, SharedMemoryManager, Value, ValueGuard, ValueLock,
 };
+pub use start::exit_rule::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
+pub use start::fork_server::__fork_server_pid;
+pub use start::{START_METHOD_VAR, START_TIMEOUT, StartMethod, Target, get_start_method};
 pub use wire::Wire;
-pub use zygote::{__fork_server_pid, START_METHOD_VAR, StartMethod, get_start_method};
 
 pub mod manager;
 pub use manager::{

@@ -15,7 +15,6 @@
 //!
 //! Layer: above `wire`; beside `queue`.
 
-use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::sys;
 use crate::wire::{self, ByRef, ipc_transfer_allowed, refuse};
 
 /// Which pipe and which end: `pipe 4242.3, end 1` (made by pid 4242, its fourth pipe).
@@ -163,7 +163,7 @@ impl<'de, T> Deserialize<'de> for FrameOut<'_, T> {
 
 /// How long a receive waits.
 #[derive(Clone, Copy)]
-enum Wait {
+enum RecvWait {
     Forever,
     For(Duration),
     /// Only what is there now.
@@ -280,16 +280,10 @@ where
 pub(crate) fn with_std_fds_open<R>(make: impl FnOnce() -> R) -> R {
     let mut held = Vec::new();
     for fd in 0..=2 {
-        // SAFETY: F_GETFD only asks whether `fd` is open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        if !sys::fd_is_open(fd) {
             // The lowest free number, so this one (the lower ones are open or held already),
             // unless another thread takes it first: then that thread's descriptor is there.
-            // SAFETY: a valid C string; the result is checked.
-            let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-            if null >= 0 {
-                // SAFETY: a descriptor we just opened and own.
-                held.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(null) });
-            }
+            held.extend(sys::open_dev_null());
         }
     }
     let made = make();
@@ -377,21 +371,21 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     }
 
     /// The next frame: the one `poll` kept, or one from the socket, waiting as `wait` says.
-    fn next_frame(&self, wait: Wait) -> Result<Frame<T>, PipeError> {
+    fn next_frame(&self, wait: RecvWait) -> Result<Frame<T>, PipeError> {
         let rx = self.receiver()?;
         if let Some(frame) = self.peeked.lock().take() {
             return Ok(frame);
         }
         let timeout = match wait {
-            Wait::Forever => return rx.recv().map_err(|e| self.error(e)),
-            Wait::Ready => {
+            RecvWait::Forever => return rx.recv().map_err(|e| self.error(e)),
+            RecvWait::Ready => {
                 return match rx.try_recv() {
                     Ok(frame) => Ok(frame),
                     Err(TryRecvError::Empty) => Err(PipeError::Empty { end: self.end }),
                     Err(TryRecvError::IpcError(e)) => Err(self.error(e)),
                 };
             }
-            Wait::For(timeout) => timeout,
+            RecvWait::For(timeout) => timeout,
         };
         let started = Instant::now();
         loop {
@@ -441,7 +435,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// [`PipeError::Serde`] for a message that does not decode (bytes from `send_bytes` that
     /// are not an item's encoding).
     pub fn recv(&self) -> Result<T, PipeError> {
-        let frame = self.next_frame(Wait::Forever)?;
+        let frame = self.next_frame(RecvWait::Forever)?;
         self.item(frame)
     }
 
@@ -450,7 +444,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// # Errors
     /// As [`recv`](Self::recv), and `Timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, PipeError> {
-        let frame = self.next_frame(Wait::For(timeout))?;
+        let frame = self.next_frame(RecvWait::For(timeout))?;
         self.item(frame)
     }
 
@@ -459,7 +453,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// # Errors
     /// As [`recv`](Self::recv), and `Empty`.
     pub fn try_recv(&self) -> Result<T, PipeError> {
-        let frame = self.next_frame(Wait::Ready)?;
+        let frame = self.next_frame(RecvWait::Ready)?;
         self.item(frame)
     }
 
@@ -476,7 +470,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         if self.peeked.lock().is_some() {
             return Ok(true);
         }
-        match self.next_frame(Wait::For(timeout)) {
+        match self.next_frame(RecvWait::For(timeout)) {
             Ok(frame) => {
                 let mut peeked = self.peeked.lock();
                 // Another thread may have polled meanwhile: keep the order.
@@ -506,7 +500,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// # Errors
     /// As [`recv`](Self::recv).
     pub fn recv_bytes(&self) -> Result<Vec<u8>, PipeError> {
-        let frame = self.next_frame(Wait::Forever)?;
+        let frame = self.next_frame(RecvWait::Forever)?;
         self.bytes(frame)
     }
 
@@ -515,7 +509,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// # Errors
     /// As [`recv_timeout`](Self::recv_timeout).
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, PipeError> {
-        let frame = self.next_frame(Wait::For(timeout))?;
+        let frame = self.next_frame(RecvWait::For(timeout))?;
         self.bytes(frame)
     }
 
@@ -534,7 +528,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
                 len: buf.len(),
             });
         }
-        let frame = self.next_frame(Wait::Forever)?;
+        let frame = self.next_frame(RecvWait::Forever)?;
         let bytes = match frame {
             Frame::Bytes(bytes) => bytes,
             item => self.bytes(item)?,

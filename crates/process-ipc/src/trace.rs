@@ -21,12 +21,16 @@ impl Drop for ChildSpan {
     }
 }
 
+/// The fork server's target, by its type's name (named, not imported: the start code sits
+/// above this module; `start::fork_server::server`'s tests check the two agree).
+pub(crate) const FORK_SERVER_TARGET: &str = "process_ipc::start::fork_server::server::server_main";
+
 /// In a child, before its target `F` runs: records this process when the parent traces.
 /// The fork server is not traced: it forks the children from its own state, and must stay
 /// single-threaded and quiet.
 pub(crate) fn child_start<F>() -> ChildSpan {
     let target = std::any::type_name::<F>();
-    if target == std::any::type_name_of_val(&crate::zygote::server_main) {
+    if target == FORK_SERVER_TARGET {
         return ChildSpan { span: None };
     }
     let me = crate::current::current_process();

@@ -2,7 +2,7 @@
 //! between a parent and its child, the transfer context that lets file-descriptor handles ride
 //! only in a Process argument, and error messages that survive encoding.
 //!
-//! Layer: above `sys`, below `bootstrap`, `process`, `queue` and `pipe`.
+//! Layer: above `sys`, below `start` and everything over it (ARCHITECTURE.md's table).
 
 use std::cell::Cell;
 
@@ -44,6 +44,11 @@ pub(crate) struct ParentMsgOut<'a, A, R> {
     pub(crate) nonce: [u8; 16],
     pub(crate) args: &'a A,
     pub(crate) results: IpcSender<ChildMsg<R>>,
+}
+
+/// True if the two nonces are equal (constant time is moot here, one try per child, but cheap).
+pub(crate) fn nonce_matches(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A value sent by reference on a channel typed for `T`: encodes exactly as `T`.

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use process_ipc::queue::MAX_ITEM_BYTES;
-use process_ipc::{ByteBuf, Process, ProcessError, Queue, QueueError, QueueSender};
+use process_ipc::{Process, ProcessError, Queue, QueueError, QueueSender};
+use serde_bytes::ByteBuf;
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use process_ipc::{ByteBuf, Process, Queue, QueueError, QueueSender};
+use process_ipc::{Process, Queue, QueueError, QueueSender};
+use serde_bytes::ByteBuf;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// What a deadline may be overrun by here (the promise is 50 ms; a loaded machine gets more).

@@ -90,7 +90,7 @@ pub use patch::{patch_all, raise_listen_backlog, unpatch_all};
 
 /// Sleeps: yields inside a coroutine, `std::thread::sleep` outside one.
 pub fn sleep(duration: Duration) {
-    crate::sleep(duration);
+    crate::sleep::sleep(duration);
 }
 
 /// Whether `patch_all()` is in effect (always `false` without the `patch` feature).
@@ -139,7 +139,7 @@ pub mod prelude {
     /// `thread::sleep` and `thread::yield_now` that cooperate inside a coroutine.
     pub mod thread {
         pub use crate::monkey::sleep;
-        pub use crate::yield_now;
+        pub use crate::sleep::yield_now;
     }
 
     /// `net::TcpStream` and friends, dual-mode.

@@ -48,7 +48,7 @@ pub fn patch_all() -> Result<()> {
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
-        Err(crate::CoroError::PatchUnavailable(
+        Err(crate::error::CoroError::PatchUnavailable(
             "the symbol-level patch needs Linux with glibc".into(),
         ))
     }
@@ -117,7 +117,7 @@ fn cooperative(duration: impl FnOnce() -> Option<Duration>) -> Slept {
     // bug (it panics), and that panic, in a greenlet already killed, is
     // silent (the panic hook) and unwinds the greenlet from Rust code: a
     // `loop { sleep() }` ends instead of spinning.
-    match std::panic::catch_unwind(|| crate::sleep(d)) {
+    match std::panic::catch_unwind(|| crate::sleep::sleep(d)) {
         Ok(()) => Slept::Done,
         Err(_) => Slept::Killed,
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::Wire;
 use crate::error::PoolError;
-use crate::process::Target;
+use crate::start::Target;
 
 use super::Pool;
 use super::worker::{run_one, task_offset};

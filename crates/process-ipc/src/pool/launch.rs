@@ -167,24 +167,9 @@ fn watch(pid: u32, key: WorkerKey, control: IpcSender<Control>) -> std::io::Resu
         .name(format!("process-ipc-pool-watch-{pid}"))
         .stack_size(128 * 1024)
         .spawn(move || {
-            wait_for_exit(pid);
+            // Leaves it unreaped for its handle: its pid cannot be reused meanwhile.
+            crate::sys::wait_exited(pid);
             let _ = control.send(Control::Exited(key));
         })?;
     Ok(())
-}
-
-/// Blocks until child `pid` has exited, leaving it unreaped for its handle. Returns at once if
-/// it is no longer our child to wait for (already reaped).
-fn wait_for_exit(pid: u32) {
-    let id: libc::id_t = pid;
-    loop {
-        // SAFETY: an all-zero `siginfo_t` is a valid value of this plain C struct.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `info` is a valid place to write; WNOWAIT leaves the child a zombie, so its
-        // pid cannot be reused before its `ProcessHandle` reaps it.
-        let r = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
-    }
 }

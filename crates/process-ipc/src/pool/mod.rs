@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use crate::Wire;
 use crate::error::PoolError;
-use crate::process::Target;
+use crate::start::Target;
 
 pub use builder::PoolBuilder;
 pub use results::{AsyncResult, IMap, IMapUnordered};

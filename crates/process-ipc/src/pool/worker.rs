@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 
 use crate::Wire;
-use crate::bootstrap;
-use crate::process::{Target, conjure};
+use crate::start::child::{self, Target, conjure};
 
 use crate::ring::{Ring, RingParts};
+use crate::sys;
 
 use super::doorbell::BellArg;
 
@@ -23,7 +23,7 @@ pub(super) type TaskFn = fn(&[u8]) -> Result<Vec<u8>, String>;
 
 /// The distance of a task function from the anchor, the same in the worker (same binary).
 pub(super) fn task_offset(f: TaskFn) -> isize {
-    bootstrap::offset_of(f as usize)
+    sys::offset_of(f as usize)
 }
 
 /// Runs one call: decode the argument tuple, call, encode the value.
@@ -170,7 +170,7 @@ pub(super) struct WorkerConfig {
 }
 
 fn call_at(offset: isize, args: &[u8]) -> Outcome {
-    let address = bootstrap::address_at(offset);
+    let address = sys::address_at(offset);
     // SAFETY: this worker is a child that passed the bootstrap's executable-identity check, so
     // the offset, taken by the parent from a `TaskFn` in the same binary, points at that `TaskFn`.
     let f: TaskFn = unsafe { std::mem::transmute::<usize, TaskFn>(address) };
@@ -178,8 +178,8 @@ fn call_at(offset: isize, args: &[u8]) -> Outcome {
         Ok(Ok(bytes)) => Outcome::Value(ByteBuf::from(bytes)),
         Ok(Err(message)) => Outcome::Serde(message),
         Err(payload) => {
-            let (message, location) = bootstrap::take_last_panic()
-                .unwrap_or_else(|| (bootstrap::panic_message(&*payload), "<unknown>".into()));
+            let (message, location) = child::take_last_panic()
+                .unwrap_or_else(|| (sys::panic_message(&*payload), "<unknown>".into()));
             Outcome::Panicked { message, location }
         }
     }

@@ -15,7 +15,7 @@ use super::ring_error;
 use crate::error::QueueError;
 use crate::ring::frame::{count_items, write_len, write_long_len, write_padded_len};
 use crate::ring::{BIG_ITEM, LOOK_FOR, Ring, Shutdown};
-use crate::{bootstrap, wire};
+use crate::{start::child, wire};
 
 /// Items are packed into chunks of about this many bytes before they are moved.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -210,7 +210,7 @@ impl Feed {
             broken: Mutex::new(None),
         });
         register_exit_flush();
-        bootstrap::before_report(flush_all);
+        child::before_report(flush_all);
         feeds()
             .lock()
             .unwrap_or_else(|p| p.into_inner())

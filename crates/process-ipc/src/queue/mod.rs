@@ -151,8 +151,8 @@ pub(crate) fn ring_error(e: RingError) -> QueueError {
 /// [`QueueError::ShutDown`], handing their items back, and gets drain what is left and then
 /// fail the same way; blocked callers wake. [`JoinableQueue`] adds `task_done` and `join`.
 ///
-/// Byte payloads: wrap them in `serde_bytes::ByteBuf` (re-exported as
-/// [`ByteBuf`](crate::ByteBuf)); a plain `Vec<u8>` is encoded byte by byte, about 4x slower.
+/// Byte payloads: wrap them in `serde_bytes::ByteBuf` (from the `serde_bytes` crate); a plain
+/// `Vec<u8>` is encoded byte by byte, several times slower.
 pub struct Queue<T> {
     ring: Ring,
     /// This handle's putting end: made at creation, or at the first put through a handle.

@@ -33,7 +33,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::cell::{CellRef, Kind, deadline_after};
 use super::error::SharedError;
 use super::pid::my_pid;
-use crate::bootstrap;
+use crate::sys;
 
 /// How long a waiter sleeps between two looks at the other waiters' liveness.
 const SLICE: Duration = Duration::from_millis(50);
@@ -63,7 +63,7 @@ const SLOT: usize = std::mem::size_of::<Slot>();
 struct Settings {
     /// Python's `timeout=`: 0 for none, else the nanoseconds plus 1 (saturated).
     timeout: AtomicU64,
-    /// The action's offset from the anchor in its executable (see `bootstrap::offset_of`).
+    /// The action's offset from the anchor in its executable (see `sys::offset_of`).
     action: AtomicU64,
     /// 0: no action; else the fingerprint of the executable `action` is an offset in.
     action_exe: AtomicU64,
@@ -140,10 +140,9 @@ impl Barrier {
     /// of passing without the action.
     pub fn with_action(mut self, action: fn()) -> Self {
         if let Some(settings) = self.settings() {
-            settings.action.store(
-                bootstrap::offset_of(action as usize) as u64,
-                Ordering::Relaxed,
-            );
+            settings
+                .action
+                .store(sys::offset_of(action as usize) as u64, Ordering::Relaxed);
             settings
                 .action_exe
                 .store(exe_fingerprint(), Ordering::Release);
@@ -276,9 +275,7 @@ impl Barrier {
         });
         let action = match (recorded, self.action) {
             (None, None) => return Ok(()),
-            (Some(offset), Some(action))
-                if offset == bootstrap::offset_of(action as usize) as u64 =>
-            {
+            (Some(offset), Some(action)) if offset == sys::offset_of(action as usize) as u64 => {
                 action
             }
             _ => {
@@ -306,7 +303,7 @@ impl Barrier {
         ran.map_err(|payload| {
             let _ = self.broken_now(BROKEN);
             SharedError::ActionPanicked {
-                message: bootstrap::panic_message(&*payload),
+                message: sys::panic_message(&*payload),
             }
         })
     }
@@ -476,7 +473,7 @@ impl Serialize for Barrier {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let action = self
             .action
-            .map(|action| bootstrap::offset_of(action as usize) as u64);
+            .map(|action| sys::offset_of(action as usize) as u64);
         (self.cell.name_for_transfer(), action).serialize(serializer)
     }
 }
@@ -526,7 +523,7 @@ impl Barrier {
                  (offset {recorded:#x}) for this executable"
             ));
         }
-        let address = bootstrap::address_at(offset as isize);
+        let address = sys::address_at(offset as isize);
         // SAFETY: the block (made by a process of this same executable, `exe_fingerprint`)
         // and the handle agree that the action is at `offset` from the anchor, where
         // `with_action` measured a `fn()`; the same executable has the same code at the same

@@ -46,7 +46,7 @@ pub(super) unsafe extern "C" fn getaddrinfo(
     // SAFETY: a non-null hints is readable; only its four selector fields count.
     let hints_c =
         unsafe { hints.as_ref() }.map(|h| (h.ai_flags, h.ai_family, h.ai_socktype, h.ai_protocol));
-    let answer: crate::Queue<Lookup> = crate::Queue::new();
+    let answer: crate::queue::Queue<Lookup> = crate::queue::Queue::new();
     let tx = answer.clone();
     let lookup = move || {
         let hints = hints_c.map(|(flags, family, socktype, protocol)| {

@@ -1,89 +1,13 @@
-//! Repository rules kept as tests, so CI enforces what reviewers would otherwise repeat.
+//! Layers: no module cycle inside a crate, no crate under crates/ depending on a sibling; and
+//! the module graph the layer rules read (imports, re-exports, inline modules).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if !path.ends_with("target") {
-                rust_files(&path, out);
-            }
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-#[test]
-fn every_rust_file_opens_with_a_doc_line() {
-    let root = crate::workspace_root();
-    let mut files = Vec::new();
-    for dir in ["src", "tests", "examples", "crates", "xtask"] {
-        rust_files(&root.join(dir), &mut files);
-    }
-    assert!(files.len() > 5, "the walk found too few files: {files:?}");
-    let bare: Vec<String> = files
-        .iter()
-        .filter(|f| !read(f).trim_start().starts_with("//!"))
-        .map(|f| f.strip_prefix(&root).unwrap_or(f).display().to_string())
-        .collect();
-    assert!(
-        bare.is_empty(),
-        "files that do not open with a `//!` line saying what they hold: {bare:?}"
-    );
-}
-
-#[test]
-fn every_member_takes_the_workspace_lints() {
-    let root = crate::workspace_root();
-    let mut manifests = vec![root.join("Cargo.toml"), root.join("xtask/Cargo.toml")];
-    for entry in std::fs::read_dir(root.join("crates"))
-        .expect("crates/ exists")
-        .flatten()
-    {
-        manifests.push(entry.path().join("Cargo.toml"));
-    }
-    for manifest in manifests {
-        let text = read(&manifest);
-        assert!(
-            text.contains("[lints]\nworkspace = true"),
-            "{} lacks `[lints] workspace = true`",
-            manifest.display()
-        );
-    }
-}
-
-#[test]
-fn ci_runs_the_readme_test_command() {
-    let root = crate::workspace_root();
-    let readme = read(&root.join("README.md"));
-    let ci = read(&root.join(".ci/run"));
-    for command in ["cargo xtask demo", "cargo test --workspace"] {
-        assert!(readme.contains(command), "README.md must give `{command}`");
-    }
-    for command in [
-        "cargo test --workspace",
-        "cargo fmt --all -- --check",
-        "cargo clippy --workspace --all-targets -- -D warnings",
-    ] {
-        assert!(ci.contains(command), ".ci/run must run `{command}`");
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Layers: no module cycle inside a crate, no crate under crates/ depending on a sibling.
+use super::{read, rust_files};
 
 /// Source text with comments and string literals blanked out (their lines kept), so that an
 /// intra-doc link or a message that names `crate::x` is not taken for a use of it.
-fn code_only(text: &str) -> String {
+pub(super) fn code_only(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -125,12 +49,12 @@ fn code_only(text: &str) -> String {
     out
 }
 
-fn is_ident(c: char) -> bool {
+pub(super) fn is_ident(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
 /// The module path a source file defines, from its path under `src/`.
-fn module_of(rel: &str) -> Vec<String> {
+pub(super) fn module_of(rel: &str) -> Vec<String> {
     let rel = rel.strip_suffix(".rs").unwrap_or(rel);
     let mut parts: Vec<String> = rel.split('/').map(str::to_string).collect();
     if matches!(
@@ -433,7 +357,7 @@ fn nested(a: &[String], b: &[String]) -> bool {
 /// module it comes from, so siblings that use each other through their parent are edges
 /// between the siblings. A module and its own ancestors are one unit, not layers (a child sees
 /// its parent's private items by design): no edge between them.
-fn module_edges(sources: &[(String, String)]) -> Vec<(String, String)> {
+pub(super) fn module_edges(sources: &[(String, String)]) -> Vec<(String, String)> {
     let modules = Modules::new(sources);
     let mut edges = Vec::new();
     for (k, code) in modules.codes.iter().enumerate() {
@@ -472,6 +396,38 @@ fn module_edges(sources: &[(String, String)]) -> Vec<(String, String)> {
     edges
 }
 
+/// Uses, outside the crate root, of a name the root re-exports (`crate::Queue` for
+/// `crate::queue::Queue`): (file module, name).
+pub(super) fn root_reexport_uses(sources: &[(String, String)]) -> Vec<(String, String)> {
+    let modules = Modules::new(sources);
+    let Some(root) = modules.files.iter().position(|m| m.is_empty()) else {
+        return Vec::new();
+    };
+    let reexported: Vec<&String> = modules.imports[root].iter().map(|(n, _)| n).collect();
+    let mut found = Vec::new();
+    for (k, code) in modules.codes.iter().enumerate() {
+        if k == root {
+            continue;
+        }
+        for (at, _) in code.match_indices("crate::") {
+            if at > 0 && is_ident(code[..at].chars().next_back().unwrap_or(' ')) {
+                continue;
+            }
+            let name: String = code[at + "crate::".len()..]
+                .chars()
+                .take_while(|&c| is_ident(c))
+                .collect();
+            if !modules.is_module(std::slice::from_ref(&name)) && reexported.contains(&&name) {
+                let entry = (modules.files[k].join("::"), name);
+                if !found.contains(&entry) {
+                    found.push(entry);
+                }
+            }
+        }
+    }
+    found
+}
+
 /// A cycle in `edges`, as the list of modules around it, if there is one.
 fn find_cycle(edges: &[(String, String)]) -> Option<Vec<String>> {
     fn visit(
@@ -508,8 +464,26 @@ fn display(module: &str) -> &str {
     if module.is_empty() { "crate" } else { module }
 }
 
+/// The source files of one crate: (path under `src/`, text), sorted by path.
+pub(super) fn crate_sources(src: &std::path::Path) -> Vec<(String, String)> {
+    let mut paths = Vec::new();
+    rust_files(src, &mut paths);
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let rel = p
+                .strip_prefix(src)
+                .expect("under src")
+                .display()
+                .to_string();
+            (rel, read(p))
+        })
+        .collect()
+}
+
 /// The crates under `crates/`: (directory name, package name, manifest text).
-fn member_crates() -> Vec<(PathBuf, String, String)> {
+pub(super) fn member_crates() -> Vec<(PathBuf, String, String)> {
     let root = crate::workspace_root();
     let mut out = Vec::new();
     for entry in std::fs::read_dir(root.join("crates"))
@@ -536,21 +510,7 @@ fn no_module_cycle_inside_any_crate() {
     let mut found = Vec::new();
     let mut checked = 0;
     for (dir, name, _) in member_crates() {
-        let src = dir.join("src");
-        let mut paths = Vec::new();
-        rust_files(&src, &mut paths);
-        let files: Vec<(String, String)> = paths
-            .iter()
-            .map(|p| {
-                let rel = p
-                    .strip_prefix(&src)
-                    .expect("under src")
-                    .display()
-                    .to_string();
-                (rel, read(p))
-            })
-            .collect();
-        let edges = module_edges(&files);
+        let edges = module_edges(&crate_sources(&dir.join("src")));
         checked += edges.len();
         if let Some(cycle) = find_cycle(&edges) {
             let cycle: Vec<&str> = cycle.iter().map(|m| display(m)).collect();
@@ -647,165 +607,4 @@ fn no_crate_depends_on_a_sibling() {
 }
 
 #[cfg(test)]
-mod layer_rule_tests {
-    use super::*;
-
-    fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn a_cycle_through_crate_paths_is_found() {
-        let crate_ = files(&[
-            ("lib.rs", "mod a;\nmod b;\nmod c;\npub use a::Thing;\n"),
-            ("a.rs", "use crate::b::helper;\npub struct Thing;\n"),
-            ("b.rs", "pub fn helper() { crate::c::run() }\n"),
-            ("c.rs", "pub fn run() { let _ = crate::Thing; }\n"),
-        ]);
-        let cycle = find_cycle(&module_edges(&crate_)).expect("a -> b -> c -> a");
-        assert_eq!(cycle.len(), 4, "{cycle:?}");
-        assert_eq!(cycle.first(), cycle.last());
-    }
-
-    #[test]
-    fn comments_strings_and_test_modules_do_not_count() {
-        let crate_ = files(&[
-            ("lib.rs", "mod a;\nmod b;\n"),
-            ("a.rs", "use crate::b::x;\n"),
-            (
-                "b.rs",
-                "//! See [`A`](crate::a::A).\n/* crate::a */\nconst S: &str = \"crate::a::A\";\n\
-                 #[cfg(test)]\nmod tests {\n    use super::*;\n    fn f() { self::g(); crate::a::y(); }\n}\n",
-            ),
-        ]);
-        assert_eq!(module_edges(&crate_), vec![("a".into(), "b".into())]);
-        assert!(find_cycle(&module_edges(&crate_)).is_none());
-    }
-
-    #[test]
-    fn submodules_may_use_each_other_through_their_parent_without_a_cycle() {
-        let ok = files(&[
-            ("lib.rs", "mod pool;\n"),
-            (
-                "pool/mod.rs",
-                "mod schedule;\nmod worker;\nuse worker::run;\npub use schedule::Plan;\n",
-            ),
-            ("pool/schedule.rs", "pub struct Plan;\n"),
-            (
-                "pool/worker.rs",
-                "use super::schedule::Plan;\npub fn run() {}\n",
-            ),
-        ]);
-        let edges = module_edges(&ok);
-        assert!(
-            edges.contains(&("pool::worker".into(), "pool::schedule".into())),
-            "{edges:?}"
-        );
-        assert!(find_cycle(&edges).is_none(), "{edges:?}");
-        // The same layout where the schedule reaches back into the worker, through the parent.
-        let bad = files(&[
-            ("lib.rs", "mod pool;\n"),
-            ("pool.rs", "mod schedule;\nmod worker;\n"),
-            (
-                "pool/schedule.rs",
-                "use super::{worker::run, Other};\npub struct Plan;\n",
-            ),
-            (
-                "pool/worker.rs",
-                "use super::schedule::Plan;\npub fn run() {}\n",
-            ),
-        ]);
-        let cycle = find_cycle(&module_edges(&bad)).expect("schedule <-> worker");
-        assert!(cycle.contains(&"pool::worker".to_string()), "{cycle:?}");
-        // A child that uses its parent's own items while the parent uses the child: one unit.
-        let up = files(&[
-            ("lib.rs", "mod pool;\n"),
-            (
-                "pool.rs",
-                "mod worker;\npub struct Shared;\nfn f() { worker::run(); }\n",
-            ),
-            (
-                "pool/worker.rs",
-                "pub fn run() { let _ = super::Shared; }\n",
-            ),
-        ]);
-        assert!(module_edges(&up).is_empty());
-        // Siblings that reach each other through names their parent re-exports: a cycle.
-        let via_parent = files(&[
-            ("lib.rs", "mod pool;\n"),
-            (
-                "pool/mod.rs",
-                "mod a;\nmod b;\npub use a::A;\npub(crate) use b::B;\n",
-            ),
-            ("pool/a.rs", "use super::B;\npub struct A;\n"),
-            ("pool/b.rs", "pub struct B(super::A);\n"),
-        ]);
-        let edges = module_edges(&via_parent);
-        assert!(
-            edges.contains(&("pool::a".into(), "pool::b".into())),
-            "{edges:?}"
-        );
-        assert!(find_cycle(&edges).is_some(), "{edges:?}");
-    }
-
-    #[test]
-    fn sibling_dependencies_are_read_from_every_table() {
-        let manifest = "[package]\nname = \"a\"\n\n[dependencies]\nserde.workspace = true\n\
-                        b = { path = \"../b\" }\n\n[dev-dependencies]\nmine = { package = \"c\", \
-                        path = \"../c\" }\n\n[target.'cfg(unix)'.dependencies]\nd = \"1\"\n\n\
-                        [dev-dependencies.e]\npath = \"../e\"\n";
-        let names = dependency_names(manifest);
-        for dep in ["serde", "b", "c", "d", "e"] {
-            assert!(
-                names.contains(&dep.to_string()),
-                "{dep} missing from {names:?}"
-            );
-        }
-        assert!(!names.contains(&"a".to_string()), "{names:?}");
-    }
-}
-
-/// The platform audit, for machines where CI cannot check a non-Linux target for real:
-/// the Linux-only crates stop a foreign build with their own message, and the portable crates
-/// keep every OS-specific call behind a `cfg`.
-#[test]
-fn linux_only_code_is_gated_and_says_so() {
-    let root = crate::workspace_root();
-    let process_lib = read(&root.join("crates/process-ipc/src/lib.rs"));
-    assert!(
-        process_lib.contains(
-            "#[cfg(not(target_os = \"linux\"))]\ncompile_error!(\n    \"process-ipc is Linux-only"
-        ),
-        "process-ipc/src/lib.rs must stop a non-Linux build with a compile_error! saying why"
-    );
-    let coro_lib = read(&root.join("crates/coro/src/lib.rs"));
-    assert!(
-        coro_lib.contains("compile_error!(") && coro_lib.contains("feature = \"patch\""),
-        "coro/src/lib.rs must stop a `patch` build off Linux + glibc with a compile_error!"
-    );
-    let os_specific = ["libc::", "std::os::unix", "std::os::linux", "\"/proc/"];
-    for krate in ["threads-sync", "iter-gen"] {
-        let mut files = Vec::new();
-        rust_files(&root.join("crates").join(krate).join("src"), &mut files);
-        for file in files {
-            let text = read(&file);
-            if os_specific.iter().any(|s| text.contains(s)) {
-                assert!(
-                    text.contains("#[cfg(unix)]") || text.contains("#[cfg(target_os"),
-                    "{} uses an OS-specific API with no cfg gate: {krate} must build anywhere",
-                    file.display()
-                );
-            }
-        }
-        let manifest = read(&root.join("crates").join(krate).join("Cargo.toml"));
-        let normal = manifest
-            .split("\n[")
-            .find(|t| t.starts_with("dependencies]"));
-        assert!(
-            !normal.is_some_and(|deps| deps.contains("\nlibc")),
-            "{krate} takes libc only under a [target.'cfg(unix)'] table"
-        );
-    }
-}
+mod layer_rule_tests;

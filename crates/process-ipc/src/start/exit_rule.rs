@@ -1,8 +1,6 @@
 //! Python's exit rule for child processes: when the program ends normally, non-daemon children
 //! are joined and daemon children terminated.
 //!
-//! Layer: above `sys`, below `process` (which registers every child it starts here).
-//!
 //! Rust runs nothing after `main` by itself, so in the main program the rule applies on
 //! request, as for threads in `threads_sync`: [`join_non_daemon`] at the end of `main`, or
 //! [`join_non_daemon_at_exit`] once, an `atexit(3)` hook that runs when `main` returns or
@@ -17,19 +15,19 @@
 //! of a dropped handle, still does), and a pid reused later cannot be mistaken for it.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::current::{has_exited, pidfd_open};
 use crate::error::ProcessError;
+use crate::sys::{self, has_exited, pidfd_open, pidfd_signal};
 
 /// How long the exit hook waits for terminated daemons before it sends SIGKILL.
 const DAEMON_GRACE: Duration = Duration::from_secs(2);
 
 /// A child this process started and may still have to wait for or terminate.
-struct Child {
+struct Followed {
     /// Its token from [`register`], which no other entry ever has (pids are reused).
     id: u64,
     pid: u32,
@@ -39,7 +37,7 @@ struct Child {
 }
 
 /// Every started child not yet seen to have exited, in start order.
-static CHILDREN: parking_lot::Mutex<Vec<Child>> = parking_lot::const_mutex(Vec::new());
+static CHILDREN: parking_lot::Mutex<Vec<Followed>> = parking_lot::const_mutex(Vec::new());
 
 /// Whether this process ever followed a child: a child process that started none ends
 /// without taking the registry's lock (see [`at_child_end`]).
@@ -70,7 +68,7 @@ pub(crate) fn register(pid: u32, daemon: bool) -> (u64, Option<Arc<OwnedFd>>) {
     if children.len() >= PRUNE_FROM && children.len().is_power_of_two() {
         children.retain(|c| !has_exited(&c.pidfd, Some(Instant::now())));
     }
-    children.push(Child {
+    children.push(Followed {
         id,
         pid,
         daemon,
@@ -192,15 +190,7 @@ pub fn join_non_daemon_at_exit() -> io::Result<()> {
     if REGISTERED.swap(true, Ordering::AcqRel) {
         return Ok(());
     }
-    // SAFETY: `at_exit` is a plain `extern "C" fn()` that lives as long as the program and
-    // does not unwind; atexit(3) only stores it.
-    if unsafe { libc::atexit(at_exit) } != 0 {
-        REGISTERED.store(false, Ordering::Release);
-        return Err(io::Error::other(
-            "atexit(3) refused the exit hook (its table is full)",
-        ));
-    }
-    Ok(())
+    sys::at_exit(at_exit).inspect_err(|_| REGISTERED.store(false, Ordering::Release))
 }
 
 /// Python's order: terminate the daemons, join the others, then see the daemons gone.
@@ -232,24 +222,6 @@ fn next_running(daemon: bool) -> Option<(u32, Arc<OwnedFd>)> {
         .iter()
         .find(|c| c.daemon == daemon)
         .map(|c| (c.pid, Arc::clone(&c.pidfd)))
-}
-
-/// `pidfd_send_signal(2)`: signals the process behind `pidfd` (never a reused pid).
-pub(crate) fn pidfd_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
-    // SAFETY: a valid pidfd, a signal number, no siginfo (null) and no flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

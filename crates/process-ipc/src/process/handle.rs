@@ -10,7 +10,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ProcessError;
-use crate::sys::{self, Child};
+use crate::start::exit_rule;
+use crate::sys::{self, ChildProcess};
 use crate::wire::ChildMsg;
 
 /// How long a join waits on the result channel before it looks at the process again.
@@ -20,18 +21,6 @@ const JOIN_SLICE: Duration = Duration::from_millis(10);
 /// `waitpid`: a child that has reported is usually exiting, and is gone within tens of
 /// microseconds; a sleep and a wake-up of this thread cost as much again.
 const EXIT_SPIN: Duration = Duration::from_micros(50);
-
-pub(crate) fn describe(status: &ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(sig)) => format!(
-            "was killed by signal {sig} ({})",
-            crate::error::signal_name(sig)
-        ),
-        _ => "ended".into(),
-    }
-}
 
 /// A started child process. `join` gives back the target's return value, typed.
 ///
@@ -45,7 +34,7 @@ pub struct ProcessHandle<R> {
     name: String,
     daemon: bool,
     /// Always `Some` until drop hands it to a reaper thread.
-    child: Option<Child>,
+    child: Option<ChildProcess>,
     status: Option<ExitStatus>,
     results: Option<IpcReceiver<ChildMsg<R>>>,
     /// The report read from the child; `Some(None)` once it is known there is none.
@@ -54,7 +43,7 @@ pub struct ProcessHandle<R> {
     /// This handle sent the child a signal (`terminate`, `kill`...): a death by it is not
     /// an interrupt's, so the join does not wait for one (`interrupt::interrupt_behind`).
     signalled: bool,
-    /// The exit rule's token for this child (`daemon::register`), given back once reaped.
+    /// The exit rule's token for this child (`exit_rule::register`), given back once reaped.
     followed: u64,
     /// A pidfd of the child (its [`sentinel`](Self::sentinel)); `None` on a kernel without
     /// `pidfd_open`.
@@ -72,12 +61,12 @@ impl<R> std::fmt::Debug for ProcessHandle<R> {
 
 impl<R> ProcessHandle<R> {
     pub(crate) fn started(
-        child: Child,
+        child: ChildProcess,
         name: String,
         daemon: bool,
         results: IpcReceiver<ChildMsg<R>>,
     ) -> Self {
-        let (followed, pidfd) = crate::daemon::register(child.id(), daemon);
+        let (followed, pidfd) = exit_rule::register(child.id(), daemon);
         #[cfg(feature = "trace")]
         crate::trace::started(child.id(), &name);
         ProcessHandle {
@@ -105,7 +94,7 @@ where
         self.pid
     }
 
-    /// `Process.name`: the name given with [`Process::named`], or `Process-N`.
+    /// `Process.name`: the name given with [`Process::named`](crate::Process::named), or `Process-N`.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -225,7 +214,7 @@ where
         self.status = Some(s);
         #[cfg(feature = "trace")]
         crate::trace::exited(self.pid, &s);
-        crate::daemon::forget(self.followed);
+        exit_rule::forget(self.followed);
         Ok(s)
     }
 
@@ -254,13 +243,13 @@ where
             if let Some(_s) = &self.status {
                 #[cfg(feature = "trace")]
                 crate::trace::exited(self.pid, _s);
-                crate::daemon::forget(self.followed);
+                exit_rule::forget(self.followed);
             }
         }
         Ok(self.status)
     }
 
-    fn child(&mut self) -> &mut Child {
+    fn child(&mut self) -> &mut ChildProcess {
         self.child
             .as_mut()
             .expect("the child is present until drop")
@@ -330,13 +319,11 @@ where
         }
         #[cfg(feature = "trace")]
         crate::trace::signalled(self.pid, sig);
-        // SAFETY: the child is not reaped yet, so `pid` still names it.
-        if unsafe { libc::kill(self.pid as i32, sig) } != 0 {
-            return Err(ProcessError::Ipc {
-                pid: self.pid,
-                message: format!("kill failed: {}", std::io::Error::last_os_error()),
-            });
-        }
+        // The child is not reaped yet, so `pid` still names it.
+        sys::kill(self.pid, sig).map_err(|e| ProcessError::Ipc {
+            pid: self.pid,
+            message: format!("kill failed: {e}"),
+        })?;
         self.signalled = true;
         Ok(())
     }
@@ -352,7 +339,7 @@ impl<R> Drop for ProcessHandle<R> {
         }
         let followed = self.followed;
         if matches!(child.try_wait(), Ok(Some(_))) {
-            crate::daemon::forget(followed);
+            exit_rule::forget(followed);
             return;
         }
         // Detach: the child runs on; a thread reaps it so it never lingers as a zombie.
@@ -361,7 +348,7 @@ impl<R> Drop for ProcessHandle<R> {
             .stack_size(64 * 1024)
             .spawn(move || {
                 let _ = child.wait();
-                crate::daemon::forget(followed);
+                exit_rule::forget(followed);
             });
     }
 }

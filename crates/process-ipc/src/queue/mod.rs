@@ -466,6 +466,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.ring.scribble(word, add);
     }
 
+    /// Test only (the `test-fault` feature): the bytes in the ring, written and not yet freed
+    /// (unlike [`qsize`](Self::qsize), which counts an item from its `put`).
+    #[cfg(feature = "test-fault")]
+    #[doc(hidden)]
+    pub fn __ring_bytes(&self) -> u64 {
+        self.ring.used_bytes()
+    }
+
     /// Python's `maxsize`: `Some(n)` for [`bounded(n)`](Self::bounded), `None` if unbounded.
     pub fn maxsize(&self) -> Option<usize> {
         Some(self.ring.maxsize()).filter(|&m| m > 0)

@@ -552,6 +552,13 @@ impl Ring {
 
 #[cfg(feature = "test-fault")]
 impl Ring {
+    /// Test only: the bytes written and not yet freed (tail - head), as the header says.
+    pub(crate) fn used_bytes(&self) -> u64 {
+        let h = self.hdr();
+        let tail = h.write.tail.load(Ordering::SeqCst);
+        tail.saturating_sub(h.read.head.load(Ordering::SeqCst))
+    }
+
     /// Test only (the `test-fault` feature): adds `add` (wrapping) to one of the ring's header
     /// words, `"head"`, `"tail"`, `"shutdown"`, `"accepted"` or `"done"`, as a process with a
     /// memory bug might.

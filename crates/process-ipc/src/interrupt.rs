@@ -314,11 +314,11 @@ fn shut_down(signal: i32, reap: bool) {
             }
         }
     }
-    // The fork server's handle is kept for the next start, which will not come: reap it too,
+    // The fork server is kept for the next start, which will not come: end and reap it too,
     // or it stays a zombie of init once this program ends.
-    let server = crate::start::fork_server::__fork_server_pid();
-    for (pid, fd) in followed() {
-        if reap || Some(pid) == server {
+    crate::start::fork_server::stop_server(Instant::now() + GRACE);
+    if reap {
+        for (_, fd) in followed() {
             reap_exited(&fd);
         }
     }

@@ -425,6 +425,25 @@ pub(crate) fn take_reply(
     }
 }
 
+/// Ends the fork server for good (the Ctrl-C shutdown: no start will come) and waits, until
+/// `deadline`, for its reaper thread to reap it, so that it is not left a zombie of init when
+/// the program ends. The kill is sent under the lock, which the reaper takes before it reaps:
+/// the pid cannot have been reused.
+pub(crate) fn stop_server(deadline: Instant) {
+    let pid = {
+        let server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(server) = server.as_ref() else {
+            return;
+        };
+        let _ = sys::kill(server.pid, libc::SIGKILL);
+        server.pid
+    };
+    // Reaped once `kill(pid, 0)` finds no such process (the reaper clears SERVER, then reaps).
+    while Instant::now() < deadline && sys::kill(pid, 0).is_ok() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Test support: the current fork server's pid, if one runs (tests kill it).
 #[doc(hidden)]
 pub fn __fork_server_pid() -> Option<u32> {

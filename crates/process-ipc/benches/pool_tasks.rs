@@ -42,6 +42,17 @@ fn tiny(c: &mut Criterion) {
         })
     });
     g.finish();
+    // #22's figure: 1 M tiny items, beside Python's Pool(2).map of the same.
+    let mut g = c.benchmark_group("pool_map_tiny_1M");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1_000_000));
+    g.bench_function("map_1M_default_chunks", |b| {
+        b.iter(|| {
+            let out = pool.map(square, 0..1_000_000u64).unwrap();
+            assert_eq!(out.len(), 1_000_000);
+        })
+    });
+    g.finish();
 
     let mut g = c.benchmark_group("pool_apply_async_tiny");
     g.sample_size(10);

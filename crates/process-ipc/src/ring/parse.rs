@@ -385,6 +385,24 @@ pub(crate) mod tests {
         assert!(check_piece(4, 2, 2, true).is_ok());
     }
 
+    /// A ring of `1 << log_cap` bytes: `bytes` (zero-padded or cut), with plausible record
+    /// headers (`(kind, len)`) written over its start, so that walks get past the first record.
+    fn ring_of(log_cap: u32, bytes: Vec<u8>, records: &[(u32, usize)]) -> Vec<u8> {
+        let cap = 1usize << log_cap;
+        let mut data = bytes;
+        data.resize(cap, 0);
+        let mut at = 0usize;
+        for &(kind, len) in records {
+            if at + 8 > cap {
+                break;
+            }
+            data[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
+            data[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
+            at += rec_size(len) as usize;
+        }
+        data
+    }
+
     /// Cases for the fuzz: `RING_FUZZ_CASES`, else a few thousand.
     fn cases() -> u32 {
         std::env::var("RING_FUZZ_CASES")
@@ -451,19 +469,7 @@ pub(crate) mod tests {
             tail in words(),
             limit in words(),
         ) {
-            let cap = 1usize << log_cap;
-            let mut data = bytes;
-            data.resize(cap, 0);
-            // Some plausible record headers too, so that runs get past the first record.
-            let mut at = 0usize;
-            for (kind, len) in records {
-                if at + 8 > cap {
-                    break;
-                }
-                data[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
-                data[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
-                at += rec_size(len) as usize;
-            }
+            let data = ring_of(log_cap, bytes, &records);
             let (items, _, _) = drain(&data, Pos { head, sub }, tail, limit);
             prop_assert!(items as u64 <= tail.saturating_sub(head));
         }
@@ -479,18 +485,7 @@ pub(crate) mod tests {
             tail in words(),
             limit in words(),
         ) {
-            let cap = 1usize << log_cap;
-            let mut data = bytes;
-            data.resize(cap, 0);
-            let mut at = 0usize;
-            for (kind, len) in records {
-                if at + 8 > cap {
-                    break;
-                }
-                data[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
-                data[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
-                at += rec_size(len) as usize;
-            }
+            let data = ring_of(log_cap, bytes, &records);
             // Walk as a reader would, comparing at every step.
             walk_agrees(&data, Pos { head, sub }, tail, limit)?;
         }

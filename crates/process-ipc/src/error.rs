@@ -278,6 +278,26 @@ pub enum PoolError {
         /// The signal number (2 for SIGINT, 15 for SIGTERM).
         signal: i32,
     },
+    /// A pool on Redis (`PoolBuilder::redis`, feature `redis`): Redis could not be reached,
+    /// answered out of protocol, or the connection dropped with this task in flight; or an option
+    /// the Redis pool does not support. The message names the address and the cause.
+    #[error("redis pool: {0}")]
+    Broker(String),
+    /// A pool on Redis: the worker that took the task runs another build of the program (a
+    /// different executable), so it refused the task rather than call into unknown code.
+    #[error(
+        "worker {pid} on host {host} runs build {worker_build}, but this pool is build {pool_build}: it refused the task"
+    )]
+    BuildMismatch {
+        /// The submitting program's build (sha256 of its executable, hex).
+        pool_build: String,
+        /// The worker's build.
+        worker_build: String,
+        /// The worker's host name.
+        host: String,
+        /// The worker's pid.
+        pid: u32,
+    },
 }
 
 /// " at file:line:column" for a known panic location, nothing for an unknown one.

@@ -248,6 +248,9 @@ pub use current::{CurrentProcess, ParentProcess, connection, current_process, pa
 pub use error::{PoolError, ProcessError, QueueError, signal_name};
 pub use interrupt::{interrupted, shutdown_on_interrupt, shutdown_on_interrupt_then};
 pub use pipe::{Connection, PipeEnd, PipeError, pipe, pipe_one_way};
+#[cfg(all(feature = "redis", feature = "test-fault"))]
+#[doc(hidden)]
+pub use pool::__scribble_redis_task;
 #[cfg(feature = "test-fault")]
 #[doc(hidden)]
 pub use pool::scribble_result_ring as __scribble_pool_result_ring;
@@ -255,6 +258,8 @@ pub use pool::{
     AsCompleted, AsyncResult, IMap, IMapUnordered, MapOptions, Pool, PoolBuilder, ReturnWhen,
     Waited, as_completed, wait,
 };
+#[cfg(feature = "redis")]
+pub use pool::{PoolWorkers, RedisOptions, build_id, serve_pool};
 pub use process::{Process, ProcessHandle, active_children, current_pid, parent_pid};
 pub use queue::{JoinableQueue, Queue, QueueSender};
 #[cfg(feature = "test-fault")]

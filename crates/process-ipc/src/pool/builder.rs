@@ -43,6 +43,8 @@ pub struct PoolBuilder {
     retries: usize,
     init: Option<(isize, Arc<Vec<u8>>)>,
     init_error: Option<PoolError>,
+    #[cfg(feature = "redis")]
+    redis: Option<(String, super::RedisOptions)>,
 }
 
 impl PoolBuilder {
@@ -55,6 +57,8 @@ impl PoolBuilder {
             retries: 0,
             init: None,
             init_error: None,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 
@@ -129,6 +133,43 @@ impl PoolBuilder {
         self
     }
 
+    /// A pool whose workers run on any host through the Redis at `url` (feature `redis`):
+    /// `redis://host:port`, `redis://:password@host:port/db` or `redis+unix:///path/r.sock`.
+    /// Workers are this same executable running [`serve_pool`](crate::serve_pool) anywhere;
+    /// `processes` becomes the number of workers planned for (`map`'s chunk size follows it).
+    /// See [`RedisOptions`](crate::RedisOptions) and the `redis` module's rules for dead
+    /// workers, Redis going away and builds.
+    ///
+    /// ```no_run
+    /// use process_ipc::Pool;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// # fn main() -> Result<(), process_ipc::PoolError> {
+    /// // Workers: `process_ipc::serve_pool("redis://10.0.0.5:6379", 8)` on each host.
+    /// let pool = Pool::builder().redis("redis://10.0.0.5:6379").processes(16).build()?;
+    /// assert_eq!(pool.map(square, 0..4u64)?, vec![0, 1, 4, 9]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        let options = self.redis.take().map(|(_, o)| o).unwrap_or_default();
+        self.redis = Some((url.into(), options));
+        self
+    }
+
+    /// [`redis`](Self::redis) with [`RedisOptions`](crate::RedisOptions): namespace, I/O
+    /// timeout, heartbeat scan period, frame limit.
+    #[cfg(feature = "redis")]
+    pub fn redis_options(mut self, options: super::RedisOptions) -> Self {
+        let url = self.redis.take().map(|(u, _)| u).unwrap_or_default();
+        self.redis = Some((url, options));
+        self
+    }
+
     /// Starts the workers.
     ///
     /// # Errors
@@ -141,12 +182,22 @@ impl PoolBuilder {
         if let Some(e) = self.init_error {
             return Err(e);
         }
-        Pool::start(Config {
+        let config = Config {
             processes: self.processes,
             max_tasks: self.max_tasks,
             task_timeout: self.task_timeout,
             retries: self.retries,
             init: self.init,
-        })
+        };
+        #[cfg(feature = "redis")]
+        if let Some((url, options)) = self.redis {
+            super::redis::unsupported(
+                config.init.is_some(),
+                config.max_tasks.is_some(),
+                config.task_timeout.is_some(),
+            )?;
+            return Pool::start_redis(&url, options, &config);
+        }
+        Pool::start(config)
     }
 }

@@ -21,14 +21,20 @@
 //! cannot be task arguments: pass them to a `Process`, or use a [`Manager`](crate::Manager)
 //! queue, as in Python.
 //!
-//! Layers: `mod.rs` (the API) → `builder` → `collector` → `launch`, `results`, `worker` →
-//! `doorbell`, `schedule`, [`crate::ring`].
+//! With the `redis` feature, a pool can instead run its tasks on workers on any host, through
+//! Redis Streams (`redis/`): `backend` is the seam, the API above it is the same.
+//!
+//! Layers: `mod.rs` (the API) → `builder` → `backend` → `collector`, `redis` → `launch`,
+//! `results`, `worker` → `doorbell`, `schedule`, [`crate::ring`].
 
+mod backend;
 mod builder;
 mod collector;
 mod doorbell;
 mod interrupt;
 mod launch;
+#[cfg(feature = "redis")]
+mod redis;
 mod results;
 mod schedule;
 mod wait;
@@ -43,14 +49,20 @@ use crate::error::PoolError;
 use crate::start::Target;
 
 pub use builder::PoolBuilder;
+#[cfg(all(feature = "redis", feature = "test-fault"))]
+#[doc(hidden)]
+pub use redis::__scribble_redis_task;
+#[cfg(feature = "redis")]
+pub use redis::{PoolWorkers, RedisOptions, build_id, serve_pool};
 pub use results::{AsyncResult, IMap, IMapUnordered};
 pub use wait::{AsCompleted, ReturnWhen, Waited, as_completed, wait};
 #[cfg(feature = "test-fault")]
 #[doc(hidden)]
 pub use worker::scribble_result_ring;
 
+use backend::Backend;
 use builder::Config;
-use collector::{Completer, Describe, Shared};
+use collector::{Completer, Describe};
 use results::{Canceller, MapMode, MapShared, Slot};
 use schedule::TaskId;
 use worker::{run_chunk, run_one, task_offset};
@@ -122,7 +134,7 @@ impl MapOptions {
 /// it is replaced and every other task completes. Dropping the pool terminates and reaps its
 /// workers.
 pub struct Pool {
-    shared: Arc<Shared>,
+    shared: Backend,
     collector: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -177,14 +189,24 @@ impl Pool {
         let (shared, collector) = collector::start(config)?;
         interrupt::register(&shared);
         Ok(Pool {
-            shared,
+            shared: Backend::Local(shared),
             collector: Mutex::new(Some(collector)),
+        })
+    }
+
+    /// A pool on Redis (see [`PoolBuilder::redis`]).
+    #[cfg(feature = "redis")]
+    fn start_redis(url: &str, options: RedisOptions, config: &Config) -> Result<Pool, PoolError> {
+        let (shared, reader) = redis::start(url, options, config.processes, config.retries)?;
+        Ok(Pool {
+            shared: Backend::Redis(shared),
+            collector: Mutex::new(Some(reader)),
         })
     }
 
     /// The number of worker processes the pool keeps (Python's `processes`).
     pub fn size(&self) -> usize {
-        self.shared.config.processes
+        self.shared.size()
     }
 
     /// The pids of the current workers (they change as workers are replaced).
@@ -194,8 +216,7 @@ impl Pool {
 
     /// How a result withdraws its tasks: through the pool, while the pool exists.
     fn canceller(&self, ids: Vec<TaskId>) -> Canceller {
-        let shared = Arc::downgrade(&self.shared);
-        Box::new(move || shared.upgrade().is_some_and(|s| s.cancel(&ids)))
+        self.shared.canceller(ids)
     }
 
     /// `Pool.apply(f, args)`: runs `f(args...)` in a worker and waits for the value.

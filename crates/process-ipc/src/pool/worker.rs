@@ -169,10 +169,12 @@ pub(super) struct WorkerConfig {
     pub(super) max_tasks: Option<usize>,
 }
 
-fn call_at(offset: isize, args: &[u8]) -> Outcome {
+pub(super) fn call_at(offset: isize, args: &[u8]) -> Outcome {
     let address = sys::address_at(offset);
-    // SAFETY: this worker is a child that passed the bootstrap's executable-identity check, so
-    // the offset, taken by the parent from a `TaskFn` in the same binary, points at that `TaskFn`.
+    // SAFETY: this worker is a child that passed the bootstrap's executable-identity check (a
+    // Redis pool's worker: that checked the task's build identity, the sha256 of the executable),
+    // so the offset, taken by the submitter from a `TaskFn` in the same binary, points at that
+    // `TaskFn`.
     let f: TaskFn = unsafe { std::mem::transmute::<usize, TaskFn>(address) };
     match std::panic::catch_unwind(AssertUnwindSafe(|| f(args))) {
         Ok(Ok(bytes)) => Outcome::Value(ByteBuf::from(bytes)),

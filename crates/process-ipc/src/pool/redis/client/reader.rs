@@ -1,0 +1,314 @@
+//! The reader thread of a Redis pool: this pool's results, and, between reads, the scan for
+//! its tasks held by workers whose heartbeat expired (each fails with `WorkerDied` naming the
+//! worker's host and pid, or is added again while the pool's retries allow); it reconnects
+//! when Redis goes away, failing the tasks in flight.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::{Connection, Value};
+
+use crate::error::PoolError;
+
+use super::super::RedisOptions;
+use super::super::conn::{self, GROUP};
+use super::super::frame::{self, F_BODY, F_BUILD, F_POOL, F_TASK, RemoteOutcome, ResultBody};
+use super::{RedisShared, run_completer};
+
+/// Results read per `XREAD`.
+const READ_BATCH: usize = 1000;
+/// How long the reader blocks for results before it looks at its other duties.
+const READ_BLOCK_MS: u64 = 100;
+/// Pending entries examined per scan.
+const SCAN_LINES: usize = 10_000;
+
+impl RedisShared {
+    /// The reader thread: results, the dead-worker scan, reconnection; it ends with the pool.
+    pub(super) fn reader_loop(&self) {
+        let results = self.keys.results(&self.pool_id);
+        let scan_every = (self.options.heartbeat_timeout / 4)
+            .clamp(Duration::from_millis(20), Duration::from_millis(500));
+        let mut conn: Option<Connection> = None;
+        let mut last = "0-0".to_string();
+        let mut last_scan = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        while !self.finished() {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => match conn::connect(&self.client, self.options.io_timeout) {
+                    Ok(c) => {
+                        backoff = Duration::from_millis(50);
+                        conn.insert(c)
+                    }
+                    Err(e) => {
+                        self.fail_all(&conn::broker_error(&self.url, "lost Redis", &e));
+                        self.pause(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                },
+            };
+            if let Err(e) = self.read_results(c, &results, &mut last) {
+                conn = None;
+                self.fail_all(&e);
+                continue;
+            }
+            if last_scan.elapsed() >= scan_every {
+                last_scan = Instant::now();
+                if let Err(e) = self.scan(c) {
+                    conn = None;
+                    self.fail_all(&e);
+                }
+            }
+        }
+        if let Some(c) = conn.as_mut() {
+            let _ = redis::cmd("DEL").arg(&results).query::<Value>(c);
+        }
+    }
+
+    /// Waits `d`, or less if the pool changes (terminate).
+    fn pause(&self, d: Duration) {
+        let st = self.lock();
+        if !st.terminated {
+            let _ = self.changed.wait_timeout(st, d);
+        }
+    }
+
+    /// One `XREAD` of this pool's results (trimming what was read before); completes them.
+    fn read_results(
+        &self,
+        c: &mut Connection,
+        results: &str,
+        last: &mut String,
+    ) -> Result<(), PoolError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XTRIM")
+            .arg(results)
+            .arg("MINID")
+            .arg(last.as_str())
+            .ignore();
+        pipe.cmd("XREAD")
+            .arg("COUNT")
+            .arg(READ_BATCH)
+            .arg("BLOCK")
+            .arg(READ_BLOCK_MS)
+            .arg("STREAMS")
+            .arg(results)
+            .arg(last.as_str());
+        let (reply,): (Value,) = pipe
+            .query(c)
+            .map_err(|e| conn::broker_error(&self.url, "lost Redis", &e))?;
+        let entries = conn::entries(&reply)
+            .map_err(|e| PoolError::Broker(format!("Redis at {}: {e}", self.url)))?;
+        for entry in entries {
+            *last = entry.id.clone();
+            let Some(id) = frame::field(&entry.fields, F_TASK).and_then(frame::checked_task_id)
+            else {
+                log::warn!("redis pool: a result entry without a task id; dropped");
+                continue;
+            };
+            let Some(task) = self.take(id) else {
+                continue;
+            };
+            let body = frame::field(&entry.fields, F_BODY).unwrap_or_default();
+            let result = match frame::decode::<ResultBody>(body, self.options.max_frame_bytes) {
+                Ok(r) => outcome_result(r),
+                Err(why) => Err(PoolError::Serde(format!("the result of this task: {why}"))),
+            };
+            run_completer(task.complete, result);
+        }
+        Ok(())
+    }
+
+    /// Finds this pool's tasks held by workers whose heartbeat expired: each fails with
+    /// `WorkerDied` or, while retries allow, is added again.
+    fn scan(&self, c: &mut Connection) -> Result<(), PoolError> {
+        if self.lock().by_entry.is_empty() {
+            return Ok(());
+        }
+        let lost = |e: redis::RedisError| conn::broker_error(&self.url, "lost Redis", &e);
+        let reply: Value = redis::cmd("XPENDING")
+            .arg(self.keys.tasks())
+            .arg(GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(SCAN_LINES)
+            .query(c)
+            .map_err(lost)?;
+        let held: Vec<(String, String)> = {
+            let st = self.lock();
+            conn::pending(&reply)
+                .into_iter()
+                .filter(|p| st.by_entry.contains_key(&p.id))
+                .map(|p| (p.id, p.consumer))
+                .collect()
+        };
+        if held.is_empty() {
+            return Ok(());
+        }
+        let consumers: Vec<&String> = held
+            .iter()
+            .map(|(_, c)| c)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut pipe = redis::pipe();
+        for name in &consumers {
+            pipe.cmd("EXISTS").arg(self.keys.heartbeat(name));
+            pipe.cmd("GET").arg(self.keys.death(name));
+        }
+        let answers: Vec<Value> = pipe.query(c).map_err(lost)?;
+        let mut dead: HashMap<&String, Option<String>> = HashMap::new();
+        for (name, pair) in consumers.iter().zip(answers.chunks(2)) {
+            if matches!(pair.first(), Some(Value::Int(0))) {
+                let note = match pair.get(1) {
+                    Some(Value::BulkString(b)) => String::from_utf8(b.clone()).ok(),
+                    _ => None,
+                };
+                dead.insert(*name, note);
+            }
+        }
+        for (entry, consumer) in &held {
+            let Some(note) = dead.get(consumer) else {
+                continue;
+            };
+            // Out of the group's books first, so no other pool or scan handles it again.
+            let acked: i64 = redis::pipe()
+                .cmd("XACK")
+                .arg(self.keys.tasks())
+                .arg(GROUP)
+                .arg(entry)
+                .cmd("XDEL")
+                .arg(self.keys.tasks())
+                .arg(entry)
+                .ignore()
+                .query::<(i64,)>(c)
+                .map_err(lost)?
+                .0;
+            if acked == 0 {
+                continue;
+            }
+            self.worker_lost(c, entry, consumer, note.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// The task in `entry` lost its worker: it runs again while retries allow, else fails.
+    fn worker_lost(
+        &self,
+        c: &mut Connection,
+        entry: &str,
+        consumer: &str,
+        note: Option<&str>,
+    ) -> Result<(), PoolError> {
+        let again = {
+            let mut st = self.lock();
+            let Some(&id) = st.by_entry.get(entry) else {
+                return Ok(());
+            };
+            st.by_entry.remove(entry);
+            let retries = self.retries;
+            match st.tasks.get_mut(&id) {
+                Some(task) if task.deaths < retries => {
+                    task.deaths += 1;
+                    task.entry = None;
+                    Some((id, Arc::clone(&task.body)))
+                }
+                _ => {
+                    drop(st);
+                    let Some(task) = self.take(id) else {
+                        return Ok(());
+                    };
+                    let (host, pid) = conn::parse_consumer(consumer);
+                    let (cause, signal) = death_cause(&host, note, &self.options, task.deaths);
+                    let what = (task.what)();
+                    run_completer(
+                        task.complete,
+                        Err(PoolError::WorkerDied {
+                            pid,
+                            cause,
+                            signal,
+                            what,
+                        }),
+                    );
+                    return Ok(());
+                }
+            }
+        };
+        if let Some((id, body)) = again {
+            let added: String = redis::cmd("XADD")
+                .arg(self.keys.tasks())
+                .arg("*")
+                .arg(F_POOL)
+                .arg(&self.pool_id)
+                .arg(F_TASK)
+                .arg(id.to_string())
+                .arg(F_BUILD)
+                .arg(frame::build_id())
+                .arg(F_BODY)
+                .arg(&body[..])
+                .query(c)
+                .map_err(|e| conn::broker_error(&self.url, "lost Redis", &e))?;
+            let mut st = self.lock();
+            if let Some(task) = st.tasks.get_mut(&id) {
+                task.entry = Some(added.clone());
+                st.by_entry.insert(added, id);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a worker is taken for dead, and its signal if the process that started it saw one.
+fn death_cause(
+    host: &str,
+    note: Option<&str>,
+    options: &RedisOptions,
+    deaths: usize,
+) -> (String, Option<i32>) {
+    let runs = if deaths > 0 {
+        format!(" (run {} of this task)", deaths + 1)
+    } else {
+        String::new()
+    };
+    match note {
+        Some(note) => {
+            let signal = note
+                .strip_prefix("killed by signal ")
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse().ok());
+            (format!("{note} on host {host}{runs}"), signal)
+        }
+        None => (
+            format!(
+                "no heartbeat from host {host} for {:?}: the worker, its host or the network to it is gone{runs}",
+                options.heartbeat_timeout
+            ),
+            None,
+        ),
+    }
+}
+
+/// A result frame as the pool reports it.
+fn outcome_result(r: ResultBody) -> Result<Vec<u8>, PoolError> {
+    match r.outcome {
+        RemoteOutcome::Value(v) => Ok(v.into_vec()),
+        RemoteOutcome::Panicked { message, location } => Err(PoolError::Panicked {
+            pid: r.pid,
+            message,
+            location,
+        }),
+        RemoteOutcome::Serde(m) => Err(PoolError::Serde(m)),
+        RemoteOutcome::BuildMismatch { worker_build } => Err(PoolError::BuildMismatch {
+            pool_build: frame::build_id().to_string(),
+            worker_build,
+            host: r.host,
+            pid: r.pid,
+        }),
+        RemoteOutcome::BadFrame(why) => Err(PoolError::Serde(format!(
+            "worker {} on host {} could not read this task's frame: {why}",
+            r.pid, r.host
+        ))),
+    }
+}

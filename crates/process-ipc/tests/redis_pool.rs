@@ -326,6 +326,24 @@ fn redis_killed_and_restarted() {
         start.elapsed()
     );
     server.restart();
+    // A Redis that accepts but never answers (stopped): calls fail within the I/O timeout too.
+    assert_eq!(
+        pool.apply(square, (6,)),
+        Ok(36),
+        "a fresh connection after the restart"
+    );
+    server.signal("-STOP");
+    let start = Instant::now();
+    match pool.apply_async(square, (4,)) {
+        Err(PoolError::Broker(why)) => assert!(why.contains("redis"), "{why}"),
+        other => panic!("Redis stopped: expected Broker, got {other:?}"),
+    }
+    assert!(
+        start.elapsed() < WAIT,
+        "the call hung for {:?}",
+        start.elapsed()
+    );
+    server.signal("-CONT");
     // Work resumes: workers and pool reconnect on their own.
     let mut answer = None;
     until("work to resume after Redis came back", || {

@@ -124,6 +124,13 @@ impl RedisServer {
         }
     }
 
+    /// Sends the server a signal (`-STOP`, `-CONT`).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success());
+    }
+
     /// A connection for the test's own commands.
     pub(crate) fn connection(&self) -> redis::Connection {
         redis::Client::open(self.url.as_str())

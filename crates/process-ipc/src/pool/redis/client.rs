@@ -50,6 +50,8 @@ struct State {
     next_id: TaskId,
     closed: bool,
     terminated: bool,
+    /// The `run_id` of the Redis the tasks in `by_entry` were added to.
+    run_id: Option<String>,
 }
 
 /// What a Redis pool's API and its reader thread share.
@@ -81,10 +83,6 @@ pub(in crate::pool) fn start(
 ) -> Result<(Arc<RedisShared>, JoinHandle<()>), PoolError> {
     let client = Client::open(url).map_err(|e| conn::broker_error(url, "bad Redis URL", &e))?;
     let keys = Keys::new(&options.namespace);
-    let mut first = conn::connect(&client, options.io_timeout)
-        .map_err(|e| conn::broker_error(url, "cannot connect to Redis", &e))?;
-    conn::ensure_group(&mut first, &keys.tasks())
-        .map_err(|e| conn::broker_error(url, "cannot create the consumer group", &e))?;
     let shared = Arc::new(RedisShared {
         url: url.to_string(),
         client,
@@ -93,10 +91,12 @@ pub(in crate::pool) fn start(
         pool_id: frame::random_id(8),
         processes,
         retries,
-        conn: Mutex::new(Some(first)),
+        conn: Mutex::new(None),
         state: Mutex::new(State::default()),
         changed: Condvar::new(),
     });
+    // Reach Redis now, so a wrong address fails the build.
+    shared.with_conn("cannot reach Redis", |_| Ok(()))?;
     let reading = Arc::clone(&shared);
     let reader = std::thread::Builder::new()
         .name("process-ipc-redis-pool-reader".into())
@@ -118,10 +118,10 @@ impl RedisShared {
     ) -> Result<T, PoolError> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            let mut c = conn::connect(&self.client, self.options.io_timeout)
-                .map_err(|e| conn::broker_error(&self.url, "cannot connect to Redis", &e))?;
+            let (mut c, run) = self.reconnect()?;
             conn::ensure_group(&mut c, &self.keys.tasks())
                 .map_err(|e| conn::broker_error(&self.url, "cannot create the group", &e))?;
+            self.observe_run(run);
             *guard = Some(c);
         }
         let c = guard.as_mut().expect("opened above");
@@ -129,6 +129,47 @@ impl RedisShared {
             *guard = None;
             conn::broker_error(&self.url, what, &e)
         })
+    }
+
+    /// A fresh connection and the server's `run_id`.
+    fn reconnect(&self) -> Result<(Connection, String), PoolError> {
+        let broken = |e: redis::RedisError| conn::broker_error(&self.url, "cannot reach Redis", &e);
+        let mut c = conn::connect(&self.client, self.options.io_timeout).map_err(broken)?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut c)
+            .map_err(broken)?;
+        let run = info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|r| r.trim().to_string())
+            .unwrap_or_default();
+        Ok((c, run))
+    }
+
+    /// Notes the `run_id` of the Redis just reached; if it is another run than the one the
+    /// tasks in flight went to (a restart, which without persistence forgot them), they fail
+    /// with [`PoolError::Broker`]. True if it was another run.
+    fn observe_run(&self, run: String) -> bool {
+        let lost: Vec<Task> = {
+            let mut st = self.lock();
+            let known = st.run_id.replace(run.clone());
+            if known.is_none_or(|known| known == run) {
+                return false;
+            }
+            let ids: Vec<TaskId> = std::mem::take(&mut st.by_entry).into_values().collect();
+            let lost = ids.iter().filter_map(|id| st.tasks.remove(id)).collect();
+            self.changed.notify_all();
+            lost
+        };
+        let why = format!(
+            "Redis at {} restarted (a new run): the tasks in flight were lost with it",
+            self.url
+        );
+        for task in lost {
+            run_completer(task.complete, Err(PoolError::Broker(why.clone())));
+        }
+        true
     }
 
     /// The number of workers the pool plans for (the `map` chunk size follows it).

@@ -21,9 +21,12 @@
 //!   [`PoolBuilder::retries`](crate::PoolBuilder::retries), runs again up to that many times
 //!   (at least once; never by default).
 //! - **Redis away**: every call fails within [`RedisOptions::io_timeout`] with
-//!   [`PoolError::Broker`]; the tasks in flight when the pool lost its connection fail with it
-//!   (Redis without persistence forgets them); workers and pools reconnect on their own, so
-//!   work resumes when Redis returns.
+//!   [`PoolError::Broker`] (the first call after Redis came back may still fail so, on the
+//!   connection that broke). The tasks in flight fail with it too once Redis stayed out of
+//!   reach for that timeout, or when it comes back as a new run (its `run_id` changed: a
+//!   restart, which without persistence forgot them); a Redis that answers again as the same
+//!   run loses nothing. Workers and pools reconnect on their own, so work resumes when Redis
+//!   returns.
 //! - **Untrusted data**: every id read from Redis is checked, frames are bounded
 //!   ([`RedisOptions::max_frame_bytes`]) and a frame that does not decode fails only its task.
 //!   Anyone who can write to the tasks stream can run any task function of the executable with

@@ -25,41 +25,54 @@ const SCAN_LINES: usize = 10_000;
 
 impl RedisShared {
     /// The reader thread: results, the dead-worker scan, reconnection; it ends with the pool.
+    ///
+    /// Losing the connection fails nothing at once: the tasks in flight fail with
+    /// [`PoolError::Broker`] once Redis stayed out of reach for the I/O timeout, or when it
+    /// comes back as another run (its `run_id` changed: a restart, which without persistence
+    /// forgot them). A Redis back in time as the same run loses nothing.
     pub(super) fn reader_loop(&self) {
         let results = self.keys.results(&self.pool_id);
         let scan_every = (self.options.heartbeat_timeout / 4)
             .clamp(Duration::from_millis(20), Duration::from_millis(500));
         let mut conn: Option<Connection> = None;
+        let mut lost: Option<(Instant, PoolError)> = None;
         let mut last = "0-0".to_string();
         let mut last_scan = Instant::now();
         let mut backoff = Duration::from_millis(50);
         while !self.finished() {
             let c = match conn.as_mut() {
                 Some(c) => c,
-                None => match conn::connect(&self.client, self.options.io_timeout) {
-                    Ok(c) => {
+                None => match self.reconnect() {
+                    Ok((c, run)) => {
                         backoff = Duration::from_millis(50);
+                        if self.observe_run(run) {
+                            last = "0-0".to_string();
+                        }
+                        lost = None;
                         conn.insert(c)
                     }
                     Err(e) => {
-                        self.fail_all(&conn::broker_error(&self.url, "lost Redis", &e));
+                        let (since, first) = lost.get_or_insert((Instant::now(), e));
+                        if since.elapsed() >= self.options.io_timeout {
+                            self.fail_all(first);
+                        }
                         self.pause(backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(1));
                         continue;
                     }
                 },
             };
-            if let Err(e) = self.read_results(c, &results, &mut last) {
-                conn = None;
-                self.fail_all(&e);
-                continue;
-            }
-            if last_scan.elapsed() >= scan_every {
-                last_scan = Instant::now();
-                if let Err(e) = self.scan(c) {
-                    conn = None;
-                    self.fail_all(&e);
+            let read = self.read_results(c, &results, &mut last);
+            let scanned = match read {
+                Ok(()) if last_scan.elapsed() >= scan_every => {
+                    last_scan = Instant::now();
+                    self.scan(c)
                 }
+                other => other,
+            };
+            if let Err(e) = scanned {
+                conn = None;
+                lost.get_or_insert((Instant::now(), e));
             }
         }
         if let Some(c) = conn.as_mut() {
@@ -124,15 +137,21 @@ impl RedisShared {
     /// Finds this pool's tasks held by workers whose heartbeat expired: each fails with
     /// `WorkerDied` or, while retries allow, is added again.
     fn scan(&self, c: &mut Connection) -> Result<(), PoolError> {
-        if self.lock().by_entry.is_empty() {
+        // Only the range of this pool's own entries: other pools' pending work stays unread.
+        let range = {
+            let st = self.lock();
+            let ids = st.by_entry.keys().filter_map(|e| entry_order(e));
+            ids.clone().min().zip(ids.max())
+        };
+        let Some((first, last)) = range else {
             return Ok(());
-        }
+        };
         let lost = |e: redis::RedisError| conn::broker_error(&self.url, "lost Redis", &e);
         let reply: Value = redis::cmd("XPENDING")
             .arg(self.keys.tasks())
             .arg(GROUP)
-            .arg("-")
-            .arg("+")
+            .arg(format!("{}-{}", first.0, first.1))
+            .arg(format!("{}-{}", last.0, last.1))
             .arg(SCAN_LINES)
             .query(c)
             .map_err(lost)?;
@@ -258,6 +277,12 @@ impl RedisShared {
         }
         Ok(())
     }
+}
+
+/// A stream entry id (`ms-seq`) as a pair that sorts as Redis does.
+fn entry_order(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// Why a worker is taken for dead, and its signal if the process that started it saw one.

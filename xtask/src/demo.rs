@@ -33,6 +33,19 @@ struct Story {
     examples: &'static [&'static str],
 }
 
+/// Examples that need a program on the PATH: (example, program, how to get it).
+const NEEDS: &[(&str, &str, &str)] = &[(
+    "cluster_pool",
+    "redis-server",
+    "apt-get install redis-server (Debian, Ubuntu), brew install redis (macOS)",
+)];
+
+/// Whether `program` is an executable file in a directory of the PATH.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
 /// The seed's order: threads, processes, iterators and generators, coroutines.
 const STORIES: &[Story] = &[
     Story {
@@ -64,10 +77,11 @@ const STORIES: &[Story] = &[
             "A Manager queue works from inside pool workers; so do its dict, list, lock and event.",
             "When processes must share state: a Value with its lock is exact, a RawValue races, and a lock whose holder dies says so.",
             "A work queue: four consumer processes read one Queue, each item taken exactly once, and their loops end when the producer closes.",
+            "Across hosts on Redis: the same Pool, two worker groups, one killed mid-map: exactly its items fail, or, with retries, none.",
         ],
         title: "Processes: the unit that owns resources; they talk through queues",
         package: "process-ipc",
-        features: &[],
+        features: &["process-ipc/redis"],
         examples: &[
             "process_basics",
             "process_queue",
@@ -77,6 +91,7 @@ const STORIES: &[Story] = &[
             "manager_dict",
             "shared_counter",
             "work_queue",
+            "cluster_pool",
         ],
     },
     Story {
@@ -133,6 +148,12 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             println!("  * {point}");
         }
         for example in story.examples {
+            if let Some((_, program, how)) =
+                NEEDS.iter().find(|(e, p, _)| e == example && !on_path(p))
+            {
+                println!("\n--- {example}: skipped, it needs `{program}` on the PATH: {how}");
+                continue;
+            }
             println!(
                 "\n--- {} (crates/{}/examples/{example}.rs)",
                 story.package, story.package

@@ -433,3 +433,32 @@ fn a_host_killed_mid_map_fails_only_its_items() {
 fn double_unless_doomed_1(args: (u64, String)) -> u64 {
     double_unless_doomed(args.0, args.1)
 }
+
+#[test]
+fn an_authkey_signs_every_frame() {
+    let _one = serial();
+    let dir = TempDir::new("authkey");
+    let server = RedisServer::unix(&dir.0);
+    let _workers = PoolWorkers::start_with(&server.url, 1, fast().authkey("s3cret")).unwrap();
+    let build = |options: RedisOptions| {
+        Pool::builder()
+            .redis(&server.url)
+            .redis_options(options)
+            .build()
+            .unwrap()
+    };
+    let signed = build(fast().authkey("s3cret"));
+    assert_eq!(signed.apply(square, (12,)).unwrap(), 144);
+    for wrong in [fast().authkey("guess"), fast()] {
+        match build(wrong)
+            .apply_async(square, (3,))
+            .unwrap()
+            .get_timeout(WAIT)
+        {
+            Err(PoolError::Serde(why)) => assert!(why.contains("authkey"), "{why}"),
+            other => panic!("expected a refusal naming the authkey, got {other:?}"),
+        }
+    }
+    // And the worker still serves the right key.
+    assert_eq!(signed.apply(square, (5,)).unwrap(), 25);
+}

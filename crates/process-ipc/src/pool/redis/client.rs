@@ -17,7 +17,7 @@ use super::super::collector::{Completer, Describe};
 use super::super::schedule::TaskId;
 use super::RedisOptions;
 use super::conn::{self, Keys};
-use super::frame::{self, F_BODY, F_BUILD, F_POOL, F_TASK, TaskBody};
+use super::frame::{self, F_BODY, F_BUILD, F_MAC, F_POOL, F_TASK, TaskBody};
 
 mod reader;
 
@@ -276,6 +276,34 @@ impl RedisShared {
         }
     }
 
+    /// The `XADD` of one task: pool, task id, build, body, and the signature under the
+    /// authkey if there is one.
+    fn task_cmd(&self, id: TaskId, body: &[u8]) -> redis::Cmd {
+        let id = id.to_string();
+        let build = frame::build_id();
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.keys.tasks())
+            .arg("*")
+            .arg(F_POOL)
+            .arg(&self.pool_id)
+            .arg(F_TASK)
+            .arg(&id)
+            .arg(F_BUILD)
+            .arg(build)
+            .arg(F_BODY)
+            .arg(body);
+        if let Some(key) = &self.options.authkey {
+            let parts: [&[u8]; 4] = [
+                self.pool_id.as_bytes(),
+                id.as_bytes(),
+                build.as_bytes(),
+                body,
+            ];
+            cmd.arg(F_MAC).arg(frame::sign(&key.0, &parts));
+        }
+        cmd
+    }
+
     /// `XADD`s the given tasks, in pipelines; their entry ids in order.
     fn add<'a>(
         &self,
@@ -286,17 +314,7 @@ impl RedisShared {
         for batch in tasks.chunks(SUBMIT_BATCH) {
             let mut pipe = redis::pipe();
             for (id, body) in batch {
-                pipe.cmd("XADD")
-                    .arg(self.keys.tasks())
-                    .arg("*")
-                    .arg(F_POOL)
-                    .arg(&self.pool_id)
-                    .arg(F_TASK)
-                    .arg(id.to_string())
-                    .arg(F_BUILD)
-                    .arg(frame::build_id())
-                    .arg(F_BODY)
-                    .arg(*body);
+                pipe.add_command(self.task_cmd(*id, body));
             }
             let got: Vec<String> = self.with_conn("cannot add tasks", |c| pipe.query(c))?;
             entries.extend(got);

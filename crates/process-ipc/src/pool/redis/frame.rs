@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::sync::OnceLock;
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
@@ -17,6 +18,8 @@ pub(super) const F_TASK: &str = "t";
 pub(super) const F_BUILD: &str = "b";
 /// Stream entry field: the postcard body.
 pub(super) const F_BODY: &str = "f";
+/// Stream entry field: the HMAC-SHA256 of the other fields, under the authkey (if one is set).
+pub(super) const F_MAC: &str = "m";
 
 /// The longest pool id or build id accepted from Redis.
 const MAX_ID: usize = 64;
@@ -79,6 +82,26 @@ fn hash_exe() -> std::io::Result<String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
+}
+
+/// The HMAC-SHA256 under `key` of `parts`, each length-prefixed (so no two lists of parts
+/// sign alike).
+pub(super) fn sign(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    mac_of(key, parts).finalize().into_bytes().to_vec()
+}
+
+/// Whether `mac` is the HMAC-SHA256 of `parts` under `key` (compared in constant time).
+pub(super) fn verify(key: &[u8], parts: &[&[u8]], mac: &[u8]) -> bool {
+    mac_of(key, parts).verify_slice(mac).is_ok()
+}
+
+fn mac_of(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    for part in parts {
+        mac.update(&(part.len() as u64).to_le_bytes());
+        mac.update(part);
+    }
+    mac
 }
 
 /// A pool or build id read from Redis, if it is one: 1 to 64 characters of `[0-9a-zA-Z_-]`
@@ -172,5 +195,10 @@ mod tests {
         let back: TaskBody = decode(&body, 1024).unwrap();
         assert_eq!((back.call, back.args.into_vec()), (-5, vec![1, 2]));
         assert_eq!(build_id().len(), 32);
+        let mac = sign(b"key", &[b"a", b"bc"]);
+        assert!(verify(b"key", &[b"a", b"bc"], &mac));
+        assert!(!verify(b"key", &[b"ab", b"c"], &mac));
+        assert!(!verify(b"other", &[b"a", b"bc"], &mac));
+        assert!(!verify(b"key", &[b"a", b"bc"], &mac[..31]));
     }
 }

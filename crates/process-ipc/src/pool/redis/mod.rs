@@ -29,9 +29,12 @@
 //!   returns.
 //! - **Untrusted data**: every id read from Redis is checked, frames are bounded
 //!   ([`RedisOptions::max_frame_bytes`]) and a frame that does not decode fails only its task.
-//!   Anyone who can write to the tasks stream can run any task function of the executable with
-//!   arguments of their choosing (as anyone who can write to a Celery broker can): keep Redis
-//!   private to the cluster (a password in the URL, a private network).
+//!   (The `redis` client reads each reply whole before that check: the limit bounds what is
+//!   decoded and sent, and Redis's own `proto-max-bulk-len` what one entry can hold.)
+//!   Without [`RedisOptions::authkey`], anyone who can write to the tasks stream can run any
+//!   task function of the executable with arguments of their choosing (as anyone who can write
+//!   to a Celery broker can): keep Redis private to the cluster (a password in the URL, a
+//!   private network), or give pools and workers an authkey, which signs every frame.
 //!
 //! Not supported on Redis (building fails with [`PoolError::Broker`] naming the option): an
 //! initializer, `max_tasks_per_child` and `task_timeout`. `terminate` cannot kill workers on
@@ -70,7 +73,18 @@ pub struct RedisOptions {
     heartbeat_timeout: Duration,
     io_timeout: Duration,
     max_frame_bytes: usize,
+    authkey: Option<AuthKey>,
     build: Option<String>,
+}
+
+/// A key frames are signed with; never printed.
+#[derive(Clone)]
+pub(super) struct AuthKey(pub(super) Vec<u8>);
+
+impl std::fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthKey(..)")
+    }
 }
 
 impl Default for RedisOptions {
@@ -87,6 +101,7 @@ impl RedisOptions {
             heartbeat_timeout: Duration::from_secs(3),
             io_timeout: Duration::from_secs(5),
             max_frame_bytes: 64 << 20,
+            authkey: None,
             build: None,
         }
     }
@@ -130,6 +145,16 @@ impl RedisOptions {
     /// The largest task or result frame sent or accepted.
     pub fn max_frame_bytes(mut self, n: usize) -> Self {
         self.max_frame_bytes = n;
+        self
+    }
+
+    /// Signs every task and result frame with HMAC-SHA256 under `key`: a worker given a key
+    /// runs only tasks signed with it (the others fail, alone, naming the authkey), and a pool
+    /// given one accepts only results signed with it. Without it, anyone who can write to the
+    /// tasks stream can run the executable's task functions; with it, only holders of the key.
+    /// Give pools and workers the same key.
+    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.authkey = Some(AuthKey(key.as_ref().to_vec()));
         self
     }
 

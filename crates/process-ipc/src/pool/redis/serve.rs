@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use redis::{Client, Connection, Value};
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
 use crate::error::PoolError;
 use crate::process::{Process, ProcessHandle};
@@ -17,7 +18,9 @@ use crate::process::{Process, ProcessHandle};
 use super::super::worker::{Outcome, call_at};
 use super::RedisOptions;
 use super::conn::{self, GROUP, Keys};
-use super::frame::{self, F_BODY, F_BUILD, F_POOL, F_TASK, RemoteOutcome, ResultBody, TaskBody};
+use super::frame::{
+    self, F_BODY, F_BUILD, F_MAC, F_POOL, F_TASK, RemoteOutcome, ResultBody, TaskBody,
+};
 
 /// How long a worker's `XREADGROUP` blocks before it asks again.
 const BLOCK_MS: u64 = 2000;
@@ -35,6 +38,7 @@ struct WorkerSetup {
     heartbeat_ms: u64,
     io_timeout_ms: u64,
     max_frame: usize,
+    authkey: Option<ByteBuf>,
 }
 
 /// Worker processes serving every Redis pool of one namespace, started by
@@ -120,6 +124,7 @@ impl PoolWorkers {
             heartbeat_ms: options.heartbeat_timeout.as_millis().max(30) as u64,
             io_timeout_ms: options.io_timeout.as_millis().max(10) as u64,
             max_frame: options.max_frame_bytes,
+            authkey: options.authkey.as_ref().map(|k| ByteBuf::from(k.0.clone())),
         };
         let inner = Arc::new(Supervised {
             setup,
@@ -400,7 +405,12 @@ impl Worker {
         pipe.atomic();
         match (pool, task) {
             (Some(pool), Some(task)) => {
-                let outcome = self.run(&entry.fields);
+                let outcome = match self.signed(&entry.fields) {
+                    true => self.run(&entry.fields),
+                    false => RemoteOutcome::BadFrame(
+                        "it is not signed with this worker's authkey".into(),
+                    ),
+                };
                 let mut body = postcard::to_stdvec(&ResultBody {
                     host: self.setup.host.clone(),
                     pid: self.pid,
@@ -420,14 +430,20 @@ impl Worker {
                     })
                     .unwrap_or_default();
                 }
-                pipe.cmd("XADD")
+                let task = task.to_string();
+                let xadd = pipe
+                    .cmd("XADD")
                     .arg(self.keys.results(pool))
                     .arg("*")
                     .arg(F_TASK)
-                    .arg(task.to_string())
+                    .arg(&task)
                     .arg(F_BODY)
-                    .arg(body)
-                    .ignore();
+                    .arg(&body);
+                if let Some(key) = &self.setup.authkey {
+                    let parts: [&[u8]; 3] = [pool.as_bytes(), task.as_bytes(), &body];
+                    xadd.arg(F_MAC).arg(frame::sign(key, &parts));
+                }
+                xadd.ignore();
             }
             _ => log::warn!(
                 "redis pool worker {}: entry {} names no pool or task; removed",
@@ -442,6 +458,17 @@ impl Worker {
             .ignore();
         pipe.cmd("XDEL").arg(&self.tasks).arg(&entry.id).ignore();
         pipe.query(c)
+    }
+
+    /// Whether the entry carries a valid signature under this worker's authkey (true when it
+    /// has none).
+    fn signed(&self, fields: &[(Vec<u8>, Vec<u8>)]) -> bool {
+        let Some(key) = &self.setup.authkey else {
+            return true;
+        };
+        let get = |name| frame::field(fields, name).unwrap_or_default();
+        let parts = [get(F_POOL), get(F_TASK), get(F_BUILD), get(F_BODY)];
+        frame::verify(key, &parts, get(F_MAC))
     }
 
     /// The task's outcome: refused for another build, failed for a frame that does not

@@ -13,7 +13,7 @@ use crate::error::PoolError;
 
 use super::super::RedisOptions;
 use super::super::conn::{self, GROUP};
-use super::super::frame::{self, F_BODY, F_BUILD, F_POOL, F_TASK, RemoteOutcome, ResultBody};
+use super::super::frame::{self, F_BODY, F_MAC, F_TASK, RemoteOutcome, ResultBody};
 use super::{RedisShared, run_completer};
 
 /// Results read per `XREAD`.
@@ -125,9 +125,21 @@ impl RedisShared {
                 continue;
             };
             let body = frame::field(&entry.fields, F_BODY).unwrap_or_default();
-            let result = match frame::decode::<ResultBody>(body, self.options.max_frame_bytes) {
-                Ok(r) => outcome_result(r),
-                Err(why) => Err(PoolError::Serde(format!("the result of this task: {why}"))),
+            let signed = self.options.authkey.as_ref().is_none_or(|key| {
+                let id = id.to_string();
+                let parts: [&[u8]; 3] = [self.pool_id.as_bytes(), id.as_bytes(), body];
+                let mac = frame::field(&entry.fields, F_MAC).unwrap_or_default();
+                frame::verify(&key.0, &parts, mac)
+            });
+            let result = if !signed {
+                Err(PoolError::Serde(
+                    "the result of this task is not signed with this pool's authkey".into(),
+                ))
+            } else {
+                match frame::decode::<ResultBody>(body, self.options.max_frame_bytes) {
+                    Ok(r) => outcome_result(r),
+                    Err(why) => Err(PoolError::Serde(format!("the result of this task: {why}"))),
+                }
             };
             run_completer(task.complete, result);
         }
@@ -256,17 +268,8 @@ impl RedisShared {
             }
         };
         if let Some((id, body)) = again {
-            let added: String = redis::cmd("XADD")
-                .arg(self.keys.tasks())
-                .arg("*")
-                .arg(F_POOL)
-                .arg(&self.pool_id)
-                .arg(F_TASK)
-                .arg(id.to_string())
-                .arg(F_BUILD)
-                .arg(frame::build_id())
-                .arg(F_BODY)
-                .arg(&body[..])
+            let added: String = self
+                .task_cmd(id, &body)
                 .query(c)
                 .map_err(|e| conn::broker_error(&self.url, "lost Redis", &e))?;
             let mut st = self.lock();

@@ -69,6 +69,8 @@ impl std::fmt::Debug for PoolWorkers {
 struct Child {
     consumer: String,
     handle: ProcessHandle<()>,
+    /// Its end was reported (its replacement could not start yet).
+    noted: bool,
 }
 
 struct Supervised {
@@ -200,7 +202,11 @@ impl Supervised {
             .start()
             .map_err(|e| PoolError::Spawn(e.to_string()))?;
         let consumer = worker_consumer(&setup, handle.pid());
-        Ok(Child { consumer, handle })
+        Ok(Child {
+            consumer,
+            handle,
+            noted: false,
+        })
     }
 
     /// Replaces workers that died, telling their pools why (so their tasks fail at once
@@ -211,7 +217,12 @@ impl Supervised {
             {
                 let mut children = self.lock();
                 for child in children.iter_mut() {
-                    if child.handle.is_alive() {
+                    if child.noted || child.handle.is_alive() {
+                        if child.noted {
+                            if let Ok(fresh) = self.start_child() {
+                                *child = fresh;
+                            }
+                        }
                         continue;
                     }
                     let why = match child.handle.exitcode() {
@@ -224,6 +235,7 @@ impl Supervised {
                         None => "ended".to_string(),
                     };
                     notes.push((child.consumer.clone(), why));
+                    child.noted = true;
                     if let Ok(fresh) = self.start_child() {
                         *child = fresh;
                     }

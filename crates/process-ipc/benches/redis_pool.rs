@@ -84,12 +84,17 @@ fn round_trip(c: &mut Criterion, server: &Server) {
         .arg(&server.sock)
         .output()
     {
-        Ok(out) => println!(
-            "redis-benchmark -t ping -c 1 (same server): {}",
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .replace('\r', " ")
-        ),
+        Ok(out) => {
+            // `-q` redraws its progress with carriage returns: keep each test's last word.
+            let text = String::from_utf8_lossy(&out.stdout);
+            for line in text.lines() {
+                let last = line.rsplit('\r').find(|s| !s.trim().is_empty());
+                println!(
+                    "redis-benchmark -c 1 (same server): {}",
+                    last.unwrap_or("").trim()
+                );
+            }
+        }
         Err(e) => println!("redis-benchmark not run: {e}"),
     }
 }

@@ -307,6 +307,9 @@ fn worker_main(mut setup: WorkerSetup) {
     let timeout = Duration::from_millis(worker.setup.io_timeout_ms);
     // The heartbeat must exist before the first task is read.
     let mut conn = worker.reconnect(None);
+    // An answer whose connection broke on the way: sent again first, on the next connection
+    // (a result that arrives twice is taken once; XACK and XDEL are idempotent).
+    let mut unsent: Option<redis::Pipeline> = None;
     let beating = (worker.setup.clone(), worker.client.clone());
     let _ = std::thread::Builder::new()
         .name("pool-redis-heartbeat".into())
@@ -319,10 +322,16 @@ fn worker_main(mut setup: WorkerSetup) {
                 continue;
             }
         };
-        if worker.step(c).is_err() {
+        if worker.step(c, &mut unsent).is_err() {
             conn = None;
         }
     }
+}
+
+/// Whether `e` broke the connection (so the same command may succeed on a new one), rather
+/// than being Redis's answer.
+fn connection_lost(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 /// Renews the heartbeat every third of its lifetime; reconnects as needed.
@@ -375,8 +384,21 @@ impl Worker {
         Some(c)
     }
 
-    /// Reads one task (blocking up to `BLOCK_MS`), runs it and answers.
-    fn step(&self, c: &mut Connection) -> redis::RedisResult<()> {
+    /// Reads one task (blocking up to `BLOCK_MS`), runs it and answers; an answer held back
+    /// by a broken connection goes first.
+    fn step(
+        &self,
+        c: &mut Connection,
+        unsent: &mut Option<redis::Pipeline>,
+    ) -> redis::RedisResult<()> {
+        if let Some(pipe) = unsent.take() {
+            if let Err(e) = pipe.query::<()>(c) {
+                if connection_lost(&e) {
+                    *unsent = Some(pipe);
+                }
+                return Err(e);
+            }
+        }
         let reply: redis::RedisResult<Value> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(GROUP)
@@ -404,22 +426,42 @@ impl Worker {
             }
         };
         for entry in entries {
-            self.answer(c, &entry)?;
+            let pipe = self.answer(&entry, None);
+            let refused = match pipe.query::<()>(c) {
+                Ok(()) => continue,
+                Err(e) if connection_lost(&e) => {
+                    *unsent = Some(pipe);
+                    return Err(e);
+                }
+                Err(e) => e,
+            };
+            // Redis refused the answer itself (too big for it, say): answer that instead, so
+            // the task fails rather than waits for ever.
+            let why = RemoteOutcome::Serde(format!("Redis refused this task's result: {refused}"));
+            let pipe = self.answer(&entry, Some(why));
+            if let Err(e) = pipe.query::<()>(c) {
+                if connection_lost(&e) {
+                    *unsent = Some(pipe);
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
 
-    /// Runs one entry's task and answers it; an entry that names no pool is only removed.
-    fn answer(&self, c: &mut Connection, entry: &conn::Entry) -> redis::RedisResult<()> {
+    /// Runs one entry's task (unless its outcome is `given`) and makes its answer: the result,
+    /// the `XACK` and the `XDEL`, atomic; an entry that names no pool is only removed.
+    fn answer(&self, entry: &conn::Entry, given: Option<RemoteOutcome>) -> redis::Pipeline {
         let pool = frame::field(&entry.fields, F_POOL).and_then(frame::checked_id);
         let task = frame::field(&entry.fields, F_TASK).and_then(frame::checked_task_id);
         let mut pipe = redis::pipe();
         pipe.atomic();
         match (pool, task) {
             (Some(pool), Some(task)) => {
-                let outcome = match self.signed(&entry.fields) {
-                    true => self.run(&entry.fields),
-                    false => RemoteOutcome::BadFrame(
+                let outcome = match given {
+                    Some(outcome) => outcome,
+                    None if self.signed(&entry.fields) => self.run(&entry.fields),
+                    None => RemoteOutcome::BadFrame(
                         "it is not signed with this worker's authkey".into(),
                     ),
                 };
@@ -469,7 +511,7 @@ impl Worker {
             .arg(&entry.id)
             .ignore();
         pipe.cmd("XDEL").arg(&self.tasks).arg(&entry.id).ignore();
-        pipe.query(c)
+        pipe
     }
 
     /// Whether the entry carries a valid signature under this worker's authkey (true when it

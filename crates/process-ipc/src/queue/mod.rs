@@ -340,12 +340,21 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             self.ring.drain().map_err(ring_error)?;
             return Err(QueueError::ShutDown);
         }
+        // The decoder's error is kept aside: what comes back through the ring is then only
+        // the item or not (a small value the compiler keeps in registers; moving postcard's
+        // result through memory stalled every get).
+        let mut why = None;
         let got = self
             .ring
-            .next(wait, |bytes| postcard::from_bytes::<T>(bytes))
+            .next(wait, |bytes| {
+                postcard::from_bytes::<T>(bytes)
+                    .map_err(|e| why = Some(e))
+                    .ok()
+            })
             .map_err(ring_error)?;
         match got {
-            Next::One(item) => item.map_err(decode_error),
+            Next::One(Some(item)) => Ok(item),
+            Next::One(None) => Err(decode_error(why.unwrap_or(postcard::Error::SerdeDeCustom))),
             Next::Lost(why) => Err(QueueError::Serde(format!(
                 "this item was lost: {why}; the next get returns the next item"
             ))),

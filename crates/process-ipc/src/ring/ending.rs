@@ -17,8 +17,8 @@ use super::{Next, Ring, RingError, Wait, Wake};
 #[repr(C, align(64))]
 pub(super) struct Accepted {
     /// Items accepted by `put` (counted before the feeder moves them, as Python counts them),
-    /// less those put back or dropped unread. `qsize` is this less `got_items`; a
-    /// `JoinableQueue`'s unfinished tasks are this less `done`.
+    /// less those put back or dropped unread. `qsize` is this less the items taken (see
+    /// `Ring::queued`); a `JoinableQueue`'s unfinished tasks are this less `done`.
     pub(super) count: AtomicU64,
 }
 
@@ -121,15 +121,6 @@ impl Ring {
             h.room.wake();
         }
         self.unaccept(n);
-    }
-
-    /// Items accepted by `put` (in any process) and not yet taken by a `get`.
-    pub(crate) fn queued(&self) -> usize {
-        let h = self.hdr();
-        // Taken first: a get in between can only make the answer larger, never below zero.
-        let got = h.pos.got_items.load(Ordering::SeqCst);
-        let accepted = h.accepted.count.load(Ordering::SeqCst);
-        usize::try_from(accepted.saturating_sub(got)).unwrap_or(usize::MAX)
     }
 
     /// Items accepted by `put` and not yet marked done.

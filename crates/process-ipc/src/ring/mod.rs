@@ -88,8 +88,6 @@ struct Fixed {
 #[repr(C, align(64))]
 struct WriteSide {
     tail: AtomicU64,
-    /// Items published (for `qsize`).
-    put_items: AtomicU64,
     /// The thread writing a multi-record item (0: none), so a reader waiting for the rest can
     /// tell that it died.
     stream: AtomicU32,
@@ -116,7 +114,9 @@ struct ReadPos {
     /// before `head`: at the start of its payload), and [`BUSY`] while a read-lock holder
     /// works (see `read.rs`). It only grows while anything is taken.
     at: AtomicU64,
-    /// Items taken (for `qsize`).
+    /// Items taken, counted as their record is freed (a batch's all at once, a big item as
+    /// its first piece goes): with the items taken from the head record, what `qsize` takes
+    /// off (see `Ring::queued`).
     got_items: AtomicU64,
 }
 

@@ -19,7 +19,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::parse::{Found, Pos, REC, check_piece, look, look_item};
+use super::parse::{Found, Pos, REC, batch_items, check_piece, look, look_item};
 use super::{BUSY, LOOK_FOR, Next, Partial, Ring, RingError, Wait, alive, take};
 use crate::sys;
 
@@ -107,14 +107,15 @@ impl Ring {
         None
     }
 
-    /// Counts `items` taken (by a claim or a lock holder); whether it woke a bounded putter.
+    /// Gives a bounded queue's places of `items` taken (by a claim or a lock holder) back;
+    /// whether it woke a bounded putter. (`qsize` of an unbounded queue counts what was taken
+    /// from the record position, see [`queued`](Self::queued): no count is kept per item.)
     #[inline]
     fn taken(&self, items: u64) -> bool {
-        let h = self.hdr();
-        h.pos.got_items.fetch_add(items, Ordering::Relaxed);
         if self.maxsize == 0 {
             return false;
         }
+        let h = self.hdr();
         let _ = h
             .counts
             .reserved
@@ -126,15 +127,23 @@ impl Ring {
         true
     }
 
-    /// Moves the read position from the record at `head` to `to`, in one store, and counts
-    /// `items` taken. Only a read-lock holder calls it (with [`BUSY`] set: it stays set).
+    /// Moves the read position from the record at `head` to `to`, in one store, with `items`
+    /// taken (a big item's start counts one; an item of a batch is counted with its record).
+    /// Only a read-lock holder calls it (with [`BUSY`] set: it stays set).
     fn advance(&self, head: u64, to: Pos, items: u64) {
         let h = self.hdr();
         let freed = to.head != head;
         if freed {
+            // Every item of a batch record is taken once it is freed: counted here, once per
+            // record, read before the record can be written over.
+            let gone = batch_items(self.bytes(), head, u64::MAX).unwrap_or(items);
             h.read.head.store(to.head, Ordering::SeqCst);
             // Already meaningless (at or before the new head) unless scribbled: made so.
             h.pos.at.store(to.head | BUSY, Ordering::Relaxed);
+            // After the head moved (`queued` reads them the other way round).
+            if gone > 0 {
+                h.pos.got_items.fetch_add(gone, Ordering::SeqCst);
+            }
         } else {
             h.pos
                 .at
@@ -486,6 +495,41 @@ impl Me {
         *self.0.get_or_init(crate::shared::my_pid)
     }
 }
+
+impl Ring {
+    /// Items accepted by `put` (in any process) and not yet taken by a `get`: those counted
+    /// at `put`, less the items of the records freed, less those taken from the record at the
+    /// head (counted from the read position; a `get` moves it before it returns, so a count
+    /// in its own process right after is exact). Read again if a record was freed meanwhile.
+    pub(crate) fn queued(&self) -> usize {
+        let h = self.hdr();
+        let mut got = 0;
+        for _ in 0..QUEUED_TRIES {
+            got = h.pos.got_items.load(Ordering::SeqCst);
+            let head = h.read.head.load(Ordering::SeqCst);
+            let at = h.pos.at.load(Ordering::SeqCst);
+            let tail = h.write.tail.load(Ordering::SeqCst);
+            let sub = pos_of(head, at).sub;
+            let here = if head < tail && sub > 0 {
+                batch_items(self.bytes(), head, sub).unwrap_or(0)
+            } else {
+                0
+            };
+            if h.read.head.load(Ordering::SeqCst) == head
+                && h.pos.got_items.load(Ordering::SeqCst) == got
+            {
+                got = got.saturating_add(here);
+                break;
+            }
+        }
+        // Read last: a put in between can only make the answer larger, never below zero.
+        let accepted = h.accepted.count.load(Ordering::SeqCst);
+        usize::try_from(accepted.saturating_sub(got)).unwrap_or(usize::MAX)
+    }
+}
+
+/// How many times `queued` reads the position again while records are freed under it.
+const QUEUED_TRIES: u32 = 8;
 
 /// The read position of the record at `head` and the word `at` (its [`BUSY`] bit aside): `at`
 /// at or before `head` is a position in an earlier record, so the start of this one; inside

@@ -17,6 +17,7 @@ pub(crate) enum Wait {
 
 impl Wait {
     /// The deadline: none for `Forever`, now for `No`.
+    #[inline]
     pub(crate) fn deadline(self) -> Option<Instant> {
         match self {
             Wait::Forever => None,

@@ -95,7 +95,6 @@ impl Ring {
         let _g = take(&self.wlock, Wait::Forever)
             .map_err(RingError::Lock)?
             .expect("no deadline");
-        let h = self.hdr();
         let frag = self.frag();
         let mut tail = self.checked_tail()?;
         let (mut pos, mut left) = (0usize, count);
@@ -120,7 +119,6 @@ impl Ring {
                 let run = &framed[start..pos];
                 self.wait_room(tail, run.len())?;
                 tail = self.append(tail, BATCH, &[run]);
-                h.write.put_items.fetch_add(n, Ordering::Relaxed);
                 continue;
             }
             // One item too big for a record: FIRST, MORE..., LAST.
@@ -182,7 +180,6 @@ impl Ring {
         h.write
             .tail
             .store(tail + rec_size(LEN + n), Ordering::SeqCst);
-        h.write.put_items.fetch_add(1, Ordering::Relaxed);
         h.data.wake();
         Some(n)
     }
@@ -197,7 +194,6 @@ impl Ring {
         let _stream = StreamEnd(self);
         self.wait_room(tail, frag)?;
         tail = self.append(tail, FIRST, &[&total, &item[..first]]);
-        h.write.put_items.fetch_add(1, Ordering::Relaxed);
         let mut rest = &item[first..];
         while !rest.is_empty() {
             let n = rest.len().min(frag);

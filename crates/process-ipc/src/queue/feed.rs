@@ -140,8 +140,8 @@ extern "C" fn flush_at_exit() {
 fn register_exit_flush() {
     static REGISTERED: OnceLock<()> = OnceLock::new();
     REGISTERED.get_or_init(|| {
-        // SAFETY: registers a plain `extern "C" fn()` that does not unwind.
-        unsafe { libc::atexit(flush_at_exit) };
+        // A full table of exit handlers leaves the flush to `flush`/drop, as before.
+        let _ = crate::sys::at_exit(flush_at_exit);
     });
 }
 

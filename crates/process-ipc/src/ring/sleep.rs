@@ -46,8 +46,7 @@ impl Wait {
 /// This thread's kernel id (cached).
 pub(super) fn my_tid() -> u32 {
     thread_local! {
-        // SAFETY: gettid takes no arguments and cannot fail.
-        static TID: u32 = unsafe { libc::syscall(libc::SYS_gettid) as u32 };
+        static TID: u32 = crate::sys::futex::gettid();
     }
     TID.with(|t| *t)
 }

@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, compiler_fence};
 use std::time::{Duration, Instant};
 
 use super::error::SharedError;
+use crate::sys;
 
 /// Set in the word by a waiter: the release must wake one.
 const WAITERS: u32 = 0x8000_0000;
@@ -106,20 +107,9 @@ fn thread_info() -> Result<ThreadInfo, SharedError> {
 #[cold]
 #[inline(never)]
 fn first_thread_info() -> Result<ThreadInfo, SharedError> {
-    let mut head: usize = 0;
-    let mut len: libc::size_t = 0;
-    // SAFETY: get_robust_list of the calling thread (0) writes one pointer and one length.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_get_robust_list,
-            0,
-            &mut head as *mut usize,
-            &mut len as *mut libc::size_t,
-        )
-    };
-    if rc != 0 {
+    let Some((head, len)) = sys::futex::robust_list() else {
         return Err(SharedError::os("get_robust_list"));
-    }
+    };
     let unusable = |why: &str| SharedError::Os {
         op: "robust lock",
         source: std::io::Error::new(std::io::ErrorKind::Unsupported, why.to_string()),
@@ -136,16 +126,8 @@ fn first_thread_info() -> Result<ThreadInfo, SharedError> {
             "the thread's robust futex list uses another entry layout",
         ));
     }
-    let mut tid_word: usize = 0;
-    // SAFETY: PR_GET_TID_ADDRESS writes one pointer-sized value to a valid address.
-    let rc = unsafe { libc::prctl(libc::PR_GET_TID_ADDRESS, &mut tid_word as *mut usize) };
-    let mut tid_word = if rc == 0 {
-        tid_word as *const i32
-    } else {
-        std::ptr::null()
-    };
-    // SAFETY: gettid cannot fail.
-    let tid = unsafe { libc::gettid() };
+    let mut tid_word = sys::futex::tid_address().map_or(std::ptr::null(), |a| a as *const i32);
+    let tid = sys::futex::gettid() as i32;
     // SAFETY: a non-null address from the kernel is libc's live thread id word.
     if !tid_word.is_null() && unsafe { tid_word.read_volatile() } != tid {
         tid_word = std::ptr::null();
@@ -163,13 +145,12 @@ impl ThreadInfo {
     #[inline]
     fn tid(self) -> u32 {
         let tid = if self.tid_word.is_null() {
-            // SAFETY: gettid cannot fail.
-            unsafe { libc::gettid() }
+            sys::futex::gettid()
         } else {
             // SAFETY: libc's thread id word of this thread, alive as long as the thread.
-            unsafe { self.tid_word.read_volatile() }
+            unsafe { self.tid_word.read_volatile() as u32 }
         };
-        tid as u32 & TID_MASK
+        tid & TID_MASK
     }
 
     #[inline]
@@ -464,10 +445,6 @@ unsafe fn next_at(entry: usize) -> &'static AtomicUsize {
     unsafe { &*((entry & !1) as *const AtomicUsize) }
 }
 
-/// `membarrier(2)` commands (`linux/membarrier.h`; the libc crate does not name them).
-const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
-const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
-
 /// Registers this process for `membarrier`'s global expedited barrier (idempotent; a process
 /// keeps it across `fork` and loses it at `exec`). `false` if the kernel refuses.
 fn register_for_barriers() -> bool {
@@ -475,63 +452,36 @@ fn register_for_barriers() -> bool {
     if tests::REFUSE_BARRIERS.load(Ordering::Relaxed) {
         return false;
     }
-    // SAFETY: membarrier with a command and no flags touches no memory of ours.
-    unsafe {
-        libc::syscall(
-            libc::SYS_membarrier,
-            MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
-            0,
-            0,
-        ) == 0
-    }
+    sys::futex::register_for_barriers()
 }
 
 /// A full memory barrier on every CPU that runs a thread of a registered process; `false` if
 /// the kernel refuses it.
+#[inline]
 fn global_barrier() -> bool {
     #[cfg(test)]
     if tests::REFUSE_BARRIERS.load(Ordering::Relaxed) {
         return false;
     }
-    // SAFETY: as in `register_for_barriers`.
-    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0 }
+    sys::futex::global_barrier()
 }
 
 /// Sleeps while `word` still holds `seen`, at most until `deadline`; `false` on timeout.
+#[inline]
 pub(crate) fn futex_wait(word: &AtomicU32, seen: u32, deadline: Option<Instant>) -> bool {
-    let timeout = deadline.map(|at| {
-        let left = at.saturating_duration_since(Instant::now());
-        libc::timespec {
-            tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: left.subsec_nanos() as libc::c_long,
-        }
-    });
-    if timeout.is_some_and(|t| t.tv_sec == 0 && t.tv_nsec == 0) {
+    let timeout = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+    if timeout.is_some_and(|t| t.is_zero()) {
         return false;
     }
-    let timeout_ptr = timeout
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     #[cfg(feature = "trace")]
     let _wait = crate::trace_wait::Wait::new();
-    // SAFETY: FUTEX_WAIT on a 4-byte-aligned word of a MAP_SHARED block (hence no PRIVATE
-    // flag), with a relative timeout that lives through the call (or none).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            seen,
-            timeout_ptr,
-        )
-    };
-    !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
+    sys::futex::futex_wait(word, seen, timeout)
 }
 
 /// Wakes up to `n` sleepers on `word`.
+#[inline]
 pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
-    // SAFETY: FUTEX_WAKE on a word of a MAP_SHARED block; it only wakes sleepers on that word.
-    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    sys::futex::futex_wake(word, n)
 }
 
 #[cfg(test)]

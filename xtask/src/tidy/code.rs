@@ -150,20 +150,8 @@ const LONG_FILES: &[(&str, &str)] = &[
         "the Greenlet and its one state machine; its builder already lives in greenlet/",
     ),
     (
-        "crates/threads-sync/src/pool.rs",
-        "threads2's indexed map landed it at 618 lines beside #20; split it next (map, imap)",
-    ),
-    (
         "crates/process-ipc/src/manager/object_server.rs",
         "the remote branch's TCP manager landed it at 648 lines beside #20; split it next",
-    ),
-    (
-        "crates/process-ipc/src/pool/collector.rs",
-        "the Ctrl-C and trace hooks landed it at 606 lines; split its exit handling out next",
-    ),
-    (
-        "xtask/src/tidy/modules.rs",
-        "the module-graph reader and its checks; split the reader from the checks next",
     ),
     (
         "crates/iter-gen/src/generator.rs",

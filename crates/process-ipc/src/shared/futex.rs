@@ -44,7 +44,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, seen: u32, deadline: Option<Instant>)
         return false;
     }
     #[cfg(feature = "trace")]
-    let _wait = crate::trace_wait::Wait::new();
+    let _wait = crate::trace_wait::WaitTimer::new();
     sys::futex::futex_wait(word, seen, timeout)
 }
 

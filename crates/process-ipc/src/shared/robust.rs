@@ -464,17 +464,17 @@ mod tests {
 
     #[test]
     fn threads_without_membarrier_share_a_word_with_one_that_has_it_and_lose_no_wake_up() {
-        struct Shared {
+        struct Contended {
             word: RobustWord,
             count: AtomicU32,
         }
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Contended {
             word: new_word(),
             count: AtomicU32::new(0),
         });
         const EACH: u32 = 2_000;
         let (done_tx, done) = mpsc::channel();
-        let run = |shared: Arc<Shared>, done_tx: mpsc::Sender<()>| {
+        let run = |shared: Arc<Contended>, done_tx: mpsc::Sender<()>| {
             move || {
                 for i in 0..EACH {
                     shared.word.lock(None).unwrap();

@@ -12,7 +12,7 @@ use crate::process::ProcessHandle;
 use super::super::launch::start_worker;
 use super::super::schedule::REFILL_AT;
 use super::super::schedule::WorkerKey;
-use super::{FEEDER_GRACE, Shared, Task, dispatch, run_completer};
+use super::{FEEDER_GRACE, PoolShared, Task, dispatch, run_completer};
 
 /// `(cause, signal)` from Python's exit code convention (`-signal` for a signal). Code 0 is
 /// named like any other: a worker that exits while running a task has lost it.
@@ -27,7 +27,7 @@ fn describe_exit(code: Option<i32>) -> (String, Option<i32>) {
     }
 }
 
-pub(super) fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
+pub(super) fn on_exit(shared: &PoolShared, set: &mut IpcReceiverSet, key: WorkerKey) {
     let Some(mut worker) = shared.lock().workers.remove(&key) else {
         return;
     };
@@ -109,7 +109,7 @@ pub(super) fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey)
 }
 
 /// Starts workers until the pool is back to its size, if it still needs them.
-pub(super) fn replace_workers(shared: &Shared, set: &mut IpcReceiverSet) {
+pub(super) fn replace_workers(shared: &PoolShared, set: &mut IpcReceiverSet) {
     loop {
         {
             let st = shared.lock();
@@ -164,7 +164,7 @@ pub(super) fn replace_workers(shared: &Shared, set: &mut IpcReceiverSet) {
     }
 }
 
-pub(super) fn check_timeouts(shared: &Shared) {
+pub(super) fn check_timeouts(shared: &PoolShared) {
     let Some(limit) = shared.config.task_timeout else {
         return;
     };

@@ -207,6 +207,7 @@ mod queue;
 mod remote;
 mod rendezvous;
 mod server;
+mod server_process;
 mod stream;
 mod sync;
 mod tcp;
@@ -229,6 +230,7 @@ use object_client::ObjectRef;
 use object_server::Objects;
 use object_wire::Kind;
 pub use queue::ManagedQueue;
+pub use server_process::ManagerProcess;
 pub use sync::{ManagedEvent, ManagedLock, ManagedLockGuard};
 
 /// How long a client waits for an answer that a live server gives at once (`get_nowait`,

@@ -50,8 +50,8 @@ pub use wait::{AsCompleted, ReturnWhen, Waited, as_completed, wait};
 pub use worker::scribble_result_ring;
 
 use builder::Config;
-use collector::{Completer, Describe, Shared};
-use results::{Canceller, MapMode, MapShared, Slot};
+use collector::{Completer, Describe, PoolShared};
+use results::{Canceller, MapMode, MapShared, ResultSlot};
 use schedule::TaskId;
 use worker::{run_chunk, run_one, task_offset};
 
@@ -122,7 +122,7 @@ impl MapOptions {
 /// it is replaced and every other task completes. Dropping the pool terminates and reaps its
 /// workers.
 pub struct Pool {
-    shared: Arc<Shared>,
+    shared: Arc<PoolShared>,
     collector: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -222,7 +222,7 @@ impl Pool {
     {
         let _ = f;
         let bytes = encode(&args)?;
-        let slot = Slot::<F::Output>::new();
+        let slot = ResultSlot::<F::Output>::new();
         let filled = Arc::clone(&slot);
         let complete: Completer = Box::new(move |result| {
             filled.set(result.and_then(|b| postcard::from_bytes(&b).map_err(serde_error)));
@@ -295,7 +295,7 @@ impl Pool {
         F::Output: Wire,
         I: IntoIterator<Item = Args>,
     {
-        let slot = Slot::new();
+        let slot = ResultSlot::new();
         let (_, _, ids) =
             self.submit_map(f, items, chunksize, MapMode::Collect(Arc::clone(&slot)))?;
         Ok(AsyncResult::new(slot, Some(self.canceller(ids))))

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::parse::BREAKING;
-use super::{Next, Ring, RingError, Wait, Wake};
+use super::{Next, Ring, RingError, WaitLimit, Wake};
 
 /// Written by putters at every put, on a line of its own.
 #[repr(C, align(64))]
@@ -159,7 +159,7 @@ impl Ring {
     /// Waits until every item accepted is marked done; false if `wait` ran out first. After an
     /// immediate shutdown, items that reach the ring later (a feeder was moving them) are
     /// dropped here and counted done.
-    pub(crate) fn join(&self, wait: Wait) -> Result<bool, RingError> {
+    pub(crate) fn join(&self, wait: WaitLimit) -> Result<bool, RingError> {
         let h = self.hdr();
         loop {
             self.check_broken()?;
@@ -213,7 +213,7 @@ impl Ring {
     pub(crate) fn drain(&self) -> Result<u64, RingError> {
         let mut dropped = 0;
         loop {
-            match self.next(Wait::No, |_| ()) {
+            match self.next(WaitLimit::No, |_| ()) {
                 Ok(Next::One(()) | Next::Lost(_)) => dropped += 1,
                 Ok(Next::Damaged(_)) => {}
                 Ok(Next::Empty | Next::Timeout | Next::Disconnected) | Err(RingError::ShutDown) => {

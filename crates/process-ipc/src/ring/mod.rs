@@ -52,7 +52,7 @@ mod write;
 use self::ending::{Accepted, Ending, Tasks};
 pub(crate) use self::ending::{Shutdown, TaskDone};
 use self::parse::{BREAKING, Check};
-pub(crate) use self::sleep::{Wait, alive};
+pub(crate) use self::sleep::{WaitLimit, alive};
 use self::sleep::{my_tid, take};
 use crate::shared::{Lock, SharedError, SharedMemory};
 
@@ -500,7 +500,7 @@ impl Ring {
     // ---- bounded queues ----
 
     /// Takes one place in a bounded queue; false if `wait` ran out first.
-    pub(crate) fn reserve(&self, wait: Wait) -> Result<bool, RingError> {
+    pub(crate) fn reserve(&self, wait: WaitLimit) -> Result<bool, RingError> {
         let h = self.hdr();
         let max = self.maxsize;
         let reserved = &h.counts.reserved;

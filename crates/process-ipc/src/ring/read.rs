@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::parse::{Found, Pos, REC, batch_items, check_piece, look, look_item};
-use super::{BUSY, LOOK_FOR, Next, Partial, Ring, RingError, Wait, alive, take};
+use super::{BUSY, LOOK_FOR, Next, Partial, Ring, RingError, WaitLimit, alive, take};
 use crate::sys;
 
 /// Items at most this many bytes long (serialized) may be claimed without the read lock.
@@ -163,10 +163,10 @@ impl Ring {
 
     /// Looks for a record past `head` for up to [`LOOK_FOR`] (never past the call's deadline,
     /// see [`sys::look_for`]); whether one came.
-    fn look_for_an_item(&self, head: u64, wait: Wait) -> bool {
+    fn look_for_an_item(&self, head: u64, wait: WaitLimit) -> bool {
         let h = self.hdr();
         let time = match wait {
-            Wait::Until(at) => LOOK_FOR.min(at.saturating_duration_since(Instant::now())),
+            WaitLimit::Until(at) => LOOK_FOR.min(at.saturating_duration_since(Instant::now())),
             _ => LOOK_FOR,
         };
         sys::look_for(time, || {
@@ -181,7 +181,7 @@ impl Ring {
     #[inline]
     pub(crate) fn next<R>(
         &self,
-        wait: Wait,
+        wait: WaitLimit,
         decode: impl FnOnce(&[u8]) -> R,
     ) -> Result<Next<R>, RingError> {
         self.check_broken()?;
@@ -196,13 +196,13 @@ impl Ring {
     #[inline(never)]
     fn next_locked<R, D: FnOnce(&[u8]) -> R>(
         &self,
-        wait: Wait,
+        wait: WaitLimit,
         decode: &mut Option<D>,
     ) -> Result<Next<R>, RingError> {
         loop {
             let Some(guard) = take(&self.rlock, wait).map_err(RingError::Lock)? else {
                 return Ok(match wait {
-                    Wait::No => Next::Empty,
+                    WaitLimit::No => Next::Empty,
                     _ => Next::Timeout,
                 });
             };
@@ -215,7 +215,7 @@ impl Ring {
                     drop(guard);
                     if !self.wait_for_owner(wait) {
                         return Ok(match wait {
-                            Wait::No => Next::Empty,
+                            WaitLimit::No => Next::Empty,
                             _ => Next::Timeout,
                         });
                     }
@@ -253,8 +253,8 @@ impl Ring {
 
     /// Waits, outside the read lock, until the owner of the big item at the head is gone or
     /// done (or a slice passed); false if the call's time ran out.
-    fn wait_for_owner(&self, wait: Wait) -> bool {
-        if matches!(wait, Wait::No) {
+    fn wait_for_owner(&self, wait: WaitLimit) -> bool {
+        if matches!(wait, WaitLimit::No) {
             return false;
         }
         let h = self.hdr();
@@ -289,7 +289,7 @@ impl Ring {
     #[inline]
     fn next_held<R, D: FnOnce(&[u8]) -> R>(
         &self,
-        wait: Wait,
+        wait: WaitLimit,
         decode: &mut Option<D>,
     ) -> Result<Held<R>, RingError> {
         // The common case: no big item begun in this process, and a whole item at the head.
@@ -322,7 +322,7 @@ impl Ring {
     /// any) in hand.
     fn next_slow<R, D: FnOnce(&[u8]) -> R>(
         &self,
-        wait: Wait,
+        wait: WaitLimit,
         decode: &mut Option<D>,
         partial: &mut Option<Partial>,
     ) -> Result<Held<R>, RingError> {
@@ -444,7 +444,7 @@ impl Ring {
                     return lost(partial, CUT);
                 }
             }
-            if !matches!(wait, Wait::No) && !looked && self.look_for_an_item(pos.head, wait) {
+            if !matches!(wait, WaitLimit::No) && !looked && self.look_for_an_item(pos.head, wait) {
                 continue;
             }
             looked = true;
@@ -466,7 +466,7 @@ impl Ring {
                 h.data.cancel();
                 return Ok(Held::Done(Next::Disconnected));
             }
-            if matches!(wait, Wait::No) || wait.passed() {
+            if matches!(wait, WaitLimit::No) || wait.passed() {
                 h.data.cancel();
                 // A big item begun stays with this process: its next get goes on with it.
                 return Ok(Held::Done(self.ran_out(wait)));
@@ -477,9 +477,9 @@ impl Ring {
         }
     }
 
-    fn ran_out<R>(&self, wait: Wait) -> Next<R> {
+    fn ran_out<R>(&self, wait: WaitLimit) -> Next<R> {
         match wait {
-            Wait::No => Next::Empty,
+            WaitLimit::No => Next::Empty,
             _ => Next::Timeout,
         }
     }

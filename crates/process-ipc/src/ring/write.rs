@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::frame::{read_len, write_padded_len};
 use super::parse::{BATCH, FIRST, LAST, MORE, PAD, REC, check_words, rec_size};
-use super::{Ring, RingError, SLICE, Wait, my_tid, take};
+use super::{Ring, RingError, SLICE, WaitLimit, my_tid, take};
 
 impl Ring {
     /// The write position, checked against the read position.
@@ -92,7 +92,7 @@ impl Ring {
     /// piece per record.
     pub(crate) fn write_framed(&self, framed: &[u8], count: usize) -> Result<(), RingError> {
         self.check_broken()?;
-        let _g = take(&self.wlock, Wait::Forever)
+        let _g = take(&self.wlock, WaitLimit::Forever)
             .map_err(RingError::Lock)?
             .expect("no deadline");
         let frag = self.frag();
@@ -150,7 +150,7 @@ impl Ring {
     ) -> Option<usize> {
         const LEN: usize = 5;
         self.check_broken().ok()?;
-        let _g = take(&self.wlock, Wait::No).ok()??;
+        let _g = take(&self.wlock, WaitLimit::No).ok()??;
         let h = self.hdr();
         let tail = h.write.tail.load(Ordering::Relaxed);
         let head = h.read.head.load(Ordering::SeqCst);

@@ -159,10 +159,6 @@ const LONG_FILES: &[(&str, &str)] = &[
         "threads2's indexed map landed it at 618 lines beside #20; split it next (map, imap)",
     ),
     (
-        "crates/process-ipc/src/manager/object_server.rs",
-        "the remote branch's TCP manager landed it at 648 lines beside #20; split it next",
-    ),
-    (
         "crates/process-ipc/src/pool/collector.rs",
         "the Ctrl-C and trace hooks landed it at 606 lines; split its exit handling out next",
     ),
@@ -231,7 +227,7 @@ const LIBC_CALLERS: &[(&str, &str)] = &[
         "join_non_daemon_at_exit's atexit(3) hook: std has no exit hook",
     ),
     // Not yet through sys/: these modules were other branches' at the time of #20 (shared,
-    // ring, queue, manager); each moves its calls to sys/ when its owner next touches it.
+    // ring, queue); each moves its calls to sys/ when its owner next touches it.
     (
         "crates/process-ipc/src/shared/",
         "pending: memfd, mmap and futexes to sys/ (#20)",
@@ -243,10 +239,6 @@ const LIBC_CALLERS: &[(&str, &str)] = &[
     (
         "crates/process-ipc/src/queue/feed.rs",
         "pending: atexit to sys::at_exit (#20)",
-    ),
-    (
-        "crates/process-ipc/src/manager/",
-        "pending: poll, shutdown, geteuid, SIGPIPE to sys/ (#20)",
     ),
     (
         "crates/process-ipc/src/interrupt.rs",

@@ -127,8 +127,8 @@ pub(crate) enum Op {
     ValueGet,
     /// Value: `One` with the value it replaced.
     ValueSet(ByteBuf),
-    /// Lock: `Bool` (whether it was acquired), or `Refused(OwnerDied)`. `wait`: see [`Wait`].
-    Acquire(Wait),
+    /// Lock: `Bool` (whether it was acquired), or `Refused(OwnerDied)`. `wait`: see [`WireWait`].
+    Acquire(WireWait),
     /// Lock: `Done`, or `Refused(NotHeld)`.
     Release,
     /// Lock: `Len`, how many acquires wait.
@@ -140,16 +140,16 @@ pub(crate) enum Op {
     /// Event: `Bool`.
     EventIsSet,
     /// Event: `Bool` (whether it is set: false only when the wait ran out).
-    EventWait(Wait),
+    EventWait(WireWait),
     /// Queue: puts one encoded item, waiting `wait` for room in a bounded queue: `Bool`
     /// (false: still full, the item was not put).
-    QueuePut(ByteBuf, Wait),
+    QueuePut(ByteBuf, WireWait),
     /// Queue: puts encoded items framed as the rings frame them (each a LEB128 length, then
     /// its bytes), in order, as one step: `Len`, how many. A batch that does not parse is
     /// refused whole.
     QueuePutFramed(ByteBuf),
     /// Queue: takes the oldest item, waiting `wait` for one: `One` (`None`: none came).
-    QueueGet(Wait),
+    QueueGet(WireWait),
     /// Queue: `Counts`.
     QueueCounts,
     /// Queue: Python 3.13's `shutdown(immediate)`: `Done`.
@@ -168,9 +168,10 @@ pub(crate) enum Op {
     Lookup(String),
 }
 
-/// How long a lock acquire or an event wait may wait in the manager.
+/// How long a call may wait in the manager (a lock acquire, an event wait, a queue get or a
+/// bounded put), as it travels: the time left, not a deadline (the two hosts' clocks differ).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]
-pub(crate) enum Wait {
+pub(crate) enum WireWait {
     No,
     /// At most this many nanoseconds.
     Nanos(u64),

@@ -1,5 +1,6 @@
 //! The OS layer: every libc call of the process machinery, each behind a safe wrapper, split
-//! by topic: [`socket`] (sockets, credentials, descriptors), [`process`] (starting, waiting,
+//! by topic: [`socket`] (sockets, credentials, descriptors), [`net`] (the manager's
+//! listeners and connections), [`process`] (starting, waiting,
 //! pidfds), [`signal`] (signals and exit hooks), [`image`] (code offsets in this executable).
 //! Waiting with a deadline is here.
 //!
@@ -10,11 +11,13 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 pub(crate) mod image;
+pub(crate) mod net;
 pub(crate) mod process;
 pub(crate) mod signal;
 pub(crate) mod socket;
 
 pub(crate) use image::*;
+pub(crate) use net::*;
 pub(crate) use process::*;
 pub(crate) use signal::*;
 pub(crate) use socket::*;

@@ -150,10 +150,6 @@ const LONG_FILES: &[(&str, &str)] = &[
         "the Greenlet and its one state machine; its builder already lives in greenlet/",
     ),
     (
-        "crates/process-ipc/src/manager/object_server.rs",
-        "the remote branch's TCP manager landed it at 648 lines beside #20; split it next",
-    ),
-    (
         "crates/iter-gen/src/generator.rs",
         "the generator is written once for both flavours (see ARCHITECTURE.md): one definition",
     ),
@@ -212,12 +208,6 @@ const LIBC_CALLERS: &[(&str, &str)] = &[
     (
         "crates/threads-sync/src/registry.rs",
         "join_non_daemon_at_exit's atexit(3) hook: std has no exit hook",
-    ),
-    // Not yet through sys/: manager/ was another branch's at the time of #20; it moves its
-    // calls to sys/ when its owner next touches it.
-    (
-        "crates/process-ipc/src/manager/",
-        "pending: poll, shutdown, geteuid, SIGPIPE to sys/ (#20)",
     ),
 ];
 

@@ -93,6 +93,10 @@ pub(crate) fn robust_list() -> Option<(usize, usize)> {
 /// # Safety
 /// `head` must be a robust list head that lives as long as the thread (libc's own, in a copy
 /// of the process made by a fork-like clone).
+///
+/// Always inlined: a copy made by `process::clone_parent` calls it first thing, and a call to
+/// code on another page costs the new child a page fault of its own (see `die_with_parent`).
+#[inline(always)]
 pub(crate) unsafe fn set_robust_list(head: usize, len: usize) {
     // SAFETY: per the caller.
     unsafe { libc::syscall(libc::SYS_set_robust_list, head, len) };

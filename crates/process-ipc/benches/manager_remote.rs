@@ -9,6 +9,9 @@
 //!   and `results` queues and answer `x * x`; the bench process, itself a connected client,
 //!   puts 5 000 jobs and takes 5 000 results (timed from the first put to the last result,
 //!   as Python's; the workers start just before).
+//! - `tcp_round_trips_floor`, `tcp_round_trips_one_thread`: the loopback floor in the same
+//!   run, as many bare 16-byte round trips as `dict_set_get` makes: between two threads
+//!   (each wakes the other), and all in one thread (the TCP stack's own cost, no wake-ups).
 //! - `connect_auth_call`: `Manager::connect` (TCP connect and the two-way HMAC handshake),
 //!   `lookup` of the dict and one `get` (Python: `remote_manager_connect_auth_call`).
 
@@ -88,13 +91,14 @@ fn manager_remote(c: &mut Criterion) {
         });
     });
 
-    // The floor: as many bare 8-byte TCP round trips between two threads over loopback.
+    // The floor: as many bare 16-byte TCP round trips between two threads over loopback
+    // (blocking reads, as a plain client and server would do them).
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let floor_addr = listener.local_addr().expect("address");
     let echo = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
         s.set_nodelay(true).expect("nodelay");
-        let mut buf = [0u8; 8];
+        let mut buf = [0u8; 16];
         while s.read_exact(&mut buf).is_ok() {
             s.write_all(&buf).expect("echo");
         }
@@ -103,15 +107,37 @@ fn manager_remote(c: &mut Criterion) {
     ping.set_nodelay(true).expect("nodelay");
     group.bench_function("tcp_round_trips_floor", |b| {
         b.iter(|| {
-            let mut buf = [0u8; 8];
+            let mut buf = [0u8; 16];
             for i in 0..2 * PAIRS {
-                ping.write_all(&i.to_le_bytes()).expect("ping");
+                buf[..8].copy_from_slice(&i.to_le_bytes());
+                ping.write_all(&buf).expect("ping");
                 ping.read_exact(&mut buf).expect("pong");
             }
         });
     });
     drop(ping);
     echo.join().expect("echo thread");
+
+    // What the loopback TCP stack alone costs per round trip: the same two 16-byte writes and
+    // two reads, all in one thread (each read finds its bytes already there), so no thread
+    // ever sleeps or wakes. A round trip between two threads or processes costs at least this.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut a = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+    let (mut z, _) = listener.accept().expect("accept");
+    a.set_nodelay(true).expect("nodelay");
+    z.set_nodelay(true).expect("nodelay");
+    group.bench_function("tcp_round_trips_one_thread", |b| {
+        b.iter(|| {
+            let mut buf = [0u8; 16];
+            for _ in 0..2 * PAIRS {
+                a.write_all(&buf).expect("ping");
+                z.read_exact(&mut buf).expect("ping in");
+                z.write_all(&buf).expect("pong");
+                a.read_exact(&mut buf).expect("pong in");
+            }
+        });
+    });
+    drop((a, z));
 
     let jobs: ManagedQueue<Option<u64>> = client.lookup("jobs").expect("jobs");
     let results: ManagedQueue<u64> = client.lookup("results").expect("results");

@@ -59,14 +59,17 @@
 //! blocked until its peer dies; give such waits a timeout, or check [`interrupted`].
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 // The layers below, named only here.
 use crate::start::exit_rule::followed;
-use crate::sys::{has_exited, pidfd_signal};
+use crate::sys::{
+    handle_signal, has_exited, pidfd_signal, raise_default, read_self_pipe, reap_pidfd, self_pipe,
+    write_byte_from_handler,
+};
 
 /// How long the children get between SIGTERM and SIGKILL, and a pool's workers to be reaped.
 const GRACE: Duration = Duration::from_secs(2);
@@ -178,13 +181,7 @@ fn install(after: Ending) -> io::Result<()> {
     if PIPE_WRITE.load(Ordering::Acquire) >= 0 {
         return Ok(());
     }
-    let mut fds = [0; 2];
-    // SAFETY: a two-int array for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors are fresh and owned by nothing else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = self_pipe()?;
     std::thread::Builder::new()
         .name("process-ipc-interrupt".into())
         .spawn(move || watch(read))?;
@@ -196,72 +193,29 @@ fn install(after: Ending) -> io::Result<()> {
         Ordering::Release,
     );
     for signal in SIGNALS {
-        // SAFETY: sigaction is plain data, zero is a valid start; the handler is an
-        // `extern "C"` function that only makes async-signal-safe calls.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
+        handle_signal(signal, on_signal)?;
     }
     Ok(())
 }
 
-/// The handler: async-signal-safe calls only (getpid, sigaction, raise, write, errno).
+/// The handler: async-signal-safe calls only (getpid, sigaction, raise, write; `errno` kept).
 extern "C" fn on_signal(signal: libc::c_int) {
-    // SAFETY: __errno_location, getpid, write, sigaction and raise are async-signal-safe; the
-    // byte written lives on this frame; errno is restored before returning.
-    unsafe {
-        let errno = *libc::__errno_location();
-        let own = libc::getpid() as u32 == OWNER.load(Ordering::Acquire);
-        let first = SIGNAL
-            .compare_exchange(0, signal, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if !own || !first {
-            // A forked copy before its exec, or a second signal: the default action, now.
-            default_action(signal);
-            return;
-        }
-        let byte = signal as u8;
-        libc::write(
-            PIPE_WRITE.load(Ordering::Acquire),
-            (&byte as *const u8).cast(),
-            1,
-        );
-        *libc::__errno_location() = errno;
+    let own = std::process::id() == OWNER.load(Ordering::Acquire);
+    let first = SIGNAL
+        .compare_exchange(0, signal, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok();
+    if !own || !first {
+        // A forked copy before its exec, or a second signal: the default action, now.
+        raise_default(signal);
+        return;
     }
-}
-
-/// Restores the default action of `signal` and raises it (async-signal-safe).
-fn default_action(signal: libc::c_int) {
-    // SAFETY: sigaction with SIG_DFL and raise are async-signal-safe and take plain data.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = libc::SIG_DFL;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(signal, &action, std::ptr::null_mut());
-        libc::raise(signal);
-    }
+    write_byte_from_handler(PIPE_WRITE.load(Ordering::Acquire), signal as u8);
 }
 
 /// The watcher thread: waits for the handler's byte, cleans up, then ends as asked.
 fn watch(read: OwnedFd) {
     loop {
-        let mut poll = libc::pollfd {
-            fd: read.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        unsafe { libc::poll(&mut poll, 1, -1) };
-        let mut byte = 0u8;
-        // SAFETY: reads at most one byte into a live local.
-        let n = unsafe { libc::read(read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
-        if n == 1 && interrupted().is_some() {
+        if read_self_pipe(&read).is_some() && interrupted().is_some() {
             let _woken = WOKEN.0.lock().unwrap_or_else(|p| p.into_inner());
             WOKEN.1.notify_all();
             break;
@@ -279,7 +233,7 @@ fn watch(read: OwnedFd) {
         // The default action, so the exit status says what ended the program.
         _ => {
             shut_down(signal, true);
-            default_action(signal);
+            raise_default(signal);
         }
     }
 }
@@ -319,24 +273,7 @@ fn shut_down(signal: i32, reap: bool) {
     crate::start::fork_server::stop_server(Instant::now() + GRACE);
     if reap {
         for (_, fd) in followed() {
-            reap_exited(&fd);
+            reap_pidfd(&fd);
         }
     }
-}
-
-/// `waitid(P_PIDFD, WEXITED | WNOHANG)`: reaps the exited child behind `pidfd`; ECHILD (its
-/// handle reaped it first) is fine.
-fn reap_exited(pidfd: &OwnedFd) {
-    const P_PIDFD: libc::idtype_t = 3;
-    // SAFETY: siginfo_t is plain data; waitid fills it.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pidfd and a siginfo_t owned by this frame.
-    unsafe {
-        libc::waitid(
-            P_PIDFD,
-            pidfd.as_raw_fd() as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG,
-        )
-    };
 }

@@ -7,19 +7,19 @@
 const THRESHOLD_NS: u64 = 100_000;
 
 /// Times one futex sleep; records it when dropped, if it was long.
-pub(crate) struct Wait {
+pub(crate) struct WaitTimer {
     start_ns: u64,
 }
 
-impl Wait {
-    pub(crate) fn new() -> Wait {
-        Wait {
+impl WaitTimer {
+    pub(crate) fn new() -> WaitTimer {
+        WaitTimer {
             start_ns: timeline::now_ns(),
         }
     }
 }
 
-impl Drop for Wait {
+impl Drop for WaitTimer {
     fn drop(&mut self) {
         let waited = timeline::now_ns().saturating_sub(self.start_ns);
         if waited >= THRESHOLD_NS {

@@ -441,6 +441,13 @@ fn put_and_count(q: Queue<u32>, n: u32) -> usize {
     q.qsize()
 }
 
+fn get_and_count(q: Queue<u32>, n: u32) -> usize {
+    for _ in 0..n {
+        q.get_timeout(WAIT).unwrap();
+    }
+    q.qsize()
+}
+
 /// CPython's `_TestQueue.test_qsize`: an item counts from its `put`, not from the moment the
 /// feeder moved it, in the putting process and in every other.
 #[test]
@@ -465,6 +472,19 @@ fn qsize_counts_an_item_at_put_in_every_process() {
         .unwrap();
     assert_eq!(seen, 5);
     assert_eq!(q.qsize(), 5);
+    // Gets in another process that take items from the middle of a record (no record freed
+    // yet) are counted at once, there and here.
+    let left = Process::new(get_and_count, (q.handle(), 2))
+        .start()
+        .unwrap()
+        .join_timeout(WAIT)
+        .unwrap();
+    assert_eq!(left, 3);
+    assert_eq!(q.qsize(), 3);
+    for want in 2..5 {
+        assert_eq!(q.get_timeout(WAIT), Ok(want));
+        assert_eq!(q.qsize(), 4 - want as usize);
+    }
     // A put that fails is not counted.
     let small = Queue::<String>::with_item_limit(8).unwrap();
     assert!(small.put("far too long for the limit".into()).is_err());

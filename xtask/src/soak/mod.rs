@@ -14,7 +14,9 @@
 //!   producer's feeder: counted apart), and items in a killed reader's hands: at most one per
 //!   reader killed ("lost-by-kill");
 //! - no call with a timeout returned later than its timeout + 50 ms, not counting the time its
-//!   own process was stopped by the soak (the largest overrun is shown either way);
+//!   own process was stopped by the soak, nor the time its thread waited for a CPU (the run
+//!   queue, from the thread's schedstat: on a busy machine the scheduler's, not the call's);
+//!   the largest overrun is shown either way;
 //! - after `OwnerDied`, the lock is taken again;
 //! - every process asked to stop did, and none died unasked or hit an unexpected error;
 //! - nothing is left: zombies, processes still alive, descriptors of the fork server, and of

@@ -146,29 +146,8 @@ const MAX_LINES: usize = 600;
 /// Files allowed past [`MAX_LINES`], each with its reason.
 const LONG_FILES: &[(&str, &str)] = &[
     (
-        "crates/process-ipc/src/shared/futex.rs",
-        "shared/ belonged to other branches while #20 landed; split it by job next (robust \
-         lock, condition, wake-ups)",
-    ),
-    (
         "crates/coro/src/greenlet.rs",
         "the Greenlet and its one state machine; its builder already lives in greenlet/",
-    ),
-    (
-        "crates/threads-sync/src/pool.rs",
-        "threads2's indexed map landed it at 618 lines beside #20; split it next (map, imap)",
-    ),
-    (
-        "crates/process-ipc/src/manager/object_server.rs",
-        "the remote branch's TCP manager landed it at 648 lines beside #20; split it next",
-    ),
-    (
-        "crates/process-ipc/src/pool/collector.rs",
-        "the Ctrl-C and trace hooks landed it at 606 lines; split its exit handling out next",
-    ),
-    (
-        "xtask/src/tidy/modules.rs",
-        "the module-graph reader and its checks; split the reader from the checks next",
     ),
     (
         "crates/iter-gen/src/generator.rs",
@@ -229,28 +208,6 @@ const LIBC_CALLERS: &[(&str, &str)] = &[
     (
         "crates/threads-sync/src/registry.rs",
         "join_non_daemon_at_exit's atexit(3) hook: std has no exit hook",
-    ),
-    // Not yet through sys/: these modules were other branches' at the time of #20 (shared,
-    // ring, queue, manager); each moves its calls to sys/ when its owner next touches it.
-    (
-        "crates/process-ipc/src/shared/",
-        "pending: memfd, mmap and futexes to sys/ (#20)",
-    ),
-    (
-        "crates/process-ipc/src/ring/sleep.rs",
-        "pending: gettid to sys/ (#20)",
-    ),
-    (
-        "crates/process-ipc/src/queue/feed.rs",
-        "pending: atexit to sys::at_exit (#20)",
-    ),
-    (
-        "crates/process-ipc/src/manager/",
-        "pending: poll, shutdown, geteuid, SIGPIPE to sys/ (#20)",
-    ),
-    (
-        "crates/process-ipc/src/interrupt.rs",
-        "pending: sigaction, the self-pipe and the re-raise to sys::signal (#24 landed beside #20)",
     ),
 ];
 

@@ -17,8 +17,8 @@
 //! SIGKILL loses no line already written): `S role pid slot gen` first, then `P stream id`
 //! when a put returned, `F stream id` when a flush returned (every item up to `id` of that
 //! process has left its feeder), `G stream id` when a get returned an item, `C op start end
-//! timeout outcome` for every call with a timeout (times in ns of CLOCK_MONOTONIC, the same
-//! clock in every process), `L ...` for the lock, `T ...` for pool tasks, `X message` for an
+//! timeout outcome queued` for every call with a timeout (times in ns of CLOCK_MONOTONIC, the same
+//! clock in every process; `queued`: ns its thread spent runnable without a CPU), `L ...` for the lock, `T ...` for pool tasks, `X message` for an
 //! unexpected error, and `E` when it ends normally. `kills.log` holds the signals sent
 //! (`K pid role`, `STOP pid t`, `CONT pid t`) and `H pid role` for a process that did not stop
 //! when asked; `leaks.log` what was counted at the end.
@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 use process_ipc::{Lock, ManagedQueue, Manager, Pool, PoolError, Process, ProcessHandle, Queue};
 
 use roles::{
-    Log, MAX_STOP_MS, Rng, STOP_GRACE, TASK, consumer, consumer_probe, locker, mconsumer,
-    mproducer, now_ns, producer, queue_outcome, task,
+    Log, MAX_STOP_MS, Rng, STOP_GRACE, TASK, call_start, consumer, consumer_probe, locker,
+    mconsumer, mproducer, now_ns, producer, queue_outcome, task,
 };
 
 /// The roles, each a kind of process the soak keeps running.
@@ -163,6 +163,13 @@ fn stat_of(pid: u32) -> Option<(u8, u32)> {
     Some((state, ppid))
 }
 
+/// Whether `pid` runs this soak's own program: over a long soak on a busy machine the pids
+/// of children long gone come round again for other programs, which are no leftover of ours.
+fn ours(pid: u32) -> bool {
+    let exe = |p: &str| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+    exe(&pid.to_string()).is_some_and(|e| Some(e) == exe("self"))
+}
+
 fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) with a pid this soak started and a signal number.
     unsafe { libc::kill(pid as i32, sig) };
@@ -255,7 +262,7 @@ fn main() -> anyhow::Result<()> {
             let mut x = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 x += 1;
-                let start = now_ns();
+                let start = call_start();
                 let r = pool
                     .apply_async(task, (x,))
                     .and_then(|r| r.get_timeout(TASK));
@@ -372,7 +379,7 @@ fn main() -> anyhow::Result<()> {
     let mut drain = Log::open(&dir, "drain", 0, 0);
     for (stream, q) in [("Q", &world.q), ("L", &world.lq)] {
         loop {
-            let start = now_ns();
+            let start = call_start();
             match q.get_timeout(Duration::from_millis(500)) {
                 Ok(id) => drain.line(format_args!("G {stream} {id}")),
                 Err(e) => {
@@ -436,7 +443,7 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .chain(&pool_pids_seen)
             .copied()
-            .filter(|&p| stat_of(p).is_some())
+            .filter(|&p| stat_of(p).is_some() && ours(p))
             .collect();
         if alive.is_empty() || Instant::now() >= settle {
             break alive;

@@ -28,6 +28,49 @@ pub(crate) fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Nanoseconds this thread has spent runnable but not running (waiting for a CPU), from
+/// `/proc/thread-self/schedstat`: a call's time in the run queue is the scheduler's, not the
+/// call's, and the checker takes it off. 0 where the kernel does not say.
+fn run_queue_ns() -> u64 {
+    use std::cell::RefCell;
+    use std::os::unix::fs::FileExt;
+    thread_local! {
+        // Opened by the thread that reads it (the path names the opening thread), and again
+        // after a fork.
+        static STAT: RefCell<Option<(u32, File)>> = const { RefCell::new(None) };
+    }
+    STAT.with(|stat| {
+        let mut stat = stat.borrow_mut();
+        let pid = current_pid();
+        if stat.as_ref().is_none_or(|(p, _)| *p != pid) {
+            *stat = File::open("/proc/thread-self/schedstat")
+                .ok()
+                .map(|f| (pid, f));
+        }
+        let Some((_, file)) = stat.as_ref() else {
+            return 0;
+        };
+        let mut buf = [0u8; 96];
+        let n = file.read_at(&mut buf, 0).unwrap_or(0);
+        std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+thread_local! {
+    /// The run-queue time when this thread's current call started.
+    static CALL_RUN_QUEUE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The start of a call with a timeout: now, in [`now_ns`]'s clock (and the thread's run-queue
+/// time, kept for [`Log::call`]).
+pub(crate) fn call_start() -> u64 {
+    CALL_RUN_QUEUE.with(|c| c.set(run_queue_ns()));
+    now_ns()
+}
+
 /// A tiny xorshift generator (the soak needs no more).
 pub(crate) struct Rng(pub(crate) u64);
 
@@ -65,11 +108,15 @@ impl Log {
         let _ = self.0.write_all(format!("{what}\n").as_bytes());
     }
 
-    /// A call with a timeout: when it started and ended, its timeout, how it went.
+    /// A call with a timeout (`start` from [`call_start`]): when it started and ended, its
+    /// timeout, how it went, and how long the thread waited for a CPU meanwhile.
     pub(crate) fn call(&mut self, op: &str, start: u64, timeout: Duration, outcome: &str) {
         let end = now_ns();
+        let queued = run_queue_ns().saturating_sub(CALL_RUN_QUEUE.with(|c| c.get()));
         let timeout = timeout.as_nanos();
-        self.line(format_args!("C {op} {start} {end} {timeout} {outcome}"));
+        self.line(format_args!(
+            "C {op} {start} {end} {timeout} {outcome} {queued}"
+        ));
     }
 }
 
@@ -112,7 +159,7 @@ pub(crate) fn producer(
         for _ in 0..1 + rng.below(16) {
             seq += 1;
             let id = item_id(slot, generation, seq);
-            let start = now_ns();
+            let start = call_start();
             match tx.put_timeout(id, PUT) {
                 Ok(()) => {
                     log.line(format_args!("P {stream} {id}"));
@@ -124,7 +171,7 @@ pub(crate) fn producer(
                 }
             }
         }
-        let start = now_ns();
+        let start = call_start();
         match tx.flush_timeout(FLUSH) {
             Ok(()) => {
                 log.call("flush", start, FLUSH, "ok");
@@ -137,7 +184,7 @@ pub(crate) fn producer(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let start = now_ns();
+    let start = call_start();
     if tx.flush_timeout(FLUSH).is_ok() {
         log.call("flush", start, FLUSH, "ok");
         log.line(format_args!(
@@ -164,7 +211,7 @@ pub(crate) fn consumer(dir: String, stream: String, slot: u32, generation: u32, 
         u64::MAX
     };
     while !stopping(&dir) && left > 0 {
-        let start = now_ns();
+        let start = call_start();
         match q.get_timeout(GET) {
             Ok(id) => {
                 log.line(format_args!("G {stream} {id}"));
@@ -188,7 +235,7 @@ pub(crate) fn locker(dir: String, slot: u32, generation: u32, lock: Lock) {
     let mut log = Log::open(&dir, "locker", slot, generation);
     let mut rng = Rng(now_ns() | 1);
     while !stopping(&dir) {
-        let start = now_ns();
+        let start = call_start();
         match lock.acquire_timeout(LOCK) {
             Ok(guard) => {
                 log.call("lock", start, LOCK, "ok");
@@ -199,7 +246,7 @@ pub(crate) fn locker(dir: String, slot: u32, generation: u32, lock: Lock) {
             Err(SharedError::OwnerDied { pid }) => {
                 log.call("lock", start, LOCK, "owner-died");
                 log.line(format_args!("L owner-died {pid}"));
-                let start = now_ns();
+                let start = call_start();
                 match lock.acquire_timeout(LOCK) {
                     Ok(guard) => {
                         log.call("lock", start, LOCK, "ok");
@@ -234,7 +281,7 @@ pub(crate) fn mproducer(dir: String, slot: u32, generation: u32, q: ManagedQueue
     let mut rng = Rng(now_ns() | 1);
     let mut seq = 0;
     let flush = |log: &mut Log, seq: u64| {
-        let start = now_ns();
+        let start = call_start();
         match q.flush_timeout(FLUSH) {
             Ok(()) => {
                 log.call("mflush", start, FLUSH, "ok");
@@ -250,7 +297,7 @@ pub(crate) fn mproducer(dir: String, slot: u32, generation: u32, q: ManagedQueue
         for _ in 0..1 + rng.below(8) {
             seq += 1;
             let id = item_id(slot, generation, seq);
-            let start = now_ns();
+            let start = call_start();
             match q.put_timeout(id, PUT) {
                 Ok(()) => {
                     log.line(format_args!("P M {id}"));
@@ -272,7 +319,7 @@ pub(crate) fn mproducer(dir: String, slot: u32, generation: u32, q: ManagedQueue
 pub(crate) fn mconsumer(dir: String, slot: u32, generation: u32, q: ManagedQueue<u64>) {
     let mut log = Log::open(&dir, "mconsumer", slot, generation);
     while !stopping(&dir) {
-        let start = now_ns();
+        let start = call_start();
         match q.get_timeout(GET) {
             Ok(id) => {
                 log.line(format_args!("G M {id}"));

@@ -10,9 +10,11 @@ use std::time::Duration;
 use super::object_server::Objects;
 use super::object_wire::{FRAME_WAIT, MAX_FRAME};
 use super::rendezvous::Rendezvous;
+use super::server_process::{self, ManagerProcess, ServerSetup};
 use super::stream::Limits;
 use super::tcp::{self, TcpOptions, TcpRendezvous};
 use super::{Manager, ManagerError, Running, ignore_sigpipe};
+use crate::start::StartMethod;
 
 /// The largest frame a TCP manager reads unless told otherwise ([`ManagerBuilder::max_frame`]).
 pub const DEFAULT_TCP_MAX_FRAME: usize = 64 << 20;
@@ -57,6 +59,8 @@ pub struct ManagerBuilder {
     max_frame: Option<usize>,
     frame_timeout: Duration,
     max_connections: usize,
+    /// How [`start`](Self::start) starts the server process (`None`: the process default).
+    method: Option<StartMethod>,
 }
 
 /// Where a running manager listens.
@@ -84,6 +88,7 @@ impl Manager {
             max_frame: None,
             frame_timeout: FRAME_WAIT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            method: None,
         }
     }
 
@@ -143,6 +148,57 @@ impl ManagerBuilder {
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
         self
+    }
+
+    /// The manager under a context's start method (`multiprocessing.get_context(m).Manager()`):
+    /// how [`start`](Self::start) starts the server process; without it, the process default
+    /// ([`get_start_method`](crate::get_start_method), which `PROCESS_IPC_START_METHOD` sets).
+    /// [`serve`](Self::serve) starts no process and does not use it.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Python's `BaseManager.start()`: starts the manager's server in a process of its own (by
+    /// the [start method](Self::start_method)), serving on TCP — the [address](Self::address)
+    /// given, else a port of the loopback address the system chooses — with the
+    /// [authkey](Self::authkey) given, else a fresh random one; see [`ManagerProcess`].
+    ///
+    /// # Errors
+    /// [`ManagerError::Start`] if the address does not resolve, the server process cannot be
+    /// started or cannot serve (its reason); [`Manager::connect`]'s errors.
+    pub fn start(self) -> Result<ManagerProcess, ManagerError> {
+        let address = match self.address {
+            Some(Ok(addr)) => addr,
+            Some(Err(source)) => {
+                return Err(ManagerError::Start {
+                    pid: std::process::id(),
+                    source,
+                });
+            }
+            None => SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+        };
+        let no_key = |source| ManagerError::Start {
+            pid: std::process::id(),
+            source,
+        };
+        let authkey = match self.authkey.filter(|k| !k.is_empty()) {
+            Some(key) => key.to_vec(),
+            // A fresh 32-byte key.
+            None => [
+                crate::sys::nonce().map_err(no_key)?,
+                crate::sys::nonce().map_err(no_key)?,
+            ]
+            .concat(),
+        };
+        let setup = ServerSetup {
+            address,
+            authkey,
+            max_frame: self.max_frame,
+            frame_timeout: self.frame_timeout,
+            max_connections: self.max_connections,
+        };
+        server_process::start(setup, self.method)
     }
 
     /// Starts the manager in this process: a thread listening on the TCP address, or on a

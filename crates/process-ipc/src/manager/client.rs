@@ -21,19 +21,20 @@ use super::server::Until;
 use crate::error::QueueError;
 use crate::queue::feed::{Feed, Sink};
 
-/// How long a get or a bounded put may wait.
+/// How long a queue get or a bounded put may wait, as its caller gave it: the deadline, and
+/// the timeout it came from (for the error that names it).
 #[derive(Clone, Copy)]
-pub(super) enum Wait {
+pub(super) enum QueueWait {
     No,
     Until(Instant, Duration),
     Forever,
 }
 
-impl Wait {
+impl QueueWait {
     /// The timeout a timed wait was given (zero otherwise).
     pub(super) fn timeout(self) -> Duration {
         match self {
-            Wait::Until(_, timeout) => timeout,
+            QueueWait::Until(_, timeout) => timeout,
             _ => Duration::ZERO,
         }
     }
@@ -41,19 +42,19 @@ impl Wait {
     /// The deadline, for a timed wait.
     pub(super) fn deadline(self) -> Option<Instant> {
         match self {
-            Wait::Until(deadline, _) => Some(deadline),
+            QueueWait::Until(deadline, _) => Some(deadline),
             _ => None,
         }
     }
 
     /// The wait as the manager is asked to do it: what is left of it now.
-    pub(super) fn on_wire(self) -> object_wire::Wait {
+    pub(super) fn on_wire(self) -> object_wire::WireWait {
         match self {
-            Wait::No => object_wire::Wait::No,
-            Wait::Forever => object_wire::Wait::Forever,
-            Wait::Until(deadline, _) => {
+            QueueWait::No => object_wire::WireWait::No,
+            QueueWait::Forever => object_wire::WireWait::Forever,
+            QueueWait::Until(deadline, _) => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                object_wire::Wait::Nanos(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX))
+                object_wire::WireWait::Nanos(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX))
             }
         }
     }
@@ -61,9 +62,9 @@ impl Wait {
     /// The wait as the manager's own process does it.
     pub(super) fn local(self) -> Until {
         match self {
-            Wait::No => Until::No,
-            Wait::Until(deadline, _) => Until::At(deadline),
-            Wait::Forever => Until::Forever,
+            QueueWait::No => Until::No,
+            QueueWait::Until(deadline, _) => Until::At(deadline),
+            QueueWait::Forever => Until::Forever,
         }
     }
 
@@ -72,9 +73,9 @@ impl Wait {
     /// its timeout (+ the grace) even when the manager is stopped and never answers.
     pub(super) fn answer_within(self) -> Option<Duration> {
         match self {
-            Wait::No => Some(REPLY_GRACE),
-            Wait::Forever => None,
-            Wait::Until(deadline, _) => {
+            QueueWait::No => Some(REPLY_GRACE),
+            QueueWait::Forever => None,
+            QueueWait::Until(deadline, _) => {
                 Some(deadline.saturating_duration_since(Instant::now()) + ANSWER_GRACE)
             }
         }

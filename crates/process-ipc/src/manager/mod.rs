@@ -201,12 +201,14 @@ mod object_client;
 mod object_dict;
 mod object_list;
 mod object_names;
+mod object_ops;
 mod object_server;
 mod object_wire;
 mod queue;
 mod remote;
 mod rendezvous;
 mod server;
+mod server_process;
 mod stream;
 mod sync;
 mod tcp;
@@ -214,7 +216,7 @@ mod tcp;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::Wire;
@@ -229,6 +231,7 @@ use object_client::ObjectRef;
 use object_server::Objects;
 use object_wire::Kind;
 pub use queue::ManagedQueue;
+pub use server_process::ManagerProcess;
 pub use sync::{ManagedEvent, ManagedLock, ManagedLockGuard};
 
 /// How long a client waits for an answer that a live server gives at once (`get_nowait`,
@@ -237,24 +240,11 @@ pub use sync::{ManagedEvent, ManagedLock, ManagedLockGuard};
 /// (stopped by a debugger or a signal, say).
 const REPLY_GRACE: Duration = Duration::from_secs(5);
 
-/// Makes a write to a closed connection an `EPIPE` error instead of a fatal `SIGPIPE`.
-///
-/// A plain `write` on a socket raises `SIGPIPE` when the other end is gone. Rust's `main` ignores `SIGPIPE`
-/// before it runs, but a child process that runs its target before `main` (and a program that
-/// restored the default) would be killed by the signal when its manager is gone, instead of
-/// getting [`ManagerError::Gone`]. A handler someone installed on purpose is left alone.
+/// Makes a write to a closed connection an `EPIPE` error instead of a fatal `SIGPIPE` (see
+/// [`sys::ignore_default_sigpipe`](crate::sys::ignore_default_sigpipe)): a process whose manager
+/// is gone then gets [`ManagerError::Gone`]. A handler someone installed on purpose is left alone.
 fn ignore_sigpipe() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: an all-zero `sigaction` is a valid value of this plain C struct.
-        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: a null new action makes this a query; `current` is a valid place to write.
-        let queried = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut current) };
-        if queried == 0 && current.sa_sigaction == libc::SIG_DFL {
-            // SAFETY: SIG_IGN is a valid disposition for SIGPIPE and installs no handler code.
-            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-        }
-    });
+    crate::sys::ignore_default_sigpipe();
 }
 
 /// Python's `multiprocessing.Manager()`: a server that owns queues, dicts, lists, namespaces,

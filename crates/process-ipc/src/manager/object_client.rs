@@ -77,13 +77,7 @@ impl Conn {
         if !self.reader.buffer().is_empty() {
             return true;
         }
-        let mut poll = libc::pollfd {
-            fd: std::os::fd::AsRawFd::as_raw_fd(&self.writer),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; a zero timeout never blocks.
-        unsafe { libc::poll(&mut poll, 1, 0) > 0 }
+        crate::sys::readable_now(std::os::fd::AsRawFd::as_raw_fd(&self.writer))
     }
 }
 

@@ -127,8 +127,8 @@ pub(crate) enum Op {
     ValueGet,
     /// Value: `One` with the value it replaced.
     ValueSet(ByteBuf),
-    /// Lock: `Bool` (whether it was acquired), or `Refused(OwnerDied)`. `wait`: see [`Wait`].
-    Acquire(Wait),
+    /// Lock: `Bool` (whether it was acquired), or `Refused(OwnerDied)`. `wait`: see [`WireWait`].
+    Acquire(WireWait),
     /// Lock: `Done`, or `Refused(NotHeld)`.
     Release,
     /// Lock: `Len`, how many acquires wait.
@@ -140,16 +140,16 @@ pub(crate) enum Op {
     /// Event: `Bool`.
     EventIsSet,
     /// Event: `Bool` (whether it is set: false only when the wait ran out).
-    EventWait(Wait),
+    EventWait(WireWait),
     /// Queue: puts one encoded item, waiting `wait` for room in a bounded queue: `Bool`
     /// (false: still full, the item was not put).
-    QueuePut(ByteBuf, Wait),
+    QueuePut(ByteBuf, WireWait),
     /// Queue: puts encoded items framed as the rings frame them (each a LEB128 length, then
     /// its bytes), in order, as one step: `Len`, how many. A batch that does not parse is
     /// refused whole.
     QueuePutFramed(ByteBuf),
     /// Queue: takes the oldest item, waiting `wait` for one: `One` (`None`: none came).
-    QueueGet(Wait),
+    QueueGet(WireWait),
     /// Queue: `Counts`.
     QueueCounts,
     /// Queue: Python 3.13's `shutdown(immediate)`: `Done`.
@@ -168,9 +168,10 @@ pub(crate) enum Op {
     Lookup(String),
 }
 
-/// How long a lock acquire or an event wait may wait in the manager.
+/// How long a call may wait in the manager (a lock acquire, an event wait, a queue get or a
+/// bounded put), as it travels: the time left, not a deadline (the two hosts' clocks differ).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]
-pub(crate) enum Wait {
+pub(crate) enum WireWait {
     No,
     /// At most this many nanoseconds.
     Nanos(u64),
@@ -258,9 +259,15 @@ pub(crate) fn write_frame<M: Serialize>(
     writer.write_all(buf)
 }
 
-/// How long either side of a connection polls for the next frame before it sleeps in `read`.
-/// A call's answer, and a busy client's next call, usually come well within it.
-pub(crate) const SPIN: Duration = Duration::from_micros(40);
+/// How long either side of a connection polls for the next frame before it sleeps in `read`:
+/// none. A loopback TCP round trip costs more processor time in the kernel's TCP stack than a
+/// useful poll could last (see the `tcp_round_trips_one_thread` row of
+/// `benches/manager_remote.rs`), and on a loaded machine each yield between polls hands a whole
+/// time slice to another process, while a thread woken from `read` is run soon: with the
+/// yielding poll this once was (tens of microseconds), the dict bench fell to a fifth of a plain blocking
+/// ping-pong's rate under load; reading at once keeps it at that floor (see the commit log).
+/// The polling machinery stays for a caller that sets [`SpinRead::spin`].
+pub(crate) const SPIN: Duration = Duration::ZERO;
 
 /// How long the manager waits for the rest of a frame once its first byte arrived: a peer that
 /// stalls mid-frame is dropped after it (an idle connection, between frames, is not).

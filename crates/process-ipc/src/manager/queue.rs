@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 
 use super::REPLY_GRACE;
-use super::client::{ProcessFeed, Wait};
+use super::client::{ProcessFeed, QueueWait};
 use super::error::{ManagerError, PutError};
 use super::object_client::ObjectRef;
 use super::object_wire::Kind;
@@ -159,7 +159,7 @@ impl<T: Wire> ManagedQueue<T> {
     /// [`ManagerError::PermissionDenied`] if the manager runs as another user.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
         if self.maxsize.is_some() {
-            return self.put_bounded(item, Wait::Forever);
+            return self.put_bounded(item, QueueWait::Forever);
         }
         if let Some(queue) = &self.local {
             let bytes = match self.encode(&item) {
@@ -230,8 +230,8 @@ impl<T: Wire> ManagedQueue<T> {
             return self.put(item);
         }
         match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.put_bounded(item, Wait::Until(deadline, timeout)),
-            None => self.put_bounded(item, Wait::Forever),
+            Some(deadline) => self.put_bounded(item, QueueWait::Until(deadline, timeout)),
+            None => self.put_bounded(item, QueueWait::Forever),
         }
     }
 
@@ -244,7 +244,7 @@ impl<T: Wire> ManagedQueue<T> {
         if self.maxsize.is_none() {
             return self.put(item);
         }
-        self.put_bounded(item, Wait::No)
+        self.put_bounded(item, QueueWait::No)
     }
 
     /// The bound given to [`Manager::bounded_queue`](super::Manager::bounded_queue); `None` for an unbounded queue.
@@ -362,7 +362,7 @@ impl<T: Wire> ManagedQueue<T> {
     /// # Errors
     /// [`ManagerError::Gone`] if the manager is gone, including while this call waits.
     pub fn get(&self) -> Result<T, ManagerError> {
-        self.get_with(Wait::Forever)
+        self.get_with(QueueWait::Forever)
     }
 
     /// Python's `q.get(timeout=...)`: takes the oldest item, waiting at most `timeout`.
@@ -372,7 +372,7 @@ impl<T: Wire> ManagedQueue<T> {
     /// [`ManagerError::Gone`] if the manager is gone.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, ManagerError> {
         match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.get_with(Wait::Until(deadline, timeout)),
+            Some(deadline) => self.get_with(QueueWait::Until(deadline, timeout)),
             None => self.get(),
         }
     }
@@ -384,7 +384,7 @@ impl<T: Wire> ManagedQueue<T> {
     /// [`ManagerError::Empty`] if the queue is empty; [`ManagerError::Gone`] if the manager is
     /// gone.
     pub fn get_nowait(&self) -> Result<T, ManagerError> {
-        self.get_with(Wait::No)
+        self.get_with(QueueWait::No)
     }
 
     /// Python's `q.qsize()`: how many items are queued now (others may change it at once).
@@ -425,7 +425,7 @@ impl<T: Wire> ManagedQueue<T> {
         self.obj.gone(why)
     }
 
-    pub(super) fn get_with(&self, wait: Wait) -> Result<T, ManagerError> {
+    pub(super) fn get_with(&self, wait: QueueWait) -> Result<T, ManagerError> {
         let Some(queue) = &self.local else {
             return self.get_remote(wait);
         };
@@ -437,15 +437,15 @@ impl<T: Wire> ManagedQueue<T> {
     }
 
     /// No item came: `Empty` for a get that did not wait, `Timeout` for one that did.
-    pub(super) fn missed(&self, wait: Wait) -> ManagerError {
+    pub(super) fn missed(&self, wait: QueueWait) -> ManagerError {
         match wait {
-            Wait::No => self.empty_error(),
+            QueueWait::No => self.empty_error(),
             _ => self.timeout(wait.timeout()),
         }
     }
 
     /// A put into a bounded queue: Python's blocking `put`, with a wait of `wait`.
-    pub(super) fn put_bounded(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
+    pub(super) fn put_bounded(&self, item: T, wait: QueueWait) -> Result<(), PutError<T>> {
         let bytes = match self.encode(&item) {
             Ok(bytes) => bytes,
             Err(e) => return Err(PutError::new(e, Some(item))),

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use serde_bytes::ByteBuf;
 
 use super::REPLY_GRACE;
-use super::client::{ITEM_LIMIT, ProcessFeed, Wait, existing_feed, feed_for};
+use super::client::{ITEM_LIMIT, ProcessFeed, QueueWait, existing_feed, feed_for};
 use super::error::{ManagerError, PutError};
 use super::object_wire::{Answer, Op};
 use super::queue::ManagedQueue;
@@ -66,7 +66,7 @@ impl<T: Wire> ManagedQueue<T> {
     /// Python's `shutdown` from a process other than the manager's: this process's puts reach
     /// the manager first (they were put before it), then one call.
     pub(super) fn shutdown_remote(&self, immediate: bool) -> Result<(), ManagerError> {
-        self.sync_puts(Wait::Forever);
+        self.sync_puts(QueueWait::Forever);
         let answer = self
             .obj
             .call(Op::QueueShutdown(immediate), Some(REPLY_GRACE))?;
@@ -78,7 +78,7 @@ impl<T: Wire> ManagedQueue<T> {
     /// Lets this process's puts reach the manager before a call that must see them; false if
     /// `deadline` came first.
     /// (A batch that failed is left for the next put or flush to report.)
-    fn sync_puts(&self, wait: Wait) -> bool {
+    fn sync_puts(&self, wait: QueueWait) -> bool {
         match self.process_feed() {
             Some(feed) => !matches!(feed.settle(wait.deadline()), Ok(false)),
             None => true,
@@ -86,7 +86,7 @@ impl<T: Wire> ManagedQueue<T> {
     }
 
     pub(super) fn counts_remote(&self) -> Result<Counts, ManagerError> {
-        self.sync_puts(Wait::Forever);
+        self.sync_puts(QueueWait::Forever);
         match self.obj.call(Op::QueueCounts, Some(REPLY_GRACE))? {
             Answer::Counts {
                 items,
@@ -107,7 +107,7 @@ impl<T: Wire> ManagedQueue<T> {
     /// A get: one call, which waits in the manager (in the thread serving this connection) at
     /// most as long as `wait`. The client reads the answer until the deadline and a short
     /// grace, so a manager that is stopped cannot hold the call past it.
-    pub(super) fn get_remote(&self, wait: Wait) -> Result<T, ManagerError> {
+    pub(super) fn get_remote(&self, wait: QueueWait) -> Result<T, ManagerError> {
         if !self.sync_puts(wait) {
             return Err(self.timeout(wait.timeout()));
         }
@@ -120,7 +120,7 @@ impl<T: Wire> ManagedQueue<T> {
             Ok(other) => Err(self.obj.unexpected(&other)),
             // No answer by the deadline (and its grace): the manager is stuck; the
             // connection is dropped, and the get reports its timeout.
-            Err(ManagerError::NoReply { .. }) if matches!(wait, Wait::Until(..)) => {
+            Err(ManagerError::NoReply { .. }) if matches!(wait, QueueWait::Until(..)) => {
                 Err(self.timeout(wait.timeout()))
             }
             Err(e @ ManagerError::ShutDown { .. }) => {
@@ -138,7 +138,7 @@ impl<T: Wire> ManagedQueue<T> {
         &self,
         item: T,
         bytes: ByteBuf,
-        wait: Wait,
+        wait: QueueWait,
     ) -> Result<(), PutError<T>> {
         match self
             .obj

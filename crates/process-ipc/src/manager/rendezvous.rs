@@ -102,9 +102,8 @@ impl Rendezvous {
         if let Some(thread) = self.thread.take() {
             // Wake the accept loop so it sees the flag: shutting the listening socket down
             // makes a blocked `accept` fail at once on Linux.
-            // SAFETY: the fd belongs to the listener the thread owns, and the thread (so the
-            // listener) is alive until the join below; shutdown neither closes nor frees it.
-            unsafe { libc::shutdown(self.listener_fd, libc::SHUT_RDWR) };
+            // The fd belongs to the listener the thread owns, alive until the join below.
+            let _ = crate::sys::shutdown_socket(self.listener_fd);
             let _ = thread.join();
         }
         let _ = std::fs::remove_file(&self.path);
@@ -130,8 +129,7 @@ fn accept_loop(listener: &UnixListener, objects: &ObjectsHook, stopping: &Atomic
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = crate::sys::euid();
         let peer = match peer_cred(&stream) {
             Ok((uid, pid)) if uid == me => pid,
             // Not ours: no answer, nothing read, nothing sent.
@@ -192,8 +190,7 @@ pub(crate) fn connect(address: &str) -> Result<Stream, Unreachable> {
             ))),
         };
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = crate::sys::euid();
     let stream = match UnixStream::connect(address) {
         Ok(stream) => stream,
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {

@@ -19,7 +19,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde_bytes::ByteBuf;
 
-use super::object_wire::{Answer, Kind, Op, Refusal, Wait};
+use super::object_wire::{Answer, Kind, Op, Refusal, WireWait};
 use crate::ring::frame::read_len;
 
 /// How many bytes an item may have to be kept inline (no buffer of its own, no share of one).
@@ -96,7 +96,8 @@ struct Putter {
     admitted: Sender<()>,
 }
 
-struct State {
+/// What a queue's lock guards: its items and the getters and putters waiting on it.
+struct QueueState {
     /// Set once by the manager's shutdown; every operation then fails.
     closed: bool,
     /// Set by the queue's own `shutdown` (Python 3.13): puts fail, gets drain then fail.
@@ -139,14 +140,14 @@ pub(crate) enum Refused {
 
 /// One queue of a manager.
 pub(crate) struct QueueObj {
-    state: Mutex<State>,
+    state: Mutex<QueueState>,
 }
 
 impl QueueObj {
     /// An empty queue; `maxsize` bounds it.
     pub(crate) fn new(maxsize: Option<usize>) -> Self {
         Self {
-            state: Mutex::new(State {
+            state: Mutex::new(QueueState {
                 closed: false,
                 shut: Shut::Open,
                 maxsize,
@@ -164,7 +165,7 @@ impl QueueObj {
     }
 
     /// Every change under the lock is a single push or pop, so a poisoned lock is taken over.
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -363,11 +364,11 @@ pub(crate) enum Until {
 impl Until {
     /// A call's wait, as the manager counts it from now (a timeout too far ahead to name is
     /// no bound).
-    pub(crate) fn from_wire(wait: Wait) -> Self {
+    pub(crate) fn from_wire(wait: WireWait) -> Self {
         match wait {
-            Wait::No => Until::No,
-            Wait::Forever => Until::Forever,
-            Wait::Nanos(n) => Instant::now()
+            WireWait::No => Until::No,
+            WireWait::Forever => Until::Forever,
+            WireWait::Nanos(n) => Instant::now()
                 .checked_add(std::time::Duration::from_nanos(n))
                 .map_or(Until::Forever, Until::At),
         }
@@ -381,7 +382,7 @@ impl Until {
     }
 }
 
-impl State {
+impl QueueState {
     /// Why a put is refused now, if it is.
     fn may_put(&self) -> Result<(), Refused> {
         if self.closed {

@@ -7,19 +7,19 @@ use std::time::Duration;
 use super::REPLY_GRACE;
 use super::error::ManagerError;
 use super::object_client::{Conn, ObjectRef, object_handle};
-use super::object_wire::{Answer, Kind, Op, Wait};
+use super::object_wire::{Answer, Kind, Op, WireWait};
 
 /// How long a client waits for the answer to a call that waits `wait` in the manager.
-fn answer_within(wait: Wait) -> Option<Duration> {
+fn answer_within(wait: WireWait) -> Option<Duration> {
     match wait {
-        Wait::No => Some(REPLY_GRACE),
-        Wait::Nanos(n) => Some(Duration::from_nanos(n).saturating_add(REPLY_GRACE)),
-        Wait::Forever => None,
+        WireWait::No => Some(REPLY_GRACE),
+        WireWait::Nanos(n) => Some(Duration::from_nanos(n).saturating_add(REPLY_GRACE)),
+        WireWait::Forever => None,
     }
 }
 
-fn wait_for(timeout: Duration) -> Wait {
-    Wait::Nanos(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX))
+fn wait_for(timeout: Duration) -> WireWait {
+    WireWait::Nanos(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// A handle to a lock hosted by a [`Manager`](super::Manager): Python's `manager.Lock()`,
@@ -116,7 +116,7 @@ impl ManagedLock {
     /// again, and was not taken by this call); [`ManagerError::ObjectGone`] if the manager is
     /// gone, including while this call waits.
     pub fn acquire(&self) -> Result<ManagedLockGuard<'_>, ManagerError> {
-        match self.acquire_with(Wait::Forever)? {
+        match self.acquire_with(WireWait::Forever)? {
             Some(guard) => Ok(guard),
             None => Err(self.obj.unexpected(&Answer::Bool(false))),
         }
@@ -144,7 +144,7 @@ impl ManagedLock {
     /// # Errors
     /// As [`acquire`](ManagedLock::acquire).
     pub fn try_acquire(&self) -> Result<Option<ManagedLockGuard<'_>>, ManagerError> {
-        self.acquire_with(Wait::No)
+        self.acquire_with(WireWait::No)
     }
 
     /// How many acquires wait for this lock now, in all processes: a diagnostic with no
@@ -157,7 +157,7 @@ impl ManagedLock {
         self.obj.count(answer)
     }
 
-    fn acquire_with(&self, wait: Wait) -> Result<Option<ManagedLockGuard<'_>>, ManagerError> {
+    fn acquire_with(&self, wait: WireWait) -> Result<Option<ManagedLockGuard<'_>>, ManagerError> {
         let within = answer_within(wait);
         let held = if let Some(objects) = &self.obj.local {
             let owner = objects.new_owner();
@@ -242,7 +242,7 @@ impl ManagedEvent {
     /// # Errors
     /// [`ManagerError::ObjectGone`] if the manager is gone, including while this call waits.
     pub fn wait(&self) -> Result<(), ManagerError> {
-        let answer = self.obj.call(Op::EventWait(Wait::Forever), None)?;
+        let answer = self.obj.call(Op::EventWait(WireWait::Forever), None)?;
         self.obj.flag(answer).map(drop)
     }
 

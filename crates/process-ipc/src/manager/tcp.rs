@@ -74,10 +74,8 @@ impl TcpRendezvous {
     pub(crate) fn stop(&mut self) {
         self.stopping.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
-            // SAFETY: the fd belongs to the listener the thread owns, and the thread (so the
-            // listener) is alive until the join below; shutdown neither closes nor frees it.
-            // A blocked `accept` on a shut-down listening socket fails at once on Linux.
-            unsafe { libc::shutdown(self.listener_fd, libc::SHUT_RDWR) };
+            // The fd belongs to the listener the thread owns, alive until the join below.
+            let _ = crate::sys::shutdown_socket(self.listener_fd);
             let _ = thread.join();
         }
     }
@@ -90,9 +88,9 @@ impl Drop for TcpRendezvous {
 }
 
 /// Gives a connection slot back when its thread ends (or never starts).
-struct Slot(Arc<AtomicUsize>);
+struct ConnectionSlot(Arc<AtomicUsize>);
 
-impl Drop for Slot {
+impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -129,7 +127,7 @@ fn accept_loop(
             drop(stream);
             continue;
         }
-        let slot = Slot(Arc::clone(&open));
+        let slot = ConnectionSlot(Arc::clone(&open));
         let objects = Arc::clone(objects);
         let options = options.clone();
         // One thread per connection, as on the Unix socket: a peer that stalls in the

@@ -1,5 +1,5 @@
 //! Where a [`Pool`](super::Pool)'s tasks run: local worker processes (the collector's
-//! [`Shared`]), or, with the `redis` feature, workers on any host through Redis. The pool's
+//! [`PoolShared`]), or, with the `redis` feature, workers on any host through Redis. The pool's
 //! API submits encoded tasks with a completion callback and asks only what this enum answers.
 
 use std::sync::Arc;
@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use crate::error::PoolError;
 
-use super::collector::{Completer, Describe, Shared};
+use super::collector::{Completer, Describe, PoolShared};
 use super::results::Canceller;
 use super::schedule::TaskId;
 
 /// A pool's workers and books.
 pub(super) enum Backend {
     /// Worker processes of this one.
-    Local(Arc<Shared>),
+    Local(Arc<PoolShared>),
     /// Workers anywhere, through Redis.
     #[cfg(feature = "redis")]
     Redis(Arc<super::redis::RedisShared>),

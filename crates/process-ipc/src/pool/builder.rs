@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::Wire;
 use crate::error::PoolError;
-use crate::start::Target;
+use crate::start::{StartMethod, Target};
 
 use super::Pool;
 use super::worker::{run_one, task_offset};
@@ -19,6 +19,8 @@ pub(super) struct Config {
     pub(super) task_timeout: Option<Duration>,
     pub(super) retries: usize,
     pub(super) init: Option<(isize, Arc<Vec<u8>>)>,
+    /// How each worker starts; `None`: [`get_start_method`](crate::get_start_method).
+    pub(super) method: Option<StartMethod>,
 }
 
 /// Configures a [`Pool`]: `Pool(processes, initializer, initargs, maxtasksperchild)` plus a
@@ -43,6 +45,7 @@ pub struct PoolBuilder {
     retries: usize,
     init: Option<(isize, Arc<Vec<u8>>)>,
     init_error: Option<PoolError>,
+    method: Option<StartMethod>,
     #[cfg(feature = "redis")]
     redis: Option<(String, super::RedisOptions)>,
 }
@@ -57,6 +60,7 @@ impl PoolBuilder {
             retries: 0,
             init: None,
             init_error: None,
+            method: None,
             #[cfg(feature = "redis")]
             redis: None,
         }
@@ -133,6 +137,29 @@ impl PoolBuilder {
         self
     }
 
+    /// The pool under a context's start method (`multiprocessing.get_context(m).Pool`): how
+    /// every worker, replacements included, starts; without it, the process default
+    /// ([`get_start_method`](crate::get_start_method), which `PROCESS_IPC_START_METHOD` sets).
+    ///
+    /// ```
+    /// use process_ipc::{Pool, StartMethod};
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::builder()
+    ///     .processes(1)
+    ///     .start_method(StartMethod::Spawn)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(pool.apply(square, (7,)).unwrap(), 49);
+    /// ```
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
     /// A pool whose workers run on any host through the Redis at `url` (feature `redis`):
     /// `redis://host:port`, `redis://:password@host:port/db` or `redis+unix:///path/r.sock`.
     /// Workers are this same executable running [`serve_pool`](crate::serve_pool) anywhere;
@@ -188,6 +215,7 @@ impl PoolBuilder {
             task_timeout: self.task_timeout,
             retries: self.retries,
             init: self.init,
+            method: self.method,
         };
         #[cfg(feature = "redis")]
         if let Some((url, options)) = self.redis {

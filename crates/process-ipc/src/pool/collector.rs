@@ -27,17 +27,19 @@ use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{self, IpcReceiverSet, IpcSelectionResult, IpcSender};
 
-use crate::error::{PoolError, signal_name};
-use crate::process::ProcessHandle;
-use crate::ring::{Next, Ring, Wait};
+use crate::error::PoolError;
+use crate::ring::{Next, Ring, WaitLimit};
 
 use super::builder::Config;
 use super::doorbell::Doorbell;
 use super::launch::{Control, OwnedRing, RING_RECORDS, Worker, spawn_error, start_worker};
 use super::schedule::{REFILL_AT, Schedule, TaskId, WorkerKey};
-use super::worker::{Outcome, TaskOut, WorkerMsg};
+use super::worker::{TaskOut, TaskOutcome, WorkerMsg};
 
 mod api;
+mod exits;
+
+use exits::{check_timeouts, on_exit};
 
 /// How often the collector wakes with nothing to read (per-task timeouts).
 const TICK: Duration = Duration::from_millis(100);
@@ -74,7 +76,7 @@ pub(super) struct Task {
 
 /// Everything the pool knows, behind one lock.
 #[derive(Default)]
-pub(super) struct State {
+pub(super) struct PoolState {
     schedule: Option<Schedule>,
     tasks: HashMap<TaskId, Task>,
     workers: HashMap<WorkerKey, Worker>,
@@ -86,15 +88,15 @@ pub(super) struct State {
     broken: Option<PoolError>,
 }
 
-impl State {
+impl PoolState {
     fn schedule(&mut self) -> &mut Schedule {
         self.schedule.as_mut().expect("set at start")
     }
 }
 
 /// What the Pool API and the collector share.
-pub(super) struct Shared {
-    state: Mutex<State>,
+pub(super) struct PoolShared {
+    state: Mutex<PoolState>,
     changed: Condvar,
     pub(super) config: Config,
     /// Cloned into every watcher.
@@ -104,14 +106,14 @@ pub(super) struct Shared {
 }
 
 /// Starts the workers and the collector.
-pub(super) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), PoolError> {
+pub(super) fn start(config: Config) -> Result<(Arc<PoolShared>, JoinHandle<()>), PoolError> {
     let mut set = IpcReceiverSet::new().map_err(spawn_error)?;
     let (control, control_rx) = ipc::channel::<Control>().map_err(spawn_error)?;
     let control_key = set.add(control_rx).map_err(spawn_error)?;
     let doorbell = Doorbell::create().map_err(spawn_error)?;
-    let mut state = State {
+    let mut state = PoolState {
         schedule: Some(Schedule::new(config.max_tasks)),
-        ..State::default()
+        ..PoolState::default()
     };
     for _ in 0..config.processes {
         match start_worker(&config, &control, &mut set, &doorbell, None) {
@@ -130,7 +132,7 @@ pub(super) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), Poo
             }
         }
     }
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(PoolShared {
         state: Mutex::new(state),
         changed: Condvar::new(),
         config,
@@ -152,7 +154,7 @@ fn run_completer(complete: Completer, result: Result<Vec<u8>, PoolError>) {
 
 /// Hands pending tasks to workers (see [`Schedule::dispatch`]); a worker whose feeder already
 /// stopped gives its batch back.
-fn dispatch(st: &mut State, refill_at: usize) {
+fn dispatch(st: &mut PoolState, refill_at: usize) {
     loop {
         let batches = st.schedule().dispatch(refill_at, Instant::now());
         if batches.is_empty() {
@@ -187,7 +189,7 @@ fn dispatch(st: &mut State, refill_at: usize) {
     }
 }
 
-fn collector_loop(shared: &Shared, mut set: IpcReceiverSet, control_key: u64) {
+fn collector_loop(shared: &PoolShared, mut set: IpcReceiverSet, control_key: u64) {
     let tick = shared
         .config
         .task_timeout
@@ -245,7 +247,7 @@ fn collector_loop(shared: &Shared, mut set: IpcReceiverSet, control_key: u64) {
 /// at most [`VISIT_RECORDS`] per ring otherwise) and completes their tasks, under one lock and
 /// with one dispatch for all of them. A ring found corrupt is its worker's death (see the
 /// module notes). Returns how many results there were.
-fn drain_rings(shared: &Shared, dead: &[WorkerKey]) -> usize {
+fn drain_rings(shared: &PoolShared, dead: &[WorkerKey]) -> usize {
     let mut finished = Vec::new();
     let count;
     let idle = {
@@ -305,7 +307,7 @@ fn drain_rings(shared: &Shared, dead: &[WorkerKey]) -> usize {
 /// Reads every result of a ring whose writer is dead: at most as many records as the ring
 /// can hold (a descendant that kept the mapping and goes on writing cannot hold the lock for
 /// longer).
-fn read_all(ring: &Ring, out: &mut Vec<(TaskId, Outcome)>) -> Result<(), String> {
+fn read_all(ring: &Ring, out: &mut Vec<(TaskId, TaskOutcome)>) -> Result<(), String> {
     for _ in 0..RING_RECORDS.div_ceil(VISIT_RECORDS) {
         if read_ring(ring, VISIT_RECORDS, out)? < VISIT_RECORDS {
             return Ok(());
@@ -317,7 +319,11 @@ fn read_all(ring: &Ring, out: &mut Vec<(TaskId, Outcome)>) -> Result<(), String>
 /// Reads up to `max` records of results from `ring` into `out`, reading only records checked
 /// first (see [`Ring::checked_records`]). Returns how many records were read, or why the ring
 /// cannot be trusted.
-fn read_ring(ring: &Ring, max: usize, out: &mut Vec<(TaskId, Outcome)>) -> Result<usize, String> {
+fn read_ring(
+    ring: &Ring,
+    max: usize,
+    out: &mut Vec<(TaskId, TaskOutcome)>,
+) -> Result<usize, String> {
     let decode = |bytes: &[u8]| match postcard::from_bytes::<WorkerMsg>(bytes) {
         Ok(WorkerMsg::Done { id, outcome }) => Ok((id, outcome)),
         Ok(_) => Err("a record is not a result".to_string()),
@@ -330,7 +336,7 @@ fn read_ring(ring: &Ring, max: usize, out: &mut Vec<(TaskId, Outcome)>) -> Resul
             break;
         }
         for _ in 0..checked.min(max - read) {
-            match ring.next(Wait::No, decode) {
+            match ring.next(WaitLimit::No, decode) {
                 Ok(Next::One(done)) => out.push(done?),
                 Ok(Next::Lost(why) | Next::Damaged(why)) => return Err(why.to_string()),
                 Ok(Next::Empty | Next::Disconnected | Next::Timeout) => return Ok(read),
@@ -343,7 +349,7 @@ fn read_ring(ring: &Ring, max: usize, out: &mut Vec<(TaskId, Outcome)>) -> Resul
 }
 
 /// Worker `key` finished task `id`: the schedule learns it, and the task leaves the pool.
-fn take_finished(st: &mut State, key: WorkerKey, id: TaskId) -> Option<Task> {
+fn take_finished(st: &mut PoolState, key: WorkerKey, id: TaskId) -> Option<Task> {
     st.schedule().finished(key, id, Instant::now());
     if st.schedule().retiring(key) {
         // It leaves by itself now (max_tasks_per_child): nothing more goes to it.
@@ -355,20 +361,20 @@ fn take_finished(st: &mut State, key: WorkerKey, id: TaskId) -> Option<Task> {
 }
 
 /// A task's result from how it ended in worker `pid`.
-fn outcome_result(pid: u32, outcome: Outcome) -> Result<Vec<u8>, PoolError> {
+fn outcome_result(pid: u32, outcome: TaskOutcome) -> Result<Vec<u8>, PoolError> {
     match outcome {
-        Outcome::Value(bytes) => Ok(bytes.into_vec()),
-        Outcome::Panicked { message, location } => Err(PoolError::Panicked {
+        TaskOutcome::Value(bytes) => Ok(bytes.into_vec()),
+        TaskOutcome::Panicked { message, location } => Err(PoolError::Panicked {
             pid,
             message,
             location,
         }),
-        Outcome::Serde(message) => Err(PoolError::Serde(message)),
+        TaskOutcome::Serde(message) => Err(PoolError::Serde(message)),
     }
 }
 
 fn handle(
-    shared: &Shared,
+    shared: &PoolShared,
     events: Vec<IpcSelectionResult>,
     control_key: u64,
     exited: &mut Vec<WorkerKey>,
@@ -391,7 +397,7 @@ fn handle(
     }
 }
 
-fn on_message(shared: &Shared, key: WorkerKey, msg: WorkerMsg) {
+fn on_message(shared: &PoolShared, key: WorkerKey, msg: WorkerMsg) {
     match msg {
         WorkerMsg::Done { id, outcome } => {
             let (task, pid, idle) = {
@@ -439,168 +445,6 @@ fn on_message(shared: &Shared, key: WorkerKey, msg: WorkerMsg) {
                 run_completer(task.complete, Err(err.clone()));
             }
             shared.changed.notify_all();
-        }
-    }
-}
-
-/// `(cause, signal)` from Python's exit code convention (`-signal` for a signal). Code 0 is
-/// named like any other: a worker that exits while running a task has lost it.
-fn describe_exit(code: Option<i32>) -> (String, Option<i32>) {
-    match code {
-        Some(c) if c < 0 => (
-            format!("killed by signal {} ({})", -c, signal_name(-c)),
-            Some(-c),
-        ),
-        Some(c) => (format!("exited with code {c}"), None),
-        None => ("ended with an unknown status".into(), None),
-    }
-}
-
-fn on_exit(shared: &Shared, set: &mut IpcReceiverSet, key: WorkerKey) {
-    let Some(mut worker) = shared.lock().workers.remove(&key) else {
-        return;
-    };
-    // The watcher saw it exit: this reaps it at once.
-    let code = worker.handle.as_mut().and_then(ProcessHandle::exitcode);
-    drop(worker.handle.take());
-    let (how, signal) = describe_exit(code);
-    let interrupted = crate::interrupt::interrupt_behind(signal);
-    #[cfg(feature = "trace")]
-    crate::trace::worker_exit(worker.pid, code, &how);
-    let cause = match &worker.broken {
-        Some(why) => format!("its result ring is corrupt ({why}), so the pool ended it: it {how}"),
-        None => how,
-    };
-    // With the process gone, the feeder's sends fail; it then says what it never sent.
-    drop(worker.feeder.take());
-    let undelivered = worker
-        .feeder_done
-        .recv_timeout(FEEDER_GRACE)
-        .unwrap_or_default();
-    let failed = {
-        let mut st = shared.lock();
-        let lost = st.schedule().exited(key, &undelivered);
-        let retries = shared.config.retries;
-        let mut rerun = false;
-        if let Some(task) = lost.task.and_then(|id| st.tasks.get_mut(&id)) {
-            task.deaths += 1;
-            // A task killed for running over the timeout would only run over it again.
-            rerun = !lost.timed_out && task.deaths <= retries && interrupted.is_none();
-        }
-        if rerun {
-            if let Some(id) = lost.task {
-                st.schedule().retry(id);
-            }
-            // It waits for a fresh worker (the replacement, started below); the tasks its
-            // worker held behind it may go to any live worker with room now.
-            dispatch(&mut st, REFILL_AT);
-            None
-        } else {
-            lost.task.and_then(|id| st.tasks.remove(&id)).map(|task| {
-                let err = match (lost.timed_out, shared.config.task_timeout) {
-                    _ if interrupted.is_some() => PoolError::Interrupted {
-                        signal: interrupted.unwrap_or_default(),
-                    },
-                    (true, Some(limit)) => PoolError::TaskTimeout {
-                        pid: worker.pid,
-                        limit,
-                    },
-                    _ => PoolError::WorkerDied {
-                        pid: worker.pid,
-                        cause: if retries > 0 {
-                            format!(
-                                "{cause} (its worker died on each of its {} runs)",
-                                task.deaths
-                            )
-                        } else {
-                            cause
-                        },
-                        signal,
-                        what: (task.what)(),
-                    },
-                };
-                (task, err)
-            })
-        }
-    };
-    if let Some((task, err)) = failed {
-        run_completer(task.complete, Err(err));
-    }
-    // A ring read to its end, never found corrupt, serves the replacement.
-    if worker.broken.is_none() && worker.ring.0.is_drained() == Ok(true) {
-        let mut st = shared.lock();
-        if st.spare_rings.len() < shared.config.processes {
-            st.spare_rings.push(worker.ring);
-        }
-    }
-    replace_workers(shared, set);
-    shared.changed.notify_all();
-}
-
-/// Starts workers until the pool is back to its size, if it still needs them.
-fn replace_workers(shared: &Shared, set: &mut IpcReceiverSet) {
-    loop {
-        {
-            let st = shared.lock();
-            let wanted = !st.terminated
-                && crate::interrupt::interrupted().is_none()
-                && st.broken.is_none()
-                && (!st.closed || !st.tasks.is_empty())
-                && st.workers.len() < shared.config.processes;
-            if !wanted {
-                return;
-            }
-        }
-        let control = shared
-            .control
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let spare = shared.lock().spare_rings.pop();
-        match start_worker(&shared.config, &control, set, &shared.doorbell, spare) {
-            Ok((key, mut worker)) => {
-                let mut st = shared.lock();
-                if st.terminated {
-                    if let Some(h) = worker.handle.as_mut() {
-                        let _ = h.kill();
-                    }
-                    worker.feeder = None;
-                }
-                st.schedule().add_worker(key);
-                st.workers.insert(key, worker);
-                dispatch(&mut st, REFILL_AT);
-            }
-            Err(e) => {
-                let tasks: Vec<Task> = {
-                    let mut st = shared.lock();
-                    if !st.workers.is_empty() {
-                        // The others carry on (a worker is tried again on the next exit); a
-                        // task waiting for a fresh worker to retry it takes any.
-                        st.schedule().no_fresh_worker();
-                        dispatch(&mut st, REFILL_AT);
-                        return;
-                    }
-                    st.broken = Some(e.clone());
-                    st.schedule().clear();
-                    st.tasks.drain().map(|(_, t)| t).collect()
-                };
-                for task in tasks {
-                    run_completer(task.complete, Err(e.clone()));
-                }
-                return;
-            }
-        }
-    }
-}
-
-fn check_timeouts(shared: &Shared) {
-    let Some(limit) = shared.config.task_timeout else {
-        return;
-    };
-    let mut st = shared.lock();
-    for key in st.schedule().overdue(Instant::now(), limit) {
-        if let Some(h) = st.workers.get_mut(&key).and_then(|w| w.handle.as_mut()) {
-            let _ = h.kill();
         }
     }
 }

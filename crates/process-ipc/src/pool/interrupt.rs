@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use crate::error::PoolError;
 
-use super::collector::Shared;
+use super::collector::PoolShared;
 
 /// Every pool started in this process, while it lives.
-static POOLS: parking_lot::Mutex<Vec<Weak<Shared>>> = parking_lot::const_mutex(Vec::new());
+static POOLS: parking_lot::Mutex<Vec<Weak<PoolShared>>> = parking_lot::const_mutex(Vec::new());
 
 /// Follows a newly started pool (the dead ones are dropped on the way).
-pub(crate) fn register(shared: &Arc<Shared>) {
+pub(crate) fn register(shared: &Arc<PoolShared>) {
     static HOOKED: std::sync::Once = std::sync::Once::new();
     HOOKED.call_once(|| crate::interrupt::on_shutdown(interrupt_pools));
     let mut pools = POOLS.lock();
@@ -24,7 +24,7 @@ pub(crate) fn register(shared: &Arc<Shared>) {
 /// Terminates every live pool: its workers are killed, its unfinished tasks fail with
 /// [`PoolError::Interrupted`]; then waits (until `deadline`) for the workers to be reaped.
 fn interrupt_pools(signal: i32, deadline: Instant) {
-    let pools: Vec<Arc<Shared>> = POOLS.lock().iter().filter_map(Weak::upgrade).collect();
+    let pools: Vec<Arc<PoolShared>> = POOLS.lock().iter().filter_map(Weak::upgrade).collect();
     for shared in &pools {
         shared.terminate_with(PoolError::Interrupted { signal });
     }

@@ -100,10 +100,11 @@ pub(super) fn start_worker(
             .map(|(call, args)| (*call, ByteBuf::from(args.as_ref().clone()))),
         max_tasks: cfg.max_tasks,
     };
-    let mut handle = Process::new(worker_main, (config,))
-        .daemon(true)
-        .start()
-        .map_err(spawn_error)?;
+    let mut process = Process::new(worker_main, (config,)).daemon(true);
+    if let Some(method) = cfg.method {
+        process = process.start_method(method);
+    }
+    let mut handle = process.start().map_err(spawn_error)?;
     let pid = handle.pid();
     let started = (|| {
         let key = set.add(result_rx).map_err(spawn_error)?;

@@ -63,7 +63,7 @@ pub use worker::scribble_result_ring;
 use backend::Backend;
 use builder::Config;
 use collector::{Completer, Describe};
-use results::{Canceller, MapMode, MapShared, Slot};
+use results::{Canceller, MapMode, MapShared, ResultSlot};
 use schedule::TaskId;
 use worker::{run_chunk, run_one, task_offset};
 
@@ -243,7 +243,7 @@ impl Pool {
     {
         let _ = f;
         let bytes = encode(&args)?;
-        let slot = Slot::<F::Output>::new();
+        let slot = ResultSlot::<F::Output>::new();
         let filled = Arc::clone(&slot);
         let complete: Completer = Box::new(move |result| {
             filled.set(result.and_then(|b| postcard::from_bytes(&b).map_err(serde_error)));
@@ -316,7 +316,7 @@ impl Pool {
         F::Output: Wire,
         I: IntoIterator<Item = Args>,
     {
-        let slot = Slot::new();
+        let slot = ResultSlot::new();
         let (_, _, ids) =
             self.submit_map(f, items, chunksize, MapMode::Collect(Arc::clone(&slot)))?;
         Ok(AsyncResult::new(slot, Some(self.canceller(ids))))

@@ -29,16 +29,16 @@ enum SlotState<R> {
 }
 
 /// The shared result slot of one task (or one whole map).
-pub(super) struct Slot<R> {
+pub(super) struct ResultSlot<R> {
     state: Mutex<SlotState<R>>,
     ready: Condvar,
     /// Threads blocked on `ready` (changed under `state`'s lock): `set` wakes only if any.
     waiters: AtomicUsize,
 }
 
-impl<R> Slot<R> {
+impl<R> ResultSlot<R> {
     pub(super) fn new() -> Arc<Self> {
-        Arc::new(Slot {
+        Arc::new(ResultSlot {
             state: Mutex::new(SlotState::Pending(Vec::new())),
             ready: Condvar::new(),
             waiters: AtomicUsize::new(0),
@@ -189,7 +189,7 @@ impl<R> Slot<R> {
 /// assert_eq!(result.successful(), Some(false)); // still known after the error was taken
 /// ```
 pub struct AsyncResult<R> {
-    slot: Arc<Slot<R>>,
+    slot: Arc<ResultSlot<R>>,
     /// Withdraws the task(s) if no worker holds them yet.
     cancel: Option<Canceller>,
 }
@@ -206,7 +206,7 @@ impl<R> std::fmt::Debug for AsyncResult<R> {
 }
 
 impl<R> AsyncResult<R> {
-    pub(super) fn new(slot: Arc<Slot<R>>, cancel: Option<Canceller>) -> Self {
+    pub(super) fn new(slot: Arc<ResultSlot<R>>, cancel: Option<Canceller>) -> Self {
         Self { slot, cancel }
     }
 
@@ -295,7 +295,7 @@ impl<R> AsyncResult<R> {
 
 /// How a map's results are delivered.
 pub(super) enum MapMode<R> {
-    Collect(Arc<Slot<Vec<R>>>),
+    Collect(Arc<ResultSlot<Vec<R>>>),
     Ordered,
     Unordered(Sender<Result<R, PoolError>>),
 }
@@ -535,7 +535,7 @@ mod tests {
 
     #[test]
     fn a_callback_runs_once_whether_added_before_or_after_the_value() {
-        let slot = Slot::<u32>::new();
+        let slot = ResultSlot::<u32>::new();
         let result = AsyncResult::new(Arc::clone(&slot), None);
         let (tx, rx) = crossbeam_channel::unbounded();
         let early = tx.clone();
@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn successful_stays_false_after_the_error_is_taken() {
-        let slot = Slot::<u32>::new();
+        let slot = ResultSlot::<u32>::new();
         let result = AsyncResult::new(Arc::clone(&slot), None);
         assert_eq!(result.successful(), None);
         slot.set(Err(PoolError::Terminated));

@@ -102,7 +102,7 @@ impl Serialize for TaskOut {
 
 /// How one task ended in the worker.
 #[derive(Serialize, Deserialize)]
-pub(super) enum Outcome {
+pub(super) enum TaskOutcome {
     Value(ByteBuf),
     Panicked { message: String, location: String },
     Serde(String),
@@ -114,7 +114,7 @@ pub(super) enum Outcome {
 pub(super) enum WorkerMsg {
     Done {
         id: u64,
-        outcome: Outcome,
+        outcome: TaskOutcome,
     },
     InitFailed {
         message: String,
@@ -169,7 +169,7 @@ pub(super) struct WorkerConfig {
     pub(super) max_tasks: Option<usize>,
 }
 
-pub(super) fn call_at(offset: isize, args: &[u8]) -> Outcome {
+pub(super) fn call_at(offset: isize, args: &[u8]) -> TaskOutcome {
     let address = sys::address_at(offset);
     // SAFETY: this worker is a child that passed the bootstrap's executable-identity check (a
     // Redis pool's worker: that checked the task's build identity, the sha256 of the executable),
@@ -177,12 +177,12 @@ pub(super) fn call_at(offset: isize, args: &[u8]) -> Outcome {
     // `TaskFn`.
     let f: TaskFn = unsafe { std::mem::transmute::<usize, TaskFn>(address) };
     match std::panic::catch_unwind(AssertUnwindSafe(|| f(args))) {
-        Ok(Ok(bytes)) => Outcome::Value(ByteBuf::from(bytes)),
-        Ok(Err(message)) => Outcome::Serde(message),
+        Ok(Ok(bytes)) => TaskOutcome::Value(ByteBuf::from(bytes)),
+        Ok(Err(message)) => TaskOutcome::Serde(message),
         Err(payload) => {
             let (message, location) = child::take_last_panic()
                 .unwrap_or_else(|| (sys::panic_message(&*payload), "<unknown>".into()));
-            Outcome::Panicked { message, location }
+            TaskOutcome::Panicked { message, location }
         }
     }
 }
@@ -192,9 +192,9 @@ pub(super) fn call_at(offset: isize, args: &[u8]) -> Outcome {
 pub(super) fn worker_main(cfg: WorkerConfig) {
     if let Some((call, args)) = &cfg.init {
         let message = match call_at(*call, args) {
-            Outcome::Value(_) => None,
-            Outcome::Panicked { message, location } => Some(format!("{message} at {location}")),
-            Outcome::Serde(message) => Some(message),
+            TaskOutcome::Value(_) => None,
+            TaskOutcome::Panicked { message, location } => Some(format!("{message} at {location}")),
+            TaskOutcome::Serde(message) => Some(message),
         };
         if let Some(message) = message {
             let _ = cfg.results.send(WorkerMsg::InitFailed { message });
@@ -227,7 +227,7 @@ pub(super) fn worker_main(cfg: WorkerConfig) {
             // Straight into the ring; else through a buffer (it may need to wrap); else, too
             // big for a record (known at once for a big value) or no room now, over the
             // channel.
-            let too_big = matches!(&answer, WorkerMsg::Done { outcome: Outcome::Value(v), .. }
+            let too_big = matches!(&answer, WorkerMsg::Done { outcome: TaskOutcome::Value(v), .. }
                 if v.len() >= ring.max_record_item());
             let in_ring = !too_big
                 && (ring

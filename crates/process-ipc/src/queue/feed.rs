@@ -51,7 +51,7 @@ pub(crate) trait Sink: Send + 'static {
 /// The ring as a feeder's sink; it holds the handle's putter slot until the feeder drains.
 struct RingSink {
     ring: Ring,
-    _slot: Arc<Slot>,
+    _slot: Arc<PutterSlot>,
 }
 
 impl Sink for RingSink {
@@ -72,12 +72,12 @@ impl Sink for RingSink {
 
 /// One putting handle's place in the ring's table of putters: while it is held (by the handle,
 /// then by its feeder until it has drained) readers of an empty queue wait for more items.
-pub(crate) struct Slot {
+pub(crate) struct PutterSlot {
     pub(crate) ring: Ring,
     pub(crate) index: usize,
 }
 
-impl Drop for Slot {
+impl Drop for PutterSlot {
     fn drop(&mut self) {
         self.ring.unregister(self.index);
     }
@@ -140,8 +140,8 @@ extern "C" fn flush_at_exit() {
 fn register_exit_flush() {
     static REGISTERED: OnceLock<()> = OnceLock::new();
     REGISTERED.get_or_init(|| {
-        // SAFETY: registers a plain `extern "C" fn()` that does not unwind.
-        unsafe { libc::atexit(flush_at_exit) };
+        // A full table of exit handlers leaves the flush to `flush`/drop, as before.
+        let _ = crate::sys::at_exit(flush_at_exit);
     });
 }
 
@@ -177,7 +177,7 @@ fn flush_where(deadline: Option<Instant>, which: impl Fn(&Feed) -> bool) {
 
 impl Feed {
     /// Starts the feeder thread of one putting handle; it holds `slot` until it has drained.
-    pub(crate) fn start(ring: Ring, slot: Arc<Slot>) -> Result<Arc<Feed>, QueueError> {
+    pub(crate) fn start(ring: Ring, slot: Arc<PutterSlot>) -> Result<Arc<Feed>, QueueError> {
         let id = ring.local_id();
         let sink = RingSink { ring, _slot: slot };
         Self::start_for(sink, "process-ipc-queue-feeder", id)
@@ -431,7 +431,15 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 
     #[inline]
     fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(bytes);
+        // A varint (every integer postcard writes) is a few bytes: pushed one by one, not a
+        // `memcpy` call each.
+        if bytes.len() <= 10 {
+            for &b in bytes {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(bytes);
+        }
         Ok(())
     }
 

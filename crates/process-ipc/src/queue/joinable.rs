@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{PutError, Queue, QueueSender, ring_error};
 use crate::error::QueueError;
-use crate::ring::{TaskDone, Wait};
+use crate::ring::{TaskDone, WaitLimit};
 
 /// `multiprocessing.JoinableQueue`: a [`Queue`] with [`task_done`](Self::task_done) and
 /// [`join`](Self::join), across processes.
@@ -195,7 +195,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Errors
     /// [`QueueError::Corrupt`] if the queue's shared memory is damaged.
     pub fn join(&self) -> Result<(), QueueError> {
-        self.join_until(Wait::Forever, Duration::MAX)
+        self.join_until(WaitLimit::Forever, Duration::MAX)
     }
 
     /// Like [`join`](Self::join) for at most `timeout` (`Duration::MAX`: no limit).
@@ -206,11 +206,11 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), QueueError> {
         let wait = Instant::now()
             .checked_add(timeout)
-            .map_or(Wait::Forever, Wait::Until);
+            .map_or(WaitLimit::Forever, WaitLimit::Until);
         self.join_until(wait, timeout)
     }
 
-    fn join_until(&self, wait: Wait, timeout: Duration) -> Result<(), QueueError> {
+    fn join_until(&self, wait: WaitLimit, timeout: Duration) -> Result<(), QueueError> {
         if self.queue.ring.join(wait).map_err(ring_error)? {
             return Ok(());
         }

@@ -22,7 +22,7 @@ pub use self::joinable::JoinableQueue;
 pub use self::sender::{PutError, QueueSender};
 use self::sender::{refuse_owned, slot_index};
 use crate::error::QueueError;
-use crate::ring::{Next, Ring, RingError, RingParts, Shutdown, Wait};
+use crate::ring::{Next, Ring, RingError, RingParts, Shutdown, WaitLimit};
 use crate::wire::{ipc_transfer_allowed, refuse};
 
 /// The largest item, serialized, that `put` accepts by default, and the most any queue can
@@ -316,36 +316,45 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// `Err(Disconnected)` when the queue is empty and no putting handle is left (see "The end
     /// of a reader loop" above).
     pub fn get(&self) -> Result<T, QueueError> {
-        self.get_inner(Wait::Forever, Duration::MAX)
+        self.get_inner(WaitLimit::Forever, Duration::MAX)
     }
 
     /// Like [`get`](Self::get), giving up after `timeout` with `Err(Timeout)`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
         let wait = Instant::now()
             .checked_add(timeout)
-            .map_or(Wait::Forever, Wait::Until);
+            .map_or(WaitLimit::Forever, WaitLimit::Until);
         self.get_inner(wait, timeout)
     }
 
     /// Python's `get_nowait()`: the next item if one is ready, else `Err(Empty)` (or
     /// `Err(Disconnected)` if none will come).
     pub fn get_nowait(&self) -> Result<T, QueueError> {
-        self.get_inner(Wait::No, Duration::ZERO)
+        self.get_inner(WaitLimit::No, Duration::ZERO)
     }
 
-    fn get_inner(&self, wait: Wait, timeout: Duration) -> Result<T, QueueError> {
+    fn get_inner(&self, wait: WaitLimit, timeout: Duration) -> Result<T, QueueError> {
         // After an immediate shutdown nothing is handed out: what a feeder moved in since is
         // dropped (and counted done) here.
         if self.ring.shutdown_state().map_err(ring_error)? == Shutdown::Immediate {
             self.ring.drain().map_err(ring_error)?;
             return Err(QueueError::ShutDown);
         }
+        // The decoder's error is kept aside: what comes back through the ring is then only
+        // the item or not (a small value the compiler keeps in registers; moving postcard's
+        // result through memory stalled every get).
+        let mut why = None;
         let got = self
             .ring
-            .next(wait, |bytes| postcard::from_bytes::<T>(bytes))
+            .next(wait, |bytes| {
+                postcard::from_bytes::<T>(bytes)
+                    .map_err(|e| why = Some(e))
+                    .ok()
+            })
             .map_err(ring_error)?;
         match got {
-            Next::One(item) => item.map_err(decode_error),
+            Next::One(Some(item)) => Ok(item),
+            Next::One(None) => Err(decode_error(why.unwrap_or(postcard::Error::SerdeDeCustom))),
             Next::Lost(why) => Err(QueueError::Serde(format!(
                 "this item was lost: {why}; the next get returns the next item"
             ))),

@@ -5,17 +5,17 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::feed::{Feed, Slot};
+use super::feed::{Feed, PutterSlot};
 use super::{TRANSFER_ONLY, io};
 use crate::error::QueueError;
-use crate::ring::{Ring, RingParts, SLOTS, Wait};
+use crate::ring::{Ring, RingParts, SLOTS, WaitLimit};
 use crate::wire::{ipc_transfer_allowed, refuse};
 
 /// The putting side one process holds for one putting handle; its feeder thread lives while
 /// it does (and until it has drained).
 struct SenderShared {
     ring: Ring,
-    slot: Arc<Slot>,
+    slot: Arc<PutterSlot>,
     feed: OnceLock<Arc<Feed>>,
     starting: Mutex<()>,
     /// The largest serialized item `put` accepts.
@@ -68,7 +68,7 @@ impl<T: Serialize> QueueSender<T> {
         QueueSender {
             shared: Arc::new(SenderShared {
                 ring: ring.clone(),
-                slot: Arc::new(Slot {
+                slot: Arc::new(PutterSlot {
                     ring: ring.clone(),
                     index,
                 }),
@@ -110,7 +110,7 @@ impl<T: Serialize> QueueSender<T> {
     /// [`QueueError::Serde`] with the serializer's own message. A `PutError` converts into its
     /// [`QueueError`] with `?`.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_inner(item, Wait::Forever)
+        self.put_inner(item, WaitLimit::Forever)
     }
 
     /// Like [`put`](Self::put), but on a full bounded queue gives up after `timeout` with
@@ -118,17 +118,17 @@ impl<T: Serialize> QueueSender<T> {
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
         let wait = Instant::now()
             .checked_add(timeout)
-            .map_or(Wait::Forever, Wait::Until);
+            .map_or(WaitLimit::Forever, WaitLimit::Until);
         self.put_inner(item, wait)
     }
 
     /// Like [`put`](Self::put), but on a full bounded queue returns [`QueueError::Full`] at
     /// once, handing the item back (Python's `put_nowait`).
     pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_inner(item, Wait::No)
+        self.put_inner(item, WaitLimit::No)
     }
 
-    fn put_inner(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
+    fn put_inner(&self, item: T, wait: WaitLimit) -> Result<(), PutError<T>> {
         let ring = &self.shared.ring;
         let feed = match self.feed() {
             Ok(feed) => feed,

@@ -11,14 +11,14 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::parse::BREAKING;
-use super::{Next, Ring, RingError, Wait, Wake};
+use super::{Next, Ring, RingError, WaitLimit, Wake};
 
 /// Written by putters at every put, on a line of its own.
 #[repr(C, align(64))]
 pub(super) struct Accepted {
     /// Items accepted by `put` (counted before the feeder moves them, as Python counts them),
-    /// less those put back or dropped unread. `qsize` is this less `got_items`; a
-    /// `JoinableQueue`'s unfinished tasks are this less `done`.
+    /// less those put back or dropped unread. `qsize` is this less the items taken (see
+    /// `Ring::queued`); a `JoinableQueue`'s unfinished tasks are this less `done`.
     pub(super) count: AtomicU64,
 }
 
@@ -123,15 +123,6 @@ impl Ring {
         self.unaccept(n);
     }
 
-    /// Items accepted by `put` (in any process) and not yet taken by a `get`.
-    pub(crate) fn queued(&self) -> usize {
-        let h = self.hdr();
-        // Taken first: a get in between can only make the answer larger, never below zero.
-        let got = h.pos.got_items.load(Ordering::SeqCst);
-        let accepted = h.accepted.count.load(Ordering::SeqCst);
-        usize::try_from(accepted.saturating_sub(got)).unwrap_or(usize::MAX)
-    }
-
     /// Items accepted by `put` and not yet marked done.
     pub(crate) fn unfinished(&self) -> u64 {
         let h = self.hdr();
@@ -168,7 +159,7 @@ impl Ring {
     /// Waits until every item accepted is marked done; false if `wait` ran out first. After an
     /// immediate shutdown, items that reach the ring later (a feeder was moving them) are
     /// dropped here and counted done.
-    pub(crate) fn join(&self, wait: Wait) -> Result<bool, RingError> {
+    pub(crate) fn join(&self, wait: WaitLimit) -> Result<bool, RingError> {
         let h = self.hdr();
         loop {
             self.check_broken()?;
@@ -222,7 +213,7 @@ impl Ring {
     pub(crate) fn drain(&self) -> Result<u64, RingError> {
         let mut dropped = 0;
         loop {
-            match self.next(Wait::No, |_| ()) {
+            match self.next(WaitLimit::No, |_| ()) {
                 Ok(Next::One(()) | Next::Lost(_)) => dropped += 1,
                 Ok(Next::Damaged(_)) => {}
                 Ok(Next::Empty | Next::Timeout | Next::Disconnected) | Err(RingError::ShutDown) => {

@@ -67,6 +67,7 @@ fn read_long_len(bytes: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// A chunk is a 4-byte little-endian item count followed by the framed items.
+#[inline]
 pub(crate) fn count_items(chunk: &[u8]) -> usize {
     u32::from_le_bytes(chunk[..4].try_into().expect("chunk header")) as usize
 }

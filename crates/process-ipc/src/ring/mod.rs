@@ -52,7 +52,7 @@ mod write;
 use self::ending::{Accepted, Ending, Tasks};
 pub(crate) use self::ending::{Shutdown, TaskDone};
 use self::parse::{BREAKING, Check};
-pub(crate) use self::sleep::{Wait, alive};
+pub(crate) use self::sleep::{WaitLimit, alive};
 use self::sleep::{my_tid, take};
 use crate::shared::{Lock, SharedError, SharedMemory};
 
@@ -88,8 +88,6 @@ struct Fixed {
 #[repr(C, align(64))]
 struct WriteSide {
     tail: AtomicU64,
-    /// Items published (for `qsize`).
-    put_items: AtomicU64,
     /// The thread writing a multi-record item (0: none), so a reader waiting for the rest can
     /// tell that it died.
     stream: AtomicU32,
@@ -116,7 +114,9 @@ struct ReadPos {
     /// before `head`: at the start of its payload), and [`BUSY`] while a read-lock holder
     /// works (see `read.rs`). It only grows while anything is taken.
     at: AtomicU64,
-    /// Items taken (for `qsize`).
+    /// Items taken, counted as their record is freed (a batch's all at once, a big item as
+    /// its first piece goes): with the items taken from the head record, what `qsize` takes
+    /// off (see `Ring::queued`).
     got_items: AtomicU64,
 }
 
@@ -500,7 +500,7 @@ impl Ring {
     // ---- bounded queues ----
 
     /// Takes one place in a bounded queue; false if `wait` ran out first.
-    pub(crate) fn reserve(&self, wait: Wait) -> Result<bool, RingError> {
+    pub(crate) fn reserve(&self, wait: WaitLimit) -> Result<bool, RingError> {
         let h = self.hdr();
         let max = self.maxsize;
         let reserved = &h.counts.reserved;

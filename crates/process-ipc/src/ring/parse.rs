@@ -244,6 +244,41 @@ pub(crate) fn look_item(data: &[u8], pos: Pos, tail: u64, limit: u64) -> Option<
     Some((bytes, next))
 }
 
+/// How many items of the batch record at `head` start before `upto` bytes into its payload
+/// (`u64::MAX`: the whole record); `None` if the record there is not a batch. It counts what
+/// readers took from a record for `qsize` without a count of their own per item. A record that
+/// does not parse counts the items before the fault: the answer is a count, never an access
+/// out of bounds.
+pub(crate) fn batch_items(data: &[u8], head: u64, upto: u64) -> Option<u64> {
+    let cap = data.len() as u64;
+    if cap < 8 || !cap.is_power_of_two() || head % 8 != 0 {
+        return None;
+    }
+    let off = (head & (cap - 1)) as usize;
+    let word = word_at(data, off)?;
+    let (len, kind) = ((word & 0xffff_ffff) as usize, (word >> 32) as u32);
+    if kind != BATCH {
+        return None;
+    }
+    let payload = data.get(off + REC..)?;
+    let payload = payload.get(..len.min(payload.len()))?;
+    let end = usize::try_from(upto)
+        .unwrap_or(usize::MAX)
+        .min(payload.len());
+    let (mut sub, mut items) = (0usize, 0u64);
+    while sub < end {
+        let Some((n, hd)) = read_len(&payload[sub..]) else {
+            break;
+        };
+        match sub.checked_add(hd).and_then(|s| s.checked_add(n)) {
+            Some(next) if next <= payload.len() => sub = next,
+            _ => break,
+        }
+        items += 1;
+    }
+    Some(items)
+}
+
 /// Checks that a piece of `piece` bytes (the last one if `last`) fits a big item of `total`
 /// bytes of which `got` came already.
 pub(crate) fn check_piece(total: u64, got: u64, piece: usize, last: bool) -> Result<(), Check> {
@@ -472,6 +507,40 @@ pub(crate) mod tests {
             let data = ring_of(log_cap, bytes, &records);
             let (items, _, _) = drain(&data, Pos { head, sub }, tail, limit);
             prop_assert!(items as u64 <= tail.saturating_sub(head));
+            // `qsize`'s count of the items before a position, on the same bytes.
+            let before = batch_items(&data, head, sub).unwrap_or(0);
+            prop_assert!(before <= data.len() as u64);
+        }
+
+        /// On real batch records, the items before each position a reader reaches are the
+        /// items it took from that record, and a whole record counts all of its own.
+        #[test]
+        fn batch_items_counts_what_a_reader_took(
+            items in proptest::collection::vec(0usize..200, 1..12),
+        ) {
+            let mut payload = Vec::new();
+            for &n in &items {
+                // The length in LEB128, as the writer frames it.
+                let mut v = n;
+                while v >= 0x80 {
+                    payload.push((v & 0x7f) as u8 | 0x80);
+                    v >>= 7;
+                }
+                payload.push(v as u8);
+                payload.extend(std::iter::repeat_n(9u8, n));
+            }
+            let mut data = record(BATCH, &payload);
+            let tail = data.len() as u64;
+            data.resize(data.len().next_power_of_two(), 0);
+            let mut pos = Pos { head: 0, sub: 0 };
+            for took in 0..items.len() as u64 {
+                prop_assert_eq!(batch_items(&data, 0, pos.sub), Some(took));
+                let Ok(Found::Item { next, .. }) = look(&data, pos, tail, 1 << 20) else {
+                    return Err(TestCaseError::fail("an item was not found"));
+                };
+                pos = next;
+            }
+            prop_assert_eq!(batch_items(&data, 0, u64::MAX), Some(items.len() as u64));
         }
 
         /// The hot path's `look_item` gives an item exactly when `look` does, the same one.

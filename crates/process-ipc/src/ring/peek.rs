@@ -177,7 +177,7 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::{Next, Wait};
+    use crate::ring::{Next, WaitLimit};
 
     fn ring() -> Ring {
         Ring::create(64 << 10, 0, 16 << 10).unwrap()
@@ -185,7 +185,7 @@ mod tests {
 
     fn take_all(r: &Ring) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        while let Next::One(item) = r.next(Wait::No, |b| b.to_vec()).unwrap() {
+        while let Next::One(item) = r.next(WaitLimit::No, |b| b.to_vec()).unwrap() {
             out.push(item);
         }
         out
@@ -240,7 +240,7 @@ mod tests {
 #[cfg(test)]
 mod timing {
     use super::*;
-    use crate::ring::{Next, Wait};
+    use crate::ring::{Next, WaitLimit};
 
     #[test]
     #[ignore = "timing only"]
@@ -255,7 +255,7 @@ mod timing {
             });
             assert!(direct.is_some() || r.try_put(&(i as u64).to_le_bytes()));
             assert_eq!(r.checked_records(), Ok(1));
-            let Ok(Next::One(_)) = r.next(Wait::No, |b| b.len()) else {
+            let Ok(Next::One(_)) = r.next(WaitLimit::No, |b| b.len()) else {
                 panic!()
             };
         }

@@ -19,8 +19,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::parse::{Found, Pos, REC, check_piece, look, look_item};
-use super::{BUSY, LOOK_FOR, Next, Partial, Ring, RingError, Wait, alive, take};
+use super::parse::{Found, Pos, REC, batch_items, check_piece, look, look_item};
+use super::{BUSY, LOOK_FOR, Next, Partial, Ring, RingError, WaitLimit, alive, take};
 use crate::sys;
 
 /// Items at most this many bytes long (serialized) may be claimed without the read lock.
@@ -107,14 +107,15 @@ impl Ring {
         None
     }
 
-    /// Counts `items` taken (by a claim or a lock holder); whether it woke a bounded putter.
+    /// Gives a bounded queue's places of `items` taken (by a claim or a lock holder) back;
+    /// whether it woke a bounded putter. (`qsize` of an unbounded queue counts what was taken
+    /// from the record position, see [`queued`](Self::queued): no count is kept per item.)
     #[inline]
     fn taken(&self, items: u64) -> bool {
-        let h = self.hdr();
-        h.pos.got_items.fetch_add(items, Ordering::Relaxed);
         if self.maxsize == 0 {
             return false;
         }
+        let h = self.hdr();
         let _ = h
             .counts
             .reserved
@@ -126,15 +127,23 @@ impl Ring {
         true
     }
 
-    /// Moves the read position from the record at `head` to `to`, in one store, and counts
-    /// `items` taken. Only a read-lock holder calls it (with [`BUSY`] set: it stays set).
+    /// Moves the read position from the record at `head` to `to`, in one store, with `items`
+    /// taken (a big item's start counts one; an item of a batch is counted with its record).
+    /// Only a read-lock holder calls it (with [`BUSY`] set: it stays set).
     fn advance(&self, head: u64, to: Pos, items: u64) {
         let h = self.hdr();
         let freed = to.head != head;
         if freed {
+            // Every item of a batch record is taken once it is freed: counted here, once per
+            // record, read before the record can be written over.
+            let gone = batch_items(self.bytes(), head, u64::MAX).unwrap_or(items);
             h.read.head.store(to.head, Ordering::SeqCst);
             // Already meaningless (at or before the new head) unless scribbled: made so.
             h.pos.at.store(to.head | BUSY, Ordering::Relaxed);
+            // After the head moved (`queued` reads them the other way round).
+            if gone > 0 {
+                h.pos.got_items.fetch_add(gone, Ordering::SeqCst);
+            }
         } else {
             h.pos
                 .at
@@ -154,10 +163,10 @@ impl Ring {
 
     /// Looks for a record past `head` for up to [`LOOK_FOR`] (never past the call's deadline,
     /// see [`sys::look_for`]); whether one came.
-    fn look_for_an_item(&self, head: u64, wait: Wait) -> bool {
+    fn look_for_an_item(&self, head: u64, wait: WaitLimit) -> bool {
         let h = self.hdr();
         let time = match wait {
-            Wait::Until(at) => LOOK_FOR.min(at.saturating_duration_since(Instant::now())),
+            WaitLimit::Until(at) => LOOK_FOR.min(at.saturating_duration_since(Instant::now())),
             _ => LOOK_FOR,
         };
         sys::look_for(time, || {
@@ -172,7 +181,7 @@ impl Ring {
     #[inline]
     pub(crate) fn next<R>(
         &self,
-        wait: Wait,
+        wait: WaitLimit,
         decode: impl FnOnce(&[u8]) -> R,
     ) -> Result<Next<R>, RingError> {
         self.check_broken()?;
@@ -187,13 +196,13 @@ impl Ring {
     #[inline(never)]
     fn next_locked<R, D: FnOnce(&[u8]) -> R>(
         &self,
-        wait: Wait,
+        wait: WaitLimit,
         decode: &mut Option<D>,
     ) -> Result<Next<R>, RingError> {
         loop {
             let Some(guard) = take(&self.rlock, wait).map_err(RingError::Lock)? else {
                 return Ok(match wait {
-                    Wait::No => Next::Empty,
+                    WaitLimit::No => Next::Empty,
                     _ => Next::Timeout,
                 });
             };
@@ -206,7 +215,7 @@ impl Ring {
                     drop(guard);
                     if !self.wait_for_owner(wait) {
                         return Ok(match wait {
-                            Wait::No => Next::Empty,
+                            WaitLimit::No => Next::Empty,
                             _ => Next::Timeout,
                         });
                     }
@@ -244,8 +253,8 @@ impl Ring {
 
     /// Waits, outside the read lock, until the owner of the big item at the head is gone or
     /// done (or a slice passed); false if the call's time ran out.
-    fn wait_for_owner(&self, wait: Wait) -> bool {
-        if matches!(wait, Wait::No) {
+    fn wait_for_owner(&self, wait: WaitLimit) -> bool {
+        if matches!(wait, WaitLimit::No) {
             return false;
         }
         let h = self.hdr();
@@ -280,7 +289,7 @@ impl Ring {
     #[inline]
     fn next_held<R, D: FnOnce(&[u8]) -> R>(
         &self,
-        wait: Wait,
+        wait: WaitLimit,
         decode: &mut Option<D>,
     ) -> Result<Held<R>, RingError> {
         // The common case: no big item begun in this process, and a whole item at the head.
@@ -313,7 +322,7 @@ impl Ring {
     /// any) in hand.
     fn next_slow<R, D: FnOnce(&[u8]) -> R>(
         &self,
-        wait: Wait,
+        wait: WaitLimit,
         decode: &mut Option<D>,
         partial: &mut Option<Partial>,
     ) -> Result<Held<R>, RingError> {
@@ -435,7 +444,7 @@ impl Ring {
                     return lost(partial, CUT);
                 }
             }
-            if !matches!(wait, Wait::No) && !looked && self.look_for_an_item(pos.head, wait) {
+            if !matches!(wait, WaitLimit::No) && !looked && self.look_for_an_item(pos.head, wait) {
                 continue;
             }
             looked = true;
@@ -457,7 +466,7 @@ impl Ring {
                 h.data.cancel();
                 return Ok(Held::Done(Next::Disconnected));
             }
-            if matches!(wait, Wait::No) || wait.passed() {
+            if matches!(wait, WaitLimit::No) || wait.passed() {
                 h.data.cancel();
                 // A big item begun stays with this process: its next get goes on with it.
                 return Ok(Held::Done(self.ran_out(wait)));
@@ -468,9 +477,9 @@ impl Ring {
         }
     }
 
-    fn ran_out<R>(&self, wait: Wait) -> Next<R> {
+    fn ran_out<R>(&self, wait: WaitLimit) -> Next<R> {
         match wait {
-            Wait::No => Next::Empty,
+            WaitLimit::No => Next::Empty,
             _ => Next::Timeout,
         }
     }
@@ -486,6 +495,41 @@ impl Me {
         *self.0.get_or_init(crate::shared::my_pid)
     }
 }
+
+impl Ring {
+    /// Items accepted by `put` (in any process) and not yet taken by a `get`: those counted
+    /// at `put`, less the items of the records freed, less those taken from the record at the
+    /// head (counted from the read position; a `get` moves it before it returns, so a count
+    /// in its own process right after is exact). Read again if a record was freed meanwhile.
+    pub(crate) fn queued(&self) -> usize {
+        let h = self.hdr();
+        let mut got = 0;
+        for _ in 0..QUEUED_TRIES {
+            got = h.pos.got_items.load(Ordering::SeqCst);
+            let head = h.read.head.load(Ordering::SeqCst);
+            let at = h.pos.at.load(Ordering::SeqCst);
+            let tail = h.write.tail.load(Ordering::SeqCst);
+            let sub = pos_of(head, at).sub;
+            let here = if head < tail && sub > 0 {
+                batch_items(self.bytes(), head, sub).unwrap_or(0)
+            } else {
+                0
+            };
+            if h.read.head.load(Ordering::SeqCst) == head
+                && h.pos.got_items.load(Ordering::SeqCst) == got
+            {
+                got = got.saturating_add(here);
+                break;
+            }
+        }
+        // Read last: a put in between can only make the answer larger, never below zero.
+        let accepted = h.accepted.count.load(Ordering::SeqCst);
+        usize::try_from(accepted.saturating_sub(got)).unwrap_or(usize::MAX)
+    }
+}
+
+/// How many times `queued` reads the position again while records are freed under it.
+const QUEUED_TRIES: u32 = 8;
 
 /// The read position of the record at `head` and the word `at` (its [`BUSY`] bit aside): `at`
 /// at or before `head` is a position in an earlier record, so the start of this one; inside

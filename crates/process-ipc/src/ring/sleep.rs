@@ -9,27 +9,28 @@ use crate::shared::{Lock, LockGuard, SharedError};
 
 /// How long a call may wait.
 #[derive(Clone, Copy)]
-pub(crate) enum Wait {
+pub(crate) enum WaitLimit {
     Forever,
     Until(Instant),
     No,
 }
 
-impl Wait {
+impl WaitLimit {
     /// The deadline: none for `Forever`, now for `No`.
+    #[inline]
     pub(crate) fn deadline(self) -> Option<Instant> {
         match self {
-            Wait::Forever => None,
-            Wait::Until(at) => Some(at),
-            Wait::No => Some(Instant::now()),
+            WaitLimit::Forever => None,
+            WaitLimit::Until(at) => Some(at),
+            WaitLimit::No => Some(Instant::now()),
         }
     }
 
     pub(super) fn passed(self) -> bool {
         match self {
-            Wait::Forever => false,
-            Wait::Until(at) => Instant::now() >= at,
-            Wait::No => true,
+            WaitLimit::Forever => false,
+            WaitLimit::Until(at) => Instant::now() >= at,
+            WaitLimit::No => true,
         }
     }
 
@@ -37,7 +38,7 @@ impl Wait {
     pub(super) fn slice_end(self) -> Instant {
         let slice = Instant::now() + SLICE;
         match self {
-            Wait::Until(at) => at.min(slice),
+            WaitLimit::Until(at) => at.min(slice),
             _ => slice,
         }
     }
@@ -46,8 +47,7 @@ impl Wait {
 /// This thread's kernel id (cached).
 pub(super) fn my_tid() -> u32 {
     thread_local! {
-        // SAFETY: gettid takes no arguments and cannot fail.
-        static TID: u32 = unsafe { libc::syscall(libc::SYS_gettid) as u32 };
+        static TID: u32 = crate::sys::futex::gettid();
     }
     TID.with(|t| *t)
 }
@@ -99,21 +99,21 @@ impl Wake {
 /// Takes `lock`, carrying on past a holder that died (the ring's own state needs no repair:
 /// see the module notes). `None` when `wait` ran out.
 #[inline]
-pub(super) fn take(lock: &Lock, wait: Wait) -> Result<Option<LockGuard<'_>>, SharedError> {
+pub(super) fn take(lock: &Lock, wait: WaitLimit) -> Result<Option<LockGuard<'_>>, SharedError> {
     if let Some(guard) = lock.acquire_free() {
         return Ok(Some(guard));
     }
     loop {
         let got = match wait {
-            Wait::Forever => lock.acquire().map(Some),
+            WaitLimit::Forever => lock.acquire().map(Some),
             // A free lock is taken without reading the clock.
-            Wait::Until(at) => match lock.try_acquire() {
+            WaitLimit::Until(at) => match lock.try_acquire() {
                 Ok(None) => lock
                     .acquire_timeout(at.saturating_duration_since(Instant::now()))
                     .map(Some),
                 other => other,
             },
-            Wait::No => lock.try_acquire(),
+            WaitLimit::No => lock.try_acquire(),
         };
         match got {
             Err(SharedError::OwnerDied { .. }) => continue,

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::parse::{BATCH, BREAKING, FIRST};
-use super::{Next, Ring, RingError, Wait};
+use super::{Next, Ring, RingError, WaitLimit};
 
 const CAP: usize = 64 << 10;
 
@@ -26,7 +26,7 @@ fn put(ring: &Ring, items: &[&[u8]]) {
 
 fn get(ring: &Ring) -> Result<Next<Vec<u8>>, RingError> {
     ring.next(
-        Wait::Until(Instant::now() + Duration::from_millis(20)),
+        WaitLimit::Until(Instant::now() + Duration::from_millis(20)),
         |b| b.to_vec(),
     )
 }
@@ -190,7 +190,10 @@ fn an_item_length_running_past_its_record_skips_the_record() {
 fn a_bounded_queue_with_more_places_taken_than_it_has_is_broken() {
     let r = Ring::create(CAP, 2, 1 << 20).unwrap();
     r.hdr().counts.reserved.store(50, Ordering::SeqCst);
-    assert!(matches!(r.reserve(Wait::No), Err(RingError::Broken { .. })));
+    assert!(matches!(
+        r.reserve(WaitLimit::No),
+        Err(RingError::Broken { .. })
+    ));
     assert!(matches!(get(&r), Err(RingError::Broken { .. })));
 }
 
@@ -245,7 +248,7 @@ fn threads_claiming_at_once_take_every_item_exactly_once() {
             std::thread::spawn(move || {
                 let mut got = Vec::new();
                 loop {
-                    match r.next(Wait::No, |b| b.to_vec()) {
+                    match r.next(WaitLimit::No, |b| b.to_vec()) {
                         Ok(Next::One(v)) => got.push(v),
                         Ok(Next::Empty | Next::Timeout | Next::Disconnected) => return got,
                         Ok(_) => panic!("a damaged or lost item"),

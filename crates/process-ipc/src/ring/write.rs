@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::frame::{read_len, write_padded_len};
 use super::parse::{BATCH, FIRST, LAST, MORE, PAD, REC, check_words, rec_size};
-use super::{Ring, RingError, SLICE, Wait, my_tid, take};
+use super::{Ring, RingError, SLICE, WaitLimit, my_tid, take};
 
 impl Ring {
     /// The write position, checked against the read position.
@@ -92,10 +92,9 @@ impl Ring {
     /// piece per record.
     pub(crate) fn write_framed(&self, framed: &[u8], count: usize) -> Result<(), RingError> {
         self.check_broken()?;
-        let _g = take(&self.wlock, Wait::Forever)
+        let _g = take(&self.wlock, WaitLimit::Forever)
             .map_err(RingError::Lock)?
             .expect("no deadline");
-        let h = self.hdr();
         let frag = self.frag();
         let mut tail = self.checked_tail()?;
         let (mut pos, mut left) = (0usize, count);
@@ -120,7 +119,6 @@ impl Ring {
                 let run = &framed[start..pos];
                 self.wait_room(tail, run.len())?;
                 tail = self.append(tail, BATCH, &[run]);
-                h.write.put_items.fetch_add(n, Ordering::Relaxed);
                 continue;
             }
             // One item too big for a record: FIRST, MORE..., LAST.
@@ -152,7 +150,7 @@ impl Ring {
     ) -> Option<usize> {
         const LEN: usize = 5;
         self.check_broken().ok()?;
-        let _g = take(&self.wlock, Wait::No).ok()??;
+        let _g = take(&self.wlock, WaitLimit::No).ok()??;
         let h = self.hdr();
         let tail = h.write.tail.load(Ordering::Relaxed);
         let head = h.read.head.load(Ordering::SeqCst);
@@ -182,7 +180,6 @@ impl Ring {
         h.write
             .tail
             .store(tail + rec_size(LEN + n), Ordering::SeqCst);
-        h.write.put_items.fetch_add(1, Ordering::Relaxed);
         h.data.wake();
         Some(n)
     }
@@ -197,7 +194,6 @@ impl Ring {
         let _stream = StreamEnd(self);
         self.wait_room(tail, frag)?;
         tail = self.append(tail, FIRST, &[&total, &item[..first]]);
-        h.write.put_items.fetch_add(1, Ordering::Relaxed);
         let mut rest = &item[first..];
         while !rest.is_empty() {
             let n = rest.len().min(frag);

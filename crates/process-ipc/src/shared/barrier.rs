@@ -4,7 +4,7 @@
 //! generation: its low half is bumped each time the parties go on, its high half by each
 //! [`Barrier::reset`] (so a waiter woken by a change of `c` knows whether it passed or was
 //! reset away), `d` the parties. After the cell, one
-//! [`Slot`] per party: the pid and start time of the process that arrived with that index in
+//! [`PartySlot`] per party: the pid and start time of the process that arrived with that index in
 //! this generation, so that the others can tell whether it is still there. Python's barrier
 //! counts a party killed while waiting as arrived, and the live ones go on without it; here
 //! the last to arrive checks every recorded waiter before it lets them go, and every waiter
@@ -51,12 +51,12 @@ const DIED: u64 = 2;
 /// `/proc/<pid>/stat` gives it; 0 if unknown), so that a reused pid is not taken for the
 /// party.
 #[repr(C)]
-struct Slot {
+struct PartySlot {
     pid: AtomicU64,
     start: AtomicU64,
 }
 
-const SLOT: usize = std::mem::size_of::<Slot>();
+const SLOT: usize = std::mem::size_of::<PartySlot>();
 
 /// What every handle shares, after the slots.
 #[repr(C)]
@@ -246,12 +246,12 @@ impl Barrier {
     }
 
     /// The slot for arrival `index`, if the block has one.
-    fn slot(&self, index: u64) -> Option<&Slot> {
+    fn slot(&self, index: u64) -> Option<&PartySlot> {
         let slots = (self.cell.extra_len().saturating_sub(SETTINGS) / SLOT) as u64;
         (index < slots).then(|| {
             // SAFETY: the block holds `slots` slots after the cell (64-byte aligned, so
             // aligned for a Slot), all atomics, valid for any bits, as long as `self.cell`.
-            unsafe { &*(self.cell.extra() as *const Slot).add(index as usize) }
+            unsafe { &*(self.cell.extra() as *const PartySlot).add(index as usize) }
         })
     }
 

@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::error::SharedError;
-use super::futex::{RobustWord, Taken, futex_wait, futex_wake};
+use super::futex::{futex_wait, futex_wake};
 use super::memory::{SharedMemory, check_size};
 use super::pid::my_pid;
+use super::robust::{RobustWord, Taken};
 
 /// Which primitive a cell belongs to, checked when a handle arrives in another process.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -129,4 +129,9 @@ impl SharedError {
             source: io::Error::last_os_error(),
         }
     }
+
+    /// [`SharedError::Os`] for `op` with the error the OS layer returned.
+    pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
+        SharedError::Os { op, source }
+    }
 }

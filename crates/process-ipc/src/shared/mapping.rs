@@ -13,12 +13,13 @@
 //! existed may hold it unannounced, so a fork since the block was issued rules reuse out.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::error::SharedError;
+use crate::sys;
 
 /// Bytes at the start of every mapping that hold [`Header`]; the user's bytes follow.
 pub(crate) const HEADER: usize = 64;
@@ -54,8 +55,8 @@ fn forks() -> u64 {
         extern "C" fn count_fork() {
             FORKS.fetch_add(1, Ordering::AcqRel);
         }
-        // SAFETY: registers a handler that only adds to an atomic (async-signal-safe).
-        unsafe { libc::pthread_atfork(Some(count_fork), None, None) };
+        // The handler only adds to an atomic (async-signal-safe).
+        sys::at_fork(Some(count_fork), None);
     });
     FORKS.load(Ordering::Acquire)
 }
@@ -249,8 +250,8 @@ impl Drop for Mapping {
                 }
             }
         }
-        // SAFETY: `ptr` came from mmap with this length and is unmapped once, here.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        // SAFETY: `ptr` came from `map_shared` with this length and is unmapped once, here.
+        unsafe { sys::memory::unmap(self.ptr, self.len) };
     }
 }
 
@@ -309,7 +310,7 @@ fn reissue(len: usize, forks: u64) -> Option<Mapping> {
         };
         for k in stale {
             // SAFETY: a kept mapping of this length, unmapped once, here; its fd closes.
-            unsafe { libc::munmap(k.ptr.as_ptr().cast(), k.len) };
+            unsafe { sys::memory::unmap(k.ptr, k.len) };
         }
         let at = kept.iter().position(|k| k.len == len)?;
         kept.swap_remove(at)
@@ -333,64 +334,20 @@ fn reissue(len: usize, forks: u64) -> Option<Mapping> {
 /// file's end raises SIGBUS; the file is only ever sized here, once, so only a process of
 /// this user that truncates the descriptor through `/proc` on purpose can cause that.
 fn new_memfd(len: usize) -> Result<OwnedFd, SharedError> {
-    let label = c"multitask-shm";
-    // SAFETY: `label` is a valid C string; the returned descriptor is checked below.
-    let raw = unsafe { libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC) };
-    if raw < 0 {
-        return Err(SharedError::os("memfd_create"));
-    }
-    // SAFETY: `raw` is a descriptor we just opened and own.
-    let mut fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    if raw <= 2 {
-        // The program closed a standard descriptor and the block took its number: whatever
-        // it then prints would be written into the block, over its header. Move it up.
-        // SAFETY: duplicating a descriptor we own to the lowest free number from 3.
-        let moved = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 3) };
-        if moved < 0 {
-            return Err(SharedError::os("fcntl(F_DUPFD_CLOEXEC)"));
-        }
-        // SAFETY: a descriptor we just made and own; the old one closes as `fd` is replaced.
-        fd = unsafe { OwnedFd::from_raw_fd(moved) };
-    }
+    // Never on descriptors 0-2: a program that closed a standard descriptor would otherwise
+    // print into the block, over its header.
+    let fd =
+        sys::memory::memfd(c"multitask-shm").map_err(|e| SharedError::io("memfd_create", e))?;
     // Private whatever the umask was: a memfd starts out 0777 less the umask.
-    // SAFETY: `fd` is a valid open descriptor.
-    if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {
-        return Err(SharedError::os("fchmod"));
-    }
-    let size = libc::off_t::try_from(len).map_err(|_| SharedError::Os {
-        op: "ftruncate",
-        source: std::io::Error::from_raw_os_error(libc::EFBIG),
-    })?;
-    // SAFETY: `fd` is a valid open descriptor.
-    if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } != 0 {
-        return Err(SharedError::os("ftruncate"));
-    }
+    sys::memory::fchmod(&fd, 0o600).map_err(|e| SharedError::io("fchmod", e))?;
+    sys::memory::ftruncate(&fd, len).map_err(|e| SharedError::io("ftruncate", e))?;
     Ok(fd)
 }
 
 /// Maps `len` bytes of `fd`, shared; with `populate`, every page at once (only for a block
 /// whose pages all exist: populating a hole allocates it).
 fn map_fd(fd: &OwnedFd, len: usize, populate: bool) -> Result<NonNull<u8>, SharedError> {
-    let flags = if populate {
-        libc::MAP_SHARED | libc::MAP_POPULATE
-    } else {
-        libc::MAP_SHARED
-    };
-    // SAFETY: mapping a descriptor we hold, length as sized; the result is checked.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(SharedError::os("mmap"));
-    }
-    NonNull::new(ptr.cast()).ok_or_else(|| SharedError::os("mmap"))
+    sys::memory::map_shared(fd, len, populate).map_err(|e| SharedError::io("mmap", e))
 }
 
 /// A nonce no other block of this process has had: a counter, scrambled with a key drawn once
@@ -399,11 +356,8 @@ fn next_nonce() -> u64 {
     static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static COUNT: AtomicU64 = AtomicU64::new(0);
     let key = *KEY.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        // SAFETY: writes at most 8 bytes into `bytes`.
-        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-        if n == 8 {
-            return u64::from_ne_bytes(bytes);
+        if let Ok(bytes) = sys::nonce() {
+            return u64::from_ne_bytes(bytes[..8].try_into().expect("8 of 16 bytes"));
         }
         // getrandom is missing only on kernels older than 3.17: the clock will do.
         std::time::SystemTime::now()

@@ -14,7 +14,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -228,16 +227,11 @@ impl SharedMemory {
         let fd = {
             let path = CString::new(format!("/proc/{pid}/fd/{fd_number}"))
                 .expect("digits and slashes hold no NUL");
-            // SAFETY: `path` is a valid C string; the result is checked.
-            let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-            if raw < 0 {
-                return Err(not_found(&format!(
-                    "its creator (pid {pid}) has exited or dropped it ({})",
-                    std::io::Error::last_os_error()
-                )));
-            }
-            // SAFETY: `raw` is a descriptor we just opened and own.
-            unsafe { OwnedFd::from_raw_fd(raw) }
+            crate::sys::file::open(&path, libc::O_RDWR).map_err(|e| {
+                not_found(&format!(
+                    "its creator (pid {pid}) has exited or dropped it ({e})"
+                ))
+            })?
         };
         let (mut map, size) = super::named::map_private(&fd, name)?;
         // Kept open with the mapping: a handle passed on from here names this descriptor.
@@ -518,15 +512,7 @@ pub(crate) fn check_size(bytes: u128) -> Result<usize, SharedError> {
 
 /// RAM + swap, in bytes, as `sysinfo` reports them (`u64::MAX` if it cannot say).
 fn memory_limit() -> u64 {
-    // SAFETY: an all-zero sysinfo is a valid buffer for the call to fill.
-    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
-    // SAFETY: `info` is a writable sysinfo.
-    if unsafe { libc::sysinfo(&mut info) } != 0 {
-        return u64::MAX;
-    }
-    (info.totalram as u64)
-        .saturating_add(info.totalswap as u64)
-        .saturating_mul(u64::from(info.mem_unit.max(1)))
+    crate::sys::memory::ram_and_swap().unwrap_or(u64::MAX)
 }
 
 /// Readies `len` bytes at `ptr` (memory this process owns, not yet touched) for one large
@@ -537,29 +523,11 @@ fn memory_limit() -> u64 {
 /// faults supply it.
 fn prepare_fresh(ptr: *mut u8, len: usize) {
     const HUGE: usize = 2 << 20;
-    const PAGE: usize = 4096;
     if len < 4 * HUGE {
         return;
     }
-    let start = (ptr as usize).next_multiple_of(HUGE);
-    let end = (ptr as usize + len) & !(HUGE - 1);
-    if end > start {
-        // SAFETY: MADV_HUGEPAGE on whole pages inside an allocation of ours changes no
-        // contents and no access; a kernel without THP refuses it, which is fine.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-    }
-    let start = (ptr as usize).next_multiple_of(PAGE);
-    let end = (ptr as usize + len) & !(PAGE - 1);
-    // SAFETY: populating whole pages inside an allocation of ours, not yet written: the
-    // kernel maps zeroed pages there, as the first write would; contents and access unchanged.
-    // A kernel without MADV_POPULATE_WRITE refuses it (EINVAL), which is fine.
-    unsafe {
-        libc::madvise(
-            start as *mut libc::c_void,
-            end - start,
-            libc::MADV_POPULATE_WRITE,
-        )
-    };
+    // SAFETY: the caller's `len` bytes at `ptr` are memory of ours not yet written.
+    unsafe { crate::sys::memory::advise_fresh(ptr, len) };
 }
 
 fn parse_name(name: &str) -> Option<(u32, i32, u64)> {

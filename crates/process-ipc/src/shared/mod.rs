@@ -20,6 +20,7 @@ mod memory;
 mod named;
 mod pid;
 mod raw;
+mod robust;
 mod signal;
 mod smm;
 mod sync;

@@ -26,11 +26,12 @@
 //! Its size is read once, at attach, and the header checked against it.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 
 use super::error::SharedError;
 use super::mapping::{HEADER, MAGIC, Mapping};
+use crate::sys;
 
 /// The longest name accepted (a file name is at most 255 bytes).
 const MAX_NAME: usize = 200;
@@ -64,8 +65,7 @@ fn io_refused(name: &str, what: &str, e: std::io::Error) -> SharedError {
 
 /// The per-user directory of named blocks, made if missing, opened and checked.
 pub(super) fn scope_dir(name: &str) -> Result<(OwnedFd, String), SharedError> {
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = sys::euid();
     let runtime = std::env::var_os("XDG_RUNTIME_DIR")
         .map(std::path::PathBuf::from)
         .filter(|dir| {
@@ -82,26 +82,18 @@ pub(super) fn scope_dir(name: &str) -> Result<(OwnedFd, String), SharedError> {
         name: name.to_string(),
         reason: format!("the directory {shown:?} holds a NUL"),
     })?;
-    // SAFETY: a valid C string; an existing entry is checked below, whatever made it.
-    if unsafe { libc::mkdir(c_path.as_ptr(), 0o700) } != 0 {
-        let e = std::io::Error::last_os_error();
+    // An existing entry is checked below, whatever made it.
+    if let Err(e) = sys::file::mkdir(&c_path, 0o700) {
         if e.raw_os_error() != Some(libc::EEXIST) {
             return Err(io_refused(name, &format!("cannot make {shown}"), e));
         }
     }
-    // SAFETY: a valid C string; O_NOFOLLOW|O_DIRECTORY refuse a link or a non-directory.
-    let raw = unsafe {
-        libc::open(
-            c_path.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if raw < 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(io_refused(name, &format!("cannot open {shown}"), e));
-    }
-    // SAFETY: a descriptor we just opened and own.
-    let dir = unsafe { OwnedFd::from_raw_fd(raw) };
+    // O_NOFOLLOW|O_DIRECTORY refuse a link or a non-directory.
+    let dir = sys::file::open(
+        &c_path,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+    )
+    .map_err(|e| io_refused(name, &format!("cannot open {shown}"), e))?;
     let st = fstat(&dir)?;
     if st.st_uid != uid || st.st_mode & 0o077 != 0 {
         return Err(SharedError::Refused {
@@ -118,13 +110,7 @@ pub(super) fn scope_dir(name: &str) -> Result<(OwnedFd, String), SharedError> {
 }
 
 pub(super) fn fstat(fd: &OwnedFd) -> Result<libc::stat, SharedError> {
-    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is valid and `st` is a writable stat buffer.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(SharedError::os("fstat"));
-    }
-    Ok(st)
+    sys::file::fstat(fd).map_err(|e| SharedError::io("fstat", e))
 }
 
 /// Makes the block `name` of `size` user bytes, whole, then publishes the name; its mapping.
@@ -136,51 +122,32 @@ pub(super) fn create(name: &str, size: usize) -> Result<Mapping, SharedError> {
     let (dir, shown) = scope_dir(name)?;
     let c_name = CString::new(name).expect("checked: no NUL");
     let len = HEADER + size;
-    // SAFETY: an unnamed file in our directory, private; the result is checked.
-    let raw = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c".".as_ptr(),
-            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
-            0o600,
-        )
-    };
-    let (fd, linked) = if raw >= 0 {
-        // SAFETY: a descriptor we just opened and own.
-        (unsafe { OwnedFd::from_raw_fd(raw) }, false)
-    } else {
+    // An unnamed file in our directory, private.
+    let (fd, linked) = match sys::file::openat(&dir, c".", libc::O_TMPFILE | libc::O_RDWR, 0o600) {
+        Ok(fd) => (fd, false),
         // No O_TMPFILE here: create the name at once, exclusively (an attacher may then see
         // it for an instant before its header: it refuses it as not a block yet).
-        // SAFETY: a valid C string relative to our directory; O_EXCL|O_NOFOLLOW.
-        let raw = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                c_name.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_RDWR | libc::O_CLOEXEC,
+        Err(_) => {
+            let fd = sys::file::openat(
+                &dir,
+                &c_name,
+                libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_RDWR,
                 0o600,
             )
-        };
-        if raw < 0 {
-            return Err(exists_or(name, &shown));
+            .map_err(|e| exists_or(name, &shown, e))?;
+            (fd, true)
         }
-        // SAFETY: a descriptor we just opened and own.
-        (unsafe { OwnedFd::from_raw_fd(raw) }, true)
     };
     let remove = |fd_made: bool| {
         if fd_made {
-            // SAFETY: removing the name we just made in our directory.
-            unsafe { libc::unlinkat(dir.as_raw_fd(), c_name.as_ptr(), 0) };
+            let _ = sys::file::unlinkat(&dir, &c_name);
         }
     };
-    // SAFETY: `fd` is open; private whatever the umask.
-    let sized = unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } == 0
-        && libc::off_t::try_from(len)
-            // SAFETY: as above.
-            .is_ok_and(|l| unsafe { libc::ftruncate(fd.as_raw_fd(), l) } == 0);
-    if !sized {
-        let err = SharedError::os("ftruncate");
+    // Private whatever the umask.
+    let sized = sys::memory::fchmod(&fd, 0o600).and_then(|()| sys::memory::ftruncate(&fd, len));
+    if let Err(e) = sized {
         remove(linked);
-        return Err(err);
+        return Err(SharedError::io("ftruncate", e));
     }
     let mut map = match Mapping::attach(&fd, len, false) {
         Ok(map) => map,
@@ -194,28 +161,14 @@ pub(super) fn create(name: &str, size: usize) -> Result<Mapping, SharedError> {
     header.size.store(size as u64, Ordering::Relaxed);
     header.magic.store(MAGIC, Ordering::Release);
     if !linked {
-        let proc_path =
-            CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("digits hold no NUL");
-        // SAFETY: valid C strings; links the unnamed file under the name, failing if taken.
-        let rc = unsafe {
-            libc::linkat(
-                libc::AT_FDCWD,
-                proc_path.as_ptr(),
-                dir.as_raw_fd(),
-                c_name.as_ptr(),
-                libc::AT_SYMLINK_FOLLOW,
-            )
-        };
-        if rc != 0 {
-            return Err(exists_or(name, &shown));
-        }
+        // Fails if the name is taken.
+        sys::file::link_fd(&fd, &dir, &c_name).map_err(|e| exists_or(name, &shown, e))?;
     }
     Ok(map)
 }
 
-/// `Exists` if the last error says the name is taken, else the error as it is.
-fn exists_or(name: &str, shown: &str) -> SharedError {
-    let e = std::io::Error::last_os_error();
+/// `Exists` if `e` says the name is taken, else the error as it is.
+fn exists_or(name: &str, shown: &str, e: std::io::Error) -> SharedError {
     if e.raw_os_error() == Some(libc::EEXIST) {
         SharedError::Exists {
             name: name.to_string(),
@@ -234,26 +187,23 @@ pub(super) fn attach(name: &str) -> Result<(Mapping, usize), SharedError> {
     check_name(name).map_err(refused)?;
     let (dir, shown) = scope_dir(name)?;
     let c_name = CString::new(name).expect("checked: no NUL");
-    // SAFETY: a valid C string relative to our directory; no link followed.
-    let raw = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c_name.as_ptr(),
-            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
-        )
-    };
-    if raw < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOENT) {
+    // No link followed.
+    let opened = sys::file::openat(
+        &dir,
+        &c_name,
+        libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        0,
+    );
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
             return Err(SharedError::NotFound {
                 name: name.to_string(),
                 reason: format!("no such block in {shown} (never made, or unlinked)"),
             });
         }
-        return Err(io_refused(name, &format!("cannot open it in {shown}"), e));
-    }
-    // SAFETY: a descriptor we just opened and own.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Err(e) => return Err(io_refused(name, &format!("cannot open it in {shown}"), e)),
+    };
     let (mut map, size) = map_private(&fd, name)?;
     let header = map.header();
     if header.magic.load(Ordering::Acquire) != MAGIC
@@ -280,8 +230,7 @@ pub(super) fn map_private(fd: &OwnedFd, name: &str) -> Result<(Mapping, usize), 
         reason,
     };
     let st = fstat(fd)?;
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = sys::euid();
     if st.st_uid != me {
         return Err(refused(format!(
             "owned by uid {}, not ours ({me})",
@@ -311,9 +260,7 @@ pub(super) fn unlink(name: &str) -> Result<(), SharedError> {
         name: name.to_string(),
         reason: "a name holds no NUL".into(),
     })?;
-    // SAFETY: a valid C string relative to our directory.
-    if unsafe { libc::unlinkat(dir.as_raw_fd(), c_name.as_ptr(), 0) } != 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = sys::file::unlinkat(&dir, &c_name) {
         if e.raw_os_error() == Some(libc::ENOENT) {
             return Err(SharedError::NotFound {
                 name: name.to_string(),

@@ -22,8 +22,8 @@ fn first_pid() -> u32 {
         extern "C" fn forget_pid() {
             PID.store(0, Ordering::Relaxed);
         }
-        // SAFETY: registers a handler that only stores to an atomic (async-signal-safe).
-        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+        // The handler only stores to an atomic (async-signal-safe).
+        crate::sys::at_fork(None, Some(forget_pid));
     });
     let pid = std::process::id();
     PID.store(pid, Ordering::Relaxed);

@@ -12,7 +12,7 @@
 //! by it would delay that manager's watcher), and does only what is safe after `fork` in a
 //! threaded program: reads into a buffer made before the fork, `unlinkat`, `_exit`.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -21,6 +21,7 @@ use super::error::SharedError;
 use super::list::{ShareableItem, ShareableList};
 use super::memory::SharedMemory;
 use super::named::scope_dir;
+use crate::sys;
 
 /// The bytes of names a watcher holds (each name and a newline): about 20 000 blocks.
 const LIST_BYTES: usize = 1 << 20;
@@ -55,50 +56,8 @@ impl SharedMemoryManager {
     /// [`SharedError::Refused`] if the directory of named blocks is not private to this user.
     pub fn new() -> Result<Self, SharedError> {
         let (dir, _) = scope_dir("(manager)")?;
-        let mut fds = [0; 2];
-        // SAFETY: socketpair writes two descriptors into `fds`.
-        if unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        } != 0
-        {
-            return Err(SharedError::os("socketpair"));
-        }
-        // SAFETY: two descriptors we just made and own.
-        let (mine, theirs) =
-            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // Made before the fork: the watcher may not allocate.
-        let mut buffer = vec![0u8; LIST_BYTES];
-        // SAFETY: fork; the child runs only `watch` (async-signal-safe calls) and `_exit`.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(SharedError::os("fork"));
-        }
-        if pid == 0 {
-            // SAFETY: in the new child: setsid, a second fork, then the watcher, which never
-            // returns.
-            unsafe {
-                libc::setsid();
-                if libc::fork() != 0 {
-                    libc::_exit(0);
-                }
-                watch(
-                    theirs.as_raw_fd(),
-                    mine.as_raw_fd(),
-                    dir.as_raw_fd(),
-                    &mut buffer,
-                )
-            }
-        }
-        drop(theirs);
-        // The first child exits at once (its child, the watcher, goes on alone).
-        let mut status = 0;
-        // SAFETY: waits for our own child; a reaper elsewhere taking it first is harmless.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let mine = sys::watcher::start_unlink_watcher(&dir, LIST_BYTES)
+            .map_err(|e| SharedError::io("start the SharedMemoryManager's watcher", e))?;
         Ok(SharedMemoryManager {
             sock: mine,
             names: Mutex::new(Vec::new()),
@@ -109,9 +68,9 @@ impl SharedMemoryManager {
     /// A name for a new block, sent to the watcher before the block exists.
     fn register(&self) -> Result<String, SharedError> {
         static COUNT: AtomicU64 = AtomicU64::new(0);
-        let mut random = [0u8; 8];
-        // SAFETY: writes at most 8 bytes into `random`.
-        unsafe { libc::getrandom(random.as_mut_ptr().cast(), 8, 0) };
+        let random: [u8; 8] = sys::nonce().unwrap_or_default()[..8]
+            .try_into()
+            .expect("8 of 16 bytes");
         let name = format!(
             "mt_smm_{}_{}_{:016x}",
             std::process::id(),
@@ -126,18 +85,12 @@ impl SharedMemoryManager {
                 reason: format!("a SharedMemoryManager tracks at most {LIST_BYTES} bytes of names"),
             });
         }
-        // SAFETY: sends our bytes on our socket; MSG_NOSIGNAL: a dead watcher is an error, not
-        // a SIGPIPE.
-        let n = unsafe {
-            libc::send(
-                self.sock.as_raw_fd(),
-                line.as_ptr().cast(),
-                line.len(),
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        if n != line.len() as isize {
-            return Err(SharedError::os("send to the SharedMemoryManager's watcher"));
+        // A dead watcher is an error, not a SIGPIPE.
+        let op = "send to the SharedMemoryManager's watcher";
+        match sys::watcher::send_names(&self.sock, line.as_bytes()) {
+            Ok(n) if n == line.len() => {}
+            Ok(_) => return Err(SharedError::io(op, std::io::ErrorKind::WriteZero.into())),
+            Err(e) => return Err(SharedError::io(op, e)),
         }
         self.names.lock().push(name.clone());
         Ok(name)
@@ -191,61 +144,4 @@ impl std::fmt::Debug for SharedMemoryManager {
             .field("blocks", &self.names.lock().len())
             .finish_non_exhaustive()
     }
-}
-
-/// The watcher: keeps the names that arrive on `sock` in `buffer` until the other end closes,
-/// then unlinks each in `dir` and exits. Only async-signal-safe calls, no allocation.
-///
-/// # Safety
-/// Only in a child just forked, with these descriptors open.
-unsafe fn watch(sock: i32, other: i32, dir: i32, buffer: &mut [u8]) -> ! {
-    // SAFETY: descriptor juggling in our own process: the socket to 0, the directory to 1,
-    // every other descriptor closed (the manager's end among them, or EOF never comes).
-    unsafe {
-        libc::close(other);
-        // Above 2 first: the socket or the directory may itself be 0 or 1.
-        let (sock, dir) = (
-            libc::fcntl(sock, libc::F_DUPFD, 3),
-            libc::fcntl(dir, libc::F_DUPFD, 3),
-        );
-        libc::dup2(sock, 0);
-        libc::dup2(dir, 1);
-        let closed = libc::syscall(libc::SYS_close_range, 2u32, u32::MAX, 0u32);
-        if closed != 0 {
-            for fd in 2..4096 {
-                libc::close(fd);
-            }
-        }
-    }
-    let mut used = 0;
-    loop {
-        if used == buffer.len() {
-            break;
-        }
-        // SAFETY: reads into the unused part of our buffer.
-        let n = unsafe { libc::read(0, buffer[used..].as_mut_ptr().cast(), buffer.len() - used) };
-        if n > 0 {
-            used += n as usize;
-        } else if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
-        }
-    }
-    // Complete lines only: a name is followed by its newline.
-    let complete = buffer[..used]
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map_or(0, |last| last + 1);
-    for line in buffer[..complete].split(|b| *b == b'\n') {
-        let end = line.len();
-        if end == 0 || end >= 256 || line.contains(&b'/') || line.contains(&0) {
-            continue;
-        }
-        let mut name = [0u8; 256];
-        name[..end].copy_from_slice(line);
-        // SAFETY: a NUL-terminated name relative to the directory on descriptor 1; names
-        // hold no '/' (made by `register`).
-        unsafe { libc::unlinkat(1, name.as_ptr().cast(), 0) };
-    }
-    // SAFETY: ends the watcher without running anything of the parent's.
-    unsafe { libc::_exit(0) }
 }

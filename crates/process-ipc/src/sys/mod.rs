@@ -1,7 +1,10 @@
 //! The OS layer: every libc call of the process machinery, each behind a safe wrapper, split
-//! by topic: [`socket`] (sockets, credentials, descriptors), [`process`] (starting, waiting,
-//! pidfds), [`signal`] (signals and exit hooks), [`image`] (code offsets in this executable).
-//! Waiting with a deadline is here.
+//! by topic: [`socket`] (sockets, credentials, descriptors), [`net`] (the manager's listeners
+//! and connections), [`process`] (starting, waiting, pidfds), [`signal`] (signals, handlers and
+//! exit hooks), [`image`] (code offsets in this executable), [`memory`] (memfds and shared
+//! mappings), [`futex`] (futex words, barriers, the thread's id and robust list), [`file`]
+//! (files by name, for named blocks), [`watcher`] (the process that unlinks a
+//! `SharedMemoryManager`'s names). Waiting with a deadline is here.
 //!
 //! The bottom layer: it imports no other module of this crate.
 
@@ -9,12 +12,18 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+pub(crate) mod file;
+pub(crate) mod futex;
 pub(crate) mod image;
+pub(crate) mod memory;
+pub(crate) mod net;
 pub(crate) mod process;
 pub(crate) mod signal;
 pub(crate) mod socket;
+pub(crate) mod watcher;
 
 pub(crate) use image::*;
+pub(crate) use net::*;
 pub(crate) use process::*;
 pub(crate) use signal::*;
 pub(crate) use socket::*;

@@ -212,28 +212,9 @@ pub(crate) struct ThreadRegs {
 /// Reads [`ThreadRegs`] of the calling thread. `tid_address` is 0 where the kernel does not
 /// tell it (`PR_GET_TID_ADDRESS` needs checkpoint/restore support).
 pub(crate) fn thread_regs() -> ThreadRegs {
-    let mut tid_address: usize = 0;
-    // SAFETY: PR_GET_TID_ADDRESS writes one pointer-sized value to a valid address.
-    let rc = unsafe { libc::prctl(libc::PR_GET_TID_ADDRESS, &mut tid_address as *mut usize) };
-    if rc != 0 {
-        tid_address = 0;
-    }
-    let mut robust_head: usize = 0;
-    let mut robust_len: libc::size_t = 0;
-    // SAFETY: get_robust_list of the calling thread (pid 0) writes a pointer and a length.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_get_robust_list,
-            0,
-            &mut robust_head as *mut usize,
-            &mut robust_len as *mut libc::size_t,
-        )
-    };
-    if rc != 0 {
-        robust_head = 0;
-    }
+    let (robust_head, robust_len) = super::futex::robust_list().unwrap_or((0, 0));
     ThreadRegs {
-        tid_address,
+        tid_address: super::futex::tid_address().unwrap_or(0),
         robust_head,
         robust_len,
     }
@@ -291,7 +272,7 @@ pub(crate) fn clone_parent(regs: &ThreadRegs) -> io::Result<u32> {
     }
     if rc == 0 && regs.robust_head != 0 {
         // SAFETY: the list head is libc's for this thread, copied with the address space.
-        unsafe { libc::syscall(libc::SYS_set_robust_list, regs.robust_head, regs.robust_len) };
+        unsafe { super::futex::set_robust_list(regs.robust_head, regs.robust_len) };
     }
     Ok(rc as u32)
 }
@@ -404,4 +385,29 @@ pub(crate) fn setuid(uid: u32) -> io::Result<()> {
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit ends the process; no memory of ours is touched.
     unsafe { libc::_exit(code) }
+}
+
+/// `waitid(P_PIDFD, WEXITED | WNOHANG)`: reaps the exited child behind `pidfd`; nothing if it
+/// runs still, and ECHILD (reaped by someone else first) is fine.
+pub(crate) fn reap_pidfd(pidfd: &OwnedFd) {
+    const P_PIDFD: libc::idtype_t = 3;
+    // SAFETY: siginfo_t is plain data; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pidfd and a siginfo_t owned by this frame.
+    unsafe {
+        libc::waitid(
+            P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG,
+        )
+    };
+}
+
+/// `pthread_atfork`: `prepare` runs in the process about to fork, before each fork; `child` in
+/// the copy, after. Both must be async-signal-safe (they run inside `fork`).
+pub(crate) fn at_fork(prepare: Option<extern "C" fn()>, child: Option<extern "C" fn()>) {
+    let as_unsafe = |f: extern "C" fn()| f as unsafe extern "C" fn();
+    // SAFETY: registers plain `extern "C" fn()`s that live as long as the program.
+    unsafe { libc::pthread_atfork(prepare.map(as_unsafe), None, child.map(as_unsafe)) };
 }

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use crate::error::PoolError;
 
 use super::super::schedule::TaskId;
-use super::{Completer, Describe, Shared, State, TICK, Task, dispatch, run_completer};
+use super::{Completer, Describe, PoolShared, PoolState, TICK, Task, dispatch, run_completer};
 
-impl Shared {
-    pub(in crate::pool) fn lock(&self) -> MutexGuard<'_, State> {
+impl PoolShared {
+    pub(in crate::pool) fn lock(&self) -> MutexGuard<'_, PoolState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -15,7 +15,7 @@ use serde_bytes::ByteBuf;
 use crate::error::PoolError;
 use crate::process::{Process, ProcessHandle};
 
-use super::super::worker::{Outcome, call_at};
+use super::super::worker::{TaskOutcome, call_at};
 use super::RedisOptions;
 use super::conn::{self, GROUP, Keys};
 use super::frame::{
@@ -545,11 +545,11 @@ impl Worker {
         #[cfg(feature = "trace")]
         let _task = crate::trace::task_span(0);
         match call_at(call, &task.args) {
-            Outcome::Value(v) => RemoteOutcome::Value(v),
-            Outcome::Panicked { message, location } => {
+            TaskOutcome::Value(v) => RemoteOutcome::Value(v),
+            TaskOutcome::Panicked { message, location } => {
                 RemoteOutcome::Panicked { message, location }
             }
-            Outcome::Serde(m) => RemoteOutcome::Serde(m),
+            TaskOutcome::Serde(m) => RemoteOutcome::Serde(m),
         }
     }
 }

@@ -259,15 +259,11 @@ pub(crate) fn write_frame<M: Serialize>(
     writer.write_all(buf)
 }
 
-/// How long either side of a connection polls for the next frame before it sleeps in `read`:
-/// none. A loopback TCP round trip costs more processor time in the kernel's TCP stack than a
-/// useful poll could last (see the `tcp_round_trips_one_thread` row of
-/// `benches/manager_remote.rs`), and on a loaded machine each yield between polls hands a whole
-/// time slice to another process, while a thread woken from `read` is run soon: with the
-/// yielding poll this once was (tens of microseconds), the dict bench fell to a fifth of a plain blocking
-/// ping-pong's rate under load; reading at once keeps it at that floor (see the commit log).
-/// The polling machinery stays for a caller that sets [`SpinRead::spin`].
-pub(crate) const SPIN: Duration = Duration::ZERO;
+/// How long either side of a connection polls for the next frame before it sleeps in `read`.
+/// A call's answer, and a busy client's next call, usually come well within it: on a quiet
+/// machine a poll that finds the frame saves the wake-up of a sleeping reader, which is most
+/// of a round trip on a Unix socket (reading at once made the local dict bench 4.6x slower).
+pub(crate) const SPIN: Duration = Duration::from_micros(40);
 
 /// How long the manager waits for the rest of a frame once its first byte arrived: a peer that
 /// stalls mid-frame is dropped after it (an idle connection, between frames, is not).

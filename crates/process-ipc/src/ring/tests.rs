@@ -269,3 +269,28 @@ fn threads_claiming_at_once_take_every_item_exactly_once() {
     got.sort_unstable_by_key(|v| u32::from_le_bytes(v[..4].try_into().unwrap()));
     assert_eq!(got, all);
 }
+
+#[test]
+fn qsize_counts_claims_in_the_head_record_and_a_scribbled_one_is_a_wrong_count_never_a_panic() {
+    let r = ring();
+    put(&r, &[b"a", b"b", b"c", b"d"]);
+    let h = r.hdr();
+    // As four puts count them.
+    h.accepted.count.store(4, Ordering::SeqCst);
+    assert_eq!(r.queued(), 4);
+    assert_eq!(item(get(&r)), b"a");
+    assert_eq!(item(get(&r)), b"b");
+    // Two claimed from the middle of the record, no record freed yet.
+    assert_eq!(h.pos.got_items.load(Ordering::SeqCst), 0);
+    assert_eq!(r.queued(), 2);
+    // A taken item's length scribbled past the record: the walk stops there.
+    // SAFETY: byte 10 of the records is the second item's length byte, inside the ring.
+    unsafe { *r.data().add(10) = 100 };
+    assert!(r.queued() <= 4);
+    // The record's length and the read position scribbled too: still an answer.
+    scribble_record(&r, 0, u32::MAX, BATCH);
+    h.pos.at.store(u64::MAX >> 1, Ordering::SeqCst);
+    assert!(r.queued() <= 4);
+    h.read.head.store(u64::MAX - 7, Ordering::SeqCst);
+    assert!(r.queued() <= 4);
+}

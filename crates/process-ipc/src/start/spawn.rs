@@ -162,6 +162,11 @@ pub(crate) fn decide(token_present: bool, at_secure: bool) -> Decision {
 fn child_bootstrap() {
     // SAFETY (ctor): runs before main, single-threaded; only std facilities that need no
     // runtime setup beyond libc are used until the token says this process is a child.
+    //
+    // Every process of the program registers for the robust lock's barrier here, while it has
+    // one thread: registering once a second thread runs waits for an RCU grace period (10 ms
+    // and more), which a child would pay at its first lock, inside its target's time.
+    sys::futex::register_for_barriers();
     let token = std::env::var_os(TOKEN_VAR);
     match decide(token.is_some(), sys::at_secure()) {
         Decision::NotAChild => return,

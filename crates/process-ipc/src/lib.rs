@@ -272,6 +272,9 @@ pub use shared::{
 };
 pub use start::exit_rule::{join_non_daemon, join_non_daemon_at_exit, join_non_daemon_timeout};
 pub use start::fork_server::__fork_server_pid;
+#[cfg(feature = "test-fault")]
+#[doc(hidden)]
+pub use start::fork_server::{__pause_fork_server_reaper, __stop_fork_server};
 pub use start::{START_METHOD_VAR, START_TIMEOUT, StartMethod, Target, get_start_method};
 pub use wire::Wire;
 

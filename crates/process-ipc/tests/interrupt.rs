@@ -125,14 +125,14 @@ fn run(role: &str, signal: i32, group: bool) -> Run {
     let left = leftovers(pid as u32);
     assert!(
         left.is_empty(),
-        "left behind (pid, ppid, pgrp, state): {left:?}; output {lines:?}"
+        "left behind (pid, ppid, pgrp, state, name): {left:?}; output {lines:?}"
     );
     Run { lines, status }
 }
 
 /// Every process whose parent was the program or which is in its group: `(pid, ppid, pgrp,
-/// state)`. A zombie counts: in a container init may never reap it.
-fn leftovers(program: u32) -> Vec<(u32, u32, u32, char)> {
+/// state, name)`. A zombie counts: in a container init may never reap it.
+fn leftovers(program: u32) -> Vec<(u32, u32, u32, char, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry
@@ -146,7 +146,11 @@ fn leftovers(program: u32) -> Vec<(u32, u32, u32, char)> {
             continue;
         };
         // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        let Some(rest) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let Some(rest) = stat.get(close + 2..) else {
             continue;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -154,7 +158,7 @@ fn leftovers(program: u32) -> Vec<(u32, u32, u32, char)> {
         let ppid: u32 = fields[1].parse().unwrap_or(0);
         let pgrp: u32 = fields[2].parse().unwrap_or(0);
         if ppid == program || pgrp == program {
-            found.push((pid, ppid, pgrp, state));
+            found.push((pid, ppid, pgrp, state, comm));
         }
     }
     found

@@ -286,6 +286,7 @@ impl Server {
         let pid = child.id();
         // No zombie if the server dies while nobody starts a process: reap it when it exits
         // (waiting without reaping first, so a kill under the lock never hits a reused pid).
+        Reaping::begin(pid);
         let reaper = std::thread::Builder::new()
             .name("process-ipc-forkserver-reaper".into())
             .stack_size(64 * 1024)
@@ -298,9 +299,15 @@ impl Server {
                     }
                 }
                 // Out of SERVER (now, or when it was retired): nobody signals this pid any more.
+                #[cfg(feature = "test-fault")]
+                std::thread::sleep(std::time::Duration::from_millis(
+                    REAPER_PAUSE_MS.load(std::sync::atomic::Ordering::Relaxed),
+                ));
                 let _ = child.wait();
+                Reaping::end(pid);
             });
         if let Err(e) = reaper {
+            Reaping::end(pid);
             let _ = sys::kill(pid, libc::SIGKILL);
             return Err(e);
         }
@@ -315,6 +322,51 @@ impl Server {
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+
+/// The servers started and not reaped yet, by pid (the current one, and any retired one whose
+/// reaper has not reaped it): [`stop_server`] waits for them, since a server that died on its
+/// own (a Ctrl-C reaches the whole process group) is out of [`SERVER`] before it is reaped.
+struct Reaping;
+
+static REAPING: (Mutex<Vec<u32>>, std::sync::Condvar) =
+    (Mutex::new(Vec::new()), std::sync::Condvar::new());
+
+impl Reaping {
+    fn begin(pid: u32) {
+        REAPING
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pid);
+    }
+
+    fn end(pid: u32) {
+        let mut unreaped = REAPING.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = unreaped.iter().position(|&p| p == pid) {
+            unreaped.swap_remove(at);
+        }
+        REAPING.1.notify_all();
+    }
+
+    /// Waits until every server started before now is reaped (one started meanwhile is not
+    /// waited for); false if `deadline` came first.
+    fn wait_all(deadline: Instant) -> bool {
+        let mut unreaped = REAPING.0.lock().unwrap_or_else(|p| p.into_inner());
+        let before = unreaped.clone();
+        while unreaped.iter().any(|p| before.contains(p)) {
+            let time = deadline.saturating_duration_since(Instant::now());
+            if time.is_zero() {
+                return false;
+            }
+            unreaped = REAPING
+                .1
+                .wait_timeout(unreaped, time)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
 
 /// A server to start (by this deadline), and where the outcome goes.
 type StartJob = (
@@ -426,22 +478,37 @@ pub(crate) fn take_reply(
 }
 
 /// Ends the fork server for good (the Ctrl-C shutdown: no start will come) and waits, until
-/// `deadline`, for its reaper thread to reap it, so that it is not left a zombie of init when
-/// the program ends. The kill is sent under the lock, which the reaper takes before it reaps:
-/// the pid cannot have been reused.
+/// `deadline`, for its reaper thread to reap it, and every earlier server's, so that none is
+/// left a zombie of init when the program ends. The kill is sent under the lock, which the
+/// reaper takes before it reaps: the pid cannot have been reused.
 pub(crate) fn stop_server(deadline: Instant) {
-    let pid = {
-        let server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(server) = server.as_ref() else {
-            return;
-        };
+    if let Some(server) = SERVER.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
         let _ = sys::kill(server.pid, libc::SIGKILL);
-        server.pid
-    };
-    // Reaped once `kill(pid, 0)` finds no such process (the reaper clears SERVER, then reaps).
-    while Instant::now() < deadline && sys::kill(pid, 0).is_ok() {
-        std::thread::sleep(std::time::Duration::from_millis(1));
     }
+    // A server the signal itself killed may be out of SERVER and not reaped yet: wait for
+    // every reaper, not only for the pid found there.
+    Reaping::wait_all(deadline);
+}
+
+/// Test faults: how long each server's reaper pauses between taking its dead server out of
+/// [`SERVER`] and reaping it (widens the window [`stop_server`] must cover).
+#[cfg(feature = "test-fault")]
+static REAPER_PAUSE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Test faults: makes every fork server's reaper pause `pause` before it reaps a dead server.
+#[cfg(feature = "test-fault")]
+#[doc(hidden)]
+pub fn __pause_fork_server_reaper(pause: std::time::Duration) {
+    let ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+    REAPER_PAUSE_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Test faults: the Ctrl-C shutdown's end of the fork server ([`stop_server`]), bounded by
+/// `timeout`.
+#[cfg(feature = "test-fault")]
+#[doc(hidden)]
+pub fn __stop_fork_server(timeout: std::time::Duration) {
+    stop_server(Instant::now() + timeout);
 }
 
 /// Test support: the current fork server's pid, if one runs (tests kill it).

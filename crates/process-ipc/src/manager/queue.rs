@@ -371,6 +371,11 @@ impl<T: Wire> ManagedQueue<T> {
     /// [`ManagerError::Timeout`] if no item came in time (none was taken);
     /// [`ManagerError::Gone`] if the manager is gone.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, ManagerError> {
+        // In the manager's process an item already queued is taken without reading the clock
+        // (a read costs about as much as the rest of such a get).
+        if let Some(Ok(Some(item))) = self.local.as_ref().map(|q| q.get(Until::No)) {
+            return self.decode(item.bytes());
+        }
         match Instant::now().checked_add(timeout) {
             Some(deadline) => self.get_with(QueueWait::Until(deadline, timeout)),
             None => self.get(),

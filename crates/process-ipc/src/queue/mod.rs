@@ -316,24 +316,31 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// `Err(Disconnected)` when the queue is empty and no putting handle is left (see "The end
     /// of a reader loop" above).
     pub fn get(&self) -> Result<T, QueueError> {
-        self.get_inner(WaitLimit::Forever, Duration::MAX)
+        self.get_inner(|| WaitLimit::Forever, Duration::MAX)
     }
 
     /// Like [`get`](Self::get), giving up after `timeout` with `Err(Timeout)`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
-        let wait = Instant::now()
-            .checked_add(timeout)
-            .map_or(WaitLimit::Forever, WaitLimit::Until);
+        // The deadline is made only if the item is not taken at once.
+        let wait = || {
+            Instant::now()
+                .checked_add(timeout)
+                .map_or(WaitLimit::Forever, WaitLimit::Until)
+        };
         self.get_inner(wait, timeout)
     }
 
     /// Python's `get_nowait()`: the next item if one is ready, else `Err(Empty)` (or
     /// `Err(Disconnected)` if none will come).
     pub fn get_nowait(&self) -> Result<T, QueueError> {
-        self.get_inner(WaitLimit::No, Duration::ZERO)
+        self.get_inner(|| WaitLimit::No, Duration::ZERO)
     }
 
-    fn get_inner(&self, wait: WaitLimit, timeout: Duration) -> Result<T, QueueError> {
+    fn get_inner(
+        &self,
+        wait: impl FnOnce() -> WaitLimit,
+        timeout: Duration,
+    ) -> Result<T, QueueError> {
         // After an immediate shutdown nothing is handed out: what a feeder moved in since is
         // dropped (and counted done) here.
         if self.ring.shutdown_state().map_err(ring_error)? == Shutdown::Immediate {
@@ -346,7 +353,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut why = None;
         let got = self
             .ring
-            .next(wait, |bytes| {
+            .next_waiting(wait, |bytes| {
                 postcard::from_bytes::<T>(bytes)
                     .map_err(|e| why = Some(e))
                     .ok()

@@ -184,12 +184,23 @@ impl Ring {
         wait: WaitLimit,
         decode: impl FnOnce(&[u8]) -> R,
     ) -> Result<Next<R>, RingError> {
+        self.next_waiting(|| wait, decode)
+    }
+
+    /// [`next`](Self::next) with the wait made only if the claim took no item: a timed get
+    /// reads the clock (a read costs about as much as the rest of such a get) only then.
+    #[inline]
+    pub(crate) fn next_waiting<R>(
+        &self,
+        wait: impl FnOnce() -> WaitLimit,
+        decode: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Next<R>, RingError> {
         self.check_broken()?;
         let mut decode = Some(decode);
         if let Some(got) = self.claim(&mut decode) {
             return Ok(Next::One(got));
         }
-        self.next_locked(wait, &mut decode)
+        self.next_locked(wait(), &mut decode)
     }
 
     /// [`next`](Self::next) the locked way (the claim did not take an item).

@@ -13,7 +13,9 @@
 //! that does not decode fails only the get that took it, in the process that took it.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -164,9 +166,11 @@ impl QueueObj {
         self.lock().maxsize
     }
 
-    /// Every change under the lock is a single push or pop, so a poisoned lock is taken over.
+    /// The queue's lock (parking_lot's, as the feeder's buffer: it hands over faster between
+    /// the thread serving a connection and a getter). A panic under it leaves the state whole:
+    /// every change there is a single push or pop.
     fn lock(&self) -> MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// Puts one item, waiting `wait` for room in a bounded queue. `Ok(false)`: still full, and

@@ -92,10 +92,13 @@ struct Line<T>(T);
 pub(crate) struct Feed {
     /// The ring it moves items into ([`Ring::local_id`]; 0 for another sink).
     ring: usize,
-    chunks: Mutex<FeedBuf>,
-    more: Condvar,
+    /// parking_lot's lock, which spins with back-off before it sleeps: several threads of a
+    /// process putting at once handed std's lock over through futex sleeps and wake-ups, which
+    /// cost them more than the rest of their puts.
+    chunks: parking_lot::Mutex<FeedBuf>,
+    more: parking_lot::Condvar,
     /// The feeder finished a chunk (see `push`).
-    progress: Condvar,
+    progress: parking_lot::Condvar,
     /// Items put through this handle: written only by `push`, under `chunks`.
     pushed: Line<AtomicUsize>,
     /// Items the feeder has moved into the ring (or dropped): written only by the feeder.
@@ -191,7 +194,7 @@ impl Feed {
     fn start_for<S: Sink>(sink: S, name: &str, ring: usize) -> Result<Arc<Feed>, QueueError> {
         let feed = Arc::new(Feed {
             ring,
-            chunks: Mutex::new(FeedBuf {
+            chunks: parking_lot::Mutex::new(FeedBuf {
                 chunks: VecDeque::new(),
                 spare: Vec::new(),
                 open: true,
@@ -200,8 +203,8 @@ impl Feed {
                 in_flight: false,
                 waiting: 0,
             }),
-            more: Condvar::new(),
-            progress: Condvar::new(),
+            more: parking_lot::Condvar::new(),
+            progress: parking_lot::Condvar::new(),
             pushed: Line(AtomicUsize::new(0)),
             moved: Line(AtomicUsize::new(0)),
             drained: (Mutex::new(()), Condvar::new()),
@@ -225,7 +228,7 @@ impl Feed {
 
     /// No more puts through this handle: the feeder drains what is left, then exits.
     pub(crate) fn close(&self) {
-        let mut buf = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = self.chunks.lock();
         buf.open = false;
         self.more.notify_all();
     }
@@ -270,7 +273,7 @@ impl Feed {
                 .clone();
             return Err(why.unwrap_or_else(|| QueueError::Io("the queue's feeder stopped".into())));
         }
-        let mut buf = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = self.chunks.lock();
         // A stream of big items stays on the direct path: while the feeder is moving earlier
         // ones (and not stuck waiting for readers to make room), wait for it rather than queue
         // behind it. Never for a reader: a feeder waiting for room ends the wait at once.
@@ -286,11 +289,7 @@ impl Feed {
                 break;
             }
             buf.waiting += 1;
-            buf = self
-                .progress
-                .wait_timeout(buf, PROGRESS_POLL)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            self.progress.wait_for(&mut buf, PROGRESS_POLL);
             buf.waiting -= 1;
         }
         let direct_ring = ring.filter(|_| buf.big && buf.chunks.is_empty() && !buf.in_flight);
@@ -462,7 +461,7 @@ fn feeder_loop<S: Sink>(feed: Arc<Feed>, mut sink: S) {
     let mut used: Option<Vec<u8>> = None;
     loop {
         let chunk = {
-            let mut buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+            let mut buf = feed.chunks.lock();
             if std::mem::take(&mut buf.in_flight) && buf.waiting > 0 {
                 feed.progress.notify_all();
             }
@@ -488,24 +487,24 @@ fn feeder_loop<S: Sink>(feed: Arc<Feed>, mut sink: S) {
                     looked = true;
                     drop(buf);
                     crate::sys::look_for(LOOK_FOR, || (feed.pending() > 0).then_some(()));
-                    buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+                    buf = feed.chunks.lock();
                     continue;
                 }
                 if !idled {
                     idled = true;
                     drop(buf);
                     sink.idle();
-                    buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+                    buf = feed.chunks.lock();
                     continue;
                 }
                 buf.idle = true;
-                buf = feed.more.wait(buf).unwrap_or_else(|p| p.into_inner());
+                feed.more.wait(&mut buf);
                 buf.idle = false;
                 if buf.chunks.front().is_some_and(|c| c.len() < SMALL_CHUNK) {
                     // Woken for a few bytes: let the putter add more before moving them.
                     drop(buf);
                     std::thread::yield_now();
-                    buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+                    buf = feed.chunks.lock();
                 }
             }
         };
@@ -520,7 +519,7 @@ fn feeder_loop<S: Sink>(feed: Arc<Feed>, mut sink: S) {
             // drop what is buffered and refuse more puts with the reason.
             *feed.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             feed.is_broken.store(true, Ordering::Release);
-            let mut buf = feed.chunks.lock().unwrap_or_else(|p| p.into_inner());
+            let mut buf = feed.chunks.lock();
             let dropped: usize = buf.chunks.drain(..).map(|c| count_items(&c)).sum();
             drop(buf);
             sink.dropped(count + dropped);

@@ -118,6 +118,12 @@ impl<T> Queue<T> {
         self.inner.state.lock().items.len()
     }
 
+    /// Tests only: how many gets and peeks are parked waiting for an item now.
+    #[doc(hidden)]
+    pub fn __getters_waiting(&self) -> usize {
+        self.inner.state.lock().waiting_on(GETTERS)
+    }
+
     /// Whether the queue is empty now.
     pub fn empty(&self) -> bool {
         self.inner.state.lock().items.is_empty()

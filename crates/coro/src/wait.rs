@@ -183,6 +183,15 @@ impl<S, const L: usize> Guard<'_, S, L> {
         self.0.waiters[list].notify_one();
     }
 
+    /// How many waiters of list `list` are parked and not yet notified or timed out.
+    pub(crate) fn waiting_on(&self, list: usize) -> usize {
+        self.0.waiters[list]
+            .queue
+            .iter()
+            .filter(|n| n.state() == WAITING)
+            .count()
+    }
+
     /// Wakes every waiter (of every list).
     pub(crate) fn notify_all(&mut self) {
         self.0.waiters.iter_mut().for_each(Waiters::notify_all);

@@ -41,21 +41,33 @@ fn test_peek_multi_greenlet() {
     assert_eq!(q.peek(), Ok(1));
 }
 
+/// Polls (bounded) until `n` gets or peeks wait on `q`.
+fn waiting<T>(q: &JoinableQueue<T>, n: usize) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while q.__getters_waiting() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} waiters never came"
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// A peeker woken by a put passes the wake-up on: a getter waiting beside it
 /// still gets the item (without the hand-on it would sleep forever).
 #[test]
 fn a_peek_does_not_leave_a_waiting_getter_asleep() {
     let q = JoinableQueue::new();
     let (qp, qg) = (q.clone(), q.clone());
-    let both = coro::spawn(move || {
-        let peeker = coro::spawn(move || qp.peek()).unwrap();
-        let getter = coro::spawn(move || qg.get()).unwrap();
-        coro::sleep(Duration::ZERO); // both wait now (one worker)
-        (peeker, getter)
-    })
-    .unwrap();
-    let (peeker, getter) = both.into_value().unwrap();
+    // The peeker waits first, then the getter, and only then comes the put. Otherwise a getter
+    // that waited first, or had not started waiting by the put, takes the item and leaves the
+    // peeker waiting for the next (it hung CI once).
+    let peeker = coro::spawn(move || qp.peek()).unwrap();
+    waiting(&q, 1);
+    let getter = coro::spawn(move || qg.get()).unwrap();
+    waiting(&q, 2);
     q.put(7u32).unwrap();
+    assert!(peeker.join_timeout(WAIT), "the peeker was left asleep");
     assert_eq!(peeker.into_value().unwrap(), Ok(7));
     assert!(getter.join_timeout(WAIT), "the getter was left asleep");
     assert_eq!(getter.into_value().unwrap(), Ok(7));

@@ -193,6 +193,12 @@ impl<T> JoinableQueue<T> {
         self.queue.peek()
     }
 
+    /// Tests only: how many gets and peeks are parked waiting for an item now.
+    #[doc(hidden)]
+    pub fn __getters_waiting(&self) -> usize {
+        self.queue.__getters_waiting()
+    }
+
     /// Like [`peek`](Self::peek), waiting at most `timeout`.
     ///
     /// # Errors

@@ -14,11 +14,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-
-use parking_lot::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::{Mutex, MutexGuard};
 use serde_bytes::ByteBuf;
 
 use super::object_wire::{Answer, Kind, Op, Refusal, WireWait};

@@ -20,10 +20,10 @@
 //! reads a count of sleepers kept beside the word, and wakes one only if it is not zero. That
 //! read may pass the store in the releasing CPU's store buffer, so a waiter, after counting
 //! itself and before it sleeps, runs `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`: a full
-//! barrier on every CPU running a thread of a process that registered for it (every process
-//! registers before `main`, while it has one thread, and each thread asks again, at no cost,
-//! when it first locks: registering a process that runs several threads waits for an RCU grace
-//! period). After that barrier either the waiter's futex wait sees the free word and returns
+//! barrier on every CPU running a thread of a process that registered for it (a child
+//! registers as it starts, while it has one thread, and each thread asks again, at no cost
+//! once registered, when it first locks: registering a process that runs several threads waits
+//! for an RCU grace period). After that barrier either the waiter's futex wait sees the free word and returns
 //! at once, or the releaser's read of the count comes after it and sees the waiter. The
 //! barrier costs the waiter an interrupt of the other CPUs (tens of microseconds on a VM), so
 //! waiters first spin a little and sleep only if the holder is slow; the releaser pays one

@@ -162,11 +162,6 @@ pub(crate) fn decide(token_present: bool, at_secure: bool) -> Decision {
 fn child_bootstrap() {
     // SAFETY (ctor): runs before main, single-threaded; only std facilities that need no
     // runtime setup beyond libc are used until the token says this process is a child.
-    //
-    // Every process of the program registers for the robust lock's barrier here, while it has
-    // one thread: registering once a second thread runs waits for an RCU grace period (10 ms
-    // and more), which a child would pay at its first lock, inside its target's time.
-    sys::futex::register_for_barriers();
     let token = std::env::var_os(TOKEN_VAR);
     match decide(token.is_some(), sys::at_secure()) {
         Decision::NotAChild => return,
@@ -186,6 +181,14 @@ fn child_bootstrap() {
         crate::current::set_identity(&identity.to_string_lossy(), false);
         // SAFETY: as above, still single-threaded.
         unsafe { std::env::remove_var(IDENTITY_VAR) };
+    }
+    // A child registers for the robust locks' barrier now, while it has one thread:
+    // registered once a second thread runs, it waits for an RCU grace period (10 ms and more)
+    // at its first lock, inside its target's time. Not the fork server: it takes no lock, its
+    // children register as they start (`server::run_forked`), and a registered server made
+    // every start slower (the Pool's start by about 5%).
+    if crate::current::current_process().name() != super::fork_server::SERVER_NAME {
+        sys::futex::register_for_barriers();
     }
     let name = std::env::var_os(NAME_VAR);
     if name.is_some() {

@@ -92,8 +92,7 @@ fn end_forked(code: i32) -> ! {
 
 /// In a freshly forked child: the name, the faults, then the entry.
 fn run_forked(request: ForkRequest) -> i32 {
-    // While the copy has one thread (see `spawn::child_bootstrap`); a copy of a registered
-    // server is registered already, and this returns at once.
+    // While the copy has one thread (see `spawn::child_bootstrap`).
     sys::futex::register_for_barriers();
     crate::current::set_identity(&request.identity, true);
     // Without a name of its own the child keeps the server's, which is the parent's.

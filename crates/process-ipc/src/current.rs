@@ -26,6 +26,9 @@ struct Identity {
 /// the server's own.
 static IDENTITY: parking_lot::RwLock<Option<Identity>> = parking_lot::const_rwlock(None);
 
+/// The fork server's process name (its identity, as [`current_process`] gives it there).
+pub(crate) const FORK_SERVER: &str = "ForkServer";
+
 /// The identity a parent hands its child: `daemon:parent:name`.
 pub(crate) fn encode_identity(name: &str, daemon: bool) -> String {
     format!("{}:{}:{name}", u8::from(daemon), std::process::id())

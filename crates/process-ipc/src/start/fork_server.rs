@@ -277,7 +277,7 @@ impl Server {
             args: &args,
             name: None,
             // Infrastructure, not the user's work: a daemon, and not in the exit rule's list.
-            identity: crate::current::encode_identity(SERVER_NAME, true),
+            identity: crate::current::encode_identity(crate::current::FORK_SERVER, true),
             fault: None,
             deadline,
         };
@@ -322,9 +322,6 @@ impl Server {
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
-
-/// The fork server's process name (its identity, as `current_process().name()` gives it).
-pub(crate) const SERVER_NAME: &str = "ForkServer";
 
 /// The servers started and not reaped yet, by pid (the current one, and any retired one whose
 /// reaper has not reaped it): [`stop_server`] waits for them, since a server that died on its

@@ -187,7 +187,7 @@ fn child_bootstrap() {
     // at its first lock, inside its target's time. Not the fork server: it takes no lock, its
     // children register as they start (`server::run_forked`), and a registered server made
     // every start slower (the Pool's start by about 5%).
-    if crate::current::current_process().name() != super::fork_server::SERVER_NAME {
+    if crate::current::current_process().name() != crate::current::FORK_SERVER {
         sys::futex::register_for_barriers();
     }
     let name = std::env::var_os(NAME_VAR);

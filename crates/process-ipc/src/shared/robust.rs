@@ -16,22 +16,20 @@
 //! list's `list_op_pending` naming the entry while a change is under way, so a death in the
 //! middle of one is still handled by the kernel.
 //!
-//! An uncontended release is a plain store, not a locked swap: the releaser stores 0, then
-//! reads a count of sleepers kept beside the word, and wakes one only if it is not zero. That
-//! read may pass the store in the releasing CPU's store buffer, so a waiter, after counting
-//! itself and before it sleeps, runs `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`: a full
-//! barrier on every CPU running a thread of a process that registered for it (a child
-//! registers as it starts, while it has one thread, and each thread asks again, at no cost
-//! once registered, when it first locks: registering a process that runs several threads waits
-//! for an RCU grace period). After that barrier either the waiter's futex wait sees the free word and returns
-//! at once, or the releaser's read of the count comes after it and sees the waiter. The
-//! barrier costs the waiter an interrupt of the other CPUs (tens of microseconds on a VM), so
-//! waiters first spin a little and sleep only if the holder is slow; the releaser pays one
-//! atomic fewer on every release. A process that cannot register (no `membarrier`, or a
-//! seccomp filter) releases with the swap, and a waiter whose barrier fails sleeps in short
-//! slices instead. A waiter killed while asleep
-//! stays in the count: the lock still works, but from then on each release also makes a
-//! (useless) wake-up call.
+//! An uncontended release is a plain store, not a locked swap: the releaser stores 0, then reads a
+//! count of sleepers kept beside the word, and wakes one only if it is not zero. That read may pass
+//! the store in the releasing CPU's store buffer, so a waiter, after counting itself and before it
+//! sleeps, runs `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`: a full barrier on every CPU running
+//! a thread of a process that registered for it (a child registers as it starts, while it has one
+//! thread, and each thread asks again, at no cost once registered, when it first locks: registering
+//! a process that runs several threads waits for an RCU grace period). After that barrier either
+//! the waiter's futex wait sees the free word and returns at once, or the releaser's read of the
+//! count comes after it and sees the waiter. The barrier costs the waiter an interrupt of the other
+//! CPUs (tens of microseconds on a VM), so waiters first spin a little and sleep only if the holder
+//! is slow; the releaser pays one atomic fewer on every release. A process that cannot register (no
+//! `membarrier`, or a seccomp filter) releases with the swap, and a waiter whose barrier fails
+//! sleeps in short slices instead. A waiter killed while asleep stays in the count: the lock still
+//! works, but from then on each release also makes a (useless) wake-up call.
 
 use std::cell::Cell as StdCell;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, compiler_fence};

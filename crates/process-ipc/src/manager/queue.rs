@@ -362,7 +362,7 @@ impl<T: Wire> ManagedQueue<T> {
     /// # Errors
     /// [`ManagerError::Gone`] if the manager is gone, including while this call waits.
     pub fn get(&self) -> Result<T, ManagerError> {
-        self.get_with(QueueWait::Forever)
+        self.get_with(|| QueueWait::Forever)
     }
 
     /// Python's `q.get(timeout=...)`: takes the oldest item, waiting at most `timeout`.
@@ -371,15 +371,10 @@ impl<T: Wire> ManagedQueue<T> {
     /// [`ManagerError::Timeout`] if no item came in time (none was taken);
     /// [`ManagerError::Gone`] if the manager is gone.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, ManagerError> {
-        // In the manager's process an item already queued is taken without reading the clock
-        // (a read costs about as much as the rest of such a get).
-        if let Some(Ok(Some(item))) = self.local.as_ref().map(|q| q.get(Until::No)) {
-            return self.decode(item.bytes());
-        }
-        match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.get_with(QueueWait::Until(deadline, timeout)),
-            None => self.get(),
-        }
+        self.get_with(|| match Instant::now().checked_add(timeout) {
+            Some(deadline) => QueueWait::Until(deadline, timeout),
+            None => QueueWait::Forever,
+        })
     }
 
     /// Python's `q.get_nowait()`: takes the oldest item if there is one, without waiting for
@@ -389,7 +384,7 @@ impl<T: Wire> ManagedQueue<T> {
     /// [`ManagerError::Empty`] if the queue is empty; [`ManagerError::Gone`] if the manager is
     /// gone.
     pub fn get_nowait(&self) -> Result<T, ManagerError> {
-        self.get_with(QueueWait::No)
+        self.get_with(|| QueueWait::No)
     }
 
     /// Python's `q.qsize()`: how many items are queued now (others may change it at once).
@@ -430,13 +425,20 @@ impl<T: Wire> ManagedQueue<T> {
         self.obj.gone(why)
     }
 
-    pub(super) fn get_with(&self, wait: QueueWait) -> Result<T, ManagerError> {
+    /// A get waiting `wait`, which in the manager's process is made only if no item is queued
+    /// (see `QueueObj::get`).
+    pub(super) fn get_with(&self, wait: impl FnOnce() -> QueueWait) -> Result<T, ManagerError> {
         let Some(queue) = &self.local else {
-            return self.get_remote(wait);
+            return self.get_remote(wait());
         };
-        match queue.get(wait.local()) {
+        // Made whenever the answer is `Ok(None)`: only a get that found no item makes it.
+        let mut made = QueueWait::No;
+        match queue.get(|| {
+            made = wait();
+            made.local()
+        }) {
             Ok(Some(item)) => self.decode(item.bytes()),
-            Ok(None) => Err(self.missed(wait)),
+            Ok(None) => Err(self.missed(made)),
             Err(refused) => Err(self.refused(refused)),
         }
     }

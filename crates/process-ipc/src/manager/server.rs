@@ -250,7 +250,9 @@ impl QueueObj {
 
     /// Takes the oldest item, waiting `wait` for one; `Ok(None)` when none came in time (the
     /// getter is then withdrawn, so no item is ever left for a getter that stopped waiting).
-    pub(crate) fn get(&self, wait: Until) -> Result<Option<Item>, Refused> {
+    /// The wait is made only if no item is there: a timed get reads the clock (about as costly
+    /// as the rest of a get that finds an item) only then.
+    pub(crate) fn get(&self, wait: impl FnOnce() -> Until) -> Result<Option<Item>, Refused> {
         let mut state = self.lock();
         if state.closed {
             return Err(Refused::Closed);
@@ -262,6 +264,7 @@ impl QueueObj {
         if state.shut != Shut::Open {
             return Err(Refused::ShutDown);
         }
+        let wait = wait();
         if matches!(wait, Until::No) {
             return Ok(None);
         }
@@ -461,7 +464,7 @@ pub(crate) fn call(queue: &QueueObj, op: Op) -> Answer {
         Op::QueuePutFramed(framed) => queue
             .put_framed(framed.into_vec())
             .map_or_else(refused, Answer::Len),
-        Op::QueueGet(wait) => match queue.get(Until::from_wire(wait)) {
+        Op::QueueGet(wait) => match queue.get(|| Until::from_wire(wait)) {
             Ok(item) => Answer::One(item.map(|item| ByteBuf::from(item.bytes()))),
             Err(r) => refused(r),
         },

@@ -328,20 +328,18 @@ static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 /// own (a Ctrl-C reaches the whole process group) is out of [`SERVER`] before it is reaped.
 struct Reaping;
 
-static REAPING: (Mutex<Vec<u32>>, std::sync::Condvar) =
-    (Mutex::new(Vec::new()), std::sync::Condvar::new());
+static REAPING: (parking_lot::Mutex<Vec<u32>>, parking_lot::Condvar) = (
+    parking_lot::Mutex::new(Vec::new()),
+    parking_lot::Condvar::new(),
+);
 
 impl Reaping {
     fn begin(pid: u32) {
-        REAPING
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(pid);
+        REAPING.0.lock().push(pid);
     }
 
     fn end(pid: u32) {
-        let mut unreaped = REAPING.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unreaped = REAPING.0.lock();
         if let Some(at) = unreaped.iter().position(|&p| p == pid) {
             unreaped.swap_remove(at);
         }
@@ -349,22 +347,12 @@ impl Reaping {
     }
 
     /// Waits until every server started before now is reaped (one started meanwhile is not
-    /// waited for); false if `deadline` came first.
-    fn wait_all(deadline: Instant) -> bool {
-        let mut unreaped = REAPING.0.lock().unwrap_or_else(|p| p.into_inner());
+    /// waited for), at most until `deadline`.
+    fn wait_all(deadline: Instant) {
+        let mut unreaped = REAPING.0.lock();
         let before = unreaped.clone();
-        while unreaped.iter().any(|p| before.contains(p)) {
-            let time = deadline.saturating_duration_since(Instant::now());
-            if time.is_zero() {
-                return false;
-            }
-            unreaped = REAPING
-                .1
-                .wait_timeout(unreaped, time)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        true
+        let waiting = |now: &mut Vec<u32>| now.iter().any(|p| before.contains(p));
+        REAPING.1.wait_while_until(&mut unreaped, waiting, deadline);
     }
 }
 
